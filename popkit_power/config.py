@@ -1,0 +1,110 @@
+"""Settings: every default in one table, validated once, read from `<power dir>/config.json`.
+
+Library classes take plain arguments; only entry points (CLI, hook) call `load_config`. This module is on the hook's
+hot path, so it parses with `codec` rather than `json`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import codec
+from .errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+DURABILITY_FLUSH = "flush"  # each append is handed to the OS (survives a killed process, not a power cut)
+DURABILITY_FSYNC = "fsync"  # each append is fsynced before it returns (survives a power cut; see tools/BENCHMARKS.md)
+
+#: name -> (default, kind, minimum); kinds: "int", "float", "bool", or a tuple of allowed strings.
+DEFAULTS: dict[str, tuple[Any, Any, float | None]] = {
+    "checkin_every_n_tools": (5, "int", 1),
+    "durability": (DURABILITY_FLUSH, (DURABILITY_FLUSH, DURABILITY_FSYNC), None),
+    "segment_max_bytes": (64 * 1024 * 1024, "int", 4096),
+    "max_record_bytes": (1024 * 1024, "int", 1024),
+    "context_max_chars": (2000, "int", 200),
+    "conflict_window_seconds": (600, "float", 0),
+    "insight_similarity_threshold": (0.8, "float", 0),
+    "max_insights_kept": (500, "int", 1),
+    "max_files_per_agent": (50, "int", 1),
+    "snapshot_every_events": (10_000, "int", 100),
+}
+
+CONFIG_FILE = "config.json"
+
+
+class Config:
+    """Validated settings; attribute access by the names in DEFAULTS."""
+
+    __slots__ = tuple(DEFAULTS)
+
+    checkin_every_n_tools: int
+    durability: str
+    segment_max_bytes: int
+    max_record_bytes: int
+    context_max_chars: int
+    conflict_window_seconds: float
+    insight_similarity_threshold: float
+    max_insights_kept: int
+    max_files_per_agent: int
+    snapshot_every_events: int
+
+    def __init__(self, **values: Any) -> None:
+        for name, (default, _kind, _minimum) in DEFAULTS.items():
+            setattr(self, name, default)
+        for name, value in values.items():
+            setattr(self, name, check_value(name, value))
+
+    def as_dict(self) -> dict[str, Any]:
+        """All settings by name, defaults included."""
+        return {name: getattr(self, name) for name in DEFAULTS}
+
+
+def check_value(name: str, value: Any, source: str = "config") -> Any:
+    """Return `value` converted to the setting's type, or raise ConfigError naming the setting and the problem."""
+    if name not in DEFAULTS:
+        raise ConfigError(f"{source}: unknown setting {name!r} (known: {', '.join(sorted(DEFAULTS))})")
+    _default, kind, minimum = DEFAULTS[name]
+    if isinstance(kind, tuple):
+        if value not in kind:
+            raise ConfigError(f"{source}: {name!r} must be one of {', '.join(kind)}; got {value!r}")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {name!r} must be true or false; got {value!r}")
+        return value
+    number: int | float
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{source}: {name!r} must be a number; got {value!r}")
+    try:
+        number = int(value) if kind == "int" else float(value)
+    except ValueError:
+        raise ConfigError(f"{source}: {name!r} must be {'a whole number' if kind == 'int' else 'a number'}; "
+                          f"got {value!r}") from None
+    if kind == "int" and isinstance(value, float) and value != number:
+        raise ConfigError(f"{source}: {name!r} must be a whole number; got {value!r}")
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"{source}: {name!r} must be at least {minimum:g}; got {value!r}")
+    return number
+
+
+def load_config(power_dir: str) -> Config:
+    """Read `<power_dir>/config.json` (absent means all defaults); raise ConfigError on any bad value."""
+    path = os.path.join(power_dir, CONFIG_FILE)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return Config()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot be read: {error}") from None
+    try:
+        values = codec.loads(text)
+    except ValueError as error:
+        raise ConfigError(f"{path}: is not valid JSON: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: must hold a JSON object of settings")
+    checked = {name: check_value(name, value, path) for name, value in values.items()}
+    return Config(**checked)

@@ -1,0 +1,217 @@
+"""Where Power Mode keeps its files: the power directory, its sessions, and the active-session pointer.
+
+    <power dir>/                 POPKIT_POWER_HOME, else <git common dir>/popkit-power, else ./.popkit-power
+        config.json              optional settings (config.py)
+        origin                   this power directory's origin id, written once
+        active                   the id of the active session; absent when Power Mode is off
+        hook.log                 the hook's one-line error log
+        sessions/<session id>/   journal/, journal.lock, agents/, snapshots/
+
+Worktrees of one repository share one power directory, found by reading `.git` files rather than running git. Every
+name that comes from outside (session ids, agent keys) goes through `safe_name`, so no path can leave the directory.
+This module is on the hook's hot path: it imports only `os`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .errors import SessionError
+
+ENV_HOME = "POPKIT_POWER_HOME"
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+_MAX_NAME = 120
+
+
+def find_power_dir(cwd: str | None = None, environ: dict[str, str] | None = None) -> str:
+    """The power directory for `cwd`: $POPKIT_POWER_HOME, else the git common dir's `popkit-power`, else `.popkit-power`."""
+    env = os.environ if environ is None else environ
+    override = env.get(ENV_HOME)
+    if override:
+        return os.path.abspath(os.path.expanduser(override))
+    start = os.path.abspath(cwd or os.getcwd())
+    common = git_common_dir(start)
+    if common is not None:
+        return os.path.join(common, "popkit-power")
+    return os.path.join(start, ".popkit-power")
+
+
+def git_common_dir(start: str) -> str | None:
+    """The git common directory of the work tree holding `start`, or None; reads `.git` files, never runs git.
+
+    A main work tree has a `.git` directory. A linked worktree has a `.git` file saying `gitdir: <path>`, and that
+    directory holds a `commondir` file naming the shared one (relative to itself).
+    """
+    directory = start
+    while True:
+        dot_git = os.path.join(directory, ".git")
+        if os.path.isdir(dot_git):
+            return dot_git
+        if os.path.isfile(dot_git):
+            return _common_dir_of_gitfile(directory, dot_git)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
+
+
+def _common_dir_of_gitfile(work_tree: str, dot_git: str) -> str | None:
+    try:
+        with open(dot_git, encoding="utf-8") as handle:
+            line = handle.readline().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not line.startswith("gitdir:"):
+        return None
+    git_dir = os.path.normpath(os.path.join(work_tree, line[len("gitdir:"):].strip()))
+    try:
+        with open(os.path.join(git_dir, "commondir"), encoding="utf-8") as handle:
+            common = handle.readline().strip()
+    except (OSError, UnicodeDecodeError):
+        return git_dir  # a submodule's or a plain separate git dir: it is its own common dir
+    return os.path.normpath(os.path.join(git_dir, common))
+
+
+def safe_name(name: str, what: str = "name") -> str:
+    """`name` itself if it is a plain file name made of [A-Za-z0-9._-] (not '.', '..' or hidden), else a readable
+    escaped form that still is; raise SessionError if nothing usable remains."""
+    if not isinstance(name, str) or not name:
+        raise SessionError(f"{what} must be a non-empty string")
+    if len(name) <= _MAX_NAME and name[0] != "." and all(char in _SAFE for char in name):
+        return name
+    escaped = "".join(char if char in _SAFE and char != "." else f"~{ord(char):x}" for char in name)
+    if len(escaped) > _MAX_NAME:
+        import zlib  # a long name keeps its readable start plus a checksum of the whole, so it stays unique
+
+        escaped = f"{escaped[:_MAX_NAME - 9]}~{zlib.crc32(name.encode('utf-8', 'surrogatepass')):08x}"
+    return escaped
+
+
+def check_session_id(session_id: str) -> str:
+    """Return `session_id` if it is allowed as a directory name as it is; raise SessionError naming it otherwise."""
+    if not isinstance(session_id, str) or safe_name(session_id or "-", "session id") != session_id:
+        raise SessionError(f"session id {session_id!r} is not allowed: use letters, digits, '-', '_' and '.'; "
+                           f"it must not start with '.'")
+    return session_id
+
+
+def make_private_dirs(path: str) -> None:
+    """Create `path` and its missing parents with mode 0700 (os.makedirs gives its mode to the last one only)."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if parent and parent != path:
+        make_private_dirs(parent)
+    try:
+        os.mkdir(path, DIR_MODE)
+    except FileExistsError:
+        pass
+
+
+def sessions_dir(power_dir: str) -> str:
+    return os.path.join(power_dir, "sessions")
+
+
+def session_dir(power_dir: str, session_id: str) -> str:
+    """The directory of one session (which may not exist yet)."""
+    return os.path.join(sessions_dir(power_dir), check_session_id(session_id))
+
+
+def existing_session_dir(power_dir: str, session_id: str) -> str:
+    """The directory of an existing session; raise SessionError naming it (and the known ones) otherwise."""
+    path = session_dir(power_dir, session_id)
+    if not os.path.isdir(path):
+        known = list_sessions(power_dir)
+        hint = f"; known sessions: {', '.join(known[-5:])}" if known else "; there are no sessions yet"
+        raise SessionError(f"unknown session {session_id!r} in {power_dir}{hint}")
+    return path
+
+
+def list_sessions(power_dir: str) -> list[str]:
+    """Session ids in the power directory, oldest first (ids start with their UTC start time)."""
+    try:
+        names = os.listdir(sessions_dir(power_dir))
+    except FileNotFoundError:
+        return []
+    return sorted(name for name in names if not name.startswith("."))
+
+
+def active_session(power_dir: str) -> str | None:
+    """The id of the active session, or None when Power Mode is off (this is the hook's first and cheapest check)."""
+    try:
+        with open(os.path.join(power_dir, "active"), encoding="utf-8") as handle:
+            session_id = handle.read().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return session_id or None
+
+
+def set_active_session(power_dir: str, session_id: str | None) -> None:
+    """Make `session_id` the active session (atomically), or turn Power Mode off with None."""
+    path = os.path.join(power_dir, "active")
+    if session_id is None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return
+    write_private_file(path, check_session_id(session_id) + "\n")
+
+
+def write_private_file(path: str, text: str, *, durable: bool = True) -> None:
+    """Replace `path` with `text` atomically: write a 0600 temp file, fsync it, rename it, fsync the directory."""
+    directory = os.path.dirname(path)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        os.write(fd, text.encode("utf-8"))
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+    if durable:
+        fsync_dir(directory)
+
+
+def fsync_dir(directory: str) -> None:
+    """Make a rename or a new file in `directory` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def origin_id(power_dir: str) -> str:
+    """This power directory's origin id (host name plus random suffix), created once and then read."""
+    path = os.path.join(power_dir, "origin")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            existing = handle.read().strip()
+        if existing:
+            return existing
+    except FileNotFoundError:
+        pass
+    make_private_dirs(power_dir)
+    host = safe_name(os.uname().nodename.split(".")[0] if hasattr(os, "uname") else "host", "host")[:40]
+    candidate = f"{host}-{os.urandom(3).hex()}"
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(candidate + "\n")
+    os.chmod(temporary, FILE_MODE)
+    try:  # link() publishes a complete file or fails: when processes race, the first one's id wins for all
+        os.link(temporary, path)
+    except FileExistsError:
+        with open(path, encoding="utf-8") as handle:
+            candidate = handle.read().strip() or candidate
+    finally:
+        os.unlink(temporary)
+    return candidate

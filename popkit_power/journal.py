@@ -1,0 +1,457 @@
+"""The append-only event journal: the single truth of a power session (format: journal/SPEC.md).
+
+A journal is a directory of segment files, each named by the first `seq` it holds (`0000000000000001.jsonl`), so
+listing the directory is the index. Each record is one line of JSON that starts with its `seq` and ends with a CRC-32
+of everything before it:
+
+    {"seq":42,"v":1,…,"data":{…},"crc":"1c291ca3"}
+
+Appends take an exclusive OS file lock (`journal.lock` beside the directory), find the tail, repair it if a killed
+writer left half a line (the torn bytes are kept in a `.torn` file beside the segment, never silently dropped), give
+the next contiguous seqs, and write all the lines of one call in a single write. A reader resumes from a `Position`
+(segment, byte offset, next seq) and so reads only what is new; a record is returned only once it is whole and its
+checksum holds, and a damaged line in the middle is reported and stepped over, never fatal.
+
+This module is on the hook's hot path: it imports only `os`, `zlib` and the project's own lean modules. Readers use
+orjson when it is installed and the caller does not choose a parser.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+
+from ._lock import FileLock
+from .config import DURABILITY_FLUSH, DURABILITY_FSYNC
+from .errors import JournalError, RecordTooLargeError
+from .home import FILE_MODE, fsync_dir, make_private_dirs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+    from typing import Any
+
+    DamageHandler = Callable[["Damage"], None]
+
+SEGMENT_SUFFIX = ".jsonl"
+SEGMENT_DIGITS = 16
+_SEQ_PREFIX = b'{"seq":'
+_CRC_OPEN = b',"crc":"'
+_CRC_CLOSE = b'"}\n'
+_CRC_TAIL = len(_CRC_OPEN) + 8 + len(_CRC_CLOSE)  # the bytes after the checksummed part of a line
+_READ_CHUNK = 1 << 20
+
+
+class Position:
+    """Where a reader is: the segment (its first seq), the byte offset in it, and the seq it expects next."""
+
+    __slots__ = ("offset", "segment", "seq")
+
+    def __init__(self, segment: int = 1, offset: int = 0, seq: int = 1) -> None:
+        self.segment = segment
+        self.offset = offset
+        self.seq = seq
+
+    def as_dict(self) -> dict[str, int]:
+        return {"segment": self.segment, "offset": self.offset, "seq": self.seq}
+
+    @classmethod
+    def from_dict(cls, value: Any) -> Position:
+        """The position stored by `as_dict`; raise JournalError if `value` is not one."""
+        try:
+            fields = [value["segment"], value["offset"], value["seq"]]
+        except (TypeError, KeyError):
+            raise JournalError(f"not a journal position: {value!r}") from None
+        if not all(isinstance(field, int) and not isinstance(field, bool) and field >= 0 for field in fields):
+            raise JournalError(f"not a journal position: {value!r}")
+        return cls(*fields)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Position):
+            return NotImplemented
+        return (self.segment, self.offset, self.seq) == (other.segment, other.offset, other.seq)
+
+    def __hash__(self) -> int:
+        return hash((self.segment, self.offset, self.seq))
+
+    def __repr__(self) -> str:
+        return f"Position(segment={self.segment}, offset={self.offset}, seq={self.seq})"
+
+
+class Damage:
+    """A line a reader could not return: where it is, which seq it had or should have had, and why."""
+
+    __slots__ = ("offset", "reason", "segment", "seq")
+
+    def __init__(self, segment: int, offset: int, seq: int, reason: str) -> None:
+        self.segment = segment
+        self.offset = offset
+        self.seq = seq
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"seq {self.seq} at {segment_name(self.segment)} byte {self.offset}: {self.reason}"
+
+
+class Appended:
+    """What one append wrote: the first and last seq given, and the position just after them."""
+
+    __slots__ = ("end", "first_seq", "last_seq")
+
+    def __init__(self, first_seq: int, last_seq: int, end: Position) -> None:
+        self.first_seq = first_seq
+        self.last_seq = last_seq
+        self.end = end
+
+
+def segment_name(first_seq: int) -> str:
+    return f"{first_seq:0{SEGMENT_DIGITS}d}{SEGMENT_SUFFIX}"
+
+
+def encode_record(seq: int, body: bytes) -> bytes:
+    """The journal line for `seq` and a serialized envelope `body` (a JSON object without seq and crc)."""
+    checked = b"%s%d,%s" % (_SEQ_PREFIX, seq, body[1:-1])
+    return b"%s%s%08x%s" % (checked, _CRC_OPEN, zlib.crc32(checked), _CRC_CLOSE)
+
+
+def record_seq(line: bytes) -> int | None:
+    """The seq a line starts with, or None if it does not start like a record (checksum not checked)."""
+    if not line.startswith(_SEQ_PREFIX):
+        return None
+    comma = line.find(b",", len(_SEQ_PREFIX), len(_SEQ_PREFIX) + 21)
+    digits = line[len(_SEQ_PREFIX):comma]
+    return int(digits) if comma > 0 and digits.isdigit() else None
+
+
+def checksum_ok(line: bytes) -> bool:
+    """True if `line` (with its newline) ends in a CRC-32 that matches everything before it."""
+    if len(line) <= _CRC_TAIL or not line.endswith(_CRC_CLOSE) or line[-_CRC_TAIL:-11] != _CRC_OPEN:
+        return False
+    try:
+        expected = int(line[-11:-3], 16)
+    except ValueError:
+        return False
+    return zlib.crc32(line[:-_CRC_TAIL]) == expected
+
+
+def _default_loads() -> Callable[[bytes], Any]:
+    try:
+        import orjson
+
+        return orjson.loads
+    except ImportError:  # pragma: no cover - the hook's own lean path passes codec.loads
+        from . import codec
+
+        return lambda line: codec.loads(line.decode("utf-8"))
+
+
+def _warn_damage(damage: Damage) -> None:
+    import logging
+
+    logging.getLogger("popkit_power.journal").warning("skipped a damaged journal record: %s", damage)
+
+
+class Journal:
+    """One session's journal directory: `append` from any number of processes, `reader` from any position."""
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        durability: str = DURABILITY_FLUSH,
+        segment_max_bytes: int = 64 * 1024 * 1024,
+        max_record_bytes: int = 1024 * 1024,
+        create: bool = True,
+    ) -> None:
+        if durability not in (DURABILITY_FLUSH, DURABILITY_FSYNC):
+            raise JournalError(f"durability must be {DURABILITY_FLUSH!r} or {DURABILITY_FSYNC!r}; got {durability!r}")
+        self.directory = directory
+        self.durability = durability
+        self.segment_max_bytes = segment_max_bytes
+        self.max_record_bytes = max_record_bytes
+        if create:
+            make_private_dirs(directory)
+        elif not os.path.isdir(directory):
+            raise JournalError(f"no journal at {directory}")
+        self._lock = FileLock(directory.rstrip("/\\") + ".lock")
+        # The tail as this process last left it: (segment, fd, size, next seq). Valid only while the file's size
+        # is unchanged, which is checked under the lock before every append.
+        self._tail: tuple[int, int, int, int] | None = None
+
+    # -- writing ----------------------------------------------------------------------------------------------------
+
+    def append(self, bodies: Sequence[bytes]) -> Appended:
+        """Append serialized envelopes (JSON objects without seq/crc) as consecutive records, atomically, in order.
+
+        Raises RecordTooLargeError before anything is written if one record is over `max_record_bytes`, and
+        JournalError if the disk refuses the write (nothing partial is left behind).
+        """
+        if not bodies:
+            raise JournalError("nothing to append")
+        for body in bodies:
+            size = len(body) + 40  # seq, crc and newline
+            if size > self.max_record_bytes:
+                raise RecordTooLargeError(size, self.max_record_bytes)
+            if body[:1] != b"{" or body[-1:] != b"}" or len(body) < 3:
+                raise JournalError("a record must be a non-empty JSON object")
+        self._lock.acquire()
+        try:
+            segment, fd, size, next_seq = self._open_tail()
+            if size >= self.segment_max_bytes:
+                segment, fd, size = self._roll_over(next_seq)
+            data = b"".join([encode_record(next_seq + index, body) for index, body in enumerate(bodies)])
+            self._write_all(fd, data, size)
+            last_seq = next_seq + len(bodies) - 1
+            self._tail = (segment, fd, size + len(data), last_seq + 1)
+        finally:
+            self._lock.release()
+        return Appended(next_seq, last_seq, Position(segment, size + len(data), last_seq + 1))
+
+    def repair(self) -> None:
+        """Take the lock and repair a torn tail, as the next append would."""
+        with self._lock:
+            self._open_tail()
+
+    def close(self) -> None:
+        if self._tail is not None:
+            os.close(self._tail[1])
+            self._tail = None
+        self._lock.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _write_all(self, fd: int, data: bytes, size: int) -> None:
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+            if self.durability == DURABILITY_FSYNC:
+                os.fsync(fd)
+        except OSError as error:
+            self._drop_tail_cache()
+            try:  # leave no partial record behind: the journal ends where it did before this append
+                os.ftruncate(fd, size)
+            except OSError:
+                pass  # the next append's tail repair will find and keep the partial line aside
+            raise JournalError(f"cannot append to the journal in {self.directory}: {error.strerror or error}") from None
+
+    def _open_tail(self) -> tuple[int, int, int, int]:
+        """Under the lock: the last segment, an fd on it, its size after any repair, and the next seq."""
+        if self._tail is not None:
+            segment, fd, size, next_seq = self._tail
+            if os.fstat(fd).st_size == size and os.path.exists(self._segment_path(segment)):
+                return self._tail  # nobody appended since our own last append
+            self._drop_tail_cache()
+        segments = self.segments()
+        if not segments:
+            segment, fd, size = self._roll_over(1)
+            return segment, fd, 0, 1
+        segment = segments[-1]
+        fd = os.open(self._segment_path(segment), os.O_RDWR | os.O_APPEND)
+        size = os.fstat(fd).st_size
+        size, next_seq = self._scan_tail(fd, segment, size, repair=True)
+        if size == 0 and len(segments) > 1:  # an empty segment left by a crash right after a roll-over
+            next_seq = max(next_seq, self._next_seq_of(segments[-2]))
+        self._tail = (segment, fd, size, next_seq)
+        return self._tail
+
+    def _roll_over(self, next_seq: int) -> tuple[int, int, int]:
+        self._drop_tail_cache()
+        fd = os.open(self._segment_path(next_seq), os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        if self.durability == DURABILITY_FSYNC:
+            fsync_dir(self.directory)
+        self._tail = (next_seq, fd, os.fstat(fd).st_size, next_seq)
+        return next_seq, fd, self._tail[2]
+
+    def _drop_tail_cache(self) -> None:
+        if self._tail is not None:
+            os.close(self._tail[1])
+            self._tail = None
+
+    def _next_seq_of(self, segment: int) -> int:
+        with open(self._segment_path(segment), "rb") as handle:
+            return self._scan_tail(handle.fileno(), segment, os.fstat(handle.fileno()).st_size, repair=False)[1]
+
+    def _scan_tail(self, fd: int, segment: int, size: int, *, repair: bool) -> tuple[int, int]:
+        """(size without a torn tail, next seq) of a segment; with `repair`, cut a torn tail off and keep it aside.
+
+        A torn tail is what a writer killed in mid-write leaves: bytes after the last newline. The next seq follows
+        the last whole line's seq. A whole line whose seq cannot be read (damage) still counts as one record, so a
+        seq is never given twice.
+        """
+        chunk = 8192
+        while True:
+            start = max(0, size - chunk)
+            data = os.pread(fd, size - start, start)
+            cut = data.rfind(b"\n") + 1
+            previous = data.rfind(b"\n", 0, cut - 1) + 1 if cut else 0
+            if start == 0 or (cut and previous):  # the last whole line is fully inside `data`
+                break
+            chunk *= 4
+        if cut < len(data):
+            torn_at = start + cut
+            if repair:
+                self._keep_torn_bytes(segment, torn_at, data[cut:])
+                os.ftruncate(fd, torn_at)
+            size = torn_at
+        lines_back = 0
+        end = cut
+        while end > 0:
+            begin = data.rfind(b"\n", 0, end - 1) + 1
+            if begin == 0 and start > 0:  # damage reaching past the chunk: every line of a segment is one seq
+                return size, segment + self._count_lines(fd, size)
+            seq = record_seq(data[begin:end])
+            if seq is not None:
+                return size, seq + 1 + lines_back
+            lines_back += 1
+            end = begin
+        return size, segment + lines_back
+
+    @staticmethod
+    def _count_lines(fd: int, size: int) -> int:
+        lines, offset = 0, 0
+        while offset < size:
+            data = os.pread(fd, min(_READ_CHUNK, size - offset), offset)
+            lines += data.count(b"\n")
+            offset += len(data)
+        return lines
+
+    def _keep_torn_bytes(self, segment: int, offset: int, torn: bytes) -> None:
+        path = os.path.join(self.directory, f"{segment_name(segment)}.torn-{offset}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        try:
+            os.write(fd, torn)
+        finally:
+            os.close(fd)
+
+    # -- reading ----------------------------------------------------------------------------------------------------
+
+    def segments(self) -> list[int]:
+        """The first seqs of the segment files, in order."""
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        return sorted(
+            int(name[:SEGMENT_DIGITS])
+            for name in names
+            if name.endswith(SEGMENT_SUFFIX) and len(name) == SEGMENT_DIGITS + len(SEGMENT_SUFFIX)
+            and name[:SEGMENT_DIGITS].isdigit()
+        )
+
+    def _segment_path(self, segment: int) -> str:
+        return os.path.join(self.directory, segment_name(segment))
+
+    def reader(
+        self,
+        position: Position | None = None,
+        *,
+        loads: Callable[[bytes], Any] | None = None,
+        on_damage: DamageHandler | None = None,
+    ) -> JournalReader:
+        """A reader of the records after `position` (from the start when None)."""
+        return JournalReader(self, position or Position(), loads or _default_loads(), on_damage or _warn_damage)
+
+    def end_position(self) -> Position:
+        """The position just after the last whole record: where a reader that wants only new records starts."""
+        segments = self.segments()
+        if not segments:
+            return Position()
+        segment = segments[-1]
+        with open(self._segment_path(segment), "rb") as handle:
+            size, next_seq = self._scan_tail(handle.fileno(), segment, os.fstat(handle.fileno()).st_size, repair=False)
+        if size == 0 and len(segments) > 1:
+            next_seq = max(next_seq, self._next_seq_of(segments[-2]))
+        return Position(segment, size, next_seq)
+
+    def has_torn_tail(self) -> tuple[int, int, int] | None:
+        """(segment, offset, length) of a torn tail, checked under the lock so a write in progress is not one."""
+        with self._lock:
+            segments = self.segments()
+            if not segments:
+                return None
+            path = self._segment_path(segments[-1])
+            with open(path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                whole, _ = self._scan_tail(handle.fileno(), segments[-1], size, repair=False)
+            return (segments[-1], whole, size - whole) if whole < size else None
+
+
+class JournalReader:
+    """Iterates the whole, valid records after a position as dicts; `position` is always where to resume.
+
+    A damaged line (bad checksum, not JSON) is passed to `on_damage` and stepped over. A line without its newline at
+    the end of the last segment is a write in progress or a torn tail, so the reader stops before it.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        position: Position,
+        loads: Callable[[bytes], Any],
+        on_damage: DamageHandler,
+    ) -> None:
+        self.journal = journal
+        self.position = Position(position.segment, position.offset, position.seq)
+        self._loads = loads
+        self._on_damage = on_damage
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        segments = [segment for segment in self.journal.segments() if segment >= self.position.segment]
+        if segments and segments[0] > self.position.segment and self.position.offset:
+            raise JournalError(f"the journal no longer holds segment {segment_name(self.position.segment)} "
+                               f"that position {self.position} points into")
+        for index, segment in enumerate(segments):
+            last_segment = index == len(segments) - 1
+            if segment != self.position.segment:
+                self.position = Position(segment, 0, max(self.position.seq, segment))
+            yield from self._read_segment(segment, last_segment)
+
+    def _read_segment(self, segment: int, last_segment: bool) -> Iterator[dict[str, Any]]:
+        loads = self._loads
+        position = self.position
+        try:
+            handle = open(self.journal._segment_path(segment), "rb")  # noqa: SIM115 - closed below, across yields
+        except FileNotFoundError:
+            return
+        with handle:
+            handle.seek(position.offset)
+            offset = position.offset
+            pending = b""
+            while True:
+                chunk = handle.read(_READ_CHUNK)
+                if not chunk:
+                    break
+                data = pending + chunk if pending else chunk
+                cut = data.rfind(b"\n") + 1
+                pending = data[cut:]
+                for line in data[:cut].splitlines(keepends=True):
+                    end = offset + len(line)
+                    seq = record_seq(line)
+                    if seq is None or not checksum_ok(line):
+                        self._damaged(segment, offset, end, seq, "checksum does not match" if seq else "not a record")
+                        offset = end
+                        continue
+                    try:
+                        event = loads(line)
+                    except ValueError:
+                        self._damaged(segment, offset, end, seq, "not valid JSON")
+                        offset = end
+                        continue
+                    offset = end
+                    position.offset = end
+                    position.seq = seq + 1
+                    yield event
+            if pending and not last_segment:
+                self._damaged(segment, offset, offset + len(pending), None, "incomplete last line of a segment")
+
+    def _damaged(self, segment: int, offset: int, end: int, seq: int | None, reason: str) -> None:
+        position = self.position
+        seq = seq if seq is not None else position.seq
+        position.offset = end
+        position.seq = max(position.seq, seq + 1)
+        self._on_damage(Damage(segment, offset, seq, reason))

@@ -1,0 +1,182 @@
+"""A power session: its journal, publishing events into it, and its projection with snapshots.
+
+`Session` is what the CLI and the hook hold. Opening one reads nothing but the config; publishing builds an envelope
+(protocol.py), serializes it, and appends it. `Session.projection()` is the state folded from the latest valid
+snapshot plus the records after it, so start-up costs O(tail), not O(history).
+
+This module is on the hook's hot path for publishing; the projection half imports orjson and the projector lazily.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from . import codec
+from .config import Config, load_config
+from .errors import JournalError, SessionError
+from .home import (
+    active_session,
+    check_session_id,
+    existing_session_dir,
+    make_private_dirs,
+    origin_id,
+    session_dir,
+    set_active_session,
+    write_private_file,
+)
+from .journal import Appended, Journal, Position
+from .protocol import make_event
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from .journal import DamageHandler
+    from .projector import Rules, State
+
+SNAPSHOT_SUFFIX = ".snapshot.json"
+
+
+class Session:
+    """One session of one power directory."""
+
+    def __init__(self, power_dir: str, session_id: str, config: Config | None = None, *, create: bool = False) -> None:
+        self.power_dir = power_dir
+        self.id = check_session_id(session_id)
+        self.dir = session_dir(power_dir, session_id) if create else existing_session_dir(power_dir, session_id)
+        self.config = config or load_config(power_dir)
+        if create:
+            make_private_dirs(self.dir)
+        self.journal = Journal(
+            os.path.join(self.dir, "journal"),
+            durability=self.config.durability,
+            segment_max_bytes=self.config.segment_max_bytes,
+            max_record_bytes=self.config.max_record_bytes,
+        )
+        self._origin: str | None = None
+
+    @classmethod
+    def active(cls, power_dir: str, config: Config | None = None) -> Session:
+        """The active session; raise SessionError if Power Mode is off."""
+        session_id = active_session(power_dir)
+        if session_id is None:
+            raise SessionError(f"no active power session in {power_dir}; start one with: popkit-power start \"objective\"")
+        return cls(power_dir, session_id, config)
+
+    @property
+    def origin(self) -> str:
+        if self._origin is None:
+            self._origin = origin_id(self.power_dir)
+        return self._origin
+
+    def event(self, event_type: str, data: dict[str, Any], *, sender: str, to: str | None = None,
+              channel: str | None = None) -> dict[str, Any]:
+        """A validated envelope for this session (not yet appended)."""
+        return make_event(event_type, data, sender=sender, session=self.id, origin=self.origin, to=to,
+                          channel=channel)
+
+    def publish(self, event_type: str, data: dict[str, Any], *, sender: str, to: str | None = None,
+                channel: str | None = None) -> Appended:
+        """Build, validate and append one event; return where it landed."""
+        return self.append_events([self.event(event_type, data, sender=sender, to=to, channel=channel)])
+
+    def append_events(self, events: Sequence[dict[str, Any]]) -> Appended:
+        """Append already built envelopes, in order, as one atomic write."""
+        return self.journal.append([codec.dumps(event).encode("utf-8") for event in events])
+
+    # -- projection -------------------------------------------------------------------------------------------------
+
+    def rules(self) -> Rules:
+        from .projector import Rules
+
+        return Rules.from_config(self.config)
+
+    def projection(self, *, save_snapshot: bool = True,
+                   on_damage: DamageHandler | None = None) -> tuple[State, Position]:
+        """The current state and the position it covers: the latest snapshot plus the tail after it.
+
+        With `save_snapshot`, a new snapshot is written when the tail was longer than `snapshot_every_events`.
+        """
+        from .projector import apply, new_state
+
+        rules = self.rules()
+        loaded = self.latest_snapshot()
+        state, position = loaded if loaded else (new_state(), Position())
+        reader = self.journal.reader(position, on_damage=on_damage)
+        folded = 0
+        for event in reader:
+            apply(state, event, rules)
+            folded += 1
+        if save_snapshot and folded >= self.config.snapshot_every_events:
+            self.save_snapshot(state, reader.position)
+        return state, reader.position
+
+    def snapshots_dir(self) -> str:
+        return os.path.join(self.dir, "snapshots")
+
+    def save_snapshot(self, state: State, position: Position) -> str:
+        """Write a snapshot of `state` covering the journal up to `position` (crash-safe: temp, fsync, rename)."""
+        import orjson
+
+        directory = self.snapshots_dir()
+        make_private_dirs(directory)
+        path = os.path.join(directory, f"{position.seq - 1:016d}{SNAPSHOT_SUFFIX}")
+        document = {"v": 1, "session": self.id, "position": position.as_dict(), "rules": self._rules_key(),
+                    "written": time.time(), "state": state}
+        write_private_file(path, orjson.dumps(document).decode("utf-8"))
+        return path
+
+    def latest_snapshot(self) -> tuple[State, Position] | None:
+        """The newest snapshot that is readable, was made with the same rules, and still matches the journal."""
+        import orjson
+
+        try:
+            names = sorted(os.listdir(self.snapshots_dir()), reverse=True)
+        except FileNotFoundError:
+            return None
+        end = self.journal.end_position()
+        for name in names:
+            if not name.endswith(SNAPSHOT_SUFFIX):
+                continue
+            try:
+                with open(os.path.join(self.snapshots_dir(), name), "rb") as handle:
+                    document = orjson.loads(handle.read())
+                position = Position.from_dict(document["position"])
+            except (OSError, ValueError, KeyError, TypeError, JournalError):
+                continue
+            if document.get("rules") != self._rules_key() or position.seq > end.seq:
+                continue  # other settings, or a journal that was replaced: a rebuild is needed
+            return document["state"], position
+        return None
+
+    def _rules_key(self) -> dict[str, Any]:
+        return {name: getattr(self.config, name) for name in self.rules().__slots__}
+
+
+def new_session_id() -> str:
+    """A session id that sorts by its UTC start time: 20261124-100000-ab12cd."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + os.urandom(3).hex()
+
+
+def start_session(power_dir: str, objective: str, *, sender: str, config: Config | None = None) -> Session:
+    """Open a new session with `objective`, record it in its journal, and make it the active one."""
+    if not isinstance(objective, str) or not objective.strip():
+        raise SessionError("the objective must be a non-empty text")
+    make_private_dirs(power_dir)
+    session = Session(power_dir, new_session_id(), config, create=True)
+    session.append_events([
+        session.event("session.opened", {"objective": objective.strip()}, sender=sender),
+        session.event("objective.set", {"text": objective.strip()}, sender=sender),
+    ])
+    set_active_session(power_dir, session.id)
+    return session
+
+
+def stop_session(power_dir: str, *, sender: str, reason: str = "stopped") -> Session:
+    """Close the active session (recorded in its journal) and turn Power Mode off."""
+    session = Session.active(power_dir)
+    session.publish("session.closed", {"reason": reason}, sender=sender)
+    set_active_session(power_dir, None)
+    return session
