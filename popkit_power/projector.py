@@ -13,8 +13,9 @@ could grow with history rather than with agents and tasks is bounded by a rule.
 
 from __future__ import annotations
 
-import calendar
 from typing import Any
+
+from .protocol import insight_key, seconds_of, similarity
 
 State = dict[str, Any]
 Event = dict[str, Any]
@@ -110,32 +111,6 @@ def open_tasks_of(state: State, agent: str) -> list[str]:
 def live_agents(state: State) -> list[str]:
     """Agents that have not left and have not been declared lost."""
     return [key for key, agent in state["agents"].items() if agent["status"] in (AGENT_ACTIVE, AGENT_IDLE)]
-
-
-def insight_key(text: str) -> tuple[str, frozenset[str]]:
-    """The normalized form of an insight (lower case, words only) and its word set, for duplicate detection."""
-    words = "".join(char.lower() if char.isalnum() else " " for char in text).split()
-    return " ".join(words), frozenset(words)
-
-
-def similarity(left: frozenset[str], right: frozenset[str]) -> float:
-    """Jaccard similarity of two word sets (1.0 for two empty ones)."""
-    if not left and not right:
-        return 1.0
-    return len(left & right) / len(left | right)
-
-
-def seconds_of(ts: Any) -> float | None:
-    """Seconds since the epoch of an event timestamp (2026-11-24T10:00:00.123456Z), or None if it is not one."""
-    if not isinstance(ts, str) or len(ts) < 20:
-        return None
-    try:
-        whole = calendar.timegm((int(ts[0:4]), int(ts[5:7]), int(ts[8:10]), int(ts[11:13]), int(ts[14:16]),
-                                 int(ts[17:19]), 0, 0, 0))
-        fraction = float("0" + ts[19:].rstrip("Z")) if ts[19:20] == "." else 0.0
-    except ValueError:
-        return None
-    return whole + fraction
 
 
 # -- handlers -------------------------------------------------------------------------------------------------------

@@ -1,9 +1,193 @@
-"""The verbs agents and people use inside a session: filled in with the hook (issue 3)."""
+"""The verbs agents (from their Bash tool) and people use inside a session, and `install` / `uninstall`.
+
+The sender is `--as`, else $POPKIT_POWER_AGENT, else the Claude Code session whose Bash tool runs the command
+(`<CLAUDE_CODE_SESSION_ID>:main`), else "human".
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
+
+from ..errors import SessionError
+from ..install import install_hooks, settings_path, uninstall_hooks
+from ..protocol import new_id
+from ..session import Session
+from . import default_sender, handle_errors, power_dir_of, sender_option
 
 
 def register(group: click.Group) -> None:
     """Add this module's commands to the `popkit-power` group."""
+    for command in (insight, send, broadcast, ask, approve, deny, result, claim, install, uninstall):
+        group.add_command(command)
+
+
+def _context() -> tuple[click.Context, Session]:
+    ctx = click.get_current_context()
+    return ctx, Session.active(power_dir_of(ctx))
+
+
+def _sender(sender: str | None) -> str:
+    return sender or default_sender()
+
+
+@click.command()
+@click.argument("text")
+@click.option("--tags", default="", metavar="A,B", help="Comma-separated tags.")
+@sender_option
+@handle_errors
+def insight(text: str, tags: str, sender: str | None) -> None:
+    """Share a discovery with every other agent."""
+    _, session = _context()
+    tag_list = [tag.strip() for tag in tags.split(",") if tag.strip()]
+    appended = session.publish("insight.shared", {"text": text, "tags": tag_list}, sender=_sender(sender))
+    click.echo(f"insight shared (seq {appended.first_seq})")
+
+
+@click.command()
+@click.argument("agent")
+@click.argument("text")
+@sender_option
+@handle_errors
+def send(agent: str, text: str, sender: str | None) -> None:
+    """Send TEXT to one AGENT (its key, its name, or a unique start of either)."""
+    _, session = _context()
+    target = resolve_agent(session, agent)
+    appended = session.publish("message.direct", {"text": text}, sender=_sender(sender), to=target)
+    click.echo(f"message sent to {target} (seq {appended.first_seq})")
+
+
+@click.command()
+@click.argument("text")
+@sender_option
+@handle_errors
+def broadcast(text: str, sender: str | None) -> None:
+    """Send TEXT to every agent."""
+    _, session = _context()
+    appended = session.publish("message.broadcast", {"text": text}, sender=_sender(sender))
+    click.echo(f"broadcast sent (seq {appended.first_seq})")
+
+
+@click.command()
+@click.argument("question")
+@click.option("--option", "options", multiple=True, help="A possible answer (repeatable).")
+@sender_option
+@handle_errors
+def ask(question: str, options: tuple[str, ...], sender: str | None) -> None:
+    """Ask the human to approve something; the answer reaches the asking agent after a later tool call."""
+    _, session = _context()
+    request = new_id()[:12]
+    data: dict[str, Any] = {"request": request, "question": question}
+    if options:
+        data["options"] = list(options)
+    appended = session.publish("approval.requested", data, sender=_sender(sender))
+    click.echo(f"approval requested: {request} (seq {appended.first_seq}); "
+               f"the human answers with: popkit-power approve {request}  or  popkit-power deny {request}")
+
+
+def _answer(event_type: str, request: str, note: str | None, sender: str | None) -> None:
+    _, session = _context()
+    state, _ = session.projection()
+    approval = state["approvals"].get(request)
+    if approval is None:
+        pending = [key for key, value in state["approvals"].items() if value.get("status") == "pending"]
+        raise SessionError(f"no approval request {request!r} in session {session.id}; "
+                           f"pending: {', '.join(pending) or 'none'}")
+    data = {"request": request, **({"note": note} if note else {})}
+    appended = session.publish(event_type, data, sender=_sender(sender) if sender else "human")
+    click.echo(f"{event_type.split('.')[1]} {request} (seq {appended.first_seq})")
+
+
+@click.command()
+@click.argument("request")
+@click.option("--note", help="A note for the agent.")
+@sender_option
+@handle_errors
+def approve(request: str, note: str | None, sender: str | None) -> None:
+    """Grant an approval REQUEST (sent as "human" unless --as is given)."""
+    _answer("approval.granted", request, note, sender)
+
+
+@click.command()
+@click.argument("request")
+@click.option("--note", help="Why, for the agent.")
+@sender_option
+@handle_errors
+def deny(request: str, note: str | None, sender: str | None) -> None:
+    """Deny an approval REQUEST (sent as "human" unless --as is given)."""
+    _answer("approval.denied", request, note, sender)
+
+
+@click.command()
+@click.argument("text")
+@click.option("--task", help="The task this is the result of (default: the sender's current task, else a new one).")
+@click.option("--failed", is_flag=True, help="The task failed; TEXT says why.")
+@sender_option
+@handle_errors
+def result(text: str, task: str | None, failed: bool, sender: str | None) -> None:
+    """Report the result of a task."""
+    _, session = _context()
+    who = _sender(sender)
+    if task is None:
+        state, _ = session.projection()
+        task = (state["agents"].get(who) or {}).get("current_task") or f"result-{new_id()[:8]}"
+    appended = session.publish("task.completed", {"task": task, "result": text, "ok": not failed}, sender=who)
+    click.echo(f"result recorded for task {task} (seq {appended.first_seq})")
+
+
+@click.command()
+@click.argument("task")
+@sender_option
+@handle_errors
+def claim(task: str, sender: str | None) -> None:
+    """Claim TASK (an orphaned or open one); the first claim in the journal wins."""
+    _, session = _context()
+    who = _sender(sender)
+    session.publish("task.claimed", {"task": task}, sender=who)
+    state, _ = session.projection()
+    owner = (state["tasks"].get(task) or {}).get("owner")
+    if owner == who:
+        click.echo(f"task {task} is yours")
+    else:
+        raise SessionError(f"task {task} was not claimed: it belongs to {owner or 'nobody'} "
+                           f"(status {(state['tasks'].get(task) or {}).get('status', 'unknown')})")
+
+
+def resolve_agent(session: Session, name: str) -> str:
+    """The key of the agent called `name` (key, readable name, or a unique start of one); SessionError otherwise."""
+    state, _ = session.projection()
+    agents: dict[str, dict[str, Any]] = state["agents"]
+    if name in agents:
+        return name
+    matches = [key for key, agent in agents.items() if agent.get("name") == name]
+    if not matches:
+        matches = [key for key, agent in agents.items()
+                   if key.startswith(name) or str(agent.get("name", "")).startswith(name)]
+    if len(matches) == 1:
+        return matches[0]
+    known = ", ".join(f"{agent.get('name')} ({key})" for key, agent in agents.items()) or "none yet"
+    problem = "matches several agents" if matches else "is not an agent of this session"
+    raise SessionError(f"{name!r} {problem}; agents: {known}")
+
+
+@click.command()
+@click.option("--user", is_flag=True, help="Write ~/.claude/settings.json instead of the project's.")
+@click.option("--project-dir", type=click.Path(file_okay=False), default=".", help="The project (default: here).")
+@handle_errors
+def install(user: bool, project_dir: str) -> None:
+    """Register the Power Mode hooks in Claude Code's settings (merged with what is there; idempotent)."""
+    path = settings_path(user=user, project_dir=project_dir)
+    added = install_hooks(path)
+    click.echo(f"{'installed' if added else 'already installed'}: popkit-power hooks in {path}")
+
+
+@click.command()
+@click.option("--user", is_flag=True, help="Edit ~/.claude/settings.json instead of the project's.")
+@click.option("--project-dir", type=click.Path(file_okay=False), default=".", help="The project (default: here).")
+@handle_errors
+def uninstall(user: bool, project_dir: str) -> None:
+    """Remove the Power Mode hooks from Claude Code's settings, leaving everything else as it was."""
+    path = settings_path(user=user, project_dir=project_dir)
+    removed = uninstall_hooks(path)
+    click.echo(f"{'removed' if removed else 'nothing to remove'}: popkit-power hooks in {path}")

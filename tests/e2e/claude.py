@@ -8,16 +8,17 @@ file for diagnosis. Runs talk only to a local :class:`~model_server.ModelServer`
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -25,13 +26,13 @@ from typing import IO, Any
 __all__ = [
     "CLAUDE_CODE_VERSION",
     "ClaudeInstallError",
-    "ClaudeResult",
     "ClaudeProcess",
+    "ClaudeResult",
     "cache_root",
-    "ensure_claude",
     "claude_env",
-    "start_claude",
+    "ensure_claude",
     "run_claude",
+    "start_claude",
 ]
 
 CLAUDE_CODE_VERSION = "2.1.330"
@@ -63,14 +64,15 @@ def _installed_version(binary: Path) -> str | None:
     if not binary.exists():
         return None
     try:
-        done = subprocess.run(
-            [str(binary), "--version"],
-            env=claude_env(home=Path(tempfile.gettempdir())),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        with tempfile.TemporaryDirectory(prefix="claude-version-") as home:
+            done = subprocess.run(
+                [str(binary), "--version"],
+                env=claude_env(home=Path(home)),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if done.returncode != 0 or not done.stdout.strip():
@@ -100,11 +102,11 @@ def _pick_version(npm: str, wanted: str) -> str:
     if wanted in versions:
         return wanted
     newest = str(versions[-1])
-    warnings.warn(f"{PACKAGE}@{wanted} is not in the registry; using the newest, {newest}", stacklevel=3)
+    warnings.warn(f"{PACKAGE}@{wanted} is not in the registry; using the newest, {newest}", stacklevel=2)
     return newest
 
 
-@contextmanager
+@contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive fcntl lock, so parallel test processes install once."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,8 +121,9 @@ def _locked(path: Path) -> Iterator[None]:
 def ensure_claude(version: str = CLAUDE_CODE_VERSION) -> Path:
     """The path of a working ``claude`` binary, installing ``version`` into the cache first if needed.
 
-    Nothing touches the network when the cached binary already runs. If the registry lacks ``version``
-    the newest published one is installed instead and a warning names it.
+    Nothing touches the network when the cached ``version`` already runs. If the registry lacks
+    ``version`` the newest published one is used instead (installed once, then reused) and a warning
+    names it; the registry is asked again on each call in that case.
     """
     root = cache_root()
     binary = _bin_path(root / version)
@@ -147,7 +150,9 @@ def ensure_claude(version: str = CLAUDE_CODE_VERSION) -> Path:
             raise ClaudeInstallError(f"npm install {PACKAGE}@{chosen} failed:\n{done.stderr.strip()}")
         found = _installed_version(binary)
         if found != chosen:
-            raise ClaudeInstallError(f"installed {PACKAGE}@{chosen} into {prefix}, but `claude --version` gave {found!r}")
+            raise ClaudeInstallError(
+                f"installed {PACKAGE}@{chosen} into {prefix}, but `claude --version` gave {found!r}"
+            )
         return binary
 
 
@@ -174,6 +179,29 @@ def claude_env(
         child["ANTHROPIC_BASE_URL"] = base_url
     child.update(env or {})
     return child
+
+
+def _kill_tree(root: int) -> None:
+    """SIGKILL a process and all its descendants.
+
+    A process group is not enough: Claude Code runs each Bash command in a new session of its own, so
+    the tree is read from /proc (Linux) before anything is killed, since orphans get re-parented.
+    """
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    tree, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        tree.append(pid)
+        pending.extend(children.get(pid, []))
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -235,7 +263,7 @@ class ClaudeProcess:
             returncode = self.popen.wait(timeout=remaining)
         except subprocess.TimeoutExpired:
             timed_out = True
-            self.popen.kill()
+            _kill_tree(self.popen.pid)
             returncode = self.popen.wait()
         duration = time.monotonic() - self._started
         for handle in (self._stdout, self._stderr):

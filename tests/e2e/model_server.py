@@ -5,23 +5,31 @@ Claude Code is pointed at it with ``ANTHROPIC_BASE_URL``. It POSTs ``/v1/message
 test's *script* chooses for it, records every request body, and answers ``count_tokens`` with a fixed
 estimate. Only the standard library is used so the e2e tests need nothing beyond pytest.
 
-Where hook output lands in the requests (observed with Claude Code 2.1.330 against this server, in
-``test_harness.py``):
+Where hook ``additionalContext`` lands in the requests (observed with Claude Code 2.1.330 against this
+server; ``test_harness.py`` asserts the placements):
 
-- PostToolUse ``additionalContext`` (main agent or subagent): in the next request of *that* agent's
-  conversation, right after the user message holding the ``tool_result``, as its own message
-  ``{"role": "user", "content": [{"type": "text", "text": "<system-reminder>\\nPostToolUse:Bash hook
-  additional context: <text>\\n</system-reminder>"}]}``. (Claude Code's internal transcript calls it a
-  system message; on the wire it is a user message wrapped in ``<system-reminder>``.) It appears exactly once.
-- SessionStart ``additionalContext``: in the main conversation only, as a text block of the *first* user
-  message, before the prompt: ``<system-reminder>\\nSessionStart:startup hook additional context: <text>
-  \\n</system-reminder>``. It does not reach a subagent's conversation.
-- SubagentStart ``additionalContext``: in the subagent's conversation only, in its first user message next to
-  the subagent's prompt: ``SubagentStart hook additional context: <text>``. The main conversation never
+- Claude Code sends messages with ``"role": "system"`` inside ``messages`` (not in the top-level ``system``
+  field). In the request right after the context was produced their ``content`` is a list of text blocks;
+  in later requests, where they are history, the same message's ``content`` is a plain string. Claude Code
+  may append its own text to the same block after a blank line (its ``# Environment`` section, the list
+  of deferred tools, the list of agent types), so match with "contains" or "starts with", never equality.
+- SessionStart: main conversation only, ``messages[1]``: a system message right after the first user
+  message (which holds Claude Code's own ``<system-reminder>`` block and then the prompt). Its text starts
+  ``SessionStart hook additional context: <text>``. It stays in every later main request as history and
+  never reaches a subagent's conversation.
+- SubagentStart: the subagent's conversation only, ``messages[1]``, same shape: ``SubagentStart hook
+  additional context: <text>`` after the subagent's first user message (its prompt). The main agent never
   sees it.
+- PostToolUse: in the next request of the conversation whose agent called the tool, as the system message
+  directly after the user message holding the ``tool_result``: ``PostToolUse:<Tool> hook additional
+  context: <text>`` (``PostToolUse:Bash ...``, ``PostToolUse:Agent ...``). Exactly once per request. The
+  Agent tool's own PostToolUse (fired at launch) lands in the main conversation; a subagent's Bash call's
+  lands in the subagent's conversation only.
+- Nothing hook-related appears in the top-level ``system`` field; :func:`injected_texts` searches it anyway
+  so a change in Claude Code shows up as a failing assertion about *where*, not as a silently lost marker.
 
-Nothing hook-related was found in ``system``; :func:`injected_texts` still searches it so a change in
-Claude Code shows up as a failing assertion about *where*, not as a silently missing marker.
+Side queries (title generation and the like, with no tools) were not sent in these runs, with
+``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1``; :class:`Turns` answers them with plain text all the same.
 """
 
 from __future__ import annotations
@@ -38,23 +46,24 @@ from types import TracebackType
 from typing import Any
 
 __all__ = [
-    "TextBlock",
-    "ToolUseBlock",
     "Block",
+    "ModelServer",
     "Reply",
     "Script",
+    "TextBlock",
+    "ToolUseBlock",
+    "TurnSpec",
     "Turns",
-    "ModelServer",
-    "text",
-    "tool_use",
+    "count_marker",
     "first_user_text",
-    "tool_results",
-    "tool_result_text",
+    "injected_texts",
     "is_side_query",
     "is_task_notification",
-    "injected_texts",
     "messages_containing",
-    "count_marker",
+    "text",
+    "tool_result_text",
+    "tool_results",
+    "tool_use",
 ]
 
 
@@ -113,7 +122,7 @@ def text(s: str) -> TextBlock:
     return TextBlock(s)
 
 
-def tool_use(name: str, input: Mapping[str, Any]) -> ToolUseBlock:  # noqa: A002 - the API's own field name
+def tool_use(name: str, input: Mapping[str, Any]) -> ToolUseBlock:
     """A tool call block, for a scripted reply; a fresh ``toolu_`` id is generated."""
     return ToolUseBlock(name, dict(input))
 
@@ -212,9 +221,11 @@ class Turns:
     than on the last message matters: hook context arrives as an extra message after the tool result, so
     "the last message is a tool result" is not a reliable signal and such scripts loop forever.
 
-    Requests past the end of a list repeat its last turn (a text reply), which is what Claude Code gets
-    when it asks the main agent again after a background subagent finished. Side queries (no tools
-    offered) and unknown conversations get ``fallback_text`` and end the turn.
+    Requests past the end of a list repeat its last turn if that is plain text: Claude Code asks the main
+    agent again after a background subagent finished, and the run's result stays the scripted final text.
+    If the last turn calls tools, later requests get ``fallback_text`` instead, so a script that forgot its
+    closing text ends rather than loops. Side queries (no tools offered) and unknown conversations get
+    ``fallback_text`` too.
     """
 
     def __init__(self, conversations: Mapping[str, Sequence[TurnSpec]], *, fallback_text: str = "ok") -> None:
@@ -239,7 +250,8 @@ class Turns:
             if consumed >= results:
                 return _fresh_ids(turn)
             consumed += len(turn.tool_calls)
-        return _fresh_ids(turns[-1])
+        last = turns[-1]
+        return self._fallback if last.tool_calls else _fresh_ids(last)
 
 
 def _sse(event: str, data: Mapping[str, Any]) -> bytes:
@@ -279,13 +291,17 @@ def _message_stream(reply: Reply, model: str, input_tokens: int) -> bytes:
         )
     ]
     for index, block in enumerate(reply.blocks):
+        start: dict[str, Any]
+        delta: dict[str, Any]
         if isinstance(block, TextBlock):
             start = {"type": "text", "text": ""}
             delta = {"type": "text_delta", "text": block.text}
         else:
             start = {"type": "tool_use", "id": block.id, "name": block.name, "input": {}}
             delta = {"type": "input_json_delta", "partial_json": json.dumps(dict(block.input))}
-        parts.append(_sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": start}))
+        parts.append(
+            _sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": start})
+        )
         parts.append(_sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
         parts.append(_sse("content_block_stop", {"type": "content_block_stop", "index": index}))
     parts.append(
@@ -328,7 +344,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
+    def log_message(self, format: str, *args: Any) -> None:
         """Keep test output quiet; every request is recorded instead."""
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
@@ -345,18 +361,21 @@ class _Handler(BaseHTTPRequestHandler):
     def _not_found(self) -> None:
         self._send_json(
             HTTPStatus.NOT_FOUND,
-            {"type": "error", "error": {"type": "not_found_error", "message": f"no route for {self.command} {self.path}"}},
+            {
+                "type": "error",
+                "error": {"type": "not_found_error", "message": f"no route for {self.command} {self.path}"},
+            },
         )
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         """Nothing is served by GET."""
         self._not_found()
 
-    def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+    def do_HEAD(self) -> None:
         """Nothing is served by HEAD."""
         self._not_found()
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         """Answer ``/v1/messages`` from the script and ``count_tokens`` with an estimate."""
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
@@ -380,7 +399,7 @@ class _Handler(BaseHTTPRequestHandler):
         owner._record(body)
         try:
             reply = owner.script(body)
-        except Exception as exc:  # noqa: BLE001 - reported to the test through ModelServer.errors
+        except Exception as exc:
             owner._record_error(exc)
             # 400 rather than 500: Claude Code retries 5xx with backoff, which would only slow the failure down.
             self._send_json(
@@ -421,8 +440,8 @@ class ModelServer:
         """``http://127.0.0.1:PORT``, for ``ANTHROPIC_BASE_URL``."""
         if self._server is None:
             raise RuntimeError("ModelServer is not running")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}"
 
     @property
     def requests(self) -> list[dict[str, Any]]:
@@ -449,7 +468,10 @@ class ModelServer:
         server = _Server(("127.0.0.1", 0), _Handler)
         server.owner = self
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="model-server", daemon=True)
+        # A short poll interval keeps stop() (which waits for one poll) from adding half a second per test.
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="model-server", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -1,0 +1,129 @@
+"""Registering the hook with Claude Code: the plugin's hooks file and `popkit-power install` write the same hooks.
+
+`install` merges them into `.claude/settings.json` (or the user's `~/.claude/settings.json`) without touching anything
+else there, is idempotent (a second install changes nothing; an install from another place replaces our old entry),
+and `uninstall` removes exactly what it added.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from typing import Any
+
+from .errors import ConfigError
+from .home import write_private_file
+
+HOOK_EVENTS = ("SessionStart", "PostToolUse", "PostToolUseFailure", "SubagentStart", "SubagentStop", "Stop",
+               "SessionEnd")
+HOOK_SCRIPT = "popkit-power-hook"
+#: Seconds. The hook takes milliseconds; the limit only bounds a pathological stall (e.g. a hung network disk).
+HOOK_TIMEOUT = 10
+
+
+def hooks_config(command: str) -> dict[str, Any]:
+    """The `hooks` table that runs `command` for every event Power Mode handles."""
+    return {event: [{"hooks": [{"type": "command", "command": command, "timeout": HOOK_TIMEOUT}]}]
+            for event in HOOK_EVENTS}
+
+
+def hook_command() -> str:
+    """The absolute path of the installed hook script (beside this interpreter), else its name on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), HOOK_SCRIPT)
+    if os.access(beside, os.X_OK):
+        return beside
+    return shutil.which(HOOK_SCRIPT) or HOOK_SCRIPT
+
+
+def settings_path(*, user: bool, project_dir: str = ".") -> str:
+    """`~/.claude/settings.json` with `user`, else `<project_dir>/.claude/settings.json`."""
+    base = os.path.expanduser("~") if user else os.path.abspath(project_dir)
+    return os.path.join(base, ".claude", "settings.json")
+
+
+def is_ours(handler: Any) -> bool:
+    return isinstance(handler, dict) and os.path.basename(str(handler.get("command", ""))) == HOOK_SCRIPT
+
+
+def install_hooks(path: str, command: str | None = None) -> bool:
+    """Merge the Power Mode hooks into the settings file at `path`; return True if the file changed."""
+    settings = _read(path)
+    before = json.dumps(settings, sort_keys=True)
+    _remove_ours(settings)
+    hooks = settings.setdefault("hooks", {})
+    if not isinstance(hooks, dict):
+        raise ConfigError(f"{path}: 'hooks' must be an object, not {type(hooks).__name__}")
+    for event, groups in hooks_config(command or hook_command()).items():
+        existing = hooks.setdefault(event, [])
+        if not isinstance(existing, list):
+            raise ConfigError(f"{path}: 'hooks.{event}' must be a list, not {type(existing).__name__}")
+        existing.extend(groups)
+    if json.dumps(settings, sort_keys=True) == before:
+        return False
+    _write(path, settings)
+    return True
+
+
+def uninstall_hooks(path: str) -> bool:
+    """Remove the Power Mode hooks (and only them) from the settings file; return True if the file changed."""
+    if not os.path.exists(path):
+        return False
+    settings = _read(path)
+    if not _remove_ours(settings):
+        return False
+    _write(path, settings)
+    return True
+
+
+def _remove_ours(settings: dict[str, Any]) -> bool:
+    """Drop our handlers, then groups and events left empty by that; True if anything was dropped."""
+    hooks = settings.get("hooks")
+    if not isinstance(hooks, dict):
+        return False
+    removed = False
+    for event in list(hooks):
+        groups = hooks[event]
+        if not isinstance(groups, list):
+            continue
+        for group in list(groups):
+            handlers = group.get("hooks") if isinstance(group, dict) else None
+            if not isinstance(handlers, list) or not any(is_ours(handler) for handler in handlers):
+                continue
+            removed = True
+            group["hooks"] = [handler for handler in handlers if not is_ours(handler)]
+            if not group["hooks"]:
+                groups.remove(group)
+        if not groups:
+            del hooks[event]
+    if not hooks and removed:
+        del settings["hooks"]
+    return removed
+
+
+def _read(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot be read: {error}") from None
+    if not text.strip():
+        return {}
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path}: is not valid JSON ({error}); fix it first, nothing was changed") from None
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{path}: must hold a JSON object; nothing was changed")
+    return settings
+
+
+def _write(path: str, settings: dict[str, Any]) -> None:
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
+    write_private_file(path, json.dumps(settings, indent=2) + "\n")
+    os.chmod(path, mode)  # settings are the user's file, not a private journal file: keep its mode
