@@ -1,0 +1,246 @@
+"""What the hook does once Power Mode is on: one handler per Claude Code hook event.
+
+Every handler appends what happened to the journal under the agent's lock; tool events also read the agent's news
+(inbox.py) and answer with it. Imports stay lean (see hook.py); the projection (orjson, projector) is loaded only at
+SessionStart and SubagentStart, which are not on the per-tool-call budget.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from . import codec
+from .config import load_config
+from .hook import log_error
+from .inbox import WRITE_TOOLS, AgentState, note_own_write, read_news, render
+from .session import Session
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .journal import Damage
+
+FILE_TOOLS = WRITE_TOOLS | {"Read"}
+MAX_RESULT_CHARS = 4000
+MAX_ERROR_CHARS = 300
+
+
+def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str, Any], environ: Any) -> str | None:
+    """Record one hook event of the agent that `payload` speaks for; return the JSON reply, or None for none."""
+    agent = Agent(payload["session_id"], payload, environ)
+    session = Session(power_dir, session_id, load_config(power_dir))
+    state = AgentState(session.dir, agent.key)
+    with state.lock:
+        state.load()
+        context = _HANDLERS[event_name](session, state, agent, payload)
+        state.save()
+    if not context:
+        return None
+    return codec.dumps({"hookSpecificOutput": {"hookEventName": event_name, "additionalContext": context}})
+
+
+class Agent:
+    """Who a payload speaks for: key, readable name, parent, and what Claude Code told about its process."""
+
+    __slots__ = ("agent_id", "agent_type", "claude_session", "cwd", "key", "name", "parent", "pid")
+
+    def __init__(self, claude_session: str, payload: dict[str, Any], environ: Any) -> None:
+        agent_id = payload.get("agent_id")
+        self.claude_session = claude_session
+        self.agent_id = agent_id if isinstance(agent_id, str) and agent_id else "main"
+        agent_type = payload.get("agent_type")
+        self.agent_type = agent_type if isinstance(agent_type, str) and agent_type else None
+        self.key = f"{claude_session}:{self.agent_id}"
+        if self.agent_id == "main":
+            self.name, self.parent = f"main-{claude_session[:6]}", None
+        else:
+            self.name = f"{self.agent_type or 'agent'}-{self.agent_id[:6]}"
+            self.parent = f"{claude_session}:main"
+        pid = environ.get("CLAUDE_PID", "")
+        self.pid = int(pid) if pid.isdigit() else None
+        cwd = payload.get("cwd")
+        self.cwd = cwd if isinstance(cwd, str) else None
+
+    def joined(self, session: Session, source: str | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "claude_session": self.claude_session, "agent_id": self.agent_id}
+        for field, value in (("agent_type", self.agent_type), ("parent", self.parent), ("pid", self.pid),
+                             ("cwd", self.cwd), ("source", source)):
+            if value is not None:
+                data[field] = value
+        data["host"] = _host()
+        return session.event("agent.joined", data, sender=self.key)
+
+    def subagent_task(self) -> str:
+        return f"agent-{self.agent_id}"
+
+
+# -- one handler per hook event --------------------------------------------------------------------------------------
+
+def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> str:
+    config = session.config
+    tool = payload.get("tool_name")
+    tool = tool if isinstance(tool, str) and tool else "unknown"
+    tool_input = payload.get("tool_input") if isinstance(payload.get("tool_input"), dict) else {}
+    ok = payload.get("hook_event_name") == "PostToolUse"
+    data: dict[str, Any] = {"tool": tool, "ok": ok}
+    path = tool_input.get("file_path") or tool_input.get("notebook_path") if tool in FILE_TOOLS else None
+    if isinstance(path, str) and path:
+        data["file"] = path
+    duration = payload.get("duration_ms")
+    if isinstance(duration, (int, float)) and not isinstance(duration, bool):
+        data["ms"] = duration
+    if not ok and payload.get("error") is not None:
+        data["error"] = str(payload.get("error"))[:MAX_ERROR_CHARS]
+
+    events = [] if not state.is_new else [agent.joined(session)]
+    events.append(session.event("agent.tool", data, sender=agent.key))
+    launched = _launched_subagent(tool, payload)
+    if launched is not None:
+        description = tool_input.get("description") or tool_input.get("subagent_type") or launched
+        events.append(session.event("task.created", {
+            "task": f"agent-{launched}", "title": str(description)[:200],
+            "owner": f"{agent.claude_session}:{launched}", "parent": agent.key}, sender=agent.key))
+    calls = state.setdefault("tool_calls", 0) + 1
+    state.data["tool_calls"] = calls
+    counts = state.setdefault("tool_counts", {})
+    counts[tool] = counts.get(tool, 0) + 1
+    if "file" in data:
+        files: list[str] = state.setdefault("files", [])
+        if data["file"] in files:
+            files.remove(data["file"])
+        files.append(data["file"])
+        del files[: max(0, len(files) - 20)]
+    if calls % config.checkin_every_n_tools == 0:
+        events.append(session.event("agent.heartbeat", _heartbeat(state), sender=agent.key))
+    session.append_events(events)
+
+    now = time.time()
+    news = read_news(session.journal, state, agent.key, now=now, conflict_window=config.conflict_window_seconds,
+                     similarity_threshold=config.insight_similarity_threshold, on_damage=_damage_logger(session))
+    if ok and tool in WRITE_TOOLS and "file" in data:
+        news.extend(note_own_write(state, data["file"], now, config.conflict_window_seconds))
+    return render(news, state, config.context_max_chars)
+
+
+def _launched_subagent(tool: str, payload: dict[str, Any]) -> str | None:
+    """The agent id of a background subagent this Agent tool call launched, if it did."""
+    response = payload.get("tool_response")
+    if tool not in ("Agent", "Task") or not isinstance(response, dict):
+        return None
+    agent_id = response.get("agentId")
+    if response.get("status") == "async_launched" and isinstance(agent_id, str) and agent_id:
+        return agent_id
+    return None
+
+
+def _heartbeat(state: AgentState) -> dict[str, Any]:
+    data: dict[str, Any] = {"tool_calls": state["tool_calls"], "tool_counts": state.setdefault("tool_counts", {}),
+                            "files_touched": state.setdefault("files", [])}
+    if state.data.get("current_task"):
+        data["current_task"] = state.data["current_task"]
+    return data
+
+
+def _on_session_start(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> str:
+    source = payload.get("source") if isinstance(payload.get("source"), str) else None
+    appended = session.append_events([agent.joined(session, source)])
+    if state.is_new:
+        state.data["cursor"] = appended.end.as_dict()
+    return welcome(session, agent, state)
+
+
+def _on_subagent_start(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> str:
+    task = agent.subagent_task()
+    appended = session.append_events([
+        agent.joined(session),
+        session.event("task.created", {"task": task, "title": agent.agent_type or task, "owner": agent.key,
+                                       "parent": agent.parent or agent.key}, sender=agent.parent or agent.key),
+    ])
+    state.data["cursor"] = appended.end.as_dict()
+    state.data["current_task"] = task
+    return welcome(session, agent, state)
+
+
+def _on_subagent_stop(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> None:
+    result = payload.get("last_assistant_message")
+    session.append_events([
+        session.event("task.completed", {"task": agent.subagent_task(), "ok": True,
+                                         "result": str(result or "")[:MAX_RESULT_CHARS]}, sender=agent.key),
+        session.event("agent.left", {"reason": "subagent finished"}, sender=agent.key),
+    ])
+    state.data.pop("current_task", None)
+
+
+def _on_stop(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> None:
+    session.append_events([session.event("agent.idle", {}, sender=agent.key)])
+
+
+def _on_session_end(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> None:
+    reason = payload.get("reason")
+    session.append_events([session.event("agent.left", {"reason": str(reason or "session ended")},
+                                         sender=agent.key)])
+
+
+_HANDLERS = {
+    "SessionStart": _on_session_start,
+    "PostToolUse": _on_tool,
+    "PostToolUseFailure": _on_tool,
+    "SubagentStart": _on_subagent_start,
+    "SubagentStop": _on_subagent_stop,
+    "Stop": _on_stop,
+    "SessionEnd": _on_session_end,
+}
+
+
+def welcome(session: Session, agent: Agent, agent_state: AgentState) -> str:
+    """What an agent is told when it starts: the objective, who else works, and the commands to coordinate."""
+    from .projector import live_agents
+
+    state, _ = session.projection()
+    names = agent_state.setdefault("names", {})
+    names.update((key, known.get("name", key)) for key, known in list(state["agents"].items())[-200:])
+    others = [state["agents"][key] for key in live_agents(state) if key != agent.key]
+    as_flag = f" --as {agent.key}" if agent.agent_id != "main" else ""
+    lines = [
+        f"Power Mode is on (popkit-power session {session.id}): you are one of several agents working together.",
+        f"Objective: {(state['objective'] or {}).get('text') or '(none set)'}",
+        f"You are {agent.name} (agent key {agent.key}).",
+    ]
+    if others:
+        listed = ", ".join(f"{other.get('name')} ({other['status']}"
+                           f"{', task ' + str(other['current_task']) if other.get('current_task') else ''})"
+                           for other in others[:10])
+        lines.append(f"Other agents working now: {listed}.")
+    else:
+        lines.append("No other agent is working yet.")
+    lines += [
+        "Coordinate with these Bash commands:",
+        f"- share a discovery: popkit-power insight \"what you found\" --tags a,b{as_flag}",
+        f"- message one agent: popkit-power send AGENT \"text\"{as_flag}",
+        f"- message every agent: popkit-power broadcast \"text\"{as_flag}",
+        f"- report a result: popkit-power result \"what you did\"{as_flag}",
+        f"- ask the human before a risky step: popkit-power ask \"question\"{as_flag}"
+        " (the answer reaches you after a later tool call)",
+        "News from the other agents (messages, insights, answers, edit conflicts) arrives after your tool calls.",
+    ]
+    return "\n".join(lines)
+
+
+def _damage_logger(session: Session) -> Any:
+    def log_damage(damage: Damage) -> None:
+        log_error(session.power_dir, f"skipped a damaged journal record: {damage}")
+
+    return log_damage
+
+
+_HOST: list[str] = []
+
+
+def _host() -> str:
+    if not _HOST:
+        _HOST.append(os.uname().nodename if hasattr(os, "uname") else "unknown")
+    return _HOST[0]
+
+

@@ -1,0 +1,135 @@
+"""Hook wall time per PostToolUse, whole process, beside `python -c pass` in the same run.
+
+    .venv/bin/python tools/bench_hook.py [--runs 40] [--events 1000000] [--agents 16] [--json]
+
+Budget (DESIGN.md): the hook at most 2x `python -c pass` at median, with 1 and with 1,000,000 events in the journal
+and 16 agents active; with Power Mode off at most 1.2x. The cases are interleaved run by run (the machine is shared
+and noisy, so ratios from one run, not absolute times, are what count). Between two measured calls the other 15
+agents each append one tool event (untimed), so every measured call has news to read, as it would with 16 agents.
+Bytecode is compiled first, as a pip install does; this environment sets PYTHONDONTWRITEBYTECODE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from popkit_power.session import Session, start_session  # noqa: E402
+
+HOOK = Path(sys.executable).parent / "popkit-power-hook"
+CLAUDE_SESSION = "5f0c7c1e-2b7d-4a63-9c55-bench0000001"
+
+
+def payload(tool_index: int) -> bytes:
+    """A real PostToolUse (Bash) payload as Claude Code 2.1.330 sends it (../shared/reference/claude-code.md)."""
+    return orjson.dumps({
+        "session_id": CLAUDE_SESSION, "transcript_path": f"/root/.claude/projects/x/{CLAUDE_SESSION}.jsonl",
+        "cwd": "/work/project", "prompt_id": "p1", "permission_mode": "default", "effort": {"level": "medium"},
+        "hook_event_name": "PostToolUse", "tool_name": "Bash",
+        "tool_input": {"command": f"pytest -x tests/test_{tool_index % 7}.py", "description": "run tests"},
+        "tool_response": {"stdout": "." * 400 + "\n1 passed", "stderr": "", "interrupted": False, "isImage": False,
+                          "noOutputExpected": False},
+        "tool_use_id": f"toolu_{tool_index:08d}", "duration_ms": 812,
+    })
+
+
+def fill(session: Session, events: int, agents: list[str]) -> None:
+    """Append `events` realistic tool events from `agents`, in batches (untimed set-up)."""
+    batch = 1000
+    template = [session.event("agent.tool", {"tool": "Edit", "ok": True, "file": f"/work/project/src/m{i}.py",
+                                             "ms": 12}, sender=agents[i % len(agents)]) for i in range(batch)]
+    bodies = [orjson.dumps(event) for event in template]
+    done = 0
+    while done < events:
+        count = min(batch, events - done)
+        session.journal.append(bodies[:count])
+        done += count
+
+
+def measure(command: list[str], stdin: bytes, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    completed = subprocess.run(command, input=stdin, env=env, capture_output=True, check=False)
+    elapsed = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise SystemExit(f"{command[0]} failed: {completed.stderr.decode()[:500]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--agents", type=int, default=16)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    compileall.compile_dir(str(ROOT / "popkit_power"), quiet=1)
+
+    with tempfile.TemporaryDirectory(prefix="bench-hook-") as scratch:
+        homes = {name: os.path.join(scratch, name) for name in ("off", "small", "large")}
+        others = [f"other-{i:02d}:main" for i in range(args.agents - 1)]
+        sessions: dict[str, Session] = {}
+        for name in ("small", "large"):
+            sessions[name] = start_session(homes[name], "benchmark", sender="human")
+            for other in others:
+                sessions[name].publish("agent.joined", {"name": other}, sender=other)
+        os.makedirs(homes["off"])
+        started = time.perf_counter()
+        fill(sessions["large"], args.events, others)
+        fill_seconds = time.perf_counter() - started
+
+        base_env = {key: value for key, value in os.environ.items() if not key.startswith(("POPKIT", "CLAUDE"))}
+        envs = {name: {**base_env, "POPKIT_POWER_HOME": home, "CLAUDE_PID": str(os.getpid())}
+                for name, home in homes.items()}
+        cases: dict[str, list[float]] = {"python -c pass": [], "hook, Power Mode off": [],
+                                         "hook, 1 event": [], f"hook, {args.events:,} events": []}
+        python = [sys.executable, "-c", "pass"]
+        for name in ("small", "large"):  # the first call of an agent writes its joined event: not measured
+            measure([str(HOOK)], payload(0), envs[name])
+        for run in range(args.runs):
+            for name in ("small", "large"):  # the other agents' tool calls since this agent's last one
+                sessions[name].append_events([sessions[name].event(
+                    "agent.tool", {"tool": "Read", "ok": True, "file": f"/work/project/doc{run}.md"}, sender=other)
+                    for other in others])
+            cases["python -c pass"].append(measure(python, b"", envs["off"]))
+            cases["hook, Power Mode off"].append(measure([str(HOOK)], payload(run), envs["off"]))
+            cases["hook, 1 event"].append(measure([str(HOOK)], payload(run), envs["small"]))
+            cases[f"hook, {args.events:,} events"].append(measure([str(HOOK)], payload(run), envs["large"]))
+        records = sessions["large"].journal.end_position().seq - 1
+
+    reference = statistics.median(cases["python -c pass"])
+    rows: list[dict[str, Any]] = []
+    budgets = {"hook, Power Mode off": 1.2}
+    for name, times in cases.items():
+        median = statistics.median(times)
+        budget = budgets.get(name, 2.0) if name != "python -c pass" else None
+        rows.append({"case": name, "median_ms": round(median * 1000, 2), "ratio": round(median / reference, 2),
+                     "budget": budget, "ok": None if budget is None else median / reference <= budget})
+    result = {"runs": args.runs, "agents": args.agents, "records_in_large_journal": records,
+              "fill_seconds": round(fill_seconds, 1), "python": sys.version.split()[0], "rows": rows}
+    if args.json:
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        return
+    print(f"hook benchmark: {args.runs} interleaved runs, {args.agents} agents, {records:,} records in the large "
+          f"journal (filled in {fill_seconds:.1f} s), Python {result['python']}")
+    print(f"{'case':<28} {'median ms':>10} {'x pass':>8} {'budget':>8}")
+    for row in rows:
+        budget = f"<= {row['budget']}x" if row["budget"] else ""
+        verdict = "" if row["ok"] is None else ("ok" if row["ok"] else "OVER")
+        print(f"{row['case']:<28} {row['median_ms']:>10.2f} {row['ratio']:>8.2f} {budget:>8} {verdict}")
+
+
+if __name__ == "__main__":
+    main()

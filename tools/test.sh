@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh clone, with nothing installed beforehand: this is the README's test command and
+# exactly what .ci/run runs. It makes .venv, installs the package with its test extras, installs Claude Code from the
+# npm registry (cached in ~/.cache/popkit-power), validates the plugin strictly, and runs pytest (whose exit code 5,
+# "no tests ran", fails the run like any other failure).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+if ! command -v npm >/dev/null 2>&1; then
+  echo "npm is missing: installing Debian's nodejs and npm" >&2
+  apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+# compat mode: a plain path in a .pth file. The default editable mode installs an import hook that imports pathlib
+# and re in every interpreter start, which would distort the hook's start-up cost (tools/BENCHMARKS.md).
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
+
+claude=$(.venv/bin/python -c 'import sys; sys.path.insert(0, "tests/e2e"); from claude import ensure_claude; print(ensure_claude())')
+echo "Claude Code: $("$claude" --version)"
+"$claude" plugin validate --strict . >/tmp/popkit-plugin-validate.log 2>&1 || { cat /tmp/popkit-plugin-validate.log; exit 1; }
+echo "claude plugin validate --strict .: passed"
+
+exec .venv/bin/python -m pytest "$@"
