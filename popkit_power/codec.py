@@ -51,11 +51,23 @@ if _json is not None:
             value, end = _scan(text, start)
         except StopIteration as stop:
             raise ValueError(f"not valid JSON at character {stop.value}") from None
+        except Exception:  # noqa: BLE001 - the bare scanner can fail without a proper error (SystemError)
+            _explain(text)
+            raise
         while end < len(text) and text[end] in _WHITESPACE:
             end += 1
         if end != len(text):
             raise ValueError(f"not valid JSON: extra data at character {end}")
         return value
+
+    def _explain(text: str) -> None:
+        """Raise the standard library's error for text the scanner refused: only this error path imports `json`."""
+        import json
+
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"not valid JSON: {error}") from None
 
     def dumps(value: Any) -> str:
         """Serialize compactly (no spaces), keeping non-ASCII text as it is; NaN and Infinity are refused."""

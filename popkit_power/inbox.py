@@ -101,7 +101,7 @@ def read_news(journal: Journal, state: AgentState, agent_key: str, *, now: float
             continue
         if event_type == "task.assigned" and data.get("agent") == agent_key:
             state.data["current_task"] = data.get("task")
-        who = names.get(sender, sender)
+        who = names.get(sender) or display_name(sender)
         line = _describe(event_type, event, data, who, agent_key, asked, seen_insights, similarity_threshold)
         if line:
             news.append(line)
@@ -135,8 +135,9 @@ def note_own_write(state: AgentState, path: str, now: float, conflict_window: fl
     for _age, other in recent:  # each write of another agent is warned about once
         warned[f"{path}\n{other}"] = writers[other]
     _bound(warned)
-    return [f"- [conflict] {names.get(other, other)} edited {path} {_ago(age)} ago; coordinate before you "
-            f"change it further (popkit-power send {names.get(other, other)} \"...\")" for age, other in recent]
+    return [f"- [conflict] {names.get(other) or display_name(other)} edited {path} {_ago(age)} ago; coordinate "
+            f"before you change it further (popkit-power send {names.get(other) or display_name(other)} \"...\")"
+            for age, other in recent]
 
 
 def render(lines: list[str], state: AgentState, limit: int) -> str:
@@ -186,6 +187,13 @@ def _describe(event_type: Any, event: dict[str, Any], data: dict[str, Any], who:
     if event_type == "task.assigned" and data.get("agent") == agent_key:
         return f"- [task assigned to you by {who}] {data.get('task')}"
     return None
+
+
+def display_name(agent_key: str) -> str:
+    """A readable name for an agent whose `agent.joined` this agent has not seen: `main-<session start>` for a main
+    agent (the name the hook gives it), else the key itself."""
+    claude_session, _, agent_id = agent_key.rpartition(":")
+    return f"main-{claude_session[:6]}" if agent_id == "main" and claude_session else agent_key
 
 
 def _ago(seconds: float) -> str:

@@ -194,6 +194,8 @@ class Journal:
                 raise RecordTooLargeError(size, self.max_record_bytes)
             if body[:1] != b"{" or body[-1:] != b"}" or len(body) < 3:
                 raise JournalError("a record must be a non-empty JSON object")
+            if b"\n" in body:  # a newline would split the record into two damaged lines
+                raise JournalError("a record must be one line: its serialized JSON holds a newline")
         self._lock.acquire()
         try:
             segment, fd, size, next_seq = self._open_tail()
@@ -243,8 +245,11 @@ class Journal:
         """Under the lock: the last segment, an fd on it, its size after any repair, and the next seq."""
         if self._tail is not None:
             segment, fd, size, next_seq = self._tail
-            if os.fstat(fd).st_size == size and os.path.exists(self._segment_path(segment)):
-                return self._tail  # nobody appended since our own last append
+            # Nobody appended since our own last append: the segment is the same size, still there, and nobody
+            # rolled over to a new segment from it (that leaves its size alone but names a file after our next seq).
+            if (os.fstat(fd).st_size == size and os.path.exists(self._segment_path(segment))
+                    and not os.path.exists(self._segment_path(next_seq))):
+                return self._tail
             self._drop_tail_cache()
         segments = self.segments()
         if not segments:
@@ -321,8 +326,17 @@ class Journal:
         return lines
 
     def _keep_torn_bytes(self, segment: int, offset: int, torn: bytes) -> None:
-        path = os.path.join(self.directory, f"{segment_name(segment)}.torn-{offset}")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        """Write `torn` to `<segment>.torn-<offset>`, or `.torn-<offset>.<n>` when a writer was torn at the same
+        offset before (or died while keeping its bytes): earlier torn bytes are never overwritten."""
+        path = base = os.path.join(self.directory, f"{segment_name(segment)}.torn-{offset}")
+        number = 0
+        while True:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+                break
+            except FileExistsError:
+                number += 1
+                path = f"{base}.{number}"
         try:
             os.write(fd, torn)
         finally:
@@ -381,6 +395,16 @@ class Journal:
             return (segments[-1], whole, size - whole) if whole < size else None
 
 
+def _lines(block: bytes) -> list[bytes]:
+    """The newline-terminated lines of `block`. `bytes.splitlines` (fast) also splits at a bare `\\r`, which a
+    valid record never holds (JSON escapes it) but a damaged one may: then split at `\\n` only."""
+    if b"\r" not in block:
+        return block.splitlines(keepends=True)
+    lines = block.split(b"\n")
+    lines.pop()  # the empty rest after the last newline
+    return [line + b"\n" for line in lines]
+
+
 class JournalReader:
     """Iterates the whole, valid records after a position as dicts; `position` is always where to resume.
 
@@ -429,7 +453,7 @@ class JournalReader:
                 data = pending + chunk if pending else chunk
                 cut = data.rfind(b"\n") + 1
                 pending = data[cut:]
-                for line in data[:cut].splitlines(keepends=True):
+                for line in _lines(data[:cut]):
                     end = offset + len(line)
                     seq = record_seq(line)
                     if seq is None or not checksum_ok(line):

@@ -1,0 +1,103 @@
+"""`popkit-power install` / `uninstall` and the plugin: the same hooks, merged without touching anything else."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from popkit_power.cli import main
+from popkit_power.errors import ConfigError
+from popkit_power.install import HOOK_EVENTS, HOOK_SCRIPT, hooks_config, install_hooks, uninstall_hooks
+
+REPO = Path(__file__).resolve().parents[1]
+THEIRS = {"type": "command", "command": "ruff check", "timeout": 5}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Path:
+    path = tmp_path / ".claude" / "settings.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"model": "opus", "permissions": {"allow": ["Bash(ls:*)"]},
+                                "hooks": {"PostToolUse": [{"matcher": "Edit", "hooks": [THEIRS]}]}}, indent=2))
+    return path
+
+
+def test_install_merges_is_idempotent_and_uninstall_restores(settings: Path) -> None:
+    original = json.loads(settings.read_text())
+    assert install_hooks(str(settings), "/venv/bin/popkit-power-hook") is True
+    installed = json.loads(settings.read_text())
+    assert installed["model"] == "opus" and installed["permissions"] == original["permissions"]
+    assert installed["hooks"]["PostToolUse"][0] == {"matcher": "Edit", "hooks": [THEIRS]}
+    for event in HOOK_EVENTS:
+        commands = [h["command"] for group in installed["hooks"][event] for h in group["hooks"]]
+        assert commands.count("/venv/bin/popkit-power-hook") == 1, event
+    assert install_hooks(str(settings), "/venv/bin/popkit-power-hook") is False, "a second install changes nothing"
+    assert json.loads(settings.read_text()) == installed
+    assert install_hooks(str(settings), "/other/bin/popkit-power-hook") is True, "a moved install replaces ours"
+    assert "/venv/bin/popkit-power-hook" not in settings.read_text()
+    assert uninstall_hooks(str(settings)) is True
+    assert json.loads(settings.read_text()) == original
+    assert uninstall_hooks(str(settings)) is False
+
+
+def test_install_into_a_project_without_settings_and_uninstall_leaves_no_hooks_key(tmp_path: Path) -> None:
+    path = tmp_path / ".claude" / "settings.json"
+    install_hooks(str(path), HOOK_SCRIPT)
+    assert json.loads(path.read_text()) == {"hooks": hooks_config(HOOK_SCRIPT)}
+    uninstall_hooks(str(path))
+    assert json.loads(path.read_text()) == {}
+
+
+def test_bad_settings_json_is_refused_and_left_untouched(settings: Path) -> None:
+    settings.write_text('{"hooks": [unclosed')
+    with pytest.raises(ConfigError, match=r"settings.json: is not valid JSON"):
+        install_hooks(str(settings))
+    assert settings.read_text() == '{"hooks": [unclosed'
+
+
+def test_cli_install_writes_the_absolute_hook_path(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["install", "--project-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    installed = json.loads((tmp_path / ".claude" / "settings.json").read_text())
+    command = installed["hooks"]["PostToolUse"][0]["hooks"][0]["command"]
+    assert os.path.isabs(command) and os.access(command, os.X_OK) and command.endswith(HOOK_SCRIPT)
+    result = CliRunner().invoke(main, ["uninstall", "--project-dir", str(tmp_path)])
+    assert result.exit_code == 0 and "removed" in result.output
+
+
+def test_cli_install_reports_bad_settings_in_one_line(settings: Path) -> None:
+    settings.write_text("[]")
+    result = CliRunner().invoke(main, ["install", "--project-dir", str(settings.parent.parent)])
+    assert result.exit_code == 2
+    assert result.output.strip().endswith("must hold a JSON object; nothing was changed")
+
+
+def test_plugin_hooks_file_is_the_same_table_as_install() -> None:
+    """The plugin and `install` cannot drift: the plugin's hooks.json is hooks_config() of the script name."""
+    manifest = json.loads((REPO / ".claude-plugin" / "plugin.json").read_text())
+    assert manifest["name"] == "popkit"
+    hooks_file = REPO / manifest["hooks"]
+    assert json.loads(hooks_file.read_text())["hooks"] == hooks_config(HOOK_SCRIPT)
+    command = REPO / manifest["commands"] / "power.md"
+    text = command.read_text()
+    assert text.startswith("---\n") and "$ARGUMENTS" in text and "allowed-tools: Bash(popkit-power:*)" in text
+    marketplace = json.loads((REPO / ".claude-plugin" / "marketplace.json").read_text())
+    assert [plugin["name"] for plugin in marketplace["plugins"]] == ["popkit"]
+
+
+def test_hook_script_and_its_modules_import_nothing_heavy() -> None:
+    """The installed script is lean: importing the hook does not pull in `re` or `json` (they cost its budget)."""
+    script = Path(sys.executable).parent / HOOK_SCRIPT
+    assert script.read_text().startswith("#!/"), "pip rewrote the #!python line to this interpreter"
+    probe = ("import sys, runpy; sys.argv=['hook']; sys.stdin=open('/dev/null');"
+             "from popkit_power import hook, checkin; hook.run(sys.stdin.buffer, '/nonexistent', {});"
+             "print(sorted(m for m in ('re', 'json', 'typing', 'dataclasses', 'logging', 'orjson') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         env={**os.environ, "POPKIT_POWER_HOME": "/nonexistent"}).stdout
+    assert out.strip() == "[]"
