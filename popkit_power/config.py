@@ -33,6 +33,7 @@ DEFAULTS: dict[str, tuple[Any, Any, float | None]] = {
 }
 
 CONFIG_FILE = "config.json"
+_INFINITY = float("inf")
 
 
 class Config:
@@ -80,8 +81,10 @@ def check_value(name: str, value: Any, source: str = "config") -> Any:
         raise ConfigError(f"{source}: {name!r} must be a number; got {value!r}")
     try:
         number = int(value) if kind == "int" else float(value)
-    except ValueError:
-        raise ConfigError(f"{source}: {name!r} must be {'a whole number' if kind == 'int' else 'a number'}; "
+        if number != number or number in (_INFINITY, -_INFINITY):  # NaN, Infinity and 1e400 parse as JSON
+            raise ValueError(number)
+    except (ValueError, OverflowError):  # int(inf) raises OverflowError
+        raise ConfigError(f"{source}: {name!r} must be {'a whole number' if kind == 'int' else 'a finite number'}; "
                           f"got {value!r}") from None
     if kind == "int" and isinstance(value, float) and value != number:
         raise ConfigError(f"{source}: {name!r} must be a whole number; got {value!r}")

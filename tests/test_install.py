@@ -97,7 +97,8 @@ def test_hook_script_and_its_modules_import_nothing_heavy() -> None:
     assert script.read_text().startswith("#!/"), "pip rewrote the #!python line to this interpreter"
     probe = ("import sys, runpy; sys.argv=['hook']; sys.stdin=open('/dev/null');"
              "from popkit_power import hook, checkin; hook.run(sys.stdin.buffer, '/nonexistent', {});"
-             "print(sorted(m for m in ('re', 'json', 'typing', 'dataclasses', 'logging', 'orjson') if m in sys.modules))")
+             "heavy = ('re', 'json', 'typing', 'dataclasses', 'logging', 'orjson');"
+             "print(sorted(m for m in heavy if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                          env={**os.environ, "POPKIT_POWER_HOME": "/nonexistent"}).stdout
     assert out.strip() == "[]"
