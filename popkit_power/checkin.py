@@ -82,7 +82,8 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
     config = session.config
     tool = payload.get("tool_name")
     tool = tool if isinstance(tool, str) and tool else "unknown"
-    tool_input = payload.get("tool_input") if isinstance(payload.get("tool_input"), dict) else {}
+    raw_input = payload.get("tool_input")
+    tool_input: dict[str, Any] = raw_input if isinstance(raw_input, dict) else {}
     ok = payload.get("hook_event_name") == "PostToolUse"
     data: dict[str, Any] = {"tool": tool, "ok": ok}
     path = tool_input.get("file_path") or tool_input.get("notebook_path") if tool in FILE_TOOLS else None

@@ -37,7 +37,7 @@ def _refuse(obj: object) -> object:
 
 
 if _json is not None:
-    _scan: Callable[[str, int], tuple[Any, int]] = _json.make_scanner(_ScannerContext())
+    _scan: Callable[[str, int], tuple[Any, int]] = _json.make_scanner(_ScannerContext())  # type: ignore[arg-type]
     _encode: Callable[[Any, int], list[str]] = _json.make_encoder(
         None, _refuse, _json.encode_basestring, None, ":", ",", False, False, False
     )

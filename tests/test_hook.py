@@ -279,3 +279,22 @@ def test_no_conflict_outside_the_window(session: Session) -> None:
         call(home, tool("Edit", tool_input=edit))
     with freeze_time("2026-11-24 11:00:00"):
         assert call(home, tool("Edit", claude=OTHER, tool_input=edit)) is None
+
+
+def test_parallel_tool_calls_of_one_agent_get_each_item_exactly_once(session: Session) -> None:
+    """Claude Code runs the PostToolUse hooks of parallel tool calls at the same time: real concurrent processes of
+    one agent share the news between them, each item once, and the journal stays whole."""
+    call(session.power_dir, tool())
+    for index in range(5):
+        session.publish("message.broadcast", {"text": f"item-{index}"}, sender="human")
+    env = {**os.environ, "POPKIT_POWER_HOME": session.power_dir}
+    processes = [subprocess.Popen([str(HOOK_SCRIPT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+                 for _ in range(8)]
+    outputs = [process.communicate(orjson.dumps(tool()), timeout=60)[0] for process in processes]
+    texts = [context(out.decode()) for out in outputs if out]
+    delivered = [line for text in texts for line in text.splitlines() if "item-" in line]
+    assert sorted(delivered) == [f"- [broadcast from human] item-{index}" for index in range(5)]
+    assert len(texts) == 1
+    recorded = [e for e in events(session) if e["type"] == "agent.tool"]
+    assert len(recorded) == 9
+    assert [e["seq"] for e in events(session)] == list(range(1, len(events(session)) + 1))

@@ -111,7 +111,8 @@ def verify_text(report: dict[str, Any]) -> str:
 
 def event_line(event: dict[str, Any]) -> str:
     """One readable line for an event: seq, time, channel, type, sender, recipient, and its main text."""
-    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    raw = event.get("data")
+    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
     text = next((str(data[key]) for key in _SUMMARY_KEYS if key in data), "")
     to = f" -> {event['to']}" if event.get("to") else ""
     return (f"{event.get('seq', '?'):>6} {str(event.get('ts', ''))[:23]} {event.get('ch', ''):<11} "
