@@ -234,11 +234,11 @@ class Journal:
             if self.durability == DURABILITY_FSYNC:
                 os.fsync(fd)
         except OSError as error:
-            self._drop_tail_cache()
             try:  # leave no partial record behind: the journal ends where it did before this append
                 os.ftruncate(fd, size)
             except OSError:
                 pass  # the next append's tail repair will find and keep the partial line aside
+            self._drop_tail_cache()  # closes `fd`: only after the truncation
             raise JournalError(f"cannot append to the journal in {self.directory}: {error.strerror or error}") from None
 
     def _open_tail(self) -> tuple[int, int, int, int]:

@@ -170,8 +170,9 @@ def _tool(state: State, event: Event, data: dict[str, Any], rules: Rules) -> Non
     if agent["status"] == AGENT_IDLE:
         agent["status"] = AGENT_ACTIVE
     tool = data.get("tool")
-    counts = agent["tool_counts"]
-    counts[tool] = counts.get(tool, 0) + 1
+    if isinstance(tool, str):  # a record without one must not put a null key into the state (snapshots are JSON)
+        counts = agent["tool_counts"]
+        counts[tool] = counts.get(tool, 0) + 1
     agent["tool_calls"] += 1
     if data.get("ok") is False:
         agent["failures"] += 1

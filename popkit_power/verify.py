@@ -23,7 +23,7 @@ def verify_journal(journal: Journal) -> dict[str, Any]:
             first_seq = seq
             if seq != 1 and not any(d.seq < seq for d in damaged):
                 gaps.append({"after": 0, "before": seq})
-        elif seq <= last_seq:  # type: ignore[operator]
+        elif seq <= last_seq:
             repeats.append(seq)
         elif seq != last_seq + 1 and not any(last_seq < d.seq < seq for d in damaged):  # type: ignore[operator]
             gaps.append({"after": last_seq, "before": seq})  # type: ignore[dict-item]

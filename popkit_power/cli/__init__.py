@@ -36,6 +36,11 @@ def handle_errors(command: F) -> F:
         except PowerModeError as error:
             click.echo(f"popkit-power: {error}", err=True)
             sys.exit(2)
+        except UnicodeEncodeError as error:  # an argument with bytes that are not UTF-8 (surrogate-escaped by Python)
+            bad = error.object[error.start:error.end].encode("utf-8", "surrogateescape")
+            click.echo(f"popkit-power: an argument is not valid UTF-8 text (bytes {bad!r}); nothing was written",
+                       err=True)
+            sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
 

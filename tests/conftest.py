@@ -1,0 +1,48 @@
+"""Shared fixtures: a private power directory per test, a started session in it, and a bare journal.
+
+Nothing here is specific to the end-to-end tests under tests/e2e/ (they have their own conftest).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# The helper modules beside this file (support.py, recorded_sessions.py) are imported as top-level modules; pytest's
+# default import mode puts this folder on sys.path already, this keeps them importable under --import-mode=importlib.
+_HERE = Path(__file__).resolve().parent
+if str(_HERE) not in sys.path:
+    sys.path.insert(0, str(_HERE))
+
+from popkit_power.journal import Journal  # noqa: E402
+from popkit_power.session import Session, start_session  # noqa: E402
+
+#: Environment variables that would make a test depend on the shell it runs in.
+_ENV_LEAKS = ("POPKIT_POWER_AGENT", "CLAUDE_CODE_SESSION_ID", "CLAUDE_PID", "UPSTASH_REDIS_REST_URL",
+              "UPSTASH_REDIS_REST_TOKEN", "REDIS_URL")
+
+
+@pytest.fixture
+def power_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An empty power directory in tmp, which POPKIT_POWER_HOME points at, so nothing touches the real one."""
+    home = tmp_path / "power"
+    monkeypatch.setenv("POPKIT_POWER_HOME", str(home))
+    for name in _ENV_LEAKS:
+        monkeypatch.delenv(name, raising=False)
+    return str(home)
+
+
+@pytest.fixture
+def session(power_dir: str) -> Session:
+    """A started (active) session in `power_dir`, opened by "tester" with a fixed objective."""
+    return start_session(power_dir, "Ship the login page", sender="tester")
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    """A bare journal directory with default settings, closed after the test."""
+    with Journal(str(tmp_path / "journal")) as opened:
+        yield opened

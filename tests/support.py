@@ -1,0 +1,190 @@
+"""Helpers shared by the tests: building event bodies, reading a journal's raw lines, and the child processes that
+append concurrently or get killed. Child targets live here (not in a test module) so the "spawn" start method can
+import them by name."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import zlib
+from typing import Any
+
+from popkit_power import codec
+from popkit_power.journal import Damage, Journal, segment_name
+from popkit_power.protocol import EVENT_TYPES, make_event
+
+SESSION = "20261124-100000-test01"
+ORIGIN = "testhost-abc123"
+
+#: A value of each field kind of protocol.EVENT_TYPES, for events that fill in every field.
+KIND_SAMPLES: dict[str, Any] = {
+    "string": "value",
+    "integer": 7,
+    "number": 0.5,
+    "boolean": True,
+    "array": ["src/app.py", "src/db.py"],
+    "object": {"Edit": 2, "Read": 5},
+}
+
+
+def sample_data(event_type: str, *, optional: bool = True) -> dict[str, Any]:
+    """`data` for a known type with every required field (and, with `optional`, every optional one) filled in."""
+    _channel, fields = EVENT_TYPES[event_type]
+    return {name: KIND_SAMPLES[kind] for name, (kind, required) in fields.items() if required or optional}
+
+
+def sample_event(event_type: str, *, sender: str = "agent-a", ts: str | None = None) -> dict[str, Any]:
+    """A valid envelope of a known type (a direct message gets a recipient)."""
+    to = "agent-b" if event_type == "message.direct" else None
+    return make_event(event_type, sample_data(event_type), sender=sender, session=SESSION, origin=ORIGIN, to=to,
+                      ts=ts)
+
+
+def body_of(event: dict[str, Any]) -> bytes:
+    """The serialized envelope as Session.append_events writes it."""
+    return codec.dumps(event).encode("utf-8")
+
+
+def body(text: str = "hello", *, sender: str = "agent-a", **data: Any) -> bytes:
+    """The body of a broadcast message with `text` and any extra data fields."""
+    event = make_event("message.broadcast", {"text": text, **data}, sender=sender, session=SESSION, origin=ORIGIN)
+    return body_of(event)
+
+
+def without_journal_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as read, minus the fields the journal adds (`seq`, `crc`): the envelope that was appended."""
+    return {key: value for key, value in record.items() if key not in ("seq", "crc")}
+
+
+def raw_lines(journal: Journal) -> list[tuple[int, int, bytes]]:
+    """(segment, byte offset, line) of every line of every segment, the last one even without its newline."""
+    lines = []
+    for segment in journal.segments():
+        with open(os.path.join(journal.directory, segment_name(segment)), "rb") as handle:
+            data = handle.read()
+        offset = 0
+        for line in data.split(b"\n"):
+            if not line and offset == len(data):
+                break
+            complete = offset + len(line) < len(data)
+            lines.append((segment, offset, line + b"\n" if complete else line))
+            offset += len(line) + 1
+    return lines
+
+
+def read_all(journal: Journal) -> tuple[list[dict[str, Any]], list[Damage]]:
+    """Every record a reader returns from the start, and the damage it reported."""
+    damaged: list[Damage] = []
+    return list(journal.reader(on_damage=damaged.append)), damaged
+
+
+def segment_path(journal: Journal, segment: int = 1) -> str:
+    return os.path.join(journal.directory, segment_name(segment))
+
+
+# -- child processes --------------------------------------------------------------------------------------------------
+
+def append_many(directory: str, writer: int, count: int, segment_max_bytes: int, barrier: Any) -> None:
+    """Wait for the other writers at `barrier`, then append `count` records one by one, each naming its writer and
+    its own running number (multiprocessing target)."""
+    with Journal(directory, segment_max_bytes=segment_max_bytes) as journal:
+        bodies = [body(f"writer {writer} record {number}", writer=writer, number=number) for number in range(count)]
+        barrier.wait()
+        for one in bodies:
+            journal.append([one])
+
+
+def kill_round_body(round_number: int, number: int) -> bytes:
+    """The body a killed writer appends as its `number`th record of round `round_number`: about one in eight is
+    large (up to ~200 KB) so that a kill can land inside a write, the rest are small."""
+    mix = zlib.crc32(f"{round_number}:{number}".encode())
+    size = 20_000 + mix % 180_000 if mix % 8 == 0 else 20 + mix % 300
+    event = {"v": 1, "id": f"r{round_number}-n{number}", "ts": "2026-11-24T10:00:00.000000Z", "origin": ORIGIN,
+             "session": SESSION, "from": f"writer-{round_number}", "ch": "broadcast", "type": "message.broadcast",
+             "data": {"text": "x" * size, "round": round_number, "number": number}}
+    return body_of(event)
+
+
+def append_until_killed(directory: str, round_number: int, report_fd: int, segment_max_bytes: int) -> None:
+    """Append records forever, writing each returned seq (8 bytes) to `report_fd` after the append returned."""
+    journal = Journal(directory, segment_max_bytes=segment_max_bytes)
+    number = 0
+    while True:
+        appended = journal.append([kill_round_body(round_number, number)])
+        os.write(report_fd, appended.first_seq.to_bytes(8, "little"))
+        number += 1
+
+
+def append_then_tear(directory: str, round_number: int, report_fd: int, whole: int) -> None:
+    """Append `whole` records (reporting their seqs), then start one more append whose write stops halfway, and
+    SIGKILL this process there: the torn tail a writer killed in mid-write leaves behind."""
+    journal = Journal(directory)
+    for number in range(whole):
+        appended = journal.append([kill_round_body(round_number, number)])
+        os.write(report_fd, appended.first_seq.to_bytes(8, "little"))
+
+    real_write = os.write
+
+    def write_half_and_die(fd: int, data: bytes) -> int:
+        real_write(fd, data[: max(1, len(data) // 2)])
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable: SIGKILL is not deliverable late")
+
+    os.write = write_half_and_die  # type: ignore[assignment]  # this child only, it dies in the next line
+    journal.append([kill_round_body(round_number, whole)])
+
+
+def run_child(target: Any, *args: Any) -> int:
+    """Fork a child that runs `target(*args)` and never returns into the test runner; return its pid."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 0
+        try:
+            target(*args)
+        except BaseException:
+            code = 70
+        finally:
+            os._exit(code)
+    return pid
+
+
+# -- event timelines for the projector ---------------------------------------------------------------------------------
+
+#: 2026-11-24T10:00:00Z, the start of every test timeline.
+EPOCH = 1795514400
+
+
+def ts_at(seconds: float) -> str:
+    """The event timestamp `seconds` after EPOCH, with microseconds (as protocol.utc_now writes it)."""
+    micros = round(seconds * 1_000_000)
+    whole, fraction = divmod(micros, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(EPOCH + whole)) + f".{fraction:06d}Z"
+
+
+class Timeline:
+    """Builds a list of journal records (with seq, increasing ts, fixed ids) as a reader would return them."""
+
+    def __init__(self, session: str = SESSION, origin: str = ORIGIN) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.clock = 0.0
+        self.session = session
+        self.origin = origin
+
+    def add(self, event_type: str, sender: str, *, to: str | None = None, after: float = 1.0,
+            channel: str | None = None, **data: Any) -> dict[str, Any]:
+        """Append one event `after` seconds after the previous one and return it."""
+        self.clock += after
+        seq = len(self.events) + 1
+        event: dict[str, Any] = {"seq": seq, "v": 1, "id": f"{seq:032x}", "ts": ts_at(self.clock),
+                                 "origin": self.origin, "session": self.session, "from": sender,
+                                 "ch": channel or EVENT_TYPES.get(event_type, ("broadcast",))[0], "type": event_type}
+        if to is not None:
+            event["to"] = to
+        event["data"] = data
+        self.events.append(event)
+        return event
+
+    def envelopes(self) -> list[dict[str, Any]]:
+        """The events without their seq: what a writer appends (the journal gives the seq back)."""
+        return [without_journal_fields(event) for event in self.events]

@@ -1,0 +1,267 @@
+"""The `popkit-power` command against real files: its verbs, its output, and one clear line for every bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import orjson
+import pytest
+import support
+from click.testing import CliRunner, Result
+
+from popkit_power.cli import main
+from popkit_power.home import active_session, list_sessions
+from popkit_power.journal import Journal
+from popkit_power.session import Session
+
+SCRIPT = Path(sys.executable).parent / "popkit-power"
+
+
+def run(*args: str) -> Result:
+    """Invoke the CLI in-process (the power dir comes from POPKIT_POWER_HOME, set by the power_dir fixture)."""
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def one_line_error(result: Result, code: int = 2) -> str:
+    """The single stderr line of a failed command (no traceback), after checking the exit code."""
+    assert result.exit_code == code, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("popkit-power: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def records(power_dir: str) -> list[dict[str, object]]:
+    session = Session(power_dir, list_sessions(power_dir)[-1])
+    return list(session.journal.reader())
+
+
+# -- the verbs -------------------------------------------------------------------------------------------------------
+
+
+def test_start_publish_status_stop(power_dir: str) -> None:
+    """start opens and activates a session; publish appends and prints the seq; status shows the projection; stop
+    closes it and turns Power Mode off."""
+    started = run("start", "  Ship the login page  ", "--as", "lead")
+    assert started.exit_code == 0 and started.stdout.startswith("Power Mode on: session ")
+    session_id = started.stdout.split()[4]
+    assert active_session(power_dir) == session_id and "objective: Ship the login page" in started.stdout
+
+    assert run("publish", "broadcast", "Tests are green", "--as", "agent-a").stdout.strip() == "3"
+    assert run("publish", "insights", "The cache ignores the locale", "--as", "agent-b").stdout.strip() == "4"
+    assert run("publish", "broadcast", "Take the parser", "--to", "agent-b", "--as", "agent-a").stdout.strip() == "5"
+    published = records(power_dir)
+    assert [r["type"] for r in published] == ["session.opened", "objective.set", "message.broadcast",
+                                              "insight.shared", "message.direct"]
+    assert (published[2]["from"], published[2]["data"]) == ("agent-a", {"text": "Tests are green"})
+    assert published[4]["to"] == "agent-b" and published[0]["from"] == "lead"
+
+    status = run("status", "--json")
+    summary = orjson.loads(status.stdout)
+    assert (summary["session"], summary["active"], summary["objective"]) == (session_id, True, "Ship the login page")
+    assert summary["journal"]["records_through_seq"] == 5 and summary["mode"]["mode"] == "file"
+    assert [insight["text"] for insight in summary["insights"]] == ["The cache ignores the locale"]
+    text = run("status").stdout
+    assert f"session   {session_id} (active)" in text and "objective Ship the login page" in text
+
+    stopped = run("stop")
+    assert stopped.exit_code == 0 and f"session {session_id} closed" in stopped.stdout
+    assert active_session(power_dir) is None
+    assert records(power_dir)[-1]["type"] == "session.closed"
+    assert orjson.loads(run("status", "--json").stdout)["active"] is False
+
+
+def test_publish_a_json_object_as_data_and_an_unknown_type(session: Session) -> None:
+    """A MESSAGE that is a JSON object is the event's data; a type this version does not know is accepted on the
+    channel given (forward compatibility)."""
+    assert run("publish", "results", '{"task": "t1", "result": "done", "ok": true}', "--as", "a").exit_code == 0
+    assert run("publish", "insights", '{"insight": "x", "weight": 2}', "--type", "insight.voted").exit_code == 0
+    completed, voted = list(session.journal.reader())[-2:]
+    assert (completed["type"], completed["data"]) == ("task.completed", {"task": "t1", "result": "done", "ok": True})
+    assert (voted["type"], voted["ch"], voted["data"]) == ("insight.voted", "insights", {"insight": "x", "weight": 2})
+
+
+def test_status_without_any_session(power_dir: str) -> None:
+    """With no session at all, status says Power Mode is off and how to start (exit 0)."""
+    result = run("status")
+    assert result.exit_code == 0 and result.stdout.startswith(f"Power Mode off: no sessions in {power_dir}")
+    assert orjson.loads(run("status", "--json").stdout)["session"] is None
+
+
+def test_home_option_overrides_the_environment(power_dir: str, tmp_path: Path) -> None:
+    """--home DIR is used instead of $POPKIT_POWER_HOME."""
+    other = tmp_path / "other"
+    assert run("--home", str(other), "start", "Elsewhere").exit_code == 0
+    assert list_sessions(str(other)) and not os.path.exists(power_dir)
+
+
+def test_every_command_has_help() -> None:
+    """Each command answers --help with its usage and a description (exit 0)."""
+    assert isinstance(main, click.Group)
+    for name, command in main.commands.items():
+        result = run(name, "--help")
+        assert result.exit_code == 0 and result.stdout.startswith("Usage: "), name
+        assert command.help, f"{name} has no help text"
+
+
+# -- bad input -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["status", "nope"], ["verify", "nope"], ["replay", "nope"],
+                                     ["status", "--json", "nope"]])
+def test_unknown_session_is_exit_2_naming_it(session: Session, command: list[str]) -> None:
+    """Naming a session that does not exist is exit 2 with one line naming it (and the known ones)."""
+    line = one_line_error(run(*command))
+    assert "unknown session 'nope'" in line and session.id in line
+
+
+@pytest.mark.parametrize("session_id", ["../x", "/etc", "a/b", ".hidden"])
+def test_session_ids_that_would_escape_are_refused(session: Session, session_id: str) -> None:
+    """A session id that could leave the power directory is refused in one line naming it."""
+    line = one_line_error(run("verify", session_id))
+    assert f"session id {session_id!r} is not allowed" in line
+
+
+@pytest.mark.parametrize(("config", "named"), [
+    ('{"checkin_every_n_tools": "abc"}', "'checkin_every_n_tools' must be a whole number; got 'abc'"),
+    ('{"checkin_every_n_tools": -1}', "'checkin_every_n_tools' must be at least 1; got -1"),
+    ('{"checkin_every_n_tools": 5, "colour": "blue"}', "unknown setting 'colour'"),
+    ('{"checkin_every_n_tools": 5', "is not valid JSON"),
+])
+@pytest.mark.parametrize("command", [["start", "Objective"], ["status"], ["publish", "broadcast", "hi"]])
+def test_bad_config_is_exit_2_naming_the_file_and_key(session: Session, config: str, named: str,
+                                                      command: list[str]) -> None:
+    """A bad config.json makes every command fail with one line that names config.json and what is wrong in it."""
+    before = len(list(session.journal.reader()))
+    Path(session.power_dir, "config.json").write_text(config)
+    line = one_line_error(run(*command))
+    assert os.path.join(session.power_dir, "config.json") in line and named in line
+    assert len(list(Journal(session.journal.directory).reader())) == before
+
+
+def test_publish_message_that_looks_like_json_but_is_not(session: Session) -> None:
+    """A MESSAGE starting with '{' that is not JSON is refused (exit 2, one line), and nothing is appended."""
+    line = one_line_error(run("publish", "broadcast", "{not json"))
+    assert "MESSAGE starts with '{' but is not a JSON object" in line
+    assert len(list(session.journal.reader())) == 2
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["publish", "broadcast", "x", "--type", "task.completed"], "type 'task.completed' belongs on channel 'results'"),
+    (["publish", "results", "just text"], "a result needs its task"),
+    (["publish", "results", '{"task": "t1"}'], "'data.result' is required for task.completed"),
+    (["publish", "heartbeat", '{"tool_calls": "many"}'], "'data.tool_calls' must be an integer, got a string"),
+])
+def test_publish_names_the_protocol_problem(session: Session, args: list[str], named: str) -> None:
+    """Events that break the protocol are refused in one line naming the field or the rule."""
+    assert named in one_line_error(run(*args))
+    assert len(list(session.journal.reader())) == 2
+
+
+def test_publish_invalid_utf8_is_one_line(session: Session) -> None:
+    """An argument holding bytes that are not UTF-8 (as Python passes them on: surrogate escapes) is refused with one
+    line naming the bytes, not a UnicodeEncodeError traceback (regression)."""
+    line = one_line_error(run("publish", "broadcast", "caf\udce9"))
+    assert "not valid UTF-8" in line and "\\xe9" in line
+    assert len(list(session.journal.reader())) == 2
+
+
+def test_publish_over_the_size_limit_writes_nothing(session: Session) -> None:
+    """A message over max_record_bytes is exit 2 naming the limit; the journal is unchanged and still verifies."""
+    line = one_line_error(run("publish", "broadcast", "x" * (1024 * 1024 + 1)))
+    assert "over the size limit of 1048576 bytes (max_record_bytes)" in line
+    assert len(list(session.journal.reader())) == 2
+    assert run("verify").exit_code == 0
+
+
+def test_publish_and_stop_without_an_active_session(power_dir: str) -> None:
+    """Publishing or stopping with Power Mode off is exit 2 saying how to start one."""
+    for command in (["publish", "broadcast", "hi"], ["stop"]):
+        assert "no active power session" in one_line_error(run(*command))
+
+
+# -- verify ----------------------------------------------------------------------------------------------------------
+
+
+def test_verify_reports_a_corrupt_line_with_seq_and_byte_position(session: Session,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """One flipped byte in a middle record: `verify` (text and --json) exits 1 naming its seq and byte offset;
+    `status` and `replay` still work (logging a warning) and skip it; `publish` gets the next seq."""
+    for number in range(3, 7):
+        session.publish("message.broadcast", {"text": f"record {number}"}, sender="a")
+    _segment, offset, line = support.raw_lines(session.journal)[3]
+    with open(support.segment_path(session.journal), "r+b") as handle:
+        handle.seek(offset + line.index(b"record 4"))
+        handle.write(b"R")
+
+    text = run("verify")
+    assert text.exit_code == 1
+    assert text.stdout.startswith("DAMAGED: 5 records, seq 1..6")
+    assert f"damaged: seq 4 at 0000000000000001.jsonl byte {offset}: checksum does not match" in text.stdout
+    as_json = run("verify", "--json")
+    assert as_json.exit_code == 1
+    report = orjson.loads(as_json.stdout)
+    assert report["ok"] is False and report["session"] == session.id
+    assert report["damaged"] == [{"seq": 4, "segment": "0000000000000001.jsonl", "offset": offset,
+                                  "reason": "checksum does not match"}]
+
+    status = run("status", "--json")
+    assert status.exit_code == 0 and orjson.loads(status.stdout)["journal"]["records_through_seq"] == 6
+    assert any(f"seq 4 at 0000000000000001.jsonl byte {offset}" in r.getMessage() for r in caplog.records)
+    replay = run("replay", "--json")
+    assert [orjson.loads(line)["seq"] for line in replay.stdout.splitlines()] == [1, 2, 3, 5, 6]
+    assert run("publish", "broadcast", "after").stdout.strip() == "7"
+
+
+def test_verify_a_healthy_session(session: Session) -> None:
+    """verify of a healthy session says OK with the count and seq range, exit 0."""
+    result = run("verify", session.id)
+    assert result.exit_code == 0 and result.stdout.startswith("OK: 2 records, seq 1..2, 1 segment(s)")
+
+
+def test_verify_reports_a_line_that_is_not_json(session: Session) -> None:
+    """A journal line that is not JSON at all is reported by verify (exit 1) as not a record, with its position."""
+    size = os.path.getsize(support.segment_path(session.journal))
+    with open(support.segment_path(session.journal), "ab") as handle:
+        handle.write(b"this is not json\n")
+    report = orjson.loads(run("verify", "--json").stdout)
+    assert report["damaged"] == [{"seq": 3, "segment": "0000000000000001.jsonl", "offset": size,
+                                  "reason": "not a record"}]
+
+
+# -- the installed console script --------------------------------------------------------------------------------------
+
+
+def test_the_installed_console_script_runs_as_a_real_process(tmp_path: Path) -> None:
+    """The `popkit-power` script installed in the venv works as its own process: start, publish, verify --json; an
+    unknown session is exit 2 with one line on stderr."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("POPKIT_POWER", "CLAUDE"))}
+    env["POPKIT_POWER_HOME"] = str(tmp_path / "power")
+
+    def script(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60,
+                              cwd=tmp_path)
+
+    assert script("start", "Real process").returncode == 0
+    published = script("publish", "broadcast", "hello from a process", "--as", "agent-x")
+    assert (published.returncode, published.stdout.strip()) == (0, "3")
+    verified = script("verify", "--json")
+    assert verified.returncode == 0
+    report = orjson.loads(verified.stdout)
+    assert (report["ok"], report["records"], report["last_seq"]) == (True, 3, 3)
+    unknown = script("verify", "no-such-session")
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert unknown.stderr.count("\n") == 1 and "unknown session 'no-such-session'" in unknown.stderr
+
+    segment = next((tmp_path / "power" / "sessions").glob("*/journal/0000000000000001.jsonl"))
+    data = segment.read_bytes()
+    segment.write_bytes(data.replace(b"hello from a process", b"hello from a procesS"))
+    damaged = script("verify")
+    assert damaged.returncode == 1 and "damaged: seq 3 at 0000000000000001.jsonl byte" in damaged.stdout
+    status = script("status", "--json")
+    assert status.returncode == 0 and orjson.loads(status.stdout)["journal"]["records_through_seq"] == 3
+    assert "skipped a damaged journal record: seq 3" in status.stderr

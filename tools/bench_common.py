@@ -1,0 +1,139 @@
+"""Shared helpers for the benchmarks in tools/: realistic events, timing, medians, tables, machine facts.
+
+Not part of the package and not on any hot path; the benchmarks import it as a sibling module (`tools/` is
+sys.path[0] when a script in it is run).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+
+import orjson
+
+from popkit_power.protocol import make_event
+
+SESSION_ID = "20261124-100000-ab12cd"
+ORIGIN = "benchhost-1a2b3c"
+TOOLS = ("Read", "Edit", "Bash", "Grep", "Glob", "Write", "MultiEdit", "WebFetch", "TodoWrite", "Read", "Read", "Bash")
+WRITE_TOOLS = ("Edit", "Write", "MultiEdit")
+BASE_EPOCH = 1795514400.0  # 2026-11-24T10:00:00Z
+
+
+def agent_key(number: int) -> str:
+    """An agent key shaped like the hook's: Claude session id + subagent id."""
+    return f"9f1c2e7a-4b5d-4c3e-8a21-{number:012d}/subagent-{number:02d}"
+
+
+def ts_of(seconds: float) -> str:
+    whole = int(seconds)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int(round((seconds - whole) * 1e6)) % 1000000:06d}Z"
+
+
+def file_path(rng: random.Random) -> str:
+    return (f"/home/dev/acme/{rng.choice(('api', 'worker', 'web', 'billing'))}/"
+            f"{rng.choice(('handlers', 'models', 'utils', 'routes', 'jobs'))}/mod_{rng.randrange(400):03d}.py")
+
+
+def tool_event(rng: random.Random, sender: str, ts: str) -> dict:
+    tool = rng.choice(TOOLS)
+    data: dict = {"tool": tool, "ok": rng.random() > 0.05, "ms": round(rng.uniform(2, 900), 1)}
+    if tool not in ("Bash", "WebFetch", "TodoWrite"):
+        data["file"] = file_path(rng)
+    if not data["ok"]:
+        data["error"] = "exit status 1: command failed"
+    return make_event("agent.tool", data, sender=sender, session=SESSION_ID, origin=ORIGIN, ts=ts)
+
+
+def heartbeat_event(rng: random.Random, sender: str, ts: str, calls: int) -> dict:
+    data = {"tool_calls": calls, "tool_counts": {"Read": calls // 2, "Edit": calls // 4, "Bash": calls // 8},
+            "files_touched": [file_path(rng)], "current_task": f"task-{rng.randrange(64):03d}",
+            "progress": round(rng.random(), 2)}
+    return make_event("agent.heartbeat", data, sender=sender, session=SESSION_ID, origin=ORIGIN, ts=ts)
+
+
+def append_bodies(count: int, *, seed: int = 1, agents: int = 16, tag: str = "") -> list[bytes]:
+    """`count` serialized envelopes as a hook writes them: ~4 tool events per heartbeat, ~300 bytes each.
+
+    `tag` is put in each event's data (`bench`) with the event's index, so a test can check order per writer.
+    """
+    rng = random.Random(seed)
+    bodies = []
+    calls = [0] * agents
+    for index in range(count):
+        number = rng.randrange(agents)
+        sender = agent_key(number)
+        ts = ts_of(BASE_EPOCH + index * 0.01)
+        calls[number] += 1
+        if index % 5 == 4:
+            event = heartbeat_event(rng, sender, ts, calls[number])
+        else:
+            event = tool_event(rng, sender, ts)
+        if tag:
+            event["data"]["bench"] = f"{tag}:{index}"
+        bodies.append(orjson.dumps(event))
+    return bodies
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def machine() -> dict:
+    info = {
+        "nproc": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+    }
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import sqlite3
+
+    info["sqlite"] = sqlite3.sqlite_version
+    info["orjson"] = orjson.__version__
+    import popkit_power
+
+    info["package"] = os.path.dirname(popkit_power.__file__)
+    info["version"] = package_version(info["package"])
+    return info
+
+
+def package_version(package_dir: str) -> str:
+    """The git commit of the checkout holding the package, with the package files changed since it, if any."""
+    import subprocess
+
+    root = os.path.dirname(package_dir)
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              timeout=10)
+        if head.returncode != 0:
+            return "not a git checkout (scratch copy?)"
+        status = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", os.path.basename(package_dir)],
+                                capture_output=True, text=True, timeout=10).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    changed = sorted(line[3:] for line in status if line.strip())
+    return f"commit {head.stdout.strip()}" + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["| " + " | ".join(str(cell).ljust(width) for cell, width in zip(header, widths)) + " |",
+             "|" + "|".join("-" * (width + 2) for width in widths) + "|"]
+    lines += ["| " + " | ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def rate(value: float) -> str:
+    return f"{value:,.0f}/s"
