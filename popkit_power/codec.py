@@ -15,7 +15,7 @@ except ImportError:  # pragma: no cover - interpreters without the C accelerator
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
+    from typing import Any, ClassVar
 
 _WHITESPACE = " \t\n\r"
 
@@ -29,7 +29,7 @@ class _ScannerContext:
     parse_float = float
     parse_int = int
     parse_constant = float
-    memo: dict[str, str] = {}
+    memo: ClassVar[dict[str, str]] = {}
 
 
 def _refuse(obj: object) -> object:
@@ -51,7 +51,7 @@ if _json is not None:
             value, end = _scan(text, start)
         except StopIteration as stop:
             raise ValueError(f"not valid JSON at character {stop.value}") from None
-        except Exception:  # noqa: BLE001 - the bare scanner can fail without a proper error (SystemError)
+        except Exception:  # the bare scanner can fail without a proper error (SystemError)
             _explain(text)
             raise
         while end < len(text) and text[end] in _WHITESPACE:

@@ -26,7 +26,7 @@ _MAX_NAME = 120
 
 
 def find_power_dir(cwd: str | None = None, environ: dict[str, str] | None = None) -> str:
-    """The power directory for `cwd`: $POPKIT_POWER_HOME, else the git common dir's `popkit-power`, else `.popkit-power`."""
+    """The power directory for `cwd`: $POPKIT_POWER_HOME, else `<git common dir>/popkit-power`, else `.popkit-power`."""
     env = os.environ if environ is None else environ
     override = env.get(ENV_HOME)
     if override:
@@ -81,7 +81,9 @@ def safe_name(name: str, what: str = "name") -> str:
         raise SessionError(f"{what} must be a non-empty string")
     if len(name) <= _MAX_NAME and name[0] != "." and all(char in _SAFE for char in name):
         return name
-    escaped = "".join(char if char in _SAFE and char != "." else f"~{ord(char):x}" for char in name)
+    # "~<hex>." per escaped character: the "." ends the code point, and a literal "." is itself escaped, so two
+    # different names can never escape to the same file name.
+    escaped = "".join(char if char in _SAFE and char != "." else f"~{ord(char):x}." for char in name)
     if len(escaped) > _MAX_NAME:
         import zlib  # a long name keeps its readable start plus a checksum of the whole, so it stays unique
 

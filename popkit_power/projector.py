@@ -77,17 +77,26 @@ def new_state() -> State:
 def apply(state: State, event: Event, rules: Rules) -> State:
     """Fold one event into `state` (in place) and return it. Unknown types are counted and otherwise ignored."""
     event_type = event.get("type")
-    counts = state["counts"]
-    counts[event_type] = counts.get(event_type, 0) + 1
-    state["seq"] = event.get("seq", state["seq"])
     sender = event.get("from")
+    counts = state["counts"]
+    state["seq"] = event.get("seq", state["seq"])
+    if not isinstance(event_type, str) or not isinstance(sender, str):
+        counts["invalid"] = counts.get("invalid", 0) + 1
+        return state
+    counts[event_type] = counts.get(event_type, 0) + 1
     agent = state["agents"].get(sender)
     if agent is not None:
         agent["last_seen"] = event.get("ts")
-    handler = _HANDLERS.get(event_type)  # type: ignore[arg-type]
+    handler = _HANDLERS.get(event_type)
     if handler is not None:
         data = event.get("data")
-        handler(state, event, data if isinstance(data, dict) else {}, rules)
+        try:
+            handler(state, event, data if isinstance(data, dict) else {}, rules)
+        except (TypeError, AttributeError, KeyError, ValueError):
+            # A record whose checksum holds but whose fields have the wrong kinds (another writer's bug, a newer
+            # version): counted and stepped over, so one bad record never stops every later read. What the handler
+            # did before it failed stays, which is the same on every rebuild, so projections still agree.
+            counts["invalid"] = counts.get("invalid", 0) + 1
     return state
 
 

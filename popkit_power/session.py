@@ -62,7 +62,8 @@ class Session:
         """The active session; raise SessionError if Power Mode is off."""
         session_id = active_session(power_dir)
         if session_id is None:
-            raise SessionError(f"no active power session in {power_dir}; start one with: popkit-power start \"objective\"")
+            raise SessionError(f"no active power session in {power_dir}; "
+                               f"start one with: popkit-power start \"objective\"")
         return cls(power_dir, session_id, config)
 
     @property

@@ -275,3 +275,11 @@ def test_everything_a_session_writes_is_private(power_dir: str) -> None:
         assert "agents" in names
     for path in paths:
         assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
+
+
+def test_escaped_names_never_collide() -> None:
+    """Each escaped character ends with '.', so names that differ never share a file (e.g. agent inbox files)."""
+    names = ["\x012", "\x12", "a/b", "a~2f.b", "../x", ".x", "x.", "~", "é", "e\u0301"]
+    escaped = [safe_name(name) for name in names]
+    assert len(set(escaped)) == len(names), escaped
+    assert all(os.sep not in name and not name.startswith(".") for name in escaped)

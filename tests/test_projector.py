@@ -458,3 +458,22 @@ def test_seconds_of_agrees_with_datetime(moment: datetime.datetime) -> None:
 def test_seconds_of_is_none_for_what_is_not_a_timestamp(ts: Any) -> None:
     """Anything but an ISO UTC timestamp gives None (and so never a conflict), not an exception."""
     assert seconds_of(ts) is None
+
+
+def test_records_with_wrong_field_kinds_are_counted_not_fatal() -> None:
+    """A record whose checksum holds but whose fields have the wrong kinds never stops the fold, and rebuilding
+    gives the same state (so snapshots still agree)."""
+    from popkit_power.projector import project
+
+    events = [
+        {"seq": 1, "type": "agent.tool", "from": ["a list"], "data": {"tool": "Bash"}},
+        {"seq": 2, "type": "agent.heartbeat", "from": "a", "data": {"tool_calls": 1, "files_touched": 5}},
+        {"seq": 3, "type": "insight.shared", "from": "a", "data": {"text": "x", "tags": 7}},
+        {"seq": 4, "type": ["not", "a", "type"], "from": "b", "data": {}},
+        {"seq": 5, "type": "agent.joined", "from": "b", "data": {"name": "bee"}},
+    ]
+    state = project(events)
+    assert state["counts"]["invalid"] == 4
+    assert state["agents"]["b"]["name"] == "bee" and state["seq"] == 5
+    assert orjson.dumps(project(events), option=orjson.OPT_SORT_KEYS) == orjson.dumps(
+        state, option=orjson.OPT_SORT_KEYS)
