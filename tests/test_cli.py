@@ -265,3 +265,20 @@ def test_the_installed_console_script_runs_as_a_real_process(tmp_path: Path) -> 
     status = script("status", "--json")
     assert status.returncode == 0 and orjson.loads(status.stdout)["journal"]["records_through_seq"] == 3
     assert "skipped a damaged journal record: seq 3" in status.stderr
+
+
+def test_replay_from_and_to_seq_across_segments(power_dir: str) -> None:
+    """`replay --from-seq/--to-seq` prints exactly that range, starting in the segment that holds it."""
+    from pathlib import Path
+
+    from popkit_power.session import start_session
+
+    Path(power_dir).mkdir(parents=True, exist_ok=True)
+    Path(power_dir, "config.json").write_text('{"segment_max_bytes": 4096}')
+    session = start_session(power_dir, "segments", sender="human")
+    for index in range(60):
+        session.publish("message.broadcast", {"text": f"m{index}"}, sender="human")
+    assert len(session.journal.segments()) > 2
+    result = CliRunner().invoke(main, ["--home", power_dir, "replay", "--json", "--from-seq", "40", "--to-seq", "43"])
+    assert result.exit_code == 0, result.output
+    assert [orjson.loads(line)["seq"] for line in result.output.splitlines()] == [40, 41, 42, 43]

@@ -17,6 +17,7 @@ import orjson
 
 from ..errors import PowerModeError, ProtocolError
 from ..home import find_power_dir, list_sessions
+from ..journal import Position
 from ..protocol import CHANNELS, DEFAULT_TYPE_OF_CHANNEL, channel_of, new_id
 from ..session import Session, start_session, stop_session
 from ..verify import verify_journal
@@ -158,7 +159,9 @@ def verify(ctx: click.Context, session_id: str | None, as_json: bool) -> None:
 def replay(ctx: click.Context, session_id: str | None, as_json: bool, from_seq: int, to_seq: int | None) -> None:
     """Print a session's events in journal order."""
     session = resolve_session(ctx, session_id)
-    for event in session.journal.reader():
+    # Segments are named by their first seq, so reading starts in the segment that holds FROM_SEQ.
+    start = max((segment for segment in session.journal.segments() if segment <= from_seq), default=1)
+    for event in session.journal.reader(Position(start, 0, start)):
         seq = event.get("seq", 0)
         if seq < from_seq:
             continue

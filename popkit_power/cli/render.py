@@ -9,7 +9,8 @@ from ..journal import Position
 from ..projector import OPEN_TASK_STATES, State
 from ..session import Session
 
-_SUMMARY_KEYS = ("text", "question", "result", "title", "objective", "tool", "reason", "agent", "task", "request")
+_SUMMARY_KEYS = ("text", "question", "result", "title", "objective", "tool", "reason", "agent", "task", "request",
+                 "name")
 
 
 def mode() -> dict[str, str]:
