@@ -31,7 +31,8 @@ def agent_key(number: int) -> str:
 
 def ts_of(seconds: float) -> str:
     whole = int(seconds)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int(round((seconds - whole) * 1e6)) % 1000000:06d}Z"
+    micros = round((seconds - whole) * 1e6) % 1000000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micros:06d}Z"
 
 
 def file_path(rng: random.Random) -> str:
@@ -69,10 +70,7 @@ def append_bodies(count: int, *, seed: int = 1, agents: int = 16, tag: str = "")
         sender = agent_key(number)
         ts = ts_of(BASE_EPOCH + index * 0.01)
         calls[number] += 1
-        if index % 5 == 4:
-            event = heartbeat_event(rng, sender, ts, calls[number])
-        else:
-            event = tool_event(rng, sender, ts)
+        event = heartbeat_event(rng, sender, ts, calls[number]) if index % 5 == 4 else tool_event(rng, sender, ts)
         if tag:
             event["data"]["bench"] = f"{tag}:{index}"
         bodies.append(orjson.dumps(event))
@@ -129,10 +127,10 @@ def package_version(package_dir: str) -> str:
 
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["| " + " | ".join(str(cell).ljust(width) for cell, width in zip(header, widths)) + " |",
-             "|" + "|".join("-" * (width + 2) for width in widths) + "|"]
-    lines += ["| " + " | ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) + " |" for row in rows]
-    return "\n".join(lines)
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(cell).ljust(width) for cell, width in zip(cells, widths, strict=True)) + " |"
+
+    return "\n".join([line(header), "|" + "|".join("-" * (width + 2) for width in widths) + "|", *map(line, rows)])
 
 
 def rate(value: float) -> str:

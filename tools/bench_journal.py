@@ -7,10 +7,12 @@
    synchronous=NORMAL (SQLite's flush-to-OS) inserting the same bytes one record per transaction.
    Budget: journal >= 3x SQLite. The same with durability "fsync" against synchronous=FULL documents fsync's cost.
 2. 16 processes appending at once (real processes, spawned, all asleep until one common start time on the monotonic
-   clock, see run_writers) against one process appending the same total through the same code. Afterwards the journal is read back and must hold exactly every
-   record once, with contiguous seqs, valid checksums and each writer's records in its own order; anything else
-   aborts the run with exit status 2. Budget: aggregate rate of 16 >= rate of 1.
-   A second, untimed run does the same with tiny segments so that writers race across segment roll-overs.
+   clock, see run_writers) against one process appending the same total through the same code. Afterwards the
+   journal is read back and must hold exactly every record once, with contiguous seqs, valid checksums and each
+   writer's records in its own order; anything else is reported as an integrity failure (exit status 2).
+   Budget: aggregate rate of 16 >= rate of 1. A second, untimed run does the same with 4 KiB segments, so that the
+   writers race across thousands of segment roll-overs. `--only floor` times a bare flock + write loop the same way,
+   the least any flock-serialized appender can cost, for reference.
 
 Each measurement is repeated (sides alternate A B B A ...) and medians are reported: the machine is shared and noisy,
 so the ratios, not the absolute rates, are what count. The bodies are serialized once beforehand with orjson, so both
@@ -31,10 +33,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import orjson  # noqa: E402
+import bench_common as common
+import orjson
 
-import bench_common as common  # noqa: E402
-from popkit_power.journal import Journal  # noqa: E402
+from popkit_power.journal import Journal
 
 BUDGET_FLUSH_RATIO = 3.0
 BUDGET_CONTENDED_RATIO = 1.0
@@ -136,7 +138,38 @@ def _writer(directory: str, bodies: list[bytes], segment_bytes: int, ready, go, 
 START_DELAY_NS = 150_000_000
 
 
-def run_writers(directory: str, shares: list[list[bytes]], segment_bytes: int) -> tuple[float, float]:
+def _floor_writer(directory: str, bodies: list[bytes], segment_bytes: int, ready, go, deadline, results) -> None:
+    """The lock floor: what any flock-based appender pays at least, i.e. `fcntl.flock` + one `os.write` of an
+    encoded line per record into one shared file (no tail check, no seq bookkeeping; the file is not a journal)."""
+    import fcntl
+
+    from popkit_power.journal import encode_record
+
+    try:
+        fd = os.open(os.path.join(directory, "floor.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        lock = os.open(directory + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        flock, exclusive, unlock, write = fcntl.flock, fcntl.LOCK_EX, fcntl.LOCK_UN, os.write
+        gc.collect()
+        gc.disable()
+        ready.put(os.getpid())
+        go.wait()
+        pause = (deadline.value - time.perf_counter_ns()) / 1e9
+        if pause > 0:
+            time.sleep(pause)
+        start = time.perf_counter_ns()
+        for number, body in enumerate(bodies):
+            flock(lock, exclusive)
+            write(fd, encode_record(number, body))
+            flock(lock, unlock)
+        end = time.perf_counter_ns()
+        results.put((os.getpid(), start, end, None))
+    except BaseException as error:
+        results.put((os.getpid(), 0, 0, f"{type(error).__name__}: {error}"))
+        raise
+
+
+def run_writers(directory: str, shares: list[list[bytes]], segment_bytes: int,
+                target=_writer) -> tuple[float, float]:
     """Spawn one process per share, start them all at one moment, return (aggregate appends/s, start spread ms).
 
     The start is a deadline on the monotonic clock rather than a multiprocessing.Barrier: with 16 processes on 2
@@ -148,7 +181,7 @@ def run_writers(directory: str, shares: list[list[bytes]], segment_bytes: int) -
     ready, results = context.Queue(), context.Queue()
     go = context.Event()
     deadline = context.Value("q", 0)
-    processes = [context.Process(target=_writer,
+    processes = [context.Process(target=target,
                                  args=(directory, share, segment_bytes, ready, go, deadline, results))
                  for share in shares]
     for process in processes:
@@ -237,7 +270,7 @@ def split(bodies: list[bytes], parts: int) -> list[list[bytes]]:
 # -- report ---------------------------------------------------------------------------------------------------------
 
 def summarize(samples: dict[str, list[float]], numerator: str, denominator: str) -> dict:
-    ratios = [a / b for a, b in zip(samples[numerator], samples[denominator])]
+    ratios = [a / b for a, b in zip(samples[numerator], samples[denominator], strict=True)]
     return {
         "medians": {numerator: common.median(samples[numerator]), denominator: common.median(samples[denominator])},
         "ratio_of_medians": common.median(samples[numerator]) / common.median(samples[denominator]),
@@ -247,7 +280,8 @@ def summarize(samples: dict[str, list[float]], numerator: str, denominator: str)
     }
 
 
-SECTIONS = ("flush", "fsync", "contended", "rollover")
+SECTIONS = ("flush", "fsync", "contended", "rollover", "floor")
+DEFAULT_SECTIONS = ("flush", "fsync", "contended", "rollover")
 
 
 def main() -> int:
@@ -264,8 +298,9 @@ def main() -> int:
                         help="segment size of the timed runs (the default config: 64 MiB)")
     parser.add_argument("--rollover-segment-bytes", type=int, default=4096,
                         help="segment size of the untimed roll-over integrity run (4096, the config's minimum)")
-    parser.add_argument("--only", default=",".join(SECTIONS),
-                        help=f"comma-separated sections to run, of: {', '.join(SECTIONS)} (all)")
+    parser.add_argument("--only", default=",".join(DEFAULT_SECTIONS),
+                        help=f"comma-separated sections to run, of: {', '.join(SECTIONS)} (all but floor: the "
+                             "16-vs-1 ratio of a bare flock+write loop, for reference)")
     parser.add_argument("--dir", default=None, help="where to put the scratch journals and databases (a temp dir)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 5,000 records, 1,000 per writer, 3 reps")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of tables")
@@ -287,7 +322,7 @@ def main() -> int:
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
     result: dict = {
         "machine": common.machine(),
-        "command": " ".join([os.path.relpath(sys.executable)] + sys.argv),
+        "command": " ".join([os.path.relpath(sys.executable), *sys.argv]),
         "params": {"records": args.records, "fsync_records": fsync_records, "writers": args.writers,
                    "contended_records": contended_records,
                    "per_writer": args.per_writer, "reps": args.reps, "segment_bytes": args.segment_bytes,
@@ -320,7 +355,7 @@ def main() -> int:
                 "sqlite WAL FULL": lambda d: sqlite_single(fsync_bodies, d, "FULL"),
             }, args.reps, base)
             result["fsync"] = summarize(samples, "journal fsync", "sqlite WAL FULL")
-        if "contended" in sections or "rollover" in sections:
+        if {"contended", "rollover", "floor"} & set(sections):
             contended_bodies = common.append_bodies(contended_records, seed=2, tag="w")
             shares = split(contended_bodies, args.writers)
         if "contended" in sections:
@@ -343,6 +378,19 @@ def main() -> int:
                     result["contended"]["ratio_of_medians"] >= BUDGET_CONTENDED_RATIO)
             except VerificationError as error:
                 integrity_failures.append(f"timed runs ({args.segment_bytes:,}-byte segments): {error}")
+        if "floor" in sections:
+            say(f"lock floor (flock + write, no journal): {args.writers} processes vs 1 x {args.reps} reps ...")
+
+            def floor_side(writer_shares: list[list[bytes]]):
+                def run(directory: str) -> float:
+                    target = os.path.join(directory, "floor")
+                    os.mkdir(target)
+                    return run_writers(target, writer_shares, 0, target=_floor_writer)[0]
+                return run
+
+            samples = alternate({f"floor {many}": floor_side(shares), "floor 1 writer": floor_side([contended_bodies])},
+                                args.reps, base)
+            result["floor"] = summarize(samples, f"floor {many}", "floor 1 writer")
         if "rollover" in sections:
             say(f"{args.writers} processes across roll-overs ({args.rollover_segment_bytes:,}-byte segments) ...")
             try:
@@ -405,6 +453,12 @@ def print_report(result: dict, args: argparse.Namespace, many: str) -> None:
                      f"1 writer {rate(median(s['1 writer']))}",
                      f"{f['ratio_of_medians']:.2f}x (paired {f['median_of_paired_ratios']:.2f}x)", ">= 1x",
                      verdict[result["budgets"][f"{many} aggregate >= 1 writer"]]])
+    if "floor" in result:
+        f = result["floor"]
+        s = f["samples"]
+        rows.append([f"lock floor, {args.writers} vs 1 (info)", f"{many} {rate(median(s[f'floor {many}']))}",
+                     f"1 writer {rate(median(s['floor 1 writer']))}",
+                     f"{f['ratio_of_medians']:.2f}x (paired {f['median_of_paired_ratios']:.2f}x)", "-", "-"])
     integrity = f"{many}: no lost, duplicated or interleaved record"
     if integrity in result["budgets"]:
         checked = []
@@ -423,7 +477,7 @@ def print_report(result: dict, args: argparse.Namespace, many: str) -> None:
         fsync = median(result["fsync"]["samples"]["journal fsync"])
         print(f"\ncost of fsync: {1e6 / fsync:,.0f} us per append with fsync vs {1e6 / flush:,.1f} us with flush "
               f"({flush / fsync:,.0f}x)")
-    for name in ("flush", "fsync", "contended"):
+    for name in ("flush", "fsync", "contended", "floor"):
         if name in result:
             print(f"paired ratios per rep, {name}: " + " ".join(f"{r:.2f}" for r in result[name]["paired_ratios"]))
     if "contended" in result:

@@ -29,12 +29,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import orjson  # noqa: E402
+import bench_common as common
+import orjson
 
-import bench_common as common  # noqa: E402
-from popkit_power.journal import Journal  # noqa: E402
-from popkit_power.protocol import make_event  # noqa: E402
-from popkit_power.session import SNAPSHOT_SUFFIX, Session  # noqa: E402
+from popkit_power.journal import Journal
+from popkit_power.protocol import make_event
+from popkit_power.session import SNAPSHOT_SUFFIX, Session
 
 BUDGET_REBUILD_RATIO = 0.5
 AGENTS = 16
@@ -45,13 +45,18 @@ MIX = {  # event type -> weight (percent)
     "approval.requested": 1.5, "approval.granted": 1, "approval.denied": 0.5,
     "agent.idle": 1.5, "coordinator.status": 1.5,
 }
-WORDS = ("cache invalidation race retry backoff schema migration index query latency timeout token auth session "
-         "lock deadlock flaky test fixture mock parser encoder utf8 newline checksum segment journal snapshot "
-         "replay coordinator heartbeat orphan claim worker queue redis stream upstash pipeline batch idempotent "
-         "config env path worktree branch merge conflict rebase lint type mypy ruff import cycle module package "
-         "docker build wheel venv python node npm yarn webpack bundle css layout render hydrate api endpoint route "
-         "handler middleware cors header cookie csrf jwt oauth scope permission role admin user billing invoice "
-         "stripe webhook signature retry dead letter metric trace span log level warn error panic crash").split()
+WORDS = (
+    "cache", "invalidation", "race", "retry", "backoff", "schema", "migration", "index", "query", "latency",
+    "timeout", "token", "auth", "session", "lock", "deadlock", "flaky", "test", "fixture", "mock", "parser",
+    "encoder", "utf8", "newline", "checksum", "segment", "journal", "snapshot", "replay", "coordinator",
+    "heartbeat", "orphan", "claim", "worker", "queue", "redis", "stream", "upstash", "pipeline", "batch",
+    "idempotent", "config", "env", "path", "worktree", "branch", "merge", "conflict", "rebase", "lint", "type",
+    "mypy", "ruff", "import", "cycle", "module", "package", "docker", "build", "wheel", "venv", "python",
+    "node", "npm", "yarn", "webpack", "bundle", "css", "layout", "render", "hydrate", "api", "endpoint",
+    "route", "handler", "middleware", "cors", "header", "cookie", "csrf", "jwt", "oauth", "scope", "permission",
+    "role", "admin", "user", "billing", "invoice", "stripe", "webhook", "signature", "retry", "dead", "letter",
+    "metric", "trace", "span", "log", "level", "warn", "error", "panic", "crash",
+)
 
 
 class EventMaker:
@@ -181,9 +186,8 @@ def reader_only(session: Session) -> float:
     """Seconds for the journal reader alone over the whole journal (checksums, seqs, orjson.loads; no projector)."""
     gc.collect()
     start = time.perf_counter()
-    count = 0
     for _event in session.journal.reader(loads=orjson.loads):
-        count += 1
+        pass
     return time.perf_counter() - start
 
 
@@ -235,6 +239,26 @@ def only_snapshot(session: Session, path: str | None) -> None:
         shutil.copyfile(path, os.path.join(directory, os.path.basename(path)))
 
 
+def apply_breakdown(session: Session) -> dict:
+    """Nanoseconds per event of projector.apply by type, over events read into memory first (no reader cost)."""
+    from popkit_power.projector import apply, new_state
+
+    events = list(session.journal.reader(loads=orjson.loads))
+    rules = session.rules()
+    state = new_state()
+    spent: dict[str, list[int]] = {}
+    clock = time.perf_counter_ns
+    gc.collect()
+    for event in events:
+        start = clock()
+        apply(state, event, rules)
+        spent.setdefault(event["type"], []).append(clock() - start)
+    total = sum(sum(values) for values in spent.values())
+    return {kind: {"events": len(values), "mean_us": sum(values) / len(values) / 1e3,
+                   "share": sum(values) / total}
+            for kind, values in sorted(spent.items(), key=lambda item: -sum(item[1]))}
+
+
 # -- main -----------------------------------------------------------------------------------------------------------
 
 def main() -> int:
@@ -244,6 +268,8 @@ def main() -> int:
     parser.add_argument("--tails", default="0,100,1000,10000", help="tail lengths for the resume timings")
     parser.add_argument("--dir", default=None, help="where to build the scratch power directory (a temp dir)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 20,000 events, 3 reps, tails up to 1,000")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time projector.apply per event type over the events held in memory")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of tables")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a budget is not met")
     args = parser.parse_args()
@@ -255,12 +281,12 @@ def main() -> int:
     tails = [tail for tail in tails if tail < args.events // 2]
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
     base = tempfile.mkdtemp(prefix="popkit-bench-projector-", dir=args.dir)
-    result: dict = {"machine": common.machine(), "command": " ".join([os.path.relpath(sys.executable)] + sys.argv),
+    result: dict = {"machine": common.machine(), "command": " ".join([os.path.relpath(sys.executable), *sys.argv]),
                     "params": {"events": args.events, "reps": args.reps, "tails": tails}, "budgets": {}, "checks": {}}
     try:
         say(f"building a journal of {args.events:,} events in {base} ...")
         started = time.perf_counter()
-        session, maker = build_session(os.path.join(base, "power"), args.events, seed=7)
+        session, _maker = build_session(os.path.join(base, "power"), args.events, seed=7)
         journal = session.journal
         sizes = [os.path.getsize(journal._segment_path(segment)) for segment in journal.segments()]
         result["journal"] = {"events": args.events, "segments": len(sizes), "bytes": sum(sizes),
@@ -282,7 +308,7 @@ def main() -> int:
                     seconds = reader_only(session)
                 samples[name].append(args.events / seconds)
         median = common.median
-        ratios = [r / b for r, b in zip(samples["rebuild"], samples["bare"])]
+        ratios = [r / b for r, b in zip(samples["rebuild"], samples["bare"], strict=True)]
         result["rebuild"] = {
             "events_per_s": {name: median(values) for name, values in samples.items()},
             "ratio_of_medians": median(samples["rebuild"]) / median(samples["bare"]),
@@ -316,6 +342,9 @@ def main() -> int:
         result["resume"] = {"history": args.events, "tails": resume}
         result["checks"]["resume state == rebuild state (byte for byte)"] = identical
 
+        if args.breakdown:
+            say("apply cost per event type ...")
+            result["apply_breakdown"] = apply_breakdown(session)
         small_events = max(args.events // 10, 2_000)
         probe = 1000 if 1000 in tails else (tails[-1] if tails else 0)
         say(f"resume with a tenth of the history ({small_events:,} events), tail {probe} ...")
@@ -368,6 +397,11 @@ def print_report(result: dict, args: argparse.Namespace) -> None:
     rebuild_ms = result["journal"]["events"] / r["events_per_s"]["rebuild"] * 1e3
     rows.append(["rebuild from cold (for scale)", f"{result['journal']['events']:,}", f"{rebuild_ms:.0f} ms", "-"])
     print(common.table(rows, ["resume", "history (events)", "time (median)", "snapshot"]))
+    if "apply_breakdown" in result:
+        print()
+        rows = [[kind, f"{figures['events']:,}", f"{figures['mean_us']:.2f} us", f"{figures['share']:.0%}"]
+                for kind, figures in result["apply_breakdown"].items()]
+        print(common.table(rows, ["apply, by event type (events in memory)", "events", "per event", "share"]))
     for name, passed in result["checks"].items():
         print(f"check: {name}: {'PASS' if passed else 'FAIL'}")
     print("paired ratios per rep, rebuild/bare: " + " ".join(f"{x:.2f}" for x in r["paired_ratios"]))
