@@ -24,6 +24,11 @@ class FileLock:
         self.path = path
         self._fd = -1
 
+    @property
+    def fd(self) -> int:
+        """The open lock file (once `acquire` has run); the journal keeps the name of its last segment in it."""
+        return self._fd
+
     def acquire(self) -> None:
         if self._fd < 0:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)

@@ -40,6 +40,8 @@ _CRC_OPEN = b',"crc":"'
 _CRC_CLOSE = b'"}\n'
 _CRC_TAIL = len(_CRC_OPEN) + 8 + len(_CRC_CLOSE)  # the bytes after the checksummed part of a line
 _READ_CHUNK = 1 << 20
+_MARKER_READ = 32  # the lock file holds the first seq of the last segment, 16 digits
+_lseek, _pread, _crc32, _exists, _F_OK = os.lseek, os.pread, zlib.crc32, os.access, os.F_OK
 
 
 class Position:
@@ -167,6 +169,7 @@ class Journal:
             raise JournalError(f"durability must be {DURABILITY_FLUSH!r} or {DURABILITY_FSYNC!r}; got {durability!r}")
         self.directory = directory
         self.durability = durability
+        self._fsync = durability == DURABILITY_FSYNC
         self.segment_max_bytes = segment_max_bytes
         self.max_record_bytes = max_record_bytes
         if create:
@@ -177,6 +180,8 @@ class Journal:
         # The tail as this process last left it: (segment, fd, size, next seq). Valid only while the file's size
         # is unchanged, which is checked under the lock before every append.
         self._tail: tuple[int, int, int, int] | None = None
+        self._marker = b""  # what the lock file holds while our cached tail segment is the last one
+        self._tail_path = ""
 
     # -- writing ----------------------------------------------------------------------------------------------------
 
@@ -188,26 +193,50 @@ class Journal:
         """
         if not bodies:
             raise JournalError("nothing to append")
+        limit = self.max_record_bytes - 40  # seq, crc and newline
         for body in bodies:
-            size = len(body) + 40  # seq, crc and newline
-            if size > self.max_record_bytes:
-                raise RecordTooLargeError(size, self.max_record_bytes)
-            if body[:1] != b"{" or body[-1:] != b"}" or len(body) < 3:
-                raise JournalError("a record must be a non-empty JSON object")
-            if b"\n" in body:  # a newline would split the record into two damaged lines
-                raise JournalError("a record must be one line: its serialized JSON holds a newline")
-        self._lock.acquire()
+            if len(body) > limit or len(body) < 3 or body[0] != 0x7B or body[-1] != 0x7D or b"\n" in body:
+                self._refuse(body)
+        lock = self._lock
+        lock.acquire()
         try:
-            segment, fd, size, next_seq = self._open_tail()
+            tail = self._tail
+            # Fast path: nobody appended or rolled over since our own last append: our segment still ends where we
+            # left it, and the lock file still names it as the last segment (a roll-over rewrites that name before
+            # it creates the new segment). lseek and pread are the cheapest syscalls that tell; fstat and
+            # os.path.exists build objects, and probing a file name that changes with every seq misses the
+            # kernel's name cache (~1.5 us per append on ext4). What this path does not notice is a session
+            # directory deleted under a long-lived writer: that is a deliberate deletion, and the slow path checks.
+            if tail is None or _lseek(tail[1], 0, 2) != tail[2] or _pread(lock.fd, _MARKER_READ, 0) != self._marker:
+                tail = self._open_tail()
+            segment, fd, size, next_seq = tail
             if size >= self.segment_max_bytes:
-                segment, fd, size = self._roll_over(next_seq)
-            data = b"".join([encode_record(next_seq + index, body) for index, body in enumerate(bodies)])
-            self._write_all(fd, data, size)
-            last_seq = next_seq + len(bodies) - 1
-            self._tail = (segment, fd, size + len(data), last_seq + 1)
+                segment, fd, size, next_seq = self._roll_over(next_seq)
+            if len(bodies) == 1:
+                checked = b'{"seq":%d,%s' % (next_seq, bodies[0][1:-1])
+                data = b'%s,"crc":"%08x"}\n' % (checked, _crc32(checked))  # encode_record, inline
+            else:
+                data = b"".join([encode_record(next_seq + index, body) for index, body in enumerate(bodies)])
+            try:
+                written = os.write(fd, data)  # os.write, not a bound copy: tests replace it
+                if written != len(data) or self._fsync:
+                    self._finish_write(fd, data, written)
+            except OSError as error:
+                self._undo_write(fd, size, error)
+            end = size + len(data)
+            after = next_seq + len(bodies)
+            self._tail = (segment, fd, end, after)
         finally:
-            self._lock.release()
-        return Appended(next_seq, last_seq, Position(segment, size + len(data), last_seq + 1))
+            lock.release()
+        return Appended(next_seq, after - 1, Position(segment, end, after))
+
+    def _refuse(self, body: bytes) -> None:
+        size = len(body) + 40  # seq, crc and newline
+        if size > self.max_record_bytes:
+            raise RecordTooLargeError(size, self.max_record_bytes)
+        if body[:1] != b"{" or body[-1:] != b"}" or len(body) < 3:
+            raise JournalError("a record must be a non-empty JSON object")
+        raise JournalError("a record must be one line: its serialized JSON holds a newline")
 
     def repair(self) -> None:
         """Take the lock and repair a torn tail, as the next append would."""
@@ -226,51 +255,62 @@ class Journal:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _write_all(self, fd: int, data: bytes, size: int) -> None:
-        try:
-            written = 0
-            while written < len(data):
-                written += os.write(fd, data[written:])
-            if self.durability == DURABILITY_FSYNC:
-                os.fsync(fd)
-        except OSError as error:
-            try:  # leave no partial record behind: the journal ends where it did before this append
-                os.ftruncate(fd, size)
-            except OSError:
-                pass  # the next append's tail repair will find and keep the partial line aside
-            self._drop_tail_cache()  # closes `fd`: only after the truncation
-            raise JournalError(f"cannot append to the journal in {self.directory}: {error.strerror or error}") from None
+    def _finish_write(self, fd: int, data: bytes, written: int) -> None:
+        """The rest of a short write, and the fsync when durability asks for it (OSError goes to `_undo_write`)."""
+        while written < len(data):
+            written += os.write(fd, data[written:])
+        if self._fsync:
+            os.fsync(fd)
+
+    def _undo_write(self, fd: int, size: int, error: OSError) -> None:
+        try:  # leave no partial record behind: the journal ends where it did before this append
+            os.ftruncate(fd, size)
+        except OSError:
+            pass  # the next append's tail repair will find and keep the partial line aside
+        self._drop_tail_cache()  # closes `fd`: only after the truncation
+        raise JournalError(f"cannot append to the journal in {self.directory}: {error.strerror or error}") from None
 
     def _open_tail(self) -> tuple[int, int, int, int]:
         """Under the lock: the last segment, an fd on it, its size after any repair, and the next seq."""
         if self._tail is not None:
-            segment, fd, size, next_seq = self._tail
-            # Nobody appended since our own last append: the segment is the same size, still there, and nobody
-            # rolled over to a new segment from it (that leaves its size alone but names a file after our next seq).
-            if (os.fstat(fd).st_size == size and os.path.exists(self._segment_path(segment))
-                    and not os.path.exists(self._segment_path(next_seq))):
+            segment, fd = self._tail[0], self._tail[1]
+            if _pread(self._lock.fd, _MARKER_READ, 0) == self._marker and _exists(self._tail_path, _F_OK):
+                # Still the last segment, but others appended to it: read its new tail through the fd we hold.
+                size, next_seq = self._scan_tail(fd, segment, _lseek(fd, 0, 2), repair=True)
+                self._tail = (segment, fd, size, next_seq)
                 return self._tail
             self._drop_tail_cache()
         segments = self.segments()
         if not segments:
-            segment, fd, size = self._roll_over(1)
-            return segment, fd, 0, 1
+            return self._roll_over(1)
         segment = segments[-1]
         fd = os.open(self._segment_path(segment), os.O_RDWR | os.O_APPEND)
         size = os.fstat(fd).st_size
         size, next_seq = self._scan_tail(fd, segment, size, repair=True)
         if size == 0 and len(segments) > 1:  # an empty segment left by a crash right after a roll-over
             next_seq = max(next_seq, self._next_seq_of(segments[-2]))
+        self._mark_last_segment(segment)
         self._tail = (segment, fd, size, next_seq)
         return self._tail
 
-    def _roll_over(self, next_seq: int) -> tuple[int, int, int]:
+    def _mark_last_segment(self, segment: int) -> None:
+        """Name `segment` in the lock file as the last one (under the lock), so cached writers can tell a roll-over."""
+        marker = b"%016d" % segment
+        lock_fd = self._lock.fd
+        if _pread(lock_fd, _MARKER_READ, 0) != marker:
+            os.pwrite(lock_fd, marker, 0)
+            os.ftruncate(lock_fd, len(marker))
+        self._marker = marker
+        self._tail_path = self._segment_path(segment)
+
+    def _roll_over(self, next_seq: int) -> tuple[int, int, int, int]:
         self._drop_tail_cache()
-        fd = os.open(self._segment_path(next_seq), os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
-        if self.durability == DURABILITY_FSYNC:
+        self._mark_last_segment(next_seq)  # first: a crash before the file exists only costs the others a rescan
+        fd = os.open(self._tail_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        if self._fsync:
             fsync_dir(self.directory)
         self._tail = (next_seq, fd, os.fstat(fd).st_size, next_seq)
-        return next_seq, fd, self._tail[2]
+        return self._tail
 
     def _drop_tail_cache(self) -> None:
         if self._tail is not None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .protocol import insight_key, seconds_of, similarity
+from .insight_index import insight_index
+from .protocol import insight_key, seconds_of
 
 State = dict[str, Any]
 Event = dict[str, Any]
@@ -331,19 +332,18 @@ def _insight(state: State, event: Event, data: dict[str, Any], rules: Rules) -> 
     if not isinstance(text, str):
         return
     key, words = insight_key(text)
-    duplicate_of = None
-    for kept in state["insights"]:
-        if kept["dup_of"] is None and (
-            kept["key"] == key
-            or similarity(words, frozenset(kept["key"].split())) >= rules.insight_similarity_threshold
-        ):
-            duplicate_of = kept["id"]
-            break
+    insights = state["insights"]
+    index = insight_index(insights, rules.insight_similarity_threshold)
+    prefix = index.prefix(words)
+    duplicate_of = index.first_match(key, words, prefix)
     tags = [tag for tag in data.get("tags") or () if isinstance(tag, str)]
-    state["insights"].append({"id": event.get("id"), "seq": event.get("seq"), "from": event.get("from"),
-                              "text": text, "tags": tags, "ts": event.get("ts"), "key": key, "dup_of": duplicate_of})
-    if len(state["insights"]) > rules.max_insights_kept:
-        del state["insights"][0]
+    entry = {"id": event.get("id"), "seq": event.get("seq"), "from": event.get("from"), "text": text, "tags": tags,
+             "ts": event.get("ts"), "key": key, "dup_of": duplicate_of}
+    insights.append(entry)
+    index.appended(entry, words, prefix)
+    if len(insights) > rules.max_insights_kept:
+        del insights[0]
+        index.dropped_first()
 
 
 def _approval_requested(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
