@@ -7,12 +7,29 @@ times the hook's whole budget, so the hot path uses `fcntl.flock` (POSIX) or `ms
 from __future__ import annotations
 
 import os
+import sys
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+if sys.platform == "win32":  # pragma: no cover - not tested here
     import msvcrt
+
+    LOCK_EX, LOCK_UN = 2, 8
+
+    def flock(fd: int, operation: int) -> None:
+        """`fcntl.flock` for Windows: lock or unlock the file's first byte (LK_LOCK gives up after ~10 s: retry)."""
+        os.lseek(fd, 0, os.SEEK_SET)
+        if operation == LOCK_UN:
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+            return
+        while True:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                return
+            except OSError:
+                continue
+else:
+    from fcntl import LOCK_EX as LOCK_EX
+    from fcntl import LOCK_UN as LOCK_UN
+    from fcntl import flock as flock
 
 
 class FileLock:
@@ -32,22 +49,10 @@ class FileLock:
     def acquire(self) -> None:
         if self._fd < 0:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        if fcntl is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        else:  # pragma: no cover - Windows: LK_LOCK retries for ~10 s, then raises; keep waiting
-            while True:
-                try:
-                    msvcrt.locking(self._fd, msvcrt.LK_LOCK, 1)
-                    break
-                except OSError:
-                    continue
+        flock(self._fd, LOCK_EX)
 
     def release(self) -> None:
-        if fcntl is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-        else:  # pragma: no cover
-            os.lseek(self._fd, 0, os.SEEK_SET)
-            msvcrt.locking(self._fd, msvcrt.LK_UNLCK, 1)
+        flock(self._fd, LOCK_UN)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import zlib
 
-from ._lock import FileLock
+from ._lock import LOCK_EX, LOCK_UN, FileLock, flock
 from .config import DURABILITY_FLUSH, DURABILITY_FSYNC
 from .errors import JournalError, RecordTooLargeError
 from .home import FILE_MODE, fsync_dir, make_private_dirs
@@ -98,12 +98,18 @@ class Damage:
 class Appended:
     """What one append wrote: the first and last seq given, and the position just after them."""
 
-    __slots__ = ("end", "first_seq", "last_seq")
+    __slots__ = ("_end_offset", "_segment", "first_seq", "last_seq")
 
-    def __init__(self, first_seq: int, last_seq: int, end: Position) -> None:
+    def __init__(self, first_seq: int, last_seq: int, segment: int, end_offset: int) -> None:
         self.first_seq = first_seq
         self.last_seq = last_seq
-        self.end = end
+        self._segment = segment
+        self._end_offset = end_offset
+
+    @property
+    def end(self) -> Position:
+        """Where a reader that wants only what came after this append starts (built when asked: appends are hot)."""
+        return Position(self._segment, self._end_offset, self.last_seq + 1)
 
 
 def segment_name(first_seq: int) -> str:
@@ -197,8 +203,12 @@ class Journal:
         for body in bodies:
             if len(body) > limit or len(body) < 3 or body[0] != 0x7B or body[-1] != 0x7D or b"\n" in body:
                 self._refuse(body)
-        lock = self._lock
-        lock.acquire()
+        lock_fd = self._lock.fd
+        if lock_fd < 0:
+            self._lock.acquire()  # opens the lock file, once
+            lock_fd = self._lock.fd
+        else:
+            flock(lock_fd, LOCK_EX)  # the lock's own fd, without a method call each way: appends are hot
         try:
             tail = self._tail
             # Fast path: nobody appended or rolled over since our own last append: our segment still ends where we
@@ -207,7 +217,7 @@ class Journal:
             # os.path.exists build objects, and probing a file name that changes with every seq misses the
             # kernel's name cache (~1.5 us per append on ext4). What this path does not notice is a session
             # directory deleted under a long-lived writer: that is a deliberate deletion, and the slow path checks.
-            if tail is None or _lseek(tail[1], 0, 2) != tail[2] or _pread(lock.fd, _MARKER_READ, 0) != self._marker:
+            if tail is None or _lseek(tail[1], 0, 2) != tail[2] or _pread(lock_fd, _MARKER_READ, 0) != self._marker:
                 tail = self._open_tail()
             segment, fd, size, next_seq = tail
             if size >= self.segment_max_bytes:
@@ -227,8 +237,8 @@ class Journal:
             after = next_seq + len(bodies)
             self._tail = (segment, fd, end, after)
         finally:
-            lock.release()
-        return Appended(next_seq, after - 1, Position(segment, end, after))
+            flock(lock_fd, LOCK_UN)
+        return Appended(next_seq, after - 1, segment, end)
 
     def _refuse(self, body: bytes) -> None:
         size = len(body) + 40  # seq, crc and newline
