@@ -115,7 +115,9 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
         del files[: max(0, len(files) - 20)]
     if calls % config.checkin_every_n_tools == 0:
         events.append(session.event("agent.heartbeat", _heartbeat(state), sender=agent.key))
-    session.append_events(events)
+    appended = session.append_events(events)
+    if "cursor" not in state.data:  # a new agent's news starts right after its own first events, not at a later end
+        state.data["cursor"] = appended.end.as_dict()
 
     now = time.time()
     news = read_news(session.journal, state, agent.key, now=now, conflict_window=config.conflict_window_seconds,
@@ -199,7 +201,7 @@ def welcome(session: Session, agent: Agent, agent_state: AgentState) -> str:
     """What an agent is told when it starts: the objective, who else works, and the commands to coordinate."""
     from .projector import live_agents
 
-    state, _ = session.projection()
+    state, _ = session.projection(on_damage=_damage_logger(session))
     names = agent_state.setdefault("names", {})
     names.update((key, known.get("name", key)) for key, known in list(state["agents"].items())[-200:])
     others = [state["agents"][key] for key in live_agents(state) if key != agent.key]

@@ -24,7 +24,7 @@ DEFAULTS: dict[str, tuple[Any, Any, float | None]] = {
     "durability": (DURABILITY_FLUSH, (DURABILITY_FLUSH, DURABILITY_FSYNC), None),
     "segment_max_bytes": (64 * 1024 * 1024, "int", 4096),
     "max_record_bytes": (1024 * 1024, "int", 1024),
-    "context_max_chars": (2000, "int", 200),
+    "context_max_chars": (2000, "int", 500),
     "conflict_window_seconds": (600, "float", 0),
     "insight_similarity_threshold": (0.8, "float", 0),
     "max_insights_kept": (500, "int", 1),

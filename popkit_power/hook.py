@@ -42,8 +42,8 @@ def main() -> int:
         power_dir = find_power_dir()
         reply = run(sys.stdin.buffer, power_dir, os.environ)
         if reply:
-            sys.stdout.write(reply)
-            sys.stdout.flush()
+            sys.stdout.buffer.write(reply.encode("utf-8"))  # UTF-8 whatever the locale: Claude Code reads UTF-8
+            sys.stdout.buffer.flush()
     except BaseException as error:  # the hook must never break the agent, whatever happens
         log_error(power_dir, f"{type(error).__name__}: {error}")
     return 0

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 WRITE_TOOLS = frozenset({"Edit", "Write", "MultiEdit", "NotebookEdit"})
-MAX_PENDING = 50
+MAX_PENDING = 50  # lines waiting for delivery; past this, reading stops and the cursor stays before the rest
+MAX_INSIGHT_KEY = 300  # characters of an insight kept to recognise its near-duplicates
 MAX_REMEMBERED = 200
 HEADER = "Power Mode (popkit-power): news from the other agents since your last tool call"
 
@@ -81,6 +82,9 @@ def read_news(journal: Journal, state: AgentState, agent_key: str, *, now: float
     news: list[str] = []
     names: dict[str, str] = state.setdefault("names", {})
     warned: dict[str, float] = state.setdefault("warned", {})
+    room = MAX_PENDING - len(state.data.get("pending", []))
+    if room <= 0:
+        return news  # enough is waiting already: the cursor stays where it is
     for event in reader:
         sender = event.get("from")
         event_type = event.get("type")
@@ -119,6 +123,8 @@ def read_news(journal: Journal, state: AgentState, agent_key: str, *, now: float
             gone = data.get("agent", sender) if event_type == "agent.lost" else sender
             for writers in others.values():
                 writers.pop(gone, None)
+        if len(news) >= room:
+            break  # the cursor is just after this event: the rest is read next time, nothing is lost
     state.data["cursor"] = reader.position.as_dict()
     return news
 
@@ -141,19 +147,20 @@ def note_own_write(state: AgentState, path: str, now: float, conflict_window: fl
 
 
 def render(lines: list[str], state: AgentState, limit: int) -> str:
-    """Join pending and new lines under the header, up to `limit` characters; keep the rest pending."""
-    pending: list[str] = state.data.get("pending", [])
-    queue = pending + lines
+    """Join pending and new lines under the header, up to `limit` characters; keep the rest pending, in order."""
+    queue: list[str] = state.data.get("pending", []) + lines
     shown: list[str] = []
-    size = len(HEADER) + 60
+    size = len(HEADER) + 2
+    reserve = 50  # for the "(+N more ...)" line
     for index, line in enumerate(queue):
-        if len(line) > limit // 2:
-            line = line[: limit // 2 - 1] + "…"
-        if size + len(line) + 1 > limit:
-            rest = queue[index:]
-            state.data["pending"] = rest[-MAX_PENDING:]
-            more = f"(+{len(rest)} more after your next tool call)"
-            return "\n".join([HEADER + ":", *shown, more]) if shown else ""
+        left = limit - size - reserve
+        if len(line) > left:
+            if shown or left < 40:  # the next call has the whole budget for it
+                rest = queue[index:]
+                state.data["pending"] = rest
+                more = f"(+{len(rest)} more after your next tool call)"
+                return "\n".join([HEADER + ":", *shown, more])
+            line = line[: left - 1] + "…"  # one line longer than the whole budget: cut, not held forever
         shown.append(line)
         size += len(line) + 1
     state.data["pending"] = []
@@ -165,11 +172,12 @@ def _describe(event_type: Any, event: dict[str, Any], data: dict[str, Any], who:
     if event_type == "message.broadcast":
         return f"- [broadcast from {who}] {data.get('text', '')}"
     if event_type == "message.direct" and event.get("to") == agent_key:
-        return f"- [message to you from {who}] {data.get('text', '')} (reply: popkit-power send {who} \"...\")"
+        hint = f" (reply: popkit-power send {who} \"...\")" if ":" in str(event.get("from")) else ""
+        return f"- [message to you from {who}] {data.get('text', '')}{hint}"
     if event_type == "insight.shared" and isinstance(data.get("text"), str):
-        key, words = insight_key(data["text"])
+        key, words = insight_key(data["text"][:MAX_INSIGHT_KEY])
         for seen in seen_insights:
-            if seen == key or similarity(words, frozenset(seen.split())) >= threshold:
+            if seen == key or similarity(words, _word_set(seen)) >= threshold:
                 return None  # a near-duplicate of something this agent already has
         seen_insights.append(key)
         del seen_insights[: max(0, len(seen_insights) - MAX_REMEMBERED)]
@@ -194,6 +202,17 @@ def display_name(agent_key: str) -> str:
     agent (the name the hook gives it), else the key itself."""
     claude_session, _, agent_id = agent_key.rpartition(":")
     return f"main-{claude_session[:6]}" if agent_id == "main" and claude_session else agent_key
+
+
+_WORD_SETS: dict[str, frozenset[str]] = {}
+
+
+def _word_set(key: str) -> frozenset[str]:
+    """The word set of a remembered insight key, built once per hook process."""
+    words = _WORD_SETS.get(key)
+    if words is None:
+        words = _WORD_SETS[key] = frozenset(key.split())
+    return words
 
 
 def _ago(seconds: float) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 from typing import Any
@@ -23,18 +24,25 @@ HOOK_SCRIPT = "popkit-power-hook"
 HOOK_TIMEOUT = 10
 
 
+#: Agent starts may fold the journal since the last snapshot (a welcome needs the state), so they get longer.
+START_TIMEOUT = 30
+START_EVENTS = ("SessionStart", "SubagentStart")
+
+
 def hooks_config(command: str) -> dict[str, Any]:
     """The `hooks` table that runs `command` for every event Power Mode handles."""
-    return {event: [{"hooks": [{"type": "command", "command": command, "timeout": HOOK_TIMEOUT}]}]
+    return {event: [{"hooks": [{"type": "command", "command": command,
+                                "timeout": START_TIMEOUT if event in START_EVENTS else HOOK_TIMEOUT}]}]
             for event in HOOK_EVENTS}
 
 
 def hook_command() -> str:
-    """The absolute path of the installed hook script (beside this interpreter), else its name on PATH."""
+    """The installed hook script (beside this interpreter, else on PATH), quoted for `sh -c`, which runs it."""
     beside = os.path.join(os.path.dirname(sys.executable), HOOK_SCRIPT)
     if os.access(beside, os.X_OK):
-        return beside
-    return shutil.which(HOOK_SCRIPT) or HOOK_SCRIPT
+        return shlex.quote(beside)
+    found = shutil.which(HOOK_SCRIPT)
+    return shlex.quote(found) if found else HOOK_SCRIPT
 
 
 def settings_path(*, user: bool, project_dir: str = ".") -> str:
@@ -43,8 +51,18 @@ def settings_path(*, user: bool, project_dir: str = ".") -> str:
     return os.path.join(base, ".claude", "settings.json")
 
 
-def is_ours(handler: Any) -> bool:
-    return isinstance(handler, dict) and os.path.basename(str(handler.get("command", ""))) == HOOK_SCRIPT
+def is_ours(group: Any, handler: Any) -> bool:
+    """A handler `install` wrote: our script, in a group without a matcher, with no fields we do not write.
+
+    A user's own entry for the same script (with a matcher, say) is theirs, and install/uninstall leave it alone.
+    """
+    if not isinstance(handler, dict) or set(handler) - {"type", "command", "timeout"} or "matcher" in group:
+        return False
+    try:
+        program = shlex.split(str(handler.get("command", "")))[:1]
+    except ValueError:
+        return False
+    return bool(program) and os.path.basename(program[0]) == HOOK_SCRIPT
 
 
 def install_hooks(path: str, command: str | None = None) -> bool:
@@ -87,15 +105,16 @@ def _remove_ours(settings: dict[str, Any]) -> bool:
         groups = hooks[event]
         if not isinstance(groups, list):
             continue
+        removed_here = False
         for group in list(groups):
             handlers = group.get("hooks") if isinstance(group, dict) else None
-            if not isinstance(handlers, list) or not any(is_ours(handler) for handler in handlers):
+            if not isinstance(handlers, list) or not any(is_ours(group, handler) for handler in handlers):
                 continue
-            removed = True
-            group["hooks"] = [handler for handler in handlers if not is_ours(handler)]
+            removed = removed_here = True
+            group["hooks"] = [handler for handler in handlers if not is_ours(group, handler)]
             if not group["hooks"]:
                 groups.remove(group)
-        if not groups:
+        if not groups and removed_here:  # emptied by us; a list the user left empty stays
             del hooks[event]
     if not hooks and removed:
         del settings["hooks"]
@@ -103,6 +122,7 @@ def _remove_ours(settings: dict[str, Any]) -> bool:
 
 
 def _read(path: str) -> dict[str, Any]:
+    path = os.path.realpath(path)  # a settings file linked from a dotfiles repository is edited where it lives
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
@@ -122,8 +142,9 @@ def _read(path: str) -> dict[str, Any]:
 
 
 def _write(path: str, settings: dict[str, Any]) -> None:
+    path = os.path.realpath(path)  # replace the link's target, not the link
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
-    write_private_file(path, json.dumps(settings, indent=2) + "\n")
+    write_private_file(path, json.dumps(settings, indent=2, ensure_ascii=False) + "\n")
     os.chmod(path, mode)  # settings are the user's file, not a private journal file: keep its mode

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from .projector import Rules, State
 
 SNAPSHOT_SUFFIX = ".snapshot.json"
+SNAPSHOTS_KEPT = 2
+#: A long fold (no snapshot yet, or one made with other settings) saves its progress this often.
+INTERMEDIATE_SNAPSHOT_EVERY = 100_000
 
 
 class Session:
@@ -98,7 +101,9 @@ class Session:
                    on_damage: DamageHandler | None = None) -> tuple[State, Position]:
         """The current state and the position it covers: the latest snapshot plus the tail after it.
 
-        With `save_snapshot`, a new snapshot is written when the tail was longer than `snapshot_every_events`.
+        With `save_snapshot`, a new snapshot is written when the tail was longer than `snapshot_every_events`, and
+        also every `INTERMEDIATE_SNAPSHOT_EVERY` events on the way: a fold that is killed part way (a hook at its
+        timeout) leaves its progress for the next one.
         """
         from .projector import apply, new_state
 
@@ -110,7 +115,9 @@ class Session:
         for event in reader:
             apply(state, event, rules)
             folded += 1
-        if save_snapshot and folded >= self.config.snapshot_every_events:
+            if save_snapshot and folded % INTERMEDIATE_SNAPSHOT_EVERY == 0:
+                self.save_snapshot(state, reader.position)
+        if save_snapshot and folded >= self.config.snapshot_every_events and folded % INTERMEDIATE_SNAPSHOT_EVERY:
             self.save_snapshot(state, reader.position)
         return state, reader.position
 
@@ -127,6 +134,9 @@ class Session:
         document = {"v": 1, "session": self.id, "position": position.as_dict(), "rules": self._rules_key(),
                     "written": time.time(), "state": state}
         write_private_file(path, orjson.dumps(document).decode("utf-8"))
+        for old in sorted(os.listdir(directory))[:-SNAPSHOTS_KEPT]:  # names sort by the seq they cover
+            if old.endswith(SNAPSHOT_SUFFIX):
+                os.unlink(os.path.join(directory, old))
         return path
 
     def latest_snapshot(self) -> tuple[State, Position] | None:

@@ -240,12 +240,12 @@ def test_approval_answer_reaches_only_the_asking_agent(session: Session) -> None
 
 
 def test_context_is_capped_and_the_rest_follows_next_time(session: Session) -> None:
-    Path(session.power_dir, "config.json").write_text('{"context_max_chars": 400}')
+    Path(session.power_dir, "config.json").write_text('{"context_max_chars": 500}')
     call(session.power_dir, tool())
     for index in range(12):
-        session.publish("message.broadcast", {"text": f"note {index:02d} " + "x" * 40}, sender="human")
+        session.publish("message.broadcast", {"text": f"note {index:02d} " + "x" * 60}, sender="human")
     first = context(call(session.power_dir, tool()))
-    assert len(first) <= 400 and "more after your next tool call" in first
+    assert len(first) <= 500 and "more after your next tool call" in first
     delivered = [f"note {i:02d}" for i in range(12) if f"note {i:02d}" in first]
     rest = ""
     for _ in range(5):
@@ -298,3 +298,73 @@ def test_parallel_tool_calls_of_one_agent_get_each_item_exactly_once(session: Se
     recorded = [e for e in events(session) if e["type"] == "agent.tool"]
     assert len(recorded) == 9
     assert [e["seq"] for e in events(session)] == list(range(1, len(events(session)) + 1))
+
+
+# -- regressions from the review of this issue --------------------------------------------------------------------------
+
+def test_a_long_backlog_is_delivered_whole_and_once(session: Session) -> None:
+    """More news than fits in many replies: reading stops while lines wait, so nothing is dropped or repeated."""
+    call(session.power_dir, tool())
+    for index in range(120):
+        session.publish("message.broadcast", {"text": f"b{index:03d}"}, sender="human")
+    seen: list[str] = []
+    for _ in range(40):
+        reply = call(session.power_dir, tool())
+        if reply is None:
+            break
+        seen += [line.split("] ")[1] for line in context(reply).splitlines() if "[broadcast" in line]
+    assert seen == [f"b{index:03d}" for index in range(120)]
+
+
+def test_reply_is_utf8_whatever_the_locale(session: Session) -> None:
+    call(session.power_dir, tool())
+    session.publish("message.broadcast", {"text": "déploiement bloqué → 接口"}, sender="human")
+    env = {**os.environ, "POPKIT_POWER_HOME": session.power_dir, "PYTHONIOENCODING": "cp1252"}
+    completed = subprocess.run([str(HOOK_SCRIPT)], input=orjson.dumps(tool()), env=env, capture_output=True,
+                               timeout=60)
+    assert completed.returncode == 0 and completed.stderr == b""
+    assert "déploiement bloqué → 接口" in context(completed.stdout.decode("utf-8"))
+
+
+def test_a_new_agent_hears_what_others_wrote_right_after_its_first_events(
+        session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Injected interleaving: another agent appends between this agent's first append and its first read."""
+    real_append = Session.append_events
+
+    def append_then_other(self: Session, built: list[dict[str, Any]]) -> Any:
+        appended = real_append(self, built)
+        if built[0]["type"] == "agent.joined":
+            real_append(self, [self.event("message.broadcast", {"text": "right after you"}, sender=f"{OTHER}:main")])
+        return appended
+
+    monkeypatch.setattr(Session, "append_events", append_then_other)
+    assert "right after you" in context(call(session.power_dir, tool()))
+
+
+def test_a_line_longer_than_the_whole_budget_is_cut_not_held(session: Session) -> None:
+    Path(session.power_dir, "config.json").write_text('{"context_max_chars": 500}')
+    call(session.power_dir, tool())
+    session.publish("message.broadcast", {"text": "long " * 400}, sender="human")
+    text = context(call(session.power_dir, tool()))
+    assert len(text) <= 500 and "[broadcast from human] long" in text and text.endswith("…")
+
+
+def test_a_message_from_a_person_has_no_reply_hint_that_would_fail(session: Session) -> None:
+    call(session.power_dir, tool())
+    session.publish("message.direct", {"text": "hi"}, sender="human", to=f"{CLAUDE}:main")
+    session.publish("message.direct", {"text": "yo"}, sender=f"{OTHER}:main", to=f"{CLAUDE}:main")
+    lines = context(call(session.power_dir, tool())).splitlines()
+    assert lines[1] == "- [message to you from human] hi"
+    assert lines[2].endswith(f"(reply: popkit-power send main-{OTHER[:6]} \"...\")")
+
+
+def test_damage_seen_at_session_start_goes_to_the_log_not_stderr(session: Session) -> None:
+    session.publish("message.broadcast", {"text": "x"}, sender="human")
+    segment = Path(session.journal.directory) / "0000000000000001.jsonl"
+    data = bytearray(segment.read_bytes())
+    data[data.index(b'"text":"x"') + 8] = ord("y")
+    segment.write_bytes(bytes(data))
+    completed = run_script(session.power_dir, orjson.dumps(payload("SessionStart", source="startup")))
+    assert completed.returncode == 0 and completed.stderr == b""
+    assert "Power Mode is on" in context(completed.stdout.decode())
+    assert any("damaged journal record: seq 3" in line for line in log_lines(session.power_dir))

@@ -102,3 +102,37 @@ def test_hook_script_and_its_modules_import_nothing_heavy() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                          env={**os.environ, "POPKIT_POWER_HOME": "/nonexistent"}).stdout
     assert out.strip() == "[]"
+
+
+def test_a_hook_path_with_a_space_runs_under_sh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claude Code runs the command with `sh -c`: the installed path is quoted, and still recognised as ours."""
+    from popkit_power import install
+
+    bin_dir = tmp_path / "my venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    script = bin_dir / HOOK_SCRIPT
+    script.write_text("#!/bin/sh\necho hook-ran\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(install.sys, "executable", str(bin_dir / "python"))
+    settings = tmp_path / ".claude" / "settings.json"
+    install_hooks(str(settings))
+    command = json.loads(settings.read_text())["hooks"]["PostToolUse"][0]["hooks"][0]["command"]
+    assert subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout == "hook-ran\n"
+    assert uninstall_hooks(str(settings)) and json.loads(settings.read_text()) == {}
+
+
+def test_a_symlinked_settings_file_and_a_users_own_entry_survive(tmp_path: Path) -> None:
+    target = tmp_path / "dotfiles" / "settings.json"
+    target.parent.mkdir()
+    theirs = {"matcher": "Edit|Write", "hooks": [{"type": "command", "command": "/opt/popkit-power-hook",
+                                                  "timeout": 3}]}
+    target.write_text(json.dumps({"model": "opus", "note": "café", "hooks": {"PreToolUse": [], "PostToolUse":
+                                                                                [theirs]}}))
+    link = tmp_path / ".claude" / "settings.json"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    install_hooks(str(link), HOOK_SCRIPT)
+    assert link.is_symlink() and "café" in target.read_text()
+    uninstall_hooks(str(link))
+    restored = json.loads(target.read_text())
+    assert restored["hooks"] == {"PreToolUse": [], "PostToolUse": [theirs]} and restored["note"] == "café"

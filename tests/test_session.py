@@ -132,3 +132,20 @@ def test_session_ids_sort_by_their_utc_start_time(power_dir: str) -> None:
     assert len(first.id) == len("20261124-100000-") + 6
     assert list_sessions(power_dir) == [first.id, second.id]
     assert next(iter(first.journal.reader()))["ts"] == "2026-11-24T10:00:00.000000Z"
+
+
+def test_a_long_fold_saves_its_progress_and_keeps_two_snapshots(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A projection killed part way (a hook at its timeout) leaves snapshots the next one resumes from."""
+    from popkit_power import session as session_module
+    from popkit_power.session import start_session
+
+    monkeypatch.setattr(session_module, "INTERMEDIATE_SNAPSHOT_EVERY", 100)
+    created = start_session(str(tmp_path / "power"), "folds", sender="human")
+    for index in range(348):
+        created.publish("message.broadcast", {"text": f"m{index}"}, sender="human")
+    _, position = created.projection()
+    names = sorted(os.listdir(created.snapshots_dir()))
+    assert names == ["0000000000000200.snapshot.json", "0000000000000300.snapshot.json"]
+    resumed = created.latest_snapshot()
+    assert resumed is not None and resumed[1].seq == 301 and position.seq == 351

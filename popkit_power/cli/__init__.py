@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 
-from ..errors import PowerModeError, ProtocolError
+from ..errors import PowerModeError, ProtocolError, SessionError
 from ..home import find_power_dir, list_sessions
 from ..journal import Position
 from ..protocol import CHANNELS, DEFAULT_TYPE_OF_CHANNEL, channel_of, new_id
@@ -190,6 +190,13 @@ def publish(ctx: click.Context, channel: str, message: str, event_type: str | No
         raise ProtocolError(f"type {event_type!r} belongs on channel {known_channel!r}, not {channel!r}")
     data = message_data(event_type, message)
     session = Session.active(power_dir_of(ctx))
+    if to is not None:
+        from .agents import resolve_agent
+
+        try:  # a name or prefix of one agent becomes the key its inbox matches; anything else is written as given
+            to = resolve_agent(session, to)
+        except SessionError:
+            pass
     appended = session.publish(event_type, data, sender=sender or default_sender(), to=to, channel=channel)
     click.echo(appended.first_seq)
 
