@@ -300,7 +300,7 @@ def test_parallel_tool_calls_of_one_agent_get_each_item_exactly_once(session: Se
     assert [e["seq"] for e in events(session)] == list(range(1, len(events(session)) + 1))
 
 
-# -- regressions from the review of this issue --------------------------------------------------------------------------
+# -- regressions from the review of this issue ---------------------------------------------------------------------
 
 def test_a_long_backlog_is_delivered_whole_and_once(session: Session) -> None:
     """More news than fits in many replies: reading stops while lines wait, so nothing is dropped or repeated."""
