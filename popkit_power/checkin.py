@@ -13,7 +13,7 @@ import time
 from . import codec
 from .config import load_config
 from .hook import log_error
-from .inbox import WRITE_TOOLS, AgentState, note_own_write, read_news, render
+from .inbox import WRITE_TOOLS, AgentState, display_name, note_own_write, read_news, render
 from .session import Session
 
 TYPE_CHECKING = False
@@ -54,7 +54,7 @@ class Agent:
         self.agent_type = agent_type if isinstance(agent_type, str) and agent_type else None
         self.key = f"{claude_session}:{self.agent_id}"
         if self.agent_id == "main":
-            self.name, self.parent = f"main-{claude_session[:6]}", None
+            self.name, self.parent = display_name(self.key), None
         else:
             self.name = f"{self.agent_type or 'agent'}-{self.agent_id[:6]}"
             self.parent = f"{claude_session}:main"
