@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "PowerModeError": "errors", "ConfigError": "errors", "ProtocolError": "errors", "SessionError": "errors",
-    "JournalError": "errors", "RecordTooLargeError": "errors", "JournalCorruptError": "errors",
+    "JournalError": "errors", "RecordTooLargeError": "errors",
     "Journal": "journal", "Position": "journal", "Config": "config", "load_config": "config",
     "Session": "session", "project": "projector", "Projection": "projector",
 }

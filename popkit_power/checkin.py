@@ -14,6 +14,7 @@ from . import codec
 from .config import load_config
 from .hook import log_error
 from .inbox import WRITE_TOOLS, AgentState, display_name, note_own_write, read_news, render
+from .protocol import remember_recent
 from .session import Session
 
 TYPE_CHECKING = False
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 FILE_TOOLS = WRITE_TOOLS | {"Read"}
 MAX_RESULT_CHARS = 4000
 MAX_ERROR_CHARS = 300
+HEARTBEAT_FILES = 20  # the files a heartbeat names: the agent's most recent ones
 
 
 def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str, Any], environ: Any) -> str | None:
@@ -108,11 +110,7 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
     counts = state.setdefault("tool_counts", {})
     counts[tool] = counts.get(tool, 0) + 1
     if "file" in data:
-        files: list[str] = state.setdefault("files", [])
-        if data["file"] in files:
-            files.remove(data["file"])
-        files.append(data["file"])
-        del files[: max(0, len(files) - 20)]
+        remember_recent(state.setdefault("files", []), data["file"], HEARTBEAT_FILES)
     if calls % config.checkin_every_n_tools == 0:
         events.append(session.event("agent.heartbeat", _heartbeat(state), sender=agent.key))
     appended = session.append_events(events)

@@ -5,8 +5,7 @@
     ├── ProtocolError          an event that does not follow journal/SPEC.md (names the field)
     ├── SessionError           no such session, no active session, a bad session id
     └── JournalError           the journal cannot be read or written
-        ├── RecordTooLargeError    one record over `max_record_bytes`
-        └── JournalCorruptError    damage found where it cannot be skipped
+        └── RecordTooLargeError    one record over `max_record_bytes`
 
 Every message is one line that names what is wrong, so the CLI can print it as it is. This module is on the hook's
 hot path: it imports nothing.
@@ -42,7 +41,3 @@ class RecordTooLargeError(JournalError):
         super().__init__(f"record of {size} bytes is over the size limit of {limit} bytes (max_record_bytes)")
         self.size = size
         self.limit = limit
-
-
-class JournalCorruptError(JournalError):
-    """A record is damaged in a way a reader cannot step over."""

@@ -295,10 +295,7 @@ class Journal:
             return self._roll_over(1)
         segment = segments[-1]
         fd = os.open(self._segment_path(segment), os.O_RDWR | os.O_APPEND)
-        size = os.fstat(fd).st_size
-        size, next_seq = self._scan_tail(fd, segment, size, repair=True)
-        if size == 0 and len(segments) > 1:  # an empty segment left by a crash right after a roll-over
-            next_seq = max(next_seq, self._next_seq_of(segments[-2]))
+        size, next_seq = self._tail_of(fd, segments, repair=True)
         self._mark_last_segment(segment)
         self._tail = (segment, fd, size, next_seq)
         return self._tail
@@ -326,6 +323,13 @@ class Journal:
         if self._tail is not None:
             os.close(self._tail[1])
             self._tail = None
+
+    def _tail_of(self, fd: int, segments: list[int], *, repair: bool) -> tuple[int, int]:
+        """(whole size, next seq) of the last segment, open as `fd`; see `_scan_tail`."""
+        size, next_seq = self._scan_tail(fd, segments[-1], os.fstat(fd).st_size, repair=repair)
+        if size == 0 and len(segments) > 1:  # an empty segment left by a crash right after a roll-over
+            next_seq = max(next_seq, self._next_seq_of(segments[-2]))
+        return size, next_seq
 
     def _next_seq_of(self, segment: int) -> int:
         with open(self._segment_path(segment), "rb") as handle:
@@ -427,9 +431,7 @@ class Journal:
             return Position()
         segment = segments[-1]
         with open(self._segment_path(segment), "rb") as handle:
-            size, next_seq = self._scan_tail(handle.fileno(), segment, os.fstat(handle.fileno()).st_size, repair=False)
-        if size == 0 and len(segments) > 1:
-            next_seq = max(next_seq, self._next_seq_of(segments[-2]))
+            size, next_seq = self._tail_of(handle.fileno(), segments, repair=False)
         return Position(segment, size, next_seq)
 
     def has_torn_tail(self) -> tuple[int, int, int] | None:

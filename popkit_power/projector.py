@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from .insight_index import insight_index
-from .protocol import insight_key, seconds_of
+from .protocol import insight_key, remember_recent, seconds_of
 
 State = dict[str, Any]
 Event = dict[str, Any]
@@ -144,14 +144,7 @@ def _joined(state: State, event: Event, data: dict[str, Any], rules: Rules) -> N
 
 
 def _touch_file(agent: dict[str, Any], path: str, limit: int) -> None:
-    files: list[str] = agent["files_touched"]
-    if files and files[-1] == path:
-        return
-    if path in files:
-        files.remove(path)
-    files.append(path)
-    if len(files) > limit:
-        del files[: len(files) - limit]
+    remember_recent(agent["files_touched"], path, limit)
 
 
 def _heartbeat(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:

@@ -194,6 +194,17 @@ def _article(kind: str) -> str:
     return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
 
 
+def remember_recent(items: list[str], value: str, limit: int) -> None:
+    """Move `value` to the end of `items` (adding it if new), keeping only the last `limit` items."""
+    if items and items[-1] == value:
+        return
+    if value in items:
+        items.remove(value)
+    items.append(value)
+    if len(items) > limit:
+        del items[: len(items) - limit]
+
+
 def insight_key(text: str) -> tuple[str, frozenset[str]]:
     """The normalized form of an insight (lower case, words only) and its word set, for duplicate detection."""
     words = "".join(char.lower() if char.isalnum() else " " for char in text).split()

@@ -255,12 +255,20 @@ def test_context_is_capped_and_the_rest_follows_next_time(session: Session) -> N
     assert not any(note in rest for note in delivered), "nothing is delivered twice"
 
 
-def test_edit_conflict_is_warned_to_both_agents_within_the_window(session: Session) -> None:
-    home = session.power_dir
-    edit = {"file_path": "/repo/parser.py", "old_string": "a", "new_string": "b"}
+PARSER_EDIT = {"file_path": "/repo/parser.py", "old_string": "a", "new_string": "b"}
+
+
+def this_agent_edits_the_parser_at_ten(home: str) -> None:
+    """Both agents are known; this one (CLAUDE) edits /repo/parser.py at 10:00."""
     with freeze_time("2026-11-24 10:00:00"):
         call(home, tool(claude=OTHER))
-        call(home, tool("Edit", tool_input=edit))
+        call(home, tool("Edit", tool_input=PARSER_EDIT))
+
+
+def test_edit_conflict_is_warned_to_both_agents_within_the_window(session: Session) -> None:
+    home = session.power_dir
+    edit = PARSER_EDIT
+    this_agent_edits_the_parser_at_ten(home)
     with freeze_time("2026-11-24 10:01:00"):
         warning = context(call(home, tool("Edit", claude=OTHER, tool_input=edit)))
     assert "[conflict]" in warning and "/repo/parser.py" in warning
@@ -273,10 +281,8 @@ def test_edit_conflict_is_warned_to_both_agents_within_the_window(session: Sessi
 
 def test_no_conflict_outside_the_window(session: Session) -> None:
     home = session.power_dir
-    edit = {"file_path": "/repo/parser.py", "old_string": "a", "new_string": "b"}
-    with freeze_time("2026-11-24 10:00:00"):
-        call(home, tool(claude=OTHER))
-        call(home, tool("Edit", tool_input=edit))
+    edit = PARSER_EDIT
+    this_agent_edits_the_parser_at_ten(home)
     with freeze_time("2026-11-24 11:00:00"):
         assert call(home, tool("Edit", claude=OTHER, tool_input=edit)) is None
 

@@ -23,9 +23,8 @@ def register(group: click.Group) -> None:
         group.add_command(command)
 
 
-def _context() -> tuple[click.Context, Session]:
-    ctx = click.get_current_context()
-    return ctx, Session.active(power_dir_of(ctx))
+def _active_session() -> Session:
+    return Session.active(power_dir_of(click.get_current_context()))
 
 
 def _sender(sender: str | None) -> str:
@@ -39,7 +38,7 @@ def _sender(sender: str | None) -> str:
 @handle_errors
 def insight(text: str, tags: str, sender: str | None) -> None:
     """Share a discovery with every other agent."""
-    _, session = _context()
+    session = _active_session()
     tag_list = [tag.strip() for tag in tags.split(",") if tag.strip()]
     appended = session.publish("insight.shared", {"text": text, "tags": tag_list}, sender=_sender(sender))
     click.echo(f"insight shared (seq {appended.first_seq})")
@@ -52,7 +51,7 @@ def insight(text: str, tags: str, sender: str | None) -> None:
 @handle_errors
 def send(agent: str, text: str, sender: str | None) -> None:
     """Send TEXT to one AGENT (its key, its name, or a unique start of either)."""
-    _, session = _context()
+    session = _active_session()
     target = resolve_agent(session, agent)
     appended = session.publish("message.direct", {"text": text}, sender=_sender(sender), to=target)
     click.echo(f"message sent to {target} (seq {appended.first_seq})")
@@ -64,7 +63,7 @@ def send(agent: str, text: str, sender: str | None) -> None:
 @handle_errors
 def broadcast(text: str, sender: str | None) -> None:
     """Send TEXT to every agent."""
-    _, session = _context()
+    session = _active_session()
     appended = session.publish("message.broadcast", {"text": text}, sender=_sender(sender))
     click.echo(f"broadcast sent (seq {appended.first_seq})")
 
@@ -76,7 +75,7 @@ def broadcast(text: str, sender: str | None) -> None:
 @handle_errors
 def ask(question: str, options: tuple[str, ...], sender: str | None) -> None:
     """Ask the human to approve something; the answer reaches the asking agent after a later tool call."""
-    _, session = _context()
+    session = _active_session()
     request = new_id()[:12]
     data: dict[str, Any] = {"request": request, "question": question}
     if options:
@@ -87,7 +86,7 @@ def ask(question: str, options: tuple[str, ...], sender: str | None) -> None:
 
 
 def _answer(event_type: str, request: str, note: str | None, sender: str | None) -> None:
-    _, session = _context()
+    session = _active_session()
     state, _ = session.projection()
     approval = state["approvals"].get(request)
     if approval is None:
@@ -127,7 +126,7 @@ def deny(request: str, note: str | None, sender: str | None) -> None:
 @handle_errors
 def result(text: str, task: str | None, failed: bool, sender: str | None) -> None:
     """Report the result of a task."""
-    _, session = _context()
+    session = _active_session()
     who = _sender(sender)
     if task is None:
         state, _ = session.projection()
@@ -142,7 +141,7 @@ def result(text: str, task: str | None, failed: bool, sender: str | None) -> Non
 @handle_errors
 def claim(task: str, sender: str | None) -> None:
     """Claim TASK (an orphaned or open one); the first claim in the journal wins."""
-    _, session = _context()
+    session = _active_session()
     who = _sender(sender)
     session.publish("task.claimed", {"task": task}, sender=who)
     state, _ = session.projection()
