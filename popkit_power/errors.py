@@ -4,6 +4,8 @@
     ├── ConfigError            a bad value in config.json or the environment
     ├── ProtocolError          an event that does not follow journal/SPEC.md (names the field)
     ├── SessionError           no such session, no active session, a bad session id
+    ├── UnsafePathError        a path under the power directory that must not be used: a symlink, a directory
+    │                          where a file belongs, one not owned by you or writable by others
     └── JournalError           the journal cannot be read or written
         └── RecordTooLargeError    one record over `max_record_bytes`
 
@@ -28,6 +30,10 @@ class ProtocolError(PowerModeError, ValueError):
 
 class SessionError(PowerModeError):
     """A session that does not exist, is not active, or whose id is not allowed."""
+
+
+class UnsafePathError(PowerModeError):
+    """A file or directory under the power directory that popkit-power refuses to use, named with the reason."""
 
 
 class JournalError(PowerModeError):

@@ -1,0 +1,195 @@
+"""File-system primitives for everything under the power directory: no symlink is ever followed, modes are exact,
+and a replaced file is either the old one or the whole new one.
+
+A power directory can come from somewhere the user did not make it (an unpacked tarball can ship `.popkit-power/`
+with planted symlinks), so:
+
+- every file under it is opened with `O_NOFOLLOW` through `open_file`, and must turn out to be a regular file;
+- every directory under it is checked with `lstat` by `private_dir` before it is used: a real directory (not a
+  link), owned by this user, not writable by group or others; missing ones are created 0700;
+- modes are set with `fchmod`/`chmod` after creation, so the umask (even 0277) cannot change them;
+- `write_file_atomically` writes all of a temporary file (a short write on a full disk is an error, not a truncated
+  file), optionally fsyncs, and only then renames it over the old one; on any failure the old file is untouched
+  and the temporary file is removed.
+
+This module is on the hook's hot path: it imports only `errno`, `os` and `stat` (loaded by the interpreter at start).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from .errors import UnsafePathError
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_GETUID = getattr(os, "getuid", None)
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def open_file(path: str, flags: int, mode: int = FILE_MODE) -> int:
+    """`os.open` for a file under the power directory: never through a symlink, only a regular file, and a file this
+    call creates gets exactly `mode`. Raises UnsafePathError for a symlink or a non-file, OSError otherwise."""
+    try:
+        fd = os.open(path, flags | NOFOLLOW | _CLOEXEC, mode)
+    except OSError as error:
+        if error.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink as the last component
+            raise UnsafePathError(f"{path} is a symbolic link; popkit-power never follows links in its "
+                                  f"directory") from None
+        if error.errno == errno.EISDIR:
+            raise UnsafePathError(f"{path} is a directory, not a file") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafePathError(f"{path} is not a regular file")
+        if flags & os.O_CREAT and info.st_mode & 0o7777 != mode:
+            os.fchmod(fd, mode)  # created under a umask, or left so by someone else: make it what it must be
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_file(path: str, limit: int = 1 << 20) -> bytes:
+    """The first `limit` bytes of a file under the power directory (FileNotFoundError if it is not there)."""
+    fd = open_file(path, os.O_RDONLY)
+    try:
+        chunks = []
+        left = limit
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def check_dir(path: str) -> None:
+    """Raise UnsafePathError unless `path` is a real directory (not a link), owned by this user, and not writable by
+    group or others; FileNotFoundError if it does not exist."""
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafePathError(f"{path} is a symbolic link; popkit-power never follows links in its directory "
+                              f"(point POPKIT_POWER_HOME at {os.path.realpath(path)} if that is meant)")
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafePathError(f"{path} is not a directory")
+    if _GETUID is not None and info.st_uid != _GETUID():
+        raise UnsafePathError(f"{path} belongs to user id {info.st_uid}, not to you; popkit-power uses only its own "
+                              f"directories")
+    if info.st_mode & 0o022:
+        raise UnsafePathError(f"{path} is writable by others (mode {info.st_mode & 0o777:o}); "
+                              f"fix it with: chmod 700 {path}")
+
+
+def private_dir(path: str) -> str:
+    """Make sure `path` is a private directory: check it if it exists (`check_dir`), else create it, and its
+    missing parents, with mode 0700 exactly. Returns `path`."""
+    try:
+        check_dir(path)
+        return path
+    except FileNotFoundError:
+        pass
+    parent = os.path.dirname(path)
+    if parent and parent != path and not os.path.isdir(parent):
+        private_dir(parent)
+    try:
+        os.mkdir(path, DIR_MODE)
+        os.chmod(path, DIR_MODE)  # mkdir's mode goes through the umask
+    except FileExistsError:
+        pass  # another process made it first
+    check_dir(path)
+    return path
+
+
+def write_file_atomically(path: str, data: bytes, *, durable: bool = True, mode: int = FILE_MODE,
+                          temporary: str | None = None) -> None:
+    """Replace `path` with `data`: the old file or the whole new one, never a part.
+
+    The temporary file is `temporary` when the caller holds a lock that makes a fixed name safe (a killed writer's
+    leftover is then reused, never piled up), else `<path>.<pid>.tmp`. It is created without following a link,
+    written completely (a short write, such as on a full disk, raises OSError), fsynced with `durable`, and renamed
+    over `path`; the directory is fsynced with `durable`. On any failure the temporary file is removed and `path`
+    keeps its old content.
+    """
+    temporary = temporary or f"{path}.{os.getpid()}{TEMPORARY_SUFFIX}"
+    try:
+        os.unlink(temporary)  # a leftover, or a planted link: O_EXCL below then creates a fresh file
+    except FileNotFoundError:
+        pass
+    fd = open_file(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                if written <= 0:
+                    raise OSError(28, "No space left on device")
+                view = view[written:]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+    if durable:
+        fsync_dir(os.path.dirname(path))
+
+
+def fsync_dir(directory: str) -> None:
+    """Make a rename or a new file in `directory` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory or ".", os.O_RDONLY | NOFOLLOW)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(directory: str) -> int:
+    """Remove `<name>.<pid>.tmp` files in `directory` whose process is gone (left by a killed writer); return how
+    many. Files named with a live pid are a write in progress and stay, and so do fixed names (written under a
+    lock, and reused by the next writer)."""
+    removed = 0
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    for name in names:
+        if not name.endswith(TEMPORARY_SUFFIX):
+            continue
+        pid_text = name[: -len(TEMPORARY_SUFFIX)].rpartition(".")[2]
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue  # a fixed name belongs to a writer under a lock; a live pid is a write in progress
+        try:
+            os.unlink(os.path.join(directory, name))
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
