@@ -15,32 +15,56 @@ from .config import load_config
 from .hook import log_error
 from .inbox import WRITE_TOOLS, AgentState, display_name, note_own_write, read_news, render
 from .protocol import remember_recent
+from ._fs import remove_stale_temporaries
 from .session import Session
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from .journal import Damage
+    from .journal import Appended, Damage
 
 FILE_TOOLS = WRITE_TOOLS | {"Read"}
-MAX_RESULT_CHARS = 4000
-MAX_ERROR_CHARS = 300
 HEARTBEAT_FILES = 20  # the files a heartbeat names: the agent's most recent ones
+MAX_TOOL_KINDS = 50  # distinct tool names counted per agent (MCP servers can bring many)
+#: The longest text the hook copies from a payload into a record, per field: whatever Claude Code (or a hostile
+#: payload) sends, no record the hook builds can outgrow `max_record_bytes` (see `_fit` for the last resort).
+MAX_CHARS = {"tool": 100, "file": 1000, "error": 300, "reason": 200, "result": 4000, "title": 200,
+             "agent_type": 100, "cwd": 1000, "source": 50}
+#: Reading news stops after this many records in one call; an agent far behind catches up over several calls.
+MAX_RECORDS_PER_CALL = 20_000
+MAX_READ_SECONDS = 2.0  # the same as time, well under PostToolUse's 10 s timeout
 
 
-def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str, Any], environ: Any) -> str | None:
-    """Record one hook event of the agent that `payload` speaks for; return the JSON reply, or None for none."""
+def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str, Any], environ: Any,
+            deliver: Any = None) -> str | None:
+    """Record one hook event of the agent that `payload` speaks for; return the JSON reply, or None for none.
+
+    With `deliver`, the reply is passed to it (which writes and flushes it) while the agent's lock is held, and the
+    agent's new cursor is saved only after it returned: a reply that never got out (a closed stdout, a kill) leaves
+    the cursor before the news it carried, so the next call delivers it again (DESIGN.md "Delivery").
+    """
     agent = Agent(payload["session_id"], payload, environ)
     session = Session(power_dir, session_id, load_config(power_dir))
     state = AgentState(session.dir, agent.key)
     with state.lock:
         state.load()
         context = _HANDLERS[event_name](session, state, agent, payload)
+        if not context:
+            state.save()
+            return None
+        reply = codec.dumps({"hookSpecificOutput": {"hookEventName": event_name, "additionalContext": context}})
+        state.save_checkpoint()
+        if deliver is not None:
+            deliver(reply)
         state.save()
-    if not context:
-        return None
-    return codec.dumps({"hookSpecificOutput": {"hookEventName": event_name, "additionalContext": context}})
+    return reply
+
+
+def _cap(value: Any, field: str) -> str:
+    text = value if isinstance(value, str) else str(value)
+    limit = MAX_CHARS[field]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class Agent:
@@ -53,7 +77,7 @@ class Agent:
         self.claude_session = claude_session
         self.agent_id = agent_id if isinstance(agent_id, str) and agent_id else "main"
         agent_type = payload.get("agent_type")
-        self.agent_type = agent_type if isinstance(agent_type, str) and agent_type else None
+        self.agent_type = _cap(agent_type, "agent_type") if isinstance(agent_type, str) and agent_type else None
         self.key = f"{claude_session}:{self.agent_id}"
         if self.agent_id == "main":
             self.name, self.parent = display_name(self.key), None
@@ -63,12 +87,12 @@ class Agent:
         pid = environ.get("CLAUDE_PID", "")
         self.pid = int(pid) if pid.isdigit() else None
         cwd = payload.get("cwd")
-        self.cwd = cwd if isinstance(cwd, str) else None
+        self.cwd = _cap(cwd, "cwd") if isinstance(cwd, str) else None
 
     def joined(self, session: Session, source: str | None = None) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "claude_session": self.claude_session, "agent_id": self.agent_id}
         for field, value in (("agent_type", self.agent_type), ("parent", self.parent), ("pid", self.pid),
-                             ("cwd", self.cwd), ("source", source)):
+                             ("cwd", self.cwd), ("source", _cap(source, "source") if source else None)):
             if value is not None:
                 data[field] = value
         data["host"] = _host()
@@ -83,19 +107,19 @@ class Agent:
 def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> str:
     config = session.config
     tool = payload.get("tool_name")
-    tool = tool if isinstance(tool, str) and tool else "unknown"
+    tool = _cap(tool, "tool") if isinstance(tool, str) and tool else "unknown"
     raw_input = payload.get("tool_input")
     tool_input: dict[str, Any] = raw_input if isinstance(raw_input, dict) else {}
     ok = payload.get("hook_event_name") == "PostToolUse"
     data: dict[str, Any] = {"tool": tool, "ok": ok}
     path = tool_input.get("file_path") or tool_input.get("notebook_path") if tool in FILE_TOOLS else None
     if isinstance(path, str) and path:
-        data["file"] = path
+        data["file"] = _cap(path, "file")
     duration = payload.get("duration_ms")
     if isinstance(duration, (int, float)) and not isinstance(duration, bool):
         data["ms"] = duration
     if not ok and payload.get("error") is not None:
-        data["error"] = str(payload.get("error"))[:MAX_ERROR_CHARS]
+        data["error"] = _cap(payload.get("error"), "error")
 
     events = [] if not state.is_new else [agent.joined(session)]
     events.append(session.event("agent.tool", data, sender=agent.key))
@@ -103,23 +127,26 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
     if launched is not None:
         description = tool_input.get("description") or tool_input.get("subagent_type") or launched
         events.append(session.event("task.created", {
-            "task": f"agent-{launched}", "title": str(description)[:200],
+            "task": f"agent-{launched}", "title": _cap(description, "title"),
             "owner": f"{agent.claude_session}:{launched}", "parent": agent.key}, sender=agent.key))
     calls = state.setdefault("tool_calls", 0) + 1
     state.data["tool_calls"] = calls
     counts = state.setdefault("tool_counts", {})
-    counts[tool] = counts.get(tool, 0) + 1
+    if tool in counts or len(counts) < MAX_TOOL_KINDS:
+        counts[tool] = counts.get(tool, 0) + 1
     if "file" in data:
         remember_recent(state.setdefault("files", []), data["file"], HEARTBEAT_FILES)
     if calls % config.checkin_every_n_tools == 0:
         events.append(session.event("agent.heartbeat", _heartbeat(state), sender=agent.key))
-    appended = session.append_events(events)
+    appended = _append(session, events)
     if "cursor" not in state.data:  # a new agent's news starts right after its own first events, not at a later end
         state.data["cursor"] = appended.end.as_dict()
+    state.checkpoint()  # what is saved before a reply goes out: the cursor still before the news it carries
 
     now = time.time()
     news = read_news(session.journal, state, agent.key, now=now, conflict_window=config.conflict_window_seconds,
-                     similarity_threshold=config.insight_similarity_threshold, on_damage=_damage_logger(session))
+                     similarity_threshold=config.insight_similarity_threshold, on_damage=_damage_logger(session),
+                     max_records=MAX_RECORDS_PER_CALL, max_seconds=MAX_READ_SECONDS)
     if ok and tool in WRITE_TOOLS and "file" in data:
         news.extend(note_own_write(state, data["file"], now, config.conflict_window_seconds))
     return render(news, state, config.context_max_chars)
@@ -137,51 +164,83 @@ def _launched_subagent(tool: str, payload: dict[str, Any]) -> str | None:
 
 
 def _heartbeat(state: AgentState) -> dict[str, Any]:
-    data: dict[str, Any] = {"tool_calls": state["tool_calls"], "tool_counts": state.setdefault("tool_counts", {}),
-                            "files_touched": state.setdefault("files", [])}
+    data: dict[str, Any] = {"tool_calls": state["tool_calls"],
+                            "tool_counts": dict(state.setdefault("tool_counts", {})),
+                            "files_touched": list(state.setdefault("files", []))}
     if state.data.get("current_task"):
-        data["current_task"] = state.data["current_task"]
+        data["current_task"] = str(state.data["current_task"])
     return data
 
 
 def _on_session_start(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> str:
     source = payload.get("source") if isinstance(payload.get("source"), str) else None
-    appended = session.append_events([agent.joined(session, source)])
-    if state.is_new:
+    appended = _append(session, [agent.joined(session, source)])
+    if "cursor" not in state.data:  # a resumed session goes on from its own cursor
         state.data["cursor"] = appended.end.as_dict()
+    for directory in ("agents", "snapshots"):  # what writers killed in mid-write left behind
+        remove_stale_temporaries(os.path.join(session.dir, directory))
     return welcome(session, agent, state)
 
 
 def _on_subagent_start(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> str:
     task = agent.subagent_task()
-    appended = session.append_events([
+    appended = _append(session, [
         agent.joined(session),
         session.event("task.created", {"task": task, "title": agent.agent_type or task, "owner": agent.key,
                                        "parent": agent.parent or agent.key}, sender=agent.parent or agent.key),
     ])
-    state.data["cursor"] = appended.end.as_dict()
+    if "cursor" not in state.data:  # an agent id seen before resumes from its cursor: nothing sent meanwhile is lost
+        state.data["cursor"] = appended.end.as_dict()
     state.data["current_task"] = task
     return welcome(session, agent, state)
 
 
 def _on_subagent_stop(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> None:
     result = payload.get("last_assistant_message")
-    session.append_events([
+    _append(session, [
         session.event("task.completed", {"task": agent.subagent_task(), "ok": True,
-                                         "result": str(result or "")[:MAX_RESULT_CHARS]}, sender=agent.key),
+                                         "result": _cap(result or "", "result")}, sender=agent.key),
         session.event("agent.left", {"reason": "subagent finished"}, sender=agent.key),
     ])
     state.data.pop("current_task", None)
 
 
 def _on_stop(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> None:
-    session.append_events([session.event("agent.idle", {}, sender=agent.key)])
+    _append(session, [session.event("agent.idle", {}, sender=agent.key)])
 
 
 def _on_session_end(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> None:
     reason = payload.get("reason")
-    session.append_events([session.event("agent.left", {"reason": str(reason or "session ended")},
-                                         sender=agent.key)])
+    _append(session, [session.event("agent.left", {"reason": _cap(reason or "session ended", "reason")},
+                                    sender=agent.key)])
+
+
+def _append(session: Session, events: list[dict[str, Any]]) -> Appended:
+    """Append the hook's events, each cut to fit `max_record_bytes` first (`_fit`)."""
+    limit = session.config.max_record_bytes - 40  # the journal's seq, crc and newline
+    for event in events:
+        _fit(event, limit)
+    return session.append_events(events)
+
+
+def _fit(event: dict[str, Any], limit: int) -> None:
+    """Cut `event` so that it serializes to at most `limit` bytes. The per-field caps keep ordinary events far below any
+    limit; this is the last resort for a tiny `max_record_bytes` or hostile input: lists lose their oldest items
+    and texts are cut, ever shorter, until the event fits. An event over the limit could never be appended, and
+    every later call would fail at it again."""
+    body = codec.dumps(event).encode("utf-8")
+    data = event["data"]
+    for keep, chars in ((10, 500), (3, 120), (1, 40), (0, 10)):
+        if len(body) <= limit:
+            break
+        for name, value in list(data.items()):
+            if isinstance(value, str) and len(value) > chars:
+                data[name] = value[:chars] + "…"
+            elif isinstance(value, list):
+                data[name] = [item[:chars] if isinstance(item, str) else item for item in value[len(value) - keep:]]
+            elif isinstance(value, dict) and len(value) > keep:
+                data[name] = dict(list(value.items())[:keep])
+        body = codec.dumps(event).encode("utf-8")
 
 
 _HANDLERS = {

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 
 from . import codec
-from .errors import ConfigError
+from ._fs import read_file
+from .errors import ConfigError, UnsafePathError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -97,11 +98,10 @@ def load_config(power_dir: str) -> Config:
     """Read `<power_dir>/config.json` (absent means all defaults); raise ConfigError on any bad value."""
     path = os.path.join(power_dir, CONFIG_FILE)
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        text = read_file(path, 1 << 20).decode("utf-8")
     except FileNotFoundError:
         return Config()
-    except (OSError, UnicodeDecodeError) as error:
+    except (OSError, UnicodeDecodeError, UnsafePathError) as error:
         raise ConfigError(f"{path}: cannot be read: {error}") from None
     try:
         values = codec.loads(text)

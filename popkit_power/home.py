@@ -8,19 +8,20 @@
         sessions/<session id>/   journal/, journal.lock, agents/, snapshots/
 
 Worktrees of one repository share one power directory, found by reading `.git` files rather than running git. Every
-name that comes from outside (session ids, agent keys) goes through `safe_name`, so no path can leave the directory.
-This module is on the hook's hot path: it imports only `os`.
+name that comes from outside (session ids, agent keys) goes through `safe_name`, so no path can leave the directory,
+and every file and directory under it is opened through `_fs`, which never follows a symlink.
+This module is on the hook's hot path: it imports only `os` and the project's lean modules.
 """
 
 from __future__ import annotations
 
 import os
 
-from .errors import SessionError
+from ._fs import check_dir, open_file, private_dir, read_file, write_file_atomically
+from .errors import SessionError, UnsafePathError
 
 ENV_HOME = "POPKIT_POWER_HOME"
-DIR_MODE = 0o700
-FILE_MODE = 0o600
+ACTIVE_FILE = "active"
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 _MAX_NAME = 120
 
@@ -85,9 +86,12 @@ def safe_name(name: str, what: str = "name") -> str:
     # different names can never escape to the same file name.
     escaped = "".join(char if char in _SAFE and char != "." else f"~{ord(char):x}." for char in name)
     if len(escaped) > _MAX_NAME:
-        import zlib  # a long name keeps its readable start plus a checksum of the whole, so it stays unique
+        # A long name keeps its readable start plus a 128-bit digest of the whole, so distinct names stay distinct
+        # (a CRC-32 here collided after ~10 M tries). hashlib costs a few ms to import, so only this rare path does.
+        import hashlib
 
-        escaped = f"{escaped[:_MAX_NAME - 9]}~{zlib.crc32(name.encode('utf-8', 'surrogatepass')):08x}"
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        escaped = f"{escaped[:_MAX_NAME - 33]}~{digest}"
     return escaped
 
 
@@ -99,21 +103,12 @@ def check_session_id(session_id: str) -> str:
     return session_id
 
 
-def make_private_dirs(path: str) -> None:
-    """Create `path` and its missing parents with mode 0700 (os.makedirs gives its mode to the last one only)."""
-    if os.path.isdir(path):
-        return
-    parent = os.path.dirname(path)
-    if parent and parent != path:
-        make_private_dirs(parent)
-    try:
-        os.mkdir(path, DIR_MODE)
-    except FileExistsError:
-        pass
-
-
 def sessions_dir(power_dir: str) -> str:
     return os.path.join(power_dir, "sessions")
+
+
+#: Every level under the power directory is made by `_fs.private_dir`, which also checks an existing one.
+make_private_dirs = private_dir
 
 
 def session_dir(power_dir: str, session_id: str) -> str:
@@ -121,10 +116,25 @@ def session_dir(power_dir: str, session_id: str) -> str:
     return os.path.join(sessions_dir(power_dir), check_session_id(session_id))
 
 
+def check_power_dir(power_dir: str) -> str:
+    """`power_dir` if it and its `sessions/` are safe to use, or do not exist yet (`_fs.check_dir`: real
+    directories, yours, not writable by others); raise UnsafePathError naming the problem otherwise."""
+    for path in (power_dir, sessions_dir(power_dir)):
+        try:
+            check_dir(path)
+        except FileNotFoundError:
+            break
+    return power_dir
+
+
 def existing_session_dir(power_dir: str, session_id: str) -> str:
-    """The directory of an existing session; raise SessionError naming it (and the known ones) otherwise."""
+    """The directory of an existing session, checked like every directory under the power directory; raise
+    SessionError naming it (and the known ones) if there is none."""
     path = session_dir(power_dir, session_id)
-    if not os.path.isdir(path):
+    check_power_dir(power_dir)
+    try:
+        check_dir(path)
+    except FileNotFoundError:
         known = list_sessions(power_dir)
         hint = f"; known sessions: {', '.join(known[-5:])}" if known else "; there are no sessions yet"
         raise SessionError(f"unknown session {session_id!r} in {power_dir}{hint}")
@@ -141,79 +151,78 @@ def list_sessions(power_dir: str) -> list[str]:
 
 
 def active_session(power_dir: str) -> str | None:
-    """The id of the active session, or None when Power Mode is off (this is the hook's first and cheapest check)."""
+    """The id of the active session, or None when Power Mode is off (this is the hook's first and cheapest check).
+
+    Raises SessionError when `active` holds something that is not a session id (invalid UTF-8, a bad name) and
+    UnsafePathError when it is a symlink or a directory: the file is never followed out of the power directory.
+    """
+    path = os.path.join(power_dir, ACTIVE_FILE)
     try:
-        with open(os.path.join(power_dir, "active"), encoding="utf-8") as handle:
-            session_id = handle.read().strip()
+        raw = read_file(path, 4096)
     except (FileNotFoundError, NotADirectoryError):
         return None
-    return session_id or None
+    try:
+        session_id = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise SessionError(f"{path} does not hold a session id (it is not UTF-8 text); turn Power Mode off with: "
+                           f"popkit-power stop, or delete the file") from None
+    if not session_id:
+        return None
+    try:
+        return check_session_id(session_id)
+    except SessionError:
+        raise SessionError(f"{path} does not hold a session id ({session_id[:60]!r}); turn Power Mode off with: "
+                           f"popkit-power stop, or delete the file") from None
 
 
 def set_active_session(power_dir: str, session_id: str | None) -> None:
     """Make `session_id` the active session (atomically), or turn Power Mode off with None."""
-    path = os.path.join(power_dir, "active")
+    path = os.path.join(power_dir, ACTIVE_FILE)
     if session_id is None:
         try:
-            os.unlink(path)
+            os.unlink(path)  # unlink removes a link itself, never its target
         except FileNotFoundError:
             pass
         return
     write_private_file(path, check_session_id(session_id) + "\n")
 
 
-def write_private_file(path: str, text: str, *, durable: bool = True) -> None:
-    """Replace `path` with `text` atomically: write a 0600 temp file, fsync it, rename it, fsync the directory."""
-    directory = os.path.dirname(path)
-    temporary = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    try:
-        os.write(fd, text.encode("utf-8"))
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-    if durable:
-        fsync_dir(directory)
+def write_private_file(path: str, text: str, *, durable: bool = True, temporary: str | None = None) -> None:
+    """Replace `path` with `text` (UTF-8), all or nothing; see `_fs.write_file_atomically`."""
+    write_file_atomically(path, text.encode("utf-8"), durable=durable, temporary=temporary)
 
 
-def fsync_dir(directory: str) -> None:
-    """Make a rename or a new file in `directory` durable (a no-op where directories cannot be opened)."""
+def read_text(path: str, limit: int = 1 << 20) -> str:
+    """A small UTF-8 file under the power directory, read without following a link (FileNotFoundError if absent)."""
+    raw = read_file(path, limit)
     try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UnsafePathError(f"{path} is not UTF-8 text (byte {error.start})") from None
 
 
 def origin_id(power_dir: str) -> str:
     """This power directory's origin id (host name plus random suffix), created once and then read."""
     path = os.path.join(power_dir, "origin")
     try:
-        with open(path, encoding="utf-8") as handle:
-            existing = handle.read().strip()
+        existing = read_text(path, 4096).strip()
         if existing:
             return existing
     except FileNotFoundError:
         pass
-    make_private_dirs(power_dir)
+    private_dir(power_dir)
     host = safe_name(os.uname().nodename.split(".")[0] if hasattr(os, "uname") else "host", "host")[:40]
     candidate = f"{host}-{os.urandom(3).hex()}"
     temporary = f"{path}.{os.getpid()}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(candidate + "\n")
-    os.chmod(temporary, FILE_MODE)
+    fd = open_file(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        os.write(fd, (candidate + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)
     try:  # link() publishes a complete file or fails: when processes race, the first one's id wins for all
         os.link(temporary, path)
     except FileExistsError:
-        with open(path, encoding="utf-8") as handle:
-            candidate = handle.read().strip() or candidate
+        candidate = read_text(path, 4096).strip() or candidate
     finally:
         os.unlink(temporary)
     return candidate

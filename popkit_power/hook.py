@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 HANDLED_EVENTS = frozenset({"SessionStart", "PostToolUse", "PostToolUseFailure", "SubagentStart", "SubagentStop",
                             "Stop", "SessionEnd"})
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+MAX_ID_CHARS = 200  # Claude Code's ids are UUIDs; an agent key goes into every record the agent writes
 LOG_FILE = "hook.log"
 LOG_MAX_BYTES = 1024 * 1024
 
@@ -40,17 +41,33 @@ def main() -> int:
     power_dir = None
     try:
         power_dir = find_power_dir()
-        reply = run(sys.stdin.buffer, power_dir, os.environ)
-        if reply:
-            sys.stdout.buffer.write(reply.encode("utf-8"))  # UTF-8 whatever the locale: Claude Code reads UTF-8
-            sys.stdout.buffer.flush()
+        run(sys.stdin.buffer, power_dir, os.environ, deliver=_print)
     except BaseException as error:  # the hook must never break the agent, whatever happens
         log_error(power_dir, f"{type(error).__name__}: {error}")
+        _silence_stdout()
     return 0
 
 
-def run(stdin: BinaryIO, power_dir: str, environ: Any) -> str | None:
-    """Handle one payload; return the JSON text to print, or None for no output."""
+def _print(reply: str) -> None:
+    """Write the reply and flush it: only after this returns does the agent's cursor move past what it carries."""
+    out = sys.stdout.buffer
+    out.write(reply.encode("utf-8"))  # UTF-8 whatever the locale: Claude Code reads UTF-8
+    out.flush()
+
+
+def _silence_stdout() -> None:
+    """After a failed reply (a closed stdout), point stdout at /dev/null so the interpreter's own flush at exit
+    neither fails again nor prints to stderr."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+def run(stdin: BinaryIO, power_dir: str, environ: Any, deliver: Any = None) -> str | None:
+    """Handle one payload; return the JSON text of the reply (passed to `deliver` first, when given), or None."""
     raw = stdin.read(MAX_PAYLOAD_BYTES + 1)
     session_id = active_session(power_dir)
     if session_id is None:
@@ -73,7 +90,10 @@ def run(stdin: BinaryIO, power_dir: str, environ: Any) -> str | None:
     claude_session = payload.get("session_id")
     if not isinstance(claude_session, str) or not claude_session:
         raise HookInputError(f"{event_name} payload has no session_id")
-    return respond(power_dir, session_id, event_name, payload, environ)
+    agent_id = payload.get("agent_id")
+    if len(claude_session) > MAX_ID_CHARS or (isinstance(agent_id, str) and len(agent_id) > MAX_ID_CHARS):
+        raise HookInputError(f"{event_name} payload has a session_id or agent_id over {MAX_ID_CHARS} characters")
+    return respond(power_dir, session_id, event_name, payload, environ, deliver)
 
 
 # -- logging, never to stdout ----------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ import zlib
 from ._lock import LOCK_EX, LOCK_UN, FileLock, flock
 from .config import DURABILITY_FLUSH, DURABILITY_FSYNC
 from .errors import JournalError, RecordTooLargeError
-from .home import FILE_MODE, fsync_dir, make_private_dirs
+from ._fs import FILE_MODE, fsync_dir
+from ._fs import private_dir as make_private_dirs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -14,7 +14,8 @@ import time
 
 from . import codec
 from .config import Config, load_config
-from .errors import JournalError, SessionError
+from ._fs import check_dir, read_file, remove_stale_temporaries
+from .errors import PowerModeError, SessionError
 from .home import (
     active_session,
     check_session_id,
@@ -51,6 +52,8 @@ class Session:
         self.dir = session_dir(power_dir, session_id) if create else existing_session_dir(power_dir, session_id)
         self.config = config or load_config(power_dir)
         if create:
+            make_private_dirs(power_dir)
+            make_private_dirs(os.path.dirname(self.dir))
             make_private_dirs(self.dir)
         self.journal = Journal(
             os.path.join(self.dir, "journal"),
@@ -134,6 +137,7 @@ class Session:
         document = {"v": 1, "session": self.id, "position": position.as_dict(), "rules": self._rules_key(),
                     "written": time.time(), "state": state}
         write_private_file(path, orjson.dumps(document).decode("utf-8"))
+        remove_stale_temporaries(directory)
         for old in sorted(os.listdir(directory))[:-SNAPSHOTS_KEPT]:  # names sort by the seq they cover
             if old.endswith(SNAPSHOT_SUFFIX):
                 os.unlink(os.path.join(directory, old))
@@ -144,6 +148,7 @@ class Session:
         import orjson
 
         try:
+            check_dir(self.snapshots_dir())
             names = sorted(os.listdir(self.snapshots_dir()), reverse=True)
         except FileNotFoundError:
             return None
@@ -152,10 +157,9 @@ class Session:
             if not name.endswith(SNAPSHOT_SUFFIX):
                 continue
             try:
-                with open(os.path.join(self.snapshots_dir(), name), "rb") as handle:
-                    document = orjson.loads(handle.read())
+                document = orjson.loads(read_file(os.path.join(self.snapshots_dir(), name), 1 << 31))
                 position = Position.from_dict(document["position"])
-            except (OSError, ValueError, KeyError, TypeError, JournalError):
+            except (OSError, ValueError, KeyError, TypeError, PowerModeError):
                 continue
             if document.get("rules") != self._rules_key() or position.seq > end.seq:
                 continue  # other settings, or a journal that was replaced: a rebuild is needed

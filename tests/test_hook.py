@@ -209,7 +209,7 @@ def test_news_is_delivered_once_and_nothing_new_means_no_output(session: Session
     session.publish("message.direct", {"text": "take the lexer"}, sender=f"{OTHER}:main", to=f"{CLAUDE}:main")
     session.publish("message.direct", {"text": "not for you"}, sender="human", to=f"{OTHER}:main")
     text = context(call(home, tool()))
-    assert "[broadcast from human] use pytest -x" in text
+    assert '[broadcast from human] "use pytest -x"' in text
     assert "take the lexer" in text and "not for you" not in text
     assert call(home, tool()) is None, "each item reaches the agent once"
 
@@ -235,7 +235,7 @@ def test_approval_answer_reaches_only_the_asking_agent(session: Session) -> None
     call(home, tool(claude=OTHER))
     session.publish("approval.requested", {"request": "r1", "question": "Drop table?"}, sender=f"{CLAUDE}:main")
     session.publish("approval.granted", {"request": "r1", "note": "after backup"}, sender="human")
-    assert "[approval GRANTED by human] your request r1 \"Drop table?\": after backup" in context(call(home, tool()))
+    assert '[approval GRANTED by human] your request r1 "Drop table?": "after backup"' in context(call(home, tool()))
     assert call(home, tool(claude=OTHER)) is None
 
 
@@ -299,7 +299,7 @@ def test_parallel_tool_calls_of_one_agent_get_each_item_exactly_once(session: Se
     outputs = [process.communicate(orjson.dumps(tool()), timeout=60)[0] for process in processes]
     texts = [context(out.decode()) for out in outputs if out]
     delivered = [line for text in texts for line in text.splitlines() if "item-" in line]
-    assert sorted(delivered) == [f"- [broadcast from human] item-{index}" for index in range(5)]
+    assert sorted(delivered) == [f'- [broadcast from human] "item-{index}"' for index in range(5)]
     assert len(texts) == 1
     recorded = [e for e in events(session) if e["type"] == "agent.tool"]
     assert len(recorded) == 9
@@ -318,7 +318,7 @@ def test_a_long_backlog_is_delivered_whole_and_once(session: Session) -> None:
         reply = call(session.power_dir, tool())
         if reply is None:
             break
-        seen += [line.split("] ")[1] for line in context(reply).splitlines() if "[broadcast" in line]
+        seen += [line.split("] ")[1].strip('"') for line in context(reply).splitlines() if "[broadcast" in line]
     assert seen == [f"b{index:03d}" for index in range(120)]
 
 
@@ -347,12 +347,17 @@ def test_a_new_agent_hears_what_others_wrote_right_after_its_first_events(
     assert "right after you" in context(call(session.power_dir, tool()))
 
 
-def test_a_line_longer_than_the_whole_budget_is_cut_not_held(session: Session) -> None:
+def test_a_line_longer_than_the_whole_budget_gets_a_reply_of_its_own(session: Session) -> None:
+    """Issue 6, item 8: a news item longer than `context_max_chars` is delivered whole (alone, up to Claude Code's
+    10,000-character cap), never cut with the rest lost."""
     Path(session.power_dir, "config.json").write_text('{"context_max_chars": 500}')
     call(session.power_dir, tool())
     session.publish("message.broadcast", {"text": "long " * 400}, sender="human")
+    session.publish("message.broadcast", {"text": "after"}, sender="human")
     text = context(call(session.power_dir, tool()))
-    assert len(text) <= 500 and "[broadcast from human] long" in text and text.endswith("…")
+    assert f'[broadcast from human] "{"long " * 400}"' in text and '"after"' not in text
+    assert len(text) < 10_000
+    assert '"after"' in context(call(session.power_dir, tool()))
 
 
 def test_a_message_from_a_person_has_no_reply_hint_that_would_fail(session: Session) -> None:
@@ -360,7 +365,7 @@ def test_a_message_from_a_person_has_no_reply_hint_that_would_fail(session: Sess
     session.publish("message.direct", {"text": "hi"}, sender="human", to=f"{CLAUDE}:main")
     session.publish("message.direct", {"text": "yo"}, sender=f"{OTHER}:main", to=f"{CLAUDE}:main")
     lines = context(call(session.power_dir, tool())).splitlines()
-    assert lines[1] == "- [message to you from human] hi"
+    assert lines[1] == '- [message to you from human] "hi"'
     assert lines[2].endswith(f"(reply: popkit-power send main-{OTHER[:6]} \"...\")")
 
 
