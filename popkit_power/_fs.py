@@ -45,6 +45,8 @@ def open_file(path: str, flags: int, mode: int = FILE_MODE) -> int:
         raise
     try:
         info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise UnsafePathError(f"{path} is a directory, not a file")
         if not stat.S_ISREG(info.st_mode):
             raise UnsafePathError(f"{path} is not a regular file")
         if flags & os.O_CREAT and info.st_mode & 0o7777 != mode:

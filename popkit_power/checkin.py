@@ -11,11 +11,11 @@ import os
 import time
 
 from . import codec
+from ._fs import remove_stale_temporaries
 from .config import load_config
 from .hook import log_error
 from .inbox import WRITE_TOOLS, AgentState, display_name, note_own_write, read_news, render
 from .protocol import remember_recent
-from ._fs import remove_stale_temporaries
 from .session import Session
 
 TYPE_CHECKING = False

@@ -137,7 +137,7 @@ def existing_session_dir(power_dir: str, session_id: str) -> str:
     except FileNotFoundError:
         known = list_sessions(power_dir)
         hint = f"; known sessions: {', '.join(known[-5:])}" if known else "; there are no sessions yet"
-        raise SessionError(f"unknown session {session_id!r} in {power_dir}{hint}")
+        raise SessionError(f"unknown session {session_id!r} in {power_dir}{hint}") from None
     return path
 
 

@@ -99,25 +99,37 @@ def run(stdin: BinaryIO, power_dir: str, environ: Any, deliver: Any = None) -> s
 # -- logging, never to stdout ----------------------------------------------------------------------------------------
 
 def log_error(power_dir: str | None, message: str) -> None:
-    """Append one line to `<power dir>/hook.log` (rotated at 1 MiB); give up quietly if even that fails."""
+    """Append one line to `<power dir>/hook.log` (rotated at 1 MiB); give up quietly if even that fails.
+
+    A power directory that is not safe to write (a link, not yours, writable by others) gets no log file: the line
+    goes to stderr, which Claude Code keeps in its debug log.
+    """
+    from ._fs import check_dir, open_file
+
+    line = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} pid {os.getpid()}: {message}"
+    data = (line.replace("\n", " ")[:2000] + "\n").encode("utf-8", "replace")
     try:
         directory = power_dir or find_power_dir()
-        if not os.path.isdir(directory):
+        try:
+            check_dir(directory)
+        except FileNotFoundError:
             return  # Power Mode was never used here: nothing to log into, and nothing to create
         path = os.path.join(directory, LOG_FILE)
         try:
-            if os.stat(path).st_size > LOG_MAX_BYTES:
+            if os.lstat(path).st_size > LOG_MAX_BYTES:
                 os.replace(path, path + ".1")
         except FileNotFoundError:
             pass
-        line = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} pid {os.getpid()}: {message}"
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
-            os.write(fd, (line.replace("\n", " ")[:2000] + "\n").encode("utf-8", "replace"))
+            os.write(fd, data)
         finally:
             os.close(fd)
     except Exception:
-        pass
+        try:
+            os.write(2, data)
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":

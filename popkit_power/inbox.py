@@ -114,10 +114,8 @@ def read_news(journal: Journal, state: AgentState, agent_key: str, *, now: float
     reader = journal.reader(position, loads=_loads, on_damage=on_damage)
     fold = _NewsFold(state, agent_key, now, conflict_window, similarity_threshold)
     deadline = time.monotonic() + max_seconds
-    count = 0
-    for event in reader:  # the reader's position is just after `event`: stopping after any event skips nothing
-        fold.apply(event)
-        count += 1
+    for count, event in enumerate(reader, 1):  # the reader's position is just after `event`: stopping after any
+        fold.apply(event)                       # event skips nothing
         if len(fold.news) >= room or count >= max_records or (count % 256 == 0 and time.monotonic() > deadline):
             break
     state.data["cursor"] = reader.position.as_dict()
@@ -265,7 +263,8 @@ def _describe(event_type: Any, event: dict[str, Any], data: dict[str, Any], who:
         return f"- [approval {verdict} by {who}] your request {ident(data['request'])} {quote(question)}{note}"
     if event_type == "task.orphaned":
         task = data.get("task")
-        return f"- [orphaned task] {ident(task)} lost its agent; take it over with: popkit-power claim {shell_arg(task)}"
+        return (f"- [orphaned task] {ident(task)} lost its agent; take it over with: "
+                f"popkit-power claim {shell_arg(task)}")
     if event_type == "task.assigned" and data.get("agent") == agent_key:
         return f"- [task assigned to you by {who}] {ident(data.get('task'))}"
     return None

@@ -21,11 +21,11 @@ from __future__ import annotations
 import os
 import zlib
 
+from ._fs import FILE_MODE, fsync_dir
+from ._fs import private_dir as make_private_dirs
 from ._lock import LOCK_EX, LOCK_UN, FileLock, flock
 from .config import DURABILITY_FLUSH, DURABILITY_FSYNC
 from .errors import JournalError, RecordTooLargeError
-from ._fs import FILE_MODE, fsync_dir
-from ._fs import private_dir as make_private_dirs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ import os
 import time
 
 from . import codec
-from .config import Config, load_config
 from ._fs import check_dir, read_file, remove_stale_temporaries
+from .config import Config, load_config
 from .errors import PowerModeError, SessionError
 from .home import (
     active_session,
