@@ -114,8 +114,9 @@ def read_news(journal: Journal, state: AgentState, agent_key: str, *, now: float
     reader = journal.reader(position, loads=_loads, on_damage=on_damage)
     fold = _NewsFold(state, agent_key, now, conflict_window, similarity_threshold)
     deadline = time.monotonic() + max_seconds
-    for count, event in enumerate(reader, 1):  # the reader's position is just after `event`: stopping after any
-        fold.apply(event)                       # event skips nothing
+    # The reader's position is just after each event it yields: stopping after any event skips nothing.
+    for count, event in enumerate(reader, 1):
+        fold.apply(event)
         if len(fold.news) >= room or count >= max_records or (count % 256 == 0 and time.monotonic() > deadline):
             break
     state.data["cursor"] = reader.position.as_dict()
