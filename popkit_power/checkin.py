@@ -31,9 +31,10 @@ MAX_TOOL_KINDS = 50  # distinct tool names counted per agent (MCP servers can br
 #: payload) sends, no record the hook builds can outgrow `max_record_bytes` (see `_fit` for the last resort).
 MAX_CHARS = {"tool": 100, "file": 1000, "error": 300, "reason": 200, "result": 4000, "title": 200,
              "agent_type": 100, "cwd": 1000, "source": 50}
-#: Reading news stops after this many records in one call; an agent far behind catches up over several calls.
-MAX_RECORDS_PER_CALL = 20_000
-MAX_READ_SECONDS = 2.0  # the same as time, well under PostToolUse's 10 s timeout
+#: Reading news stops after this many records in one call (about 0.35 s here, tools/BENCHMARKS.md), or after
+#: MAX_READ_SECONDS, well under PostToolUse's 10 s timeout: an agent far behind catches up over several calls.
+MAX_RECORDS_PER_CALL = 50_000
+MAX_READ_SECONDS = 1.0
 
 
 def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str, Any], environ: Any,
