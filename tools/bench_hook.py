@@ -34,7 +34,7 @@ CLAUDE_SESSION = "5f0c7c1e-2b7d-4a63-9c55-bench0000001"
 
 
 def payload(tool_index: int) -> bytes:
-    """A real PostToolUse (Bash) payload as Claude Code 2.1.330 sends it (../shared/reference/claude-code.md)."""
+    """A real PostToolUse (Bash) payload as Claude Code 2.1.330 sends it (docs/claude-code.md)."""
     return orjson.dumps({
         "session_id": CLAUDE_SESSION, "transcript_path": f"/root/.claude/projects/x/{CLAUDE_SESSION}.jsonl",
         "cwd": "/work/project", "prompt_id": "p1", "permission_mode": "default", "effort": {"level": "medium"},

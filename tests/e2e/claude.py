@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 CLAUDE_CODE_VERSION = "2.1.330"
-"""The version the hook facts in shared/reference/claude-code.md were checked against."""
+"""The version the hook facts in docs/claude-code.md were checked against."""
 
 PACKAGE = "@anthropic-ai/claude-code"
 
