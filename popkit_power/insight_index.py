@@ -12,7 +12,7 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from .protocol import similarity
+from .insights import similarity
 
 
 class InsightIndex:

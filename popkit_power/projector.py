@@ -16,7 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from .insight_index import insight_index
-from .protocol import insight_key, remember_recent, seconds_of
+from .insights import insight_key
+from .protocol import remember_recent
+from .timestamps import seconds_of
 
 State = dict[str, Any]
 Event = dict[str, Any]

@@ -8,15 +8,14 @@ Every journal record is one JSON object (journal/SPEC.md, journal/event.schema.j
 
 `seq` and `crc` are given by the journal when the record is appended; the rest is built here. Unknown types and
 unknown fields (from newer versions) are kept and ignored, never fatal: validation only checks what it knows.
-This module is on the hook's hot path, so it imports only `os` and `time`.
+This module is on the hook's hot path, so it imports only the project's lean modules.
 """
 
 from __future__ import annotations
 
-import os
-import time
-
 from .errors import ProtocolError
+from .keys import new_id
+from .timestamps import utc_now
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -95,17 +94,6 @@ def channel_of(event_type: str) -> str | None:
     """The channel a known event type is written to, or None for a type this version does not know."""
     known = EVENT_TYPES.get(event_type)
     return known[0] if known else None
-
-
-def utc_now() -> str:
-    """The current UTC time as ISO 8601 with microseconds and a Z, e.g. 2026-11-24T10:00:00.123456Z."""
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1_000_000):06d}Z"
-
-
-def new_id() -> str:
-    """A random 128-bit id in hex: unique across machines without coordination."""
-    return os.urandom(16).hex()
 
 
 def make_event(
@@ -203,38 +191,3 @@ def remember_recent(items: list[str], value: str, limit: int) -> None:
     items.append(value)
     if len(items) > limit:
         del items[: len(items) - limit]
-
-
-def insight_key(text: str) -> tuple[str, frozenset[str]]:
-    """The normalized form of an insight (lower case, words only) and its word set, for duplicate detection."""
-    words = "".join(char.lower() if char.isalnum() else " " for char in text).split()
-    return " ".join(words), frozenset(words)
-
-
-def similarity(left: frozenset[str], right: frozenset[str]) -> float:
-    """Jaccard similarity of two word sets (1.0 for two empty ones)."""
-    if not left and not right:
-        return 1.0
-    return len(left & right) / len(left | right)
-
-
-def seconds_of(ts: Any) -> float | None:
-    """Seconds since the epoch of an event timestamp (2026-11-24T10:00:00.123456Z), or None if it is not one.
-
-    Hand-written rather than `calendar.timegm` or `datetime`, which cost ~2 ms of imports on the hook's path.
-    """
-    if not isinstance(ts, str) or len(ts) < 20 or ts[4] != "-" or ts[10] != "T":
-        return None
-    try:
-        year, month, day = int(ts[0:4]), int(ts[5:7]), int(ts[8:10])
-        clock = int(ts[11:13]) * 3600 + int(ts[14:16]) * 60 + int(ts[17:19])
-        fraction = float("0" + ts[19:].rstrip("Z")) if ts[19:20] == "." else 0.0
-    except ValueError:
-        return None
-    # days from 1970-01-01 to year-month-day in the proleptic Gregorian calendar (H. Hinnant's days_from_civil)
-    year -= month <= 2
-    era = year // 400
-    year_of_era = year - era * 400
-    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
-    return (era * 146097 + day_of_era - 719468) * 86400 + clock + fraction

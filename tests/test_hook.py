@@ -18,7 +18,8 @@ import orjson
 import pytest
 from freezegun import freeze_time
 
-from popkit_power import hook
+from popkit_power.hook import entry as hook
+from popkit_power.hook.log import LOG_FILE
 from popkit_power.session import Session, start_session
 
 HOOK_SCRIPT = Path(sys.executable).parent / "popkit-power-hook"
@@ -68,7 +69,7 @@ def run_script(home: str, stdin: bytes, **kwargs: Any) -> subprocess.CompletedPr
 
 
 def log_lines(home: str) -> list[str]:
-    path = Path(home, hook.LOG_FILE)
+    path = Path(home, LOG_FILE)
     return path.read_text().splitlines() if path.exists() else []
 
 

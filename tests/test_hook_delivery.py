@@ -19,8 +19,11 @@ import pytest
 from freezegun import freeze_time
 from test_hook import CLAUDE, HOOK_SCRIPT, OTHER, call, context, events, log_lines, payload, run_script, tool
 
-from popkit_power import checkin, hook, inbox
 from popkit_power.home import safe_name
+from popkit_power.hook import entry as hook
+from popkit_power.hook import handlers
+from popkit_power.hook.agent_state import AgentState
+from popkit_power.hook.inbox import Inbox
 from popkit_power.session import Session, start_session
 
 
@@ -197,12 +200,12 @@ def test_an_agent_far_behind_catches_up_in_bounded_calls(session: Session) -> No
             break
     steps = [after - before for before, after in itertools.pairwise(cursors)]
     assert received == ["at the very end"]
-    assert len(steps) >= 3 and max(steps) <= checkin.MAX_RECORDS_PER_CALL + 2, steps
+    assert len(steps) >= 3 and max(steps) <= handlers.MAX_RECORDS_PER_CALL + 2, steps
 
 
 def test_reading_stops_at_the_time_budget_and_goes_on_next_time(session: Session) -> None:
-    """With a clock that jumps a second at every look, one call reads only until its first clock check (256
-    records), saves its cursor there, and the next call goes on; nothing is skipped."""
+    """With a clock that jumps past the time budget at every look, one call reads only until its first clock check
+    (256 records), saves its cursor there, and the next call goes on; nothing is skipped."""
     call(session.power_dir, tool())
     start = agent_state(session)["cursor"]["seq"]
     for index in range(1000):
@@ -210,16 +213,17 @@ def test_reading_stops_at_the_time_budget_and_goes_on_next_time(session: Session
             session.publish("message.broadcast", {"text": f"m{index}"}, sender="human")
         else:
             session.publish("agent.tool", {"tool": "Read", "ok": True}, sender=f"{OTHER}:main")
-    state = inbox.AgentState(session.dir, f"{CLAUDE}:main")
+    state = AgentState(session.dir, f"{CLAUDE}:main")
     state.load()
     seen: list[str] = []
     cursors = [start]
-    with freeze_time("2026-11-24 10:00:00", auto_tick_seconds=1):
+    with freeze_time("2026-11-24 10:00:00", auto_tick_seconds=handlers.MAX_READ_SECONDS * 2):
         for _ in range(8):
-            lines = inbox.read_news(session.journal, state, f"{CLAUDE}:main", now=0, conflict_window=600,
-                                    similarity_threshold=0.8, on_damage=None, max_records=10**9, max_seconds=0.5)
-            seen += [orjson.loads(line.split("] ", 1)[1]) for line in lines]
-            cursors.append(state.data["cursor"]["seq"])
+            inbox = Inbox(state, f"{CLAUDE}:main", conflict_window=600, similarity_threshold=0.8, now=0)
+            handlers.read_news(session, state, inbox)
+            seen += [item[2] for item in inbox.news]
+            assert state.cursor is not None
+            cursors.append(state.cursor.seq)
     assert seen == [f"m{index}" for index in range(0, 1000, 50)]
     assert cursors[1] - cursors[0] == 256 and cursors[-1] == start + 1000
 

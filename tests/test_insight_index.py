@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from popkit_power.insight_index import first_match_by_scan
+from popkit_power.insights import insight_key
 from popkit_power.projector import Rules, apply, new_state
-from popkit_power.protocol import insight_key
 
 WORDS = ["cache", "key", "tenant", "id", "lacks", "the", "auth", "token", "expires", "parser", "is", "slow"]
 texts = st.lists(st.sampled_from(WORDS), min_size=0, max_size=7).map(" ".join)

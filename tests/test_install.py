@@ -96,7 +96,7 @@ def test_hook_script_and_its_modules_import_nothing_heavy() -> None:
     script = Path(sys.executable).parent / HOOK_SCRIPT
     assert script.read_text().startswith("#!/"), "pip rewrote the #!python line to this interpreter"
     probe = ("import sys, runpy; sys.argv=['hook']; sys.stdin=open('/dev/null');"
-             "from popkit_power import hook, checkin; hook.run(sys.stdin.buffer, '/nonexistent', {});"
+             "from popkit_power.hook import entry, handlers; entry.run(sys.stdin.buffer, '/nonexistent', {});"
              "heavy = ('re', 'json', 'typing', 'dataclasses', 'logging', 'orjson');"
              "print(sorted(m for m in heavy if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,

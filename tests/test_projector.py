@@ -27,8 +27,9 @@ from popkit_power.projector import (
     open_tasks_of,
     project,
 )
-from popkit_power.protocol import EVENT_TYPES, seconds_of
+from popkit_power.protocol import EVENT_TYPES
 from popkit_power.session import Session
+from popkit_power.timestamps import seconds_of
 
 
 def dumps(state: dict[str, Any]) -> bytes:

@@ -11,6 +11,7 @@ import support
 from freezegun import freeze_time
 
 from popkit_power.errors import ProtocolError
+from popkit_power.keys import new_id
 from popkit_power.protocol import (
     CHANNELS,
     DEFAULT_TYPE_OF_CHANNEL,
@@ -18,10 +19,9 @@ from popkit_power.protocol import (
     SCHEMA_VERSION,
     channel_of,
     make_event,
-    new_id,
-    utc_now,
     validate,
 )
+from popkit_power.timestamps import utc_now
 
 ENVELOPE = ["v", "id", "ts", "origin", "session", "from", "ch", "type"]
 

@@ -1,8 +1,11 @@
-"""What the hook does once Power Mode is on: one handler per Claude Code hook event.
+"""What the hook does once Power Mode is on: one handler per Claude Code hook event, under the agent's lock.
 
-Every handler appends what happened to the journal under the agent's lock; tool events also read the agent's news
-(inbox.py) and answer with it. Imports stay lean (see hook.py); the projection (orjson, projector) is loaded only at
-SessionStart and SubagentStart, which are not on the per-tool-call budget.
+Every handler appends what happened to the journal; tool events also read the agent's news (the inbox fold, bounded
+per call) and answer with it; SessionStart and SubagentStart answer with a welcome. The projection (orjson,
+projector) is loaded only for a welcome, which is not on the per-tool-call budget.
+
+Delivery (docs/design.md): the state as it was before the news was read is saved first, the reply is written and
+flushed, and only then is the state with the new cursor saved, so a reply that never got out is read again.
 """
 
 from __future__ import annotations
@@ -10,21 +13,25 @@ from __future__ import annotations
 import os
 import time
 
-from . import codec
-from ._fs import remove_stale_temporaries
-from .config import load_config
-from .hook import log_error
-from .inbox import WRITE_TOOLS, AgentState, display_name, note_own_write, read_news, render
-from .protocol import remember_recent
-from .session import Session
+from .. import codec
+from .._fs import remove_stale_temporaries
+from ..config import load_config
+from ..conflicts import FILE_TOOLS, WRITE_TOOLS
+from ..keys import MAIN, agent_key, agent_name, host_name, subagent_task
+from ..protocol import remember_recent
+from ..session import Session
+from ..timestamps import seconds_of
+from . import texts
+from .agent_state import AgentState
+from .inbox import Inbox
+from .log import log_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from .journal import Appended, Damage
+    from ..journal import Appended, Damage
 
-FILE_TOOLS = WRITE_TOOLS | {"Read"}
 HEARTBEAT_FILES = 20  # the files a heartbeat names: the agent's most recent ones
 MAX_TOOL_KINDS = 50  # distinct tool names counted per agent (MCP servers can bring many)
 #: The longest text the hook copies from a payload into a record, per field: whatever Claude Code (or a hostile
@@ -35,6 +42,8 @@ MAX_CHARS = {"tool": 100, "file": 1000, "error": 300, "reason": 200, "result": 4
 #: MAX_READ_SECONDS, well under PostToolUse's 10 s timeout: an agent far behind catches up over several calls.
 MAX_RECORDS_PER_CALL = 50_000
 MAX_READ_SECONDS = 1.0
+MAX_PENDING = 50  # lines waiting for delivery; past this, reading stops and the cursor stays before the rest
+MAX_PENDING_CHARS = 200_000  # likewise in characters, so one huge message does not pull in a hundred more
 
 
 def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str, Any], environ: Any,
@@ -43,7 +52,7 @@ def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str,
 
     With `deliver`, the reply is passed to it (which writes and flushes it) while the agent's lock is held, and the
     agent's new cursor is saved only after it returned: a reply that never got out (a closed stdout, a kill) leaves
-    the cursor before the news it carried, so the next call delivers it again (DESIGN.md "Delivery").
+    the cursor before the news it carried, so the next call delivers it again.
     """
     agent = Agent(payload["session_id"], payload, environ)
     session = Session(power_dir, session_id, load_config(power_dir))
@@ -62,12 +71,6 @@ def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str,
     return reply
 
 
-def _cap(value: Any, field: str) -> str:
-    text = value if isinstance(value, str) else str(value)
-    limit = MAX_CHARS[field]
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 class Agent:
     """Who a payload speaks for: key, readable name, parent, and what Claude Code told about its process."""
 
@@ -76,15 +79,12 @@ class Agent:
     def __init__(self, claude_session: str, payload: dict[str, Any], environ: Any) -> None:
         agent_id = payload.get("agent_id")
         self.claude_session = claude_session
-        self.agent_id = agent_id if isinstance(agent_id, str) and agent_id else "main"
+        self.agent_id = agent_id if isinstance(agent_id, str) and agent_id else MAIN
         agent_type = payload.get("agent_type")
         self.agent_type = _cap(agent_type, "agent_type") if isinstance(agent_type, str) and agent_type else None
-        self.key = f"{claude_session}:{self.agent_id}"
-        if self.agent_id == "main":
-            self.name, self.parent = display_name(self.key), None
-        else:
-            self.name = f"{self.agent_type or 'agent'}-{self.agent_id[:6]}"
-            self.parent = f"{claude_session}:main"
+        self.key = agent_key(claude_session, self.agent_id)
+        self.name = agent_name(self.key, self.agent_type)
+        self.parent = None if self.agent_id == MAIN else agent_key(claude_session)
         pid = environ.get("CLAUDE_PID", "")
         self.pid = int(pid) if pid.isdigit() else None
         cwd = payload.get("cwd")
@@ -96,16 +96,14 @@ class Agent:
                              ("cwd", self.cwd), ("source", _cap(source, "source") if source else None)):
             if value is not None:
                 data[field] = value
-        data["host"] = _host()
+        data["host"] = host_name()
         return session.event("agent.joined", data, sender=self.key)
-
-    def subagent_task(self) -> str:
-        return f"agent-{self.agent_id}"
 
 
 # -- one handler per hook event --------------------------------------------------------------------------------------
 
 def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> str:
+    """PostToolUse and PostToolUseFailure: record the call, read the agent's news, answer with what fits."""
     config = session.config
     tool = payload.get("tool_name")
     tool = _cap(tool, "tool") if isinstance(tool, str) and tool else "unknown"
@@ -123,35 +121,121 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
         data["error"] = _cap(payload.get("error"), "error")
 
     events = [] if not state.is_new else [agent.joined(session)]
-    events.append(session.event("agent.tool", data, sender=agent.key))
+    tool_event = session.event("agent.tool", data, sender=agent.key)
+    events.append(tool_event)
     launched = _launched_subagent(tool, payload)
     if launched is not None:
         description = tool_input.get("description") or tool_input.get("subagent_type") or launched
         events.append(session.event("task.created", {
-            "task": f"agent-{launched}", "title": _cap(description, "title"),
-            "owner": f"{agent.claude_session}:{launched}", "parent": agent.key}, sender=agent.key))
-    calls = state.setdefault("tool_calls", 0) + 1
-    state.data["tool_calls"] = calls
-    counts = state.setdefault("tool_counts", {})
-    if tool in counts or len(counts) < MAX_TOOL_KINDS:
-        counts[tool] = counts.get(tool, 0) + 1
+            "task": subagent_task(launched), "title": _cap(description, "title"),
+            "owner": agent_key(agent.claude_session, launched), "parent": agent.key}, sender=agent.key))
+    state.tool_calls += 1
+    if tool in state.tool_counts or len(state.tool_counts) < MAX_TOOL_KINDS:
+        state.tool_counts[tool] = state.tool_counts.get(tool, 0) + 1
     if "file" in data:
-        remember_recent(state.setdefault("files", []), data["file"], HEARTBEAT_FILES)
-    if calls % config.checkin_every_n_tools == 0:
+        remember_recent(state.files, data["file"], HEARTBEAT_FILES)
+    if state.tool_calls % config.checkin_every_n_tools == 0:
         events.append(session.event("agent.heartbeat", _heartbeat(state), sender=agent.key))
     appended = _append(session, events)
-    if "cursor" not in state.data:  # a new agent's news starts right after its own first events, not at a later end
-        state.data["cursor"] = appended.end.as_dict()
+    state.begin_at(appended.end)  # a new agent's news starts right after its own first events
     state.checkpoint()  # what is saved before a reply goes out: the cursor still before the news it carries
 
     now = time.time()
-    news = read_news(session.journal, state, agent.key, now=now, conflict_window=config.conflict_window_seconds,
-                     similarity_threshold=config.insight_similarity_threshold, on_damage=_damage_logger(session),
-                     max_records=MAX_RECORDS_PER_CALL, max_seconds=MAX_READ_SECONDS)
+    inbox = Inbox(state, agent.key, conflict_window=config.conflict_window_seconds,
+                  similarity_threshold=config.insight_similarity_threshold, now=now)
+    read_news(session, state, inbox)
     if ok and tool in WRITE_TOOLS and "file" in data:
-        news.extend(note_own_write(state, data["file"], now, config.conflict_window_seconds))
-    return render(news, state, config.context_max_chars)
+        inbox.own_write(data["file"], seconds_of(tool_event["ts"]) or now)
+    lines = state.pending + [texts.news_line(item, state.names) for item in inbox.news]
+    context, state.pending = texts.reply(lines, config.context_max_chars)
+    return context
 
+
+def read_news(session: Session, state: AgentState, inbox: Inbox) -> None:
+    """Fold the journal from the agent's cursor into `inbox`, and move the cursor to where reading stopped.
+
+    Reading stops at the journal's end, when enough lines wait for delivery (`MAX_PENDING`, `MAX_PENDING_CHARS`), or
+    after `MAX_RECORDS_PER_CALL` records or `MAX_READ_SECONDS`: bounded work per call, and nothing is skipped.
+    """
+    journal = session.journal
+    room = MAX_PENDING - len(state.pending)
+    if room <= 0 or sum(len(line) for line in state.pending) >= MAX_PENDING_CHARS:
+        return  # enough is waiting already: the cursor stays where it is
+    reader = journal.reader(state.cursor or journal.end_position(), loads=_loads, on_damage=_damage_logger(session))
+    deadline = time.monotonic() + MAX_READ_SECONDS
+    # The reader's position is just after each event it yields: stopping after any event skips nothing.
+    for count, event in enumerate(reader, 1):
+        inbox.apply(event)
+        if len(inbox.news) >= room or count >= MAX_RECORDS_PER_CALL or (
+                count % 256 == 0 and time.monotonic() > deadline):
+            break
+    state.advance_to(reader.position)
+
+
+def _on_session_start(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> str:
+    source = payload.get("source") if isinstance(payload.get("source"), str) else None
+    appended = _append(session, [agent.joined(session, source)])
+    state.begin_at(appended.end)  # a resumed session goes on from its own cursor
+    for directory in ("agents", "snapshots"):  # what writers killed in mid-write left behind
+        remove_stale_temporaries(os.path.join(session.dir, directory))
+    return _welcome(session, agent, state)
+
+
+def _on_subagent_start(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> str:
+    task = subagent_task(agent.agent_id)
+    appended = _append(session, [
+        agent.joined(session),
+        session.event("task.created", {"task": task, "title": agent.agent_type or task, "owner": agent.key,
+                                       "parent": agent.parent or agent.key}, sender=agent.parent or agent.key),
+    ])
+    state.begin_at(appended.end)  # an agent id seen before resumes from its cursor: nothing sent meanwhile is lost
+    state.current_task = task
+    return _welcome(session, agent, state)
+
+
+def _on_subagent_stop(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> None:
+    result = payload.get("last_assistant_message")
+    _append(session, [
+        session.event("task.completed", {"task": subagent_task(agent.agent_id), "ok": True,
+                                         "result": _cap(result or "", "result")}, sender=agent.key),
+        session.event("agent.left", {"reason": "subagent finished"}, sender=agent.key),
+    ])
+    state.current_task = None
+
+
+def _on_stop(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> None:
+    _append(session, [session.event("agent.idle", {}, sender=agent.key)])
+
+
+def _on_session_end(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> None:
+    reason = payload.get("reason")
+    _append(session, [session.event("agent.left", {"reason": _cap(reason or "session ended", "reason")},
+                                    sender=agent.key)])
+
+
+_HANDLERS = {
+    "SessionStart": _on_session_start,
+    "PostToolUse": _on_tool,
+    "PostToolUseFailure": _on_tool,
+    "SubagentStart": _on_subagent_start,
+    "SubagentStop": _on_subagent_stop,
+    "Stop": _on_stop,
+    "SessionEnd": _on_session_end,
+}
+
+
+def _welcome(session: Session, agent: Agent, agent_state: AgentState) -> str:
+    from ..projector import live_agents
+
+    state, _ = session.projection(on_damage=_damage_logger(session))
+    agent_state.names.update((key, known.get("name", key)) for key, known in list(state["agents"].items())[-200:])
+    others = [{"key": key, **state["agents"][key]} for key in live_agents(state) if key != agent.key]
+    return texts.welcome(session_id=session.id, objective=(state["objective"] or {}).get("text"), name=agent.name,
+                         key=agent.key, as_flag=f" --as {agent.key}" if agent.agent_id != MAIN else "",
+                         others=others)
+
+
+# -- building records --------------------------------------------------------------------------------------------------
 
 def _launched_subagent(tool: str, payload: dict[str, Any]) -> str | None:
     """The agent id of a background subagent this Agent tool call launched, if it did."""
@@ -165,55 +249,17 @@ def _launched_subagent(tool: str, payload: dict[str, Any]) -> str | None:
 
 
 def _heartbeat(state: AgentState) -> dict[str, Any]:
-    data: dict[str, Any] = {"tool_calls": state["tool_calls"],
-                            "tool_counts": dict(state.setdefault("tool_counts", {})),
-                            "files_touched": list(state.setdefault("files", []))}
-    if state.data.get("current_task"):
-        data["current_task"] = str(state.data["current_task"])
+    data: dict[str, Any] = {"tool_calls": state.tool_calls, "tool_counts": dict(state.tool_counts),
+                            "files_touched": list(state.files)}
+    if state.current_task:
+        data["current_task"] = state.current_task
     return data
 
 
-def _on_session_start(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> str:
-    source = payload.get("source") if isinstance(payload.get("source"), str) else None
-    appended = _append(session, [agent.joined(session, source)])
-    if "cursor" not in state.data:  # a resumed session goes on from its own cursor
-        state.data["cursor"] = appended.end.as_dict()
-    for directory in ("agents", "snapshots"):  # what writers killed in mid-write left behind
-        remove_stale_temporaries(os.path.join(session.dir, directory))
-    return welcome(session, agent, state)
-
-
-def _on_subagent_start(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> str:
-    task = agent.subagent_task()
-    appended = _append(session, [
-        agent.joined(session),
-        session.event("task.created", {"task": task, "title": agent.agent_type or task, "owner": agent.key,
-                                       "parent": agent.parent or agent.key}, sender=agent.parent or agent.key),
-    ])
-    if "cursor" not in state.data:  # an agent id seen before resumes from its cursor: nothing sent meanwhile is lost
-        state.data["cursor"] = appended.end.as_dict()
-    state.data["current_task"] = task
-    return welcome(session, agent, state)
-
-
-def _on_subagent_stop(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> None:
-    result = payload.get("last_assistant_message")
-    _append(session, [
-        session.event("task.completed", {"task": agent.subagent_task(), "ok": True,
-                                         "result": _cap(result or "", "result")}, sender=agent.key),
-        session.event("agent.left", {"reason": "subagent finished"}, sender=agent.key),
-    ])
-    state.data.pop("current_task", None)
-
-
-def _on_stop(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> None:
-    _append(session, [session.event("agent.idle", {}, sender=agent.key)])
-
-
-def _on_session_end(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> None:
-    reason = payload.get("reason")
-    _append(session, [session.event("agent.left", {"reason": _cap(reason or "session ended", "reason")},
-                                    sender=agent.key)])
+def _cap(value: Any, field: str) -> str:
+    text = value if isinstance(value, str) else str(value)
+    limit = MAX_CHARS[field]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _append(session: Session, events: list[dict[str, Any]]) -> Appended:
@@ -225,8 +271,8 @@ def _append(session: Session, events: list[dict[str, Any]]) -> Appended:
 
 
 def _fit(event: dict[str, Any], limit: int) -> None:
-    """Cut `event` so that it serializes to at most `limit` bytes. The per-field caps keep ordinary events far below any
-    limit; this is the last resort for a tiny `max_record_bytes` or hostile input: lists lose their oldest items
+    """Cut `event` so that it serializes to at most `limit` bytes. The per-field caps keep ordinary events far below
+    any limit; this is the last resort for a tiny `max_record_bytes` or hostile input: lists lose their oldest items
     and texts are cut, ever shorter, until the event fits. An event over the limit could never be appended, and
     every later call would fail at it again."""
     body = codec.dumps(event).encode("utf-8")
@@ -244,51 +290,6 @@ def _fit(event: dict[str, Any], limit: int) -> None:
         body = codec.dumps(event).encode("utf-8")
 
 
-_HANDLERS = {
-    "SessionStart": _on_session_start,
-    "PostToolUse": _on_tool,
-    "PostToolUseFailure": _on_tool,
-    "SubagentStart": _on_subagent_start,
-    "SubagentStop": _on_subagent_stop,
-    "Stop": _on_stop,
-    "SessionEnd": _on_session_end,
-}
-
-
-def welcome(session: Session, agent: Agent, agent_state: AgentState) -> str:
-    """What an agent is told when it starts: the objective, who else works, and the commands to coordinate."""
-    from .projector import live_agents
-
-    state, _ = session.projection(on_damage=_damage_logger(session))
-    names = agent_state.setdefault("names", {})
-    names.update((key, known.get("name", key)) for key, known in list(state["agents"].items())[-200:])
-    others = [state["agents"][key] for key in live_agents(state) if key != agent.key]
-    as_flag = f" --as {agent.key}" if agent.agent_id != "main" else ""
-    lines = [
-        f"Power Mode is on (popkit-power session {session.id}): you are one of several agents working together.",
-        f"Objective: {(state['objective'] or {}).get('text') or '(none set)'}",
-        f"You are {agent.name} (agent key {agent.key}).",
-    ]
-    if others:
-        listed = ", ".join(f"{other.get('name')} ({other['status']}"
-                           f"{', task ' + str(other['current_task']) if other.get('current_task') else ''})"
-                           for other in others[:10])
-        lines.append(f"Other agents working now: {listed}.")
-    else:
-        lines.append("No other agent is working yet.")
-    lines += [
-        "Coordinate with these Bash commands:",
-        f"- share a discovery: popkit-power insight \"what you found\" --tags a,b{as_flag}",
-        f"- message one agent: popkit-power send AGENT \"text\"{as_flag}",
-        f"- message every agent: popkit-power broadcast \"text\"{as_flag}",
-        f"- report a result: popkit-power result \"what you did\"{as_flag}",
-        f"- ask the human before a risky step: popkit-power ask \"question\"{as_flag}"
-        " (the answer reaches you after a later tool call)",
-        "News from the other agents (messages, insights, answers, edit conflicts) arrives after your tool calls.",
-    ]
-    return "\n".join(lines)
-
-
 def _damage_logger(session: Session) -> Any:
     def log_damage(damage: Damage) -> None:
         log_error(session.power_dir, f"skipped a damaged journal record: {damage}")
@@ -296,12 +297,5 @@ def _damage_logger(session: Session) -> Any:
     return log_damage
 
 
-_HOST: list[str] = []
-
-
-def _host() -> str:
-    if not _HOST:
-        _HOST.append(os.uname().nodename if hasattr(os, "uname") else "unknown")
-    return _HOST[0]
-
-
+def _loads(line: bytes) -> Any:
+    return codec.loads(line.decode("utf-8"))

@@ -1,0 +1,124 @@
+"""One agent's state file, `sessions/<id>/agents/<agent>.json`: every field by name, read and written only here.
+
+The hook holds `agents/<agent>.lock` while it reads, decides, replies and writes this state, because Claude Code runs
+the PostToolUse hooks of one agent's parallel tool calls at the same time. The file is a cache of what the agent has
+heard: a damaged one costs the agent its counters, never a broken hook, and it is not fsynced (losing it to a power
+cut repeats some news).
+"""
+
+from __future__ import annotations
+
+import os
+
+from .. import codec
+from .._fs import private_dir, read_file
+from .._lock import FileLock
+from ..errors import JournalError
+from ..home import safe_name, write_private_file
+from ..journal import Position
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+MAX_STATE_BYTES = 64 << 20
+
+#: field -> the JSON kind it must have when loaded (anything else is reset to its empty value)
+_KINDS: dict[str, type] = {
+    "tool_calls": int, "tool_counts": dict, "files": list, "asked": dict, "my_writes": dict,
+    "other_writes": dict, "seen_insights": list, "names": dict, "warned": dict, "pending": list,
+}
+
+
+class AgentState:
+    """The per-agent state: where its news reading stands, its counters, and what its inbox remembers."""
+
+    __slots__ = ("_checkpoint", "asked", "current_task", "cursor", "files", "is_new", "lock", "my_writes", "names",
+                 "other_writes", "path", "pending", "seen_insights", "tool_calls", "tool_counts", "warned")
+
+    def __init__(self, session_dir: str, agent_key: str) -> None:
+        directory = private_dir(os.path.join(session_dir, "agents"))
+        name = safe_name(agent_key, "agent key")
+        self.path = os.path.join(directory, name + ".json")
+        self.lock = FileLock(os.path.join(directory, name + ".lock"))
+        self.is_new = True
+        self._checkpoint: str | None = None
+        #: where this agent's news reading goes on (None: it has not started)
+        self.cursor: Position | None = None
+        self.tool_calls = 0
+        self.tool_counts: dict[str, int] = {}
+        #: the files it touched, most recent last (a heartbeat names them)
+        self.files: list[str] = []
+        self.current_task: str | None = None
+        #: approval requests it asked: request id -> question
+        self.asked: dict[str, str] = {}
+        #: file -> when it last wrote it; file -> {other agent: when they last wrote it} (event time, seconds)
+        self.my_writes: dict[str, float] = {}
+        self.other_writes: dict[str, dict[str, float]] = {}
+        #: normalized insights it has heard, to hold back near-duplicates
+        self.seen_insights: list[str] = []
+        #: agent key -> readable name, from the agents' `agent.joined`
+        self.names: dict[str, str] = {}
+        #: "file\nagent" -> the write it was warned about, so each write is warned about once
+        self.warned: dict[str, float] = {}
+        #: news lines read but not yet delivered (they did not fit under the cap)
+        self.pending: list[str] = []
+
+    # -- the cursor: set in these two places only ----------------------------------------------------------------
+
+    def begin_at(self, position: Position) -> None:
+        """Start reading news at `position`, unless this agent already has a cursor (a returning agent goes on)."""
+        if self.cursor is None:
+            self.cursor = position
+
+    def advance_to(self, position: Position) -> None:
+        """Everything before `position` has been read into news (or pending)."""
+        self.cursor = position
+
+    # -- the file ------------------------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        try:
+            loaded = codec.loads(read_file(self.path, MAX_STATE_BYTES).decode("utf-8"))
+        except FileNotFoundError:
+            return
+        except ValueError:
+            return  # damaged: this agent starts over, never a broken hook
+        if not isinstance(loaded, dict):
+            return
+        self.is_new = False
+        for name, kind in _KINDS.items():
+            value = loaded.get(name)
+            if isinstance(value, kind) and not isinstance(value, bool):
+                setattr(self, name, value)
+        task = loaded.get("current_task")
+        self.current_task = task if isinstance(task, str) else None
+        try:
+            self.cursor = Position.from_dict(loaded["cursor"]) if loaded.get("cursor") is not None else None
+        except JournalError:
+            self.cursor = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cursor": self.cursor.as_dict() if self.cursor is not None else None,
+            "tool_calls": self.tool_calls, "tool_counts": self.tool_counts, "files": self.files,
+            "current_task": self.current_task, "asked": self.asked, "my_writes": self.my_writes,
+            "other_writes": self.other_writes, "seen_insights": self.seen_insights, "names": self.names,
+            "warned": self.warned, "pending": self.pending,
+        }
+
+    def checkpoint(self) -> None:
+        """Remember the state as it is now: what `save_checkpoint` writes before a reply goes out."""
+        self._checkpoint = codec.dumps(self.as_dict())
+
+    def save_checkpoint(self) -> None:
+        """Write the state remembered by `checkpoint` (or the current one if none was taken). Written before a
+        reply: if the reply never arrives, the agent's cursor is still before the news it carried."""
+        self._write(self._checkpoint if self._checkpoint is not None else codec.dumps(self.as_dict()))
+
+    def save(self) -> None:
+        self._write(codec.dumps(self.as_dict()))
+
+    def _write(self, text: str) -> None:
+        # The temporary file has a fixed name because the agent's lock is held: a killed hook's leftover is reused.
+        write_private_file(self.path, text, durable=False, temporary=self.path + ".tmp")

@@ -1,0 +1,91 @@
+"""`popkit-power-hook`: read one Claude Code hook payload, and with no active session exit at once.
+
+It never breaks or stalls an agent: whatever goes wrong (bad JSON, an unknown event, a huge payload, invalid UTF-8,
+a read-only or full disk, a power directory that is not safe) ends with exit 0, no output, and one line in
+`<power dir>/hook.log`. Until a session is known to be active this module has imported only the power-directory
+lookup (`home`); the handlers are imported after that.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..errors import HookInputError
+from ..home import active_session, find_power_dir
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
+
+HANDLED_EVENTS = frozenset({"SessionStart", "PostToolUse", "PostToolUseFailure", "SubagentStart", "SubagentStop",
+                            "Stop", "SessionEnd"})
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+MAX_ID_CHARS = 200  # Claude Code's ids are UUIDs; an agent key goes into every record the agent writes
+
+
+def main() -> int:
+    """The script's entry point: always exit 0; anything unexpected goes to the hook log."""
+    power_dir = None
+    try:
+        power_dir = find_power_dir()
+        run(sys.stdin.buffer, power_dir, os.environ, deliver=_print)
+    except BaseException as error:  # the hook must never break the agent, whatever happens
+        from .log import log_error
+
+        log_error(power_dir, f"{type(error).__name__}: {error}")
+        _silence_stdout()
+    return 0
+
+
+def run(stdin: BinaryIO, power_dir: str, environ: Any, deliver: Any = None) -> str | None:
+    """Handle one payload; return the JSON text of the reply (passed to `deliver` first, when given), or None."""
+    raw = stdin.read(MAX_PAYLOAD_BYTES + 1)
+    session_id = active_session(power_dir)
+    if session_id is None:
+        return None  # Power Mode is off: the cheapest path, nothing parsed, nothing more imported
+    from .. import codec
+    from .handlers import respond
+
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise HookInputError(f"payload over {MAX_PAYLOAD_BYTES} bytes ignored")
+    try:
+        payload = codec.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise HookInputError(f"payload is not valid UTF-8 (byte {error.start})") from None
+    except ValueError as error:
+        raise HookInputError(f"payload is not JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise HookInputError("payload is not a JSON object")
+    event_name = payload.get("hook_event_name")
+    if event_name not in HANDLED_EVENTS:
+        raise HookInputError(f"unknown hook event {event_name!r}")
+    claude_session = payload.get("session_id")
+    if not isinstance(claude_session, str) or not claude_session:
+        raise HookInputError(f"{event_name} payload has no session_id")
+    agent_id = payload.get("agent_id")
+    if len(claude_session) > MAX_ID_CHARS or (isinstance(agent_id, str) and len(agent_id) > MAX_ID_CHARS):
+        raise HookInputError(f"{event_name} payload has a session_id or agent_id over {MAX_ID_CHARS} characters")
+    return respond(power_dir, session_id, event_name, payload, environ, deliver)
+
+
+def _print(reply: str) -> None:
+    """Write the reply and flush it: only after this returns does the agent's cursor move past what it carries."""
+    out = sys.stdout.buffer
+    out.write(reply.encode("utf-8"))  # UTF-8 whatever the locale: Claude Code reads UTF-8
+    out.flush()
+
+
+def _silence_stdout() -> None:
+    """After a failed reply (a closed stdout), point stdout at /dev/null so the interpreter's own flush at exit
+    neither fails again nor prints to stderr."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

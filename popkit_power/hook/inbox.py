@@ -1,0 +1,151 @@
+"""One agent's inbox as a pure fold: journal events in, news items out.
+
+`Inbox.apply(event)` adds to `news` what the event means for this agent (a broadcast, a message to it, another
+agent's insight unless it is a near-duplicate of one it heard, the answer to its own approval request, an orphaned
+task, a task assigned to it, another agent writing a file it wrote) and keeps what it has to remember for that in the
+agent's state (names, its requests, who wrote what, insights heard). It reads no file and no clock: time comes from
+the events. Items are tuples, `(kind, ...)`; `texts.news_line` renders them. Which events to read, and when to stop,
+is the handler's business (`handlers.read_news`).
+
+This module is on the hook's hot path: lean imports only.
+"""
+
+from __future__ import annotations
+
+from ..conflicts import WRITE_TOOLS, in_conflict
+from ..insights import insight_key, similarity
+from ..timestamps import seconds_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .agent_state import AgentState
+
+    NewsItem = tuple[Any, ...]
+
+MAX_INSIGHT_KEY = 300  # characters of an insight kept to recognise its near-duplicates
+MAX_REMEMBERED = 200  # entries of each remembered mapping
+MAX_NAME_CHARS = 80
+MAX_QUESTION_CHARS = 500
+
+
+class Inbox:
+    """The news fold of one agent over its state (see the module's docstring)."""
+
+    __slots__ = ("agent_key", "conflict_window", "news", "now", "state", "threshold")
+
+    def __init__(self, state: AgentState, agent_key: str, *, conflict_window: float, similarity_threshold: float,
+                 now: float) -> None:
+        self.state = state
+        self.agent_key = agent_key
+        self.conflict_window = conflict_window
+        self.threshold = similarity_threshold
+        self.now = now  # only for an event whose `ts` cannot be read
+        self.news: list[NewsItem] = []
+
+    def apply(self, event: dict[str, Any]) -> None:
+        sender = event.get("from")
+        event_type = event.get("type")
+        data = event.get("data")
+        if not isinstance(data, dict) or not isinstance(sender, str):
+            return
+        state = self.state
+        if event_type == "agent.joined" and isinstance(data.get("name"), str):
+            state.names[sender] = data["name"][:MAX_NAME_CHARS]
+            _bound(state.names)
+        if sender == self.agent_key:
+            self._own(event_type, data)
+            return
+        if event_type == "message.broadcast":
+            self.news.append(("broadcast", sender, data.get("text", "")))
+        elif event_type == "message.direct" and event.get("to") == self.agent_key:
+            self.news.append(("direct", sender, data.get("text", "")))
+        elif event_type == "insight.shared" and isinstance(data.get("text"), str):
+            if self._new_insight(data["text"]):
+                tags = data.get("tags")
+                self.news.append(("insight", sender, data["text"], tags if isinstance(tags, list) else []))
+        elif event_type in ("approval.granted", "approval.denied") and data.get("request") in state.asked:
+            question = state.asked.pop(data["request"])
+            self.news.append(("approval", sender, event_type == "approval.granted", data["request"], question,
+                              data.get("note")))
+        elif event_type == "task.orphaned":
+            self.news.append(("orphaned", sender, data.get("task")))
+        elif event_type == "task.assigned" and data.get("agent") == self.agent_key:
+            state.current_task = _task_id(data.get("task"))
+            self.news.append(("assigned", sender, data.get("task")))
+        elif event_type == "agent.tool" and data.get("tool") in WRITE_TOOLS and isinstance(data.get("file"), str):
+            self._their_write(sender, data["file"], self._time_of(event))
+        elif event_type in ("agent.left", "agent.lost"):
+            gone = data.get("agent", sender) if event_type == "agent.lost" else sender
+            for writers in state.other_writes.values():
+                writers.pop(gone, None)
+
+    def own_write(self, path: str, when: float) -> None:
+        """This agent wrote `path` at `when` (its own event's time): news if another agent wrote it shortly before."""
+        state = self.state
+        state.my_writes[path] = when
+        _bound(state.my_writes)
+        writers = state.other_writes.get(path, {})
+        recent = sorted((when - then, other) for other, then in writers.items()
+                        if in_conflict(when, then, self.conflict_window)
+                        and state.warned.get(f"{path}\n{other}") != then)
+        for age, other in recent:  # each write of another agent is warned about once
+            state.warned[f"{path}\n{other}"] = writers[other]
+            self.news.append(("they_wrote_first", other, path, age))
+        _bound(state.warned)
+
+    def _own(self, event_type: Any, data: dict[str, Any]) -> None:
+        state = self.state
+        if event_type == "approval.requested" and isinstance(data.get("request"), str):
+            state.asked[data["request"]] = str(data.get("question", ""))[:MAX_QUESTION_CHARS]
+            _bound(state.asked)
+        elif event_type == "task.claimed":
+            state.current_task = _task_id(data.get("task"))
+        elif event_type == "task.completed" and data.get("task") == state.current_task:
+            state.current_task = None
+
+    def _their_write(self, sender: str, path: str, when: float) -> None:
+        state = self.state
+        state.other_writes.setdefault(path, {})[sender] = when
+        _bound(state.other_writes)
+        mine = state.my_writes.get(path)
+        if mine is not None and in_conflict(when, mine, self.conflict_window):
+            state.warned[f"{path}\n{sender}"] = when
+            _bound(state.warned)
+            self.news.append(("wrote_after_you", sender, path, when - mine))
+
+    def _new_insight(self, text: str) -> bool:
+        """True (and remembered) unless `text` is a near-duplicate of an insight this agent has heard."""
+        key, words = insight_key(text[:MAX_INSIGHT_KEY])
+        seen = self.state.seen_insights
+        for heard in seen:
+            if heard == key or similarity(words, _word_set(heard)) >= self.threshold:
+                return False
+        seen.append(key)
+        del seen[: max(0, len(seen) - MAX_REMEMBERED)]
+        return True
+
+    def _time_of(self, event: dict[str, Any]) -> float:
+        when = seconds_of(event.get("ts"))
+        return self.now if when is None else when
+
+
+_WORD_SETS: dict[str, frozenset[str]] = {}
+
+
+def _word_set(key: str) -> frozenset[str]:
+    """The word set of a remembered insight key, built once per hook process."""
+    words = _WORD_SETS.get(key)
+    if words is None:
+        words = _WORD_SETS[key] = frozenset(key.split())
+    return words
+
+
+def _task_id(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _bound(mapping: dict[str, Any]) -> None:
+    while len(mapping) > MAX_REMEMBERED:
+        del mapping[next(iter(mapping))]

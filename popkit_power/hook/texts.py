@@ -1,0 +1,173 @@
+"""Every text the model sees from Power Mode: the welcome, one line per news item, and the reply's layout under its cap.
+
+What other agents wrote stays theirs: their text is one JSON string on one line (quotes, backslashes and every line
+break escaped), their names are cut to plain characters, and only the exact senders `human` and `coordinator` are
+named so; a name that would read like one of them is marked with `?`. So no agent can write a line that reads like
+the human's answer or the coordinator's word. Everything here is a pure function of its arguments.
+
+This module is on the hook's hot path: lean imports only.
+"""
+
+from __future__ import annotations
+
+from .. import codec
+from ..keys import RESERVED_SENDERS, agent_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .inbox import NewsItem
+
+HEADER = "Power Mode (popkit-power): news from the other agents since your last tool call"
+CONTINUED = "- (continued) "
+#: Claude Code cuts additionalContext at 10,000 characters; one item too long for the configured cap gets a reply of
+#: its own up to this size, and what is left of it continues at the next call.
+ITEM_REPLY_MAX = 9000
+_RESERVE = 60  # room for the "(+N more ...)" line
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:@/+")
+_MAX_NAME_CHARS = 80
+#: Characters a reader could take for a line break that JSON leaves as they are: C1 controls (NEL among them) and the
+#: Unicode line and paragraph separators.
+_BREAKS = {code: f"\\u{code:04x}" for code in (*range(0x80, 0xA0), 0x2028, 0x2029)}
+
+
+# -- the reply -------------------------------------------------------------------------------------------------------
+
+def reply(lines: list[str], limit: int) -> tuple[str, list[str]]:
+    """The reply text for `lines` under the header, up to `limit` characters, and the lines left for the next call.
+
+    A line longer than the whole budget is not cut off: it gets a reply of its own, up to `ITEM_REPLY_MAX`
+    characters, and what is left of it is the first line of the rest, continued at the next call.
+    """
+    shown: list[str] = []
+    size = len(HEADER) + 2
+    rest: list[str] = []
+    for index, line in enumerate(lines):
+        left = limit - size - _RESERVE
+        if len(line) <= left:
+            shown.append(line)
+            size += len(line) + 1
+            continue
+        if shown:  # the next call has the whole budget for it
+            rest = lines[index:]
+            break
+        room = max(left, ITEM_REPLY_MAX - size - _RESERVE)
+        if len(line) <= room:
+            shown.append(line)
+            rest = lines[index + 1:]
+        else:
+            shown.append(line[:room] + " …")
+            rest = [CONTINUED + "…" + line[room:], *lines[index + 1:]]
+        break
+    if not shown:
+        return "", rest
+    if rest:
+        continued = " (the cut line goes on there)" if rest[0].startswith(CONTINUED) else ""
+        return "\n".join([HEADER + ":", *shown, f"(+{len(rest)} more after your next tool call{continued})"]), rest
+    return "\n".join([HEADER + ":", *shown]), rest
+
+
+def news_line(item: NewsItem, names: dict[str, str]) -> str:
+    """One line for one news item of `inbox.Inbox` (names: agent key -> the name it announced)."""
+    kind, sender = item[0], item[1]
+    who = speaker(sender, names)
+    if kind == "broadcast":
+        return f"- [broadcast from {who}] {quote(item[2])}"
+    if kind == "direct":
+        hint = f" (reply: popkit-power send {who} \"...\")" if ":" in sender else ""
+        return f"- [message to you from {who}] {quote(item[2])}{hint}"
+    if kind == "insight":
+        tags = item[3]
+        tag_text = f" [{', '.join(ident(tag) for tag in tags[:20])}]" if tags else ""
+        return f"- [insight from {who}] {quote(item[2])}{tag_text}"
+    if kind == "approval":
+        _, _, granted, request, question, note = item
+        verdict = "GRANTED" if granted else "DENIED"
+        note_text = f": {quote(note)}" if note else ""
+        return f"- [approval {verdict} by {who}] your request {ident(request)} {quote(question)}{note_text}"
+    if kind == "orphaned":
+        task = item[2]
+        return (f"- [orphaned task] {ident(task)} lost its agent; take it over with: "
+                f"popkit-power claim {shell_arg(task)}")
+    if kind == "assigned":
+        return f"- [task assigned to you by {who}] {ident(item[2])}"
+    if kind == "wrote_after_you":
+        return (f"- [conflict] {who} also edited {ident(item[2])}, which you edited {_ago(item[3])} before; "
+                f"check before you overwrite each other's work")
+    if kind == "they_wrote_first":
+        return (f"- [conflict] {who} edited {ident(item[2])} {_ago(item[3])} ago; coordinate before you change it "
+                f"further (popkit-power send {who} \"...\")")
+    raise ValueError(f"unknown news item {kind!r}")
+
+
+# -- the welcome -----------------------------------------------------------------------------------------------------
+
+def welcome(*, session_id: str, objective: str | None, name: str, key: str, as_flag: str,
+            others: list[dict[str, Any]]) -> str:
+    """What an agent is told when it starts: the objective, who else works, and the commands to coordinate."""
+    lines = [
+        f"Power Mode is on (popkit-power session {session_id}): you are one of several agents working together.",
+        f"Objective: {objective or '(none set)'}",
+        f"You are {name} (agent key {key}).",
+    ]
+    if others:
+        listed = ", ".join(f"{speaker(other['key'], {other['key']: other.get('name') or other['key']})} "
+                           f"({other['status']}"
+                           f"{', task ' + ident(other['current_task']) if other.get('current_task') else ''})"
+                           for other in others[:10])
+        lines.append(f"Other agents working now: {listed}.")
+    else:
+        lines.append("No other agent is working yet.")
+    lines += [
+        "Coordinate with these Bash commands:",
+        f"- share a discovery: popkit-power insight \"what you found\" --tags a,b{as_flag}",
+        f"- message one agent: popkit-power send AGENT \"text\"{as_flag}",
+        f"- message every agent: popkit-power broadcast \"text\"{as_flag}",
+        f"- report a result: popkit-power result \"what you did\"{as_flag}",
+        f"- ask the human before a risky step: popkit-power ask \"question\"{as_flag}"
+        " (the answer reaches you after a later tool call)",
+        "News from the other agents (messages, insights, answers, edit conflicts) arrives after your tool calls.",
+    ]
+    return "\n".join(lines)
+
+
+# -- what others wrote, kept theirs ------------------------------------------------------------------------------------
+
+def speaker(sender: str, names: dict[str, str]) -> str:
+    """How a sender is named: `human` and `coordinator` only for those exact senders; anyone else by the name they
+    announced (or the hook's name for their key), cut to [A-Za-z0-9._:@/+-] and 80 characters, and marked with `?`
+    if it would read like one of those two."""
+    if sender in RESERVED_SENDERS:
+        return sender
+    name = names.get(sender) or agent_name(sender)
+    clean = "".join(char if char in _NAME_CHARS else "?" for char in name[:_MAX_NAME_CHARS]) or "?"
+    return f"?{clean}" if clean.lower().strip("?") in RESERVED_SENDERS else clean
+
+
+def quote(text: Any) -> str:
+    """Untrusted text as one JSON string literal on one line: quotes, backslashes and every line break escaped."""
+    return codec.dumps(text if isinstance(text, str) else str(text)).translate(_BREAKS)
+
+
+def ident(value: Any) -> str:
+    """An id or path from others: as it is when made of plain characters (and short), else quoted."""
+    text = value if isinstance(value, str) else str(value)
+    if 0 < len(text) <= 200 and all(char in _NAME_CHARS or char == "~" for char in text):
+        return text
+    return quote(text)
+
+
+def shell_arg(value: Any) -> str:
+    """`value` as one shell word for a command the agent may copy (single-quoted unless plain)."""
+    text = value if isinstance(value, str) else str(value)
+    if text and all(char in _NAME_CHARS for char in text):
+        return text
+    if not text.isprintable():
+        return "<an id with control characters: see popkit-power status>"
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min"

@@ -1,0 +1,97 @@
+"""Every identity and name, built in one place: agent keys and their readable names, task and request ids, event ids,
+the host name, and the original Power Mode's `pop:*` Redis key names.
+
+An agent key is `<Claude Code session id>:<agent id>`, where the agent id is Claude Code's `agent_id` for a subagent
+and `main` for a session's main agent. Subagents share their parent's session id, so the key tells them apart.
+
+This module is on the hook's hot path: it imports only `os`.
+"""
+
+from __future__ import annotations
+
+import os
+
+MAIN = "main"
+HUMAN = "human"
+COORDINATOR = "coordinator"
+#: Senders no agent may take: the reader of a news line trusts these two names.
+RESERVED_SENDERS = frozenset({HUMAN, COORDINATOR})
+
+
+def agent_key(claude_session: str, agent_id: str | None = None) -> str:
+    """The key of a session's main agent, or of its subagent `agent_id`."""
+    return f"{claude_session}:{agent_id or MAIN}"
+
+
+def split_agent_key(key: str) -> tuple[str, str]:
+    """(Claude Code session id, agent id) of an agent key; ("", key) for a name that is not one."""
+    claude_session, _, agent_id = key.rpartition(":")
+    return claude_session, agent_id
+
+
+def agent_name(key: str, agent_type: str | None = None) -> str:
+    """The readable name the hook gives an agent: `main-<session start>` for a main agent, `<agent type>-<agent id
+    start>` for a subagent; the key itself for a name that is not an agent key."""
+    claude_session, agent_id = split_agent_key(key)
+    if not claude_session:
+        return key
+    if agent_id == MAIN:
+        return f"main-{claude_session[:6]}"
+    return f"{agent_type or 'agent'}-{agent_id[:6]}"
+
+
+def subagent_task(agent_id: str) -> str:
+    """The id of the task a subagent works on (it exists from SubagentStart, or the Agent tool's launch, on)."""
+    return f"agent-{agent_id}"
+
+
+def new_id() -> str:
+    """A random 128-bit id in hex: an event's id, unique across machines without coordination."""
+    return os.urandom(16).hex()
+
+
+def new_request_id() -> str:
+    """The id of an approval request, short enough to type: `popkit-power approve <id>`."""
+    return new_id()[:12]
+
+
+def new_result_task_id() -> str:
+    """The task id of a result reported without a task."""
+    return f"result-{new_id()[:8]}"
+
+
+_HOST: list[str] = []
+
+
+def host_name() -> str:
+    """This machine's name as the OS gives it (looked up once per process)."""
+    if not _HOST:
+        _HOST.append(os.uname().nodename if hasattr(os, "uname") else "unknown")
+    return _HOST[0]
+
+
+# -- the original Power Mode's Redis layout, kept readable for outside tools --------------------------------------------
+
+OBJECTIVE_KEY = "pop:objective"
+ORPHANED_TASKS_KEY = "pop:tasks:orphaned"
+COORDINATOR_STATUS_KEY = "pop:coordinator:status"
+
+
+def channel_stream(channel: str) -> str:
+    """The Redis stream of one of the six channels: `pop:broadcast`, `pop:heartbeat`, ..."""
+    return f"pop:{channel}"
+
+
+def agent_state_key(agent: str) -> str:
+    """The hash holding one agent's latest state."""
+    return f"pop:state:{agent}"
+
+
+def completed_key(session_id: str) -> str:
+    """The list of a session's completed tasks (kept 24 hours)."""
+    return f"pop:completed:{session_id}"
+
+
+def pattern_key(pattern_id: str) -> str:
+    """One learned pattern (kept 24 hours)."""
+    return f"pop:patterns:{pattern_id}"
