@@ -70,7 +70,7 @@ def host_name() -> str:
     return _HOST[0]
 
 
-# -- the original Power Mode's Redis layout, kept readable for outside tools --------------------------------------------
+# -- the original Power Mode's Redis layout, kept readable for outside tools ----------------------------------------
 
 OBJECTIVE_KEY = "pop:objective"
 ORPHANED_TASKS_KEY = "pop:tasks:orphaned"
