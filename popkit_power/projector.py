@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .config import DEFAULTS
+from .conflicts import WRITE_TOOLS, in_conflict
 from .insight_index import insight_index
 from .insights import insight_key
 from .protocol import remember_recent
@@ -23,8 +25,6 @@ from .timestamps import seconds_of
 State = dict[str, Any]
 Event = dict[str, Any]
 
-#: Tools whose target file counts as written (for conflicts) rather than only read.
-WRITE_TOOLS = frozenset({"Edit", "Write", "MultiEdit", "NotebookEdit"})
 AGENT_ACTIVE, AGENT_IDLE, AGENT_LEFT, AGENT_LOST = "active", "idle", "left", "lost"
 TASK_OPEN, TASK_CLAIMED, TASK_ASSIGNED = "open", "claimed", "assigned"
 TASK_COMPLETED, TASK_FAILED, TASK_ORPHANED = "completed", "failed", "orphaned"
@@ -34,23 +34,22 @@ MAX_WATCHED_FILES = 1000
 
 
 class Rules:
-    """The settings the fold depends on; part of what makes two projections comparable."""
+    """The settings the fold depends on (defaults from `config.DEFAULTS`); part of what makes two projections
+    comparable."""
 
     __slots__ = ("conflict_window_seconds", "insight_similarity_threshold", "max_files_per_agent",
                  "max_insights_kept")
+    conflict_window_seconds: float
+    insight_similarity_threshold: float
+    max_files_per_agent: int
+    max_insights_kept: int
 
-    def __init__(
-        self,
-        *,
-        insight_similarity_threshold: float = 0.8,
-        max_insights_kept: int = 500,
-        max_files_per_agent: int = 50,
-        conflict_window_seconds: float = 600,
-    ) -> None:
-        self.insight_similarity_threshold = insight_similarity_threshold
-        self.max_insights_kept = max_insights_kept
-        self.max_files_per_agent = max_files_per_agent
-        self.conflict_window_seconds = conflict_window_seconds
+    def __init__(self, **values: Any) -> None:
+        unknown = set(values) - set(self.__slots__)
+        if unknown:
+            raise TypeError(f"unknown rules: {', '.join(sorted(unknown))}")
+        for name in self.__slots__:
+            setattr(self, name, values.get(name, DEFAULTS[name][0]))
 
     @classmethod
     def from_config(cls, config: Any) -> Rules:
@@ -195,7 +194,7 @@ def _note_write(state: State, sender: str, path: str, event: Event, rules: Rules
     writers = writes.pop(path, {})  # re-inserted below, so the dict stays ordered by latest write
     others = sorted(
         other for other, when in writers.items()
-        if other != sender and now is not None and now - when <= rules.conflict_window_seconds
+        if other != sender and now is not None and in_conflict(now, when, rules.conflict_window_seconds)
         and state["agents"].get(other, {}).get("status") in (AGENT_ACTIVE, AGENT_IDLE)
     )
     if others:
@@ -384,28 +383,11 @@ def _coordinator(state: State, event: Event, data: dict[str, Any], rules: Rules)
 
 
 _HANDLERS = {
-    "agent.joined": _joined,
-    "agent.heartbeat": _heartbeat,
-    "agent.tool": _tool,
-    "agent.idle": _idle,
-    "agent.left": _left,
-    "agent.lost": _lost,
-    "task.created": _created,
-    "task.claimed": _claimed,
-    "task.assigned": _assigned,
-    "task.completed": _completed,
-    "task.orphaned": _orphaned,
-    "task.released": _released,
-    "insight.shared": _insight,
-    "approval.requested": _approval_requested,
-    "approval.granted": _approval_answered,
-    "approval.denied": _approval_answered,
-    "objective.set": _objective,
-    "objective.updated": _objective,
-    "session.opened": _opened,
-    "session.closed": _closed,
-    "coordinator.started": _coordinator,
-    "coordinator.status": _coordinator,
-    "coordinator.stopped": _coordinator,
-    "file.conflict": _file_conflict,
+    "agent.joined": _joined, "agent.heartbeat": _heartbeat, "agent.tool": _tool, "agent.idle": _idle,
+    "agent.left": _left, "agent.lost": _lost, "task.created": _created, "task.claimed": _claimed,
+    "task.assigned": _assigned, "task.completed": _completed, "task.orphaned": _orphaned, "task.released": _released,
+    "insight.shared": _insight, "approval.requested": _approval_requested, "approval.granted": _approval_answered,
+    "approval.denied": _approval_answered, "objective.set": _objective, "objective.updated": _objective,
+    "session.opened": _opened, "session.closed": _closed, "coordinator.started": _coordinator,
+    "coordinator.status": _coordinator, "coordinator.stopped": _coordinator, "file.conflict": _file_conflict,
 }
