@@ -4,7 +4,7 @@ Several coding agents coordinate through one append-only event journal: they see
 they found, get back the work of agents that died, and ask one human when something needs a human.
 
 This package's `__init__` is imported by the hook on every tool call, so it imports nothing eagerly; the public names
-below load on first use.
+below load on first use (`__getattr__`), and type checkers see them through the imports under TYPE_CHECKING.
 """
 
 from __future__ import annotations
@@ -13,15 +13,38 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from .config import Config, load_config
+    from .errors import (
+        ConfigError,
+        HookInputError,
+        JournalError,
+        PowerModeError,
+        ProtocolError,
+        RecordTooLargeError,
+        SessionError,
+        UnsafePathError,
+    )
+    from .journal import Journal, Position
+    from .projector import Rules, apply, new_state, project
+    from .session import Session, start_session, stop_session
+
 __version__ = "0.1.0"
 
+#: public name -> the module that defines it
 _PUBLIC = {
     "PowerModeError": "errors", "ConfigError": "errors", "ProtocolError": "errors", "SessionError": "errors",
-    "JournalError": "errors", "RecordTooLargeError": "errors",
-    "Journal": "journal", "Position": "journal", "Config": "config", "load_config": "config",
-    "Session": "session", "project": "projector", "Projection": "projector",
+    "HookInputError": "errors", "UnsafePathError": "errors", "JournalError": "errors",
+    "RecordTooLargeError": "errors",
+    "Journal": "journal", "Position": "journal",
+    "Config": "config", "load_config": "config",
+    "Session": "session", "start_session": "session", "stop_session": "session",
+    "Rules": "projector", "apply": "projector", "new_state": "projector", "project": "projector",
 }
-__all__ = sorted(_PUBLIC)
+__all__ = [
+    "Config", "ConfigError", "HookInputError", "Journal", "JournalError", "Position", "PowerModeError",
+    "ProtocolError", "RecordTooLargeError", "Rules", "Session", "SessionError", "UnsafePathError", "apply",
+    "load_config", "new_state", "project", "start_session", "stop_session",
+]
 
 
 def __getattr__(name: str) -> Any:
