@@ -128,13 +128,20 @@ def test_read_only_disk_exits_0(session: Session, monkeypatch: pytest.MonkeyPatc
             raise OSError(30, "Read-only file system", str(path))
         return real_open(path, flags, *args, **kwargs)
 
+    segment = Path(session.journal.directory) / "0000000000000001.jsonl"
+    before = segment.read_bytes()
     monkeypatch.setattr(os, "open", read_only_open)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(orjson.dumps(tool()))))
     monkeypatch.setenv("POPKIT_POWER_HOME", session.power_dir)
-    stdout = io.StringIO()
+    stdout = io.TextIOWrapper(io.BytesIO())
     monkeypatch.setattr(sys, "stdout", stdout)
+    logged: list[str] = []
+    monkeypatch.setattr("popkit_power.hook.log.log_error", lambda power_dir, message: logged.append(message))
     assert hook.main() == 0
-    assert stdout.getvalue() == ""
+    monkeypatch.undo()
+    assert stdout.buffer.getvalue() == b""  # type: ignore[attr-defined]
+    assert segment.read_bytes() == before, "nothing was written"
+    assert len(logged) == 1 and "Read-only file system" in logged[0], "the hook got as far as writing"
 
 
 # -- what gets recorded ------------------------------------------------------------------------------------------------
