@@ -29,6 +29,8 @@ AGENT_ACTIVE, AGENT_IDLE, AGENT_LEFT, AGENT_LOST = "active", "idle", "left", "lo
 TASK_OPEN, TASK_CLAIMED, TASK_ASSIGNED = "open", "claimed", "assigned"
 TASK_COMPLETED, TASK_FAILED, TASK_ORPHANED = "completed", "failed", "orphaned"
 OPEN_TASK_STATES = frozenset({TASK_OPEN, TASK_CLAIMED, TASK_ASSIGNED, TASK_ORPHANED})
+#: Raised whenever `apply` folds an event differently than before: snapshots made by other code are not reused.
+FOLD_VERSION = 2
 MAX_CONFLICTS = 100
 MAX_WATCHED_FILES = 1000
 

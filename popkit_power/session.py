@@ -13,9 +13,8 @@ import os
 import time
 
 from . import codec
-from ._fs import check_dir, read_file, remove_stale_temporaries
 from .config import Config, load_config
-from .errors import PowerModeError, SessionError
+from .errors import SessionError
 from .home import (
     active_session,
     check_session_id,
@@ -24,7 +23,6 @@ from .home import (
     origin_id,
     session_dir,
     set_active_session,
-    write_private_file,
 )
 from .journal import Appended, Journal, Position
 from .protocol import make_event
@@ -36,9 +34,8 @@ if TYPE_CHECKING:
 
     from .journal import DamageHandler
     from .projector import Rules, State
+    from .snapshots import Snapshots
 
-SNAPSHOT_SUFFIX = ".snapshot.json"
-SNAPSHOTS_KEPT = 2
 #: A long fold (no snapshot yet, or one made with other settings) saves its progress this often.
 INTERMEDIATE_SNAPSHOT_EVERY = 100_000
 
@@ -111,7 +108,8 @@ class Session:
         from .projector import apply, new_state
 
         rules = self.rules()
-        loaded = self.latest_snapshot()
+        snapshots = self.snapshots
+        loaded = snapshots.latest(self.journal.end_position())
         state, position = loaded if loaded else (new_state(), Position())
         reader = self.journal.reader(position, on_damage=on_damage)
         folded = 0
@@ -119,55 +117,20 @@ class Session:
             apply(state, event, rules)
             folded += 1
             if save_snapshot and folded % INTERMEDIATE_SNAPSHOT_EVERY == 0:
-                self.save_snapshot(state, reader.position)
+                snapshots.save(state, reader.position)
         if save_snapshot and folded >= self.config.snapshot_every_events and folded % INTERMEDIATE_SNAPSHOT_EVERY:
-            self.save_snapshot(state, reader.position)
+            snapshots.save(state, reader.position)
         return state, reader.position
 
-    def snapshots_dir(self) -> str:
-        return os.path.join(self.dir, "snapshots")
+    @property
+    def snapshots(self) -> Snapshots:
+        """This session's projection snapshots, for its current rules."""
+        from .projector import FOLD_VERSION
+        from .snapshots import Snapshots
 
-    def save_snapshot(self, state: State, position: Position) -> str:
-        """Write a snapshot of `state` covering the journal up to `position` (crash-safe: temp, fsync, rename)."""
-        import orjson
-
-        directory = self.snapshots_dir()
-        make_private_dirs(directory)
-        path = os.path.join(directory, f"{position.seq - 1:016d}{SNAPSHOT_SUFFIX}")
-        document = {"v": 1, "session": self.id, "position": position.as_dict(), "rules": self._rules_key(),
-                    "written": time.time(), "state": state}
-        write_private_file(path, orjson.dumps(document).decode("utf-8"))
-        remove_stale_temporaries(directory)
-        for old in sorted(os.listdir(directory))[:-SNAPSHOTS_KEPT]:  # names sort by the seq they cover
-            if old.endswith(SNAPSHOT_SUFFIX):
-                os.unlink(os.path.join(directory, old))
-        return path
-
-    def latest_snapshot(self) -> tuple[State, Position] | None:
-        """The newest snapshot that is readable, was made with the same rules, and still matches the journal."""
-        import orjson
-
-        try:
-            check_dir(self.snapshots_dir())
-            names = sorted(os.listdir(self.snapshots_dir()), reverse=True)
-        except FileNotFoundError:
-            return None
-        end = self.journal.end_position()
-        for name in names:
-            if not name.endswith(SNAPSHOT_SUFFIX):
-                continue
-            try:
-                document = orjson.loads(read_file(os.path.join(self.snapshots_dir(), name), 1 << 31))
-                position = Position.from_dict(document["position"])
-            except (OSError, ValueError, KeyError, TypeError, PowerModeError):
-                continue
-            if document.get("rules") != self._rules_key() or position.seq > end.seq:
-                continue  # other settings, or a journal that was replaced: a rebuild is needed
-            return document["state"], position
-        return None
-
-    def _rules_key(self) -> dict[str, Any]:
-        return {name: getattr(self.config, name) for name in self.rules().__slots__}
+        fold_key = {name: getattr(self.config, name) for name in self.rules().__slots__}
+        fold_key["fold_version"] = FOLD_VERSION
+        return Snapshots(os.path.join(self.dir, "snapshots"), self.id, fold_key)
 
 
 def new_session_id() -> str:

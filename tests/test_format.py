@@ -118,12 +118,12 @@ def test_the_schema_wants_a_recipient_for_direct_messages() -> None:
 def test_the_spec_names_the_constants_the_code_uses() -> None:
     """The numbers and names a second reader needs match the code: segment name width, crc marker, lock and torn
     file names, snapshot suffix."""
-    from popkit_power import journal, session
+    from popkit_power import journal, snapshots
 
     assert f"{journal.SEGMENT_DIGITS} decimal digits" in SPEC
     assert journal.segment_name(1) in SPEC and journal.SEGMENT_SUFFIX in SPEC
     assert ',"crc":"' in SPEC and "journal.lock" in SPEC and ".torn-<offset>" in SPEC
-    assert session.SNAPSHOT_SUFFIX in SPEC
+    assert snapshots.SUFFIX in SPEC
 
 
 def test_the_spec_worked_example_line_checks_out() -> None:

@@ -137,8 +137,8 @@ def test_rebuild_and_resume_from_a_snapshot_after_any_prefix_agree_byte_for_byte
 @given(sessions(max_size=40), st.data())
 def test_session_snapshot_on_a_real_journal_resumes_to_the_rebuilt_state(events: list[dict[str, Any]],
                                                                          data: st.DataObject) -> None:
-    """Property: the events appended to a real journal; a snapshot saved with Session.save_snapshot after a random
-    prefix and found again by latest_snapshot; Session.projection() from it equals a rebuild from zero."""
+    """Property: the events appended to a real journal; a snapshot saved with Snapshots.save after a random
+    prefix and found again by Snapshots.latest; Session.projection() from it equals a rebuild from zero."""
     with tempfile.TemporaryDirectory() as tmp:
         power_dir = os.path.join(tmp, "power")
         os.makedirs(power_dir)
@@ -150,8 +150,8 @@ def test_session_snapshot_on_a_real_journal_resumes_to_the_rebuilt_state(events:
         prefix = data.draw(st.integers(0, len(events)), label="prefix")
         reader = session.journal.reader()
         state = project(itertools.islice(reader, prefix), session.rules())
-        session.save_snapshot(state, reader.position)
-        loaded = session.latest_snapshot()
+        session.snapshots.save(state, reader.position)
+        loaded = session.snapshots.latest(session.journal.end_position())
         assert loaded is not None and loaded[1] == reader.position and loaded[1].seq == prefix + 1
         resumed, position = session.projection(save_snapshot=False)
         rebuilt = project(session.journal.reader(), session.rules())

@@ -15,7 +15,8 @@ from popkit_power.config import Config
 from popkit_power.errors import ProtocolError, SessionError
 from popkit_power.home import active_session
 from popkit_power.projector import project
-from popkit_power.session import SNAPSHOT_SUFFIX, Session, start_session, stop_session
+from popkit_power.session import Session, start_session, stop_session
+from popkit_power.snapshots import SUFFIX as SNAPSHOT_SUFFIX
 
 
 def test_start_records_the_objective_and_activates(power_dir: str) -> None:
@@ -71,15 +72,15 @@ def test_projection_saves_a_snapshot_and_resumes_from_it(power_dir: str) -> None
     session = start_session(power_dir, "Snapshots", sender="lead", config=config)
     _fill(session, 150)
     _state, position = session.projection()
-    [name] = os.listdir(session.snapshots_dir())
+    [name] = os.listdir(session.snapshots.directory)
     assert name == f"{position.seq - 1:016d}{SNAPSHOT_SUFFIX}" and position.seq == 153
-    assert stat.S_IMODE(os.stat(session.snapshots_dir()).st_mode) == 0o700
-    assert stat.S_IMODE(os.stat(os.path.join(session.snapshots_dir(), name)).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(session.snapshots.directory).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(os.path.join(session.snapshots.directory, name)).st_mode) == 0o600
     _fill(session, 20)
-    loaded = session.latest_snapshot()
+    loaded = session.snapshots.latest(session.journal.end_position())
     assert loaded is not None and loaded[1] == position
     resumed, end = session.projection()
-    assert end.seq == 173 and len(os.listdir(session.snapshots_dir())) == 1  # a tail of 20 saves nothing
+    assert end.seq == 173 and len(os.listdir(session.snapshots.directory)) == 1  # a tail of 20 saves nothing
     rebuilt = project(session.journal.reader(), session.rules())
     assert orjson.dumps(resumed, option=orjson.OPT_SORT_KEYS) == orjson.dumps(rebuilt, option=orjson.OPT_SORT_KEYS)
 
@@ -89,16 +90,16 @@ def test_snapshots_that_do_not_fit_are_ignored(power_dir: str) -> None:
     session = start_session(power_dir, "Snapshots", sender="lead")
     _fill(session, 10)
     state, position = session.projection(save_snapshot=False)
-    path = Path(session.save_snapshot(state, position))
-    assert session.latest_snapshot() is not None
+    path = Path(session.snapshots.save(state, position))
+    assert session.snapshots.latest(session.journal.end_position()) is not None
     other_rules = Session(power_dir, session.id, Config(conflict_window_seconds=5))
-    assert other_rules.latest_snapshot() is None
+    assert other_rules.snapshots.latest(other_rules.journal.end_position()) is None
     document = orjson.loads(path.read_bytes())
     document["position"]["seq"] = 10_000
     path.write_bytes(orjson.dumps(document))
-    assert session.latest_snapshot() is None
+    assert session.snapshots.latest(session.journal.end_position()) is None
     path.write_bytes(b"{not json")
-    assert session.latest_snapshot() is None
+    assert session.snapshots.latest(session.journal.end_position()) is None
     assert session.projection(save_snapshot=False)[1] == position
 
 
@@ -145,7 +146,7 @@ def test_a_long_fold_saves_its_progress_and_keeps_two_snapshots(tmp_path: Path,
     for index in range(348):
         created.publish("message.broadcast", {"text": f"m{index}"}, sender="human")
     _, position = created.projection()
-    names = sorted(os.listdir(created.snapshots_dir()))
+    names = sorted(os.listdir(created.snapshots.directory))
     assert names == ["0000000000000200.snapshot.json", "0000000000000300.snapshot.json"]
-    resumed = created.latest_snapshot()
+    resumed = created.snapshots.latest(created.journal.end_position())
     assert resumed is not None and resumed[1].seq == 301 and position.seq == 351

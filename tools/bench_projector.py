@@ -34,7 +34,8 @@ import orjson
 
 from popkit_power.journal import Journal
 from popkit_power.protocol import make_event
-from popkit_power.session import SNAPSHOT_SUFFIX, Session
+from popkit_power.session import Session
+from popkit_power.snapshots import SUFFIX as SNAPSHOT_SUFFIX
 
 BUDGET_REBUILD_RATIO = 0.5
 AGENTS = 16
@@ -222,7 +223,7 @@ def snapshot_at(session: Session, seq: int, keep: str) -> str:
         apply(state, event, rules)
         if event["seq"] == seq:
             break
-    path = session.save_snapshot(state, reader.position)
+    path = session.snapshots.save(state, reader.position)
     target = os.path.join(keep, os.path.basename(path))
     os.replace(path, target)
     return target
@@ -230,7 +231,7 @@ def snapshot_at(session: Session, seq: int, keep: str) -> str:
 
 def only_snapshot(session: Session, path: str | None) -> None:
     """Leave exactly the snapshot `path` (or none) in the session's snapshots directory."""
-    directory = session.snapshots_dir()
+    directory = session.snapshots.directory
     os.makedirs(directory, exist_ok=True)
     for name in os.listdir(directory):
         if name.endswith(SNAPSHOT_SUFFIX):
