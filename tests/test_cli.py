@@ -13,12 +13,23 @@ import pytest
 import support
 from click.testing import CliRunner, Result
 
+from popkit_power import provenance
 from popkit_power.cli import main
 from popkit_power.home import active_session, list_sessions
 from popkit_power.journal import Journal
 from popkit_power.session import Session
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"
+
+
+@pytest.fixture(autouse=True)
+def outside_claude_code(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Unless a test says otherwise, the CLI runs as a person at a terminal, even when this suite runs inside Claude
+    Code: its variables are removed, and its process above the test run is hidden."""
+    for name in (*provenance.AGENT_ENVIRONMENT, "POPKIT_POWER_AGENT"):
+        monkeypatch.delenv(name, raising=False)
+    if any(ancestor.is_claude for ancestor in provenance.ancestors() or ()):
+        monkeypatch.setattr(provenance, "PROC", str(tmp_path / "no-proc"))
 
 
 def run(*args: str) -> Result:
@@ -246,7 +257,7 @@ def test_the_installed_console_script_runs_as_a_real_process(tmp_path: Path) -> 
         return subprocess.run([str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60,
                               cwd=tmp_path)
 
-    assert script("start", "Real process").returncode == 0
+    assert script("start", "Real process", "--as", "tester").returncode == 0  # named: also run inside Claude Code
     published = script("publish", "broadcast", "hello from a process", "--as", "agent-x")
     assert (published.returncode, published.stdout.strip()) == (0, "3")
     verified = script("verify", "--json")

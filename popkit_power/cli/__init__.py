@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 import click
 import orjson
 
+from .. import provenance
 from ..errors import PowerModeError, ProtocolError, SessionError
 from ..home import find_power_dir, list_sessions
-from ..journal import Position
+from ..journal import Appended, Position
 from ..protocol import CHANNELS, DEFAULT_TYPE_OF_CHANNEL, channel_of, new_id
 from ..session import Session, start_session, stop_session
 from ..verify import verify_journal
@@ -46,16 +47,27 @@ def handle_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def default_sender() -> str:
-    """Who is speaking when no --as is given: $POPKIT_POWER_AGENT, else the Claude Code session running this
-    command (its Bash tool's environment), else a person at a shell ("human")."""
-    explicit = os.environ.get(ENV_AGENT)
-    if explicit:
-        return explicit
+def sender_for(event_type: str, chosen: str | None, *, request: str | None = None) -> str:
+    """Who sends `event_type`: `chosen` (--as), else $POPKIT_POWER_AGENT, else the Claude Code session whose Bash
+    tool runs this command (`<session id>:main`), else a person at a shell ("human").
+
+    Raises SessionError when this process may not send it as that (provenance.check_sender): only the human answers
+    approvals, and nobody inside an agent's session speaks as the human, the coordinator, or another session's agent.
+    """
+    named = chosen or os.environ.get(ENV_AGENT) or None
     claude_session = os.environ.get("CLAUDE_CODE_SESSION_ID")
-    if claude_session:
-        return f"{claude_session}:main"
-    return "human"
+    sender = named or (f"{claude_session}:main" if claude_session else provenance.HUMAN)
+    provenance.check_sender(sender, event_type, os.environ, named=named is not None, request=request)
+    return sender
+
+
+def publish_event(session: Session, event_type: str, data: dict[str, Any], sender: str, *, to: str | None = None,
+                  channel: str | None = None) -> Appended:
+    """Publish one event from the command line; an answer to an approval carries the evidence of where this command
+    ran, replacing any the caller put there."""
+    if event_type in provenance.HUMAN_ONLY_TYPES:
+        data = {**data, "evidence": provenance.evidence(os.environ)}
+    return session.publish(event_type, data, sender=sender, to=to, channel=channel)
 
 
 def power_dir_of(ctx: click.Context) -> str:
@@ -78,7 +90,8 @@ def resolve_session(ctx: click.Context, session_id: str | None) -> Session:
 
 
 sender_option = click.option("--as", "sender", metavar="SENDER", help="Send as this agent or person "
-                             "(default: $POPKIT_POWER_AGENT, the Claude Code session, or 'human').")
+                             "(default: $POPKIT_POWER_AGENT, the Claude Code session, or 'human'); inside an "
+                             "agent's session only an agent of that session.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,7 +113,7 @@ def main(ctx: click.Context, home: str | None) -> None:
 @handle_errors
 def start(ctx: click.Context, objective: str, sender: str | None) -> None:
     """Open a power session for OBJECTIVE and make it the active one."""
-    session = start_session(power_dir_of(ctx), objective, sender=sender or default_sender())
+    session = start_session(power_dir_of(ctx), objective, sender=sender_for("session.opened", sender))
     click.echo(f"Power Mode on: session {session.id}")
     click.echo(f"objective: {objective.strip()}")
     click.echo(f"journal:   {session.journal.directory} (file journal)")
@@ -112,7 +125,7 @@ def start(ctx: click.Context, objective: str, sender: str | None) -> None:
 @handle_errors
 def stop(ctx: click.Context, sender: str | None) -> None:
     """Close the active session and turn Power Mode off."""
-    session = stop_session(power_dir_of(ctx), sender=sender or default_sender())
+    session = stop_session(power_dir_of(ctx), sender=sender_for("session.closed", sender))
     click.echo(f"Power Mode off: session {session.id} closed")
 
 
@@ -189,6 +202,8 @@ def publish(ctx: click.Context, channel: str, message: str, event_type: str | No
     if known_channel is not None and known_channel != channel:
         raise ProtocolError(f"type {event_type!r} belongs on channel {known_channel!r}, not {channel!r}")
     data = message_data(event_type, message)
+    request = data.get("request")
+    who = sender_for(event_type, sender, request=request if isinstance(request, str) else None)
     session = Session.active(power_dir_of(ctx))
     if to is not None:
         from .agents import resolve_agent
@@ -197,7 +212,7 @@ def publish(ctx: click.Context, channel: str, message: str, event_type: str | No
             to = resolve_agent(session, to)
         except SessionError:
             pass
-    appended = session.publish(event_type, data, sender=sender or default_sender(), to=to, channel=channel)
+    appended = publish_event(session, event_type, data, who, to=to, channel=channel)
     click.echo(appended.first_seq)
 
 
