@@ -256,3 +256,18 @@ def test_a_person_at_a_terminal_may_name_any_sender(session: Session) -> None:
     for sender in ("human", "coordinator", "other-session:main"):
         assert cli(session, "broadcast", "hi", "--as", sender).exit_code == 0
         assert last(session)["from"] == sender
+
+
+# -- an empty agent name ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["", " ", "\t\n"])
+def test_send_to_an_empty_name_is_refused_even_with_one_agent(tmp_path: Path, name: str) -> None:
+    """An empty name is a start of every name: with one agent it used to pick that agent. It is refused in one line,
+    and so is an empty --to on publish; nothing is written."""
+    alone = start_session(str(tmp_path / "power"), "Ship it", sender="human")
+    alone.publish("agent.joined", {"name": "main-c0ffee"}, sender=MAIN)
+    before = records(alone)
+    assert "an agent name is needed" in refusal(cli(alone, "send", name, "hi"))
+    assert "an agent name is needed" in refusal(cli(alone, "publish", "broadcast", "hi", "--to", name))
+    assert records(alone) == before

@@ -206,8 +206,9 @@ def publish(ctx: click.Context, channel: str, message: str, event_type: str | No
     who = sender_for(event_type, sender, request=request if isinstance(request, str) else None)
     session = Session.active(power_dir_of(ctx))
     if to is not None:
-        from .agents import resolve_agent
+        from .agents import check_agent_name, resolve_agent
 
+        check_agent_name(to)
         try:  # a name or prefix of one agent becomes the key its inbox matches; anything else is written as given
             to = resolve_agent(session, to)
         except SessionError:

@@ -155,8 +155,16 @@ def claim(task: str, sender: str | None) -> None:
                            f"(status {(state['tasks'].get(task) or {}).get('status', 'unknown')})")
 
 
+def check_agent_name(name: str) -> str:
+    """`name` if it can name an agent; SessionError for an empty or blank one (a start of every name)."""
+    if not name.strip():
+        raise SessionError(f"an agent name is needed (its key, its name, or a unique start of one); got {name!r}")
+    return name
+
+
 def resolve_agent(session: Session, name: str) -> str:
     """The key of the agent called `name` (key, readable name, or a unique start of one); SessionError otherwise."""
+    check_agent_name(name)
     state, _ = session.projection()
     agents: dict[str, dict[str, Any]] = state["agents"]
     if name in agents:
