@@ -6,6 +6,7 @@ Each command parses its arguments, calls one library function, prints the result
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -29,22 +30,46 @@ ENV_AGENT = "POPKIT_POWER_AGENT"
 
 
 def handle_errors(command: F) -> F:
-    """Print a PowerModeError as one line and exit 2, instead of a traceback."""
+    """Print an error as one line and exit 2, instead of a traceback: a PowerModeError as it is, an error of the file
+    system (a full disk, a missing permission, a file where a directory belongs) with its path and the problem."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except PowerModeError as error:
-            click.echo(f"popkit-power: {error}", err=True)
-            sys.exit(2)
+            problem = str(error)
         except UnicodeEncodeError as error:  # an argument with bytes that are not UTF-8 (surrogate-escaped by Python)
             bad = error.object[error.start:error.end].encode("utf-8", "surrogateescape")
-            click.echo(f"popkit-power: an argument is not valid UTF-8 text (bytes {bad!r}); nothing was written",
-                       err=True)
-            sys.exit(2)
+            problem = f"an argument is not valid UTF-8 text (bytes {bad!r}); nothing was written"
+        except UnicodeDecodeError as error:  # a file under the power directory that is not text
+            problem = (f"a file in {_power_dir_or_here()} is not UTF-8 text ({error.reason} at byte {error.start}); "
+                       f"it is damaged or was not written by popkit-power")
+        except OSError as error:
+            problem = os_problem(error)
+        click.echo(f"popkit-power: {problem}", err=True)
+        sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def os_problem(error: OSError) -> str:
+    """One line for an error of the file system: the path and the problem with its errno name, such as
+    "/p/active: Is a directory (EISDIR)"; the power directory stands in for a path the error does not name."""
+    code = errno.errorcode.get(error.errno) if isinstance(error.errno, int) else None
+    problem = f"{error.strerror or error}{f' ({code})' if code else ''}"
+    if error.filename is None:
+        return f"{problem}, in {_power_dir_or_here()}"
+    where = os.fsdecode(error.filename) if isinstance(error.filename, (str, bytes)) else str(error.filename)
+    if error.filename2 is not None:
+        where += f" -> {os.fsdecode(error.filename2)}"
+    return f"{where}: {problem}"
+
+
+def _power_dir_or_here() -> str:
+    context = click.get_current_context(silent=True)
+    obj = context.find_root().obj if context is not None else None
+    return str(obj["power_dir"]) if isinstance(obj, dict) and "power_dir" in obj else os.getcwd()
 
 
 def sender_for(event_type: str, chosen: str | None, *, request: str | None = None) -> str:
