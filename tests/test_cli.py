@@ -196,6 +196,58 @@ def test_publish_and_stop_without_an_active_session(power_dir: str) -> None:
         assert "no active power session" in one_line_error(run(*command))
 
 
+def session_entries(power_dir: str) -> list[str]:
+    """Everything in the sessions directory, hidden names included."""
+    return sorted(os.listdir(os.path.join(power_dir, "sessions")))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs RLIMIT_FSIZE (POSIX)")
+@pytest.mark.parametrize("limit", [0, 100, 400])
+def test_start_on_a_full_disk_leaves_nothing_half_made(session: Session, tmp_path: Path, limit: int) -> None:
+    """`start` whose writes fail (a file size limit stands in for a full disk, at several points of the start) is
+    one line and exit 2; no new session directory is left to count as the newest one, the active session stays."""
+    import resource
+    import signal
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the writer instead of failing a write
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    before = session_entries(session.power_dir)
+    # No bytecode: a short write under the limit would leave a truncated .pyc for the next interpreter.
+    env = {"PATH": os.environ.get("PATH", ""), "POPKIT_POWER_HOME": session.power_dir, "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run([str(SCRIPT), "start", "A second objective", "--as", "tester"], env=env, cwd=tmp_path,
+                          preexec_fn=limited, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == "", done
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("popkit-power: "), done.stderr
+    assert "File too large" in done.stderr
+    assert session_entries(session.power_dir) == before
+    assert active_session(session.power_dir) == session.id and list_sessions(session.power_dir)[-1] == session.id
+
+
+@pytest.mark.parametrize("failing", ["append_events", "set_active_session"])
+@pytest.mark.parametrize("active_before", [True, False])
+def test_start_that_fails_part_way_removes_its_session(session: Session, monkeypatch: pytest.MonkeyPatch,
+                                                       failing: str, active_before: bool) -> None:
+    """A start that fails after its session directory exists (its journal refused, or the active pointer not
+    written) removes that directory again and leaves the previous session active, or none if none was."""
+    import popkit_power.session as session_module
+
+    if not active_before:
+        assert run("stop").exit_code == 0
+
+    def no_space(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.path.join(session.power_dir, "x"))
+
+    if failing == "append_events":
+        monkeypatch.setattr(Session, "append_events", no_space)
+    else:
+        monkeypatch.setattr(session_module, "set_active_session", no_space)
+    before = session_entries(session.power_dir)
+    assert "No space left on device (ENOSPC)" in one_line_error(run("start", "A second objective"))
+    assert session_entries(session.power_dir) == before
+    assert active_session(session.power_dir) == (session.id if active_before else None)
+
 # -- verify ----------------------------------------------------------------------------------------------------------
 
 
