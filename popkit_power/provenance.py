@@ -113,27 +113,36 @@ def check_sender(sender: str, event_type: str, environ: Mapping[str, str], *, na
     `request` names the approval in the message that says how the human answers it.
     """
     human_only = event_type in HUMAN_ONLY_TYPES
-    if human_only and sender != HUMAN:
-        raise SessionError(f"only the human answers approvals: {event_type} cannot be sent as {sender!r}")
     reserved = _plain(sender) in RESERVED_SENDERS
     if not (human_only or reserved or named):
         return  # the agent key derived from this Claude Code session, or "human" where nothing marks an agent
     why = inside_agent_session(environ, proc)
-    if why is None:
-        return
     if human_only:
         verb = "approve" if event_type == "approval.granted" else "deny"
-        raise SessionError(f"refused: only the human answers approvals, and this command runs inside an agent's "
-                           f"session ({why}); the human answers from a terminal outside Claude Code with: "
-                           f"popkit-power {verb} {request or 'REQUEST'}")
+        if why is not None:
+            raise SessionError(f"refused: only the human answers approvals, and this command runs inside an "
+                               f"agent's session ({why}); the human answers from a terminal outside Claude Code "
+                               f"with: popkit-power {verb} {_shown(request or 'REQUEST')}")
+        if sender != HUMAN:
+            raise SessionError(f"only the human answers approvals: {event_type} cannot be sent as "
+                               f"{_shown(sender)!r}")
+        return
+    if why is None:
+        return
     claude_session = environ.get("CLAUDE_CODE_SESSION_ID", "").strip()
-    own = f"{claude_session}:<agent id>" if claude_session else "<session id>:<agent id>"
+    own = f"{_shown(claude_session)}:<agent id>" if claude_session else "<session id>:<agent id>"
     if reserved:
-        raise SessionError(f"refused: inside an agent's session ({why}) nobody sends as {sender.strip()!r}; "
-                           f"send as an agent: --as {own}")
+        raise SessionError(f"refused: inside an agent's session ({why}) nobody sends as "
+                           f"{_shown(sender.strip())!r}; send as an agent: --as {own}")
     if claude_session and not (sender.startswith(f"{claude_session}:") and len(sender) > len(claude_session) + 1):
-        raise SessionError(f"refused: {sender!r} is not an agent of this Claude Code session {claude_session}; "
-                           f"an agent sends only as itself: --as {own} (main, or a subagent's id)")
+        raise SessionError(f"refused: {_shown(sender)!r} is not an agent of this Claude Code session "
+                           f"{_shown(claude_session)}; an agent sends only as itself: --as {own} "
+                           f"(main, or a subagent's id)")
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """`value` cut short for a message, whatever an environment variable or an argument held."""
+    return value if len(value) <= limit else f"{value[:limit]}..."
 
 
 def _plain(sender: str) -> str:

@@ -188,9 +188,10 @@ def test_publish_of_an_answer_follows_the_same_rule(session: Session) -> None:
     request = ask(session)
     before = records(session)
     answer = f'{{"request": "{request}", "evidence": {{"pid": 1, "tty": "/dev/pts/0", "ancestors": ["login"]}}}}'
-    for event_type in ("approval.granted", "approval.denied"):
-        inside = cli(session, "publish", "human", answer, "--type", event_type, env={"CLAUDECODE": "1"})
-        assert "only the human answers approvals" in refusal(inside)
+    for event_type, verb in (("approval.granted", "approve"), ("approval.denied", "deny")):
+        for marker in ({"CLAUDECODE": "1"}, {"CLAUDE_CODE_SESSION_ID": CLAUDE}):
+            inside = cli(session, "publish", "human", answer, "--type", event_type, env=marker)
+            assert f"outside Claude Code with: popkit-power {verb} {request}" in refusal(inside)
         as_agent = cli(session, "publish", "human", answer, "--type", event_type, "--as", HELPER)
         assert f"{event_type} cannot be sent as {HELPER!r}" in refusal(as_agent)
     assert records(session) == before

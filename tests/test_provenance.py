@@ -218,3 +218,16 @@ def test_a_chosen_sender_must_be_an_agent_of_the_same_claude_session(no_proc: st
     # Derived from the environment, the sender is not checked; without a session id, any non-reserved name goes.
     check_sender(f"{SESSION}:main", "insight.shared", inside, named=False, proc=no_proc)
     check_sender("lead", "insight.shared", {"CLAUDECODE": "1"}, named=True, proc=no_proc)
+
+
+def test_refusals_stay_short_whatever_the_environment_holds(no_proc: str) -> None:
+    """A 100,000-character session id or sender makes a refusal of one short line, not of 200,000 characters."""
+    huge = "a" * 100_000
+    for sender, environ, event_type in ((f"{huge}x:main", {"CLAUDE_CODE_SESSION_ID": huge}, "message.broadcast"),
+                                        ("human", {"CLAUDE_CODE_SESSION_ID": huge}, "message.broadcast"),
+                                        (huge, CLEAN, "approval.granted")):
+        message = refused(sender, event_type, environ, no_proc)
+        assert len(message) < 500, message[:200]
+    with pytest.raises(SessionError) as caught:
+        check_sender("human", "approval.denied", {"CLAUDECODE": "1"}, named=False, request=huge, proc=no_proc)
+    assert len(str(caught.value)) < 500

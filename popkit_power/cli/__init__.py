@@ -39,9 +39,10 @@ def handle_errors(command: F) -> F:
             return command(*args, **kwargs)
         except PowerModeError as error:
             problem = str(error)
-        except UnicodeEncodeError as error:  # an argument with bytes that are not UTF-8 (surrogate-escaped by Python)
+        except UnicodeEncodeError as error:  # bytes that are not UTF-8 (surrogate-escaped by Python)
             bad = error.object[error.start:error.end].encode("utf-8", "surrogateescape")
-            problem = f"an argument is not valid UTF-8 text (bytes {bad!r}); nothing was written"
+            problem = (f"an argument or environment value is not valid UTF-8 text (bytes {bad!r}); "
+                       f"nothing was written")
         except UnicodeDecodeError as error:  # a file under the power directory that is not text
             problem = (f"a file in {_power_dir_or_here()} is not UTF-8 text ({error.reason} at byte {error.start}); "
                        f"it is damaged or was not written by popkit-power")
