@@ -1,7 +1,9 @@
 """The `popkit-power` command: a thin layer over the library.
 
 Each command parses its arguments, calls one library function, prints the result, and turns the library's errors
-(PowerModeError) into one clear line on stderr and exit code 2. Damage found by `verify` exits 1.
+(PowerModeError) and the file system's (OSError: a full disk, a missing permission, a damaged power directory) into
+one clear line on stderr and exit code 2. Damage found by `verify` exits 1. Who may send what as whom is decided by
+`provenance`, through `sender_for`, for every command that writes.
 """
 
 from __future__ import annotations
