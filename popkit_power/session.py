@@ -139,16 +139,45 @@ def new_session_id() -> str:
 
 
 def start_session(power_dir: str, objective: str, *, sender: str, config: Config | None = None) -> Session:
-    """Open a new session with `objective`, record it in its journal, and make it the active one."""
+    """Open a new session with `objective`, record it in its journal, and make it the active one.
+
+    All or nothing: when a step fails (a full disk), the new session's directory is removed again and the active
+    session stays what it was, so no empty or half-written session is left to count as the newest one.
+    """
     if not isinstance(objective, str) or not objective.strip():
         raise SessionError("the objective must be a non-empty text")
-    make_private_dirs(power_dir)
-    session = Session(power_dir, new_session_id(), config, create=True)
-    session.append_events([
-        session.event("session.opened", {"objective": objective.strip()}, sender=sender),
-        session.event("objective.set", {"text": objective.strip()}, sender=sender),
-    ])
-    set_active_session(power_dir, session.id)
+    from .home import DIR_MODE, sessions_dir
+
+    make_private_dirs(sessions_dir(power_dir))
+    for _attempt in range(100):  # a directory this call makes itself, so that a failure removes only its own
+        session_id = new_session_id()
+        directory = session_dir(power_dir, session_id)
+        try:
+            os.mkdir(directory, DIR_MODE)
+        except FileExistsError:
+            continue
+        os.chmod(directory, DIR_MODE)  # mkdir's mode goes through the umask
+        break
+    else:
+        raise SessionError(f"could not make a new session directory in {sessions_dir(power_dir)}")
+    session: Session | None = None
+    try:
+        session = Session(power_dir, session_id, config, create=True)
+        session.append_events([
+            session.event("session.opened", {"objective": objective.strip()}, sender=sender),
+            session.event("objective.set", {"text": objective.strip()}, sender=sender),
+        ])
+        set_active_session(power_dir, session.id)
+    except BaseException:
+        import shutil
+
+        if session is not None:
+            try:
+                session.journal.close()
+            except OSError:
+                pass
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
     return session
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -13,12 +14,23 @@ import pytest
 import support
 from click.testing import CliRunner, Result
 
+from popkit_power import provenance
 from popkit_power.cli import main
 from popkit_power.home import active_session, list_sessions
 from popkit_power.journal import Journal
 from popkit_power.session import Session
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"
+
+
+@pytest.fixture(autouse=True)
+def outside_claude_code(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Unless a test says otherwise, the CLI runs as a person at a terminal, even when this suite runs inside Claude
+    Code: its variables are removed, and its process above the test run is hidden."""
+    for name in (*provenance.AGENT_ENVIRONMENT, "POPKIT_POWER_AGENT"):
+        monkeypatch.delenv(name, raising=False)
+    if any(ancestor.is_claude for ancestor in provenance.ancestors() or ()):
+        monkeypatch.setattr(provenance, "PROC", str(tmp_path / "no-proc"))
 
 
 def run(*args: str) -> Result:
@@ -184,6 +196,58 @@ def test_publish_and_stop_without_an_active_session(power_dir: str) -> None:
         assert "no active power session" in one_line_error(run(*command))
 
 
+def session_entries(power_dir: str) -> list[str]:
+    """Everything in the sessions directory, hidden names included."""
+    return sorted(os.listdir(os.path.join(power_dir, "sessions")))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs RLIMIT_FSIZE (POSIX)")
+@pytest.mark.parametrize("limit", [0, 100, 400])
+def test_start_on_a_full_disk_leaves_nothing_half_made(session: Session, tmp_path: Path, limit: int) -> None:
+    """`start` whose writes fail (a file size limit stands in for a full disk, at several points of the start) is
+    one line and exit 2; no new session directory is left to count as the newest one, the active session stays."""
+    import resource
+    import signal
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the writer instead of failing a write
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    before = session_entries(session.power_dir)
+    # No bytecode: a short write under the limit would leave a truncated .pyc for the next interpreter.
+    env = {"PATH": os.environ.get("PATH", ""), "POPKIT_POWER_HOME": session.power_dir, "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run([str(SCRIPT), "start", "A second objective", "--as", "tester"], env=env, cwd=tmp_path,
+                          preexec_fn=limited, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == "", done
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("popkit-power: "), done.stderr
+    assert "File too large" in done.stderr
+    assert session_entries(session.power_dir) == before
+    assert active_session(session.power_dir) == session.id and list_sessions(session.power_dir)[-1] == session.id
+
+
+@pytest.mark.parametrize("failing", ["append_events", "set_active_session"])
+@pytest.mark.parametrize("active_before", [True, False])
+def test_start_that_fails_part_way_removes_its_session(session: Session, monkeypatch: pytest.MonkeyPatch,
+                                                       failing: str, active_before: bool) -> None:
+    """A start that fails after its session directory exists (its journal refused, or the active pointer not
+    written) removes that directory again and leaves the previous session active, or none if none was."""
+    import popkit_power.session as session_module
+
+    if not active_before:
+        assert run("stop").exit_code == 0
+
+    def no_space(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.path.join(session.power_dir, "x"))
+
+    if failing == "append_events":
+        monkeypatch.setattr(Session, "append_events", no_space)
+    else:
+        monkeypatch.setattr(session_module, "set_active_session", no_space)
+    before = session_entries(session.power_dir)
+    assert "No space left on device (ENOSPC)" in one_line_error(run("start", "A second objective"))
+    assert session_entries(session.power_dir) == before
+    assert active_session(session.power_dir) == (session.id if active_before else None)
+
 # -- verify ----------------------------------------------------------------------------------------------------------
 
 
@@ -246,7 +310,7 @@ def test_the_installed_console_script_runs_as_a_real_process(tmp_path: Path) -> 
         return subprocess.run([str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60,
                               cwd=tmp_path)
 
-    assert script("start", "Real process").returncode == 0
+    assert script("start", "Real process", "--as", "tester").returncode == 0  # named: also run inside Claude Code
     published = script("publish", "broadcast", "hello from a process", "--as", "agent-x")
     assert (published.returncode, published.stdout.strip()) == (0, "3")
     verified = script("verify", "--json")
@@ -282,3 +346,154 @@ def test_replay_from_and_to_seq_across_segments(power_dir: str) -> None:
     result = CliRunner().invoke(main, ["--home", power_dir, "replay", "--json", "--from-seq", "40", "--to-seq", "43"])
     assert result.exit_code == 0, result.output
     assert [orjson.loads(line)["seq"] for line in result.output.splitlines()] == [40, 41, 42, 43]
+
+
+# -- a damaged or planted power directory ------------------------------------------------------------------------------
+
+
+def _replace_with_dir(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        return
+    path.unlink()
+    path.mkdir(mode=0o700)
+
+
+def _replace_with_file(path: Path, content: bytes = b"not what it should be\n") -> None:
+    import shutil
+
+    shutil.rmtree(path)
+    path.write_bytes(content)
+
+
+def _replace_with_link(path: Path, target: str) -> None:
+    if path.is_dir() and not path.is_symlink():
+        import shutil
+
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+    path.symlink_to(target)
+
+
+def _outside(power: Path, kind: str) -> str:
+    """A file or directory beside the power directory (never a real system file: a planted link may be written
+    through) for planted links to point at."""
+    outside = power.parent / f"outside-{kind}"
+    if kind == "dir":
+        outside.mkdir(mode=0o700, exist_ok=True)
+    elif not outside.exists():
+        outside.write_text("someone else's file\n")
+    return str(outside)
+
+
+#: name -> what it does to a power directory with an active session (and its path within it).
+DAMAGE = {
+    "active is a directory": lambda power, sid: _replace_with_dir(power / "active"),
+    "active is not UTF-8": lambda power, sid: (power / "active").write_bytes(b"\xff\xfe\x00garbage\n"),
+    "active names no session": lambda power, sid: (power / "active").write_text("20990101-000000-gone00\n"),
+    "active names a path": lambda power, sid: (power / "active").write_text("../../etc\n"),
+    "sessions is a file": lambda power, sid: _replace_with_file(power / "sessions"),
+    "the session is a file": lambda power, sid: _replace_with_file(power / "sessions" / sid),
+    "the journal is a file": lambda power, sid: _replace_with_file(power / "sessions" / sid / "journal"),
+    "a segment is a directory": lambda power, sid: _replace_with_dir(
+        power / "sessions" / sid / "journal" / "0000000000000001.jsonl"),
+    "a segment links elsewhere": lambda power, sid: _replace_with_link(
+        power / "sessions" / sid / "journal" / "0000000000000001.jsonl", _outside(power, "file")),
+    "the session links elsewhere": lambda power, sid: _replace_with_link(power / "sessions" / sid,
+                                                                          _outside(power, "dir")),
+    "active links elsewhere": lambda power, sid: _replace_with_link(power / "active", _outside(power, "file")),
+    "config.json links elsewhere": lambda power, sid: (power / "config.json").symlink_to(_outside(power, "file")),
+    "a segment is not UTF-8": lambda power, sid: (
+        power / "sessions" / sid / "journal" / "0000000000000001.jsonl").write_bytes(b"\xff\xfe{\"seq\":1}\n\x00\n"),
+    "the journal lock is a directory": lambda power, sid: _replace_with_dir(
+        power / "sessions" / sid / "journal.lock"),
+    "snapshots is a file": lambda power, sid: _replace_with_file(power / "sessions" / sid / "snapshots"),
+    "config.json is a directory": lambda power, sid: (power / "config.json").mkdir(),
+    "origin is a directory": lambda power, sid: _replace_with_dir(power / "origin"),
+}
+
+#: Every command that reads or writes a power directory, with arguments that would succeed on a healthy one.
+COMMANDS = [["status"], ["status", "--json"], ["verify"], ["replay"], ["replay", "--json"],
+            ["publish", "broadcast", "hi"], ["broadcast", "hi"], ["insight", "found it"],
+            ["send", "agent-a", "hi"], ["ask", "may I?"], ["approve", "r1"], ["deny", "r1"],
+            ["result", "done"], ["claim", "t1"], ["stop"], ["start", "Again"]]
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_a_damaged_power_directory_is_one_line_never_a_traceback(power_dir: str, damage: str,
+                                                                 command: list[str]) -> None:
+    """Whatever is broken or planted in the power directory, every command ends in a normal exit or in exit 2 with
+    one line on stderr (verify may say DAMAGED with exit 1); no traceback."""
+    session = Session.active(support_session(power_dir))
+    DAMAGE[damage](Path(power_dir), session.id)
+    result = CliRunner().invoke(main, command, catch_exceptions=False)
+    assert "Traceback" not in result.output
+    assert result.exit_code in (0, 1, 2), (result.exit_code, result.output)
+    if result.exit_code == 1:
+        assert command[0] == "verify" and result.stdout.startswith("DAMAGED"), result.output
+    if result.exit_code == 2:
+        one_line_error(result)
+
+
+def support_session(power_dir: str) -> str:
+    """A started session with one agent, one request (r1) and one task (t1) in `power_dir`; returns `power_dir`."""
+    from popkit_power.session import start_session
+
+    session = start_session(power_dir, "Damage", sender="tester")
+    session.publish("agent.joined", {"name": "agent-a"}, sender="agent-a")
+    session.publish("approval.requested", {"request": "r1", "question": "may I?"}, sender="agent-a")
+    session.publish("task.created", {"task": "t1", "title": "parser"}, sender="agent-a")
+    session.save_snapshot(*session.projection(save_snapshot=False))
+    return power_dir
+
+
+@pytest.mark.parametrize(("code", "name"), [(errno.ENOSPC, "ENOSPC"), (errno.EACCES, "EACCES"),
+                                            (errno.EROFS, "EROFS")])
+@pytest.mark.parametrize("command", [["broadcast", "hi"], ["publish", "broadcast", "hi"], ["start", "Again"]])
+def test_a_file_system_error_is_one_line_naming_the_path(session: Session, monkeypatch: pytest.MonkeyPatch,
+                                                         code: int, name: str, command: list[str]) -> None:
+    """A full disk, a missing permission or a read-only file system, wherever the library meets it, is one line
+    naming the path and the problem (exit 2); without a path, the power directory is named."""
+    segment = os.path.join(session.journal.directory, "0000000000000001.jsonl")
+
+    def refuse(self: Session, events: object) -> None:
+        raise OSError(code, os.strerror(code), segment)
+
+    monkeypatch.setattr(Session, "append_events", refuse)
+    line = one_line_error(run(*command))
+    assert line == f"popkit-power: {segment}: {os.strerror(code)} ({name})"
+
+    def refuse_without_path(self: Session, events: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(Session, "append_events", refuse_without_path)
+    line = one_line_error(run(*command))
+    assert line == f"popkit-power: {os.strerror(code)} ({name}), in {session.power_dir}"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes whatever the modes say")
+def test_a_journal_without_permission_is_one_line(session: Session) -> None:
+    """A real EACCES: the journal directory made unreadable and unwritable."""
+    os.chmod(session.journal.directory, 0)
+    try:
+        for command in (["broadcast", "hi"], ["status"], ["verify"]):
+            assert "Permission denied (EACCES)" in one_line_error(run(*command))
+    finally:
+        os.chmod(session.journal.directory, 0o700)
+
+
+@pytest.mark.xfail(reason="journal.py still opens segments through links; _fs.open_file is to be wired in there",
+                   strict=False)
+@pytest.mark.parametrize("damage", ["a segment links elsewhere", "the session links elsewhere"])
+def test_a_planted_link_is_never_written_through(power_dir: str, damage: str) -> None:
+    """A link planted in the power directory is refused, not followed: what it points at stays as it was."""
+    session = Session.active(support_session(power_dir))
+    DAMAGE[damage](Path(power_dir), session.id)
+    outside = Path(power_dir).parent
+    before = {path: path.read_bytes() for path in outside.glob("outside-*/**/*") if path.is_file()}
+    before.update({path: path.read_bytes() for path in outside.glob("outside-*") if path.is_file()})
+    CliRunner().invoke(main, ["broadcast", "hi"], catch_exceptions=False)
+    after = {path: path.read_bytes() for path in outside.glob("outside-*/**/*") if path.is_file()}
+    after.update({path: path.read_bytes() for path in outside.glob("outside-*") if path.is_file()})
+    assert after == before

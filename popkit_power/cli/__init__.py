@@ -1,11 +1,14 @@
 """The `popkit-power` command: a thin layer over the library.
 
 Each command parses its arguments, calls one library function, prints the result, and turns the library's errors
-(PowerModeError) into one clear line on stderr and exit code 2. Damage found by `verify` exits 1.
+(PowerModeError) and the file system's (OSError: a full disk, a missing permission, a damaged power directory) into
+one clear line on stderr and exit code 2. Damage found by `verify` exits 1. Who may send what as whom is decided by
+`provenance`, through `sender_for`, for every command that writes.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -15,9 +18,10 @@ from typing import Any, TypeVar
 import click
 import orjson
 
+from .. import provenance
 from ..errors import PowerModeError, ProtocolError, SessionError
 from ..home import find_power_dir, list_sessions
-from ..journal import Position
+from ..journal import Appended, Position
 from ..protocol import CHANNELS, DEFAULT_TYPE_OF_CHANNEL, channel_of, new_id
 from ..session import Session, start_session, stop_session
 from ..verify import verify_journal
@@ -28,34 +32,70 @@ ENV_AGENT = "POPKIT_POWER_AGENT"
 
 
 def handle_errors(command: F) -> F:
-    """Print a PowerModeError as one line and exit 2, instead of a traceback."""
+    """Print an error as one line and exit 2, instead of a traceback: a PowerModeError as it is, an error of the file
+    system (a full disk, a missing permission, a file where a directory belongs) with its path and the problem."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except PowerModeError as error:
-            click.echo(f"popkit-power: {error}", err=True)
-            sys.exit(2)
-        except UnicodeEncodeError as error:  # an argument with bytes that are not UTF-8 (surrogate-escaped by Python)
+            problem = str(error)
+        except UnicodeEncodeError as error:  # bytes that are not UTF-8 (surrogate-escaped by Python)
             bad = error.object[error.start:error.end].encode("utf-8", "surrogateescape")
-            click.echo(f"popkit-power: an argument is not valid UTF-8 text (bytes {bad!r}); nothing was written",
-                       err=True)
-            sys.exit(2)
+            problem = (f"an argument or environment value is not valid UTF-8 text (bytes {bad!r}); "
+                       f"nothing was written")
+        except UnicodeDecodeError as error:  # a file under the power directory that is not text
+            problem = (f"a file in {_power_dir_or_here()} is not UTF-8 text ({error.reason} at byte {error.start}); "
+                       f"it is damaged or was not written by popkit-power")
+        except OSError as error:
+            problem = os_problem(error)
+        click.echo(f"popkit-power: {problem}", err=True)
+        sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
 
 
-def default_sender() -> str:
-    """Who is speaking when no --as is given: $POPKIT_POWER_AGENT, else the Claude Code session running this
-    command (its Bash tool's environment), else a person at a shell ("human")."""
-    explicit = os.environ.get(ENV_AGENT)
-    if explicit:
-        return explicit
+def os_problem(error: OSError) -> str:
+    """One line for an error of the file system: the path and the problem with its errno name, such as
+    "/p/active: Is a directory (EISDIR)"; the power directory stands in for a path the error does not name."""
+    code = errno.errorcode.get(error.errno) if isinstance(error.errno, int) else None
+    problem = f"{error.strerror or error}{f' ({code})' if code else ''}"
+    if error.filename is None:
+        return f"{problem}, in {_power_dir_or_here()}"
+    where = os.fsdecode(error.filename) if isinstance(error.filename, (str, bytes)) else str(error.filename)
+    if error.filename2 is not None:
+        where += f" -> {os.fsdecode(error.filename2)}"
+    return f"{where}: {problem}"
+
+
+def _power_dir_or_here() -> str:
+    context = click.get_current_context(silent=True)
+    obj = context.find_root().obj if context is not None else None
+    return str(obj["power_dir"]) if isinstance(obj, dict) and "power_dir" in obj else os.getcwd()
+
+
+def sender_for(event_type: str, chosen: str | None, *, request: str | None = None) -> str:
+    """Who sends `event_type`: `chosen` (--as), else $POPKIT_POWER_AGENT, else the Claude Code session whose Bash
+    tool runs this command (`<session id>:main`), else a person at a shell ("human").
+
+    Raises SessionError when this process may not send it as that (provenance.check_sender): only the human answers
+    approvals, and nobody inside an agent's session speaks as the human, the coordinator, or another session's agent.
+    """
+    named = chosen or os.environ.get(ENV_AGENT) or None
     claude_session = os.environ.get("CLAUDE_CODE_SESSION_ID")
-    if claude_session:
-        return f"{claude_session}:main"
-    return "human"
+    sender = named or (f"{claude_session}:main" if claude_session else provenance.HUMAN)
+    provenance.check_sender(sender, event_type, os.environ, named=named is not None, request=request)
+    return sender
+
+
+def publish_event(session: Session, event_type: str, data: dict[str, Any], sender: str, *, to: str | None = None,
+                  channel: str | None = None) -> Appended:
+    """Publish one event from the command line; an answer to an approval carries the evidence of where this command
+    ran, replacing any the caller put there."""
+    if event_type in provenance.HUMAN_ONLY_TYPES:
+        data = {**data, "evidence": provenance.evidence(os.environ)}
+    return session.publish(event_type, data, sender=sender, to=to, channel=channel)
 
 
 def power_dir_of(ctx: click.Context) -> str:
@@ -78,7 +118,8 @@ def resolve_session(ctx: click.Context, session_id: str | None) -> Session:
 
 
 sender_option = click.option("--as", "sender", metavar="SENDER", help="Send as this agent or person "
-                             "(default: $POPKIT_POWER_AGENT, the Claude Code session, or 'human').")
+                             "(default: $POPKIT_POWER_AGENT, the Claude Code session, or 'human'); inside an "
+                             "agent's session only an agent of that session.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,7 +141,7 @@ def main(ctx: click.Context, home: str | None) -> None:
 @handle_errors
 def start(ctx: click.Context, objective: str, sender: str | None) -> None:
     """Open a power session for OBJECTIVE and make it the active one."""
-    session = start_session(power_dir_of(ctx), objective, sender=sender or default_sender())
+    session = start_session(power_dir_of(ctx), objective, sender=sender_for("session.opened", sender))
     click.echo(f"Power Mode on: session {session.id}")
     click.echo(f"objective: {objective.strip()}")
     click.echo(f"journal:   {session.journal.directory} (file journal)")
@@ -112,7 +153,7 @@ def start(ctx: click.Context, objective: str, sender: str | None) -> None:
 @handle_errors
 def stop(ctx: click.Context, sender: str | None) -> None:
     """Close the active session and turn Power Mode off."""
-    session = stop_session(power_dir_of(ctx), sender=sender or default_sender())
+    session = stop_session(power_dir_of(ctx), sender=sender_for("session.closed", sender))
     click.echo(f"Power Mode off: session {session.id} closed")
 
 
@@ -189,15 +230,18 @@ def publish(ctx: click.Context, channel: str, message: str, event_type: str | No
     if known_channel is not None and known_channel != channel:
         raise ProtocolError(f"type {event_type!r} belongs on channel {known_channel!r}, not {channel!r}")
     data = message_data(event_type, message)
+    request = data.get("request")
+    who = sender_for(event_type, sender, request=request if isinstance(request, str) else None)
     session = Session.active(power_dir_of(ctx))
     if to is not None:
-        from .agents import resolve_agent
+        from .agents import check_agent_name, resolve_agent
 
+        check_agent_name(to)
         try:  # a name or prefix of one agent becomes the key its inbox matches; anything else is written as given
             to = resolve_agent(session, to)
         except SessionError:
             pass
-    appended = session.publish(event_type, data, sender=sender or default_sender(), to=to, channel=channel)
+    appended = publish_event(session, event_type, data, who, to=to, channel=channel)
     click.echo(appended.first_seq)
 
 

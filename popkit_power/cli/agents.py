@@ -1,7 +1,8 @@
 """The verbs agents (from their Bash tool) and people use inside a session, and `install` / `uninstall`.
 
 The sender is `--as`, else $POPKIT_POWER_AGENT, else the Claude Code session whose Bash tool runs the command
-(`<CLAUDE_CODE_SESSION_ID>:main`), else "human".
+(`<CLAUDE_CODE_SESSION_ID>:main`), else "human"; `sender_for` refuses the ones this process may not use. Approvals
+are answered by the human only, from outside every agent's session, and the answer records where it was given.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from ..errors import SessionError
 from ..install import install_hooks, settings_path, uninstall_hooks
 from ..protocol import new_id
 from ..session import Session
-from . import default_sender, handle_errors, power_dir_of, sender_option
+from . import handle_errors, power_dir_of, publish_event, sender_for, sender_option
 
 
 def register(group: click.Group) -> None:
@@ -27,10 +28,6 @@ def _active_session() -> Session:
     return Session.active(power_dir_of(click.get_current_context()))
 
 
-def _sender(sender: str | None) -> str:
-    return sender or default_sender()
-
-
 @click.command()
 @click.argument("text")
 @click.option("--tags", default="", metavar="A,B", help="Comma-separated tags.")
@@ -38,9 +35,10 @@ def _sender(sender: str | None) -> str:
 @handle_errors
 def insight(text: str, tags: str, sender: str | None) -> None:
     """Share a discovery with every other agent."""
+    who = sender_for("insight.shared", sender)
     session = _active_session()
     tag_list = [tag.strip() for tag in tags.split(",") if tag.strip()]
-    appended = session.publish("insight.shared", {"text": text, "tags": tag_list}, sender=_sender(sender))
+    appended = session.publish("insight.shared", {"text": text, "tags": tag_list}, sender=who)
     click.echo(f"insight shared (seq {appended.first_seq})")
 
 
@@ -51,9 +49,10 @@ def insight(text: str, tags: str, sender: str | None) -> None:
 @handle_errors
 def send(agent: str, text: str, sender: str | None) -> None:
     """Send TEXT to one AGENT (its key, its name, or a unique start of either)."""
+    who = sender_for("message.direct", sender)
     session = _active_session()
     target = resolve_agent(session, agent)
-    appended = session.publish("message.direct", {"text": text}, sender=_sender(sender), to=target)
+    appended = session.publish("message.direct", {"text": text}, sender=who, to=target)
     click.echo(f"message sent to {target} (seq {appended.first_seq})")
 
 
@@ -63,8 +62,9 @@ def send(agent: str, text: str, sender: str | None) -> None:
 @handle_errors
 def broadcast(text: str, sender: str | None) -> None:
     """Send TEXT to every agent."""
+    who = sender_for("message.broadcast", sender)
     session = _active_session()
-    appended = session.publish("message.broadcast", {"text": text}, sender=_sender(sender))
+    appended = session.publish("message.broadcast", {"text": text}, sender=who)
     click.echo(f"broadcast sent (seq {appended.first_seq})")
 
 
@@ -75,17 +75,19 @@ def broadcast(text: str, sender: str | None) -> None:
 @handle_errors
 def ask(question: str, options: tuple[str, ...], sender: str | None) -> None:
     """Ask the human to approve something; the answer reaches the asking agent after a later tool call."""
+    who = sender_for("approval.requested", sender)
     session = _active_session()
     request = new_id()[:12]
     data: dict[str, Any] = {"request": request, "question": question}
     if options:
         data["options"] = list(options)
-    appended = session.publish("approval.requested", data, sender=_sender(sender))
+    appended = session.publish("approval.requested", data, sender=who)
     click.echo(f"approval requested: {request} (seq {appended.first_seq}); "
                f"the human answers with: popkit-power approve {request}  or  popkit-power deny {request}")
 
 
-def _answer(event_type: str, request: str, note: str | None, sender: str | None) -> None:
+def _answer(event_type: str, request: str, note: str | None) -> None:
+    who = sender_for(event_type, "human", request=request)
     session = _active_session()
     state, _ = session.projection()
     approval = state["approvals"].get(request)
@@ -94,28 +96,28 @@ def _answer(event_type: str, request: str, note: str | None, sender: str | None)
         raise SessionError(f"no approval request {request!r} in session {session.id}; "
                            f"pending: {', '.join(pending) or 'none'}")
     data = {"request": request, **({"note": note} if note else {})}
-    appended = session.publish(event_type, data, sender=_sender(sender) if sender else "human")
+    appended = publish_event(session, event_type, data, who)
     click.echo(f"{event_type.split('.')[1]} {request} (seq {appended.first_seq})")
 
 
 @click.command()
 @click.argument("request")
 @click.option("--note", help="A note for the agent.")
-@sender_option
 @handle_errors
-def approve(request: str, note: str | None, sender: str | None) -> None:
-    """Grant an approval REQUEST (sent as "human" unless --as is given)."""
-    _answer("approval.granted", request, note, sender)
+def approve(request: str, note: str | None) -> None:
+    """Grant an approval REQUEST, as the human (from a terminal outside Claude Code; refused inside an agent's
+    session)."""
+    _answer("approval.granted", request, note)
 
 
 @click.command()
 @click.argument("request")
 @click.option("--note", help="Why, for the agent.")
-@sender_option
 @handle_errors
-def deny(request: str, note: str | None, sender: str | None) -> None:
-    """Deny an approval REQUEST (sent as "human" unless --as is given)."""
-    _answer("approval.denied", request, note, sender)
+def deny(request: str, note: str | None) -> None:
+    """Deny an approval REQUEST, as the human (from a terminal outside Claude Code; refused inside an agent's
+    session)."""
+    _answer("approval.denied", request, note)
 
 
 @click.command()
@@ -126,8 +128,8 @@ def deny(request: str, note: str | None, sender: str | None) -> None:
 @handle_errors
 def result(text: str, task: str | None, failed: bool, sender: str | None) -> None:
     """Report the result of a task."""
+    who = sender_for("task.completed", sender)
     session = _active_session()
-    who = _sender(sender)
     if task is None:
         state, _ = session.projection()
         task = (state["agents"].get(who) or {}).get("current_task") or f"result-{new_id()[:8]}"
@@ -141,8 +143,8 @@ def result(text: str, task: str | None, failed: bool, sender: str | None) -> Non
 @handle_errors
 def claim(task: str, sender: str | None) -> None:
     """Claim TASK (an orphaned or open one); the first claim in the journal wins."""
+    who = sender_for("task.claimed", sender)
     session = _active_session()
-    who = _sender(sender)
     session.publish("task.claimed", {"task": task}, sender=who)
     state, _ = session.projection()
     owner = (state["tasks"].get(task) or {}).get("owner")
@@ -153,8 +155,16 @@ def claim(task: str, sender: str | None) -> None:
                            f"(status {(state['tasks'].get(task) or {}).get('status', 'unknown')})")
 
 
+def check_agent_name(name: str) -> str:
+    """`name` if it can name an agent; SessionError for an empty or blank one (a start of every name)."""
+    if not name.strip():
+        raise SessionError(f"an agent name is needed (its key, its name, or a unique start of one); got {name!r}")
+    return name
+
+
 def resolve_agent(session: Session, name: str) -> str:
     """The key of the agent called `name` (key, readable name, or a unique start of one); SessionError otherwise."""
+    check_agent_name(name)
     state, _ = session.projection()
     agents: dict[str, dict[str, Any]] = state["agents"]
     if name in agents:

@@ -1,0 +1,187 @@
+"""Who runs this command: a person at a terminal, or an agent of a Claude Code session (through its Bash tool).
+
+    inside_agent_session(environ)     why this process runs inside an agent's session, or None
+    evidence(environ)                 where this process runs (pid, parent, terminal, ancestors, Claude session),
+                                      recorded in every answer to an approval
+    check_sender(sender, event_type, environ, named=...)
+                                      SessionError unless this process may send `event_type` as `sender`
+
+Agents run as the same OS user as the person, so nothing here stops a determined agent: it can clear its environment
+(`env -i`) and detach from its parent (`setsid -f`). These checks stop the accidental and the naive, and the evidence
+makes the rest visible in the journal.
+
+The signs of an agent's session, cheapest first: Claude Code gives its Bash tool, and so every process started from
+it, CLAUDE_CODE_SESSION_ID, CLAUDECODE=1 and CLAUDE_PID; and one of the process's first MAX_ANCESTORS ancestors is
+Claude Code itself (its process or executable is named `claude`), found on Linux through the parent links in
+/proc/<pid>/stat. Without /proc only the environment counts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from .errors import SessionError
+
+HUMAN = "human"
+COORDINATOR = "coordinator"
+#: Senders an agent may never speak as: what reaches an agent must say truthfully who sent it.
+RESERVED_SENDERS = (HUMAN, COORDINATOR)
+#: Event types only the human sends: answers to approval requests.
+HUMAN_ONLY_TYPES = frozenset({"approval.granted", "approval.denied"})
+#: Environment variables Claude Code sets for its Bash tool and hooks; any of them, non-empty, marks an agent's session.
+AGENT_ENVIRONMENT = ("CLAUDE_CODE_SESSION_ID", "CLAUDECODE", "CLAUDE_PID")
+#: How many ancestors are looked at: Claude Code -> its Bash tool's shell -> (a few wrappers) -> this command.
+MAX_ANCESTORS = 12
+#: The names Claude Code's process has: `claude` (its comm, also for the native installer's versioned binary), or
+#: the npm package's `claude.exe` when started by that path.
+CLAUDE_PROCESS_NAMES = frozenset({"claude", "claude.exe"})
+#: Where the process table is read; tests point it elsewhere.
+PROC = "/proc"
+_MAX_TEXT = 200
+
+
+class Ancestor(NamedTuple):
+    """One process above this one: its pid, its name (comm) and the file name of its executable ("" if unreadable)."""
+
+    pid: int
+    name: str
+    exe: str
+
+    @property
+    def is_claude(self) -> bool:
+        return self.name in CLAUDE_PROCESS_NAMES or self.exe in CLAUDE_PROCESS_NAMES
+
+
+def ancestors(proc: str | None = None, pid: int | None = None, limit: int = MAX_ANCESTORS) -> list[Ancestor] | None:
+    """The parent of `pid` (default: this process), its parent, and so on: at most `limit`, ending at pid 1 or where
+    the process table stops answering. None when not even the parent can be read (no /proc, as on macOS)."""
+    root = PROC if proc is None else proc
+    if pid is None:
+        parent = os.getppid()
+    else:
+        stat = _stat(root, pid)
+        if stat is None:
+            return None
+        parent = stat[1]
+    found: list[Ancestor] = []
+    while parent > 0 and len(found) < limit:  # a parent of 0 lies outside this pid namespace: the top
+        stat = _stat(root, parent)
+        if stat is None:
+            return found or None
+        found.append(Ancestor(parent, stat[0], _exe_name(root, parent)))
+        if parent == 1:
+            break
+        parent = stat[1]
+    return found
+
+
+def inside_agent_session(environ: Mapping[str, str], proc: str | None = None) -> str | None:
+    """Why this process runs inside an agent's session (an environment variable, or a Claude Code ancestor), or
+    None when nothing says so."""
+    for name in AGENT_ENVIRONMENT:
+        value = environ.get(name, "")
+        if value.strip():
+            return f"{name} is set in the environment"
+    for ancestor in ancestors(proc) or ():
+        if ancestor.is_claude:
+            return f"process {ancestor.pid} ({ancestor.name}), an ancestor of this command, is Claude Code"
+    return None
+
+
+def evidence(environ: Mapping[str, str], proc: str | None = None) -> dict[str, Any]:
+    """Where this process runs, for the journal: its pid and parent's, its terminal (None without one), the names of
+    its ancestors (None where /proc cannot be read) and the Claude Code session in its environment (None if none)."""
+    found = ancestors(proc)
+    return {
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "tty": _terminal(),
+        "ancestors": None if found is None else [_text(ancestor.name) for ancestor in found],
+        "claude_session": _text(environ.get("CLAUDE_CODE_SESSION_ID", "")) or None,
+    }
+
+
+def check_sender(sender: str, event_type: str, environ: Mapping[str, str], *, named: bool,
+                 request: str | None = None, proc: str | None = None) -> None:
+    """Raise SessionError unless this process may send `event_type` as `sender`.
+
+    `named` says the sender was chosen (--as, $POPKIT_POWER_AGENT) rather than derived from the environment. Only the
+    human answers approvals, and never from inside an agent's session; inside one, nobody speaks as the human or the
+    coordinator, and a chosen sender must be an agent of that same Claude Code session (`<session id>:<agent id>`).
+    `request` names the approval in the message that says how the human answers it.
+    """
+    human_only = event_type in HUMAN_ONLY_TYPES
+    reserved = _plain(sender) in RESERVED_SENDERS
+    if not (human_only or reserved or named):
+        return  # the agent key derived from this Claude Code session, or "human" where nothing marks an agent
+    why = inside_agent_session(environ, proc)
+    if human_only:
+        verb = "approve" if event_type == "approval.granted" else "deny"
+        if why is not None:
+            raise SessionError(f"refused: only the human answers approvals, and this command runs inside an "
+                               f"agent's session ({why}); the human answers from a terminal outside Claude Code "
+                               f"with: popkit-power {verb} {_shown(request or 'REQUEST')}")
+        if sender != HUMAN:
+            raise SessionError(f"only the human answers approvals: {event_type} cannot be sent as "
+                               f"{_shown(sender)!r}")
+        return
+    if why is None:
+        return
+    claude_session = environ.get("CLAUDE_CODE_SESSION_ID", "").strip()
+    own = f"{_shown(claude_session)}:<agent id>" if claude_session else "<session id>:<agent id>"
+    if reserved:
+        raise SessionError(f"refused: inside an agent's session ({why}) nobody sends as "
+                           f"{_shown(sender.strip())!r}; send as an agent: --as {own}")
+    if claude_session and not (sender.startswith(f"{claude_session}:") and len(sender) > len(claude_session) + 1):
+        raise SessionError(f"refused: {_shown(sender)!r} is not an agent of this Claude Code session "
+                           f"{_shown(claude_session)}; an agent sends only as itself: --as {own} "
+                           f"(main, or a subagent's id)")
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """`value` cut short for a message, whatever an environment variable or an argument held."""
+    return value if len(value) <= limit else f"{value[:limit]}..."
+
+
+def _plain(sender: str) -> str:
+    return sender.strip().casefold()
+
+
+def _text(value: str) -> str:
+    """`value` as text that is safe to store: undecodable bytes replaced, at most _MAX_TEXT characters."""
+    value = value[:_MAX_TEXT]
+    try:  # the environment's bytes that are not UTF-8 arrive as surrogate escapes
+        raw = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no byte made
+        raw = value.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")
+
+
+def _stat(root: str, pid: int) -> tuple[str, int] | None:
+    """(comm, ppid) from /proc/<pid>/stat, or None if it cannot be read. The comm sits in parentheses and may itself
+    hold spaces and parentheses, so the fields after it are found from the last ')'."""
+    try:
+        with open(f"{root}/{pid}/stat", "rb") as handle:
+            line = handle.read(4096)
+        opening, closing = line.index(b"("), line.rindex(b")")
+        return line[opening + 1:closing].decode("utf-8", "replace"), int(line[closing + 1:].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _exe_name(root: str, pid: int) -> str:
+    try:
+        return os.path.basename(os.readlink(f"{root}/{pid}/exe")).removesuffix(" (deleted)")
+    except OSError:  # another user's process, or a kernel thread
+        return ""
+
+
+def _terminal() -> str | None:
+    for fd in (0, 1, 2):
+        try:
+            return os.ttyname(fd)
+        except OSError:
+            continue
+    return None
