@@ -13,6 +13,7 @@ import os
 import time
 
 from . import codec
+from ._fs import DIR_MODE
 from .config import Config, load_config
 from .errors import SessionError
 from .home import (
@@ -22,6 +23,7 @@ from .home import (
     make_private_dirs,
     origin_id,
     session_dir,
+    sessions_dir,
     set_active_session,
 )
 from .journal import Appended, Journal, Position
@@ -146,8 +148,7 @@ def start_session(power_dir: str, objective: str, *, sender: str, config: Config
     """
     if not isinstance(objective, str) or not objective.strip():
         raise SessionError("the objective must be a non-empty text")
-    from .home import DIR_MODE, sessions_dir
-
+    make_private_dirs(power_dir)
     make_private_dirs(sessions_dir(power_dir))
     for _attempt in range(100):  # a directory this call makes itself, so that a failure removes only its own
         session_id = new_session_id()

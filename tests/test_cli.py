@@ -444,7 +444,7 @@ def support_session(power_dir: str) -> str:
     session.publish("agent.joined", {"name": "agent-a"}, sender="agent-a")
     session.publish("approval.requested", {"request": "r1", "question": "may I?"}, sender="agent-a")
     session.publish("task.created", {"task": "t1", "title": "parser"}, sender="agent-a")
-    session.save_snapshot(*session.projection(save_snapshot=False))
+    session.snapshots.save(*session.projection(save_snapshot=False))
     return power_dir
 
 

@@ -22,7 +22,8 @@ from .. import provenance
 from ..errors import PowerModeError, ProtocolError, SessionError
 from ..home import find_power_dir, list_sessions
 from ..journal import Appended, Position
-from ..protocol import CHANNELS, DEFAULT_TYPE_OF_CHANNEL, channel_of, new_id
+from ..keys import new_request_id
+from ..protocol import CHANNELS, DEFAULT_TYPE_OF_CHANNEL, channel_of
 from ..session import Session, start_session, stop_session
 from ..verify import verify_journal
 from . import render
@@ -255,7 +256,7 @@ def message_data(event_type: str, message: str) -> dict[str, Any]:
         if isinstance(data, dict):
             return data
     if event_type == "approval.requested":
-        return {"request": new_id()[:12], "question": message}
+        return {"request": new_request_id(), "question": message}
     if event_type == "task.completed":
         raise ProtocolError("a result needs its task: pass MESSAGE as a JSON object like "
                             "'{\"task\": \"t1\", \"result\": \"...\"}'")

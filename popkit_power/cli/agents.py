@@ -13,7 +13,7 @@ import click
 
 from ..errors import SessionError
 from ..install import install_hooks, settings_path, uninstall_hooks
-from ..protocol import new_id
+from ..keys import new_request_id, new_result_task_id
 from ..session import Session
 from . import handle_errors, power_dir_of, publish_event, sender_for, sender_option
 
@@ -77,7 +77,7 @@ def ask(question: str, options: tuple[str, ...], sender: str | None) -> None:
     """Ask the human to approve something; the answer reaches the asking agent after a later tool call."""
     who = sender_for("approval.requested", sender)
     session = _active_session()
-    request = new_id()[:12]
+    request = new_request_id()
     data: dict[str, Any] = {"request": request, "question": question}
     if options:
         data["options"] = list(options)
@@ -132,7 +132,7 @@ def result(text: str, task: str | None, failed: bool, sender: str | None) -> Non
     session = _active_session()
     if task is None:
         state, _ = session.projection()
-        task = (state["agents"].get(who) or {}).get("current_task") or f"result-{new_id()[:8]}"
+        task = (state["agents"].get(who) or {}).get("current_task") or new_result_task_id()
     appended = session.publish("task.completed", {"task": task, "result": text, "ok": not failed}, sender=who)
     click.echo(f"result recorded for task {task} (seq {appended.first_seq})")
 
