@@ -4,7 +4,8 @@ and a replaced file is either the old one or the whole new one.
 A power directory can come from somewhere the user did not make it (an unpacked tarball can ship `.popkit-power/`
 with planted symlinks), so:
 
-- every file under it is opened with `O_NOFOLLOW` through `open_file`, and must turn out to be a regular file;
+- every file under it is opened with `O_NOFOLLOW` through `open_file`, and must turn out to be a regular file (and,
+  to be written, one without other hard links);
 - every directory under it is checked with `lstat` by `private_dir` before it is used: a real directory (not a
   link), owned by this user, not writable by group or others; missing ones are created 0700;
 - modes are set with `fchmod`/`chmod` after creation, so the umask (even 0277) cannot change them;
@@ -49,6 +50,8 @@ def open_file(path: str, flags: int, mode: int = FILE_MODE) -> int:
             raise UnsafePathError(f"{path} is a directory, not a file")
         if not stat.S_ISREG(info.st_mode):
             raise UnsafePathError(f"{path} is not a regular file")
+        if info.st_nlink > 1 and flags & (os.O_WRONLY | os.O_RDWR):
+            raise UnsafePathError(f"{path} has other hard links; popkit-power writes only files of its own")
         if flags & os.O_CREAT and info.st_mode & 0o7777 != mode:
             os.fchmod(fd, mode)  # created under a umask, or left so by someone else: make it what it must be
     except BaseException:
@@ -170,8 +173,9 @@ def remove_stale_temporaries(directory: str) -> int:
     lock, and reused by the next writer)."""
     removed = 0
     try:
+        check_dir(directory)  # never list (and delete in) a directory a link points to
         names = os.listdir(directory)
-    except OSError:
+    except (OSError, UnsafePathError):
         return 0
     for name in names:
         if not name.endswith(TEMPORARY_SUFFIX):

@@ -27,11 +27,15 @@ DEFAULTS: dict[str, tuple[Any, Any, float | None]] = {
     "max_record_bytes": (1024 * 1024, "int", 1024),
     "context_max_chars": (2000, "int", 500),
     "conflict_window_seconds": (600, "float", 0),
-    "insight_similarity_threshold": (0.8, "float", 0),
+    "insight_similarity_threshold": (0.8, "float", 0.05),  # at 0 every insight after the first is a duplicate
     "max_insights_kept": (500, "int", 1),
     "max_files_per_agent": (50, "int", 1),
     "snapshot_every_events": (10_000, "int", 100),
 }
+
+#: Upper bounds, for the settings that have one: a reply over 10,000 characters reaches the model only as a preview
+#: (Claude Code's cap on additionalContext); a similarity above 1 can never be met.
+MAXIMUMS: dict[str, float] = {"context_max_chars": 9000, "insight_similarity_threshold": 1}
 
 CONFIG_FILE = "config.json"
 _INFINITY = float("inf")
@@ -91,6 +95,8 @@ def check_value(name: str, value: Any, source: str = "config") -> Any:
         raise ConfigError(f"{source}: {name!r} must be a whole number; got {value!r}")
     if minimum is not None and number < minimum:
         raise ConfigError(f"{source}: {name!r} must be at least {minimum:g}; got {value!r}")
+    if name in MAXIMUMS and number > MAXIMUMS[name]:
+        raise ConfigError(f"{source}: {name!r} must be at most {MAXIMUMS[name]:g}; got {value!r}")
     return number
 
 

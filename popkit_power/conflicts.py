@@ -12,7 +12,8 @@ WRITE_TOOLS = frozenset({"Edit", "Write", "MultiEdit", "NotebookEdit"})
 FILE_TOOLS = WRITE_TOOLS | {"Read"}
 
 
-def in_conflict(this_write: float, earlier_write: float, window: float) -> bool:
-    """True when a write at `this_write` (seconds, from its event) comes within `window` seconds after another
-    agent's write of the same file at `earlier_write` (writes from a clock that runs behind count too)."""
-    return this_write - earlier_write <= window
+def in_conflict(this_write: float, other_write: float, window: float) -> bool:
+    """True when two agents' writes of the same file, at `this_write` and `other_write` (seconds, from their
+    events), are at most `window` seconds apart, whichever came first (events from different machines, or read in
+    a different order than they were made, can be out of time order)."""
+    return abs(this_write - other_write) <= window

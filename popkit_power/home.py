@@ -158,6 +158,7 @@ def active_session(power_dir: str) -> str | None:
     """
     path = os.path.join(power_dir, ACTIVE_FILE)
     try:
+        check_dir(power_dir)  # one lstat: nothing is read through a power directory that is a link, or not ours
         raw = read_file(path, 4096)
     except (FileNotFoundError, NotADirectoryError):
         return None

@@ -154,7 +154,8 @@ def _default_loads() -> Callable[[bytes], Any]:
         return lambda line: codec.loads(line.decode("utf-8"))
 
 
-def _warn_damage(damage: Damage) -> None:
+def warn_damage(damage: Damage) -> None:
+    """What a reader does with a damaged line when its caller does not say: a warning on this module's logger."""
     import logging
 
     logging.getLogger("popkit_power.journal").warning("skipped a damaged journal record: %s", damage)
@@ -423,7 +424,7 @@ class Journal:
         on_damage: DamageHandler | None = None,
     ) -> JournalReader:
         """A reader of the records after `position` (from the start when None)."""
-        return JournalReader(self, position or Position(), loads or _default_loads(), on_damage or _warn_damage)
+        return JournalReader(self, position or Position(), loads or _default_loads(), on_damage or warn_damage)
 
     def end_position(self) -> Position:
         """The position just after the last whole record: where a reader that wants only new records starts."""

@@ -26,7 +26,7 @@ from .home import (
     sessions_dir,
     set_active_session,
 )
-from .journal import Appended, Journal, Position
+from .journal import Appended, Journal, Position, warn_damage
 from .protocol import make_event
 
 TYPE_CHECKING = False
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-    from .journal import DamageHandler
+    from .journal import Damage, DamageHandler
     from .projector import Rules, State
     from .snapshots import Snapshots
 
@@ -113,14 +113,23 @@ class Session:
         snapshots = self.snapshots
         loaded = snapshots.latest(self.journal.end_position())
         state, position = loaded if loaded else (new_state(), Position())
-        reader = self.journal.reader(position, on_damage=on_damage)
-        folded = 0
+        lines = [0]  # records and damaged lines passed: a long stretch of damage is progress worth saving too
+
+        report = on_damage or warn_damage
+
+        def count_damage(damage: Damage) -> None:
+            lines[0] += 1
+            report(damage)
+
+        reader = self.journal.reader(position, on_damage=count_damage)
+        saved_at = 0
         for event in reader:
             apply(state, event, rules)
-            folded += 1
-            if save_snapshot and folded % INTERMEDIATE_SNAPSHOT_EVERY == 0:
+            lines[0] += 1
+            if save_snapshot and lines[0] - saved_at >= INTERMEDIATE_SNAPSHOT_EVERY:
                 snapshots.save(state, reader.position)
-        if save_snapshot and folded >= self.config.snapshot_every_events and folded % INTERMEDIATE_SNAPSHOT_EVERY:
+                saved_at = lines[0]
+        if save_snapshot and lines[0] >= self.config.snapshot_every_events and lines[0] > saved_at:
             snapshots.save(state, reader.position)
         return state, reader.position
 

@@ -112,3 +112,15 @@ def test_projector_rules_come_from_the_config() -> None:
     rules = Rules.from_config(config)
     assert (rules.conflict_window_seconds, rules.insight_similarity_threshold, rules.max_insights_kept,
             rules.max_files_per_agent) == (30.0, 0.5, 7, 2)
+
+
+def test_upper_bounds_and_a_threshold_that_can_be_met() -> None:
+    """A reply cap past Claude Code's 10,000 characters and a similarity threshold that makes every insight a
+    duplicate (0) or none (above 1) are refused, naming the setting."""
+    with pytest.raises(ConfigError, match="'context_max_chars' must be at most 9000"):
+        check_value("context_max_chars", 100_000)
+    with pytest.raises(ConfigError, match=r"'insight_similarity_threshold' must be at least 0\.05"):
+        check_value("insight_similarity_threshold", 0)
+    with pytest.raises(ConfigError, match="'insight_similarity_threshold' must be at most 1"):
+        check_value("insight_similarity_threshold", 1.5)
+    assert check_value("context_max_chars", 9000) == 9000

@@ -286,3 +286,27 @@ def test_an_active_file_that_is_a_directory_is_named(tmp_path: Path) -> None:
     os.chmod(home, 0o700)
     with pytest.raises(UnsafePathError, match="is a directory"):
         active_session(str(home))
+
+
+def test_a_linked_snapshots_directory_loses_nothing_at_session_start(planted: tuple[str, Path], tmp_path: Path) -> None:
+    """SessionStart sweeps killed writers' temporary files, but never in a directory a link points to."""
+    session_dir, _outside = planted
+    home = str(Path(session_dir).parent.parent)
+    elsewhere = tmp_path / "build"
+    elsewhere.mkdir()
+    (elsewhere / "report.4000000.tmp").write_bytes(OUTSIDE_TEXT)
+    _plant(Path(session_dir, "snapshots"), elsewhere)
+    run_hook(home, orjson.dumps({**tool(), "hook_event_name": "SessionStart", "source": "resume"}))
+    assert (elsewhere / "report.4000000.tmp").read_bytes() == OUTSIDE_TEXT
+
+
+def test_a_hard_linked_file_is_never_written(planted: tuple[str, Path]) -> None:
+    session_dir, outside = planted
+    home = Path(session_dir).parent.parent
+    log = home / "hook.log"
+    if log.exists():
+        log.unlink()
+    os.link(outside, log)
+    completed = run_hook(str(home), b"{not json")
+    assert completed.returncode == 0 and outside.read_bytes() == OUTSIDE_TEXT
+    assert b"payload is not JSON" in completed.stderr

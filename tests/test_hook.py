@@ -202,7 +202,7 @@ def test_stop_and_session_end_mark_the_agent_idle_then_left(session: Session) ->
 def test_session_start_welcomes_with_objective_others_and_commands(session: Session) -> None:
     call(session.power_dir, payload("SessionStart", OTHER, source="startup"))
     text = context(call(session.power_dir, payload("SessionStart", source="startup")))
-    assert "Objective: Ship the parser" in text
+    assert 'Objective: "Ship the parser"' in text
     assert f"main-{OTHER[:6]} (active" in text
     for verb in ("insight", "send", "broadcast", "result", "ask"):
         assert f"popkit-power {verb} " in text

@@ -1,9 +1,10 @@
 """One agent's state file, `sessions/<id>/agents/<agent>.json`: every field by name, read and written only here.
 
 The hook holds `agents/<agent>.lock` while it reads, decides, replies and writes this state, because Claude Code runs
-the PostToolUse hooks of one agent's parallel tool calls at the same time. The file is a cache of what the agent has
-heard: a damaged one costs the agent its counters, never a broken hook, and it is not fsynced (losing it to a power
-cut repeats some news).
+the PostToolUse hooks of one agent's parallel tool calls at the same time. It is as durable as the journal: fsynced
+when the journal's `durability` is `fsync`, only handed to the OS (surviving a killed process, not a power cut)
+with `flush`. A damaged file never breaks the hook: each field of the wrong kind falls back to its empty value, and
+a state without a usable cursor is logged (`lost_cursor`) before the agent starts again at the journal's end.
 """
 
 from __future__ import annotations
@@ -23,25 +24,47 @@ if TYPE_CHECKING:
 
 MAX_STATE_BYTES = 64 << 20
 
-#: field -> the JSON kind it must have when loaded (anything else is reset to its empty value)
-_KINDS: dict[str, type] = {
-    "tool_calls": int, "tool_counts": dict, "files": list, "asked": dict, "my_writes": dict,
-    "other_writes": dict, "seen_insights": list, "names": dict, "warned": dict, "pending": list,
+_NUMBER = (int, float)
+#: field -> (its JSON kind, the kind of its items or values); anything else found in a file is dropped
+_KINDS: dict[str, tuple[type, Any]] = {
+    "tool_calls": (int, None), "tool_counts": (dict, int), "files": (list, str), "asked": (dict, str),
+    "my_writes": (dict, _NUMBER), "other_writes": (dict, dict), "seen_insights": (list, str), "names": (dict, str),
+    "warned": (dict, _NUMBER), "pending": (list, str),
 }
 
 
 class AgentState:
     """The per-agent state: where its news reading stands, its counters, and what its inbox remembers."""
 
-    __slots__ = ("_checkpoint", "asked", "current_task", "cursor", "files", "is_new", "lock", "my_writes", "names",
-                 "other_writes", "path", "pending", "seen_insights", "tool_calls", "tool_counts", "warned")
+    __slots__ = (
+        "_checkpoint",
+        "asked",
+        "current_task",
+        "cursor",
+        "durable",
+        "files",
+        "is_new",
+        "lock",
+        "lost_cursor",
+        "my_writes",
+        "names",
+        "other_writes",
+        "path",
+        "pending",
+        "seen_insights",
+        "tool_calls",
+        "tool_counts",
+        "warned",
+    )
 
-    def __init__(self, session_dir: str, agent_key: str) -> None:
+    def __init__(self, session_dir: str, agent_key: str, *, durable: bool = False) -> None:
         directory = private_dir(os.path.join(session_dir, "agents"))
         name = safe_name(agent_key, "agent key")
         self.path = os.path.join(directory, name + ".json")
         self.lock = FileLock(os.path.join(directory, name + ".lock"))
         self.is_new = True
+        self.lost_cursor = False  # the file was there but its cursor could not be used
+        self.durable = durable  # fsync each write: with the journal's `fsync` durability, so both survive a power cut
         self._checkpoint: str | None = None
         #: where this agent's news reading goes on (None: it has not started)
         self.cursor: Position | None = None
@@ -83,20 +106,30 @@ class AgentState:
         except FileNotFoundError:
             return
         except ValueError:
-            return  # damaged: this agent starts over, never a broken hook
-        if not isinstance(loaded, dict):
+            self.is_new = False
+            self.lost_cursor = True  # damaged (a power cut under `flush`, a bad write): logged, never a broken hook
             return
         self.is_new = False
-        for name, kind in _KINDS.items():
+        if not isinstance(loaded, dict):
+            self.lost_cursor = True
+            return
+        for name, (kind, item_kind) in _KINDS.items():
             value = loaded.get(name)
-            if isinstance(value, kind) and not isinstance(value, bool):
+            if isinstance(value, dict) and kind is dict:
+                setattr(self, name, {key: item for key, item in value.items() if _is(item, item_kind)})
+            elif isinstance(value, list) and kind is list:
+                setattr(self, name, [item for item in value if _is(item, item_kind)])
+            elif kind is int and _is(value, int):
                 setattr(self, name, value)
         task = loaded.get("current_task")
         self.current_task = task if isinstance(task, str) else None
-        try:
-            self.cursor = Position.from_dict(loaded["cursor"]) if loaded.get("cursor") is not None else None
-        except JournalError:
-            self.cursor = None
+        for path, writers in list(self.other_writes.items()):
+            self.other_writes[path] = {key: when for key, when in writers.items() if _is(when, _NUMBER)}
+        if loaded.get("cursor") is not None:
+            try:
+                self.cursor = Position.from_dict(loaded["cursor"])
+            except JournalError:
+                self.lost_cursor = True
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -121,4 +154,8 @@ class AgentState:
 
     def _write(self, text: str) -> None:
         # The temporary file has a fixed name because the agent's lock is held: a killed hook's leftover is reused.
-        write_private_file(self.path, text, durable=False, temporary=self.path + ".tmp")
+        write_private_file(self.path, text, durable=self.durable, temporary=self.path + ".tmp")
+
+
+def _is(value: Any, kind: Any) -> bool:
+    return isinstance(value, kind) and not isinstance(value, bool)

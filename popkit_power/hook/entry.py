@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 HANDLED_EVENTS = frozenset({"SessionStart", "PostToolUse", "PostToolUseFailure", "SubagentStart", "SubagentStop",
                             "Stop", "SessionEnd"})
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
-MAX_ID_CHARS = 200  # Claude Code's ids are UUIDs; an agent key goes into every record the agent writes
+MAX_ID_BYTES = 100  # Claude Code's ids are UUIDs; an agent key goes into every record the agent writes
 
 
 def main() -> int:
@@ -64,8 +64,11 @@ def run(stdin: BinaryIO, power_dir: str, environ: Any, deliver: Any = None) -> s
     if not isinstance(claude_session, str) or not claude_session:
         raise HookInputError(f"{event_name} payload has no session_id")
     agent_id = payload.get("agent_id")
-    if len(claude_session) > MAX_ID_CHARS or (isinstance(agent_id, str) and len(agent_id) > MAX_ID_CHARS):
-        raise HookInputError(f"{event_name} payload has a session_id or agent_id over {MAX_ID_CHARS} characters")
+    for value in (claude_session, agent_id):
+        if isinstance(value, str) and (len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES
+                                       or not value.isprintable()):
+            raise HookInputError(f"{event_name} payload has a session_id or agent_id that is not an id (over "
+                                 f"{MAX_ID_BYTES} bytes, or with control characters)")
     return respond(power_dir, session_id, event_name, payload, environ, deliver)
 
 

@@ -42,6 +42,8 @@ MAX_CHARS = {"tool": 100, "file": 1000, "error": 300, "reason": 200, "result": 4
 #: MAX_READ_SECONDS, well under PostToolUse's 10 s timeout: an agent far behind catches up over several calls.
 MAX_RECORDS_PER_CALL = 50_000
 MAX_READ_SECONDS = 1.0
+MAX_DAMAGE_LOGGED = 20  # damaged lines logged one by one per call; the rest are counted in one line
+MAX_DURATION_MS = 10**12
 MAX_PENDING = 50  # lines waiting for delivery; past this, reading stops and the cursor stays before the rest
 MAX_PENDING_CHARS = 200_000  # likewise in characters, so one huge message does not pull in a hundred more
 
@@ -56,9 +58,12 @@ def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str,
     """
     agent = Agent(payload["session_id"], payload, environ)
     session = Session(power_dir, session_id, load_config(power_dir))
-    state = AgentState(session.dir, agent.key)
+    state = AgentState(session.dir, agent.key, durable=session.config.durability == "fsync")
     with state.lock:
         state.load()
+        if state.lost_cursor:
+            log_error(power_dir, f"the state file of agent {agent.key} was damaged; its news goes on from the "
+                                 f"journal's end (what was sent to it before may be lost)")
         context = _HANDLERS[event_name](session, state, agent, payload)
         if not context:
             state.save()
@@ -86,7 +91,7 @@ class Agent:
         self.name = agent_name(self.key, self.agent_type)
         self.parent = None if self.agent_id == MAIN else agent_key(claude_session)
         pid = environ.get("CLAUDE_PID", "")
-        self.pid = int(pid) if pid.isdigit() else None
+        self.pid = int(pid) if pid.isdigit() and len(pid) <= 10 else None
         cwd = payload.get("cwd")
         self.cwd = _cap(cwd, "cwd") if isinstance(cwd, str) else None
 
@@ -115,12 +120,12 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
     if isinstance(path, str) and path:
         data["file"] = _cap(path, "file")
     duration = payload.get("duration_ms")
-    if isinstance(duration, (int, float)) and not isinstance(duration, bool):
+    if isinstance(duration, (int, float)) and not isinstance(duration, bool) and 0 <= duration < MAX_DURATION_MS:
         data["ms"] = duration
     if not ok and payload.get("error") is not None:
         data["error"] = _cap(payload.get("error"), "error")
 
-    events = [] if not state.is_new else [agent.joined(session)]
+    events = [agent.joined(session)] if state.is_new else []
     tool_event = session.event("agent.tool", data, sender=agent.key)
     events.append(tool_event)
     launched = _launched_subagent(tool, payload)
@@ -136,46 +141,94 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
         remember_recent(state.files, data["file"], HEARTBEAT_FILES)
     if state.tool_calls % config.checkin_every_n_tools == 0:
         events.append(session.event("agent.heartbeat", _heartbeat(state), sender=agent.key))
-    appended = _append(session, events)
-    state.begin_at(appended.end)  # a new agent's news starts right after its own first events
-    state.checkpoint()  # what is saved before a reply goes out: the cursor still before the news it carries
+    _join_and_append(session, state, events)
 
     now = time.time()
     inbox = Inbox(state, agent.key, conflict_window=config.conflict_window_seconds,
                   similarity_threshold=config.insight_similarity_threshold, now=now)
-    read_news(session, state, inbox)
     if ok and tool in WRITE_TOOLS and "file" in data:
+        # Warnings about this agent's own write go into the state before its checkpoint: a reply that is lost
+        # leaves them pending for the next call (nothing would make them again).
         inbox.own_write(data["file"], seconds_of(tool_event["ts"]) or now)
-    lines = state.pending + [texts.news_line(item, state.names) for item in inbox.news]
+        state.pending += [texts.news_line(item, state.names) for item in inbox.news]
+        inbox.news.clear()
+    state.checkpoint()  # what is saved before a reply goes out: the cursor still before the news it carries
+    lines = state.pending + read_news(session, state, inbox)
     context, state.pending = texts.reply(lines, config.context_max_chars)
     return context
 
 
-def read_news(session: Session, state: AgentState, inbox: Inbox) -> None:
-    """Fold the journal from the agent's cursor into `inbox`, and move the cursor to where reading stopped.
+def _join_and_append(session: Session, state: AgentState, events: list[dict[str, Any]]) -> Appended:
+    """Append the events; a new agent's news starts where the journal ended before its first events, and that is
+    saved before they are appended: if saving fails, nothing was appended, and the next call joins afresh."""
+    if state.cursor is None:
+        state.begin_at(session.journal.end_position())
+        state.save()
+    return _append(session, events)
 
-    Reading stops at the journal's end, when enough lines wait for delivery (`MAX_PENDING`, `MAX_PENDING_CHARS`), or
-    after `MAX_RECORDS_PER_CALL` records or `MAX_READ_SECONDS`: bounded work per call, and nothing is skipped.
+
+def read_news(session: Session, state: AgentState, inbox: Inbox) -> list[str]:
+    """Fold the journal from the agent's cursor into `inbox`, move the cursor to where reading stopped, and return
+    the news as lines.
+
+    Reading stops at the journal's end, when enough waits for delivery (`MAX_PENDING` lines or `MAX_PENDING_CHARS`
+    characters, counting what this call found), or after `MAX_RECORDS_PER_CALL` lines (damaged ones included) or
+    `MAX_READ_SECONDS`: bounded work per call, and nothing is skipped.
     """
     journal = session.journal
     room = MAX_PENDING - len(state.pending)
-    if room <= 0 or sum(len(line) for line in state.pending) >= MAX_PENDING_CHARS:
-        return  # enough is waiting already: the cursor stays where it is
-    reader = journal.reader(state.cursor or journal.end_position(), loads=_loads, on_damage=_damage_logger(session))
-    deadline = time.monotonic() + MAX_READ_SECONDS
-    # The reader's position is just after each event it yields: stopping after any event skips nothing.
-    for count, event in enumerate(reader, 1):
-        inbox.apply(event)
-        if len(inbox.news) >= room or count >= MAX_RECORDS_PER_CALL or (
-                count % 256 == 0 and time.monotonic() > deadline):
-            break
+    chars = sum(len(line) for line in state.pending)
+    lines: list[str] = []
+    if room <= 0 or chars >= MAX_PENDING_CHARS:
+        return lines  # enough is waiting already: the cursor stays where it is
+    budget = _ReadBudget(session, MAX_RECORDS_PER_CALL, time.monotonic() + MAX_READ_SECONDS)
+    reader = journal.reader(state.cursor or journal.end_position(), loads=_loads, on_damage=budget.damaged)
+    try:
+        # The reader's position is just after each line it has passed: stopping after any of them skips nothing.
+        for event in reader:
+            inbox.apply(event)
+            for item in inbox.news:
+                lines.append(texts.news_line(item, state.names))
+                chars += len(lines[-1])
+            inbox.news.clear()
+            if len(lines) >= room or chars >= MAX_PENDING_CHARS:
+                break
+            budget.spend()
+    except _BudgetSpent:
+        pass
+    budget.damage_log.sum_up()
     state.advance_to(reader.position)
+    return lines
+
+
+class _BudgetSpent(Exception):
+    """One call has read as much as it may."""
+
+
+class _ReadBudget:
+    """Counts the lines one call reads, valid or damaged, against its limits, and logs damage without flooding."""
+
+    __slots__ = ("damage_log", "deadline", "limit", "lines")
+
+    def __init__(self, session: Session, limit: int, deadline: float) -> None:
+        self.damage_log = _DamageLog(session)
+        self.limit = limit
+        self.deadline = deadline
+        self.lines = 0
+
+    def spend(self) -> None:
+        self.lines += 1
+        if self.lines >= self.limit or (self.lines % 256 == 0 and time.monotonic() > self.deadline):
+            raise _BudgetSpent
+
+    def damaged(self, damage: Damage) -> None:
+        self.damage_log(damage)
+        self.spend()  # raised here, the reader's position is already past the damaged line
 
 
 def _on_session_start(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> str:
     source = payload.get("source") if isinstance(payload.get("source"), str) else None
-    appended = _append(session, [agent.joined(session, source)])
-    state.begin_at(appended.end)  # a resumed session goes on from its own cursor
+    _join_and_append(session, state, [agent.joined(session, source)])  # a resumed session goes on from its cursor
     for directory in ("agents", "snapshots"):  # what writers killed in mid-write left behind
         remove_stale_temporaries(os.path.join(session.dir, directory))
     return _welcome(session, agent, state)
@@ -183,12 +236,11 @@ def _on_session_start(session: Session, state: AgentState, agent: Agent, payload
 
 def _on_subagent_start(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> str:
     task = subagent_task(agent.agent_id)
-    appended = _append(session, [
+    _join_and_append(session, state, [  # an agent id seen before resumes from its cursor: nothing sent is lost
         agent.joined(session),
         session.event("task.created", {"task": task, "title": agent.agent_type or task, "owner": agent.key,
                                        "parent": agent.parent or agent.key}, sender=agent.parent or agent.key),
     ])
-    state.begin_at(appended.end)  # an agent id seen before resumes from its cursor: nothing sent meanwhile is lost
     state.current_task = task
     return _welcome(session, agent, state)
 
@@ -227,12 +279,15 @@ _HANDLERS = {
 def _welcome(session: Session, agent: Agent, agent_state: AgentState) -> str:
     from ..projector import live_agents
 
-    state, _ = session.projection(on_damage=_damage_logger(session))
+    damage_log = _DamageLog(session)
+    state, _ = session.projection(on_damage=damage_log)
+    damage_log.sum_up()
     agent_state.names.update((key, known.get("name", key)) for key, known in list(state["agents"].items())[-200:])
     others = [{"key": key, **state["agents"][key]} for key in live_agents(state) if key != agent.key]
-    return texts.welcome(session_id=session.id, objective=(state["objective"] or {}).get("text"), name=agent.name,
-                         key=agent.key, as_flag=f" --as {agent.key}" if agent.agent_id != MAIN else "",
-                         others=others)
+    objective = state["objective"] or {}
+    return texts.welcome(session_id=session.id, objective=objective.get("text"), objective_by=objective.get("by"),
+                         name=agent.name, key=agent.key,
+                         as_flag=f" --as {agent.key}" if agent.agent_id != MAIN else "", others=others)
 
 
 # -- building records --------------------------------------------------------------------------------------------------
@@ -290,11 +345,25 @@ def _fit(event: dict[str, Any], limit: int) -> None:
         body = codec.dumps(event).encode("utf-8")
 
 
-def _damage_logger(session: Session) -> Any:
-    def log_damage(damage: Damage) -> None:
-        log_error(session.power_dir, f"skipped a damaged journal record: {damage}")
+class _DamageLog:
+    """Logs the first `MAX_DAMAGE_LOGGED` damaged lines one call meets, one by one, and the rest as one count: a
+    journal with a million damaged lines must not cost a million log writes."""
 
-    return log_damage
+    __slots__ = ("count", "session")
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.count = 0
+
+    def __call__(self, damage: Damage) -> None:
+        self.count += 1
+        if self.count <= MAX_DAMAGE_LOGGED:
+            log_error(self.session.power_dir, f"skipped a damaged journal record: {damage}")
+
+    def sum_up(self) -> None:
+        if self.count > MAX_DAMAGE_LOGGED:
+            log_error(self.session.power_dir, f"skipped {self.count - MAX_DAMAGE_LOGGED} more damaged journal "
+                                              f"records in one read (popkit-power verify lists them)")
 
 
 def _loads(line: bytes) -> Any:

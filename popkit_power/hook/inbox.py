@@ -28,6 +28,7 @@ MAX_INSIGHT_KEY = 300  # characters of an insight kept to recognise its near-dup
 MAX_REMEMBERED = 200  # entries of each remembered mapping
 MAX_NAME_CHARS = 80
 MAX_QUESTION_CHARS = 500
+MAX_KEY_CHARS = 1000  # a sender or path longer than this is not remembered (the state file stays small)
 
 
 class Inbox:
@@ -51,7 +52,7 @@ class Inbox:
         if not isinstance(data, dict) or not isinstance(sender, str):
             return
         state = self.state
-        if event_type == "agent.joined" and isinstance(data.get("name"), str):
+        if event_type == "agent.joined" and isinstance(data.get("name"), str) and len(sender) <= MAX_KEY_CHARS:
             state.names[sender] = data["name"][:MAX_NAME_CHARS]
             _bound(state.names)
         if sender == self.agent_key:
@@ -74,7 +75,8 @@ class Inbox:
         elif event_type == "task.assigned" and data.get("agent") == self.agent_key:
             state.current_task = _task_id(data.get("task"))
             self.news.append(("assigned", sender, data.get("task")))
-        elif event_type == "agent.tool" and data.get("tool") in WRITE_TOOLS and isinstance(data.get("file"), str):
+        elif event_type == "agent.tool" and data.get("tool") in WRITE_TOOLS and isinstance(data.get("file"), str) \
+                and len(data["file"]) <= MAX_KEY_CHARS and len(sender) <= MAX_KEY_CHARS:
             self._their_write(sender, data["file"], self._time_of(event))
         elif event_type in ("agent.left", "agent.lost"):
             gone = data.get("agent", sender) if event_type == "agent.lost" else sender
@@ -97,7 +99,8 @@ class Inbox:
 
     def _own(self, event_type: Any, data: dict[str, Any]) -> None:
         state = self.state
-        if event_type == "approval.requested" and isinstance(data.get("request"), str):
+        if event_type == "approval.requested" and isinstance(data.get("request"), str) \
+                and len(data["request"]) <= MAX_KEY_CHARS:
             state.asked[data["request"]] = str(data.get("question", ""))[:MAX_QUESTION_CHARS]
             _bound(state.asked)
         elif event_type == "task.claimed":

@@ -20,16 +20,19 @@ if TYPE_CHECKING:
     from .inbox import NewsItem
 
 HEADER = "Power Mode (popkit-power): news from the other agents since your last tool call"
-CONTINUED = "- (continued) "
+CONTINUED_MARK = ", continued]"
 #: Claude Code cuts additionalContext at 10,000 characters; one item too long for the configured cap gets a reply of
 #: its own up to this size, and what is left of it continues at the next call.
 ITEM_REPLY_MAX = 9000
 _RESERVE = 60  # room for the "(+N more ...)" line
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:@/+")
 _MAX_NAME_CHARS = 80
-#: Characters a reader could take for a line break that JSON leaves as they are: C1 controls (NEL among them) and the
-#: Unicode line and paragraph separators.
-_BREAKS = {code: f"\\u{code:04x}" for code in (*range(0x80, 0xA0), 0x2028, 0x2029)}
+#: Characters that could make text read as something else, which JSON leaves as they are: C1 controls (NEL among
+#: them), the Unicode line and paragraph separators, and invisible or direction-changing format characters.
+_ESCAPED = (*range(0x80, 0xA0), 0x061C, *range(0x200B, 0x2010), 0x2028, 0x2029, *range(0x202A, 0x202F),
+            *range(0x2060, 0x2070), 0xFEFF)
+_BREAKS = {code: f"\\u{code:04x}" for code in _ESCAPED}
+_MAX_OBJECTIVE_CHARS = 2000
 
 
 # -- the reply -------------------------------------------------------------------------------------------------------
@@ -43,6 +46,7 @@ def reply(lines: list[str], limit: int) -> tuple[str, list[str]]:
     shown: list[str] = []
     size = len(HEADER) + 2
     rest: list[str] = []
+    cut = False
     for index, line in enumerate(lines):
         left = limit - size - _RESERVE
         if len(line) <= left:
@@ -58,14 +62,24 @@ def reply(lines: list[str], limit: int) -> tuple[str, list[str]]:
             rest = lines[index + 1:]
         else:
             shown.append(line[:room] + " …")
-            rest = [CONTINUED + "…" + line[room:], *lines[index + 1:]]
+            rest = [_continued(line) + "…" + line[room:], *lines[index + 1:]]
+            cut = True
         break
     if not shown:
         return "", rest
     if rest:
-        continued = " (the cut line goes on there)" if rest[0].startswith(CONTINUED) else ""
+        continued = " (the cut line goes on there)" if cut else ""
         return "\n".join([HEADER + ":", *shown, f"(+{len(rest)} more after your next tool call{continued})"]), rest
     return "\n".join([HEADER + ":", *shown]), rest
+
+
+def _continued(line: str) -> str:
+    """The start of the line that continues `line` after a cut: its own attribution, marked as continued
+    (`- [broadcast from X, continued] `), so the rest of a long text still says who wrote it."""
+    head = line[: line.find("] ") + 1] if line.startswith("- [") and "] " in line else "- [news]"
+    if not head.endswith(CONTINUED_MARK):
+        head = head[:-1] + CONTINUED_MARK
+    return head + " "
 
 
 def news_line(item: NewsItem, names: dict[str, str]) -> str:
@@ -88,12 +102,13 @@ def news_line(item: NewsItem, names: dict[str, str]) -> str:
         return f"- [approval {verdict} by {who}] your request {ident(request)} {quote(question)}{note_text}"
     if kind == "orphaned":
         task = item[2]
-        return (f"- [orphaned task] {ident(task)} lost its agent; take it over with: "
+        by = "" if sender == "coordinator" else f", said by {who}"
+        return (f"- [orphaned task{by}] {ident(task)} lost its agent; take it over with: "
                 f"popkit-power claim {shell_arg(task)}")
     if kind == "assigned":
         return f"- [task assigned to you by {who}] {ident(item[2])}"
     if kind == "wrote_after_you":
-        return (f"- [conflict] {who} also edited {ident(item[2])}, which you edited {_ago(item[3])} before; "
+        return (f"- [conflict] {who} also edited {ident(item[2])}, within {_ago(abs(item[3]))} of your own edit; "
                 f"check before you overwrite each other's work")
     if kind == "they_wrote_first":
         return (f"- [conflict] {who} edited {ident(item[2])} {_ago(item[3])} ago; coordinate before you change it "
@@ -103,13 +118,20 @@ def news_line(item: NewsItem, names: dict[str, str]) -> str:
 
 # -- the welcome -----------------------------------------------------------------------------------------------------
 
-def welcome(*, session_id: str, objective: str | None, name: str, key: str, as_flag: str,
-            others: list[dict[str, Any]]) -> str:
+def welcome(*, session_id: str, objective: str | None, objective_by: str | None, name: str, key: str,
+            as_flag: str, others: list[dict[str, Any]]) -> str:
     """What an agent is told when it starts: the objective, who else works, and the commands to coordinate."""
+    if objective:
+        cut = objective if len(objective) <= _MAX_OBJECTIVE_CHARS else objective[:_MAX_OBJECTIVE_CHARS] + "…"
+        by = f" (set by {speaker(objective_by, {})})" if objective_by and objective_by != "human" else ""
+        objective_line = f"Objective{by}: {quote(cut)}"
+    else:
+        objective_line = "Objective: (none set)"
     lines = [
-        f"Power Mode is on (popkit-power session {session_id}): you are one of several agents working together.",
-        f"Objective: {objective or '(none set)'}",
-        f"You are {name} (agent key {key}).",
+        f"Power Mode is on (popkit-power session {ident(session_id)}): you are one of several agents working "
+        f"together.",
+        objective_line,
+        f"You are {speaker(key, {key: name})} (agent key {ident(key)}).",
     ]
     if others:
         listed = ", ".join(f"{speaker(other['key'], {other['key']: other.get('name') or other['key']})} "
@@ -137,12 +159,13 @@ def welcome(*, session_id: str, objective: str | None, name: str, key: str, as_f
 def speaker(sender: str, names: dict[str, str]) -> str:
     """How a sender is named: `human` and `coordinator` only for those exact senders; anyone else by the name they
     announced (or the hook's name for their key), cut to [A-Za-z0-9._:@/+-] and 80 characters, and marked with `?`
-    if it would read like one of those two."""
+    if it has one of those two words in it (`?human.approver`)."""
     if sender in RESERVED_SENDERS:
         return sender
     name = names.get(sender) or agent_name(sender)
     clean = "".join(char if char in _NAME_CHARS else "?" for char in name[:_MAX_NAME_CHARS]) or "?"
-    return f"?{clean}" if clean.lower().strip("?") in RESERVED_SENDERS else clean
+    letters = "".join(char for char in clean.lower() if char.isalnum())
+    return f"?{clean}" if any(reserved in letters for reserved in RESERVED_SENDERS) else clean
 
 
 def quote(text: Any) -> str:

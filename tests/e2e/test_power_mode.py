@@ -52,7 +52,9 @@ def power_home(tmp_path: Path) -> Path:
 
 def popkit(home: Path, *args: str) -> str:
     """Run the installed `popkit-power` CLI as a person would, against `home`; return its stdout."""
-    completed = subprocess.run([POPKIT, *args], env={**os.environ, "POPKIT_POWER_HOME": str(home)},
+    outside = {name: value for name, value in os.environ.items()  # a person's terminal, even if the suite runs
+               if name not in ("CLAUDECODE", "CLAUDE_CODE_SESSION_ID", "CLAUDE_PID", "POPKIT_POWER_AGENT")}
+    completed = subprocess.run([POPKIT, *args], env={**outside, "POPKIT_POWER_HOME": str(home)},
                                capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0, completed.stderr
     return completed.stdout
