@@ -1,62 +1,14 @@
-"""What the CLI prints: summaries of sessions and journals, as text for people and as data for --json."""
+"""What the CLI prints for people: status (the model is status.py), verify reports and replayed events as text."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
-
-from ..journal import Position
-from ..projector import OPEN_TASK_STATES, State
-from ..session import Session
 
 _SUMMARY_KEYS = ("text", "question", "result", "title", "objective", "tool", "reason", "agent", "task", "request",
                  "name")
 
 
-def mode() -> dict[str, str]:
-    """Which transport carries the journal, and why (the seed's mode selection; replication is not built yet)."""
-    upstash = bool(os.environ.get("UPSTASH_REDIS_REST_URL") and os.environ.get("UPSTASH_REDIS_REST_TOKEN"))
-    redis = bool(os.environ.get("REDIS_URL"))
-    if upstash or redis:
-        which = "UPSTASH_REDIS_REST_URL/TOKEN" if upstash else "REDIS_URL"
-        reason = f"{which} is set, but this version has no replicator yet: the file journal is the whole truth"
-    else:
-        reason = ("File-based mode: UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN are not set, "
-                  "and REDIS_URL is not set")
-    return {"mode": "file", "reason": reason}
-
-
-def summary(session: Session, state: State, position: Position) -> dict[str, Any]:
-    """Everything `status --json` prints."""
-    from ..home import active_session
-
-    tasks = state["tasks"]
-    return {
-        "power_dir": session.power_dir,
-        "session": session.id,
-        "active": active_session(session.power_dir) == session.id,
-        "mode": mode(),
-        "journal": {"directory": session.journal.directory, "records_through_seq": position.seq - 1,
-                    "position": position.as_dict()},
-        "objective": (state["objective"] or {}).get("text"),
-        "opened": state["opened"],
-        "closed": state["closed"],
-        "agents": state["agents"],
-        "tasks": tasks,
-        "open_tasks": [task_id for task_id, task in tasks.items() if task["status"] in OPEN_TASK_STATES],
-        "orphans": state["orphans"],
-        "insights": [{key: insight[key] for key in ("id", "from", "text", "tags", "dup_of")}
-                     for insight in state["insights"]],
-        "approvals": state["approvals"],
-        "pending_approvals": [key for key, approval in state["approvals"].items()
-                              if approval.get("status") == "pending"],
-        "conflicts": state["conflicts"],
-        "coordinator": state["coordinator"],
-        "counts": state["counts"],
-    }
-
-
-def no_session(info: dict[str, Any]) -> str:
+def no_session_text(info: dict[str, Any]) -> str:
     return (f"Power Mode off: no sessions in {info['power_dir']}\n"
             f"mode: {info['mode']['mode']} ({info['mode']['reason']})\n"
             'start one with: popkit-power start "objective"')

@@ -1,0 +1,65 @@
+"""Asking the human and the human's answer: ask, approve, deny.
+
+Approvals are answered by the human only, from outside every agent's session (provenance.py decides), and an answer
+records where it was given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..errors import SessionError
+from ..keys import new_request_id
+from .common import active_session, publish_event, sender_for, sender_option
+
+
+@click.command()
+@click.argument("question")
+@click.option("--option", "options", multiple=True, help="A possible answer (repeatable).")
+@sender_option
+def ask(question: str, options: tuple[str, ...], sender: str | None) -> None:
+    """Ask the human to approve something; the answer reaches the asking agent after a later tool call."""
+    who = sender_for("approval.requested", sender)
+    request = new_request_id()
+    data: dict[str, Any] = {"request": request, "question": question}
+    if options:
+        data["options"] = list(options)
+    appended = active_session().publish("approval.requested", data, sender=who)
+    click.echo(f"approval requested: {request} (seq {appended.first_seq}); "
+               f"the human answers with: popkit-power approve {request}  or  popkit-power deny {request}")
+
+
+def _answer(event_type: str, request: str, note: str | None) -> None:
+    who = sender_for(event_type, "human", request=request)
+    session = active_session()
+    state, _ = session.projection()
+    if request not in state["approvals"]:
+        pending = [key for key, value in state["approvals"].items() if value.get("status") == "pending"]
+        raise SessionError(f"no approval request {request!r} in session {session.id}; "
+                           f"pending: {', '.join(pending) or 'none'}")
+    data = {"request": request, **({"note": note} if note else {})}
+    appended = publish_event(session, event_type, data, who)
+    click.echo(f"{event_type.split('.')[1]} {request} (seq {appended.first_seq})")
+
+
+@click.command()
+@click.argument("request")
+@click.option("--note", help="A note for the agent.")
+def approve(request: str, note: str | None) -> None:
+    """Grant an approval REQUEST, as the human (from a terminal outside Claude Code; refused inside an agent's
+    session)."""
+    _answer("approval.granted", request, note)
+
+
+@click.command()
+@click.argument("request")
+@click.option("--note", help="Why, for the agent.")
+def deny(request: str, note: str | None) -> None:
+    """Deny an approval REQUEST, as the human (from a terminal outside Claude Code; refused inside an agent's
+    session)."""
+    _answer("approval.denied", request, note)
+
+
+COMMANDS = (ask, approve, deny)

@@ -1,0 +1,136 @@
+"""Commands that put one event into the active session: publish (any event on one of the six channels), and the verbs
+agents use from their Bash tool: insight, send, broadcast, result, claim.
+
+The sender is `--as`, else $POPKIT_POWER_AGENT, else the Claude Code session whose Bash tool runs the command
+(`<CLAUDE_CODE_SESSION_ID>:main`), else "human"; `sender_for` refuses the ones this process may not use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import orjson
+
+from ..errors import ProtocolError, SessionError
+from ..keys import new_request_id, new_result_task_id
+from ..protocol import CHANNELS, DEFAULT_TYPE_OF_CHANNEL, channel_of
+from ..roster import check_agent_name, resolve_agent
+from .common import active_session, publish_event, sender_for, sender_option
+
+
+@click.command()
+@click.argument("channel", type=click.Choice(CHANNELS))
+@click.argument("message")
+@click.option("--type", "event_type", metavar="TYPE", help="The event type (default: the channel's usual one).")
+@click.option("--to", "to", metavar="AGENT", help="Address one agent (a direct message).")
+@sender_option
+def publish(channel: str, message: str, event_type: str | None, to: str | None, sender: str | None) -> None:
+    """Append one event on CHANNEL to the active session and print its seq.
+
+    MESSAGE is the event's text, or its whole `data` when it is a JSON object.
+    """
+    event_type = event_type or ("message.direct" if to and channel == "broadcast" else DEFAULT_TYPE_OF_CHANNEL[channel])
+    known_channel = channel_of(event_type)
+    if known_channel is not None and known_channel != channel:
+        raise ProtocolError(f"type {event_type!r} belongs on channel {known_channel!r}, not {channel!r}")
+    data = message_data(event_type, message)
+    request = data.get("request")
+    who = sender_for(event_type, sender, request=request if isinstance(request, str) else None)
+    session = active_session()
+    if to is not None:
+        check_agent_name(to)
+        try:  # a name or prefix of one agent becomes the key its inbox matches; anything else is written as given
+            to = resolve_agent(session, to)
+        except SessionError:
+            pass
+    appended = publish_event(session, event_type, data, who, to=to, channel=channel)
+    click.echo(appended.first_seq)
+
+
+def message_data(event_type: str, message: str) -> dict[str, Any]:
+    """The `data` of an event published from the shell: a JSON object as given, else the text in the type's field."""
+    if message.lstrip().startswith("{"):
+        try:
+            data = orjson.loads(message)
+        except orjson.JSONDecodeError as error:
+            raise ProtocolError(f"MESSAGE starts with '{{' but is not a JSON object: {error}") from None
+        if isinstance(data, dict):
+            return data
+    if event_type == "approval.requested":
+        return {"request": new_request_id(), "question": message}
+    if event_type == "task.completed":
+        raise ProtocolError("a result needs its task: pass MESSAGE as a JSON object like "
+                            "'{\"task\": \"t1\", \"result\": \"...\"}'")
+    return {"text": message}
+
+
+@click.command()
+@click.argument("text")
+@click.option("--tags", default="", metavar="A,B", help="Comma-separated tags.")
+@sender_option
+def insight(text: str, tags: str, sender: str | None) -> None:
+    """Share a discovery with every other agent."""
+    who = sender_for("insight.shared", sender)
+    tag_list = [tag.strip() for tag in tags.split(",") if tag.strip()]
+    appended = active_session().publish("insight.shared", {"text": text, "tags": tag_list}, sender=who)
+    click.echo(f"insight shared (seq {appended.first_seq})")
+
+
+@click.command()
+@click.argument("agent")
+@click.argument("text")
+@sender_option
+def send(agent: str, text: str, sender: str | None) -> None:
+    """Send TEXT to one AGENT (its key, its name, or a unique start of either)."""
+    who = sender_for("message.direct", sender)
+    session = active_session()
+    target = resolve_agent(session, agent)
+    appended = session.publish("message.direct", {"text": text}, sender=who, to=target)
+    click.echo(f"message sent to {target} (seq {appended.first_seq})")
+
+
+@click.command()
+@click.argument("text")
+@sender_option
+def broadcast(text: str, sender: str | None) -> None:
+    """Send TEXT to every agent."""
+    who = sender_for("message.broadcast", sender)
+    appended = active_session().publish("message.broadcast", {"text": text}, sender=who)
+    click.echo(f"broadcast sent (seq {appended.first_seq})")
+
+
+@click.command()
+@click.argument("text")
+@click.option("--task", help="The task this is the result of (default: the sender's current task, else a new one).")
+@click.option("--failed", is_flag=True, help="The task failed; TEXT says why.")
+@sender_option
+def result(text: str, task: str | None, failed: bool, sender: str | None) -> None:
+    """Report the result of a task."""
+    who = sender_for("task.completed", sender)
+    session = active_session()
+    if task is None:
+        state, _ = session.projection()
+        task = (state["agents"].get(who) or {}).get("current_task") or new_result_task_id()
+    appended = session.publish("task.completed", {"task": task, "result": text, "ok": not failed}, sender=who)
+    click.echo(f"result recorded for task {task} (seq {appended.first_seq})")
+
+
+@click.command()
+@click.argument("task")
+@sender_option
+def claim(task: str, sender: str | None) -> None:
+    """Claim TASK (an orphaned or open one); the first claim in the journal wins."""
+    who = sender_for("task.claimed", sender)
+    session = active_session()
+    session.publish("task.claimed", {"task": task}, sender=who)
+    state, _ = session.projection()
+    owner = (state["tasks"].get(task) or {}).get("owner")
+    if owner == who:
+        click.echo(f"task {task} is yours")
+    else:
+        raise SessionError(f"task {task} was not claimed: it belongs to {owner or 'nobody'} "
+                           f"(status {(state['tasks'].get(task) or {}).get('status', 'unknown')})")
+
+
+COMMANDS = (publish, insight, send, broadcast, result, claim)

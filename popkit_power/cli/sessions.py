@@ -1,0 +1,84 @@
+"""Commands on a session as a whole: start, stop, status, verify, replay."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import orjson
+
+from ..home import list_sessions
+from ..journal import Position
+from ..session import start_session, stop_session
+from ..status import no_session, session_status
+from ..verify import verify_journal
+from .render import event_line, no_session_text, status_text, verify_text
+from .common import power_dir, resolve_session, sender_for, sender_option
+
+
+@click.command()
+@click.argument("objective")
+@sender_option
+def start(objective: str, sender: str | None) -> None:
+    """Open a power session for OBJECTIVE and make it the active one."""
+    session = start_session(power_dir(), objective, sender=sender_for("session.opened", sender))
+    click.echo(f"Power Mode on: session {session.id}")
+    click.echo(f"objective: {objective.strip()}")
+    click.echo(f"journal:   {session.journal.directory} (file journal)")
+
+
+@click.command()
+@sender_option
+def stop(sender: str | None) -> None:
+    """Close the active session and turn Power Mode off."""
+    session = stop_session(power_dir(), sender=sender_for("session.closed", sender))
+    click.echo(f"Power Mode off: session {session.id} closed")
+
+
+@click.command()
+@click.argument("session_id", required=False, metavar="[SESSION]")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status(session_id: str | None, as_json: bool) -> None:
+    """Show the session (the active one by default) and its projected state."""
+    if not session_id and not list_sessions(power_dir()):
+        info = no_session(power_dir())
+        click.echo(orjson.dumps(info).decode() if as_json else no_session_text(info))
+        return
+    session = resolve_session(session_id)
+    info = session_status(session, *session.projection())
+    click.echo(orjson.dumps(info).decode() if as_json else status_text(info))
+
+
+@click.command()
+@click.argument("session_id", required=False, metavar="[SESSION]")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+def verify(session_id: str | None, as_json: bool) -> None:
+    """Check a journal's records, seqs and checksums; exit 1 if anything is damaged."""
+    session = resolve_session(session_id)
+    report = verify_journal(session.journal)
+    report["session"] = session.id
+    click.echo(orjson.dumps(report).decode() if as_json else verify_text(report))
+    if not report["ok"]:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("session_id", required=False, metavar="[SESSION]")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, as stored.")
+@click.option("--from-seq", type=click.IntRange(min=1), default=1, help="Start at this seq.")
+@click.option("--to-seq", type=click.IntRange(min=1), help="Stop after this seq.")
+def replay(session_id: str | None, as_json: bool, from_seq: int, to_seq: int | None) -> None:
+    """Print a session's events in journal order."""
+    session = resolve_session(session_id)
+    # Segments are named by their first seq, so reading starts in the segment that holds FROM_SEQ.
+    first = max((segment for segment in session.journal.segments() if segment <= from_seq), default=1)
+    for event in session.journal.reader(Position(first, 0, first)):
+        seq = event.get("seq", 0)
+        if seq < from_seq:
+            continue
+        if to_seq is not None and seq > to_seq:
+            break
+        click.echo(orjson.dumps(event).decode() if as_json else event_line(event))
+
+
+COMMANDS = (start, stop, status, verify, replay)
