@@ -12,8 +12,8 @@ from ..journal import Position
 from ..session import start_session, stop_session
 from ..status import no_session, session_status
 from ..verify import verify_journal
-from .render import event_line, no_session_text, status_text, verify_text
 from .common import power_dir, resolve_session, sender_for, sender_option
+from .render import event_line, no_session_text, status_text, verify_text
 
 
 @click.command()
