@@ -79,7 +79,10 @@ def test_send_resolves_names_and_prefixes_and_refuses_unknown_agents(session: Se
 
 def test_broadcast(session: Session) -> None:
     assert cli(session, "broadcast", "freeze main at 5pm").exit_code == 0
-    assert (last(session)["ch"], last(session)["data"]["text"]) == ("broadcast", "freeze main at 5pm")
+    event = last(session)
+    assert (event["type"], event["ch"], event["data"]["text"]) == ("message.broadcast", "broadcast",
+                                                                   "freeze main at 5pm")
+    assert "to" not in event, "a broadcast is addressed to nobody in particular"
 
 
 def test_ask_then_approve_or_deny(session: Session) -> None:

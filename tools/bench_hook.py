@@ -1,6 +1,8 @@
 """Hook wall time per PostToolUse, whole process, beside `python -c pass` in the same run.
 
-    .venv/bin/python tools/bench_hook.py [--runs 40] [--events 1000000] [--agents 16] [--json]
+    .venv/bin/python tools/bench_hook.py [--runs 40] [--events 1000000] [--agents 16] [--json] [--quick] [--strict]
+
+--quick is a smoke run (5 runs, 20,000 events); --strict exits 1 when a budget is not met.
 
 Budget (DESIGN.md): the hook at most 2x `python -c pass` at median, with 1 and with 1,000,000 events in the journal
 and 16 agents active; with Power Mode off at most 1.2x. The cases are interleaved run by run (the machine is shared
@@ -74,7 +76,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--agents", type=int, default=16)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 5 runs, 20,000 events")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a budget is not met")
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.events = 5, 20_000
     compileall.compile_dir(str(ROOT / "popkit_power"), quiet=1)
 
     with tempfile.TemporaryDirectory(prefix="bench-hook-") as scratch:
@@ -121,7 +127,16 @@ def main() -> None:
               "fill_seconds": round(fill_seconds, 1), "python": sys.version.split()[0], "rows": rows}
     if args.json:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
-        return
+    else:
+        print_table(result)
+    if args.strict and not all(row["ok"] in (None, True) for row in rows):
+        raise SystemExit(1)
+
+
+def print_table(result: dict[str, Any]) -> None:
+    rows = result["rows"]
+    records, fill_seconds = result["records_in_large_journal"], result["fill_seconds"]
+    args = argparse.Namespace(runs=result["runs"], agents=result["agents"])
     print(f"hook benchmark: {args.runs} interleaved runs, {args.agents} agents, {records:,} records in the large "
           f"journal (filled in {fill_seconds:.1f} s), Python {result['python']}")
     print(f"{'case':<28} {'median ms':>10} {'x pass':>8} {'budget':>8}")
