@@ -19,6 +19,7 @@ import os
 
 from ._fs import check_dir, open_file, private_dir, read_file, write_file_atomically
 from .errors import SessionError, UnsafePathError
+from .keys import host_name
 
 ENV_HOME = "POPKIT_POWER_HOME"
 ACTIVE_FILE = "active"
@@ -212,7 +213,7 @@ def origin_id(power_dir: str) -> str:
     except FileNotFoundError:
         pass
     private_dir(power_dir)
-    host = safe_name(os.uname().nodename.split(".")[0] if hasattr(os, "uname") else "host", "host")[:40]
+    host = safe_name(host_name().split(".")[0] or "host", "host")[:40]
     candidate = f"{host}-{os.urandom(3).hex()}"
     temporary = f"{path}.{os.getpid()}.tmp"
     fd = open_file(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
