@@ -145,7 +145,7 @@ def test_hooks_land_in_journal_with_agent_identities(claude_bin: Path, model_ser
     assert any(e["type"] == "agent.idle" and e["from"] == main_key for e in events)
 
     (main_first, *_), (sub_first, *_) = requests_of(server, main_prompt), requests_of(server, sub_prompt)
-    assert count_marker(main_first, "Objective: E2E identities") == 1
+    assert count_marker(main_first, 'Objective: "E2E identities"') == 1
     assert count_marker(sub_first, f"--as {sub_key}") >= 1, "the subagent is told how to speak as itself"
 
     status = popkit(power_home, "status", "--json")
