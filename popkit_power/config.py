@@ -10,13 +10,11 @@ import os
 
 from . import codec
 from .errors import ConfigError
+from .journal import DURABILITY_FLUSH, DURABILITY_FSYNC
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-DURABILITY_FLUSH = "flush"  # each append is handed to the OS (survives a killed process, not a power cut)
-DURABILITY_FSYNC = "fsync"  # each append is fsynced before it returns (survives a power cut; see tools/BENCHMARKS.md)
 
 #: name -> (default, kind, minimum); kinds: "int", "float", "bool", or a tuple of allowed strings.
 DEFAULTS: dict[str, tuple[Any, Any, float | None]] = {

@@ -2,9 +2,7 @@
 
 A journal is a directory of segment files, each named by the first `seq` it holds (`0000000000000001.jsonl`), so
 listing the directory is the index. Each record is one line of JSON that starts with its `seq` and ends with a CRC-32
-of everything before it:
-
-    {"seq":42,"v":1,…,"data":{…},"crc":"1c291ca3"}
+of everything before it (the line format is in records.py).
 
 Appends take an exclusive OS file lock (`journal.lock` beside the directory), find the tail, repair it if a killed
 writer left half a line (the torn bytes are kept in a `.torn` file beside the segment, never silently dropped), give
@@ -22,9 +20,9 @@ import os
 import zlib
 
 from ._lock import LOCK_EX, LOCK_UN, FileLock, flock
-from .config import DURABILITY_FLUSH, DURABILITY_FSYNC
 from .errors import JournalError, RecordTooLargeError
 from .home import FILE_MODE, fsync_dir, make_private_dirs
+from .records import SEGMENT_DIGITS, SEGMENT_SUFFIX, checksum_ok, encode_record, record_seq, segment_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,12 +31,12 @@ if TYPE_CHECKING:
 
     DamageHandler = Callable[["Damage"], None]
 
-SEGMENT_SUFFIX = ".jsonl"
-SEGMENT_DIGITS = 16
-_SEQ_PREFIX = b'{"seq":'
-_CRC_OPEN = b',"crc":"'
-_CRC_CLOSE = b'"}\n'
-_CRC_TAIL = len(_CRC_OPEN) + 8 + len(_CRC_CLOSE)  # the bytes after the checksummed part of a line
+__all__ = ["DURABILITY_FLUSH", "DURABILITY_FSYNC", "Appended", "Damage", "Journal", "JournalReader", "Position",
+           "checksum_ok", "encode_record", "record_seq", "segment_name"]
+
+DURABILITY_FLUSH = "flush"  # each append is handed to the OS (survives a killed process, not a power cut)
+DURABILITY_FSYNC = "fsync"  # each append is fsynced before it returns (survives a power cut; see tools/BENCHMARKS.md)
+
 _READ_CHUNK = 1 << 20
 _MARKER_READ = 32  # the lock file holds the first seq of the last segment, 16 digits
 _lseek, _pread, _crc32, _exists, _F_OK = os.lseek, os.pread, zlib.crc32, os.access, os.F_OK
@@ -110,36 +108,6 @@ class Appended:
     def end(self) -> Position:
         """Where a reader that wants only what came after this append starts (built when asked: appends are hot)."""
         return Position(self._segment, self._end_offset, self.last_seq + 1)
-
-
-def segment_name(first_seq: int) -> str:
-    return f"{first_seq:0{SEGMENT_DIGITS}d}{SEGMENT_SUFFIX}"
-
-
-def encode_record(seq: int, body: bytes) -> bytes:
-    """The journal line for `seq` and a serialized envelope `body` (a JSON object without seq and crc)."""
-    checked = b"%s%d,%s" % (_SEQ_PREFIX, seq, body[1:-1])
-    return b"%s%s%08x%s" % (checked, _CRC_OPEN, zlib.crc32(checked), _CRC_CLOSE)
-
-
-def record_seq(line: bytes) -> int | None:
-    """The seq a line starts with, or None if it does not start like a record (checksum not checked)."""
-    if not line.startswith(_SEQ_PREFIX):
-        return None
-    comma = line.find(b",", len(_SEQ_PREFIX), len(_SEQ_PREFIX) + 21)
-    digits = line[len(_SEQ_PREFIX):comma]
-    return int(digits) if comma > 0 and digits.isdigit() else None
-
-
-def checksum_ok(line: bytes) -> bool:
-    """True if `line` (with its newline) ends in a CRC-32 that matches everything before it."""
-    if len(line) <= _CRC_TAIL or not line.endswith(_CRC_CLOSE) or line[-_CRC_TAIL:-11] != _CRC_OPEN:
-        return False
-    try:
-        expected = int(line[-11:-3], 16)
-    except ValueError:
-        return False
-    return zlib.crc32(line[:-_CRC_TAIL]) == expected
 
 
 def _default_loads() -> Callable[[bytes], Any]:
