@@ -5,24 +5,25 @@ listing the directory is the index. Each record is one line of JSON that starts 
 of everything before it (the line format is in records.py).
 
 Appends take an exclusive OS file lock (`journal.lock` beside the directory), find the tail, repair it if a killed
-writer left half a line (the torn bytes are kept in a `.torn` file beside the segment, never silently dropped), give
-the next contiguous seqs, and write all the lines of one call in a single write. A reader resumes from a `Position`
-(segment, byte offset, next seq) and so reads only what is new; a record is returned only once it is whole and its
-checksum holds, and a damaged line in the middle is reported and stepped over, never fatal.
+writer left half a line (the torn bytes are kept whole in a `.torn` file beside the segment, or the append fails and
+cuts nothing), give the next contiguous seqs, and write all the lines of one call in a single write. A reader
+resumes from a `Position` (segment, byte offset, next seq) and so reads only what is new; a record is returned only
+once it is whole and its checksum holds, and a damaged line in the middle is reported and stepped over, never fatal.
 
-This module is on the hook's hot path: it imports only `os`, `zlib` and the project's own lean modules. Readers use
-orjson when it is installed and the caller does not choose a parser.
+This module is on the hook's hot path: it imports only `errno`, `os`, `zlib` and the project's own lean modules.
+Readers use orjson when it is installed and the caller does not choose a parser.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import zlib
 
 from ._lock import LOCK_EX, LOCK_UN, FileLock, flock
 from .errors import JournalError, RecordTooLargeError
 from .home import FILE_MODE, fsync_dir, make_private_dirs
-from .records import SEGMENT_DIGITS, SEGMENT_SUFFIX, checksum_ok, encode_record, record_seq, segment_name
+from .records import SEGMENT_DIGITS, SEGMENT_SUFFIX, checksum_ok, encode_record, record_seq, scan_tail, segment_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ DURABILITY_FLUSH = "flush"  # each append is handed to the OS (survives a killed
 DURABILITY_FSYNC = "fsync"  # each append is fsynced before it returns (survives a power cut; see tools/BENCHMARKS.md)
 
 _READ_CHUNK = 1 << 20
+_SCAN_FIRST, _SCAN_MAX = 8192, 4 << 20  # the tail scan's first window; past the last, damage is counted line by line
 _MARKER_READ = 32  # the lock file holds the first seq of the last segment, 16 digits
 _lseek, _pread, _crc32, _exists, _F_OK = os.lseek, os.pread, zlib.crc32, os.access, os.F_OK
 
@@ -254,7 +256,12 @@ class Journal:
             segment, fd = self._tail[0], self._tail[1]
             if _pread(self._lock.fd, _MARKER_READ, 0) == self._marker and _exists(self._tail_path, _F_OK):
                 # Still the last segment, but others appended to it: read its new tail through the fd we hold.
-                size, next_seq = self._scan_tail(fd, segment, _lseek(fd, 0, 2), repair=True)
+                self._tail = None  # until the scan has worked
+                try:
+                    size, next_seq = self._scan_tail(fd, segment, _lseek(fd, 0, 2), repair=True)
+                except BaseException:
+                    os.close(fd)
+                    raise
                 self._tail = (segment, fd, size, next_seq)
                 return self._tail
             self._drop_tail_cache()
@@ -263,8 +270,12 @@ class Journal:
             return self._roll_over(1)
         segment = segments[-1]
         fd = os.open(self._segment_path(segment), os.O_RDWR | os.O_APPEND)
-        size, next_seq = self._tail_of(fd, segments, repair=True)
-        self._mark_last_segment(segment)
+        try:
+            size, next_seq = self._tail_of(fd, segments, repair=True)
+            self._mark_last_segment(segment)
+        except BaseException:
+            os.close(fd)
+            raise
         self._tail = (segment, fd, size, next_seq)
         return self._tail
 
@@ -304,65 +315,75 @@ class Journal:
             return self._scan_tail(handle.fileno(), segment, os.fstat(handle.fileno()).st_size, repair=False)[1]
 
     def _scan_tail(self, fd: int, segment: int, size: int, *, repair: bool) -> tuple[int, int]:
-        """(size without a torn tail, next seq) of a segment; with `repair`, cut a torn tail off and keep it aside.
-
-        A torn tail is what a writer killed in mid-write leaves: bytes after the last newline. The next seq follows
-        the last whole line's seq. A whole line whose seq cannot be read (damage) still counts as one record, so a
-        seq is never given twice.
+        """(size without a torn tail, next seq) of a segment; with `repair`, cut the torn tail off and keep its bytes
+        aside (records.scan_tail says what is cut). The next seq follows the last line whose checksum holds; each
+        damaged whole line after it still counts as one record, so a seq is never given twice.
         """
-        chunk = 8192
+        window = _SCAN_FIRST
         while True:
-            start = max(0, size - chunk)
-            data = os.pread(fd, size - start, start)
-            cut = data.rfind(b"\n") + 1
-            previous = data.rfind(b"\n", 0, cut - 1) + 1 if cut else 0
-            if start == 0 or (cut and previous):  # the last whole line is fully inside `data`
+            start = max(0, size - window)
+            data = _pread(fd, size - start, start)
+            found = scan_tail(data, start == 0)
+            if found is not None and (found[1] is not None or start == 0 or window >= _SCAN_MAX):
                 break
-            chunk *= 4
-        if cut < len(data):
-            torn_at = start + cut
-            if repair:
-                self._keep_torn_bytes(segment, torn_at, data[cut:])
-                os.ftruncate(fd, torn_at)
-            size = torn_at
-        lines_back = 0
-        end = cut
-        while end > 0:
-            begin = data.rfind(b"\n", 0, end - 1) + 1
-            if begin == 0 and start > 0:  # damage reaching past the chunk: every line of a segment is one seq
-                return size, segment + self._count_lines(fd, size)
-            seq = record_seq(data[begin:end])
-            if seq is not None:
-                return size, seq + 1 + lines_back
-            lines_back += 1
-            end = begin
-        return size, segment + lines_back
+            window *= 4
+        cut, seq, lines = found
+        cut += start
+        if seq is not None:
+            next_seq = seq + 1 + lines
+        else:  # damage all the way back: every line of a segment is one seq from the segment's own
+            next_seq = segment + (lines if start == 0 else self._count_lines(fd, cut))
+        if cut < size and repair:
+            self._keep_torn_bytes(segment, cut, data[cut - start:])
+            os.ftruncate(fd, cut)
+        return cut, next_seq
 
     @staticmethod
     def _count_lines(fd: int, size: int) -> int:
         lines, offset = 0, 0
         while offset < size:
-            data = os.pread(fd, min(_READ_CHUNK, size - offset), offset)
+            data = _pread(fd, min(_READ_CHUNK, size - offset), offset)
+            if not data:
+                break
             lines += data.count(b"\n")
             offset += len(data)
         return lines
 
     def _keep_torn_bytes(self, segment: int, offset: int, torn: bytes) -> None:
-        """Write `torn` to `<segment>.torn-<offset>`, or `.torn-<offset>.<n>` when a writer was torn at the same
-        offset before (or died while keeping its bytes): earlier torn bytes are never overwritten."""
+        """Write `torn` whole to `<segment>.torn-<offset>`, or `.torn-<offset>.<n>` when a writer was torn at the same
+        offset before (or died while keeping its bytes), and fsync it with durability fsync. If that fails (a full
+        disk), remove the partial file and raise JournalError: the caller must not cut the segment then."""
         path = base = os.path.join(self.directory, f"{segment_name(segment)}.torn-{offset}")
-        number = 0
-        while True:
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-                break
-            except FileExistsError:
-                number += 1
-                path = f"{base}.{number}"
+        fd, number = -1, 0
         try:
-            os.write(fd, torn)
+            while fd < 0:
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+                except FileExistsError:  # earlier torn bytes, or anything planted there: never overwritten
+                    number += 1
+                    path = f"{base}.{number}"
+            view = memoryview(torn)
+            while view:
+                written = os.write(fd, view)
+                if written <= 0:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                view = view[written:]
+            if self._fsync:
+                os.fsync(fd)
+                fsync_dir(self.directory)
+        except OSError as error:
+            if fd >= 0:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+            raise JournalError(f"cannot repair the journal: the torn tail of {segment_name(segment)} at byte "
+                               f"{offset} ({len(torn)} bytes) could not be kept in {os.path.basename(path)} "
+                               f"({error.strerror or error}), so it was left in place and nothing was appended"
+                               ) from None
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
 
     # -- reading ----------------------------------------------------------------------------------------------------
 

@@ -50,3 +50,31 @@ def checksum_ok(line: bytes) -> bool:
     except ValueError:
         return False
     return zlib.crc32(line[:-CRC_TAIL]) == expected
+
+
+def scan_tail(data: bytes, from_start: bool) -> tuple[int, int | None, int] | None:
+    """Where the last bytes `data` of a segment stop being part of the journal, and the seq they end with.
+
+    Returns `(cut, seq, lines)`: `cut` is the index in `data` where the torn tail begins (the bytes after the last
+    newline); `seq` is the seq of the last line before `cut` whose checksum holds, and `lines` how many whole lines
+    (damaged ones) follow that line before `cut`. `seq` is None when no such line is in `data`; then, with
+    `from_start`, `lines` counts every line before `cut`, and without it the caller must count the lines from the
+    segment's start. Returns None when `data` does not reach back far enough to find `cut` and does not begin at the
+    segment's start: call again with more.
+    """
+    cut = data.rfind(b"\n") + 1
+    if cut == 0 and not from_start:
+        return None
+    lines = 0
+    end = cut
+    while end > 0:  # the last line whose checksum holds, counting the damaged ones after it
+        begin = data.rfind(b"\n", 0, end - 1) + 1
+        if begin == 0 and not from_start:
+            break  # that line may begin before `data`
+        line = data[begin:end]
+        seq = record_seq(line)
+        if seq is not None and checksum_ok(line):
+            return cut, seq, lines
+        lines += 1
+        end = begin
+    return cut, None, lines
