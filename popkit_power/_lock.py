@@ -12,7 +12,7 @@ import sys
 if sys.platform == "win32":  # pragma: no cover - not tested here
     import msvcrt
 
-    LOCK_EX, LOCK_UN = 2, 8
+    LOCK_SH, LOCK_EX, LOCK_UN = 1, 2, 8  # msvcrt has no shared lock: a shared lock is an exclusive one there
 
     def flock(fd: int, operation: int) -> None:
         """`fcntl.flock` for Windows: lock or unlock the file's first byte (LK_LOCK gives up after ~10 s: retry)."""
@@ -28,6 +28,7 @@ if sys.platform == "win32":  # pragma: no cover - not tested here
                 continue
 else:
     from fcntl import LOCK_EX as LOCK_EX
+    from fcntl import LOCK_SH as LOCK_SH
     from fcntl import LOCK_UN as LOCK_UN
     from fcntl import flock as flock
 

@@ -2,16 +2,14 @@
 
 A journal is a directory of segment files, each named by the first `seq` it holds (`0000000000000001.jsonl`), so
 listing the directory is the index. Each record is one line of JSON that starts with its `seq` and ends with a CRC-32
-of everything before it (the line format is in records.py).
+of everything before it (the line format is in records.py, reading in reader.py).
 
 Appends take an exclusive OS file lock (`journal.lock` beside the directory), find the tail, repair it if a killed
 writer left half a line (the torn bytes are kept whole in a `.torn` file beside the segment, or the append fails and
-cuts nothing), give the next contiguous seqs, and write all the lines of one call in a single write. A reader
-resumes from a `Position` (segment, byte offset, next seq) and so reads only what is new; a record is returned only
-once it is whole and its checksum holds, and a damaged line in the middle is reported and stepped over, never fatal.
+cuts nothing), give the next contiguous seqs, and write all the lines of one call in a single write. Readers
+(reader.py) read the last segment under the same lock, shared.
 
 This module is on the hook's hot path: it imports only `errno`, `os`, `zlib` and the project's own lean modules.
-Readers use orjson when it is installed and the caller does not choose a parser.
 """
 
 from __future__ import annotations
@@ -20,17 +18,20 @@ import errno
 import os
 import zlib
 
-from ._lock import LOCK_EX, LOCK_UN, FileLock, flock
+from ._lock import LOCK_EX, LOCK_SH, LOCK_UN, FileLock, flock
 from .errors import JournalError, RecordTooLargeError
 from .home import FILE_MODE, fsync_dir, make_private_dirs
+from .reader import READ_CHUNK, Damage, JournalReader, Position, default_loads, warn_damage
 from .records import SEGMENT_DIGITS, SEGMENT_SUFFIX, checksum_ok, encode_record, record_seq, scan_tail, segment_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
-    from typing import Any
+    from collections.abc import Callable, Sequence
+    from typing import Any, TypeVar
 
-    DamageHandler = Callable[["Damage"], None]
+    from .reader import DamageHandler as DamageHandler
+
+    T = TypeVar("T")
 
 __all__ = ["DURABILITY_FLUSH", "DURABILITY_FSYNC", "Appended", "Damage", "Journal", "JournalReader", "Position",
            "checksum_ok", "encode_record", "record_seq", "segment_name"]
@@ -38,61 +39,9 @@ __all__ = ["DURABILITY_FLUSH", "DURABILITY_FSYNC", "Appended", "Damage", "Journa
 DURABILITY_FLUSH = "flush"  # each append is handed to the OS (survives a killed process, not a power cut)
 DURABILITY_FSYNC = "fsync"  # each append is fsynced before it returns (survives a power cut; see tools/BENCHMARKS.md)
 
-_READ_CHUNK = 1 << 20
 _SCAN_FIRST, _SCAN_MAX = 8192, 4 << 20  # the tail scan's first window; past the last, damage is counted line by line
 _MARKER_READ = 32  # the lock file holds the first seq of the last segment, 16 digits
 _lseek, _pread, _crc32, _exists, _F_OK = os.lseek, os.pread, zlib.crc32, os.access, os.F_OK
-
-
-class Position:
-    """Where a reader is: the segment (its first seq), the byte offset in it, and the seq it expects next."""
-
-    __slots__ = ("offset", "segment", "seq")
-
-    def __init__(self, segment: int = 1, offset: int = 0, seq: int = 1) -> None:
-        self.segment = segment
-        self.offset = offset
-        self.seq = seq
-
-    def as_dict(self) -> dict[str, int]:
-        return {"segment": self.segment, "offset": self.offset, "seq": self.seq}
-
-    @classmethod
-    def from_dict(cls, value: Any) -> Position:
-        """The position stored by `as_dict`; raise JournalError if `value` is not one."""
-        try:
-            fields = [value["segment"], value["offset"], value["seq"]]
-        except (TypeError, KeyError):
-            raise JournalError(f"not a journal position: {value!r}") from None
-        if not all(isinstance(field, int) and not isinstance(field, bool) and field >= 0 for field in fields):
-            raise JournalError(f"not a journal position: {value!r}")
-        return cls(*fields)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Position):
-            return NotImplemented
-        return (self.segment, self.offset, self.seq) == (other.segment, other.offset, other.seq)
-
-    def __hash__(self) -> int:
-        return hash((self.segment, self.offset, self.seq))
-
-    def __repr__(self) -> str:
-        return f"Position(segment={self.segment}, offset={self.offset}, seq={self.seq})"
-
-
-class Damage:
-    """A line a reader could not return: where it is, which seq it had or should have had, and why."""
-
-    __slots__ = ("offset", "reason", "segment", "seq")
-
-    def __init__(self, segment: int, offset: int, seq: int, reason: str) -> None:
-        self.segment = segment
-        self.offset = offset
-        self.seq = seq
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"seq {self.seq} at {segment_name(self.segment)} byte {self.offset}: {self.reason}"
 
 
 class Appended:
@@ -110,23 +59,6 @@ class Appended:
     def end(self) -> Position:
         """Where a reader that wants only what came after this append starts (built when asked: appends are hot)."""
         return Position(self._segment, self._end_offset, self.last_seq + 1)
-
-
-def _default_loads() -> Callable[[bytes], Any]:
-    try:
-        import orjson
-
-        return orjson.loads
-    except ImportError:  # pragma: no cover - the hook's own lean path passes codec.loads
-        from . import codec
-
-        return lambda line: codec.loads(line.decode("utf-8"))
-
-
-def _warn_damage(damage: Damage) -> None:
-    import logging
-
-    logging.getLogger("popkit_power.journal").warning("skipped a damaged journal record: %s", damage)
 
 
 class Journal:
@@ -153,6 +85,7 @@ class Journal:
         elif not os.path.isdir(directory):
             raise JournalError(f"no journal at {directory}")
         self._lock = FileLock(directory.rstrip("/\\") + ".lock")
+        self._shared_fd = -1  # the lock file opened read-only, for readers' shared locks
         # The tail as this process last left it: (segment, fd, size, next seq). Valid only while the file's size
         # is unchanged, which is checked under the lock before every append.
         self._tail: tuple[int, int, int, int] | None = None
@@ -224,10 +157,11 @@ class Journal:
             self._open_tail()
 
     def close(self) -> None:
-        if self._tail is not None:
-            os.close(self._tail[1])
-            self._tail = None
+        self._drop_tail_cache()
         self._lock.close()
+        if self._shared_fd >= 0:
+            os.close(self._shared_fd)
+            self._shared_fd = -1
 
     def __enter__(self) -> Journal:
         return self
@@ -269,7 +203,7 @@ class Journal:
         if not segments:
             return self._roll_over(1)
         segment = segments[-1]
-        fd = os.open(self._segment_path(segment), os.O_RDWR | os.O_APPEND)
+        fd = os.open(self.segment_path(segment), os.O_RDWR | os.O_APPEND)
         try:
             size, next_seq = self._tail_of(fd, segments, repair=True)
             self._mark_last_segment(segment)
@@ -287,7 +221,7 @@ class Journal:
             os.pwrite(lock_fd, marker, 0)
             os.ftruncate(lock_fd, len(marker))
         self._marker = marker
-        self._tail_path = self._segment_path(segment)
+        self._tail_path = self.segment_path(segment)
 
     def _roll_over(self, next_seq: int) -> tuple[int, int, int, int]:
         self._drop_tail_cache()
@@ -311,7 +245,7 @@ class Journal:
         return size, next_seq
 
     def _next_seq_of(self, segment: int) -> int:
-        with open(self._segment_path(segment), "rb") as handle:
+        with open(self.segment_path(segment), "rb") as handle:
             return self._scan_tail(handle.fileno(), segment, os.fstat(handle.fileno()).st_size, repair=False)[1]
 
     def _scan_tail(self, fd: int, segment: int, size: int, *, repair: bool) -> tuple[int, int]:
@@ -342,7 +276,7 @@ class Journal:
     def _count_lines(fd: int, size: int) -> int:
         lines, offset = 0, 0
         while offset < size:
-            data = _pread(fd, min(_READ_CHUNK, size - offset), offset)
+            data = _pread(fd, min(READ_CHUNK, size - offset), offset)
             if not data:
                 break
             lines += data.count(b"\n")
@@ -400,7 +334,8 @@ class Journal:
             and name[:SEGMENT_DIGITS].isdigit()
         )
 
-    def _segment_path(self, segment: int) -> str:
+    def segment_path(self, segment: int) -> str:
+        """The path of the segment file whose first seq is `segment`."""
         return os.path.join(self.directory, segment_name(segment))
 
     def reader(
@@ -411,112 +346,49 @@ class Journal:
         on_damage: DamageHandler | None = None,
     ) -> JournalReader:
         """A reader of the records after `position` (from the start when None)."""
-        return JournalReader(self, position or Position(), loads or _default_loads(), on_damage or _warn_damage)
+        return JournalReader(self, position or Position(), loads or default_loads(), on_damage or warn_damage)
 
     def end_position(self) -> Position:
         """The position just after the last whole record: where a reader that wants only new records starts."""
-        segments = self.segments()
-        if not segments:
-            return Position()
-        segment = segments[-1]
-        with open(self._segment_path(segment), "rb") as handle:
-            size, next_seq = self._tail_of(handle.fileno(), segments, repair=False)
-        return Position(segment, size, next_seq)
+        tail = self.read_locked(self._last_tail)
+        return Position() if tail is None else Position(tail[0], tail[1], tail[3])
 
     def has_torn_tail(self) -> tuple[int, int, int] | None:
-        """(segment, offset, length) of a torn tail, checked under the lock so a write in progress is not one."""
-        with self._lock:
-            segments = self.segments()
-            if not segments:
-                return None
-            path = self._segment_path(segments[-1])
-            with open(path, "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
-                whole, _ = self._scan_tail(handle.fileno(), segments[-1], size, repair=False)
-            return (segments[-1], whole, size - whole) if whole < size else None
+        """(segment, offset, length) of a torn tail, checked under a shared lock so that a write in progress is not
+        one."""
+        tail = self.read_locked(self._last_tail)
+        return None if tail is None or tail[1] == tail[2] else (tail[0], tail[1], tail[2] - tail[1])
 
-
-def _lines(block: bytes) -> list[bytes]:
-    """The newline-terminated lines of `block`. `bytes.splitlines` (fast) also splits at a bare `\\r`, which a
-    valid record never holds (JSON escapes it) but a damaged one may: then split at `\\n` only."""
-    if b"\r" not in block:
-        return block.splitlines(keepends=True)
-    lines = block.split(b"\n")
-    lines.pop()  # the empty rest after the last newline
-    return [line + b"\n" for line in lines]
-
-
-class JournalReader:
-    """Iterates the whole, valid records after a position as dicts; `position` is always where to resume.
-
-    A damaged line (bad checksum, not JSON) is passed to `on_damage` and stepped over. A line without its newline at
-    the end of the last segment is a write in progress or a torn tail, so the reader stops before it.
-    """
-
-    def __init__(
-        self,
-        journal: Journal,
-        position: Position,
-        loads: Callable[[bytes], Any],
-        on_damage: DamageHandler,
-    ) -> None:
-        self.journal = journal
-        self.position = Position(position.segment, position.offset, position.seq)
-        self._loads = loads
-        self._on_damage = on_damage
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        segments = [segment for segment in self.journal.segments() if segment >= self.position.segment]
-        if segments and segments[0] > self.position.segment and self.position.offset:
-            raise JournalError(f"the journal no longer holds segment {segment_name(self.position.segment)} "
-                               f"that position {self.position} points into")
-        for index, segment in enumerate(segments):
-            last_segment = index == len(segments) - 1
-            if segment != self.position.segment:
-                self.position = Position(segment, 0, max(self.position.seq, segment))
-            yield from self._read_segment(segment, last_segment)
-
-    def _read_segment(self, segment: int, last_segment: bool) -> Iterator[dict[str, Any]]:
-        loads = self._loads
-        position = self.position
+    def _last_tail(self) -> tuple[int, int, int, int] | None:
+        """(last segment, size without a torn tail, size, next seq), or None for an empty journal."""
+        segments = self.segments()
+        if not segments:
+            return None
+        fd = os.open(self.segment_path(segments[-1]), os.O_RDONLY)
         try:
-            handle = open(self.journal._segment_path(segment), "rb")  # noqa: SIM115 - closed below, across yields
-        except FileNotFoundError:
-            return
-        with handle:
-            handle.seek(position.offset)
-            offset = position.offset
-            pending = b""
-            while True:
-                chunk = handle.read(_READ_CHUNK)
-                if not chunk:
-                    break
-                data = pending + chunk if pending else chunk
-                cut = data.rfind(b"\n") + 1
-                pending = data[cut:]
-                for line in _lines(data[:cut]):
-                    end = offset + len(line)
-                    seq = record_seq(line)
-                    if seq is None or not checksum_ok(line):
-                        self._damaged(segment, offset, end, seq, "checksum does not match" if seq else "not a record")
-                        offset = end
-                        continue
-                    try:
-                        event = loads(line)
-                    except ValueError:
-                        self._damaged(segment, offset, end, seq, "not valid JSON")
-                        offset = end
-                        continue
-                    offset = end
-                    position.offset = end
-                    position.seq = seq + 1
-                    yield event
-            if pending and not last_segment:
-                self._damaged(segment, offset, offset + len(pending), None, "incomplete last line of a segment")
+            size = os.fstat(fd).st_size
+            whole, next_seq = self._tail_of(fd, segments, repair=False)
+        finally:
+            os.close(fd)
+        return segments[-1], whole, size, next_seq
 
-    def _damaged(self, segment: int, offset: int, end: int, seq: int | None, reason: str) -> None:
-        position = self.position
-        seq = seq if seq is not None else position.seq
-        position.offset = end
-        position.seq = max(position.seq, seq + 1)
-        self._on_damage(Damage(segment, offset, seq, reason))
+    def read_locked(self, read: Callable[..., T], *args: Any) -> T:
+        """`read(*args)` while no append or repair is under way: under a shared lock on the lock file, opened
+        read-only. Without a lock file no writer has ever appended; if one appears while we read, read again under
+        its lock. Never call this across a yield: the caller may append in the same process, and its exclusive lock
+        (on another open file) would wait for ever for this one."""
+        if self._shared_fd < 0:
+            try:
+                self._shared_fd = os.open(self._lock.path, os.O_RDONLY)
+            except FileNotFoundError:
+                result = read(*args)
+                if not _exists(self._lock.path, _F_OK):
+                    return result
+                self._shared_fd = os.open(self._lock.path, os.O_RDONLY)
+        flock(self._shared_fd, LOCK_SH)
+        try:
+            return read(*args)
+        finally:
+            flock(self._shared_fd, LOCK_UN)
+
+

@@ -135,6 +135,13 @@ def append_then_tear(directory: str, round_number: int, report_fd: int, whole: i
     journal.append([kill_round_body(round_number, whole)])
 
 
+def append_texts(directory: str, texts: list[str]) -> None:
+    """Append one broadcast record per text, one append each (a child process's target)."""
+    with Journal(directory) as journal:
+        for text in texts:
+            journal.append([body(text)])
+
+
 def run_child(target: Any, *args: Any) -> int:
     """Fork a child that runs `target(*args)` and never returns into the test runner; return its pid."""
     pid = os.fork()
