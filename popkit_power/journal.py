@@ -5,9 +5,10 @@ listing the directory is the index. Each record is one line of JSON that starts 
 of everything before it (the line format is in records.py, reading in reader.py).
 
 Appends take an exclusive OS file lock (`journal.lock` beside the directory), find the tail, repair it if a killed
-writer left half a line (the torn bytes are kept whole in a `.torn` file beside the segment, or the append fails and
-cuts nothing), give the next contiguous seqs, and write all the lines of one call in a single write. Readers
-(reader.py) read the last segment under the same lock, shared.
+writer left a torn line or a batch without its last record (the bytes are kept whole in a `.torn` file beside the
+segment, or the append fails and cuts nothing), give the next contiguous seqs, and write all the lines of one call in
+a single write, the records of a multi-record append framed with `more` so that readers return all of them or none.
+Readers (reader.py) read the last segment under the same lock, shared.
 
 This module is on the hook's hot path: it imports only `errno`, `os`, `zlib` and the project's own lean modules.
 """
@@ -22,7 +23,16 @@ from ._lock import LOCK_EX, LOCK_SH, LOCK_UN, FileLock, flock
 from .errors import JournalError, RecordTooLargeError
 from .home import FILE_MODE, fsync_dir, make_private_dirs
 from .reader import READ_CHUNK, Damage, JournalReader, Position, default_loads, warn_damage
-from .records import SEGMENT_DIGITS, SEGMENT_SUFFIX, checksum_ok, encode_record, record_seq, scan_tail, segment_name
+from .records import (
+    SEGMENT_DIGITS,
+    SEGMENT_SUFFIX,
+    checksum_ok,
+    encode_batch,
+    encode_record,
+    record_seq,
+    scan_tail,
+    segment_name,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -104,7 +114,8 @@ class Journal:
             raise JournalError("nothing to append")
         limit = self.max_record_bytes - 40  # seq, crc and newline
         for body in bodies:
-            if len(body) > limit or len(body) < 3 or body[0] != 0x7B or body[-1] != 0x7D or b"\n" in body:
+            if (len(body) > limit or len(body) < 3 or body[0] != 0x7B or body[-1] != 0x7D or b"\n" in body
+                    or (body[2] == 0x6D and body.startswith(b'{"more":'))):
                 self._refuse(body)
         lock_fd = self._lock.fd
         if lock_fd < 0:
@@ -129,7 +140,7 @@ class Journal:
                 checked = b'{"seq":%d,%s' % (next_seq, bodies[0][1:-1])
                 data = b'%s,"crc":"%08x"}\n' % (checked, _crc32(checked))  # encode_record, inline
             else:
-                data = b"".join([encode_record(next_seq + index, body) for index, body in enumerate(bodies)])
+                data = encode_batch(next_seq, bodies)
             try:
                 written = os.write(fd, data)  # os.write, not a bound copy: tests replace it
                 if written != len(data) or self._fsync:
@@ -149,7 +160,9 @@ class Journal:
             raise RecordTooLargeError(size, self.max_record_bytes)
         if body[:1] != b"{" or body[-1:] != b"}" or len(body) < 3:
             raise JournalError("a record must be a non-empty JSON object")
-        raise JournalError("a record must be one line: its serialized JSON holds a newline")
+        if b"\n" in body:
+            raise JournalError("a record must be one line: its serialized JSON holds a newline")
+        raise JournalError('a record must not begin with a "more" member: the journal frames batches with it')
 
     def repair(self) -> None:
         """Take the lock and repair a torn tail, as the next append would."""
@@ -249,9 +262,9 @@ class Journal:
             return self._scan_tail(handle.fileno(), segment, os.fstat(handle.fileno()).st_size, repair=False)[1]
 
     def _scan_tail(self, fd: int, segment: int, size: int, *, repair: bool) -> tuple[int, int]:
-        """(size without a torn tail, next seq) of a segment; with `repair`, cut the torn tail off and keep its bytes
-        aside (records.scan_tail says what is cut). The next seq follows the last line whose checksum holds; each
-        damaged whole line after it still counts as one record, so a seq is never given twice.
+        """(size without a torn tail or an incomplete batch, next seq) of a segment; with `repair`, cut them off and
+        keep their bytes aside (records.scan_tail says what is cut). The next seq follows the last line whose
+        checksum holds; each damaged whole line after it still counts as one record, so a seq is never given twice.
         """
         window = _SCAN_FIRST
         while True:
@@ -354,8 +367,8 @@ class Journal:
         return Position() if tail is None else Position(tail[0], tail[1], tail[3])
 
     def has_torn_tail(self) -> tuple[int, int, int] | None:
-        """(segment, offset, length) of a torn tail, checked under a shared lock so that a write in progress is not
-        one."""
+        """(segment, offset, length) of a torn tail (with an incomplete batch before it), checked under a shared lock
+        so that a write in progress is not one."""
         tail = self.read_locked(self._last_tail)
         return None if tail is None or tail[1] == tail[2] else (tail[0], tail[1], tail[2] - tail[1])
 

@@ -1,10 +1,11 @@
 """Reading a journal: `JournalReader` returns the whole, valid records after a `Position` and reports `Damage`.
 
 A reader resumes from a position (segment, byte offset, next seq) and so reads only what is new. It returns a record
-only once it is whole and valid. It reads at explicit offsets and reads a line that was not yet whole again from its
-own start, so it never glues bytes it saw earlier to what is in the file now. The last segment, the only one that
-changes, is read under the journal's shared lock, where no append (and no repair) is half done, and the lock is never
-held while the caller has a record (journal/SPEC.md section 7).
+only once it is whole and valid, and the records of a batch (records.py) only once all of them are. It reads at
+explicit offsets and reads a line that was not yet whole again from its own start, so it never glues bytes it saw
+earlier to what is in the file now. The last segment, the only one that changes, is read under the journal's shared
+lock, where no append (and no repair) is half done, and the lock is never held while the caller has a record
+(journal/SPEC.md section 7).
 
 This module is on the hook's hot path: it imports only `os` and the project's own lean modules; it uses orjson when
 it is installed and the caller does not choose a parser.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import os
 
 from .errors import JournalError
-from .records import checksum_ok, record_seq, segment_name
+from .records import checksum_ok, record_head, segment_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from .journal import Journal
 
     DamageHandler = Callable[["Damage"], None]
+    _Held = tuple[int, int, int, int, Any, str, bytes]  # a batch's line: offset, end, seq, more, record, reason, bytes
 
 READ_CHUNK = 1 << 20
 _pread = os.pread
@@ -111,9 +113,10 @@ def _lines(block: bytes) -> list[bytes]:
 class JournalReader:
     """Iterates the whole, valid records after a position as dicts; `position` is always where to resume.
 
-    A damaged line (bad checksum, not JSON) is passed to `on_damage` and stepped over. At the end of the last
-    segment, a line without its newline is a write in progress or a torn tail: the reader stops before it, and reads
-    it again from its start next time.
+    A damaged line (bad checksum, not JSON) is passed to `on_damage` and stepped over. The records of a batch are
+    returned only once a line is there for each of them (without their `more` member). At the end of the last
+    segment, a line without its newline or an open batch is a write in progress or a torn tail: the reader stops
+    before it, and reads it again from its start next time.
     """
 
     def __init__(
@@ -146,42 +149,85 @@ class JournalReader:
         loads = self._loads
         position = self.position
         offset = position.offset  # where the next line to look at begins
+        held: list[_Held] = []  # the lines so far of a batch (records.open_batch) whose last record is to come
         want = READ_CHUNK
         try:
             while True:
+                start = held[0][0] if held else offset
                 # Only the last segment changes: it is read while no append is under way (never across a yield).
-                data = self.journal.read_locked(_pread, fd, want, offset) if last else _pread(fd, want, offset)
+                data = self.journal.read_locked(_pread, fd, want, start) if last else _pread(fd, want, start)
                 at_end = len(data) < want
+                if held:  # a batch held across reads: go on only if its lines are still there (a repair cuts)
+                    seen = b"".join([entry[6] for entry in held])
+                    if data.startswith(seen):
+                        data = data[len(seen):]
+                    else:
+                        held.clear()
+                        offset = start
                 cut = data.rfind(b"\n") + 1
                 if not cut:
                     if at_end:
                         break
-                    want *= 2  # one line longer than the read
+                    want *= 2  # one line (or a held batch) longer than the read
                     continue
                 want = READ_CHUNK
                 for line in _lines(data[:cut] if cut < len(data) else data):
                     end = offset + len(line)
-                    seq = record_seq(line)
-                    if seq is None or not checksum_ok(line):
-                        self._damaged(segment, offset, end, None,
-                                      "checksum does not match" if seq is not None else "not a record")
-                        offset = end
-                        continue
-                    try:
-                        record = loads(line)
-                    except ValueError:
-                        self._damaged(segment, offset, end, seq, "not valid JSON")
-                        offset = end
-                        continue
-                    position.offset = offset = end
-                    position.seq = seq + 1
-                    yield record
+                    head = record_head(line)
+                    seq, more = head if head is not None else (0, -1)
+                    framed = more >= 0 and checksum_ok(line)  # its seq and `more` can be trusted
+                    reason = ""
+                    if not framed:
+                        reason = "not a record" if more < 0 else "checksum does not match"
+                    else:
+                        try:
+                            record = loads(line)
+                        except ValueError:
+                            reason = "not valid JSON"
+                    if held:
+                        seq_wanted, more_wanted = held[-1][2] + 1, held[-1][3] - 1
+                        if not framed or (seq == seq_wanted and more == more_wanted):  # the batch's next line
+                            held.append((offset, end, seq_wanted, more_wanted, None if reason else record, reason,
+                                         line))
+                            offset = end
+                            if more_wanted:
+                                continue
+                            for begin, held_end, held_seq, held_more, held_record, held_reason, _line in held:
+                                if held_reason:  # the batch is complete: return all of it, report its damage
+                                    self._damaged(segment, begin, held_end, held_seq, held_reason)
+                                    continue
+                                if held_more:
+                                    del held_record["more"]  # framing, not part of the event
+                                position.offset = held_end
+                                position.seq = held_seq + 1
+                                yield held_record
+                            held.clear()
+                            continue
+                        self._incomplete(segment, held)  # broken by a valid line that does not continue it
+                    if more > 0:
+                        held.append((offset, end, seq, more, None if reason else record, reason, line))
+                    elif reason:
+                        self._damaged(segment, offset, end, seq if framed else None, reason)
+                    else:
+                        position.offset = end
+                        position.seq = seq + 1
+                        yield record
+                    offset = end
                 if at_end:
                     break
-            if not last and len(data) > cut:  # no writer can still be writing here: what did not end is damage
-                self._damaged(segment, offset, offset + len(data) - cut, None, "incomplete last line of a segment")
+            if not last:  # no writer can still be writing here: what did not end is damage
+                self._incomplete(segment, held)
+                if len(data) > cut:
+                    self._damaged(segment, offset, offset + len(data) - cut, None,
+                                  "incomplete last line of a segment")
         finally:
             os.close(fd)
+
+    def _incomplete(self, segment: int, held: list[_Held]) -> None:
+        """Report the lines of a batch that will never be complete: its records as an incomplete batch."""
+        for begin, end, seq, _more, _record, reason, _line in held:
+            self._damaged(segment, begin, end, seq, reason or "incomplete batch")
+        held.clear()
 
     def _damaged(self, segment: int, offset: int, end: int, seq: int | None, reason: str) -> None:
         position = self.position

@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import fcntl
 import os
+import random
 import resource
 import signal
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import support
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from popkit_power import journal as journal_module
 from popkit_power import reader as reader_module
 from popkit_power.errors import JournalError
-from popkit_power.journal import Journal, encode_record, segment_name
+from popkit_power.journal import Journal, checksum_ok, encode_record, segment_name
+from popkit_power.records import scan_tail
 from popkit_power.verify import verify_journal
 
 # -- a tailing reader, a repair and the shared lock (item 1) -----------------------------------------------------------
@@ -214,3 +220,266 @@ def test_a_short_write_of_torn_bytes_is_finished_not_dropped(journal: Journal, m
     monkeypatch.undo()
     assert Path(journal.directory, f"{segment_name(1)}.torn-{size}").read_bytes() == torn
     assert verify_journal(journal)["ok"]
+
+
+def _append_batch_with_file_size_limit(directory: str, limit: int, report_fd: int) -> None:
+    """Child: append a batch of three 40 KB records with RLIMIT_FSIZE at `limit`; report the error, or 'ok'."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    try:
+        Journal(directory).append([support.body(f"{n}" * 40_000) for n in range(3)])
+        os.write(report_fd, b"ok")
+    except JournalError as error:
+        os.write(report_fd, str(error).encode())
+
+
+def test_a_batch_that_does_not_fit_under_the_file_size_limit_leaves_nothing(journal: Journal) -> None:
+    """The disk takes only part of a batch's single write (RLIMIT_FSIZE): the append fails with a JournalError naming
+    the cause, the segment is cut back to where it was (no torn tail, no record of the batch visible), and the next
+    append gets the seq the failed one would have had."""
+    journal.append([support.body("one")])
+    size = os.path.getsize(support.segment_path(journal))
+    read_fd, write_fd = os.pipe()
+    pid = support.run_child(_append_batch_with_file_size_limit, journal.directory, size + 50_000, write_fd)
+    os.close(write_fd)
+    message = os.read(read_fd, 4096).decode()
+    os.close(read_fd)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert "File too large" in message, message
+    assert os.path.getsize(support.segment_path(journal)) == size and journal.has_torn_tail() is None
+    assert [r["seq"] for r in journal.reader()] == [1]
+    assert Journal(journal.directory).append([support.body("two")]).first_seq == 2
+    assert verify_journal(journal)["ok"]
+
+
+# -- multi-record appends under SIGKILL (item 4) -----------------------------------------------------------------------
+
+
+BATCH_KILL_ROUNDS = 220
+
+
+def test_a_batch_cut_by_sigkill_is_never_partly_visible(tmp_path: Path) -> None:
+    """220 times: a forked writer appends batches of 2-5 records (about a third of them 100-200 KB, so a kill lands
+    inside a write) and reports each batch after its append returned; it is SIGKILLed at a random moment. A reader
+    following the journal must never return part of a batch, and every reported batch is there whole. Each next
+    writer repairs what the killed one left; in the end verify is OK. At least one kill must have left whole lines
+    of a batch before its torn bytes (else the rounds proved nothing)."""
+    rng = random.Random(20261129)
+    directory = str(tmp_path / "j")
+    journal = Journal(directory, segment_max_bytes=4 * 1024 * 1024)
+    reader = journal.reader()
+    batches: dict[tuple[int, int], list[dict[str, object]]] = {}
+    acknowledged: list[tuple[int, int]] = []
+    partial_rounds = open_batch_cut = 0
+    seen_incomplete: set[tuple[int, int]] = set()
+    for round_number in range(BATCH_KILL_ROUNDS):
+        read_fd, write_fd = os.pipe()
+        pid = support.run_child(support.append_batches_until_killed, directory, round_number, write_fd)
+        os.close(write_fd)
+        try:
+            reports = support.read_reports(read_fd, rng.randint(1, 4), width=16)
+            time.sleep(rng.random() * 0.003)
+            os.kill(pid, signal.SIGKILL)
+            reports += support.read_reports(read_fd, None, width=16)
+        finally:
+            os.close(read_fd)
+            _pid, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        acknowledged += [(round_number, number) for number in range(len(reports))]
+        for record in reader:
+            data = record["data"]
+            assert support.body_of(support.without_journal_fields(record)) == support.batch_body(
+                data["round"], data["batch"], data["index"], data["size"])
+            batches.setdefault((data["round"], data["batch"]), []).append(record)
+        torn = journal.has_torn_tail()
+        if torn is not None:
+            with open(support.segment_path(journal, torn[0]), "rb") as handle:
+                open_batch_cut += b"\n" in os.pread(handle.fileno(), torn[2], torn[1])
+        incomplete = {key for key, records in batches.items() if len(records) != records[0]["data"]["size"]}
+        partial_rounds += bool(incomplete - seen_incomplete)
+        seen_incomplete |= incomplete
+    visible_of_incomplete = sum(len(records) for records in batches.values()
+                                if len(records) != records[0]["data"]["size"])
+    lost = [key for key in acknowledged if key not in batches]
+    assert (lost, visible_of_incomplete, partial_rounds) == ([], 0, 0)
+    assert open_batch_cut > 0, "no kill landed after a whole record of a batch: the test proved nothing"
+    for records in batches.values():
+        seqs = [r["seq"] for r in records]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        assert [r["data"]["index"] for r in records] == list(range(len(records)))
+        assert all("more" not in r for r in records)
+    journal.append([support.body("after the last kill")])
+    report = verify_journal(journal)
+    assert report["ok"], report
+
+
+# -- batches: the `more` framing (item 4) ------------------------------------------------------------------------------
+
+
+def test_every_record_of_a_batch_but_the_last_says_how_many_follow(journal: Journal) -> None:
+    """`{"seq":N,"more":K,...}`: K records of the same append follow. A single-record append has no `more`, and
+    readers return the records without it."""
+    journal.append([support.body("alone")])
+    journal.append([support.body("a"), support.body("b"), support.body("c")])
+    lines = [line for _segment, _offset, line in support.raw_lines(journal)]
+    assert lines[0].startswith(b'{"seq":1,"v":1,')
+    assert [line[:18] for line in lines[1:]] == [b'{"seq":2,"more":2,', b'{"seq":3,"more":1,', b'{"seq":4,"v":1,"id']
+    assert all(checksum_ok(line) for line in lines)
+    records, damaged = support.read_all(journal)
+    assert damaged == [] and [r["seq"] for r in records] == [1, 2, 3, 4]
+    assert all("more" not in r for r in records)
+    assert [list(r)[:2] for r in records] == [["seq", "v"]] * 4
+
+
+def test_an_envelope_may_not_begin_with_a_more_member(journal: Journal) -> None:
+    """A body whose first member is `more` would read as batch framing: refused, nothing written."""
+    with pytest.raises(JournalError, match="more"):
+        journal.append([b'{"more":1,"v":1}'])
+    assert journal.segments() == []
+
+
+def _cut_open_batch(journal: Journal, torn: bool) -> tuple[int, bytes]:
+    """Append record 1, then the first two of three records of a batch (and, with `torn`, half of the third), as a
+    writer killed inside its write leaves them; return where the batch begins and the bytes it left."""
+    journal.append([support.body("one")])
+    start = os.path.getsize(support.segment_path(journal))
+    lines = [encode_record(2 + index, support.body(f"batch {index}"), 2 - index) for index in range(3)]
+    left = lines[0] + lines[1] + (lines[2][:30] if torn else b"")
+    with open(support.segment_path(journal), "ab") as handle:
+        handle.write(left)
+    return start, left
+
+
+@pytest.mark.parametrize("torn", [True, False], ids=["with-torn-bytes", "cut-at-a-line-end"])
+def test_an_open_batch_is_a_torn_tail_invisible_until_the_next_append_cuts_it(journal: Journal, torn: bool) -> None:
+    """The whole lines of a batch whose last record is missing: readers stop before them, end_position is before
+    them, has_torn_tail and verify report them with the torn bytes; the next append moves them to the .torn file and
+    reuses their seqs; then verify is OK and no reader ever returned them."""
+    start, left = _cut_open_batch(journal, torn)
+    reader = journal.reader()
+    assert [r["seq"] for r in reader] == [1] and reader.position.offset == start
+    assert journal.end_position() == journal_module.Position(1, start, 2)
+    assert journal.has_torn_tail() == (1, start, len(left))
+    report = verify_journal(journal)
+    assert not report["ok"] and report["torn_tail"] == {"segment": segment_name(1), "offset": start,
+                                                        "bytes": len(left)}
+    assert report["damaged"] == [] and report["last_seq"] == 1
+    appended = Journal(journal.directory).append([support.body("two")])
+    assert appended.first_seq == 2
+    assert Path(journal.directory, f"{segment_name(1)}.torn-{start}").read_bytes() == left
+    assert [(r["seq"], r["data"]["text"]) for r in reader] == [(2, "two")]
+    assert verify_journal(journal)["ok"]
+
+
+def test_a_complete_batch_with_a_damaged_record_returns_the_others(journal: Journal) -> None:
+    """A flipped byte in the middle record of a complete batch (acknowledged data): the damaged line counts as the
+    batch's record and is reported; the batch's valid records are returned, not hidden."""
+    journal.append([support.body(f"record {n}") for n in range(1, 4)])
+    journal.append([support.body("after")])
+    _segment, offset, line = support.raw_lines(journal)[1]
+    with open(support.segment_path(journal), "r+b") as handle:
+        handle.seek(offset + line.index(b"record 2"))
+        handle.write(b"R")
+    records, damaged = support.read_all(journal)
+    assert [r["seq"] for r in records] == [1, 3, 4]
+    assert [(d.seq, d.offset, d.reason) for d in damaged] == [(2, offset, "checksum does not match")]
+    assert Journal(journal.directory).append([support.body("next")]).first_seq == 5
+
+
+def test_a_batch_broken_in_the_middle_is_reported_as_an_incomplete_batch(journal: Journal) -> None:
+    """A batch whose next line is a valid record that does not continue it can never be completed: its records are
+    reported as an incomplete batch (with their seqs), never returned; the record after them is returned."""
+    lines = [encode_record(1, support.body("one")), encode_record(2, support.body("two"), 2),
+             encode_record(3, support.body("three"), 1), encode_record(4, support.body("four"), 0)[:0],
+             encode_record(5, support.body("five"))]
+    with open(support.segment_path(journal), "ab") as handle:
+        handle.write(b"".join(lines))
+    records, damaged = support.read_all(journal)
+    assert [r["seq"] for r in records] == [1, 5]
+    assert [(d.seq, d.reason) for d in damaged] == [(2, "incomplete batch"), (3, "incomplete batch")]
+
+
+def test_an_open_batch_at_the_end_of_an_older_segment_is_an_incomplete_batch(tmp_path: Path) -> None:
+    """Only the last segment is written to: an open batch at the end of an older one is reported, not waited for."""
+    journal = Journal(str(tmp_path / "j"))
+    with open(support.segment_path(journal, 1), "ab") as handle:
+        handle.write(encode_record(1, support.body("one")) + encode_record(2, support.body("two"), 1))
+    with open(support.segment_path(journal, 3), "ab") as handle:
+        handle.write(encode_record(3, support.body("three")))
+    records, damaged = support.read_all(journal)
+    assert [r["seq"] for r in records] == [1, 3]
+    assert [(d.seq, d.segment, d.reason) for d in damaged] == [(2, 1, "incomplete batch")]
+
+
+# Lines for the agreement test: a record alone, each record of a batch of up to 4, a damaged line, garbage.
+
+
+def test_a_batch_held_across_two_reads_is_not_glued_to_what_a_repair_wrote(
+        journal: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader holds the whole lines of batch A (seqs 2-3 of 3) at the end of one read; before its next read a repair
+    cuts A (its writer died) and batch B of the same shape is written in its place, so B's last record starts where
+    A's would have. The reader must not complete A with B's last record: it sees that A's lines are gone, and
+    returns B's records, never A's."""
+    journal.append([support.body("one")])
+    start = os.path.getsize(support.segment_path(journal))
+    batch_a = [support.body("A" * 50), support.body("a" * 800_000), support.body("a" * 400_000)]
+    batch_b = [support.body("B" * 50), support.body("b" * 800_000), support.body("b" * 400_000)]
+    lines_a = [encode_record(2 + i, body, 2 - i) for i, body in enumerate(batch_a)]
+    lines_b = [encode_record(2 + i, body, 2 - i) for i, body in enumerate(batch_b)]
+    assert [len(line) for line in lines_a] == [len(line) for line in lines_b]
+    with open(support.segment_path(journal), "ab") as handle:
+        handle.write(lines_a[0] + lines_a[1] + lines_a[2][:300_000])  # A's writer was killed in its write
+
+    def repair_and_write_b(reads_so_far: int) -> None:
+        if reads_so_far == 1:  # after the read that ended inside A's torn last line
+            with open(support.segment_path(journal), "r+b") as handle:
+                handle.truncate(start)
+                handle.seek(start)
+                handle.write(b"".join(lines_b))
+
+    fake = _RecordedReads(journal, repair_and_write_b)
+    monkeypatch.setattr(reader_module, "_pread", fake)
+    records, damaged = support.read_all(journal)
+    assert len(fake.reads) >= 2 and damaged == []
+    assert [(r["seq"], r["data"]["text"][:3]) for r in records] == [(1, "one"), (2, "BBB"), (3, "bbb"), (4, "bbb")]
+
+
+_line_kinds = st.lists(st.one_of(
+    st.tuples(st.just("single"), st.integers(1, 12)),
+    st.tuples(st.just("batch"), st.integers(2, 4), st.integers(1, 4), st.integers(1, 12)),
+    st.tuples(st.just("damaged"), st.integers(1, 12)),
+    st.tuples(st.just("garbage"), st.integers(0, 3)),
+), max_size=8)
+
+
+def _lines_of(kinds: list[tuple[int | str, ...]]) -> list[bytes]:
+    lines: list[bytes] = []
+    for kind in kinds:
+        if kind[0] == "single":
+            lines.append(encode_record(int(kind[1]), support.body("s")))
+        elif kind[0] == "batch":  # the first `kept` records of a batch of `size` starting at `seq`
+            size, kept, seq = int(kind[1]), min(int(kind[2]), int(kind[1])), int(kind[3])
+            lines += [encode_record(seq + index, support.body("b"), size - 1 - index) for index in range(kept)]
+        elif kind[0] == "damaged":
+            line = bytearray(encode_record(int(kind[1]), support.body("d")))
+            line[-15] ^= 1
+            lines.append(bytes(line))
+        else:
+            lines.append(b"x" * int(kind[1]) + b"\n")
+    return lines
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kinds=_line_kinds, torn=st.binary(max_size=3))
+def test_readers_stop_exactly_where_a_repair_cuts(tmp_path: Path, kinds: list[tuple[int | str, ...]],
+                                                 torn: bytes) -> None:
+    """For any lines (records, batches whole or cut short, damaged lines, garbage) and torn bytes at the end of the
+    last segment, a reader stops exactly where the next append's repair cuts (records.scan_tail); records it
+    returned or damage it reported are never cut."""
+    data = b"".join(_lines_of(kinds)) + torn.replace(b"\n", b"")
+    directory = Path(tempfile.mkdtemp(dir=tmp_path))
+    (directory / segment_name(1)).write_bytes(data)
+    reader = Journal(str(directory), create=False).reader(on_damage=lambda damage: None)
+    for _record in reader:
+        pass
+    found = scan_tail(data, True)
+    assert found is not None and reader.position.offset == found[0]
