@@ -1,13 +1,16 @@
-"""An exclusive inter-process lock on a file, released by the OS when its holder dies (even by SIGKILL).
+"""Inter-process locks on a file, released by the OS when their holder dies (even by SIGKILL).
 
-portalocker would be the library for this, but importing it costs ~60 ms (../shared/reference/hot-path.md), eight
-times the hook's whole budget, so the hot path uses `fcntl.flock` (POSIX) or `msvcrt.locking` (Windows) directly.
+portalocker would be the library for this, but importing it costs ~60 ms (tools/BENCHMARKS.md, "Hook"), eight times
+the hook's whole budget, so the hot path uses `fcntl.flock` (POSIX) or `msvcrt.locking` (Windows) directly. Lock
+files are opened through `_fs.open_file`: never through a symlink, only a regular file, created 0600.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+
+from ._fs import open_file
 
 if sys.platform == "win32":  # pragma: no cover - not tested here
     import msvcrt
@@ -49,7 +52,7 @@ class FileLock:
 
     def acquire(self) -> None:
         if self._fd < 0:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._fd = open_file(self.path, os.O_RDWR | os.O_CREAT)
         flock(self._fd, LOCK_EX)
 
     def release(self) -> None:

@@ -1,14 +1,14 @@
 """The append-only event journal: the single truth of a power session (format: journal/SPEC.md).
 
 A journal is a directory of segment files, each named by the first `seq` it holds (`0000000000000001.jsonl`), so
-listing the directory is the index. Each record is one line of JSON that starts with its `seq` and ends with a CRC-32
-of everything before it (the line format is in records.py, reading in reader.py).
+listing the directory is the index; the line format is in records.py, reading in reader.py.
 
 Appends take an exclusive OS file lock (`journal.lock` beside the directory), find the tail, repair it if a killed
 writer left a torn line or a batch without its last record (the bytes are kept whole in a `.torn` file beside the
 segment, or the append fails and cuts nothing), give the next contiguous seqs, and write all the lines of one call in
 a single write, the records of a multi-record append framed with `more` so that readers return all of them or none.
-Readers (reader.py) read the last segment under the same lock, shared.
+Every file is opened through `_fs.open_file` (no symlink followed, modes exact); a journal opened with `create=False`
+is read-only and never creates or writes anything.
 
 This module is on the hook's hot path: it imports only `errno`, `os`, `zlib` and the project's own lean modules.
 """
@@ -19,9 +19,9 @@ import errno
 import os
 import zlib
 
+from ._fs import fsync_dir, open_file, private_dir
 from ._lock import LOCK_EX, LOCK_SH, LOCK_UN, FileLock, flock
-from .errors import JournalError, RecordTooLargeError
-from .home import FILE_MODE, fsync_dir, make_private_dirs
+from .errors import JournalError, RecordTooLargeError, UnsafePathError
 from .reader import READ_CHUNK, Damage, JournalReader, Position, default_loads, warn_damage
 from .records import (
     SEGMENT_DIGITS,
@@ -72,7 +72,11 @@ class Appended:
 
 
 class Journal:
-    """One session's journal directory: `append` from any number of processes, `reader` from any position."""
+    """One session's journal directory: `append` from any number of processes, `reader` from any position.
+
+    With `create=False` the journal is opened read-only: nothing is ever created or written (a missing directory
+    is a JournalError), `append` and `repair` refuse, and reading works on files and directories it cannot write.
+    """
 
     def __init__(
         self,
@@ -90,10 +94,13 @@ class Journal:
         self._fsync = durability == DURABILITY_FSYNC
         self.segment_max_bytes = segment_max_bytes
         self.max_record_bytes = max_record_bytes
+        self.writable = create
         if create:
-            make_private_dirs(directory)
+            private_dir(directory)
         elif not os.path.isdir(directory):
             raise JournalError(f"no journal at {directory}")
+        elif os.path.islink(directory.rstrip("/\\")):
+            raise UnsafePathError(f"{directory} is a symbolic link; popkit-power never follows links in its directory")
         self._lock = FileLock(directory.rstrip("/\\") + ".lock")
         self._shared_fd = -1  # the lock file opened read-only, for readers' shared locks
         # The tail as this process last left it: (segment, fd, size, next seq). Valid only while the file's size
@@ -108,7 +115,7 @@ class Journal:
         """Append serialized envelopes (JSON objects without seq/crc) as consecutive records, atomically, in order.
 
         Raises RecordTooLargeError before anything is written if one record is over `max_record_bytes`, and
-        JournalError if the disk refuses the write (nothing partial is left behind).
+        JournalError if the disk refuses the write (nothing partial is left behind) or a torn tail cannot be kept.
         """
         if not bodies:
             raise JournalError("nothing to append")
@@ -119,7 +126,7 @@ class Journal:
                 self._refuse(body)
         lock_fd = self._lock.fd
         if lock_fd < 0:
-            self._lock.acquire()  # opens the lock file, once
+            self._lock_for_writing()  # opens the lock file, once
             lock_fd = self._lock.fd
         else:
             flock(lock_fd, LOCK_EX)  # the lock's own fd, without a method call each way: appends are hot
@@ -150,6 +157,9 @@ class Journal:
             end = size + len(data)
             after = next_seq + len(bodies)
             self._tail = (segment, fd, end, after)
+        except OSError as error:  # finding or repairing the tail, or starting a segment
+            self._drop_tail_cache()
+            raise JournalError(f"cannot append to the journal in {self.directory}: {error}") from None
         finally:
             flock(lock_fd, LOCK_UN)
         return Appended(next_seq, after - 1, segment, end)
@@ -164,10 +174,24 @@ class Journal:
             raise JournalError("a record must be one line: its serialized JSON holds a newline")
         raise JournalError('a record must not begin with a "more" member: the journal frames batches with it')
 
+    def _lock_for_writing(self) -> None:
+        if not self.writable:
+            raise JournalError(f"the journal in {self.directory} is open read-only")
+        try:
+            self._lock.acquire()
+        except OSError as error:
+            raise JournalError(f"cannot lock the journal in {self.directory}: {error}") from None
+
     def repair(self) -> None:
         """Take the lock and repair a torn tail, as the next append would."""
-        with self._lock:
+        self._lock_for_writing()
+        try:
             self._open_tail()
+        except OSError as error:
+            self._drop_tail_cache()
+            raise JournalError(f"cannot repair the journal in {self.directory}: {error}") from None
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         self._drop_tail_cache()
@@ -216,7 +240,7 @@ class Journal:
         if not segments:
             return self._roll_over(1)
         segment = segments[-1]
-        fd = os.open(self.segment_path(segment), os.O_RDWR | os.O_APPEND)
+        fd = open_file(self.segment_path(segment), os.O_RDWR | os.O_APPEND)
         try:
             size, next_seq = self._tail_of(fd, segments, repair=True)
             self._mark_last_segment(segment)
@@ -239,7 +263,7 @@ class Journal:
     def _roll_over(self, next_seq: int) -> tuple[int, int, int, int]:
         self._drop_tail_cache()
         self._mark_last_segment(next_seq)  # first: a crash before the file exists only costs the others a rescan
-        fd = os.open(self._tail_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        fd = open_file(self._tail_path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
         if self._fsync:
             fsync_dir(self.directory)
         self._tail = (next_seq, fd, os.fstat(fd).st_size, next_seq)
@@ -254,12 +278,12 @@ class Journal:
         """(whole size, next seq) of the last segment, open as `fd`; see `_scan_tail`."""
         size, next_seq = self._scan_tail(fd, segments[-1], os.fstat(fd).st_size, repair=repair)
         if size == 0 and len(segments) > 1:  # an empty segment left by a crash right after a roll-over
-            next_seq = max(next_seq, self._next_seq_of(segments[-2]))
+            fd = open_file(self.segment_path(segments[-2]), os.O_RDONLY)
+            try:
+                next_seq = max(next_seq, self._scan_tail(fd, segments[-2], os.fstat(fd).st_size, repair=False)[1])
+            finally:
+                os.close(fd)
         return size, next_seq
-
-    def _next_seq_of(self, segment: int) -> int:
-        with open(self.segment_path(segment), "rb") as handle:
-            return self._scan_tail(handle.fileno(), segment, os.fstat(handle.fileno()).st_size, repair=False)[1]
 
     def _scan_tail(self, fd: int, segment: int, size: int, *, repair: bool) -> tuple[int, int]:
         """(size without a torn tail or an incomplete batch, next seq) of a segment; with `repair`, cut them off and
@@ -305,7 +329,7 @@ class Journal:
         try:
             while fd < 0:
                 try:
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+                    fd = open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
                 except FileExistsError:  # earlier torn bytes, or anything planted there: never overwritten
                     number += 1
                     path = f"{base}.{number}"
@@ -377,7 +401,7 @@ class Journal:
         segments = self.segments()
         if not segments:
             return None
-        fd = os.open(self.segment_path(segments[-1]), os.O_RDONLY)
+        fd = open_file(self.segment_path(segments[-1]), os.O_RDONLY)
         try:
             size = os.fstat(fd).st_size
             whole, next_seq = self._tail_of(fd, segments, repair=False)
@@ -392,12 +416,12 @@ class Journal:
         (on another open file) would wait for ever for this one."""
         if self._shared_fd < 0:
             try:
-                self._shared_fd = os.open(self._lock.path, os.O_RDONLY)
+                self._shared_fd = open_file(self._lock.path, os.O_RDONLY)
             except FileNotFoundError:
                 result = read(*args)
                 if not _exists(self._lock.path, _F_OK):
                     return result
-                self._shared_fd = os.open(self._lock.path, os.O_RDONLY)
+                self._shared_fd = open_file(self._lock.path, os.O_RDONLY)
         flock(self._shared_fd, LOCK_SH)
         try:
             return read(*args)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 
+from ._fs import open_file
 from .errors import JournalError
 from .records import checksum_ok, record_head, segment_name
 
@@ -143,7 +144,7 @@ class JournalReader:
 
     def _read_segment(self, segment: int, last: bool) -> Iterator[dict[str, Any]]:
         try:
-            fd = os.open(self.journal.segment_path(segment), os.O_RDONLY)
+            fd = open_file(self.journal.segment_path(segment), os.O_RDONLY)
         except FileNotFoundError:
             return
         loads = self._loads

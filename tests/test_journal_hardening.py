@@ -3,16 +3,23 @@ SIGKILL, planted symlinks, read-only journals (journal/SPEC.md sections 5-7)."""
 
 from __future__ import annotations
 
+import builtins
+import errno
 import fcntl
 import os
 import random
 import resource
+import shutil
 import signal
+import stat
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import support
 from hypothesis import HealthCheck, given, settings
@@ -20,10 +27,14 @@ from hypothesis import strategies as st
 
 from popkit_power import journal as journal_module
 from popkit_power import reader as reader_module
-from popkit_power.errors import JournalError
+from popkit_power.errors import JournalError, PowerModeError, UnsafePathError
 from popkit_power.journal import Journal, checksum_ok, encode_record, segment_name
 from popkit_power.records import scan_tail
+from popkit_power.session import Session
 from popkit_power.verify import verify_journal
+
+SCRIPT = Path(sys.executable).parent / "popkit-power"
+
 
 # -- a tailing reader, a repair and the shared lock (item 1) -----------------------------------------------------------
 
@@ -483,3 +494,243 @@ def test_readers_stop_exactly_where_a_repair_cuts(tmp_path: Path, kinds: list[tu
         pass
     found = scan_tail(data, True)
     assert found is not None and reader.position.offset == found[0]
+
+
+# -- symlinks, modes, clear errors (items 9, 12, 15) -------------------------------------------------------------------
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A file outside the journal that a planted symlink points at; its bytes and mode must never change."""
+    path = tmp_path / "outside.txt"
+    path.write_bytes(b"precious\n")
+    path.chmod(0o644)
+    return path
+
+
+def _unchanged(path: Path) -> bool:
+    return path.read_bytes() == b"precious\n" and stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_planted_symlink_as_journal_lock_is_refused(journal: Journal, outside: Path, tmp_path: Path) -> None:
+    """journal.lock is a symlink to a file outside (or to where none is yet): appending, repairing and verifying
+    raise UnsafePathError (a PowerModeError) naming it, and nothing is written or created outside."""
+    journal.append([support.body("one")])
+    journal.close()
+    lock = journal.directory + ".lock"
+    for target in (outside, tmp_path / "not-yet"):
+        os.unlink(lock)
+        os.symlink(target, lock)
+        for action in (lambda: Journal(journal.directory).append([support.body("two")]),
+                       lambda: Journal(journal.directory).repair(),
+                       lambda: verify_journal(Journal(journal.directory, create=False))):
+            with pytest.raises(UnsafePathError, match="symbolic link") as raised:
+                action()
+            assert isinstance(raised.value, PowerModeError) and lock in str(raised.value)
+    assert _unchanged(outside) and not (tmp_path / "not-yet").exists()
+
+
+def test_a_planted_symlink_as_a_segment_is_refused(journal: Journal, outside: Path, tmp_path: Path) -> None:
+    """A segment file that is a symlink to a file outside: appends and readers raise UnsafePathError; the file outside
+    is neither read into the journal nor written. The same for a link planted where the next segment will go."""
+    journal.append([support.body("x" * 100)])
+    journal.close()
+    segment = support.segment_path(journal)
+    os.rename(segment, tmp_path / "moved")
+    os.symlink(outside, segment)
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        Journal(journal.directory).append([support.body("two")])
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        list(Journal(journal.directory, create=False).reader())
+    os.unlink(segment)
+    os.rename(tmp_path / "moved", segment)
+    small = Journal(journal.directory, segment_max_bytes=4096)
+    small.append([support.body("y" * 5000)])
+    os.symlink(outside, support.segment_path(journal, 3))
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        small.append([support.body("rolls over")])
+    assert _unchanged(outside)
+
+
+def test_a_planted_symlink_where_torn_bytes_go_is_left_alone(journal: Journal, outside: Path) -> None:
+    """`.torn-<offset>` is a symlink to a file outside: the torn bytes go to `.torn-<offset>.1`, the link is never
+    followed and the file outside keeps its bytes."""
+    journal.append([support.body("one")])
+    size = os.path.getsize(support.segment_path(journal))
+    with open(support.segment_path(journal), "ab") as handle:
+        handle.write(b'{"seq":2,"v":1,"torn')
+    os.symlink(outside, Path(journal.directory, f"{segment_name(1)}.torn-{size}"))
+    assert Journal(journal.directory).append([support.body("two")]).first_seq == 2
+    assert Path(journal.directory, f"{segment_name(1)}.torn-{size}.1").read_bytes() == b'{"seq":2,"v":1,"torn'
+    assert _unchanged(outside)
+
+
+def test_a_journal_directory_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    """The journal directory itself may not be a link, whether the journal is opened to write or to read."""
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    os.symlink(real, tmp_path / "link")
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        Journal(str(tmp_path / "link"))
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        Journal(str(tmp_path / "link"), create=False)
+    assert list(real.iterdir()) == []
+
+
+def test_files_are_0600_and_directories_0700_even_under_umask_0277(tmp_path: Path) -> None:
+    """Under umask 0277 (which would make new files 0400 and directories 0500) every directory the journal makes is
+    0700 and every file (segments, journal.lock, .torn files) is 0600."""
+    old = os.umask(0o277)
+    try:
+        journal = Journal(str(tmp_path / "a" / "b" / "journal"), segment_max_bytes=4096)
+        journal.append([support.body("x" * 5000)])
+        journal.append([support.body("y"), support.body("z")])
+        with open(support.segment_path(journal, 2), "ab") as handle:
+            handle.write(b'{"seq":4,')
+        Journal(journal.directory, segment_max_bytes=4096).append([support.body("w")])
+    finally:
+        os.umask(old)
+    paths = [tmp_path / "a", *(tmp_path / "a").rglob("*")]
+    names = {p.name for p in paths}
+    assert {"b", "journal", "journal.lock", segment_name(1), segment_name(2)} <= names
+    assert any(".torn-" in name for name in names)
+    for path in paths:
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
+
+
+def test_a_segment_that_is_a_directory_is_one_clear_error(session: Session) -> None:
+    """A directory where the last segment should be a file: readers and appends raise UnsafePathError naming it,
+    and `popkit-power verify` prints one line naming it and exits 2, without a traceback."""
+    bad = support.segment_path(session.journal, 100)
+    os.mkdir(bad, 0o700)
+    with pytest.raises(UnsafePathError, match=segment_name(100)):
+        list(session.journal.reader())
+    with pytest.raises(UnsafePathError, match=segment_name(100)):
+        Journal(session.journal.directory).append([support.body("x")])
+    result = subprocess.run([str(SCRIPT), "verify", session.id], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "POPKIT_POWER_HOME": session.power_dir})
+    assert result.returncode == 2, result
+    assert result.stderr.count("\n") == 1 and segment_name(100) in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+# -- read-only journals (item 15) --------------------------------------------------------------------------------------
+
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+class _NoWrites:
+    """Fails, with EROFS, every call that could change a file or directory: what a read-only file system does."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.refused: list[str] = []
+        real_open = os.open
+
+        def checked_open(path: Any, flags: int, mode: int = 0o777, *args: Any, **kwargs: Any) -> int:
+            if flags & _WRITE_FLAGS:
+                return self._refuse(f"open {path} for writing")
+            return real_open(path, flags, mode, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", checked_open)
+        for name in ("mkdir", "makedirs", "unlink", "remove", "rename", "replace", "chmod", "fchmod", "ftruncate",
+                     "truncate", "pwrite", "link", "symlink", "rmdir"):
+            monkeypatch.setattr(os, name, lambda *args, _name=name, **kwargs: self._refuse(f"{_name}{args[:1]}"))
+        real_builtin_open = builtins.open
+
+        def checked_builtin_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+            if any(flag in mode for flag in "wax+"):
+                return self._refuse(f"open {file} with mode {mode}")
+            return real_builtin_open(file, mode, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", checked_builtin_open)
+
+    def _refuse(self, what: str) -> Any:
+        self.refused.append(what)
+        raise OSError(errno.EROFS, "Read-only file system", what)
+
+
+def _journal_to_check(directory: str) -> tuple[int, int]:
+    """A journal with a damaged last-segment line and a torn tail, as verify should report it: (damage offset, torn
+    offset)."""
+    journal = Journal(directory)
+    journal.append([support.body("one"), support.body("two")])
+    journal.append([support.body("three")])
+    [(offset, line)] = [(offset, line) for _segment, offset, line in support.raw_lines(journal) if b'"two"' in line]
+    with open(support.segment_path(journal), "r+b") as handle:
+        handle.seek(offset + line.index(b"two"))
+        handle.write(b"T")
+    torn_at = os.path.getsize(support.segment_path(journal))
+    with open(support.segment_path(journal), "ab") as handle:
+        handle.write(b'{"seq":4,"more":1,"v"')
+    journal.close()
+    return offset, torn_at
+
+
+def test_verify_checks_a_journal_it_may_only_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every write refused (as on a read-only file system), a journal opened with create=False is verified:
+    damage read under the shared lock, the torn tail found, and not one write even tried. Appending to it or
+    repairing it is a clear JournalError; opening a missing one creates nothing."""
+    directory = str(tmp_path / "session" / "journal")
+    damaged_at, torn_at = _journal_to_check(directory)
+    guard = _NoWrites(monkeypatch)
+    journal = Journal(directory, create=False)
+    report = verify_journal(journal)
+    assert [(d["seq"], d["offset"]) for d in report["damaged"]] == [(2, damaged_at)]
+    assert report["torn_tail"] == {"segment": segment_name(1), "offset": torn_at, "bytes": 21}
+    assert (report["records"], report["ok"]) == (2, False)
+    assert journal.end_position() == journal_module.Position(1, torn_at, 4)
+    with pytest.raises(JournalError, match="read-only"):
+        journal.append([support.body("no")])
+    with pytest.raises(JournalError, match="read-only"):
+        journal.repair()
+    with pytest.raises(JournalError, match="no journal at"):
+        Journal(str(tmp_path / "missing" / "journal"), create=False)
+    Journal(directory).close()  # an existing journal opened to write checks its directory without writing
+    assert guard.refused == []
+    monkeypatch.undo()
+    assert not (tmp_path / "missing").exists()
+
+
+def test_popkit_power_verify_on_a_read_only_power_directory(session: Session, tmp_path: Path) -> None:
+    """`popkit-power verify` in a power directory mounted read-only (root: a private read-only bind mount; others:
+    chmod a-w) reports the damage and the torn tail (exit 1, no traceback) and changes nothing."""
+    _journal_to_check(session.journal.directory)
+    before = {str(p): (p.read_bytes() if p.is_file() else None) for p in Path(session.power_dir).rglob("*")}
+    command = [str(SCRIPT), "--home", session.power_dir, "verify", "--json"]
+    if os.geteuid() == 0:
+        if shutil.which("unshare") is None:
+            pytest.skip("no unshare(1) to make a read-only mount as root (the write-refusing test covers it)")
+        script = 'mount --bind -o ro "$1" "$1" || exit 97; touch "$1/probe" 2>/dev/null && exit 98; shift; exec "$@"'
+        command = ["unshare", "--mount", "sh", "-c", script, "sh", session.power_dir, *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        if result.returncode == 97:
+            pytest.skip(f"cannot bind-mount read-only here: {result.stderr.strip()}")
+    else:
+        subprocess.run(["chmod", "-R", "a-w", session.power_dir], check=True)
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        finally:
+            subprocess.run(["chmod", "-R", "u+w", session.power_dir], check=True)
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr
+    report = orjson.loads(result.stdout)
+    assert [d["seq"] for d in report["damaged"]] == [4] and report["torn_tail"]["bytes"] == 21
+    after = {str(p): (p.read_bytes() if p.is_file() else None) for p in Path(session.power_dir).rglob("*")}
+    assert after == before
+
+
+# -- layering ----------------------------------------------------------------------------------------------------------
+
+
+def test_the_journal_imports_only_lean_modules_and_neither_config_nor_home() -> None:
+    """journal.py, reader.py and records.py import only os/zlib/errno/stat and the project's _fs, _lock, errors,
+    records and reader (config and home are above them); importing the journal loads nothing else."""
+    allowed = {"popkit_power._fs", "popkit_power._lock", "popkit_power.errors", "popkit_power.records",
+               "popkit_power.reader", "popkit_power.journal", "popkit_power"}
+    code = ("import sys; before = set(sys.modules); import popkit_power.journal; "
+            "print(' '.join(sorted(set(sys.modules) - before)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    loaded = set(result.stdout.split())
+    assert loaded - allowed <= {"__future__", "errno", "stat", "fcntl", "zlib"}, loaded - allowed
+    assert not {"popkit_power.config", "popkit_power.home"} & loaded
