@@ -734,3 +734,21 @@ def test_the_journal_imports_only_lean_modules_and_neither_config_nor_home() -> 
     loaded = set(result.stdout.split())
     assert loaded - allowed <= {"__future__", "errno", "stat", "fcntl", "zlib"}, loaded - allowed
     assert not {"popkit_power.config", "popkit_power.home"} & loaded
+
+
+# -- stress: a few seconds of tools/stress_journal.py ------------------------------------------------------------------
+
+
+def test_stress_writers_killed_at_random_while_tailing_readers_follow() -> None:
+    """tools/stress_journal.py for 3 seconds (the 60-second run is in tools/BENCHMARKS.md): writers appending single
+    records and batches are SIGKILLed at random moments and restarted while two tailing reader processes follow the
+    journal. Each reader returns every record written after its start, once, in order, without damage; no
+    acknowledged record is lost; no batch is partly there; verify is OK."""
+    tool = Path(__file__).resolve().parent.parent / "tools" / "stress_journal.py"
+    result = subprocess.run([sys.executable, str(tool), "--seconds", "3", "--writers", "3", "--pause-ms", "2",
+                             "--json"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = orjson.loads(result.stdout)
+    assert summary["failures"] == [] and summary["verify_ok"]
+    assert summary["kills"] > 10 and summary["lost"] == 0 and summary["partial_batches"] == 0
+    assert [r["returned"] == r["expected"] > 0 and r["damage"] == 0 for r in summary["readers"]] == [True, True]
