@@ -205,7 +205,7 @@ class JournalReader:
                             held.clear()
                             continue
                         self._incomplete(segment, held)  # broken by a valid line that does not continue it
-                    if more > 0:
+                    if framed and more:  # a batch begins (a damaged line's `more` is not trusted)
                         held.append((offset, end, seq, more, None if reason else record, reason, line))
                     elif reason:
                         self._damaged(segment, offset, end, seq if framed else None, reason)

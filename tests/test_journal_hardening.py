@@ -421,7 +421,8 @@ def test_an_open_batch_at_the_end_of_an_older_segment_is_an_incomplete_batch(tmp
     assert [(d.seq, d.segment, d.reason) for d in damaged] == [(2, 1, "incomplete batch")]
 
 
-# Lines for the agreement test: a record alone, each record of a batch of up to 4, a damaged line, garbage.
+# Lines for the agreement test: a record alone, the first records of a batch of up to 4, a damaged line (whose head
+# may say `more`), garbage.
 
 
 def test_a_batch_held_across_two_reads_is_not_glued_to_what_a_repair_wrote(
@@ -457,7 +458,7 @@ def test_a_batch_held_across_two_reads_is_not_glued_to_what_a_repair_wrote(
 _line_kinds = st.lists(st.one_of(
     st.tuples(st.just("single"), st.integers(1, 12)),
     st.tuples(st.just("batch"), st.integers(2, 4), st.integers(1, 4), st.integers(1, 12)),
-    st.tuples(st.just("damaged"), st.integers(1, 12)),
+    st.tuples(st.just("damaged"), st.integers(1, 12), st.integers(0, 3)),
     st.tuples(st.just("garbage"), st.integers(0, 3)),
 ), max_size=8)
 
@@ -470,8 +471,8 @@ def _lines_of(kinds: list[tuple[int | str, ...]]) -> list[bytes]:
         elif kind[0] == "batch":  # the first `kept` records of a batch of `size` starting at `seq`
             size, kept, seq = int(kind[1]), min(int(kind[2]), int(kind[1])), int(kind[3])
             lines += [encode_record(seq + index, support.body("b"), size - 1 - index) for index in range(kept)]
-        elif kind[0] == "damaged":
-            line = bytearray(encode_record(int(kind[1]), support.body("d")))
+        elif kind[0] == "damaged":  # its head still reads (seq, more), but its checksum fails
+            line = bytearray(encode_record(int(kind[1]), support.body("d"), int(kind[2])))
             line[-15] ^= 1
             lines.append(bytes(line))
         else:
