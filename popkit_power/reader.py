@@ -154,7 +154,10 @@ class JournalReader:
         want = READ_CHUNK
         try:
             while True:
-                start = held[0][0] if held else offset
+                start = offset
+                if held:  # read the held lines again with at least a whole read's worth after them
+                    start = held[0][0]
+                    want = max(want, offset - start + READ_CHUNK)
                 # Only the last segment changes: it is read while no append is under way (never across a yield).
                 data = self.journal.read_locked(_pread, fd, want, start) if last else _pread(fd, want, start)
                 at_end = len(data) < want

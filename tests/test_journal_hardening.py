@@ -425,6 +425,19 @@ def test_an_open_batch_at_the_end_of_an_older_segment_is_an_incomplete_batch(tmp
 # may say `more`), garbage.
 
 
+@pytest.mark.parametrize("segment_max_bytes", [64 * 1024 * 1024, 4096], ids=["last-segment", "older-segment"])
+def test_a_batch_larger_than_one_read_is_returned_whole(tmp_path: Path, segment_max_bytes: int) -> None:
+    """A batch of five 900 KB records spans several 1 MiB reads: it is held across them and returned whole, in the
+    last segment (read under the lock) as in an older one."""
+    journal = Journal(str(tmp_path / "j"), segment_max_bytes=segment_max_bytes)
+    journal.append([support.body("one")])
+    journal.append([support.body(str(n) * 900_000) for n in range(5)])
+    journal.append([support.body("after")])
+    records, damaged = support.read_all(journal)
+    assert damaged == [] and [r["seq"] for r in records] == [1, 2, 3, 4, 5, 6, 7]
+    assert [r["data"]["text"][:1] for r in records[1:6]] == ["0", "1", "2", "3", "4"]
+
+
 def test_a_batch_held_across_two_reads_is_not_glued_to_what_a_repair_wrote(
         journal: Journal, monkeypatch: pytest.MonkeyPatch) -> None:
     """A reader holds the whole lines of batch A (seqs 2-3 of 3) at the end of one read; before its next read a repair
