@@ -5,8 +5,8 @@ A record is one line that starts with its `seq` and ends with a CRC-32 of everyt
     {"seq":42,"v":1,...,"data":{...},"crc":"1c291ca3"}
 
 Every record of a multi-record append except its last carries `"more":K` right after its seq, K being how many
-records of the same append follow it; a reader holds such a record until the K that follow are whole and valid, so
-an append is visible whole or not at all:
+records of the same append follow it; a reader holds such a record until a whole line is there for each of the K
+that follow, so an append is visible whole or not at all:
 
     {"seq":7,"more":2,...}  {"seq":8,"more":1,...}  {"seq":9,...}
 
@@ -62,18 +62,6 @@ def record_seq(line: bytes) -> int | None:
     return int(digits) if comma > 0 and digits.isdigit() else None
 
 
-def record_more(line: bytes) -> int:
-    """How many records of the same append follow this one: the `more` after its seq, 0 without one, -1 if it is
-    malformed (not a positive decimal number followed by a comma). Only meaningful for a line whose checksum holds."""
-    comma = line.find(b",", 7, _SEQ_DIGITS_END)
-    if comma < 0 or not line.startswith(MORE_PREFIX, comma + 1):
-        return 0
-    start = comma + 1 + len(MORE_PREFIX)
-    end = line.find(b",", start, start + 21)
-    digits = line[start:end]
-    return int(digits) if end > 0 and digits.isdigit() and int(digits) > 0 else -1
-
-
 def checksum_ok(line: bytes) -> bool:
     """True if `line` (with its newline) ends in a CRC-32 that matches everything before it."""
     if len(line) <= CRC_TAIL or not line.endswith(CRC_CLOSE) or line[-CRC_TAIL:-11] != CRC_OPEN:
@@ -86,8 +74,9 @@ def checksum_ok(line: bytes) -> bool:
 
 
 def record_head(line: bytes) -> tuple[int, int] | None:
-    """(seq, more) from a line's start (see `record_seq` and `record_more`; checksum not checked), or None if it
-    does not start like a record. Readers call it for every line, so it does the work of both in one call."""
+    """(seq, more) from a line's start, checksum not checked, or None if it does not start like a record. `more` is
+    the number after `"more":` right after the seq, 0 without one, -1 if it is malformed (not a positive decimal
+    number followed by a comma). Readers call it for every line."""
     if not line.startswith(SEQ_PREFIX):
         return None
     comma = line.find(b",", 7, _SEQ_DIGITS_END)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from popkit_power import journal as journal_module
 from popkit_power import reader as reader_module
 from popkit_power.errors import JournalError, PowerModeError, UnsafePathError
 from popkit_power.journal import Journal, checksum_ok, encode_record, segment_name
-from popkit_power.records import scan_tail
+from popkit_power.records import record_head, scan_tail
 from popkit_power.session import Session
 from popkit_power.verify import verify_journal
 
@@ -339,6 +340,27 @@ def test_every_record_of_a_batch_but_the_last_says_how_many_follow(journal: Jour
     assert damaged == [] and [r["seq"] for r in records] == [1, 2, 3, 4]
     assert all("more" not in r for r in records)
     assert [list(r)[:2] for r in records] == [["seq", "v"]] * 4
+
+
+@pytest.mark.parametrize(("head", "expected"), [
+    (b'{"seq":7,"v":1,', (7, 0)), (b'{"seq":7,"more":3,"v":1,', (7, 3)), (b'{"seq":7,"more":0,"v":1,', (7, -1)),
+    (b'{"seq":7,"more":x,"v":1,', (7, -1)), (b'{"seq":7,"more":-2,"v":1,', (7, -1)), (b'{"seq":7,"more":3', (7, -1)),
+    (b'{"seq":x,"more":3,', None), (b'["seq",7]', None),
+])
+def test_record_head_reads_seq_and_more_without_parsing_json(head: bytes, expected: tuple[int, int] | None) -> None:
+    """`more` is a positive decimal number followed by a comma, right after the seq; anything else there is -1."""
+    assert record_head(head) == expected
+
+
+def test_a_line_whose_more_is_malformed_is_not_a_record(journal: Journal) -> None:
+    """A line with a valid checksum but `"more":0` (no writer writes it) is damage, `not a record`, never held."""
+    checked = b'{"seq":2,"more":0,"v":1,"data":{}}'[:-1]
+    with open(support.segment_path(journal), "ab") as handle:
+        handle.write(encode_record(1, support.body("one")))
+        handle.write(checked + b',"crc":"%08x"}\n' % zlib.crc32(checked))
+        handle.write(encode_record(3, support.body("three")))
+    records, damaged = support.read_all(journal)
+    assert [r["seq"] for r in records] == [1, 3] and [(d.seq, d.reason) for d in damaged] == [(2, "not a record")]
 
 
 def test_an_envelope_may_not_begin_with_a_more_member(journal: Journal) -> None:
