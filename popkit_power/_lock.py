@@ -1,7 +1,8 @@
-"""An exclusive inter-process lock on a file, released by the OS when its holder dies (even by SIGKILL).
+"""Inter-process locks on a file, released by the OS when their holder dies (even by SIGKILL).
 
-portalocker would be the library for this, but importing it costs ~60 ms (../shared/reference/hot-path.md), eight
-times the hook's whole budget, so the hot path uses `fcntl.flock` (POSIX) or `msvcrt.locking` (Windows) directly.
+portalocker would be the library for this, but importing it costs ~60 ms (tools/BENCHMARKS.md, "Hook"), eight times
+the hook's whole budget, so the hot path uses `fcntl.flock` (POSIX) or `msvcrt.locking` (Windows) directly. Lock
+files are opened through `_fs.open_file`: never through a symlink, only a regular file, created 0600.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import os
 import sys
 
+from ._fs import open_file
+
 if sys.platform == "win32":  # pragma: no cover - not tested here
     import msvcrt
 
-    LOCK_EX, LOCK_UN = 2, 8
+    LOCK_SH, LOCK_EX, LOCK_UN = 1, 2, 8  # msvcrt has no shared lock: a shared lock is an exclusive one there
 
     def flock(fd: int, operation: int) -> None:
         """`fcntl.flock` for Windows: lock or unlock the file's first byte (LK_LOCK gives up after ~10 s: retry)."""
@@ -28,6 +31,7 @@ if sys.platform == "win32":  # pragma: no cover - not tested here
                 continue
 else:
     from fcntl import LOCK_EX as LOCK_EX
+    from fcntl import LOCK_SH as LOCK_SH
     from fcntl import LOCK_UN as LOCK_UN
     from fcntl import flock as flock
 
@@ -48,7 +52,7 @@ class FileLock:
 
     def acquire(self) -> None:
         if self._fd < 0:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._fd = open_file(self.path, os.O_RDWR | os.O_CREAT)
         flock(self._fd, LOCK_EX)
 
     def release(self) -> None:

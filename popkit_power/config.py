@@ -11,13 +11,11 @@ import os
 from . import codec
 from ._fs import read_file
 from .errors import ConfigError, UnsafePathError
+from .journal import DURABILITY_FLUSH, DURABILITY_FSYNC
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-DURABILITY_FLUSH = "flush"  # each append is handed to the OS (survives a killed process, not a power cut)
-DURABILITY_FSYNC = "fsync"  # each append is fsynced before it returns (survives a power cut; see tools/BENCHMARKS.md)
 
 #: name -> (default, kind, minimum); kinds: "int", "float", "bool", or a tuple of allowed strings.
 DEFAULTS: dict[str, tuple[Any, Any, float | None]] = {

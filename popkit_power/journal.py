@@ -1,99 +1,57 @@
 """The append-only event journal: the single truth of a power session (format: journal/SPEC.md).
 
 A journal is a directory of segment files, each named by the first `seq` it holds (`0000000000000001.jsonl`), so
-listing the directory is the index. Each record is one line of JSON that starts with its `seq` and ends with a CRC-32
-of everything before it:
-
-    {"seq":42,"v":1,…,"data":{…},"crc":"1c291ca3"}
+listing the directory is the index; the line format is in records.py, reading in reader.py.
 
 Appends take an exclusive OS file lock (`journal.lock` beside the directory), find the tail, repair it if a killed
-writer left half a line (the torn bytes are kept in a `.torn` file beside the segment, never silently dropped), give
-the next contiguous seqs, and write all the lines of one call in a single write. A reader resumes from a `Position`
-(segment, byte offset, next seq) and so reads only what is new; a record is returned only once it is whole and its
-checksum holds, and a damaged line in the middle is reported and stepped over, never fatal.
+writer left a torn line or a batch without its last record (the bytes are kept whole in a `.torn` file beside the
+segment, or the append fails and cuts nothing), give the next contiguous seqs, and write all the lines of one call in
+a single write, the records of a multi-record append framed with `more` so that readers return all of them or none.
+Every file is opened through `_fs.open_file` (no symlink followed, modes exact); a journal opened with `create=False`
+is read-only and never creates or writes anything.
 
-This module is on the hook's hot path: it imports only `os`, `zlib` and the project's own lean modules. Readers use
-orjson when it is installed and the caller does not choose a parser.
+This module is on the hook's hot path: it imports only `errno`, `os`, `zlib` and the project's own lean modules.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import zlib
 
-from ._fs import FILE_MODE, fsync_dir
-from ._fs import private_dir as make_private_dirs
-from ._lock import LOCK_EX, LOCK_UN, FileLock, flock
-from .config import DURABILITY_FLUSH, DURABILITY_FSYNC
-from .errors import JournalError, RecordTooLargeError
+from ._fs import fsync_dir, open_file, private_dir
+from ._lock import LOCK_EX, LOCK_SH, LOCK_UN, FileLock, flock
+from .errors import JournalError, RecordTooLargeError, UnsafePathError
+from .reader import READ_CHUNK, Damage, JournalReader, Position, default_loads, warn_damage
+from .records import (
+    SEGMENT_DIGITS,
+    SEGMENT_SUFFIX,
+    checksum_ok,
+    encode_batch,
+    encode_record,
+    record_seq,
+    scan_tail,
+    segment_name,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
-    from typing import Any
+    from collections.abc import Callable, Sequence
+    from typing import Any, TypeVar
 
-    DamageHandler = Callable[["Damage"], None]
+    from .reader import DamageHandler as DamageHandler
 
-SEGMENT_SUFFIX = ".jsonl"
-SEGMENT_DIGITS = 16
-_SEQ_PREFIX = b'{"seq":'
-_CRC_OPEN = b',"crc":"'
-_CRC_CLOSE = b'"}\n'
-_CRC_TAIL = len(_CRC_OPEN) + 8 + len(_CRC_CLOSE)  # the bytes after the checksummed part of a line
-_READ_CHUNK = 1 << 20
+    T = TypeVar("T")
+
+__all__ = ["DURABILITY_FLUSH", "DURABILITY_FSYNC", "Appended", "Damage", "Journal", "JournalReader", "Position",
+           "checksum_ok", "encode_record", "record_seq", "segment_name"]
+
+DURABILITY_FLUSH = "flush"  # each append is handed to the OS (survives a killed process, not a power cut)
+DURABILITY_FSYNC = "fsync"  # each append is fsynced before it returns (survives a power cut; see tools/BENCHMARKS.md)
+
+_SCAN_FIRST, _SCAN_MAX = 8192, 4 << 20  # the tail scan's first window; past the last, damage is counted line by line
 _MARKER_READ = 32  # the lock file holds the first seq of the last segment, 16 digits
 _lseek, _pread, _crc32, _exists, _F_OK = os.lseek, os.pread, zlib.crc32, os.access, os.F_OK
-
-
-class Position:
-    """Where a reader is: the segment (its first seq), the byte offset in it, and the seq it expects next."""
-
-    __slots__ = ("offset", "segment", "seq")
-
-    def __init__(self, segment: int = 1, offset: int = 0, seq: int = 1) -> None:
-        self.segment = segment
-        self.offset = offset
-        self.seq = seq
-
-    def as_dict(self) -> dict[str, int]:
-        return {"segment": self.segment, "offset": self.offset, "seq": self.seq}
-
-    @classmethod
-    def from_dict(cls, value: Any) -> Position:
-        """The position stored by `as_dict`; raise JournalError if `value` is not one."""
-        try:
-            fields = [value["segment"], value["offset"], value["seq"]]
-        except (TypeError, KeyError):
-            raise JournalError(f"not a journal position: {value!r}") from None
-        if not all(isinstance(field, int) and not isinstance(field, bool) and field >= 0 for field in fields):
-            raise JournalError(f"not a journal position: {value!r}")
-        return cls(*fields)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Position):
-            return NotImplemented
-        return (self.segment, self.offset, self.seq) == (other.segment, other.offset, other.seq)
-
-    def __hash__(self) -> int:
-        return hash((self.segment, self.offset, self.seq))
-
-    def __repr__(self) -> str:
-        return f"Position(segment={self.segment}, offset={self.offset}, seq={self.seq})"
-
-
-class Damage:
-    """A line a reader could not return: where it is, which seq it had or should have had, and why."""
-
-    __slots__ = ("offset", "reason", "segment", "seq")
-
-    def __init__(self, segment: int, offset: int, seq: int, reason: str) -> None:
-        self.segment = segment
-        self.offset = offset
-        self.seq = seq
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"seq {self.seq} at {segment_name(self.segment)} byte {self.offset}: {self.reason}"
 
 
 class Appended:
@@ -113,56 +71,12 @@ class Appended:
         return Position(self._segment, self._end_offset, self.last_seq + 1)
 
 
-def segment_name(first_seq: int) -> str:
-    return f"{first_seq:0{SEGMENT_DIGITS}d}{SEGMENT_SUFFIX}"
-
-
-def encode_record(seq: int, body: bytes) -> bytes:
-    """The journal line for `seq` and a serialized envelope `body` (a JSON object without seq and crc)."""
-    checked = b"%s%d,%s" % (_SEQ_PREFIX, seq, body[1:-1])
-    return b"%s%s%08x%s" % (checked, _CRC_OPEN, zlib.crc32(checked), _CRC_CLOSE)
-
-
-def record_seq(line: bytes) -> int | None:
-    """The seq a line starts with, or None if it does not start like a record (checksum not checked)."""
-    if not line.startswith(_SEQ_PREFIX):
-        return None
-    comma = line.find(b",", len(_SEQ_PREFIX), len(_SEQ_PREFIX) + 21)
-    digits = line[len(_SEQ_PREFIX):comma]
-    return int(digits) if comma > 0 and digits.isdigit() else None
-
-
-def checksum_ok(line: bytes) -> bool:
-    """True if `line` (with its newline) ends in a CRC-32 that matches everything before it."""
-    if len(line) <= _CRC_TAIL or not line.endswith(_CRC_CLOSE) or line[-_CRC_TAIL:-11] != _CRC_OPEN:
-        return False
-    try:
-        expected = int(line[-11:-3], 16)
-    except ValueError:
-        return False
-    return zlib.crc32(line[:-_CRC_TAIL]) == expected
-
-
-def _default_loads() -> Callable[[bytes], Any]:
-    try:
-        import orjson
-
-        return orjson.loads
-    except ImportError:  # pragma: no cover - the hook's own lean path passes codec.loads
-        from . import codec
-
-        return lambda line: codec.loads(line.decode("utf-8"))
-
-
-def warn_damage(damage: Damage) -> None:
-    """What a reader does with a damaged line when its caller does not say: a warning on this module's logger."""
-    import logging
-
-    logging.getLogger("popkit_power.journal").warning("skipped a damaged journal record: %s", damage)
-
-
 class Journal:
-    """One session's journal directory: `append` from any number of processes, `reader` from any position."""
+    """One session's journal directory: `append` from any number of processes, `reader` from any position.
+
+    With `create=False` the journal is opened read-only: nothing is ever created or written (a missing directory
+    is a JournalError), `append` and `repair` refuse, and reading works on files and directories it cannot write.
+    """
 
     def __init__(
         self,
@@ -180,11 +94,15 @@ class Journal:
         self._fsync = durability == DURABILITY_FSYNC
         self.segment_max_bytes = segment_max_bytes
         self.max_record_bytes = max_record_bytes
+        self.writable = create
         if create:
-            make_private_dirs(directory)
+            private_dir(directory)
         elif not os.path.isdir(directory):
             raise JournalError(f"no journal at {directory}")
+        elif os.path.islink(directory.rstrip("/\\")):
+            raise UnsafePathError(f"{directory} is a symbolic link; popkit-power never follows links in its directory")
         self._lock = FileLock(directory.rstrip("/\\") + ".lock")
+        self._shared_fd = -1  # the lock file opened read-only, for readers' shared locks
         # The tail as this process last left it: (segment, fd, size, next seq). Valid only while the file's size
         # is unchanged, which is checked under the lock before every append.
         self._tail: tuple[int, int, int, int] | None = None
@@ -197,17 +115,18 @@ class Journal:
         """Append serialized envelopes (JSON objects without seq/crc) as consecutive records, atomically, in order.
 
         Raises RecordTooLargeError before anything is written if one record is over `max_record_bytes`, and
-        JournalError if the disk refuses the write (nothing partial is left behind).
+        JournalError if the disk refuses the write (nothing partial is left behind) or a torn tail cannot be kept.
         """
         if not bodies:
             raise JournalError("nothing to append")
         limit = self.max_record_bytes - 40  # seq, crc and newline
         for body in bodies:
-            if len(body) > limit or len(body) < 3 or body[0] != 0x7B or body[-1] != 0x7D or b"\n" in body:
+            if (len(body) > limit or len(body) < 3 or body[0] != 0x7B or body[-1] != 0x7D or b"\n" in body
+                    or (body[2] == 0x6D and body.startswith(b'{"more":'))):
                 self._refuse(body)
         lock_fd = self._lock.fd
         if lock_fd < 0:
-            self._lock.acquire()  # opens the lock file, once
+            self._lock_for_writing()  # opens the lock file, once
             lock_fd = self._lock.fd
         else:
             flock(lock_fd, LOCK_EX)  # the lock's own fd, without a method call each way: appends are hot
@@ -228,7 +147,7 @@ class Journal:
                 checked = b'{"seq":%d,%s' % (next_seq, bodies[0][1:-1])
                 data = b'%s,"crc":"%08x"}\n' % (checked, _crc32(checked))  # encode_record, inline
             else:
-                data = b"".join([encode_record(next_seq + index, body) for index, body in enumerate(bodies)])
+                data = encode_batch(next_seq, bodies)
             try:
                 written = os.write(fd, data)  # os.write, not a bound copy: tests replace it
                 if written != len(data) or self._fsync:
@@ -238,6 +157,9 @@ class Journal:
             end = size + len(data)
             after = next_seq + len(bodies)
             self._tail = (segment, fd, end, after)
+        except OSError as error:  # finding or repairing the tail, or starting a segment
+            self._drop_tail_cache()
+            raise JournalError(f"cannot append to the journal in {self.directory}: {error}") from None
         finally:
             flock(lock_fd, LOCK_UN)
         return Appended(next_seq, after - 1, segment, end)
@@ -248,18 +170,35 @@ class Journal:
             raise RecordTooLargeError(size, self.max_record_bytes)
         if body[:1] != b"{" or body[-1:] != b"}" or len(body) < 3:
             raise JournalError("a record must be a non-empty JSON object")
-        raise JournalError("a record must be one line: its serialized JSON holds a newline")
+        if b"\n" in body:
+            raise JournalError("a record must be one line: its serialized JSON holds a newline")
+        raise JournalError('a record must not begin with a "more" member: the journal frames batches with it')
+
+    def _lock_for_writing(self) -> None:
+        if not self.writable:
+            raise JournalError(f"the journal in {self.directory} is open read-only")
+        try:
+            self._lock.acquire()
+        except OSError as error:
+            raise JournalError(f"cannot lock the journal in {self.directory}: {error}") from None
 
     def repair(self) -> None:
         """Take the lock and repair a torn tail, as the next append would."""
-        with self._lock:
+        self._lock_for_writing()
+        try:
             self._open_tail()
+        except OSError as error:
+            self._drop_tail_cache()
+            raise JournalError(f"cannot repair the journal in {self.directory}: {error}") from None
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
-        if self._tail is not None:
-            os.close(self._tail[1])
-            self._tail = None
+        self._drop_tail_cache()
         self._lock.close()
+        if self._shared_fd >= 0:
+            os.close(self._shared_fd)
+            self._shared_fd = -1
 
     def __enter__(self) -> Journal:
         return self
@@ -288,7 +227,12 @@ class Journal:
             segment, fd = self._tail[0], self._tail[1]
             if _pread(self._lock.fd, _MARKER_READ, 0) == self._marker and _exists(self._tail_path, _F_OK):
                 # Still the last segment, but others appended to it: read its new tail through the fd we hold.
-                size, next_seq = self._scan_tail(fd, segment, _lseek(fd, 0, 2), repair=True)
+                self._tail = None  # until the scan has worked
+                try:
+                    size, next_seq = self._scan_tail(fd, segment, _lseek(fd, 0, 2), repair=True)
+                except BaseException:
+                    os.close(fd)
+                    raise
                 self._tail = (segment, fd, size, next_seq)
                 return self._tail
             self._drop_tail_cache()
@@ -296,9 +240,13 @@ class Journal:
         if not segments:
             return self._roll_over(1)
         segment = segments[-1]
-        fd = os.open(self._segment_path(segment), os.O_RDWR | os.O_APPEND)
-        size, next_seq = self._tail_of(fd, segments, repair=True)
-        self._mark_last_segment(segment)
+        fd = open_file(self.segment_path(segment), os.O_RDWR | os.O_APPEND)
+        try:
+            size, next_seq = self._tail_of(fd, segments, repair=True)
+            self._mark_last_segment(segment)
+        except BaseException:
+            os.close(fd)
+            raise
         self._tail = (segment, fd, size, next_seq)
         return self._tail
 
@@ -310,12 +258,12 @@ class Journal:
             os.pwrite(lock_fd, marker, 0)
             os.ftruncate(lock_fd, len(marker))
         self._marker = marker
-        self._tail_path = self._segment_path(segment)
+        self._tail_path = self.segment_path(segment)
 
     def _roll_over(self, next_seq: int) -> tuple[int, int, int, int]:
         self._drop_tail_cache()
         self._mark_last_segment(next_seq)  # first: a crash before the file exists only costs the others a rescan
-        fd = os.open(self._tail_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        fd = open_file(self._tail_path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
         if self._fsync:
             fsync_dir(self.directory)
         self._tail = (next_seq, fd, os.fstat(fd).st_size, next_seq)
@@ -330,73 +278,83 @@ class Journal:
         """(whole size, next seq) of the last segment, open as `fd`; see `_scan_tail`."""
         size, next_seq = self._scan_tail(fd, segments[-1], os.fstat(fd).st_size, repair=repair)
         if size == 0 and len(segments) > 1:  # an empty segment left by a crash right after a roll-over
-            next_seq = max(next_seq, self._next_seq_of(segments[-2]))
+            fd = open_file(self.segment_path(segments[-2]), os.O_RDONLY)
+            try:
+                next_seq = max(next_seq, self._scan_tail(fd, segments[-2], os.fstat(fd).st_size, repair=False)[1])
+            finally:
+                os.close(fd)
         return size, next_seq
 
-    def _next_seq_of(self, segment: int) -> int:
-        with open(self._segment_path(segment), "rb") as handle:
-            return self._scan_tail(handle.fileno(), segment, os.fstat(handle.fileno()).st_size, repair=False)[1]
-
     def _scan_tail(self, fd: int, segment: int, size: int, *, repair: bool) -> tuple[int, int]:
-        """(size without a torn tail, next seq) of a segment; with `repair`, cut a torn tail off and keep it aside.
-
-        A torn tail is what a writer killed in mid-write leaves: bytes after the last newline. The next seq follows
-        the last whole line's seq. A whole line whose seq cannot be read (damage) still counts as one record, so a
-        seq is never given twice.
+        """(size without a torn tail or an incomplete batch, next seq) of a segment; with `repair`, cut them off and
+        keep their bytes aside (records.scan_tail says what is cut). The next seq follows the last line whose
+        checksum holds; each damaged whole line after it still counts as one record, so a seq is never given twice.
         """
-        chunk = 8192
+        window = _SCAN_FIRST
         while True:
-            start = max(0, size - chunk)
-            data = os.pread(fd, size - start, start)
-            cut = data.rfind(b"\n") + 1
-            previous = data.rfind(b"\n", 0, cut - 1) + 1 if cut else 0
-            if start == 0 or (cut and previous):  # the last whole line is fully inside `data`
+            start = max(0, size - window)
+            data = _pread(fd, size - start, start)
+            found = scan_tail(data, start == 0)
+            if found is not None and (found[1] is not None or start == 0 or window >= _SCAN_MAX):
                 break
-            chunk *= 4
-        if cut < len(data):
-            torn_at = start + cut
-            if repair:
-                self._keep_torn_bytes(segment, torn_at, data[cut:])
-                os.ftruncate(fd, torn_at)
-            size = torn_at
-        lines_back = 0
-        end = cut
-        while end > 0:
-            begin = data.rfind(b"\n", 0, end - 1) + 1
-            if begin == 0 and start > 0:  # damage reaching past the chunk: every line of a segment is one seq
-                return size, segment + self._count_lines(fd, size)
-            seq = record_seq(data[begin:end])
-            if seq is not None:
-                return size, seq + 1 + lines_back
-            lines_back += 1
-            end = begin
-        return size, segment + lines_back
+            window *= 4
+        cut, seq, lines = found
+        cut += start
+        if seq is not None:
+            next_seq = seq + 1 + lines
+        else:  # damage all the way back: every line of a segment is one seq from the segment's own
+            next_seq = segment + (lines if start == 0 else self._count_lines(fd, cut))
+        if cut < size and repair:
+            self._keep_torn_bytes(segment, cut, data[cut - start:])
+            os.ftruncate(fd, cut)
+        return cut, next_seq
 
     @staticmethod
     def _count_lines(fd: int, size: int) -> int:
         lines, offset = 0, 0
         while offset < size:
-            data = os.pread(fd, min(_READ_CHUNK, size - offset), offset)
+            data = _pread(fd, min(READ_CHUNK, size - offset), offset)
+            if not data:
+                break
             lines += data.count(b"\n")
             offset += len(data)
         return lines
 
     def _keep_torn_bytes(self, segment: int, offset: int, torn: bytes) -> None:
-        """Write `torn` to `<segment>.torn-<offset>`, or `.torn-<offset>.<n>` when a writer was torn at the same
-        offset before (or died while keeping its bytes): earlier torn bytes are never overwritten."""
+        """Write `torn` whole to `<segment>.torn-<offset>`, or `.torn-<offset>.<n>` when a writer was torn at the same
+        offset before (or died while keeping its bytes), and fsync it with durability fsync. If that fails (a full
+        disk), remove the partial file and raise JournalError: the caller must not cut the segment then."""
         path = base = os.path.join(self.directory, f"{segment_name(segment)}.torn-{offset}")
-        number = 0
-        while True:
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-                break
-            except FileExistsError:
-                number += 1
-                path = f"{base}.{number}"
+        fd, number = -1, 0
         try:
-            os.write(fd, torn)
+            while fd < 0:
+                try:
+                    fd = open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+                except FileExistsError:  # earlier torn bytes, or anything planted there: never overwritten
+                    number += 1
+                    path = f"{base}.{number}"
+            view = memoryview(torn)
+            while view:
+                written = os.write(fd, view)
+                if written <= 0:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                view = view[written:]
+            if self._fsync:
+                os.fsync(fd)
+                fsync_dir(self.directory)
+        except OSError as error:
+            if fd >= 0:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+            raise JournalError(f"cannot repair the journal: the torn tail of {segment_name(segment)} at byte "
+                               f"{offset} ({len(torn)} bytes) could not be kept in {os.path.basename(path)} "
+                               f"({error.strerror or error}), so it was left in place and nothing was appended"
+                               ) from None
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
 
     # -- reading ----------------------------------------------------------------------------------------------------
 
@@ -413,7 +371,8 @@ class Journal:
             and name[:SEGMENT_DIGITS].isdigit()
         )
 
-    def _segment_path(self, segment: int) -> str:
+    def segment_path(self, segment: int) -> str:
+        """The path of the segment file whose first seq is `segment`."""
         return os.path.join(self.directory, segment_name(segment))
 
     def reader(
@@ -424,112 +383,49 @@ class Journal:
         on_damage: DamageHandler | None = None,
     ) -> JournalReader:
         """A reader of the records after `position` (from the start when None)."""
-        return JournalReader(self, position or Position(), loads or _default_loads(), on_damage or warn_damage)
+        return JournalReader(self, position or Position(), loads or default_loads(), on_damage or warn_damage)
 
     def end_position(self) -> Position:
         """The position just after the last whole record: where a reader that wants only new records starts."""
-        segments = self.segments()
-        if not segments:
-            return Position()
-        segment = segments[-1]
-        with open(self._segment_path(segment), "rb") as handle:
-            size, next_seq = self._tail_of(handle.fileno(), segments, repair=False)
-        return Position(segment, size, next_seq)
+        tail = self.read_locked(self._last_tail)
+        return Position() if tail is None else Position(tail[0], tail[1], tail[3])
 
     def has_torn_tail(self) -> tuple[int, int, int] | None:
-        """(segment, offset, length) of a torn tail, checked under the lock so a write in progress is not one."""
-        with self._lock:
-            segments = self.segments()
-            if not segments:
-                return None
-            path = self._segment_path(segments[-1])
-            with open(path, "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
-                whole, _ = self._scan_tail(handle.fileno(), segments[-1], size, repair=False)
-            return (segments[-1], whole, size - whole) if whole < size else None
+        """(segment, offset, length) of a torn tail (with an incomplete batch before it), checked under a shared lock
+        so that a write in progress is not one."""
+        tail = self.read_locked(self._last_tail)
+        return None if tail is None or tail[1] == tail[2] else (tail[0], tail[1], tail[2] - tail[1])
 
-
-def _lines(block: bytes) -> list[bytes]:
-    """The newline-terminated lines of `block`. `bytes.splitlines` (fast) also splits at a bare `\\r`, which a
-    valid record never holds (JSON escapes it) but a damaged one may: then split at `\\n` only."""
-    if b"\r" not in block:
-        return block.splitlines(keepends=True)
-    lines = block.split(b"\n")
-    lines.pop()  # the empty rest after the last newline
-    return [line + b"\n" for line in lines]
-
-
-class JournalReader:
-    """Iterates the whole, valid records after a position as dicts; `position` is always where to resume.
-
-    A damaged line (bad checksum, not JSON) is passed to `on_damage` and stepped over. A line without its newline at
-    the end of the last segment is a write in progress or a torn tail, so the reader stops before it.
-    """
-
-    def __init__(
-        self,
-        journal: Journal,
-        position: Position,
-        loads: Callable[[bytes], Any],
-        on_damage: DamageHandler,
-    ) -> None:
-        self.journal = journal
-        self.position = Position(position.segment, position.offset, position.seq)
-        self._loads = loads
-        self._on_damage = on_damage
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        segments = [segment for segment in self.journal.segments() if segment >= self.position.segment]
-        if segments and segments[0] > self.position.segment and self.position.offset:
-            raise JournalError(f"the journal no longer holds segment {segment_name(self.position.segment)} "
-                               f"that position {self.position} points into")
-        for index, segment in enumerate(segments):
-            last_segment = index == len(segments) - 1
-            if segment != self.position.segment:
-                self.position = Position(segment, 0, max(self.position.seq, segment))
-            yield from self._read_segment(segment, last_segment)
-
-    def _read_segment(self, segment: int, last_segment: bool) -> Iterator[dict[str, Any]]:
-        loads = self._loads
-        position = self.position
+    def _last_tail(self) -> tuple[int, int, int, int] | None:
+        """(last segment, size without a torn tail, size, next seq), or None for an empty journal."""
+        segments = self.segments()
+        if not segments:
+            return None
+        fd = open_file(self.segment_path(segments[-1]), os.O_RDONLY)
         try:
-            handle = open(self.journal._segment_path(segment), "rb")  # noqa: SIM115 - closed below, across yields
-        except FileNotFoundError:
-            return
-        with handle:
-            handle.seek(position.offset)
-            offset = position.offset
-            pending = b""
-            while True:
-                chunk = handle.read(_READ_CHUNK)
-                if not chunk:
-                    break
-                data = pending + chunk if pending else chunk
-                cut = data.rfind(b"\n") + 1
-                pending = data[cut:]
-                for line in _lines(data[:cut]):
-                    end = offset + len(line)
-                    seq = record_seq(line)
-                    if seq is None or not checksum_ok(line):
-                        self._damaged(segment, offset, end, seq, "checksum does not match" if seq else "not a record")
-                        offset = end
-                        continue
-                    try:
-                        event = loads(line)
-                    except ValueError:
-                        self._damaged(segment, offset, end, seq, "not valid JSON")
-                        offset = end
-                        continue
-                    offset = end
-                    position.offset = end
-                    position.seq = seq + 1
-                    yield event
-            if pending and not last_segment:
-                self._damaged(segment, offset, offset + len(pending), None, "incomplete last line of a segment")
+            size = os.fstat(fd).st_size
+            whole, next_seq = self._tail_of(fd, segments, repair=False)
+        finally:
+            os.close(fd)
+        return segments[-1], whole, size, next_seq
 
-    def _damaged(self, segment: int, offset: int, end: int, seq: int | None, reason: str) -> None:
-        position = self.position
-        seq = seq if seq is not None else position.seq
-        position.offset = end
-        position.seq = max(position.seq, seq + 1)
-        self._on_damage(Damage(segment, offset, seq, reason))
+    def read_locked(self, read: Callable[..., T], *args: Any) -> T:
+        """`read(*args)` while no append or repair is under way: under a shared lock on the lock file, opened
+        read-only. Without a lock file no writer has ever appended; if one appears while we read, read again under
+        its lock. Never call this across a yield: the caller may append in the same process, and its exclusive lock
+        (on another open file) would wait for ever for this one."""
+        if self._shared_fd < 0:
+            try:
+                self._shared_fd = open_file(self._lock.path, os.O_RDONLY)
+            except FileNotFoundError:
+                result = read(*args)
+                if not _exists(self._lock.path, _F_OK):
+                    return result
+                self._shared_fd = open_file(self._lock.path, os.O_RDONLY)
+        flock(self._shared_fd, LOCK_SH)
+        try:
+            return read(*args)
+        finally:
+            flock(self._shared_fd, LOCK_UN)
+
+

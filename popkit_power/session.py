@@ -26,8 +26,9 @@ from .home import (
     sessions_dir,
     set_active_session,
 )
-from .journal import Appended, Journal, Position, warn_damage
+from .journal import Appended, Journal, Position
 from .protocol import make_event
+from .reader import warn_damage
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

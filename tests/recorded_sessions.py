@@ -178,7 +178,8 @@ def segment_bytes(name: str) -> bytes:
     events = make_events()
     whole = events[:-1] if damaged else events
     with tempfile.TemporaryDirectory() as tmp, Journal(os.path.join(tmp, "journal")) as journal:
-        journal.append([codec.dumps(event).encode("utf-8") for event in whole])
+        for event in whole:  # one append each, as the hook and the CLI write most events (no batch framing)
+            journal.append([codec.dumps(event).encode("utf-8")])
         data = Path(journal.directory, segment_name(1)).read_bytes()
     if damaged:
         data = _corrupt(data, encode_record(len(events), codec.dumps(events[-1]).encode("utf-8")))

@@ -135,6 +135,48 @@ def append_then_tear(directory: str, round_number: int, report_fd: int, whole: i
     journal.append([kill_round_body(round_number, whole)])
 
 
+def append_texts(directory: str, texts: list[str]) -> None:
+    """Append one broadcast record per text, one append each (a child process's target)."""
+    with Journal(directory) as journal:
+        for text in texts:
+            journal.append([body(text)])
+
+
+def batch_body(round_number: int, batch: int, index: int, size: int) -> bytes:
+    """Record `index` of the `size` records of batch `batch` that a killed writer appends in round `round_number`:
+    about a third are large (100-200 KB) so that a kill lands inside a write."""
+    mix = zlib.crc32(f"{round_number}:{batch}:{index}".encode())
+    length = 100_000 + mix % 100_000 if mix % 3 == 0 else 20 + mix % 300
+    event = {"v": 1, "id": f"r{round_number}-b{batch}-i{index}", "ts": "2026-11-29T10:00:00.000000Z",
+             "origin": ORIGIN, "session": SESSION, "from": f"writer-{round_number}", "ch": "broadcast",
+             "type": "message.broadcast", "data": {"text": "x" * length, "round": round_number, "batch": batch,
+                                                   "index": index, "size": size}}
+    return body_of(event)
+
+
+def append_batches_until_killed(directory: str, round_number: int, report_fd: int,
+                                segment_max_bytes: int = 4 * 1024 * 1024) -> None:
+    """Append batches of 2-5 records forever; after each append returned, write its first and last seq (8 bytes
+    each) to `report_fd`."""
+    journal = Journal(directory, segment_max_bytes=segment_max_bytes)
+    sizes = [2 + zlib.crc32(f"{round_number}:{n}".encode()) % 4 for n in range(1000)]
+    for batch, size in enumerate(sizes):
+        appended = journal.append([batch_body(round_number, batch, index, size) for index in range(size)])
+        os.write(report_fd, appended.first_seq.to_bytes(8, "little") + appended.last_seq.to_bytes(8, "little"))
+    raise AssertionError("not killed in time")
+
+
+def read_reports(fd: int, wanted: int | None, *, width: int = 8) -> list[bytes]:
+    """Reports of `width` bytes a child wrote to a pipe: `wanted` of them (blocking), or all until it closes."""
+    data = b""
+    while wanted is None or len(data) < width * wanted:
+        chunk = os.read(fd, width * wanted - len(data) if wanted else 65536)
+        if not chunk:
+            break
+        data += chunk
+    return [data[i:i + width] for i in range(0, len(data) - len(data) % width, width)]
+
+
 def run_child(target: Any, *args: Any) -> int:
     """Fork a child that runs `target(*args)` and never returns into the test runner; return its pid."""
     pid = os.fork()

@@ -483,8 +483,6 @@ def test_a_journal_without_permission_is_one_line(session: Session) -> None:
         os.chmod(session.journal.directory, 0o700)
 
 
-@pytest.mark.xfail(reason="journal.py still opens segments through links; _fs.open_file is to be wired in there",
-                   strict=False)
 @pytest.mark.parametrize("damage", ["a segment links elsewhere", "the session links elsewhere"])
 def test_a_planted_link_is_never_written_through(power_dir: str, damage: str) -> None:
     """A link planted in the power directory is refused, not followed: what it points at stays as it was."""

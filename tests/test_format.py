@@ -139,3 +139,36 @@ def test_the_spec_worked_example_line_checks_out() -> None:
     checked = example[:-19]
     assert example[-19:-11] == b',"crc":"' and f"first {len(checked)} bytes" in SPEC
     assert f"0x{zlib.crc32(checked):08x}" in SPEC
+
+
+def test_the_spec_batch_example_is_framed_as_the_code_frames_it() -> None:
+    """The batch example in SPEC.md section 3 is what the journal writes for those two envelopes (one `more`, on the
+    first line, right after its seq), each line's checksum holds, the raw lines follow the schema (which lists
+    `more`), and a reader returns the two records without `more`."""
+    from popkit_power import codec
+    from popkit_power.records import MORE_PREFIX, encode_batch, valid_head
+
+    example = [line.encode() + b"\n" for line in SPEC.splitlines() if line.startswith('{"seq":4')]
+    assert len(example) == 2 and example[0].startswith(b'{"seq":41,' + MORE_PREFIX + b"1,")
+    assert [valid_head(line) for line in example] == [(41, 1), (42, 0)]
+    envelopes = [orjson.loads(line) for line in example]
+    for envelope in envelopes:
+        VALIDATOR.validate(envelope)
+    bodies = [codec.dumps({k: v for k, v in e.items() if k not in ("seq", "more", "crc")}).encode() for e in envelopes]
+    assert encode_batch(41, bodies) == b"".join(example)
+    assert SCHEMA["properties"]["more"] == {"type": "integer", "minimum": 1,
+                                            "description": SCHEMA["properties"]["more"]["description"]}
+    assert f"`{MORE_PREFIX.decode()}`" in SPEC
+
+
+def test_a_batch_appended_through_the_journal_follows_the_schema_line_by_line(tmp_path: Path) -> None:
+    """The raw lines of a multi-record append (with `more`) validate; the records a reader returns validate too."""
+    journal = Journal(str(tmp_path / "j"))
+    journal.append([support.body_of(support.sample_event(t)) for t in ("task.completed", "agent.left", "agent.idle")])
+    lines = support.raw_lines(journal)
+    assert [orjson.loads(line).get("more") for _segment, _offset, line in lines] == [2, 1, None]
+    for _segment, _offset, line in lines:
+        VALIDATOR.validate(orjson.loads(line))
+    for record in journal.reader():
+        assert "more" not in record
+        VALIDATOR.validate(record)

@@ -194,7 +194,7 @@ def reader_only(session: Session) -> float:
 
 def bare_loop(journal: Journal) -> float:
     """Seconds for `for line in open(segment, "rb"): orjson.loads(line)` over every segment."""
-    paths = [journal._segment_path(segment) for segment in journal.segments()]
+    paths = [journal.segment_path(segment) for segment in journal.segments()]
     loads = orjson.loads
     gc.collect()
     start = time.perf_counter()
@@ -289,7 +289,7 @@ def main() -> int:
         started = time.perf_counter()
         session, _maker = build_session(os.path.join(base, "power"), args.events, seed=7)
         journal = session.journal
-        sizes = [os.path.getsize(journal._segment_path(segment)) for segment in journal.segments()]
+        sizes = [os.path.getsize(journal.segment_path(segment)) for segment in journal.segments()]
         result["journal"] = {"events": args.events, "segments": len(sizes), "bytes": sum(sizes),
                              "mean_line_bytes": round(sum(sizes) / args.events, 1),
                              "build_seconds": round(time.perf_counter() - started, 1)}
