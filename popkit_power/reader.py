@@ -132,6 +132,21 @@ class JournalReader:
         self._loads = loads
         self._on_damage = on_damage
 
+    def check(self) -> None:
+        """Raise JournalError if the position cannot be read from: it points into a segment that is not there, or
+        past the end of its segment (a damaged cursor); reading from it would return nothing, ever."""
+        position = self.position
+        if position.offset == 0:
+            return  # the start of a segment: reading goes on with the segments after it
+        try:
+            size = os.lstat(self.journal.segment_path(position.segment)).st_size
+        except FileNotFoundError:
+            raise JournalError(f"the journal no longer holds segment {segment_name(position.segment)} that "
+                               f"position {position} points into") from None
+        if position.offset > size:
+            raise JournalError(f"position {position} is past the end of segment {segment_name(position.segment)} "
+                               f"({size} bytes)")
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         segments = [segment for segment in self.journal.segments() if segment >= self.position.segment]
         if segments and segments[0] > self.position.segment and self.position.offset:

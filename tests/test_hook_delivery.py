@@ -509,3 +509,18 @@ def test_a_session_start_over_much_damage_saves_its_progress(session: Session) -
     call(session.power_dir, payload("SessionStart", source="startup"))
     assert list(Path(session.snapshots.directory).glob("*.snapshot.json"))
     assert len(log_lines(session.power_dir)) <= handlers.MAX_DAMAGE_LOGGED + 1
+
+
+@pytest.mark.parametrize("cursor", [{"segment": 1, "offset": 10**9, "seq": 3}, {"segment": 77, "offset": 5, "seq": 80}])
+def test_a_cursor_the_journal_cannot_honour_is_logged_and_unstuck(session: Session, cursor: dict[str, int]) -> None:
+    """A cursor past its segment's end, or in a segment that is gone, would read nothing forever (or fail every
+    call): it is logged, and the agent's news goes on from the journal's end."""
+    home = session.power_dir
+    call(home, tool())
+    path = Path(session.dir, "agents", safe_name(f"{CLAUDE}:main") + ".json")
+    state = orjson.loads(path.read_bytes())
+    path.write_bytes(orjson.dumps({**state, "cursor": cursor}))
+    assert call(home, tool()) is None
+    assert any("news goes on from the journal's end" in line for line in log_lines(home))
+    session.publish("message.broadcast", {"text": "heard again"}, sender="human")
+    assert broadcasts_in(call(home, tool()) or "") == ["heard again"]

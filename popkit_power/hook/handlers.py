@@ -16,6 +16,7 @@ import time
 from .. import codec
 from .._fs import remove_stale_temporaries
 from ..config import load_config
+from ..errors import JournalError
 from ..conflicts import FILE_TOOLS, WRITE_TOOLS
 from ..keys import MAIN, agent_key, agent_name, host_name, subagent_task
 from ..protocol import remember_recent
@@ -183,6 +184,12 @@ def read_news(session: Session, state: AgentState, inbox: Inbox) -> list[str]:
         return lines  # enough is waiting already: the cursor stays where it is
     budget = _ReadBudget(session, MAX_RECORDS_PER_CALL, time.monotonic() + MAX_READ_SECONDS)
     reader = journal.reader(state.cursor or journal.end_position(), loads=_loads, on_damage=budget.damaged)
+    try:
+        reader.check()
+    except JournalError as error:  # a cursor the journal cannot honour: log it, and go on from the end, unstuck
+        log_error(session.power_dir, f"agent {inbox.agent_key}: {error}; its news goes on from the journal's end")
+        state.advance_to(journal.end_position())
+        return lines
     try:
         # The reader's position is just after each line it has passed: stopping after any of them skips nothing.
         for event in reader:
