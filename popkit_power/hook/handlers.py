@@ -16,8 +16,8 @@ import time
 from .. import codec
 from .._fs import remove_stale_temporaries
 from ..config import load_config
-from ..errors import JournalError
 from ..conflicts import FILE_TOOLS, WRITE_TOOLS
+from ..errors import JournalError
 from ..keys import MAIN, agent_key, agent_name, host_name, subagent_task
 from ..protocol import remember_recent
 from ..session import Session
