@@ -11,7 +11,7 @@ import os
 from . import codec
 from ._fs import read_file
 from .errors import ConfigError, UnsafePathError
-from .journal import DURABILITY_FLUSH, DURABILITY_FSYNC
+from .journal import DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_MAX_BYTES, DURABILITY_FLUSH, DURABILITY_FSYNC
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 DEFAULTS: dict[str, tuple[Any, Any, float | None]] = {
     "checkin_every_n_tools": (5, "int", 1),
     "durability": (DURABILITY_FLUSH, (DURABILITY_FLUSH, DURABILITY_FSYNC), None),
-    "segment_max_bytes": (64 * 1024 * 1024, "int", 4096),
-    "max_record_bytes": (1024 * 1024, "int", 1024),
+    "segment_max_bytes": (DEFAULT_SEGMENT_MAX_BYTES, "int", 4096),
+    "max_record_bytes": (DEFAULT_MAX_RECORD_BYTES, "int", 1024),
     "context_max_chars": (2000, "int", 500),
     "conflict_window_seconds": (600, "float", 0),
     "insight_similarity_threshold": (0.8, "float", 0.05),  # at 0 every insight after the first is a duplicate

@@ -15,14 +15,13 @@ This module is on the hook's hot path: it imports only `errno`, `os`, `zlib` and
 
 from __future__ import annotations
 
-import errno
 import os
 import zlib
 
 from ._fs import fsync_dir, open_file, private_dir
 from ._lock import LOCK_EX, LOCK_SH, LOCK_UN, FileLock, flock
 from .errors import JournalError, RecordTooLargeError, UnsafePathError
-from .reader import READ_CHUNK, Damage, JournalReader, Position, default_loads, warn_damage
+from .reader import Damage, JournalReader, Position, default_loads, warn_damage
 from .records import (
     SEGMENT_DIGITS,
     SEGMENT_SUFFIX,
@@ -30,9 +29,9 @@ from .records import (
     encode_batch,
     encode_record,
     record_seq,
-    scan_tail,
     segment_name,
 )
+from .repair import scan_segment_tail, tail_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,8 +47,10 @@ __all__ = ["DURABILITY_FLUSH", "DURABILITY_FSYNC", "Appended", "Damage", "Journa
 
 DURABILITY_FLUSH = "flush"  # each append is handed to the OS (survives a killed process, not a power cut)
 DURABILITY_FSYNC = "fsync"  # each append is fsynced before it returns (survives a power cut; see tools/BENCHMARKS.md)
+#: The defaults of the journal's settings; config.DEFAULTS refers to these, so each is written once.
+DEFAULT_SEGMENT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
 
-_SCAN_FIRST, _SCAN_MAX = 8192, 4 << 20  # the tail scan's first window; past the last, damage is counted line by line
 _MARKER_READ = 32  # the lock file holds the first seq of the last segment, 16 digits
 _lseek, _pread, _crc32, _exists, _F_OK = os.lseek, os.pread, zlib.crc32, os.access, os.F_OK
 
@@ -83,8 +84,8 @@ class Journal:
         directory: str,
         *,
         durability: str = DURABILITY_FLUSH,
-        segment_max_bytes: int = 64 * 1024 * 1024,
-        max_record_bytes: int = 1024 * 1024,
+        segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         create: bool = True,
     ) -> None:
         if durability not in (DURABILITY_FLUSH, DURABILITY_FSYNC):
@@ -275,86 +276,11 @@ class Journal:
             self._tail = None
 
     def _tail_of(self, fd: int, segments: list[int], *, repair: bool) -> tuple[int, int]:
-        """(whole size, next seq) of the last segment, open as `fd`; see `_scan_tail`."""
-        size, next_seq = self._scan_tail(fd, segments[-1], os.fstat(fd).st_size, repair=repair)
-        if size == 0 and len(segments) > 1:  # an empty segment left by a crash right after a roll-over
-            fd = open_file(self.segment_path(segments[-2]), os.O_RDONLY)
-            try:
-                next_seq = max(next_seq, self._scan_tail(fd, segments[-2], os.fstat(fd).st_size, repair=False)[1])
-            finally:
-                os.close(fd)
-        return size, next_seq
+        """(whole size, next seq) of the last segment, open as `fd`; with `repair`, cut a torn tail (repair.py)."""
+        return tail_of(self.directory, fd, segments, repair=repair, durable=self._fsync)
 
     def _scan_tail(self, fd: int, segment: int, size: int, *, repair: bool) -> tuple[int, int]:
-        """(size without a torn tail or an incomplete batch, next seq) of a segment; with `repair`, cut them off and
-        keep their bytes aside (records.scan_tail says what is cut). The next seq follows the last line whose
-        checksum holds; each damaged whole line after it still counts as one record, so a seq is never given twice.
-        """
-        window = _SCAN_FIRST
-        while True:
-            start = max(0, size - window)
-            data = _pread(fd, size - start, start)
-            found = scan_tail(data, start == 0)
-            if found is not None and (found[1] is not None or start == 0 or window >= _SCAN_MAX):
-                break
-            window *= 4
-        cut, seq, lines = found
-        cut += start
-        if seq is not None:
-            next_seq = seq + 1 + lines
-        else:  # damage all the way back: every line of a segment is one seq from the segment's own
-            next_seq = segment + (lines if start == 0 else self._count_lines(fd, cut))
-        if cut < size and repair:
-            self._keep_torn_bytes(segment, cut, data[cut - start:])
-            os.ftruncate(fd, cut)
-        return cut, next_seq
-
-    @staticmethod
-    def _count_lines(fd: int, size: int) -> int:
-        lines, offset = 0, 0
-        while offset < size:
-            data = _pread(fd, min(READ_CHUNK, size - offset), offset)
-            if not data:
-                break
-            lines += data.count(b"\n")
-            offset += len(data)
-        return lines
-
-    def _keep_torn_bytes(self, segment: int, offset: int, torn: bytes) -> None:
-        """Write `torn` whole to `<segment>.torn-<offset>`, or `.torn-<offset>.<n>` when a writer was torn at the same
-        offset before (or died while keeping its bytes), and fsync it with durability fsync. If that fails (a full
-        disk), remove the partial file and raise JournalError: the caller must not cut the segment then."""
-        path = base = os.path.join(self.directory, f"{segment_name(segment)}.torn-{offset}")
-        fd, number = -1, 0
-        try:
-            while fd < 0:
-                try:
-                    fd = open_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-                except FileExistsError:  # earlier torn bytes, or anything planted there: never overwritten
-                    number += 1
-                    path = f"{base}.{number}"
-            view = memoryview(torn)
-            while view:
-                written = os.write(fd, view)
-                if written <= 0:
-                    raise OSError(errno.ENOSPC, "No space left on device")
-                view = view[written:]
-            if self._fsync:
-                os.fsync(fd)
-                fsync_dir(self.directory)
-        except OSError as error:
-            if fd >= 0:
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
-            raise JournalError(f"cannot repair the journal: the torn tail of {segment_name(segment)} at byte "
-                               f"{offset} ({len(torn)} bytes) could not be kept in {os.path.basename(path)} "
-                               f"({error.strerror or error}), so it was left in place and nothing was appended"
-                               ) from None
-        finally:
-            if fd >= 0:
-                os.close(fd)
+        return scan_segment_tail(self.directory, fd, segment, size, repair=repair, durable=self._fsync)
 
     # -- reading ----------------------------------------------------------------------------------------------------
 

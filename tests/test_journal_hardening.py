@@ -760,10 +760,10 @@ def test_popkit_power_verify_on_a_read_only_power_directory(session: Session, tm
 
 
 def test_the_journal_imports_only_lean_modules_and_neither_config_nor_home() -> None:
-    """journal.py, reader.py and records.py import only os/zlib/errno/stat and the project's _fs, _lock, errors,
-    records and reader (config and home are above them); importing the journal loads nothing else."""
+    """journal.py, reader.py, records.py and repair.py import only os/zlib/errno/stat and the project's _fs, _lock,
+    errors and each other (config and home are above them); importing the journal loads nothing else."""
     allowed = {"popkit_power._fs", "popkit_power._lock", "popkit_power.errors", "popkit_power.records",
-               "popkit_power.reader", "popkit_power.journal", "popkit_power"}
+               "popkit_power.reader", "popkit_power.repair", "popkit_power.journal", "popkit_power"}
     code = ("import sys; before = set(sys.modules); import popkit_power.journal; "
             "print(' '.join(sorted(set(sys.modules) - before)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
