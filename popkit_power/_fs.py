@@ -77,15 +77,19 @@ def read_file(path: str, limit: int = 1 << 20) -> bytes:
         os.close(fd)
 
 
-def check_dir(path: str) -> None:
-    """Raise UnsafePathError unless `path` is a real directory (not a link), owned by this user, and not writable by
-    group or others; FileNotFoundError if it does not exist."""
+def check_dir(path: str, *, for_writing: bool = True) -> None:
+    """Raise UnsafePathError unless `path` is a real directory (not a link) and, to be written in, owned by this
+    user and not writable by group or others; FileNotFoundError if it does not exist. Only reading (a copy of a
+    journal, a checkout made under umask 002) needs only the first: every file in it is opened without following
+    links anyway."""
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode):
         raise UnsafePathError(f"{path} is a symbolic link; popkit-power never follows links in its directory "
                               f"(point POPKIT_POWER_HOME at {os.path.realpath(path)} if that is meant)")
     if not stat.S_ISDIR(info.st_mode):
         raise UnsafePathError(f"{path} is not a directory")
+    if not for_writing:
+        return
     if _GETUID is not None and info.st_uid != _GETUID():
         raise UnsafePathError(f"{path} belongs to user id {info.st_uid}, not to you; popkit-power uses only its own "
                               f"directories")

@@ -117,24 +117,25 @@ def session_dir(power_dir: str, session_id: str) -> str:
     return os.path.join(sessions_dir(power_dir), check_session_id(session_id))
 
 
-def check_power_dir(power_dir: str) -> str:
+def check_power_dir(power_dir: str, *, for_writing: bool = True) -> str:
     """`power_dir` if it and its `sessions/` are safe to use, or do not exist yet (`_fs.check_dir`: real
     directories, yours, not writable by others); raise UnsafePathError naming the problem otherwise."""
     for path in (power_dir, sessions_dir(power_dir)):
         try:
-            check_dir(path)
+            check_dir(path, for_writing=for_writing)
         except FileNotFoundError:
             break
     return power_dir
 
 
-def existing_session_dir(power_dir: str, session_id: str) -> str:
-    """The directory of an existing session, checked like every directory under the power directory; raise
-    SessionError naming it (and the known ones) if there is none."""
+def existing_session_dir(power_dir: str, session_id: str, *, for_writing: bool = True) -> str:
+    """The directory of an existing session, checked like every directory under the power directory (only as a
+    real directory, not a link, when not `for_writing`); raise SessionError naming it (and the known ones) if
+    there is none."""
     path = session_dir(power_dir, session_id)
-    check_power_dir(power_dir)
+    check_power_dir(power_dir, for_writing=for_writing)
     try:
-        check_dir(path)
+        check_dir(path, for_writing=for_writing)
     except FileNotFoundError:
         known = list_sessions(power_dir)
         hint = f"; known sessions: {', '.join(known[-5:])}" if known else "; there are no sessions yet"

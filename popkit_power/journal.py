@@ -7,8 +7,8 @@ Appends take an exclusive OS file lock (`journal.lock` beside the directory), fi
 writer left a torn line or a batch without its last record (the bytes are kept whole in a `.torn` file beside the
 segment, or the append fails and cuts nothing), give the next contiguous seqs, and write all the lines of one call in
 a single write, the records of a multi-record append framed with `more` so that readers return all of them or none.
-Every file is opened through `_fs.open_file` (no symlink followed, modes exact); a journal opened with `create=False`
-is read-only and never creates or writes anything.
+Every file is opened through `_fs.open_file` (no symlink followed, modes exact); a journal opened with
+`read_only=True` never creates or writes anything.
 
 This module is on the hook's hot path: it imports only `errno`, `os`, `zlib` and the project's own lean modules.
 """
@@ -18,9 +18,9 @@ from __future__ import annotations
 import os
 import zlib
 
-from ._fs import fsync_dir, open_file, private_dir
+from ._fs import check_dir, fsync_dir, open_file, private_dir
 from ._lock import LOCK_EX, LOCK_SH, LOCK_UN, FileLock, flock
-from .errors import JournalError, RecordTooLargeError, UnsafePathError
+from .errors import JournalError, RecordTooLargeError
 from .reader import Damage, JournalReader, Position, default_loads, warn_damage
 from .records import (
     SEGMENT_DIGITS,
@@ -75,8 +75,9 @@ class Appended:
 class Journal:
     """One session's journal directory: `append` from any number of processes, `reader` from any position.
 
-    With `create=False` the journal is opened read-only: nothing is ever created or written (a missing directory
-    is a JournalError), `append` and `repair` refuse, and reading works on files and directories it cannot write.
+    With `create=False` the directory must exist already (a JournalError names it otherwise). With `read_only=True`
+    nothing is ever created or written either: `append` and `repair` refuse, and reading works on files and
+    directories it cannot write.
     """
 
     def __init__(
@@ -87,6 +88,7 @@ class Journal:
         segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         create: bool = True,
+        read_only: bool = False,
     ) -> None:
         if durability not in (DURABILITY_FLUSH, DURABILITY_FSYNC):
             raise JournalError(f"durability must be {DURABILITY_FLUSH!r} or {DURABILITY_FSYNC!r}; got {durability!r}")
@@ -95,13 +97,14 @@ class Journal:
         self._fsync = durability == DURABILITY_FSYNC
         self.segment_max_bytes = segment_max_bytes
         self.max_record_bytes = max_record_bytes
-        self.writable = create
-        if create:
+        self.writable = not read_only
+        if create and not read_only:
             private_dir(directory)
-        elif not os.path.isdir(directory):
-            raise JournalError(f"no journal at {directory}")
-        elif os.path.islink(directory.rstrip("/\\")):
-            raise UnsafePathError(f"{directory} is a symbolic link; popkit-power never follows links in its directory")
+        else:
+            try:
+                check_dir(directory.rstrip("/\\") or directory, for_writing=not read_only)
+            except FileNotFoundError:
+                raise JournalError(f"no journal at {directory}") from None
         self._lock = FileLock(directory.rstrip("/\\") + ".lock")
         self._shared_fd = -1  # the lock file opened read-only, for readers' shared locks
         # The tail as this process last left it: (segment, fd, size, next seq). Valid only while the file's size

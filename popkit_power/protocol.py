@@ -74,6 +74,9 @@ EVENT_TYPES: dict[str, tuple[str, dict[str, tuple[str, bool]]]] = {
     "file.conflict": (COORDINATOR, {"file": (_STR, True), "agents": (_LIST, True)}),
 }
 
+#: The human's answers to an approval request: only the human sends them (provenance.py, hook/inbox.py).
+APPROVAL_ANSWERS = frozenset({"approval.granted", "approval.denied"})
+
 #: What `publish CHANNEL MESSAGE` writes when no --type is given.
 DEFAULT_TYPE_OF_CHANNEL = {
     BROADCAST: "message.broadcast",

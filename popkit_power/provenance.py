@@ -23,13 +23,11 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from .errors import SessionError
+from .keys import HUMAN, RESERVED_SENDERS
+from .protocol import APPROVAL_ANSWERS
 
-HUMAN = "human"
-COORDINATOR = "coordinator"
-#: Senders an agent may never speak as: what reaches an agent must say truthfully who sent it.
-RESERVED_SENDERS = (HUMAN, COORDINATOR)
 #: Event types only the human sends: answers to approval requests.
-HUMAN_ONLY_TYPES = frozenset({"approval.granted", "approval.denied"})
+HUMAN_ONLY_TYPES = APPROVAL_ANSWERS
 #: Environment variables Claude Code sets for its Bash tool and hooks; any of them, non-empty, marks an agent's session.
 AGENT_ENVIRONMENT = ("CLAUDE_CODE_SESSION_ID", "CLAUDECODE", "CLAUDE_PID")
 #: How many ancestors are looked at: Claude Code -> its Bash tool's shell -> (a few wrappers) -> this command.

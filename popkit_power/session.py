@@ -15,7 +15,7 @@ import time
 from . import codec
 from ._fs import DIR_MODE
 from .config import Config, load_config
-from .errors import SessionError
+from .errors import PowerModeError, SessionError
 from .home import (
     active_session,
     check_session_id,
@@ -44,12 +44,16 @@ INTERMEDIATE_SNAPSHOT_EVERY = 100_000
 
 
 class Session:
-    """One session of one power directory."""
+    """One session of one power directory: made with `create`, else it must exist (its journal too). A session
+    opened `read_only` (status, verify, replay) creates and writes nothing, and reads where it cannot write."""
 
-    def __init__(self, power_dir: str, session_id: str, config: Config | None = None, *, create: bool = False) -> None:
+    def __init__(self, power_dir: str, session_id: str, config: Config | None = None, *, create: bool = False,
+                 read_only: bool = False) -> None:
         self.power_dir = power_dir
         self.id = check_session_id(session_id)
-        self.dir = session_dir(power_dir, session_id) if create else existing_session_dir(power_dir, session_id)
+        self.read_only = read_only
+        self.dir = (session_dir(power_dir, session_id) if create
+                    else existing_session_dir(power_dir, session_id, for_writing=not read_only))
         self.config = config or load_config(power_dir)
         if create:
             make_private_dirs(power_dir)
@@ -60,6 +64,8 @@ class Session:
             durability=self.config.durability,
             segment_max_bytes=self.config.segment_max_bytes,
             max_record_bytes=self.config.max_record_bytes,
+            create=create,
+            read_only=read_only,
         )
         self._origin: str | None = None
 
@@ -106,7 +112,8 @@ class Session:
 
         With `save_snapshot`, a new snapshot is written when the tail was longer than `snapshot_every_events`, and
         also every `INTERMEDIATE_SNAPSHOT_EVERY` events on the way: a fold that is killed part way (a hook at its
-        timeout) leaves its progress for the next one.
+        timeout) leaves its progress for the next one. A snapshot is a cache: a read-only session writes none, and
+        one that cannot be written (a full or read-only disk) is skipped.
         """
         from .projector import apply, new_state
 
@@ -124,14 +131,15 @@ class Session:
 
         reader = self.journal.reader(position, on_damage=count_damage)
         saved_at = 0
+        save_snapshot = save_snapshot and not self.read_only
         for event in reader:
             apply(state, event, rules)
             lines[0] += 1
             if save_snapshot and lines[0] - saved_at >= INTERMEDIATE_SNAPSHOT_EVERY:
-                snapshots.save(state, reader.position)
+                save_snapshot = _save_if_possible(snapshots, state, reader.position)
                 saved_at = lines[0]
         if save_snapshot and lines[0] >= self.config.snapshot_every_events and lines[0] > saved_at:
-            snapshots.save(state, reader.position)
+            _save_if_possible(snapshots, state, reader.position)
         return state, reader.position
 
     @property
@@ -143,6 +151,15 @@ class Session:
         fold_key = {name: getattr(self.config, name) for name in self.rules().__slots__}
         fold_key["fold_version"] = FOLD_VERSION
         return Snapshots(os.path.join(self.dir, "snapshots"), self.id, fold_key)
+
+
+def _save_if_possible(snapshots: Snapshots, state: State, position: Position) -> bool:
+    """Save a snapshot; False (and nothing more tried) when it cannot be written: it is only a cache."""
+    try:
+        snapshots.save(state, position)
+    except (OSError, PowerModeError):
+        return False
+    return True
 
 
 def new_session_id() -> str:

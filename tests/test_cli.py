@@ -495,3 +495,75 @@ def test_a_planted_link_is_never_written_through(power_dir: str, damage: str) ->
     after = {path: path.read_bytes() for path in outside.glob("outside-*/**/*") if path.is_file()}
     after.update({path: path.read_bytes() for path in outside.glob("outside-*") if path.is_file()})
     assert after == before
+
+
+# -- read-only use: status, verify and replay create and write nothing -------------------------------------------------
+
+def _run_read_only(power_dir: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`popkit-power --home POWER_DIR ARGS` with the power directory read-only: a private read-only bind mount as
+    root (chmod would not stop root), chmod a-w otherwise."""
+    import shutil
+
+    command = [str(SCRIPT), "--home", power_dir, *args]
+    if os.geteuid() != 0:
+        subprocess.run(["chmod", "-R", "a-w", power_dir], check=True)
+        try:
+            return subprocess.run(command, capture_output=True, text=True, timeout=60)
+        finally:
+            subprocess.run(["chmod", "-R", "u+w", power_dir], check=True)
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare(1) to make a read-only mount as root")
+    script = 'mount --bind -o ro "$1" "$1" || exit 97; touch "$1/probe" 2>/dev/null && exit 98; shift; exec "$@"'
+    result = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", power_dir, *command],
+                            capture_output=True, text=True, timeout=60)
+    if result.returncode == 97:
+        pytest.skip(f"cannot bind-mount read-only here: {result.stderr.strip()}")
+    return result
+
+
+def _tree(power_dir: str) -> dict[str, bytes | None]:
+    return {str(path): (path.read_bytes() if path.is_file() else None) for path in Path(power_dir).rglob("*")}
+
+
+@pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["replay"], ["verify"]])
+def test_read_commands_work_on_a_read_only_power_directory(power_dir: str, args: list[str]) -> None:
+    """Even with more records than `snapshot_every_events` (a snapshot is due), nothing is written or needed."""
+    Path(power_dir).mkdir(mode=0o700)
+    Path(power_dir, "config.json").write_text('{"snapshot_every_events": 100}')
+    assert run("--home", power_dir, "start", "Read only").exit_code == 0
+    session = Session.active(power_dir)
+    session.append_events([session.event("message.broadcast", {"text": str(n)}, sender="human") for n in range(120)])
+    before = _tree(power_dir)
+    result = _run_read_only(power_dir, *args)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout
+    assert _tree(power_dir) == before
+
+
+@pytest.mark.parametrize("args", [["status"], ["replay"], ["verify"]])
+def test_read_commands_never_create_a_missing_journal(power_dir: str, args: list[str]) -> None:
+    """A session whose journal directory is gone is reported, not given an empty new journal."""
+    import shutil
+
+    assert run("--home", power_dir, "start", "Lost journal").exit_code == 0
+    session = Session.active(power_dir)
+    shutil.rmtree(session.journal.directory)
+    result = subprocess.run([str(SCRIPT), "--home", power_dir, *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "no journal at" in result.stderr, result
+    assert not Path(session.journal.directory).exists()
+
+
+def test_an_empty_question_is_refused(session: Session) -> None:
+    for question in ("", "   "):
+        result = run("--home", session.power_dir, "ask", question)
+        assert result.exit_code == 2 and "the question is empty" in result.output
+    assert not Session.active(session.power_dir).projection()[0]["approvals"]
+
+
+def test_a_reader_that_goes_away_ends_replay_quietly(session: Session) -> None:
+    """`popkit-power replay | head -1`: the closed pipe is not an error to report."""
+    session.append_events([session.event("message.broadcast", {"text": "x" * 200}, sender="human")] * 2000)
+    script = f'"{SCRIPT}" --home "{session.power_dir}" replay | head -1'
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.stderr == "" and result.returncode == 0, result
+    assert result.stdout.count("\n") == 1

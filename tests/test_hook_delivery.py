@@ -9,6 +9,7 @@ import itertools
 import os
 import random
 import signal
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -57,14 +58,17 @@ def test_hooks_killed_at_random_moments_lose_no_news(session: Session) -> None:
     call(session.power_dir, tool())
     replies: list[tuple[str, bool]] = []  # (a reply received whole, was its process killed)
     killed = 0
+    run_time = 0.05
     for number in range(rounds):
         session.publish("message.broadcast", {"text": f"b{number:03d}"}, sender="human")
+        if number % 50 == 0:  # how long a whole hook run takes on this machine now (it may be busy)
+            run_time = statistics.median(_timed_hook_run(env, session) for _ in range(3))
         process = subprocess.Popen([str(HOOK_SCRIPT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.DEVNULL, env=env)
         assert process.stdin is not None and process.stdout is not None
         process.stdin.write(orjson.dumps(tool()))
         process.stdin.close()
-        time.sleep(randomness.uniform(0, 0.06))  # a random moment of a run of ~20-50 ms, not a guess at a result
+        time.sleep(randomness.uniform(0, run_time * 1.3))  # a random moment of its run, not a guess at a result
         process.send_signal(signal.SIGKILL)
         out = process.stdout.read()
         process.wait()
@@ -92,6 +96,14 @@ def test_hooks_killed_at_random_moments_lose_no_news(session: Session) -> None:
         assert all(kills[:-1]), f"{text} was repeated after a reply whose process was not killed: {kills}"
     repeated = sum(len(kills) - 1 for kills in delivered.values())
     print(f"{rounds} rounds, {killed} killed, {len(replies)} replies, 0 lost, {repeated} repeated")
+
+
+def _timed_hook_run(env: dict[str, str], session: Session) -> float:
+    """The wall time of one whole hook process of another agent (so that it takes no news from this one)."""
+    started = time.perf_counter()
+    subprocess.run([str(HOOK_SCRIPT)], input=orjson.dumps(tool(claude=OTHER)), env=env, capture_output=True,
+                   timeout=60, check=True)
+    return time.perf_counter() - started
 
 
 def test_a_closed_stdout_loses_no_news(session: Session) -> None:
@@ -266,14 +278,18 @@ def test_an_agent_cannot_take_the_name_of_the_human(session: Session, name: str)
     assert lines[2] == '- [broadcast from human] "really"'
 
 
-def test_approval_answers_name_who_really_answered(session: Session) -> None:
-    """An answer published under another sender name is rendered with that name, never as the human's."""
+def test_only_the_human_answers_an_approval(session: Session) -> None:
+    """An answer published under any other sender is not delivered as an answer; the request stays open, and the
+    human's answer still reaches the agent."""
     home = session.power_dir
     call(home, tool())
     session.publish("approval.requested", {"request": "r2", "question": "Deploy?"}, sender=f"{CLAUDE}:main")
     session.publish("approval.granted", {"request": "r2"}, sender=f"{OTHER}:main")
+    session.publish("approval.granted", {"request": "r2"}, sender="coordinator")
+    assert call(home, tool()) is None
+    session.publish("approval.denied", {"request": "r2", "note": "not today"}, sender="human")
     (line,) = context(call(home, tool())).splitlines()[1:]
-    assert line.startswith(f"- [approval GRANTED by main-{OTHER[:6]}]")
+    assert line == '- [approval DENIED by human] your request r2 "Deploy?": "not today"'
 
 
 # -- no record the hook builds outgrows the limit (item 14) ------------------------------------------------------------

@@ -153,7 +153,7 @@ def test_a_journal_no_writer_ever_locked_is_read_without_a_lock_file(tmp_path: P
     directory.mkdir(mode=0o700)
     lines = [encode_record(1, support.body("one")), b"garbage\n", encode_record(3, support.body("three"))]
     (directory / segment_name(1)).write_bytes(b"".join(lines))
-    records, damaged = support.read_all(Journal(str(directory), create=False))
+    records, damaged = support.read_all(Journal(str(directory), read_only=True))
     assert [r["seq"] for r in records] == [1, 3] and [(d.seq, d.reason) for d in damaged] == [(2, "not a record")]
     assert not (tmp_path / "j.lock").exists()
 
@@ -525,7 +525,7 @@ def test_readers_stop_exactly_where_a_repair_cuts(tmp_path: Path, kinds: list[tu
     data = b"".join(_lines_of(kinds)) + torn.replace(b"\n", b"")
     directory = Path(tempfile.mkdtemp(dir=tmp_path))
     (directory / segment_name(1)).write_bytes(data)
-    reader = Journal(str(directory), create=False).reader(on_damage=lambda damage: None)
+    reader = Journal(str(directory), read_only=True).reader(on_damage=lambda damage: None)
     for _record in reader:
         pass
     found = scan_tail(data, True)
@@ -559,7 +559,7 @@ def test_a_planted_symlink_as_journal_lock_is_refused(journal: Journal, outside:
         os.symlink(target, lock)
         for action in (lambda: Journal(journal.directory).append([support.body("two")]),
                        lambda: Journal(journal.directory).repair(),
-                       lambda: verify_journal(Journal(journal.directory, create=False))):
+                       lambda: verify_journal(Journal(journal.directory, read_only=True))):
             with pytest.raises(UnsafePathError, match="symbolic link") as raised:
                 action()
             assert isinstance(raised.value, PowerModeError) and lock in str(raised.value)
@@ -577,7 +577,7 @@ def test_a_planted_symlink_as_a_segment_is_refused(journal: Journal, outside: Pa
     with pytest.raises(UnsafePathError, match="symbolic link"):
         Journal(journal.directory).append([support.body("two")])
     with pytest.raises(UnsafePathError, match="symbolic link"):
-        list(Journal(journal.directory, create=False).reader())
+        list(Journal(journal.directory, read_only=True).reader())
     os.unlink(segment)
     os.rename(tmp_path / "moved", segment)
     small = Journal(journal.directory, segment_max_bytes=4096)
@@ -609,7 +609,7 @@ def test_a_journal_directory_that_is_a_symlink_is_refused(tmp_path: Path) -> Non
     with pytest.raises(UnsafePathError, match="symbolic link"):
         Journal(str(tmp_path / "link"))
     with pytest.raises(UnsafePathError, match="symbolic link"):
-        Journal(str(tmp_path / "link"), create=False)
+        Journal(str(tmp_path / "link"), read_only=True)
     assert list(real.iterdir()) == []
 
 
@@ -704,13 +704,13 @@ def _journal_to_check(directory: str) -> tuple[int, int]:
 
 
 def test_verify_checks_a_journal_it_may_only_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With every write refused (as on a read-only file system), a journal opened with create=False is verified:
+    """With every write refused (as on a read-only file system), a journal opened with read_only=True is verified:
     damage read under the shared lock, the torn tail found, and not one write even tried. Appending to it or
     repairing it is a clear JournalError; opening a missing one creates nothing."""
     directory = str(tmp_path / "session" / "journal")
     damaged_at, torn_at = _journal_to_check(directory)
     guard = _NoWrites(monkeypatch)
-    journal = Journal(directory, create=False)
+    journal = Journal(directory, read_only=True)
     report = verify_journal(journal)
     assert [(d["seq"], d["offset"]) for d in report["damaged"]] == [(2, damaged_at)]
     assert report["torn_tail"] == {"segment": segment_name(1), "offset": torn_at, "bytes": 21}
@@ -721,7 +721,7 @@ def test_verify_checks_a_journal_it_may_only_read(tmp_path: Path, monkeypatch: p
     with pytest.raises(JournalError, match="read-only"):
         journal.repair()
     with pytest.raises(JournalError, match="no journal at"):
-        Journal(str(tmp_path / "missing" / "journal"), create=False)
+        Journal(str(tmp_path / "missing" / "journal"), read_only=True)
     Journal(directory).close()  # an existing journal opened to write checks its directory without writing
     assert guard.refused == []
     monkeypatch.undo()

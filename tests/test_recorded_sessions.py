@@ -22,7 +22,7 @@ NAMES = sorted(recorded_sessions.SESSIONS)
 
 
 def _state(name: str) -> State:
-    journal = Journal(str(recorded_sessions.segment_file(name).parent), create=False)
+    journal = Journal(str(recorded_sessions.segment_file(name).parent), read_only=True)
     records, _damaged = support.read_all(journal)
     return project(records)
 
@@ -91,7 +91,7 @@ def test_orphan_reclaimed_replays_to_its_story() -> None:
 
 def test_corrupt_session_replays_without_the_damaged_claim_and_the_torn_result() -> None:
     """Readers skip record 5 (the claim, damaged) and stop before the torn record 9: the task is still open."""
-    journal = Journal(str(recorded_sessions.segment_file("corrupt-line-and-torn-tail").parent), create=False)
+    journal = Journal(str(recorded_sessions.segment_file("corrupt-line-and-torn-tail").parent), read_only=True)
     records, damaged = support.read_all(journal)
     assert [record["seq"] for record in records] == [1, 2, 3, 4, 6, 7, 8]
     assert [(d.seq, d.reason) for d in damaged] == [(5, "checksum does not match")]

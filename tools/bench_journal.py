@@ -216,7 +216,7 @@ def verify_journal(directory: str, shares: list[list[bytes]]) -> int:
         for index, body in enumerate(share):
             expected[orjson.loads(body)["id"]] = (writer, index)
     damage: list[str] = []
-    journal = Journal(directory, create=False)
+    journal = Journal(directory, read_only=True)
     seen: set[str] = set()
     last_index = [-1] * len(shares)
     next_seq = 1

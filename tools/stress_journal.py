@@ -93,7 +93,7 @@ def aim(ack_path: str, rng: random.Random) -> None:
 
 def reader_main(directory: str, number: int, out_path: str, stop: Any, ready: Any) -> None:
     """Start at the journal's end, poll until `stop` is set, read to the end once more, write what was returned."""
-    journal = Journal(directory, create=False)
+    journal = Journal(directory, read_only=True)
     damage: list[str] = []
     reader = journal.reader(journal.end_position(), loads=orjson.loads, on_damage=lambda d: damage.append(str(d)))
     start = reader.position.as_dict()

@@ -21,6 +21,8 @@ from .common import active_session, publish_event, sender_for, sender_option
 @sender_option
 def ask(question: str, options: tuple[str, ...], sender: str | None) -> None:
     """Ask the human to approve something; the answer reaches the asking agent after a later tool call."""
+    if not question.strip():
+        raise SessionError("the question is empty: say what the human should approve")
     who = sender_for("approval.requested", sender)
     request = new_request_id()
     data: dict[str, Any] = {"request": request, "question": question}

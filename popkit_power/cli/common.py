@@ -10,9 +10,11 @@ from typing import Any
 import click
 
 from .. import provenance
-from ..errors import PowerModeError
+from ..errors import PowerModeError, SessionError
+from ..home import active_session as active_session_id
 from ..home import list_sessions
 from ..journal import Appended
+from ..keys import HUMAN, agent_key
 from ..session import Session
 
 ENV_AGENT = "POPKIT_POWER_AGENT"
@@ -30,6 +32,11 @@ class PowerModeGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # the reader went away (`replay | head`): nothing more to say, to anyone
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.close(devnull)
+            ctx.exit(0)
         except PowerModeError as error:
             problem = str(error)
         except UnicodeEncodeError as error:  # bytes that are not UTF-8 (surrogate-escaped by Python)
@@ -74,18 +81,18 @@ def active_session() -> Session:
     return Session.active(power_dir())
 
 
-def resolve_session(session_id: str | None) -> Session:
-    """The named session, else the active one, else the newest one."""
+def session_to_read(session_id: str | None) -> Session:
+    """The named session, else the active one, else the newest one, opened read-only (status, verify, replay
+    create and write nothing, and work where they cannot write)."""
     home = power_dir()
-    if session_id:
-        return Session(home, session_id)
-    try:
-        return Session.active(home)
-    except PowerModeError:
-        sessions = list_sessions(home)
-        if not sessions:
-            raise
-        return Session(home, sessions[-1])
+    if not session_id:
+        session_id = active_session_id(home)
+        if session_id is None:
+            sessions = list_sessions(home)
+            if not sessions:
+                raise SessionError(f"no sessions in {home}; start one with: popkit-power start \"objective\"")
+            session_id = sessions[-1]
+    return Session(home, session_id, read_only=True)
 
 
 def sender_for(event_type: str, chosen: str | None, *, request: str | None = None) -> str:
@@ -97,7 +104,7 @@ def sender_for(event_type: str, chosen: str | None, *, request: str | None = Non
     """
     named = chosen or os.environ.get(ENV_AGENT) or None
     claude_session = os.environ.get("CLAUDE_CODE_SESSION_ID")
-    sender = named or (f"{claude_session}:main" if claude_session else provenance.HUMAN)
+    sender = named or (agent_key(claude_session) if claude_session else HUMAN)
     provenance.check_sender(sender, event_type, os.environ, named=named is not None, request=request)
     return sender
 

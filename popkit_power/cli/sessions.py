@@ -12,7 +12,7 @@ from ..journal import Position
 from ..session import start_session, stop_session
 from ..status import no_session, session_status
 from ..verify import verify_journal
-from .common import power_dir, resolve_session, sender_for, sender_option
+from .common import power_dir, sender_for, sender_option, session_to_read
 from .render import event_line, no_session_text, status_text, verify_text
 
 
@@ -44,7 +44,7 @@ def status(session_id: str | None, as_json: bool) -> None:
         info = no_session(power_dir())
         click.echo(orjson.dumps(info).decode() if as_json else no_session_text(info))
         return
-    session = resolve_session(session_id)
+    session = session_to_read(session_id)
     info = session_status(session, *session.projection())
     click.echo(orjson.dumps(info).decode() if as_json else status_text(info))
 
@@ -54,7 +54,7 @@ def status(session_id: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def verify(session_id: str | None, as_json: bool) -> None:
     """Check a journal's records, seqs and checksums; exit 1 if anything is damaged."""
-    session = resolve_session(session_id)
+    session = session_to_read(session_id)
     report = verify_journal(session.journal)
     report["session"] = session.id
     click.echo(orjson.dumps(report).decode() if as_json else verify_text(report))
@@ -69,7 +69,7 @@ def verify(session_id: str | None, as_json: bool) -> None:
 @click.option("--to-seq", type=click.IntRange(min=1), help="Stop after this seq.")
 def replay(session_id: str | None, as_json: bool, from_seq: int, to_seq: int | None) -> None:
     """Print a session's events in journal order."""
-    session = resolve_session(session_id)
+    session = session_to_read(session_id)
     # Segments are named by their first seq, so reading starts in the segment that holds FROM_SEQ.
     first = max((segment for segment in session.journal.segments() if segment <= from_seq), default=1)
     for event in session.journal.reader(Position(first, 0, first)):

@@ -87,15 +87,8 @@ class AgentState:
         #: news lines read but not yet delivered (they did not fit under the cap)
         self.pending: list[str] = []
 
-    # -- the cursor: set in these two places only ----------------------------------------------------------------
-
-    def begin_at(self, position: Position) -> None:
-        """Start reading news at `position`, unless this agent already has a cursor (a returning agent goes on)."""
-        if self.cursor is None:
-            self.cursor = position
-
     def advance_to(self, position: Position) -> None:
-        """Everything before `position` has been read into news (or pending)."""
+        """Everything before `position` has been read into news (or pending): the one place the cursor is set."""
         self.cursor = position
 
     # -- the file ------------------------------------------------------------------------------------------------

@@ -162,8 +162,8 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
 def _join_and_append(session: Session, state: AgentState, events: list[dict[str, Any]]) -> Appended:
     """Append the events; a new agent's news starts where the journal ended before its first events, and that is
     saved before they are appended: if saving fails, nothing was appended, and the next call joins afresh."""
-    if state.cursor is None:
-        state.begin_at(session.journal.end_position())
+    if state.cursor is None:  # a new agent; a returning one (resume, a known subagent id) goes on from its cursor
+        state.advance_to(session.journal.end_position())
         state.save()
     return _append(session, events)
 

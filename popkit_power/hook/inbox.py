@@ -1,7 +1,8 @@
 """One agent's inbox as a pure fold: journal events in, news items out.
 
 `Inbox.apply(event)` adds to `news` what the event means for this agent (a broadcast, a message to it, another
-agent's insight unless it is a near-duplicate of one it heard, the answer to its own approval request, an orphaned
+agent's insight unless it is a near-duplicate of one it heard, the human's answer to its own approval request (an
+answer from anyone else is not one), an orphaned
 task, a task assigned to it, another agent writing a file it wrote) and keeps what it has to remember for that in the
 agent's state (names, its requests, who wrote what, insights heard). It reads no file and no clock: time comes from
 the events. Items are tuples, `(kind, ...)`; `texts.news_line` renders them. Which events to read, and when to stop,
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 from ..conflicts import WRITE_TOOLS, in_conflict
 from ..insights import insight_key, similarity
+from ..keys import HUMAN
+from ..protocol import APPROVAL_ANSWERS
 from ..timestamps import seconds_of
 
 TYPE_CHECKING = False
@@ -66,7 +69,7 @@ class Inbox:
             if self._new_insight(data["text"]):
                 tags = data.get("tags")
                 self.news.append(("insight", sender, data["text"], tags if isinstance(tags, list) else []))
-        elif event_type in ("approval.granted", "approval.denied") and data.get("request") in state.asked:
+        elif event_type in APPROVAL_ANSWERS and sender == HUMAN and data.get("request") in state.asked:
             question = state.asked.pop(data["request"])
             self.news.append(("approval", sender, event_type == "approval.granted", data["request"], question,
                               data.get("note")))

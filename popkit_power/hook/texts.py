@@ -11,7 +11,7 @@ This module is on the hook's hot path: lean imports only.
 from __future__ import annotations
 
 from .. import codec
-from ..keys import RESERVED_SENDERS, agent_name
+from ..keys import COORDINATOR, HUMAN, RESERVED_SENDERS, agent_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def news_line(item: NewsItem, names: dict[str, str]) -> str:
         return f"- [approval {verdict} by {who}] your request {ident(request)} {quote(question)}{note_text}"
     if kind == "orphaned":
         task = item[2]
-        by = "" if sender == "coordinator" else f", said by {who}"
+        by = "" if sender == COORDINATOR else f", said by {who}"
         return (f"- [orphaned task{by}] {ident(task)} lost its agent; take it over with: "
                 f"popkit-power claim {shell_arg(task)}")
     if kind == "assigned":
@@ -123,7 +123,7 @@ def welcome(*, session_id: str, objective: str | None, objective_by: str | None,
     """What an agent is told when it starts: the objective, who else works, and the commands to coordinate."""
     if objective:
         cut = objective if len(objective) <= _MAX_OBJECTIVE_CHARS else objective[:_MAX_OBJECTIVE_CHARS] + "…"
-        by = f" (set by {speaker(objective_by, {})})" if objective_by and objective_by != "human" else ""
+        by = f" (set by {speaker(objective_by, {})})" if objective_by and objective_by != HUMAN else ""
         objective_line = f"Objective{by}: {quote(cut)}"
     else:
         objective_line = "Objective: (none set)"
