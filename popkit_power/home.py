@@ -19,7 +19,6 @@ import os
 
 from ._fs import check_dir, open_file, private_dir, read_file, write_file_atomically
 from .errors import SessionError, UnsafePathError
-from .keys import host_name
 
 ENV_HOME = "POPKIT_POWER_HOME"
 ACTIVE_FILE = "active"
@@ -213,6 +212,8 @@ def origin_id(power_dir: str) -> str:
             return existing
     except FileNotFoundError:
         pass
+    from .keys import host_name  # only when the origin is first made: the hook's off path imports this module
+
     private_dir(power_dir)
     host = safe_name(host_name().split(".")[0] or "host", "host")[:40]
     candidate = f"{host}-{os.urandom(3).hex()}"
