@@ -1,6 +1,7 @@
 """Hook wall time per PostToolUse, whole process, beside `python -c pass` in the same run.
 
     .venv/bin/python tools/bench_hook.py [--runs 40] [--events 1000000] [--agents 16] [--json] [--quick] [--strict]
+    .venv/bin/python tools/bench_hook.py --behind 300000
 
 --quick is a smoke run (5 runs, 20,000 events); --strict exits 1 when a budget is not met.
 
@@ -78,7 +79,12 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 5 runs, 20,000 events")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a budget is not met")
+    parser.add_argument("--behind", type=int, metavar="N",
+                        help="instead: time the calls of an agent N records behind the journal until it catches up")
     args = parser.parse_args()
+    if args.behind:
+        far_behind(args.behind)
+        return
     if args.quick:
         args.runs, args.events = 5, 20_000
     compileall.compile_dir(str(ROOT / "popkit_power"), quiet=1)
@@ -131,6 +137,34 @@ def main() -> None:
         print_table(result)
     if args.strict and not all(row["ok"] in (None, True) for row in rows):
         raise SystemExit(1)
+
+
+def far_behind(records: int) -> None:
+    """Whole hook processes of one agent that is `records` records of other agents' tool calls behind: each call
+    reads a bounded share (hook/handlers.py) and saves its cursor, until the agent has caught up."""
+    compileall.compile_dir(str(ROOT / "popkit_power"), quiet=1)
+    with tempfile.TemporaryDirectory(prefix="bench-behind-") as scratch:
+        home = os.path.join(scratch, "power")
+        session = start_session(home, "benchmark", sender="human")
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("POPKIT", "CLAUDE"))}
+        env["POPKIT_POWER_HOME"] = home
+        measure([str(HOOK)], payload(0), env)  # the agent joins: its cursor is at the end
+        body = orjson.dumps(session.event("agent.tool", {"tool": "Read", "ok": True, "file": "/work/a.py"},
+                                          sender="other:main"))
+        for start in range(0, records, 1000):
+            session.journal.append([body] * min(1000, records - start))
+        session.publish("message.broadcast", {"text": "the news at the end"}, sender="human")
+        times = []
+        while True:
+            started = time.perf_counter()
+            completed = subprocess.run([str(HOOK)], input=payload(len(times) + 1), env=env, capture_output=True,
+                                       check=True)
+            times.append(time.perf_counter() - started)
+            if completed.stdout or len(times) > records // 1000 + 5:
+                break
+    median, longest = statistics.median(times) * 1000, max(times) * 1000
+    print(f"agent {records:,} records behind: {len(times)} calls to catch up, median {median:.0f} ms, max "
+          f"{longest:.0f} ms per call; the news arrived: {bool(completed.stdout)}")
 
 
 def print_table(result: dict[str, Any]) -> None:
