@@ -38,7 +38,7 @@ COORDINATOR = "coordinator"
 
 
 def _joined(key: str, pid: int, cwd: str, host: str = "laptop") -> dict[str, Any]:
-    """agent.joined data as the hook writes it (popkit_power/checkin.py)."""
+    """agent.joined data as the hook writes it (popkit_power/hook/handlers.py)."""
     claude_session, agent_id = key.split(":")
     data: dict[str, Any] = {"claude_session": claude_session, "agent_id": agent_id}
     if agent_id == "main":
