@@ -107,10 +107,6 @@ def sessions_dir(power_dir: str) -> str:
     return os.path.join(power_dir, "sessions")
 
 
-#: Every level under the power directory is made by `_fs.private_dir`, which also checks an existing one.
-make_private_dirs = private_dir
-
-
 def session_dir(power_dir: str, session_id: str) -> str:
     """The directory of one session (which may not exist yet)."""
     return os.path.join(sessions_dir(power_dir), check_session_id(session_id))

@@ -13,14 +13,13 @@ import os
 import time
 
 from . import codec
-from ._fs import DIR_MODE
+from ._fs import DIR_MODE, private_dir
 from .config import Config, load_config
 from .errors import PowerModeError, SessionError
 from .home import (
     active_session,
     check_session_id,
     existing_session_dir,
-    make_private_dirs,
     origin_id,
     session_dir,
     sessions_dir,
@@ -56,9 +55,9 @@ class Session:
                     else existing_session_dir(power_dir, session_id, for_writing=not read_only))
         self.config = config or load_config(power_dir)
         if create:
-            make_private_dirs(power_dir)
-            make_private_dirs(os.path.dirname(self.dir))
-            make_private_dirs(self.dir)
+            private_dir(power_dir)
+            private_dir(os.path.dirname(self.dir))
+            private_dir(self.dir)
         self.journal = Journal(
             os.path.join(self.dir, "journal"),
             durability=self.config.durability,
@@ -175,8 +174,8 @@ def start_session(power_dir: str, objective: str, *, sender: str, config: Config
     """
     if not isinstance(objective, str) or not objective.strip():
         raise SessionError("the objective must be a non-empty text")
-    make_private_dirs(power_dir)
-    make_private_dirs(sessions_dir(power_dir))
+    private_dir(power_dir)
+    private_dir(sessions_dir(power_dir))
     for _attempt in range(100):  # a directory this call makes itself, so that a failure removes only its own
         session_id = new_session_id()
         directory = session_dir(power_dir, session_id)

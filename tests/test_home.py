@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from popkit_power._fs import private_dir
 from popkit_power.errors import SessionError
 from popkit_power.home import (
     ENV_HOME,
@@ -23,7 +24,6 @@ from popkit_power.home import (
     find_power_dir,
     git_common_dir,
     list_sessions,
-    make_private_dirs,
     origin_id,
     safe_name,
     session_dir,
@@ -188,7 +188,7 @@ def test_unknown_session_names_it_and_the_known_ones(power_dir: str) -> None:
     """existing_session_dir's error names the unknown id and lists known sessions (or says there are none)."""
     with pytest.raises(SessionError, match=r"unknown session 'nope'.*no sessions yet"):
         existing_session_dir(power_dir, "nope")
-    make_private_dirs(os.path.join(power_dir, "sessions", "20261124-100000-aaaaaa"))
+    private_dir(os.path.join(power_dir, "sessions", "20261124-100000-aaaaaa"))
     with pytest.raises(SessionError, match=r"unknown session 'nope'.*known sessions: 20261124-100000-aaaaaa"):
         existing_session_dir(power_dir, "nope")
 
@@ -197,12 +197,12 @@ def test_unknown_session_names_it_and_the_known_ones(power_dir: str) -> None:
 
 
 def test_private_dirs_and_files_have_modes_0700_and_0600(tmp_path: Path) -> None:
-    """make_private_dirs makes every missing level 0700; write_private_file writes 0600 atomically (no temp file
+    """private_dir makes every missing level 0700; write_private_file writes 0600 atomically (no temp file
     left), whatever the umask; that is what sessions/, journal/, snapshots/ and agents/ files are made with."""
     old = os.umask(0)
     try:
         target = tmp_path / "power" / "sessions" / "s1" / "agents"
-        make_private_dirs(str(target))
+        private_dir(str(target))
         write_private_file(str(target / "agent.json"), '{"a":1}')
         write_private_file(str(target / "agent.json"), '{"a":2}', durable=False)
     finally:
@@ -217,7 +217,7 @@ def test_private_dirs_and_files_have_modes_0700_and_0600(tmp_path: Path) -> None
 def test_active_session_pointer(power_dir: str) -> None:
     """No `active` file means Power Mode off; set and clear it; a bad id is refused before anything is written."""
     assert active_session(power_dir) is None
-    make_private_dirs(power_dir)
+    private_dir(power_dir)
     set_active_session(power_dir, "20261124-100000-abcdef")
     assert active_session(power_dir) == "20261124-100000-abcdef"
     assert stat.S_IMODE(os.stat(os.path.join(power_dir, "active")).st_mode) == 0o600
@@ -242,7 +242,7 @@ def test_list_sessions_is_sorted_and_skips_hidden(power_dir: str) -> None:
     """Sessions are listed oldest first by id; hidden entries are not sessions."""
     assert list_sessions(power_dir) == []
     for name in ("20261125-000000-bbbbbb", ".tmp", "20261124-000000-aaaaaa"):
-        make_private_dirs(os.path.join(power_dir, "sessions", name))
+        private_dir(os.path.join(power_dir, "sessions", name))
     assert list_sessions(power_dir) == ["20261124-000000-aaaaaa", "20261125-000000-bbbbbb"]
 
 
