@@ -19,6 +19,7 @@ from .config import DEFAULTS
 from .conflicts import WRITE_TOOLS, in_conflict
 from .insight_index import insight_index
 from .insights import insight_key
+from .keys import HUMAN
 from .protocol import remember_recent
 from .timestamps import seconds_of
 
@@ -30,7 +31,7 @@ TASK_OPEN, TASK_CLAIMED, TASK_ASSIGNED = "open", "claimed", "assigned"
 TASK_COMPLETED, TASK_FAILED, TASK_ORPHANED = "completed", "failed", "orphaned"
 OPEN_TASK_STATES = frozenset({TASK_OPEN, TASK_CLAIMED, TASK_ASSIGNED, TASK_ORPHANED})
 #: Raised whenever `apply` folds an event differently than before: snapshots made by other code are not reused.
-FOLD_VERSION = 2
+FOLD_VERSION = 3  # 3: an approval is answered once, by the human
 MAX_CONFLICTS = 100
 MAX_WATCHED_FILES = 1000
 
@@ -351,11 +352,16 @@ def _approval_requested(state: State, event: Event, data: dict[str, Any], rules:
 
 
 def _approval_answered(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    """The human's first answer to a request is the answer (the agent hears only that one); a later answer, or one
+    from anyone but the human, is counted and changes nothing."""
     request = data.get("request")
     if not isinstance(request, str):
         return
     approval = state["approvals"].setdefault(request, {"question": None, "options": None, "from": None,
-                                                       "asked": None})
+                                                       "asked": None, "status": "pending"})
+    if event.get("from") != HUMAN or approval.get("status") != "pending":
+        state["counts"]["ignored_answers"] = state["counts"].get("ignored_answers", 0) + 1
+        return
     approval.update(status="granted" if event["type"] == "approval.granted" else "denied",
                     answered=event.get("ts"), by=event.get("from"), note=data.get("note"))
 

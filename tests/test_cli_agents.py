@@ -99,6 +99,22 @@ def test_ask_then_approve_or_deny(session: Session) -> None:
     assert missing.exit_code == 2 and "no approval request 'nope'" in missing.output
 
 
+def test_an_approval_is_answered_once_and_by_a_unique_start_of_its_id(session: Session) -> None:
+    """Deny then approve used to leave the agent with DENIED and status with granted: the second answer is refused
+    and names the first. A unique start of the id is enough; an ambiguous one is refused."""
+    cli(session, "ask", "Drop the table?", "--as", HELPER)
+    request = last(session)["data"]["request"]
+    assert cli(session, "deny", request[:5], "--note", "not yet").exit_code == 0
+    again = cli(session, "approve", request)
+    assert again.exit_code == 2 and f"request {request} was already denied by human" in again.output
+    state, _ = session.projection()
+    assert state["approvals"][request]["status"] == "denied"
+    session.publish("approval.requested", {"request": "abc-1", "question": "a"}, sender=HELPER)
+    session.publish("approval.requested", {"request": "abc-2", "question": "b"}, sender=HELPER)
+    ambiguous = cli(session, "approve", "abc")
+    assert ambiguous.exit_code == 2 and "starts several approval requests (abc-1, abc-2)" in ambiguous.output
+
+
 def test_result_goes_to_the_senders_current_task(session: Session) -> None:
     session.publish("task.created", {"task": "t-lexer", "title": "lexer", "owner": HELPER}, sender=MAIN)
     assert cli(session, "result", "lexer done: 12 tokens", "--as", HELPER).exit_code == 0

@@ -338,6 +338,19 @@ def test_approvals_asked_then_granted_or_denied() -> None:
     assert approvals["r-elsewhere"]["status"] == "granted" and approvals["r-elsewhere"]["question"] is None
 
 
+def test_an_approval_is_answered_once_by_the_human() -> None:
+    """Deny then approve: the first answer stands (it is the one the agent heard); an answer from anyone but the
+    human changes nothing; both are counted."""
+    timeline = Timeline()
+    timeline.add("approval.requested", "a1", request="r1", question="Drop it?")
+    timeline.add("approval.granted", "a2", request="r1")
+    timeline.add("approval.denied", "human", request="r1", note="no")
+    timeline.add("approval.granted", "human", request="r1")
+    state = project(timeline.events)
+    assert (state["approvals"]["r1"]["status"], state["approvals"]["r1"]["note"]) == ("denied", "no")
+    assert state["counts"]["ignored_answers"] == 2
+
+
 # -- file conflicts -------------------------------------------------------------------------------------------------
 
 

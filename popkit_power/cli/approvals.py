@@ -33,25 +33,39 @@ def ask(question: str, options: tuple[str, ...], sender: str | None) -> None:
                f"the human answers with: popkit-power approve {request}  or  popkit-power deny {request}")
 
 
-def _answer(event_type: str, request: str, note: str | None) -> None:
-    who = sender_for(event_type, "human", request=request)
+def _answer(event_type: str, given: str, note: str | None) -> None:
+    who = sender_for(event_type, "human", request=given)
     session = active_session()
-    state, _ = session.projection()
-    if request not in state["approvals"]:
-        pending = [key for key, value in state["approvals"].items() if value.get("status") == "pending"]
-        raise SessionError(f"no approval request {request!r} in session {session.id}; "
-                           f"pending: {', '.join(pending) or 'none'}")
+    approvals = session.projection()[0]["approvals"]
+    request = _request_named(given, approvals, session.id)
+    approval = approvals[request]
+    if approval.get("status") != "pending":
+        raise SessionError(f"request {request} was already {approval['status']} by {approval.get('by')} at "
+                           f"{approval.get('answered')}; an approval is answered once (ask again for a new one)")
     data = {"request": request, **({"note": note} if note else {})}
     appended = publish_event(session, event_type, data, who)
     click.echo(f"{event_type.split('.')[1]} {request} (seq {appended.first_seq})")
+
+
+def _request_named(given: str, approvals: dict[str, Any], session_id: str) -> str:
+    """The request id `given` names: the id itself, or the only one it starts (ids are long to type)."""
+    if given in approvals:
+        return given
+    matches = [key for key in approvals if given and key.startswith(given)]
+    if len(matches) == 1:
+        return matches[0]
+    pending = [key for key, value in approvals.items() if value.get("status") == "pending"]
+    problem = (f"{given!r} starts several approval requests ({', '.join(matches)})" if matches
+               else f"no approval request {given!r} in session {session_id}")
+    raise SessionError(f"{problem}; pending: {', '.join(pending) or 'none'}")
 
 
 @click.command()
 @click.argument("request")
 @click.option("--note", help="A note for the agent.")
 def approve(request: str, note: str | None) -> None:
-    """Grant an approval REQUEST, as the human (from a terminal outside Claude Code; refused inside an agent's
-    session)."""
+    """Grant an approval REQUEST (its id, or a unique start of it), as the human: from a terminal outside Claude Code
+    (refused inside an agent's session), once (a request already answered is refused)."""
     _answer("approval.granted", request, note)
 
 
@@ -59,8 +73,8 @@ def approve(request: str, note: str | None) -> None:
 @click.argument("request")
 @click.option("--note", help="Why, for the agent.")
 def deny(request: str, note: str | None) -> None:
-    """Deny an approval REQUEST, as the human (from a terminal outside Claude Code; refused inside an agent's
-    session)."""
+    """Deny an approval REQUEST (its id, or a unique start of it), as the human: from a terminal outside Claude Code
+    (refused inside an agent's session), once (a request already answered is refused)."""
     _answer("approval.denied", request, note)
 
 
