@@ -29,6 +29,11 @@ DEFAULTS: dict[str, tuple[Any, Any, float | None]] = {
     "max_insights_kept": (500, "int", 1),
     "max_files_per_agent": (50, "int", 1),
     "snapshot_every_events": (10_000, "int", 100),
+    # the coordinator (coordinator/): how often it says it is alive, and when a silent agent is lost
+    "heartbeat_seconds": (15, "float", 1),
+    "agent_timeout_seconds": (60, "float", 1),
+    "heartbeat_miss_threshold": (3, "int", 1),
+    "max_reassign_attempts": (2, "int", 0),
 }
 
 #: Upper bounds, for the settings that have one: a reply over 10,000 characters reaches the model only as a preview
@@ -54,6 +59,10 @@ class Config:
     max_insights_kept: int
     max_files_per_agent: int
     snapshot_every_events: int
+    heartbeat_seconds: float
+    agent_timeout_seconds: float
+    heartbeat_miss_threshold: int
+    max_reassign_attempts: int
 
     def __init__(self, **values: Any) -> None:
         for name, (default, _kind, _minimum) in DEFAULTS.items():
