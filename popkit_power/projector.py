@@ -28,10 +28,10 @@ Event = dict[str, Any]
 
 AGENT_ACTIVE, AGENT_IDLE, AGENT_LEFT, AGENT_LOST = "active", "idle", "left", "lost"
 TASK_OPEN, TASK_CLAIMED, TASK_ASSIGNED = "open", "claimed", "assigned"
-TASK_COMPLETED, TASK_FAILED, TASK_ORPHANED = "completed", "failed", "orphaned"
-OPEN_TASK_STATES = frozenset({TASK_OPEN, TASK_CLAIMED, TASK_ASSIGNED, TASK_ORPHANED})
+TASK_COMPLETED, TASK_FAILED, TASK_ORPHANED, TASK_PARKED = "completed", "failed", "orphaned", "parked"
+OPEN_TASK_STATES = frozenset({TASK_OPEN, TASK_CLAIMED, TASK_ASSIGNED, TASK_ORPHANED, TASK_PARKED})
 #: Raised whenever `apply` folds an event differently than before: snapshots made by other code are not reused.
-FOLD_VERSION = 3  # 3: an approval is answered once, by the human
+FOLD_VERSION = 4  # 3: an approval is answered once, by the human; 4: parked tasks
 MAX_CONFLICTS = 100
 MAX_WATCHED_FILES = 1000
 
@@ -61,22 +61,9 @@ class Rules:
 
 def new_state() -> State:
     """The state before the first event."""
-    return {
-        "seq": 0,
-        "session": None,
-        "opened": None,
-        "closed": None,
-        "objective": None,
-        "agents": {},
-        "tasks": {},
-        "orphans": [],
-        "insights": [],
-        "approvals": {},
-        "conflicts": [],
-        "writes": {},
-        "coordinator": {"status": "none"},
-        "counts": {},
-    }
+    return {"seq": 0, "session": None, "opened": None, "closed": None, "objective": None, "agents": {}, "tasks": {},
+            "orphans": [], "insights": [], "approvals": {}, "conflicts": [], "writes": {},
+            "coordinator": {"status": "none"}, "counts": {}}
 
 
 def apply(state: State, event: Event, rules: Rules) -> State:
@@ -316,6 +303,15 @@ def _orphaned(state: State, event: Event, data: dict[str, Any], rules: Rules) ->
         state["orphans"].append(data["task"])
 
 
+def _parked(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    """A task that lost its agent too often waits for the human: no claim takes it, only an assignment."""
+    task = _task(state, data.get("task"), event)
+    if task is None or task["status"] in (TASK_COMPLETED, TASK_FAILED):
+        return
+    task["owner"], task["status"], task["parked_reason"] = None, TASK_PARKED, data.get("reason")
+    _drop_orphan(state, data["task"])
+
+
 def _released(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
     task = _task(state, data.get("task"), event)
     if task is None or task["status"] in (TASK_COMPLETED, TASK_FAILED):
@@ -394,6 +390,7 @@ _HANDLERS = {
     "agent.joined": _joined, "agent.heartbeat": _heartbeat, "agent.tool": _tool, "agent.idle": _idle,
     "agent.left": _left, "agent.lost": _lost, "task.created": _created, "task.claimed": _claimed,
     "task.assigned": _assigned, "task.completed": _completed, "task.orphaned": _orphaned, "task.released": _released,
+    "task.parked": _parked,
     "insight.shared": _insight, "approval.requested": _approval_requested, "approval.granted": _approval_answered,
     "approval.denied": _approval_answered, "objective.set": _objective, "objective.updated": _objective,
     "session.opened": _opened, "session.closed": _closed, "coordinator.started": _coordinator,

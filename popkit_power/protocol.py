@@ -36,7 +36,7 @@ EVENT_TYPES: dict[str, tuple[str, dict[str, tuple[str, bool]]]] = {
     # agents
     "agent.joined": (HEARTBEAT, {"name": (_STR, True), "claude_session": (_STR, False), "agent_id": (_STR, False),
                                  "agent_type": (_STR, False), "parent": (_STR, False), "pid": (_INT, False),
-                                 "host": (_STR, False), "cwd": (_STR, False)}),
+                                 "pid_start": (_INT, False), "host": (_STR, False), "cwd": (_STR, False)}),
     "agent.heartbeat": (HEARTBEAT, {"tool_calls": (_INT, True), "files_touched": (_LIST, False),
                                     "tool_counts": (_DICT, False), "current_task": (_STR, False),
                                     "progress": (_NUM, False)}),
@@ -44,14 +44,15 @@ EVENT_TYPES: dict[str, tuple[str, dict[str, tuple[str, bool]]]] = {
                                "ms": (_NUM, False), "error": (_STR, False)}),
     "agent.idle": (HEARTBEAT, {}),
     "agent.left": (HEARTBEAT, {"reason": (_STR, False)}),
-    "agent.lost": (COORDINATOR, {"agent": (_STR, True), "reason": (_STR, True)}),
+    "agent.lost": (COORDINATOR, {"agent": (_STR, True), "reason": (_STR, True), "evidence": (_DICT, False)}),
     # tasks
     "task.created": (COORDINATOR, {"task": (_STR, True), "title": (_STR, True), "owner": (_STR, False),
                                    "parent": (_STR, False)}),
     "task.claimed": (COORDINATOR, {"task": (_STR, True)}),
     "task.assigned": (COORDINATOR, {"task": (_STR, True), "agent": (_STR, True)}),
     "task.completed": (RESULTS, {"task": (_STR, True), "result": (_STR, True), "ok": (_BOOL, False)}),
-    "task.orphaned": (COORDINATOR, {"task": (_STR, True), "agent": (_STR, True)}),
+    "task.orphaned": (COORDINATOR, {"task": (_STR, True), "agent": (_STR, True), "context": (_DICT, False)}),
+    "task.parked": (COORDINATOR, {"task": (_STR, True), "reason": (_STR, True), "attempts": (_INT, False)}),
     "task.released": (COORDINATOR, {"task": (_STR, True), "reason": (_STR, False)}),
     # sharing
     "insight.shared": (INSIGHTS, {"text": (_STR, True), "tags": (_LIST, False)}),

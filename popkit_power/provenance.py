@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 from .errors import SessionError
 from .keys import HUMAN, RESERVED_SENDERS
+from .processes import read_stat
 from .protocol import APPROVAL_ANSWERS
 
 #: Event types only the human sends: answers to approval requests.
@@ -158,15 +159,9 @@ def _text(value: str) -> str:
 
 
 def _stat(root: str, pid: int) -> tuple[str, int] | None:
-    """(comm, ppid) from /proc/<pid>/stat, or None if it cannot be read. The comm sits in parentheses and may itself
-    hold spaces and parentheses, so the fields after it are found from the last ')'."""
-    try:
-        with open(f"{root}/{pid}/stat", "rb") as handle:
-            line = handle.read(4096)
-        opening, closing = line.index(b"("), line.rindex(b")")
-        return line[opening + 1:closing].decode("utf-8", "replace"), int(line[closing + 1:].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
+    """(comm, ppid) of process `pid`, or None if it cannot be read (processes.read_stat)."""
+    stat = read_stat(pid, root)
+    return None if stat is None else (stat[0], stat[2])
 
 
 def _exe_name(root: str, pid: int) -> str:

@@ -19,6 +19,7 @@ from ..config import load_config
 from ..conflicts import FILE_TOOLS, WRITE_TOOLS
 from ..errors import JournalError
 from ..keys import MAIN, agent_key, agent_name, host_name, subagent_task
+from ..processes import start_time
 from ..protocol import remember_recent
 from ..session import Session
 from ..timestamps import seconds_of
@@ -98,8 +99,11 @@ class Agent:
 
     def joined(self, session: Session, source: str | None = None) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "claude_session": self.claude_session, "agent_id": self.agent_id}
+        # The pid with its start time names the Claude Code process even after the pid is given to another one.
+        pid_start = start_time(self.pid) if self.pid else None
         for field, value in (("agent_type", self.agent_type), ("parent", self.parent), ("pid", self.pid),
-                             ("cwd", self.cwd), ("source", _cap(source, "source") if source else None)):
+                             ("pid_start", pid_start), ("cwd", self.cwd),
+                             ("source", _cap(source, "source") if source else None)):
             if value is not None:
                 data[field] = value
         data["host"] = host_name()
