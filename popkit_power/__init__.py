@@ -14,8 +14,10 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .config import Config, load_config
+    from .coordinator import PowerModeCoordinator
     from .errors import (
         ConfigError,
+        CoordinatorRunningError,
         HookInputError,
         JournalError,
         PowerModeError,
@@ -39,11 +41,13 @@ _PUBLIC = {
     "Config": "config", "load_config": "config",
     "Session": "session", "start_session": "session", "stop_session": "session",
     "Rules": "projector", "apply": "projector", "new_state": "projector", "project": "projector",
+    "PowerModeCoordinator": "coordinator", "CoordinatorRunningError": "errors",
 }
 __all__ = [
-    "Config", "ConfigError", "HookInputError", "Journal", "JournalError", "Position", "PowerModeError",
-    "ProtocolError", "RecordTooLargeError", "Rules", "Session", "SessionError", "UnsafePathError", "apply",
-    "load_config", "new_state", "project", "start_session", "stop_session",
+    "Config", "ConfigError", "CoordinatorRunningError", "HookInputError", "Journal", "JournalError", "Position",
+    "PowerModeCoordinator", "PowerModeError", "ProtocolError", "RecordTooLargeError", "Rules", "Session",
+    "SessionError", "UnsafePathError", "apply", "load_config", "new_state", "project", "start_session",
+    "stop_session",
 ]
 
 

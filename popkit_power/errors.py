@@ -4,6 +4,7 @@
     ├── ConfigError            a bad value in config.json or the environment
     ├── ProtocolError          an event that does not follow journal/SPEC.md (names the field)
     ├── SessionError           no such session, no active session, a bad session id
+    │   └── CoordinatorRunningError   a second coordinator for a session (names the running one)
     ├── HookInputError         a Claude Code hook payload the hook cannot use (logged, never raised to Claude Code)
     ├── UnsafePathError        a path under the power directory that must not be used: a symlink, a directory
     │                          where a file belongs, one not owned by you or writable by others
@@ -31,6 +32,10 @@ class ProtocolError(PowerModeError, ValueError):
 
 class SessionError(PowerModeError):
     """A session that does not exist, is not active, or whose id is not allowed."""
+
+
+class CoordinatorRunningError(SessionError):
+    """A coordinator already runs for the session; the message names its pid, host and start."""
 
 
 class HookInputError(PowerModeError):

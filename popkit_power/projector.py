@@ -31,7 +31,7 @@ TASK_OPEN, TASK_CLAIMED, TASK_ASSIGNED = "open", "claimed", "assigned"
 TASK_COMPLETED, TASK_FAILED, TASK_ORPHANED, TASK_PARKED = "completed", "failed", "orphaned", "parked"
 OPEN_TASK_STATES = frozenset({TASK_OPEN, TASK_CLAIMED, TASK_ASSIGNED, TASK_ORPHANED, TASK_PARKED})
 #: Raised whenever `apply` folds an event differently than before: snapshots made by other code are not reused.
-FOLD_VERSION = 4  # 3: an approval is answered once, by the human; 4: parked tasks
+FOLD_VERSION = 5  # 3: an approval is answered once, by the human; 4: parked tasks; 5: pid_start
 MAX_CONFLICTS = 100
 MAX_WATCHED_FILES = 1000
 
@@ -129,7 +129,7 @@ def _joined(state: State, event: Event, data: dict[str, Any], rules: Rules) -> N
     agent = _agent(state, event["from"], event.get("ts"))
     agent["status"] = AGENT_ACTIVE
     agent["origin"] = event.get("origin")
-    for field in ("name", "claude_session", "agent_id", "agent_type", "parent", "pid", "host", "cwd"):
+    for field in ("name", "claude_session", "agent_id", "agent_type", "parent", "pid", "pid_start", "host", "cwd"):
         if field in data:
             agent[field] = data[field]
 

@@ -1,0 +1,116 @@
+"""What the coordinator decides, as a pure function: the state, what it saw of the agents' processes, and the time
+in; the events to append out. No I/O and no clock, so every decision can be tested with any state and any time, and
+replaying the journal shows why each was made.
+
+- An agent whose Claude Code process was checked on this machine is lost the moment the process is gone (or its pid
+  belongs to a process started at another time). Nothing else decides it: a long tool call keeps its process
+  running, so it is never taken for death.
+- An agent whose process cannot be checked here (another machine, no `CLAUDE_PID`, no /proc) is lost when it has
+  been silent, while active, for more than `agent_timeout_seconds` plus `heartbeat_miss_threshold - 1` more periods
+  of `heartbeat_seconds`. An idle agent (its turn ended, waiting for input) is silent by design and is not timed out.
+- A lost agent's open tasks are orphaned, with what the next agent needs to go on (the title, the agent's last
+  progress and files, when it was last heard of), in the same batch as the `agent.lost`; a task that has already
+  been handed over `max_reassign_attempts` times is parked for the human instead.
+- The coordinator says it is alive (`coordinator.status`) every `heartbeat_seconds`.
+
+A decision already made is in the state (the agent is no longer live, the task no longer owned), so deciding again on
+a state that holds the coordinator's own events decides nothing twice: a restarted coordinator goes on where the
+journal says it stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..keys import COORDINATOR
+from ..projector import AGENT_ACTIVE, OPEN_TASK_STATES, State, live_agents, open_tasks_of
+from ..timestamps import seconds_of
+
+Decision = tuple[str, dict[str, Any]]  # (event type, data)
+
+
+class Rules:
+    """The settings decisions depend on (from config.py, where their defaults are)."""
+
+    __slots__ = ("agent_timeout_seconds", "heartbeat_miss_threshold", "heartbeat_seconds", "max_reassign_attempts")
+
+    def __init__(self, *, agent_timeout_seconds: float, heartbeat_seconds: float, heartbeat_miss_threshold: int,
+                 max_reassign_attempts: int) -> None:
+        self.agent_timeout_seconds = agent_timeout_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.heartbeat_miss_threshold = heartbeat_miss_threshold
+        self.max_reassign_attempts = max_reassign_attempts
+
+    @classmethod
+    def from_config(cls, config: Any) -> Rules:
+        return cls(**{name: getattr(config, name) for name in cls.__slots__})
+
+    @property
+    def silence_limit(self) -> float:
+        """How long an active agent whose process cannot be checked may be silent before it is lost."""
+        return self.agent_timeout_seconds + (self.heartbeat_miss_threshold - 1) * self.heartbeat_seconds
+
+
+def decide(state: State, now: float, running: Mapping[str, bool | None], rules: Rules,
+           status: Mapping[str, Any] | None = None) -> list[list[Decision]]:
+    """The batches of events to append, each batch one atomic append.
+
+    `running` says, for agents whose process was checked on this machine, whether it still runs (True/False);
+    agents missing from it, or with None, could not be checked. `status`, when given, is what a due
+    `coordinator.status` carries besides the counts (pid, host).
+    """
+    batches: list[list[Decision]] = []
+    for key in live_agents(state):
+        agent = state["agents"][key]
+        lost = _lost(key, agent, now, running.get(key), rules)
+        if lost is not None:
+            batches.append([lost, *_hand_over(state, key, rules)])
+    if status is not None and _status_due(state, now, rules):
+        open_tasks = sum(1 for task in state["tasks"].values() if task["status"] in OPEN_TASK_STATES)
+        batches.append([("coordinator.status", {"agents": len(live_agents(state)), "open_tasks": open_tasks,
+                                                **status})])
+    return batches
+
+
+def _lost(key: str, agent: dict[str, Any], now: float, running: bool | None, rules: Rules) -> Decision | None:
+    if running is False:
+        evidence = {"pid": agent.get("pid"), "pid_start": agent.get("pid_start"), "host": agent.get("host"),
+                    "checked": "process table"}
+        return ("agent.lost", {"agent": key, "reason": f"its Claude Code process {agent.get('pid')} is gone",
+                               "evidence": evidence})
+    if running is True or agent.get("status") != AGENT_ACTIVE:
+        return None
+    last_seen = seconds_of(agent.get("last_seen"))
+    if last_seen is None or now - last_seen <= rules.silence_limit:
+        return None
+    silent = now - last_seen
+    evidence = {"last_seen": agent.get("last_seen"), "silent_seconds": round(silent, 1),
+                "limit_seconds": rules.silence_limit}
+    return ("agent.lost", {"agent": key, "reason": f"no event for {int(silent)} s (the limit is "
+                                                   f"{int(rules.silence_limit)} s), and its process cannot be "
+                                                   f"checked from here", "evidence": evidence})
+
+
+def _hand_over(state: State, key: str, rules: Rules) -> list[Decision]:
+    agent = state["agents"][key]
+    decisions: list[Decision] = []
+    for task_id in open_tasks_of(state, key):
+        task = state["tasks"][task_id]
+        handed_over = max(0, task.get("attempts", 1) - 1)  # attempts counts owners; the first is no hand-over
+        if handed_over >= rules.max_reassign_attempts:
+            decisions.append(("task.parked", {
+                "task": task_id, "attempts": task.get("attempts", 0),
+                "reason": f"lost its agent after {handed_over} hand-over(s) (max_reassign_attempts "
+                          f"{rules.max_reassign_attempts}): a human decides"}))
+            continue
+        context = {"title": task.get("title"), "progress": agent.get("progress"),
+                   "files": list(agent.get("files_touched") or [])[-10:], "last_seen": agent.get("last_seen")}
+        decisions.append(("task.orphaned", {"task": task_id, "agent": key, "context": context}))
+    return decisions
+
+
+def _status_due(state: State, now: float, rules: Rules) -> bool:
+    coordinator = state["coordinator"]
+    last = seconds_of(coordinator.get("last_seen")) if coordinator.get("by") == COORDINATOR else None
+    return last is None or now - last >= rules.heartbeat_seconds

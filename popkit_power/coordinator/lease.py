@@ -1,0 +1,67 @@
+"""One coordinator per session: an exclusive, non-blocking `flock` on `sessions/<id>/coordinator.lock`, held for as
+long as the coordinator runs and released by the OS when it dies (even by SIGKILL), so a restart takes over at once.
+Who holds it is written beside it (`coordinator.json`: pid, host, since), for the refusal message and for
+`popkit-power stop`."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import orjson
+
+from .._fs import open_file, read_file, write_file_atomically
+from .._lock import LOCK_EX, flock
+from ..errors import CoordinatorRunningError
+from ..keys import host_name
+
+LOCK_NB = 4  # fcntl.LOCK_NB: take the lock now or fail (the same value on every POSIX system)
+
+LOCK_FILE = "coordinator.lock"
+HOLDER_FILE = "coordinator.json"
+
+
+def holder(session_dir: str) -> dict[str, Any] | None:
+    """Who holds (or last held) the session's coordinator lease, as written when it was taken."""
+    try:
+        found = orjson.loads(read_file(os.path.join(session_dir, HOLDER_FILE), 65536))
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+class Lease:
+    """`with Lease(session_dir):` holds the session's coordinator lease, or raises CoordinatorRunningError."""
+
+    def __init__(self, session_dir: str) -> None:
+        self.session_dir = session_dir
+        self._fd = -1
+
+    def acquire(self) -> None:
+        fd = open_file(os.path.join(self.session_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT)
+        try:
+            flock(fd, LOCK_EX | LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            other = holder(self.session_dir) or {}
+            raise CoordinatorRunningError(
+                f"a coordinator already runs for session {os.path.basename(self.session_dir)}: pid "
+                f"{other.get('pid', '?')} on {other.get('host', '?')}, since {other.get('since', '?')}; "
+                f"popkit-power stop ends it") from None
+        self._fd = fd
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        write_file_atomically(os.path.join(self.session_dir, HOLDER_FILE),
+                              orjson.dumps({"pid": os.getpid(), "host": host_name(), "since": since}))
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing the only descriptor releases the flock
+            self._fd = -1
+
+    def __enter__(self) -> Lease:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()

@@ -1,0 +1,79 @@
+"""Follow a journal as it grows: wake whoever waits when a file in the journal directory changes (watchdog's file
+system events: inotify on Linux), or every `poll_seconds` where those are not to be had. Other file descriptors
+(the coordinator's pidfds of agents' processes) can be waited on in the same call, so one wait ends at whichever
+comes first: new records, a process exiting, a stop, or the timeout. Never on the hook's path (watchdog costs ~50 ms
+to import).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+from collections.abc import Iterable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class JournalWatch:
+    """Waits for changes in one journal directory; `wake()` ends a wait from any thread."""
+
+    def __init__(self, directory: str, *, poll_seconds: float = 0.5) -> None:
+        self.poll_seconds = poll_seconds
+        self._read_end, self._write_end = os.pipe()
+        os.set_blocking(self._read_end, False)
+        os.set_blocking(self._write_end, False)
+        self._observer: Any = None
+        self.mode = "polling"
+        try:
+            from watchdog.events import FileSystemEventHandler
+            from watchdog.observers import Observer
+
+            watch = self
+
+            class _Changed(FileSystemEventHandler):
+                def on_any_event(self, event: Any) -> None:
+                    watch.wake()
+
+            observer = Observer()
+            observer.schedule(_Changed(), directory, recursive=False)
+            observer.daemon = True
+            observer.start()
+            self._observer, self.mode = observer, "watchdog"
+        except Exception as error:  # no watchdog, or no inotify watches left: polling still works
+            log.info("following %s by polling every %.1f s (%s)", directory, poll_seconds, error)
+
+    def wake(self) -> None:
+        try:
+            os.write(self._write_end, b"!")
+        except (BlockingIOError, OSError):
+            pass  # a wake is already pending, or the watch is closed
+
+    def wait(self, timeout: float, fds: Iterable[int] = ()) -> list[int]:
+        """Block until the journal changes, `wake()` is called, one of `fds` is readable, or `timeout` seconds pass
+        (at most `poll_seconds` when polling); return the readable ones of `fds`."""
+        others = list(fds)
+        limit = timeout if self.mode == "watchdog" else min(timeout, self.poll_seconds)
+        try:
+            ready, _, _ = select.select([self._read_end, *others], [], [], max(0.0, limit))
+        except (OSError, ValueError):  # a pidfd closed under us: let the caller look again
+            return []
+        if self._read_end in ready:
+            try:
+                while os.read(self._read_end, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        return [fd for fd in ready if fd != self._read_end]
+
+    def close(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+            self._observer = None
+        for fd in (self._read_end, self._write_end):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -1,0 +1,261 @@
+"""The coordinator: its decisions as a pure function (with the time given), and the real thing: a real Claude Code
+stand-in process killed while its agent holds a task, a second coordinator refused, and a coordinator SIGKILLed and
+restarted without losing or repeating a decision."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from freezegun import freeze_time
+from support import EPOCH, Timeline, ts_at
+
+from popkit_power.coordinator import PowerModeCoordinator
+from popkit_power.coordinator.decide import Rules, decide
+from popkit_power.coordinator.runner import step
+from popkit_power.errors import CoordinatorRunningError
+from popkit_power.hook import entry as hook
+from popkit_power.keys import host_name
+from popkit_power.processes import start_time, still_running
+from popkit_power.projector import project
+from popkit_power.session import Session, start_session
+
+RULES = Rules(agent_timeout_seconds=60, heartbeat_seconds=15, heartbeat_miss_threshold=3, max_reassign_attempts=2)
+SCRIPT = Path(sys.executable).parent / "popkit-power"
+
+
+def _team() -> Timeline:
+    """Agent a1 (pid 4242 on this host) owns task t1; agent a2 is idle; agent a3 (another machine) owns t3."""
+    timeline = Timeline()
+    timeline.add("agent.joined", "a1", name="main-a1", pid=4242, pid_start=99, host=host_name())
+    timeline.add("agent.joined", "a2", name="main-a2")
+    timeline.add("agent.joined", "a3", name="main-a3", host="elsewhere")
+    timeline.add("task.created", "human", task="t1", title="the lexer", owner="a1")
+    timeline.add("task.created", "human", task="t3", title="the parser", owner="a3")
+    timeline.add("agent.tool", "a1", tool="Edit", ok=True, file="/repo/lexer.py")
+    timeline.add("agent.idle", "a2")
+    return timeline
+
+
+# -- decide: a pure function of the state, the processes and the time ------------------------------------------------
+
+def test_a_gone_process_is_lost_at_once_and_its_task_orphaned_with_a_hand_over() -> None:
+    timeline = _team()
+    state = project(timeline.events)
+    now = EPOCH + timeline.clock + 1  # one second later: no silence rule could fire
+    (batch,) = decide(state, now, {"a1": False}, RULES)
+    (lost_type, lost), (orphan_type, orphan) = batch
+    assert (lost_type, lost["agent"]) == ("agent.lost", "a1") and "process 4242 is gone" in lost["reason"]
+    assert lost["evidence"] == {"pid": 4242, "pid_start": 99, "host": host_name(), "checked": "process table"}
+    assert orphan_type == "task.orphaned" and (orphan["task"], orphan["agent"]) == ("t1", "a1")
+    assert orphan["context"]["title"] == "the lexer" and orphan["context"]["files"] == ["/repo/lexer.py"]
+
+
+def test_a_running_process_is_never_lost_however_long_it_is_silent() -> None:
+    """A long tool call keeps its process running: silence does not count for an agent checked on this machine."""
+    timeline = _team()
+    state = project(timeline.events)
+    assert decide(state, EPOCH + timeline.clock + 86_400, {"a1": True, "a3": True}, RULES) == []
+
+
+def test_silence_decides_only_where_no_process_can_be_checked_and_only_for_active_agents() -> None:
+    """a3 (another machine) is lost after 60 s + 2 x 15 s of silence while active; a2 is idle, so never."""
+    timeline = _team()
+    state = project(timeline.events)
+    a3_seen = EPOCH + 3.0  # a3 joined at t=3 s and has said nothing since
+    assert state["agents"]["a3"]["last_seen"] == ts_at(3.0)
+    assert decide(state, a3_seen + RULES.silence_limit, {"a1": True}, RULES) == []
+    (batch,) = decide(state, a3_seen + RULES.silence_limit + 0.5, {"a1": True}, RULES)
+    assert [kind for kind, _ in batch] == ["agent.lost", "task.orphaned"]
+    assert batch[0][1]["agent"] == "a3" and batch[0][1]["evidence"]["limit_seconds"] == 90
+    assert "'a2'" not in str(decide(state, a3_seen + 86_400, {"a1": True}, RULES))
+
+
+def test_a_task_handed_over_too_often_is_parked_for_the_human() -> None:
+    timeline = _team()
+    for claimant in ("b1", "b2"):  # t1 lost its agent and was claimed twice: two hand-overs
+        timeline.add("task.orphaned", "coordinator", task="t1", agent="a1")
+        timeline.add("agent.joined", claimant, name=claimant, pid=1, host=host_name())
+        timeline.add("task.claimed", claimant, task="t1")
+    state = project(timeline.events)
+    assert state["tasks"]["t1"]["attempts"] == 3
+    (batch,) = decide(state, EPOCH + timeline.clock, {"b2": False, "a1": True, "b1": True}, RULES)
+    assert [kind for kind, _ in batch] == ["agent.lost", "task.parked"]
+    assert "2 hand-over(s)" in batch[1][1]["reason"]
+    for kind, data in batch:
+        timeline.add(kind, "coordinator", **data)
+    state = project(timeline.events)
+    assert state["tasks"]["t1"]["status"] == "parked" and "t1" not in state["orphans"]
+    timeline.add("task.claimed", "a2", task="t1")
+    assert project(timeline.events)["tasks"]["t1"]["status"] == "parked", "no claim takes a parked task"
+
+
+def test_what_was_decided_is_not_decided_again() -> None:
+    timeline = _team()
+    state = project(timeline.events)
+    (batch,) = decide(state, EPOCH + timeline.clock, {"a1": False}, RULES)
+    for kind, data in batch:
+        timeline.add(kind, "coordinator", **data)
+    assert decide(project(timeline.events), EPOCH + timeline.clock, {"a1": False}, RULES) == []
+
+
+def test_the_coordinator_says_it_is_alive_every_heartbeat() -> None:
+    timeline = _team()
+    timeline.add("coordinator.status", "coordinator", agents=3, open_tasks=2)
+    state = project(timeline.events)
+    at = EPOCH + timeline.clock
+    assert decide(state, at + 14, {}, RULES, {"pid": 1}) == []
+    (batch,) = decide(state, at + 15, {}, RULES, {"pid": 1})
+    assert batch == [("coordinator.status", {"agents": 3, "open_tasks": 2, "pid": 1})]
+
+
+# -- the process table -----------------------------------------------------------------------------------------------
+
+def test_a_reused_pid_is_not_taken_for_the_agent() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = start_time(child.pid)
+        assert started is not None and still_running(child.pid, started) is True
+        assert still_running(child.pid, started + 1) is False, "another start time: another process"
+    finally:
+        child.kill()
+        child.wait()
+    assert still_running(child.pid, started) is False
+
+
+# -- the real coordinator --------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def team(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A session whose config makes every timer far too long to matter; agent A's Claude Code stand-in is a real
+    process it reports as CLAUDE_PID; agent B has no checkable process."""
+    home = str(tmp_path / "power")
+    session = start_session(home, "Coordinate", sender="human")
+    Path(home, "config.json").write_text('{"agent_timeout_seconds": 3600, "heartbeat_seconds": 3600}')
+    claude = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    _hook(home, "SessionStart", "aaaa0000", {"CLAUDE_PID": str(claude.pid)})
+    _hook(home, "SessionStart", "bbbb0000", {})
+    session.publish("task.created", {"task": "t1", "title": "the lexer", "owner": "aaaa0000:main"}, sender="human")
+    yield {"home": home, "session": session, "claude": claude}
+    claude.kill()
+    claude.wait()
+
+
+def _hook(home: str, event: str, claude_session: str, environ: dict[str, str], **fields: Any) -> str | None:
+    payload = {"session_id": claude_session, "transcript_path": "/t", "cwd": "/repo", "hook_event_name": event,
+               **fields}
+    return hook.run(io.BytesIO(orjson.dumps(payload)), home, environ)
+
+
+def _wait_for(session: Session, kind: str, seconds: float, count: int = 1) -> list[dict[str, Any]]:
+    """The events of `kind` once there are `count`, waiting at most `seconds` (a deadline for a promise, not a
+    guess: the test fails if it is not kept)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = [event for event in session.journal.reader() if event["type"] == kind]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
+
+
+def test_a_killed_agent_s_task_is_offered_to_a_live_agent_within_two_seconds(team: dict[str, Any]) -> None:
+    """Every timer is an hour long: only the process's exit can wake the coordinator. Within 2 s of the kill the
+    task is orphaned, agent B hears the offer at its next tool call, and B's claim wins."""
+    session, claude = team["session"], team["claude"]
+    agent = session.projection(save_snapshot=False)[0]["agents"]["aaaa0000:main"]
+    assert (agent["pid"], agent["pid_start"], agent["host"]) == (claude.pid, start_time(claude.pid), host_name())
+    coordinator = PowerModeCoordinator(power_dir=team["home"])
+    coordinator.start()
+    try:
+        killed = time.monotonic()
+        claude.kill()
+        orphaned = _wait_for(session, "task.orphaned", 2.0)
+        latency = time.monotonic() - killed
+        assert [event["data"]["task"] for event in orphaned] == ["t1"], f"nothing within 2 s ({latency:.2f} s)"
+        (lost,) = [event for event in session.journal.reader() if event["type"] == "agent.lost"]
+        assert lost["data"]["agent"] == "aaaa0000:main" and lost["from"] == "coordinator"
+        reply = orjson.loads(_hook(team["home"], "PostToolUse", "bbbb0000", {}, tool_name="Bash",
+                                   tool_input={}, tool_response={}) or "{}")
+        assert "[orphaned task] t1 lost its agent" in reply["hookSpecificOutput"]["additionalContext"]
+        claimed = subprocess.run([str(SCRIPT), "--home", team["home"], "claim", "t1", "--as", "bbbb0000:main"],
+                                 capture_output=True, text=True, timeout=60)
+        assert claimed.returncode == 0 and "task t1 is yours" in claimed.stdout
+        print(f"kill -> task.orphaned: {latency * 1000:.0f} ms")
+    finally:
+        coordinator.stop()
+    assert coordinator.error is None
+
+
+def test_a_second_coordinator_is_refused_naming_the_first(team: dict[str, Any]) -> None:
+    first = PowerModeCoordinator(power_dir=team["home"])
+    first.start()
+    try:
+        with pytest.raises(CoordinatorRunningError, match=rf"pid {os.getpid()} on {host_name()}, since 20"):
+            PowerModeCoordinator(power_dir=team["home"]).run()
+        other = subprocess.run([str(SCRIPT), "--home", team["home"], "coordinator"], capture_output=True,
+                               text=True, timeout=60)
+        assert other.returncode == 2 and "a coordinator already runs for session" in other.stderr
+    finally:
+        first.stop()
+    started = [e for e in team["session"].journal.reader() if e["type"] == "coordinator.started"]
+    assert len(started) == 1
+
+
+def test_a_coordinator_killed_and_restarted_loses_and_repeats_nothing(team: dict[str, Any]) -> None:
+    """The coordinator process is SIGKILLed; while it is dead agent A's process dies; the restarted one decides A's
+    loss once; restarted again, it decides nothing new."""
+    home, session, claude = team["home"], team["session"], team["claude"]
+
+    def run_coordinator() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen([str(SCRIPT), "--home", home, "coordinator"], stderr=subprocess.DEVNULL)
+        count = len([e for e in session.journal.reader() if e["type"] == "coordinator.started"]) + 1
+        assert len(_wait_for(session, "coordinator.started", 30, count)) == count
+        return process
+
+    first = run_coordinator()
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    claude.kill()
+    claude.wait()
+    second = run_coordinator()
+    assert len(_wait_for(session, "task.orphaned", 10)) == 1
+    second.send_signal(signal.SIGKILL)
+    second.wait()
+    third = run_coordinator()
+    third.send_signal(signal.SIGTERM)
+    assert third.wait(timeout=30) == 0
+    events = list(session.journal.reader())
+    assert [e["data"]["agent"] for e in events if e["type"] == "agent.lost"] == ["aaaa0000:main"]
+    assert [e["data"]["task"] for e in events if e["type"] == "task.orphaned"] == ["t1"]
+    assert [e["type"] for e in events].count("coordinator.stopped") == 1
+    assert session.projection(save_snapshot=False)[0]["coordinator"]["status"] == "stopped"
+
+
+def test_silence_through_the_coordinator_step_with_frozen_time(team: dict[str, Any]) -> None:
+    """Agent B (no process to check) goes silent: one coordinator step at frozen times just before and just after
+    the limit decides its loss exactly once."""
+    session = team["session"]
+    Path(team["home"], "config.json").write_text('{"agent_timeout_seconds": 60, "heartbeat_seconds": 15}')
+    session = Session(team["home"], session.id)
+    state, position = session.projection(save_snapshot=False)
+    reader = session.journal.reader(position)
+    rules = Rules.from_config(session.config)
+    seen = max(event["ts"] for event in session.journal.reader() if event["from"] == "bbbb0000:main")
+    with freeze_time(seen) as frozen:
+        frozen.tick(rules.silence_limit - 1)
+        assert step(session, state, reader, session.rules(), rules, lambda s: {"aaaa0000:main": True}, None) == (0, 0)
+        frozen.tick(2)
+        assert step(session, state, reader, session.rules(), rules, lambda s: {"aaaa0000:main": True}, None)[1] == 1
+        step(session, state, reader, session.rules(), rules, lambda s: {"aaaa0000:main": True}, None)
+        assert step(session, state, reader, session.rules(), rules, lambda s: {"aaaa0000:main": True}, None)[1] == 0
+    lost = [e for e in session.journal.reader() if e["type"] == "agent.lost"]
+    assert [e["data"]["agent"] for e in lost] == ["bbbb0000:main"] and "no event for" in lost[0]["data"]["reason"]
