@@ -66,7 +66,7 @@ EVENT_TYPES: dict[str, tuple[str, dict[str, tuple[str, bool]]]] = {
     "objective.set": (COORDINATOR, {"text": (_STR, True)}),
     "objective.updated": (COORDINATOR, {"text": (_STR, True)}),
     "session.opened": (COORDINATOR, {"objective": (_STR, True)}),
-    "session.closed": (COORDINATOR, {"reason": (_STR, False)}),
+    "session.closed": (COORDINATOR, {"reason": (_STR, False), "summary": (_DICT, False)}),
     # the coordinator
     "coordinator.started": (COORDINATOR, {"pid": (_INT, False), "host": (_STR, False)}),
     "coordinator.status": (COORDINATOR, {"agents": (_INT, False), "open_tasks": (_INT, False)}),

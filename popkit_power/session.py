@@ -209,8 +209,23 @@ def start_session(power_dir: str, objective: str, *, sender: str, config: Config
 
 
 def stop_session(power_dir: str, *, sender: str, reason: str = "stopped") -> Session:
-    """Close the active session (recorded in its journal) and turn Power Mode off."""
+    """Close the active session, recording in its journal what was done (`summarize`), and turn Power Mode off."""
     session = Session.active(power_dir)
-    session.publish("session.closed", {"reason": reason}, sender=sender)
+    state, _ = session.projection()
+    session.publish("session.closed", {"reason": reason, "summary": summarize(state)}, sender=sender)
     set_active_session(power_dir, None)
     return session
+
+
+def summarize(state: State) -> dict[str, Any]:
+    """What a session did, in counts: agents, tasks by status, insights (not counting near-duplicates), approvals
+    by status."""
+    def by_status(items: dict[str, Any]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for item in items.values():
+            counts[item.get("status", "?")] = counts.get(item.get("status", "?"), 0) + 1
+        return counts
+
+    return {"agents": len(state["agents"]), "tasks": by_status(state["tasks"]),
+            "insights": sum(1 for insight in state["insights"] if insight.get("dup_of") is None),
+            "approvals": by_status(state["approvals"])}

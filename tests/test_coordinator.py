@@ -259,3 +259,20 @@ def test_silence_through_the_coordinator_step_with_frozen_time(team: dict[str, A
         assert step(session, state, reader, session.rules(), rules, lambda s: {"aaaa0000:main": True}, None)[1] == 0
     lost = [e for e in session.journal.reader() if e["type"] == "agent.lost"]
     assert [e["data"]["agent"] for e in lost] == ["bbbb0000:main"] and "no event for" in lost[0]["data"]["reason"]
+
+
+def test_the_daemon_starts_holds_the_lease_and_stop_ends_it_and_closes_the_session(team: dict[str, Any]) -> None:
+    """spawn() starts the coordinator in its own process session, logging beside the journal; `popkit-power stop`
+    stops it (its coordinator.stopped comes before session.closed) and the lease is free again."""
+    from popkit_power.coordinator import daemon
+
+    session = team["session"]
+    pid = daemon.spawn(session)
+    assert daemon.running(session) and os.getpgid(pid) == pid, "a process session of its own"
+    stopped = subprocess.run([str(SCRIPT), "--home", team["home"], "stop"], capture_output=True, text=True,
+                             timeout=60)
+    assert stopped.returncode == 0 and f"coordinator stopped (pid {pid})" in stopped.stdout, stopped
+    assert not daemon.running(session)
+    kinds = [event["type"] for event in session.journal.reader()]
+    assert kinds.index("coordinator.stopped") < kinds.index("session.closed")
+    assert "mode" in Path(session.dir, daemon.LOG_FILE).read_text()

@@ -37,9 +37,16 @@ def test_start_refuses_an_empty_objective(power_dir: str) -> None:
 
 
 def test_stop_closes_and_turns_power_mode_off(session: Session) -> None:
-    """stop_session appends session.closed and removes the active pointer; a second stop has nothing to stop."""
+    """stop_session appends session.closed with a summary of what was done and removes the active pointer; a second
+    stop has nothing to stop."""
+    session.publish("task.created", {"task": "t1", "title": "lexer"}, sender="lead")
+    session.publish("task.completed", {"task": "t1", "result": "done"}, sender="lead")
+    session.publish("task.created", {"task": "t2", "title": "parser"}, sender="lead")
+    session.publish("insight.shared", {"text": "use the cache"}, sender="lead")
     stop_session(session.power_dir, sender="lead", reason="done")
-    assert list(session.journal.reader())[-1]["data"] == {"reason": "done"}
+    assert list(session.journal.reader())[-1]["data"] == {
+        "reason": "done", "summary": {"agents": 0, "tasks": {"completed": 1, "open": 1}, "insights": 1,
+                                      "approvals": {}}}
     assert active_session(session.power_dir) is None
     with pytest.raises(SessionError, match="no active power session"):
         stop_session(session.power_dir, sender="lead")

@@ -7,12 +7,13 @@ import sys
 import click
 import orjson
 
+from ..coordinator.daemon import stop as stop_coordinator
 from ..home import list_sessions
 from ..journal import Position
 from ..session import start_session, stop_session
 from ..status import no_session, session_status
 from ..verify import verify_journal
-from .common import power_dir, sender_for, sender_option, session_to_read
+from .common import active_session, power_dir, sender_for, sender_option, session_to_read
 from .render import event_line, no_session_text, status_text, verify_text
 
 
@@ -30,8 +31,12 @@ def start(objective: str, sender: str | None) -> None:
 @click.command()
 @sender_option
 def stop(sender: str | None) -> None:
-    """Close the active session and turn Power Mode off."""
-    session = stop_session(power_dir(), sender=sender_for("session.closed", sender))
+    """Stop the session's coordinator, close the session with a summary of what was done, and turn Power Mode off."""
+    who = sender_for("session.closed", sender)
+    stopped = stop_coordinator(active_session())
+    if stopped is not None:
+        click.echo(f"coordinator stopped (pid {stopped})")
+    session = stop_session(power_dir(), sender=who)
     click.echo(f"Power Mode off: session {session.id} closed")
 
 
