@@ -243,3 +243,61 @@ def test_insight_and_approval_reach_the_right_agents(claude_bin: Path, model_ser
     assert count_marker(one_requests[2], f"[approval GRANTED by human] your request {request_id}") == 1
     assert count_marker(one_requests[2], "yes, after the backup") == 1
     assert count_marker(two_requests[2], "GRANTED") == 0, "only the asking agent hears the answer"
+
+
+def test_a_killed_agent_s_task_is_offered_to_another_who_claims_it(claude_bin: Path, model_server: ServerFactory,
+                                                                   tmp_path: Path, power_home: Path) -> None:
+    """Agent one claims a task and is killed (SIGKILL of its Claude Code process) while it waits for the model; the
+    coordinator orphans the task; agent two hears the offer after its next tool call and claims the task."""
+    from popkit_power.coordinator import PowerModeCoordinator
+
+    popkit(power_home, "start", "E2E hand-over")
+    popkit(power_home, "publish", "coordinator", '{"task": "t-e2e", "title": "port the lexer"}',
+           "--type", "task.created")
+    one, two = "AGENT-ONE hand-over test", "AGENT-TWO hand-over test"
+    turns = Turns({
+        one: [tool_use("Bash", {"command": "popkit-power claim t-e2e", "description": "claim"}),
+              text("never reached")],
+        two: [tool_use("Bash", {"command": "echo first", "description": "first"}),
+              tool_use("Bash", {"command": "echo second", "description": "second"}),
+              tool_use("Bash", {"command": "popkit-power claim t-e2e", "description": "take it over"}),
+              text("done")],
+    })
+    hold_one, hold_two = Gate(), Gate()
+
+    def script(request: dict[str, Any]) -> Reply:
+        prompt = turns.conversation_of(request)
+        if len(tool_results(request)) == 1 and prompt in (one, two):
+            (hold_one if prompt == one else hold_two).hold()
+        return turns(request)
+
+    server = model_server(script)
+    coordinator = PowerModeCoordinator(power_dir=str(power_home))
+    coordinator.start()
+    processes = {prompt: start_claude(prompt, cwd=tmp_path, base_url=server.base_url, plugin_dir=REPO,
+                                      env=agent_env(power_home), claude_bin=claude_bin,
+                                      state_dir=tmp_path / f"claude-{index}", timeout=120)
+                 for index, prompt in enumerate((one, two))}
+    try:
+        assert hold_one.reached.wait(GATE_TIMEOUT) and hold_two.reached.wait(GATE_TIMEOUT)
+        owner = orjson.loads(popkit(power_home, "status", "--json"))["tasks"]["t-e2e"]["owner"]
+        assert owner and owner.endswith(":main")
+        processes[one].popen.kill()
+        processes[one].wait()
+        deadline = threading.Event()
+        for _ in range(100):  # the coordinator wakes on the process's exit: at most 2 s (100 x 20 ms)
+            if any(event["type"] == "task.orphaned" for event in journal_events(power_home)):
+                break
+            deadline.wait(0.02)
+        assert any(event["type"] == "task.orphaned" for event in journal_events(power_home)), "not within 2 s"
+    finally:
+        hold_one.release.set()
+        hold_two.release.set()
+    result = processes[two].wait()
+    coordinator.stop()
+    assert result.returncode == 0, result.describe()
+    two_requests = requests_of(server, two)
+    assert count_marker(two_requests[2], "[orphaned task] t-e2e lost its agent") == 1
+    assert "task t-e2e is yours" in str(tool_results(two_requests[3]))
+    final = orjson.loads(popkit(power_home, "status", "--json"))["tasks"]["t-e2e"]
+    assert final["status"] == "claimed" and final["owner"] != owner and final["attempts"] == 2
