@@ -59,6 +59,8 @@ class PowerModeCoordinator:
         self._thread: threading.Thread | None = None
         self._watch: JournalWatch | None = None
         self._pidfds: dict[str, tuple[int, int]] = {}  # agent key -> (pid, pidfd)
+        self._folded = threading.Condition()
+        self.folded_seq = 0  # the journal is folded into the coordinator's state up to here
 
     def connect(self) -> bool:
         """Select the mode (the file journal, or Redis/Upstash once replication lands) and say why; True when the
@@ -87,6 +89,11 @@ class PowerModeCoordinator:
         self._stop.set()
         if self._watch is not None:
             self._watch.wake()
+
+    def wait_folded(self, seq: int, timeout: float) -> bool:
+        """Wait until the coordinator has folded the journal up to `seq`; False if `timeout` passed first."""
+        with self._folded:
+            return self._folded.wait_for(lambda: self.folded_seq >= seq, timeout)
 
     def _run_catching(self) -> None:
         try:
@@ -134,6 +141,10 @@ class PowerModeCoordinator:
         while not self._stop.is_set():
             folded, decided = step(session, state, reader, fold_rules, rules, self._check_processes, status)
             since_snapshot += folded
+            if folded:
+                with self._folded:
+                    self.folded_seq = reader.position.seq - 1
+                    self._folded.notify_all()
             if decided:
                 continue  # fold what was just decided before deciding again
             if since_snapshot >= config.snapshot_every_events:
