@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -291,3 +292,49 @@ def test_send_to_an_empty_name_is_refused_even_with_one_agent(tmp_path: Path, na
     assert "an agent name is needed" in refusal(cli(alone, "send", name, "hi"))
     assert "an agent name is needed" in refusal(cli(alone, "publish", "broadcast", "hi", "--to", name))
     assert records(alone) == before
+
+
+def _asking(session: Session, *extra: str) -> subprocess.Popen[str]:
+    """`popkit-power ask ... --wait` as an agent would run it, in its own process."""
+    env = {**os.environ, "POPKIT_POWER_HOME": session.power_dir}
+    for name in ("CLAUDECODE", "CLAUDE_CODE_SESSION_ID", "CLAUDE_PID", "POPKIT_POWER_AGENT"):
+        env.pop(name, None)
+    return subprocess.Popen([str(Path(sys.executable).parent / "popkit-power"), "ask", "Drop it?", "--as", HELPER,
+                             "--wait", *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _request_when_asked(session: Session) -> str:
+    for _ in range(500):  # the asking process appends its request first: wait for it (at most 10 s)
+        asked = [e for e in session.journal.reader() if e["type"] == "approval.requested"]
+        if asked:
+            return str(asked[-1]["data"]["request"])
+        time.sleep(0.02)
+    raise AssertionError("the request never appeared")
+
+
+@pytest.mark.parametrize(("verb", "code", "said"), [("approve", 0, "GRANTED by the human: go"),
+                                                    ("deny", 1, "DENIED by the human: go")])
+def test_ask_wait_returns_the_human_s_answer(session: Session, verb: str, code: int, said: str) -> None:
+    asking = _asking(session)
+    request = _request_when_asked(session)
+    answered = cli(session, verb, request, "--note", "go")
+    assert answered.exit_code == 0, answered.output
+    out, err = asking.communicate(timeout=60)
+    assert asking.returncode == code and said in out, (out, err)
+
+
+def test_ask_wait_gives_up_after_its_timeout_and_leaves_the_request_open(session: Session) -> None:
+    asking = _asking(session, "--timeout", "0.3")
+    _out, err = asking.communicate(timeout=60)
+    assert asking.returncode == 3 and "no answer within 0.3 s" in err
+    request = _request_when_asked(session)
+    assert session.projection()[0]["approvals"][request]["status"] == "pending"
+
+
+def test_ask_wait_hears_only_the_human(session: Session) -> None:
+    """An answer from anyone else does not end the wait."""
+    asking = _asking(session, "--timeout", "1")
+    request = _request_when_asked(session)
+    session.publish("approval.granted", {"request": request}, sender="someone:main")
+    out, _err = asking.communicate(timeout=60)
+    assert asking.returncode == 3 and "GRANTED" not in out

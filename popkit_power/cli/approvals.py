@@ -6,21 +6,34 @@ records where it was given.
 
 from __future__ import annotations
 
+import sys
+import time
 from typing import Any
 
 import click
 
 from ..errors import SessionError
-from ..keys import new_request_id
+from ..follow import JournalWatch
+from ..journal import Position
+from ..keys import HUMAN, new_request_id
+from ..protocol import APPROVAL_ANSWERS
+from ..session import Session
 from .common import active_session, publish_event, sender_for, sender_option
+
+WAIT_SECONDS = 110.0
 
 
 @click.command()
 @click.argument("question")
 @click.option("--option", "options", multiple=True, help="A possible answer (repeatable).")
+@click.option("--wait", is_flag=True, help="Wait for the answer: exit 0 when granted, 1 when denied.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=WAIT_SECONDS, show_default=True,
+              help="With --wait: give up after this many seconds (exit 3; the request stays open). The default stays "
+                   "under Claude Code's two-minute limit for one Bash call.")
 @sender_option
-def ask(question: str, options: tuple[str, ...], sender: str | None) -> None:
-    """Ask the human to approve something; the answer reaches the asking agent after a later tool call."""
+def ask(question: str, options: tuple[str, ...], wait: bool, timeout: float, sender: str | None) -> None:
+    """Ask the human to approve something; the answer reaches the asking agent after a later tool call, or at once
+    with --wait."""
     if not question.strip():
         raise SessionError("the question is empty: say what the human should approve")
     who = sender_for("approval.requested", sender)
@@ -28,9 +41,38 @@ def ask(question: str, options: tuple[str, ...], sender: str | None) -> None:
     data: dict[str, Any] = {"request": request, "question": question}
     if options:
         data["options"] = list(options)
-    appended = active_session().publish("approval.requested", data, sender=who)
+    session = active_session()
+    appended = session.publish("approval.requested", data, sender=who)
     click.echo(f"approval requested: {request} (seq {appended.first_seq}); "
                f"the human answers with: popkit-power approve {request}  or  popkit-power deny {request}")
+    if wait:
+        _wait_for_answer(session, request, appended.end, timeout)
+
+
+def _wait_for_answer(session: Session, request: str, after: Position, timeout: float) -> None:
+    """Follow the journal from `after` until the human answers `request` (the first answer counts, as everywhere):
+    exit 0 when granted, 1 when denied, 3 after `timeout` seconds."""
+    watch = JournalWatch(session.journal.directory)
+    reader = session.journal.reader(after)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            for event in reader:
+                data = event.get("data") or {}
+                if event.get("type") in APPROVAL_ANSWERS and event.get("from") == HUMAN \
+                        and data.get("request") == request:
+                    granted = event["type"] == "approval.granted"
+                    note = f": {data['note']}" if data.get("note") else ""
+                    click.echo(f"{'GRANTED' if granted else 'DENIED'} by the human{note}")
+                    sys.exit(0 if granted else 1)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                click.echo(f"no answer within {timeout:g} s; request {request} stays open, and its answer will reach "
+                           f"you after a later tool call", err=True)
+                sys.exit(3)
+            watch.wait(min(left, 1.0))
+    finally:
+        watch.close()
 
 
 def _answer(event_type: str, given: str, note: str | None) -> None:
