@@ -15,6 +15,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: watchdog's event types that mean the directory's content changed. Opening and reading a file are events too
+#: ("opened", "closed_no_write"), and the follower itself makes them on every read: waking on them would spin.
+_CHANGES = frozenset({"created", "modified", "moved", "deleted", "closed"})
+
 
 class JournalWatch:
     """Waits for changes in one journal directory; `wake()` ends a wait from any thread."""
@@ -34,7 +38,8 @@ class JournalWatch:
 
             class _Changed(FileSystemEventHandler):
                 def on_any_event(self, event: Any) -> None:
-                    watch.wake()
+                    if event.event_type in _CHANGES:  # not an open or a read: those are the follower's own
+                        watch.wake()
 
             observer = Observer()
             observer.schedule(_Changed(), directory, recursive=False)

@@ -276,3 +276,21 @@ def test_the_daemon_starts_holds_the_lease_and_stop_ends_it_and_closes_the_sessi
     kinds = [event["type"] for event in session.journal.reader()]
     assert kinds.index("coordinator.stopped") < kinds.index("session.closed")
     assert "mode" in Path(session.dir, daemon.LOG_FILE).read_text()
+
+
+def test_an_idle_coordinator_waits_instead_of_spinning(team: dict[str, Any]) -> None:
+    """Its own reads of the journal are file events too (opened, closed without writing): they must not wake it.
+    Idle for 1.5 s it makes a round about once per POLL_SECONDS, not thousands."""
+    from popkit_power.coordinator import runner
+
+    coordinator = PowerModeCoordinator(power_dir=team["home"])
+    coordinator.start()
+    try:
+        team["session"].publish("message.broadcast", {"text": "one change"}, sender="human")
+        time.sleep(0.2)  # let it fold that change
+        before = coordinator.steps
+        time.sleep(1.5)
+        rounds = coordinator.steps - before
+    finally:
+        coordinator.stop()
+    assert rounds <= 1.5 / runner.POLL_SECONDS + 2, f"{rounds} rounds in 1.5 s of nothing happening"

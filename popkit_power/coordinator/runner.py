@@ -61,6 +61,7 @@ class PowerModeCoordinator:
         self._pidfds: dict[str, tuple[int, int]] = {}  # agent key -> (pid, pidfd)
         self._folded = threading.Condition()
         self.folded_seq = 0  # the journal is folded into the coordinator's state up to here
+        self.steps = 0  # rounds of the loop so far: an idle coordinator makes about one per POLL_SECONDS
 
     def connect(self) -> bool:
         """Select the mode (the file journal, or Redis/Upstash once replication lands) and say why; True when the
@@ -139,6 +140,7 @@ class PowerModeCoordinator:
         since_snapshot = 0
         self._ready.set()
         while not self._stop.is_set():
+            self.steps += 1
             folded, decided = step(session, state, reader, fold_rules, rules, self._check_processes, status)
             since_snapshot += folded
             if folded:
