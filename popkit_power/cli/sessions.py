@@ -12,8 +12,9 @@ from ..journal import Position
 from ..session import start_session, stop_session
 from ..status import no_session, session_status
 from ..verify import verify_journal
+from . import render
 from .common import power_dir, sender_for, sender_option, session_to_read
-from .render import event_line, no_session_text, status_text, verify_text
+from .render import event_line, verify_text
 
 
 @click.command()
@@ -39,14 +40,19 @@ def stop(sender: str | None) -> None:
 @click.argument("session_id", required=False, metavar="[SESSION]")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def status(session_id: str | None, as_json: bool) -> None:
-    """Show the session (the active one by default) and its projected state."""
+    """Show the session (the active one by default): its coordinator, agents, tasks, approvals and insights.
+
+    Colour on a terminal, plain text elsewhere, --json for scripts."""
     if not session_id and not list_sessions(power_dir()):
         info = no_session(power_dir())
-        click.echo(orjson.dumps(info).decode() if as_json else no_session_text(info))
-        return
-    session = session_to_read(session_id)
-    info = session_status(session, *session.projection())
-    click.echo(orjson.dumps(info).decode() if as_json else status_text(info))
+    else:
+        session = session_to_read(session_id)
+        info = session_status(session, *session.projection())
+    if as_json:
+        click.echo(orjson.dumps(info).decode())
+    else:
+        # colour codes are there only if the console found a terminal; click would strip them from a non-tty
+        click.echo(render.status_output(render.make_console(), info), nl=False, color=True)
 
 
 @click.command()
