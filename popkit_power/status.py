@@ -31,7 +31,9 @@ from .projector import (
     TASK_OPEN,
     TASK_ORPHANED,
     State,
+    apply,
 )
+from .reader import warn_damage
 from .session import Session
 from .timestamps import seconds_of
 
@@ -96,6 +98,23 @@ def session_status(session: Session, state: State, position: Position, *, now: f
         "conflicts": state["conflicts"],
         "counts": state["counts"],
     }
+
+
+class StatusReader:
+    """A session's status, read again and again (`status --watch`): each read folds only the events appended since
+    the one before, so a refresh costs what is new, not the session's history."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._rules = session.rules()
+        self._state, self._position = session.projection()
+
+    def read(self, *, now: float | None = None) -> dict[str, Any]:
+        reader = self.session.journal.reader(self._position, on_damage=warn_damage)
+        for event in reader:
+            apply(self._state, event, self._rules)
+        self._position = reader.position
+        return session_status(self.session, self._state, self._position, now=now)
 
 
 # -- the parts ------------------------------------------------------------------------------------------------------

@@ -666,6 +666,96 @@ def test_status_json_holds_the_computed_fields(power_dir: str) -> None:
     assert (later["health"], later["alive"], later["ago"]) == ("silent", False, "1 min ago")
 
 
+def test_status_watch_redraws_and_stops_after_count(session: Session) -> None:
+    """Not on a terminal, --watch prints one status after another; --count 2 stops after the second, exit 0. Each
+    refresh reads the journal again: an event appended between the two shows in the second."""
+    from popkit_power.cli import sessions
+
+    def append_between(seconds: float) -> None:
+        assert seconds == 0.25
+        session.publish("agent.joined", {"name": "late-joiner"}, sender="late-joiner")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sessions.time, "sleep", append_between)
+        result = run("status", "--watch", "--count", "2", "--interval", "0.25")
+    assert result.exit_code == 0 and "\x1b" not in result.stdout
+    frames = result.stdout.split("\n\nsession ")
+    assert len(frames) == 2 and result.stdout.count(f"{session.id} (active)") == 2
+    assert "agents  none yet" in frames[0] and "late-joiner" not in frames[0]
+    assert "agents  1 (1 active)" in frames[1] and "late-joiner" in frames[1]
+
+
+def test_status_watch_json_is_one_object_per_refresh(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    from popkit_power.cli import sessions
+
+    monkeypatch.setattr(sessions.time, "sleep", lambda seconds: None)
+    result = run("status", "--watch", "--json", "--count", "3")
+    assert result.exit_code == 0
+    assert [orjson.loads(line)["session"] for line in result.stdout.splitlines()] == [session.id] * 3
+
+
+def test_status_watch_follows_the_session_that_is_started(power_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Watching with no session yet shows Power Mode off, then the session once one is started."""
+    from popkit_power.cli import sessions
+    from popkit_power.session import start_session
+
+    monkeypatch.setattr(sessions.time, "sleep", lambda seconds: start_session(power_dir, "Late", sender="human"))
+    result = run("status", "--watch", "--count", "2")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("Power Mode off") and "objective    Late" in result.stdout
+
+
+def test_ctrl_c_ends_status_watch_cleanly(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    from popkit_power.cli import sessions
+
+    def interrupt(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sessions.time, "sleep", interrupt)
+    result = run("status", "--watch")
+    assert result.exit_code == 0 and result.stderr == ""
+    assert result.stdout.count(f"{session.id} (active)") == 1
+
+
+def test_colour_and_redrawing_in_place_only_on_a_terminal(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drawn for a terminal (rich's Console(force_terminal=True)), status has colour codes, and --watch moves the
+    cursor back up to draw over the previous status; the same commands on a pipe have no escape code at all."""
+    import io
+
+    from rich.console import Console
+
+    from popkit_power.cli import render, sessions
+
+    session.publish("agent.joined", {"name": "[red]not red[/red]"}, sender="agent-a")
+    monkeypatch.setattr(sessions.time, "sleep", lambda seconds: None)
+    assert "\x1b" not in run("status").stdout + run("status", "--watch", "--count", "2").stdout
+
+    screens: list[io.StringIO] = []
+
+    def terminal(file: object = None) -> Console:
+        screens.append(io.StringIO())
+        return Console(file=screens[-1], force_terminal=True, color_system="standard", width=100, height=60,
+                       markup=False, highlight=False)
+
+    monkeypatch.setattr(render, "make_console", terminal)
+    once = run("status")
+    assert once.exit_code == 0 and "\x1b[32mactive\x1b[0m" in once.stdout  # an active agent is green
+    assert "[red]not red[/red]" in once.stdout
+    assert run("status", "--watch", "--count", "2").exit_code == 0
+    drawn = screens[-1].getvalue()
+    # two statuses (and Live's last redraw as it stops), each after erasing the lines of the one before
+    assert drawn.count(f"{session.id}\x1b[0m (active)") == 3 and drawn.count("\r\x1b[2K\x1b[1A") == 2
+    assert "\x1b[?25l" in drawn and drawn.endswith("\x1b[?25h")  # cursor hidden while watching, shown after
+
+
+def test_status_watch_into_a_pipe_that_closes_ends_quietly(session: Session) -> None:
+    """`popkit-power status --watch | head -3`: when head has read its lines, the watch ends, exit 0, silently."""
+    script = f'"{SCRIPT}" --home "{session.power_dir}" status --watch --interval 0.05 | head -3'
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.stderr == "" and result.returncode == 0, result
+    assert len(result.stdout.splitlines()) == 3
+
+
 def test_the_cli_starts_without_rich(tmp_path: Path) -> None:
     """rich (~40 ms to import) is loaded only to draw status: agents' commands like `popkit-power send` never pay."""
     probe = "import sys, popkit_power.cli; print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'))"

@@ -17,7 +17,7 @@ from popkit_power.cli import render
 from popkit_power.keys import agent_name
 from popkit_power.projector import project
 from popkit_power.session import Session
-from popkit_power.status import ago, clean, coordinator_health, session_status, short_names
+from popkit_power.status import StatusReader, ago, clean, coordinator_health, session_status, short_names
 
 T0 = "2026-11-24 10:00:00"
 Clock = FrozenDateTimeFactory | StepTickTimeFactory | TickingDateTimeFactory
@@ -236,6 +236,18 @@ def test_a_session_with_no_agents_and_no_tasks(session: Session) -> None:
     assert "agents  none yet (an agent joins when Claude Code starts with the hooks" in text
     assert "tasks  none yet" in text
     assert "approvals" not in text and "insights" not in text and "\x1b" not in text
+
+
+def test_reading_again_folds_only_what_is_new(clock: Clock, session: Session) -> None:
+    reader = StatusReader(session)
+    first = reader.read()
+    assert first["agents"] == {}
+    joined(session, ALICE, "/w")
+    session.publish("task.created", {"task": "t1", "title": "x"}, sender=ALICE)
+    again = reader.read()
+    assert list(again["agents"]) == [ALICE] and again["journal"] == status_now(session)["journal"]
+    assert {key: value for key, value in again.items() if key != "now"} == {
+        key: value for key, value in status_now(session).items() if key != "now"}
 
 
 # -- attacks ------------------------------------------------------------------------------------------------------

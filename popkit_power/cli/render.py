@@ -27,6 +27,9 @@ _SUMMARY_KEYS = ("text", "question", "result", "title", "objective", "tool", "re
 
 #: How many rows each section shows at most; the rest are counted ("... and 12 more"), and `--json` has them all.
 SHOW_AGENTS, SHOW_TASKS, SHOW_APPROVALS, SHOW_INSIGHTS, SHOW_CONFLICTS = 25, 25, 10, 5, 5
+#: The lines of a full status that are not agents' or tasks' rows (header, titles, column heads, the other sections
+#: at their caps, roughly): what `--watch` leaves out of the terminal's height before it shares the rest.
+_FIXED_LINES = 36
 #: The width of status when it is not drawn on a terminal (rich would assume 80), unless $COLUMNS says otherwise.
 PLAIN_WIDTH = 120
 MAX_TEXT_CHARS = 200
@@ -77,6 +80,23 @@ def status_text(info: dict[str, Any]) -> str:
     console = Console(file=io.StringIO(), force_terminal=False, width=PLAIN_WIDTH, highlight=False, emoji=False,
                       markup=False)
     return status_output(console, info)
+
+
+def watch_status(console: Console, frames: Iterable[dict[str, Any]], *, note: str | None = None) -> None:
+    """Draw each status of `frames` as it comes: on a terminal in place (rich Live), with `note` after its time and
+    as many agents and tasks as the screen holds; elsewhere one after another, a blank line between them. `frames`
+    does the waiting; Ctrl-C in it ends the view with the last status shown."""
+    if not console.is_terminal:
+        for n, info in enumerate(frames):
+            console.file.write(("\n" if n else "") + status_output(console, info))
+            console.file.flush()
+        return
+    from rich.live import Live
+
+    with Live(console=console, auto_refresh=False, transient=False) as live:
+        for info in frames:
+            rows = max(3, (console.height - _FIXED_LINES) // 2)
+            live.update(status_view(info, note=note, rows=rows), refresh=True)
 
 
 def status_view(info: dict[str, Any], *, note: str | None = None, rows: int | None = None) -> RenderableType:
