@@ -220,7 +220,8 @@ def _agents(state: State, now: float) -> dict[str, dict[str, Any]]:
     ordered = sorted(agents.items(), key=lambda item: rank.get(item[1]["status"], len(rank)))
     shown = {}
     for key, agent in ordered:
-        task = state["tasks"].get(agent.get("current_task") or "")
+        current = agent.get("current_task")
+        task = state["tasks"].get(current) if isinstance(current, str) else None
         shown[key] = {
             **agent,
             "label": _label(agent, with_host=len(hosts) > 1),

@@ -310,6 +310,30 @@ def test_thousands_of_agents_and_tasks_stay_readable(session: Session) -> None:
     assert "  ... and 10 more pending approvals (popkit-power status --json lists them all)" in lines
 
 
+def test_records_with_fields_of_the_wrong_kinds_do_not_break_status(session: Session) -> None:
+    """Another writer's bug (or a newer version) can put any JSON where a string belongs: the fold keeps it, and
+    status shows it as text instead of failing."""
+    odd: list[Any] = [["a", "list"], {"an": "object"}, 7, None, True]
+    events = [{"seq": 1, "ts": 12345, "from": "agent-a", "type": "agent.joined",
+               "data": {"name": odd[0], "cwd": odd[1], "host": odd[2]}},
+              {"seq": 2, "ts": "2026-11-24T10:00:00.000000Z", "from": "agent-a", "type": "agent.heartbeat",
+               "data": {"tool_calls": 1, "current_task": odd[0]}},
+              {"seq": 3, "ts": None, "from": "coordinator", "type": "coordinator.started",
+               "data": {"pid": odd[1], "host": odd[0]}},
+              {"seq": 4, "ts": "x", "from": "human", "type": "task.created", "data": {"task": "t1", "title": odd[1]}},
+              {"seq": 5, "ts": "x", "from": "coordinator", "type": "task.orphaned", "data": {"task": "t1", "agent": 7}},
+              {"seq": 6, "ts": "x", "from": "agent-a", "type": "approval.requested",
+               "data": {"request": "r1", "question": odd[0], "options": "not a list"}},
+              {"seq": 7, "ts": "x", "from": "coordinator", "type": "file.conflict",
+               "data": {"file": odd[1], "agents": [7, None, "agent-a"]}},
+              {"seq": 8, "ts": "x", "from": "human", "type": "objective.updated", "data": {"text": odd[1]}}]
+    with freeze_time(T0):
+        info = session_status(session, project(events), session.journal.end_position())
+    text = render.status_text(info) + terminal_text(info)
+    assert "['a', 'list']" in text and "{'an': 'object'}" in text and "was -" in text
+    assert info["coordinator"]["health"] == "silent" and info["agents"]["agent-a"]["ago"] == "never"
+
+
 def test_short_names_of_an_empty_state_and_clean() -> None:
     assert short_names(project([])) == {}
     assert clean("a\tb\n\nc", 10) == "a b c" and clean("abcdef", 4) == "abc\u2026" and clean(None, 9) == "None"
