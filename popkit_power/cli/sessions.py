@@ -44,7 +44,7 @@ def stop(sender: str | None) -> None:
 @click.argument("session_id", required=False, metavar="[SESSION]")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (with --watch, one per line).")
 @click.option("--watch", is_flag=True, help="Keep showing it, redrawn in place, until Ctrl-C.")
-@click.option("--interval", type=click.FloatRange(min=0), default=1.0, show_default=True, metavar="SECONDS",
+@click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True, metavar="SECONDS",
               help="With --watch: how often to read the journal again.")
 @click.option("--count", type=click.IntRange(min=1), metavar="N", help="With --watch: stop after N refreshes.")
 def status(session_id: str | None, as_json: bool, watch: bool, interval: float, count: int | None) -> None:
