@@ -647,7 +647,9 @@ def test_status_json_holds_the_computed_fields(power_dir: str) -> None:
 
     session = team_session(power_dir)
     with freeze_time("2026-11-24 10:01:00"):
-        info = orjson.loads(run("status", "--json").stdout)
+        printed = run("status", "--json").stdout
+    assert printed.endswith("}\n") and printed.count("\n") == 1
+    info = orjson.loads(printed)
     assert info["session"] == session.id and info["now"] == "2026-11-24T10:01:00.000000Z"
     coordinator = info["coordinator"]
     assert (coordinator["health"], coordinator["alive"], coordinator["age_seconds"], coordinator["ago"]) == (

@@ -52,17 +52,20 @@ def status(session_id: str | None, as_json: bool, watch: bool, interval: float, 
 
     Colour on a terminal, plain text elsewhere, --json for scripts; --watch keeps it on screen."""
     frames = _status_frames(session_id, count=count if watch else 1, interval=interval)
+    if not watch:
+        info = next(frames)
+        # colour codes are there only if the console found a terminal; click would strip them from a non-tty
+        click.echo(orjson.dumps(info).decode() if as_json else render.status_output(render.make_console(), info),
+                   nl=as_json, color=True)
+        return
     try:
         if as_json:
             for info in frames:
                 click.echo(orjson.dumps(info).decode())
-        elif watch:
+        else:
             render.watch_status(render.make_console(), frames,
                                 note=f"every {interval:g} s, Ctrl-C to stop" if count is None else None)
-        else:
-            # colour codes are there only if the console found a terminal; click would strip them from a non-tty
-            click.echo(render.status_output(render.make_console(), next(iter(frames))), nl=False, color=True)
-    except KeyboardInterrupt:  # Ctrl-C is how a person ends --watch: not an error
+    except KeyboardInterrupt:  # Ctrl-C is how a person ends a watch: not an error
         pass
 
 
