@@ -78,7 +78,7 @@ def test_start_publish_status_stop(power_dir: str) -> None:
     assert summary["journal"]["records_through_seq"] == 5 and summary["mode"]["mode"] == "file"
     assert [insight["text"] for insight in summary["insights"]] == ["The cache ignores the locale"]
     text = run("status").stdout
-    assert f"session   {session_id} (active)" in text and "objective Ship the login page" in text
+    assert f"{session_id} (active)" in text.splitlines()[0] and "objective    Ship the login page" in text
 
     stopped = run("stop")
     assert stopped.exit_code == 0 and f"session {session_id} closed" in stopped.stdout
@@ -567,3 +567,199 @@ def test_a_reader_that_goes_away_ends_replay_quietly(session: Session) -> None:
     result = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True, timeout=60)
     assert result.stderr == "" and result.returncode == 0, result
     assert result.stdout.count("\n") == 1
+
+
+# -- status: what a person running the agents sees --------------------------------------------------------------------
+
+ALICE = "3f2a9b1c-5d4e-4f60-8a7b-1c2d3e4f5a6b:main"
+BOB = "9c41d2e3-f4a5-4b6c-9d7e-8f9a0b1c2d3e:main"
+
+
+def team_session(power_dir: str) -> Session:
+    """A session as the hook, the coordinator and the CLI write it, at 10:00:00 UTC (time frozen by the caller): a
+    coordinator, an agent at work on a task, a lost one whose task was orphaned, an insight and its near-duplicate,
+    and a pending approval. The coordinator's last status and the first agent's last tool call are at 10:00:48."""
+    from freezegun import freeze_time
+
+    assert run("start", "Add OAuth login").exit_code == 0
+    session = Session.active(power_dir)
+    with freeze_time("2026-11-24 10:00:00") as clock:
+        session.publish("coordinator.started", {"pid": 4242, "host": "laptop"}, sender="coordinator")
+        for key, pid, cwd in ((ALICE, 5001, "/home/dev/webapp"), (BOB, 5002, "/home/dev/webapp-api")):
+            claude_session = key.split(":")[0]
+            session.publish("agent.joined", {"name": f"main-{claude_session[:6]}", "claude_session": claude_session,
+                                             "agent_id": "main", "pid": pid, "host": "laptop", "cwd": cwd},
+                            sender=key)
+        session.publish("task.created", {"task": "t-callback", "title": "Implement the OAuth callback"},
+                        sender="human")
+        session.publish("task.created", {"task": "t-tokens", "title": "Store refresh tokens"}, sender="human")
+        session.publish("task.claimed", {"task": "t-callback"}, sender=ALICE)
+        session.publish("task.claimed", {"task": "t-tokens"}, sender=BOB)
+        session.publish("insight.shared", {"text": "The OAuth state parameter is not validated"}, sender=ALICE)
+        session.publish("insight.shared", {"text": "OAuth state parameter is not validated!"}, sender=BOB)
+        session.publish("approval.requested", {"request": "r-drop-legacy", "question": "Drop the legacy sessions "
+                                               "table?", "options": ["drop", "keep"]}, sender=BOB)
+        clock.tick(30)
+        session.publish("agent.lost", {"agent": BOB, "reason": "process 5002 is gone"}, sender="coordinator")
+        session.publish("task.orphaned", {"task": "t-tokens", "agent": BOB}, sender="coordinator")
+        clock.tick(18)
+        session.publish("agent.tool", {"tool": "Edit", "ok": True, "file": "/home/dev/webapp/src/callback.py"},
+                        sender=ALICE)
+        session.publish("coordinator.status", {"agents": 1, "open_tasks": 2}, sender="coordinator")
+    return session
+
+
+def test_status_text_shows_the_team(power_dir: str) -> None:
+    """Through the real CLI, 12 s after the last events: the coordinator alive with its pid, host and the age of its
+    status; each agent with its folder, state, age (the lost one's is of its own last event), task and files; the
+    lost one with its reason; the orphaned task;
+    the pending approval with its asker and options; the insight with its author and its duplicate counted. Plain
+    text: no escape codes, no agent's key."""
+    from freezegun import freeze_time
+
+    session = team_session(power_dir)
+    with freeze_time("2026-11-24 10:01:00"):
+        result = run("status")
+    assert result.exit_code == 0
+    text = result.stdout
+    lines = text.splitlines()
+    assert "\x1b" not in text and ALICE not in text and BOB not in text
+    assert lines[0].split() == ["session", session.id, "(active)", "as", "of", "10:01:00", "UTC"]
+    assert "coordinator  alive  pid 4242 on laptop, last status 12 s ago" in lines
+    assert "agents  2 (1 active, 1 lost)" in lines
+    assert [line.split() for line in lines if line.startswith("  main-")][:2] == [
+        ["main-3f2a9b", "webapp", "active", "12", "s", "ago", "t-callback", "Implement", "the", "OAuth", "callback",
+         "src/callback.py"],
+        ["main-9c41d2", "webapp-api", "lost", "1", "min", "ago", "lost:", "process", "5002", "is", "gone", "-"]]
+    assert "tasks  2 unfinished (1 orphaned)" in lines
+    assert [line.split() for line in lines if line.startswith("  t-")] == [
+        ["t-tokens", "orphaned", "was", "main-9c41d2", "1", "Store", "refresh", "tokens"],
+        ["t-callback", "claimed", "main-3f2a9b", "1", "Implement", "the", "OAuth", "callback"]]
+    approval = next(line for line in lines if line.startswith("  r-drop-legacy"))
+    assert approval.split() == ["r-drop-legacy", "main-9c41d2", "1", "min", "ago", "Drop", "the", "legacy",
+                                "sessions", "table?", "drop", "/", "keep"]
+    assert "insights  1 (1 duplicate held back)" in lines
+    assert "  main-3f2a9b  The OAuth state parameter is not validated (+1 similar)" in lines
+
+
+def test_status_json_holds_the_computed_fields(power_dir: str) -> None:
+    from freezegun import freeze_time
+
+    session = team_session(power_dir)
+    with freeze_time("2026-11-24 10:01:00"):
+        printed = run("status", "--json").stdout
+    assert printed.endswith("}\n") and printed.count("\n") == 1
+    info = orjson.loads(printed)
+    assert info["session"] == session.id and info["now"] == "2026-11-24T10:01:00.000000Z"
+    coordinator = info["coordinator"]
+    assert (coordinator["health"], coordinator["alive"], coordinator["age_seconds"], coordinator["ago"]) == (
+        "alive", True, 12.0, "12 s ago")
+    assert (coordinator["pid"], coordinator["host"], coordinator["silent_after_seconds"]) == (4242, "laptop", 45)
+    assert info["names"] == {ALICE: "main-3f2a9b", BOB: "main-9c41d2", "human": "human"}
+    alice, bob = info["agents"][ALICE], info["agents"][BOB]
+    assert (alice["ago"], alice["age_seconds"], alice["label"], alice["recent_files"]) == (
+        "12 s ago", 12.0, "webapp", ["src/callback.py"])
+    assert (bob["status"], bob["lost_reason"], bob["ago"]) == ("lost", "process 5002 is gone", "1 min ago")
+    assert info["unfinished_tasks"] == ["t-tokens", "t-callback"] and info["pending_approvals"] == ["r-drop-legacy"]
+    assert info["approvals"]["r-drop-legacy"]["ago"] == "1 min ago"
+    assert [insight["duplicates"] for insight in info["insights"]] == [1, 0]
+    with freeze_time("2026-11-24 10:02:00"):
+        later = orjson.loads(run("status", "--json").stdout)["coordinator"]
+    assert (later["health"], later["alive"], later["ago"]) == ("silent", False, "1 min ago")
+
+
+def test_status_watch_redraws_and_stops_after_count(session: Session) -> None:
+    """Not on a terminal, --watch prints one status after another; --count 2 stops after the second, exit 0. Each
+    refresh reads the journal again: an event appended between the two shows in the second."""
+    from popkit_power.cli import sessions
+
+    def append_between(seconds: float) -> None:
+        assert seconds == 0.25
+        session.publish("agent.joined", {"name": "late-joiner"}, sender="late-joiner")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sessions.time, "sleep", append_between)
+        result = run("status", "--watch", "--count", "2", "--interval", "0.25")
+    assert result.exit_code == 0 and "\x1b" not in result.stdout
+    frames = result.stdout.split("\n\nsession ")
+    assert len(frames) == 2 and result.stdout.count(f"{session.id} (active)") == 2
+    assert "agents  none yet" in frames[0] and "late-joiner" not in frames[0]
+    assert "agents  1 (1 active)" in frames[1] and "late-joiner" in frames[1]
+
+
+def test_status_watch_json_is_one_object_per_refresh(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    from popkit_power.cli import sessions
+
+    monkeypatch.setattr(sessions.time, "sleep", lambda seconds: None)
+    result = run("status", "--watch", "--json", "--count", "3")
+    assert result.exit_code == 0
+    assert [orjson.loads(line)["session"] for line in result.stdout.splitlines()] == [session.id] * 3
+
+
+def test_status_watch_follows_the_session_that_is_started(power_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Watching with no session yet shows Power Mode off, then the session once one is started."""
+    from popkit_power.cli import sessions
+    from popkit_power.session import start_session
+
+    monkeypatch.setattr(sessions.time, "sleep", lambda seconds: start_session(power_dir, "Late", sender="human"))
+    result = run("status", "--watch", "--count", "2")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("Power Mode off") and "objective    Late" in result.stdout
+
+
+def test_ctrl_c_ends_status_watch_cleanly(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    from popkit_power.cli import sessions
+
+    def interrupt(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sessions.time, "sleep", interrupt)
+    result = run("status", "--watch")
+    assert result.exit_code == 0 and result.stderr == ""
+    assert result.stdout.count(f"{session.id} (active)") == 1
+
+
+def test_colour_and_redrawing_in_place_only_on_a_terminal(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drawn for a terminal (rich's Console(force_terminal=True)), status has colour codes, and --watch moves the
+    cursor back up to draw over the previous status; the same commands on a pipe have no escape code at all."""
+    import io
+
+    from rich.console import Console
+
+    from popkit_power.cli import sessions
+
+    session.publish("agent.joined", {"name": "[red]not red[/red]"}, sender="agent-a")
+    monkeypatch.setattr(sessions.time, "sleep", lambda seconds: None)
+    assert "\x1b" not in run("status").stdout + run("status", "--watch", "--count", "2").stdout
+
+    screens: list[io.StringIO] = []
+
+    def terminal(file: object = None) -> Console:
+        screens.append(io.StringIO())
+        return Console(file=screens[-1], force_terminal=True, color_system="standard", width=100, height=60,
+                       markup=False, highlight=False)
+
+    monkeypatch.setattr(sessions, "make_console", terminal)
+    once = run("status")
+    assert once.exit_code == 0 and "\x1b[32mactive\x1b[0m" in once.stdout  # an active agent is green
+    assert "[red]not red[/red]" in once.stdout
+    assert run("status", "--watch", "--count", "2").exit_code == 0
+    drawn = screens[-1].getvalue()
+    # two statuses (and Live's last redraw as it stops), each after erasing the lines of the one before
+    assert drawn.count(f"{session.id}\x1b[0m (active)") == 3 and drawn.count("\r\x1b[2K\x1b[1A") == 2
+    assert "\x1b[?25l" in drawn and drawn.endswith("\x1b[?25h")  # cursor hidden while watching, shown after
+
+
+def test_status_watch_into_a_pipe_that_closes_ends_quietly(session: Session) -> None:
+    """`popkit-power status --watch | head -3`: when head has read its lines, the watch ends, exit 0, silently."""
+    script = f'"{SCRIPT}" --home "{session.power_dir}" status --watch --interval 0.05 | head -3'
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.stderr == "" and result.returncode == 0, result
+    assert len(result.stdout.splitlines()) == 3
+
+
+def test_the_cli_starts_without_rich(tmp_path: Path) -> None:
+    """rich (~40 ms to import) is loaded only to draw status: agents' commands like `popkit-power send` never pay."""
+    probe = "import sys, popkit_power.cli; print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out

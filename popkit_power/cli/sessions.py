@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Iterator
+from typing import Any
 
 import click
 import orjson
 
 from ..coordinator.daemon import stop as stop_coordinator
+from ..home import active_session as active_session_id
 from ..home import list_sessions
 from ..journal import Position
 from ..session import start_session, stop_session
-from ..status import no_session, session_status
+from ..status import StatusReader, no_session
 from ..verify import verify_journal
 from .common import active_session, power_dir, sender_for, sender_option, session_to_read
-from .render import event_line, no_session_text, status_text, verify_text
+from .render import event_line, make_console, status_output, verify_text, watch_status
 
 
 @click.command()
@@ -42,16 +46,55 @@ def stop(sender: str | None) -> None:
 
 @click.command()
 @click.argument("session_id", required=False, metavar="[SESSION]")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def status(session_id: str | None, as_json: bool) -> None:
-    """Show the session (the active one by default) and its projected state."""
-    if not session_id and not list_sessions(power_dir()):
-        info = no_session(power_dir())
-        click.echo(orjson.dumps(info).decode() if as_json else no_session_text(info))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (with --watch, one per line).")
+@click.option("--watch", is_flag=True, help="Keep showing it, redrawn in place, until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True, metavar="SECONDS",
+              help="With --watch: how often to read the journal again.")
+@click.option("--count", type=click.IntRange(min=1), metavar="N", help="With --watch: stop after N refreshes.")
+def status(session_id: str | None, as_json: bool, watch: bool, interval: float, count: int | None) -> None:
+    """Show the session (the active one by default): its coordinator, agents, tasks, approvals and insights.
+
+    Colour on a terminal, plain text elsewhere, --json for scripts; --watch keeps it on screen."""
+    frames = _status_frames(session_id, count=count if watch else 1, interval=interval)
+    if not watch:
+        info = next(frames)
+        # colour codes are there only if the console found a terminal; click would strip them from a non-tty
+        click.echo(orjson.dumps(info).decode() if as_json else status_output(make_console(), info),
+                   nl=as_json, color=True)
         return
-    session = session_to_read(session_id)
-    info = session_status(session, *session.projection())
-    click.echo(orjson.dumps(info).decode() if as_json else status_text(info))
+    try:
+        if as_json:
+            for info in frames:
+                click.echo(orjson.dumps(info).decode())
+        else:
+            watch_status(make_console(), frames,
+                                note=f"every {interval:g} s, Ctrl-C to stop" if count is None else None)
+    except KeyboardInterrupt:  # Ctrl-C is how a person ends a watch: not an error
+        pass
+
+
+def _status_frames(session_id: str | None, *, count: int | None, interval: float) -> Iterator[dict[str, Any]]:
+    """The status `count` times (forever when None), `interval` seconds apart. Without SESSION each read follows the
+    active session (else the newest), so a watch goes on across stop and start; each read folds only the events
+    appended since the one before (status.StatusReader)."""
+    reader: StatusReader | None = None
+    shown = 0
+    while True:
+        home = power_dir()
+        if not session_id and not list_sessions(home):
+            info = no_session(home)
+        else:
+            wanted = session_id or active_session_id(home) or list_sessions(home)[-1]
+            if reader is None or reader.session.id != wanted:
+                if reader is not None:
+                    reader.session.journal.close()
+                reader = StatusReader(session_to_read(session_id or wanted))
+            info = reader.read()
+        yield info
+        shown += 1
+        if count is not None and shown >= count:
+            return
+        time.sleep(interval)
 
 
 @click.command()
