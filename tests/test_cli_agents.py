@@ -144,7 +144,7 @@ def test_every_command_has_help() -> None:
     assert {"insight", "send", "broadcast", "ask", "result", "approve", "deny", "claim"} <= set(main.commands)
 
 
-# -- only the human answers approvals ---------------------------------------------------------------------------------
+# -- only the human answers approvals --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("verb", ["approve", "deny"])
@@ -278,7 +278,7 @@ def test_a_person_at_a_terminal_may_name_any_sender(session: Session) -> None:
         assert last(session)["from"] == sender
 
 
-# -- an empty agent name ----------------------------------------------------------------------------------------------
+# -- an empty agent name ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["", " ", "\t\n"])
@@ -291,3 +291,58 @@ def test_send_to_an_empty_name_is_refused_even_with_one_agent(tmp_path: Path, na
     assert "an agent name is needed" in refusal(cli(alone, "send", name, "hi"))
     assert "an agent name is needed" in refusal(cli(alone, "publish", "broadcast", "hi", "--to", name))
     assert records(alone) == before
+
+
+# -- mistakes refused, with the fix named: one line, exit 2, nothing written -----------------------------------------
+
+
+@pytest.mark.parametrize(("given", "key"), [("MAIN-C0FFEE", MAIN), ("Main-C0", MAIN), ("explore", HELPER),
+                                            (f"{CLAUDE}:A1B2C3", HELPER), ("C0FFEE00-1111:MAIN", MAIN)])
+def test_agent_names_and_keys_match_in_any_case(session: Session, given: str, key: str) -> None:
+    result = cli(session, "send", given, "look at auth")
+    assert result.exit_code == 0, result.output
+    assert (last(session)["to"], last(session)["data"]["text"]) == (key, "look at auth")
+
+
+def test_a_whole_name_wins_and_names_alike_but_for_case_are_refused(session: Session) -> None:
+    """An exact name wins over one that differs only in case; typed in a third case, both match and it is refused."""
+    session.publish("agent.joined", {"name": "Worker"}, sender="w1:main")
+    session.publish("agent.joined", {"name": "worker"}, sender="w2:main")
+    assert cli(session, "send", "Worker", "hi").exit_code == 0 and last(session)["to"] == "w1:main"
+    assert cli(session, "send", "worker", "hi").exit_code == 0 and last(session)["to"] == "w2:main"
+    before = records(session)
+    line = refusal(cli(session, "send", "WORKER", "hi"))
+    assert "'WORKER' matches several agents; agents: Worker (w1:main, active), worker (w2:main, active)" in line
+    assert records(session) == before
+
+
+@pytest.mark.parametrize(("event", "named"), [
+    ({"type": "agent.left", "data": {"reason": "session ended"}, "from": HELPER}, "has left (session ended)"),
+    ({"type": "agent.lost", "data": {"agent": HELPER, "reason": "process 4242 is gone"}, "from": "coordinator"},
+     "was lost (process 4242 is gone)"),
+])
+def test_a_message_to_an_agent_that_is_gone_is_refused_naming_its_status(session: Session, event: dict[str, Any],
+                                                                        named: str) -> None:
+    session.publish(event["type"], event["data"], sender=event["from"])
+    before = records(session)
+    line = refusal(cli(session, "send", "EXPLORE", "are you there?"))
+    assert f"agent Explore-a1b2c3 ({HELPER}) {named}: a message to it would not be read" in line
+    assert f"live agents: main-c0ffee ({MAIN}, active)" in line
+    assert records(session) == before
+    session.publish("agent.joined", {"name": "Explore-a1b2c3"}, sender=HELPER)  # it came back (a resumed session)
+    assert cli(session, "send", "explore", "welcome back").exit_code == 0
+
+
+BLANKS = ["", " ", "\n\t ", "\u200b", "\u3000\u2028", "\x00"]
+
+
+@pytest.mark.parametrize("text", BLANKS)
+@pytest.mark.parametrize(("args", "named"), [
+    (["broadcast"], 'the broadcast is empty; say what every agent should hear: popkit-power broadcast "text"'),
+    (["insight"], 'the insight is empty; say what you found: popkit-power insight "what you found" --tags a,b'),
+    (["send", "explore"], 'the message is empty; say what the agent should hear: popkit-power send AGENT "text"'),
+])
+def test_an_empty_or_blank_text_is_refused(session: Session, args: list[str], named: str, text: str) -> None:
+    before = records(session)
+    assert named in refusal(cli(session, *args, text))
+    assert records(session) == before

@@ -7,6 +7,7 @@ The sender is `--as`, else $POPKIT_POWER_AGENT, else the Claude Code session who
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import click
@@ -15,7 +16,7 @@ import orjson
 from ..errors import ProtocolError, SessionError
 from ..keys import new_request_id, new_result_task_id
 from ..protocol import CHANNELS, DEFAULT_TYPE_OF_CHANNEL, channel_of
-from ..roster import check_agent_name, resolve_agent
+from ..roster import check_agent_name, live_agent, resolve_agent
 from .common import active_session, publish_event, sender_for, sender_option
 
 
@@ -65,12 +66,25 @@ def message_data(event_type: str, message: str) -> dict[str, Any]:
     return {"text": message}
 
 
+def require_text(text: str, what: str, fix: str) -> str:
+    """`text` unless it is blank: empty, or only spaces, line breaks, control or invisible characters (a zero-width
+    space reads as nothing too). SessionError naming `what` and `fix` otherwise."""
+    if all(char.isspace() or unicodedata.category(char) in _BLANK_CATEGORIES for char in text):
+        raise SessionError(f"the {what} is empty; {fix}")
+    return text
+
+
+#: Unicode categories that show nothing: controls, formats (zero-width characters), separators.
+_BLANK_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
 @click.command()
 @click.argument("text")
 @click.option("--tags", default="", metavar="A,B", help="Comma-separated tags.")
 @sender_option
 def insight(text: str, tags: str, sender: str | None) -> None:
-    """Share a discovery with every other agent."""
+    """Share a discovery with every other agent (TEXT must say something)."""
+    require_text(text, "insight", 'say what you found: popkit-power insight "what you found" --tags a,b')
     who = sender_for("insight.shared", sender)
     tag_list = [tag.strip() for tag in tags.split(",") if tag.strip()]
     appended = active_session().publish("insight.shared", {"text": text, "tags": tag_list}, sender=who)
@@ -82,10 +96,12 @@ def insight(text: str, tags: str, sender: str | None) -> None:
 @click.argument("text")
 @sender_option
 def send(agent: str, text: str, sender: str | None) -> None:
-    """Send TEXT to one AGENT (its key, its name, or a unique start of either)."""
+    """Send TEXT to one AGENT: its key, its name, or a unique start of either, in any case. Refused for an agent that
+    has left or was lost (nobody would read it)."""
+    require_text(text, "message", 'say what the agent should hear: popkit-power send AGENT "text"')
     who = sender_for("message.direct", sender)
     session = active_session()
-    target = resolve_agent(session, agent)
+    target = live_agent(session.projection()[0], agent, "a message to it would not be read")
     appended = session.publish("message.direct", {"text": text}, sender=who, to=target)
     click.echo(f"message sent to {target} (seq {appended.first_seq})")
 
@@ -94,7 +110,8 @@ def send(agent: str, text: str, sender: str | None) -> None:
 @click.argument("text")
 @sender_option
 def broadcast(text: str, sender: str | None) -> None:
-    """Send TEXT to every agent."""
+    """Send TEXT to every agent (TEXT must say something)."""
+    require_text(text, "broadcast", 'say what every agent should hear: popkit-power broadcast "text"')
     who = sender_for("message.broadcast", sender)
     appended = active_session().publish("message.broadcast", {"text": text}, sender=who)
     click.echo(f"broadcast sent (seq {appended.first_seq})")
