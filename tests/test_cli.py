@@ -112,12 +112,20 @@ def test_home_option_overrides_the_environment(power_dir: str, tmp_path: Path) -
 
 
 def test_every_command_has_help() -> None:
-    """Each command answers --help with its usage and a description (exit 0)."""
+    """Each command, and each command of a group of commands (`task add`), answers --help with its usage and a
+    description (exit 0)."""
     assert isinstance(main, click.Group)
-    for name, command in main.commands.items():
-        result = run(name, "--help")
-        assert result.exit_code == 0 and result.stdout.startswith("Usage: "), name
-        assert command.help, f"{name} has no help text"
+    commands: list[tuple[list[str], click.Command]] = [([name], command) for name, command in main.commands.items()]
+    checked = []
+    while commands:
+        path, command = commands.pop()
+        result = run(*path, "--help")
+        assert result.exit_code == 0 and result.stdout.startswith("Usage: "), path
+        assert command.help, f"{' '.join(path)} has no help text"
+        checked.append(" ".join(path))
+        if isinstance(command, click.Group):
+            commands.extend(([*path, name], sub) for name, sub in command.commands.items())
+    assert {"task add", "claim", "done", "result", "release", "reassign"} <= set(checked)
 
 
 # -- bad input -------------------------------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ def test_claim_first_one_wins(session: Session) -> None:
     session.publish("task.orphaned", {"task": "t1", "agent": "gone:main"}, sender="coordinator")
     assert cli(session, "claim", "t1", "--as", HELPER).exit_code == 0
     second = cli(session, "claim", "t1", "--as", MAIN)
-    assert second.exit_code == 2 and f"it belongs to {HELPER}" in second.output
+    assert second.exit_code == 2 and f"it is claimed by Explore-a1b2c3 ({HELPER}) already" in second.output
 
 
 def test_verbs_without_an_active_session_say_how_to_start(tmp_path: Path) -> None:
@@ -341,6 +341,7 @@ BLANKS = ["", " ", "\n\t ", "\u200b", "\u3000\u2028", "\x00"]
     (["broadcast"], 'the broadcast is empty; say what every agent should hear: popkit-power broadcast "text"'),
     (["insight"], 'the insight is empty; say what you found: popkit-power insight "what you found" --tags a,b'),
     (["send", "explore"], 'the message is empty; say what the agent should hear: popkit-power send AGENT "text"'),
+    (["result"], 'the result is empty; say what was done: popkit-power result "what was done"'),
 ])
 def test_an_empty_or_blank_text_is_refused(session: Session, args: list[str], named: str, text: str) -> None:
     before = records(session)

@@ -1,5 +1,5 @@
 """Commands that put one event into the active session: publish (any event on one of the six channels), and the verbs
-agents use from their Bash tool: insight, send, broadcast, result, claim.
+agents use from their Bash tool to talk: insight, send, broadcast (the task verbs are in tasks.py).
 
 The sender is `--as`, else $POPKIT_POWER_AGENT, else the Claude Code session whose Bash tool runs the command
 (`<CLAUDE_CODE_SESSION_ID>:main`), else "human"; `sender_for` refuses the ones this process may not use.
@@ -14,7 +14,7 @@ import click
 import orjson
 
 from ..errors import ProtocolError, SessionError
-from ..keys import new_request_id, new_result_task_id
+from ..keys import new_request_id
 from ..protocol import CHANNELS, DEFAULT_TYPE_OF_CHANNEL, channel_of
 from ..roster import check_agent_name, live_agent, resolve_agent
 from .common import active_session, publish_event, sender_for, sender_option
@@ -117,37 +117,4 @@ def broadcast(text: str, sender: str | None) -> None:
     click.echo(f"broadcast sent (seq {appended.first_seq})")
 
 
-@click.command()
-@click.argument("text")
-@click.option("--task", help="The task this is the result of (default: the sender's current task, else a new one).")
-@click.option("--failed", is_flag=True, help="The task failed; TEXT says why.")
-@sender_option
-def result(text: str, task: str | None, failed: bool, sender: str | None) -> None:
-    """Report the result of a task."""
-    who = sender_for("task.completed", sender)
-    session = active_session()
-    if task is None:
-        state, _ = session.projection()
-        task = (state["agents"].get(who) or {}).get("current_task") or new_result_task_id()
-    appended = session.publish("task.completed", {"task": task, "result": text, "ok": not failed}, sender=who)
-    click.echo(f"result recorded for task {task} (seq {appended.first_seq})")
-
-
-@click.command()
-@click.argument("task")
-@sender_option
-def claim(task: str, sender: str | None) -> None:
-    """Claim TASK (an orphaned or open one); the first claim in the journal wins."""
-    who = sender_for("task.claimed", sender)
-    session = active_session()
-    session.publish("task.claimed", {"task": task}, sender=who)
-    state, _ = session.projection()
-    owner = (state["tasks"].get(task) or {}).get("owner")
-    if owner == who:
-        click.echo(f"task {task} is yours")
-    else:
-        raise SessionError(f"task {task} was not claimed: it belongs to {owner or 'nobody'} "
-                           f"(status {(state['tasks'].get(task) or {}).get('status', 'unknown')})")
-
-
-COMMANDS = (publish, insight, send, broadcast, result, claim)
+COMMANDS = (publish, insight, send, broadcast)
