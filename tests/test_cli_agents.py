@@ -347,3 +347,53 @@ def test_an_empty_or_blank_text_is_refused(session: Session, args: list[str], na
     before = records(session)
     assert named in refusal(cli(session, *args, text))
     assert records(session) == before
+
+
+# -- start while another session is active ---------------------------------------------------------------------------
+
+
+def sessions_of(session: Session) -> list[str]:
+    return sorted(os.listdir(os.path.join(session.power_dir, "sessions")))
+
+
+def test_start_while_a_session_is_active_is_refused_naming_both_ways_to_switch(session: Session) -> None:
+    from popkit_power.home import active_session
+
+    before, made = records(session), sessions_of(session)
+    line = refusal(cli(session, "start", "Refactor the API"))
+    assert line == (f"popkit-power: session {session.id} ('Ship it') is active; stop it first with: popkit-power "
+                    f"stop, or close it and start this one in one step with: popkit-power start --switch "
+                    f"'Refactor the API'")
+    multi_line = refusal(cli(session, "start", "line one\nline two"))
+    assert multi_line.endswith('popkit-power start --switch "objective"')
+    assert records(session) == before and sessions_of(session) == made
+    assert active_session(session.power_dir) == session.id
+
+
+def test_start_switch_closes_the_active_session_once_the_new_one_is_open(session: Session) -> None:
+    from popkit_power.home import active_session
+
+    result = cli(session, "start", "Refactor the API", "--switch")
+    assert result.exit_code == 0, result.output
+    new_id = result.stdout.split()[4]
+    assert result.stdout.startswith(f"Power Mode on: session {new_id}\n")
+    assert result.stdout.endswith(f"switched from session {session.id} (closed)\n")
+    assert active_session(session.power_dir) == new_id != session.id
+    closed = last(session)
+    assert (closed["type"], closed["data"], closed["from"]) == ("session.closed",
+                                                                {"reason": f"switched to session {new_id}"}, "human")
+    assert session.projection()[0]["closed"] is not None
+    assert cli(session, "stop").exit_code == 0
+    again = cli(session, "start", "Nothing is active", "--switch")
+    assert again.exit_code == 0 and "switched from" not in again.stdout
+
+
+def test_start_switch_with_a_blank_objective_changes_nothing(session: Session) -> None:
+    from popkit_power.home import active_session
+
+    before, made = records(session), sessions_of(session)
+    for objective in ("", "   "):
+        assert "the objective must be a non-empty text" in refusal(cli(session, "start", objective, "--switch"))
+        assert "the objective must be a non-empty text" in refusal(cli(session, "start", objective))
+    assert records(session) == before and sessions_of(session) == made
+    assert active_session(session.power_dir) == session.id

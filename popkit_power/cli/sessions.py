@@ -2,29 +2,71 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import click
 import orjson
 
+from ..config import Config, load_config
+from ..errors import PowerModeError, SessionError
+from ..home import active_session as active_session_id
 from ..home import list_sessions
 from ..journal import Position
-from ..session import start_session, stop_session
+from ..roster import quoted
+from ..session import Session, start_session, stop_session
 from ..status import no_session, session_status
 from ..verify import verify_journal
-from .common import power_dir, sender_for, sender_option, session_to_read
+from .common import os_problem, power_dir, sender_for, sender_option, session_to_read
 from .render import event_line, no_session_text, status_text, verify_text
 
 
 @click.command()
 @click.argument("objective")
+@click.option("--switch", is_flag=True, help="If another session is active, close it once the new one is open (its "
+              "journal records the switch); without this, start is refused while a session is active.")
 @sender_option
-def start(objective: str, sender: str | None) -> None:
-    """Open a power session for OBJECTIVE and make it the active one."""
-    session = start_session(power_dir(), objective, sender=sender_for("session.opened", sender))
+def start(objective: str, switch: bool, sender: str | None) -> None:
+    """Open a power session for OBJECTIVE and make it the active one. Refused while another session is active: stop
+    that one first (popkit-power stop), or switch in one step with --switch."""
+    home = power_dir()
+    who = sender_for("session.opened", sender)
+    config = load_config(home)  # a bad config.json is named before anything else
+    previous_id = active_session_id(home)
+    if previous_id is not None and not switch and objective.strip():
+        raise SessionError(f"session {previous_id}{_objective_of(home, previous_id, config)} is active; stop it "
+                           f"first with: popkit-power stop, or close it and start this one in one step with: "
+                           f"popkit-power start --switch {_shell_arg(objective)}")
+    # Opened before anything is written: a session that cannot be closed (its journal gone) is not switched away from.
+    previous = Session(home, previous_id, config) if previous_id is not None else None
+    # All or nothing: a start that fails leaves the previous session active and writes nothing into it.
+    session = start_session(home, objective, sender=who, config=config)
     click.echo(f"Power Mode on: session {session.id}")
     click.echo(f"objective: {objective.strip()}")
     click.echo(f"journal:   {session.journal.directory} (file journal)")
+    if previous is not None:
+        try:
+            previous.publish("session.closed", {"reason": f"switched to session {session.id}"}, sender=who)
+        except (OSError, PowerModeError) as error:
+            problem = os_problem(error, home) if isinstance(error, OSError) else str(error)
+            raise SessionError(f"session {session.id} is active, but the previous session {previous.id} could not "
+                               f"be recorded as closed: {problem}") from error
+        click.echo(f"switched from session {previous.id} (closed)")
+
+
+def _objective_of(home: str, session_id: str, config: Config) -> str:
+    """` ("objective")` of a session, from its first record, for a message; "" when it cannot be read."""
+    try:
+        first = next(iter(Session(home, session_id, config, read_only=True).journal.reader()), None)
+    except (OSError, PowerModeError):
+        return ""
+    objective = ((first or {}).get("data") or {}).get("objective") if isinstance(first, dict) else None
+    return f" ({quoted(objective)})" if isinstance(objective, str) else ""
+
+
+def _shell_arg(text: str) -> str:
+    """`text` as one shell word for a command to copy, or a placeholder when it is too long or not one line."""
+    return shlex.quote(text) if len(text) <= 80 and text.isprintable() else '"objective"'
 
 
 @click.command()
