@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -126,6 +127,17 @@ def test_every_command_has_help() -> None:
         if isinstance(command, click.Group):
             commands.extend(([*path, name], sub) for name, sub in command.commands.items())
     assert {"task add", "claim", "done", "result", "release", "reassign"} <= set(checked)
+
+
+def test_the_readme_command_table_names_every_command() -> None:
+    """The README's table of commands names each command and each command of a group (`task add`)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = "\n".join(line for line in readme.splitlines() if line.startswith("| `popkit-power "))
+    names = [name for name, command in main.commands.items() if not isinstance(command, click.Group)]
+    names += [f"{name} {sub}" for name, command in main.commands.items() if isinstance(command, click.Group)
+              for sub in command.commands]
+    missing = [name for name in names if not re.search(rf"`(popkit-power )?{re.escape(name)}\b", table)]
+    assert not missing, f"not in the README's command table: {missing}"
 
 
 # -- bad input -------------------------------------------------------------------------------------------------------
