@@ -333,6 +333,24 @@ def test_a_message_to_an_agent_that_is_gone_is_refused_naming_its_status(session
     assert cli(session, "send", "explore", "welcome back").exit_code == 0
 
 
+@pytest.mark.parametrize("name", ["main\nc0ffee", "m" * 1_000_000, "../main-c0ffee", "main-c0ffee\x00", "\u200bmain"])
+def test_hostile_agent_names_are_one_short_line_and_write_nothing(session: Session, name: str) -> None:
+    before = records(session)
+    for args in (["send", name, "hi"], ["task", "add", "Parse", "--to", name]):
+        line = refusal(cli(session, *args))
+        assert "is not an agent of this session; agents: main-c0ffee" in line and len(line) < 1000
+    assert records(session) == before
+
+
+def test_agent_keys_from_the_journal_are_shown_on_one_line(session: Session) -> None:
+    """A sender a person at a terminal named (--as) may hold a line break: it is escaped wherever it is shown."""
+    session.publish("agent.joined", {"name": "evil\nname"}, sender="evil\nkey")
+    result = cli(session, "send", "EVIL", "hi")
+    assert result.exit_code == 0 and result.stdout.startswith("message sent to 'evil\\nkey' (seq ")
+    assert last(session)["to"] == "evil\nkey"
+    assert "'evil\\nname' ('evil\\nkey', active)" in refusal(cli(session, "send", "nobody", "hi"))
+
+
 BLANKS = ["", " ", "\n\t ", "\u200b", "\u3000\u2028", "\x00"]
 
 

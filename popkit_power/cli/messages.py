@@ -16,7 +16,7 @@ import orjson
 from ..errors import ProtocolError, SessionError
 from ..keys import new_request_id
 from ..protocol import CHANNELS, DEFAULT_TYPE_OF_CHANNEL, channel_of
-from ..roster import check_agent_name, live_agent, resolve_agent
+from ..roster import check_agent_name, live_agent, resolve_agent, shown
 from .common import active_session, publish_event, sender_for, sender_option
 
 
@@ -103,7 +103,7 @@ def send(agent: str, text: str, sender: str | None) -> None:
     session = active_session()
     target = live_agent(session.projection()[0], agent, "a message to it would not be read")
     appended = session.publish("message.direct", {"text": text}, sender=who, to=target)
-    click.echo(f"message sent to {target} (seq {appended.first_seq})")
+    click.echo(f"message sent to {shown(target)} (seq {appended.first_seq})")
 
 
 @click.command()

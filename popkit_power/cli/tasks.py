@@ -53,7 +53,7 @@ def task() -> None:
               "start of either, in any case; it must not have left or been lost. Without it, any agent may claim it.")
 @sender_option
 def add(title: str, to: str | None, sender: str | None) -> None:
-    """Add a task titled TITLE and print its new id, and only that (for scripts: T=$(popkit-power task add ...))."""
+    """Add a task titled TITLE and print its id. Only the id is printed, for scripts: T=$(popkit-power task add ...)."""
     require_text(title, "task title", 'say what is to be done: popkit-power task add "title"')
     who = sender_for("task.created", sender)
     session = active_session()
