@@ -12,6 +12,7 @@ it starts.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -168,12 +169,17 @@ def check_claim(state: State, task_id: str, who: str) -> bool:
         return True
     if status in CLAIMABLE_TASK_STATES:
         return False
-    if owner:
+    reassign = f"popkit-power reassign {shell_word(task_id, 'TASK')} AGENT"
+    if owner and _live(state, owner):
         raise SessionError(f"task {shown(task_id)} was not claimed: it is {_held(status, _holder(state, owner))} "
-                           f"already; ask for it with: popkit-power send {_agent_arg(state, owner)} \"...\", "
-                           f"or the human hands it over with: popkit-power reassign {shown(task_id)} AGENT")
+                           f"already; ask for it with: popkit-power send {_agent_arg(state, owner)} \"...\", or the "
+                           f"human hands it over with: {reassign}")
+    if owner:
+        raise SessionError(f"task {shown(task_id)} was not claimed: it is {_held(status, _holder(state, owner))}; "
+                           f"it is offered to the others once the coordinator orphans it, or the human hands it over "
+                           f"with: {reassign}")
     raise SessionError(f"task {shown(task_id)} is {status}, not open or orphaned, so it cannot be claimed; the human "
-                       f"hands it out with: popkit-power reassign {shown(task_id)} AGENT")
+                       f"hands it out with: {reassign}")
 
 
 def claim_outcome(state: State, task_id: str, who: str) -> None:
@@ -206,8 +212,8 @@ def check_release(state: State, task_id: str, who: str) -> None:
     task = state["tasks"][task_id]
     owner = task.get("owner")
     if not owner:
-        hint = (f"; take it with: popkit-power claim {shown(task_id)}" if task.get("status") in CLAIMABLE_TASK_STATES
-                else "")
+        hint = (f"; take it with: popkit-power claim {shell_word(task_id, 'TASK')}"
+                if task.get("status") in CLAIMABLE_TASK_STATES else "")
         raise SessionError(f"task {shown(task_id)} is {task.get('status')}: nobody holds it, so there is nothing "
                            f"to release{hint}")
     if owner != who and who != HUMAN:
@@ -248,8 +254,7 @@ def _holder(state: State, key: str) -> str:
 
 
 def _agent_arg(state: State, key: str) -> str:
-    name = str((state["agents"].get(key) or {}).get("name") or key)
-    return shown(name)
+    return shell_word(str((state["agents"].get(key) or {}).get("name") or key), "AGENT")
 
 
 # -- the outcome of a claim -----------------------------------------------------------------------------------------
@@ -272,6 +277,11 @@ def shown(value: str, limit: int = _SHOWN_CHARS) -> str:
     break, a control character or an invisible one."""
     cut = value if len(value) <= limit else f"{value[:limit]}..."
     return cut if cut.isprintable() else repr(cut)
+
+
+def shell_word(value: str, placeholder: str) -> str:
+    """`value` as one shell word for a command to copy, or `placeholder` when it is long or not plain text."""
+    return shlex.quote(value) if len(value) <= _SHOWN_CHARS and value.isprintable() else placeholder
 
 
 def quoted(value: str) -> str:

@@ -407,7 +407,11 @@ def test_reassign_takes_a_task_from_an_agent_that_died(session: Session) -> None
     human takes the task back and gives it to a live agent, by any case and a unique start of its name."""
     session.publish("task.created", {"task": "t-5", "title": "parser"}, sender="human")
     session.publish("task.claimed", {"task": "t-5"}, sender=GONE)
-    assert "it is claimed by main-dead00" in refusal(cli(session, "claim", "t-5", "--as", MAIN))
+    line = refusal(cli(session, "claim", "t-5", "--as", MAIN))
+    assert "it is claimed by main-dead00 (dead0000-2222:main), who was lost (process 4242 is gone); it is offered " \
+           "to the others once the coordinator orphans it, or the human hands it over with: popkit-power reassign " \
+           "t-5 AGENT" in line
+    assert "popkit-power send" not in line, "a message to an agent that is gone is refused: it is not the fix"
     result = cli(session, "reassign", "T-5", "EXPLORE")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"task t-5 reassigned to {HELPER_LABEL} (from main-dead00 (dead0000-2222:main);")

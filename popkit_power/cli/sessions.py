@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 
 import click
@@ -13,7 +12,7 @@ from ..errors import PowerModeError, SessionError
 from ..home import active_session as active_session_id
 from ..home import list_sessions
 from ..journal import Position
-from ..roster import quoted
+from ..roster import quoted, shell_word
 from ..session import Session, start_session, stop_session
 from ..status import no_session, session_status
 from ..verify import verify_journal
@@ -34,9 +33,10 @@ def start(objective: str, switch: bool, sender: str | None) -> None:
     config = load_config(home)  # a bad config.json is named before anything else
     previous_id = active_session_id(home)
     if previous_id is not None and not switch and objective.strip():
+        again = shell_word(objective, '"objective"')
         raise SessionError(f"session {previous_id}{_objective_of(home, previous_id, config)} is active; stop it "
                            f"first with: popkit-power stop, or close it and start this one in one step with: "
-                           f"popkit-power start --switch {_shell_arg(objective)}")
+                           f"popkit-power start --switch {again}")
     # Opened before anything is written: a session that cannot be closed (its journal gone) is not switched away from.
     previous = Session(home, previous_id, config) if previous_id is not None else None
     # All or nothing: a start that fails leaves the previous session active and writes nothing into it.
@@ -62,11 +62,6 @@ def _objective_of(home: str, session_id: str, config: Config) -> str:
         return ""
     objective = ((first or {}).get("data") or {}).get("objective") if isinstance(first, dict) else None
     return f" ({quoted(objective)})" if isinstance(objective, str) else ""
-
-
-def _shell_arg(text: str) -> str:
-    """`text` as one shell word for a command to copy, or a placeholder when it is too long or not one line."""
-    return shlex.quote(text) if len(text) <= 80 and text.isprintable() else '"objective"'
 
 
 @click.command()
