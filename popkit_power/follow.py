@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -60,9 +61,15 @@ class JournalWatch:
         (at most `poll_seconds` when polling); return the readable ones of `fds`."""
         others = list(fds)
         limit = timeout if self.mode == "watchdog" else min(timeout, self.poll_seconds)
+        # poll(), not select(): select refuses descriptors past 1024, which a busy process (or a test run) reaches
+        poller = select.poll()
+        for fd in (self._read_end, *others):
+            poller.register(fd, select.POLLIN)
         try:
-            ready, _, _ = select.select([self._read_end, *others], [], [], max(0.0, limit))
-        except (OSError, ValueError):  # a pidfd closed under us: let the caller look again
+            ready = [fd for fd, _event in poller.poll(max(0.0, limit) * 1000)]
+        except OSError as error:  # never a busy loop: wait out the timeout, then let the caller look again
+            log.warning("waiting failed (%s); looking again in %.1f s", error, limit)
+            time.sleep(max(0.0, limit))
             return []
         if self._read_end in ready:
             try:

@@ -55,6 +55,12 @@ def new_request_id() -> str:
     return new_id()[:12]
 
 
+def new_task_id() -> str:
+    """The id of a task added from the command line, short enough to type: `t-1a2b3c` (24 random bits; the command
+    that adds one draws again while the id is taken in its session)."""
+    return f"t-{new_id()[:6]}"
+
+
 def new_result_task_id() -> str:
     """The task id of a result reported without a task."""
     return f"result-{new_id()[:8]}"

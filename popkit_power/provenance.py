@@ -4,7 +4,8 @@
     evidence(environ)                 where this process runs (pid, parent, terminal, ancestors, Claude session),
                                       recorded in every answer to an approval
     check_sender(sender, event_type, environ, named=...)
-                                      SessionError unless this process may send `event_type` as `sender`
+                                      SessionError unless this process may send `event_type` as `sender`: only
+                                      the human answers approvals and reassigns tasks
 
 Agents run as the same OS user as the person, so nothing here stops a determined agent: it can clear its environment
 (`env -i`) and detach from its parent (`setsid -f`). These checks stop the accidental and the naive, and the evidence
@@ -29,6 +30,10 @@ from .protocol import APPROVAL_ANSWERS
 
 #: Event types only the human sends: answers to approval requests.
 HUMAN_ONLY_TYPES = APPROVAL_ANSWERS
+#: Event types no agent sends: handing a task to an agent over whoever holds it is the human's override (`popkit-power
+#: reassign`) or the coordinator's decision (made in its own process, which never asks this module), never an
+#: agent's way around "the first claim wins".
+NOT_FROM_AGENTS_TYPES = frozenset({"task.assigned"})
 #: Environment variables Claude Code sets for its Bash tool and hooks; any of them, non-empty, marks an agent's session.
 AGENT_ENVIRONMENT = ("CLAUDE_CODE_SESSION_ID", "CLAUDECODE", "CLAUDE_PID")
 #: How many ancestors are looked at: Claude Code -> its Bash tool's shell -> (a few wrappers) -> this command.
@@ -107,10 +112,18 @@ def check_sender(sender: str, event_type: str, environ: Mapping[str, str], *, na
     """Raise SessionError unless this process may send `event_type` as `sender`.
 
     `named` says the sender was chosen (--as, $POPKIT_POWER_AGENT) rather than derived from the environment. Only the
-    human answers approvals, and never from inside an agent's session; inside one, nobody speaks as the human or the
-    coordinator, and a chosen sender must be an agent of that same Claude Code session (`<session id>:<agent id>`).
-    `request` names the approval in the message that says how the human answers it.
+    human answers approvals, and never from inside an agent's session; nothing inside one reassigns a task; inside
+    one, nobody speaks as the human or the coordinator, and a chosen sender must be an agent of that same Claude Code
+    session (`<session id>:<agent id>`). `request` names the approval in the message that says how the human answers
+    it.
     """
+    if event_type in NOT_FROM_AGENTS_TYPES:
+        inside = inside_agent_session(environ, proc)
+        if inside is not None:
+            raise SessionError(f"refused: only the human reassigns a task, and this command runs inside an agent's "
+                               f"session ({inside}); the human does it from a terminal outside Claude Code with: "
+                               f"popkit-power reassign TASK AGENT (an agent takes an open or orphaned task with: "
+                               f"popkit-power claim TASK)")
     human_only = event_type in HUMAN_ONLY_TYPES
     reserved = _plain(sender) in RESERVED_SENDERS
     if not (human_only or reserved or named):

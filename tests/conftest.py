@@ -5,6 +5,7 @@ Nothing here is specific to the end-to-end tests under tests/e2e/ (they have the
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,10 @@ if str(_HERE) not in sys.path:
 
 from popkit_power.journal import Journal  # noqa: E402
 from popkit_power.session import Session, start_session  # noqa: E402
+
+# `popkit-power start` starts a coordinator daemon; the suite's many starts must not leave daemons behind, so it is
+# off for every test (and every process a test starts); the tests of the daemon itself turn it back on.
+os.environ["POPKIT_POWER_NO_COORDINATOR"] = "1"
 
 #: Environment variables that would make a test depend on the shell it runs in.
 _ENV_LEAKS = ("POPKIT_POWER_AGENT", "CLAUDE_CODE_SESSION_ID", "CLAUDE_PID", "UPSTASH_REDIS_REST_URL",

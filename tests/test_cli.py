@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,12 +113,31 @@ def test_home_option_overrides_the_environment(power_dir: str, tmp_path: Path) -
 
 
 def test_every_command_has_help() -> None:
-    """Each command answers --help with its usage and a description (exit 0)."""
+    """Each command, and each command of a group of commands (`task add`), answers --help with its usage and a
+    description (exit 0)."""
     assert isinstance(main, click.Group)
-    for name, command in main.commands.items():
-        result = run(name, "--help")
-        assert result.exit_code == 0 and result.stdout.startswith("Usage: "), name
-        assert command.help, f"{name} has no help text"
+    commands: list[tuple[list[str], click.Command]] = [([name], command) for name, command in main.commands.items()]
+    checked = []
+    while commands:
+        path, command = commands.pop()
+        result = run(*path, "--help")
+        assert result.exit_code == 0 and result.stdout.startswith("Usage: "), path
+        assert command.help, f"{' '.join(path)} has no help text"
+        checked.append(" ".join(path))
+        if isinstance(command, click.Group):
+            commands.extend(([*path, name], sub) for name, sub in command.commands.items())
+    assert {"task add", "claim", "done", "result", "release", "reassign"} <= set(checked)
+
+
+def test_the_readme_command_table_names_every_command() -> None:
+    """The README's table of commands names each command and each command of a group (`task add`)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = "\n".join(line for line in readme.splitlines() if line.startswith("| `popkit-power "))
+    names = [name for name, command in main.commands.items() if not isinstance(command, click.Group)]
+    names += [f"{name} {sub}" for name, command in main.commands.items() if isinstance(command, click.Group)
+              for sub in command.commands]
+    missing = [name for name in names if not re.search(rf"`(popkit-power )?{re.escape(name)}\b", table)]
+    assert not missing, f"not in the README's command table: {missing}"
 
 
 # -- bad input -------------------------------------------------------------------------------------------------------
@@ -204,8 +224,9 @@ def session_entries(power_dir: str) -> list[str]:
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs RLIMIT_FSIZE (POSIX)")
 @pytest.mark.parametrize("limit", [0, 100, 400])
 def test_start_on_a_full_disk_leaves_nothing_half_made(session: Session, tmp_path: Path, limit: int) -> None:
-    """`start` whose writes fail (a file size limit stands in for a full disk, at several points of the start) is
-    one line and exit 2; no new session directory is left to count as the newest one, the active session stays."""
+    """`start --switch` whose writes fail (a file size limit stands in for a full disk, at several points of the
+    start) is one line and exit 2; no new session directory is left to count as the newest one, the active session
+    stays, and nothing is written into it."""
     import resource
     import signal
 
@@ -216,21 +237,23 @@ def test_start_on_a_full_disk_leaves_nothing_half_made(session: Session, tmp_pat
     before = session_entries(session.power_dir)
     # No bytecode: a short write under the limit would leave a truncated .pyc for the next interpreter.
     env = {"PATH": os.environ.get("PATH", ""), "POPKIT_POWER_HOME": session.power_dir, "PYTHONDONTWRITEBYTECODE": "1"}
-    done = subprocess.run([str(SCRIPT), "start", "A second objective", "--as", "tester"], env=env, cwd=tmp_path,
-                          preexec_fn=limited, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([str(SCRIPT), "start", "A second objective", "--switch", "--as", "tester"], env=env,
+                          cwd=tmp_path, preexec_fn=limited, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stdout == "", done
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("popkit-power: "), done.stderr
     assert "File too large" in done.stderr
     assert session_entries(session.power_dir) == before
     assert active_session(session.power_dir) == session.id and list_sessions(session.power_dir)[-1] == session.id
+    assert [record["type"] for record in session.journal.reader()] == ["session.opened", "objective.set"]
 
 
 @pytest.mark.parametrize("failing", ["append_events", "set_active_session"])
 @pytest.mark.parametrize("active_before", [True, False])
 def test_start_that_fails_part_way_removes_its_session(session: Session, monkeypatch: pytest.MonkeyPatch,
                                                        failing: str, active_before: bool) -> None:
-    """A start that fails after its session directory exists (its journal refused, or the active pointer not
-    written) removes that directory again and leaves the previous session active, or none if none was."""
+    """A start (switching, when a session is active) that fails after its session directory exists (its journal
+    refused, or the active pointer not written) removes that directory again and leaves the previous session active,
+    or none if none was."""
     import popkit_power.session as session_module
 
     if not active_before:
@@ -244,7 +267,7 @@ def test_start_that_fails_part_way_removes_its_session(session: Session, monkeyp
     else:
         monkeypatch.setattr(session_module, "set_active_session", no_space)
     before = session_entries(session.power_dir)
-    assert "No space left on device (ENOSPC)" in one_line_error(run("start", "A second objective"))
+    assert "No space left on device (ENOSPC)" in one_line_error(run("start", "A second objective", "--switch"))
     assert session_entries(session.power_dir) == before
     assert active_session(session.power_dir) == (session.id if active_before else None)
 
@@ -305,6 +328,7 @@ def test_the_installed_console_script_runs_as_a_real_process(tmp_path: Path) -> 
     unknown session is exit 2 with one line on stderr."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("POPKIT_POWER", "CLAUDE"))}
     env["POPKIT_POWER_HOME"] = str(tmp_path / "power")
+    env["POPKIT_POWER_NO_COORDINATOR"] = "1"
 
     def script(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60,
@@ -450,7 +474,8 @@ def support_session(power_dir: str) -> str:
 
 @pytest.mark.parametrize(("code", "name"), [(errno.ENOSPC, "ENOSPC"), (errno.EACCES, "EACCES"),
                                             (errno.EROFS, "EROFS")])
-@pytest.mark.parametrize("command", [["broadcast", "hi"], ["publish", "broadcast", "hi"], ["start", "Again"]])
+@pytest.mark.parametrize("command", [["broadcast", "hi"], ["publish", "broadcast", "hi"],
+                                     ["start", "Again", "--switch"]])
 def test_a_file_system_error_is_one_line_naming_the_path(session: Session, monkeypatch: pytest.MonkeyPatch,
                                                          code: int, name: str, command: list[str]) -> None:
     """A full disk, a missing permission or a read-only file system, wherever the library meets it, is one line

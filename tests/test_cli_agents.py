@@ -129,7 +129,7 @@ def test_claim_first_one_wins(session: Session) -> None:
     session.publish("task.orphaned", {"task": "t1", "agent": "gone:main"}, sender="coordinator")
     assert cli(session, "claim", "t1", "--as", HELPER).exit_code == 0
     second = cli(session, "claim", "t1", "--as", MAIN)
-    assert second.exit_code == 2 and f"it belongs to {HELPER}" in second.output
+    assert second.exit_code == 2 and f"it is claimed by Explore-a1b2c3 ({HELPER}) already" in second.output
 
 
 def test_verbs_without_an_active_session_say_how_to_start(tmp_path: Path) -> None:
@@ -145,7 +145,7 @@ def test_every_command_has_help() -> None:
     assert {"insight", "send", "broadcast", "ask", "result", "approve", "deny", "claim"} <= set(main.commands)
 
 
-# -- only the human answers approvals ---------------------------------------------------------------------------------
+# -- only the human answers approvals --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("verb", ["approve", "deny"])
@@ -279,7 +279,7 @@ def test_a_person_at_a_terminal_may_name_any_sender(session: Session) -> None:
         assert last(session)["from"] == sender
 
 
-# -- an empty agent name ----------------------------------------------------------------------------------------------
+# -- an empty agent name ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["", " ", "\t\n"])
@@ -338,3 +338,128 @@ def test_ask_wait_hears_only_the_human(session: Session) -> None:
     session.publish("approval.granted", {"request": request}, sender="someone:main")
     out, _err = asking.communicate(timeout=60)
     assert asking.returncode == 3 and "GRANTED" not in out
+
+
+# -- mistakes refused, with the fix named: one line, exit 2, nothing written -----------------------------------------
+
+
+@pytest.mark.parametrize(("given", "key"), [("MAIN-C0FFEE", MAIN), ("Main-C0", MAIN), ("explore", HELPER),
+                                            (f"{CLAUDE}:A1B2C3", HELPER), ("C0FFEE00-1111:MAIN", MAIN)])
+def test_agent_names_and_keys_match_in_any_case(session: Session, given: str, key: str) -> None:
+    result = cli(session, "send", given, "look at auth")
+    assert result.exit_code == 0, result.output
+    assert (last(session)["to"], last(session)["data"]["text"]) == (key, "look at auth")
+
+
+def test_a_whole_name_wins_and_names_alike_but_for_case_are_refused(session: Session) -> None:
+    """An exact name wins over one that differs only in case; typed in a third case, both match and it is refused."""
+    session.publish("agent.joined", {"name": "Worker"}, sender="w1:main")
+    session.publish("agent.joined", {"name": "worker"}, sender="w2:main")
+    assert cli(session, "send", "Worker", "hi").exit_code == 0 and last(session)["to"] == "w1:main"
+    assert cli(session, "send", "worker", "hi").exit_code == 0 and last(session)["to"] == "w2:main"
+    before = records(session)
+    line = refusal(cli(session, "send", "WORKER", "hi"))
+    assert "'WORKER' matches several agents; agents: Worker (w1:main, active), worker (w2:main, active)" in line
+    assert records(session) == before
+
+
+@pytest.mark.parametrize(("event", "named"), [
+    ({"type": "agent.left", "data": {"reason": "session ended"}, "from": HELPER}, "has left (session ended)"),
+    ({"type": "agent.lost", "data": {"agent": HELPER, "reason": "process 4242 is gone"}, "from": "coordinator"},
+     "was lost (process 4242 is gone)"),
+])
+def test_a_message_to_an_agent_that_is_gone_is_refused_naming_its_status(session: Session, event: dict[str, Any],
+                                                                        named: str) -> None:
+    session.publish(event["type"], event["data"], sender=event["from"])
+    before = records(session)
+    line = refusal(cli(session, "send", "EXPLORE", "are you there?"))
+    assert f"agent Explore-a1b2c3 ({HELPER}) {named}: a message to it would not be read" in line
+    assert f"live agents: main-c0ffee ({MAIN}, active)" in line
+    assert records(session) == before
+    session.publish("agent.joined", {"name": "Explore-a1b2c3"}, sender=HELPER)  # it came back (a resumed session)
+    assert cli(session, "send", "explore", "welcome back").exit_code == 0
+
+
+@pytest.mark.parametrize("name", ["main\nc0ffee", "m" * 1_000_000, "../main-c0ffee", "main-c0ffee\x00", "\u200bmain"])
+def test_hostile_agent_names_are_one_short_line_and_write_nothing(session: Session, name: str) -> None:
+    before = records(session)
+    for args in (["send", name, "hi"], ["task", "add", "Parse", "--to", name]):
+        line = refusal(cli(session, *args))
+        assert "is not an agent of this session; agents: main-c0ffee" in line and len(line) < 1000
+    assert records(session) == before
+
+
+def test_agent_keys_from_the_journal_are_shown_on_one_line(session: Session) -> None:
+    """A sender a person at a terminal named (--as) may hold a line break: it is escaped wherever it is shown."""
+    session.publish("agent.joined", {"name": "evil\nname"}, sender="evil\nkey")
+    result = cli(session, "send", "EVIL", "hi")
+    assert result.exit_code == 0 and result.stdout.startswith("message sent to 'evil\\nkey' (seq ")
+    assert last(session)["to"] == "evil\nkey"
+    assert "'evil\\nname' ('evil\\nkey', active)" in refusal(cli(session, "send", "nobody", "hi"))
+
+
+BLANKS = ["", " ", "\n\t ", "\u200b", "\u3000\u2028", "\x00"]
+
+
+@pytest.mark.parametrize("text", BLANKS)
+@pytest.mark.parametrize(("args", "named"), [
+    (["broadcast"], 'the broadcast is empty; say what every agent should hear: popkit-power broadcast "text"'),
+    (["insight"], 'the insight is empty; say what you found: popkit-power insight "what you found" --tags a,b'),
+    (["send", "explore"], 'the message is empty; say what the agent should hear: popkit-power send AGENT "text"'),
+    (["result"], 'the result is empty; say what was done: popkit-power result "what was done"'),
+])
+def test_an_empty_or_blank_text_is_refused(session: Session, args: list[str], named: str, text: str) -> None:
+    before = records(session)
+    assert named in refusal(cli(session, *args, text))
+    assert records(session) == before
+
+
+# -- start while another session is active ---------------------------------------------------------------------------
+
+
+def sessions_of(session: Session) -> list[str]:
+    return sorted(os.listdir(os.path.join(session.power_dir, "sessions")))
+
+
+def test_start_while_a_session_is_active_is_refused_naming_both_ways_to_switch(session: Session) -> None:
+    from popkit_power.home import active_session
+
+    before, made = records(session), sessions_of(session)
+    line = refusal(cli(session, "start", "Refactor the API"))
+    assert line == (f"popkit-power: session {session.id} ('Ship it') is active; stop it first with: popkit-power "
+                    f"stop, or close it and start this one in one step with: popkit-power start --switch "
+                    f"'Refactor the API'")
+    multi_line = refusal(cli(session, "start", "line one\nline two"))
+    assert multi_line.endswith('popkit-power start --switch "objective"')
+    assert records(session) == before and sessions_of(session) == made
+    assert active_session(session.power_dir) == session.id
+
+
+def test_start_switch_closes_the_active_session_once_the_new_one_is_open(session: Session) -> None:
+    from popkit_power.home import active_session
+
+    result = cli(session, "start", "Refactor the API", "--switch")
+    assert result.exit_code == 0, result.output
+    new_id = result.stdout.split()[4]
+    assert result.stdout.startswith(f"Power Mode on: session {new_id}\n")
+    assert result.stdout.endswith(f"switched from session {session.id} (closed)\n")
+    assert active_session(session.power_dir) == new_id != session.id
+    closed = last(session)
+    assert (closed["type"], closed["data"]["reason"], closed["from"]) == ("session.closed",
+                                                                          f"switched to session {new_id}", "human")
+    assert closed["data"]["summary"]["agents"] == 2, "closed with its summary, as stop closes a session"
+    assert session.projection()[0]["closed"] is not None
+    assert cli(session, "stop").exit_code == 0
+    again = cli(session, "start", "Nothing is active", "--switch")
+    assert again.exit_code == 0 and "switched from" not in again.stdout
+
+
+def test_start_switch_with_a_blank_objective_changes_nothing(session: Session) -> None:
+    from popkit_power.home import active_session
+
+    before, made = records(session), sessions_of(session)
+    for objective in ("", "   "):
+        assert "the objective must be a non-empty text" in refusal(cli(session, "start", objective, "--switch"))
+        assert "the objective must be a non-empty text" in refusal(cli(session, "start", objective))
+    assert records(session) == before and sessions_of(session) == made
+    assert active_session(session.power_dir) == session.id

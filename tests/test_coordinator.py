@@ -268,11 +268,14 @@ def test_the_daemon_starts_holds_the_lease_and_stop_ends_it_and_closes_the_sessi
 
     session = team["session"]
     pid = daemon.spawn(session)
-    assert daemon.running(session) and os.getpgid(pid) == pid, "a process session of its own"
-    stopped = subprocess.run([str(SCRIPT), "--home", team["home"], "stop"], capture_output=True, text=True,
-                             timeout=60)
-    assert stopped.returncode == 0 and f"coordinator stopped (pid {pid})" in stopped.stdout, stopped
-    assert not daemon.running(session)
+    try:
+        assert daemon.running(session) and os.getpgid(pid) == pid, "a process session of its own"
+        stopped = subprocess.run([str(SCRIPT), "--home", team["home"], "stop"], capture_output=True, text=True,
+                                 timeout=60)
+        assert stopped.returncode == 0 and f"coordinator stopped (pid {pid})" in stopped.stdout, stopped
+        assert not daemon.running(session)
+    finally:
+        daemon.stop(session)  # never leave a daemon behind, even when an assertion failed
     kinds = [event["type"] for event in session.journal.reader()]
     assert kinds.index("coordinator.stopped") < kinds.index("session.closed")
     assert "mode" in Path(session.dir, daemon.LOG_FILE).read_text()
@@ -294,3 +297,22 @@ def test_an_idle_coordinator_waits_instead_of_spinning(team: dict[str, Any]) -> 
     finally:
         coordinator.stop()
     assert rounds <= 1.5 / runner.POLL_SECONDS + 2, f"{rounds} rounds in 1.5 s of nothing happening"
+
+
+def test_start_starts_the_coordinator_and_stop_stops_it(tmp_path: Path) -> None:
+    """`popkit-power start` opens the session and its coordinator daemon; `stop` ends both."""
+    from popkit_power.coordinator import daemon
+
+    home = str(tmp_path / "power")
+    env = {key: value for key, value in os.environ.items() if key != "POPKIT_POWER_NO_COORDINATOR"}
+    env["POPKIT_POWER_HOME"] = home
+    started = subprocess.run([str(SCRIPT), "start", "Daemon"], env=env, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
+    session = Session.active(home)
+    try:
+        assert daemon.running(session) and "coordinator: pid" in started.stdout
+        stopped = subprocess.run([str(SCRIPT), "stop"], env=env, capture_output=True, text=True, timeout=60)
+        assert stopped.returncode == 0 and "coordinator stopped" in stopped.stdout, stopped
+        assert not daemon.running(session)
+    finally:
+        daemon.stop(session)  # never leave a daemon behind, even when an assertion failed

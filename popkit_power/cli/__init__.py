@@ -4,7 +4,8 @@ Each command parses its arguments, calls the library, and prints the result; err
 exit code 2 in one place, `common.PowerModeGroup` (damage found by `verify` exits 1). Commands by topic:
 
     sessions.py    start, stop, status, verify, replay
-    messages.py    publish, insight, send, broadcast, result, claim
+    messages.py    publish, insight, send, broadcast
+    tasks.py       task add, claim, done, result, release, reassign (the human's override)
     approvals.py   ask, approve, deny (only the human answers, from outside every agent's session)
     coordinating.py  coordinator (the session's coordinator in the foreground)
     hooks.py       install, uninstall (Claude Code's settings)
@@ -17,7 +18,7 @@ import os
 import click
 
 from ..home import find_power_dir
-from . import approvals, coordinating, hooks, messages, sessions
+from . import approvals, coordinating, hooks, messages, sessions, tasks
 from .common import PowerModeGroup
 
 
@@ -33,6 +34,6 @@ def main(ctx: click.Context, home: str | None) -> None:
     ctx.obj["power_dir"] = os.path.abspath(home) if home else find_power_dir()
 
 
-for _module in (sessions, messages, approvals, coordinating, hooks):
+for _module in (sessions, messages, tasks, approvals, coordinating, hooks):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -1,5 +1,5 @@
 """Commands that put one event into the active session: publish (any event on one of the six channels), and the verbs
-agents use from their Bash tool: insight, send, broadcast, result, claim.
+agents use from their Bash tool to talk: insight, send, broadcast (the task verbs are in tasks.py).
 
 The sender is `--as`, else $POPKIT_POWER_AGENT, else the Claude Code session whose Bash tool runs the command
 (`<CLAUDE_CODE_SESSION_ID>:main`), else "human"; `sender_for` refuses the ones this process may not use.
@@ -7,15 +7,16 @@ The sender is `--as`, else $POPKIT_POWER_AGENT, else the Claude Code session who
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import click
 import orjson
 
 from ..errors import ProtocolError, SessionError
-from ..keys import new_request_id, new_result_task_id
+from ..keys import new_request_id
 from ..protocol import CHANNELS, DEFAULT_TYPE_OF_CHANNEL, channel_of
-from ..roster import check_agent_name, resolve_agent
+from ..roster import check_agent_name, live_agent, resolve_agent, shown
 from .common import active_session, publish_event, sender_for, sender_option
 
 
@@ -65,12 +66,25 @@ def message_data(event_type: str, message: str) -> dict[str, Any]:
     return {"text": message}
 
 
+def require_text(text: str, what: str, fix: str) -> str:
+    """`text` unless it is blank: empty, or only spaces, line breaks, control or invisible characters (a zero-width
+    space reads as nothing too). SessionError naming `what` and `fix` otherwise."""
+    if all(char.isspace() or unicodedata.category(char) in _BLANK_CATEGORIES for char in text):
+        raise SessionError(f"the {what} is empty; {fix}")
+    return text
+
+
+#: Unicode categories that show nothing: controls, formats (zero-width characters), separators.
+_BLANK_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
 @click.command()
 @click.argument("text")
 @click.option("--tags", default="", metavar="A,B", help="Comma-separated tags.")
 @sender_option
 def insight(text: str, tags: str, sender: str | None) -> None:
-    """Share a discovery with every other agent."""
+    """Share a discovery with every other agent (TEXT must say something)."""
+    require_text(text, "insight", 'say what you found: popkit-power insight "what you found" --tags a,b')
     who = sender_for("insight.shared", sender)
     tag_list = [tag.strip() for tag in tags.split(",") if tag.strip()]
     appended = active_session().publish("insight.shared", {"text": text, "tags": tag_list}, sender=who)
@@ -82,55 +96,25 @@ def insight(text: str, tags: str, sender: str | None) -> None:
 @click.argument("text")
 @sender_option
 def send(agent: str, text: str, sender: str | None) -> None:
-    """Send TEXT to one AGENT (its key, its name, or a unique start of either)."""
+    """Send TEXT to one AGENT: its key, its name, or a unique start of either, in any case. Refused for an agent that
+    has left or was lost (nobody would read it)."""
+    require_text(text, "message", 'say what the agent should hear: popkit-power send AGENT "text"')
     who = sender_for("message.direct", sender)
     session = active_session()
-    target = resolve_agent(session, agent)
+    target = live_agent(session.projection()[0], agent, "a message to it would not be read")
     appended = session.publish("message.direct", {"text": text}, sender=who, to=target)
-    click.echo(f"message sent to {target} (seq {appended.first_seq})")
+    click.echo(f"message sent to {shown(target)} (seq {appended.first_seq})")
 
 
 @click.command()
 @click.argument("text")
 @sender_option
 def broadcast(text: str, sender: str | None) -> None:
-    """Send TEXT to every agent."""
+    """Send TEXT to every agent (TEXT must say something)."""
+    require_text(text, "broadcast", 'say what every agent should hear: popkit-power broadcast "text"')
     who = sender_for("message.broadcast", sender)
     appended = active_session().publish("message.broadcast", {"text": text}, sender=who)
     click.echo(f"broadcast sent (seq {appended.first_seq})")
 
 
-@click.command()
-@click.argument("text")
-@click.option("--task", help="The task this is the result of (default: the sender's current task, else a new one).")
-@click.option("--failed", is_flag=True, help="The task failed; TEXT says why.")
-@sender_option
-def result(text: str, task: str | None, failed: bool, sender: str | None) -> None:
-    """Report the result of a task."""
-    who = sender_for("task.completed", sender)
-    session = active_session()
-    if task is None:
-        state, _ = session.projection()
-        task = (state["agents"].get(who) or {}).get("current_task") or new_result_task_id()
-    appended = session.publish("task.completed", {"task": task, "result": text, "ok": not failed}, sender=who)
-    click.echo(f"result recorded for task {task} (seq {appended.first_seq})")
-
-
-@click.command()
-@click.argument("task")
-@sender_option
-def claim(task: str, sender: str | None) -> None:
-    """Claim TASK (an orphaned or open one); the first claim in the journal wins."""
-    who = sender_for("task.claimed", sender)
-    session = active_session()
-    session.publish("task.claimed", {"task": task}, sender=who)
-    state, _ = session.projection()
-    owner = (state["tasks"].get(task) or {}).get("owner")
-    if owner == who:
-        click.echo(f"task {task} is yours")
-    else:
-        raise SessionError(f"task {task} was not claimed: it belongs to {owner or 'nobody'} "
-                           f"(status {(state['tasks'].get(task) or {}).get('status', 'unknown')})")
-
-
-COMMANDS = (publish, insight, send, broadcast, result, claim)
+COMMANDS = (publish, insight, send, broadcast)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -10,26 +11,75 @@ from typing import Any
 import click
 import orjson
 
+from ..config import Config, load_config
+from ..coordinator.daemon import LOG_FILE as COORDINATOR_LOG
+from ..coordinator.daemon import spawn as spawn_coordinator
 from ..coordinator.daemon import stop as stop_coordinator
+from ..errors import PowerModeError, SessionError
 from ..home import active_session as active_session_id
 from ..home import list_sessions
 from ..journal import Position
-from ..session import start_session, stop_session
+from ..roster import quoted, shell_word
+from ..session import Session, start_session, stop_session, summarize
 from ..status import StatusReader, no_session
 from ..verify import verify_journal
-from .common import active_session, power_dir, sender_for, sender_option, session_to_read
+from .common import active_session, os_problem, power_dir, sender_for, sender_option, session_to_read
 from .render import event_line, make_console, status_output, verify_text, watch_status
+
+#: Set (to anything) to open sessions without starting their coordinator, as the test suite does.
+NO_COORDINATOR = "POPKIT_POWER_NO_COORDINATOR"
 
 
 @click.command()
 @click.argument("objective")
+@click.option("--switch", is_flag=True, help="If another session is active, close it once the new one is open (its "
+              "journal records the switch); without this, start is refused while a session is active.")
+@click.option("--coordinator/--no-coordinator", default=True, show_default=True,
+              help="Start the session's coordinator as a daemon (also off with POPKIT_POWER_NO_COORDINATOR set).")
 @sender_option
-def start(objective: str, sender: str | None) -> None:
-    """Open a power session for OBJECTIVE and make it the active one."""
-    session = start_session(power_dir(), objective, sender=sender_for("session.opened", sender))
+def start(objective: str, switch: bool, coordinator: bool, sender: str | None) -> None:
+    """Open a power session for OBJECTIVE, make it the active one, and start its coordinator as a daemon. Refused
+    while another session is active: stop that one first (popkit-power stop), or switch in one step with --switch."""
+    home = power_dir()
+    who = sender_for("session.opened", sender)
+    config = load_config(home)  # a bad config.json is named before anything else
+    previous_id = active_session_id(home)
+    if previous_id is not None and not switch and objective.strip():
+        again = shell_word(objective, '"objective"')
+        raise SessionError(f"session {previous_id}{_objective_of(home, previous_id, config)} is active; stop it "
+                           f"first with: popkit-power stop, or close it and start this one in one step with: "
+                           f"popkit-power start --switch {again}")
+    # Opened before anything is written: a session that cannot be closed (its journal gone) is not switched away from.
+    previous = Session(home, previous_id, config) if previous_id is not None else None
+    # All or nothing: a start that fails leaves the previous session active and writes nothing into it.
+    session = start_session(home, objective, sender=who, config=config)
     click.echo(f"Power Mode on: session {session.id}")
     click.echo(f"objective: {objective.strip()}")
     click.echo(f"journal:   {session.journal.directory} (file journal)")
+    if previous is not None:
+        try:
+            stop_coordinator(previous)
+            closing = {"reason": f"switched to session {session.id}",
+                       "summary": summarize(previous.projection(save_snapshot=False)[0])}
+            previous.publish("session.closed", closing, sender=who)
+        except (OSError, PowerModeError) as error:
+            problem = os_problem(error, home) if isinstance(error, OSError) else str(error)
+            raise SessionError(f"session {session.id} is active, but the previous session {previous.id} could not "
+                               f"be recorded as closed: {problem}") from error
+        click.echo(f"switched from session {previous.id} (closed)")
+    if coordinator and not os.environ.get(NO_COORDINATOR):
+        pid = spawn_coordinator(session)
+        click.echo(f"coordinator: pid {pid}, log {os.path.join(session.dir, COORDINATOR_LOG)}")
+
+
+def _objective_of(home: str, session_id: str, config: Config) -> str:
+    """` ("objective")` of a session, from its first record, for a message; "" when it cannot be read."""
+    try:
+        first = next(iter(Session(home, session_id, config, read_only=True).journal.reader()), None)
+    except (OSError, PowerModeError):
+        return ""
+    objective = ((first or {}).get("data") or {}).get("objective") if isinstance(first, dict) else None
+    return f" ({quoted(objective)})" if isinstance(objective, str) else ""
 
 
 @click.command()

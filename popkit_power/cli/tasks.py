@@ -1,0 +1,192 @@
+"""The task verbs: add a task, claim one, report its result, give it back, and the human's reassignment.
+
+    task add "title" [--to AGENT]           a task.created with a new id (printed), owned by AGENT when given
+    claim TASK                              take an open or orphaned task; the first claim in journal order wins
+    done TASK --result "..." [--failed]     the task's result (task.completed)
+    result "..." [--task TASK] [--failed]   the same, for the sender's current task when no TASK is named
+    release TASK [--reason "..."]           its owner (or the human) gives it back: open again for anyone to claim
+    reassign TASK AGENT                     the human's override (task.assigned by the human), refused inside an
+                                            agent's session like the answers to approvals
+
+TASK is a task's id or a unique start of it, AGENT an agent's key or name or a unique start of either, in any case
+(roster.py). A task that does not exist, is finished, or is held by another live agent is refused in one line that
+names the fix, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from .. import provenance
+from ..errors import SessionError
+from ..keys import HUMAN, new_result_task_id, new_task_id
+from ..projector import State
+from ..roster import (
+    FINISHED_TASK_STATES,
+    agent_label,
+    check_claim,
+    check_reassign,
+    check_release,
+    check_result,
+    claim_outcome,
+    find_task,
+    fold_through,
+    live_agent,
+    shown,
+)
+from ..session import Session
+from .common import active_session, sender_for, sender_option
+from .messages import require_text
+
+
+@click.group()
+def task() -> None:
+    """Add tasks for agents to take (then: claim, done, release, reassign)."""
+
+
+@task.command("add")
+@click.argument("title")
+@click.option("--to", "to", metavar="AGENT", help="The agent that owns it from the start: its key or name, or a unique "
+              "start of either, in any case; it must not have left or been lost. Without it, any agent may claim it.")
+@sender_option
+def add(title: str, to: str | None, sender: str | None) -> None:
+    """Add a task titled TITLE and print its id. Only the id is printed, for scripts: T=$(popkit-power task add ...)."""
+    require_text(title, "task title", 'say what is to be done: popkit-power task add "title"')
+    who = sender_for("task.created", sender)
+    session = active_session()
+    state, _ = session.projection()
+    data: dict[str, Any] = {"task": _unused_task_id(state), "title": title.strip()}
+    if to is not None:
+        data["owner"] = live_agent(state, to, "it cannot take a task")
+    session.publish("task.created", data, sender=who)
+    click.echo(data["task"])
+
+
+def _unused_task_id(state: State) -> str:
+    """A new task id that no task of the session has (ids are short, so one may be drawn twice)."""
+    for _attempt in range(100):
+        task_id = new_task_id()
+        if task_id not in state["tasks"]:
+            return task_id
+    raise SessionError("could not draw an unused task id in 100 tries")  # pragma: no cover - 16.7 million ids
+
+
+@click.command()
+@click.argument("task_name", metavar="TASK")
+@sender_option
+def claim(task_name: str, sender: str | None) -> None:
+    """Take TASK, an open or orphaned task. The first claim in the journal wins: a later claimant exits 2 naming the
+    winner. TASK is its id or a unique start of it, in any case."""
+    who = sender_for("task.claimed", sender)
+    session = active_session()
+    state, position = session.projection()
+    task_id = find_task(state, task_name)
+    if check_claim(state, task_id, who):
+        click.echo(f"task {shown(task_id)} is already yours ({state['tasks'][task_id]['status']}); nothing written")
+        return
+    appended = session.publish("task.claimed", {"task": task_id}, sender=who)
+    # Which claim won is what the journal says as of this claim, whatever was appended after it.
+    claim_outcome(fold_through(session, state, position, appended.first_seq), task_id, who)
+    click.echo(f"task {shown(task_id)} is yours (seq {appended.first_seq})")
+
+
+@click.command()
+@click.argument("task_name", metavar="TASK")
+@click.option("--result", "text", metavar="TEXT", help="What was done, or with --failed why it failed (required).")
+@click.option("--failed", is_flag=True, help="The task failed; --result says why.")
+@sender_option
+def done(task_name: str, text: str | None, failed: bool, sender: str | None) -> None:
+    """Report TASK finished, with its result. Refused for a task that does not exist, is finished already, or is held
+    by another live agent (the human may report any). TASK is its id or a unique start of it, in any case."""
+    text = require_text(text or "", "result", 'say what was done: popkit-power done TASK --result "what was done"')
+    who = sender_for("task.completed", sender)
+    session = active_session()
+    state, _ = session.projection()
+    task_id = find_task(state, task_name)
+    check_result(state, task_id, who)
+    _complete(session, task_id, text, failed, who)
+
+
+@click.command()
+@click.argument("text")
+@click.option("--task", "task_name", metavar="TASK", help="The task this is the result of: its id or a unique start "
+              "of it, in any case (default: the sender's current task, else a new one).")
+@click.option("--failed", is_flag=True, help="The task failed; TEXT says why.")
+@sender_option
+def result(text: str, task_name: str | None, failed: bool, sender: str | None) -> None:
+    """Report the result of a task (TEXT must say something); a named task is checked as `done` checks it."""
+    require_text(text, "result", 'say what was done: popkit-power result "what was done"')
+    who = sender_for("task.completed", sender)
+    session = active_session()
+    state, _ = session.projection()
+    if task_name is None:
+        task_id = _current_task(state, who) or new_result_task_id()
+    else:
+        task_id = find_task(state, task_name)
+        check_result(state, task_id, who)
+    _complete(session, task_id, text, failed, who)
+
+
+def _complete(session: Session, task_id: str, text: str, failed: bool, who: str) -> None:
+    appended = session.publish("task.completed", {"task": task_id, "result": text, "ok": not failed}, sender=who)
+    click.echo(f"result recorded for task {shown(task_id)}: {'failed' if failed else 'completed'} "
+               f"(seq {appended.first_seq})")
+
+
+def _current_task(state: State, who: str) -> str | None:
+    """The task `who` works on, if it still holds it and it is not finished (a released or reassigned task stays an
+    agent's `current_task` in the projection)."""
+    current = (state["agents"].get(who) or {}).get("current_task")
+    task = state["tasks"].get(current) if isinstance(current, str) else None
+    if task is None or task.get("owner") != who or task.get("status") in FINISHED_TASK_STATES:
+        return None
+    return current
+
+
+@click.command()
+@click.argument("task_name", metavar="TASK")
+@click.option("--reason", metavar="TEXT", help="Why, for whoever takes it next.")
+@sender_option
+def release(task_name: str, reason: str | None, sender: str | None) -> None:
+    """Give TASK back: it is open again for any agent to claim. Only its owner, or the human, releases a task. TASK is
+    its id or a unique start of it, in any case."""
+    if reason is not None:
+        require_text(reason, "reason", "say why, or leave --reason out")
+    who = sender_for("task.released", sender)
+    session = active_session()
+    state, _ = session.projection()
+    task_id = find_task(state, task_name)
+    check_release(state, task_id, who)
+    data = {"task": task_id, **({"reason": reason} if reason is not None else {})}
+    appended = session.publish("task.released", data, sender=who)
+    click.echo(f"task {shown(task_id)} released: open for any agent to claim (seq {appended.first_seq})")
+
+
+@click.command()
+@click.argument("task_name", metavar="TASK")
+@click.argument("agent")
+def reassign(task_name: str, agent: str) -> None:
+    """The human's override: give TASK to AGENT, whoever holds it now (an orphaned, open or claimed task alike). Only
+    from a terminal outside Claude Code (refused inside an agent's session); the reassignment records where it was
+    given. TASK is its id or a unique start of it; AGENT its key or name or a unique start of either, in any case."""
+    who = sender_for("task.assigned", HUMAN)
+    session = active_session()
+    state, _ = session.projection()
+    task_id = find_task(state, task_name)
+    target = live_agent(state, agent, "it cannot take the task")
+    if check_reassign(state, task_id, target):
+        click.echo(f"task {shown(task_id)} is already {agent_label(state, target)}'s "
+                   f"({state['tasks'][task_id]['status']}); nothing written")
+        return
+    before = state["tasks"][task_id]
+    was = (f"from {agent_label(state, before['owner'])}" if before.get("owner")
+           else f"was {before.get('status')}")
+    data = {"task": task_id, "agent": target, "evidence": provenance.evidence(os.environ)}
+    appended = session.publish("task.assigned", data, sender=who)
+    click.echo(f"task {shown(task_id)} reassigned to {agent_label(state, target)} ({was}; seq {appended.first_seq})")
+
+
+COMMANDS = (task, claim, done, result, release, reassign)
