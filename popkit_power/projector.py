@@ -30,8 +30,9 @@ AGENT_ACTIVE, AGENT_IDLE, AGENT_LEFT, AGENT_LOST = "active", "idle", "left", "lo
 TASK_OPEN, TASK_CLAIMED, TASK_ASSIGNED = "open", "claimed", "assigned"
 TASK_COMPLETED, TASK_FAILED, TASK_ORPHANED, TASK_PARKED = "completed", "failed", "orphaned", "parked"
 OPEN_TASK_STATES = frozenset({TASK_OPEN, TASK_CLAIMED, TASK_ASSIGNED, TASK_ORPHANED, TASK_PARKED})
+FINISHED = (TASK_COMPLETED, TASK_FAILED)
 #: Raised whenever `apply` folds an event differently than before: snapshots made by other code are not reused.
-FOLD_VERSION = 5  # 3: an approval is answered once, by the human; 4: parked tasks; 5: pid_start
+FOLD_VERSION = 6  # 3: approvals answered once; 4: parked tasks; 5: pid_start; 6: orphaned only from its owner
 MAX_CONFLICTS = 100
 MAX_WATCHED_FILES = 1000
 
@@ -140,7 +141,7 @@ def _touch_file(agent: dict[str, Any], path: str, limit: int) -> None:
 
 def _heartbeat(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
     agent = _agent(state, event["from"], event.get("ts"))
-    if agent["status"] == AGENT_IDLE:
+    if agent["status"] in (AGENT_IDLE, AGENT_LOST):  # a lost agent that speaks again was not dead after all
         agent["status"] = AGENT_ACTIVE
     calls = data.get("tool_calls")
     if isinstance(calls, int):
@@ -161,7 +162,7 @@ def _heartbeat(state: State, event: Event, data: dict[str, Any], rules: Rules) -
 def _tool(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
     sender = event["from"]
     agent = _agent(state, sender, event.get("ts"))
-    if agent["status"] == AGENT_IDLE:
+    if agent["status"] in (AGENT_IDLE, AGENT_LOST):
         agent["status"] = AGENT_ACTIVE
     tool = data.get("tool")
     if isinstance(tool, str):  # a record without one must not put a null key into the state (snapshots are JSON)
@@ -273,7 +274,7 @@ def _claimed(state: State, event: Event, data: dict[str, Any], rules: Rules) -> 
 def _assigned(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
     task = _task(state, data.get("task"), event)
     agent = data.get("agent")
-    if task is None or not isinstance(agent, str) or task["status"] in (TASK_COMPLETED, TASK_FAILED):
+    if task is None or not isinstance(agent, str) or task["status"] in FINISHED:
         return
     task["owner"], task["status"], task["attempts"] = agent, TASK_ASSIGNED, task["attempts"] + 1
     _drop_orphan(state, data["task"])
@@ -294,8 +295,9 @@ def _completed(state: State, event: Event, data: dict[str, Any], rules: Rules) -
 
 
 def _orphaned(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    """Not when another agent holds it now: a decision made before an assignment or claim was seen undoes neither."""
     task = _task(state, data.get("task"), event)
-    if task is None or task["status"] in (TASK_COMPLETED, TASK_FAILED):
+    if task is None or task["status"] in FINISHED or task["owner"] not in (None, data.get("agent")):
         return
     task["previous_owner"] = data.get("agent")
     task["owner"], task["status"] = None, TASK_ORPHANED
@@ -306,7 +308,7 @@ def _orphaned(state: State, event: Event, data: dict[str, Any], rules: Rules) ->
 def _parked(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
     """A task that lost its agent too often waits for the human: no claim takes it, only an assignment."""
     task = _task(state, data.get("task"), event)
-    if task is None or task["status"] in (TASK_COMPLETED, TASK_FAILED):
+    if task is None or task["status"] in FINISHED or task["owner"] not in (None, data.get("agent", task["owner"])):
         return
     task["owner"], task["status"], task["parked_reason"] = None, TASK_PARKED, data.get("reason")
     _drop_orphan(state, data["task"])
@@ -314,7 +316,7 @@ def _parked(state: State, event: Event, data: dict[str, Any], rules: Rules) -> N
 
 def _released(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
     task = _task(state, data.get("task"), event)
-    if task is None or task["status"] in (TASK_COMPLETED, TASK_FAILED):
+    if task is None or task["status"] in FINISHED:
         return
     task["owner"], task["status"] = None, TASK_OPEN
     _drop_orphan(state, data["task"])

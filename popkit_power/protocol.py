@@ -52,7 +52,8 @@ EVENT_TYPES: dict[str, tuple[str, dict[str, tuple[str, bool]]]] = {
     "task.assigned": (COORDINATOR, {"task": (_STR, True), "agent": (_STR, True)}),
     "task.completed": (RESULTS, {"task": (_STR, True), "result": (_STR, True), "ok": (_BOOL, False)}),
     "task.orphaned": (COORDINATOR, {"task": (_STR, True), "agent": (_STR, True), "context": (_DICT, False)}),
-    "task.parked": (COORDINATOR, {"task": (_STR, True), "reason": (_STR, True), "attempts": (_INT, False)}),
+    "task.parked": (COORDINATOR, {"task": (_STR, True), "reason": (_STR, True), "agent": (_STR, False),
+                                  "attempts": (_INT, False)}),
     "task.released": (COORDINATOR, {"task": (_STR, True), "reason": (_STR, False)}),
     # sharing
     "insight.shared": (INSIGHTS, {"text": (_STR, True), "tags": (_LIST, False)}),

@@ -82,8 +82,8 @@ def test_silence_decides_only_where_no_process_can_be_checked_and_only_for_activ
 
 def test_a_task_handed_over_too_often_is_parked_for_the_human() -> None:
     timeline = _team()
-    for claimant in ("b1", "b2"):  # t1 lost its agent and was claimed twice: two hand-overs
-        timeline.add("task.orphaned", "coordinator", task="t1", agent="a1")
+    for lost, claimant in (("a1", "b1"), ("b1", "b2")):  # t1 lost its agent and was claimed twice: two hand-overs
+        timeline.add("task.orphaned", "coordinator", task="t1", agent=lost)
         timeline.add("agent.joined", claimant, name=claimant, pid=1, host=host_name())
         timeline.add("task.claimed", claimant, task="t1")
     state = project(timeline.events)
@@ -316,3 +316,89 @@ def test_start_starts_the_coordinator_and_stop_stops_it(tmp_path: Path) -> None:
         assert not daemon.running(session)
     finally:
         daemon.stop(session)  # never leave a daemon behind, even when an assertion failed
+
+
+# -- from the attack on the coordinator ------------------------------------------------------------------------------
+
+def test_an_agent_that_ended_holding_a_task_leaves_it_to_the_others() -> None:
+    timeline = _team()
+    timeline.add("agent.left", "a1", reason="prompt_input_exit")
+    (batch,) = decide(project(timeline.events), EPOCH + timeline.clock, {}, RULES)
+    assert [(kind, data["task"]) for kind, data in batch] == [("task.orphaned", "t1")]
+    for kind, data in batch:
+        timeline.add(kind, "coordinator", **data)
+    assert decide(project(timeline.events), EPOCH + timeline.clock, {}, RULES) == []
+
+
+def test_a_lost_agent_that_speaks_again_is_alive_and_can_be_lost_again() -> None:
+    timeline = _team()
+    timeline.add("agent.lost", "coordinator", agent="a3", reason="silent")
+    timeline.add("agent.tool", "a3", tool="Bash", ok=True)
+    state = project(timeline.events)
+    assert state["agents"]["a3"]["status"] == "active"
+    (batch,) = decide(state, EPOCH + timeline.clock + RULES.silence_limit + 1, {"a1": True}, RULES)
+    assert batch[0] == ("agent.lost", batch[0][1]) and batch[0][1]["agent"] == "a3"
+
+
+def test_an_orphaning_decided_before_a_reassignment_was_seen_does_not_undo_it() -> None:
+    timeline = _team()
+    timeline.add("task.assigned", "human", task="t1", agent="a2")
+    timeline.add("agent.lost", "coordinator", agent="a1", reason="gone")
+    timeline.add("task.orphaned", "coordinator", task="t1", agent="a1")
+    timeline.add("task.parked", "coordinator", task="t1", agent="a1", reason="too often")
+    task = project(timeline.events)["tasks"]["t1"]
+    assert (task["status"], task["owner"]) == ("assigned", "a2")
+
+
+def test_an_agent_that_joins_again_as_another_process_is_watched_as_that_one(team: dict[str, Any]) -> None:
+    """The first process exits after the agent joined again with a second: the coordinator does not spin on the
+    first one's pidfd, and the second one's death is acted on."""
+    home, session, first = team["home"], team["session"], team["claude"]
+    coordinator = PowerModeCoordinator(power_dir=home)
+    coordinator.start()
+    second = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        _hook(home, "SessionStart", "aaaa0000", {"CLAUDE_PID": str(second.pid)}, source="resume")
+        assert coordinator.wait_folded(session.journal.end_position().seq - 1, 10)
+        first.kill()
+        first.wait()
+        before = coordinator.steps
+        time.sleep(1.5)
+        assert coordinator.steps - before <= 4, "a stale pidfd keeps waking it"
+        assert not [e for e in session.journal.reader() if e["type"] == "agent.lost"]
+        second.kill()
+        second.wait()
+        assert [e["data"]["task"] for e in _wait_for(session, "task.orphaned", 2.0)] == ["t1"]
+    finally:
+        second.kill()
+        coordinator.stop()
+
+
+def test_stop_never_signals_a_program_that_runs_a_coordinator_inside(team: dict[str, Any], tmp_path: Path) -> None:
+    """A program runs PowerModeCoordinator(...).start(); `popkit-power stop` closes the session, and the
+    coordinator ends by itself (recording why), without the program being signalled."""
+    script = tmp_path / "host.py"
+    script.write_text(
+        "import sys, time\n"
+        "from popkit_power.coordinator import PowerModeCoordinator\n"
+        f"c = PowerModeCoordinator(power_dir={team['home']!r}); c.start()\n"
+        "print('started', flush=True)\n"
+        "c._thread.join(60)\n"
+        "print('coordinator ended by itself' if not c._thread.is_alive() else 'still running', flush=True)\n")
+    host = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert host.stdout is not None and host.stdout.readline().strip() == "started"
+    stopped = subprocess.run([str(SCRIPT), "--home", team["home"], "stop"], capture_output=True, text=True, timeout=60)
+    assert stopped.returncode == 0, stopped.stderr
+    assert host.stdout.readline().strip() == "coordinator ended by itself"
+    assert host.wait(timeout=60) == 0, "the host program was not signalled"
+    last = list(team["session"].journal.reader())[-1]
+    assert (last["type"], last["data"]["reason"]) == ("coordinator.stopped", "the session was closed")
+
+
+def test_a_coordinator_for_a_closed_session_is_refused(team: dict[str, Any]) -> None:
+    session = team["session"]
+    subprocess.run([str(SCRIPT), "--home", team["home"], "stop"], check=True, capture_output=True, timeout=60)
+    refused = subprocess.run([str(SCRIPT), "--home", team["home"], "coordinator", "--session", session.id],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and f"session {session.id} is closed" in refused.stderr
+    assert "coordinator.started" not in [e["type"] for e in session.journal.reader()]

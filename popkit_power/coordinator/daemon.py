@@ -60,10 +60,15 @@ def spawn(session: Session) -> int:
 
 
 def stop(session: Session) -> int | None:
-    """Stop the session's coordinator (SIGTERM, then SIGKILL after STOP_SECONDS); its pid, or None if none ran."""
+    """Stop the session's coordinator (SIGTERM, then SIGKILL after STOP_SECONDS); its pid, or None if none ran or
+    it runs inside another program (`PowerModeCoordinator.start()`), which must not be signalled: that one ends by
+    itself once the session is closed."""
     if not running(session):
         return None
-    pid = (holder(session.dir) or {}).get("pid")
+    found = holder(session.dir) or {}
+    pid = found.get("pid")
+    if found.get("stoppable") is False:  # a coordinator inside another program: closing the session ends it
+        return None
     if not isinstance(pid, int):
         raise SessionError(f"a coordinator holds session {session.id} but {session.dir}/coordinator.json does not say "
                            f"which process: stop it by hand")

@@ -8,7 +8,8 @@ replaying the journal shows why each was made.
 - An agent whose process cannot be checked here (another machine, no `CLAUDE_PID`, no /proc) is lost when it has
   been silent, while active, for more than `agent_timeout_seconds` plus `heartbeat_miss_threshold - 1` more periods
   of `heartbeat_seconds`. An idle agent (its turn ended, waiting for input) is silent by design and is not timed out.
-- A lost agent's open tasks are orphaned, with what the next agent needs to go on (the title, the agent's last
+- A lost agent's open tasks are orphaned (and so are those an agent still held when it ended: a session that
+  ended, a subagent that finished), with what the next agent needs to go on (the title, the agent's last
   progress and files, when it was last heard of), in the same batch as the `agent.lost`; a task that has already
   been handed over `max_reassign_attempts` times is parked for the human instead.
 - The coordinator says it is alive (`coordinator.status`) every `heartbeat_seconds`.
@@ -24,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..keys import COORDINATOR
-from ..projector import AGENT_ACTIVE, OPEN_TASK_STATES, State, live_agents, open_tasks_of
+from ..projector import AGENT_ACTIVE, AGENT_LEFT, OPEN_TASK_STATES, State, live_agents, open_tasks_of
 from ..timestamps import seconds_of
 
 Decision = tuple[str, dict[str, Any]]  # (event type, data)
@@ -66,6 +67,9 @@ def decide(state: State, now: float, running: Mapping[str, bool | None], rules: 
         lost = _lost(key, agent, now, running.get(key), rules)
         if lost is not None:
             batches.append([lost, *_hand_over(state, key, rules)])
+    for key, agent in state["agents"].items():  # an agent that ended holding tasks left them behind: hand them on
+        if agent.get("status") == AGENT_LEFT and open_tasks_of(state, key):
+            batches.append(_hand_over(state, key, rules))
     if status is not None and _status_due(state, now, rules):
         open_tasks = sum(1 for task in state["tasks"].values() if task["status"] in OPEN_TASK_STATES)
         batches.append([("coordinator.status", {"agents": len(live_agents(state)), "open_tasks": open_tasks,
@@ -100,7 +104,7 @@ def _hand_over(state: State, key: str, rules: Rules) -> list[Decision]:
         handed_over = max(0, task.get("attempts", 1) - 1)  # attempts counts owners; the first is no hand-over
         if handed_over >= rules.max_reassign_attempts:
             decisions.append(("task.parked", {
-                "task": task_id, "attempts": task.get("attempts", 0),
+                "task": task_id, "agent": key, "attempts": task.get("attempts", 0),
                 "reason": f"lost its agent after {handed_over} hand-over(s) (max_reassign_attempts "
                           f"{rules.max_reassign_attempts}): a human decides"}))
             continue

@@ -34,8 +34,9 @@ def holder(session_dir: str) -> dict[str, Any] | None:
 class Lease:
     """`with Lease(session_dir):` holds the session's coordinator lease, or raises CoordinatorRunningError."""
 
-    def __init__(self, session_dir: str) -> None:
+    def __init__(self, session_dir: str, *, stoppable: bool = True) -> None:
         self.session_dir = session_dir
+        self.stoppable = stoppable  # may `popkit-power stop` signal the holder's process (not a host program's)
         self._fd = -1
 
     def acquire(self) -> None:
@@ -52,7 +53,8 @@ class Lease:
         self._fd = fd
         since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         write_file_atomically(os.path.join(self.session_dir, HOLDER_FILE),
-                              orjson.dumps({"pid": os.getpid(), "host": host_name(), "since": since}))
+                              orjson.dumps({"pid": os.getpid(), "host": host_name(), "since": since,
+                                            "stoppable": self.stoppable}))
 
     def release(self) -> None:
         if self._fd >= 0:

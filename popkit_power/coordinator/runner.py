@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..config import load_config
 from ..errors import SessionError
 from ..follow import JournalWatch
 from ..home import active_session, find_power_dir
@@ -34,7 +33,7 @@ from .decide import Rules, decide
 from .lease import Lease
 
 if TYPE_CHECKING:
-    from ..journal import JournalReader
+    from ..journal import JournalReader, Position
     from ..projector import Rules as FoldRules
 
 log = logging.getLogger(__name__)
@@ -62,6 +61,7 @@ class PowerModeCoordinator:
         self._folded = threading.Condition()
         self.folded_seq = 0  # the journal is folded into the coordinator's state up to here
         self.steps = 0  # rounds of the loop so far: an idle coordinator makes about one per POLL_SECONDS
+        self.stop_reason = "stopped"
 
     def connect(self) -> bool:
         """Select the mode (the file journal, or Redis/Upstash once replication lands) and say why; True when the
@@ -108,18 +108,20 @@ class PowerModeCoordinator:
         if self.mode is None:
             self.connect()
         session = self._session()
-        with Lease(session.dir):
+        with Lease(session.dir, stoppable=self._thread is None):
+            state, position = session.projection()
+            if state["closed"] is not None:
+                raise SessionError(f"session {session.id} is closed: a coordinator coordinates an open session")
             session.publish("coordinator.started", {"pid": os.getpid(), "host": host_name()}, sender=COORDINATOR)
             self._watch = JournalWatch(session.journal.directory)
             try:
-                self._loop(session)
+                self._loop(session, state, position)
             finally:
                 self._watch.close()
                 for _pid, fd in self._pidfds.values():
                     os.close(fd)
                 self._pidfds.clear()
-                if active_session(self.power_dir) == session.id:
-                    session.publish("coordinator.stopped", {"reason": "stopped"}, sender=COORDINATOR)
+                session.publish("coordinator.stopped", {"reason": self.stop_reason}, sender=COORDINATOR)
                 session.journal.close()
 
     def _session(self) -> Session:
@@ -131,10 +133,9 @@ class PowerModeCoordinator:
             return start_session(self.power_dir, self.objective, sender=COORDINATOR)
         raise SessionError(f"no active power session in {self.power_dir}, and no objective to start one")
 
-    def _loop(self, session: Session) -> None:
-        config = session.config or load_config(self.power_dir)
+    def _loop(self, session: Session, state: dict[str, Any], position: Position) -> None:
+        config = session.config
         rules, fold_rules = Rules.from_config(config), session.rules()
-        state, position = session.projection()
         reader = session.journal.reader(position)
         status = {"pid": os.getpid(), "host": host_name()}
         since_snapshot = 0
@@ -142,6 +143,9 @@ class PowerModeCoordinator:
         while not self._stop.is_set():
             self.steps += 1
             folded, decided = step(session, state, reader, fold_rules, rules, self._check_processes, status)
+            if state["closed"] is not None:  # closed under it (stop, start --switch): its work is over
+                self.stop_reason = "the session was closed"
+                break
             since_snapshot += folded
             if folded:
                 with self._folded:
@@ -164,9 +168,10 @@ class PowerModeCoordinator:
         here = host_name()
         running: dict[str, bool | None] = {}
         live = set(live_agents(state))
-        for key in list(self._pidfds):
-            if key not in live:
-                os.close(self._pidfds.pop(key)[1])
+        for key, (watched, fd) in list(self._pidfds.items()):
+            if key not in live or state["agents"][key].get("pid") != watched:  # gone, or joined again as another
+                os.close(fd)                                                  # process: a readable stale pidfd
+                del self._pidfds[key]                                         # would end every wait at once
         for key in live:
             agent = state["agents"][key]
             pid = agent.get("pid")
