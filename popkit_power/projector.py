@@ -1,9 +1,8 @@
 """The projector: a pure fold from journal events to the state of a power session.
 
-`apply(state, event, rules)` reads nothing but its arguments: no disk, no network, no clock (time comes from the
-events' `ts`). It updates `state` in place for speed and returns it. State is plain JSON data, so a snapshot is just
-`orjson.dumps(state)`, and rebuilding from zero or resuming from any snapshot gives the same state byte for byte
-(tests/test_projector.py proves it with hypothesis).
+`apply(state, event, rules)` reads only its arguments: no disk, network or clock (time is the events' `ts`). It
+updates `state` in place and returns it. State is plain JSON data, so a snapshot is `orjson.dumps(state)`, and a
+rebuild from zero or a resume from any snapshot gives the same state byte for byte (hypothesis, tests/test_projector.py).
 
 What the state holds (`new_state()`): the session and its objective; agents (status, last seen, progress, current
 task, files touched, tool counts); tasks (owner, status, attempts, result); the orphan list; insights with duplicate
@@ -30,7 +29,7 @@ AGENT_ACTIVE, AGENT_IDLE, AGENT_LEFT, AGENT_LOST = "active", "idle", "left", "lo
 TASK_OPEN, TASK_CLAIMED, TASK_ASSIGNED = "open", "claimed", "assigned"
 TASK_COMPLETED, TASK_FAILED, TASK_ORPHANED, TASK_PARKED = "completed", "failed", "orphaned", "parked"
 OPEN_TASK_STATES = frozenset({TASK_OPEN, TASK_CLAIMED, TASK_ASSIGNED, TASK_ORPHANED, TASK_PARKED})
-FINISHED = (TASK_COMPLETED, TASK_FAILED)
+FINISHED_TASK_STATES = frozenset({TASK_COMPLETED, TASK_FAILED})
 #: Raised whenever `apply` folds an event differently than before: snapshots made by other code are not reused.
 FOLD_VERSION = 6  # 3: approvals answered once; 4: parked tasks; 5: pid_start; 6: orphaned only from its owner
 MAX_CONFLICTS = 100
@@ -274,7 +273,7 @@ def _claimed(state: State, event: Event, data: dict[str, Any], rules: Rules) -> 
 def _assigned(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
     task = _task(state, data.get("task"), event)
     agent = data.get("agent")
-    if task is None or not isinstance(agent, str) or task["status"] in FINISHED:
+    if task is None or not isinstance(agent, str) or task["status"] in FINISHED_TASK_STATES:
         return
     task["owner"], task["status"], task["attempts"] = agent, TASK_ASSIGNED, task["attempts"] + 1
     _drop_orphan(state, data["task"])
@@ -297,7 +296,7 @@ def _completed(state: State, event: Event, data: dict[str, Any], rules: Rules) -
 def _orphaned(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
     """Not when another agent holds it now: a decision made before an assignment or claim was seen undoes neither."""
     task = _task(state, data.get("task"), event)
-    if task is None or task["status"] in FINISHED or task["owner"] not in (None, data.get("agent")):
+    if task is None or task["status"] in FINISHED_TASK_STATES or task["owner"] not in (None, data.get("agent")):
         return
     task["previous_owner"] = data.get("agent")
     task["owner"], task["status"] = None, TASK_ORPHANED
@@ -308,7 +307,8 @@ def _orphaned(state: State, event: Event, data: dict[str, Any], rules: Rules) ->
 def _parked(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
     """A task that lost its agent too often waits for the human: no claim takes it, only an assignment."""
     task = _task(state, data.get("task"), event)
-    if task is None or task["status"] in FINISHED or task["owner"] not in (None, data.get("agent", task["owner"])):
+    holder = data.get("agent", task["owner"]) if task is not None else None
+    if task is None or task["status"] in FINISHED_TASK_STATES or task["owner"] not in (None, holder):
         return
     task["owner"], task["status"], task["parked_reason"] = None, TASK_PARKED, data.get("reason")
     _drop_orphan(state, data["task"])
@@ -316,7 +316,7 @@ def _parked(state: State, event: Event, data: dict[str, Any], rules: Rules) -> N
 
 def _released(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
     task = _task(state, data.get("task"), event)
-    if task is None or task["status"] in FINISHED:
+    if task is None or task["status"] in FINISHED_TASK_STATES:
         return
     task["owner"], task["status"] = None, TASK_OPEN
     _drop_orphan(state, data["task"])

@@ -22,10 +22,9 @@ from .keys import HUMAN
 from .projector import (
     AGENT_LEFT,
     AGENT_LOST,
+    FINISHED_TASK_STATES,
     OPEN_TASK_STATES,
     TASK_ASSIGNED,
-    TASK_COMPLETED,
-    TASK_FAILED,
     TASK_OPEN,
     TASK_ORPHANED,
     State,
@@ -33,8 +32,6 @@ from .projector import (
 )
 from .session import Session
 
-#: Tasks that are done with: no claim, result, release or reassignment changes them.
-FINISHED_TASK_STATES = frozenset({TASK_COMPLETED, TASK_FAILED})
 #: Tasks any agent may claim; the first claim in journal order wins.
 CLAIMABLE_TASK_STATES = frozenset({TASK_OPEN, TASK_ORPHANED})
 GONE_AGENT_STATES = frozenset({AGENT_LEFT, AGENT_LOST})

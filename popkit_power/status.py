@@ -23,13 +23,13 @@ from .projector import (
     AGENT_IDLE,
     AGENT_LEFT,
     AGENT_LOST,
+    FINISHED_TASK_STATES,
     OPEN_TASK_STATES,
     TASK_ASSIGNED,
     TASK_CLAIMED,
-    TASK_COMPLETED,
-    TASK_FAILED,
     TASK_OPEN,
     TASK_ORPHANED,
+    TASK_PARKED,
     State,
     apply,
 )
@@ -37,9 +37,6 @@ from .reader import warn_damage
 from .session import Session
 from .timestamps import seconds_of
 
-#: Written by the coordinator (`task.parked`) for a task that failed over too often: it waits for the human.
-TASK_PARKED = "parked"
-FINISHED_TASK_STATES = frozenset({TASK_COMPLETED, TASK_FAILED})
 #: Unfinished tasks in the order a person should look at them: the ones waiting for someone first.
 TASK_ORDER = (TASK_PARKED, TASK_ORPHANED, TASK_OPEN, TASK_ASSIGNED, TASK_CLAIMED)
 AGENT_ORDER = (AGENT_ACTIVE, AGENT_IDLE, AGENT_LOST, AGENT_LEFT)

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 from ..keys import agent_name
-from ..status import ALIVE, MAX_NAME_CHARS, NONE, SILENT, STOPPED, TASK_PARKED, clean
+from ..projector import TASK_PARKED
+from ..status import ALIVE, MAX_NAME_CHARS, NONE, SILENT, STOPPED, clean
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

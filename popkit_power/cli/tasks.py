@@ -23,9 +23,8 @@ import click
 from .. import provenance
 from ..errors import SessionError
 from ..keys import HUMAN, new_result_task_id, new_task_id
-from ..projector import State
+from ..projector import FINISHED_TASK_STATES, State
 from ..roster import (
-    FINISHED_TASK_STATES,
     agent_label,
     check_claim,
     check_reassign,
