@@ -2,7 +2,7 @@
 
 `apply(state, event, rules)` reads only its arguments: no disk, network or clock (time is the events' `ts`). It
 updates `state` in place and returns it. State is plain JSON data, so a snapshot is `orjson.dumps(state)`, and a
-rebuild from zero or a resume from any snapshot gives the same state byte for byte (hypothesis, tests/test_projector.py).
+rebuild from zero or a resume from any snapshot gives the same state byte for byte (tests/test_projector.py).
 
 What the state holds (`new_state()`): the session and its objective; agents (status, last seen, progress, current
 task, files touched, tool counts); tasks (owner, status, attempts, result); the orphan list; insights with duplicate
