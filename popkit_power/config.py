@@ -34,6 +34,7 @@ DEFAULTS: dict[str, tuple[Any, Any, float | None]] = {
     "agent_timeout_seconds": (60, "float", 1),
     "heartbeat_miss_threshold": (3, "int", 1),
     "max_reassign_attempts": (2, "int", 0),
+    "auto_reassign_orphaned": (False, "bool", None),  # the coordinator gives an orphaned task to the least busy agent
 }
 
 #: Upper bounds, for the settings that have one: a reply over 10,000 characters reaches the model only as a preview
@@ -63,6 +64,7 @@ class Config:
     agent_timeout_seconds: float
     heartbeat_miss_threshold: int
     max_reassign_attempts: int
+    auto_reassign_orphaned: bool
 
     def __init__(self, **values: Any) -> None:
         for name, (default, _kind, _minimum) in DEFAULTS.items():

@@ -52,7 +52,7 @@ def test_values_from_config_json_are_used_and_converted(tmp_path: Path) -> None:
     ('{"conflict_window_seconds": -5}', "'conflict_window_seconds' must be at least 0; got -5"),
     ('{"durability": "sometimes"}', "'durability' must be one of flush, fsync; got 'sometimes'"),
     ('{"checkin_every_n_tool": 5}',
-     "unknown setting 'checkin_every_n_tool' (known: agent_timeout_seconds, checkin_every_n_tools,"),
+     "unknown setting 'checkin_every_n_tool' (known: agent_timeout_seconds, auto_reassign_orphaned, checkin_"),
 ])
 def test_each_bad_value_is_one_line_naming_the_file_and_setting(tmp_path: Path, text: str, expected: str) -> None:
     """A bad config.json value raises ConfigError: one line, starting with the file, naming the setting and value."""

@@ -402,3 +402,21 @@ def test_a_coordinator_for_a_closed_session_is_refused(team: dict[str, Any]) -> 
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and f"session {session.id} is closed" in refused.stderr
     assert "coordinator.started" not in [e["type"] for e in session.journal.reader()]
+
+
+def test_auto_reassign_gives_an_orphaned_task_to_the_least_busy_live_agent() -> None:
+    """Off by default. On: once t1 is orphaned from a1, it goes to the live agent holding the fewest open tasks (a2
+    holds none, a3 holds t3), never back to a1; then nothing more is decided."""
+    timeline = _team()
+    (batch,) = decide(project(timeline.events), EPOCH + timeline.clock, {"a1": False}, RULES)
+    for kind, data in batch:
+        timeline.add(kind, "coordinator", **data)
+    state = project(timeline.events)
+    assert decide(state, EPOCH + timeline.clock, {"a1": False}, RULES) == []
+    eager = Rules(agent_timeout_seconds=60, heartbeat_seconds=15, heartbeat_miss_threshold=3,
+                  max_reassign_attempts=2, auto_reassign_orphaned=True)
+    (assigned,) = decide(state, EPOCH + timeline.clock, {}, eager)
+    assert assigned == [("task.assigned", {"task": "t1", "agent": "a2"})]
+    timeline.add("task.assigned", "coordinator", **assigned[0][1])
+    state = project(timeline.events)
+    assert state["tasks"]["t1"]["owner"] == "a2" and decide(state, EPOCH + timeline.clock, {}, eager) == []

@@ -12,6 +12,7 @@ replaying the journal shows why each was made.
   ended, a subagent that finished), with what the next agent needs to go on (the title, the agent's last
   progress and files, when it was last heard of), in the same batch as the `agent.lost`; a task that has already
   been handed over `max_reassign_attempts` times is parked for the human instead.
+- With `auto_reassign_orphaned`, an orphaned task is given to the live agent holding the fewest open tasks.
 - The coordinator says it is alive (`coordinator.status`) every `heartbeat_seconds`.
 
 A decision already made is in the state (the agent is no longer live, the task no longer owned), so deciding again on
@@ -34,14 +35,16 @@ Decision = tuple[str, dict[str, Any]]  # (event type, data)
 class Rules:
     """The settings decisions depend on (from config.py, where their defaults are)."""
 
-    __slots__ = ("agent_timeout_seconds", "heartbeat_miss_threshold", "heartbeat_seconds", "max_reassign_attempts")
+    __slots__ = ("agent_timeout_seconds", "auto_reassign_orphaned", "heartbeat_miss_threshold", "heartbeat_seconds",
+                 "max_reassign_attempts")
 
     def __init__(self, *, agent_timeout_seconds: float, heartbeat_seconds: float, heartbeat_miss_threshold: int,
-                 max_reassign_attempts: int) -> None:
+                 max_reassign_attempts: int, auto_reassign_orphaned: bool = False) -> None:
         self.agent_timeout_seconds = agent_timeout_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.heartbeat_miss_threshold = heartbeat_miss_threshold
         self.max_reassign_attempts = max_reassign_attempts
+        self.auto_reassign_orphaned = auto_reassign_orphaned
 
     @classmethod
     def from_config(cls, config: Any) -> Rules:
@@ -70,6 +73,10 @@ def decide(state: State, now: float, running: Mapping[str, bool | None], rules: 
     for key, agent in state["agents"].items():  # an agent that ended holding tasks left them behind: hand them on
         if agent.get("status") == AGENT_LEFT and open_tasks_of(state, key):
             batches.append(_hand_over(state, key, rules))
+    if rules.auto_reassign_orphaned and not batches:  # once the orphaning is folded: give each to an agent
+        assigned = _assignments(state)
+        if assigned:
+            batches.append(assigned)
     if status is not None and _status_due(state, now, rules):
         open_tasks = sum(1 for task in state["tasks"].values() if task["status"] in OPEN_TASK_STATES)
         batches.append([("coordinator.status", {"agents": len(live_agents(state)), "open_tasks": open_tasks,
@@ -111,6 +118,24 @@ def _hand_over(state: State, key: str, rules: Rules) -> list[Decision]:
         context = {"title": task.get("title"), "progress": agent.get("progress"),
                    "files": list(agent.get("files_touched") or [])[-10:], "last_seen": agent.get("last_seen")}
         decisions.append(("task.orphaned", {"task": task_id, "agent": key, "context": context}))
+    return decisions
+
+
+def _assignments(state: State) -> list[Decision]:
+    """With `auto_reassign_orphaned`: each orphaned task to the live agent holding the fewest open tasks (never the
+    one it was orphaned from; ties go to the agent seen most recently, then by key), counting each assignment made
+    here as it goes."""
+    load = {key: len(open_tasks_of(state, key)) for key in live_agents(state)}
+    decisions: list[Decision] = []
+    for task_id in state["orphans"]:
+        task = state["tasks"].get(task_id) or {}
+        candidates = [key for key in load if key != task.get("previous_owner")]
+        if not candidates:
+            continue
+        chosen = min(candidates, key=lambda key: (load[key], -(seconds_of(state["agents"][key].get("last_seen")) or 0),
+                                                  key))
+        load[chosen] += 1
+        decisions.append(("task.assigned", {"task": task_id, "agent": chosen}))
     return decisions
 
 
