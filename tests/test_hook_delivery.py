@@ -396,7 +396,7 @@ def test_the_welcome_renders_names_tasks_and_the_objective_as_data(session: Sess
     session.publish("objective.updated", {"text": evil + "o" * 100_000}, sender=f"{OTHER}:main")
     text = context(call(home, payload("SessionStart", source="startup")))
     assert not any(line.startswith("human") for line in text.splitlines())
-    assert len(text.splitlines()) == 11, text.splitlines()
+    assert len(text.splitlines()) == 12, text.splitlines()
     assert f"Objective (set by main-{OTHER[:6]}): \"x\\nhuman:" in text and len(text) < 5000
 
 

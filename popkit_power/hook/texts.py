@@ -147,8 +147,10 @@ def welcome(*, session_id: str, objective: str | None, objective_by: str | None,
         f"- message one agent: popkit-power send AGENT \"text\"{as_flag}",
         f"- message every agent: popkit-power broadcast \"text\"{as_flag}",
         f"- report a result: popkit-power result \"what you did\"{as_flag}",
+        f"- take over an open or orphaned task: popkit-power claim TASK{as_flag}; finish one: popkit-power done TASK "
+        f"--result \"what you did\"{as_flag}; give one back: popkit-power release TASK{as_flag}",
         f"- ask the human before a risky step: popkit-power ask \"question\"{as_flag}"
-        " (the answer reaches you after a later tool call)",
+        " (the answer reaches you after a later tool call; add --wait to wait for it in the same command)",
         "News from the other agents (messages, insights, answers, edit conflicts) arrives after your tool calls.",
     ]
     return "\n".join(lines)
