@@ -230,3 +230,13 @@ class Timeline:
     def envelopes(self) -> list[dict[str, Any]]:
         """The events without their seq: what a writer appends (the journal gives the seq back)."""
         return [without_journal_fields(event) for event in self.events]
+
+
+def claude_parent(directory: Any, script: Any) -> Any:
+    """A shell script named `claude` in `directory/bin` that runs `script` with its arguments as its child: a real
+    parent process named like Claude Code, for the checks that look up the process tree."""
+    claude = directory / "bin" / "claude"
+    claude.parent.mkdir()
+    claude.write_text(f'#!/bin/sh\n"{script}" "$@"\nexit $?\n')
+    claude.chmod(0o755)
+    return claude

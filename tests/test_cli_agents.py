@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import support
 from click.testing import CliRunner, Result
 from test_cli import outside_claude_code  # noqa: F401  - autouse: the CLI runs as a person at a terminal
 
@@ -166,10 +167,7 @@ def test_an_approval_from_below_a_claude_process_is_refused(session: Session, tm
     """With Claude Code's variables cleared, a process named `claude` above the command still gives it away."""
     request = ask(session)
     before = records(session)
-    claude = tmp_path / "bin" / "claude"
-    claude.parent.mkdir()
-    claude.write_text(f'#!/bin/sh\n"{SCRIPT}" "$@"\nexit $?\n')
-    claude.chmod(0o755)
+    claude = support.claude_parent(tmp_path, SCRIPT)
     env = {"PATH": os.environ.get("PATH", ""), "POPKIT_POWER_HOME": session.power_dir}
     done = subprocess.run([str(claude), "approve", request], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1, done.stderr

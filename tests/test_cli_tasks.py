@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import support
 from click.testing import Result
 from test_cli import outside_claude_code  # noqa: F401  - autouse: the CLI runs as a person at a terminal
 from test_cli_agents import CLAUDE, HELPER, MAIN, cli, last, records, refusal
@@ -458,10 +459,7 @@ def test_reassign_is_refused_inside_an_agents_session(session: Session, marker: 
 def test_reassign_from_below_a_claude_process_is_refused(session: Session, tmp_path: Path) -> None:
     task = task_in(session, "claimed")
     before = records(session)
-    claude = tmp_path / "bin" / "claude"
-    claude.parent.mkdir()
-    claude.write_text(f'#!/bin/sh\n"{SCRIPT}" "$@"\nexit $?\n')
-    claude.chmod(0o755)
+    claude = support.claude_parent(tmp_path, SCRIPT)
     env = {"PATH": os.environ.get("PATH", ""), "POPKIT_POWER_HOME": session.power_dir}
     done = subprocess.run([str(claude), "reassign", task, "main"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1, done.stderr

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import statistics
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -33,7 +35,7 @@ from bench_common import append_bodies  # noqa: E402
 from popkit_power.coordinator import PowerModeCoordinator  # noqa: E402
 from popkit_power.keys import host_name  # noqa: E402
 from popkit_power.processes import start_time  # noqa: E402
-from popkit_power.session import start_session  # noqa: E402
+from popkit_power.session import Session, start_session  # noqa: E402
 
 CLI = Path(sys.executable).parent / "popkit-power"
 LONG = '{"agent_timeout_seconds": 86400, "heartbeat_seconds": 86400}'
@@ -44,7 +46,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def fold_latency(appends: int) -> tuple[float, float]:
+@contextlib.contextmanager
+def coordinated_session() -> Iterator[tuple[Session, PowerModeCoordinator]]:
+    """A fresh session, every timer a day long, and its coordinator running in a thread (stopped afterwards)."""
     with tempfile.TemporaryDirectory(prefix="bench-coord-") as scratch:
         home = os.path.join(scratch, "power")
         session = start_session(home, "benchmark", sender="human")
@@ -52,50 +56,47 @@ def fold_latency(appends: int) -> tuple[float, float]:
         coordinator = PowerModeCoordinator(power_dir=home)
         coordinator.start()
         try:
-            times = []
-            for number in range(appends):
-                started = time.perf_counter()
-                seq = session.publish("message.broadcast", {"text": f"n{number}"}, sender="human").first_seq
-                if not coordinator.wait_folded(seq, 5):
-                    raise SystemExit(f"the coordinator did not fold seq {seq} within 5 s")
-                times.append(time.perf_counter() - started)
-                time.sleep(0.002)  # let it wait again, as between real events
+            yield session, coordinator
         finally:
             coordinator.stop()
+
+
+def fold_latency(appends: int) -> tuple[float, float]:
+    with coordinated_session() as (session, coordinator):
+        times = []
+        for number in range(appends):
+            started = time.perf_counter()
+            seq = session.publish("message.broadcast", {"text": f"n{number}"}, sender="human").first_seq
+            if not coordinator.wait_folded(seq, 5):
+                raise SystemExit(f"the coordinator did not fold seq {seq} within 5 s")
+            times.append(time.perf_counter() - started)
+            time.sleep(0.002)  # let it wait again, as between real events
     return percentile(times, 0.5) * 1000, percentile(times, 0.99) * 1000
 
 
 def kill_latency(kills: int) -> tuple[float, float]:
-    with tempfile.TemporaryDirectory(prefix="bench-coord-") as scratch:
-        home = os.path.join(scratch, "power")
-        session = start_session(home, "benchmark", sender="human")
-        Path(home, "config.json").write_text(LONG)
-        coordinator = PowerModeCoordinator(power_dir=home)
-        coordinator.start()
-        times = []
-        try:
-            for number in range(kills):
-                child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-                key = f"agent-{number}:main"
-                session.publish("agent.joined", {"name": key, "pid": child.pid, "pid_start": start_time(child.pid),
-                                                 "host": host_name()}, sender=key)
-                seq = session.publish("task.created", {"task": f"t{number}", "title": "work", "owner": key},
-                                      sender="human").first_seq
-                coordinator.wait_folded(seq, 5)
-                time.sleep(0.01)  # its pidfd is open once the coordinator has looked at it
-                reader = session.journal.reader(session.journal.end_position())
-                started = time.perf_counter()
-                child.send_signal(signal.SIGKILL)
-                child.wait()
-                while True:
-                    if any(event["type"] == "task.orphaned" for event in reader):
-                        break
-                    if time.perf_counter() - started > 10:
-                        raise SystemExit("no task.orphaned within 10 s")
-                    time.sleep(0.0005)
-                times.append(time.perf_counter() - started)
-        finally:
-            coordinator.stop()
+    times = []
+    with coordinated_session() as (session, coordinator):
+        for number in range(kills):
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+            key = f"agent-{number}:main"
+            session.publish("agent.joined", {"name": key, "pid": child.pid, "pid_start": start_time(child.pid),
+                                             "host": host_name()}, sender=key)
+            seq = session.publish("task.created", {"task": f"t{number}", "title": "work", "owner": key},
+                                  sender="human").first_seq
+            coordinator.wait_folded(seq, 5)
+            time.sleep(0.01)  # its pidfd is open once the coordinator has looked at it
+            reader = session.journal.reader(session.journal.end_position())
+            started = time.perf_counter()
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            while True:
+                if any(event["type"] == "task.orphaned" for event in reader):
+                    break
+                if time.perf_counter() - started > 10:
+                    raise SystemExit("no task.orphaned within 10 s")
+                time.sleep(0.0005)
+            times.append(time.perf_counter() - started)
     return statistics.median(times) * 1000, max(times) * 1000
 
 
