@@ -461,3 +461,13 @@ def test_start_switch_with_a_blank_objective_changes_nothing(session: Session) -
         assert "the objective must be a non-empty text" in refusal(cli(session, "start", objective))
     assert records(session) == before and sessions_of(session) == made
     assert active_session(session.power_dir) == session.id
+
+
+def test_a_near_duplicate_insight_tells_its_sender(session: Session) -> None:
+    """The sender of an insight that repeats an earlier one hears so (the other agents are not told again), instead
+    of "shared"."""
+    first = cli(session, "insight", "The cache key lacks the tenant id", "--as", HELPER)
+    assert first.exit_code == 0 and "insight shared" in first.output
+    again = cli(session, "insight", "the cache key lacks the tenant id!", "--as", MAIN)
+    assert again.exit_code == 0 and "repeats an earlier one from" in again.output and HELPER in again.output
+    assert "insight shared" not in again.output

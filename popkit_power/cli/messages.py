@@ -16,7 +16,7 @@ import orjson
 from ..errors import ProtocolError, SessionError
 from ..keys import new_request_id
 from ..protocol import CHANNELS, DEFAULT_TYPE_OF_CHANNEL, channel_of
-from ..roster import check_agent_name, live_agent, resolve_agent, shown
+from ..roster import check_agent_name, fold_through, live_agent, quoted, resolve_agent, shown
 from .common import active_session, publish_event, sender_for, sender_option
 
 
@@ -87,8 +87,17 @@ def insight(text: str, tags: str, sender: str | None) -> None:
     require_text(text, "insight", 'say what you found: popkit-power insight "what you found" --tags a,b')
     who = sender_for("insight.shared", sender)
     tag_list = [tag.strip() for tag in tags.split(",") if tag.strip()]
-    appended = active_session().publish("insight.shared", {"text": text, "tags": tag_list}, sender=who)
-    click.echo(f"insight shared (seq {appended.first_seq})")
+    session = active_session()
+    state, position = session.projection()
+    appended = session.publish("insight.shared", {"text": text, "tags": tag_list}, sender=who)
+    insights = fold_through(session, state, position, appended.first_seq)["insights"]
+    mine = next((insight for insight in reversed(insights) if insight.get("seq") == appended.first_seq), None)
+    earlier = next((insight for insight in insights if mine and insight.get("id") == mine.get("dup_of")), None)
+    if earlier is None:
+        click.echo(f"insight shared (seq {appended.first_seq})")
+    else:  # recorded, but held back from the agents who heard the earlier one: say so, so it is not repeated
+        click.echo(f"insight recorded (seq {appended.first_seq}), but it repeats an earlier one from "
+                   f"{earlier.get('from')}: {quoted(str(earlier.get('text')))}; the other agents are not told again")
 
 
 @click.command()
