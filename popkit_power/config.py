@@ -29,6 +29,7 @@ DEFAULTS: dict[str, tuple[Any, Any, float | None]] = {
     "max_insights_kept": (500, "int", 1),
     "max_files_per_agent": (50, "int", 1),
     "snapshot_every_events": (10_000, "int", 100),
+    "max_insights_per_pull": (3, "int", 1),  # insights one tool call brings an agent; the rest come at the next
     # the coordinator (coordinator/): how often it says it is alive, and when a silent agent is lost
     "heartbeat_seconds": (15, "float", 1),
     "agent_timeout_seconds": (60, "float", 1),
@@ -60,6 +61,7 @@ class Config:
     max_insights_kept: int
     max_files_per_agent: int
     snapshot_every_events: int
+    max_insights_per_pull: int
     heartbeat_seconds: float
     agent_timeout_seconds: float
     heartbeat_miss_threshold: int

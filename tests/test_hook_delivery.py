@@ -540,3 +540,25 @@ def test_a_cursor_the_journal_cannot_honour_is_logged_and_unstuck(session: Sessi
     assert any("news goes on from the journal's end" in line for line in log_lines(home))
     session.publish("message.broadcast", {"text": "heard again"}, sender="human")
     assert broadcasts_in(call(home, tool()) or "") == ["heard again"]
+
+
+def test_at_most_max_insights_per_pull_insights_a_call_and_the_rest_later(session: Session) -> None:
+    """Seven insights and then a broadcast: each call brings at most three insights (the default), in order, and
+    everything arrives."""
+    home = session.power_dir
+    call(home, tool())
+    for index in range(7):
+        session.publish("insight.shared", {"text": f"finding number {index} about module {index * 11}"},
+                        sender=f"{OTHER}:main")
+    session.publish("message.broadcast", {"text": "after the insights"}, sender="human")
+    per_call: list[list[str]] = []
+    for _ in range(6):
+        reply = call(home, tool())
+        if reply is None:
+            break
+        per_call.append([line for line in context(reply).splitlines()[1:] if line.startswith("- [")])
+    counts = [sum(line.startswith("- [insight") for line in lines) for lines in per_call]
+    assert counts[:3] == [3, 3, 1] and max(counts) <= 3
+    delivered = [line for lines in per_call for line in lines]
+    assert [int(line.split("finding number ")[1][0]) for line in delivered if "[insight" in line] == list(range(7))
+    assert delivered[-1] == '- [broadcast from human] "after the insights"'

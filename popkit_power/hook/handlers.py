@@ -177,8 +177,9 @@ def read_news(session: Session, state: AgentState, inbox: Inbox) -> list[str]:
     the news as lines.
 
     Reading stops at the journal's end, when enough waits for delivery (`MAX_PENDING` lines or `MAX_PENDING_CHARS`
-    characters, counting what this call found), or after `MAX_RECORDS_PER_CALL` lines (damaged ones included) or
-    `MAX_READ_SECONDS`: bounded work per call, and nothing is skipped.
+    characters, counting what this call found), after `max_insights_per_pull` insights (the rest come at the next
+    calls), or after `MAX_RECORDS_PER_CALL` lines (damaged ones included) or `MAX_READ_SECONDS`: bounded work per
+    call, and nothing is skipped.
     """
     journal = session.journal
     room = MAX_PENDING - len(state.pending)
@@ -194,6 +195,7 @@ def read_news(session: Session, state: AgentState, inbox: Inbox) -> list[str]:
         log_error(session.power_dir, f"agent {inbox.agent_key}: {error}; its news goes on from the journal's end")
         state.advance_to(journal.end_position())
         return lines
+    insights, most_insights = 0, session.config.max_insights_per_pull
     try:
         # The reader's position is just after each line it has passed: stopping after any of them skips nothing.
         for event in reader:
@@ -201,8 +203,9 @@ def read_news(session: Session, state: AgentState, inbox: Inbox) -> list[str]:
             for item in inbox.news:
                 lines.append(texts.news_line(item, state.names))
                 chars += len(lines[-1])
+                insights += item[0] == "insight"
             inbox.news.clear()
-            if len(lines) >= room or chars >= MAX_PENDING_CHARS:
+            if len(lines) >= room or chars >= MAX_PENDING_CHARS or insights >= most_insights:
                 break
             budget.spend()
     except _BudgetSpent:
