@@ -15,13 +15,19 @@ from ._fs import open_file
 if sys.platform == "win32":  # pragma: no cover - not tested here
     import msvcrt
 
-    LOCK_SH, LOCK_EX, LOCK_UN = 1, 2, 8  # msvcrt has no shared lock: a shared lock is an exclusive one there
+    LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN = 1, 2, 4, 8  # msvcrt has no shared lock: a shared one is exclusive there
 
     def flock(fd: int, operation: int) -> None:
         """`fcntl.flock` for Windows: lock or unlock the file's first byte (LK_LOCK gives up after ~10 s: retry)."""
         os.lseek(fd, 0, os.SEEK_SET)
         if operation == LOCK_UN:
             msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+            return
+        if operation & LOCK_NB:
+            try:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            except OSError:
+                raise BlockingIOError("the file is locked") from None
             return
         while True:
             try:
@@ -31,6 +37,7 @@ if sys.platform == "win32":  # pragma: no cover - not tested here
                 continue
 else:
     from fcntl import LOCK_EX as LOCK_EX
+    from fcntl import LOCK_NB as LOCK_NB
     from fcntl import LOCK_SH as LOCK_SH
     from fcntl import LOCK_UN as LOCK_UN
     from fcntl import flock as flock

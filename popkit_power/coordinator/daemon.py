@@ -11,10 +11,10 @@ import sys
 import time
 
 from .._fs import open_file, read_file
-from .._lock import LOCK_UN, flock
+from .._lock import LOCK_NB, LOCK_SH, LOCK_UN, flock
 from ..errors import PowerModeError, SessionError
 from ..session import Session
-from .lease import LOCK_FILE, LOCK_NB, holder
+from .lease import LOCK_FILE, holder
 
 LOG_FILE = "coordinator.log"
 START_SECONDS = 15.0
@@ -28,7 +28,7 @@ def running(session: Session) -> bool:
     except FileNotFoundError:
         return False
     try:
-        flock(fd, 1 | LOCK_NB)  # LOCK_SH: granted only while nobody holds it exclusively
+        flock(fd, LOCK_SH | LOCK_NB)  # granted only while nobody holds it exclusively
     except BlockingIOError:
         return True
     else:

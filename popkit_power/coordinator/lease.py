@@ -12,11 +12,9 @@ from typing import Any
 import orjson
 
 from .._fs import open_file, read_file, write_file_atomically
-from .._lock import LOCK_EX, flock
+from .._lock import LOCK_EX, LOCK_NB, flock
 from ..errors import CoordinatorRunningError
 from ..keys import host_name
-
-LOCK_NB = 4  # fcntl.LOCK_NB: take the lock now or fail (the same value on every POSIX system)
 
 LOCK_FILE = "coordinator.lock"
 HOLDER_FILE = "coordinator.json"
