@@ -420,3 +420,15 @@ def test_auto_reassign_gives_an_orphaned_task_to_the_least_busy_live_agent() -> 
     timeline.add("task.assigned", "coordinator", **assigned[0][1])
     state = project(timeline.events)
     assert state["tasks"]["t1"]["owner"] == "a2" and decide(state, EPOCH + timeline.clock, {}, eager) == []
+
+
+def test_start_with_no_coordinator_starts_none(tmp_path: Path) -> None:
+    from popkit_power.coordinator import daemon
+
+    home = str(tmp_path / "power")
+    env = {key: value for key, value in os.environ.items() if key != "POPKIT_POWER_NO_COORDINATOR"}
+    env["POPKIT_POWER_HOME"] = home
+    started = subprocess.run([str(SCRIPT), "start", "By hand", "--no-coordinator"], env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert started.returncode == 0 and "coordinator:" not in started.stdout, started
+    assert not daemon.running(Session.active(home))

@@ -1,0 +1,29 @@
+"""Identities and names built in one place (keys.py): agent keys and their names, and the original Power Mode's Redis
+layout, which outside tools read."""
+
+from __future__ import annotations
+
+from popkit_power import keys
+from popkit_power.protocol import CHANNELS
+
+
+def test_agent_keys_and_their_names() -> None:
+    assert keys.agent_key("c0ffee00-11") == "c0ffee00-11:main"
+    assert keys.agent_key("c0ffee00-11", "a1b2c3d4") == "c0ffee00-11:a1b2c3d4"
+    assert keys.split_agent_key("c0ffee00-11:a1b2c3d4") == ("c0ffee00-11", "a1b2c3d4")
+    assert keys.agent_name("c0ffee00-11:main") == "main-c0ffee"
+    assert keys.agent_name("c0ffee00-11:a1b2c3d4", "Explore") == "Explore-a1b2c3"
+    assert keys.agent_name("human") == "human"
+    assert keys.subagent_task("a1b2c3d4") == "agent-a1b2c3d4"
+    assert len(keys.new_request_id()) == 12 and keys.new_id() != keys.new_id()
+
+
+def test_the_redis_layout_of_the_original_power_mode() -> None:
+    """The six channel streams and the keys its README documents, spelled exactly so."""
+    assert [keys.channel_stream(channel) for channel in CHANNELS] == [
+        "pop:broadcast", "pop:heartbeat", "pop:results", "pop:insights", "pop:coordinator", "pop:human"]
+    assert (keys.OBJECTIVE_KEY, keys.ORPHANED_TASKS_KEY, keys.COORDINATOR_STATUS_KEY) == (
+        "pop:objective", "pop:tasks:orphaned", "pop:coordinator:status")
+    assert keys.agent_state_key("a1") == "pop:state:a1"
+    assert keys.completed_key("s1") == "pop:completed:s1"
+    assert keys.pattern_key("p1") == "pop:patterns:p1"
