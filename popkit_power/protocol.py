@@ -41,7 +41,7 @@ EVENT_TYPES: dict[str, tuple[str, dict[str, tuple[str, bool]]]] = {
                                     "tool_counts": (_DICT, False), "current_task": (_STR, False),
                                     "progress": (_NUM, False)}),
     "agent.tool": (HEARTBEAT, {"tool": (_STR, True), "ok": (_BOOL, True), "file": (_STR, False),
-                               "ms": (_NUM, False), "error": (_STR, False)}),
+                               "ms": (_NUM, False), "error": (_STR, False), "power": (_BOOL, False)}),
     "agent.idle": (HEARTBEAT, {}),
     "agent.left": (HEARTBEAT, {"reason": (_STR, False)}),
     "agent.lost": (COORDINATOR, {"agent": (_STR, True), "reason": (_STR, True), "evidence": (_DICT, False)}),

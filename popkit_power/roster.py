@@ -29,6 +29,7 @@ from .projector import (
     TASK_ORPHANED,
     State,
     apply,
+    find_task_anywhere,
 )
 from .session import Session
 
@@ -124,7 +125,7 @@ def find_task(state: State, given: str) -> str:
     """The id of the task `given` names (its id or a unique start of it, in any case); SessionError naming the open
     tasks when it names none, and the ones it names when several."""
     check_task_id(given)
-    tasks: dict[str, dict[str, Any]] = state["tasks"]
+    tasks: dict[str, dict[str, Any]] = {**state["finished"], **state["tasks"]}
     if given in tasks:
         return given
     found = matching(given, {task_id: (task_id,) for task_id in tasks})
@@ -138,7 +139,7 @@ def find_task(state: State, given: str) -> str:
 
 def task_label(state: State, task_id: str) -> str:
     """How a task is named in a message: `t-1a2b3c "Write the parser" (claimed by main-c0ffee)`."""
-    task = state["tasks"][task_id]
+    task = _the_task(state, task_id)
     title = task.get("title")
     titled = f" {quoted(title)}" if isinstance(title, str) and title != task_id else ""
     owner = task.get("owner")
@@ -159,7 +160,7 @@ def open_tasks_text(state: State) -> str:
 def check_claim(state: State, task_id: str, who: str) -> bool:
     """Whether `who` already holds the task (nothing to write); SessionError when it cannot be claimed (finished, or
     held by another). False means a claim may be written; which claim wins is the journal's order (`claim_outcome`)."""
-    task = state["tasks"][task_id]
+    task = _the_task(state, task_id)
     status, owner = task.get("status"), task.get("owner")
     _refuse_finished(state, task_id, "claim it")
     if owner == who:
@@ -182,7 +183,7 @@ def check_claim(state: State, task_id: str, who: str) -> bool:
 def claim_outcome(state: State, task_id: str, who: str) -> None:
     """Nothing when `who` holds the task in `state` (folded through its claim); SessionError naming the winner
     otherwise."""
-    task = state["tasks"].get(task_id) or {}
+    task = find_task_anywhere(state, task_id) or {}
     owner = task.get("owner")
     if owner == who:
         return
@@ -196,7 +197,7 @@ def check_result(state: State, task_id: str, who: str) -> None:
     """SessionError unless `who` may report the task's result: it is not finished, and no live agent but `who` holds
     it (the human may report any)."""
     _refuse_finished(state, task_id, "report another result")
-    owner = state["tasks"][task_id].get("owner")
+    owner = _the_task(state, task_id).get("owner")
     if who == HUMAN or not owner or owner == who or not _live(state, owner):
         return
     raise SessionError(f"task {shown(task_id)} belongs to {_holder(state, owner)}: only its owner or the human reports "
@@ -206,7 +207,7 @@ def check_result(state: State, task_id: str, who: str) -> None:
 def check_release(state: State, task_id: str, who: str) -> None:
     """SessionError unless `who` may give the task back: someone holds it, and that is `who` (or `who` is the human)."""
     _refuse_finished(state, task_id, "release it")
-    task = state["tasks"][task_id]
+    task = _the_task(state, task_id)
     owner = task.get("owner")
     if not owner:
         hint = (f"; take it with: popkit-power claim {shell_word(task_id, 'TASK')}"
@@ -221,18 +222,26 @@ def check_release(state: State, task_id: str, who: str) -> None:
 def check_reassign(state: State, task_id: str, agent: str) -> bool:
     """Whether `agent` already holds the task (nothing to write); SessionError for a finished task."""
     _refuse_finished(state, task_id, "reassign it")
-    task = state["tasks"][task_id]
+    task = _the_task(state, task_id)
     return bool(task.get("owner") == agent and task.get("status") not in CLAIMABLE_TASK_STATES)
 
 
 def _refuse_finished(state: State, task_id: str, doing: str) -> None:
-    task = state["tasks"][task_id]
+    task = _the_task(state, task_id)
     status = task.get("status")
     if status in FINISHED_TASK_STATES:
         by = task.get("completed_by")
         by_text = f" by {agent_label(state, by)}" if isinstance(by, str) and by else ""
         raise SessionError(f"task {shown(task_id)} is already {status}{by_text}, so you cannot {doing}; for more "
                            f"work add a new task with: popkit-power task add \"title\"")
+
+
+def _the_task(state: State, task_id: str) -> dict[str, Any]:
+    """A task `find_task` named: open, or among the recently finished ones."""
+    task = find_task_anywhere(state, task_id)
+    if task is None:
+        raise SessionError(f"no task {quoted(task_id)} in this session; {open_tasks_text(state)}")
+    return task
 
 
 def _live(state: State, key: str) -> bool:

@@ -226,6 +226,6 @@ def summarize(state: State) -> dict[str, Any]:
             counts[item.get("status", "?")] = counts.get(item.get("status", "?"), 0) + 1
         return counts
 
-    return {"agents": len(state["agents"]), "tasks": by_status(state["tasks"]),
+    return {"agents": len(state["agents"]), "tasks": {**by_status(state["tasks"]), **state["totals"]["tasks"]},
             "insights": sum(1 for insight in state["insights"] if insight.get("dup_of") is None),
-            "approvals": by_status(state["approvals"])}
+            "approvals": {**by_status(state["approvals"]), **state["totals"]["approvals"]}}

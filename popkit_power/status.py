@@ -23,6 +23,7 @@ from .projector import (
     AGENT_IDLE,
     AGENT_LEFT,
     AGENT_LOST,
+    APPROVAL_PENDING,
     FINISHED_TASK_STATES,
     OPEN_TASK_STATES,
     TASK_ASSIGNED,
@@ -32,6 +33,7 @@ from .projector import (
     TASK_PARKED,
     State,
     apply,
+    watching,
 )
 from .reader import warn_damage
 from .session import Session
@@ -40,6 +42,8 @@ from .timestamps import seconds_of
 #: Unfinished tasks in the order a person should look at them: the ones waiting for someone first.
 TASK_ORDER = (TASK_PARKED, TASK_ORPHANED, TASK_OPEN, TASK_ASSIGNED, TASK_CLAIMED)
 AGENT_ORDER = (AGENT_ACTIVE, AGENT_IDLE, AGENT_LOST, AGENT_LEFT)
+LIVE = (AGENT_ACTIVE, AGENT_IDLE)
+WATCHING = "watching"  # how a live agent that does no work is shown
 
 #: The coordinator writes `coordinator.status` every `heartbeat_seconds`; this many missed in a row and it is silent.
 MISSED_HEARTBEATS = 3
@@ -83,7 +87,8 @@ def session_status(session: Session, state: State, position: Position, *, now: f
         "names": names,
         "agents": _agents(state, now),
         "tasks": tasks,
-        "task_counts": dict(Counter(task["status"] for task in tasks.values())),
+        "task_counts": {**Counter(task["status"] for task in tasks.values()), **state["totals"]["tasks"]},
+        "finished_tasks": state["finished"],
         "unfinished_tasks": unfinished_tasks(tasks),
         "open_tasks": [task_id for task_id, task in tasks.items() if task["status"] in OPEN_TASK_STATES],
         "orphans": state["orphans"],
@@ -91,7 +96,8 @@ def session_status(session: Session, state: State, position: Position, *, now: f
         "approvals": {key: {**approval, **_age(approval.get("asked"), now)}
                       for key, approval in state["approvals"].items()},
         "pending_approvals": [key for key, approval in state["approvals"].items()
-                              if approval.get("status") == "pending"],
+                              if approval.get("status") == APPROVAL_PENDING],
+        "approval_counts": state["totals"]["approvals"],
         "conflicts": state["conflicts"],
         "counts": state["counts"],
     }
@@ -158,7 +164,7 @@ def short_names(state: State) -> dict[str, str]:
     the senders a reader trusts."""
     agents: dict[str, dict[str, Any]] = state["agents"]
     keys = list(agents)
-    for task in state["tasks"].values():
+    for task in (*state["tasks"].values(), *state["finished"].values()):
         keys.extend(task.get(field) for field in ("owner", "previous_owner", "created_by", "completed_by"))
     keys.extend(approval.get("from") for approval in state["approvals"].values())
     keys.extend(insight.get("from") for insight in state["insights"])
@@ -222,6 +228,7 @@ def _agents(state: State, now: float) -> dict[str, dict[str, Any]]:
         shown[key] = {
             **agent,
             "label": _label(agent, with_host=len(hosts) > 1),
+            "state": WATCHING if agent["status"] in LIVE and watching(agent) else agent["status"],
             **_age(agent.get("last_seen"), now),
             "current_task_title": task["title"] if task else None,
             "recent_files": [_relative(path, agent.get("cwd")) for path in agent["files_touched"][::-1][:RECENT_FILES]],

@@ -95,8 +95,9 @@ def test_ask_then_approve_or_deny(session: Session) -> None:
     assert last(session)["data"]["options"] == ["yes", "no"]
     assert cli(session, "approve", request, "--note", "after the backup").exit_code == 0
     state, _ = session.projection()
-    assert state["approvals"][request]["status"] == "granted"
-    assert state["approvals"][request]["note"] == "after the backup"
+    assert request not in state["approvals"], "an answered request leaves the pending ones"
+    assert state["answered"][request]["status"] == "granted"
+    assert state["answered"][request]["note"] == "after the backup"
     missing = cli(session, "deny", "nope")
     assert missing.exit_code == 2 and "no approval request 'nope'" in missing.output
 
@@ -110,7 +111,7 @@ def test_an_approval_is_answered_once_and_by_a_unique_start_of_its_id(session: S
     again = cli(session, "approve", request)
     assert again.exit_code == 2 and f"request {request} was already denied by human" in again.output
     state, _ = session.projection()
-    assert state["approvals"][request]["status"] == "denied"
+    assert state["answered"][request]["status"] == "denied"
     session.publish("approval.requested", {"request": "abc-1", "question": "a"}, sender=HELPER)
     session.publish("approval.requested", {"request": "abc-2", "question": "b"}, sender=HELPER)
     ambiguous = cli(session, "approve", "abc")
@@ -121,8 +122,9 @@ def test_result_goes_to_the_senders_current_task(session: Session) -> None:
     session.publish("task.created", {"task": "t-lexer", "title": "lexer", "owner": HELPER}, sender=MAIN)
     assert cli(session, "result", "lexer done: 12 tokens", "--as", HELPER).exit_code == 0
     state, _ = session.projection()
-    assert state["tasks"]["t-lexer"]["status"] == "completed"
-    assert state["tasks"]["t-lexer"]["result"] == "lexer done: 12 tokens"
+    assert "t-lexer" not in state["tasks"], "a finished task leaves the open ones"
+    assert state["finished"]["t-lexer"]["status"] == "completed"
+    assert state["finished"]["t-lexer"]["result"] == "lexer done: 12 tokens"
 
 
 def test_claim_first_one_wins(session: Session) -> None:
@@ -197,7 +199,7 @@ def test_an_answer_records_where_it_came_from(session: Session) -> None:
     assert set(evidence) == {"pid", "ppid", "tty", "ancestors", "claude_session"}
     assert (evidence["pid"], evidence["ppid"], evidence["claude_session"]) == (os.getpid(), os.getppid(), None)
     state, _ = session.projection()
-    assert state["approvals"][request]["status"] == "granted"
+    assert state["answered"][request]["status"] == "granted"
 
 
 def test_publish_of_an_answer_follows_the_same_rule(session: Session) -> None:

@@ -16,6 +16,7 @@ from click.testing import Result
 from test_cli import outside_claude_code  # noqa: F401  - autouse: the CLI runs as a person at a terminal
 from test_cli_agents import CLAUDE, HELPER, MAIN, cli, last, records, refusal
 
+from popkit_power.projector import find_task_anywhere
 from popkit_power.session import Session, start_session
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"
@@ -54,12 +55,13 @@ def task_in(session: Session, state: str, task: str | None = None) -> str:
     for event_type, data, sender in steps[state]:
         session.publish(event_type, data, sender=sender)
     expected = "open" if state == "released" else state
-    assert session.projection()[0]["tasks"][task]["status"] == expected
+    assert task_state(session, task)["status"] == expected
     return task
 
 
 def task_state(session: Session, task: str) -> dict[str, Any]:
-    state: dict[str, Any] = session.projection()[0]["tasks"][task]
+    state = find_task_anywhere(session.projection()[0], task)  # finished tasks are kept among the recent ones
+    assert state is not None
     return state
 
 

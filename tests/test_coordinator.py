@@ -185,7 +185,7 @@ def test_a_killed_agent_s_task_is_offered_to_a_live_agent_within_two_seconds(tea
         assert lost["data"]["agent"] == "aaaa0000:main" and lost["from"] == "coordinator"
         reply = orjson.loads(_hook(team["home"], "PostToolUse", "bbbb0000", {}, tool_name="Bash",
                                    tool_input={}, tool_response={}) or "{}")
-        assert "[orphaned task] t1 lost its agent" in reply["hookSpecificOutput"]["additionalContext"]
+        assert '[orphaned task] t1 "the lexer" lost its agent' in reply["hookSpecificOutput"]["additionalContext"]
         claimed = subprocess.run([str(SCRIPT), "--home", team["home"], "claim", "t1", "--as", "bbbb0000:main"],
                                  capture_output=True, text=True, timeout=60)
         assert claimed.returncode == 0 and "task t1 is yours" in claimed.stdout

@@ -180,7 +180,7 @@ def test_subagent_lifecycle_becomes_a_task_with_owner_and_result(session: Sessio
     call(home, payload("SubagentStop", agent_id="a1b2c3", agent_type="Explore",
                        last_assistant_message="The parser has 3 entry points."))
     state, _ = session.projection()
-    task = state["tasks"]["agent-a1b2c3"]
+    task = state["finished"]["agent-a1b2c3"]
     assert task["owner"] == f"{CLAUDE}:a1b2c3" and task["status"] == "completed"
     assert task["title"] == "map the parser" and task["result"] == "The parser has 3 entry points."
     assert state["agents"][f"{CLAUDE}:a1b2c3"]["status"] == "left"

@@ -46,7 +46,7 @@ def test_every_error_is_a_power_mode_error() -> None:
 def test_every_projector_handler_is_a_known_event_type() -> None:
     assert set(projector._HANDLERS) <= set(protocol.EVENT_TYPES)
     unhandled = set(protocol.EVENT_TYPES) - set(projector._HANDLERS)
-    assert unhandled == {"message.broadcast", "message.direct", "coordinator.command"}, unhandled
+    assert unhandled == {"coordinator.command"}, unhandled
 
 
 def test_config_annotations_are_the_defaults_table() -> None:

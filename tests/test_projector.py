@@ -17,9 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import Timeline
 
+from popkit_power.fold.model import MAX_CONFLICTS, MAX_WATCHED_FILES
 from popkit_power.projector import (
-    MAX_CONFLICTS,
-    MAX_WATCHED_FILES,
     Rules,
     apply,
     live_agents,
@@ -218,7 +217,7 @@ def test_orphan_list_follows_orphaned_claimed_released_and_completed_tasks() -> 
         timeline.add("task.orphaned", "coordinator", task=task, agent="a1")
     state = project(copy.deepcopy(timeline.events))
     assert state["orphans"] == ["t1", "t2", "t3"]
-    assert state["tasks"]["t4"]["status"] == "completed"
+    assert "t4" not in state["tasks"] and state["finished"]["t4"]["status"] == "completed"
     assert state["tasks"]["t1"]["previous_owner"] == "a1" and state["tasks"]["t1"]["owner"] is None
     assert open_tasks_of(state, "a1") == []
     timeline.add("task.claimed", "a2", task="t2")
@@ -245,16 +244,18 @@ def test_attempts_count_every_claim_and_assignment() -> None:
     timeline.add("task.completed", "a3", task="t1", result="migration failed", ok=False)
     timeline.add("task.assigned", "coordinator", task="t1", agent="a1")
     timeline.add("task.claimed", "a1", task="t1")
-    task = project(timeline.events)["tasks"]["t1"]
+    state = project(timeline.events)
+    task = state["finished"]["t1"]
     assert (task["status"], task["attempts"], task["owner"], task["result"]) == ("failed", 3, "a3",
                                                                                  "migration failed")
+    assert "t1" not in state["tasks"], "a late claim or assignment does not bring a finished task back"
 
 
 def test_a_result_for_a_task_never_created_here_is_still_recorded() -> None:
     """A claim or result for a task created on another machine makes the task known."""
     timeline = Timeline()
     timeline.add("task.completed", "a1", task="remote-7", result="ok")
-    task = project(timeline.events)["tasks"]["remote-7"]
+    task = project(timeline.events)["finished"]["remote-7"]
     assert (task["status"], task["result"], task["completed_by"]) == ("completed", "ok", "a1")
 
 
@@ -330,7 +331,9 @@ def test_approvals_asked_then_granted_or_denied() -> None:
     granted = timeline.add("approval.granted", "human", request="r1", note="go ahead")
     timeline.add("approval.denied", "human", request="r2")
     timeline.add("approval.granted", "human", request="r-elsewhere")
-    approvals = project(timeline.events)["approvals"]
+    state = project(timeline.events)
+    assert state["approvals"] == {}, "answered requests leave the pending ones"
+    approvals = state["answered"]
     assert approvals["r1"]["status"] == "granted" and approvals["r1"]["by"] == "human"
     assert approvals["r1"]["note"] == "go ahead" and approvals["r1"]["answered"] == granted["ts"]
     assert approvals["r1"]["question"] == "Drop the legacy table?" and approvals["r1"]["from"] == "a1"
@@ -347,7 +350,7 @@ def test_an_approval_is_answered_once_by_the_human() -> None:
     timeline.add("approval.denied", "human", request="r1", note="no")
     timeline.add("approval.granted", "human", request="r1")
     state = project(timeline.events)
-    assert (state["approvals"]["r1"]["status"], state["approvals"]["r1"]["note"]) == ("denied", "no")
+    assert (state["answered"]["r1"]["status"], state["answered"]["r1"]["note"]) == ("denied", "no")
     assert state["counts"]["ignored_answers"] == 2
 
 

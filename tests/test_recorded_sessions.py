@@ -47,7 +47,8 @@ def test_team_of_two_replays_to_its_story() -> None:
     """Two agents and a subagent: who owns what, the subagent's result, the near-duplicate insight, the granted
     approval, the edit conflict, and who is still live."""
     state = _state("team-of-two")
-    tasks = state["tasks"]
+    tasks = {**state["finished"], **state["tasks"]}
+    assert set(state["finished"]) == {"t-token-store", "agent-a7e3c9"}, "finished tasks leave the open ones"
     assert (tasks["t-oauth-callback"]["owner"], tasks["t-oauth-callback"]["status"]) == (ALICE, "claimed")
     assert tasks["t-oauth-callback"]["attempts"] == 1  # Bob's later claim lost
     assert (tasks["t-token-store"]["owner"], tasks["t-token-store"]["status"]) == (BOB, "completed")
@@ -58,7 +59,8 @@ def test_team_of_two_replays_to_its_story() -> None:
     first, second = state["insights"]
     assert (first["from"], first["dup_of"]) == (ALICE, None)
     assert (second["from"], second["dup_of"]) == (BOB, first["id"])
-    approval = state["approvals"]["drop-legacy-sessions"]
+    assert state["approvals"] == {}
+    approval = state["answered"]["drop-legacy-sessions"]
     assert (approval["status"], approval["from"], approval["by"]) == ("granted", BOB, "human")
     [conflict] = state["conflicts"]
     assert (conflict["file"], conflict["agents"]) == ("src/auth/callback.py", [ALICE, BOB])
@@ -74,13 +76,13 @@ def test_orphan_reclaimed_replays_to_its_story() -> None:
     """Alice is lost with two tasks: Carol's claim of t-schema wins over Bob's later one (attempt 2), t-runbook is
     still orphaned, Bob's copy failed, the objective was updated and the session closed."""
     state = _state("orphan-reclaimed")
-    schema = state["tasks"]["t-schema"]
+    schema = state["finished"]["t-schema"]
     assert (schema["owner"], schema["status"], schema["attempts"], schema["previous_owner"]) == (
         CAROL, "completed", 2, ALICE)
     assert state["orphans"] == ["t-runbook"]
     runbook = state["tasks"]["t-runbook"]
     assert (runbook["owner"], runbook["status"], runbook["previous_owner"]) == (None, "orphaned", ALICE)
-    assert (state["tasks"]["t-data"]["status"], state["tasks"]["t-data"]["owner"]) == ("failed", BOB)
+    assert (state["finished"]["t-data"]["status"], state["finished"]["t-data"]["owner"]) == ("failed", BOB)
     assert {key: agent["status"] for key, agent in state["agents"].items()} == {
         ALICE: "lost", BOB: "active", CAROL: "left"}
     assert state["agents"][ALICE]["lost_reason"] == "process 7201 is gone"

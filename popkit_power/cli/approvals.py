@@ -78,7 +78,8 @@ def _wait_for_answer(session: Session, request: str, after: Position, timeout: f
 def _answer(event_type: str, given: str, note: str | None) -> None:
     who = sender_for(event_type, "human", request=given)
     session = active_session()
-    approvals = session.projection()[0]["approvals"]
+    state = session.projection()[0]
+    approvals = {**state["answered"], **state["approvals"]}  # pending and recently answered: a second answer is named
     request = _request_named(given, approvals, session.id)
     approval = approvals[request]
     if approval.get("status") != "pending":

@@ -36,7 +36,7 @@ PLAIN_WIDTH = 120
 MAX_TEXT_CHARS = 200
 
 STYLES = {
-    "active": "green", "idle": "yellow", "lost": "bold red", "left": "dim",
+    "active": "green", "idle": "yellow", "lost": "bold red", "left": "dim", "watching": "dim cyan",
     ALIVE: "bold green", SILENT: "bold red", STOPPED: "yellow", NONE: "dim",
     "orphaned": "bold red", TASK_PARKED: "bold magenta", "open": "cyan", "failed": "red",
 }
@@ -213,7 +213,7 @@ def _agents(info: dict[str, Any], rows: int) -> list[RenderableType]:
                                  "popkit-power install, or the plugin)")]
     by_state: dict[str, int] = {}
     for agent in agents.values():
-        by_state[agent["status"]] = by_state.get(agent["status"], 0) + 1
+        by_state[agent["state"]] = by_state.get(agent["state"], 0) + 1
     summary = f"{len(agents)} ({', '.join(f'{n} {state}' for state, n in by_state.items())})"
     shown = list(agents.items())[:rows]
     table = _table(("agent", {"min_width": _fit((_name(info, key) for key, _ in shown), MAX_NAME_CHARS + 3)}),
@@ -221,7 +221,7 @@ def _agents(info: dict[str, Any], rows: int) -> list[RenderableType]:
                    ("state", {"min_width": 6}), ("seen", {"min_width": 10}), ("doing", {"max_width": 60}),
                    ("files", {"max_width": 50}))
     for key, agent in shown:
-        status = agent["status"]
+        status = agent["state"]
         table.add_row(_text(_name(info, key), "bold"), _text(agent.get("label"), "dim"),
                       _text(status, STYLES.get(status, "")), _text(agent["ago"]), _doing(agent),
                       _text(", ".join(agent["recent_files"]) or None, "dim"))

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..keys import COORDINATOR
-from ..projector import AGENT_ACTIVE, AGENT_LEFT, OPEN_TASK_STATES, State, live_agents, open_tasks_of
+from ..projector import AGENT_ACTIVE, AGENT_LEFT, OPEN_TASK_STATES, State, live_agents, open_tasks_of, watching
 from ..timestamps import seconds_of
 
 Decision = tuple[str, dict[str, Any]]  # (event type, data)
@@ -116,7 +116,8 @@ def _hand_over(state: State, key: str, rules: Rules) -> list[Decision]:
                           f"{rules.max_reassign_attempts}): a human decides"}))
             continue
         context = {"title": task.get("title"), "progress": agent.get("progress"),
-                   "files": list(agent.get("files_touched") or [])[-10:], "last_seen": agent.get("last_seen")}
+                   "files": list(agent.get("files_touched") or [])[-10:], "last_seen": agent.get("last_seen"),
+                   "last_message": (agent.get("last_message") or {}).get("text")}
         decisions.append(("task.orphaned", {"task": task_id, "agent": key, "context": context}))
     return decisions
 
@@ -124,8 +125,9 @@ def _hand_over(state: State, key: str, rules: Rules) -> list[Decision]:
 def _assignments(state: State) -> list[Decision]:
     """With `auto_reassign_orphaned`: each orphaned task to the live agent holding the fewest open tasks (never the
     one it was orphaned from; ties go to the agent seen most recently, then by key), counting each assignment made
-    here as it goes."""
-    load = {key: len(open_tasks_of(state, key)) for key in live_agents(state)}
+    here as it goes. An agent that only looks on (`projector.watching`: a person's own session) is not given work."""
+    load = {key: len(open_tasks_of(state, key)) for key in live_agents(state)
+            if not watching(state["agents"][key])}
     decisions: list[Decision] = []
     for task_id in state["orphans"]:
         task = state["tasks"].get(task_id) or {}

@@ -29,7 +29,7 @@ _NUMBER = (int, float)
 _KINDS: dict[str, tuple[type, Any]] = {
     "tool_calls": (int, None), "tool_counts": (dict, int), "files": (list, str), "asked": (dict, str),
     "my_writes": (dict, _NUMBER), "other_writes": (dict, dict), "seen_insights": (list, str), "names": (dict, str),
-    "warned": (dict, _NUMBER), "pending": (list, str),
+    "warned": (dict, _NUMBER), "pending": (list, str), "work_calls": (int, None), "titles": (dict, str),
 }
 
 
@@ -52,9 +52,11 @@ class AgentState:
         "path",
         "pending",
         "seen_insights",
+        "titles",
         "tool_calls",
         "tool_counts",
         "warned",
+        "work_calls",
     )
 
     def __init__(self, session_dir: str, agent_key: str, *, durable: bool = False) -> None:
@@ -69,6 +71,10 @@ class AgentState:
         #: where this agent's news reading goes on (None: it has not started)
         self.cursor: Position | None = None
         self.tool_calls = 0
+        #: tool calls that were not popkit-power itself: an agent with none only looks on, and is offered no work
+        self.work_calls = 0
+        #: task id -> title, of the tasks it heard created (insights are routed by its task's words)
+        self.titles: dict[str, str] = {}
         self.tool_counts: dict[str, int] = {}
         #: the files it touched, most recent last (a heartbeat names them)
         self.files: list[str] = []
@@ -127,7 +133,8 @@ class AgentState:
     def as_dict(self) -> dict[str, Any]:
         return {
             "cursor": self.cursor.as_dict() if self.cursor is not None else None,
-            "tool_calls": self.tool_calls, "tool_counts": self.tool_counts, "files": self.files,
+            "tool_calls": self.tool_calls, "work_calls": self.work_calls, "titles": self.titles,
+            "tool_counts": self.tool_counts, "files": self.files,
             "current_task": self.current_task, "asked": self.asked, "my_writes": self.my_writes,
             "other_writes": self.other_writes, "seen_insights": self.seen_insights, "names": self.names,
             "warned": self.warned, "pending": self.pending,

@@ -23,6 +23,7 @@ from ..processes import start_time
 from ..protocol import remember_recent
 from ..session import Session
 from ..timestamps import seconds_of
+from ..tool_calls import runs_only_popkit_power
 from . import texts
 from .agent_state import AgentState
 from .inbox import Inbox
@@ -124,6 +125,8 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
     path = tool_input.get("file_path") or tool_input.get("notebook_path") if tool in FILE_TOOLS else None
     if isinstance(path, str) and path:
         data["file"] = _cap(path, "file")
+    if tool == "Bash" and runs_only_popkit_power(tool_input.get("command")):
+        data["power"] = True  # talking to Power Mode is not work (a person's own session looking on)
     duration = payload.get("duration_ms")
     if isinstance(duration, (int, float)) and not isinstance(duration, bool) and 0 <= duration < MAX_DURATION_MS:
         data["ms"] = duration
@@ -140,6 +143,7 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
             "task": subagent_task(launched), "title": _cap(description, "title"),
             "owner": agent_key(agent.claude_session, launched), "parent": agent.key}, sender=agent.key))
     state.tool_calls += 1
+    state.work_calls += "power" not in data
     if tool in state.tool_counts or len(state.tool_counts) < MAX_TOOL_KINDS:
         state.tool_counts[tool] = state.tool_counts.get(tool, 0) + 1
     if "file" in data:

@@ -1,9 +1,10 @@
 """One agent's inbox as a pure fold: journal events in, news items out.
 
 `Inbox.apply(event)` adds to `news` what the event means for this agent (a broadcast, a message to it, another
-agent's insight unless it is a near-duplicate of one it heard, the human's answer to its own approval request (an
-answer from anyone else is not one), an orphaned
-task, a task assigned to it, another agent writing a file it wrote) and keeps what it has to remember for that in the
+agent's insight unless it is a near-duplicate of one it heard or is tagged for other work, the human's answer to its
+own approval request (an answer from anyone else is not one), an orphaned task (offered only to an agent that works:
+one that has only run popkit-power is a person looking on), a task assigned to it, another agent writing a file it
+wrote) and keeps what it has to remember for that in the
 agent's state (names, its requests, who wrote what, insights heard). It reads no file and no clock: time comes from
 the events. Items are tuples, `(kind, ...)`; `texts.news_line` renders them. Which events to read, and when to stop,
 is the handler's business (`handlers.read_news`).
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 MAX_INSIGHT_KEY = 300  # characters of an insight kept to recognise its near-duplicates
 MAX_REMEMBERED = 200  # entries of each remembered mapping
 MAX_NAME_CHARS = 80
+MAX_TITLE_CHARS = 200
 MAX_QUESTION_CHARS = 500
 MAX_KEY_CHARS = 1000  # a sender or path longer than this is not remembered (the state file stays small)
 
@@ -66,15 +68,23 @@ class Inbox:
         elif event_type == "message.direct" and event.get("to") == self.agent_key:
             self.news.append(("direct", sender, data.get("text", "")))
         elif event_type == "insight.shared" and isinstance(data.get("text"), str):
-            if self._new_insight(data["text"]):
-                tags = data.get("tags")
-                self.news.append(("insight", sender, data["text"], tags if isinstance(tags, list) else []))
+            tags = data.get("tags")
+            tags = [tag for tag in tags if isinstance(tag, str)] if isinstance(tags, list) else []
+            if self._routed_here(tags) and self._new_insight(data["text"]):
+                self.news.append(("insight", sender, data["text"], tags))
+        elif event_type == "task.created" and isinstance(data.get("task"), str) \
+                and isinstance(data.get("title"), str) and len(data["task"]) <= MAX_KEY_CHARS:
+            state.titles[data["task"]] = data["title"][:MAX_TITLE_CHARS]
+            _bound(state.titles)
+            if data.get("owner") == self.agent_key:
+                state.current_task = data["task"]
         elif event_type in APPROVAL_ANSWERS and sender == HUMAN and data.get("request") in state.asked:
             question = state.asked.pop(data["request"])
             self.news.append(("approval", sender, event_type == "approval.granted", data["request"], question,
                               data.get("note")))
-        elif event_type == "task.orphaned":
-            self.news.append(("orphaned", sender, data.get("task")))
+        elif event_type == "task.orphaned" and state.work_calls:
+            context = data.get("context")
+            self.news.append(("orphaned", sender, data.get("task"), context if isinstance(context, dict) else {}))
         elif event_type == "task.assigned" and data.get("agent") == self.agent_key:
             state.current_task = _task_id(data.get("task"))
             self.news.append(("assigned", sender, data.get("task")))
@@ -121,6 +131,37 @@ class Inbox:
             _bound(state.warned)
             self.news.append(("wrote_after_you", sender, path, when - mine))
 
+    def _routed_here(self, tags: list[str]) -> bool:
+        """Whether an insight with `tags` is for this agent: untagged, or one tag names a word of a file it touched
+        or of its current task (a tag with `/` or `.` may also be part of a path), or the agent has no files and no
+        task yet to tell what it works on."""
+        if not tags:
+            return True
+        words, paths = self._context()
+        if not words:
+            return True
+        for tag in tags:
+            tag = tag.strip().lstrip("#").lower()
+            if tag in words or (("/" in tag or "." in tag) and any(tag in path for path in paths)):
+                return True
+        return False
+
+    def _context(self) -> tuple[frozenset[str], list[str]]:
+        """The words of this agent's files and current task, and its paths in lower case."""
+        state = self.state
+        paths = [path.lower() for path in state.files]
+        words: set[str] = set()
+        for path in paths:
+            for part in path.split("/"):
+                words.add(part)
+                words.update(_split_words(part))
+        task = state.current_task
+        if task:
+            words.add(task.lower())
+            words.update(_split_words(f"{task} {state.titles.get(task, '')}".lower()))
+        words.discard("")
+        return frozenset(words), paths
+
     def _new_insight(self, text: str) -> bool:
         """True (and remembered) unless `text` is a near-duplicate of an insight this agent has heard."""
         key, words = insight_key(text[:MAX_INSIGHT_KEY])
@@ -146,6 +187,11 @@ def _word_set(key: str) -> frozenset[str]:
     if words is None:
         words = _WORD_SETS[key] = frozenset(key.split())
     return words
+
+
+def _split_words(text: str) -> list[str]:
+    """The words of a name or title: runs of letters and digits (`src/auth_token.py` has src, auth, token, py)."""
+    return "".join(char if char.isalnum() else " " for char in text).split()
 
 
 def _task_id(value: Any) -> str | None:

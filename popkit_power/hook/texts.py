@@ -33,6 +33,8 @@ _ESCAPED = (*range(0x80, 0xA0), 0x061C, *range(0x200B, 0x2010), 0x2028, 0x2029, 
             *range(0x2060, 0x2070), 0xFEFF)
 _BREAKS = {code: f"\\u{code:04x}" for code in _ESCAPED}
 _MAX_OBJECTIVE_CHARS = 2000
+_MAX_HAND_OVER_CHARS = 200  # of a lost agent's task title, last message, or one file path
+_HAND_OVER_FILES = 5
 
 
 # -- the reply -------------------------------------------------------------------------------------------------------
@@ -73,6 +75,27 @@ def reply(lines: list[str], limit: int) -> tuple[str, list[str]]:
     return "\n".join([HEADER + ":", *shown]), rest
 
 
+def _hand_over(context: dict[str, Any]) -> str:
+    """What the lost agent left behind, for whoever takes its task: title, progress, files, its last message."""
+    parts = []
+    title = context.get("title")
+    if isinstance(title, str) and title:
+        parts.append(quote(title[:_MAX_HAND_OVER_CHARS]))
+    details = []
+    progress = context.get("progress")
+    if isinstance(progress, (int, float)) and not isinstance(progress, bool):
+        details.append(f"progress {progress:g}")
+    files = [path for path in context.get("files") or () if isinstance(path, str)][-_HAND_OVER_FILES:]
+    if files:
+        details.append("files " + ", ".join(ident(path[-_MAX_HAND_OVER_CHARS:]) for path in files))
+    message = context.get("last_message")
+    if isinstance(message, str) and message:
+        details.append("its last message " + quote(message[:_MAX_HAND_OVER_CHARS]))
+    if details:
+        parts.append(f"({'; '.join(details)})")
+    return " " + " ".join(parts) if parts else ""
+
+
 def _continued(line: str) -> str:
     """The start of the line that continues `line` after a cut: its own attribution, marked as continued
     (`- [broadcast from X, continued] `), so the rest of a long text still says who wrote it."""
@@ -103,8 +126,8 @@ def news_line(item: NewsItem, names: dict[str, str]) -> str:
     if kind == "orphaned":
         task = item[2]
         by = "" if sender == COORDINATOR else f", said by {who}"
-        return (f"- [orphaned task{by}] {ident(task)} lost its agent; take it over with: "
-                f"popkit-power claim {shell_arg(task)}")
+        return (f"- [orphaned task{by}] {ident(task)}{_hand_over(item[3] if len(item) > 3 else {})} lost its agent; "
+                f"take it over with: popkit-power claim {shell_arg(task)}")
     if kind == "assigned":
         return f"- [task assigned to you by {who}] {ident(item[2])}"
     if kind == "wrote_after_you":

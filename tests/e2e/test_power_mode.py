@@ -297,7 +297,8 @@ def test_a_killed_agent_s_task_is_offered_to_another_who_claims_it(claude_bin: P
     coordinator.stop()
     assert result.returncode == 0, result.describe()
     two_requests = requests_of(server, two)
-    assert count_marker(two_requests[2], "[orphaned task] t-e2e lost its agent") == 1
+    assert count_marker(two_requests[2], "[orphaned task] t-e2e ") == 1
+    assert "lost its agent; take it over with: popkit-power claim t-e2e" in str(two_requests[2])
     assert "task t-e2e is yours" in str(tool_results(two_requests[3]))
     events = journal_events(power_home)
     (claimed_by_two,) = [e["from"] for e in events if e["type"] == "task.claimed" and e["from"] != owner]

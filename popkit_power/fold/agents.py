@@ -1,0 +1,159 @@
+"""Who is in the session and what they do: joins, tool calls, heartbeats, idleness, leaving and being lost, what
+each agent last said, and file conflicts between agents.
+
+A tool call that only runs `popkit-power` itself (the hook marks it `power`) is counted but is not work: a person's
+own Claude Code session that looks at `status` or answers an approval is not a working agent (`work_calls` stays 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..conflicts import WRITE_TOOLS, in_conflict
+from ..protocol import remember_recent
+from ..timestamps import seconds_of
+from .model import (
+    AGENT_ACTIVE,
+    AGENT_IDLE,
+    AGENT_LEFT,
+    AGENT_LOST,
+    MAX_CONFLICTS,
+    MAX_WATCHED_FILES,
+    Event,
+    Rules,
+    State,
+    cut,
+)
+
+
+def agent_entry(state: State, key: str, ts: Any) -> dict[str, Any]:
+    """The agent `key`, made when first heard of."""
+    agent: dict[str, Any] | None = state["agents"].get(key)
+    if agent is None:
+        agent = {"name": key, "status": AGENT_ACTIVE, "joined": ts, "last_seen": ts, "progress": None,
+                 "current_task": None, "files_touched": [], "tool_counts": {}, "tool_calls": 0, "work_calls": 0,
+                 "failures": 0, "last_message": None}
+        state["agents"][key] = agent
+    return agent
+
+
+def set_current_task(state: State, agent_key: Any, task_id: str | None, *, unless: str | None = None) -> None:
+    """Set an agent's current task; with `unless`, only when its current task is that one (clearing what it held)."""
+    agent = state["agents"].get(agent_key) if isinstance(agent_key, str) else None
+    if agent is not None and (unless is None or agent.get("current_task") == unless):
+        agent["current_task"] = task_id
+
+
+def _joined(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    agent = agent_entry(state, event["from"], event.get("ts"))
+    agent["status"] = AGENT_ACTIVE
+    agent["origin"] = event.get("origin")
+    for field in ("name", "claude_session", "agent_id", "agent_type", "parent", "pid", "pid_start", "host", "cwd"):
+        if field in data:
+            agent[field] = data[field]
+
+
+def _heartbeat(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    agent = agent_entry(state, event["from"], event.get("ts"))
+    if agent["status"] in (AGENT_IDLE, AGENT_LOST):  # a lost agent that speaks again was not dead after all
+        agent["status"] = AGENT_ACTIVE
+    calls = data.get("tool_calls")
+    if isinstance(calls, int):
+        agent["tool_calls"] = max(agent["tool_calls"], calls)
+    counts = data.get("tool_counts")
+    if isinstance(counts, dict):
+        agent["tool_counts"] = {name: n for name, n in counts.items() if isinstance(n, int)}
+    for path in data.get("files_touched") or ():
+        if isinstance(path, str):
+            remember_recent(agent["files_touched"], path, rules.max_files_per_agent)
+    if "current_task" in data:
+        agent["current_task"] = data["current_task"]
+    progress = data.get("progress")
+    if isinstance(progress, (int, float)) and not isinstance(progress, bool):
+        agent["progress"] = progress
+
+
+def _tool(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    sender = event["from"]
+    agent = agent_entry(state, sender, event.get("ts"))
+    if agent["status"] in (AGENT_IDLE, AGENT_LOST):
+        agent["status"] = AGENT_ACTIVE
+    tool = data.get("tool")
+    if isinstance(tool, str):  # a record without one must not put a null key into the state (snapshots are JSON)
+        counts = agent["tool_counts"]
+        counts[tool] = counts.get(tool, 0) + 1
+    agent["tool_calls"] += 1
+    if data.get("power") is not True:
+        agent["work_calls"] = agent.get("work_calls", 0) + 1
+    if data.get("ok") is False:
+        agent["failures"] += 1
+    path = data.get("file")
+    if isinstance(path, str):
+        remember_recent(agent["files_touched"], path, rules.max_files_per_agent)
+        if tool in WRITE_TOOLS:
+            _note_write(state, sender, path, event, rules)
+
+
+def _said(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    """What an agent said last (a broadcast, a direct message or an insight): part of a dead agent's hand-over."""
+    agent = state["agents"].get(event["from"])
+    text = data.get("text")
+    if agent is not None and isinstance(text, str):
+        agent["last_message"] = {"text": cut(text), "ts": event.get("ts"), "type": event.get("type"),
+                                 "to": event.get("to")}
+
+
+def _note_write(state: State, sender: str, path: str, event: Event, rules: Rules) -> None:
+    """Record a file write and a conflict if another live agent wrote the same file within the window."""
+    now = seconds_of(event.get("ts"))
+    writes: dict[str, dict[str, float]] = state["writes"]
+    writers = writes.pop(path, {})  # re-inserted below, so the dict stays ordered by latest write
+    others = sorted(
+        other for other, when in writers.items()
+        if other != sender and now is not None and in_conflict(now, when, rules.conflict_window_seconds)
+        and state["agents"].get(other, {}).get("status") in (AGENT_ACTIVE, AGENT_IDLE)
+    )
+    if others:
+        _add_conflict(state, {"file": path, "agents": [*others, sender], "seq": event.get("seq"),
+                              "ts": event.get("ts")})
+    if now is not None:
+        writers[sender] = now
+    writes[path] = writers
+    while len(writes) > MAX_WATCHED_FILES:
+        del writes[next(iter(writes))]
+
+
+def _add_conflict(state: State, conflict: dict[str, Any]) -> None:
+    conflicts: list[dict[str, Any]] = state["conflicts"]
+    conflicts.append(conflict)
+    if len(conflicts) > MAX_CONFLICTS:
+        del conflicts[0]
+
+
+def _file_conflict(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    _add_conflict(state, {"file": data.get("file"), "agents": list(data.get("agents") or ()),
+                          "seq": event.get("seq"), "ts": event.get("ts")})
+
+
+def _idle(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    agent_entry(state, event["from"], event.get("ts"))["status"] = AGENT_IDLE
+
+
+def _left(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    agent = agent_entry(state, event["from"], event.get("ts"))
+    agent["status"] = AGENT_LEFT
+    agent["left_reason"] = data.get("reason")
+
+
+def _lost(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    key = data.get("agent")
+    if isinstance(key, str) and key in state["agents"]:
+        state["agents"][key]["status"] = AGENT_LOST
+        state["agents"][key]["lost_reason"] = data.get("reason")
+
+
+HANDLERS = {
+    "agent.joined": _joined, "agent.heartbeat": _heartbeat, "agent.tool": _tool, "agent.idle": _idle,
+    "agent.left": _left, "agent.lost": _lost, "file.conflict": _file_conflict,
+    "message.broadcast": _said, "message.direct": _said, "insight.shared": _said,
+}

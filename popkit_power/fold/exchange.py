@@ -1,0 +1,90 @@
+"""What is said and decided above the agents' work: insights (with near-duplicates held back), approval requests
+and their one answer, the objective, the session's opening and closing, and the coordinator's health.
+
+An answered approval leaves `approvals` for `answered` (the most recent `MAX_FINISHED_KEPT`) and the count in
+`totals`, so the live state holds only what still waits for the human.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..insight_index import insight_index
+from ..insights import insight_key
+from ..keys import HUMAN
+from .model import APPROVAL_PENDING, Event, Rules, State, keep_recent
+
+
+def _insight(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    text = data.get("text")
+    if not isinstance(text, str):
+        return
+    key, words = insight_key(text)
+    insights = state["insights"]
+    index = insight_index(insights, rules.insight_similarity_threshold)
+    prefix = index.prefix(words)
+    duplicate_of = index.first_match(key, words, prefix)
+    tags = [tag for tag in data.get("tags") or () if isinstance(tag, str)]
+    entry = {"id": event.get("id"), "seq": event.get("seq"), "from": event.get("from"), "text": text, "tags": tags,
+             "ts": event.get("ts"), "key": key, "dup_of": duplicate_of}
+    insights.append(entry)
+    index.appended(entry, words, prefix)
+    if len(insights) > rules.max_insights_kept:
+        del insights[0]
+        index.dropped_first()
+
+
+def _approval_requested(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    request = data.get("request")
+    if isinstance(request, str) and request not in state["answered"]:
+        state["approvals"][request] = {"question": data.get("question"), "options": data.get("options"),
+                                       "from": event.get("from"), "status": APPROVAL_PENDING, "asked": event.get("ts"),
+                                       "answered": None, "by": None, "note": None}
+
+
+def _approval_answered(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    """The human's first answer to a request is the answer (the agent hears only that one); a later answer, or one
+    from anyone but the human, is counted and changes nothing."""
+    request = data.get("request")
+    if not isinstance(request, str):
+        return
+    if event.get("from") != HUMAN or request in state["answered"]:
+        state["counts"]["ignored_answers"] = state["counts"].get("ignored_answers", 0) + 1
+        return
+    approval = state["approvals"].pop(request, None) or {"question": None, "options": None, "from": None,
+                                                          "asked": None}
+    status = "granted" if event["type"] == "approval.granted" else "denied"
+    approval.update(status=status, answered=event.get("ts"), by=event.get("from"), note=data.get("note"))
+    keep_recent(state["answered"], request, approval, state["totals"]["approvals"], status)
+
+
+def _objective(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    state["objective"] = {"text": data.get("text"), "by": event.get("from"), "ts": event.get("ts")}
+
+
+def _opened(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    state["session"] = event.get("session")
+    state["opened"] = event.get("ts")
+    if state["objective"] is None and isinstance(data.get("objective"), str):
+        state["objective"] = {"text": data["objective"], "by": event.get("from"), "ts": event.get("ts")}
+
+
+def _closed(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    state["closed"] = event.get("ts")
+
+
+def _coordinator(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    status = {"started": "running", "status": "running", "stopped": "stopped"}[event["type"].split(".")[1]]
+    coordinator = state["coordinator"]
+    if status == "running" and coordinator.get("status") != "running":
+        coordinator["since"] = event.get("ts")
+    coordinator.update(status=status, last_seen=event.get("ts"), by=event.get("from"), origin=event.get("origin"))
+    coordinator.update({key: value for key, value in data.items() if key in ("pid", "host", "reason")})
+
+
+HANDLERS = {
+    "insight.shared": _insight, "approval.requested": _approval_requested, "approval.granted": _approval_answered,
+    "approval.denied": _approval_answered, "objective.set": _objective, "objective.updated": _objective,
+    "session.opened": _opened, "session.closed": _closed, "coordinator.started": _coordinator,
+    "coordinator.status": _coordinator, "coordinator.stopped": _coordinator,
+}
