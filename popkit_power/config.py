@@ -17,7 +17,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-#: name -> (default, kind, minimum); kinds: "int", "float", "bool", or a tuple of allowed strings.
+#: name -> (default, kind, minimum); kinds: "int", "float", "bool", "globs" (a list of patterns), or a tuple of
+#: allowed strings.
 DEFAULTS: dict[str, tuple[Any, Any, float | None]] = {
     "checkin_every_n_tools": (5, "int", 1),
     "durability": (DURABILITY_FLUSH, (DURABILITY_FLUSH, DURABILITY_FSYNC), None),
@@ -36,7 +37,12 @@ DEFAULTS: dict[str, tuple[Any, Any, float | None]] = {
     "heartbeat_miss_threshold": (3, "int", 1),
     "max_reassign_attempts": (2, "int", 0),
     "auto_reassign_orphaned": (False, "bool", None),  # the coordinator gives an orphaned task to the least busy agent
+    # guardrails (hook/guard.py): a matching Edit/Write or Bash call waits for the human's approval
+    "guardrail_paths": ((), "globs", None),  # e.g. ["*.env", "migrations/*"]
+    "guardrail_commands": ((), "globs", None),  # e.g. ["git push*", "rm -rf *"]
 }
+MAX_GLOBS = 100
+MAX_GLOB_CHARS = 500
 
 #: Upper bounds, for the settings that have one: a reply over 10,000 characters reaches the model only as a preview
 #: (Claude Code's cap on additionalContext); a similarity above 1 can never be met.
@@ -67,6 +73,8 @@ class Config:
     heartbeat_miss_threshold: int
     max_reassign_attempts: int
     auto_reassign_orphaned: bool
+    guardrail_paths: tuple[str, ...]
+    guardrail_commands: tuple[str, ...]
 
     def __init__(self, **values: Any) -> None:
         for name, (default, _kind, _minimum) in DEFAULTS.items():
@@ -88,6 +96,8 @@ def check_value(name: str, value: Any, source: str = "config") -> Any:
         if value not in kind:
             raise ConfigError(f"{source}: {name!r} must be one of {', '.join(kind)}; got {value!r}")
         return value
+    if kind == "globs":
+        return _check_globs(name, value, source)
     if kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{source}: {name!r} must be true or false; got {value!r}")
@@ -109,6 +119,18 @@ def check_value(name: str, value: Any, source: str = "config") -> Any:
     if name in MAXIMUMS and number > MAXIMUMS[name]:
         raise ConfigError(f"{source}: {name!r} must be at most {MAXIMUMS[name]:g}; got {value!r}")
     return number
+
+
+def _check_globs(name: str, value: Any, source: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{source}: {name!r} must be a list of patterns such as [\"*.env\"]; got {value!r}")
+    if len(value) > MAX_GLOBS:
+        raise ConfigError(f"{source}: {name!r} may hold at most {MAX_GLOBS} patterns; got {len(value)}")
+    for item in value:
+        if not item.strip() or len(item) > MAX_GLOB_CHARS:
+            raise ConfigError(f"{source}: {name!r} has a pattern that is empty or over {MAX_GLOB_CHARS} characters: "
+                              f"{item[:60]!r}")
+    return tuple(item.strip() for item in value)
 
 
 def load_config(power_dir: str) -> Config:

@@ -1,5 +1,9 @@
 """Registering the hook with Claude Code: the plugin's hooks file and `popkit-power install` write the same hooks.
 
+Guardrails need one more hook, PreToolUse (one more process before every Edit, Write and Bash call), so it is
+registered only where they are configured: `install` adds it when config.json sets guardrails, and
+`popkit-power guardrails on|off` adds or removes just that one (for plugin users, whose plugin hooks are fixed).
+
 `install` merges them into `.claude/settings.json` (or the user's `~/.claude/settings.json`) without touching anything
 else there, is idempotent (a second install changes nothing; an install from another place replaces our old entry),
 and `uninstall` removes exactly what it added.
@@ -24,16 +28,20 @@ HOOK_SCRIPT = "popkit-power-hook"
 HOOK_TIMEOUT = 10
 
 
+GUARD_EVENT = "PreToolUse"
+GUARD_MATCHER = "Edit|Write|MultiEdit|NotebookEdit|Bash"  # the tools a guardrail can match (hook/guard.py)
+
 #: Agent starts may fold the journal since the last snapshot (a welcome needs the state), so they get longer.
 START_TIMEOUT = 30
 START_EVENTS = ("SessionStart", "SubagentStart")
 
 
-def hooks_config(command: str) -> dict[str, Any]:
-    """The `hooks` table that runs `command` for every event Power Mode handles."""
-    return {event: [{"hooks": [{"type": "command", "command": command,
+def hooks_config(command: str, events: tuple[str, ...] = HOOK_EVENTS) -> dict[str, Any]:
+    """The `hooks` table that runs `command` for `events` (every event Power Mode handles, by default)."""
+    return {event: [{**({"matcher": GUARD_MATCHER} if event == GUARD_EVENT else {}),
+                     "hooks": [{"type": "command", "command": command,
                                 "timeout": START_TIMEOUT if event in START_EVENTS else HOOK_TIMEOUT}]}]
-            for event in HOOK_EVENTS}
+            for event in events}
 
 
 def hook_command() -> str:
@@ -54,9 +62,11 @@ def settings_path(*, user: bool, project_dir: str = ".") -> str:
 def is_ours(group: Any, handler: Any) -> bool:
     """A handler `install` wrote: our script, in a group without a matcher, with no fields we do not write.
 
-    A user's own entry for the same script (with a matcher, say) is theirs, and install/uninstall leave it alone.
+    A user's own entry for the same script (with a matcher, say) is theirs, and install/uninstall leave it alone; the
+    guardrails' PreToolUse group carries our own matcher.
     """
-    if not isinstance(handler, dict) or set(handler) - {"type", "command", "timeout"} or "matcher" in group:
+    if not isinstance(handler, dict) or set(handler) - {"type", "command", "timeout"} \
+            or group.get("matcher", GUARD_MATCHER) != GUARD_MATCHER:
         return False
     try:
         program = shlex.split(str(handler.get("command", "")))[:1]
@@ -65,15 +75,15 @@ def is_ours(group: Any, handler: Any) -> bool:
     return bool(program) and os.path.basename(program[0]) == HOOK_SCRIPT
 
 
-def install_hooks(path: str, command: str | None = None) -> bool:
-    """Merge the Power Mode hooks into the settings file at `path`; return True if the file changed."""
+def install_hooks(path: str, command: str | None = None, events: tuple[str, ...] = HOOK_EVENTS) -> bool:
+    """Merge the Power Mode hooks for `events` into the settings file at `path`; return True if the file changed."""
     settings = _read(path)
     before = json.dumps(settings, sort_keys=True)
-    _remove_ours(settings)
+    _remove_ours(settings, events)
     hooks = settings.setdefault("hooks", {})
     if not isinstance(hooks, dict):
         raise ConfigError(f"{path}: 'hooks' must be an object, not {type(hooks).__name__}")
-    for event, groups in hooks_config(command or hook_command()).items():
+    for event, groups in hooks_config(command or hook_command(), events).items():
         existing = hooks.setdefault(event, [])
         if not isinstance(existing, list):
             raise ConfigError(f"{path}: 'hooks.{event}' must be a list, not {type(existing).__name__}")
@@ -84,24 +94,25 @@ def install_hooks(path: str, command: str | None = None) -> bool:
     return True
 
 
-def uninstall_hooks(path: str) -> bool:
-    """Remove the Power Mode hooks (and only them) from the settings file; return True if the file changed."""
+def uninstall_hooks(path: str, events: tuple[str, ...] = (*HOOK_EVENTS, GUARD_EVENT)) -> bool:
+    """Remove the Power Mode hooks for `events` (and only them) from the settings file; return True if the file
+    changed."""
     if not os.path.exists(path):
         return False
     settings = _read(path)
-    if not _remove_ours(settings):
+    if not _remove_ours(settings, events):
         return False
     _write(path, settings)
     return True
 
 
-def _remove_ours(settings: dict[str, Any]) -> bool:
-    """Drop our handlers, then groups and events left empty by that; True if anything was dropped."""
+def _remove_ours(settings: dict[str, Any], events: tuple[str, ...]) -> bool:
+    """Drop our handlers for `events`, then groups and events left empty by that; True if anything was dropped."""
     hooks = settings.get("hooks")
     if not isinstance(hooks, dict):
         return False
     removed = False
-    for event in list(hooks):
+    for event in [event for event in hooks if event in events]:
         groups = hooks[event]
         if not isinstance(groups, list):
             continue

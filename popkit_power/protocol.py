@@ -60,7 +60,8 @@ EVENT_TYPES: dict[str, tuple[str, dict[str, tuple[str, bool]]]] = {
     "message.broadcast": (BROADCAST, {"text": (_STR, True)}),
     "message.direct": (BROADCAST, {"text": (_STR, True)}),
     # the human
-    "approval.requested": (HUMAN, {"request": (_STR, True), "question": (_STR, True), "options": (_LIST, False)}),
+    "approval.requested": (HUMAN, {"request": (_STR, True), "question": (_STR, True), "options": (_LIST, False),
+                                   "guard": (_DICT, False)}),
     "approval.granted": (HUMAN, {"request": (_STR, True), "note": (_STR, False)}),
     "approval.denied": (HUMAN, {"request": (_STR, True), "note": (_STR, False)}),
     # the objective and the session

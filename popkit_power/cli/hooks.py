@@ -1,30 +1,76 @@
-"""Registering the Power Mode hooks in Claude Code's settings, for people who do not use the plugin."""
+"""Registering the Power Mode hooks in Claude Code's settings, for people who do not use the plugin, and the
+guardrails' PreToolUse hook for everyone who configures guardrails."""
 
 from __future__ import annotations
 
 import click
 
-from ..install import install_hooks, settings_path, uninstall_hooks
+from ..config import load_config
+from ..errors import ConfigError
+from ..install import GUARD_EVENT, HOOK_EVENTS, install_hooks, settings_path, uninstall_hooks
+from .common import power_dir
+
+_USER = click.option("--user", is_flag=True, help="Write ~/.claude/settings.json instead of the project's.")
+_PROJECT = click.option("--project-dir", type=click.Path(file_okay=False), default=".",
+                        help="The project (default: here).")
+
+
+def _guardrails_set() -> bool:
+    config = load_config(power_dir())
+    return bool(config.guardrail_paths or config.guardrail_commands)
 
 
 @click.command()
-@click.option("--user", is_flag=True, help="Write ~/.claude/settings.json instead of the project's.")
-@click.option("--project-dir", type=click.Path(file_okay=False), default=".", help="The project (default: here).")
+@_USER
+@_PROJECT
 def install(user: bool, project_dir: str) -> None:
-    """Register the Power Mode hooks in Claude Code's settings (merged with what is there; idempotent)."""
+    """Register the Power Mode hooks in Claude Code's settings (merged with what is there; idempotent). With
+    guardrails set in config.json, their PreToolUse hook too."""
     path = settings_path(user=user, project_dir=project_dir)
-    added = install_hooks(path)
-    click.echo(f"{'installed' if added else 'already installed'}: popkit-power hooks in {path}")
+    guarded = _guardrails_set()
+    added = install_hooks(path, events=(*HOOK_EVENTS, GUARD_EVENT) if guarded else HOOK_EVENTS)
+    click.echo(f"{'installed' if added else 'already installed'}: popkit-power hooks in {path}"
+               f"{' (with the guardrails hook)' if guarded else ''}")
 
 
 @click.command()
-@click.option("--user", is_flag=True, help="Edit ~/.claude/settings.json instead of the project's.")
-@click.option("--project-dir", type=click.Path(file_okay=False), default=".", help="The project (default: here).")
+@_USER
+@_PROJECT
 def uninstall(user: bool, project_dir: str) -> None:
-    """Remove the Power Mode hooks from Claude Code's settings, leaving everything else as it was."""
+    """Remove the Power Mode hooks (the guardrails' too) from Claude Code's settings, leaving everything else."""
     path = settings_path(user=user, project_dir=project_dir)
     removed = uninstall_hooks(path)
     click.echo(f"{'removed' if removed else 'nothing to remove'}: popkit-power hooks in {path}")
 
 
-COMMANDS = (install, uninstall)
+@click.group()
+def guardrails() -> None:
+    """Turn the guardrails' PreToolUse hook on or off in Claude Code's settings. Guardrails themselves are the
+    `guardrail_paths` and `guardrail_commands` patterns in the power directory's config.json; a matching call waits
+    for the human's approval. Plugin users turn them on here too (the plugin's own hooks are fixed)."""
+
+
+@guardrails.command("on")
+@_USER
+@_PROJECT
+def guardrails_on(user: bool, project_dir: str) -> None:
+    """Register the PreToolUse hook that enforces the configured guardrails."""
+    if not _guardrails_set():
+        raise ConfigError(f"no guardrails are set: add \"guardrail_paths\" (e.g. [\"*.env\"]) or "
+                          f"\"guardrail_commands\" (e.g. [\"git push*\"]) to {power_dir()}/config.json first")
+    path = settings_path(user=user, project_dir=project_dir)
+    added = install_hooks(path, events=(GUARD_EVENT,))
+    click.echo(f"{'guardrails on' if added else 'guardrails already on'}: PreToolUse hook in {path}")
+
+
+@guardrails.command("off")
+@_USER
+@_PROJECT
+def guardrails_off(user: bool, project_dir: str) -> None:
+    """Remove the guardrails' PreToolUse hook (the patterns in config.json stay)."""
+    path = settings_path(user=user, project_dir=project_dir)
+    removed = uninstall_hooks(path, events=(GUARD_EVENT,))
+    click.echo(f"{'guardrails off' if removed else 'guardrails were not on'}: PreToolUse hook in {path}")
+
+
+COMMANDS = (install, uninstall, guardrails)

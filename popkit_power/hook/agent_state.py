@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 MAX_STATE_BYTES = 64 << 20
+MAX_GUARDS = 200  # guarded calls remembered per agent (the oldest is forgotten: that call is asked about again)
 
 _NUMBER = (int, float)
 #: field -> (its JSON kind, the kind of its items or values); anything else found in a file is dropped
@@ -30,6 +31,7 @@ _KINDS: dict[str, tuple[type, Any]] = {
     "tool_calls": (int, None), "tool_counts": (dict, int), "files": (list, str), "asked": (dict, str),
     "my_writes": (dict, _NUMBER), "other_writes": (dict, dict), "seen_insights": (list, str), "names": (dict, str),
     "warned": (dict, _NUMBER), "pending": (list, str), "work_calls": (int, None), "titles": (dict, str),
+    "guards": (dict, dict),
 }
 
 
@@ -43,6 +45,7 @@ class AgentState:
         "cursor",
         "durable",
         "files",
+        "guards",
         "is_new",
         "lock",
         "lost_cursor",
@@ -75,6 +78,8 @@ class AgentState:
         self.work_calls = 0
         #: task id -> title, of the tasks it heard created (insights are routed by its task's words)
         self.titles: dict[str, str] = {}
+        #: "tool\nfile or command" -> {request, answer, scan position}: the guardrail requests it raised
+        self.guards: dict[str, dict[str, Any]] = {}
         self.tool_counts: dict[str, int] = {}
         #: the files it touched, most recent last (a heartbeat names them)
         self.files: list[str] = []
@@ -133,7 +138,7 @@ class AgentState:
     def as_dict(self) -> dict[str, Any]:
         return {
             "cursor": self.cursor.as_dict() if self.cursor is not None else None,
-            "tool_calls": self.tool_calls, "work_calls": self.work_calls, "titles": self.titles,
+            "tool_calls": self.tool_calls, "work_calls": self.work_calls, "titles": self.titles, "guards": self.guards,
             "tool_counts": self.tool_counts, "files": self.files,
             "current_task": self.current_task, "asked": self.asked, "my_writes": self.my_writes,
             "other_writes": self.other_writes, "seen_insights": self.seen_insights, "names": self.names,

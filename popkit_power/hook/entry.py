@@ -18,8 +18,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, BinaryIO
 
-HANDLED_EVENTS = frozenset({"SessionStart", "PostToolUse", "PostToolUseFailure", "SubagentStart", "SubagentStop",
-                            "Stop", "SessionEnd"})
+HANDLED_EVENTS = frozenset({"SessionStart", "PreToolUse", "PostToolUse", "PostToolUseFailure", "SubagentStart",
+                            "SubagentStop", "Stop", "SessionEnd"})
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 MAX_ID_BYTES = 100  # Claude Code's ids are UUIDs; an agent key goes into every record the agent writes
 

@@ -67,6 +67,14 @@ def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str,
         if state.lost_cursor:
             log_error(power_dir, f"the state file of agent {agent.key} was damaged; its news goes on from the "
                                  f"journal's end (what was sent to it before may be lost)")
+        if event_name == "PreToolUse":  # registered only where guardrails are configured
+            from .guard import reply as guard_reply
+
+            denial = guard_reply(session, state, agent.key, agent.name, payload)
+            state.save()
+            if denial is not None and deliver is not None:
+                deliver(denial)
+            return denial
         context = _HANDLERS[event_name](session, state, agent, payload)
         if not context:
             state.save()

@@ -305,3 +305,43 @@ def test_a_killed_agent_s_task_is_offered_to_another_who_claims_it(claude_bin: P
     orphaned = [e["data"]["agent"] for e in events if e["type"] == "task.orphaned"]
     # agent two ended (claude -p exits) still holding the task: the coordinator hands it on again
     assert orphaned[0] == owner and orphaned[1:] in ([], [claimed_by_two])
+
+
+def test_a_guarded_command_waits_for_the_human_and_passes_once_approved(claude_bin: Path, model_server: ServerFactory,
+                                                                       tmp_path: Path, power_home: Path) -> None:
+    """With a guardrail on `echo DEPLOY*` and its PreToolUse hook registered in the project's settings (as
+    `popkit-power guardrails on` writes them, beside the plugin's hooks), the agent's first try is denied with a
+    reason naming the approval request; the human approves it; the same command then runs."""
+    (power_home / "config.json").write_text('{"guardrail_commands": ["echo DEPLOY*"]}')
+    popkit(power_home, "start", "E2E guardrails")
+    work = tmp_path / "work"
+    work.mkdir()
+    popkit(power_home, "guardrails", "on", "--project-dir", str(work))
+    prompt = "AGENT guardrail test"
+    command = {"command": "echo DEPLOY-e2e", "description": "deploy"}
+    turns = Turns({prompt: [tool_use("Bash", command), tool_use("Bash", command), text("done")]})
+    gate = Gate()
+
+    def script(request: dict[str, Any]) -> Reply:
+        if len(tool_results(request)) == 1 and turns.conversation_of(request) == prompt:
+            gate.hold()
+        return turns(request)
+
+    server = model_server(script)
+    process = start_claude(prompt, cwd=work, base_url=server.base_url, plugin_dir=REPO, env=agent_env(power_home),
+                           claude_bin=claude_bin, state_dir=tmp_path / "claude", timeout=120)
+    try:
+        assert gate.reached.wait(GATE_TIMEOUT)
+        (request_id,) = orjson.loads(popkit(power_home, "status", "--json"))["pending_approvals"]
+        popkit(power_home, "approve", request_id)
+    finally:
+        gate.release.set()
+    result = process.wait()
+    assert result.returncode == 0, result.describe()
+    requests = requests_of(server, prompt)
+    first, second = tool_results(requests[1])[-1], tool_results(requests[2])[-1]
+    assert first["is_error"] and f"request {request_id}" in str(first["content"])
+    assert "Power Mode guardrail" in str(first["content"])
+    assert (second["is_error"], second["content"]) == (False, "DEPLOY-e2e")
+    tools = [event["data"] for event in journal_events(power_home) if event["type"] == "agent.tool"]
+    assert [data["tool"] for data in tools] == ["Bash"], "the denied call never ran; the approved one did"
