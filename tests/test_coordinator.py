@@ -432,3 +432,28 @@ def test_start_with_no_coordinator_starts_none(tmp_path: Path) -> None:
                              text=True, timeout=60)
     assert started.returncode == 0 and "coordinator:" not in started.stdout, started
     assert not daemon.running(Session.active(home))
+
+
+def test_the_coordinator_keeps_snapshots_fresh_so_an_agent_start_folds_a_short_tail(tmp_path: Path) -> None:
+    """Every `snapshot_every_events` folded events the coordinator saves a snapshot: after 1,000 events with a
+    setting of 100, the newest snapshot is at most 100 events (plus its own decisions) behind the journal's end."""
+    home = str(tmp_path / "power")
+    session = start_session(home, "Snapshots", sender="human")
+    Path(home, "config.json").write_text('{"snapshot_every_events": 100, "heartbeat_seconds": 3600}')
+    session = Session(home, session.id)
+    coordinator = PowerModeCoordinator(power_dir=home)
+    coordinator.start()
+    try:
+        for n in range(1000):
+            session.publish("message.broadcast", {"text": f"note {n}"}, sender="human")
+        end = session.journal.end_position()
+        assert coordinator.wait_folded(end.seq - 1, 30)
+        deadline = time.monotonic() + 30
+        latest = session.snapshots.latest(end)
+        while (latest is None or end.seq - latest[1].seq > 110) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the snapshot is written right after the fold it follows
+            latest = session.snapshots.latest(end)
+    finally:
+        coordinator.stop()
+    assert latest is not None and end.seq - latest[1].seq <= 110, latest and latest[1]
+    assert latest[0]["counts"]["message.broadcast"] >= 890
