@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from ..errors import (
     ConfigError,
@@ -38,6 +37,7 @@ from .transport import (
     block_seconds,
     check_commands,
     mask,
+    safe_url,
     scrub,
     summary,
 )
@@ -201,18 +201,13 @@ def error_text(error: Exception) -> str:
 
 
 def _shown(url: str) -> tuple[str, str]:
-    """(the URL as messages show it: no user, password or query; the password, '' when none). ConfigError for a
-    URL that is not redis://, rediss:// or unix://."""
+    """(the URL as messages show it, the password it carries); ConfigError for a URL that is not redis://,
+    rediss:// or unix://."""
     try:
-        parts = urlsplit(url)
-        port = parts.port
+        shown, password = safe_url(url)
     except ValueError as error:
         raise ConfigError(f"REDIS_URL is not a URL ({error}); it looks like redis://host:6379/0") from None
-    password = parts.password or parse_qs(parts.query).get("password", [""])[0]
-    if parts.scheme not in SCHEMES:
-        shown = scrub(url, password)[:100]
-        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, not {shown!r}")
-    if parts.scheme == "unix":
-        return f"unix://{parts.path}", password
-    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname or "localhost"
-    return f"{parts.scheme}://{host}:{port or 6379}{parts.path}", password
+    if not shown.startswith(tuple(f"{scheme}://" for scheme in SCHEMES)):
+        shown_url = scrub(url, password)[:100]
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, not {shown_url!r}")
+    return shown, password

@@ -42,6 +42,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
 
 from ..errors import ReplicationError
 
@@ -164,6 +165,20 @@ def scrub(text: str, *secrets: str) -> str:
         if secret:
             text = text.replace(secret, mask(secret))
     return text
+
+
+def safe_url(url: str) -> tuple[str, str]:
+    """(the URL as it may be shown: scheme://host:port/path, without user, password or query; the secret it
+    carries, '' when none: its password, or a `password` or `_token` query parameter). ValueError when it is not
+    a URL at all."""
+    parts = urlsplit(url)
+    port = parts.port  # ValueError for a port that is not a number
+    query = parse_qs(parts.query)
+    secret = parts.password or (query.get("password") or query.get("_token") or [""])[0]
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}", secret
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname or ""
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}{parts.path.rstrip('/')}", secret
 
 
 def check_commands(commands: Sequence[Command], who: str) -> None:

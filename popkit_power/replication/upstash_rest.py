@@ -53,6 +53,7 @@ from .transport import (
     check_commands,
     limit_reached,
     mask,
+    safe_url,
     scrub,
     summary,
 )
@@ -209,18 +210,17 @@ _NOT_JSON = object()
 def _origin(url: str, token: str) -> str:
     """scheme://host[:port][/path] of a REST URL, without anything that could hold a secret (user info, query);
     ConfigError for a URL Upstash cannot have."""
-    shown = scrub(url, token)
+    shown = scrub(url, token)[:100]
     try:
         parsed = httpx.URL(url)
+        origin, _secret = safe_url(url)
     except (httpx.InvalidURL, TypeError, ValueError):
-        raise ConfigError(f"UPSTASH_REDIS_REST_URL is not a URL: {shown[:100]!r}; it looks like "
+        raise ConfigError(f"UPSTASH_REDIS_REST_URL is not a URL: {shown!r}; it looks like "
                           f"https://<name>.upstash.io") from None
     if parsed.scheme not in ("https", "http") or not parsed.host:
         raise ConfigError(f"UPSTASH_REDIS_REST_URL must be an https:// URL such as https://<name>.upstash.io, "
-                          f"not {shown[:100]!r}")
-    port = f":{parsed.port}" if parsed.port else ""
-    path = parsed.path.rstrip("/")
-    return f"{parsed.scheme}://{parsed.host}{port}{path}"
+                          f"not {shown!r}")
+    return origin
 
 
 def _text(arg: Any, who: str, n: int) -> str | int:
