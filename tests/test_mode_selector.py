@@ -144,3 +144,17 @@ def test_connect_in_file_mode(power_dir: str) -> None:
     coordinator = PowerModeCoordinator(power_dir=power_dir)
     assert coordinator.connect() is True
     assert (coordinator.mode, coordinator.reason) == (FILE, f"File-based mode: {NOT_CONFIGURED}")
+
+
+@pytest.mark.parametrize(("blocked", "module", "words"), [
+    ("redis", "popkit_power.replication.redis_streams", "REDIS_URL needs redis-py, which is not installed: "
+                                                        "pip install 'popkit-power[redis]'"),
+    ("fakeredis", "popkit_power.replication.memory", "pip install 'popkit-power[test]'"),
+])
+def test_a_missing_optional_package_is_named_with_its_pip_command(blocked: str, module: str, words: str) -> None:
+    probe = (f"import sys\nsys.modules[{blocked!r}] = None\n"
+             f"from popkit_power.errors import MissingDependencyError\n"
+             f"try:\n    import {module} as m\n    m.MemoryTransport()\n"
+             f"except MissingDependencyError as error:\n    print(isinstance(error, ImportError), error)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.startswith("True ") and words in done.stdout, done.stdout + done.stderr

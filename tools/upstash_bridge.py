@@ -180,7 +180,14 @@ class _Handler(BaseHTTPRequestHandler):
         bridge: Bridge = self.server.bridge  # type: ignore[attr-defined]
         fault = bridge._next_fault()
         parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            self._answer(400, {"error": "ERR bad Content-Length"})
+            return
         if length > MAX_REQUEST_BYTES:
             self.close_connection = True  # the body is left unread
             self._answer(400, {"error": "ERR max request size exceeded"})

@@ -23,8 +23,9 @@ a Redis server and an in-memory fake can all keep it exactly, and so that the re
                                 MalformedReplyError        a reply the protocol does not allow: may have been applied
                               Each has `retryable` (can sending again help?) and `outcome_unknown`. It NEVER
                               retries: a resent XADD without an explicit id would be a duplicate, so only the
-                              caller, who knows whether its commands are idempotent, may send again. `timeout` is
-                              for the round trip; a blocking XREAD's BLOCK time is added to it. Raises
+                              caller, who knows whether its commands are idempotent, may send again. `timeout`
+                              bounds each wait on the network (connecting, sending, each read); a blocking XREAD's
+                              BLOCK time is added to it. Raises
                               ReplicationError (not a TransportError, nothing sent) for commands it will not send.
     Transport.describe() -> str   kind and address for status and messages, the token masked ("****" + last 4)
     Transport.close() -> None     release connections; the transport is not used again

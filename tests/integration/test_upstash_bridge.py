@@ -64,3 +64,16 @@ def test_what_rest_cannot_do_is_refused(bridge: Any) -> None:
     assert post(bridge, "/pipeline", [["SET", "k", True]]).status_code == 400
     assert httpx.get(f"{bridge.url}/get/k", headers=AUTH, timeout=5).status_code == 405
     assert post(bridge, "/nowhere", ["PING"]).status_code == 404
+
+
+def test_a_hostile_content_length_is_refused(bridge: Any) -> None:
+    import socket
+
+    host, port = bridge.url.removeprefix("http://").split(":")
+    for length in (b"-5", b"lots", b"99999999999"):
+        with socket.create_connection((host, int(port)), timeout=5) as conn:
+            conn.sendall(b"POST /pipeline HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode() +
+                         b"\r\nContent-Length: " + length + b"\r\n\r\n")
+            answer = conn.makefile("rb").read()
+        assert answer.startswith(b"HTTP/1.1 400 ") and (b"Content-Length" in answer or b"size" in answer), answer
+    assert post(bridge, "/", ["PING"]).json() == {"result": "PONG"}
