@@ -8,11 +8,23 @@
     ├── HookInputError         a Claude Code hook payload the hook cannot use (logged, never raised to Claude Code)
     ├── UnsafePathError        a path under the power directory that must not be used: a symlink, a directory
     │                          where a file belongs, one not owned by you or writable by others
-    └── JournalError           the journal cannot be read or written
-        └── RecordTooLargeError    one record over `max_record_bytes`
+    ├── JournalError           the journal cannot be read or written
+    │   └── RecordTooLargeError    one record over `max_record_bytes`
+    └── ReplicationError       mirroring to Redis or Upstash cannot go on: a command the transport refuses to send
+        │                      (not str/int/bytes, XREAD BLOCK over REST), a bad server address
+        ├── MissingDependencyError   an optional package is not installed (names the pip command); an ImportError too
+        └── TransportError     one call to Redis or Upstash failed as a whole; `retryable` says whether sending
+            │                  again can help, `outcome_unknown` whether the server may have applied it
+            ├── TransportTimeoutError      no reply in time (outcome unknown)
+            ├── TransportUnreachableError  cannot connect (not applied), or the connection broke mid-call (unknown)
+            ├── TransportAuthError         credentials refused: HTTP 401, WRONGPASS, NOAUTH (not applied)
+            ├── TransportLimitError        an Upstash limit: daily or monthly requests, request size (not applied)
+            ├── TransportServerError       HTTP 5xx (outcome unknown)
+            ├── TransportRejectedError     the request as a whole refused for another reason, e.g. HTTP 400
+            └── MalformedReplyError        a reply the protocol does not allow: not JSON, fewer results than commands
 
-Every message is one line that names what is wrong, so the CLI can print it as it is. This module is on the hook's
-hot path: it imports nothing.
+Every message is one line that names what is wrong, so the CLI can print it as it is; a transport's messages name the
+server with its token masked and never contain a token. This module is on the hook's hot path: it imports nothing.
 """
 
 from __future__ import annotations
@@ -57,3 +69,67 @@ class RecordTooLargeError(JournalError):
         super().__init__(f"record of {size} bytes is over the size limit of {limit} bytes (max_record_bytes)")
         self.size = size
         self.limit = limit
+
+
+class ReplicationError(PowerModeError):
+    """Replication to Redis or Upstash cannot go on: a command a transport refuses, a missing optional package."""
+
+
+class MissingDependencyError(ReplicationError, ImportError):
+    """An optional package a transport needs is not installed; the message names the pip command that adds it."""
+
+
+class TransportError(ReplicationError):
+    """One call to Redis or Upstash failed as a whole.
+
+    `retryable`: whether sending the same call again can succeed (a timeout can; a refused token cannot).
+    `outcome_unknown`: whether the server may have applied the commands even so (a timeout after sending), which is
+    why every command the replicator sends must be safe to send twice."""
+
+    retryable = True
+    outcome_unknown = True
+
+    def __init__(self, message: str, *, outcome_unknown: bool | None = None) -> None:
+        super().__init__(message)
+        if outcome_unknown is not None:
+            self.outcome_unknown = outcome_unknown
+
+
+class TransportTimeoutError(TransportError):
+    """No reply within the call's timeout: the commands may have been applied."""
+
+
+class TransportUnreachableError(TransportError):
+    """The server could not be reached (nothing sent), or the connection broke during the call (outcome unknown)."""
+
+
+class TransportAuthError(TransportError):
+    """The credentials were refused (HTTP 401, WRONGPASS, NOAUTH): nothing was applied, and resending cannot help."""
+
+    retryable = False
+    outcome_unknown = False
+
+
+class TransportLimitError(TransportError):
+    """An Upstash limit was reached (daily or monthly requests, request size): nothing was applied, and resending
+    the same request will not help until the limit resets or the request is made smaller."""
+
+    retryable = False
+    outcome_unknown = False
+
+
+class TransportServerError(TransportError):
+    """The server failed (HTTP 5xx): the commands may have been applied; a later call may succeed."""
+
+
+class TransportRejectedError(TransportError):
+    """The request as a whole was refused for a reason that resending will not fix (HTTP 400, 405, a top-level
+    error that is not about credentials or limits)."""
+
+    retryable = False
+    outcome_unknown = False
+
+
+class MalformedReplyError(TransportError):
+    """A reply the protocol does not allow (not JSON, an HTML error page, fewer results than commands): something
+    between us and the server answered, so the commands may have been applied."""

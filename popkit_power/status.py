@@ -9,6 +9,7 @@ renderer only lays the values out.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections import Counter
@@ -17,7 +18,7 @@ from typing import Any
 from .home import active_session
 from .journal import Position
 from .keys import COORDINATOR, HUMAN, RESERVED_SENDERS, agent_name
-from .mode_selector import select_mode
+from .mode_selector import CREDENTIAL_VARS, Mode, select_mode
 from .projector import (
     AGENT_ACTIVE,
     AGENT_IDLE,
@@ -56,9 +57,17 @@ MAX_NAME_CHARS = 32
 RECENT_FILES = 3
 
 
-def mode_info() -> dict[str, str]:
-    mode, reason = select_mode(os.environ)
-    return {"mode": mode, "reason": reason}
+def mode_info() -> dict[str, Any]:
+    """The mode line: which server mirrors the journal (mode_selector.py), why, and whether it answers (`ok`).
+    A server is asked once per process for the same credentials (`status --watch` does not PING every second:
+    Upstash bills every command); in file mode nothing is contacted or imported."""
+    mode = _selected_mode(tuple(os.environ.get(name, "") for name in CREDENTIAL_VARS))
+    return {"mode": mode.kind, "reason": mode.reason, "ok": mode.ok}
+
+
+@functools.lru_cache(maxsize=8)
+def _selected_mode(credentials: tuple[str, ...]) -> Mode:
+    return select_mode(dict(zip(CREDENTIAL_VARS, credentials, strict=True)))
 
 
 def no_session(power_dir: str) -> dict[str, Any]:

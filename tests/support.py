@@ -240,3 +240,87 @@ def claude_parent(directory: Any, script: Any) -> Any:
     claude.write_text(f'#!/bin/sh\n"{script}" "$@"\nexit $?\n')
     claude.chmod(0o755)
     return claude
+
+
+# -- a real redis-server ----------------------------------------------------------------------------------------------
+
+REDIS_SERVER = "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface (from the OS's ephemeral range, so never Redis's 6379)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    assert port != 6379, "the machine's Redis port is never used"
+    return port
+
+
+class RedisServer:
+    """A redis-server of the test's own: on a free loopback port (and a unix socket) in `directory`, with no
+    persistence, so it starts empty. `stop()` ends it politely, `kill()` with SIGKILL, and `start()` starts it
+    again on the same port (empty again: nothing was saved)."""
+
+    def __init__(self, directory: str, port: int | None = None) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.socket_path = os.path.join(directory, "redis.sock")
+        self.log_path = os.path.join(directory, "redis.log")
+        self.process: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def unix_url(self) -> str:
+        return f"unix://{self.socket_path}?db=0"
+
+    def start(self, timeout: float = 15.0) -> RedisServer:
+        import subprocess
+
+        os.makedirs(self.directory, exist_ok=True)
+        self.process = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.directory, "--logfile", self.log_path, "--unixsocket", self.socket_path,
+             "--unixsocketperm", "700", "--daemonize", "no", "--enable-debug-command", "local"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not self.answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"redis-server on port {self.port} did not start: {self.log_tail()}")
+            time.sleep(0.01)
+        return self
+
+    def answers(self) -> bool:
+        """Whether it answers PING now (a raw socket: the test's own client library is not under test here)."""
+        import socket
+
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(15)
+        self.process = None
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(15)
+        self.process = None
+
+    def log_tail(self) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as log:
+                return " | ".join(log.read().splitlines()[-5:])
+        except OSError:
+            return "(no log)"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +26,7 @@ from ..errors import SessionError
 from ..follow import JournalWatch
 from ..home import active_session, find_power_dir
 from ..keys import COORDINATOR, host_name
-from ..mode_selector import select_mode
+from ..mode_selector import UPSTASH, select_mode
 from ..processes import still_running
 from ..projector import apply, live_agents
 from ..session import Session, start_session
@@ -64,9 +65,15 @@ class PowerModeCoordinator:
         self.stop_reason = "stopped"
 
     def connect(self) -> bool:
-        """Select the mode (the file journal, or Redis/Upstash once replication lands) and say why; True when the
-        coordinator can run."""
-        self.mode, self.reason = select_mode(os.environ)
+        """Select the mode (mode_selector.py: Upstash, Redis or the file journal) and say why (`mode`, `reason`,
+        logged). False, with the original's "Upstash connection failed. Check your credentials." and the exact
+        failure printed on stderr, when Upstash credentials are set but Upstash does not answer; True otherwise."""
+        selected = select_mode(os.environ)
+        self.mode, self.reason = selected.kind, selected.reason
+        if selected.kind == UPSTASH and not selected.ok:
+            log.error("mode: %s (%s)", self.mode, self.reason)
+            print(self.reason, file=sys.stderr)
+            return False
         log.info("mode: %s (%s)", self.mode, self.reason)
         return True
 
