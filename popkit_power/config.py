@@ -17,8 +17,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-#: name -> (default, kind, minimum); kinds: "int", "float", "bool", "globs" (a list of patterns), or a tuple of
-#: allowed strings.
+#: name -> (default, kind, minimum); kinds: "int", "float", "bool", "globs" (a list of patterns), "name" (a short
+#: word), or a tuple of allowed strings.
 DEFAULTS: dict[str, tuple[Any, Any, float | None]] = {
     "checkin_every_n_tools": (5, "int", 1),
     "durability": (DURABILITY_FLUSH, (DURABILITY_FLUSH, DURABILITY_FSYNC), None),
@@ -40,6 +40,11 @@ DEFAULTS: dict[str, tuple[Any, Any, float | None]] = {
     # guardrails (hook/guard.py): a matching Edit/Write or Bash call waits for the human's approval
     "guardrail_paths": ((), "globs", None),  # e.g. ["*.env", "migrations/*"]
     "guardrail_commands": ((), "globs", None),  # e.g. ["git push*", "rm -rf *"]
+    # replication (replication/): the Redis names' prefix, and how the replicator batches, waits and polls
+    "redis_prefix": ("pop", "name", None),  # several projects can share one database under different prefixes
+    "replication_batch_events": (500, "int", 1),
+    "replication_timeout_seconds": (10, "float", 0.5),
+    "upstash_idle_poll_seconds": (60, "float", 1),  # Upstash bills every command: 60 s is 60 polls an idle hour
 }
 MAX_GLOBS = 100
 MAX_GLOB_CHARS = 500
@@ -75,6 +80,10 @@ class Config:
     auto_reassign_orphaned: bool
     guardrail_paths: tuple[str, ...]
     guardrail_commands: tuple[str, ...]
+    redis_prefix: str
+    replication_batch_events: int
+    replication_timeout_seconds: float
+    upstash_idle_poll_seconds: float
 
     def __init__(self, **values: Any) -> None:
         for name, (default, _kind, _minimum) in DEFAULTS.items():
@@ -98,6 +107,11 @@ def check_value(name: str, value: Any, source: str = "config") -> Any:
         return value
     if kind == "globs":
         return _check_globs(name, value, source)
+    if kind == "name":
+        if not isinstance(value, str) or not 0 < len(value) <= 40 or not all(
+                char.isascii() and (char.isalnum() or char in "_.-") for char in value):
+            raise ConfigError(f"{source}: {name!r} must be 1 to 40 letters, digits, '_', '.' or '-'; got {value!r}")
+        return value
     if kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{source}: {name!r} must be true or false; got {value!r}")

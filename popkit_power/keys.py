@@ -15,7 +15,8 @@ MAIN = "main"
 HUMAN = "human"
 COORDINATOR = "coordinator"
 #: Senders no agent may take: the reader of a news line trusts these two names.
-RESERVED_SENDERS = frozenset({HUMAN, COORDINATOR})
+ARBITER = "arbiter"  # the origin and sender of the facts the Redis server decides (replication/scripts.py)
+RESERVED_SENDERS = frozenset({HUMAN, COORDINATOR, ARBITER})
 
 
 def agent_key(claude_session: str, agent_id: str | None = None) -> str:
@@ -78,26 +79,78 @@ def host_name() -> str:
 
 # -- the original Power Mode's Redis layout, kept readable for outside tools ----------------------------------------
 
-OBJECTIVE_KEY = "pop:objective"
-ORPHANED_TASKS_KEY = "pop:tasks:orphaned"
-COORDINATOR_STATUS_KEY = "pop:coordinator:status"
+DEFAULT_PREFIX = "pop"
 
 
-def channel_stream(channel: str) -> str:
-    """The Redis stream of one of the six channels: `pop:broadcast`, `pop:heartbeat`, ..."""
-    return f"pop:{channel}"
+class RedisLayout:
+    """Every Redis name popkit-power uses, under one prefix (`pop` by default, `redis_prefix` in config.json), so that
+    several projects can share one database. docs/replication.md describes each.
+
+    The original Power Mode's names: the six channel streams `pop:<channel>`, and the keys `pop:objective`,
+    `pop:state:{agent_id}`, `pop:completed:{session_id}`, `pop:tasks:orphaned`, `pop:coordinator:status`,
+    `pop:patterns:{pattern_id}`. Replication's own names (per session): one stream per origin, whose entry ids are
+    the origin's journal seqs, the set of origins, and the arbiter's stream, counter and decided contests.
+    """
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        self.prefix = prefix
+
+    def channel_stream(self, channel: str) -> str:
+        """The stream of one of the six channels: `pop:broadcast`, `pop:heartbeat`, ..."""
+        return f"{self.prefix}:{channel}"
+
+    @property
+    def objective(self) -> str:
+        return f"{self.prefix}:objective"
+
+    @property
+    def orphaned_tasks(self) -> str:
+        return f"{self.prefix}:tasks:orphaned"
+
+    @property
+    def coordinator_status(self) -> str:
+        return f"{self.prefix}:coordinator:status"
+
+    @property
+    def active_session(self) -> str:
+        """The session the team works in: `join` on another machine takes it from here."""
+        return f"{self.prefix}:session"
+
+    def agent_state(self, agent: str) -> str:
+        """The hash holding one agent's latest state."""
+        return f"{self.prefix}:state:{agent}"
+
+    def completed(self, session_id: str) -> str:
+        """A closed session's summary (kept 24 hours)."""
+        return f"{self.prefix}:completed:{session_id}"
+
+    def pattern(self, pattern_id: str) -> str:
+        """One shared insight (kept 24 hours)."""
+        return f"{self.prefix}:patterns:{pattern_id}"
+
+    def origin_stream(self, session_id: str, origin: str) -> str:
+        """One machine's events of a session, each under the id `<its journal seq>-0`."""
+        return f"{self.prefix}:journal:{session_id}:{origin}"
+
+    def origins(self, session_id: str) -> str:
+        """The set of origins that have written to a session."""
+        return f"{self.prefix}:journal:{session_id}:origins"
+
+    def arbiter_counter(self, session_id: str) -> str:
+        return f"{self.prefix}:arbiter:{session_id}:seq"
+
+    def contests(self, session_id: str) -> str:
+        """contest -> the event that won it (claims of one task in one round)."""
+        return f"{self.prefix}:arbiter:{session_id}:won"
 
 
-def agent_state_key(agent: str) -> str:
-    """The hash holding one agent's latest state."""
-    return f"pop:state:{agent}"
-
-
-def completed_key(session_id: str) -> str:
-    """The list of a session's completed tasks (kept 24 hours)."""
-    return f"pop:completed:{session_id}"
-
-
-def pattern_key(pattern_id: str) -> str:
-    """One learned pattern (kept 24 hours)."""
-    return f"pop:patterns:{pattern_id}"
+_DEFAULT_LAYOUT = RedisLayout()
+OBJECTIVE_KEY = _DEFAULT_LAYOUT.objective
+ORPHANED_TASKS_KEY = _DEFAULT_LAYOUT.orphaned_tasks
+COORDINATOR_STATUS_KEY = _DEFAULT_LAYOUT.coordinator_status
+channel_stream = _DEFAULT_LAYOUT.channel_stream
+agent_state_key = _DEFAULT_LAYOUT.agent_state
+completed_key = _DEFAULT_LAYOUT.completed
+pattern_key = _DEFAULT_LAYOUT.pattern

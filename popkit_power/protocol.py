@@ -48,7 +48,7 @@ EVENT_TYPES: dict[str, tuple[str, dict[str, tuple[str, bool]]]] = {
     # tasks
     "task.created": (COORDINATOR, {"task": (_STR, True), "title": (_STR, True), "owner": (_STR, False),
                                    "parent": (_STR, False)}),
-    "task.claimed": (COORDINATOR, {"task": (_STR, True)}),
+    "task.claimed": (COORDINATOR, {"task": (_STR, True), "round": (_INT, False)}),
     "task.assigned": (COORDINATOR, {"task": (_STR, True), "agent": (_STR, True)}),
     "task.completed": (RESULTS, {"task": (_STR, True), "result": (_STR, True), "ok": (_BOOL, False)}),
     "task.orphaned": (COORDINATOR, {"task": (_STR, True), "agent": (_STR, True), "context": (_DICT, False)}),
@@ -75,6 +75,8 @@ EVENT_TYPES: dict[str, tuple[str, dict[str, tuple[str, bool]]]] = {
     "coordinator.stopped": (COORDINATOR, {"reason": (_STR, False)}),
     "coordinator.command": (COORDINATOR, {"text": (_STR, True)}),
     "file.conflict": (COORDINATOR, {"file": (_STR, True), "agents": (_LIST, True)}),
+    "arbiter.decided": (COORDINATOR, {"contest": (_STR, True), "event": (_STR, True), "type": (_STR, True),
+                                      "task": (_STR, False), "agent": (_STR, False), "origin": (_STR, False)}),
 }
 
 #: The human's answers to an approval request: only the human sends them (provenance.py, hook/inbox.py).

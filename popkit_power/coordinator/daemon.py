@@ -11,10 +11,9 @@ import sys
 import time
 
 from .._fs import open_file, read_file
-from .._lock import LOCK_NB, LOCK_SH, LOCK_UN, flock
 from ..errors import PowerModeError, SessionError
+from ..lease import held, holder
 from ..session import Session
-from .lease import LOCK_FILE, holder
 
 LOG_FILE = "coordinator.log"
 START_SECONDS = 15.0
@@ -23,19 +22,7 @@ STOP_SECONDS = 15.0
 
 def running(session: Session) -> bool:
     """Whether a coordinator holds the session's lease now."""
-    try:
-        fd = open_file(os.path.join(session.dir, LOCK_FILE), os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        flock(fd, LOCK_SH | LOCK_NB)  # granted only while nobody holds it exclusively
-    except BlockingIOError:
-        return True
-    else:
-        flock(fd, LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
+    return held(session.dir)
 
 
 def spawn(session: Session) -> int:

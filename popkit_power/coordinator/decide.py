@@ -57,31 +57,72 @@ class Rules:
 
 
 def decide(state: State, now: float, running: Mapping[str, bool | None], rules: Rules,
-           status: Mapping[str, Any] | None = None) -> list[list[Decision]]:
+           status: Mapping[str, Any] | None = None, origin: str | None = None) -> list[list[Decision]]:
     """The batches of events to append, each batch one atomic append.
 
     `running` says, for agents whose process was checked on this machine, whether it still runs (True/False);
     agents missing from it, or with None, could not be checked. `status`, when given, is what a due
-    `coordinator.status` carries besides the counts (pid, host).
+    `coordinator.status` carries besides the counts (pid, host). `origin` is this machine's (replication): an agent
+    of another machine whose coordinator runs is that coordinator's to judge, unless that machine falls silent; then,
+    like the auto-assignment, only the leader decides (the running coordinator with the lowest origin), so that
+    machines do not decide the same thing twice.
     """
     batches: list[list[Decision]] = []
+    leader = _leader(state, origin, now, rules)
     for key in live_agents(state):
         agent = state["agents"][key]
-        lost = _lost(key, agent, now, running.get(key), rules)
+        machine = _machine_of(state, agent, origin)
+        if machine is None:
+            lost = _lost(key, agent, now, running.get(key), rules)
+        else:
+            lost = _machine_silent(key, agent, machine, now, rules) if leader else None
         if lost is not None:
             batches.append([lost, *_hand_over(state, key, rules)])
     for key, agent in state["agents"].items():  # an agent that ended holding tasks left them behind: hand them on
-        if agent.get("status") == AGENT_LEFT and open_tasks_of(state, key):
+        if agent.get("status") == AGENT_LEFT and open_tasks_of(state, key) and (
+                _machine_of(state, agent, origin) is None or leader):
             batches.append(_hand_over(state, key, rules))
-    if rules.auto_reassign_orphaned and not batches:  # once the orphaning is folded: give each to an agent
+    if rules.auto_reassign_orphaned and not batches and leader:  # once the orphaning is folded: give each out
         assigned = _assignments(state)
         if assigned:
             batches.append(assigned)
-    if status is not None and _status_due(state, now, rules):
+    if status is not None and _status_due(state, now, rules, origin):
         open_tasks = sum(1 for task in state["tasks"].values() if task["status"] in OPEN_TASK_STATES)
         batches.append([("coordinator.status", {"agents": len(live_agents(state)), "open_tasks": open_tasks,
                                                 **status})])
     return batches
+
+
+def _machine_of(state: State, agent: dict[str, Any], origin: str | None) -> dict[str, Any] | None:
+    """The coordinator entry of the other machine an agent works on, when that machine has a running coordinator;
+    None for this machine's agents and for agents no running coordinator watches (judged here by silence)."""
+    where = agent.get("origin")
+    if origin is None or where in (None, origin):
+        return None
+    machine: dict[str, Any] | None = state["coordinators"].get(where)
+    return machine if machine is not None and machine.get("status") == "running" else None
+
+
+def _leader(state: State, origin: str | None, now: float, rules: Rules) -> bool:
+    """Whether this machine decides for the team: alone, or the lowest origin among the coordinators not silent."""
+    if origin is None:
+        return True
+    alive = [where for where, machine in state["coordinators"].items() if machine.get("status") == "running"
+             and now - (seconds_of(machine.get("last_seen")) or 0) <= rules.silence_limit]
+    return not alive or min([*alive, origin]) == origin
+
+
+def _machine_silent(key: str, agent: dict[str, Any], machine: dict[str, Any], now: float,
+                    rules: Rules) -> Decision | None:
+    last_seen = seconds_of(machine.get("last_seen"))
+    if last_seen is None or now - last_seen <= rules.silence_limit:
+        return None
+    silent = now - last_seen
+    evidence = {"origin": agent.get("origin"), "coordinator_last_seen": machine.get("last_seen"),
+                "silent_seconds": round(silent, 1), "limit_seconds": rules.silence_limit}
+    return ("agent.lost", {"agent": key, "reason": f"its machine {agent.get('origin')} has been silent for "
+                                                   f"{int(silent)} s (its coordinator's last status; the limit is "
+                                                   f"{int(rules.silence_limit)} s)", "evidence": evidence})
 
 
 def _lost(key: str, agent: dict[str, Any], now: float, running: bool | None, rules: Rules) -> Decision | None:
@@ -141,7 +182,8 @@ def _assignments(state: State) -> list[Decision]:
     return decisions
 
 
-def _status_due(state: State, now: float, rules: Rules) -> bool:
-    coordinator = state["coordinator"]
+def _status_due(state: State, now: float, rules: Rules, origin: str | None) -> bool:
+    """Whether this machine's coordinator is due to say it is alive (another machine's status does not count)."""
+    coordinator = state["coordinator"] if origin is None else state["coordinators"].get(origin, {})
     last = seconds_of(coordinator.get("last_seen")) if coordinator.get("by") == COORDINATOR else None
     return last is None or now - last >= rules.heartbeat_seconds

@@ -22,16 +22,16 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SessionError
+from ..errors import PowerModeError, SessionError
 from ..follow import JournalWatch
 from ..home import active_session, find_power_dir
 from ..keys import COORDINATOR, host_name
-from ..mode_selector import UPSTASH, select_mode
+from ..lease import Lease
+from ..mode_selector import REDIS, UPSTASH, select_mode
 from ..processes import still_running
 from ..projector import apply, live_agents
 from ..session import Session, start_session
 from .decide import Rules, decide
-from .lease import Lease
 
 if TYPE_CHECKING:
     from ..journal import JournalReader, Position
@@ -47,8 +47,10 @@ class PowerModeCoordinator:
     """The coordinator of one power session (the active one, or a new one for `objective` when none is active)."""
 
     def __init__(self, objective: str | None = None, *, power_dir: str | None = None,
-                 session_id: str | None = None) -> None:
+                 session_id: str | None = None, environ: Mapping[str, str] | None = None) -> None:
         self.objective = objective
+        self.environ = os.environ if environ is None else environ  # where the Redis or Upstash credentials are
+        self.replicator: Any = None
         self.power_dir = power_dir or find_power_dir()
         self.session_id = session_id
         self.mode: str | None = None
@@ -68,7 +70,7 @@ class PowerModeCoordinator:
         """Select the mode (mode_selector.py: Upstash, Redis or the file journal) and say why (`mode`, `reason`,
         logged). False, with the original's "Upstash connection failed. Check your credentials." and the exact
         failure printed on stderr, when Upstash credentials are set but Upstash does not answer; True otherwise."""
-        selected = select_mode(os.environ)
+        selected = select_mode(self.environ)
         self.mode, self.reason = selected.kind, selected.reason
         if selected.kind == UPSTASH and not selected.ok:
             log.error("mode: %s (%s)", self.mode, self.reason)
@@ -121,15 +123,32 @@ class PowerModeCoordinator:
                 raise SessionError(f"session {session.id} is closed: a coordinator coordinates an open session")
             session.publish("coordinator.started", {"pid": os.getpid(), "host": host_name()}, sender=COORDINATOR)
             self._watch = JournalWatch(session.journal.directory)
+            replication = self._start_replication(session)
             try:
                 self._loop(session, state, position)
             finally:
+                if replication is not None:
+                    replication.stop()
                 self._watch.close()
                 for _pid, fd in self._pidfds.values():
                     os.close(fd)
                 self._pidfds.clear()
                 session.publish("coordinator.stopped", {"reason": self.stop_reason}, sender=COORDINATOR)
                 session.journal.close()
+
+    def _start_replication(self, session: Session) -> Any:
+        """With Redis or Upstash selected and answering: the session's replicator in this process (its own lease and
+        its own Session, so its appends never share a file handle with the coordinator's); None otherwise."""
+        if self.mode not in (REDIS, UPSTASH):
+            return None
+        from ..replication.running import start_replication
+
+        try:
+            self.replicator = start_replication(Session(session.power_dir, session.id), self.environ)
+        except PowerModeError as error:
+            log.warning("replication not started: %s", error)
+            return None
+        return self.replicator
 
     def _session(self) -> Session:
         if self.session_id is not None:
@@ -206,7 +225,7 @@ def step(session: Session, state: dict[str, Any], reader: JournalReader, fold_ru
     for event in reader:
         apply(state, event, fold_rules)
         folded += 1
-    batches = decide(state, time.time(), check_processes(state), rules, status)
+    batches = decide(state, time.time(), check_processes(state), rules, status, session.origin)
     for batch in batches:
         session.append_events([session.event(kind, data, sender=COORDINATOR) for kind, data in batch])
         log.info("decided: %s", ", ".join(f"{kind} {data.get('agent') or data.get('task') or ''}"

@@ -146,8 +146,9 @@ def _left(state: State, event: Event, data: dict[str, Any], rules: Rules) -> Non
 
 
 def _lost(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    """The first word stands: several machines declaring one agent lost leave the same state in any order."""
     key = data.get("agent")
-    if isinstance(key, str) and key in state["agents"]:
+    if isinstance(key, str) and key in state["agents"] and state["agents"][key]["status"] != AGENT_LOST:
         state["agents"][key]["status"] = AGENT_LOST
         state["agents"][key]["lost_reason"] = data.get("reason")
 

@@ -80,6 +80,13 @@ def _coordinator(state: State, event: Event, data: dict[str, Any], rules: Rules)
         coordinator["since"] = event.get("ts")
     coordinator.update(status=status, last_seen=event.get("ts"), by=event.get("from"), origin=event.get("origin"))
     coordinator.update({key: value for key, value in data.items() if key in ("pid", "host", "reason")})
+    origin = event.get("origin")
+    if isinstance(origin, str):  # each machine's own, for the liveness of machines (replication)
+        machine = state["coordinators"].setdefault(origin, {})
+        if status == "running" and machine.get("status") != "running":
+            machine["since"] = event.get("ts")
+        machine.update(status=status, last_seen=event.get("ts"), by=event.get("from"))
+        machine.update({key: value for key, value in data.items() if key in ("pid", "host", "reason")})
 
 
 HANDLERS = {

@@ -69,6 +69,23 @@ def _claimed(state: State, event: Event, data: dict[str, Any], rules: Rules) -> 
     _take(state, data["task"], task, event["from"], TASK_CLAIMED)
 
 
+def _decided(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    """The arbiter's word on claims made on several machines at once (replication): the task is the winner's,
+    whichever claim this journal holds first. The winner's own claim, before or after, counts the one attempt."""
+    agent = data.get("agent")
+    if data.get("type") != "task.claimed" or not isinstance(agent, str):
+        return
+    task = _task(state, data.get("task"), event)
+    if task is None or task["owner"] == agent:
+        return
+    if task["status"] in (TASK_OPEN, TASK_ORPHANED):
+        _take(state, data["task"], task, agent, TASK_CLAIMED)
+    elif task["status"] == TASK_CLAIMED:  # a losing claim got here first: it never held the task
+        set_current_task(state, task["owner"], None, unless=data["task"])
+        task["owner"] = agent
+        set_current_task(state, agent, data["task"])
+
+
 def _assigned(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
     task = _task(state, data.get("task"), event)
     agent = data.get("agent")
@@ -126,5 +143,5 @@ def _released(state: State, event: Event, data: dict[str, Any], rules: Rules) ->
 
 HANDLERS = {
     "task.created": _created, "task.claimed": _claimed, "task.assigned": _assigned, "task.completed": _completed,
-    "task.orphaned": _orphaned, "task.released": _released, "task.parked": _parked,
+    "task.orphaned": _orphaned, "task.released": _released, "task.parked": _parked, "arbiter.decided": _decided,
 }

@@ -1,0 +1,91 @@
+"""What one pushed event writes besides its origin stream: the original Power Mode's Redis layout, and the contest
+it enters for the arbiter.
+
+Pure: an event in, a list of Redis commands out, run by the push script only when the event is new on the server
+(scripts.py), so a resent event writes nothing twice. Entries and keys (under the configured prefix):
+
+    <channel stream>            every event, as {"event": <envelope JSON>, "type", "from", "origin"}
+    objective                   SET by session.opened, objective.set / objective.updated
+    active session              SET by session.opened, deleted by session.closed
+    state:{agent}               HSET by the agent's join, heartbeat, idle, leaving; and by agent.lost
+    completed:{session}         SET (24 h) by session.closed: its summary
+    tasks:orphaned              RPUSH by task.orphaned; LREM when the task is claimed, assigned, released, parked,
+                                or completed
+    coordinator:status          SET by coordinator.started / status / stopped
+    patterns:{insight id}       HSET (24 h) by insight.shared
+
+A claim (`task.claimed`) also enters the contest `claim:<task>:<round>` (round: how many owners the task had when the
+claimant looked); the first claim the server sees wins it, and the arbiter's `arbiter.decided` names the winner.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import codec
+from ..keys import ARBITER, RedisLayout
+from ..protocol import make_event
+
+DAY_SECONDS = 86_400
+CONTEST = "CONTEST"  # not a Redis command: the push script's own step (scripts.py)
+
+Command = list[str]
+
+
+def effects(event: dict[str, Any], body: str, layout: RedisLayout) -> list[Command]:
+    """The commands `event` (serialized as `body`) runs on the server when it is new there."""
+    kind, sender, data = event.get("type"), event.get("from"), event.get("data") or {}
+    commands: list[Command] = [["XADD", layout.channel_stream(str(event.get("ch"))), "*", "event", body,
+                                "type", str(kind), "from", str(sender), "origin", str(event.get("origin"))]]
+    task = data.get("task") if isinstance(data.get("task"), str) else None
+    if kind == "session.opened":
+        commands.append(["SET", layout.active_session, str(event.get("session"))])
+        if isinstance(data.get("objective"), str):
+            commands.append(["SET", layout.objective, data["objective"]])
+    elif kind in ("objective.set", "objective.updated") and isinstance(data.get("text"), str):
+        commands.append(["SET", layout.objective, data["text"]])
+    elif kind == "session.closed":
+        commands.append(["SET", layout.completed(str(event.get("session"))), codec.dumps(data), "EX",
+                         str(DAY_SECONDS)])
+    elif kind in ("agent.joined", "agent.heartbeat", "agent.idle", "agent.left"):
+        status = {"agent.idle": "idle", "agent.left": "left"}.get(kind, "active")
+        fields = ["status", status, "last_seen", str(event.get("ts"))]
+        for name in ("name", "current_task", "progress", "host", "cwd"):
+            if isinstance(data.get(name), (str, int, float)) and not isinstance(data.get(name), bool):
+                fields += [name, str(data[name])]
+        commands.append(["HSET", layout.agent_state(str(sender)), *fields])
+    elif kind == "agent.lost" and isinstance(data.get("agent"), str):
+        commands.append(["HSET", layout.agent_state(data["agent"]), "status", "lost", "lost_reason",
+                         str(data.get("reason") or "")])
+    elif kind == "task.orphaned" and task:
+        commands.append(["RPUSH", layout.orphaned_tasks, task])
+    elif kind in ("task.claimed", "task.assigned", "task.released", "task.parked", "task.completed") and task:
+        commands.append(["LREM", layout.orphaned_tasks, "0", task])
+    elif kind in ("coordinator.started", "coordinator.status", "coordinator.stopped"):
+        commands.append(["SET", layout.coordinator_status, codec.dumps({**data, "state": kind.split(".")[1],
+                                                                        "ts": event.get("ts"),
+                                                                        "origin": event.get("origin")})])
+    elif kind == "insight.shared" and isinstance(data.get("text"), str):
+        key = layout.pattern(str(event.get("id")))
+        commands.append(["HSET", key, "text", data["text"], "from", str(sender),
+                         "tags", codec.dumps(data.get("tags") or []), "ts", str(event.get("ts"))])
+        commands.append(["EXPIRE", key, str(DAY_SECONDS)])
+    if kind == "task.claimed" and task:
+        commands.append(_claim_contest(event, task, data, layout))
+    return commands
+
+
+def contest_of(task: str, data: dict[str, Any]) -> str:
+    """The contest a claim of `task` enters: one per task and round."""
+    round_number = data.get("round")
+    return f"claim:{task}:{round_number if isinstance(round_number, int) else 0}"
+
+
+def _claim_contest(event: dict[str, Any], task: str, data: dict[str, Any], layout: RedisLayout) -> Command:
+    session = str(event.get("session"))
+    contest = contest_of(task, data)
+    decided = make_event("arbiter.decided", {"contest": contest, "event": event.get("id"), "type": "task.claimed",
+                                             "task": task, "agent": event.get("from"), "origin": event.get("origin")},
+                         sender=ARBITER, session=session, origin=ARBITER)
+    return [CONTEST, layout.contests(session), contest, str(event.get("id")), layout.arbiter_counter(session),
+            layout.origin_stream(session, ARBITER), codec.dumps(decided)]
