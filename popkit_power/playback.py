@@ -38,6 +38,7 @@ class Playback:
         self.stopped = False  # `until` ended the reading before the journal's end
         self.damaged = 0
         self.records = 0  # records read (including those before start_seq)
+        self.last_ts: Any = None  # with `until`: the time of the last record read before it
         self._on_damage = on_damage
         journal = session.journal
         position = Position()
@@ -84,6 +85,7 @@ class Playback:
                             return
                         position = reader.position
                         self.covered = Position(position.segment, position.offset, position.seq)
+                        self.last_ts = event.get("ts")
                     self.records += 1
                     if book is not None:
                         book.see(event)

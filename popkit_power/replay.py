@@ -18,7 +18,7 @@ from .errors import SessionError
 from .event_words import TEXT_CHARS, describe
 from .keys import RESERVED_SENDERS, agent_name
 from .projector import Rules, State, apply, new_state
-from .protocol import CHANNELS, EVENT_TYPES, HEARTBEAT
+from .protocol import APPROVAL_ANSWERS, CHANNELS, EVENT_TYPES, HEARTBEAT
 from .status import MAX_NAME_CHARS, _label, clean, short_names
 from .timestamps import seconds_of
 
@@ -49,7 +49,7 @@ class Book:
                                        in list(self.state["tasks"].items())[-MAX_REMEMBERED:]}
         self.askers: dict[str, str] = {request: approval["from"] for request, approval
                                        in self.state["approvals"].items() if isinstance(approval.get("from"), str)}
-        self.version = 0  # raised whenever names may have changed
+        self.version = 0  # raised whenever a name may have changed
         self._names: dict[str, str] = {}
         self._labels: dict[str, str] = {}
         self._stale = True
@@ -64,6 +64,7 @@ class Book:
             apply(self.state, event, self.rules)
             if event_type == "agent.joined" or len(agents) != known:
                 self._stale = True
+                self.version += 1
         data = event.get("data")
         if not isinstance(data, dict):
             return
@@ -105,7 +106,6 @@ class Book:
         labels = {key: _label(agent, with_host=len(hosts) > 1) for key, agent in agents.items()}
         self._labels = {key: clean(label, 40) for key, label in labels.items() if label}
         self._stale = False
-        self.version += 1
 
 
 def _remember(memory: dict[str, str], key: str, value: str) -> None:
@@ -151,14 +151,18 @@ def torn_line(segment: str, offset: int, length: int) -> str:
 
 # -- filters --------------------------------------------------------------------------------------------------------
 
-def involved(event: Event) -> list[str]:
-    """The agents an event is from, to or about (a lost agent, an orphaned task's holder, a conflict's editors)."""
+def involved(event: Event, book: Book) -> list[str]:
+    """The agents an event is from, to or about: a lost agent, a task's holder or assignee, a conflict's editors,
+    the agent whose approval request is answered."""
     keys = [event.get("from"), event.get("to")]
     data = event.get("data")
     if isinstance(data, dict):
         keys += [data.get("agent"), data.get("owner")]
         if event.get("type") == "file.conflict" and isinstance(data.get("agents"), list):
             keys += data["agents"][:32]
+        request = data.get("request")
+        if event.get("type") in APPROVAL_ANSWERS and isinstance(request, str):
+            keys.append(book.askers.get(request))
     return [key for key in keys if isinstance(key, str)]
 
 
@@ -206,7 +210,7 @@ class Filters:
             if not hits:
                 return False
         if self.agents:
-            hits = [value for key in involved(event) for value in self._agent_values(key, book)]
+            hits = [value for key in involved(event, book) for value in self._agent_values(key, book)]
             self.matched.update(hits)
             if not hits:
                 return False

@@ -32,6 +32,9 @@ MAX_MARKS = 20_000
 MAX_LANES = 40
 SAMPLE_CHARS = 160
 SAMPLE_FIELDS = 10
+GAP_SECONDS = 600.0
+GAP_SHOWN = 30.0
+MAX_BREAKS = 1000
 OTHERS = "\x00others"  # the lane of the agents past MAX_LANES (no agent key can be this: keys are printable)
 
 #: (id, legend) of every kind of mark, in the legend's order.
@@ -110,34 +113,52 @@ def _cut(value: Any) -> Any:
 
 
 class Bins:
-    """Marks by (lane, kind, column): [count, first seq, last seq, first time, last time, sample] where times are
-    seconds after `t0`, the first event's time; an event before it (another machine's clock) goes in column 0."""
+    """Marks by (lane, kind, column): [count, first seq, last seq, first time, last time, sample], the times in
+    seconds after `t0` (the first event's time).
+
+    Columns are of virtual time: real time with every silence longer than GAP_SECONDS (no event at all) cut down to
+    GAP_SHOWN, so a session left open overnight is not drawn as two slivers at the ends of one long night. `breaks`
+    says where: [virtual offset at which time goes on, the real time there]. An event whose time lies before one
+    already seen (another machine's clock) is placed with the silences cut so far, at least in column 0."""
 
     def __init__(self) -> None:
         self.t0: float | None = None
         self.width = FIRST_BIN_SECONDS
         self.cells: dict[tuple[int, int, int], list[Any]] = {}
-        self.last = 0.0  # seconds after t0 of the latest event
+        self.last = 0.0  # virtual offset of the latest event
+        self.latest = 0.0  # real time of the latest event
+        self.removed = 0.0  # seconds of silence cut so far
+        self.breaks: list[list[float]] = []
+
+    def place(self, when: float) -> float:
+        """The virtual offset of the real time `when`."""
+        if self.t0 is None:
+            self.t0 = self.latest = when
+        if when - self.latest > GAP_SECONDS and len(self.breaks) < MAX_BREAKS:
+            self.removed += when - self.latest - GAP_SHOWN
+            self.breaks.append([when - self.t0 - self.removed, when])
+        self.latest = max(self.latest, when)
+        offset = max(0.0, when - self.t0 - self.removed)
+        self.last = max(self.last, offset)
+        return offset
 
     def add(self, lane: int, kind: int, when: float, seq: Any, event: Event) -> None:
-        if self.t0 is None:
-            self.t0 = when
-        offset = max(0.0, when - self.t0)
-        self.last = max(self.last, offset)
+        offset = self.place(when)
+        real = when - (self.t0 or 0.0)
         column = int(offset / self.width)
         while column >= COLUMNS:
             self.coarsen()
             column = int(offset / self.width)
         cell = self.cells.get((lane, kind, column))
         if cell is None:
-            self.cells[(lane, kind, column)] = [1, seq, seq, offset, offset, sample(event)]
+            self.cells[(lane, kind, column)] = [1, seq, seq, real, real, sample(event)]
             return
         cell[0] += 1
         cell[2] = seq
-        cell[3], cell[4] = min(cell[3], offset), max(cell[4], offset)
+        cell[3], cell[4] = min(cell[3], real), max(cell[4], real)
 
     def coarsen(self) -> None:
-        """Double the bins' width: each pair of neighbouring columns becomes one."""
+        """Double the bins' width: each pair of neighbouring columns becomes one, with the sample of the earlier."""
         self.width *= 2
         merged: dict[tuple[int, int, int], list[Any]] = {}
         for (lane, kind, column), cell in self.cells.items():
@@ -146,8 +167,8 @@ class Bins:
             if into is None:
                 merged[key] = cell
                 continue
-            first, second = (into, cell) if column % 2 else (cell, into)  # `into` came from the even column
-            merged[key] = [first[0] + second[0], first[1], second[2], min(first[3], second[3]),
+            first, second = (into, cell) if into[1] <= cell[1] else (cell, into)  # by their first seq
+            merged[key] = [first[0] + second[0], first[1], max(first[2], second[2]), min(first[3], second[3]),
                            max(first[4], second[4]), first[5]]
         self.cells = merged
 
@@ -215,7 +236,10 @@ def _model(session: Session, book: Book, playback: Playback, bins: Bins, lanes: 
         "objective": objective if isinstance(objective, str) else None,
         "t0": t0,
         "bin_seconds": bins.width,
-        "span_seconds": bins.last,
+        "span_seconds": bins.latest - t0 if t0 is not None else 0,
+        "virtual_seconds": bins.last,
+        "segments": [[0.0, t0], *bins.breaks] if t0 is not None else [],
+        "gap_shown": GAP_SHOWN,
         "columns": min(COLUMNS, int(bins.last / bins.width) + 1) if t0 is not None else 0,
         "records": playback.records,
         "undrawn": undrawn,

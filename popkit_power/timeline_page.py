@@ -56,7 +56,7 @@ const STYLE = {  // kind -> how its mark is drawn: shape, colour, row in the lan
   left: ["edge", "#737373"], other: ["small", "#a8a29e", 27],
 };
 const KINDS = D.kinds.map(k => k.id);
-const GUTTER = 250, LANE_H = 40, TOP = 34, RIGHT = 24;
+const GUTTER = 250, LANE_H = 40, TOP = 48, RIGHT = 24;
 const plotW = Math.max(640, Math.min(2400, window.innerWidth - GUTTER - RIGHT - 44));
 const cols = Math.max(1, D.columns);
 const colW = plotW / cols;
@@ -136,8 +136,10 @@ if (D.t0 === null) {
 } else {
   const start = when(D.t0), end = when(D.t0 + D.span_seconds);
   const shownEnd = end.slice(0, 10) === start.slice(0, 10) ? end.slice(11) : end;
-  html("p", `${start} to ${shownEnd} UTC (${span(D.span_seconds)}) \u00b7 ${D.records.toLocaleString("en")} records `
-       + `\u00b7 ${agents} agent${agents === 1 ? "" : "s"}`, "facts", head);
+  const cuts = D.segments.length - 1;
+  const silent = cuts ? `, ${cuts} long silence${cuts === 1 ? "" : "s"} cut short` : "";
+  html("p", `${start} to ${shownEnd} UTC (${span(D.span_seconds)}${silent}) \u00b7 `
+       + `${D.records.toLocaleString("en")} records \u00b7 ${agents} agent${agents === 1 ? "" : "s"}`, "facts", head);
   html("p", `Each mark stands for the events of one kind on one lane within ${binText}; a taller bar or a larger `
        + "mark holds more of them. Hover a mark to see its event.", "note", head);
 }
@@ -188,29 +190,47 @@ D.lanes.forEach((lane, n) => {
   }
 });
 
-// the time axis: about one label per 110 px, on a round step
+// the time axis: about one label per 110 px, on a round step, in each stretch between two cut silences
 const STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800,
                604800];
 const axis = el("g", {id: "axis"}, svg);
+const xOfOffset = offset => GUTTER + offset / D.bin_seconds * colW;  // a virtual offset (seconds) -> x
 if (D.t0 !== null) {
   const total = cols * D.bin_seconds;
   const step = STEPS.find(s => s * plotW / total >= 110) || STEPS[STEPS.length - 1];
-  let day = null;
-  for (let t = Math.ceil(D.t0 / step) * step; t <= D.t0 + total; t += step) {
-    const x = GUTTER + (t - D.t0) / D.bin_seconds * colW;
-    el("line", {x1: x, x2: x, y1: TOP - 6, y2: height - 8, stroke: "#e5e7eb"}, axis);
-    const stamp = when(t);
-    const text = el("text", {x: x + 3, y: TOP - 10, class: "tick"}, axis);
-    const clock = stamp.slice(11, step < 60 ? 19 : 16);  // a new day shows its date too
-    text.textContent = stamp.slice(0, 10) !== day ? `${stamp.slice(5, 10)} ${clock}` : clock;
-    day = stamp.slice(0, 10);
-  }
+  let day = null, lastX = -Infinity;
+  D.segments.forEach(([start, real], n) => {
+    const next = D.segments[n + 1];
+    const end = next ? next[0] - D.gap_shown : total;
+    if (n > 0) {  // a silence cut out: a dashed line and how long it was
+      const x = xOfOffset(start - D.gap_shown / 2);
+      const silence = real - (D.segments[n - 1][1] + (start - D.gap_shown - D.segments[n - 1][0]));
+      el("line", {x1: x, x2: x, y1: TOP - 22, y2: height - 8, stroke: "#9ca3af", "stroke-dasharray": "3 3"}, axis);
+      const gap = el("text", {x: x + 3, y: TOP - 24, class: "tick break"}, axis);
+      gap.textContent = "\u2026 " + span(silence) + " silent";
+    }
+    for (let t = Math.ceil(real / step) * step; t <= real + (end - start); t += step) {
+      const x = xOfOffset(start + t - real);
+      if (x - lastX < 60) continue;  // too close to the previous label (after a cut)
+      lastX = x;
+      el("line", {x1: x, x2: x, y1: TOP - 6, y2: height - 8, stroke: "#e5e7eb"}, axis);
+      const stamp = when(t);
+      const text = el("text", {x: x + 3, y: TOP - 10, class: "tick"}, axis);
+      const clock = stamp.slice(11, step < 60 ? 19 : 16);  // a new day shows its date too
+      text.textContent = stamp.slice(0, 10) !== day ? `${stamp.slice(5, 10)} ${clock}` : clock;
+      day = stamp.slice(0, 10);
+    }
+  });
 }
 
 const marksG = el("g", {id: "marks"}, svg);
 const byLane = D.lanes.map(() => new Map());
-D.marks.forEach((mark, index) => {
-  const [lane, kind, col, count] = mark;
+const behind = form => form === "edge" || form === "bar";  // drawn first: the small shapes stay on top
+const order = D.marks.map((mark, index) => index);
+order.sort((a, b) => behind((STYLE[KINDS[D.marks[b][1]]] || STYLE.other)[0])
+                     - behind((STYLE[KINDS[D.marks[a][1]]] || STYLE.other)[0]) || a - b);
+order.forEach(index => {
+  const [lane, kind, col, count] = D.marks[index];
   const id = KINDS[kind];
   const [form, colour, row] = STYLE[id] || STYLE.other;
   const x = xOf(col), y0 = TOP + lane * LANE_H;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh clone, with nothing installed beforehand: this is the README's test command and
-# exactly what .ci/run runs. It makes .venv, installs the package with its test extras, installs Claude Code from the
-# npm registry (cached in ~/.cache/popkit-power), validates the plugin strictly, and runs pytest (whose exit code 5,
+# exactly what .ci/run runs. It installs Debian's nodejs, npm, chromium and chromium-driver when missing, makes .venv,
+# installs the package with its test extras, installs Claude Code from the npm registry (cached in
+# ~/.cache/popkit-power), validates the plugin strictly, and runs pytest (whose exit code 5,
 # "no tests ran", fails the run like any other failure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,10 @@ python=${PYTHON:-python3}
 if ! command -v npm >/dev/null 2>&1; then
   echo "npm is missing: installing Debian's nodejs and npm" >&2
   apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  echo "chromium or its driver is missing: installing Debian's chromium and chromium-driver (tests/test_timeline.py)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv

@@ -180,10 +180,10 @@ def _print_state(playback: Any, point: Any, *, as_json: bool, after_events: bool
     last_seq = playback.covered.seq - 1
     if playback.records == 0:
         raise SessionError(f"--at {point.text!r} is before the first record of session {playback.session.id}")
-    if point.seq is not None and last_seq < point.seq:
+    if point.seq is not None and last_seq < point.seq and not playback.stopped:
         raise SessionError(f"--at {point.text!r} is past the end of session {playback.session.id}, whose records go "
                            f"through seq {last_seq}")
-    now = point.seconds if point.seconds is not None else seconds_of(_last_ts(book.state))
+    now = point.seconds if point.seconds is not None else seconds_of(playback.last_ts or _last_ts(book.state))
     if after_events and not as_json:
         _emit(f"\n== the state at --at {point.text}: through seq {last_seq} ==")
     info = session_status(playback.session, book.state, playback.covered, now=now)
