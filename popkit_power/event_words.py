@@ -116,8 +116,9 @@ def _closed(event: Event, data: dict[str, Any], book: Names) -> str:
     counts = ""
     if isinstance(summary, dict):
         tasks = summary.get("tasks")
-        done = ", ".join(f"{n} {clean(status, 20)}" for status, n in tasks.items()) if isinstance(tasks, dict) else ""
-        counts = f": {summary.get('agents', '?')} agents, tasks {done or 'none'}"
+        done = (", ".join(f"{n if _number(n) else '?'} {clean(status, 20)}" for status, n in list(tasks.items())[:8])
+                if isinstance(tasks, dict) else "")
+        counts = f": {_count(summary.get('agents'), 'agent')}, tasks {done or 'none'}"
     return f"closed the session{_why(data.get('reason'))}{counts}"
 
 

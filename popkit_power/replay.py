@@ -31,6 +31,7 @@ MAX_REMEMBERED = 100_000
 LINE_CHARS = 300  # what happened, at most
 WHO_WIDTH = 30  # the column of names is padded to this
 DAY = 86400
+_CHANNELS = frozenset(CHANNELS)
 
 
 class Book:
@@ -121,18 +122,32 @@ def event_line(event: Event, book: Book) -> str:
     """`    17  10:01:23  main-3f2a9b (webapp)          insights     shared an insight: "..."`: seq, time (UTC),
     who, channel, what happened."""
     seq = event.get("seq")
+    channel = event.get("ch")
+    if not isinstance(channel, str) or channel not in _CHANNELS:
+        channel = clean(channel if channel is not None else "-", 11)
+    what = describe(event, book)
+    if len(what) > LINE_CHARS or not what.isprintable():  # the wordings clean what they quote; this is a guard
+        what = clean(what, LINE_CHARS)
     return (f"{seq if isinstance(seq, int) else '?':>7}  {clock_of(event.get('ts'))}  "
-            f"{book.who(event.get('from')):<{WHO_WIDTH}}  {clean(event.get('ch', '-'), 11):<11}  "
-            f"{clean(describe(event, book), LINE_CHARS)}")
+            f"{book.who(event.get('from')):<{WHO_WIDTH}}  {channel:<11}  {what}")
 
 
 def clock_of(ts: Any) -> str:
-    """HH:MM:SS of an event's timestamp, or ??:??:?? when it is not one."""
-    return ts[11:19] if seconds_of(ts) is not None else "??:??:??"
+    """HH:MM:SS of an event's timestamp (2026-11-24T10:00:00.123456Z), or ??:??:?? when it is not one."""
+    if isinstance(ts, str) and len(ts) >= 19 and ts[10] == "T":
+        clock = ts[11:19]
+        if clock[2] == ":" and clock[5] == ":" and (clock[:2] + clock[3:5] + clock[6:]).isdigit():
+            return clock
+    return "??:??:??"
 
 
 def day_of(ts: Any) -> str | None:
-    return ts[:10] if seconds_of(ts) is not None else None
+    """YYYY-MM-DD of an event's timestamp, or None when it is not one."""
+    if isinstance(ts, str) and len(ts) >= 19 and ts[4] == "-" and ts[7] == "-":
+        day = ts[:10]
+        if (day[:4] + day[5:7] + day[8:]).isdigit():
+            return day
+    return None
 
 
 def day_line(day: str) -> str:

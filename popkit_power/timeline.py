@@ -21,6 +21,7 @@ import orjson
 from .journal import Damage
 from .keys import COORDINATOR, HUMAN
 from .playback import Playback
+from .protocol import EVENT_TYPES, channel_of
 from .replay import MAX_REMEMBERED, Book, Event
 from .session import Session
 from .status import clean
@@ -216,16 +217,21 @@ def _model(session: Session, book: Book, playback: Playback, bins: Bins, lanes: 
     new_index = {lanes[key]["index"]: n for n, key in enumerate(order)}
     firsts: dict[int, int] = {}
     lasts: dict[int, int] = {}
+    keys = {lanes[key]["index"]: key for key in order}
     marks = []
     samples: list[dict[str, Any]] = []
+    names = {key: book.who(key) for key in order if key != OTHERS}
     for (lane, kind, column), (count, _first_seq, _last_seq, first, last, shown) in sorted(
             bins.cells.items(), key=lambda item: (item[0][2], item[0][0], item[0][1])):
         firsts.setdefault(lane, column)
         lasts[lane] = column
         marks.append([new_index[lane], kind, column, count, round(first, 3), round(last, 3), len(samples)])
+        # What the page can tell from the lane and the type is left out (its size is mostly samples).
+        if shown.get("from") == keys[lane] != OTHERS:
+            del shown["from"]
+        if "ch" in shown and shown["ch"] == channel_of(str(shown.get("type"))):
+            del shown["ch"]
         samples.append(shown)
-    names = {}
-    for shown in samples:
         for key in (shown.get("from"), shown.get("to"), (shown.get("data") or {}).get("agent")):
             if isinstance(key, str) and key not in names:
                 names[key] = book.who(key)
@@ -250,6 +256,7 @@ def _model(session: Session, book: Book, playback: Playback, bins: Bins, lanes: 
         "marks": marks,
         "samples": samples,
         "names": names,
+        "channels": {name: channel for name, (channel, _fields) in EVENT_TYPES.items()},
     }
 
 

@@ -272,8 +272,10 @@ function show(index, clientX, clientY) {
   if (count > 1) html("div", "the first of them:", null, tip);
   const table = html("table", null, null, tip);
   const row = (k, v) => { const tr = html("tr", null, null, table); html("td", k, "k", tr); html("td", v, null, tr); };
-  for (const field of ["seq", "ts", "type", "ch"]) if (field in sample) row(field, String(sample[field]));
-  if ("from" in sample) row("from", nameOf(sample.from));
+  // the page's data leaves out a sender that is the lane's agent, and a channel that is the type's own
+  const full = Object.assign({ch: D.channels[sample.type], from: D.lanes[lane].key}, sample);
+  for (const field of ["seq", "ts", "type", "ch"]) if (full[field] !== undefined) row(field, String(full[field]));
+  if (full.from) row("from", nameOf(full.from));
   if ("to" in sample) row("to", nameOf(sample.to));
   for (const [k, v] of Object.entries(sample.data || {})) {
     row(k, k === "agent" ? nameOf(v) : (typeof v === "string" ? v : JSON.stringify(v)));

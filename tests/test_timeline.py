@@ -287,6 +287,8 @@ def test_a_recorded_session_in_chromium(browser: Any, home: Path, tmp_path: Path
     insight = browser.find_element(By.CSS_SELECTOR, ".mark[data-kind=insight]")
     text = hover(browser, insight)
     assert "insight" in text and "</script><img src=x onerror=" in text and "insight.shared" in text
+    assert f"from \ufffd]0;owned\ufffdhuman <b>coordinator<\u2026 (\ufffd[31mup load) \u2014 {MALLORY}" in text
+    assert "ch insights" in text
     assert browser.execute_script("return document.querySelectorAll('img, b, #tip *:not(div):not(table)"
                                   ":not(tbody):not(tr):not(td)').length") == 0
     assert browser.title == "popkit-power timeline: every-event-type"

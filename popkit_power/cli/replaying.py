@@ -105,7 +105,7 @@ def _print_events(playback: Any, filters: Any, until: Any, *, follow: bool, as_j
     from ..replay import day_line, day_of, event_line
 
     book = playback.book
-    day: str | None = None
+    day: Any = None
     count = 0
     for event in playback.events(follow=follow, until=until):
         count += 1
@@ -114,12 +114,16 @@ def _print_events(playback: Any, filters: Any, until: Any, *, follow: bool, as_j
         if not show or not filters(event, book):
             continue
         if as_json:
-            _emit(orjson.dumps(event).decode())
+            sys.stdout.buffer.write(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
+            if follow:
+                sys.stdout.flush()
             continue
-        today = day_of(event.get("ts"))
-        if today is not None and today != day:
-            day = today
-            _emit(day_line(today))
+        ts = event.get("ts")
+        if isinstance(ts, str) and not ts.startswith(day or "\x00"):
+            today = day_of(ts)
+            if today is not None:
+                day = today
+                _emit(day_line(today))
         _emit(event_line(event, book))
         if follow:
             sys.stdout.flush()
