@@ -32,6 +32,7 @@ LINE_CHARS = 300  # what happened, at most
 WHO_WIDTH = 30  # the column of names is padded to this
 DAY = 86400
 _CHANNELS = frozenset(CHANNELS)
+_CACHED_KEYS = 4096  # a filter's answers kept per agent key (keys come from agents: a flood of them is not kept)
 
 
 class Book:
@@ -233,7 +234,7 @@ class Filters:
 
     def _agent_values(self, key: str, book: Book) -> tuple[str, ...]:
         """The --agent values that name `key` (cached; names change only when the book says so)."""
-        if self._names_version != book.version or len(self._cache) > MAX_REMEMBERED:
+        if self._names_version != book.version or len(self._cache) > _CACHED_KEYS:
             self._cache.clear()
         found = self._cache.get(key)
         if found is None:

@@ -153,6 +153,10 @@ class Bins:
         cell = self.cells.get((lane, kind, column))
         if cell is None:
             self.cells[(lane, kind, column)] = [1, seq, seq, real, real, sample(event)]
+            # The marks of a width only grow as the journal is read: past MAX_MARKS now, past it at the end too.
+            # Doubling now is what the end would do, and keeps memory at MAX_MARKS samples however long the session.
+            if len(self.cells) > MAX_MARKS:
+                self.coarsen()
             return
         cell[0] += 1
         cell[2] = seq

@@ -249,6 +249,9 @@ def test_at_starts_from_a_snapshot_and_agrees_with_a_fold_from_the_start(power_d
     session.append_events([session.event("task.claimed", {"task": f"t-{n}"}, sender="5c0u7000:main")
                            for n in range(20)])
     home = Path(power_dir)
+    at_snapshot = replay(home, session.id, "--at", "303", "--json")  # exactly the snapshot's state, nothing after
+    assert at_snapshot.exit_code == 0, at_snapshot.output
+    assert orjson.loads(at_snapshot.stdout)["agents"]["5c0u7000:main"]["tool_calls"] == 300
     with_snapshot = replay(home, session.id, "--at", "310", "--json")
     lines = replay(home, session.id, "--from-seq", "305", "--to-seq", "306")
     shutil.rmtree(Path(session.dir, "snapshots"))

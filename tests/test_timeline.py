@@ -203,6 +203,13 @@ def test_cli_writes_the_page_and_says_what_is_in_it(home: Path, tmp_path: Path) 
 def test_cli_refuses_without_a_file_or_where_it_cannot_write(home: Path, tmp_path: Path) -> None:
     missing = CliRunner().invoke(main, ["--home", str(home), "timeline", "team-of-two"])
     assert missing.exit_code == 2 and "--html" in missing.output
+    link = tmp_path / "link.html"
+    link.symlink_to(tmp_path / "real.html")
+    through_link = CliRunner().invoke(main, ["--home", str(home), "timeline", "team-of-two", "--html", str(link)])
+    assert through_link.exit_code == 0
+    assert link.is_symlink() and (tmp_path / "real.html").read_text().startswith("<!DOCTYPE html>")
+    directory = CliRunner().invoke(main, ["--home", str(home), "timeline", "team-of-two", "--html", str(tmp_path)])
+    assert directory.exit_code == 2 and "Is a directory" in directory.stderr and not list(tmp_path.glob(".timeline-*"))
     nowhere = CliRunner().invoke(main, ["--home", str(home), "timeline", "team-of-two", "--html",
                                         str(tmp_path / "no" / "such" / "dir" / "t.html")])
     assert nowhere.exit_code == 2 and "No such file or directory (ENOENT)" in nowhere.stderr

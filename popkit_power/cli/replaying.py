@@ -182,7 +182,7 @@ def _print_state(playback: Any, point: Any, *, as_json: bool, after_events: bool
 
     book = playback.book
     last_seq = playback.covered.seq - 1
-    if playback.records == 0:
+    if playback.records == 0 and playback.covered.seq <= 1:  # nothing folded, not even from a snapshot
         raise SessionError(f"--at {point.text!r} is before the first record of session {playback.session.id}")
     if point.seq is not None and last_seq < point.seq and not playback.stopped:
         raise SessionError(f"--at {point.text!r} is past the end of session {playback.session.id}, whose records go "
@@ -233,14 +233,19 @@ def timeline(session_id: str | None, html_file: str) -> None:
 
 
 def _write_file(path: str, data: bytes) -> None:
-    """Write `data` to `path` whole or not at all: a temporary file beside it, then a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(prefix=".timeline-", suffix=".tmp", dir=directory)
+    """Write `data` to `path` (through a link, as the shell does): a regular file whole or not at all, by a temporary
+    file beside it and a rename; anything else that is there already (a pipe, a terminal) by writing into it."""
+    target = os.path.realpath(path)
+    if os.path.exists(target) and not os.path.isfile(target):
+        with open(target, "wb") as handle:
+            handle.write(data)
+        return
+    fd, temporary = tempfile.mkstemp(prefix=".timeline-", suffix=".tmp", dir=os.path.dirname(target))
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
+        os.replace(temporary, target)
     except BaseException:
         try:
             os.unlink(temporary)
