@@ -32,7 +32,8 @@ from popkit_power.replay import Book, Filters, event_line, parse_point
 from popkit_power.session import Session, start_session
 from popkit_power.timestamps import seconds_of
 
-NAMES = sorted(recorded_sessions.SESSIONS)
+#: Every session in journal/sessions/, as the directory has them (each made by tests/recorded_sessions.py).
+NAMES = sorted(path.name for path in recorded_sessions.ROOT.iterdir() if path.is_dir())
 SCRIPT = Path(sys.executable).parent / "popkit-power"
 #: Anything a terminal would act on: C0 controls but the newline, DEL, and the C1 controls (CSI among them).
 CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
@@ -69,6 +70,11 @@ def status_names(home: Path, name: str) -> dict[str, str]:
 
 
 # -- every recorded session ------------------------------------------------------------------------------------------
+
+def test_every_session_on_disk_is_made_by_the_generator() -> None:
+    """A session put into journal/sessions/ by hand would not be remade when the format changes."""
+    assert recorded_sessions.SESSIONS.keys() == set(NAMES)
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_every_recorded_session_replays_one_harmless_line_per_event(home: Path, name: str) -> None:

@@ -28,7 +28,8 @@ from popkit_power.session import Session, start_session
 from popkit_power.timeline import COLUMNS, KINDS, MAX_MARKS, SAMPLE_CHARS, Bins, build_timeline, placement
 from popkit_power.timeline_page import render
 
-NAMES = sorted(recorded_sessions.SESSIONS)
+#: Every session in journal/sessions/, as the directory has them (each made by tests/recorded_sessions.py).
+NAMES = sorted(path.name for path in recorded_sessions.ROOT.iterdir() if path.is_dir())
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 #: What a page of the generated session may weigh: MAX_MARKS marks with their samples, and the fixed page around.

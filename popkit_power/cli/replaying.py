@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -235,6 +234,8 @@ def timeline(session_id: str | None, html_file: str) -> None:
 def _write_file(path: str, data: bytes) -> None:
     """Write `data` to `path` (through a link, as the shell does): a regular file whole or not at all, by a temporary
     file beside it and a rename; anything else that is there already (a pipe, a terminal) by writing into it."""
+    import tempfile
+
     target = os.path.realpath(path)
     if os.path.exists(target) and not os.path.isfile(target):
         with open(target, "wb") as handle:
