@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh clone, with nothing installed beforehand: this is the README's test command and
-# exactly what .ci/run runs. It makes .venv, installs the package with its test extras, installs Claude Code from the
-# npm registry (cached in ~/.cache/popkit-power) and Debian's redis-server when missing, validates the plugin
-# strictly, and runs pytest (whose exit code 5, "no tests ran", fails the run like any other failure).
+# exactly what .ci/run runs. It installs Debian's nodejs, npm, redis-server, chromium and chromium-driver when
+# missing, makes .venv, installs the package with its test extras, installs Claude Code from the npm registry (cached
+# in ~/.cache/popkit-power), validates the plugin strictly, and runs pytest (whose exit code 5, "no tests ran", fails
+# the run like any other failure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,10 @@ if [ ! -x /usr/bin/redis-server ]; then
   # tests/integration starts its own redis-server on free loopback ports (never the machine's 6379)
   echo "redis-server is missing: installing Debian's redis-server" >&2
   apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+fi
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  echo "chromium or its driver is missing: installing Debian's chromium and chromium-driver (tests/test_timeline.py)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv

@@ -3,7 +3,8 @@
 Each command parses its arguments, calls the library, and prints the result; errors become one line on stderr and
 exit code 2 in one place, `common.PowerModeGroup` (damage found by `verify` exits 1). Commands by topic:
 
-    sessions.py    start, stop, status, verify, replay
+    sessions.py    start, stop, status, verify
+    replaying.py   replay (events as lines, filtered, followed, or the state at a point), timeline (an HTML page)
     messages.py    publish, insight, send, broadcast
     tasks.py       task add, claim, done, result, release, reassign (the human's override)
     approvals.py   ask, approve, deny (only the human answers, from outside every agent's session)
@@ -19,7 +20,7 @@ import os
 import click
 
 from ..home import find_power_dir
-from . import approvals, coordinating, hooks, messages, sessions, tasks, upstash
+from . import approvals, coordinating, hooks, messages, replaying, sessions, tasks, upstash
 from .common import PowerModeGroup
 
 
@@ -35,6 +36,6 @@ def main(ctx: click.Context, home: str | None) -> None:
     ctx.obj["power_dir"] = os.path.abspath(home) if home else find_power_dir()
 
 
-for _module in (sessions, messages, tasks, approvals, coordinating, hooks, upstash):
+for _module in (sessions, replaying, messages, tasks, approvals, coordinating, hooks, upstash):
     for _command in _module.COMMANDS:
         main.add_command(_command)

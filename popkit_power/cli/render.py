@@ -1,5 +1,4 @@
-"""What the CLI prints for people: status (the model is status.py) as tables, verify reports and replayed events as
-text.
+"""What the CLI prints for people: status (the model is status.py) as tables, and verify reports.
 
 Status is drawn with rich, in colour on a terminal and as plain text anywhere else (a pipe, a file, a test), from one
 layout. rich is imported only when status is drawn: it costs ~40 ms, which the other commands (run by agents in
@@ -22,9 +21,6 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.table import Table
     from rich.text import Text
-
-_SUMMARY_KEYS = ("text", "question", "result", "title", "objective", "tool", "reason", "agent", "task", "request",
-                 "name")
 
 #: How many rows each section shows at most; the rest are counted ("... and 12 more"), and `--json` has them all.
 SHOW_AGENTS, SHOW_TASKS, SHOW_APPROVALS, SHOW_INSIGHTS, SHOW_CONFLICTS = 25, 25, 10, 5, 5
@@ -345,12 +341,3 @@ def verify_text(report: dict[str, Any]) -> str:
                      f"(repaired by the next append)")
     return "\n".join(lines)
 
-
-def event_line(event: dict[str, Any]) -> str:
-    """One readable line for an event: seq, time, channel, type, sender, recipient, and its main text."""
-    raw = event.get("data")
-    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    text = next((str(data[key]) for key in _SUMMARY_KEYS if key in data), "")
-    to = f" -> {event['to']}" if event.get("to") else ""
-    return (f"{event.get('seq', '?'):>6} {str(event.get('ts', ''))[:23]} {event.get('ch', ''):<11} "
-            f"{event.get('type', ''):<18} {event.get('from', '')}{to}: {text[:160]}")

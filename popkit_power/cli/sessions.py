@@ -1,4 +1,4 @@
-"""Commands on a session as a whole: start, stop, status, verify, replay."""
+"""Commands on a session as a whole: start, stop, status, verify."""
 
 from __future__ import annotations
 
@@ -18,13 +18,12 @@ from ..coordinator.daemon import stop as stop_coordinator
 from ..errors import PowerModeError, SessionError
 from ..home import active_session as active_session_id
 from ..home import list_sessions
-from ..journal import Position
 from ..roster import quoted, shell_word
 from ..session import Session, start_session, stop_session, summarize
 from ..status import StatusReader, no_session
 from ..verify import verify_journal
 from .common import active_session, os_problem, power_dir, sender_for, sender_option, session_to_read
-from .render import event_line, make_console, status_output, verify_text, watch_status
+from .render import make_console, status_output, verify_text, watch_status
 
 #: Set (to anything) to open sessions without starting their coordinator, as the test suite does.
 NO_COORDINATOR = "POPKIT_POWER_NO_COORDINATOR"
@@ -160,23 +159,4 @@ def verify(session_id: str | None, as_json: bool) -> None:
         sys.exit(1)
 
 
-@click.command()
-@click.argument("session_id", required=False, metavar="[SESSION]")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, as stored.")
-@click.option("--from-seq", type=click.IntRange(min=1), default=1, help="Start at this seq.")
-@click.option("--to-seq", type=click.IntRange(min=1), help="Stop after this seq.")
-def replay(session_id: str | None, as_json: bool, from_seq: int, to_seq: int | None) -> None:
-    """Print a session's events in journal order."""
-    session = session_to_read(session_id)
-    # Segments are named by their first seq, so reading starts in the segment that holds FROM_SEQ.
-    first = max((segment for segment in session.journal.segments() if segment <= from_seq), default=1)
-    for event in session.journal.reader(Position(first, 0, first)):
-        seq = event.get("seq", 0)
-        if seq < from_seq:
-            continue
-        if to_seq is not None and seq > to_seq:
-            break
-        click.echo(orjson.dumps(event).decode() if as_json else event_line(event))
-
-
-COMMANDS = (start, stop, status, verify, replay)
+COMMANDS = (start, stop, status, verify)

@@ -55,7 +55,8 @@ def new_state() -> State:
     """The state before the first event."""
     return {"seq": 0, "session": None, "opened": None, "closed": None, "objective": None, "agents": {}, "tasks": {},
             "finished": {}, "orphans": [], "insights": [], "approvals": {}, "answered": {}, "conflicts": [],
-            "writes": {}, "coordinator": {"status": "none"}, "coordinators": {}, "totals": {"tasks": {}, "approvals": {}},
+            "writes": {}, "coordinator": {"status": "none"}, "coordinators": {},
+            "totals": {"tasks": {}, "approvals": {}},
             "counts": {}}
 
 
