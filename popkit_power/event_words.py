@@ -172,6 +172,9 @@ _WORDS: dict[str, Any] = {
     "approval.requested": _asked,
     "approval.granted": _answered,
     "approval.denied": _answered,
+    "arbiter.decided": lambda e, d, b: (f"decided between machines: {_task(d, b)} goes to {_agent_of(d, b)}, "
+                                        f"whose claim the server saw first" if d.get("type") == "task.claimed"
+                                        else f"decided {clean(d.get('contest'), 100)}"),
     "file.conflict": lambda e, d, b: (f"edit conflict on {clean(d.get('file'), 100)}: "
                                       + ", ".join(b.name(k) for k in (d.get("agents") or [])[:8])),
 }

@@ -206,7 +206,7 @@ def test_at_seq_draws_the_state_as_status_does(home: Path) -> None:
     """--at 29 (the lost agent's task just orphaned, in the batch) and --at 30 (then parked), as text and JSON."""
     text = replay(home, "every-event-type", "--at", "29")
     assert text.exit_code == 0 and "through seq 29" in text.stdout and "as of 00:03:44 UTC" in text.stdout
-    assert re.search(r"t-limits\s+orphaned", text.stdout) and "silent for 95 s while active" in text.stdout
+    assert re.search(r"t-limits\s+orphaned", text.stdout) and "lost: silent for 95 s" in text.stdout
     assert "\x1b" not in text.stdout
     at_30 = orjson.loads(replay(home, "every-event-type", "--at", "30", "--json").stdout)
     assert at_30["tasks"]["t-limits"]["status"] == "parked" and at_30["journal"]["records_through_seq"] == 30
