@@ -57,6 +57,25 @@ MAX_NAME_CHARS = 32
 RECENT_FILES = 3
 
 
+def replication_info(session: Session, position: Position, now: float) -> dict[str, Any] | None:
+    """The replicator's last report (replication.json) and whether it runs now; None where none ever ran. `behind`
+    counts the records after the last one pushed (an upper bound: pulled records are never pushed)."""
+    from .lease import held
+    from .replication.replicator import read_status
+
+    report = read_status(session.dir)
+    if report is None:
+        return None
+    pushed = report.get("pushed_through")
+    pushed = pushed if isinstance(pushed, int) else 0
+    written = report.get("written") if isinstance(report.get("written"), (int, float)) else None
+    return {"running": held(session.dir, "replicator"), "transport": report.get("transport"),
+            "pushed_through": pushed, "behind": max(0, position.seq - 1 - pushed),
+            "pulled": report.get("pulled"), "origins": report.get("origins"), "errors": report.get("errors"),
+            "last_error": report.get("last_error"), "commands_sent": report.get("commands_sent"),
+            "report_age_seconds": None if written is None else max(0.0, now - written)}
+
+
 def mode_info() -> dict[str, Any]:
     """The mode line: which server mirrors the journal (mode_selector.py), why, and whether it answers (`ok`).
     A server is asked once per process for the same credentials (`status --watch` does not PING every second:
@@ -92,7 +111,11 @@ def session_status(session: Session, state: State, position: Position, *, now: f
         "objective": (state["objective"] or {}).get("text"),
         "opened": state["opened"],
         "closed": state["closed"],
-        "coordinator": coordinator_health(state["coordinator"], now, session.config.heartbeat_seconds),
+        "coordinator": coordinator_health(state["coordinators"].get(session.origin, state["coordinator"]), now,
+                                          session.config.heartbeat_seconds),
+        "machines": {origin: coordinator_health(machine, now, session.config.heartbeat_seconds)
+                     for origin, machine in state["coordinators"].items() if origin != session.origin},
+        "replication": replication_info(session, position, now),
         "names": names,
         "agents": _agents(state, now),
         "tasks": tasks,

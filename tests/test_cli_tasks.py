@@ -260,7 +260,7 @@ def test_a_task_is_named_by_a_unique_start_in_any_case_and_a_whole_id_wins(sessi
     for given, task in (("t-1", "t-1"), ("T-1A", "t-1a"), ("t-1B", "t-1b"), ("aB-2", "aB-2")):
         result = cli(session, "claim", given, "--as", MAIN)
         assert result.exit_code == 0 and f"task {task} is yours" in result.stdout, result.output
-        assert last(session)["data"] == {"task": task}
+        assert last(session)["data"] == {"task": task, "round": 0}  # the round: how many owners it had
 
 
 @pytest.mark.parametrize("given", ["t-open\nt-claimed", "t" + "x" * 1_000_000, "../t-open", "../../etc/passwd",
@@ -297,7 +297,7 @@ def test_hostile_ids_of_existing_tasks_are_listed_on_one_line(session: Session) 
     assert "'evil\\nid' 'line one\\nline two' (open)" in line and "and 22 more" in line and len(line) < 2000
     result = cli(session, "claim", "EVIL", "--as", MAIN)
     assert result.exit_code == 0 and result.stdout == "task 'evil\\nid' is yours (seq 39)\n"
-    assert last(session)["data"] == {"task": "evil\nid"}
+    assert last(session)["data"] == {"task": "evil\nid", "round": 0}
 
 
 # -- the first claim in the journal wins ----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import os
 import click
 
 from ..home import find_power_dir
-from . import approvals, coordinating, hooks, messages, replaying, sessions, tasks, upstash
+from . import approvals, coordinating, hooks, messages, replaying, replicating, sessions, tasks, upstash
 from .common import PowerModeGroup
 
 
@@ -36,6 +36,6 @@ def main(ctx: click.Context, home: str | None) -> None:
     ctx.obj["power_dir"] = os.path.abspath(home) if home else find_power_dir()
 
 
-for _module in (sessions, replaying, messages, tasks, approvals, coordinating, hooks, upstash):
+for _module in (sessions, replaying, messages, tasks, approvals, coordinating, replicating, hooks, upstash):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -173,7 +173,23 @@ def _header(info: dict[str, Any], note: str | None) -> RenderableType:
     journal = info["journal"]
     grid.add_row("journal", Text(f"{journal['directory']} through seq {journal['records_through_seq']}"))
     grid.add_row("coordinator", _coordinator(info["coordinator"]))
+    for origin, machine in (info.get("machines") or {}).items():
+        grid.add_row(f"  {clean(origin, 40)}", _coordinator(machine))
+    if info.get("replication"):
+        grid.add_row("replication", _replication(info["replication"]))
     return grid
+
+
+def _replication(report: dict[str, Any]) -> Text:
+    from rich.text import Text
+
+    line = Text("running" if report["running"] else "not running", style="green" if report["running"] else "red")
+    line.append(f"  {clean(report.get('transport'), 120)}: pushed through seq {report['pushed_through']}"
+                f" ({report['behind']} behind), {report.get('pulled') or 0} pulled from "
+                f"{len(report.get('origins') or [])} other machine(s), {report.get('commands_sent') or 0} commands")
+    if report.get("last_error"):
+        line.append(f"  last error: {clean(report['last_error'], 200)}", style="yellow")
+    return line
 
 
 def _coordinator(coordinator: dict[str, Any]) -> Text:

@@ -23,7 +23,9 @@ import click
 from .. import provenance
 from ..errors import SessionError
 from ..keys import HUMAN, new_result_task_id, new_task_id
+from ..lease import held
 from ..projector import FINISHED_TASK_STATES, State
+from ..replication.effects import contest_of
 from ..roster import (
     agent_label,
     check_claim,
@@ -86,10 +88,44 @@ def claim(task_name: str, sender: str | None) -> None:
     if check_claim(state, task_id, who):
         click.echo(f"task {shown(task_id)} is already yours ({state['tasks'][task_id]['status']}); nothing written")
         return
-    appended = session.publish("task.claimed", {"task": task_id}, sender=who)
-    # Which claim won is what the journal says as of this claim, whatever was appended after it.
-    claim_outcome(fold_through(session, state, position, appended.first_seq), task_id, who)
+    data = {"task": task_id, "round": state["tasks"][task_id]["attempts"]}
+    appended = session.publish("task.claimed", data, sender=who)
+    # Which claim won is what the journal says as of this claim, whatever was appended after it; with machines
+    # replicating, what the arbiter decided between them.
+    through = appended.first_seq
+    if held(session.dir, "replicator"):
+        decided = _decision(session, position, contest_of(task_id, data), session.config.replication_timeout_seconds)
+        if decided is None:
+            click.echo(f"the other machines have not confirmed the claim within "
+                       f"{session.config.replication_timeout_seconds:g} s (is the replicator behind? see status); "
+                       f"if another machine's claim reached the server first, the task goes there and you hear so",
+                       err=True)
+        through = decided or through
+    claim_outcome(fold_through(session, state, position, through), task_id, who)
     click.echo(f"task {shown(task_id)} is yours (seq {appended.first_seq})")
+
+
+def _decision(session: Session, position: Any, contest: str, timeout: float) -> int | None:
+    """The seq of the arbiter's decision of `contest` once the replicator has pulled it; None after `timeout`."""
+    import time
+
+    from ..follow import JournalWatch
+
+    reader = session.journal.reader(position)
+    watch = JournalWatch(session.journal.directory)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            for event in reader:
+                data = event.get("data") or {}
+                if event.get("type") == "arbiter.decided" and data.get("contest") == contest:
+                    return int(event["seq"])
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            watch.wait(min(left, 1.0))
+    finally:
+        watch.close()
 
 
 @click.command()

@@ -85,6 +85,10 @@ class Inbox:
         elif event_type == "task.orphaned" and state.work_calls:
             context = data.get("context")
             self.news.append(("orphaned", sender, data.get("task"), context if isinstance(context, dict) else {}))
+        elif event_type == "arbiter.decided" and data.get("type") == "task.claimed" \
+                and data.get("task") == state.current_task and data.get("agent") != self.agent_key:
+            state.current_task = None  # another machine's claim reached the server first
+            self.news.append(("claim_lost", sender, data.get("task"), data.get("agent")))
         elif event_type == "task.assigned" and data.get("agent") == self.agent_key:
             state.current_task = _task_id(data.get("task"))
             self.news.append(("assigned", sender, data.get("task")))

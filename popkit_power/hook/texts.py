@@ -128,6 +128,9 @@ def news_line(item: NewsItem, names: dict[str, str]) -> str:
         by = "" if sender == COORDINATOR else f", said by {who}"
         return (f"- [orphaned task{by}] {ident(task)}{_hand_over(item[3] if len(item) > 3 else {})} lost its agent; "
                 f"take it over with: popkit-power claim {shell_arg(task)}")
+    if kind == "claim_lost":
+        return (f"- [claim decided between machines] {ident(item[2])} went to {speaker(item[3], names)}, whose claim "
+                f"reached the server first: it is not yours, stop working on it")
     if kind == "assigned":
         return f"- [task assigned to you by {who}] {ident(item[2])}"
     if kind == "wrote_after_you":
