@@ -192,3 +192,25 @@ def test_claims_on_two_machines_at_once_converge_to_the_claim_the_server_saw_fir
     decided = [e for e in events(a) if e["type"] == "arbiter.decided"]
     assert len(decided) == 1 and decided[0]["data"]["agent"] == "bob:main" and decided[0]["from"] == ARBITER
     assert [e["id"] for e in events(b) if e["type"] == "arbiter.decided"] == [decided[0]["id"]]
+
+
+def test_failures_back_off_doubling_and_a_refused_token_waits_longest(machines: tuple[Session, Session]) -> None:
+    """1 s, 2 s, 4 s between tries while the server is unreachable; a refused token waits 60 s at once; a success
+    starts over at 1 s. Each failure is in the status file for `status`, without the token."""
+    a, _ = machines
+    faulty = FaultyTransport(MemoryTransport())
+    replicator = Replicator(a, faulty, clock=lambda: 1000.0)
+    waits: list[float] = []
+    replicator._stop.wait = lambda seconds=None: waits.append(seconds) or False  # type: ignore[method-assign]
+    faulty.unreachable(times=3)
+    for _ in range(3):
+        assert replicator._guarded(replicator.push_once) == 0
+    faulty.auth_refused()
+    replicator._guarded(replicator.push_once)
+    assert replicator._guarded(replicator.push_once) > 0, "the session's events are pushed once it answers"
+    faulty.unreachable()
+    chatter(a, "alice", 1)
+    replicator._guarded(replicator.push_once)
+    assert waits == [1.0, 2.0, 4.0, 60.0, 1.0]
+    status = __import__("orjson").loads(Path(a.dir, "replication.json").read_bytes())
+    assert status["errors"] == 5 and "Unreachable" in status["last_error"] and status["backoff_until"] == 1001.0
