@@ -234,25 +234,14 @@ def timeline(session_id: str | None, html_file: str) -> None:
 def _write_file(path: str, data: bytes) -> None:
     """Write `data` to `path` (through a link, as the shell does): a regular file whole or not at all, by a temporary
     file beside it and a rename; anything else that is there already (a pipe, a terminal) by writing into it."""
-    import tempfile
+    from .._fs import write_file_atomically
 
     target = os.path.realpath(path)
     if os.path.exists(target) and not os.path.isfile(target):
         with open(target, "wb") as handle:
             handle.write(data)
         return
-    fd, temporary = tempfile.mkstemp(prefix=".timeline-", suffix=".tmp", dir=os.path.dirname(target))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+    write_file_atomically(target, data, durable=False, mode=0o644)
 
 
 COMMANDS = (replay, timeline)
