@@ -10,6 +10,7 @@ exit code 2 in one place, `common.PowerModeGroup` (damage found by `verify` exit
     coordinating.py  coordinator (the session's coordinator in the foreground)
     hooks.py       install, uninstall (Claude Code's settings)
     upstash.py     upstash status, ping, test (the Upstash or Redis credentials)
+    demo.py        demo (a short real session with simulated agents, in a temporary power directory)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 import click
 
 from ..home import find_power_dir
-from . import approvals, coordinating, hooks, messages, sessions, tasks, upstash
+from . import approvals, coordinating, demo, hooks, messages, sessions, tasks, upstash
 from .common import PowerModeGroup
 
 
@@ -35,6 +36,6 @@ def main(ctx: click.Context, home: str | None) -> None:
     ctx.obj["power_dir"] = os.path.abspath(home) if home else find_power_dir()
 
 
-for _module in (sessions, messages, tasks, approvals, coordinating, hooks, upstash):
+for _module in (demo, sessions, messages, tasks, approvals, coordinating, hooks, upstash):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -250,7 +250,7 @@ def _tasks(info: dict[str, Any], rows: int) -> list[RenderableType]:
     unfinished: list[str] = info["unfinished_tasks"]
     counts: dict[str, int] = info["task_counts"]
     finished = sum(counts.get(state, 0) for state in ("completed", "failed"))
-    if not tasks:
+    if not tasks and not finished:
         return [_title("tasks", "none yet")]
     waiting = ", ".join(f"{counts[state]} {state}" for state in ("parked", "orphaned", "open") if counts.get(state))
     summary = f"{len(unfinished)} unfinished{f' ({waiting})' if waiting else ''}"
