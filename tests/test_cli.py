@@ -307,7 +307,7 @@ def test_verify_reports_a_corrupt_line_with_seq_and_byte_position(session: Sessi
 def test_verify_a_healthy_session(session: Session) -> None:
     """verify of a healthy session says OK with the count and seq range, exit 0."""
     result = run("verify", session.id)
-    assert result.exit_code == 0 and result.stdout.startswith("OK: 2 records, seq 1..2, 1 segment(s)")
+    assert result.exit_code == 0 and result.stdout.startswith("OK: 2 records, seq 1..2, 1 segment in")
 
 
 def test_verify_reports_a_line_that_is_not_json(session: Session) -> None:

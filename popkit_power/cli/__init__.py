@@ -11,6 +11,8 @@ exit code 2 in one place, `common.PowerModeGroup` (damage found by `verify` exit
     hooks.py       install, uninstall (Claude Code's settings)
     upstash.py     upstash status, ping, test (the Upstash or Redis credentials)
     demo.py        demo (a short real session with simulated agents, in a temporary power directory)
+    history.py     sessions, sessions prune (every session in brief; removing old ones)
+    help.py        command lists with whole first sentences; counted words (`1 tool call`)
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ import os
 import click
 
 from ..home import find_power_dir
-from . import approvals, coordinating, demo, hooks, messages, sessions, tasks, upstash
+from . import approvals, coordinating, demo, history, hooks, messages, sessions, tasks, upstash
 from .common import PowerModeGroup
 
 
-@click.group(cls=PowerModeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PowerModeGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             invoke_without_command=True)
 @click.option("--home", "home", metavar="DIR", envvar="POPKIT_POWER_HOME",
               help="The power directory (default: $POPKIT_POWER_HOME, else <git common dir>/popkit-power, "
                    "else ./.popkit-power).")
@@ -34,8 +37,11 @@ def main(ctx: click.Context, home: str | None) -> None:
     """Power Mode for Claude Code: many agents, one journal."""
     ctx.ensure_object(dict)
     ctx.obj["power_dir"] = os.path.abspath(home) if home else find_power_dir()
+    if ctx.invoked_subcommand is None:  # a bare `popkit-power` is asking what there is: the help, and success
+        click.echo(ctx.get_help())
+        ctx.exit(0)
 
 
-for _module in (demo, sessions, messages, tasks, approvals, coordinating, hooks, upstash):
+for _module in (demo, sessions, history, messages, tasks, approvals, coordinating, hooks, upstash):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -16,6 +16,7 @@ from ..home import list_sessions
 from ..journal import Appended
 from ..keys import HUMAN, agent_key
 from ..session import Session
+from .help import HelpGroup
 
 ENV_AGENT = "POPKIT_POWER_AGENT"
 
@@ -24,7 +25,7 @@ sender_option = click.option("--as", "sender", metavar="SENDER", help="Send as t
                              "agent's session only an agent of that session.")
 
 
-class PowerModeGroup(click.Group):
+class PowerModeGroup(HelpGroup):
     """The command group that turns errors into one line on stderr and exit code 2, for every command at once: a
     PowerModeError as it is, an error of the file system (a full disk, a missing permission, a file where a
     directory belongs) with its path and the problem, and text that is not UTF-8 with where it was met."""

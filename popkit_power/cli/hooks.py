@@ -9,6 +9,7 @@ from ..config import load_config
 from ..errors import ConfigError
 from ..install import GUARD_EVENT, HOOK_EVENTS, install_hooks, settings_path, uninstall_hooks
 from .common import power_dir
+from .help import HelpGroup
 
 _USER = click.option("--user", is_flag=True, help="Write ~/.claude/settings.json instead of the project's.")
 _PROJECT = click.option("--project-dir", type=click.Path(file_okay=False), default=".",
@@ -43,7 +44,7 @@ def uninstall(user: bool, project_dir: str) -> None:
     click.echo(f"{'removed' if removed else 'nothing to remove'}: popkit-power hooks in {path}")
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def guardrails() -> None:
     """Turn the guardrails' PreToolUse hook on or off in Claude Code's settings. Guardrails themselves are the
     `guardrail_paths` and `guardrail_commands` patterns in the power directory's config.json; a matching call waits

@@ -16,6 +16,7 @@ from typing import IO, Any
 from ..keys import agent_name
 from ..projector import TASK_PARKED
 from ..status import ALIVE, MAX_NAME_CHARS, NONE, SILENT, STOPPED, clean
+from .help import plural
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -158,7 +159,8 @@ def _more(shown: int, total: int, what: str) -> list[RenderableType]:
 
     if total <= shown:
         return []
-    return [Text(f"  ... and {total - shown} more {what} (popkit-power status --json lists them all)", style="dim")]
+    return [Text(f"  ... and {plural(total - shown, 'more ' + what)} (popkit-power status --json lists them all)",
+                 style="dim")]
 
 
 def _header(info: dict[str, Any], note: str | None) -> RenderableType:
@@ -225,7 +227,7 @@ def _agents(info: dict[str, Any], rows: int) -> list[RenderableType]:
         table.add_row(_text(_name(info, key), "bold"), _text(agent.get("label"), "dim"),
                       _text(status, STYLES.get(status, "")), _text(agent["ago"]), _doing(agent),
                       _text(", ".join(agent["recent_files"]) or None, "dim"))
-    return [_title("agents", summary), _indented(table), *_more(rows, len(agents), "agents")]
+    return [_title("agents", summary), _indented(table), *_more(rows, len(agents), "agent")]
 
 
 def _doing(agent: dict[str, Any]) -> Text:
@@ -275,7 +277,7 @@ def _tasks(info: dict[str, Any], rows: int) -> list[RenderableType]:
             owner = _text(None, "dim")
         table.add_row(_text(task_id, limit=60), _text(status, STYLES.get(status, "")), owner,
                       _text(task.get("attempts", 0)), _text(task.get("title")))
-    return [_title("tasks", summary), _indented(table), *_more(rows, len(unfinished), "unfinished tasks")]
+    return [_title("tasks", summary), _indented(table), *_more(rows, len(unfinished), "unfinished task")]
 
 
 def _approvals(info: dict[str, Any]) -> list[RenderableType]:
@@ -295,7 +297,7 @@ def _approvals(info: dict[str, Any]) -> list[RenderableType]:
                       _text(approval.get("ago")), _text(approval.get("question"), limit=400),
                       _text(choices or "approve / deny"))
     summary = f"{len(pending)} pending (answer with: popkit-power approve REQUEST, or deny REQUEST)"
-    return [_title("approvals", summary), _indented(table), *_more(SHOW_APPROVALS, len(pending), "pending approvals")]
+    return [_title("approvals", summary), _indented(table), *_more(SHOW_APPROVALS, len(pending), "pending approval")]
 
 
 def _insights(info: dict[str, Any]) -> list[RenderableType]:
@@ -313,7 +315,7 @@ def _insights(info: dict[str, Any]) -> list[RenderableType]:
         if insight.get("duplicates"):
             text.append(f" (+{insight['duplicates']} similar)", style="dim")
         table.add_row(_text(_name(info, insight["from"]), "bold"), text)
-    return [_title("insights", summary), _indented(table), *_more(SHOW_INSIGHTS, len(kept), "insights")]
+    return [_title("insights", summary), _indented(table), *_more(SHOW_INSIGHTS, len(kept), "insight")]
 
 
 def _conflicts(info: dict[str, Any]) -> list[RenderableType]:
@@ -325,13 +327,13 @@ def _conflicts(info: dict[str, Any]) -> list[RenderableType]:
         table.add_row(_text(conflict.get("file")),
                       _text(", ".join(_name(info, key) for key in conflict.get("agents") or ()) or None))
     return [_title("file conflicts", str(len(conflicts))), _indented(table),
-            *_more(SHOW_CONFLICTS, len(conflicts), "file conflicts")]
+            *_more(SHOW_CONFLICTS, len(conflicts), "file conflict")]
 
 
 def verify_text(report: dict[str, Any]) -> str:
     seqs = f"seq {report['first_seq']}..{report['last_seq']}" if report["records"] else "no records"
-    lines = [f"{'OK' if report['ok'] else 'DAMAGED'}: {report['records']} records, {seqs}, "
-             f"{len(report['segments'])} segment(s) in {report['journal']}"]
+    lines = [f"{'OK' if report['ok'] else 'DAMAGED'}: {plural(report['records'], 'record')}, {seqs}, "
+             f"{plural(len(report['segments']), 'segment')} in {report['journal']}"]
     for damage in report["damaged"]:
         lines.append(f"  damaged: seq {damage['seq']} at {damage['segment']} byte {damage['offset']}: "
                      f"{damage['reason']}")

@@ -12,7 +12,8 @@ from ..timestamps import seconds_of
 def outcome(session: Session, plan: dict[str, Any]) -> dict[str, Any]:
     """The facts of the story as the journal has them: who was lost and how fast the coordinator said so, which
     task was orphaned and who took it over, the insight, the approval and its answer, and each task's end."""
-    personas: dict[Any, str] = {agent_key(agent["claude_session"]): persona for persona, agent in plan["agents"].items()}
+    personas: dict[Any, str] = {agent_key(agent["claude_session"]): persona
+                                for persona, agent in plan["agents"].items()}
     facts: dict[str, Any] = {"lost": [], "orphaned": [], "claims": [], "insights": [], "approvals": {},
                              "completed": {}, "events": 0, "session": session.id}
     last_seen: dict[str, float] = {}

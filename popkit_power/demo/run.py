@@ -52,7 +52,8 @@ class Demo:
         self.pace = pace
         self.say = say
         self.plan = story(seed)
-        self.personas: dict[Any, str] = {agent_key(agent["claude_session"]): persona for persona, agent in self.plan["agents"].items()}
+        self.personas: dict[Any, str] = {agent_key(agent["claude_session"]): persona
+                                         for persona, agent in self.plan["agents"].items()}
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
         self.coordinator: PowerModeCoordinator | None = None
         self.session: Session | None = None
