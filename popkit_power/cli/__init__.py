@@ -12,6 +12,7 @@ exit code 2 in one place, `common.PowerModeGroup` (damage found by `verify` exit
     upstash.py     upstash status, ping, test (the Upstash or Redis credentials)
     demo.py        demo (a short real session with simulated agents, in a temporary power directory)
     history.py     sessions, sessions prune (every session in brief; removing old ones)
+    doctor.py      doctor (checks the set-up, each problem with its fix)
     help.py        command lists with whole first sentences; counted words (`1 tool call`)
 """
 
@@ -22,7 +23,7 @@ import os
 import click
 
 from ..home import find_power_dir
-from . import approvals, coordinating, demo, history, hooks, messages, sessions, tasks, upstash
+from . import approvals, coordinating, demo, doctor, history, hooks, messages, sessions, tasks, upstash
 from .common import PowerModeGroup
 
 
@@ -42,6 +43,6 @@ def main(ctx: click.Context, home: str | None) -> None:
         ctx.exit(0)
 
 
-for _module in (demo, sessions, history, messages, tasks, approvals, coordinating, hooks, upstash):
+for _module in (demo, sessions, history, messages, tasks, approvals, coordinating, hooks, doctor, upstash):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -46,7 +46,8 @@ STYLES = {
 def no_session_text(info: dict[str, Any]) -> str:
     return (f"Power Mode off: no sessions in {info['power_dir']}\n"
             f"mode: {info['mode']['mode']} ({info['mode']['reason']})\n"
-            'start one with: popkit-power start "objective"')
+            + "".join(f"problem: {problem}\n" for problem in info.get("problems") or ())
+            + 'start one with: popkit-power start "objective" (or see it work first: popkit-power demo)')
 
 
 # -- status ---------------------------------------------------------------------------------------------------------
@@ -179,6 +180,8 @@ def _header(info: dict[str, Any], note: str | None) -> RenderableType:
     journal = info["journal"]
     grid.add_row("journal", Text(f"{journal['directory']} through seq {journal['records_through_seq']}"))
     grid.add_row("coordinator", _coordinator(info["coordinator"]))
+    for problem in info.get("problems") or ():
+        grid.add_row(Text("problem", style="bold red"), Text(problem, style="red"))
     return grid
 
 

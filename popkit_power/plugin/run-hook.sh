@@ -7,7 +7,8 @@
 #   4. ~/.local/bin/popkit-power-hook (where pipx puts it).
 # and runs the first it finds with the payload on stdin. When there is none, it never fails the agent: it exits 0,
 # and at SessionStart it tells the user, once per session, in a message Claude Code shows them.
-# `run-hook.sh --where` prints the hook it would run (or why none), for `popkit-power doctor`.
+# `run-hook.sh --where` prints the hook it would run; with any argument, a missing hook is an error (exit 1) naming
+# where it looked, for `popkit-power doctor`.
 # Plain sh, no subshell on the way to the hook: it runs before every hook call.
 
 root=${0%popkit_power/plugin/run-hook.sh}
@@ -42,17 +43,16 @@ find_hook() {
     return 1
 }
 
-if [ "$1" = "--where" ]; then
-    if find_hook; then
-        printf '%s\n' "$hook"
-        exit 0
-    fi
+if [ "$1" = "--where" ] && find_hook; then
+    printf '%s\n' "$hook"
+    exit 0
+fi
+if [ "$1" != "--where" ] && find_hook; then
+    exec "$hook" "$@"
+fi
+if [ $# -gt 0 ]; then  # a person, or popkit-power doctor, asked (Claude Code passes no argument)
     echo "popkit-power-hook not found: POPKIT_POWER_HOOK is not set, it is not on PATH, not in $root/.venv/bin, not in $HOME/.local/bin" >&2
     exit 1
-fi
-
-if find_hook; then
-    exec "$hook" "$@"
 fi
 
 payload=$(cat)
