@@ -143,6 +143,17 @@ def test_a_repeated_tool_event_with_its_own_id_is_not_a_duplicate(session: Sessi
     assert len([e for e in events(session) if e["type"] == "agent.tool"]) == 4
 
 
+def test_the_pre_and_post_tool_use_of_one_call_are_two_events(session: Session) -> None:
+    """They share the tool call's id (a guardrail's PreToolUse, then the call's PostToolUse): both are handled."""
+    env = {**os.environ, "POPKIT_POWER_HOME": session.power_dir}
+    pre = {**tool(tool_use_id="toolu_both"), "hook_event_name": "PreToolUse"}
+    pre.pop("tool_response")
+    for data in (pre, tool(tool_use_id="toolu_both")):
+        subprocess.run([str(HOOK_SCRIPT)], input=orjson.dumps(data), env=env, capture_output=True, timeout=60)
+    assert [e["type"] for e in events(session)][-1] == "agent.tool"
+    assert not [line for line in log_lines(session.power_dir) if "twice" in line]
+
+
 # -- a config.json that cannot be used --------------------------------------------------------------------------------
 
 def test_a_bad_config_records_nothing_tells_the_user_at_session_start_and_logs_why(session: Session) -> None:

@@ -90,11 +90,13 @@ def run(stdin: BinaryIO, power_dir: str, environ: Any, deliver: Any = None) -> s
 
 
 def _call_id(event_name: str, payload: dict[str, Any], raw: bytes) -> str | None:
-    """What tells this call from another (hook/miswired.py): Claude Code's id of a tool call; for the other events a
-    checksum of the payload, which two hook processes of one event share. None for a tool event without an id."""
+    """What tells this call from another (hook/miswired.py): the event and Claude Code's id of its tool call; for the
+    other events a checksum of the payload, which two hook processes of one event share. None for a tool event
+    without an id."""
     if event_name in TOOL_EVENTS:
         tool_use_id = payload.get("tool_use_id")
-        return tool_use_id[:MAX_ID_BYTES] if isinstance(tool_use_id, str) and tool_use_id else None
+        # A PreToolUse and the PostToolUse after it share the tool call's id: the event's name tells them apart.
+        return f"{event_name}:{tool_use_id[:MAX_ID_BYTES]}" if isinstance(tool_use_id, str) and tool_use_id else None
     import zlib
 
     return f"{event_name}:{zlib.crc32(raw):08x}"
