@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 from typing import Any
@@ -12,6 +13,7 @@ import click
 from ..demo.outcome import happened, outcome, summary_lines
 from ..demo.run import Demo, DemoFailed, new_directory
 from ..demo.story import DEFAULT_SEED
+from ..mode_selector import CREDENTIAL_VARS
 from ..session import Session
 from .render import make_console, status_view
 
@@ -32,6 +34,8 @@ def demo(seed: int, pace: float, parent: str | None) -> None:
     of its own, feed the real hook what Claude Code would send. One agent is killed mid-task and another takes its
     task over; an insight is shared; an agent asks the human, and the demo, playing the human, approves. Needs no
     Claude Code, network or credentials. At the end it prints what happened and where to look again."""
+    for name in CREDENTIAL_VARS:  # the demo never touches a network: its status must not ask Upstash either
+        os.environ.pop(name, None)
     directory = new_directory(parent)
     console = make_console()
     live_view = console.is_terminal
@@ -99,9 +103,9 @@ def _report(run: Demo, directory: str, failure: str | None) -> None:
         click.echo(f"  - {line}")
     timeline = os.path.join(directory, TIMELINE_FILE)
     click.echo(_write_timeline(session, timeline))
-    home = run.power_dir
+    home = shlex.quote(run.power_dir)
     click.echo(f"look again:  popkit-power --home {home} status   (or replay, sessions, doctor)")
-    click.echo(f"the agents' own logs: {run.logs}; remove everything with: rm -rf {directory}")
+    click.echo(f"the agents' own logs: {run.logs}; remove everything with: rm -rf {shlex.quote(directory)}")
     session.journal.close()
     if failure == "interrupted":
         click.echo("the demo was interrupted; every process it started has ended", err=True)
