@@ -1,6 +1,7 @@
 """Where Power Mode keeps its files: the power directory, its sessions, and the active-session pointer.
 
-    <power dir>/                 POPKIT_POWER_HOME, else <git common dir>/popkit-power, else ./.popkit-power
+    <power dir>/                 POPKIT_POWER_HOME, else <git common dir>/popkit-power, else the nearest
+                                 .popkit-power here or above, else ./.popkit-power
         config.json              optional settings (config.py)
         origin                   this power directory's origin id, written once
         active                   the id of the active session; absent when Power Mode is off
@@ -21,13 +22,15 @@ from ._fs import check_dir, open_file, private_dir, read_file, write_file_atomic
 from .errors import SessionError, UnsafePathError
 
 ENV_HOME = "POPKIT_POWER_HOME"
+LOCAL_DIR = ".popkit-power"  # the power directory outside git: here, or in the nearest folder above that has one
 ACTIVE_FILE = "active"
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 _MAX_NAME = 120
 
 
 def find_power_dir(cwd: str | None = None, environ: dict[str, str] | None = None) -> str:
-    """The power directory for `cwd`: $POPKIT_POWER_HOME, else `<git common dir>/popkit-power`, else `.popkit-power`."""
+    """The power directory for `cwd`: $POPKIT_POWER_HOME, else `<git common dir>/popkit-power`, else the nearest
+    `.popkit-power` in `cwd` or above it, else `<cwd>/.popkit-power`."""
     env = os.environ if environ is None else environ
     override = env.get(ENV_HOME)
     if override:
@@ -36,7 +39,21 @@ def find_power_dir(cwd: str | None = None, environ: dict[str, str] | None = None
     common = git_common_dir(start)
     if common is not None:
         return os.path.join(common, "popkit-power")
-    return os.path.join(start, ".popkit-power")
+    return _existing_above(start) or os.path.join(start, LOCAL_DIR)
+
+
+def _existing_above(start: str) -> str | None:
+    """Outside git: the nearest `.popkit-power` in `start` or a folder above it, so a subfolder of a project finds
+    the project's power directory, as git finds `.git` (whether it is safe to use is checked where it is used)."""
+    directory = start
+    while True:
+        candidate = os.path.join(directory, LOCAL_DIR)
+        if os.path.isdir(candidate):
+            return candidate
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
 
 
 def git_common_dir(start: str) -> str | None:

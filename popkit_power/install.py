@@ -4,9 +4,15 @@ Guardrails need one more hook, PreToolUse (one more process before every Edit, W
 registered only where they are configured: `install` adds it when config.json sets guardrails, and
 `popkit-power guardrails on|off` adds or removes just that one (for plugin users, whose plugin hooks are fixed).
 
-`install` merges them into `.claude/settings.json` (or the user's `~/.claude/settings.json`) without touching anything
-else there, is idempotent (a second install changes nothing; an install from another place replaces our old entry),
-and `uninstall` removes exactly what it added.
+How the hook is found (docs/hook-setup.md): `install` writes the absolute path of this installation's hook, so it runs
+whatever PATH Claude Code has, into `.claude/settings.local.json`, the project's settings that are not committed (the
+file is added to the repository's own `info/exclude`), never into the shared `.claude/settings.json`, where a path into
+one person's venv would break every teammate's clone; `--user` writes `~/.claude/settings.json`. The plugin cannot
+name a path of its own, so its hooks run `run-hook.sh`, a launcher that looks for the hook in the usual places.
+
+`install` merges the hooks without touching anything else there, is idempotent (a second install changes nothing; an
+install from another place replaces our old entry) and moves an older install's entries out of `.claude/settings.json`;
+`uninstall` removes exactly what it added, and a settings file it leaves holding nothing (`{}`).
 """
 
 from __future__ import annotations
@@ -53,10 +59,47 @@ def hook_command() -> str:
     return shlex.quote(found) if found else HOOK_SCRIPT
 
 
+#: The plugin's hooks run the launcher, which finds the hook without a path written anywhere (docs/hook-setup.md).
+LAUNCHER = "run-hook.sh"
+PLUGIN_COMMAND = f'sh "${{CLAUDE_PLUGIN_ROOT}}/popkit_power/plugin/{LAUNCHER}"'
+SETTINGS, LOCAL_SETTINGS = "settings.json", "settings.local.json"
+
+
 def settings_path(*, user: bool, project_dir: str = ".") -> str:
-    """`~/.claude/settings.json` with `user`, else `<project_dir>/.claude/settings.json`."""
-    base = os.path.expanduser("~") if user else os.path.abspath(project_dir)
-    return os.path.join(base, ".claude", "settings.json")
+    """Where `install` writes: `~/.claude/settings.json` with `user`, else the project's own settings that are not
+    committed, `<project_dir>/.claude/settings.local.json`."""
+    if user:
+        return os.path.join(os.path.expanduser("~"), ".claude", SETTINGS)
+    return os.path.join(os.path.abspath(project_dir), ".claude", LOCAL_SETTINGS)
+
+
+def shared_settings_path(project_dir: str = ".") -> str:
+    """The project's committed settings, `<project_dir>/.claude/settings.json`: never written by `install` (an older
+    version did; `install` and `uninstall` take its entries out)."""
+    return os.path.join(os.path.abspath(project_dir), ".claude", SETTINGS)
+
+
+def ignore_locally(project_dir: str) -> str | None:
+    """Make git ignore `.claude/settings.local.json` in the repository holding `project_dir`, through the
+    repository's own `info/exclude` (never committed, unlike .gitignore); the exclude file's path if a line was
+    added, None when it was there already or `project_dir` is in no repository."""
+    from .home import git_common_dir
+
+    common = git_common_dir(os.path.abspath(project_dir))
+    if common is None:
+        return None
+    path = os.path.join(common, "info", "exclude")
+    line = f".claude/{LOCAL_SETTINGS}"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            if line in (existing.strip() for existing in handle):
+                return None
+    except FileNotFoundError:
+        pass
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(f"\n# popkit-power install: personal Claude Code settings (the hook's path here)\n{line}\n")
+    return path
 
 
 def is_ours(group: Any, handler: Any) -> bool:
@@ -96,13 +139,22 @@ def install_hooks(path: str, command: str | None = None, events: tuple[str, ...]
 
 def uninstall_hooks(path: str, events: tuple[str, ...] = (*HOOK_EVENTS, GUARD_EVENT)) -> bool:
     """Remove the Power Mode hooks for `events` (and only them) from the settings file; return True if the file
-    changed."""
+    changed. A file left holding nothing (`{}`) is removed, and its `.claude` folder if that is then empty: nothing
+    of the user's was in them."""
     if not os.path.exists(path):
         return False
     settings = _read(path)
     if not _remove_ours(settings, events):
         return False
-    _write(path, settings)
+    if settings:
+        _write(path, settings)
+        return True
+    real = os.path.realpath(path)
+    os.unlink(real)
+    try:
+        os.rmdir(os.path.dirname(real))
+    except OSError:  # not empty: the user's other files stay
+        pass
     return True
 
 

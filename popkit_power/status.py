@@ -16,6 +16,7 @@ from collections import Counter
 from typing import Any
 
 from .home import active_session
+from .hook_errors import since
 from .journal import Position
 from .keys import COORDINATOR, HUMAN, RESERVED_SENDERS, agent_name
 from .mode_selector import CREDENTIAL_VARS, Mode, select_mode
@@ -304,3 +305,22 @@ def _insights(insights: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _utc(now: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1_000_000):06d}Z"
+
+
+def problems(power_dir: str, info: dict[str, Any], config_error: str | None = None) -> list[str]:
+    """What `status` must say before anything else, each pointing to `popkit-power doctor`: a config.json that
+    cannot be used (the hook records nothing), and errors the hook logged since the agents' last recorded call
+    (the session's opening when no agent has one): a hook that fails records nothing, so its errors are newer."""
+    found = []
+    if config_error:
+        found.append(f"{config_error}; the hook records nothing until it is fixed (popkit-power doctor)")
+    if info.get("session") is None:
+        return found
+    seen = [seconds_of(agent.get("last_seen")) for agent in (info.get("agents") or {}).values()]
+    last = max((when for when in seen if when is not None), default=seconds_of(info.get("opened")))
+    errors = since(power_dir, last)
+    if errors:
+        latest = errors[-1]
+        found.append(f"the hook logged {len(errors)} error{'s' * (len(errors) != 1)} since the agents' last recorded "
+                     f"call, the latest: {clean(latest['line'][20:], 160)} (popkit-power doctor)")
+    return found

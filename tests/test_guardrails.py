@@ -154,7 +154,7 @@ def test_the_pretooluse_hook_is_registered_only_where_guardrails_are_set(tmp_pat
     """`install` adds PreToolUse only with guardrails in config.json; `guardrails on` refuses without them and adds
     just that hook (for plugin users); `guardrails off` removes just that one; `uninstall` removes all."""
     home, project = tmp_path / "power", tmp_path / "project"
-    settings = project / ".claude" / "settings.json"
+    settings = project / ".claude" / "settings.local.json"
     assert run_cli(home, "install", "--project-dir", str(project)).exit_code == 0
     assert set(json.loads(settings.read_text())["hooks"]) == set(HOOK_EVENTS)
     refused = run_cli(home, "guardrails", "on", "--project-dir", str(project))
@@ -167,8 +167,8 @@ def test_the_pretooluse_hook_is_registered_only_where_guardrails_are_set(tmp_pat
     assert off.exit_code == 0 and set(json.loads(settings.read_text())["hooks"]) == set(HOOK_EVENTS)
     plugin_only = tmp_path / "plugin-user"
     assert run_cli(home, "guardrails", "on", "--project-dir", str(plugin_only)).exit_code == 0
-    assert set(json.loads((plugin_only / ".claude" / "settings.json").read_text())["hooks"]) == {GUARD_EVENT}
+    assert set(json.loads((plugin_only / ".claude" / "settings.local.json").read_text())["hooks"]) == {GUARD_EVENT}
     again = run_cli(home, "guardrails", "on", "--project-dir", str(plugin_only))
     assert "already on" in again.output
     assert run_cli(home, "uninstall", "--project-dir", str(plugin_only)).exit_code == 0
-    assert json.loads((plugin_only / ".claude" / "settings.json").read_text()) == {}
+    assert not (plugin_only / ".claude").exists(), "the settings file install made, left empty, is removed"

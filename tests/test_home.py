@@ -283,3 +283,18 @@ def test_escaped_names_never_collide() -> None:
     escaped = [safe_name(name) for name in names]
     assert len(set(escaped)) == len(names), escaped
     assert all(os.sep not in name and not name.startswith(".") for name in escaped)
+
+
+def test_outside_git_a_subfolder_finds_the_nearest_popkit_power_above(tmp_path: Path) -> None:
+    """A project that is not a git repository: `popkit-power start` in its root made `.popkit-power` there, and a
+    command run in a subfolder (an agent's cwd) finds that one rather than making its own."""
+    project = tmp_path / "project"
+    deep = project / "src" / "app"
+    deep.mkdir(parents=True)
+    assert find_power_dir(str(deep), {}) == str(deep / ".popkit-power"), "none yet: here"
+    (project / ".popkit-power").mkdir()
+    assert find_power_dir(str(deep), {}) == str(project / ".popkit-power")
+    (project / "src" / ".popkit-power").mkdir()
+    assert find_power_dir(str(deep), {}) == str(project / "src" / ".popkit-power"), "the nearest"
+    (project / ".git").mkdir()
+    assert find_power_dir(str(deep), {}) == str(project / ".git" / "popkit-power"), "git comes first"

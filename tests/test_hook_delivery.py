@@ -25,6 +25,7 @@ from popkit_power.hook import entry as hook
 from popkit_power.hook import handlers
 from popkit_power.hook.agent_state import AgentState
 from popkit_power.hook.inbox import Inbox
+from popkit_power.hook.log import MAX_DAMAGE_LOGGED
 from popkit_power.session import Session, start_session
 
 
@@ -513,7 +514,7 @@ def test_a_long_stretch_of_damaged_lines_is_read_in_bounded_calls(session: Sessi
         reply = call(home, tool())
         received = broadcasts_in(reply) if reply else []
         calls += 1
-        assert len(log_lines(home)) - logged <= handlers.MAX_DAMAGE_LOGGED + 1
+        assert len(log_lines(home)) - logged <= MAX_DAMAGE_LOGGED + 1
     assert received == ["past the damage"] and calls >= 3
 
 
@@ -524,7 +525,7 @@ def test_a_session_start_over_much_damage_saves_its_progress(session: Session) -
     session.publish("message.broadcast", {"text": "x"}, sender="human")
     call(session.power_dir, payload("SessionStart", source="startup"))
     assert list(Path(session.snapshots.directory).glob("*.snapshot.json"))
-    assert len(log_lines(session.power_dir)) <= handlers.MAX_DAMAGE_LOGGED + 1
+    assert len(log_lines(session.power_dir)) <= MAX_DAMAGE_LOGGED + 1
 
 
 @pytest.mark.parametrize("cursor", [{"segment": 1, "offset": 10**9, "seq": 3}, {"segment": 77, "offset": 5, "seq": 80}])

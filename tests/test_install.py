@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from popkit_power.cli import main
 from popkit_power.errors import ConfigError
-from popkit_power.install import HOOK_EVENTS, HOOK_SCRIPT, hooks_config, install_hooks, uninstall_hooks
+from popkit_power.install import HOOK_EVENTS, HOOK_SCRIPT, PLUGIN_COMMAND, hooks_config, install_hooks, uninstall_hooks
 
 REPO = Path(__file__).resolve().parents[1]
 THEIRS = {"type": "command", "command": "ruff check", "timeout": 5}
@@ -46,12 +46,17 @@ def test_install_merges_is_idempotent_and_uninstall_restores(settings: Path) -> 
     assert uninstall_hooks(str(settings)) is False
 
 
-def test_install_into_a_project_without_settings_and_uninstall_leaves_no_hooks_key(tmp_path: Path) -> None:
-    path = tmp_path / ".claude" / "settings.json"
+def test_install_into_a_project_without_settings_and_uninstall_removes_what_it_made(tmp_path: Path) -> None:
+    path = tmp_path / ".claude" / "settings.local.json"
     install_hooks(str(path), HOOK_SCRIPT)
     assert json.loads(path.read_text()) == {"hooks": hooks_config(HOOK_SCRIPT)}
     uninstall_hooks(str(path))
-    assert json.loads(path.read_text()) == {}
+    assert not path.exists() and not path.parent.exists(), "a file (and folder) left holding nothing is removed"
+    mine = tmp_path / ".claude" / "mine.txt"
+    install_hooks(str(path), HOOK_SCRIPT)
+    mine.write_text("keep")
+    uninstall_hooks(str(path))
+    assert not path.exists() and mine.read_text() == "keep", "a folder with the user's files in it stays"
 
 
 def test_bad_settings_json_is_refused_and_left_untouched(settings: Path) -> None:
@@ -61,14 +66,36 @@ def test_bad_settings_json_is_refused_and_left_untouched(settings: Path) -> None
     assert settings.read_text() == '{"hooks": [unclosed'
 
 
-def test_cli_install_writes_the_absolute_hook_path(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["install", "--project-dir", str(tmp_path)])
+def test_cli_install_writes_the_absolute_hook_path_into_the_settings_that_are_not_committed(tmp_path: Path) -> None:
+    """The project's committed settings.json never holds a path into one person's venv: the hook's absolute path
+    (no PATH needed) goes into settings.local.json, which git is told to ignore through the repository's own
+    info/exclude (once)."""
+    (tmp_path / ".git" / "info").mkdir(parents=True)
+    project = tmp_path / "app"
+    project.mkdir()
+    result = CliRunner().invoke(main, ["install", "--project-dir", str(project)])
     assert result.exit_code == 0, result.output
-    installed = json.loads((tmp_path / ".claude" / "settings.json").read_text())
+    assert not (project / ".claude" / "settings.json").exists()
+    installed = json.loads((project / ".claude" / "settings.local.json").read_text())
     command = installed["hooks"]["PostToolUse"][0]["hooks"][0]["command"]
     assert os.path.isabs(command) and os.access(command, os.X_OK) and command.endswith(HOOK_SCRIPT)
-    result = CliRunner().invoke(main, ["uninstall", "--project-dir", str(tmp_path)])
+    exclude = (tmp_path / ".git" / "info" / "exclude").read_text()
+    assert exclude.count(".claude/settings.local.json") == 1 and "git ignores it" in result.output
+    assert CliRunner().invoke(main, ["install", "--project-dir", str(project)]).exit_code == 0
+    assert (tmp_path / ".git" / "info" / "exclude").read_text() == exclude, "the line is added once"
+    result = CliRunner().invoke(main, ["uninstall", "--project-dir", str(project)])
     assert result.exit_code == 0 and "removed" in result.output
+    assert not (project / ".claude").exists()
+
+
+def test_install_moves_an_older_install_out_of_the_committed_settings(settings: Path) -> None:
+    install_hooks(str(settings), "/venv/bin/popkit-power-hook")  # where an older version wrote them
+    project = settings.parent.parent
+    result = CliRunner().invoke(main, ["install", "--project-dir", str(project)])
+    assert result.exit_code == 0 and "were removed from it" in result.output, result.output
+    shared = json.loads(settings.read_text())
+    assert "popkit-power-hook" not in settings.read_text() and shared["model"] == "opus", "theirs stays"
+    assert set(json.loads((project / ".claude" / "settings.local.json").read_text())["hooks"]) == set(HOOK_EVENTS)
 
 
 def test_cli_install_reports_bad_settings_in_one_line(settings: Path) -> None:
@@ -79,11 +106,11 @@ def test_cli_install_reports_bad_settings_in_one_line(settings: Path) -> None:
 
 
 def test_plugin_hooks_file_is_the_same_table_as_install() -> None:
-    """The plugin and `install` cannot drift: the plugin's hooks.json is hooks_config() of the script name."""
+    """The plugin and `install` cannot drift: the plugin's hooks.json is hooks_config() of its launcher."""
     manifest = json.loads((REPO / ".claude-plugin" / "plugin.json").read_text())
     assert manifest["name"] == "popkit"
     hooks_file = REPO / manifest["hooks"]
-    assert json.loads(hooks_file.read_text())["hooks"] == hooks_config(HOOK_SCRIPT)
+    assert json.loads(hooks_file.read_text())["hooks"] == hooks_config(PLUGIN_COMMAND)
     command = REPO / manifest["commands"] / "power.md"
     text = command.read_text()
     assert text.startswith("---\n") and "$ARGUMENTS" in text and "allowed-tools: Bash(popkit-power:*)" in text
@@ -118,7 +145,7 @@ def test_a_hook_path_with_a_space_runs_under_sh(tmp_path: Path, monkeypatch: pyt
     install_hooks(str(settings))
     command = json.loads(settings.read_text())["hooks"]["PostToolUse"][0]["hooks"][0]["command"]
     assert subprocess.run(["sh", "-c", command], capture_output=True, text=True).stdout == "hook-ran\n"
-    assert uninstall_hooks(str(settings)) and json.loads(settings.read_text()) == {}
+    assert uninstall_hooks(str(settings)) and not settings.exists()
 
 
 def test_a_symlinked_settings_file_and_a_users_own_entry_survive(tmp_path: Path) -> None:

@@ -11,6 +11,10 @@ exit code 2 in one place, `common.PowerModeGroup` (damage found by `verify` exit
     coordinating.py  coordinator (the session's coordinator in the foreground)
     hooks.py       install, uninstall (Claude Code's settings)
     upstash.py     upstash status, ping, test (the Upstash or Redis credentials)
+    demo.py        demo (a short real session with simulated agents, in a temporary power directory)
+    history.py     sessions, sessions prune (every session in brief; removing old ones)
+    doctor.py      doctor (checks the set-up, each problem with its fix)
+    help.py        command lists with whole first sentences; counted words (`1 tool call`)
 """
 
 from __future__ import annotations
@@ -20,11 +24,25 @@ import os
 import click
 
 from ..home import find_power_dir
-from . import approvals, coordinating, hooks, messages, replaying, replicating, sessions, tasks, upstash
+from . import (
+    approvals,
+    coordinating,
+    demo,
+    doctor,
+    history,
+    hooks,
+    messages,
+    replaying,
+    replicating,
+    sessions,
+    tasks,
+    upstash,
+)
 from .common import PowerModeGroup
 
 
-@click.group(cls=PowerModeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PowerModeGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             invoke_without_command=True)
 @click.option("--home", "home", metavar="DIR", envvar="POPKIT_POWER_HOME",
               help="The power directory (default: $POPKIT_POWER_HOME, else <git common dir>/popkit-power, "
                    "else ./.popkit-power).")
@@ -34,8 +52,12 @@ def main(ctx: click.Context, home: str | None) -> None:
     """Power Mode for Claude Code: many agents, one journal."""
     ctx.ensure_object(dict)
     ctx.obj["power_dir"] = os.path.abspath(home) if home else find_power_dir()
+    if ctx.invoked_subcommand is None:  # a bare `popkit-power` is asking what there is: the help, and success
+        click.echo(ctx.get_help())
+        ctx.exit(0)
 
 
-for _module in (sessions, replaying, messages, tasks, approvals, coordinating, replicating, hooks, upstash):
+for _module in (demo, sessions, history, replaying, messages, tasks, approvals, coordinating, replicating, hooks,
+                doctor, upstash):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -103,7 +103,7 @@ def _request_named(given: str, approvals: dict[str, Any], session_id: str) -> st
     raise SessionError(f"{problem}; pending: {', '.join(pending) or 'none'}")
 
 
-@click.command()
+@click.command(short_help="Grant an approval REQUEST, as the human, from a terminal outside Claude Code.")
 @click.argument("request")
 @click.option("--note", help="A note for the agent.")
 def approve(request: str, note: str | None) -> None:
@@ -112,7 +112,7 @@ def approve(request: str, note: str | None) -> None:
     _answer("approval.granted", request, note)
 
 
-@click.command()
+@click.command(short_help="Deny an approval REQUEST, as the human, from a terminal outside Claude Code.")
 @click.argument("request")
 @click.option("--note", help="Why, for the agent.")
 def deny(request: str, note: str | None) -> None:

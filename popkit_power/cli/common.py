@@ -10,12 +10,14 @@ from typing import Any
 import click
 
 from .. import provenance
+from ..config import Config
 from ..errors import PowerModeError, SessionError
 from ..home import active_session as active_session_id
 from ..home import list_sessions
 from ..journal import Appended
 from ..keys import HUMAN, agent_key
 from ..session import Session
+from .help import HelpGroup
 
 ENV_AGENT = "POPKIT_POWER_AGENT"
 
@@ -24,7 +26,7 @@ sender_option = click.option("--as", "sender", metavar="SENDER", help="Send as t
                              "agent's session only an agent of that session.")
 
 
-class PowerModeGroup(click.Group):
+class PowerModeGroup(HelpGroup):
     """The command group that turns errors into one line on stderr and exit code 2, for every command at once: a
     PowerModeError as it is, an error of the file system (a full disk, a missing permission, a file where a
     directory belongs) with its path and the problem, and text that is not UTF-8 with where it was met."""
@@ -81,9 +83,9 @@ def active_session() -> Session:
     return Session.active(power_dir())
 
 
-def session_to_read(session_id: str | None) -> Session:
+def session_to_read(session_id: str | None, config: Config | None = None) -> Session:
     """The named session, else the active one, else the newest one, opened read-only (status, verify, replay
-    create and write nothing, and work where they cannot write)."""
+    create and write nothing, and work where they cannot write); with `config`, instead of config.json's."""
     home = power_dir()
     if not session_id:
         session_id = active_session_id(home)
@@ -92,7 +94,7 @@ def session_to_read(session_id: str | None) -> Session:
             if not sessions:
                 raise SessionError(f"no sessions in {home}; start one with: popkit-power start \"objective\"")
             session_id = sessions[-1]
-    return Session(home, session_id, read_only=True)
+    return Session(home, session_id, config, read_only=True)
 
 
 def sender_for(event_type: str, chosen: str | None, *, request: str | None = None) -> str:

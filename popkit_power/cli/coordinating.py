@@ -13,7 +13,7 @@ from ..coordinator import PowerModeCoordinator
 from .common import power_dir
 
 
-@click.command()
+@click.command(short_help="Run the session's coordinator in the foreground (start runs it as a daemon).")
 @click.option("--session", "session_id", metavar="SESSION", help="The session (default: the active one).")
 def coordinator(session_id: str | None) -> None:
     """Run the coordinator of the session in the foreground until Ctrl-C or SIGTERM: it notices agents die, hands

@@ -7,10 +7,20 @@ import click
 
 from ..config import load_config
 from ..errors import ConfigError
-from ..install import GUARD_EVENT, HOOK_EVENTS, install_hooks, settings_path, uninstall_hooks
+from ..install import (
+    GUARD_EVENT,
+    HOOK_EVENTS,
+    ignore_locally,
+    install_hooks,
+    settings_path,
+    shared_settings_path,
+    uninstall_hooks,
+)
 from .common import power_dir
+from .help import HelpGroup
 
-_USER = click.option("--user", is_flag=True, help="Write ~/.claude/settings.json instead of the project's.")
+_USER = click.option("--user", is_flag=True, help="Write ~/.claude/settings.json instead of the project's "
+                     ".claude/settings.local.json.")
 _PROJECT = click.option("--project-dir", type=click.Path(file_okay=False), default=".",
                         help="The project (default: here).")
 
@@ -25,12 +35,28 @@ def _guardrails_set() -> bool:
 @_PROJECT
 def install(user: bool, project_dir: str) -> None:
     """Register the Power Mode hooks in Claude Code's settings (merged with what is there; idempotent). With
-    guardrails set in config.json, their PreToolUse hook too."""
+    guardrails set in config.json, their PreToolUse hook too.
+
+    They go into the project's .claude/settings.local.json, which is not committed (git is told to ignore it), with
+    the absolute path of this installation's hook, so they work whatever PATH Claude Code has; with --user, into
+    ~/.claude/settings.json. Use this or the plugin, not both (popkit-power doctor checks)."""
     path = settings_path(user=user, project_dir=project_dir)
     guarded = _guardrails_set()
     added = install_hooks(path, events=(*HOOK_EVENTS, GUARD_EVENT) if guarded else HOOK_EVENTS)
     click.echo(f"{'installed' if added else 'already installed'}: popkit-power hooks in {path}"
                f"{' (with the guardrails hook)' if guarded else ''}")
+    if not user:
+        _moved_out_of_shared(project_dir)
+        excluded = ignore_locally(project_dir)
+        if excluded:
+            click.echo(f"git ignores it from now on (a line in {excluded}): it holds a path into this machine's venv")
+
+
+def _moved_out_of_shared(project_dir: str) -> None:
+    """An older install wrote .claude/settings.json, which is committed: its entries are taken out."""
+    shared = shared_settings_path(project_dir)
+    if uninstall_hooks(shared):
+        click.echo(f"moved: the popkit-power hooks an older install wrote into {shared} were removed from it")
 
 
 @click.command()
@@ -38,12 +64,16 @@ def install(user: bool, project_dir: str) -> None:
 @_PROJECT
 def uninstall(user: bool, project_dir: str) -> None:
     """Remove the Power Mode hooks (the guardrails' too) from Claude Code's settings, leaving everything else."""
-    path = settings_path(user=user, project_dir=project_dir)
-    removed = uninstall_hooks(path)
-    click.echo(f"{'removed' if removed else 'nothing to remove'}: popkit-power hooks in {path}")
+    paths = [settings_path(user=user, project_dir=project_dir)]
+    if not user:
+        paths.append(shared_settings_path(project_dir))
+    for path in paths:
+        removed = uninstall_hooks(path)
+        if removed or path == paths[0]:
+            click.echo(f"{'removed' if removed else 'nothing to remove'}: popkit-power hooks in {path}")
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def guardrails() -> None:
     """Turn the guardrails' PreToolUse hook on or off in Claude Code's settings. Guardrails themselves are the
     `guardrail_paths` and `guardrail_commands` patterns in the power directory's config.json; a matching call waits
@@ -70,6 +100,8 @@ def guardrails_off(user: bool, project_dir: str) -> None:
     """Remove the guardrails' PreToolUse hook (the patterns in config.json stay)."""
     path = settings_path(user=user, project_dir=project_dir)
     removed = uninstall_hooks(path, events=(GUARD_EVENT,))
+    if not user:
+        removed = uninstall_hooks(shared_settings_path(project_dir), events=(GUARD_EVENT,)) or removed
     click.echo(f"{'guardrails off' if removed else 'guardrails were not on'}: PreToolUse hook in {path}")
 
 

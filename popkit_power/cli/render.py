@@ -15,6 +15,7 @@ from typing import IO, Any
 from ..keys import agent_name
 from ..projector import TASK_PARKED
 from ..status import ALIVE, MAX_NAME_CHARS, NONE, SILENT, STOPPED, clean
+from .help import plural
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,7 +42,8 @@ STYLES = {
 def no_session_text(info: dict[str, Any]) -> str:
     return (f"Power Mode off: no sessions in {info['power_dir']}\n"
             f"mode: {info['mode']['mode']} ({info['mode']['reason']})\n"
-            'start one with: popkit-power start "objective"')
+            + "".join(f"problem: {problem}\n" for problem in info.get("problems") or ())
+            + 'start one with: popkit-power start "objective" (or see it work first: popkit-power demo)')
 
 
 # -- status ---------------------------------------------------------------------------------------------------------
@@ -154,7 +156,8 @@ def _more(shown: int, total: int, what: str) -> list[RenderableType]:
 
     if total <= shown:
         return []
-    return [Text(f"  ... and {total - shown} more {what} (popkit-power status --json lists them all)", style="dim")]
+    return [Text(f"  ... and {plural(total - shown, 'more ' + what)} (popkit-power status --json lists them all)",
+                 style="dim")]
 
 
 def _header(info: dict[str, Any], note: str | None) -> RenderableType:
@@ -173,6 +176,8 @@ def _header(info: dict[str, Any], note: str | None) -> RenderableType:
     journal = info["journal"]
     grid.add_row("journal", Text(f"{journal['directory']} through seq {journal['records_through_seq']}"))
     grid.add_row("coordinator", _coordinator(info["coordinator"]))
+    for problem in info.get("problems") or ():
+        grid.add_row(Text("problem", style="bold red"), Text(problem, style="red"))
     for origin, machine in (info.get("machines") or {}).items():
         grid.add_row(f"  {clean(origin, 40)}", _coordinator(machine))
     if info.get("replication"):
@@ -237,7 +242,7 @@ def _agents(info: dict[str, Any], rows: int) -> list[RenderableType]:
         table.add_row(_text(_name(info, key), "bold"), _text(agent.get("label"), "dim"),
                       _text(status, STYLES.get(status, "")), _text(agent["ago"]), _doing(agent),
                       _text(", ".join(agent["recent_files"]) or None, "dim"))
-    return [_title("agents", summary), _indented(table), *_more(rows, len(agents), "agents")]
+    return [_title("agents", summary), _indented(table), *_more(rows, len(agents), "agent")]
 
 
 def _doing(agent: dict[str, Any]) -> Text:
@@ -262,7 +267,7 @@ def _tasks(info: dict[str, Any], rows: int) -> list[RenderableType]:
     unfinished: list[str] = info["unfinished_tasks"]
     counts: dict[str, int] = info["task_counts"]
     finished = sum(counts.get(state, 0) for state in ("completed", "failed"))
-    if not tasks:
+    if not tasks and not finished:
         return [_title("tasks", "none yet")]
     waiting = ", ".join(f"{counts[state]} {state}" for state in ("parked", "orphaned", "open") if counts.get(state))
     summary = f"{len(unfinished)} unfinished{f' ({waiting})' if waiting else ''}"
@@ -287,7 +292,7 @@ def _tasks(info: dict[str, Any], rows: int) -> list[RenderableType]:
             owner = _text(None, "dim")
         table.add_row(_text(task_id, limit=60), _text(status, STYLES.get(status, "")), owner,
                       _text(task.get("attempts", 0)), _text(task.get("title")))
-    return [_title("tasks", summary), _indented(table), *_more(rows, len(unfinished), "unfinished tasks")]
+    return [_title("tasks", summary), _indented(table), *_more(rows, len(unfinished), "unfinished task")]
 
 
 def _approvals(info: dict[str, Any]) -> list[RenderableType]:
@@ -307,7 +312,7 @@ def _approvals(info: dict[str, Any]) -> list[RenderableType]:
                       _text(approval.get("ago")), _text(approval.get("question"), limit=400),
                       _text(choices or "approve / deny"))
     summary = f"{len(pending)} pending (answer with: popkit-power approve REQUEST, or deny REQUEST)"
-    return [_title("approvals", summary), _indented(table), *_more(SHOW_APPROVALS, len(pending), "pending approvals")]
+    return [_title("approvals", summary), _indented(table), *_more(SHOW_APPROVALS, len(pending), "pending approval")]
 
 
 def _insights(info: dict[str, Any]) -> list[RenderableType]:
@@ -325,7 +330,7 @@ def _insights(info: dict[str, Any]) -> list[RenderableType]:
         if insight.get("duplicates"):
             text.append(f" (+{insight['duplicates']} similar)", style="dim")
         table.add_row(_text(_name(info, insight["from"]), "bold"), text)
-    return [_title("insights", summary), _indented(table), *_more(SHOW_INSIGHTS, len(kept), "insights")]
+    return [_title("insights", summary), _indented(table), *_more(SHOW_INSIGHTS, len(kept), "insight")]
 
 
 def _conflicts(info: dict[str, Any]) -> list[RenderableType]:
@@ -337,13 +342,13 @@ def _conflicts(info: dict[str, Any]) -> list[RenderableType]:
         table.add_row(_text(conflict.get("file")),
                       _text(", ".join(_name(info, key) for key in conflict.get("agents") or ()) or None))
     return [_title("file conflicts", str(len(conflicts))), _indented(table),
-            *_more(SHOW_CONFLICTS, len(conflicts), "file conflicts")]
+            *_more(SHOW_CONFLICTS, len(conflicts), "file conflict")]
 
 
 def verify_text(report: dict[str, Any]) -> str:
     seqs = f"seq {report['first_seq']}..{report['last_seq']}" if report["records"] else "no records"
-    lines = [f"{'OK' if report['ok'] else 'DAMAGED'}: {report['records']} records, {seqs}, "
-             f"{len(report['segments'])} segment(s) in {report['journal']}"]
+    lines = [f"{'OK' if report['ok'] else 'DAMAGED'}: {plural(report['records'], 'record')}, {seqs}, "
+             f"{plural(len(report['segments']), 'segment')} in {report['journal']}"]
     for damage in report["damaged"]:
         lines.append(f"  damaged: seq {damage['seq']} at {damage['segment']} byte {damage['offset']}: "
                      f"{damage['reason']}")

@@ -15,12 +15,12 @@ from ..config import Config, load_config
 from ..coordinator.daemon import LOG_FILE as COORDINATOR_LOG
 from ..coordinator.daemon import spawn as spawn_coordinator
 from ..coordinator.daemon import stop as stop_coordinator
-from ..errors import PowerModeError, SessionError
+from ..errors import ConfigError, PowerModeError, SessionError
 from ..home import active_session as active_session_id
 from ..home import list_sessions
 from ..roster import quoted, shell_word
 from ..session import Session, start_session, stop_session, summarize
-from ..status import StatusReader, no_session
+from ..status import StatusReader, no_session, problems
 from ..verify import verify_journal
 from .common import active_session, os_problem, power_dir, sender_for, sender_option, session_to_read
 from .render import make_console, status_output, verify_text, watch_status
@@ -130,6 +130,10 @@ def _status_frames(session_id: str | None, *, count: int | None, interval: float
     shown = 0
     while True:
         home = power_dir()
+        try:
+            config, config_error = load_config(home), None
+        except ConfigError as error:  # shown, not refused: the status is read with the defaults
+            config, config_error = Config(), str(error)
         if not session_id and not list_sessions(home):
             info = no_session(home)
         else:
@@ -137,8 +141,9 @@ def _status_frames(session_id: str | None, *, count: int | None, interval: float
             if reader is None or reader.session.id != wanted:
                 if reader is not None:
                     reader.session.journal.close()
-                reader = StatusReader(session_to_read(session_id or wanted))
+                reader = StatusReader(session_to_read(session_id or wanted, config))
             info = reader.read()
+        info["problems"] = problems(home, info, config_error)
         yield info
         shown += 1
         if count is not None and shown >= count:

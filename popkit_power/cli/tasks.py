@@ -40,10 +40,11 @@ from ..roster import (
 )
 from ..session import Session
 from .common import active_session, sender_for, sender_option
+from .help import HelpGroup
 from .messages import require_text
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def task() -> None:
     """Add tasks for agents to take (then: claim, done, release, reassign)."""
 

@@ -8,9 +8,10 @@ import os
 import click
 
 from ..upstash_adapter import ping, self_test, show_status
+from .help import HelpGroup
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def upstash() -> None:
     """Check the Upstash (or REDIS_URL) credentials: status, ping, test."""
 

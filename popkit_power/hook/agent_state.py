@@ -31,7 +31,7 @@ _KINDS: dict[str, tuple[type, Any]] = {
     "tool_calls": (int, None), "tool_counts": (dict, int), "files": (list, str), "asked": (dict, str),
     "my_writes": (dict, _NUMBER), "other_writes": (dict, dict), "seen_insights": (list, str), "names": (dict, str),
     "warned": (dict, _NUMBER), "pending": (list, str), "work_calls": (int, None), "titles": (dict, str),
-    "guards": (dict, dict),
+    "guards": (dict, dict), "calls": (dict, list), "duplicates": (int, None),
 }
 
 
@@ -41,8 +41,10 @@ class AgentState:
     __slots__ = (
         "_checkpoint",
         "asked",
+        "calls",
         "current_task",
         "cursor",
+        "duplicates",
         "durable",
         "files",
         "guards",
@@ -97,6 +99,10 @@ class AgentState:
         self.warned: dict[str, float] = {}
         #: news lines read but not yet delivered (they did not fit under the cap)
         self.pending: list[str] = []
+        #: the hook calls handled lately: call id -> [when, how the hook was registered], to notice one Claude Code
+        #: event reaching the hook twice (the plugin and `install` both registered); and how many were ignored
+        self.calls: dict[str, list[Any]] = {}
+        self.duplicates = 0
 
     def advance_to(self, position: Position) -> None:
         """Everything before `position` has been read into news (or pending): the one place the cursor is set."""
@@ -142,7 +148,7 @@ class AgentState:
             "tool_counts": self.tool_counts, "files": self.files,
             "current_task": self.current_task, "asked": self.asked, "my_writes": self.my_writes,
             "other_writes": self.other_writes, "seen_insights": self.seen_insights, "names": self.names,
-            "warned": self.warned, "pending": self.pending,
+            "warned": self.warned, "pending": self.pending, "calls": self.calls, "duplicates": self.duplicates,
         }
 
     def checkpoint(self) -> None:

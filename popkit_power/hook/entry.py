@@ -20,12 +20,28 @@ if TYPE_CHECKING:
 
 HANDLED_EVENTS = frozenset({"SessionStart", "PreToolUse", "PostToolUse", "PostToolUseFailure", "SubagentStart",
                             "SubagentStop", "Stop", "SessionEnd"})
+TOOL_EVENTS = frozenset({"PreToolUse", "PostToolUse", "PostToolUseFailure"})
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 MAX_ID_BYTES = 100  # Claude Code's ids are UUIDs; an agent key goes into every record the agent writes
 
 
+USAGE = """usage: popkit-power-hook [--help | --version]
+
+popkit-power's Claude Code hook. Claude Code runs it once per hook event of every agent (SessionStart, PostToolUse,
+PostToolUseFailure, SubagentStart, SubagentStop, Stop, SessionEnd, and PreToolUse where guardrails are on), with
+the event as JSON on stdin. It records the event in the active power session's journal and answers with the
+agent's news; with Power Mode off it exits at once. It never breaks an agent: whatever goes wrong, it exits 0 and
+logs one line in <power dir>/hook.log.
+
+You do not run it yourself. Register it with `popkit-power install` (the project's .claude/settings.local.json) or
+load the plugin; `popkit-power doctor` checks that it is registered once and that Claude Code can run it.
+"""
+
+
 def main() -> int:
     """The script's entry point: always exit 0; anything unexpected goes to the hook log."""
+    if sys.argv[1:2] in (["-h"], ["--help"], ["--version"]) or os.isatty(0):  # a person ran it: Claude Code pipes
+        return _usage(sys.argv[1:])  # the payload, and any other argument (a settings file's mistake) is ignored
     power_dir = None
     try:
         power_dir = find_power_dir()
@@ -69,7 +85,35 @@ def run(stdin: BinaryIO, power_dir: str, environ: Any, deliver: Any = None) -> s
                                        or not value.isprintable()):
             raise HookInputError(f"{event_name} payload has a session_id or agent_id that is not an id (over "
                                  f"{MAX_ID_BYTES} bytes, or with control characters)")
-    return respond(power_dir, session_id, event_name, payload, environ, deliver)
+    return respond(power_dir, session_id, event_name, payload, environ, deliver, call_id=_call_id(event_name, payload,
+                                                                                                   raw))
+
+
+def _call_id(event_name: str, payload: dict[str, Any], raw: bytes) -> str | None:
+    """What tells this call from another (hook/miswired.py): the event and Claude Code's id of its tool call; for the
+    other events a checksum of the payload, which two hook processes of one event share. None for a tool event
+    without an id."""
+    if event_name in TOOL_EVENTS:
+        tool_use_id = payload.get("tool_use_id")
+        # A PreToolUse and the PostToolUse after it share the tool call's id: the event's name tells them apart.
+        return f"{event_name}:{tool_use_id[:MAX_ID_BYTES]}" if isinstance(tool_use_id, str) and tool_use_id else None
+    import zlib
+
+    return f"{event_name}:{zlib.crc32(raw):08x}"
+
+
+def _usage(args: list[str]) -> int:
+    """--version prints the version, --help (or a terminal on stdin: a person typed the command) the usage."""
+    if args[:1] == ["--version"]:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            sys.stdout.write(f"popkit-power-hook {version('popkit-power')}\n")
+        except PackageNotFoundError:
+            sys.stdout.write("popkit-power-hook (version unknown: the package is not installed)\n")
+        return 0
+    sys.stdout.write(USAGE)
+    return 0
 
 
 def _print(reply: str) -> None:

@@ -17,17 +17,17 @@ from .. import codec
 from .._fs import remove_stale_temporaries
 from ..config import load_config
 from ..conflicts import FILE_TOOLS, WRITE_TOOLS
-from ..errors import JournalError
+from ..errors import ConfigError, JournalError
 from ..keys import MAIN, agent_key, agent_name, host_name, subagent_task
 from ..processes import start_time
 from ..protocol import remember_recent
 from ..session import Session
 from ..timestamps import seconds_of
 from ..tool_calls import runs_only_popkit_power
-from . import texts
+from . import miswired, texts
 from .agent_state import AgentState
 from .inbox import Inbox
-from .log import log_error
+from .log import DamageLog, log_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,14 +45,13 @@ MAX_CHARS = {"tool": 100, "file": 1000, "error": 300, "reason": 200, "result": 4
 #: MAX_READ_SECONDS, well under PostToolUse's 10 s timeout: an agent far behind catches up over several calls.
 MAX_RECORDS_PER_CALL = 50_000
 MAX_READ_SECONDS = 1.0
-MAX_DAMAGE_LOGGED = 20  # damaged lines logged one by one per call; the rest are counted in one line
 MAX_DURATION_MS = 10**12
 MAX_PENDING = 50  # lines waiting for delivery; past this, reading stops and the cursor stays before the rest
 MAX_PENDING_CHARS = 200_000  # likewise in characters, so one huge message does not pull in a hundred more
 
 
 def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str, Any], environ: Any,
-            deliver: Any = None) -> str | None:
+            deliver: Any = None, *, call_id: str | None = None) -> str | None:
     """Record one hook event of the agent that `payload` speaks for; return the JSON reply, or None for none.
 
     With `deliver`, the reply is passed to it (which writes and flushes it) while the agent's lock is held, and the
@@ -60,13 +59,20 @@ def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str,
     the cursor before the news it carried, so the next call delivers it again.
     """
     agent = Agent(payload["session_id"], payload, environ)
-    session = Session(power_dir, session_id, load_config(power_dir))
+    try:
+        config = load_config(power_dir)
+    except ConfigError as error:
+        return miswired.unusable_config(power_dir, event_name, error, deliver)
+    session = Session(power_dir, session_id, config)
     state = AgentState(session.dir, agent.key, durable=session.config.durability == "fsync")
     with state.lock:
         state.load()
         if state.lost_cursor:
             log_error(power_dir, f"the state file of agent {agent.key} was damaged; its news goes on from the "
                                  f"journal's end (what was sent to it before may be lost)")
+        if call_id is not None and miswired.twice(state, call_id, environ, agent.key, event_name, power_dir):
+            state.save()  # the same event, registered twice: the first process recorded and answered it
+            return None
         if event_name == "PreToolUse":  # registered only where guardrails are configured
             from .guard import reply as guard_reply
 
@@ -237,7 +243,7 @@ class _ReadBudget:
     __slots__ = ("damage_log", "deadline", "limit", "lines")
 
     def __init__(self, session: Session, limit: int, deadline: float) -> None:
-        self.damage_log = _DamageLog(session)
+        self.damage_log = DamageLog(session)
         self.limit = limit
         self.deadline = deadline
         self.lines = 0
@@ -305,7 +311,7 @@ _HANDLERS = {
 def _welcome(session: Session, agent: Agent, agent_state: AgentState) -> str:
     from ..projector import live_agents
 
-    damage_log = _DamageLog(session)
+    damage_log = DamageLog(session)
     state, _ = session.projection(on_damage=damage_log)
     damage_log.sum_up()
     agent_state.names.update((key, known.get("name", key)) for key, known in list(state["agents"].items())[-200:])
@@ -369,27 +375,6 @@ def _fit(event: dict[str, Any], limit: int) -> None:
             elif isinstance(value, dict) and len(value) > keep:
                 data[name] = dict(list(value.items())[:keep])
         body = codec.dumps(event).encode("utf-8")
-
-
-class _DamageLog:
-    """Logs the first `MAX_DAMAGE_LOGGED` damaged lines one call meets, one by one, and the rest as one count: a
-    journal with a million damaged lines must not cost a million log writes."""
-
-    __slots__ = ("count", "session")
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.count = 0
-
-    def __call__(self, damage: Damage) -> None:
-        self.count += 1
-        if self.count <= MAX_DAMAGE_LOGGED:
-            log_error(self.session.power_dir, f"skipped a damaged journal record: {damage}")
-
-    def sum_up(self) -> None:
-        if self.count > MAX_DAMAGE_LOGGED:
-            log_error(self.session.power_dir, f"skipped {self.count - MAX_DAMAGE_LOGGED} more damaged journal "
-                                              f"records in one read (popkit-power verify lists them)")
 
 
 def _loads(line: bytes) -> Any:

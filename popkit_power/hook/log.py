@@ -1,4 +1,5 @@
-"""The hook's error log: one line per failure in `<power dir>/hook.log`, rotated at 1 MiB, never on stdout."""
+"""The hook's error log: one line per failure in `<power dir>/hook.log`, rotated at 1 MiB, never on stdout; and
+`DamageLog`, which logs the damaged lines one call meets without flooding it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ from ..home import find_power_dir
 
 LOG_FILE = "hook.log"
 LOG_MAX_BYTES = 1024 * 1024
+MAX_DAMAGE_LOGGED = 20  # damaged lines logged one by one per call; the rest are counted in one line
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..journal import Damage
+    from ..session import Session
 
 
 def log_error(power_dir: str | None, message: str) -> None:
@@ -42,3 +49,24 @@ def log_error(power_dir: str | None, message: str) -> None:
             os.write(2, data)
         except OSError:
             pass
+
+
+class DamageLog:
+    """Logs the first `MAX_DAMAGE_LOGGED` damaged lines one call meets, one by one, and the rest as one count: a
+    journal with a million damaged lines must not cost a million log writes."""
+
+    __slots__ = ("count", "session")
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.count = 0
+
+    def __call__(self, damage: Damage) -> None:
+        self.count += 1
+        if self.count <= MAX_DAMAGE_LOGGED:
+            log_error(self.session.power_dir, f"skipped a damaged journal record: {damage}")
+
+    def sum_up(self) -> None:
+        if self.count > MAX_DAMAGE_LOGGED:
+            log_error(self.session.power_dir, f"skipped {self.count - MAX_DAMAGE_LOGGED} more damaged journal "
+                                              f"records in one read (popkit-power verify lists them)")

@@ -345,3 +345,29 @@ def test_a_guarded_command_waits_for_the_human_and_passes_once_approved(claude_b
     assert (second["is_error"], second["content"]) == (False, "DEPLOY-e2e")
     tools = [event["data"] for event in journal_events(power_home) if event["type"] == "agent.tool"]
     assert [data["tool"] for data in tools] == ["Bash"], "the denied call never ran; the approved one did"
+
+
+def test_hooks_registered_both_ways_record_each_event_once(claude_bin: Path, model_server: ServerFactory,
+                                                           tmp_path: Path, power_home: Path) -> None:
+    """The plugin loaded (`--plugin-dir`) and `popkit-power install` run in the project: the real Claude Code runs
+    two hook processes per event, and the journal still has each event once, the agent one welcome, and hook.log one
+    line naming both registrations."""
+    popkit(power_home, "start", "E2E twice")
+    work = tmp_path / "work"
+    work.mkdir()
+    popkit(power_home, "install", "--project-dir", str(work))
+    prompt = "AGENT twice test"
+    turns = Turns({prompt: [tool_use("Bash", {"command": "echo one", "description": "one"}),
+                            tool_use("Bash", {"command": "echo two", "description": "two"}), text("done")]})
+    server = model_server(turns)
+    process = start_claude(prompt, cwd=work, base_url=server.base_url, plugin_dir=REPO, env=agent_env(power_home),
+                           claude_bin=claude_bin, state_dir=tmp_path / "claude", timeout=120)
+    result = process.wait()
+    assert result.returncode == 0, result.describe()
+    events = journal_events(power_home)
+    agents = [e for e in events if e["type"] == "agent.joined"]
+    assert len(agents) == 1, "one agent, joined once"
+    assert [e["data"]["tool"] for e in events if e["type"] == "agent.tool"] == ["Bash", "Bash"]
+    logged = (power_home / "hook.log").read_text()
+    assert logged.count("reached popkit-power-hook twice") == 1, logged
+    assert "the plugin at" in logged and "a settings file" in logged

@@ -1,0 +1,221 @@
+"""`popkit-power doctor`: every check of a Power Mode set-up, each with what to do about a problem.
+
+Each check returns a `Check`: its name, a verdict (`OK`, `WARN` for something to know, `FAIL` for something that
+stops Power Mode working), one line saying what was found, and the fixes. The checks, in the order a person debugs:
+
+    hooks        the hooks registered exactly once (the plugin or a settings file, not both)
+    hook runs    each registration's command runs popkit-power-hook, the way Claude Code runs it
+    config       config.json is valid
+    power dir    the power directory and what is in it: yours, not a link, not open to others, modes 0700/0600
+    journals     the journal passes verify (the active or newest session; all with --all)
+    coordinator  the active session's coordinator is alive
+    replication  the mode, and the replicator's lag where there is one
+    hook.log     the errors the hook logged lately, with what each kind means
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from typing import Any, NamedTuple
+
+from . import hook_errors, registrations
+from .config import CONFIG_FILE, Config, load_config
+from .errors import ConfigError, PowerModeError
+from .home import active_session, check_power_dir, list_sessions
+from .hook.log import LOG_FILE
+from .install import HOOK_SCRIPT, PLUGIN_COMMAND
+from .session import Session
+from .status import coordinator_health, mode_info
+from .verify import verify_journal
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+RECENT_SECONDS = 24 * 3600  # hook.log errors younger than this are shown
+MAX_WALKED = 20_000  # entries of the power directory looked at for their owner and mode
+
+
+class Check(NamedTuple):
+    name: str
+    verdict: str
+    found: str
+    fixes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "verdict": self.verdict, "found": self.found, "fixes": list(self.fixes)}
+
+
+def run_all(power_dir: str, project_dir: str, *, all_sessions: bool = False, home: str | None = None) -> list[Check]:
+    """Every check, in order."""
+    found = registrations.find(project_dir, home)
+    config, config_check = _config(power_dir)
+    return [_hooks(found, power_dir), *_hook_runs(found), config_check, _power_dir(power_dir),
+            *_journals(power_dir, config, all_sessions), _coordinator(power_dir, config), _replication(),
+            _hook_log(power_dir)]
+
+
+def _hooks(found: list[dict[str, Any]], power_dir: str) -> Check:
+    twice = [error for error in hook_errors.read_errors(power_dir) if "reached popkit-power-hook twice" in
+             error["line"] and error["ts"] is not None and time.time() - error["ts"] < RECENT_SECONDS]
+    where = "; ".join(f"{one['where']} ({one['path'] or 'installed'})" for one in found)
+    doubled = registrations.duplicates(found)
+    remove = ("keep one: remove the settings entries with `popkit-power uninstall` (add --user for ~/.claude), or "
+              "the plugin with `/plugin uninstall popkit@popkit-power` in Claude Code")
+    if doubled:
+        return Check("hooks", FAIL, f"registered {len(found)} times, so every event runs the hook twice (the hook "
+                     f"ignores the second, but each costs a process): {where}", (remove,))
+    if twice:
+        return Check("hooks", FAIL, f"the hook saw events arrive twice ({len(twice)} time(s) in the last day): "
+                     f"{twice[-1]['line'][20:200]}" + (f"; registered in {where}" if where else ""),
+                     ("you probably also start claude with --plugin-dir while the hooks are in a settings file: "
+                      "use one of the two", remove))
+    if not found:
+        return Check("hooks", WARN, "no settings file here registers the hook and the plugin is not enabled (a "
+                     "plugin loaded with claude --plugin-dir is not visible from here)",
+                     ("register them: popkit-power install (this project) or popkit-power install --user, or "
+                      "load the plugin: claude --plugin-dir /path/to/popkit-power",))
+    return Check("hooks", OK, f"registered once: {where}")
+
+
+def _hook_runs(found: list[dict[str, Any]]) -> list[Check]:
+    """Each registered command, run with --version as Claude Code runs it; with none registered, the plugin's
+    launcher of this package (what --plugin-dir would run)."""
+    runs = [(command, one.get("root")) for one in found for command in one["commands"]] or \
+        [(PLUGIN_COMMAND, registrations.package_plugin_root())]
+    checks = []
+    for command, root in dict.fromkeys(runs):
+        works, said = registrations.try_command(command, root)
+        shown = command if len(command) < 100 else command[:97] + "..."
+        if works:
+            checks.append(Check("hook runs", OK, f"{shown} -> {said}"))
+            continue
+        fixes = [f"install popkit-power where it can be found: pipx install popkit-power puts {HOOK_SCRIPT} in "
+                 f"~/.local/bin; or run popkit-power install again from the venv you use (it writes that venv's "
+                 f"path); or set POPKIT_POWER_HOOK=/path/to/{HOOK_SCRIPT} in the shell that starts claude"]
+        if "${CLAUDE_PLUGIN_ROOT}" not in command and not os.path.isabs(command.split()[0].strip("'\"")):
+            fixes.append("this command relies on PATH: Claude Code uses the PATH of the shell that started it")
+        checks.append(Check("hook runs", FAIL, f"{shown} does not run the hook ({said}); Claude Code would show "
+                            f"exit 127 on every call, or nothing is recorded", tuple(fixes)))
+    return checks
+
+
+def _config(power_dir: str) -> tuple[Config, Check]:
+    path = os.path.join(power_dir, CONFIG_FILE)
+    try:
+        config = load_config(power_dir)
+    except ConfigError as error:
+        return Config(), Check("config", FAIL, f"{error}; the hook records nothing until it is fixed",
+                               (f"edit {path}: the settings, their defaults and limits are in the README's "
+                                f"'Settings' and popkit_power/config.py",))
+    changed = {name: value for name, value in config.as_dict().items() if value != Config().as_dict()[name]}
+    shown = ", ".join(f"{name}={value}" for name, value in changed.items()) or "all defaults"
+    return config, Check("config", OK, f"{path if os.path.exists(path) else 'no config.json'}: {shown}")
+
+
+def _power_dir(power_dir: str) -> Check:
+    if not os.path.lexists(power_dir):
+        return Check("power dir", OK, f"{power_dir} does not exist yet (popkit-power start makes it)")
+    try:
+        check_power_dir(power_dir)
+    except PowerModeError as error:
+        return Check("power dir", FAIL, str(error), (f"make it yours and private: chown -R \"$USER\" {power_dir} "
+                                                     f"&& chmod -R go-rwx {power_dir}",))
+    loose, foreign, walked = [], [], 0
+    for directory, dirs, files in os.walk(power_dir):
+        for name in [*dirs, *files]:
+            path = os.path.join(directory, name)
+            walked += 1
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            if info.st_uid != os.getuid():
+                foreign.append(path)
+            elif stat.S_IMODE(info.st_mode) & 0o077 and not stat.S_ISLNK(info.st_mode):
+                loose.append(path)
+        if walked > MAX_WALKED:
+            break
+    if foreign:
+        return Check("power dir", FAIL, f"{len(foreign)} entr{'ies' if len(foreign) > 1 else 'y'} not yours, such "
+                     f"as {foreign[0]}", (f"chown -R \"$USER\" {power_dir}",))
+    if loose:
+        return Check("power dir", WARN, f"{len(loose)} entr{'ies' if len(loose) > 1 else 'y'} open to others, such "
+                     f"as {loose[0]} (popkit-power makes 0700 folders and 0600 files)",
+                     (f"chmod -R go-rwx {power_dir}",))
+    return Check("power dir", OK, f"{power_dir}: yours, private (0700 folders, 0600 files)")
+
+
+def _journals(power_dir: str, config: Config, all_sessions: bool) -> list[Check]:
+    sessions = list_sessions(power_dir)
+    if not sessions:
+        return [Check("journals", OK, "no sessions yet")]
+    chosen = sessions if all_sessions else [active_session(power_dir) or sessions[-1]]
+    checks = []
+    for session_id in chosen:
+        try:
+            session = Session(power_dir, session_id, config, read_only=True)
+            report = verify_journal(session.journal)
+            session.journal.close()
+        except (OSError, PowerModeError) as error:
+            checks.append(Check("journals", FAIL, f"{session_id}: cannot be read: {error}"))
+            continue
+        if report["ok"]:
+            checks.append(Check("journals", OK, f"{session_id}: {report['records']} records, all whole"))
+        elif report["torn_tail"] and not (report["damaged"] or report["gaps"] or report["repeats"]):
+            checks.append(Check("journals", WARN, f"{session_id}: a torn tail (a writer was killed mid-write)",
+                                ("nothing to do: the next append repairs it and keeps its bytes aside",)))
+        else:
+            checks.append(Check("journals", FAIL, f"{session_id}: {len(report['damaged'])} damaged, "
+                                f"{len(report['gaps'])} gap(s), {len(report['repeats'])} repeated seq(s)",
+                                (f"popkit-power verify {session_id} lists them; readers skip damaged lines",)))
+    if not all_sessions and len(sessions) > 1:
+        checks[-1] = checks[-1]._replace(found=checks[-1].found + f" (one of {len(sessions)} sessions: --all "
+                                                                  f"checks every one)")
+    return checks
+
+
+def _coordinator(power_dir: str, config: Config) -> Check:
+    session_id = active_session(power_dir) if os.path.isdir(power_dir) else None
+    if session_id is None:
+        return Check("coordinator", OK, "Power Mode is off: no session needs one")
+    from .coordinator.daemon import running
+
+    session = Session(power_dir, session_id, config, read_only=True)
+    try:
+        state, _ = session.projection(save_snapshot=False, on_damage=lambda _damage: None)
+        held = running(session)
+    finally:
+        session.journal.close()
+    health = coordinator_health(state["coordinator"], time.time(), config.heartbeat_seconds)
+    fix = ("run one: popkit-power coordinator (in the foreground), or stop and start the session",)
+    if not held:
+        return Check("coordinator", FAIL, f"none runs for the active session {session_id}: nobody notices an "
+                     f"agent that dies", fix)
+    if not health["alive"]:
+        return Check("coordinator", WARN, f"it holds the session but its last status is {health['ago']} "
+                     f"(expected every {config.heartbeat_seconds:g} s)", (f"see {session.dir}/coordinator.log",))
+    return Check("coordinator", OK, f"alive, pid {health.get('pid')}, last status {health['ago']}")
+
+
+def _replication() -> Check:
+    mode = mode_info()
+    if mode["mode"] == "file":
+        return Check("replication", OK, f"file mode: nothing to replicate ({mode['reason']})")
+    if not mode["ok"]:
+        return Check("replication", FAIL, f"{mode['mode']}: {mode['reason']}",
+                     ("popkit-power upstash ping shows the exact failure",))
+    return Check("replication", OK, f"{mode['mode']}: {mode['reason']}; the replicator's lag is not measured in "
+                 f"this version")
+
+
+def _hook_log(power_dir: str) -> Check:
+    recent = [error for error in hook_errors.read_errors(power_dir)
+              if error["ts"] is not None and time.time() - error["ts"] < RECENT_SECONDS]
+    path = os.path.join(power_dir, LOG_FILE)
+    if not recent:
+        return Check("hook.log", OK, "no errors in the last day")
+    kinds = list(dict.fromkeys(error["advice"] for error in recent if error["advice"]))
+    last = recent[-1]["line"]
+    return Check("hook.log", WARN, f"{len(recent)} line(s) in the last day, the latest: {last[:300]}",
+                 (*kinds, f"all of them: {path}"))
+
