@@ -27,7 +27,7 @@ from .home import active_session, check_power_dir, list_sessions
 from .hook.log import LOG_FILE
 from .install import HOOK_SCRIPT, PLUGIN_COMMAND
 from .session import Session
-from .status import coordinator_health, mode_info
+from .status import coordinator_health, mode_info, replication_info
 from .verify import verify_journal
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -50,7 +50,8 @@ def run_all(power_dir: str, project_dir: str, *, all_sessions: bool = False, hom
     found = registrations.find(project_dir, home)
     config, config_check = _config(power_dir)
     return [_hooks(found, power_dir), *_hook_runs(found), config_check, _power_dir(power_dir),
-            *_journals(power_dir, config, all_sessions), _coordinator(power_dir, config), _replication(),
+            *_journals(power_dir, config, all_sessions), _coordinator(power_dir, config),
+            _replication(power_dir, config),
             _hook_log(power_dir)]
 
 
@@ -186,7 +187,8 @@ def _coordinator(power_dir: str, config: Config) -> Check:
         held = running(session)
     finally:
         session.journal.close()
-    health = coordinator_health(state["coordinator"], time.time(), config.heartbeat_seconds)
+    health = coordinator_health(state["coordinators"].get(session.origin, state["coordinator"]), time.time(),
+                                config.heartbeat_seconds)
     fix = ("run one: popkit-power coordinator (in the foreground), or stop and start the session",)
     if not held:
         return Check("coordinator", FAIL, f"none runs for the active session {session_id}: nobody notices an "
@@ -197,15 +199,31 @@ def _coordinator(power_dir: str, config: Config) -> Check:
     return Check("coordinator", OK, f"alive, pid {health.get('pid')}, last status {health['ago']}")
 
 
-def _replication() -> Check:
+def _replication(power_dir: str, config: Config) -> Check:
     mode = mode_info()
     if mode["mode"] == "file":
         return Check("replication", OK, f"file mode: nothing to replicate ({mode['reason']})")
     if not mode["ok"]:
         return Check("replication", FAIL, f"{mode['mode']}: {mode['reason']}",
                      ("popkit-power upstash ping shows the exact failure",))
-    return Check("replication", OK, f"{mode['mode']}: {mode['reason']}; the replicator's lag is not measured in "
-                 f"this version")
+    session_id = active_session(power_dir) if os.path.isdir(power_dir) else None
+    if session_id is None:
+        return Check("replication", OK, f"{mode['mode']}: {mode['reason']}; Power Mode is off, nothing to replicate")
+    session = Session(power_dir, session_id, config, read_only=True)
+    try:
+        report = replication_info(session, session.journal.end_position(), time.time())
+    finally:
+        session.journal.close()
+    where = f"{mode['mode']}: {mode['reason']}"
+    if report is None or not report["running"]:
+        return Check("replication", FAIL, f"{where}; no replicator runs for session {session_id}, so the other "
+                     f"machines hear nothing from this one", ("start the coordinator (it runs the replicator), or: "
+                                                            "popkit-power replicate",))
+    if report.get("last_error") and report["behind"]:
+        return Check("replication", WARN, f"{report['behind']} record(s) behind; last error: {report['last_error']}",
+                     (f"see {session.dir}/coordinator.log; popkit-power upstash ping shows the exact failure",))
+    return Check("replication", OK, f"{where}; {report['behind']} record(s) behind, {report.get('pulled') or 0} "
+                 f"pulled from {len(report.get('origins') or [])} other machine(s)")
 
 
 def _hook_log(power_dir: str) -> Check:

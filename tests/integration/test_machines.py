@@ -148,3 +148,26 @@ def test_a_silent_machine_s_agents_are_declared_lost_by_the_leader_only() -> Non
     timeline.add("coordinator.status", "coordinator", after=1, pid=1, host="m2")
     state = project(timeline.events)
     assert decide(state, now + 1, {}, rules, None, "m1") == [], "m2 alive again: its agents are its own to judge"
+
+
+def test_doctor_and_status_show_the_replicator_and_the_other_machine(two_machines: dict[str, Any],
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    from popkit_power.doctor import run_all
+    from popkit_power.status import session_status
+
+    home_a, home_b = two_machines["homes"]
+    a, b = two_machines["sessions"]
+    monkeypatch.setenv("REDIS_URL", two_machines["redis_url"])
+    a.publish("message.broadcast", {"text": "hello B"}, sender="human")
+    until(lambda: any(e["type"] == "message.broadcast" for e in b.journal.reader()), 10, "B pulled A's message")
+    until(lambda: {b.origin} <= set((session_status(a, *a.projection(save_snapshot=False))["replication"] or {})
+                                    .get("origins") or []), 10, "A's replicator knows B")
+    info = session_status(a, *a.projection(save_snapshot=False))
+    assert info["replication"]["running"] and info["replication"]["transport"].startswith("redis")
+    assert b.origin in info["machines"] and info["machines"][b.origin]["health"] == "alive"
+    [check] = [c for c in run_all(home_a, str(tmp_path), home=str(tmp_path)) if c.name == "replication"]
+    assert check.verdict == "ok" and "other machine" in check.found, check
+    two_machines["coordinators"][1].stop()
+    [check] = [c for c in run_all(home_b, str(tmp_path), home=str(tmp_path)) if c.name == "replication"]
+    assert check.verdict == "FAIL" and "no replicator runs" in check.found, check
