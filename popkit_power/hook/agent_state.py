@@ -30,7 +30,7 @@ _NUMBER = (int, float)
 _KINDS: dict[str, tuple[type, Any]] = {
     "tool_calls": (int, None), "tool_counts": (dict, int), "files": (list, str), "asked": (dict, str),
     "my_writes": (dict, _NUMBER), "other_writes": (dict, dict), "seen_insights": (list, str), "names": (dict, str),
-    "warned": (dict, _NUMBER), "pending": (list, str), "work_calls": (int, None), "titles": (dict, str),
+    "warned": (dict, _NUMBER), "pending": (list, str), "titles": (dict, str),
     "guards": (dict, dict), "calls": (dict, list), "duplicates": (int, None),
 }
 
@@ -61,7 +61,6 @@ class AgentState:
         "tool_calls",
         "tool_counts",
         "warned",
-        "work_calls",
     )
 
     def __init__(self, session_dir: str, agent_key: str, *, durable: bool = False) -> None:
@@ -76,8 +75,6 @@ class AgentState:
         #: where this agent's news reading goes on (None: it has not started)
         self.cursor: Position | None = None
         self.tool_calls = 0
-        #: tool calls that were not popkit-power itself: an agent with none only looks on, and is offered no work
-        self.work_calls = 0
         #: task id -> title, of the tasks it heard created (insights are routed by its task's words)
         self.titles: dict[str, str] = {}
         #: "tool\nfile or command" -> {request, answer, scan position}: the guardrail requests it raised
@@ -144,7 +141,7 @@ class AgentState:
     def as_dict(self) -> dict[str, Any]:
         return {
             "cursor": self.cursor.as_dict() if self.cursor is not None else None,
-            "tool_calls": self.tool_calls, "work_calls": self.work_calls, "titles": self.titles, "guards": self.guards,
+            "tool_calls": self.tool_calls, "titles": self.titles, "guards": self.guards,
             "tool_counts": self.tool_counts, "files": self.files,
             "current_task": self.current_task, "asked": self.asked, "my_writes": self.my_writes,
             "other_writes": self.other_writes, "seen_insights": self.seen_insights, "names": self.names,

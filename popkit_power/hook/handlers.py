@@ -157,7 +157,6 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
             "task": subagent_task(launched), "title": _cap(description, "title"),
             "owner": agent_key(agent.claude_session, launched), "parent": agent.key}, sender=agent.key))
     state.tool_calls += 1
-    state.work_calls += "power" not in data
     if tool in state.tool_counts or len(state.tool_counts) < MAX_TOOL_KINDS:
         state.tool_counts[tool] = state.tool_counts.get(tool, 0) + 1
     if "file" in data:

@@ -2,9 +2,9 @@
 
 `Inbox.apply(event)` adds to `news` what the event means for this agent (a broadcast, a message to it, another
 agent's insight unless it is a near-duplicate of one it heard or is tagged for other work, the human's answer to its
-own approval request (an answer from anyone else is not one), an orphaned task (offered only to an agent that works:
-one that has only run popkit-power is a person looking on), a task assigned to it, another agent writing a file it
-wrote) and keeps what it has to remember for that in the
+own approval request (an answer from anyone else is not one), an orphaned task (offered to every agent: one whose
+first calls only ran popkit-power may be about to work, and news skipped would be lost to it), a task assigned to it,
+another agent writing a file it wrote) and keeps what it has to remember for that in the
 agent's state (names, its requests, who wrote what, insights heard). It reads no file and no clock: time comes from
 the events. Items are tuples, `(kind, ...)`; `texts.news_line` renders them. Which events to read, and when to stop,
 is the handler's business (`handlers.read_news`).
@@ -82,7 +82,7 @@ class Inbox:
             question = state.asked.pop(data["request"])
             self.news.append(("approval", sender, event_type == "approval.granted", data["request"], question,
                               data.get("note")))
-        elif event_type == "task.orphaned" and state.work_calls:
+        elif event_type == "task.orphaned":
             context = data.get("context")
             self.news.append(("orphaned", sender, data.get("task"), context if isinstance(context, dict) else {}))
         elif event_type == "arbiter.decided" and data.get("type") == "task.claimed" \
