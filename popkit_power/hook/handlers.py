@@ -31,6 +31,7 @@ from .news import (
     DamageLog,
     read_news,
 )
+from .wake import claim_path, drop_claim, take_news
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -71,11 +72,15 @@ def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str,
             if denial is not None and deliver is not None:
                 deliver(denial)
             return denial
-        context = _HANDLERS[event_name](session, state, agent, payload)
-        if not context:
+        if event_name == "Stop":
+            reply = _on_stop(session, state, agent, payload)
+        else:
+            context = _HANDLERS[event_name](session, state, agent, payload)
+            reply = context and codec.dumps({"hookSpecificOutput": {"hookEventName": event_name,
+                                                                    "additionalContext": context}})
+        if not reply:
             state.save()
             return None
-        reply = codec.dumps({"hookSpecificOutput": {"hookEventName": event_name, "additionalContext": context}})
         state.save_checkpoint()
         if deliver is not None:
             deliver(reply)
@@ -209,11 +214,20 @@ def _on_subagent_stop(session: Session, state: AgentState, agent: Agent, payload
     state.current_task = None
 
 
-def _on_stop(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> None:
+def _on_stop(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> str | None:
+    """The turn is over. With news that starts a turn waiting, the agent goes on with it (`decision: block`), unless
+    it is already going on because of a Stop hook (`stop_hook_active`): never a loop. Otherwise it is idle, and its
+    waiter (waiter.py, started beside this hook) wakes it when such news comes."""
+    if payload.get("stop_hook_active") is not True:
+        news = take_news(session, state, agent.key, texts.STOP_HEADER)
+        if news is not None:
+            return codec.dumps({"decision": "block", "reason": news})
     _append(session, [session.event("agent.idle", {}, sender=agent.key)])
+    return None
 
 
 def _on_session_end(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> None:
+    drop_claim(claim_path(state))  # its waiter ends when it sees the agent.left below
     reason = payload.get("reason")
     _append(session, [session.event("agent.left", {"reason": _cap(reason or "session ended", "reason")},
                                     sender=agent.key)])
@@ -225,7 +239,6 @@ _HANDLERS = {
     "PostToolUseFailure": _on_tool,
     "SubagentStart": _on_subagent_start,
     "SubagentStop": _on_subagent_stop,
-    "Stop": _on_stop,
     "SessionEnd": _on_session_end,
 }
 
