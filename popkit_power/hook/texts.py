@@ -189,8 +189,10 @@ def welcome(*, session_id: str, objective: str | None, objective_by: str | None,
         f"- take over an open or orphaned task: popkit-power claim TASK{as_flag}; finish one: popkit-power done TASK "
         f"--result \"what you did\"{as_flag}; give one back: popkit-power release TASK{as_flag}",
         f"- ask the human before a risky step: popkit-power ask \"question\"{as_flag}"
-        " (the answer reaches you after a later tool call; add --wait to wait for it in the same command)",
-        "News from the other agents (messages, insights, answers, edit conflicts) arrives after your tool calls.",
+        " (the answer reaches you after a later tool call, or wakes you when you are idle; add --wait to wait for it"
+        " in the same command)",
+        "News from the other agents (messages, insights, answers, edit conflicts) arrives after your tool calls; "
+        "messages to you, broadcasts, answers, assignments and orphaned tasks also wake you when you are idle.",
     ]
     return "\n".join(lines)
 
