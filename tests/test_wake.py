@@ -55,7 +55,8 @@ def direct(session: Session, text: str, to: str = f"{CLAUDE}:main") -> None:
 
 
 def start_waiter(session: Session, claude_pid: int, claude: str = CLAUDE) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "POPKIT_POWER_HOME": session.power_dir, "CLAUDE_PID": str(claude_pid)}
+    env = {**os.environ, "POPKIT_POWER_HOME": session.power_dir, "CLAUDE_PID": str(claude_pid),
+           "CLAUDE_CODE_ENTRYPOINT": "cli"}
     process = subprocess.Popen([str(HOOK_SCRIPT), hook.WAKE_ARG], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, env=env)
     assert process.stdin is not None
@@ -202,10 +203,24 @@ def test_the_waiter_ends_without_a_word(session: Session, claude_pids: list[subp
 
 
 def test_with_power_mode_off_nothing_waits(tmp_path: Path) -> None:
-    env = {**os.environ, "POPKIT_POWER_HOME": str(tmp_path / "power"), "CLAUDE_PID": str(os.getpid())}
+    env = {**os.environ, "POPKIT_POWER_HOME": str(tmp_path / "power"), "CLAUDE_PID": str(os.getpid()),
+           "CLAUDE_CODE_ENTRYPOINT": "cli"}
     done = subprocess.run([str(HOOK_SCRIPT), hook.WAKE_ARG], input=orjson.dumps(stop()), env=env,
                           capture_output=True, timeout=WAIT)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+
+
+def test_a_headless_session_has_no_waiter(session: Session, claude_pids: list[subprocess.Popen[bytes]]) -> None:
+    """`claude -p` (entry point `sdk-cli`) waits for its asyncRewake hooks before it exits: the waiter must not
+    wait there, even with news on the way."""
+    env = {**os.environ, "POPKIT_POWER_HOME": session.power_dir, "CLAUDE_PID": str(fake_claude(claude_pids).pid),
+           "CLAUDE_CODE_ENTRYPOINT": "sdk-cli"}
+    call(session.power_dir, tool())
+    direct(session, "for later")
+    done = subprocess.run([str(HOOK_SCRIPT), hook.WAKE_ARG], input=orjson.dumps(stop()), env=env,
+                          capture_output=True, timeout=WAIT)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    assert "for later" in context(call(session.power_dir, tool())), "the news waits for the next tool call"
 
 
 def test_the_waiter_is_only_a_stop_hook(session: Session) -> None:

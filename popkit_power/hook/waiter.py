@@ -1,10 +1,12 @@
 """An idle agent's waiter: `popkit-power-hook wake`, Claude Code's Stop hook marked `asyncRewake`.
 
-Claude Code starts it in the background each time the main agent's turn ends (docs/claude-code.md, "Waking an idle
-session"). It blocks, costing no CPU, on two things at once: the session's journal directory (inotify, through
-`follow.JournalWatch`) and a pidfd on the agent's Claude Code process. When news that starts a turn arrives
-(`wake.take_news`) it writes the news to stderr and exits 2, which makes Claude Code start a turn with that text; the
-agent's cursor moves past the news only after the text went out, so the next tool call does not repeat it.
+Claude Code starts it in the background each time the main agent's turn ends. It waits only in an interactive
+session: a headless `claude -p` has no idle time, and would wait for this hook before exiting (docs/claude-code.md,
+"Waking an idle session"). It blocks, costing no CPU, on two things at once: the session's journal directory
+(inotify, through `follow.JournalWatch`) and a pidfd on the agent's Claude Code process. When news that starts a
+turn arrives (`wake.take_news`) it writes the news to stderr and exits 2, which makes Claude Code start a turn with
+that text; the agent's cursor moves past the news only after the text went out, so the next tool call does not
+repeat it.
 
 It ends, with exit 0 and nothing said, when: the Claude Code process exits (the pidfd; Claude Code also sends
 SIGTERM to its hooks when the session closes), Power Mode is stopped or another session made active, the agent
@@ -36,11 +38,16 @@ from .wake import claim_path, drop_claim, read_claim, take_news, write_claim
 
 #: asyncRewake: exit code 2 wakes the model, with the hook's stderr as the new turn's text
 WAKE_EXIT = 2
+#: `CLAUDE_CODE_ENTRYPOINT` of an interactive session (2.1.330); `claude -p` has `sdk-cli`, and waits for its
+#: asyncRewake hooks to end before it exits, so a waiter there would hold it up to the hook's timeout
+INTERACTIVE = "cli"
 
 
 def wait_for_news(power_dir: str, session_id: str, payload: dict[str, Any], environ: Any, deliver: Any) -> int:
     """Wait until news that starts a turn arrives for the payload's main agent, hand it to `deliver` (which writes
     and flushes it) and return WAKE_EXIT; return 0 when the wait ends for any other reason."""
+    if environ.get("CLAUDE_CODE_ENTRYPOINT") != INTERACTIVE:
+        return 0  # `claude -p` (and the SDKs) would wait for this hook before exiting: nothing sits idle there
     agent = Agent(payload["session_id"], payload, environ)
     if agent.agent_id != MAIN or agent.pid is None or not hasattr(os, "pidfd_open"):
         return 0  # a subagent has no idle time; without CLAUDE_PID there is no process to outlive
