@@ -37,6 +37,8 @@ DEFAULTS: dict[str, tuple[Any, Any, float | None]] = {
     "heartbeat_miss_threshold": (3, "int", 1),
     "max_reassign_attempts": (2, "int", 0),
     "auto_reassign_orphaned": (False, "bool", None),  # the coordinator gives an orphaned task to the least busy agent
+    # an idle agent's waiter (hook/waiter.py) ends after this long: an agent idle longer hears news at its next turn
+    "wake_max_seconds": (8 * 3600, "float", 1),
     # guardrails (hook/guard.py): a matching Edit/Write or Bash call waits for the human's approval
     "guardrail_paths": ((), "globs", None),  # e.g. ["*.env", "migrations/*"]
     "guardrail_commands": ((), "globs", None),  # e.g. ["git push*", "rm -rf *"]
@@ -78,6 +80,7 @@ class Config:
     heartbeat_miss_threshold: int
     max_reassign_attempts: int
     auto_reassign_orphaned: bool
+    wake_max_seconds: float
     guardrail_paths: tuple[str, ...]
     guardrail_commands: tuple[str, ...]
     redis_prefix: str

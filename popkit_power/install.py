@@ -1,5 +1,8 @@
 """Registering the hook with Claude Code: the plugin's hooks file and `popkit-power install` write the same hooks.
 
+The Stop event has two: the one that records the agent idle (or lets it go on with news that starts a turn), and
+its waiter, which Claude Code runs in the background and which wakes the idle agent when such news comes.
+
 Guardrails need one more hook, PreToolUse (one more process before every Edit, Write and Bash call), so it is
 registered only where they are configured: `install` adds it when config.json sets guardrails, and
 `popkit-power guardrails on|off` adds or removes just that one (for plugin users, whose plugin hooks are fixed).
@@ -26,6 +29,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .home import write_private_file
+from .hook.entry import WAKE_ARG
 
 HOOK_EVENTS = ("SessionStart", "PostToolUse", "PostToolUseFailure", "SubagentStart", "SubagentStop", "Stop",
                "SessionEnd")
@@ -42,12 +46,24 @@ START_TIMEOUT = 30
 START_EVENTS = ("SessionStart", "SubagentStart")
 
 
+#: The idle agent's waiter (hook/waiter.py): a second Stop hook, in the background, that wakes the agent when news
+#: comes (exit 2 with `asyncRewake`). Claude Code ends it at this timeout at the latest; `wake_max_seconds` in
+#: config.json ends it sooner.
+WAKE_EVENT = "Stop"
+WAKE_TIMEOUT = 24 * 3600
+
+
 def hooks_config(command: str, events: tuple[str, ...] = HOOK_EVENTS) -> dict[str, Any]:
     """The `hooks` table that runs `command` for `events` (every event Power Mode handles, by default)."""
     return {event: [{**({"matcher": GUARD_MATCHER} if event == GUARD_EVENT else {}),
                      "hooks": [{"type": "command", "command": command,
-                                "timeout": START_TIMEOUT if event in START_EVENTS else HOOK_TIMEOUT}]}]
+                                "timeout": START_TIMEOUT if event in START_EVENTS else HOOK_TIMEOUT},
+                               *([_waiter(command)] if event == WAKE_EVENT else [])]}]
             for event in events}
+
+
+def _waiter(command: str) -> dict[str, Any]:
+    return {"type": "command", "command": f"{command} {WAKE_ARG}", "asyncRewake": True, "timeout": WAKE_TIMEOUT}
 
 
 def hook_command() -> str:
@@ -108,7 +124,7 @@ def is_ours(group: Any, handler: Any) -> bool:
     A user's own entry for the same script (with a matcher, say) is theirs, and install/uninstall leave it alone; the
     guardrails' PreToolUse group carries our own matcher.
     """
-    if not isinstance(handler, dict) or set(handler) - {"type", "command", "timeout"} \
+    if not isinstance(handler, dict) or set(handler) - {"type", "command", "timeout", "asyncRewake"} \
             or group.get("matcher", GUARD_MATCHER) != GUARD_MATCHER:
         return False
     try:

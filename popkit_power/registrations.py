@@ -70,6 +70,8 @@ def find(project_dir: str, home: str | None = None) -> list[dict[str, Any]]:
             for group in groups if isinstance(groups, list) else ():
                 for handler in (group.get("hooks") if isinstance(group, dict) else None) or ():
                     command = handler.get("command") if isinstance(handler, dict) else None
+                    if isinstance(command, str) and command.rstrip().endswith(" wake"):
+                        continue  # the idle agent's waiter (a second Stop handler by design), not a second hook
                     if _names_hook(command):
                         commands.setdefault(str(command), []).append(str(event))
         if commands:

@@ -22,7 +22,7 @@ from test_hook import CLAUDE, HOOK_SCRIPT, OTHER, call, context, events, log_lin
 
 from popkit_power.home import safe_name
 from popkit_power.hook import entry as hook
-from popkit_power.hook import handlers
+from popkit_power.hook import news
 from popkit_power.hook.agent_state import AgentState
 from popkit_power.hook.inbox import Inbox
 from popkit_power.hook.log import MAX_DAMAGE_LOGGED
@@ -213,7 +213,7 @@ def test_an_agent_far_behind_catches_up_in_bounded_calls(session: Session) -> No
             break
     steps = [after - before for before, after in itertools.pairwise(cursors)]
     assert received == ["at the very end"]
-    assert len(steps) >= 3 and max(steps) <= handlers.MAX_RECORDS_PER_CALL + 2, steps
+    assert len(steps) >= 3 and max(steps) <= news.MAX_RECORDS_PER_CALL + 2, steps
 
 
 def test_reading_stops_at_the_time_budget_and_goes_on_next_time(session: Session) -> None:
@@ -230,10 +230,10 @@ def test_reading_stops_at_the_time_budget_and_goes_on_next_time(session: Session
     state.load()
     seen: list[str] = []
     cursors = [start]
-    with freeze_time("2026-11-24 10:00:00", auto_tick_seconds=handlers.MAX_READ_SECONDS * 2):
+    with freeze_time("2026-11-24 10:00:00", auto_tick_seconds=news.MAX_READ_SECONDS * 2):
         for _ in range(8):
             inbox = Inbox(state, f"{CLAUDE}:main", conflict_window=600, similarity_threshold=0.8, now=0)
-            seen += [orjson.loads(line.split("] ", 1)[1]) for line in handlers.read_news(session, state, inbox)]
+            seen += [orjson.loads(line.split("] ", 1)[1]) for line in news.read_news(session, state, inbox)]
             assert state.cursor is not None
             cursors.append(state.cursor.seq)
     assert seen == [f"m{index}" for index in range(0, 1000, 50)]
@@ -425,7 +425,7 @@ def test_a_flood_of_huge_messages_is_taken_in_within_the_pending_bound(session: 
     session.publish("message.broadcast", {"text": "the human's"}, sender="human")
     call(home, tool())
     pending = agent_state(session)["pending"]
-    assert 0 < sum(len(line) for line in pending) <= handlers.MAX_PENDING_CHARS + 110_000
+    assert 0 < sum(len(line) for line in pending) <= news.MAX_PENDING_CHARS + 110_000
     starts: list[str] = []
     for _ in range(200):
         reply = call(home, tool())

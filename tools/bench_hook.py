@@ -141,7 +141,7 @@ def main() -> None:
 
 def far_behind(records: int) -> None:
     """Whole hook processes of one agent that is `records` records of other agents' tool calls behind: each call
-    reads a bounded share (hook/handlers.py) and saves its cursor, until the agent has caught up."""
+    reads a bounded share (hook/news.py) and saves its cursor, until the agent has caught up."""
     compileall.compile_dir(str(ROOT / "popkit_power"), quiet=1)
     with tempfile.TemporaryDirectory(prefix="bench-behind-") as scratch:
         home = os.path.join(scratch, "power")

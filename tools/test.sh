@@ -8,6 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python=${PYTHON:-python3}
+if ! command -v tmux >/dev/null 2>&1; then
+  echo "tmux is missing: installing Debian's tmux (tests/e2e/test_wake_idle_agent.py drives an interactive Claude Code in it)" >&2
+  apt-get update -qq && apt-get install -y -qq tmux >/dev/null
+fi
 if ! command -v npm >/dev/null 2>&1; then
   echo "npm is missing: installing Debian's nodejs and npm" >&2
   apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null

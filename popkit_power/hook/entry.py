@@ -22,6 +22,7 @@ HANDLED_EVENTS = frozenset({"SessionStart", "PreToolUse", "PostToolUse", "PostTo
                             "SubagentStop", "Stop", "SessionEnd"})
 TOOL_EVENTS = frozenset({"PreToolUse", "PostToolUse", "PostToolUseFailure"})
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+WAKE_ARG = "wake"  # `popkit-power-hook wake`: the idle agent's waiter (install.py registers it)
 MAX_ID_BYTES = 100  # Claude Code's ids are UUIDs; an agent key goes into every record the agent writes
 
 
@@ -39,12 +40,15 @@ load the plugin; `popkit-power doctor` checks that it is registered once and tha
 
 
 def main() -> int:
-    """The script's entry point: always exit 0; anything unexpected goes to the hook log."""
+    """The script's entry point: exit 0 whatever happens (anything unexpected goes to the hook log); as the idle
+    agent's waiter (`popkit-power-hook wake`), exit 2 when it wakes the agent."""
     if sys.argv[1:2] in (["-h"], ["--help"], ["--version"]) or os.isatty(0):  # a person ran it: Claude Code pipes
         return _usage(sys.argv[1:])  # the payload, and any other argument (a settings file's mistake) is ignored
     power_dir = None
     try:
         power_dir = find_power_dir()
+        if sys.argv[1:] == [WAKE_ARG]:
+            return wake(sys.stdin.buffer, power_dir, os.environ, deliver=_print_stderr)
         run(sys.stdin.buffer, power_dir, os.environ, deliver=_print)
     except BaseException as error:  # the hook must never break the agent, whatever happens
         from .log import log_error
@@ -60,8 +64,30 @@ def run(stdin: BinaryIO, power_dir: str, environ: Any, deliver: Any = None) -> s
     session_id = active_session(power_dir)
     if session_id is None:
         return None  # Power Mode is off: the cheapest path, nothing parsed, nothing more imported
-    from .. import codec
     from .handlers import respond
+
+    event_name, payload = _parse(raw)
+    return respond(power_dir, session_id, event_name, payload, environ, deliver, call_id=_call_id(event_name, payload,
+                                                                                                   raw))
+
+
+def wake(stdin: BinaryIO, power_dir: str, environ: Any, deliver: Any) -> int:
+    """The waiter (waiter.py) for the Stop payload on `stdin`; with Power Mode off it exits at once: nothing waits."""
+    raw = stdin.read(MAX_PAYLOAD_BYTES + 1)
+    session_id = active_session(power_dir)
+    if session_id is None:
+        return 0
+    from .waiter import wait_for_news
+
+    event_name, payload = _parse(raw)
+    if event_name != "Stop":
+        raise HookInputError(f"the waiter runs as a Stop hook, not {event_name}")
+    return wait_for_news(power_dir, session_id, payload, environ, deliver)
+
+
+def _parse(raw: bytes) -> tuple[str, dict[str, Any]]:
+    """The event name and payload of a hook's input, checked: HookInputError names what is wrong."""
+    from .. import codec
 
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise HookInputError(f"payload over {MAX_PAYLOAD_BYTES} bytes ignored")
@@ -85,14 +111,16 @@ def run(stdin: BinaryIO, power_dir: str, environ: Any, deliver: Any = None) -> s
                                        or not value.isprintable()):
             raise HookInputError(f"{event_name} payload has a session_id or agent_id that is not an id (over "
                                  f"{MAX_ID_BYTES} bytes, or with control characters)")
-    return respond(power_dir, session_id, event_name, payload, environ, deliver, call_id=_call_id(event_name, payload,
-                                                                                                   raw))
+    return event_name, payload
 
 
 def _call_id(event_name: str, payload: dict[str, Any], raw: bytes) -> str | None:
-    """What tells this call from another (hook/miswired.py): the event and Claude Code's id of its tool call; for the
-    other events a checksum of the payload, which two hook processes of one event share. None for a tool event
-    without an id."""
+    """What tells this call from another (hook/miswired.py): the event and Claude Code's id of its tool call; for an
+    agent's start a checksum of the payload, which two hook processes of one event share. None for the other events
+    (a Stop or SessionEnd handled twice records a fact twice, which folds the same, and its news goes out once under
+    the agent's lock; two honest Stops can carry the same payload) and for a tool event without an id."""
+    if event_name not in TOOL_EVENTS and event_name not in ("SessionStart", "SubagentStart"):
+        return None
     if event_name in TOOL_EVENTS:
         tool_use_id = payload.get("tool_use_id")
         # A PreToolUse and the PostToolUse after it share the tool call's id: the event's name tells them apart.
@@ -120,6 +148,13 @@ def _print(reply: str) -> None:
     """Write the reply and flush it: only after this returns does the agent's cursor move past what it carries."""
     out = sys.stdout.buffer
     out.write(reply.encode("utf-8"))  # UTF-8 whatever the locale: Claude Code reads UTF-8
+    out.flush()
+
+
+def _print_stderr(text: str) -> None:
+    """The waiter's news: Claude Code reads an asyncRewake hook's stderr as the text of the turn it starts."""
+    out = sys.stderr.buffer
+    out.write(text.encode("utf-8"))
     out.flush()
 
 

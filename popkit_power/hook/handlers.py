@@ -17,7 +17,7 @@ from .. import codec
 from .._fs import remove_stale_temporaries
 from ..config import load_config
 from ..conflicts import FILE_TOOLS, WRITE_TOOLS
-from ..errors import ConfigError, JournalError
+from ..errors import ConfigError
 from ..keys import MAIN, agent_key, agent_name, host_name, subagent_task
 from ..processes import start_time
 from ..protocol import remember_recent
@@ -28,12 +28,14 @@ from . import miswired, texts
 from .agent_state import AgentState
 from .inbox import Inbox
 from .log import DamageLog, log_error
+from .news import read_news
+from .wake import claim_path, drop_claim, take_news
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ..journal import Appended, Damage
+    from ..journal import Appended
 
 HEARTBEAT_FILES = 20  # the files a heartbeat names: the agent's most recent ones
 MAX_TOOL_KINDS = 50  # distinct tool names counted per agent (MCP servers can bring many)
@@ -41,13 +43,7 @@ MAX_TOOL_KINDS = 50  # distinct tool names counted per agent (MCP servers can br
 #: payload) sends, no record the hook builds can outgrow `max_record_bytes` (see `_fit` for the last resort).
 MAX_CHARS = {"tool": 100, "file": 1000, "error": 300, "reason": 200, "result": 4000, "title": 200,
              "agent_type": 100, "cwd": 1000, "source": 50}
-#: Reading news stops after this many records in one call (about 0.35 s here, tools/BENCHMARKS.md), or after
-#: MAX_READ_SECONDS, well under PostToolUse's 10 s timeout: an agent far behind catches up over several calls.
-MAX_RECORDS_PER_CALL = 50_000
-MAX_READ_SECONDS = 1.0
 MAX_DURATION_MS = 10**12
-MAX_PENDING = 50  # lines waiting for delivery; past this, reading stops and the cursor stays before the rest
-MAX_PENDING_CHARS = 200_000  # likewise in characters, so one huge message does not pull in a hundred more
 
 
 def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str, Any], environ: Any,
@@ -81,11 +77,15 @@ def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str,
             if denial is not None and deliver is not None:
                 deliver(denial)
             return denial
-        context = _HANDLERS[event_name](session, state, agent, payload)
-        if not context:
+        if event_name == "Stop":
+            reply = _on_stop(session, state, agent, payload)
+        else:
+            context = _HANDLERS[event_name](session, state, agent, payload)
+            reply = context and codec.dumps({"hookSpecificOutput": {"hookEventName": event_name,
+                                                                    "additionalContext": context}})
+        if not reply:
             state.save()
             return None
-        reply = codec.dumps({"hookSpecificOutput": {"hookEventName": event_name, "additionalContext": context}})
         state.save_checkpoint()
         if deliver is not None:
             deliver(reply)
@@ -189,74 +189,6 @@ def _join_and_append(session: Session, state: AgentState, events: list[dict[str,
     return _append(session, events)
 
 
-def read_news(session: Session, state: AgentState, inbox: Inbox) -> list[str]:
-    """Fold the journal from the agent's cursor into `inbox`, move the cursor to where reading stopped, and return
-    the news as lines.
-
-    Reading stops at the journal's end, when enough waits for delivery (`MAX_PENDING` lines or `MAX_PENDING_CHARS`
-    characters, counting what this call found), after `max_insights_per_pull` insights (the rest come at the next
-    calls), or after `MAX_RECORDS_PER_CALL` lines (damaged ones included) or `MAX_READ_SECONDS`: bounded work per
-    call, and nothing is skipped.
-    """
-    journal = session.journal
-    room = MAX_PENDING - len(state.pending)
-    chars = sum(len(line) for line in state.pending)
-    lines: list[str] = []
-    if room <= 0 or chars >= MAX_PENDING_CHARS:
-        return lines  # enough is waiting already: the cursor stays where it is
-    budget = _ReadBudget(session, MAX_RECORDS_PER_CALL, time.monotonic() + MAX_READ_SECONDS)
-    reader = journal.reader(state.cursor or journal.end_position(), loads=_loads, on_damage=budget.damaged)
-    try:
-        reader.check()
-    except JournalError as error:  # a cursor the journal cannot honour: log it, and go on from the end, unstuck
-        log_error(session.power_dir, f"agent {inbox.agent_key}: {error}; its news goes on from the journal's end")
-        state.advance_to(journal.end_position())
-        return lines
-    insights, most_insights = 0, session.config.max_insights_per_pull
-    try:
-        # The reader's position is just after each line it has passed: stopping after any of them skips nothing.
-        for event in reader:
-            inbox.apply(event)
-            for item in inbox.news:
-                lines.append(texts.news_line(item, state.names))
-                chars += len(lines[-1])
-                insights += item[0] == "insight"
-            inbox.news.clear()
-            if len(lines) >= room or chars >= MAX_PENDING_CHARS or insights >= most_insights:
-                break
-            budget.spend()
-    except _BudgetSpent:
-        pass
-    budget.damage_log.sum_up()
-    state.advance_to(reader.position)
-    return lines
-
-
-class _BudgetSpent(Exception):
-    """One call has read as much as it may."""
-
-
-class _ReadBudget:
-    """Counts the lines one call reads, valid or damaged, against its limits, and logs damage without flooding."""
-
-    __slots__ = ("damage_log", "deadline", "limit", "lines")
-
-    def __init__(self, session: Session, limit: int, deadline: float) -> None:
-        self.damage_log = DamageLog(session)
-        self.limit = limit
-        self.deadline = deadline
-        self.lines = 0
-
-    def spend(self) -> None:
-        self.lines += 1
-        if self.lines >= self.limit or (self.lines % 256 == 0 and time.monotonic() > self.deadline):
-            raise _BudgetSpent
-
-    def damaged(self, damage: Damage) -> None:
-        self.damage_log(damage)
-        self.spend()  # raised here, the reader's position is already past the damaged line
-
-
 def _on_session_start(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> str:
     source = payload.get("source") if isinstance(payload.get("source"), str) else None
     _join_and_append(session, state, [agent.joined(session, source)])  # a resumed session goes on from its cursor
@@ -286,11 +218,20 @@ def _on_subagent_stop(session: Session, state: AgentState, agent: Agent, payload
     state.current_task = None
 
 
-def _on_stop(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> None:
+def _on_stop(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> str | None:
+    """The turn is over. With news that starts a turn waiting, the agent goes on with it (`decision: block`), unless
+    it is already going on because of a Stop hook (`stop_hook_active`): never a loop. Otherwise it is idle, and its
+    waiter (waiter.py, started beside this hook) wakes it when such news comes."""
+    if payload.get("stop_hook_active") is not True:
+        news = take_news(session, state, agent.key, texts.STOP_HEADER)
+        if news is not None:
+            return codec.dumps({"decision": "block", "reason": news})
     _append(session, [session.event("agent.idle", {}, sender=agent.key)])
+    return None
 
 
 def _on_session_end(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> None:
+    drop_claim(claim_path(state))  # its waiter ends when it sees the agent.left below
     reason = payload.get("reason")
     _append(session, [session.event("agent.left", {"reason": _cap(reason or "session ended", "reason")},
                                     sender=agent.key)])
@@ -302,7 +243,6 @@ _HANDLERS = {
     "PostToolUseFailure": _on_tool,
     "SubagentStart": _on_subagent_start,
     "SubagentStop": _on_subagent_stop,
-    "Stop": _on_stop,
     "SessionEnd": _on_session_end,
 }
 
@@ -374,7 +314,3 @@ def _fit(event: dict[str, Any], limit: int) -> None:
             elif isinstance(value, dict) and len(value) > keep:
                 data[name] = dict(list(value.items())[:keep])
         body = codec.dumps(event).encode("utf-8")
-
-
-def _loads(line: bytes) -> Any:
-    return codec.loads(line.decode("utf-8"))

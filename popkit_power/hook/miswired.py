@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ..errors import ConfigError
     from .agent_state import AgentState
 
-WINDOW_SECONDS = 30.0  # the second process of one event runs at once; a repeat after this is a new event
+WINDOW_SECONDS = 5.0  # the second process of one event runs at once (Claude Code starts both together)
 MAX_CALLS = 64  # calls remembered per agent
 
 

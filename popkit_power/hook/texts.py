@@ -20,6 +20,14 @@ if TYPE_CHECKING:
     from .inbox import NewsItem
 
 HEADER = "Power Mode (popkit-power): news from the other agents since your last tool call"
+#: The headers of news that starts a turn: the Stop hook's (the agent was about to stop) and the waiter's (it was idle)
+STOP_HEADER = "Power Mode (popkit-power): news arrived before you stopped; deal with it, then stop if nothing is left"
+WAKE_HEADER = "Power Mode (popkit-power): news arrived while you were idle"
+#: The starts of the lines for news that starts a turn (wake.py): a direct message, an orphaned task, an assignment,
+#: the human's answer to the agent's request, a broadcast. Insights and edit conflicts wait for the next tool call.
+#: Every line starts with what `news_line` wrote, never with a sender's text, so no sender can forge one.
+URGENT_STARTS = ("- [message to you from ", "- [orphaned task", "- [task assigned to you by ", "- [approval ",
+                 "- [broadcast from ")
 CONTINUED_MARK = ", continued]"
 #: Claude Code cuts additionalContext at 10,000 characters; one item too long for the configured cap gets a reply of
 #: its own up to this size, and what is left of it continues at the next call.
@@ -39,14 +47,19 @@ _HAND_OVER_FILES = 5
 
 # -- the reply -------------------------------------------------------------------------------------------------------
 
-def reply(lines: list[str], limit: int) -> tuple[str, list[str]]:
-    """The reply text for `lines` under the header, up to `limit` characters, and the lines left for the next call.
+def matters(line: str) -> bool:
+    """Whether a news line is one that starts a turn of an agent that is idle or about to stop (URGENT_STARTS)."""
+    return line.startswith(URGENT_STARTS)
+
+
+def reply(lines: list[str], limit: int, header: str = HEADER) -> tuple[str, list[str]]:
+    """The reply text for `lines` under `header`, up to `limit` characters, and the lines left for the next call.
 
     A line longer than the whole budget is not cut off: it gets a reply of its own, up to `ITEM_REPLY_MAX`
     characters, and what is left of it is the first line of the rest, continued at the next call.
     """
     shown: list[str] = []
-    size = len(HEADER) + 2
+    size = len(header) + 2
     rest: list[str] = []
     cut = False
     for index, line in enumerate(lines):
@@ -71,8 +84,8 @@ def reply(lines: list[str], limit: int) -> tuple[str, list[str]]:
         return "", rest
     if rest:
         continued = " (the cut line goes on there)" if cut else ""
-        return "\n".join([HEADER + ":", *shown, f"(+{len(rest)} more after your next tool call{continued})"]), rest
-    return "\n".join([HEADER + ":", *shown]), rest
+        return "\n".join([header + ":", *shown, f"(+{len(rest)} more after your next tool call{continued})"]), rest
+    return "\n".join([header + ":", *shown]), rest
 
 
 def _hand_over(context: dict[str, Any]) -> str:
@@ -176,8 +189,10 @@ def welcome(*, session_id: str, objective: str | None, objective_by: str | None,
         f"- take over an open or orphaned task: popkit-power claim TASK{as_flag}; finish one: popkit-power done TASK "
         f"--result \"what you did\"{as_flag}; give one back: popkit-power release TASK{as_flag}",
         f"- ask the human before a risky step: popkit-power ask \"question\"{as_flag}"
-        " (the answer reaches you after a later tool call; add --wait to wait for it in the same command)",
-        "News from the other agents (messages, insights, answers, edit conflicts) arrives after your tool calls.",
+        " (the answer reaches you after a later tool call, or wakes you when you are idle; add --wait to wait for it"
+        " in the same command)",
+        "News from the other agents (messages, insights, answers, edit conflicts) arrives after your tool calls; "
+        "messages to you, broadcasts, answers, assignments and orphaned tasks also wake you when you are idle.",
     ]
     return "\n".join(lines)
 

@@ -1,0 +1,103 @@
+"""Reading one agent's news from the journal: the inbox fold from its cursor, bounded per call.
+
+Shared by every path that hands an agent its news: a tool call's reply (handlers.py), the Stop hook's decision and
+the idle agent's waiter (wake.py). Whoever calls it holds the agent's lock and saves the cursor only after what it
+read was delivered (or kept as pending). This module is on the hook's hot path: lean imports only.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .. import codec
+from ..errors import JournalError
+from . import texts
+from .log import DamageLog, log_error
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ..journal import Damage
+    from ..session import Session
+    from .agent_state import AgentState
+    from .inbox import Inbox
+
+#: Reading news stops after this many records in one call (about 0.35 s here, tools/BENCHMARKS.md), or after
+#: MAX_READ_SECONDS, well under PostToolUse's 10 s timeout: an agent far behind catches up over several calls.
+MAX_RECORDS_PER_CALL = 50_000
+MAX_READ_SECONDS = 1.0
+MAX_PENDING = 50  # lines waiting for delivery; past this, reading stops and the cursor stays before the rest
+MAX_PENDING_CHARS = 200_000  # likewise in characters, so one huge message does not pull in a hundred more
+
+
+def read_news(session: Session, state: AgentState, inbox: Inbox) -> list[str]:
+    """Fold the journal from the agent's cursor into `inbox`, move the cursor to where reading stopped, and return
+    the news as lines.
+
+    Reading stops at the journal's end, when enough waits for delivery (`MAX_PENDING` lines or `MAX_PENDING_CHARS`
+    characters, counting what this call found), after `max_insights_per_pull` insights (the rest come at the next
+    calls), or after `MAX_RECORDS_PER_CALL` lines (damaged ones included) or `MAX_READ_SECONDS`: bounded work per
+    call, and nothing is skipped.
+    """
+    journal = session.journal
+    room = MAX_PENDING - len(state.pending)
+    chars = sum(len(line) for line in state.pending)
+    lines: list[str] = []
+    if room <= 0 or chars >= MAX_PENDING_CHARS:
+        return lines  # enough is waiting already: the cursor stays where it is
+    budget = _ReadBudget(session, MAX_RECORDS_PER_CALL, time.monotonic() + MAX_READ_SECONDS)
+    reader = journal.reader(state.cursor or journal.end_position(), loads=_loads, on_damage=budget.damaged)
+    try:
+        reader.check()
+    except JournalError as error:  # a cursor the journal cannot honour: log it, and go on from the end, unstuck
+        log_error(session.power_dir, f"agent {inbox.agent_key}: {error}; its news goes on from the journal's end")
+        state.advance_to(journal.end_position())
+        return lines
+    insights, most_insights = 0, session.config.max_insights_per_pull
+    try:
+        # The reader's position is just after each line it has passed: stopping after any of them skips nothing.
+        for event in reader:
+            inbox.apply(event)
+            for item in inbox.news:
+                lines.append(texts.news_line(item, state.names))
+                chars += len(lines[-1])
+                insights += item[0] == "insight"
+            inbox.news.clear()
+            if len(lines) >= room or chars >= MAX_PENDING_CHARS or insights >= most_insights:
+                break
+            budget.spend()
+    except _BudgetSpent:
+        pass
+    budget.damage_log.sum_up()
+    state.advance_to(reader.position)
+    return lines
+
+
+class _BudgetSpent(Exception):
+    """One call has read as much as it may."""
+
+
+class _ReadBudget:
+    """Counts the lines one call reads, valid or damaged, against its limits, and logs damage without flooding."""
+
+    __slots__ = ("damage_log", "deadline", "limit", "lines")
+
+    def __init__(self, session: Session, limit: int, deadline: float) -> None:
+        self.damage_log = DamageLog(session)
+        self.limit = limit
+        self.deadline = deadline
+        self.lines = 0
+
+    def spend(self) -> None:
+        self.lines += 1
+        if self.lines >= self.limit or (self.lines % 256 == 0 and time.monotonic() > self.deadline):
+            raise _BudgetSpent
+
+    def damaged(self, damage: Damage) -> None:
+        self.damage_log(damage)
+        self.spend()  # raised here, the reader's position is already past the damaged line
+
+
+def _loads(line: bytes) -> Any:
+    return codec.loads(line.decode("utf-8"))

@@ -1,0 +1,118 @@
+"""An idle agent's waiter: `popkit-power-hook wake`, Claude Code's Stop hook marked `asyncRewake`.
+
+Claude Code starts it in the background each time the main agent's turn ends. It waits only in an interactive
+session: a headless `claude -p` has no idle time, and would wait for this hook before exiting (docs/claude-code.md,
+"Waking an idle session"). It blocks, costing no CPU, on two things at once: the session's journal directory
+(inotify, through `follow.JournalWatch`) and a pidfd on the agent's Claude Code process. When news that starts a
+turn arrives (`wake.take_news`) it writes the news to stderr and exits 2, which makes Claude Code start a turn with
+that text; the agent's cursor moves past the news only after the text went out, so the next tool call does not
+repeat it.
+
+It ends, with exit 0 and nothing said, when: the Claude Code process exits (the pidfd; Claude Code also sends
+SIGTERM to its hooks when the session closes), Power Mode is stopped or another session made active, the agent
+starts a turn by other means (a tool call of its, seen in its state file), a newer waiter of the same agent takes
+over (it ends this one by its claim file), SessionEnd removes the claim, or `wake_max_seconds` pass. Journal
+appends are what wakes it to look at all of those, and each of them appends to the journal: the agent's own
+PostToolUse and Stop hooks, SessionEnd, `popkit-power stop`.
+
+Never on the tool-call path: watchdog is imported here only, in this background process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from ..config import load_config
+from ..follow import JournalWatch
+from ..home import active_session
+from ..keys import MAIN
+from ..processes import start_time, still_running
+from ..session import Session
+from . import texts
+from .agent_state import AgentState
+from .handlers import Agent
+from .wake import claim_path, drop_claim, read_claim, take_news, write_claim
+
+#: asyncRewake: exit code 2 wakes the model, with the hook's stderr as the new turn's text
+WAKE_EXIT = 2
+#: `CLAUDE_CODE_ENTRYPOINT` of an interactive session (2.1.330); `claude -p` has `sdk-cli`, and waits for its
+#: asyncRewake hooks to end before it exits, so a waiter there would hold it up to the hook's timeout
+INTERACTIVE = "cli"
+
+
+def wait_for_news(power_dir: str, session_id: str, payload: dict[str, Any], environ: Any, deliver: Any) -> int:
+    """Wait until news that starts a turn arrives for the payload's main agent, hand it to `deliver` (which writes
+    and flushes it) and return WAKE_EXIT; return 0 when the wait ends for any other reason."""
+    if environ.get("CLAUDE_CODE_ENTRYPOINT") != INTERACTIVE:
+        return 0  # `claude -p` (and the SDKs) would wait for this hook before exiting: nothing sits idle there
+    agent = Agent(payload["session_id"], payload, environ)
+    if agent.agent_id != MAIN or agent.pid is None or not hasattr(os, "pidfd_open"):
+        return 0  # a subagent has no idle time; without CLAUDE_PID there is no process to outlive
+    try:
+        pidfd = os.pidfd_open(agent.pid)
+    except OSError:
+        return 0  # its Claude Code has exited already
+    # Ended by Claude Code (session closed) or by a newer waiter: leave quietly, nothing to report. The lock and the
+    # pidfd go with the process; a cursor not yet saved is news delivered again, never lost.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: os._exit(0))
+    try:
+        session = Session(power_dir, session_id, load_config(power_dir))
+        me = (os.getpid(), start_time(os.getpid()))
+        baseline = _take_over(session, agent.key, me)
+        watch = JournalWatch(session.journal.directory)
+        try:
+            return _wait(session, agent.key, me, baseline, watch, pidfd, deliver)
+        finally:
+            watch.close()
+            drop_claim(claim_path(_state(session, agent.key)), me)
+    finally:
+        os.close(pidfd)
+
+
+def _wait(session: Session, agent_key: str, me: tuple[int, int | None], baseline: int, watch: JournalWatch,
+          pidfd: int, deliver: Any) -> int:
+    deadline = time.monotonic() + session.config.wake_max_seconds
+    while True:
+        if active_session(session.power_dir) != session.id:
+            return 0  # Power Mode stopped (or another session made active)
+        state = _state(session, agent_key)
+        with state.lock:
+            state.load()
+            if read_claim(claim_path(state)) != me or state.tool_calls != baseline:
+                return 0  # a newer waiter, the session's end, or the agent working again: not idle any more
+            news = take_news(session, state, agent_key, texts.WAKE_HEADER)
+            if news is None:
+                state.save()  # what was read but does not start a turn waits for the next tool call
+            else:
+                state.save_checkpoint()
+                deliver(news)
+                state.save()
+                return WAKE_EXIT
+        left = deadline - time.monotonic()
+        if left <= 0 or watch.wait(left, [pidfd]):
+            return 0  # its lifetime is over, or its Claude Code process exited
+
+
+def _take_over(session: Session, agent_key: str, me: tuple[int, int | None]) -> int:
+    """Claim the agent's waiting, ending an older waiter of it that still runs; return its tool calls so far.
+
+    Under the agent's lock, so the older one is never ended in the middle of a delivery."""
+    state = _state(session, agent_key)
+    with state.lock:
+        state.load()
+        path = claim_path(state)
+        old = read_claim(path)
+        if old is not None and old[0] != me[0] and still_running(*old):
+            try:
+                os.kill(old[0], signal.SIGTERM)
+            except OSError:
+                pass
+        write_claim(path, me)
+        return state.tool_calls
+
+
+def _state(session: Session, agent_key: str) -> AgentState:
+    return AgentState(session.dir, agent_key, durable=session.config.durability == "fsync")
