@@ -1,0 +1,344 @@
+"""Attacks on replication (issue 9), each a test that fails when a promise breaks: replicator processes SIGKILLed
+while both machines write, a Redis without persistence killed under running replicators, a machine 200,000 events
+behind, hostile entries in the streams, three machines claiming at once, a second replicator, skewed clocks, a
+session closed while another machine writes, and bad settings."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from support import RedisServer
+from test_replication import LAYOUT, chatter, events, facts, join, sync
+
+from popkit_power.journal import Journal
+from popkit_power.keys import ARBITER
+from popkit_power.replication.redis_streams import RedisStreams
+from popkit_power.replication.replicator import Replicator
+from popkit_power.replication.status_file import read_status
+from popkit_power.session import Session, start_session
+from popkit_power.verify import verify_journal
+
+SCRIPT = Path(sys.executable).parent / "popkit-power"
+
+
+# -- helpers ----------------------------------------------------------------------------------------------------------
+
+def until(condition: Callable[[], Any], seconds: float, what: str) -> Any:
+    """Wait for a promise with a deadline (the test fails if it is not kept in time)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.02)
+
+
+def made_ids(sessions: list[Session]) -> set[str]:
+    """The ids of the events the machines made themselves (not pulled, not the arbiter's)."""
+    return {e["id"] for session in sessions for e in events(session) if "oseq" not in e and e["origin"] != ARBITER}
+
+
+def converged(sessions: list[Session]) -> bool:
+    """Every machine's journal holds every event any machine made."""
+    wanted = made_ids(sessions)
+    return all({e["id"] for e in events(session)} >= wanted for session in sessions)
+
+
+def check_once(url: str, sessions: list[Session]) -> None:
+    """Every event of every origin once in every journal, once in its origin's stream (under its seq, and nothing
+    else there), once in its channel stream; every arbiter decision once per journal, one per contest, the same
+    everywhere; every journal valid."""
+    made = {session.origin: [e for e in events(session) if "oseq" not in e and e["origin"] != ARBITER]
+            for session in sessions}
+    ids = sorted(e["id"] for made_here in made.values() for e in made_here)
+    decisions: list[list[tuple[str, str]]] = []
+    for session in sessions:
+        journal = events(session)
+        counted = Counter(e["id"] for e in journal if e["origin"] != ARBITER)
+        assert sorted(counted) == ids, f"journal of {session.origin}: missing or foreign events"
+        assert set(counted.values()) == {1}, f"journal of {session.origin}: {counted.most_common(3)}"
+        assert all(e["origin"] != session.origin for e in journal if "oseq" in e), "never sent back"
+        decided = [(e["data"]["contest"], e["id"]) for e in journal if e["type"] == "arbiter.decided"]
+        assert len({contest for contest, _ in decided}) == len(decided), f"two decisions of one contest: {decided}"
+        decisions.append(sorted(decided))
+        report = verify_journal(Journal(session.journal.directory, read_only=True))
+        assert report["ok"], {key: report[key] for key in ("damaged", "gaps", "repeats", "torn_tail")}
+    assert all(found == decisions[0] for found in decisions), "the machines hold different decisions"
+    with redis.Redis.from_url(url, decode_responses=True) as client:
+        channel_ids: Counter[str] = Counter()
+        for channel in ("broadcast", "heartbeat", "results", "insights", "coordinator", "human"):
+            for _entry_id, fields in client.xrange(LAYOUT.channel_stream(channel)):
+                channel_ids[orjson.loads(fields["event"])["id"]] += 1
+        assert sorted(channel_ids) == ids and set(channel_ids.values()) == {1}, "channel streams"
+        for origin, made_here in made.items():
+            entries = client.xrange(LAYOUT.origin_stream(sessions[0].id, origin))
+            assert [int(entry_id.split("-")[0]) for entry_id, _ in entries] == [e["seq"] for e in made_here], origin
+            assert [orjson.loads(fields["e"])["id"] for _, fields in entries] == [e["id"] for e in made_here]
+
+
+def same_state(sessions: list[Session]) -> None:
+    first = facts(sessions[0].projection(save_snapshot=False)[0])
+    for session in sessions[1:]:
+        assert facts(session.projection(save_snapshot=False)[0]) == first, f"{session.origin} projects otherwise"
+
+
+class Writer:
+    """A thread that makes one machine's agents talk and claim until stopped: broadcasts, heartbeats, insights,
+    tasks created, claimed and completed."""
+
+    def __init__(self, session: Session, who: str, seed: int, pause: float = 0.005) -> None:
+        self.session, self.who, self.random, self.pause = session, who, random.Random(seed), pause
+        self.written = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Writer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def write(self, count: int) -> None:
+        agent = f"{self.who}:main"
+        if not self.written:  # an agent's first event, as the hook records it
+            self.session.publish("agent.joined", {"name": self.who}, sender=agent)
+        for _ in range(count):
+            n = self.written
+            roll = self.random.random()
+            if roll < 0.1:
+                task = f"{self.who}-t{n}"
+                self.session.publish("task.created", {"task": task, "title": f"task {n}"}, sender="human")
+                self.session.publish("task.claimed", {"task": task, "round": 0}, sender=agent)
+            elif roll < 0.2:
+                self.session.publish("insight.shared", {"text": f"{self.who} found thing {n}"}, sender=agent)
+            elif roll < 0.3:
+                self.session.publish("agent.heartbeat", {"tool_calls": n, "progress": n}, sender=agent)
+            else:
+                self.session.publish("message.broadcast", {"text": f"{self.who} says {n}"}, sender=agent)
+            self.written += 1
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.write(5)
+            self._stop.wait(self.pause)  # a steady trickle rather than one burst
+
+
+@pytest.fixture
+def quiet_log() -> Iterator[list[logging.LogRecord]]:
+    """The replication log's warnings, collected."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(logging.WARNING)
+    logger = logging.getLogger("popkit_power.replication")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+
+
+def own(session: Session) -> Session:
+    """The same session through its own Session object, for a replicator in this process (as the coordinator gives
+    it one): a Journal object is not shared between threads that append."""
+    return Session(session.power_dir, session.id)
+
+
+def machines_in(tmp_path: Path, count: int) -> list[Session]:
+    first = start_session(str(tmp_path / "m0"), "Attacks", sender="human")
+    return [first, *(join(tmp_path / f"m{n}", first.id) for n in range(1, count))]
+
+
+# -- 2. Redis killed and restarted under running replicators ---------------------------------------------------------
+
+def test_redis_killed_and_restarted_under_running_replicators(own_redis: RedisServer, tmp_path: Path) -> None:
+    """A Redis without persistence is SIGKILLed twice while both machines write and claim, and comes back empty:
+    the replicators (their own threads, nobody prodding them) notice, push again what the server lost, and every
+    event ends once everywhere; the claims still have one decision each, the same on both machines."""
+    a, b = machines_in(tmp_path, 2)
+    replicators = [Replicator(own(session), RedisStreams(own_redis.url)) for session in (a, b)]
+    writers = [Writer(a, "alice", 1).start(), Writer(b, "bob", 2).start()]
+    for replicator in replicators:
+        replicator.start()
+    try:
+        for _ in range(2):
+            until(lambda: all(r.stats["pushed"] > 40 and r.stats["pulled"] > 40 for r in replicators), 20,
+                  "replication under way")
+            own_redis.kill()
+            own_redis.start()
+            for replicator in replicators:
+                replicator.stats["pushed"] = replicator.stats["pulled"] = 0
+        for writer in writers:
+            writer.stop()
+        until(lambda: converged([a, b]), 30, "both journals hold every event")
+        until(lambda: all(r.lag() == 0 for r in replicators), 30, "everything pushed")
+    finally:
+        for writer in writers:
+            writer.stop()
+        for replicator in replicators:
+            replicator.stop()
+    check_once(own_redis.url, [a, b])
+    same_state([a, b])
+
+
+# -- 1. replicator processes SIGKILLed -------------------------------------------------------------------------------
+
+def replicate(home: str, redis_url: str, log: Path) -> subprocess.Popen[bytes]:
+    """`popkit-power replicate` for one machine, as its own process."""
+    with open(log, "ab") as out:
+        return subprocess.Popen([str(SCRIPT), "--home", home, "replicate"], stdout=subprocess.DEVNULL, stderr=out,
+                                env={**os.environ, "REDIS_URL": redis_url})
+
+
+def test_replicator_processes_sigkilled_at_random_moments_while_both_machines_write(redis_url: str,
+                                                                                    tmp_path: Path) -> None:
+    """Each machine's `popkit-power replicate` is SIGKILLed four times at random moments (starting, resuming,
+    pushing, pulling) while agents on both machines keep writing, and started again: every event ends once in every
+    journal and every stream, and both machines project the same state."""
+    seed = random.randrange(1 << 32)
+    rng = random.Random(seed)
+    a, b = machines_in(tmp_path, 2)
+    homes = [a.power_dir, b.power_dir]
+    writers = [Writer(a, "alice", seed, pause=0.02).start(), Writer(b, "bob", seed + 1, pause=0.02).start()]
+    progress = []
+    try:
+        for round_number in range(4):
+            started = time.monotonic()
+            running = [replicate(home, redis_url, tmp_path / f"replicate-{n}.log") for n, home in enumerate(homes)]
+            if round_number % 2:  # mid-work: once each has moved something, at a random moment after
+                for process, session in zip(running, (a, b), strict=True):
+                    until(lambda p=process, s=session: (read_status(s.dir) or {}).get("pid") == p.pid, 20,
+                          "the replicator at work")
+                started = time.monotonic()
+            for process, at in sorted(((process, rng.uniform(0.0, 1.2)) for process in running),
+                                      key=lambda pair: pair[1]):
+                time.sleep(max(0.0, started + at - time.monotonic()))  # the attack's own random moment
+                process.send_signal(signal.SIGKILL)
+                assert process.wait(10) == -signal.SIGKILL
+            progress.append(sum(1 for e in events(b) if e["origin"] == a.origin))
+    finally:
+        for writer in writers:
+            writer.stop()
+    assert progress[-1] > 0, f"the killed replicators moved nothing (seed {seed})"
+    final = [replicate(home, redis_url, tmp_path / f"replicate-{n}.log") for n, home in enumerate(homes)]
+    try:
+        until(lambda: converged([a, b]), 60, f"both journals hold every event (seed {seed})")
+    finally:
+        for process in final:
+            process.send_signal(signal.SIGTERM)
+        codes = [process.wait(30) for process in final]
+    assert codes == [0, 0], [(tmp_path / f"replicate-{n}.log").read_text()[-2000:] for n in range(2)]
+    assert all(writer.written > 100 for writer in writers)
+    check_once(redis_url, [a, b])
+    same_state([a, b])
+
+
+def test_a_replicator_started_again_pushes_what_was_written_while_it_was_down(redis_url: str,
+                                                                             tmp_path: Path) -> None:
+    """A replicator stopped after pushing, then events pulled and written meanwhile: the next one pushes every event
+    after the server's last (it once went on from the end of the journal, and the server never got them)."""
+    a, b = machines_in(tmp_path, 2)
+    first, other = Replicator(a, RedisStreams(redis_url)), Replicator(b, RedisStreams(redis_url))
+    chatter(a, "alice", 5)
+    sync(first, other)
+    chatter(b, "bob", 3)
+    sync(first, other)
+    chatter(a, "alice", 10)
+    sync(Replicator(a, RedisStreams(redis_url)), other)
+    assert [e["data"]["text"] for e in events(b) if e["from"] == "alice:main"][-1] == "alice says 9"
+    check_once(redis_url, [a, b])
+
+
+# -- 4. hostile entries -----------------------------------------------------------------------------------------------
+
+FAR = 9_000_000_000_000  # an entry id far ahead of any journal
+
+
+def plant(client: redis.Redis, stream: str, entry_id: str, **fields: Any) -> None:
+    client.xadd(stream, fields, id=entry_id)
+
+
+def test_hostile_entries_are_logged_and_skipped_and_the_journals_stay_valid(
+        redis_url: str, tmp_path: Path, quiet_log: list[logging.LogRecord]) -> None:
+    """Entries planted in both machines' streams and the arbiter's (not JSON, no body, not UTF-8, another origin's
+    event, another session's, an event sent back with its `oseq`, 5 MB, an id far ahead), and a key that is not a
+    stream under a third origin's name: both replicators (running in their threads) log them and go on; the machines
+    whose streams were taken over take them back, the others read them again from there; no planted entry reaches a
+    journal, every real event reaches every journal once, and claims are still decided."""
+    a, b = machines_in(tmp_path, 2)
+    replicators = [Replicator(own(session), RedisStreams(redis_url)) for session in (a, b)]
+    for replicator in replicators:
+        replicator.start()
+    client = redis.Redis.from_url(redis_url, decode_responses=True, encoding_errors="surrogateescape")
+    try:
+        chatter(a, "alice", 20)
+        chatter(b, "bob", 20)
+        until(lambda: converged([a, b]), 10, "first events replicated")
+        stream_a, stream_b = (LAYOUT.origin_stream(a.id, s.origin) for s in (a, b))
+        top = int(client.xinfo_stream(stream_b)["last-generated-id"].split("-")[0])
+
+        def event_of(origin: str, session: str = a.id, **extra: Any) -> str:
+            made = a.event("message.broadcast", {"text": "planted"}, sender="mallory:main")
+            return orjson.dumps({**made, "origin": origin, "session": session, **extra}).decode()
+
+        big = orjson.dumps({**a.event("message.broadcast", {"text": "x" * (5 << 20)}, sender="mallory:main"),
+                            "origin": b.origin}).decode()
+        planted = [{"e": "{not json"}, {"x": "no body"}, {"e": "\udcff\udcfe"},
+                   {"e": event_of(a.origin)}, {"e": event_of(b.origin, session="20260101-000000-other0")},
+                   {"e": event_of(a.origin, oseq=3, seq=3)}, {"e": big}]
+        for n, fields in enumerate(planted, 1):
+            client.xadd(stream_b, {key: value.encode("utf-8", "surrogateescape") for key, value in fields.items()},
+                        id=f"{top + n}-0")
+        plant(client, stream_b, f"{FAR}-0", e="far ahead")
+        plant(client, stream_a, f"{FAR}-0", e="far ahead")
+        plant(client, LAYOUT.origin_stream(a.id, ARBITER), f"{FAR // 1000}-0", e="far ahead")
+        client.sadd(LAYOUT.origins(a.id), "ghost")
+        client.set(LAYOUT.origin_stream(a.id, "ghost"), "not a stream")
+        until(lambda: replicators[0].imported.get(b.origin) == FAR and replicators[1].imported.get(a.origin) == FAR,
+              10, "both machines read past the planted entries")
+        writers = [Writer(a, "alice", 3), Writer(b, "bob", 4)]
+        for writer in writers:
+            writer.write(60)
+        until(lambda: converged([a, b]), 20, "every real event on both machines after the planting")
+        claims = {e["data"]["task"] for e in events(a) if e["type"] == "task.claimed"}
+        until(lambda: all({e["data"]["task"] for e in events(session) if e["type"] == "arbiter.decided"} == claims
+                          for session in (a, b)), 20, "every claim decided on both machines")
+        until(lambda: all(r.lag() == 0 for r in replicators), 10, "everything pushed")
+        assert all(thread.is_alive() for replicator in replicators for thread in replicator._threads)
+    finally:
+        for replicator in replicators:
+            replicator.stop()
+    said = "\n".join(record.getMessage() for record in quiet_log)
+    for text in ("not valid JSON", "origin", "session", "over max_record_bytes", "not a stream", "taken back",
+                 "this machine never wrote"):
+        assert text in said, f"nothing logged about {text!r}: {said[-3000:]}"
+    decided = [int(e["oseq"]) for e in events(a) if e["type"] == "arbiter.decided"]
+    assert decided == sorted(decided) and decided[-1] > FAR // 1000, "decisions numbered past the planted entry"
+    left = [entry_id for entry_id, fields in client.xrange(stream_b) if fields in planted]
+    if left:  # planted below where B's events went on: read once and skipped, and no harm where they are
+        client.xdel(stream_b, *left)
+    client.close()
+    check_once(redis_url, [a, b])
+    same_state([a, b])
+    for session in (a, b):
+        verified = subprocess.run([str(SCRIPT), "--home", session.power_dir, "verify"], capture_output=True,
+                                  text=True, timeout=60)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
