@@ -24,8 +24,10 @@ import redis
 from support import RedisServer
 from test_replication import LAYOUT, chatter, events, facts, join, sync
 
+from popkit_power.coordinator.decide import Rules, decide
 from popkit_power.journal import Journal
 from popkit_power.keys import ARBITER
+from popkit_power.protocol import make_event
 from popkit_power.replication.redis_streams import RedisStreams
 from popkit_power.replication.replicator import Replicator
 from popkit_power.replication.status_file import read_status
@@ -63,12 +65,13 @@ def check_once(url: str, sessions: list[Session]) -> None:
     """Every event of every origin once in every journal, once in its origin's stream (under its seq, and nothing
     else there), once in its channel stream; every arbiter decision once per journal, one per contest, the same
     everywhere; every journal valid."""
-    made = {session.origin: [e for e in events(session) if "oseq" not in e and e["origin"] != ARBITER]
-            for session in sessions}
+    journals = {session.origin: events(session) for session in sessions}
+    made = {origin: [e for e in journal if "oseq" not in e and e["origin"] != ARBITER]
+            for origin, journal in journals.items()}
     ids = sorted(e["id"] for made_here in made.values() for e in made_here)
     decisions: list[list[tuple[str, str]]] = []
     for session in sessions:
-        journal = events(session)
+        journal = journals[session.origin]
         counted = Counter(e["id"] for e in journal if e["origin"] != ARBITER)
         assert sorted(counted) == ids, f"journal of {session.origin}: missing or foreign events"
         assert set(counted.values()) == {1}, f"journal of {session.origin}: {counted.most_common(3)}"
@@ -79,16 +82,26 @@ def check_once(url: str, sessions: list[Session]) -> None:
         report = verify_journal(Journal(session.journal.directory, read_only=True))
         assert report["ok"], {key: report[key] for key in ("damaged", "gaps", "repeats", "torn_tail")}
     assert all(found == decisions[0] for found in decisions), "the machines hold different decisions"
-    with redis.Redis.from_url(url, decode_responses=True) as client:
+    with redis.Redis.from_url(url) as client:
         channel_ids: Counter[str] = Counter()
         for channel in ("broadcast", "heartbeat", "results", "insights", "coordinator", "human"):
-            for _entry_id, fields in client.xrange(LAYOUT.channel_stream(channel)):
-                channel_ids[orjson.loads(fields["event"])["id"]] += 1
+            for _entry_id, fields in xrange_all(client, LAYOUT.channel_stream(channel)):
+                channel_ids[orjson.loads(fields[b"event"])["id"]] += 1
         assert sorted(channel_ids) == ids and set(channel_ids.values()) == {1}, "channel streams"
         for origin, made_here in made.items():
-            entries = client.xrange(LAYOUT.origin_stream(sessions[0].id, origin))
-            assert [int(entry_id.split("-")[0]) for entry_id, _ in entries] == [e["seq"] for e in made_here], origin
-            assert [orjson.loads(fields["e"])["id"] for _, fields in entries] == [e["id"] for e in made_here]
+            entries = xrange_all(client, LAYOUT.origin_stream(sessions[0].id, origin))
+            assert [int(entry_id.split(b"-")[0]) for entry_id, _ in entries] == [e["seq"] for e in made_here], origin
+            assert [orjson.loads(fields[b"e"])["id"] for _, fields in entries] == [e["id"] for e in made_here]
+
+
+def xrange_all(client: redis.Redis, stream: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """A stream's entries, read in pages."""
+    found: list[tuple[bytes, dict[bytes, bytes]]] = []
+    start = "-"
+    while page := client.xrange(stream, start, "+", count=10_000):
+        found += page
+        start = "(" + page[-1][0].decode()
+    return found
 
 
 def same_state(sessions: list[Session]) -> None:
@@ -342,3 +355,105 @@ def test_hostile_entries_are_logged_and_skipped_and_the_journals_stay_valid(
         verified = subprocess.run([str(SCRIPT), "--home", session.power_dir, "verify"], capture_output=True,
                                   text=True, timeout=60)
         assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+# -- 3. far behind: a machine with 200,000 events joins late --------------------------------------------------------
+
+
+
+# -- 5. three machines ----------------------------------------------------------------------------------------------
+
+def test_three_machines_claim_at_once_and_a_lost_agent_s_task_is_claimed_on_both_others(redis_url: str,
+                                                                                       tmp_path: Path) -> None:
+    """Agents on three machines claim one task at the same moment (each journal holds its own claim first): one
+    winner everywhere, the one whose claim reached the server first. Then an agent dies on machine A, its coordinator
+    orphans its task, and agents on B and C both claim it: again one winner, and all three agree on everything
+    (owners, attempts, current tasks, who created each task)."""
+    machines = machines_in(tmp_path, 3)
+    a, b, c = machines
+    replicators = [Replicator(session, RedisStreams(redis_url)) for session in machines]
+    names = ("alice", "bob", "carol")
+    for session, who in zip(machines, names, strict=True):
+        session.publish("agent.joined", {"name": who}, sender=f"{who}:main")
+    a.publish("task.created", {"task": "t1", "title": "the lexer"}, sender="human")
+    a.publish("task.created", {"task": "t2", "title": "the parser", "owner": "alice:main"}, sender="human")
+    sync(*replicators)
+    for session, who in zip(machines, names, strict=True):
+        session.publish("task.claimed", {"task": "t1", "round": 0}, sender=f"{who}:main")
+        assert session.projection(save_snapshot=False)[0]["tasks"]["t1"]["owner"] == f"{who}:main"
+    for n in (2, 0, 1):  # carol's claim reaches the server first
+        replicators[n].push_once()
+    sync(*replicators)
+    for session in machines:
+        state = session.projection(save_snapshot=False)[0]
+        assert (state["tasks"]["t1"]["owner"], state["tasks"]["t1"]["attempts"]) == ("carol:main", 1)
+        assert state["agents"]["bob:main"]["current_task"] is None
+    rules = Rules(agent_timeout_seconds=3600, heartbeat_seconds=3600, heartbeat_miss_threshold=3,
+                  max_reassign_attempts=3)
+    [batch] = decide(a.projection(save_snapshot=False)[0], time.time(), {"alice:main": False}, rules, None, a.origin)
+    assert [kind for kind, _ in batch] == ["agent.lost", "task.orphaned"]
+    a.append_events([a.event(kind, data, sender="coordinator") for kind, data in batch])
+    sync(*replicators)
+    assert all(session.projection(save_snapshot=False)[0]["orphans"] == ["t2"] for session in machines)
+    b.publish("task.claimed", {"task": "t2", "round": 1}, sender="bob:main")
+    c.publish("task.claimed", {"task": "t2", "round": 1}, sender="carol:main")
+    replicators[1].push_once()
+    replicators[2].push_once()
+    sync(*replicators)
+    for session in machines:
+        state = session.projection(save_snapshot=False)[0]
+        assert (state["tasks"]["t2"]["owner"], state["tasks"]["t2"]["attempts"]) == ("bob:main", 2)
+        assert state["agents"]["carol:main"]["current_task"] == "t1", "carol's lost claim took nothing from her"
+        assert {key: task["created_by"] for key, task in state["tasks"].items()} == {"t1": "human", "t2": "human"}
+    check_once(redis_url, machines)
+    same_state(machines)
+
+
+
+# -- 7. clocks -------------------------------------------------------------------------------------------------------
+
+def with_origin(home: Path, origin: str) -> str:
+    """A power directory whose origin is `origin` (the leader among machines is the lowest origin)."""
+    home.mkdir(mode=0o700)
+    (home / "origin").write_text(origin + "\n")
+    (home / "origin").chmod(0o600)
+    return str(home)
+
+
+def test_a_machine_whose_clock_is_off_is_judged_by_when_it_was_heard(redis_url: str, tmp_path: Path) -> None:
+    """Machine B's clock is 10 minutes behind: its coordinator's statuses, just received, must not make the leader
+    (A) declare B's agents lost. Then B's clock is an hour ahead and B falls silent: A declares them lost once it has
+    not heard from B for longer than the limit, not an hour later."""
+    a = start_session(with_origin(tmp_path / "a", "a-machine"), "Clocks", sender="human")
+    b = join(Path(with_origin(tmp_path / "b", "b-machine")), a.id)
+    one, two = Replicator(a, RedisStreams(redis_url)), Replicator(b, RedisStreams(redis_url))
+    rules = Rules(agent_timeout_seconds=60, heartbeat_seconds=15, heartbeat_miss_threshold=3,
+                  max_reassign_attempts=3)
+
+    def b_says(skew: float) -> None:
+        at = ts_at_seconds(time.time() + skew)
+        b.append_events([make_event(kind, data, sender=sender, session=b.id, origin=b.origin, ts=at)
+                         for kind, data, sender in (("coordinator.status", {"pid": 1, "host": "b"}, "coordinator"),
+                                                    ("agent.heartbeat", {"tool_calls": 1}, "bob:main"))])
+
+    a.publish("coordinator.started", {"pid": 1, "host": "a"}, sender="coordinator")
+    b.publish("agent.joined", {"name": "bob"}, sender="bob:main")
+    a.publish("task.created", {"task": "t1", "title": "the lexer", "owner": "bob:main"}, sender="human")
+    b_says(-600)
+    sync(one, two)
+    now = time.time()
+    assert decide(a.projection(save_snapshot=False)[0], now, {}, rules, None, a.origin) == [], \
+        "B was heard from just now"
+    b_says(+3600)
+    sync(one, two)
+    later = time.time() + rules.silence_limit + 5
+    decided = [kind for batch in decide(a.projection(save_snapshot=False)[0], later, {}, rules, None, a.origin)
+               for kind, _ in batch]
+    assert decided == ["agent.lost", "task.orphaned"], "B has been silent for longer than the limit"
+
+
+def ts_at_seconds(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1_000_000):06d}Z"
+
+
+
