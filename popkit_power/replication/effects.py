@@ -26,6 +26,7 @@ from typing import Any
 from .. import codec
 from ..keys import ARBITER, RedisLayout
 from ..protocol import make_event
+from .positions import body
 
 DAY_SECONDS = 86_400
 CONTEST = "CONTEST"  # not a Redis command: the push script's own step (scripts.py)
@@ -76,6 +77,18 @@ def effects(event: dict[str, Any], body: str, layout: RedisLayout) -> list[Comma
     if kind == "task.claimed" and task:
         commands.append(_claim_contest(event, task, data, layout))
     return commands
+
+
+def push_args(events: list[dict[str, Any]], after: int, layout: RedisLayout) -> list[str | int]:
+    """The push script's ARGV (scripts.py) for a batch of this origin's events pushed after seq `after`."""
+    args: list[str | int] = [after, len(events)]
+    for event in events:
+        pushed = body(event)
+        commands = effects(event, pushed, layout)
+        args += [event["seq"], pushed, len(commands)]
+        for command in commands:
+            args += [len(command), *command]
+    return args
 
 
 def contest_of(task: str, data: dict[str, Any]) -> str:

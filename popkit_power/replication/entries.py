@@ -16,7 +16,7 @@ from .. import codec
 from ..errors import ProtocolError, ReplicationError
 from ..protocol import validate
 from ..timestamps import utc_now
-from .positions import FRAMING, PULLED
+from .positions import NOT_PUSHED
 from .transport import ReplyError
 
 log = logging.getLogger("popkit_power.replication")
@@ -40,7 +40,7 @@ def pulled_event(fields: list[Any], origin: str, oseq: int, session_id: str,
         return None
     pulled: dict[str, Any] = {}
     for key, value in event.items():
-        if key in FRAMING + PULLED:
+        if key in NOT_PUSHED:
             continue
         pulled[key] = value
         if key == "origin":

@@ -23,6 +23,7 @@ from ..session import Session
 
 FRAMING = ("seq", "crc", "more")  # the journal's own fields, never pushed
 PULLED = ("oseq", "rts")  # what pulling adds to an event, never taken from a server's entry
+NOT_PUSHED = frozenset(FRAMING + PULLED)
 
 
 @dataclass
@@ -71,7 +72,7 @@ def scan(session: Session, origin: str, on_server: int, top_body: str | None, ar
 
 def body(event: dict[str, Any]) -> str:
     """An event as pushed: its envelope without the journal's framing (seq, crc) or what pulling added."""
-    return codec.dumps({key: value for key, value in event.items() if key not in FRAMING + PULLED})
+    return codec.dumps({key: value for key, value in event.items() if key not in NOT_PUSHED})
 
 
 def decided_contest(event: dict[str, Any]) -> str | None:

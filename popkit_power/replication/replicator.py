@@ -39,9 +39,9 @@ from ..follow import JournalWatch
 from ..journal import Position
 from ..keys import ARBITER, RedisLayout
 from ..session import Session
-from .effects import effects
+from .effects import push_args
 from .entries import last_seq, pulled_event, top_body
-from .positions import body, decided_contest, restore_args, scan
+from .positions import decided_contest, restore_args, scan
 from .scripts import BEHIND, LAST_IDS, PUSH, RESTORE
 from .status_file import STATUS_FILE as STATUS_FILE  # status.py and tools read them from here
 from .status_file import read_status as read_status
@@ -81,6 +81,7 @@ class Replicator:
         self._contests: set[str] = set()  # contests the local journal holds the arbiter's decision of
         self._refused: set[str] = set()  # origins whose key is not a stream: not read until the next resume
         self._deferred = False  # the last read left decisions whose claims it did not have yet
+        self._push_refused: str | None = None  # why nothing can be pushed now (this machine's stream name taken)
         self._push_from = Position()
         self._resumed = self._scanned = False
         self._resume_lock = threading.Lock()  # positions: a resume, and an append of pulled events with its cursors
@@ -106,7 +107,10 @@ class Replicator:
             [["XINFO", "STREAM", self.stream], ["XREVRANGE", self.stream, "+", "-", "COUNT", 1],
              ["XINFO", "STREAM", self.arbiter_stream], ["SADD", origins_key, self.origin], ["SMEMBERS", origins_key]],
             timeout=self.timeout)
-        on_server = last_seq(info, self.stream)
+        try:
+            on_server, self._push_refused = last_seq(info, self.stream), None
+        except ReplicationError as error:  # this machine's stream name is taken: no push, but the pull goes on
+            on_server, self._push_refused = self.pushed_seq, str(error)
         arbiter_held = last_seq(arbiter, None)
         self.origins |= {member for member in members if isinstance(member, str) and member != self.origin} \
             if isinstance(members, list) else set()
@@ -152,6 +156,8 @@ class Replicator:
         for attempt in (1, 2):
             if not self._resumed:
                 self.resume()
+            if self._push_refused:
+                raise ReplicationError(self._push_refused)
             reader = self.session.journal.reader(self._push_from)
             events: list[dict[str, Any]] = []
             for event in reader:
@@ -164,14 +170,8 @@ class Replicator:
                 return 0
             if not quiet_too and all(event.get("type") in QUIET_TYPES for event in events):
                 return 0
-            args: list[str | int] = [self.pushed_seq, len(events)]
-            for event in events:
-                pushed = body(event)
-                commands = effects(event, pushed, self.layout)
-                args += [event["seq"], pushed, len(commands)]
-                for command in commands:
-                    args += [len(command), *command]
-            reply = _PUSH_SCRIPT.run(self.transport, [self.stream], args, timeout=self.timeout)
+            reply = _PUSH_SCRIPT.run(self.transport, [self.stream], push_args(events, self.pushed_seq, self.layout),
+                                     timeout=self.timeout)
             if isinstance(reply, ReplyError) and reply.message.startswith(BEHIND) and attempt == 1:
                 log.warning("the server lost this machine's events (%s): pushing again what it lost", reply.message)
                 self._resumed = False

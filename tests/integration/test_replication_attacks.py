@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from support import RedisServer
+from support import RedisServer, free_port
 from test_replication import LAYOUT, chatter, events, facts, join, sync
 
 from popkit_power.coordinator.decide import Rules, decide
@@ -357,9 +357,6 @@ def test_hostile_entries_are_logged_and_skipped_and_the_journals_stay_valid(
         assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
-# -- 3. far behind: a machine with 200,000 events joins late --------------------------------------------------------
-
-
 
 # -- 5. three machines ----------------------------------------------------------------------------------------------
 
@@ -410,7 +407,7 @@ def test_three_machines_claim_at_once_and_a_lost_agent_s_task_is_claimed_on_both
 
 
 
-# -- 7. clocks -------------------------------------------------------------------------------------------------------
+# -- 7. and more: clocks, a server that names no session, bad settings -----------------------------------------------
 
 def with_origin(home: Path, origin: str) -> str:
     """A power directory whose origin is `origin` (the leader among machines is the lowest origin)."""
@@ -457,3 +454,59 @@ def ts_at_seconds(seconds: float) -> str:
 
 
 
+
+def run_cli(home: Path, *args: str, **environ: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(SCRIPT), "--home", str(home), *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **environ})
+
+
+def test_bad_settings_get_clear_errors(redis_url: str, tmp_path: Path) -> None:
+    """`join` when the server names no session or holds something else under its name, a REDIS_URL that does not
+    answer or is not a Redis URL (its password never shown), redis-py missing: exit 2 and one line naming what is
+    wrong and what to do."""
+    home = tmp_path / "m"
+    start_session(str(tmp_path / "other"), "Elsewhere", sender="human")
+    said = run_cli(home, "join", "--no-coordinator", REDIS_URL=redis_url)
+    assert said.returncode == 2 and "names no active session under pop:session" in said.stderr, said.stderr
+    with redis.Redis.from_url(redis_url) as client:
+        client.rpush(LAYOUT.active_session, "not a session id")
+    said = run_cli(home, "join", "--no-coordinator", REDIS_URL=redis_url)
+    assert said.returncode == 2 and "pop:session holds something else" in said.stderr, said.stderr
+    assert "WRONGTYPE" in said.stderr and "popkit-power join SESSION" in said.stderr
+    start_session(str(home), "Here", sender="human")
+    password = "s3cr3t-passw0rd-4242"
+    said = run_cli(home, "replicate", REDIS_URL=f"redis://:{password}@127.0.0.1:{free_port()}/0")
+    assert said.returncode == 2 and "cannot connect" in said.stderr and password not in said.stderr, said.stderr
+    said = run_cli(home, "replicate", REDIS_URL="http://127.0.0.1:6379")
+    assert said.returncode == 2 and "must start with redis://, rediss:// or unix://" in said.stderr, said.stderr
+    shim = tmp_path / "shim" / "redis"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text('raise ImportError("No module named \'redis\'")\n')
+    said = run_cli(home, "replicate", REDIS_URL=redis_url, PYTHONPATH=str(shim.parent))
+    assert said.returncode == 2 and "needs redis-py" in said.stderr and "pip install" in said.stderr, said.stderr
+
+
+def test_a_key_that_is_not_a_stream_under_this_machine_s_stream_stops_the_push_only(
+        redis_url: str, tmp_path: Path) -> None:
+    """Something else stands under machine A's own stream name: A pushes nothing and says why in
+    replication.json, while it still pulls B's events; once the key is deleted, A pushes everything."""
+    a, b = machines_in(tmp_path, 2)
+    with redis.Redis.from_url(redis_url) as client:
+        client.set(LAYOUT.origin_stream(a.id, a.origin), "squatter")
+    one, two = Replicator(own(a), RedisStreams(redis_url)), Replicator(b, RedisStreams(redis_url))
+    one.start()
+    try:
+        chatter(b, "bob", 5)
+        while two.push_once():
+            pass
+        until(lambda: sum(1 for e in events(a) if e["origin"] == b.origin) == 5, 10, "A pulls B's events")
+        chatter(a, "alice", 3)
+        until(lambda: "is not a stream" in str((read_status(a.dir) or {}).get("last_error")), 10, "A says why")
+        assert "delete" in (read_status(a.dir) or {})["last_error"]
+        with redis.Redis.from_url(redis_url) as client:
+            client.delete(LAYOUT.origin_stream(a.id, a.origin))
+        until(lambda: (read_status(a.dir) or {}).get("pushed", 0) >= 4, 20, "A pushes once the key is gone")
+    finally:
+        one.stop()
+    sync(Replicator(a, RedisStreams(redis_url)), two)
+    check_once(redis_url, [a, b])
