@@ -31,7 +31,7 @@ from popkit_power.protocol import make_event
 from popkit_power.replication.redis_streams import RedisStreams
 from popkit_power.replication.replicator import Replicator
 from popkit_power.replication.status_file import read_status
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session, start_session, stop_session
 from popkit_power.verify import verify_journal
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"
@@ -357,6 +357,60 @@ def test_hostile_entries_are_logged_and_skipped_and_the_journals_stay_valid(
         assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+# -- 3. far behind: a machine with 200,000 events joins late --------------------------------------------------------
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MB."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for pid {pid}")
+
+
+def test_a_machine_200000_events_behind_joins_late_and_both_stay_bounded(redis_url: str, tmp_path: Path) -> None:
+    """Machine A wrote 200,000 events before its replicator ever ran; B's replicator is already waiting. A's
+    resume and push and B's pull go through in batches, each process's peak memory stays a small part of the
+    journal, and B ends with each of them once, in order. Figures are printed (`-s`), not asserted."""
+    a, b = machines_in(tmp_path, 2)
+    template = a.event("message.broadcast", {"text": ""}, sender="alice:main")
+    for start in range(0, 200_000, 100):  # appends of 100 (a journal batch is read whole before its first record)
+        a.append_events([{**template, "id": f"{n:032x}", "data": {"text": f"old news {n}"}}
+                         for n in range(start, start + 100)])
+    chatter(b, "bob", 10)
+    journal_mb = sum(os.path.getsize(a.journal.segment_path(s)) for s in a.journal.segments()) / 1e6
+    puller = replicate(b.power_dir, redis_url, tmp_path / "b.log")
+    pusher = None
+    try:
+        until(lambda: (read_status(b.dir) or {}).get("pid") == puller.pid, 20, "B's replicator running")
+        started = time.monotonic()
+        pusher = replicate(a.power_dir, redis_url, tmp_path / "a.log")
+        last = a.journal.end_position().seq - 1
+        pulled = until(lambda: (read_status(b.dir) or {}).get("imported", {}).get(a.origin, 0) >= last and
+                       read_status(b.dir), 120, "B pulled all of A's events")
+        elapsed = time.monotonic() - started
+        peaks = peak_rss_mb(pusher.pid), peak_rss_mb(puller.pid)
+        until(lambda: (read_status(a.dir) or {}).get("imported", {}).get(b.origin, 0) > 0, 20, "A pulled B's")
+    finally:
+        for process in (puller, pusher):
+            if process is not None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(30)
+    pushed = read_status(a.dir) or {}
+    print(f"\n200,000 events behind: journal {journal_mb:.0f} MB; A pushed and B pulled them in {elapsed:.1f} s; "
+          f"peak memory A {peaks[0]:.0f} MB, B {peaks[1]:.0f} MB; commands A {pushed.get('commands_sent')}, "
+          f"B {pulled.get('commands_sent')}")
+    assert max(peaks) < 150 + journal_mb / 2, f"peak memory {peaks} MB for a {journal_mb:.0f} MB journal"
+    mine = [(e["seq"], e["id"]) for e in events(a) if "oseq" not in e]
+    assert [(e["oseq"], e["id"]) for e in events(b) if e["origin"] == a.origin] == mine, "each once, in order"
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        info = client.xinfo_stream(LAYOUT.origin_stream(a.id, a.origin))
+        assert (info["length"], info["first-entry"][0], info["last-entry"][0]) == (
+            len(mine), f"{mine[0][0]}-0", f"{mine[-1][0]}-0")
+        assert client.xlen(LAYOUT.channel_stream("broadcast")) == 200_010
+    for session in (a, b):
+        assert verify_journal(Journal(session.journal.directory, read_only=True))["ok"]
+
 
 # -- 5. three machines ----------------------------------------------------------------------------------------------
 
@@ -406,8 +460,24 @@ def test_three_machines_claim_at_once_and_a_lost_agent_s_task_is_claimed_on_both
     same_state(machines)
 
 
+# -- 6. a second replicator -------------------------------------------------------------------------------------------
 
-# -- 7. and more: clocks, a server that names no session, bad settings -----------------------------------------------
+def test_a_second_replicator_for_the_session_is_refused_naming_the_first(redis_url: str, tmp_path: Path) -> None:
+    a = start_session(str(tmp_path / "a"), "Attacks", sender="human")
+    first = replicate(a.power_dir, redis_url, tmp_path / "first.log")
+    try:
+        until(lambda: (read_status(a.dir) or {}).get("pid") == first.pid, 20, "the first replicator running")
+        second = subprocess.run([str(SCRIPT), "--home", a.power_dir, "replicate"], capture_output=True, text=True,
+                                timeout=60, env={**os.environ, "REDIS_URL": redis_url})
+        assert second.returncode == 2, second.stderr
+        assert f"a replicator already runs for session {a.id}: pid {first.pid}" in second.stderr
+        assert first.poll() is None, "the first one goes on"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(30) == 0
+
+
+# -- 7. and more: clocks, a closed session, a server that names no session, bad settings ----------------------------
 
 def with_origin(home: Path, origin: str) -> str:
     """A power directory whose origin is `origin` (the leader among machines is the lowest origin)."""
@@ -453,6 +523,27 @@ def ts_at_seconds(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1_000_000):06d}Z"
 
 
+def test_a_session_closed_on_one_machine_while_the_other_writes(redis_url: str, tmp_path: Path) -> None:
+    """A closes the session while B's agents still write: both journals end with every event once and agree that
+    the session is closed; the server no longer names it, so a third machine's `join` does not pick it."""
+    a, b = machines_in(tmp_path, 2)
+    one, two = Replicator(a, RedisStreams(redis_url)), Replicator(b, RedisStreams(redis_url))
+    chatter(a, "alice", 5)
+    chatter(b, "bob", 5)
+    sync(one, two)
+    stop_session(a.power_dir, sender="human")
+    chatter(b, "bob", 5)  # B has not heard yet
+    sync(one, two)
+    chatter(b, "bob", 3)  # nor has B's agent looked since
+    sync(one, two)
+    assert all(session.projection(save_snapshot=False)[0]["closed"] for session in (a, b))
+    check_once(redis_url, [a, b])
+    same_state([a, b])
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        assert client.get(LAYOUT.active_session) is None
+    joined = subprocess.run([str(SCRIPT), "--home", str(tmp_path / "c"), "join", "--no-coordinator"],
+                            capture_output=True, text=True, timeout=60, env={**os.environ, "REDIS_URL": redis_url})
+    assert joined.returncode == 2 and "names no active session" in joined.stderr, joined.stderr
 
 
 def run_cli(home: Path, *args: str, **environ: str) -> subprocess.CompletedProcess[str]:
