@@ -76,6 +76,9 @@ def join(session_id: str | None, coordinator: bool) -> None:
                                              timeout=config.replication_timeout_seconds)
     finally:
         transport.close()
+    if not session_id and named is not None and not isinstance(named, str):
+        raise SessionError(f"{transport.describe()}: {layout.active_session} holds something else than a session "
+                           f"id ({str(named)[:120]}); name the session: popkit-power join SESSION")
     session_id = session_id or (named if isinstance(named, str) else None)
     if not session_id:
         raise SessionError(f"{transport.describe()} names no active session under {layout.active_session}; start "

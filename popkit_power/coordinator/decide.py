@@ -108,18 +108,25 @@ def _leader(state: State, origin: str | None, now: float, rules: Rules) -> bool:
     if origin is None:
         return True
     alive = [where for where, machine in state["coordinators"].items() if machine.get("status") == "running"
-             and now - (seconds_of(machine.get("last_seen")) or 0) <= rules.silence_limit]
+             and now - (_heard(machine) or 0) <= rules.silence_limit]
     return not alive or min([*alive, origin]) == origin
+
+
+def _heard(machine: dict[str, Any]) -> float | None:
+    """When this machine last heard from another machine's coordinator, by its own clock (the fold's `heard`, from
+    the replicator's `rts`): never by that machine's own timestamps, which its clock may put far off."""
+    return seconds_of(machine.get("heard") or machine.get("last_seen"))
 
 
 def _machine_silent(key: str, agent: dict[str, Any], machine: dict[str, Any], now: float,
                     rules: Rules) -> Decision | None:
-    last_seen = seconds_of(machine.get("last_seen"))
+    last_seen = _heard(machine)
     if last_seen is None or now - last_seen <= rules.silence_limit:
         return None
     silent = now - last_seen
     evidence = {"origin": agent.get("origin"), "coordinator_last_seen": machine.get("last_seen"),
-                "silent_seconds": round(silent, 1), "limit_seconds": rules.silence_limit}
+                "heard": machine.get("heard"), "silent_seconds": round(silent, 1),
+                "limit_seconds": rules.silence_limit}
     return ("agent.lost", {"agent": key, "reason": f"its machine {agent.get('origin')} has been silent for "
                                                    f"{int(silent)} s (its coordinator's last status; the limit is "
                                                    f"{int(rules.silence_limit)} s)", "evidence": evidence})

@@ -85,7 +85,10 @@ def _coordinator(state: State, event: Event, data: dict[str, Any], rules: Rules)
         machine = state["coordinators"].setdefault(origin, {})
         if status == "running" and machine.get("status") != "running":
             machine["since"] = event.get("ts")
-        machine.update(status=status, last_seen=event.get("ts"), by=event.get("from"))
+        # `heard`: when this machine got it, by its own clock (`rts`, set by the replicator), so that another
+        # machine's clock being off does not make it look silent (or alive) for longer than it was
+        machine.update(status=status, last_seen=event.get("ts"), by=event.get("from"),
+                       heard=event.get("rts") or event.get("ts"))
         machine.update({key: value for key, value in data.items() if key in ("pid", "host", "reason")})
 
 

@@ -44,10 +44,12 @@ def _drop_orphan(state: State, task_id: str) -> None:
 
 
 def _take(state: State, task_id: str, task: dict[str, Any], owner: str, status: str) -> None:
-    """`owner` holds the task now: the one who held it before no longer works on it."""
+    """`owner` holds the task now: the one who held it before no longer works on it. What the owner worked on
+    before is kept, for a claim the arbiter later gives to another agent (`_decided`)."""
     set_current_task(state, task["owner"], None, unless=task_id)
     task["owner"], task["status"], task["attempts"] = owner, status, task["attempts"] + 1
     _drop_orphan(state, task_id)
+    task["owner_was_on"] = state["agents"].get(owner, {}).get("current_task")
     set_current_task(state, owner, task_id)
 
 
@@ -81,8 +83,13 @@ def _decided(state: State, event: Event, data: dict[str, Any], rules: Rules) -> 
     if task["status"] in (TASK_OPEN, TASK_ORPHANED):
         _take(state, data["task"], task, agent, TASK_CLAIMED)
     elif task["status"] == TASK_CLAIMED:  # a losing claim got here first: it never held the task
-        set_current_task(state, task["owner"], None, unless=data["task"])
+        loser, before = task["owner"], task.get("owner_was_on")
+        still = state["tasks"].get(before) if isinstance(before, str) else None
+        # the loser goes back to what it worked on, as on a machine where its claim came after the winner's
+        set_current_task(state, loser, before if still is not None and still["owner"] == loser else None,
+                         unless=data["task"])
         task["owner"] = agent
+        task["owner_was_on"] = state["agents"].get(agent, {}).get("current_task")
         set_current_task(state, agent, data["task"])
 
 

@@ -6,7 +6,7 @@ Pure: an event in, a list of Redis commands out, run by the push script only whe
 
     <channel stream>            every event, as {"event": <envelope JSON>, "type", "from", "origin"}
     objective                   SET by session.opened, objective.set / objective.updated
-    active session              SET by session.opened, deleted by session.closed
+    active session              SET by session.opened, deleted by session.closed while it still names this session
     state:{agent}               HSET by the agent's join, heartbeat, idle, leaving; and by agent.lost
     completed:{session}         SET (24 h) by session.closed: its summary
     tasks:orphaned              RPUSH by task.orphaned; LREM when the task is claimed, assigned, released, parked,
@@ -15,7 +15,8 @@ Pure: an event in, a list of Redis commands out, run by the push script only whe
     patterns:{insight id}       HSET (24 h) by insight.shared
 
 A claim (`task.claimed`) also enters the contest `claim:<task>:<round>` (round: how many owners the task had when the
-claimant looked); the first claim the server sees wins it, and the arbiter's `arbiter.decided` names the winner.
+claimant looked); the first claim the server sees wins it, and the arbiter's `arbiter.decided` names the winner (its
+event id, agent, origin, and `claim_seq`: its seq there, so that a puller appends the decision after the claim).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from typing import Any
 from .. import codec
 from ..keys import ARBITER, RedisLayout
 from ..protocol import make_event
+from .positions import body
 
 DAY_SECONDS = 86_400
 CONTEST = "CONTEST"  # not a Redis command: the push script's own step (scripts.py)
+UNSET = "UNSET"  # nor this: delete a key only while it holds the given value
 
 Command = list[str]
 
@@ -44,7 +47,8 @@ def effects(event: dict[str, Any], body: str, layout: RedisLayout) -> list[Comma
             commands.append(["SET", layout.objective, data["objective"]])
     elif kind in ("objective.set", "objective.updated") and isinstance(data.get("text"), str):
         commands.append(["SET", layout.objective, data["text"]])
-    elif kind == "session.closed":
+    elif kind == "session.closed":  # a later session's name, set meanwhile, stays
+        commands.append([UNSET, layout.active_session, str(event.get("session"))])
         commands.append(["SET", layout.completed(str(event.get("session"))), codec.dumps(data), "EX",
                          str(DAY_SECONDS)])
     elif kind in ("agent.joined", "agent.heartbeat", "agent.idle", "agent.left"):
@@ -75,6 +79,18 @@ def effects(event: dict[str, Any], body: str, layout: RedisLayout) -> list[Comma
     return commands
 
 
+def push_args(events: list[dict[str, Any]], after: int, layout: RedisLayout) -> list[str | int]:
+    """The push script's ARGV (scripts.py) for a batch of this origin's events pushed after seq `after`."""
+    args: list[str | int] = [after, len(events)]
+    for event in events:
+        pushed = body(event)
+        commands = effects(event, pushed, layout)
+        args += [event["seq"], pushed, len(commands)]
+        for command in commands:
+            args += [len(command), *command]
+    return args
+
+
 def contest_of(task: str, data: dict[str, Any]) -> str:
     """The contest a claim of `task` enters: one per task and round."""
     round_number = data.get("round")
@@ -85,7 +101,8 @@ def _claim_contest(event: dict[str, Any], task: str, data: dict[str, Any], layou
     session = str(event.get("session"))
     contest = contest_of(task, data)
     decided = make_event("arbiter.decided", {"contest": contest, "event": event.get("id"), "type": "task.claimed",
-                                             "task": task, "agent": event.get("from"), "origin": event.get("origin")},
+                                             "task": task, "agent": event.get("from"), "origin": event.get("origin"),
+                                             "claim_seq": event.get("seq")},
                          sender=ARBITER, session=session, origin=ARBITER)
     return [CONTEST, layout.contests(session), contest, str(event.get("id")), layout.arbiter_counter(session),
             layout.origin_stream(session, ARBITER), codec.dumps(decided)]

@@ -1,16 +1,22 @@
 """The replicator: this machine's events out to Redis Streams, the other machines' events into the local journal.
 
 The local journal stays the truth. Positions are worked out from what the server and the journal hold, never
-trusted from a side file:
+trusted from a side file (positions.py):
 
 - **Push.** Every local event (this origin's, not pulled) goes to the origin's stream under the id `<seq>-0`, in
-  batches, through one script call each (scripts.py). Where to start is the stream's last id (`XINFO STREAM`): a
-  resent batch, a timeout after the server applied it, a crash between send and acknowledgement, or a restart on
-  either side makes the server skip what it has, so nothing is duplicated or lost there.
+  batches, through one script call each (scripts.py). Where to start is the stream's last entry, when it is this
+  machine's: a resent batch, a timeout after the server applied it, a crash between send and acknowledgement, or a
+  restart on either side makes the server skip what it has, so nothing is duplicated or lost there. Each batch
+  names the seq the stream must hold already, so a server that lost data under a running replicator (a restart
+  without persistence: redis-py reconnects without a word) is noticed and filled again, not left with a hole.
 - **Pull.** Each other origin's stream (the server's set of origins) and the arbiter's stream are read from the
   highest `oseq` of that origin in the local journal, found by reading the journal once at start; a pulled event is
-  appended with its `origin`, its `oseq` and everything else as it was, and is never pushed back. One replicator per
-  session (a lease, `replicator.lock`) makes this exactly once: nothing else writes pulled events.
+  appended with its `origin`, its `oseq`, `rts` (when this machine received it, by its own clock) and everything
+  else as it was, and is never pushed back. One replicator per session (a lease, `replicator.lock`) makes this
+  exactly once: nothing else writes pulled events. This machine missing from the server's set of origins means the
+  server lost the session's data: positions are worked out again, and the arbiter's lost decisions put back.
+- **Hostile entries** (not an event, another origin's or session's, too large, a key that is not a stream, an id
+  far ahead) are logged and skipped (entries.py); the journal gets only whole, valid events.
 - **Waiting.** On Redis, a blocking `XREAD` waits for the others and a file watch for local events. Upstash has no
   blocking reads and bills every command, so there one loop polls: quickly while anything moves, then doubling up to
   `upstash_idle_poll_seconds`; local events wake it, except the coordinator's own status, which rides along with the
@@ -28,26 +34,27 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import codec
-from .._fs import write_file_atomically
-from ..errors import PowerModeError, ProtocolError, TransportAuthError, TransportError, TransportLimitError
+from ..errors import PowerModeError, ReplicationError, TransportAuthError, TransportError, TransportLimitError
 from ..follow import JournalWatch
 from ..journal import Position
 from ..keys import ARBITER, RedisLayout
-from ..protocol import validate
 from ..session import Session
-from .effects import effects
-from .scripts import PUSH
+from .effects import push_args
+from .entries import last_seq, pulled_event, top_body
+from .positions import decided_contest, restore_args, scan
+from .scripts import BEHIND, LAST_IDS, PUSH, RESTORE
+from .status_file import STATUS_FILE as STATUS_FILE  # status.py and tools read them from here
+from .status_file import read_status as read_status
+from .status_file import write_status
 from .transport import ReplyError, Script, Transport
 
 log = logging.getLogger("popkit_power.replication")
 
-STATUS_FILE = "replication.json"
 BLOCK_MS = 1000  # a blocking read returns at least this often, so a stop is seen within a second
 MIN_BACKOFF, MAX_BACKOFF = 1.0, 60.0
 FAST_POLL = 0.5  # Upstash: the poll interval right after something moved
 QUIET_TYPES = frozenset({"coordinator.status"})  # local events that do not wake an Upstash replicator
-_PUSH_SCRIPT = Script(PUSH)
+_PUSH_SCRIPT, _RESTORE_SCRIPT = Script(PUSH), Script(RESTORE)
 
 
 class Replicator:
@@ -66,16 +73,22 @@ class Replicator:
         self.clock = clock
         self.origin = session.origin
         self.stream = self.layout.origin_stream(session.id, self.origin)
+        self.arbiter_stream = self.layout.origin_stream(session.id, ARBITER)
         self.pushed_seq = 0  # this origin's events up to this seq are on the server
-        self.imported: dict[str, int] = {}  # origin -> the highest oseq pulled into the local journal
+        self.imported: dict[str, int] = {}  # origin -> where its stream is read from (past entries skipped too)
         self.origins: set[str] = set()  # the other origins the server knows for this session
+        self._appended: dict[str, int] = {}  # origin -> the highest oseq in the local journal
+        self._contests: set[str] = set()  # contests the local journal holds the arbiter's decision of
+        self._refused: set[str] = set()  # origins whose key is not a stream: not read until the next resume
+        self._deferred = False  # the last read left decisions whose claims it did not have yet
+        self._push_refused: str | None = None  # why nothing can be pushed now (this machine's stream name taken)
         self._push_from = Position()
         self._resumed = self._scanned = False
-        self._resume_lock = threading.Lock()
+        self._resume_lock = threading.Lock()  # positions: a resume, and an append of pulled events with its cursors
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._watch: JournalWatch | None = None
-        self._lock = threading.Lock()  # the status and the journal's appends of pulled events
+        self._lock = threading.Lock()  # the status file
         self.stats: dict[str, Any] = {"pushed": 0, "pulled": 0, "skipped": 0, "errors": 0, "last_error": None,
                                       "last_ok": None, "backoff_until": None}
 
@@ -86,71 +99,96 @@ class Replicator:
             self._resume()
 
     def _resume(self) -> None:
-        """Find where to go on from: the origin's last id on the server, and per origin the highest oseq (and the
-        first unpushed local event) in the journal. Also announces this origin in the session's set of origins.
-        Called again after any failure: a server that lost data (a restart without persistence) is pushed again
-        from what it still holds."""
+        """Find where to go on from (positions.py), and announce this origin in the session's set of origins.
+        Called again after any failure and whenever the server seems to have lost data: a server that lost data (a
+        restart without persistence) gets again what it no longer holds, the arbiter's decisions first."""
         origins_key = self.layout.origins(self.session.id)
-        info, _, members = self.transport.execute(
-            [["XINFO", "STREAM", self.stream], ["SADD", origins_key, self.origin], ["SMEMBERS", origins_key]],
+        info, top, arbiter, _, members = self.transport.execute(
+            [["XINFO", "STREAM", self.stream], ["XREVRANGE", self.stream, "+", "-", "COUNT", 1],
+             ["XINFO", "STREAM", self.arbiter_stream], ["SADD", origins_key, self.origin], ["SMEMBERS", origins_key]],
             timeout=self.timeout)
-        on_server = _last_seq(info)
-        if isinstance(members, list):
-            self.origins |= {member for member in members if isinstance(member, str) and member != self.origin}
-        if self._scanned and on_server == self.pushed_seq:
+        try:
+            on_server, self._push_refused = last_seq(info, self.stream), None
+        except ReplicationError as error:  # this machine's stream name is taken: no push, but the pull goes on
+            on_server, self._push_refused = self.pushed_seq, str(error)
+        arbiter_held = last_seq(arbiter, None)
+        self.origins |= {member for member in members if isinstance(member, str) and member != self.origin} \
+            if isinstance(members, list) else set()
+        self._refused.clear()
+        if self._scanned and on_server == self.pushed_seq and arbiter_held >= self._appended.get(ARBITER, 0):
             self._resumed = True
             return
-        self.pushed_seq = on_server
-        before = Position()
-        push_from: Position | None = None
-        reader = self.session.journal.reader(Position())
-        for event in reader:
-            oseq = event.get("oseq")
-            if isinstance(oseq, int):
-                origin = str(event.get("origin"))
-                self.imported[origin] = max(self.imported.get(origin, 0), oseq)
-            elif push_from is None and event.get("origin") == self.origin and event["seq"] > self.pushed_seq:
-                push_from = before
-            before = reader.position
-        self._push_from = push_from or reader.position
+        found = scan(self.session, self.origin, on_server, top_body(top, on_server), arbiter_held)
+        if found.pushed_seq != on_server:
+            log.warning("the last entry of %s is not this machine's event %s: pushing again from the start (what the "
+                        "server holds is skipped, what this machine never wrote dropped)", self.stream, on_server)
+        if found.lost_decisions:
+            self._restore(found.lost_decisions)
+        self.pushed_seq, self._push_from = found.pushed_seq, found.push_from
+        self._appended, self._contests = found.appended, found.contests
+        self.imported = dict(found.appended)
         self._scanned = self._resumed = True
+
+    def _restore(self, decisions: list[dict[str, Any]]) -> None:
+        """Put back the arbiter's decisions the server lost (they are in this journal), before any claim is pushed
+        again: a claim's contest then stays decided as every machine already knows it."""
+        keys = [self.arbiter_stream, self.layout.contests(self.session.id),
+                self.layout.arbiter_counter(self.session.id)]
+        restored = 0  # the stream may hold some: another machine put them back first
+        for start in range(0, len(decisions), self.batch):
+            reply = _RESTORE_SCRIPT.run(self.transport, keys, restore_args(decisions[start:start + self.batch]),
+                                        timeout=self.timeout)
+            if isinstance(reply, ReplyError):
+                raise ReplicationError(f"putting back the arbiter's decisions: the server answered {reply}")
+            restored += int(reply)
+        log.warning("the server had lost %s of the arbiter's decisions; put back %s", len(decisions), restored)
+
+    @property
+    def pushed_through(self) -> int:
+        """The journal seq up to which every event of this origin is on the server (pulled ones count as done)."""
+        return max(self.pushed_seq, self._push_from.seq - 1) if self._resumed else self.pushed_seq
 
     # -- one step each ----------------------------------------------------------------------------------------------
 
     def push_once(self, *, quiet_too: bool = True) -> int:
         """Push up to one batch of unpushed local events; the number the server took as new. With `quiet_too`
         False, a batch of only the coordinator's status waits (Upstash's idle economy)."""
-        if not self._resumed:
-            self.resume()
-        reader = self.session.journal.reader(self._push_from)
-        events: list[dict[str, Any]] = []
-        for event in reader:
-            if event.get("origin") == self.origin and "oseq" not in event and event["seq"] > self.pushed_seq:
-                events.append(event)
-                if len(events) >= self.batch:
-                    break
-        if not events:
+        for attempt in (1, 2):
+            if not self._resumed:
+                self.resume()
+            if self._push_refused:
+                raise ReplicationError(self._push_refused)
+            reader = self.session.journal.reader(self._push_from)
+            events: list[dict[str, Any]] = []
+            for event in reader:
+                if event.get("origin") == self.origin and "oseq" not in event and event["seq"] > self.pushed_seq:
+                    events.append(event)
+                    if len(events) >= self.batch:
+                        break
+            if not events:
+                self._push_from = reader.position
+                return 0
+            if not quiet_too and all(event.get("type") in QUIET_TYPES for event in events):
+                return 0
+            reply = _PUSH_SCRIPT.run(self.transport, [self.stream], push_args(events, self.pushed_seq, self.layout),
+                                     timeout=self.timeout)
+            if isinstance(reply, ReplyError) and reply.message.startswith(BEHIND) and attempt == 1:
+                log.warning("the server lost this machine's events (%s): pushing again what it lost", reply.message)
+                self._resumed = False
+                continue
+            if isinstance(reply, ReplyError) or not isinstance(reply, list) or len(reply) != 4:
+                raise ReplicationError(f"the push script answered {str(reply)[:200]!r} for seqs "
+                                       f"{events[0]['seq']}-{events[-1]['seq']}")
+            new, old, removed, undecided = (int(value) for value in reply)
+            if removed or undecided:
+                log.warning("removed %s entries this machine never wrote from %s (where its events go); %s claims "
+                            "not decided (the arbiter's stream is at its largest id)", removed, self.stream, undecided)
+            self.pushed_seq = events[-1]["seq"]
             self._push_from = reader.position
-            return 0
-        if not quiet_too and all(event.get("type") in QUIET_TYPES for event in events):
-            return 0
-        args: list[str | int] = [len(events)]
-        for event in events:
-            body = _body(event)
-            commands = effects(event, body, self.layout)
-            args += [event["seq"], body, len(commands)]
-            for command in commands:
-                args += [len(command), *command]
-        reply = _PUSH_SCRIPT.run(self.transport, [self.stream], args, timeout=self.timeout)
-        if isinstance(reply, ReplyError) or not isinstance(reply, list) or len(reply) != 2:
-            raise PowerModeError(f"the push script answered {str(reply)[:200]!r} for seqs "
-                                 f"{events[0]['seq']}-{events[-1]['seq']}")
-        new, old = int(reply[0]), int(reply[1])
-        self.pushed_seq = events[-1]["seq"]
-        self._push_from = reader.position
-        self.stats["pushed"] += new
-        self.stats["skipped"] += old
-        return new
+            self.stats["pushed"] += new
+            self.stats["skipped"] += old
+            return new
+        raise AssertionError("unreachable")
 
     def pull_once(self, block_ms: int | None = None) -> int:
         """Read what the other origins and the arbiter added since the journal's positions and append it; the
@@ -158,27 +196,67 @@ class Replicator:
         if not self._resumed:
             self.resume()
         origins_key = self.layout.origins(self.session.id)
-        sources = sorted(self.origins | {ARBITER})
+        sources = sorted((self.origins | {ARBITER}) - self._refused)
         streams = [self.layout.origin_stream(self.session.id, origin) for origin in sources]
         ids = [f"{self.imported.get(origin, 0)}-0" for origin in sources]
+        past = [origin for origin in sources if self.imported.get(origin, 0) > self._appended.get(origin, 0)]
         block: list[str | int] = ["BLOCK", block_ms] if block_ms is not None else []
-        read: list[str | int] = ["XREAD", "COUNT", self.batch, *block, "STREAMS", *streams, *ids]
-        members, found = self.transport.execute([["SMEMBERS", origins_key], read],
-                                                timeout=self.timeout)
+        commands: list[list[str | int]] = [["SMEMBERS", origins_key]]
+        if past:  # read past entries that could not be used: has their writer taken its stream back since?
+            commands.append(["EVAL", LAST_IDS, len(past),
+                             *(self.layout.origin_stream(self.session.id, origin) for origin in past)])
+        commands.append(["XREAD", "COUNT", self.batch, *block, "STREAMS", *streams, *ids])
+        replies = self.transport.execute(commands, timeout=self.timeout)
+        members, found = replies[0], replies[-1]
+        if past:
+            self._taken_back(past, replies[1])
         if isinstance(found, ReplyError):
-            raise PowerModeError(f"XREAD answered {found}")
+            if found.code == "WRONGTYPE":
+                self._refuse_non_streams(sources, streams)
+                return 0
+            raise ReplicationError(f"XREAD answered {found}")
         pulled = self._import(dict(zip(streams, sources, strict=True)), found or [])
-        joined = {member for member in members or () if isinstance(member, str) and member != self.origin} \
-            - self.origins if isinstance(members, list) else set()
+        if isinstance(members, list) and self.origin not in members:
+            log.warning("this machine is missing from %s: the server lost the session's data (a restart without "
+                        "persistence?); working out again what to push", origins_key)
+            self._resumed = False
+        joined = {member for member in members if isinstance(member, str) and member != self.origin} - self.origins \
+            if isinstance(members, list) else set()
         if joined:  # a machine that joined since: read its stream now rather than after the next wait
             self.origins |= joined
             pulled += self.pull_once()
         return pulled
 
+    def _taken_back(self, past: list[str], reply: Any) -> None:
+        """A stream that ends before where it is read from (its writer removed what it never wrote): read it again."""
+        if not isinstance(reply, list):
+            return
+        for origin, last in zip(past, reply, strict=False):
+            if isinstance(last, int) and last < self.imported.get(origin, 0):
+                log.warning("the stream of origin %s was taken back to %s: reading it again from there", origin, last)
+                self.imported[origin] = self._appended.get(origin, 0)
+
+    def _refuse_non_streams(self, sources: list[str], streams: list[str]) -> None:
+        """XREAD refused a key that is not a stream: find which, and read the others without it."""
+        kinds = self.transport.execute([["TYPE", stream] for stream in streams], timeout=self.timeout)
+        for origin, stream, kind in zip(sources, streams, kinds, strict=True):
+            if kind not in ("stream", "none"):
+                log.warning("%s holds a %s, not a stream: origin %s is not pulled until it is one", stream, kind,
+                            origin)
+                self._refused.add(origin)
+        if not self._refused & set(sources):
+            raise ReplicationError("XREAD answered WRONGTYPE, yet every key it read is a stream or missing")
+
     def _import(self, origin_of: dict[str, str], found: list[Any]) -> int:
+        """Append what one read found: the origins' events first, then the arbiter's decisions, each only once the
+        claim it decides is in the journal (else it and those after it wait for a later read), so that every machine
+        folds a claim before its decision."""
         events: list[dict[str, Any]] = []
         latest: dict[str, int] = {}
-        for stream, entries in found:
+        appended: dict[str, int] = {}
+        contests: set[str] = set()
+        self._deferred = False
+        for stream, entries in sorted(found, key=lambda pair: origin_of.get(pair[0]) == ARBITER):
             origin = origin_of.get(stream)
             if origin is None:
                 continue
@@ -186,36 +264,36 @@ class Replicator:
                 oseq = int(str(entry_id).split("-", 1)[0])
                 if oseq <= max(self.imported.get(origin, 0), latest.get(origin, 0)):
                     continue
+                event = pulled_event(fields, origin, oseq, self.session.id, self.session.journal.max_record_bytes)
+                if origin == ARBITER and event is not None and self._claim_missing(event["data"], appended):
+                    self._deferred = True
+                    break
                 latest[origin] = oseq
-                event = self._pulled(origin, oseq, fields)
+                contest = decided_contest(event) if event is not None else None
+                if contest is not None and (contest in self._contests or contest in contests):
+                    log.warning("skipped decision %s-0 of the arbiter: contest %s is decided already", oseq, contest)
+                    continue
                 if event is not None:
                     events.append(event)
-        if events:
-            with self._lock:
+                    appended[origin] = oseq
+                    if contest is not None:
+                        contests.add(contest)
+        with self._resume_lock:  # a resume reads the journal to set these: never half of an append
+            if events:
                 self.session.append_events(events)
-        self.imported.update(latest)
+            for origin, oseq in latest.items():
+                self.imported[origin] = max(self.imported.get(origin, 0), oseq)
+            for origin, oseq in appended.items():
+                self._appended[origin] = max(self._appended.get(origin, 0), oseq)
+            self._contests |= contests
         self.stats["pulled"] += len(events)
         return len(events)
 
-    def _pulled(self, origin: str, oseq: int, fields: list[Any]) -> dict[str, Any] | None:
-        """The event to append for one stream entry, with its `oseq`; None (logged) for one that is not an event of
-        this session from that origin."""
-        values = dict(zip(fields[::2], fields[1::2], strict=False))
-        try:
-            event = validate(codec.loads(values.get("e", "")))
-            if event.get("origin") != origin or event.get("session") != self.session.id:
-                raise ProtocolError(f"origin {event.get('origin')!r} / session {event.get('session')!r}")
-        except (ProtocolError, ValueError, TypeError) as error:
-            log.warning("skipped entry %s-0 of origin %s: not an event of this session (%s)", oseq, origin, error)
-            return None
-        pulled: dict[str, Any] = {}
-        for key, value in event.items():
-            if key in ("seq", "crc", "more", "oseq"):
-                continue
-            pulled[key] = value
-            if key == "origin":
-                pulled["oseq"] = oseq
-        return pulled
+    def _claim_missing(self, data: dict[str, Any], appended: dict[str, int]) -> bool:
+        """Whether the claim a decision settles is from another machine and not yet in the journal."""
+        where, seq = data.get("origin"), data.get("claim_seq")
+        return isinstance(seq, int) and where in self.origins and seq > max(self._appended.get(where, 0),
+                                                                             appended.get(where, 0))
 
     # -- running ----------------------------------------------------------------------------------------------------
 
@@ -257,7 +335,8 @@ class Replicator:
 
     def _pull_loop(self) -> None:
         while not self._stop.is_set():
-            self._guarded(lambda: self.pull_once(BLOCK_MS))
+            if self._guarded(lambda: self.pull_once(BLOCK_MS)) == 0 and self._deferred:
+                self._stop.wait(FAST_POLL)  # a decision waits for its claim: XREAD would not block
 
     def _poll_loop(self) -> None:
         """Upstash: push and pull in one loop, fast while things move, slower and slower while nothing does."""
@@ -305,49 +384,16 @@ class Replicator:
     # -- status -------------------------------------------------------------------------------------------------------
 
     def lag(self) -> int:
-        """Local events not yet on the server."""
+        """Journal events not yet looked at by the push: an upper bound of this machine's events not on the server
+        (0 once it has caught up)."""
         end = self.session.journal.end_position().seq - 1
-        return max(0, end - self.pushed_seq) if self._resumed else end
+        return max(0, end - self.pushed_through)
 
     def write_status(self) -> None:
-        """`replication.json` beside the journal: what `status` shows (never the token)."""
+        """`replication.json` beside the journal (status_file.py)."""
         with self._lock:
-            status = {"pid": os.getpid(), "transport": self.transport.describe(), "kind": self.transport.kind,
-                      "origin": self.origin, "pushed_through": self.pushed_seq, "imported": self.imported,
-                      "origins": sorted(self.origins), "commands_sent": self.transport.commands_sent,
-                      "written": self.clock(), **self.stats}
-            try:
-                write_file_atomically(os.path.join(self.session.dir, STATUS_FILE), codec.dumps(status).encode(),
-                                      durable=False)
-            except (OSError, PowerModeError) as error:
-                log.warning("replication status not written: %s", error)
-
-
-def read_status(session_dir: str) -> dict[str, Any] | None:
-    """What the replicator last wrote, or None."""
-    from .._fs import read_file
-
-    try:
-        found = codec.loads(read_file(os.path.join(session_dir, STATUS_FILE), 1 << 20).decode("utf-8"))
-    except (OSError, ValueError, PowerModeError):
-        return None
-    return found if isinstance(found, dict) else None
-
-
-def _body(event: dict[str, Any]) -> str:
-    """The event as pushed: its envelope without the journal's framing (seq, crc)."""
-    return codec.dumps({key: value for key, value in event.items() if key not in ("seq", "crc", "more")})
-
-
-def _last_seq(info: Any) -> int:
-    """The seq of the last id a stream was given (`XINFO STREAM`'s last-generated-id), 0 for no stream."""
-    if isinstance(info, ReplyError):
-        if "no such key" in info.message.lower():
-            return 0
-        raise PowerModeError(f"XINFO STREAM answered {info}")
-    if isinstance(info, list):
-        values = dict(zip(info[::2], info[1::2], strict=False))
-        last = values.get("last-generated-id")
-        if isinstance(last, str) and "-" in last:
-            return int(last.split("-", 1)[0])
-    return 0
+            write_status(self.session.dir, {
+                "pid": os.getpid(), "transport": self.transport.describe(), "kind": self.transport.kind,
+                "origin": self.origin, "pushed_through": self.pushed_through, "imported": self.imported,
+                "origins": sorted(self.origins), "commands_sent": self.transport.commands_sent,
+                "written": self.clock(), **self.stats})

@@ -7,23 +7,79 @@ its channel stream entry, the original layout's keys, and its contest. A contest
 it, INCR numbers the decision, and the decision is appended to the arbiter's stream under that number, so every
 machine pulls it like any origin's event. Redis runs a script alone, so two machines' claims are ordered here, once.
 
-ARGV: the number of events; then per event its seq, its body, its number of effect commands, and per command the
-number of words and the words. Returns {new, already there}.
+What the script does not take on trust, because the server may have lost data or hold entries nobody should have
+written:
+
+- `after`: the seq the stream must already hold (the last event pushed before this batch). A stream that ends
+  before it was emptied under the replicator (a restart without persistence, a flush): the script writes nothing and
+  answers `POPKIT-BEHIND`, and the replicator works out again what to push instead of leaving a hole.
+- An XADD refused as "equal or smaller" counts as already there only when the entry under that id is this event,
+  body for body. Anything else at or after that id was not written by this origin's replicator (the only writer of
+  the stream, pushing in order): it is removed, the stream's last id is set back (XSETID; where the server has no
+  XSETID, the stream is rebuilt from the entries before it), and the event is added. The reply counts them.
+- A decision number the arbiter's stream already passed (an entry planted there) moves the counter past it; one
+  that cannot be written at all (a planted id at the largest number there is) is counted as undecided.
+
+ARGV: `after`, the number of events; then per event its seq, its body, its number of effect commands, and per command
+the number of words and the words. Returns {new, already there, foreign entries removed, undecided contests}.
 """
 
 from __future__ import annotations
 
-PUSH = """
+BEHIND = "POPKIT-BEHIND"
+
+_LAST_ID = """
+local function last_id(key)
+  local info = redis.pcall('XINFO', 'STREAM', key)
+  if type(info) == 'table' and info.err then return 0 end
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then return tonumber(string.match(info[i + 1], '^(%d+)')) or 0 end
+  end
+  return 0
+end
+"""
+
+PUSH = _LAST_ID + """
 local stream = KEYS[1]
-local at = 1
-local count = tonumber(ARGV[at]); at = at + 1
-local new, old = 0, 0
+local after = tonumber(ARGV[1])
+local count = tonumber(ARGV[2])
+local at = 3
+local new, old, removed, undecided = 0, 0, 0, 0
+local held = last_id(stream)
+if held < after then
+  return redis.error_reply('""" + BEHIND + """ the stream ends at ' .. held .. ', before ' .. after)
+end
+local function drop_from(seq)
+  local dropped = 0
+  while true do
+    local found = redis.call('XRANGE', stream, seq .. '-0', '+', 'COUNT', 1000)
+    if #found == 0 then break end
+    for _, entry in ipairs(found) do redis.call('XDEL', stream, entry[1]) end
+    dropped = dropped + #found
+  end
+  local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  local top_id = top[1] and top[1][1] or '0-0'
+  local set = redis.pcall('XSETID', stream, top_id)
+  if type(set) == 'table' and set.err then
+    local kept = redis.call('XRANGE', stream, '-', '+')
+    redis.call('DEL', stream)
+    for _, entry in ipairs(kept) do redis.call('XADD', stream, entry[1], unpack(entry[2])) end
+  end
+  return dropped
+end
 for _ = 1, count do
   local seq, body, commands = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2]); at = at + 3
   local added = redis.pcall('XADD', stream, seq .. '-0', 'e', body)
   local fresh = not (type(added) == 'table' and added.err)
-  if not fresh and not string.find(added.err, 'equal or smaller', 1, true) then
-    return redis.error_reply(added.err)
+  if not fresh then
+    if not string.find(added.err, 'equal or smaller', 1, true) then return redis.error_reply(added.err) end
+    local there = redis.call('XRANGE', stream, seq .. '-0', seq .. '-0')
+    local fields = there[1] and there[1][2]
+    if not (fields and fields[1] == 'e' and fields[2] == body) then
+      removed = removed + drop_from(seq)
+      redis.call('XADD', stream, seq .. '-0', 'e', body)
+      fresh = true
+    end
   end
   if fresh then new = new + 1 else old = old + 1 end
   for _ = 1, commands do
@@ -35,7 +91,17 @@ for _ = 1, count do
       if command[1] == 'CONTEST' then
         if redis.call('HSETNX', command[2], command[3], command[4]) == 1 then
           local number = redis.call('INCR', command[5])
-          redis.call('XADD', command[6], number .. '-0', 'e', command[7])
+          local passed = last_id(command[6])
+          if number <= passed then
+            number = passed + 1
+            redis.call('SET', command[5], number)
+          end
+          local put = redis.pcall('XADD', command[6], number .. '-0', 'e', command[7])
+          if type(put) == 'table' and put.err then undecided = undecided + 1 end
+        end
+      elseif command[1] == 'UNSET' then
+        if redis.pcall('GET', command[2]) == command[3] then
+          redis.call('DEL', command[2])
         end
       else
         redis.call(unpack(command))
@@ -43,5 +109,33 @@ for _ = 1, count do
     end
   end
 end
-return {new, old}
+return {new, old, removed, undecided}
+"""
+
+#: Put back into the arbiter's stream the decisions a machine pulled before the server lost them: KEYS the
+#: arbiter's stream, its contests and its counter; ARGV per decision its number, body, contest and winning claim.
+#: A number the stream holds already is left alone; the counter ends at least at the highest number put back, so
+#: later decisions come after every one that was known. Returns how many were put back.
+RESTORE = _LAST_ID + """
+local stream, contests, counter = KEYS[1], KEYS[2], KEYS[3]
+local restored, highest = 0, 0
+for at = 1, #ARGV, 4 do
+  local number = tonumber(ARGV[at])
+  if number > last_id(stream) then
+    redis.call('XADD', stream, number .. '-0', 'e', ARGV[at + 1])
+    restored = restored + 1
+  end
+  redis.call('HSETNX', contests, ARGV[at + 2], ARGV[at + 3])
+  if number > highest then highest = number end
+end
+if tonumber(redis.call('GET', counter) or '0') < highest then redis.call('SET', counter, highest) end
+return restored
+"""
+
+#: The last id each stream in KEYS was given (0 when it is missing or not a stream): a cheap look at streams whose
+#: last entry the puller could not use, to see whether their writer has taken them back.
+LAST_IDS = _LAST_ID + """
+local found = {}
+for i, key in ipairs(KEYS) do found[i] = last_id(key) end
+return found
 """

@@ -1,0 +1,81 @@
+"""What the server's entries and replies mean to the replicator, trusted no further than they can be checked: anyone
+with the credentials can write anything under the session's keys.
+
+- A stream entry becomes an event to append only when it is a valid event of this session from the stream's own
+  origin, and fits the journal; anything else is logged and skipped (the journal stays whole and valid).
+- A stream's last id and last entry, for where to push from (positions.py); a key that is not a stream under this
+  machine's own stream name is an error that says what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .. import codec
+from ..errors import ProtocolError, ReplicationError
+from ..protocol import validate
+from ..timestamps import utc_now
+from .positions import NOT_PUSHED
+from .transport import ReplyError
+
+log = logging.getLogger("popkit_power.replication")
+
+RECORD_FRAMING_BYTES = 40  # what the journal adds to a body (seq, crc, newline), as journal.Journal._refuse counts
+
+
+def pulled_event(fields: list[Any], origin: str, oseq: int, session_id: str,
+                 max_record_bytes: int) -> dict[str, Any] | None:
+    """The event to append for the entry `oseq` of `origin`'s stream, with its `oseq` and `rts` (received now, by
+    this machine's clock: another machine's clock may be off); None (logged) for an entry that is not an event of
+    this session from that origin, or that the journal cannot hold."""
+    values = dict(zip(fields[::2], fields[1::2], strict=False))
+    try:
+        event = validate(codec.loads(values.get("e", "")))
+        if event.get("origin") != origin or event.get("session") != session_id:
+            raise ProtocolError(f"origin {event.get('origin')!r} / session {event.get('session')!r}")
+    except (ProtocolError, ValueError, TypeError) as error:
+        log.warning("skipped entry %s-0 of origin %s: not an event of this session (%s)", oseq, origin,
+                    str(error)[:200])
+        return None
+    pulled: dict[str, Any] = {}
+    for key, value in event.items():
+        if key in NOT_PUSHED:
+            continue
+        pulled[key] = value
+        if key == "origin":
+            pulled.update(oseq=oseq, rts=utc_now())
+    size = len(codec.dumps(pulled)) + RECORD_FRAMING_BYTES
+    if size > max_record_bytes:
+        log.warning("skipped entry %s-0 of origin %s: %s bytes, over max_record_bytes (%s)", oseq, origin, size,
+                    max_record_bytes)
+        return None
+    return pulled
+
+
+def top_body(reply: Any, on_server: int) -> str | None:
+    """The body of a stream's last entry (XREVRANGE ... COUNT 1) when that entry is the one under `on_server`."""
+    if not isinstance(reply, list) or not reply or not isinstance(reply[0], list) or len(reply[0]) != 2:
+        return None
+    entry_id, fields = reply[0]
+    values = dict(zip(fields[::2], fields[1::2], strict=False)) if isinstance(fields, list) else {}
+    top = values.get("e")
+    return top if entry_id == f"{on_server}-0" and isinstance(top, str) else None
+
+
+def last_seq(info: Any, own: str | None) -> int:
+    """The seq of the last id a stream was given (`XINFO STREAM`'s last-generated-id), 0 for no stream. A key that
+    is not a stream is an error for this origin's own stream (`own`: its name), and no stream for another."""
+    if isinstance(info, ReplyError):
+        if "no such key" in info.message.lower() or (info.code == "WRONGTYPE" and own is None):
+            return 0
+        if info.code == "WRONGTYPE":
+            raise ReplicationError(f"{own} is not a stream, so popkit-power did not write it: this machine pushes "
+                                   f"nothing until it is deleted (then it pushes its events there again)")
+        raise ReplicationError(f"XINFO STREAM answered {info}")
+    if isinstance(info, list):
+        values = dict(zip(info[::2], info[1::2], strict=False))
+        last = values.get("last-generated-id")
+        if isinstance(last, str) and "-" in last:
+            return int(last.split("-", 1)[0])
+    return 0

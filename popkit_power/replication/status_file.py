@@ -1,0 +1,33 @@
+"""`replication.json` beside the journal: what the replicator last said about itself (positions, counts, its last
+error), which `status` reads for the lag. Never the token: transports describe themselves masked."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from .. import codec
+from .._fs import read_file, write_file_atomically
+from ..errors import PowerModeError
+
+log = logging.getLogger("popkit_power.replication")
+
+STATUS_FILE = "replication.json"
+
+
+def write_status(session_dir: str, status: dict[str, Any]) -> None:
+    """Replace the status file; a failure is logged, never raised (replication goes on without it)."""
+    try:
+        write_file_atomically(os.path.join(session_dir, STATUS_FILE), codec.dumps(status).encode(), durable=False)
+    except (OSError, PowerModeError) as error:
+        log.warning("replication status not written: %s", error)
+
+
+def read_status(session_dir: str) -> dict[str, Any] | None:
+    """What the replicator last wrote, or None."""
+    try:
+        found = codec.loads(read_file(os.path.join(session_dir, STATUS_FILE), 1 << 20).decode("utf-8"))
+    except (OSError, ValueError, PowerModeError):
+        return None
+    return found if isinstance(found, dict) else None
