@@ -76,7 +76,8 @@ EVENT_TYPES: dict[str, tuple[str, dict[str, tuple[str, bool]]]] = {
     "coordinator.command": (COORDINATOR, {"text": (_STR, True)}),
     "file.conflict": (COORDINATOR, {"file": (_STR, True), "agents": (_LIST, True)}),
     "arbiter.decided": (COORDINATOR, {"contest": (_STR, True), "event": (_STR, True), "type": (_STR, True),
-                                      "task": (_STR, False), "agent": (_STR, False), "origin": (_STR, False)}),
+                                      "task": (_STR, False), "agent": (_STR, False), "origin": (_STR, False),
+                                      "claim_seq": (_INT, False)}),
 }
 
 #: The human's answers to an approval request: only the human sends them (provenance.py, hook/inbox.py).

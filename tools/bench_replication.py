@@ -61,10 +61,11 @@ from popkit_power.follow import JournalWatch  # noqa: E402
 from popkit_power.home import set_active_session  # noqa: E402
 from popkit_power.hook import entry as hook  # noqa: E402
 from popkit_power.keys import COORDINATOR, RedisLayout, host_name  # noqa: E402
-from popkit_power.replication import replicator as replicator_module  # noqa: E402
+from popkit_power.replication import polling as polling_module  # noqa: E402
 from popkit_power.replication.effects import effects  # noqa: E402
+from popkit_power.replication.positions import body as _body  # noqa: E402
 from popkit_power.replication.redis_streams import RedisStreams  # noqa: E402
-from popkit_power.replication.replicator import Replicator, _body  # noqa: E402
+from popkit_power.replication.replicator import Replicator  # noqa: E402
 from popkit_power.replication.running import start_replication  # noqa: E402
 from popkit_power.replication.scripts import PUSH  # noqa: E402
 from popkit_power.replication.upstash_rest import UpstashRest  # noqa: E402
@@ -77,7 +78,7 @@ LAYOUT = RedisLayout()
 IDLE_POLL = float(DEFAULTS["upstash_idle_poll_seconds"][0])
 HEARTBEAT = float(DEFAULTS["heartbeat_seconds"][0])
 BATCH = int(DEFAULTS["replication_batch_events"][0])
-FAST_POLL = replicator_module.FAST_POLL
+FAST_POLL = polling_module.FAST_POLL
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -147,7 +148,8 @@ def script_args(local: list[dict[str, Any]], bodies: list[tuple[int, str]], *, c
     in its channel stream (the original layout's first effect) left out."""
     batches = []
     for start in range(0, len(local), BATCH):
-        args: list[Any] = [len(local[start:start + BATCH])]
+        after = local[start - 1]["seq"] if start else 0  # the seq the stream must hold already (scripts.PUSH)
+        args: list[Any] = [after, len(local[start:start + BATCH])]
         for event, (_seq, body) in zip(local[start:start + BATCH], bodies[start:start + BATCH], strict=True):
             commands = effects(event, body, LAYOUT)[0 if channel else 1:]
             args += [event["seq"], body, len(commands)]
@@ -486,7 +488,7 @@ def commands_per_hour(bridge_url: str, scale: float, machines: int, agents: int,
             replicator = Replicator(Session(session.power_dir, session.id), UpstashRest(bridge_url, TOKEN))
             replicator.idle_poll = IDLE_POLL / scale
             replicators.append(replicator)
-        replicator_module.FAST_POLL = FAST_POLL / scale  # read by _poll_loop at each round
+        polling_module.FAST_POLL = FAST_POLL / scale  # read by poll_loop at each round
         try:
             for session, replicator in zip(sessions, replicators, strict=True):
                 beats.append(Heartbeat(session, HEARTBEAT / scale).start())
@@ -507,7 +509,7 @@ def commands_per_hour(bridge_url: str, scale: float, machines: int, agents: int,
             for replicator in replicators:
                 replicator.stop()
                 replicator.transport.close()
-            replicator_module.FAST_POLL = FAST_POLL
+            polling_module.FAST_POLL = FAST_POLL
     return {"per_machine": sent, "tool_calls": calls, "intended_calls": round(agents * 3600 / agent_period)}
 
 

@@ -1,5 +1,5 @@
-"""The Upstash replicator's poll schedule, simulated: what `Replicator._poll_loop` (popkit_power/replication/
-replicator.py) sends, and when, for given local events, without a server or a clock. The benchmarks compare what
+"""The Upstash replicator's poll schedule, simulated: what `polling.poll_loop` (popkit_power/replication/
+polling.py) sends, and when, for given local events, without a server or a clock. The benchmarks compare what
 they measure with it, and it gives the figures at real time (an hour of an hour) that a run can only scale.
 
 The rules, as the loop has them (checked against its code at the commit the figures in tools/BENCHMARKS.md name):
@@ -7,8 +7,9 @@ The rules, as the loop has them (checked against its code at the commit the figu
 - a round runs when the poll is due or when a local event that is not quiet (anything but `coordinator.status`)
   is appended; appends of quiet events and of pulled events wake the loop too, but such a round sends nothing;
 - a round pushes what is pending (one EVALSHA per batch: 1 command) when it polls, or when a pending event is not
-  quiet; a round that polls then pulls: SMEMBERS + XREAD, 2 commands;
-- "moved" is pushed + pulled; a poll that moved sets the interval to FAST_POLL, one that did not doubles it up to
+  quiet; a round that polls then pulls: XREAD, 1 command, plus SMEMBERS at every MEMBERS_EVERY-th poll;
+- "moved" counts the events pushed or pulled that are not quiet; a poll that moved sets the interval to FAST_POLL,
+  one that did not doubles it up to
   `upstash_idle_poll_seconds`; a round between polls that moved brings the next poll to at most FAST_POLL away;
 - each request takes `rtt` seconds; a poll sees on the server what was pushed before it was sent.
 """
@@ -19,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 
 BATCH = 500
+MEMBERS_EVERY = 10
 
 
 @dataclass
@@ -42,7 +44,7 @@ def simulate(machines: list[Machine], duration: float, fast: float, idle: float,
         machine.local.sort()
         machine.remote.sort()
         machine.pulled_at = [None] * len(machine.remote)
-    on_server: list[list[float]] = [[] for _ in machines]  # per machine: when each of its pushed events landed
+    on_server: list[list[tuple[float, bool]]] = [[] for _ in machines]  # per machine: (landed, quiet) per event
     seen = [[0] * count for _ in machines]  # seen[m][j]: how many of j's pushed events m has pulled
     seen_remote = [0] * count
     pushed = [0] * count
@@ -65,19 +67,19 @@ def simulate(machines: list[Machine], duration: float, fast: float, idle: float,
             machine.commands += math.ceil(len(pending) / BATCH)
             machine.pushes += 1
             t += rtt
-            on_server[m] += [t] * len(pending)
+            on_server[m] += [(t, quiet) for _when, quiet in pending]
             pushed[m] = end
-            moved += len(pending)
+            moved += sum(not quiet for _when, quiet in pending)
         if polling:
-            machine.commands += 2
             machine.polls += 1
+            machine.commands += 1 + (machine.polls % MEMBERS_EVERY == 1)
             sent = t
             t += rtt
             for j in range(count):
                 if j != m:
-                    while seen[m][j] < len(on_server[j]) and on_server[j][seen[m][j]] <= sent:
+                    while seen[m][j] < len(on_server[j]) and on_server[j][seen[m][j]][0] <= sent:
+                        moved += not on_server[j][seen[m][j]][1]
                         seen[m][j] += 1
-                        moved += 1
             while seen_remote[m] < len(machine.remote) and machine.remote[seen_remote[m]] <= sent:
                 machine.pulled_at[seen_remote[m]] = t
                 seen_remote[m] += 1

@@ -36,10 +36,13 @@ class Rules:
     """The settings decisions depend on (from config.py, where their defaults are)."""
 
     __slots__ = ("agent_timeout_seconds", "auto_reassign_orphaned", "heartbeat_miss_threshold", "heartbeat_seconds",
-                 "max_reassign_attempts")
+                 "machine_slack_seconds", "max_reassign_attempts")
 
     def __init__(self, *, agent_timeout_seconds: float, heartbeat_seconds: float, heartbeat_miss_threshold: int,
-                 max_reassign_attempts: int, auto_reassign_orphaned: bool = False) -> None:
+                 max_reassign_attempts: int, auto_reassign_orphaned: bool = False,
+                 machine_slack_seconds: float = 0.0) -> None:
+        #: how late another machine's word may arrive through replication (Upstash's idle polls on both ends)
+        self.machine_slack_seconds = machine_slack_seconds
         self.agent_timeout_seconds = agent_timeout_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.heartbeat_miss_threshold = heartbeat_miss_threshold
@@ -47,8 +50,15 @@ class Rules:
         self.auto_reassign_orphaned = auto_reassign_orphaned
 
     @classmethod
-    def from_config(cls, config: Any) -> Rules:
-        return cls(**{name: getattr(config, name) for name in cls.__slots__})
+    def from_config(cls, config: Any, *, machine_slack_seconds: float = 0.0) -> Rules:
+        return cls(**{name: getattr(config, name) for name in cls.__slots__ if name != "machine_slack_seconds"},
+                   machine_slack_seconds=machine_slack_seconds)
+
+    @property
+    def machine_silence_limit(self) -> float:
+        """How long another machine's coordinator may go unheard before its agents are lost: the silence limit plus
+        how late replication may bring its word."""
+        return self.silence_limit + self.machine_slack_seconds
 
     @property
     def silence_limit(self) -> float:
@@ -108,7 +118,7 @@ def _leader(state: State, origin: str | None, now: float, rules: Rules) -> bool:
     if origin is None:
         return True
     alive = [where for where, machine in state["coordinators"].items() if machine.get("status") == "running"
-             and now - (_heard(machine) or 0) <= rules.silence_limit]
+             and now - (_heard(machine) or 0) <= rules.machine_silence_limit]
     return not alive or min([*alive, origin]) == origin
 
 
@@ -121,15 +131,15 @@ def _heard(machine: dict[str, Any]) -> float | None:
 def _machine_silent(key: str, agent: dict[str, Any], machine: dict[str, Any], now: float,
                     rules: Rules) -> Decision | None:
     last_seen = _heard(machine)
-    if last_seen is None or now - last_seen <= rules.silence_limit:
+    if last_seen is None or now - last_seen <= rules.machine_silence_limit:
         return None
     silent = now - last_seen
     evidence = {"origin": agent.get("origin"), "coordinator_last_seen": machine.get("last_seen"),
                 "heard": machine.get("heard"), "silent_seconds": round(silent, 1),
-                "limit_seconds": rules.silence_limit}
+                "limit_seconds": rules.machine_silence_limit}
     return ("agent.lost", {"agent": key, "reason": f"its machine {agent.get('origin')} has been silent for "
                                                    f"{int(silent)} s (its coordinator's last status; the limit is "
-                                                   f"{int(rules.silence_limit)} s)", "evidence": evidence})
+                                                   f"{int(rules.machine_silence_limit)} s)", "evidence": evidence})
 
 
 def _lost(key: str, agent: dict[str, Any], now: float, running: bool | None, rules: Rules) -> Decision | None:

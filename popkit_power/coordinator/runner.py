@@ -161,7 +161,9 @@ class PowerModeCoordinator:
 
     def _loop(self, session: Session, state: dict[str, Any], position: Position) -> None:
         config = session.config
-        rules, fold_rules = Rules.from_config(config), session.rules()
+        # On Upstash another machine's status reaches this one up to an idle poll on each end later
+        slack = 2 * config.upstash_idle_poll_seconds + config.heartbeat_seconds if self.mode == UPSTASH else 0.0
+        rules, fold_rules = Rules.from_config(config, machine_slack_seconds=slack), session.rules()
         reader = session.journal.reader(position)
         status = {"pid": os.getpid(), "host": host_name()}
         since_snapshot = 0

@@ -39,8 +39,10 @@ from ..follow import JournalWatch
 from ..journal import Position
 from ..keys import ARBITER, RedisLayout
 from ..session import Session
+from . import polling
 from .effects import push_args
 from .entries import last_seq, pulled_event, top_body
+from .polling import poll_loop
 from .positions import decided_contest, restore_args, scan
 from .scripts import BEHIND, LAST_IDS, PUSH, RESTORE
 from .status_file import STATUS_FILE as STATUS_FILE  # status.py and tools read them from here
@@ -52,7 +54,6 @@ log = logging.getLogger("popkit_power.replication")
 
 BLOCK_MS = 1000  # a blocking read returns at least this often, so a stop is seen within a second
 MIN_BACKOFF, MAX_BACKOFF = 1.0, 60.0
-FAST_POLL = 0.5  # Upstash: the poll interval right after something moved
 QUIET_TYPES = frozenset({"coordinator.status"})  # local events that do not wake an Upstash replicator
 _PUSH_SCRIPT, _RESTORE_SCRIPT = Script(PUSH), Script(RESTORE)
 
@@ -89,6 +90,7 @@ class Replicator:
         self._threads: list[threading.Thread] = []
         self._watch: JournalWatch | None = None
         self._lock = threading.Lock()  # the status file
+        self.loud = 0  # events pushed or pulled that are not QUIET_TYPES: what keeps Upstash's polling fast
         self.stats: dict[str, Any] = {"pushed": 0, "pulled": 0, "skipped": 0, "errors": 0, "last_error": None,
                                       "last_ok": None, "backoff_until": None}
 
@@ -187,12 +189,14 @@ class Replicator:
             self._push_from = reader.position
             self.stats["pushed"] += new
             self.stats["skipped"] += old
+            self.loud += sum(event.get("type") not in QUIET_TYPES for event in events)
             return new
         raise AssertionError("unreachable")
 
-    def pull_once(self, block_ms: int | None = None) -> int:
+    def pull_once(self, block_ms: int | None = None, *, with_members: bool = True) -> int:
         """Read what the other origins and the arbiter added since the journal's positions and append it; the
-        number of events appended. `block_ms` waits that long for something new (Redis only)."""
+        number of events appended. `block_ms` waits that long for something new (Redis only). Without `with_members`,
+        the server's set of origins is not read (Upstash's polls read it at every `polling.MEMBERS_EVERY`th)."""
         if not self._resumed:
             self.resume()
         origins_key = self.layout.origins(self.session.id)
@@ -201,15 +205,15 @@ class Replicator:
         ids = [f"{self.imported.get(origin, 0)}-0" for origin in sources]
         past = [origin for origin in sources if self.imported.get(origin, 0) > self._appended.get(origin, 0)]
         block: list[str | int] = ["BLOCK", block_ms] if block_ms is not None else []
-        commands: list[list[str | int]] = [["SMEMBERS", origins_key]]
+        commands: list[list[str | int]] = [["SMEMBERS", origins_key]] if with_members else []
         if past:  # read past entries that could not be used: has their writer taken its stream back since?
             commands.append(["EVAL", LAST_IDS, len(past),
                              *(self.layout.origin_stream(self.session.id, origin) for origin in past)])
         commands.append(["XREAD", "COUNT", self.batch, *block, "STREAMS", *streams, *ids])
         replies = self.transport.execute(commands, timeout=self.timeout)
-        members, found = replies[0], replies[-1]
+        members, found = (replies[0] if with_members else None), replies[-1]
         if past:
-            self._taken_back(past, replies[1])
+            self._taken_back(past, replies[1 if with_members else 0])
         if isinstance(found, ReplyError):
             if found.code == "WRONGTYPE":
                 self._refuse_non_streams(sources, streams)
@@ -287,6 +291,7 @@ class Replicator:
                 self._appended[origin] = max(self._appended.get(origin, 0), oseq)
             self._contests |= contests
         self.stats["pulled"] += len(events)
+        self.loud += sum(event.get("type") not in QUIET_TYPES for event in events)
         return len(events)
 
     def _claim_missing(self, data: dict[str, Any], appended: dict[str, int]) -> bool:
@@ -300,7 +305,7 @@ class Replicator:
     def start(self) -> None:
         """Replicate in background threads until `stop`."""
         self._watch = JournalWatch(self.session.journal.directory)
-        loops = [self._push_loop, self._pull_loop] if self.transport.blocking_reads else [self._poll_loop]
+        loops = [self._push_loop, self._pull_loop] if self.transport.blocking_reads else [self._poll]
         for loop in loops:
             thread = threading.Thread(target=loop, name=f"popkit-power-replicator-{loop.__name__}", daemon=True)
             thread.start()
@@ -327,6 +332,9 @@ class Replicator:
         finally:
             self.stop()
 
+    def _poll(self) -> None:
+        poll_loop(self)
+
     def _push_loop(self) -> None:
         assert self._watch is not None
         while not self._stop.is_set():
@@ -336,24 +344,7 @@ class Replicator:
     def _pull_loop(self) -> None:
         while not self._stop.is_set():
             if self._guarded(lambda: self.pull_once(BLOCK_MS)) == 0 and self._deferred:
-                self._stop.wait(FAST_POLL)  # a decision waits for its claim: XREAD would not block
-
-    def _poll_loop(self) -> None:
-        """Upstash: push and pull in one loop, fast while things move, slower and slower while nothing does."""
-        assert self._watch is not None
-        interval = FAST_POLL
-        next_poll = 0.0
-        while not self._stop.is_set():
-            now = time.monotonic()
-            polling = now >= next_poll
-            moved = self._guarded(lambda polling=polling: self.push_once(quiet_too=polling)  # type: ignore[misc]
-                                  + (self.pull_once() if polling else 0))
-            if polling:
-                interval = FAST_POLL if moved else min(interval * 2, self.idle_poll)
-                next_poll = time.monotonic() + interval
-            elif moved:
-                next_poll = min(next_poll, time.monotonic() + FAST_POLL)
-            self._watch.wait(max(0.0, next_poll - time.monotonic()))
+                self._stop.wait(polling.FAST_POLL)  # a decision waits for its claim: XREAD would not block
 
     def _guarded(self, work: Callable[[], int]) -> int:
         """Run one step; on a failure note it, back off, and return 0."""
