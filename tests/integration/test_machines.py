@@ -171,3 +171,26 @@ def test_doctor_and_status_show_the_replicator_and_the_other_machine(two_machine
     two_machines["coordinators"][1].stop()
     [check] = [c for c in run_all(home_b, str(tmp_path), home=str(tmp_path)) if c.name == "replication"]
     assert check.verdict == "FAIL" and "no replicator runs" in check.found, check
+
+
+def test_on_upstash_a_machine_is_silent_only_after_the_slack_of_two_idle_polls() -> None:
+    """Another machine's status may reach this one up to two idle polls late on Upstash: with that slack, its agents
+    are not declared lost at the plain silence limit, only past limit + slack."""
+    timeline = Timeline()
+    for origin in ("m1", "m2"):
+        timeline.origin = origin
+        timeline.add("coordinator.started", "coordinator", pid=1, host=origin)
+    timeline.origin = "m2"
+    timeline.add("agent.joined", "b1:main", name="b1")
+    timeline.origin = "m1"
+    timeline.add("coordinator.status", "coordinator", after=150, pid=1, host="m1")
+    state = project(timeline.events)
+    now = seconds_of(timeline.events[-1]["ts"])
+    assert now is not None
+    plain = Rules(agent_timeout_seconds=60, heartbeat_seconds=15, heartbeat_miss_threshold=3, max_reassign_attempts=2)
+    slack = Rules(agent_timeout_seconds=60, heartbeat_seconds=15, heartbeat_miss_threshold=3, max_reassign_attempts=2,
+                  machine_slack_seconds=2 * 80 + 15)
+    assert [kind for batch in decide(state, now, {}, plain, None, "m1") for kind, _ in batch] == ["agent.lost"]
+    assert decide(state, now, {}, slack, None, "m1") == []
+    later = [d for batch in decide(state, now + 120, {}, slack, None, "m1") for d in batch]
+    assert [kind for kind, _ in later] == ["agent.lost"] and "the limit is 265 s" in later[0][1]["reason"]
