@@ -239,6 +239,10 @@ SESSIONS: dict[str, tuple[Callable[[], list[dict[str, Any]]], bool]] = {
     "corrupt-line-and-torn-tail": (corrupt_line_and_torn_tail, True),
     "every-event-type": (every_event_type, False),
 }
+#: Sessions captured from real runs rather than generated: kept byte for byte as the version that wrote them left
+#: them, so that a format change that cannot read an older journal fails the replay and timeline tests.
+#:   demo    `popkit-power demo --pace 0` (real hook processes, the real coordinator, one agent killed)
+CAPTURED = {"demo"}
 #: name -> {index of an event: how many events from it on are appended together, as one batch}
 BATCHES: dict[str, dict[int, int]] = {"every-event-type": {27: 2}}
 

@@ -71,9 +71,11 @@ def status_names(home: Path, name: str) -> dict[str, str]:
 
 # -- every recorded session ------------------------------------------------------------------------------------------
 
-def test_every_session_on_disk_is_made_by_the_generator() -> None:
-    """A session put into journal/sessions/ by hand would not be remade when the format changes."""
-    assert recorded_sessions.SESSIONS.keys() == set(NAMES)
+def test_every_session_on_disk_is_made_by_the_generator_or_captured_from_a_real_run() -> None:
+    """A session put into journal/sessions/ by hand would not be remade when the format changes; a captured one (the
+    demo's) is kept as the version that wrote it left it, to be read by every later version."""
+    assert recorded_sessions.SESSIONS.keys() | recorded_sessions.CAPTURED == set(NAMES)
+    assert not recorded_sessions.SESSIONS.keys() & recorded_sessions.CAPTURED
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -411,3 +413,13 @@ def test_a_long_replay_on_a_terminal_shows_progress_and_never_in_json_or_a_pipe(
     piped = run_cli(home, "replay", "--to-seq", "12000")
     assert piped.returncode == 0 and "replaying" not in piped.stdout + piped.stderr
     assert len(event_lines(piped.stdout)) == 12000
+
+
+def test_the_captured_demo_run_replays_its_story(home: Path) -> None:
+    """The demo's own journal (real hook processes, the real coordinator): the killed agent is declared lost, its
+    task orphaned and taken over, the insight and the answered approval are there, in words."""
+    text = replay(home, "demo").stdout
+    assert re.search(r"declared \S+ lost \(its Claude Code process \d+ is gone\)", text)
+    assert re.search(r"orphaned t-form .*, which \S+ held", text)
+    assert len(re.findall(r"claimed t-form", text)) == 2, "the killed agent's claim, then the take-over"
+    assert "SameSite=Lax" in text and "granted" in text
