@@ -324,3 +324,15 @@ class RedisServer:
                 return " | ".join(log.read().splitlines()[-5:])
         except OSError:
             return "(no log)"
+
+
+def until(condition: Any, seconds: float, what: str) -> Any:
+    """Wait for a promise with a deadline (the test fails if it is not kept in time): `condition()`'s first true
+    value."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.02)

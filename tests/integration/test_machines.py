@@ -8,14 +8,13 @@ import io
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from support import Timeline
+from support import Timeline, until
 
 from popkit_power.coordinator import PowerModeCoordinator
 from popkit_power.coordinator.decide import Rules, decide
@@ -38,17 +37,6 @@ def hook_call(home: str, event: str, claude: str, environ: dict[str, str], **fie
 def work(home: str, claude: str) -> str:
     return hook_call(home, "PostToolUse", claude, {}, tool_name="Edit", tool_input={"file_path": "/repo/x.py"},
                      tool_response={})
-
-
-def until(condition: Callable[[], Any], seconds: float, what: str) -> Any:
-    """Wait for a promise with a deadline (the test fails if it is not kept in time)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -14,14 +14,14 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import redis
-from support import RedisServer, free_port
+from support import RedisServer, free_port, until
 from test_replication import LAYOUT, chatter, events, facts, join, sync
 
 from popkit_power.coordinator.decide import Rules, decide
@@ -38,17 +38,6 @@ SCRIPT = Path(sys.executable).parent / "popkit-power"
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------------
-
-def until(condition: Callable[[], Any], seconds: float, what: str) -> Any:
-    """Wait for a promise with a deadline (the test fails if it is not kept in time)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
-        time.sleep(0.02)
-
 
 def made_ids(sessions: list[Session]) -> set[str]:
     """The ids of the events the machines made themselves (not pulled, not the arbiter's)."""
