@@ -241,8 +241,9 @@ SESSIONS: dict[str, tuple[Callable[[], list[dict[str, Any]]], bool]] = {
 }
 #: Sessions captured from real runs rather than generated: kept byte for byte as the version that wrote them left
 #: them, so that a format change that cannot read an older journal fails the replay and timeline tests.
-#:   demo    `popkit-power demo --pace 0` (real hook processes, the real coordinator, one agent killed)
-CAPTURED = {"demo"}
+#:   demo               `popkit-power demo --pace 0` (real hook processes, the real coordinator, one agent killed)
+#:   e2e-killed-agent   tests/e2e/test_power_mode.py's killed agent (the real Claude Code 2.1.330, --basetemp kept)
+CAPTURED = {"demo", "e2e-killed-agent"}
 #: name -> {index of an event: how many events from it on are appended together, as one batch}
 BATCHES: dict[str, dict[int, int]] = {"every-event-type": {27: 2}}
 

@@ -423,3 +423,11 @@ def test_the_captured_demo_run_replays_its_story(home: Path) -> None:
     assert re.search(r"orphaned t-form .*, which \S+ held", text)
     assert len(re.findall(r"claimed t-form", text)) == 2, "the killed agent's claim, then the take-over"
     assert "SameSite=Lax" in text and "granted" in text
+
+
+def test_the_captured_e2e_run_replays_its_story(home: Path) -> None:
+    """A run of the real Claude Code (tests/e2e): the killed agent's task orphaned and claimed by the other."""
+    text = replay(home, "e2e-killed-agent").stdout
+    assert re.search(r"declared \S+ lost \(its Claude Code process \d+ is gone\)", text)
+    assert re.search(r"orphaned t-e2e .*, which \S+ held", text)
+    assert len(re.findall(r"claimed t-e2e", text)) == 2, "the killed agent's claim, then the other's"
