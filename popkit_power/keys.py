@@ -144,13 +144,3 @@ class RedisLayout:
     def contests(self, session_id: str) -> str:
         """contest -> the event that won it (claims of one task in one round)."""
         return f"{self.prefix}:arbiter:{session_id}:won"
-
-
-_DEFAULT_LAYOUT = RedisLayout()
-OBJECTIVE_KEY = _DEFAULT_LAYOUT.objective
-ORPHANED_TASKS_KEY = _DEFAULT_LAYOUT.orphaned_tasks
-COORDINATOR_STATUS_KEY = _DEFAULT_LAYOUT.coordinator_status
-channel_stream = _DEFAULT_LAYOUT.channel_stream
-agent_state_key = _DEFAULT_LAYOUT.agent_state
-completed_key = _DEFAULT_LAYOUT.completed
-pattern_key = _DEFAULT_LAYOUT.pattern

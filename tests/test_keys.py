@@ -20,10 +20,14 @@ def test_agent_keys_and_their_names() -> None:
 
 def test_the_redis_layout_of_the_original_power_mode() -> None:
     """The six channel streams and the keys its README documents, spelled exactly so."""
-    assert [keys.channel_stream(channel) for channel in CHANNELS] == [
+    layout = keys.RedisLayout()
+    assert [layout.channel_stream(channel) for channel in CHANNELS] == [
         "pop:broadcast", "pop:heartbeat", "pop:results", "pop:insights", "pop:coordinator", "pop:human"]
-    assert (keys.OBJECTIVE_KEY, keys.ORPHANED_TASKS_KEY, keys.COORDINATOR_STATUS_KEY) == (
+    assert (layout.objective, layout.orphaned_tasks, layout.coordinator_status) == (
         "pop:objective", "pop:tasks:orphaned", "pop:coordinator:status")
-    assert keys.agent_state_key("a1") == "pop:state:a1"
-    assert keys.completed_key("s1") == "pop:completed:s1"
-    assert keys.pattern_key("p1") == "pop:patterns:p1"
+    assert layout.agent_state("a1") == "pop:state:a1"
+    assert layout.completed("s1") == "pop:completed:s1"
+    assert layout.pattern("p1") == "pop:patterns:p1"
+    other = keys.RedisLayout("team-b")  # several projects share one database under their own prefixes
+    assert (other.channel_stream("broadcast"), other.objective, other.origin_stream("s1", "m1")) == (
+        "team-b:broadcast", "team-b:objective", "team-b:journal:s1:m1")

@@ -7,13 +7,13 @@ import io
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from support import until
 from test_hook import CLAUDE, HOOK_SCRIPT, call, context, events, payload, tool
 
 from popkit_power.home import safe_name
@@ -71,10 +71,7 @@ def claim_of(session: Session, claude: str = CLAUDE) -> tuple[int, int | None] |
 
 
 def wait_until(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {WAIT} s: {what}"
-        time.sleep(0.01)
+    until(condition, WAIT, what)
 
 
 def waiting(session: Session, waiter: subprocess.Popen[bytes], claude: str = CLAUDE) -> None:

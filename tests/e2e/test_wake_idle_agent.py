@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from interactive import InteractiveClaude, tmux_missing
 from model_server import ModelServer, Reply, Script, count_marker, is_side_query, text, tool_results, tool_use
+from support import until
 from test_power_mode import REPO, agent_env, journal_events, popkit
 
 from popkit_power.home import safe_name
@@ -28,17 +29,6 @@ pytestmark = pytest.mark.skipif(tmux_missing() is not None, reason=tmux_missing(
 
 WAKE_DEADLINE = 2.0  # seconds from the news being appended to the model's request (the issue's bound)
 START_TIMEOUT = 90
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll `condition` every 10 ms until it is truthy (returned), or fail naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 class Idle:
@@ -77,21 +67,21 @@ def test_an_idle_agent_is_woken_by_a_message_and_by_an_orphaned_task_once_each(
     claude = InteractiveClaude(claude_bin, "WAKE-AGENT sit idle", cwd=work, base_url=server.base_url,
                                state_dir=tmp_path / "claude", plugin_dir=REPO, env=agent_env(home))
     try:
-        agent = wait_for(lambda: next((e["from"] for e in journal_events(home) if e["type"] == "agent.idle"), None),
+        agent = until(lambda: next((e["from"] for e in journal_events(home) if e["type"] == "agent.idle"), None),
                          START_TIMEOUT, f"the agent's first turn ends\n{claude.screen()}")
         for news, make in ((message, lambda: popkit(home, "send", agent, message)),
                            (f"[orphaned task] {task} ", lambda: popkit(home, "publish", "coordinator", json.dumps(
                                {"task": task, "agent": "gone:main", "context": {"title": "port the lexer"}}),
                                "--type", "task.orphaned", "--as", "coordinator"))):
-            waiter = wait_for(lambda: claim_of(home, agent), 30, f"the idle agent's waiter is up\n{claude.screen()}")
+            waiter = until(lambda: claim_of(home, agent), 30, f"the idle agent's waiter is up\n{claude.screen()}")
             before = len(server.requests)
             make()
             appended = time.monotonic()
-            wait_for(lambda: any(news in json.dumps(r) for r in server.requests[before:]),  # noqa: B023
+            until(lambda: any(news in json.dumps(r) for r in server.requests[before:]),  # noqa: B023
                      WAKE_DEADLINE - (time.monotonic() - appended),
                      f"a model request carrying {news}\n{claude.screen()}")
             # the woken turn makes one more tool call, then ends: the agent is idle again with a new waiter
-            wait_for(lambda: (claim_of(home, agent) or waiter) != waiter, 30,  # noqa: B023
+            until(lambda: (claim_of(home, agent) or waiter) != waiter, 30,  # noqa: B023
                      f"the agent idle again after the woken turn\n{claude.screen()}")
             woken = [r for r in server.requests[before:] if not is_side_query(r)]
             assert len(woken) == 2, "one woken turn: the request it starts, and the one after its tool call"
