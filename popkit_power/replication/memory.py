@@ -19,7 +19,7 @@ the commands of every call and `raised` every error a fault raised.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,13 +59,19 @@ class MemoryTransport:
         """Another transport on the same in-memory database (another machine on the same server)."""
         return MemoryTransport(self.server)
 
-    def execute(self, commands: Sequence[Command], *, timeout: float) -> list[Reply]:
-        from .redis_streams import run_pipeline
+    def execute(self, commands: Sequence[Command], *, timeout: float,
+                meanwhile: Callable[[], None] | None = None) -> list[Reply]:
+        from .redis_streams import run_on
 
         check_commands(commands, self.describe())
         block_seconds(commands, self.describe())  # refuses BLOCK 0, as the other transports do
         self.commands_sent += len(commands)
-        return run_pipeline(self._client.pipeline(transaction=False), commands)
+        pool = self._client.connection_pool
+        connection = pool.get_connection()
+        try:
+            return run_on(connection, commands, meanwhile)
+        finally:
+            pool.release(connection)
 
     def describe(self) -> str:
         return f"memory (fakeredis server {id(self.server):#x})"
@@ -110,10 +116,11 @@ class FaultyTransport:
     def close(self) -> None:
         self.inner.close()
 
-    def execute(self, commands: Sequence[Command], *, timeout: float) -> list[Reply]:
+    def execute(self, commands: Sequence[Command], *, timeout: float,
+                meanwhile: Callable[[], None] | None = None) -> list[Reply]:
         self.calls.append([list(command) for command in commands])
         if not self.faults:
-            return self.inner.execute(commands, timeout=timeout)
+            return self.inner.execute(commands, timeout=timeout, meanwhile=meanwhile)
         fault = self.faults.popleft()
         if fault.applied:
             self.inner.execute(commands, timeout=timeout)

@@ -1,8 +1,8 @@
 """The Redis transport: commands to a Redis server at `REDIS_URL` (`redis://`, `rediss://`, `unix://`) through
 redis-py, which is the optional `redis` extra (`pip install 'popkit-power[redis]'`). transport.py has the contract.
 
-- `execute` is one `pipeline(transaction=False)` run with `raise_on_error=False`: one round trip, each command's
-  error in its place.
+- `execute` writes its commands at once and then reads their replies (a pipeline, as redis-py's own
+  `pipeline(transaction=False)` sends it): one round trip, each command's error in its place.
 - No automatic retries. redis-py (5 and later) retries a command up to 3 times after a connection error or a
   timeout, which would send an XADD twice; here the client's Retry allows none, and the caller decides.
 - Replies come as Redis sends them (RESP2, strings decoded as UTF-8 with surrogate escapes): redis-py's response
@@ -13,7 +13,7 @@ redis-py, which is the optional `redis` extra (`pip install 'popkit-power[redis]
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import (
@@ -96,28 +96,24 @@ class RedisStreams:
     def close(self) -> None:
         self._client.close()
 
-    def execute(self, commands: Sequence[Command], *, timeout: float) -> list[Reply]:
+    def execute(self, commands: Sequence[Command], *, timeout: float,
+                meanwhile: Callable[[], None] | None = None) -> list[Reply]:
         check_commands(commands, self.describe())
         socket_timeout = timeout + block_seconds(commands, self.describe())
+        pool = self._client.connection_pool
         try:
             # The pool connects (and reconnects a connection that has unread data on it: no stale reply is read
             # as ours); connecting failed means nothing was sent.
-            connection = self._client.connection_pool.get_connection()
+            connection = pool.get_connection()
         except (redis_errors.RedisError, OSError) as error:
             raise self._map(error, commands, connecting=True) from None
-        # The socket timeout belongs to the connection, so it is set for this call before the pipeline takes the
-        # connection (a pipeline that holds a connection uses it, and gives it back to the pool when done).
-        connection.socket_timeout = socket_timeout
+        connection.socket_timeout = socket_timeout  # the connection's own, for this call
         sock = getattr(connection, "_sock", None)
         if sock is not None:
             sock.settimeout(socket_timeout)
-        pipe = self._client.pipeline(transaction=False)
-        pipe.connection = connection
         self.commands_sent += len(commands)
         try:
-            replies = run_pipeline(pipe, commands)
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as error:  # redis-py closed the connection
-            raise self._map(error, commands, connecting=False) from None
+            replies = run_on(connection, commands, meanwhile)
         except BaseException as error:
             connection.disconnect()  # type: ignore[no-untyped-call]  # nothing left on it may pass for a reply
             if isinstance(error, (redis_errors.RedisError, OSError)):
@@ -127,6 +123,7 @@ class RedisStreams:
             # back to the default, for the handshake when this connection is opened again (the next call on it
             # sets its own timeout after that)
             connection.socket_timeout = self.connect_timeout
+            pool.release(connection)
         for reply in replies:
             if isinstance(reply, ReplyError) and auth_refused(reply.message):
                 raise self._failed(TransportAuthError, commands, f"credentials refused ({reply.message})",
@@ -165,12 +162,21 @@ def without_callbacks(client: redis.Redis) -> None:
     client.response_callbacks.clear()
 
 
-def run_pipeline(pipe: Any, commands: Sequence[Command]) -> list[Reply]:
-    """Run `commands` as one non-transactional pipeline and normalize the replies (errors in place)."""
+def run_on(connection: Any, commands: Sequence[Command], meanwhile: Callable[[], None] | None = None) -> list[Reply]:
+    """Send `commands` on `connection` in one write (a pipeline: one round trip), call `meanwhile` while the server
+    works, then read one reply per command, normalized (a command's error in its place). What redis-py's Pipeline
+    does, on its public connection API, with the gap between sending and reading open to the caller."""
+    connection.send_packed_command(connection.pack_commands([list(command) for command in commands]))
+    if meanwhile is not None:
+        meanwhile()
+    replies: list[Reply] = []
     for command in commands:
-        pipe.execute_command(*command)
-    results = pipe.execute(raise_on_error=False)
-    return [normalized(result, str(command[0]).upper()) for command, result in zip(commands, results, strict=True)]
+        try:
+            result = connection.read_response()
+        except redis_errors.ResponseError as error:
+            result = error
+        replies.append(normalized(result, str(command[0]).upper()))
+    return replies
 
 
 def normalized(result: Any, name: str = "") -> Reply:

@@ -8,7 +8,7 @@ a Redis server and an in-memory fake can all keep it exactly, and so that the re
                               has no blocking reads: the caller polls, and a transport refuses to send BLOCK
     Transport.commands_sent   commands handed to the server so far (what Upstash bills: a pipeline of n counts n,
                               an EVALSHA counts 1); a call that could not connect counts nothing
-    Transport.execute(commands, *, timeout) -> list[Reply]
+    Transport.execute(commands, *, timeout, meanwhile=None) -> list[Reply]
                               ONE round trip; NOT atomic (other clients' commands may interleave); one reply per
                               command, in order. A command's own error (a duplicate XADD id, NOSCRIPT, WRONGTYPE)
                               is a ReplyError in its place and the other commands' results stand. Raises a
@@ -27,6 +27,10 @@ a Redis server and an in-memory fake can all keep it exactly, and so that the re
                               bounds each wait on the network (connecting, sending, each read); a blocking XREAD's
                               BLOCK time is added to it. Raises
                               ReplicationError (not a TransportError, nothing sent) for commands it will not send.
+                              `meanwhile()`, when given, is called once the commands are sent and before their
+                              replies are read, so that the caller works while the server does (Redis); where a
+                              call cannot be split (Upstash's HTTP request) it is called after the reply came, and
+                              when the call fails it may not be called at all.
     Transport.describe() -> str   kind and address for status and messages, the token masked ("****" + last 4)
     Transport.close() -> None     release connections; the transport is not used again
 
@@ -40,7 +44,7 @@ This module imports no client library, so the mode selector and status can use i
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
@@ -96,7 +100,8 @@ class Transport(Protocol):
     @property
     def commands_sent(self) -> int: ...
 
-    def execute(self, commands: Sequence[Command], *, timeout: float) -> list[Reply]: ...
+    def execute(self, commands: Sequence[Command], *, timeout: float,
+                meanwhile: Callable[[], None] | None = None) -> list[Reply]: ...
 
     def describe(self) -> str: ...
 
@@ -121,16 +126,17 @@ class Script:
         return ["EVAL", self.source, len(keys), *keys, *args]
 
     def run(self, transport: Transport, keys: Sequence[Arg] = (), args: Sequence[Arg] = (), *,
-            timeout: float) -> Reply:
+            timeout: float, meanwhile: Callable[[], None] | None = None) -> Reply:
         """The script's reply (a ReplyError when the script itself failed); one EVALSHA, plus one EVAL when the
-        server answered NOSCRIPT. Raises what `execute` raises."""
-        return self.run_many(transport, [(keys, args)], timeout=timeout)[0]
+        server answered NOSCRIPT. Raises what `execute` raises; `meanwhile` as `execute` has it."""
+        return self.run_many(transport, [(keys, args)], timeout=timeout, meanwhile=meanwhile)[0]
 
     def run_many(self, transport: Transport, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]], *,
-                 timeout: float) -> list[Reply]:
+                 timeout: float, meanwhile: Callable[[], None] | None = None) -> list[Reply]:
         """Run the script once per (keys, args), in order, as one pipeline of EVALSHAs; the ones answered NOSCRIPT
         (none ran) are sent again, in order, as EVALs in a second round trip."""
-        replies = transport.execute([self.evalsha(keys, args) for keys, args in calls], timeout=timeout)
+        replies = transport.execute([self.evalsha(keys, args) for keys, args in calls], timeout=timeout,
+                                    meanwhile=meanwhile)
         missing = [n for n, reply in enumerate(replies) if is_noscript(reply)]
         if missing:
             again = transport.execute([self.eval(*calls[n]) for n in missing], timeout=timeout)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -103,7 +103,8 @@ class UpstashRest:
     def close(self) -> None:
         self._client.close()
 
-    def execute(self, commands: Sequence[Command], *, timeout: float) -> list[Reply]:
+    def execute(self, commands: Sequence[Command], *, timeout: float,
+                meanwhile: Callable[[], None] | None = None) -> list[Reply]:
         check_commands(commands, self.describe())
         if block_seconds(commands, self.describe()):
             raise ReplicationError(f"{self.describe()}: Upstash's REST API has no blocking reads (blocking_reads is "
@@ -129,6 +130,8 @@ class UpstashRest:
         sync_token = response.headers.get(SYNC_TOKEN_HEADER)
         if sync_token:
             self._sync_token = sync_token
+        if meanwhile is not None:  # one HTTP request: nothing to overlap with
+            meanwhile()
         return self._replies(response, commands)
 
     # -- reading a response -------------------------------------------------------------------------------------------

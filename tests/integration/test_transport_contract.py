@@ -129,6 +129,25 @@ def test_blocking_reads_block_or_are_refused_before_anything_is_sent(transport: 
         transport.execute([["XREAD", "BLOCK", 0, "STREAMS", "s", "$"]], timeout=1)
 
 
+def test_meanwhile_runs_once_per_call_and_the_replies_are_the_same(transport: Transport) -> None:
+    calls: list[int] = []
+    replies = transport.execute([["XADD", "s", "1-0", "f", "v"], ["XADD", "s", "1-0", "f", "dup"], ["XLEN", "s"]],
+                                timeout=5, meanwhile=lambda: calls.append(transport.commands_sent))
+    assert replies[0] == "1-0" and replies[1] == ReplyError(DUPLICATE) and replies[2] == 1
+    assert calls == [3], "once, after the three commands were counted as sent"
+
+
+def test_on_redis_meanwhile_runs_after_sending_and_before_the_reply_is_read(redis_url: str) -> None:
+    """The XREAD blocks on the server for up to 5 s; what `meanwhile` appends from another connection wakes it, so
+    the reply holds that entry: `meanwhile` ran while the server held the call, not after its reply."""
+    transport, other = RedisStreams(redis_url), RedisStreams(redis_url)
+    [read] = transport.execute([["XREAD", "BLOCK", 5000, "STREAMS", "s", "$"]], timeout=5,
+                               meanwhile=lambda: other.execute([["XADD", "s", "7-0", "f", "woke"]], timeout=5))
+    assert read == [["s", [["7-0", ["f", "woke"]]]]], "after the reply, the read would have found nothing (nil)"
+    transport.close()
+    other.close()
+
+
 @pytest.mark.parametrize("kind", ["redis", "memory"])
 def test_a_blocked_xread_returns_once_another_thread_appends(kind: str, redis_url: str) -> None:
     transport = make_transport(kind, redis_url, None)
