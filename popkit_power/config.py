@@ -46,6 +46,9 @@ DEFAULTS: dict[str, tuple[Any, Any, float | None]] = {
     "redis_prefix": ("pop", "name", None),  # several projects can share one database under different prefixes
     "replication_batch_events": (500, "int", 1),
     "replication_timeout_seconds": (10, "float", 0.5),
+    # the original layout's channel streams (pop:broadcast, ...) keep about this many entries each (0: all); the
+    # replication itself reads the per-origin streams, which are never trimmed
+    "redis_channel_maxlen": (10_000, "int", 0),
     # Upstash bills every command: an idle poll is 2 (the statuses pushed, XREAD), so 80 s is about 95 an idle hour
     "upstash_idle_poll_seconds": (80, "float", 1),
 }
@@ -87,6 +90,7 @@ class Config:
     redis_prefix: str
     replication_batch_events: int
     replication_timeout_seconds: float
+    redis_channel_maxlen: int
     upstash_idle_poll_seconds: float
 
     def __init__(self, **values: Any) -> None:

@@ -21,7 +21,7 @@ from .records import checksum_ok, record_head, segment_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Generator, Iterator
     from typing import Any
 
     from .journal import Journal
@@ -42,6 +42,10 @@ class Position:
         self.segment = segment
         self.offset = offset
         self.seq = seq
+
+    def copy(self) -> Position:
+        """This position as it is now (a reader moves its own position as it reads)."""
+        return Position(self.segment, self.offset, self.seq)
 
     def as_dict(self) -> dict[str, int]:
         return {"segment": self.segment, "offset": self.offset, "seq": self.seq}
@@ -147,7 +151,7 @@ class JournalReader:
             raise JournalError(f"position {position} is past the end of segment {segment_name(position.segment)} "
                                f"({size} bytes)")
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Generator[dict[str, Any], None, None]:
         segments = [segment for segment in self.journal.segments() if segment >= self.position.segment]
         if segments and segments[0] > self.position.segment and self.position.offset:
             raise JournalError(f"the journal no longer holds segment {segment_name(self.position.segment)} "

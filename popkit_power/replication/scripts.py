@@ -20,8 +20,13 @@ written:
 - A decision number the arbiter's stream already passed (an entry planted there) moves the counter past it; one
   that cannot be written at all (a planted id at the largest number there is) is counted as undecided.
 
-ARGV: `after`, the number of events; then per event its seq, its body, its number of effect commands, and per command
-the number of words and the words. Returns {new, already there, foreign entries removed, undecided contests}.
+A new event's channel stream entry (the original layout's `pop:<channel>`: fields event, type, from, origin) is
+written here rather than sent as a command of its own, capped near ARGV[4] entries (`MAXLEN ~`; 0: not capped).
+
+ARGV: `after`, the number of events, the origin, the channel streams' cap, and the batch as one string
+(effects.push_args): per event a header of its seq, the lengths of its body, channel stream, type and sender, and
+its number of effect commands; those four texts; then per command its words, length-prefixed. Returns {new,
+already there, foreign entries removed, undecided contests}.
 """
 
 from __future__ import annotations
@@ -41,9 +46,15 @@ end
 
 PUSH = _LAST_ID + """
 local stream = KEYS[1]
-local after = tonumber(ARGV[1])
-local count = tonumber(ARGV[2])
-local at = 3
+local after, count, origin, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local batch, at = ARGV[5], 1
+local find, sub, match = string.find, string.sub, string.match
+local function word()
+  local colon = find(batch, ':', at, true)
+  local stop = colon + tonumber(sub(batch, at, colon - 1))
+  at = stop + 1
+  return sub(batch, colon + 1, stop)
+end
 local new, old, removed, undecided = 0, 0, 0, 0
 local held = last_id(stream)
 if held < after then
@@ -68,25 +79,51 @@ local function drop_from(seq)
   return dropped
 end
 for _ = 1, count do
-  local seq, body, commands = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2]); at = at + 3
-  local added = redis.pcall('XADD', stream, seq .. '-0', 'e', body)
-  local fresh = not (type(added) == 'table' and added.err)
+  local seq, n_body, n_channel, n_kind, n_sender, commands, start =
+    match(batch, '^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+):()', at)
+  local stop = start + n_body
+  local body = sub(batch, start, stop - 1)
+  start, stop = stop, stop + n_channel
+  local channel = sub(batch, start, stop - 1)
+  start, stop = stop, stop + n_kind
+  local kind = sub(batch, start, stop - 1)
+  start, stop = stop, stop + n_sender
+  local sender = sub(batch, start, stop - 1)
+  at = stop
+  local id = seq .. '-0'
+  local fresh = tonumber(seq) > held  -- past the stream's last id before the batch (the batch's seqs rise)
+  if fresh then
+    redis.call('XADD', stream, id, 'e', body)
+  else
+    local added = redis.pcall('XADD', stream, id, 'e', body)
+    fresh = not (type(added) == 'table' and added.err)
+    if not fresh and not find(added.err, 'equal or smaller', 1, true) then return redis.error_reply(added.err) end
+  end
   if not fresh then
-    if not string.find(added.err, 'equal or smaller', 1, true) then return redis.error_reply(added.err) end
-    local there = redis.call('XRANGE', stream, seq .. '-0', seq .. '-0')
+    local there = redis.call('XRANGE', stream, id, id)
     local fields = there[1] and there[1][2]
     if not (fields and fields[1] == 'e' and fields[2] == body) then
       removed = removed + drop_from(seq)
-      redis.call('XADD', stream, seq .. '-0', 'e', body)
+      redis.call('XADD', stream, id, 'e', body)
       fresh = true
     end
   end
-  if fresh then new = new + 1 else old = old + 1 end
-  for _ = 1, commands do
-    local words = tonumber(ARGV[at])
+  if fresh then
+    new = new + 1
+    -- the channel stream entry
+    if cap > 0 then
+      redis.call('XADD', channel, 'MAXLEN', '~', cap, '*', 'event', body, 'type', kind, 'from', sender,
+        'origin', origin)
+    else
+      redis.call('XADD', channel, '*', 'event', body, 'type', kind, 'from', sender, 'origin', origin)
+    end
+    -- (end of the channel stream entry)
+  else
+    old = old + 1
+  end
+  for _ = 1, tonumber(commands) do
     local command = {}
-    for w = 1, words do command[w] = ARGV[at + w] end
-    at = at + words + 1
+    for w = 1, tonumber(word()) do command[w] = word() end
     if fresh then
       if command[1] == 'CONTEST' then
         if redis.call('HSETNX', command[2], command[3], command[4]) == 1 then
