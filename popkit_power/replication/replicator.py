@@ -4,9 +4,10 @@ The local journal stays the truth. Positions are worked out from what the server
 trusted from a side file (positions.py):
 
 - **Push.** Every local event (this origin's, not pulled) goes to the origin's stream under the id `<seq>-0`, in
-  batches, through one script call each (scripts.py). Where to start is the stream's last entry, when it is this
-  machine's: a resent batch, a timeout after the server applied it, a crash between send and acknowledgement, or a
-  restart on either side makes the server skip what it has, so nothing is duplicated or lost there. Each batch
+  batches, through one script call each (scripts.py), the next full batch read while the server runs one
+  (outbox.py). Where to start is the stream's last entry, when it is this machine's: a resent batch, a timeout
+  after the server applied it, a crash between send and acknowledgement, or a restart on either side makes the
+  server skip what it has, so nothing is duplicated or lost there. Each batch
   names the seq the stream must hold already, so a server that lost data under a running replicator (a restart
   without persistence: redis-py reconnects without a word) is noticed and filled again, not left with a hole.
 - **Pull.** Each other origin's stream (the server's set of origins) and the arbiter's stream are read from the
@@ -20,7 +21,7 @@ trusted from a side file (positions.py):
 - **Waiting.** On Redis, a blocking `XREAD` waits for the others and a file watch for local events. Upstash has no
   blocking reads and bills every command, so there one loop polls: quickly while anything moves, then doubling up to
   `upstash_idle_poll_seconds`; local events wake it, except the coordinator's own status, which rides along with the
-  next poll (an idle hour costs about 3600 / upstash_idle_poll_seconds commands).
+  next poll (polling.py: an idle hour costs about 2 x 3600 / upstash_idle_poll_seconds commands).
 - **Failures** back off (1 s doubling to 60 s) and are reported in `replication.json` beside the journal, which
   `status` reads for the lag; a refused token or a spent Upstash limit waits the longest.
 """
