@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from .. import codec
 from ..errors import ProtocolError, ReplicationError
 from ..protocol import validate
 from ..timestamps import utc_now
@@ -50,7 +51,7 @@ def pulled_event(fields: list[Any], origin: str, oseq: int, session_id: str,
         pulled[key] = value
         if key == "origin":
             pulled.update(oseq=oseq, rts=utc_now())
-    size = len(orjson.dumps(pulled)) + RECORD_FRAMING_BYTES  # bytes, as the journal counts them
+    size = len(codec.dumps(pulled).encode("utf-8")) + RECORD_FRAMING_BYTES  # as Session.append_events writes it
     if size > max_record_bytes:
         log.warning("skipped entry %s-0 of origin %s: %s bytes, over max_record_bytes (%s)", oseq, origin, size,
                     max_record_bytes)

@@ -174,13 +174,14 @@ class Replicator:
                 log.warning("the server lost this machine's events (%s): pushing again what it lost", reply.message)
                 self._resumed = False
                 continue
-            if isinstance(reply, ReplyError) or not isinstance(reply, list) or len(reply) != 4:
+            if isinstance(reply, ReplyError) or not isinstance(reply, list) or len(reply) != 5:
                 raise ReplicationError(f"the push script answered {str(reply)[:200]!r} for seqs "
                                        f"{events[0]['seq']}-{events[-1]['seq']}")
-            new, old, removed, undecided = (int(value) for value in reply)
-            if removed or undecided:
+            new, old, removed, undecided, refused = (int(value) for value in reply)
+            if removed or undecided or refused:
                 log.warning("removed %s entries this machine never wrote from %s (where its events go); %s claims "
-                            "not decided (the arbiter's stream is at its largest id)", removed, self.stream, undecided)
+                            "not decided (the arbiter's stream is at its largest id); %s writes of the original "
+                            "layout refused (a key of another type there?)", removed, self.stream, undecided, refused)
             self.pushed_seq = events[-1]["seq"]
             self._push_from = batch.end
             self.stats["pushed"] += new

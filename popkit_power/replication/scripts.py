@@ -26,7 +26,12 @@ written here rather than sent as a command of its own, capped near ARGV[4] entri
 ARGV: `after`, the number of events, the origin, the channel streams' cap, and the batch as one string
 (effects.push_args): per event a header of its seq, the lengths of its body, channel stream, type and sender, and
 its number of effect commands; those four texts; then per command its words, length-prefixed. Returns {new,
-already there, foreign entries removed, undecided contests}.
+already there, foreign entries removed, undecided contests, refused writes}.
+
+The original layout's writes (the channel entry, the keys) are best effort: one the server refuses (a key of another
+type planted under that name) is counted, not raised, since a script's error does not undo what it wrote before
+it, and the event's origin entry is written already: raising would leave the event pushed with its other writes never
+made, and stop every later push at the same key.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ local function word()
   at = stop + 1
   return sub(batch, colon + 1, stop)
 end
-local new, old, removed, undecided = 0, 0, 0, 0
+local new, old, removed, undecided, refused = 0, 0, 0, 0, 0
 local held = last_id(stream)
 if held < after then
   return redis.error_reply('""" + BEHIND + """ the stream ends at ' .. held .. ', before ' .. after)
@@ -111,12 +116,14 @@ for _ = 1, count do
   if fresh then
     new = new + 1
     -- the channel stream entry
+    local put
     if cap > 0 then
-      redis.call('XADD', channel, 'MAXLEN', '~', cap, '*', 'event', body, 'type', kind, 'from', sender,
+      put = redis.pcall('XADD', channel, 'MAXLEN', '~', ARGV[4], '*', 'event', body, 'type', kind, 'from', sender,
         'origin', origin)
     else
-      redis.call('XADD', channel, '*', 'event', body, 'type', kind, 'from', sender, 'origin', origin)
+      put = redis.pcall('XADD', channel, '*', 'event', body, 'type', kind, 'from', sender, 'origin', origin)
     end
+    if type(put) == 'table' and put.err then refused = refused + 1 end
     -- (end of the channel stream entry)
   else
     old = old + 1
@@ -141,12 +148,13 @@ for _ = 1, count do
           redis.call('DEL', command[2])
         end
       else
-        redis.call(unpack(command))
+        local done = redis.pcall(unpack(command))
+        if type(done) == 'table' and done.err then refused = refused + 1 end
       end
     end
   end
 end
-return {new, old, removed, undecided}
+return {new, old, removed, undecided, refused}
 """
 
 #: Put back into the arbiter's stream the decisions a machine pulled before the server lost them: KEYS the

@@ -1,0 +1,140 @@
+"""Attacks on the push rewrite that found defects (commits a584344, da1217c), kept as tests: a pulled event's size
+counted by one JSON encoder and written by another, bodies that must stay what an earlier version pushed, a channel
+cap Lua cannot carry, and a key of the original layout planted with another type."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from test_replication import LAYOUT, assert_exactly_once, events, join, sync
+
+from popkit_power import codec
+from popkit_power.config import load_config
+from popkit_power.errors import ConfigError, PowerModeError
+from popkit_power.replication.redis_streams import RedisStreams
+from popkit_power.replication.replicator import Replicator
+from popkit_power.session import Session, start_session
+
+
+def machines(tmp_path: Path, **settings: Any) -> tuple[Session, Session]:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_bytes(orjson.dumps({"replication_batch_events": 3, **settings}))
+    a = start_session(str(tmp_path / "a"), "attack", sender="human")
+    return a, join(tmp_path / "b", a.id)
+
+
+def test_pulled_floats_counted_by_orjson_but_written_by_codec_stall_the_pull(redis_url: str, tmp_path: Path) -> None:
+    """entries.pulled_event counts a pulled event's size with orjson.dumps, but Session.append_events writes it with
+    codec.dumps: 1e-07 is 4 bytes in orjson ("1e-7") and 5 in codec ("1e-07"). An event that fits by the orjson
+    count and not by the journal's makes the journal refuse the whole append (RecordTooLargeError), every time: the
+    pull from every origin stalls for good."""
+    limit = 8192
+    a, b = machines(tmp_path, max_record_bytes=limit)
+    floats = [1e-07] * 1200  # 1200 bytes longer in codec than in orjson
+    probe = a.event("message.broadcast", {"text": "", "xs": floats}, sender="alice")
+    text = "x" * (limit - 40 - len(codec.dumps(probe)) - 5)  # A's journal takes it, 5 bytes to spare
+    a.publish("message.broadcast", {"text": text, "xs": floats}, sender="alice")
+    a.publish("message.broadcast", {"text": "later"}, sender="alice")
+    one, two = Replicator(a, RedisStreams(redis_url)), Replicator(b, RedisStreams(redis_url))
+    while one.push_once():
+        pass
+    errors = []
+    for _ in range(5):  # what the pull loop does: Replicator._guarded catches PowerModeError, backs off, tries again
+        try:
+            two.pull_once()
+        except PowerModeError as error:
+            errors.append(type(error).__name__)
+    assert not errors, "the pull is refused every time, and nothing after the event ever arrives"
+    assert "later" in [e["data"].get("text") for e in events(b) if e["origin"] == a.origin]
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_events_pushed_before_the_upgrade_are_pushed_again_after_it(redis_url: str, tmp_path: Path) -> None:
+    """The version before da1217c (e44dfd6) pushed bodies serialized by codec; had this one compared the server's
+    bodies with orjson's, and the two write some floats differently (1e-05 vs 0.00001). After an upgrade, resume's scan
+    (positions.scan: body(event) == top_body) no longer recognizes the stream's top as this machine's and pushes from
+    the start; the push script finds the body "foreign", drops it and everything after (drop_from) and writes them
+    again as new: their channel stream entries and effects a second time."""
+    import sys
+
+    if subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", "e44dfd6^{commit}"], capture_output=True).returncode:
+        pytest.skip("the checkout does not hold commit e44dfd6 (a shallow clone)")
+    old = tmp_path / "old"
+    old.mkdir()
+    subprocess.run(f"git -C {REPO} archive e44dfd6 popkit_power | tar -x -C {old}", shell=True, check=True)
+    a, b = machines(tmp_path)
+    a.publish("message.broadcast", {"text": "one"}, sender="alice")
+    a.publish("task.orphaned", {"task": "t1", "agent": "alice"}, sender="alice")
+    a.publish("message.broadcast", {"text": "two", "ratio": 1e-05}, sender="alice")  # the last pushed before
+    push_with_the_old_version = (
+        "import sys; from popkit_power.session import Session; from popkit_power.replication.redis_streams import "
+        "RedisStreams; from popkit_power.replication.replicator import Replicator; "
+        f"s = Session({str(tmp_path / 'a')!r}, {a.id!r}); r = Replicator(s, RedisStreams({redis_url!r}));\n"
+        "while r.push_once(): pass")
+    subprocess.run([sys.executable, "-c", push_with_the_old_version], check=True, cwd=old,
+                   env={"PYTHONPATH": str(old), "PATH": "/usr/bin:/bin"})
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        assert client.xlen(LAYOUT.origin_stream(a.id, a.origin)) == 5
+        assert client.lrange(LAYOUT.orphaned_tasks, 0, -1) == ["t1"]
+    # upgraded: the same machine goes on with this version
+    a.publish("message.broadcast", {"text": "three"}, sender="alice")
+    one, two = Replicator(a, RedisStreams(redis_url)), Replicator(b, RedisStreams(redis_url))
+    sync(one, two)
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        assert client.lrange(LAYOUT.orphaned_tasks, 0, -1) == ["t1"], "task.orphaned's effect ran again"
+    assert_exactly_once(RedisStreams(redis_url), [a, b])
+
+
+def test_pulled_floats_counted_by_orjson_skip_an_event_the_journal_would_hold(redis_url: str, tmp_path: Path) -> None:
+    """The other direction of the same miscount: 1e-05 is "0.00001" in orjson, 2 bytes longer than codec's "1e-05".
+    An event whose pulled record fits the journal (codec, what Session.append_events writes) is counted too large by
+    entries.pulled_event and skipped: machine B never gets it."""
+    limit = 8192
+    a, b = machines(tmp_path, max_record_bytes=limit)
+    floats = [1e-05] * 1000  # 2000 bytes longer in orjson than in codec
+    probe = a.event("message.broadcast", {"text": "", "xs": floats}, sender="alice")
+    # A's record and B's (with oseq and rts, ~60 bytes more) both fit by codec's count, with room to spare
+    text = "x" * (limit - 40 - len(codec.dumps(probe)) - 200)
+    a.publish("message.broadcast", {"text": text, "xs": floats}, sender="alice")
+    one, two = Replicator(a, RedisStreams(redis_url)), Replicator(b, RedisStreams(redis_url))
+    sync(one, two)
+    [pulled] = [e for e in events(b) if e["origin"] == a.origin and e["data"].get("xs")]
+    assert len(codec.dumps(pulled)) + 40 <= limit
+
+
+def test_a_channel_cap_lua_cannot_carry_is_refused_by_the_config(tmp_path: Path) -> None:
+    """2**63-1 would reach the script as the double 2**63, which XADD MAXLEN refuses after the event's origin entry is
+    written: the config refuses it first, naming the setting and its bound."""
+    (tmp_path / "config.json").write_bytes(orjson.dumps({"redis_channel_maxlen": 2**63 - 1}))
+    with pytest.raises(ConfigError, match=r"redis_channel_maxlen.*at most 1e\+09"):
+        load_config(str(tmp_path))
+
+
+def test_a_key_of_the_original_layout_planted_with_another_type_does_not_stop_the_push(
+        redis_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Anyone with the credentials can write `pop:tasks:orphaned` as a hash: the RPUSH of an orphaned task is then
+    refused. Before, that error ended the script after the event's origin entry was written: the event counted as
+    pushed with its other writes never made, and every later push stopped at the same key. Now the refusal is
+    counted and logged, and replication goes on."""
+    a, b = machines(tmp_path)
+    with redis.Redis.from_url(redis_url) as client:
+        client.hset(LAYOUT.orphaned_tasks, "planted", "1")
+    a.publish("task.orphaned", {"task": "t1", "agent": "alice"}, sender="alice")
+    for n in range(7):
+        a.publish("message.broadcast", {"text": f"after {n}"}, sender="alice")
+    one, two = Replicator(a, RedisStreams(redis_url)), Replicator(b, RedisStreams(redis_url))
+    with caplog.at_level(logging.WARNING, logger="popkit_power.replication"):
+        sync(one, two)
+    assert "1 writes of the original layout refused" in caplog.text
+    assert [e["data"].get("text") for e in events(b) if e["type"] == "message.broadcast"] == [
+        f"after {n}" for n in range(7)]
+    assert_exactly_once(RedisStreams(redis_url), [a, b])
