@@ -146,7 +146,8 @@ def filled_session(home: str, count: int) -> Session:
 def script_args(local: list[dict[str, Any]]) -> list[list[Any]]:
     """The push script's arguments per batch, built as push_once builds them."""
     cap = DEFAULTS["redis_channel_maxlen"][0]
-    return [push_args(local[start:start + BATCH], local[start - 1]["seq"] if start else 0, LAYOUT, cap)
+    return [push_args(local[start:start + BATCH], [_body(event) for event in local[start:start + BATCH]],
+                      local[start - 1]["seq"] if start else 0, LAYOUT, cap)
             for start in range(0, len(local), BATCH)]
 
 

@@ -27,7 +27,6 @@ from typing import Any
 from .. import codec
 from ..keys import ARBITER, RedisLayout
 from ..protocol import make_event
-from .positions import body
 
 DAY_SECONDS = 86_400
 CONTEST = "CONTEST"  # not a Redis command: the push script's own step (scripts.py)
@@ -79,8 +78,10 @@ def effects(event: dict[str, Any], layout: RedisLayout) -> list[Command]:
     return commands
 
 
-def push_args(events: list[dict[str, Any]], after: int, layout: RedisLayout, channel_maxlen: int) -> list[str | int]:
-    """The push script's ARGV (scripts.py) for a batch of this origin's events pushed after seq `after`: four
+def push_args(events: list[dict[str, Any]], bodies: list[str], after: int, layout: RedisLayout,
+              channel_maxlen: int) -> list[str | int]:
+    """The push script's ARGV (scripts.py) for a batch of this origin's events (serialized as `bodies`,
+    positions.body) pushed after seq `after`: four
     words, then the whole batch as one string. Per event: a header `<seq> <body bytes> <channel bytes> <type bytes>
     <sender bytes> <commands>:`, those four texts one after the other, then per effect command its words as
     `<bytes>:<word>`, the first being the number of words.
@@ -91,8 +92,7 @@ def push_args(events: list[dict[str, Any]], after: int, layout: RedisLayout, cha
     parts: list[str] = []
     add = parts.append
     channels: dict[str, str] = {}
-    for event in events:
-        pushed = body(event)
+    for event, pushed in zip(events, bodies, strict=True):
         channel = channels.get(event["ch"]) or channels.setdefault(event["ch"], layout.channel_stream(event["ch"]))
         kind, sender = str(event["type"]), str(event["from"])
         commands = effects(event, layout)

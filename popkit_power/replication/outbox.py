@@ -22,8 +22,14 @@ from ..errors import PowerModeError
 from ..journal import Journal, JournalReader, Position
 from ..keys import RedisLayout
 from .effects import push_args
+from .positions import body
 
 log = logging.getLogger("popkit_power.replication")
+
+#: A batch ends once its bodies reach this many characters (at least one event goes, however large): Upstash refuses
+#: a request over 10 MB whole, every time it is sent again. In the request a character is about 1.2 bytes for an
+#: ASCII envelope (its quotes escaped once more) and at most 4 (text that is all emoji), so 8 MB at worst.
+MAX_BATCH_CHARS = 2_000_000
 
 
 @dataclass
@@ -85,11 +91,16 @@ class Outbox:
         self._reading = None
         origin, size = self.origin, self.size
         events: list[dict[str, Any]] = []
+        bodies: list[str] = []
+        total = 0
         for event in events_from:
             if event.get("origin") == origin and "oseq" not in event and event["seq"] > after:
                 events.append(event)
-                if len(events) >= size:
+                bodies.append(pushed := body(event))
+                total += len(pushed)
+                if len(events) >= size or total >= MAX_BATCH_CHARS:
                     self._reading = (reader, events_from)
                     break
-        args = push_args(events, after, self.layout, self.channel_maxlen) if events else []
-        return Batch(start.copy(), after, events, reader.position.copy(), args, len(events) >= size)
+        args = push_args(events, bodies, after, self.layout, self.channel_maxlen) if events else []
+        full = len(events) >= size or total >= MAX_BATCH_CHARS
+        return Batch(start.copy(), after, events, reader.position.copy(), args, full)

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from conftest import TOKEN
 from test_replication import LAYOUT, assert_exactly_once, events, facts, join, sync
 
 from popkit_power.errors import TransportError
@@ -18,6 +19,7 @@ from popkit_power.replication.memory import FaultyTransport, MemoryTransport
 from popkit_power.replication.positions import body
 from popkit_power.replication.redis_streams import RedisStreams
 from popkit_power.replication.replicator import Replicator
+from popkit_power.replication.upstash_rest import UpstashRest
 from popkit_power.session import Session, start_session
 
 BATCH = 4
@@ -149,3 +151,19 @@ def test_a_read_ahead_batch_is_dropped_when_the_push_goes_on_elsewhere(tmp_path:
     again = box.take(first.end, first.events[-1]["seq"])  # the second batch failed: it is read again
     assert [e["id"] for e in again.events] == [e["id"] for e in second.events] and again is not second
     box.close()
+
+
+def test_large_events_go_in_batches_under_upstash_s_request_limit(bridge: Any, tmp_path: Path) -> None:
+    """A batch is bounded in bytes as well as in events: 500 events near max_record_bytes would be a request of
+    ~20 MB, which Upstash refuses whole ("max request size exceeded", 10 MB) every time it is sent again, and the
+    push would never move. Through the bridge, which enforces Upstash's limit."""
+    a = start_session(str(tmp_path / "a"), "Large events", sender="human")
+    b = join(tmp_path / "b", a.id)
+    for n in range(24):
+        a.publish("message.broadcast", {"text": f"{n} " + "x" * 900_000}, sender="alice:main")
+    one = Replicator(a, UpstashRest(bridge.url, TOKEN))
+    two = Replicator(b, UpstashRest(bridge.url, TOKEN))
+    sync(one, two)
+    pulled = [e["data"]["text"][:3] for e in events(b) if e["origin"] == a.origin and e["from"] == "alice:main"]
+    assert pulled == [f"{n} " + "x" * (1 if n < 10 else 0) for n in range(24)]
+    assert_exactly_once(one.transport, [a, b])
