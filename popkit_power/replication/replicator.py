@@ -306,7 +306,10 @@ class Replicator:
     # -- running ----------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Replicate in background threads until `stop`."""
+        """Replicate in background threads until `stop`. Once stopped, a replicator is not started again (its
+        transport is closed with it): a new one picks up where this one ended."""
+        if self._stop.is_set():
+            raise ReplicationError("this replicator was stopped: make a new Replicator to replicate again")
         self._watch = JournalWatch(self.session.journal.directory)
         loops = [self._push_loop, self._pull_loop] if self.transport.blocking_reads else [self._poll]
         for loop in loops:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from conftest import KINDS, make_transport
 
-from popkit_power.errors import TransportError
+from popkit_power.errors import ReplicationError, TransportError
 from popkit_power.home import set_active_session
 from popkit_power.keys import ARBITER, RedisLayout
 from popkit_power.projector import State
@@ -214,3 +214,13 @@ def test_failures_back_off_doubling_and_a_refused_token_waits_longest(machines: 
     assert waits == [1.0, 2.0, 4.0, 60.0, 1.0]
     status = __import__("orjson").loads(Path(a.dir, "replication.json").read_bytes())
     assert status["errors"] == 5 and "Unreachable" in status["last_error"] and status["backoff_until"] == 1001.0
+
+
+def test_a_stopped_replicator_is_not_started_again_in_silence(machines: tuple[Session, Session]) -> None:
+    """start() after stop() would start threads that end at once (the stop stays set) and replicate nothing."""
+    a, _ = machines
+    replicator = Replicator(a, MemoryTransport())
+    replicator.start()
+    replicator.stop()
+    with pytest.raises(ReplicationError, match="make a new Replicator"):
+        replicator.start()
