@@ -89,7 +89,8 @@ class RedisLayout:
     The original Power Mode's names: the six channel streams `pop:<channel>`, and the keys `pop:objective`,
     `pop:state:{agent_id}`, `pop:completed:{session_id}`, `pop:tasks:orphaned`, `pop:coordinator:status`,
     `pop:patterns:{pattern_id}`. Replication's own names (per session): one stream per origin, whose entry ids are
-    the origin's journal seqs, the set of origins, and the arbiter's stream, counter and decided contests.
+    the origin's journal seqs, the set of origins and the stream announcing them, and the arbiter's stream, counter
+    and decided contests.
     """
 
     __slots__ = ("prefix",)
@@ -137,6 +138,10 @@ class RedisLayout:
     def origins(self, session_id: str) -> str:
         """The set of origins that have written to a session."""
         return f"{self.prefix}:journal:{session_id}:origins"
+
+    def joined(self, session_id: str) -> str:
+        """A stream announcing each origin as it joins a session (read by the same XREAD as the origins' streams)."""
+        return f"{self.prefix}:joined:{session_id}"
 
     def arbiter_counter(self, session_id: str) -> str:
         return f"{self.prefix}:arbiter:{session_id}:seq"

@@ -85,3 +85,51 @@ def last_seq(info: Any, own: str | None) -> int:
         if isinstance(last, str) and "-" in last:
             return int(last.split("-", 1)[0])
     return 0
+
+
+def announcements(found: list[Any], announced: str) -> tuple[list[Any], set[str], str | None]:
+    """Split what an XREAD found into the origins' streams, the origins the joined stream (`announced`) named, and the
+    id of its last entry read (None when it had none)."""
+    rest, origins, last = [], set(), None
+    for stream, entries in found:
+        if stream != announced:
+            rest.append((stream, entries))
+            continue
+        for entry_id, fields in entries:
+            values = dict(zip(fields[::2], fields[1::2], strict=False))
+            if isinstance(values.get("origin"), str):
+                origins.add(values["origin"])
+            last = str(entry_id)
+    return rest, origins, last
+
+
+def taken_back(past: list[str], reply: Any, imported: dict[str, int]) -> list[str]:
+    """The origins among `past` whose stream now ends before where it is read from (LAST_IDS' reply): its writer
+    removed what it never wrote, and it is read again from what the journal holds."""
+    if not isinstance(reply, list):
+        return []
+    again = []
+    for origin, last in zip(past, reply, strict=False):
+        if isinstance(last, int) and last < imported.get(origin, 0):
+            log.warning("the stream of origin %s was taken back to %s: reading it again from there", origin, last)
+            again.append(origin)
+    return again
+
+
+def not_streams(sources: list[str], streams: list[str], announced: list[str],
+                kinds: list[Any]) -> tuple[set[str], bool]:
+    """After XREAD answered WRONGTYPE, from the TYPE of each key it read (the origins' streams, then the joined
+    stream when it was read): the origins whose key is not a stream, and whether the joined stream still is one."""
+    refused: set[str] = set()
+    announcing = True
+    for origin, stream, kind in zip([*sources, None], streams + announced, kinds, strict=False):
+        if kind in ("stream", "none"):
+            continue
+        if origin is None:
+            log.warning("%s holds a %s, not a stream: machines that join are seen with the set of origins only",
+                        stream, kind)
+            announcing = False
+        else:
+            log.warning("%s holds a %s, not a stream: origin %s is not pulled until it is one", stream, kind, origin)
+            refused.add(origin)
+    return refused, announcing

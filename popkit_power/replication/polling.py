@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 FAST_POLL = 0.5  # the poll interval right after something moved
-MEMBERS_EVERY = 10  # the set of origins is read at every tenth poll (a machine that joins is seen then)
+MEMBERS_EVERY = 10  # the set of origins is read at every tenth poll (a machine that joins is announced sooner, on
+# the joined stream every poll's XREAD reads; the set is what tells that the server lost the session's data)
 
 
 def poll_loop(replicator: Any) -> None:

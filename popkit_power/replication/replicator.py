@@ -41,7 +41,7 @@ from ..journal import Position
 from ..keys import ARBITER, RedisLayout
 from ..session import Session
 from . import polling
-from .entries import last_seq, pulled_event, top_body
+from .entries import announcements, last_seq, not_streams, pulled_event, taken_back, top_body
 from .outbox import Batch, Outbox
 from .polling import poll_loop
 from .positions import decided_contest, restore_args, scan
@@ -82,6 +82,7 @@ class Replicator:
         self._appended: dict[str, int] = {}  # origin -> the highest oseq in the local journal
         self._contests: set[str] = set()  # contests the local journal holds the arbiter's decision of
         self._refused: set[str] = set()  # origins whose key is not a stream: not read until the next resume
+        self._announced_at = "0-0"  # where the joined stream is read from ("": not read, it is not a stream)
         self._deferred = False  # the last read left decisions whose claims it did not have yet
         self._push_refused: str | None = None  # why nothing can be pushed now (this machine's stream name taken)
         self._push_from = Position()
@@ -107,10 +108,13 @@ class Replicator:
         Called again after any failure and whenever the server seems to have lost data: a server that lost data (a
         restart without persistence) gets again what it no longer holds, the arbiter's decisions first."""
         origins_key = self.layout.origins(self.session.id)
-        info, top, arbiter, _, members = self.transport.execute(
+        info, top, arbiter, added, members = self.transport.execute(
             [["XINFO", "STREAM", self.stream], ["XREVRANGE", self.stream, "+", "-", "COUNT", 1],
              ["XINFO", "STREAM", self.arbiter_stream], ["SADD", origins_key, self.origin], ["SMEMBERS", origins_key]],
             timeout=self.timeout)
+        if added == 1:  # new to the set: told to the machines whose polls do not read it (a crash here: they do later)
+            self.transport.execute([["XADD", self.layout.joined(self.session.id), "MAXLEN", "~", 1000, "*",
+                                     "origin", self.origin]], timeout=self.timeout)
         try:
             on_server, self._push_refused = last_seq(info, self.stream), None
         except ReplicationError as error:  # this machine's stream name is taken: no push, but the pull goes on
@@ -119,6 +123,7 @@ class Replicator:
         self.origins |= {member for member in members if isinstance(member, str) and member != self.origin} \
             if isinstance(members, list) else set()
         self._refused.clear()
+        self._announced_at = self._announced_at or "0-0"
         if self._scanned and on_server == self.pushed_seq and arbiter_held >= self._appended.get(ARBITER, 0):
             self._resumed = True
             return
@@ -206,52 +211,47 @@ class Replicator:
         sources = sorted((self.origins | {ARBITER}) - self._refused)
         streams = [self.layout.origin_stream(self.session.id, origin) for origin in sources]
         ids = [f"{self.imported.get(origin, 0)}-0" for origin in sources]
+        announced = [self.layout.joined(self.session.id)] if self._announced_at else []
         past = [origin for origin in sources if self.imported.get(origin, 0) > self._appended.get(origin, 0)]
         block: list[str | int] = ["BLOCK", block_ms] if block_ms is not None else []
         commands: list[list[str | int]] = [["SMEMBERS", origins_key]] if with_members else []
         if past:  # read past entries that could not be used: has their writer taken its stream back since?
             commands.append(["EVAL", LAST_IDS, len(past),
                              *(self.layout.origin_stream(self.session.id, origin) for origin in past)])
-        commands.append(["XREAD", "COUNT", self.batch, *block, "STREAMS", *streams, *ids])
+        commands.append(["XREAD", "COUNT", self.batch, *block, "STREAMS", *streams, *announced, *ids,
+                         *([self._announced_at] if announced else [])])
         replies = self.transport.execute(commands, timeout=self.timeout)
         members, found = (replies[0] if with_members else None), replies[-1]
-        if past:
-            self._taken_back(past, replies[1 if with_members else 0])
+        for origin in taken_back(past, replies[1 if with_members else 0], self.imported) if past else ():
+            self.imported[origin] = self._appended.get(origin, 0)  # read again what its writer took back
         if isinstance(found, ReplyError):
             if found.code == "WRONGTYPE":
-                self._refuse_non_streams(sources, streams)
+                self._refuse_non_streams(sources, streams, announced)
                 return 0
             raise ReplicationError(f"XREAD answered {found}")
-        pulled = self._import(dict(zip(streams, sources, strict=True)), found or [])
+        found, heard_of, at = announcements(found or [], announced[0] if announced else "")
+        self._announced_at = at or self._announced_at
+        pulled = self._import(dict(zip(streams, sources, strict=True)), found)
         if isinstance(members, list) and self.origin not in members:
             log.warning("this machine is missing from %s: the server lost the session's data (a restart without "
                         "persistence?); working out again what to push", origins_key)
             self._resumed = False
-        joined = {member for member in members if isinstance(member, str) and member != self.origin} - self.origins \
+        joined = {member for member in members if isinstance(member, str) and member != self.origin} \
             if isinstance(members, list) else set()
+        joined = (joined | heard_of) - self.origins - {self.origin}
         if joined:  # a machine that joined since: read its stream now rather than after the next wait
             self.origins |= joined
             pulled += self.pull_once()
         return pulled
 
-    def _taken_back(self, past: list[str], reply: Any) -> None:
-        """A stream that ends before where it is read from (its writer removed what it never wrote): read it again."""
-        if not isinstance(reply, list):
-            return
-        for origin, last in zip(past, reply, strict=False):
-            if isinstance(last, int) and last < self.imported.get(origin, 0):
-                log.warning("the stream of origin %s was taken back to %s: reading it again from there", origin, last)
-                self.imported[origin] = self._appended.get(origin, 0)
-
-    def _refuse_non_streams(self, sources: list[str], streams: list[str]) -> None:
+    def _refuse_non_streams(self, sources: list[str], streams: list[str], announced: list[str]) -> None:
         """XREAD refused a key that is not a stream: find which, and read the others without it."""
-        kinds = self.transport.execute([["TYPE", stream] for stream in streams], timeout=self.timeout)
-        for origin, stream, kind in zip(sources, streams, kinds, strict=True):
-            if kind not in ("stream", "none"):
-                log.warning("%s holds a %s, not a stream: origin %s is not pulled until it is one", stream, kind,
-                            origin)
-                self._refused.add(origin)
-        if not self._refused & set(sources):
+        kinds = self.transport.execute([["TYPE", stream] for stream in streams + announced], timeout=self.timeout)
+        refused, announcing = not_streams(sources, streams, announced, kinds)
+        self._refused |= refused
+        if not announcing:
+            self._announced_at = ""
+        if not refused and announcing:
             raise ReplicationError("XREAD answered WRONGTYPE, yet every key it read is a stream or missing")
 
     def _import(self, origin_of: dict[str, str], found: list[Any]) -> int:

@@ -138,3 +138,21 @@ def test_a_key_of_the_original_layout_planted_with_another_type_does_not_stop_th
     assert [e["data"].get("text") for e in events(b) if e["type"] == "message.broadcast"] == [
         f"after {n}" for n in range(7)]
     assert_exactly_once(RedisStreams(redis_url), [a, b])
+
+
+def test_a_joined_stream_planted_with_another_type_does_not_stop_the_pull(redis_url: str, tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """The stream announcing machines that join is read by every pull's XREAD: as a string, it would make every XREAD
+    fail. It is left out until the next resume, and machines that join are seen through the set of origins."""
+    a, b = machines(tmp_path)
+    with redis.Redis.from_url(redis_url) as client:
+        client.set(LAYOUT.joined(a.id), "planted")
+    a.publish("message.broadcast", {"text": "from a"}, sender="alice")
+    b.publish("message.broadcast", {"text": "from b"}, sender="bob")
+    one, two = Replicator(a, RedisStreams(redis_url)), Replicator(b, RedisStreams(redis_url))
+    with caplog.at_level(logging.WARNING, logger="popkit_power.replication"):
+        sync(one, two)
+    assert "machines that join are seen with the set of origins only" in caplog.text
+    assert [e["data"]["text"] for e in events(a) if e["origin"] == b.origin] == ["from b"]
+    assert [e["data"]["text"] for e in events(b) if e["origin"] == a.origin and e["type"] == "message.broadcast"] == [
+        "from a"]
