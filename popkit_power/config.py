@@ -57,9 +57,10 @@ MAX_GLOB_CHARS = 500
 
 #: Upper bounds, for the settings that have one: a reply over 10,000 characters reaches the model only as a preview
 #: (Claude Code's cap on additionalContext); a similarity above 1 can never be met; a channel cap past 10^9 would
-#: not reach Redis intact through Lua's numbers.
+#: not reach Redis intact through Lua's numbers; a record over 2 MiB, with the copies its effects make, could not be
+#: pushed to Upstash (10 MB a request; replication/outbox.py).
 MAXIMUMS: dict[str, float] = {"context_max_chars": 9000, "insight_similarity_threshold": 1,
-                               "redis_channel_maxlen": 1_000_000_000}
+                               "redis_channel_maxlen": 1_000_000_000, "max_record_bytes": 2 * 1024 * 1024}
 
 CONFIG_FILE = "config.json"
 _INFINITY = float("inf")

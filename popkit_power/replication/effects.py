@@ -78,35 +78,68 @@ def effects(event: dict[str, Any], layout: RedisLayout) -> list[Command]:
     return commands
 
 
-def push_args(events: list[dict[str, Any]], bodies: list[str], after: int, layout: RedisLayout,
-              channel_maxlen: int) -> list[str | int]:
-    """The push script's ARGV (scripts.py) for a batch of this origin's events (serialized as `bodies`,
-    positions.body) pushed after seq `after`: four
-    words, then the whole batch as one string. Per event: a header `<seq> <body bytes> <channel bytes> <type bytes>
-    <sender bytes> <commands>:`, those four texts one after the other, then per effect command its words as
-    `<bytes>:<word>`, the first being the number of words.
+class BatchText:
+    """The push script's batch (scripts.py), built an event at a time: its ARGV is four words and the whole batch as
+    one string. Per event: a header `<seq> <body bytes> <channel bytes> <type bytes> <sender bytes> <commands>:`,
+    those four texts one after the other, then per effect command its words as `<bytes>:<word>`, the first being
+    the number of words. `size` is the string's length in bytes, so that a batch can stay under a request limit.
 
     One string rather than ~17 arguments an event: a client packs each argument of a command separately (redis-py
     in Python, ~1 us each), which was more than half of a push's time (tools/BENCHMARKS.md, "Where a push's time
     goes"); the script cuts the string with one string.match per event and string.sub, in C."""
-    parts: list[str] = []
-    add = parts.append
-    channels: dict[str, str] = {}
-    for event, pushed in zip(events, bodies, strict=True):
-        channel = channels.get(event["ch"]) or channels.setdefault(event["ch"], layout.channel_stream(event["ch"]))
+
+    __slots__ = ("_channels", "_parts", "_sizes", "count", "layout", "size")
+
+    def __init__(self, layout: RedisLayout) -> None:
+        self.layout = layout
+        self.count = self.size = 0
+        self._parts: list[str] = []
+        self._sizes: list[tuple[int, int]] = []  # per event: where its parts begin, its bytes
+        self._channels: dict[str, str] = {}
+
+    def add(self, event: dict[str, Any], body: str) -> None:
+        """Add `event`, serialized as `body` (positions.body)."""
+        parts, begin = self._parts, len(self._parts)
+        channel = self._channels.get(event["ch"]) or self._channels.setdefault(
+            event["ch"], self.layout.channel_stream(event["ch"]))
         kind, sender = str(event["type"]), str(event["from"])
-        commands = effects(event, layout)
-        add(f"{event['seq']} {_size(pushed)} {_size(channel)} {_size(kind)} {_size(sender)} {len(commands)}:")
-        add(pushed)
-        add(channel)
-        add(kind)
-        add(sender)
+        commands = effects(event, self.layout)
+        sizes = (_size(body), _size(channel), _size(kind), _size(sender))
+        header = f"{event['seq']} {sizes[0]} {sizes[1]} {sizes[2]} {sizes[3]} {len(commands)}:"
+        parts.append(header)
+        parts += (body, channel, kind, sender)
+        added = len(header) + sum(sizes)
         for command in commands:
-            add(f"{len(str(len(command)))}:{len(command)}")
+            count = f"{len(str(len(command)))}:{len(command)}"
+            parts.append(count)
+            added += len(count)
             for word in command:
-                add(f"{_size(word)}:{word}")
-    origin = str(events[0]["origin"]) if events else ""
-    return [after, len(events), origin, channel_maxlen, "".join(parts)]
+                prefix = f"{_size(word)}:"
+                parts.append(prefix + word)
+                added += len(prefix) + _size(word)
+        self._sizes.append((begin, added))
+        self.count += 1
+        self.size += added
+
+    def drop_last(self) -> None:
+        """Take the last event added out again (it made the batch too large)."""
+        begin, added = self._sizes.pop()
+        del self._parts[begin:]
+        self.count -= 1
+        self.size -= added
+
+    def args(self, after: int, origin: str, channel_maxlen: int) -> list[str | int]:
+        """The script's ARGV: pushed after seq `after` (the last one the server holds), for `origin`."""
+        return [after, self.count, origin, channel_maxlen, "".join(self._parts)]
+
+
+def push_args(events: list[dict[str, Any]], bodies: list[str], after: int, layout: RedisLayout,
+              channel_maxlen: int) -> list[str | int]:
+    """The push script's ARGV for a batch of this origin's events (serialized as `bodies`) pushed after `after`."""
+    text = BatchText(layout)
+    for event, pushed in zip(events, bodies, strict=True):
+        text.add(event, pushed)
+    return text.args(after, str(events[0]["origin"]) if events else "", channel_maxlen)
 
 
 def _size(word: str) -> int:

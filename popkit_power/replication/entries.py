@@ -16,6 +16,7 @@ import orjson
 
 from .. import codec
 from ..errors import ProtocolError, ReplicationError
+from ..keys import ARBITER
 from ..protocol import validate
 from ..timestamps import utc_now
 from .positions import NOT_PUSHED
@@ -133,3 +134,16 @@ def not_streams(sources: list[str], streams: list[str], announced: list[str],
             log.warning("%s holds a %s, not a stream: origin %s is not pulled until it is one", stream, kind, origin)
             refused.add(origin)
     return refused, announcing
+
+
+MAX_JOINED_PER_READ = 100  # machines taken from one read of the set or the joined stream (the rest at later reads)
+
+
+def newly_joined(members: list[Any], announced: set[str], known: set[str]) -> set[str]:
+    """The origins the server's set of origins and the joined stream name that are not `known` yet: only names an
+    origin can have (no whitespace or control characters, at most 200 characters, not the arbiter's), and at most
+    MAX_JOINED_PER_READ of them, so that planted names can neither make a read unbounded nor a key unusable."""
+    found = sorted({name for name in [*members, *announced] if isinstance(name, str)} - known)
+    plausible = [name for name in found if 0 < len(name) <= 200 and name != ARBITER
+                 and not any(char.isspace() or not char.isprintable() for char in name)]
+    return set(plausible[:MAX_JOINED_PER_READ])

@@ -1,5 +1,5 @@
 """What the push sends next: this origin's unpushed events, read from the local journal a batch at a time, with the
-push script's arguments built for them (effects.push_args).
+push script's arguments built for them (effects.BatchText).
 
 Two things keep a long push (a backlog after a restart, a machine that was offline) from costing more than it must:
 
@@ -21,15 +21,16 @@ from typing import Any
 from ..errors import PowerModeError
 from ..journal import Journal, JournalReader, Position
 from ..keys import RedisLayout
-from .effects import push_args
+from .effects import BatchText
 from .positions import body
 
 log = logging.getLogger("popkit_power.replication")
 
-#: A batch ends once its bodies reach this many characters (at least one event goes, however large): Upstash refuses
-#: a request over 10 MB whole, every time it is sent again. In the request a character is about 1.2 bytes for an
-#: ASCII envelope (its quotes escaped once more) and at most 4 (text that is all emoji), so 8 MB at worst.
-MAX_BATCH_CHARS = 2_000_000
+#: A batch's string (effects.BatchText) ends before it would pass this many bytes, unless it holds one event alone:
+#: Upstash refuses a request over 10 MB whole, every time it is sent again, and in the request's JSON a byte of the
+#: string is at most two (a quote or backslash escaped once more). One event is at most `max_record_bytes` (2 MiB at
+#: most) plus the copies its effects make of its text.
+MAX_BATCH_BYTES = 4_000_000
 
 
 @dataclass
@@ -91,16 +92,20 @@ class Outbox:
         self._reading = None
         origin, size = self.origin, self.size
         events: list[dict[str, Any]] = []
-        bodies: list[str] = []
-        total = 0
+        text = BatchText(self.layout)
+        end = reader.position.copy()
         for event in events_from:
             if event.get("origin") == origin and "oseq" not in event and event["seq"] > after:
+                text.add(event, body(event))
+                if text.size > MAX_BATCH_BYTES and events:  # this one goes first in the next batch
+                    text.drop_last()
+                    break  # the reader is past it: the next batch is read from `end` by a new one
                 events.append(event)
-                bodies.append(pushed := body(event))
-                total += len(pushed)
-                if len(events) >= size or total >= MAX_BATCH_CHARS:
+                if len(events) >= size or text.size >= MAX_BATCH_BYTES:
                     self._reading = (reader, events_from)
+                    end = reader.position.copy()
                     break
-        args = push_args(events, bodies, after, self.layout, self.channel_maxlen) if events else []
-        full = len(events) >= size or total >= MAX_BATCH_CHARS
-        return Batch(start.copy(), after, events, reader.position.copy(), args, full)
+            end = reader.position.copy()
+        args = text.args(after, origin, self.channel_maxlen) if events else []
+        full = len(events) >= size or text.size >= MAX_BATCH_BYTES or end != reader.position
+        return Batch(start.copy(), after, events, end, args, full)

@@ -13,13 +13,20 @@ side file: one pass over the journal (flat memory: only what the server lost is 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import codec
-from ..keys import ARBITER
+from ..errors import ReplicationError
+from ..keys import ARBITER, RedisLayout
 from ..reader import Position
 from ..session import Session
+from .scripts import RESTORE
+from .transport import ReplyError, Script, Transport
+
+log = logging.getLogger("popkit_power.replication")
+_RESTORE = Script(RESTORE)
 
 FRAMING = ("seq", "crc", "more")  # the journal's own fields, never pushed
 PULLED = ("oseq", "rts")  # what pulling adds to an event, never taken from a server's entry
@@ -92,3 +99,19 @@ def restore_args(decisions: list[dict[str, Any]]) -> list[str | int]:
         data = event["data"]
         args += [event["oseq"], body(event), data["contest"], str(data.get("event"))]
     return args
+
+
+def put_back(transport: Transport, layout: RedisLayout, session_id: str, decisions: list[dict[str, Any]],
+             batch: int, timeout: float) -> int:
+    """Put back the arbiter's decisions the server lost (this journal holds them), before any claim is pushed again:
+    a claim's contest then stays decided as every machine already knows it. The number put back (the stream may
+    hold some already: another machine put them back first)."""
+    keys = [layout.origin_stream(session_id, ARBITER), layout.contests(session_id), layout.arbiter_counter(session_id)]
+    restored = 0
+    for start in range(0, len(decisions), batch):
+        reply = _RESTORE.run(transport, keys, restore_args(decisions[start:start + batch]), timeout=timeout)
+        if isinstance(reply, ReplyError):
+            raise ReplicationError(f"putting back the arbiter's decisions: the server answered {reply}")
+        restored += int(reply)
+    log.warning("the server had lost %s of the arbiter's decisions; put back %s", len(decisions), restored)
+    return restored

@@ -7,10 +7,11 @@ trusted from a side file (positions.py):
   batches, through one script call each (scripts.py), the next full batch read while the server runs one
   (outbox.py). Where to start is the stream's last entry, when it is this machine's: a resent batch, a timeout
   after the server applied it, a crash between send and acknowledgement, or a restart on either side makes the
-  server skip what it has, so nothing is duplicated or lost there. Each batch
-  names the seq the stream must hold already, so a server that lost data under a running replicator (a restart
-  without persistence: redis-py reconnects without a word) is noticed and filled again, not left with a hole.
-- **Pull.** Each other origin's stream (the server's set of origins) and the arbiter's stream are read from the
+  server skip what it has, so nothing is duplicated or lost there. Each batch names the seq the stream must hold
+  already, so a server that lost data under a running replicator (a restart without persistence: redis-py
+  reconnects without a word) is noticed and filled again, not left with a hole.
+- **Pull.** Each other origin's stream (the server's set of origins, and the stream announcing the machines that
+  join, read by the same XREAD) and the arbiter's stream are read from the
   highest `oseq` of that origin in the local journal, found by reading the journal once at start; a pulled event is
   appended with its `origin`, its `oseq`, `rts` (when this machine received it, by its own clock) and everything
   else as it was, and is never pushed back. One replicator per session (a lease, `replicator.lock`) makes this
@@ -41,11 +42,11 @@ from ..journal import Position
 from ..keys import ARBITER, RedisLayout
 from ..session import Session
 from . import polling
-from .entries import announcements, last_seq, not_streams, pulled_event, taken_back, top_body
+from .entries import announcements, last_seq, newly_joined, not_streams, pulled_event, taken_back, top_body
 from .outbox import Batch, Outbox
 from .polling import poll_loop
-from .positions import decided_contest, restore_args, scan
-from .scripts import BEHIND, LAST_IDS, PUSH, RESTORE
+from .positions import decided_contest, put_back, scan
+from .scripts import BEHIND, LAST_IDS, PUSH
 from .status_file import STATUS_FILE as STATUS_FILE  # status.py and tools read them from here
 from .status_file import read_status as read_status
 from .status_file import write_status
@@ -56,7 +57,7 @@ log = logging.getLogger("popkit_power.replication")
 BLOCK_MS = 1000  # a blocking read returns at least this often, so a stop is seen within a second
 MIN_BACKOFF, MAX_BACKOFF = 1.0, 60.0
 QUIET_TYPES = frozenset({"coordinator.status"})  # local events that do not wake an Upstash replicator
-_PUSH_SCRIPT, _RESTORE_SCRIPT = Script(PUSH), Script(RESTORE)
+_PUSH_SCRIPT = Script(PUSH)
 
 
 class Replicator:
@@ -112,18 +113,20 @@ class Replicator:
             [["XINFO", "STREAM", self.stream], ["XREVRANGE", self.stream, "+", "-", "COUNT", 1],
              ["XINFO", "STREAM", self.arbiter_stream], ["SADD", origins_key, self.origin], ["SMEMBERS", origins_key]],
             timeout=self.timeout)
+        joined = self.layout.joined(self.session.id)
         if added == 1:  # new to the set: told to the machines whose polls do not read it (a crash here: they do later)
-            self.transport.execute([["XADD", self.layout.joined(self.session.id), "MAXLEN", "~", 1000, "*",
-                                     "origin", self.origin]], timeout=self.timeout)
+            [told] = self.transport.execute([["XADD", joined, "MAXLEN", "~", 1000, "*", "origin", self.origin]],
+                                            timeout=self.timeout)
+            if isinstance(told, ReplyError):
+                log.warning("could not announce this machine on %s (%s): others see it in the set", joined, told)
         try:
             on_server, self._push_refused = last_seq(info, self.stream), None
         except ReplicationError as error:  # this machine's stream name is taken: no push, but the pull goes on
             on_server, self._push_refused = self.pushed_seq, str(error)
         arbiter_held = last_seq(arbiter, None)
-        self.origins |= {member for member in members if isinstance(member, str) and member != self.origin} \
-            if isinstance(members, list) else set()
+        self.origins |= newly_joined(members if isinstance(members, list) else [], set(), {self.origin})
         self._refused.clear()
-        self._announced_at = self._announced_at or "0-0"
+        self._announced_at = "0-0"  # read again (short): a stream deleted or planted ahead must not hide joiners
         if self._scanned and on_server == self.pushed_seq and arbiter_held >= self._appended.get(ARBITER, 0):
             self._resumed = True
             return
@@ -132,25 +135,11 @@ class Replicator:
             log.warning("the last entry of %s is not this machine's event %s: pushing again from the start (what the "
                         "server holds is skipped, what this machine never wrote dropped)", self.stream, on_server)
         if found.lost_decisions:
-            self._restore(found.lost_decisions)
+            put_back(self.transport, self.layout, self.session.id, found.lost_decisions, self.batch, self.timeout)
         self.pushed_seq, self._push_from = found.pushed_seq, found.push_from
         self._appended, self._contests = found.appended, found.contests
         self.imported = dict(found.appended)
         self._scanned = self._resumed = True
-
-    def _restore(self, decisions: list[dict[str, Any]]) -> None:
-        """Put back the arbiter's decisions the server lost (they are in this journal), before any claim is pushed
-        again: a claim's contest then stays decided as every machine already knows it."""
-        keys = [self.arbiter_stream, self.layout.contests(self.session.id),
-                self.layout.arbiter_counter(self.session.id)]
-        restored = 0  # the stream may hold some: another machine put them back first
-        for start in range(0, len(decisions), self.batch):
-            reply = _RESTORE_SCRIPT.run(self.transport, keys, restore_args(decisions[start:start + self.batch]),
-                                        timeout=self.timeout)
-            if isinstance(reply, ReplyError):
-                raise ReplicationError(f"putting back the arbiter's decisions: the server answered {reply}")
-            restored += int(reply)
-        log.warning("the server had lost %s of the arbiter's decisions; put back %s", len(decisions), restored)
 
     @property
     def pushed_through(self) -> int:
@@ -204,7 +193,13 @@ class Replicator:
     def pull_once(self, block_ms: int | None = None, *, with_members: bool = True) -> int:
         """Read what the other origins and the arbiter added since the journal's positions and append it; the
         number of events appended. `block_ms` waits that long for something new (Redis only). Without `with_members`,
-        the server's set of origins is not read (Upstash's polls read it at every `polling.MEMBERS_EVERY`th)."""
+        the server's set of origins is not read (Upstash's polls read it at every `polling.MEMBERS_EVERY`th). Machines
+        that joined since are read at once, in one more read (any it names in turn, at the next call)."""
+        pulled, joined = self._pull(block_ms, with_members)
+        return pulled + (self._pull(None, False)[0] if joined else 0)
+
+    def _pull(self, block_ms: int | None, with_members: bool) -> tuple[int, bool]:
+        """One read: the events appended, and whether it learned of machines that joined."""
         if not self._resumed:
             self.resume()
         origins_key = self.layout.origins(self.session.id)
@@ -227,7 +222,7 @@ class Replicator:
         if isinstance(found, ReplyError):
             if found.code == "WRONGTYPE":
                 self._refuse_non_streams(sources, streams, announced)
-                return 0
+                return 0, False
             raise ReplicationError(f"XREAD answered {found}")
         found, heard_of, at = announcements(found or [], announced[0] if announced else "")
         self._announced_at = at or self._announced_at
@@ -236,13 +231,9 @@ class Replicator:
             log.warning("this machine is missing from %s: the server lost the session's data (a restart without "
                         "persistence?); working out again what to push", origins_key)
             self._resumed = False
-        joined = {member for member in members if isinstance(member, str) and member != self.origin} \
-            if isinstance(members, list) else set()
-        joined = (joined | heard_of) - self.origins - {self.origin}
-        if joined:  # a machine that joined since: read its stream now rather than after the next wait
-            self.origins |= joined
-            pulled += self.pull_once()
-        return pulled
+        joined = newly_joined(members if isinstance(members, list) else [], heard_of, self.origins | {self.origin})
+        self.origins |= joined
+        return pulled, bool(joined)
 
     def _refuse_non_streams(self, sources: list[str], streams: list[str], announced: list[str]) -> None:
         """XREAD refused a key that is not a stream: find which, and read the others without it."""
@@ -308,8 +299,8 @@ class Replicator:
     def start(self) -> None:
         """Replicate in background threads until `stop`. Once stopped, a replicator is not started again (its
         transport is closed with it): a new one picks up where this one ended."""
-        if self._stop.is_set():
-            raise ReplicationError("this replicator was stopped: make a new Replicator to replicate again")
+        if self._stop.is_set() or self._threads:
+            raise ReplicationError("this replicator is running or was stopped: one start, then a new Replicator")
         self._watch = JournalWatch(self.session.journal.directory)
         loops = [self._push_loop, self._pull_loop] if self.transport.blocking_reads else [self._poll]
         for loop in loops:
@@ -358,7 +349,9 @@ class Replicator:
         """Run one step; on a failure note it, back off, and return 0."""
         try:
             moved = work()
-        except (TransportError, PowerModeError, OSError) as error:
+        except Exception as error:  # anything else too, logged with its traceback: a loop must not die
+            if not isinstance(error, (TransportError, PowerModeError, OSError)):
+                log.exception("replication: unexpected failure")
             self._failed(error)
             return 0
         self.stats.update(last_ok=self.clock(), backoff_until=None)

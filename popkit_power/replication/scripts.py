@@ -17,6 +17,9 @@ written:
   body for body. Anything else at or after that id was not written by this origin's replicator (the only writer of
   the stream, pushing in order): it is removed, the stream's last id is set back (XSETID; where the server has no
   XSETID, the stream is rebuilt from the entries before it), and the event is added. The reply counts them.
+- The arbiter's counter and contests must be able to take a claim's decision (a key planted there with another
+  type): else the script stops before the claim's event, answering `POPKIT-ARBITER-KEYS`, so that the claim is
+  pushed, and decided, once the key is deleted rather than pushed undecided for good.
 - A decision number the arbiter's stream already passed (an entry planted there) moves the counter past it; one
   that cannot be written at all (a planted id at the largest number there is) is counted as undecided.
 
@@ -24,7 +27,7 @@ A new event's channel stream entry (the original layout's `pop:<channel>`: field
 written here rather than sent as a command of its own, capped near ARGV[4] entries (`MAXLEN ~`; 0: not capped).
 
 ARGV: `after`, the number of events, the origin, the channel streams' cap, and the batch as one string
-(effects.push_args): per event a header of its seq, the lengths of its body, channel stream, type and sender, and
+(effects.BatchText): per event a header of its seq, the lengths of its body, channel stream, type and sender, and
 its number of effect commands; those four texts; then per command its words, length-prefixed. Returns {new,
 already there, foreign entries removed, undecided contests, refused writes}.
 
@@ -37,6 +40,7 @@ made, and stop every later push at the same key.
 from __future__ import annotations
 
 BEHIND = "POPKIT-BEHIND"
+ARBITER_KEYS = "POPKIT-ARBITER-KEYS"
 
 _LAST_ID = """
 local function last_id(key)
@@ -95,6 +99,21 @@ for _ = 1, count do
   start, stop = stop, stop + n_sender
   local sender = sub(batch, start, stop - 1)
   at = stop
+  local effects = {}
+  for c = 1, tonumber(commands) do
+    local command = {}
+    for w = 1, tonumber(word()) do command[w] = word() end
+    effects[c] = command
+    if command[1] == 'CONTEST' then  -- the arbiter's keys must take the decision, or nothing of the event is written
+      for _, check in ipairs({{'INCRBY', command[5], 0}, {'HLEN', command[2]}}) do
+        local answer = redis.pcall(unpack(check))
+        if type(answer) == 'table' and answer.err then
+          return redis.error_reply('""" + ARBITER_KEYS + """ ' .. check[2] ..
+            ' cannot hold the decisions of the arbiter (' .. answer.err .. '): delete it; claims wait until then')
+        end
+      end
+    end
+  end
   local id = seq .. '-0'
   local fresh = tonumber(seq) > held  -- past the stream's last id before the batch (the batch's seqs rise)
   if fresh then
@@ -128,9 +147,7 @@ for _ = 1, count do
   else
     old = old + 1
   end
-  for _ = 1, tonumber(commands) do
-    local command = {}
-    for w = 1, tonumber(word()) do command[w] = word() end
+  for _, command in ipairs(effects) do
     if fresh then
       if command[1] == 'CONTEST' then
         if redis.call('HSETNX', command[2], command[3], command[4]) == 1 then

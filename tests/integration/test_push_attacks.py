@@ -12,13 +12,16 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from test_replication import LAYOUT, assert_exactly_once, events, join, sync
+from conftest import TOKEN
+from test_replication import LAYOUT, assert_exactly_once, chatter, events, join, sync
 
 from popkit_power import codec
 from popkit_power.config import load_config
 from popkit_power.errors import ConfigError, PowerModeError
+from popkit_power.keys import ARBITER
 from popkit_power.replication.redis_streams import RedisStreams
 from popkit_power.replication.replicator import Replicator
+from popkit_power.replication.upstash_rest import UpstashRest
 from popkit_power.session import Session, start_session
 
 
@@ -156,3 +159,106 @@ def test_a_joined_stream_planted_with_another_type_does_not_stop_the_pull(redis_
     assert [e["data"]["text"] for e in events(a) if e["origin"] == b.origin] == ["from b"]
     assert [e["data"]["text"] for e in events(b) if e["origin"] == a.origin and e["type"] == "message.broadcast"] == [
         "from a"]
+
+
+# -- the second attack (the joined stream, the batch's bytes, the arbiter's keys, start) -----------------------------
+
+def test_a_thousand_planted_announcements_neither_recurse_nor_flood_the_origins(redis_url: str, tmp_path: Path) -> None:
+    """A pull used to call itself once per read that named new machines: 1,200 planted entries with a batch of one
+    event passed Python's recursion limit and killed the pull thread. Now one more read at most, at most 100 new
+    origins a read, and only names an origin can have."""
+    a, b = machines(tmp_path, replication_batch_events=1)
+    with redis.Redis.from_url(redis_url) as client:
+        pipe = client.pipeline(transaction=False)
+        for n in range(1200):
+            pipe.xadd(LAYOUT.joined(a.id), {"origin": f"fake-{n}"})
+        for name in ("with space", "arbiter", "x" * 300, "tab\\there"):
+            pipe.xadd(LAYOUT.joined(a.id), {"origin": name.replace("\\\\t", "\\t")})
+        pipe.execute()
+    one = Replicator(a, RedisStreams(redis_url))
+    for _ in range(30):
+        one.pull_once(with_members=False)
+    assert len(one.origins) <= 100 * 31 and not {"with space", "arbiter", "x" * 300} & one.origins
+    write_b = Replicator(b, RedisStreams(redis_url))
+    b.publish("message.broadcast", {"text": "real"}, sender="bob")
+    write_b.push_once()
+    sync(one, write_b)
+    assert [e["data"]["text"] for e in events(a) if e["origin"] == b.origin] == ["real"]
+
+
+def test_effect_copies_of_emoji_text_stay_under_upstash_s_request_limit(bridge: Any, tmp_path: Path) -> None:
+    """A batch is bounded by the bytes of its whole string, effects' copies included: nine insights of 250,000 emoji
+    each (the text once in the body and once in its pattern's hash) made one request of ~18 MB, refused whole by
+    Upstash every time it was sent again."""
+    a, b = machines(tmp_path)
+    for n in range(9):
+        a.publish("insight.shared", {"text": f"{n}" + "\U0001F600" * 250_000, "tags": []}, sender="alice:main")
+    one, two = Replicator(a, UpstashRest(bridge.url, TOKEN)), Replicator(b, UpstashRest(bridge.url, TOKEN))
+    sync(one, two, rounds=20)
+    assert len([e for e in events(b) if e["type"] == "insight.shared"]) == 9
+    assert_exactly_once(one.transport, [a, b])
+
+
+def test_a_planted_arbiter_counter_holds_claims_back_until_it_is_deleted(redis_url: str, tmp_path: Path) -> None:
+    """The counter planted as text made the decision fail after the claim was on its stream: pushed, never decided,
+    on any machine. Now the push stops before the claim, says which key to delete, and decides it after."""
+    a, b = machines(tmp_path)
+    with redis.Redis.from_url(redis_url) as client:
+        client.set(LAYOUT.arbiter_counter(a.id), "planted")
+    a.publish("task.created", {"task": "t1", "title": "t"}, sender="alice:main")
+    a.publish("task.claimed", {"task": "t1", "round": 0}, sender="alice:main")
+    one, two = Replicator(a, RedisStreams(redis_url)), Replicator(b, RedisStreams(redis_url))
+    with pytest.raises(PowerModeError, match=f"{LAYOUT.arbiter_counter(a.id)} cannot hold the decisions"):
+        while one.push_once():
+            pass
+    with redis.Redis.from_url(redis_url) as client:
+        client.delete(LAYOUT.arbiter_counter(a.id))
+    one._resumed = False
+    sync(one, two)
+    decided = [e for e in events(b) if e["origin"] == ARBITER]
+    assert [(e["type"], e["data"]["agent"]) for e in decided] == [("arbiter.decided", "alice:main")]
+
+
+def test_a_joined_stream_deleted_behind_its_readers_announces_again_after_a_resume(redis_url: str,
+                                                                                  tmp_path: Path) -> None:
+    """An entry planted far ahead and then deleted leaves a reader's cursor above every later id: it reads the stream
+    from its start again at every resume (after any failure), and the set of origins tells meanwhile."""
+    a, b = machines(tmp_path)
+    one = Replicator(a, RedisStreams(redis_url))
+    one.push_once()
+    with redis.Redis.from_url(redis_url) as client:
+        client.xadd(LAYOUT.joined(a.id), {"origin": a.origin}, id="99999999999999-0")
+    one.pull_once(with_members=False)
+    with redis.Redis.from_url(redis_url) as client:
+        client.delete(LAYOUT.joined(a.id))
+    chatter(b, "bob", 3)
+    Replicator(b, RedisStreams(redis_url)).push_once()
+    assert one.pull_once(with_members=False) == 0, "the cursor is past b's announcement"
+    one._resumed = False
+    assert one.pull_once(with_members=False) == 3
+
+
+def test_a_joined_stream_at_the_largest_id_is_said_and_the_set_still_tells(redis_url: str, tmp_path: Path,
+                                                                           caplog: pytest.LogCaptureFixture) -> None:
+    a, b = machines(tmp_path)
+    with redis.Redis.from_url(redis_url) as client:
+        client.xadd(LAYOUT.joined(a.id), {"origin": "nobody"}, id="18446744073709551615-18446744073709551615")
+    one = Replicator(a, RedisStreams(redis_url))
+    one.push_once()
+    chatter(b, "bob", 3)
+    with caplog.at_level(logging.WARNING, logger="popkit_power.replication"):
+        Replicator(b, RedisStreams(redis_url)).push_once()
+    assert "could not announce this machine" in caplog.text
+    assert one.pull_once(with_members=True) == 3
+
+
+def test_a_replicator_is_started_once(redis_url: str, tmp_path: Path) -> None:
+    """Two start() calls ran two pull loops that appended every event twice."""
+    a, _ = machines(tmp_path)
+    one = Replicator(a, RedisStreams(redis_url))
+    one.start()
+    try:
+        with pytest.raises(PowerModeError, match="one start"):
+            one.start()
+    finally:
+        one.stop()

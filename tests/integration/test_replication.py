@@ -222,7 +222,7 @@ def test_a_stopped_replicator_is_not_started_again_in_silence(machines: tuple[Se
     replicator = Replicator(a, MemoryTransport())
     replicator.start()
     replicator.stop()
-    with pytest.raises(ReplicationError, match="make a new Replicator"):
+    with pytest.raises(ReplicationError, match="one start, then a new Replicator"):
         replicator.start()
 
 
