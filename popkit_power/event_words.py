@@ -175,6 +175,9 @@ _WORDS: dict[str, Any] = {
     "arbiter.decided": lambda e, d, b: (f"decided between machines: {_task(d, b)} goes to {_agent_of(d, b)}, "
                                         f"whose claim the server saw first" if d.get("type") == "task.claimed"
                                         else f"decided {clean(d.get('contest'), 100)}"),
+    "arbiter.ordered": lambda e, d, b: (f"placed {clean(d.get('type'), 40)} of {_task(d, b)} "
+                                        f"(from {clean(d.get('origin'), 60)}) at {e.get('oseq')} in the order of all "
+                                        f"machines' task changes"),
     "file.conflict": lambda e, d, b: (f"edit conflict on {clean(d.get('file'), 100)}: "
                                       + ", ".join(b.name(k) for k in (d.get("agents") or [])[:8])),
 }

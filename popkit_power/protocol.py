@@ -78,6 +78,8 @@ EVENT_TYPES: dict[str, tuple[str, dict[str, tuple[str, bool]]]] = {
     "arbiter.decided": (COORDINATOR, {"contest": (_STR, True), "event": (_STR, True), "type": (_STR, True),
                                       "task": (_STR, False), "agent": (_STR, False), "origin": (_STR, False),
                                       "claim_seq": (_INT, False)}),
+    "arbiter.ordered": (COORDINATOR, {"event": (_STR, True), "task": (_STR, True), "type": (_STR, True),
+                                      "origin": (_STR, True), "seq": (_INT, True)}),
 }
 
 #: The human's answers to an approval request: only the human sends them (provenance.py, hook/inbox.py).

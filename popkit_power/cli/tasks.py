@@ -25,7 +25,6 @@ from ..errors import SessionError
 from ..keys import HUMAN, new_result_task_id, new_task_id
 from ..lease import held
 from ..projector import FINISHED_TASK_STATES, State
-from ..replication.effects import contest_of
 from ..roster import (
     agent_label,
     check_claim,
@@ -92,10 +91,11 @@ def claim(task_name: str, sender: str | None) -> None:
     data = {"task": task_id, "round": state["tasks"][task_id]["attempts"]}
     appended = session.publish("task.claimed", data, sender=who)
     # Which claim won is what the journal says as of this claim, whatever was appended after it; with machines
-    # replicating, what the arbiter decided between them.
+    # replicating, what the journal says once the server has placed the claim in the order of all machines' task
+    # changes (fold/tasks.py).
     through = appended.first_seq
     if held(session.dir, "replicator"):
-        decided = _decision(session, position, contest_of(task_id, data), session.config.replication_timeout_seconds)
+        decided = _placed(session, position, appended.first_seq, session.config.replication_timeout_seconds)
         if decided is None:
             click.echo(f"the other machines have not confirmed the claim within "
                        f"{session.config.replication_timeout_seconds:g} s (is the replicator behind? see status); "
@@ -106,8 +106,9 @@ def claim(task_name: str, sender: str | None) -> None:
     click.echo(f"task {shown(task_id)} is yours (seq {appended.first_seq})")
 
 
-def _decision(session: Session, position: Any, contest: str, timeout: float) -> int | None:
-    """The seq of the arbiter's decision of `contest` once the replicator has pulled it; None after `timeout`."""
+def _placed(session: Session, position: Any, claim_seq: int, timeout: float) -> int | None:
+    """The seq of the server's place for this machine's claim at `claim_seq` (`arbiter.ordered`) once the replicator
+    has pulled it; None after `timeout`."""
     import time
 
     from ..follow import JournalWatch
@@ -119,7 +120,8 @@ def _decision(session: Session, position: Any, contest: str, timeout: float) -> 
         while True:
             for event in reader:
                 data = event.get("data") or {}
-                if event.get("type") == "arbiter.decided" and data.get("contest") == contest:
+                if (event.get("type") == "arbiter.ordered" and data.get("origin") == session.origin
+                        and data.get("seq") == claim_seq):
                     return int(event["seq"])
             left = deadline - time.monotonic()
             if left <= 0:

@@ -66,7 +66,7 @@ def _heartbeat(state: State, event: Event, data: dict[str, Any], rules: Rules) -
     for path in data.get("files_touched") or ():
         if isinstance(path, str):
             remember_recent(agent["files_touched"], path, rules.max_files_per_agent)
-    if "current_task" in data:
+    if "current_task" in data and not state.get("ordered"):  # with machines in the server's order, fold/tasks.py says
         agent["current_task"] = data["current_task"]
     progress = data.get("progress")
     if isinstance(progress, (int, float)) and not isinstance(progress, bool):

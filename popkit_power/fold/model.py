@@ -57,7 +57,7 @@ def new_state() -> State:
             "finished": {}, "orphans": [], "insights": [], "approvals": {}, "answered": {}, "conflicts": [],
             "writes": {}, "coordinator": {"status": "none"}, "coordinators": {},
             "totals": {"tasks": {}, "approvals": {}},
-            "counts": {}}
+            "counts": {}, "task_logs": {}, "ordered": False}
 
 
 def keep_recent(kept: dict[str, Any], key: str, value: Any, totals: dict[str, int], status: str) -> None:

@@ -31,6 +31,10 @@ from ..protocol import make_event
 DAY_SECONDS = 86_400
 CONTEST = "CONTEST"  # not a Redis command: the push script's own step (scripts.py)
 UNSET = "UNSET"  # nor this: delete a key only while it holds the given value
+ORDER = "ORDER"  # nor this: number a task transition in the arbiter's order
+#: The task transitions the arbiter orders (fold/tasks.py applies a task's transitions in that order).
+ORDERED_TYPES = frozenset({"task.created", "task.claimed", "task.assigned", "task.released", "task.orphaned",
+                           "task.parked", "task.completed"})
 
 Command = list[str]
 
@@ -75,6 +79,8 @@ def effects(event: dict[str, Any], layout: RedisLayout) -> list[Command]:
         commands.append(["EXPIRE", key, str(DAY_SECONDS)])
     if kind == "task.claimed" and task:
         commands.append(_claim_contest(event, task, data, layout))
+    if kind in ORDERED_TYPES and task:
+        commands.append(_order(event, task, layout))
     return commands
 
 
@@ -151,6 +157,16 @@ def contest_of(task: str, data: dict[str, Any]) -> str:
     """The contest a claim of `task` enters: one per task and round."""
     round_number = data.get("round")
     return f"claim:{task}:{round_number if isinstance(round_number, int) else 0}"
+
+
+def _order(event: dict[str, Any], task: str, layout: RedisLayout) -> Command:
+    """The task transition's place in the one order of all machines' task transitions: the arbiter's next number,
+    under which an `arbiter.ordered` fact naming it is appended to the arbiter's stream."""
+    session = str(event.get("session"))
+    ordered = make_event("arbiter.ordered", {"event": event.get("id"), "task": task, "type": event.get("type"),
+                                             "origin": event.get("origin"), "seq": event.get("seq")},
+                         sender=ARBITER, session=session, origin=ARBITER)
+    return [ORDER, layout.arbiter_counter(session), layout.origin_stream(session, ARBITER), codec.dumps(ordered)]
 
 
 def _claim_contest(event: dict[str, Any], task: str, data: dict[str, Any], layout: RedisLayout) -> Command:

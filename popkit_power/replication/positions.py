@@ -7,8 +7,9 @@ side file: one pass over the journal (flat memory: only what the server lost is 
   what this machine never wrote (scripts.py).
 - **Pull.** Per origin, the highest `oseq` the journal holds; and the contests the arbiter decided, so that a
   decision is taken once per contest even when a server that lost its data decides one again.
-- **The arbiter's memory.** Decisions the journal holds beyond the server's arbiter stream (the server lost them) are
-  kept, to be put back (scripts.RESTORE) before anything is pushed again.
+- **The arbiter's memory.** Decisions and task transitions' places in the order that the journal holds beyond the
+  server's arbiter stream (the server lost them) are kept, to be put back (scripts.RESTORE) before anything is
+  pushed again.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ def scan(session: Session, origin: str, on_server: int, top_body: str | None, ar
                 contest = decided_contest(event)
                 if contest is not None:
                     found.contests.add(contest)
-                    if oseq > arbiter_held:
-                        found.lost_decisions.append(event)
+                if oseq > arbiter_held and (contest is not None or event.get("type") == "arbiter.ordered"):
+                    found.lost_decisions.append(event)
         elif event.get("origin") == origin:
             seq = event["seq"]
             if seq == on_server and top_body is not None and body(event) == top_body:
@@ -93,11 +94,12 @@ def decided_contest(event: dict[str, Any]) -> str | None:
 
 
 def restore_args(decisions: list[dict[str, Any]]) -> list[str | int]:
-    """scripts.RESTORE's ARGV for decisions pulled before the server lost them: number, body, contest, claim."""
+    """scripts.RESTORE's ARGV for the arbiter's facts pulled before the server lost them: number, body, contest (''
+    for a task transition's place in the order), claim."""
     args: list[str | int] = []
     for event in decisions:
         data = event["data"]
-        args += [event["oseq"], body(event), data["contest"], str(data.get("event"))]
+        args += [event["oseq"], body(event), str(data.get("contest") or ""), str(data.get("event"))]
     return args
 
 

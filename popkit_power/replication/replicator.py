@@ -164,7 +164,7 @@ class Replicator:
             if not quiet_too and all(event.get("type") in QUIET_TYPES for event in events):
                 return 0
             reply = self._send(batch)
-            if isinstance(reply, ReplyError) and reply.message.startswith(BEHIND) and attempt == 1:
+            if isinstance(reply, ReplyError) and BEHIND in reply.message.split()[:2] and attempt == 1:
                 log.warning("the server lost this machine's events (%s): pushing again what it lost", reply.message)
                 self._resumed = False
                 continue
@@ -289,8 +289,9 @@ class Replicator:
         return len(events)
 
     def _claim_missing(self, data: dict[str, Any], appended: dict[str, int]) -> bool:
-        """Whether the claim a decision settles is from another machine and not yet in the journal."""
-        where, seq = data.get("origin"), data.get("claim_seq")
+        """Whether the event an arbiter's fact settles (a decision's claim, an ordered transition) is from another
+        machine and not yet in the journal."""
+        where, seq = data.get("origin"), data.get("claim_seq", data.get("seq"))
         return isinstance(seq, int) and where in self.origins and seq > max(self._appended.get(where, 0),
                                                                              appended.get(where, 0))
 

@@ -3,9 +3,11 @@
 For each event, in order: XADD to the origin's stream under the id `<seq>-0`. If the server already holds that id
 (a resent batch, a retry after a timeout whose first try was applied), the XADD fails with "equal or smaller than the
 target stream top item" and the event is skipped whole. Only an event that was new runs its effects (effects.py):
-its channel stream entry, the original layout's keys, and its contest. A contest's first entrant wins: HSETNX records
-it, INCR numbers the decision, and the decision is appended to the arbiter's stream under that number, so every
-machine pulls it like any origin's event. Redis runs a script alone, so two machines' claims are ordered here, once.
+its channel stream entry, the original layout's keys, its contest, and, for a task transition, its place in the
+arbiter's order (an `arbiter.ordered` fact under the arbiter's next number). A contest's first entrant wins: HSETNX
+records it, INCR numbers the decision, and the decision is appended to the arbiter's stream under that number, so
+every machine pulls it like any origin's event. Redis runs a script alone, so two machines' claims and task
+transitions are ordered here, once.
 
 What the script does not take on trust, because the server may have lost data or hold entries nobody should have
 written:
@@ -17,9 +19,9 @@ written:
   body for body. Anything else at or after that id was not written by this origin's replicator (the only writer of
   the stream, pushing in order): it is removed, the stream's last id is set back (XSETID; where the server has no
   XSETID, the stream is rebuilt from the entries before it), and the event is added. The reply counts them.
-- The arbiter's counter and contests must be able to take a claim's decision (a key planted there with another
-  type): else the script stops before the claim's event, answering `POPKIT-ARBITER-KEYS`, so that the claim is
-  pushed, and decided, once the key is deleted rather than pushed undecided for good.
+- The arbiter's counter and contests must be able to take a task transition's number and a claim's decision (a
+  key planted there with another type): else the script stops before the event, answering `POPKIT-ARBITER-KEYS`,
+  so that it is pushed, and ordered or decided, once the key is deleted rather than pushed undecided for good.
 - A decision number the arbiter's stream already passed (an entry planted there) moves the counter past it; one
   that cannot be written at all (a planted id at the largest number there is) is counted as undecided.
 
@@ -104,13 +106,14 @@ for _ = 1, count do
     local command = {}
     for w = 1, tonumber(word()) do command[w] = word() end
     effects[c] = command
-    if command[1] == 'CONTEST' then  -- the arbiter's keys must take the decision, or nothing of the event is written
-      for _, check in ipairs({{'INCRBY', command[5], 0}, {'HLEN', command[2]}}) do
-        local answer = redis.pcall(unpack(check))
-        if type(answer) == 'table' and answer.err then
-          return redis.error_reply('""" + ARBITER_KEYS + """ ' .. check[2] ..
-            ' cannot hold the decisions of the arbiter (' .. answer.err .. '): delete it; claims wait until then')
-        end
+    local checks = {}  -- the arbiter's keys must take the decision, or nothing of the event is written
+    if command[1] == 'CONTEST' then checks = {{'INCRBY', command[5], 0}, {'HLEN', command[2]}} end
+    if command[1] == 'ORDER' then checks = {{'INCRBY', command[2], 0}} end
+    for _, check in ipairs(checks) do
+      local answer = redis.pcall(unpack(check))
+      if type(answer) == 'table' and answer.err then
+        return redis.error_reply('""" + ARBITER_KEYS + """ ' .. check[2] ..
+          ' cannot hold the decisions of the arbiter (' .. answer.err .. '): delete it; task changes wait until then')
       end
     end
   end
@@ -160,6 +163,15 @@ for _ = 1, count do
           local put = redis.pcall('XADD', command[6], number .. '-0', 'e', command[7])
           if type(put) == 'table' and put.err then undecided = undecided + 1 end
         end
+      elseif command[1] == 'ORDER' then
+        local number = redis.call('INCR', command[2])
+        local passed = last_id(command[3])
+        if number <= passed then
+          number = passed + 1
+          redis.call('SET', command[2], number)
+        end
+        local put = redis.pcall('XADD', command[3], number .. '-0', 'e', command[4])
+        if type(put) == 'table' and put.err then undecided = undecided + 1 end
       elseif command[1] == 'UNSET' then
         if redis.pcall('GET', command[2]) == command[3] then
           redis.call('DEL', command[2])
@@ -174,8 +186,9 @@ end
 return {new, old, removed, undecided, refused}
 """
 
-#: Put back into the arbiter's stream the decisions a machine pulled before the server lost them: KEYS the
-#: arbiter's stream, its contests and its counter; ARGV per decision its number, body, contest and winning claim.
+#: Put back into the arbiter's stream the facts (decisions, task transitions' places) a machine pulled before the
+#: server lost them: KEYS the arbiter's stream, its contests and its counter; ARGV per fact its number, body, contest
+#: ('' for a place in the order) and event.
 #: A number the stream holds already is left alone; the counter ends at least at the highest number put back, so
 #: later decisions come after every one that was known. Returns how many were put back.
 RESTORE = _LAST_ID + """
@@ -187,7 +200,7 @@ for at = 1, #ARGV, 4 do
     redis.call('XADD', stream, number .. '-0', 'e', ARGV[at + 1])
     restored = restored + 1
   end
-  redis.call('HSETNX', contests, ARGV[at + 2], ARGV[at + 3])
+  if ARGV[at + 2] ~= '' then redis.call('HSETNX', contests, ARGV[at + 2], ARGV[at + 3]) end
   if number > highest then highest = number end
 end
 if tonumber(redis.call('GET', counter) or '0') < highest then redis.call('SET', counter, highest) end
