@@ -70,6 +70,8 @@ def apply(state: State, event: Event, rules: Rules) -> State:
         counts["invalid"] = counts.get("invalid", 0) + 1
         return state
     counts[event_type] = counts.get(event_type, 0) + 1
+    if "oseq" in event and not state.get("ordered"):  # another machine's event: the server's order rules from here
+        tasks.start_ordering(state, rules)
     agent = state["agents"].get(sender)
     if agent is not None:
         agent["last_seen"] = event.get("ts")

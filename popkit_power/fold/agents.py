@@ -24,6 +24,7 @@ from .model import (
     State,
     cut,
 )
+from .ownership import current_tasks
 
 
 def agent_entry(state: State, key: str, ts: Any) -> dict[str, Any]:
@@ -33,6 +34,8 @@ def agent_entry(state: State, key: str, ts: Any) -> dict[str, Any]:
         agent = {"name": key, "status": AGENT_ACTIVE, "joined": ts, "last_seen": ts, "progress": None,
                  "current_task": None, "files_touched": [], "tool_counts": {}, "tool_calls": 0, "work_calls": 0,
                  "failures": 0, "last_message": None}
+        if state.get("ordered"):  # heard of after the server placed what it took (fold/ownership.py)
+            agent["current_task"] = current_tasks(state, [key])[key]
         state["agents"][key] = agent
     return agent
 

@@ -12,10 +12,13 @@ one place in one order (`arbiter.ordered`, replication/scripts.py), and this is 
   applied as it comes, as on one machine;
 - when a place shows that a task's transitions were applied out of the server's order, the task is taken out of
   the state and its log applied again in that order (the transitions not yet placed after the placed ones);
-- from the first place on (`ordered`), a claim wins only in the round it was made for (`round`, the task's attempts
-  when the claimant looked), as the server's contests decide; the contests' decisions change nothing more (the
-  order says the same); and an agent's `current_task` is the task it owns that it took last in the server's order,
-  not what its heartbeats say. On one machine no place ever comes, and nothing of this changes what it folds.
+- from the first event pulled from another machine on (`ordered`; places are pulled too), a claim wins only in the
+  round it was made for (`round`, the task's attempts when the claimant looked), as the server's contests decide;
+  the contests' decisions change nothing more (the order says the same); an agent's `current_task` is the task it
+  owns that it took last in the server's order, not what its heartbeats say; and finished tasks leave `finished`
+  by the server's order of their completions (before, every one that left was this machine's own, and had at
+  least MAX_FINISHED_KEPT of its own completions after it). On one machine nothing is ever pulled, and nothing of
+  this changes what it folds.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 from .agents import set_current_task
 from .model import (
+    MAX_FINISHED_KEPT,
     TASK_ASSIGNED,
     TASK_CLAIMED,
     TASK_COMPLETED,
@@ -38,6 +42,7 @@ from .model import (
     cut,
     keep_recent,
 )
+from .ownership import current_tasks, place
 
 
 def _task(state: State, task_id: Any, event: Event) -> dict[str, Any] | None:
@@ -127,11 +132,31 @@ def _completed(state: State, event: Event, data: dict[str, Any], rules: Rules) -
     set_current_task(state, task["owner"], None, unless=task_id)
     _drop_orphan(state, task_id)
     del state["tasks"][task_id]
-    keep_recent(state["finished"], task_id, {
-        "title": task["title"], "status": status, "owner": task["owner"], "completed_by": event.get("from"),
-        "result": cut(data.get("result")), "attempts": task["attempts"], "previous_owner": task.get("previous_owner"),
-        "parent": task["parent"], "created": task["created"],
-        "finished": event.get("ts")}, state["totals"]["tasks"], status)
+    finished = {"title": task["title"], "status": status, "owner": task["owner"], "completed_by": event.get("from"),
+                "result": cut(data.get("result")), "attempts": task["attempts"],
+                "previous_owner": task.get("previous_owner"), "parent": task["parent"], "created": task["created"],
+                "finished": event.get("ts")}
+    if not state.get("ordered"):
+        keep_recent(state["finished"], task_id, finished, state["totals"]["tasks"], status)
+        return
+    state["finished"][task_id] = finished  # kept by the server's order of completions, not by arrival
+    state["totals"]["tasks"][status] = state["totals"]["tasks"].get(status, 0) + 1
+    _forget_oldest_finished(state)
+
+
+def _forget_oldest_finished(state: State) -> None:
+    """Past MAX_FINISHED_KEPT, the finished tasks completed first in the server's order leave. Only placed completions
+    are compared: the ones not placed yet come after all placed ones (places are pulled in order), so every machine
+    ends with the same most recent ones."""
+    finished, logs = state["finished"], state["task_logs"]
+    while len(finished) > MAX_FINISHED_KEPT:
+        completions = {task_id: max((place(entry) for entry in logs.get(task_id) or ()
+                                     if entry[2]["type"] == "task.completed"), default=(-1, 0))
+                       for task_id in finished}
+        placed = [(where, task_id) for task_id, where in completions.items() if where[0] <= 0]
+        if not placed:
+            return
+        del finished[min(placed)[1]]
 
 
 def _orphaned(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
@@ -168,7 +193,7 @@ TRANSITIONS = {
     "task.created": _created, "task.claimed": _claimed, "task.assigned": _assigned, "task.completed": _completed,
     "task.orphaned": _orphaned, "task.released": _released, "task.parked": _parked,
 }
-MAX_LOG = 200  # transitions kept per task; a task with more is no longer replayed (applied as it came)
+MAX_LOG = 1000  # transitions kept per task; a task with more is no longer replayed (applied as it came)
 _KEPT = ("task", "title", "parent", "owner", "agent", "ok", "result", "reason", "round")  # what the transitions read
 
 
@@ -196,26 +221,29 @@ def _logged(transition: Callable[[State, Event, dict[str, Any], Rules], None]) -
 
 def _placed(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
     """The server's place for a task transition (`arbiter.ordered`, its number the fact's `oseq`)."""
-    task_id, place = data.get("task"), event.get("oseq")
+    task_id, number = data.get("task"), event.get("oseq")
     log = state.setdefault("task_logs", {}).get(task_id) if isinstance(task_id, str) else None
     entry = next((entry for entry in log or () if entry[2]["id"] == data.get("event")), None)
-    if not (isinstance(place, int) and isinstance(task_id, str) and log) or entry is None or entry[0] is not None:
+    if not (isinstance(number, int) and isinstance(task_id, str) and log) or entry is None or entry[0] is not None:
         return  # not a transition this journal holds, or placed already (a server that lost its data placed it again)
-    entry[0] = place
-    if not state.get("ordered"):  # the first place: from here on the server's order rules, for what came before too
-        state["ordered"] = True
-        for other in list(state["task_logs"]):
-            _replay(state, other, rules)
-        _derive_current_tasks(state, list(state["agents"]))
+    entry[0] = number
+    if not state.get("ordered"):
+        start_ordering(state, rules)
         return
-    if log != sorted(log, key=_place):
+    if log != sorted(log, key=place):
         _replay(state, task_id, rules)
     _derive_current_tasks(state, _agents_in(log))
+    _forget_oldest_finished(state)
 
 
-def _place(entry: list[Any]) -> tuple[int, int]:
-    """A transition's place in the server's order; the ones not placed yet after, in journal order."""
-    return (0, entry[0]) if entry[0] is not None else (1, entry[1])
+def start_ordering(state: State, rules: Rules) -> None:
+    """From the first event pulled from another machine or the first place on, the server's order rules, for what
+    came before too: every task is folded again (the transitions not placed yet in journal order)."""
+    state["ordered"] = True
+    for task_id in list(state["task_logs"]):
+        _replay(state, task_id, rules)
+    _derive_current_tasks(state, list(state["agents"]))
+    _forget_oldest_finished(state)
 
 
 def _replay(state: State, task_id: str, rules: Rules) -> None:
@@ -223,12 +251,14 @@ def _replay(state: State, task_id: str, rules: Rules) -> None:
     log = state["task_logs"].get(task_id)
     if not log:
         return
-    log.sort(key=_place)
+    log.sort(key=place)
     state["tasks"].pop(task_id, None)
     finished = state["finished"].pop(task_id, None)
     if finished is not None:
         totals = state["totals"]["tasks"]
-        totals[finished["status"]] = max(0, totals.get(finished["status"], 0) - 1)
+        totals[finished["status"]] = totals.get(finished["status"], 0) - 1
+        if totals[finished["status"]] <= 0:
+            del totals[finished["status"]]
     _drop_orphan(state, task_id)
     for agent in state["agents"].values():
         if agent.get("current_task") == task_id:
@@ -246,27 +276,9 @@ def _agents_in(log: list[Any]) -> list[str]:
 
 def _derive_current_tasks(state: State, names: list[str]) -> None:
     """Each named agent's current task: of the tasks it owns, the one it took last in the server's order."""
-    taken: dict[str, tuple[tuple[int, int], str]] = {}
-    for task_id, task in state["tasks"].items():
-        owner = task.get("owner")
-        if owner not in names or task["status"] not in (TASK_CLAIMED, TASK_ASSIGNED):
-            continue
-        took = [_place(entry) for entry in state["task_logs"].get(task_id) or () if _takes(entry[2], owner)]
-        if took:
-            candidate = (max(took), task_id)
-            taken[owner] = max(taken.get(owner, candidate), candidate)
-    for name in names:
-        if name in state["agents"]:
-            state["agents"][name]["current_task"] = taken[name][1] if name in taken else None
-
-
-def _takes(transition: dict[str, Any], agent: str) -> bool:
-    """Whether a transition makes `agent` the task's owner (when it applies)."""
-    kind, data = transition["type"], transition["data"]
-    if kind == "task.claimed":
-        return bool(transition["from"] == agent)
-    return bool((kind == "task.assigned" and data.get("agent") == agent) or (
-        kind == "task.created" and data.get("owner") == agent))
+    agents = state["agents"]
+    for name, task_id in current_tasks(state, [name for name in names if name in agents]).items():
+        agents[name]["current_task"] = task_id
 
 
 HANDLERS = {**{kind: _logged(transition) for kind, transition in TRANSITIONS.items()},
