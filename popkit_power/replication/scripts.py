@@ -71,6 +71,18 @@ local held = last_id(stream)
 if held < after then
   return redis.error_reply('""" + BEHIND + """ the stream ends at ' .. held .. ', before ' .. after)
 end
+local function arbiter_fact(counter, facts, body)
+  -- the arbiter's next number (past any planted entry), and the fact under it; 1 when it cannot be written
+  local number = redis.call('INCR', counter)
+  local passed = last_id(facts)
+  if number <= passed then
+    number = passed + 1
+    redis.call('SET', counter, number)
+  end
+  local put = redis.pcall('XADD', facts, number .. '-0', 'e', body)
+  if type(put) == 'table' and put.err then return 1 end
+  return 0
+end
 local function drop_from(seq)
   local dropped = 0
   while true do
@@ -154,24 +166,10 @@ for _ = 1, count do
     if fresh then
       if command[1] == 'CONTEST' then
         if redis.call('HSETNX', command[2], command[3], command[4]) == 1 then
-          local number = redis.call('INCR', command[5])
-          local passed = last_id(command[6])
-          if number <= passed then
-            number = passed + 1
-            redis.call('SET', command[5], number)
-          end
-          local put = redis.pcall('XADD', command[6], number .. '-0', 'e', command[7])
-          if type(put) == 'table' and put.err then undecided = undecided + 1 end
+          undecided = undecided + arbiter_fact(command[5], command[6], command[7])
         end
       elseif command[1] == 'ORDER' then
-        local number = redis.call('INCR', command[2])
-        local passed = last_id(command[3])
-        if number <= passed then
-          number = passed + 1
-          redis.call('SET', command[2], number)
-        end
-        local put = redis.pcall('XADD', command[3], number .. '-0', 'e', command[4])
-        if type(put) == 'table' and put.err then undecided = undecided + 1 end
+        undecided = undecided + arbiter_fact(command[2], command[3], command[4])
       elseif command[1] == 'UNSET' then
         if redis.pcall('GET', command[2]) == command[3] then
           redis.call('DEL', command[2])

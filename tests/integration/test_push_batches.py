@@ -80,14 +80,15 @@ def test_redis_killed_while_the_next_batch_is_read_ahead(own_redis: Any, tmp_pat
 
     monkeypatch.setattr(outbox.Outbox, "prepare", prepare_and_kill)
     assert one.push_once() == BATCH and one.push_once() == BATCH
-    with pytest.raises(TransportError):
+    with pytest.raises(TransportError):  # the third batch's reply may have left the server before it died: the
+        one.push_once()                  # fourth then meets a dead server
         one.push_once()
     monkeypatch.setattr(outbox.Outbox, "prepare", prepared)
     own_redis.start()
     one._resumed = False
     write(b, "bob", 3)
     sync(one, two, rounds=200)
-    assert len(ahead) == 3, "the third batch was in flight when the server died"
+    assert len(ahead) >= 3, "the third batch was in flight when the server died"
     assert_exactly_once(RedisStreams(own_redis.url), [a, b])
 
 
