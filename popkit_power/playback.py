@@ -50,7 +50,7 @@ class Playback:
             first = max((segment for segment in journal.segments() if segment <= start_seq), default=1)
             position = Position(first, 0, first)
         self.reader = journal.reader(position, on_damage=self._damaged)
-        self.covered = Position(position.segment, position.offset, position.seq)  # through the last record seen
+        self.covered = position.copy()  # through the last record seen
         self._sizes: dict[int, int] = {}
 
     def _snapshot(self, start_seq: int) -> tuple[Any, Position] | None:
@@ -84,7 +84,7 @@ class Playback:
                             self.stopped = True
                             return
                         position = reader.position
-                        self.covered = Position(position.segment, position.offset, position.seq)
+                        self.covered = position.copy()
                         self.last_ts = event.get("ts")
                     self.records += 1
                     if book is not None:

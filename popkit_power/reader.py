@@ -132,7 +132,7 @@ class JournalReader:
         on_damage: DamageHandler,
     ) -> None:
         self.journal = journal
-        self.position = Position(position.segment, position.offset, position.seq)
+        self.position = position.copy()
         self._loads = loads
         self._on_damage = on_damage
 

@@ -62,7 +62,7 @@ from popkit_power.home import set_active_session  # noqa: E402
 from popkit_power.hook import entry as hook  # noqa: E402
 from popkit_power.keys import COORDINATOR, RedisLayout, host_name  # noqa: E402
 from popkit_power.replication import polling as polling_module  # noqa: E402
-from popkit_power.replication.effects import push_args  # noqa: E402
+from popkit_power.replication.effects import BatchText  # noqa: E402
 from popkit_power.replication.positions import body as _body  # noqa: E402
 from popkit_power.replication.redis_streams import RedisStreams  # noqa: E402
 from popkit_power.replication.replicator import Replicator  # noqa: E402
@@ -144,11 +144,15 @@ def filled_session(home: str, count: int) -> Session:
 
 
 def script_args(local: list[dict[str, Any]]) -> list[list[Any]]:
-    """The push script's arguments per batch, built as push_once builds them."""
+    """The push script's arguments per batch, built as the replicator builds them (effects.BatchText)."""
     cap = DEFAULTS["redis_channel_maxlen"][0]
-    return [push_args(local[start:start + BATCH], [_body(event) for event in local[start:start + BATCH]],
-                      local[start - 1]["seq"] if start else 0, LAYOUT, cap)
-            for start in range(0, len(local), BATCH)]
+    batches = []
+    for start in range(0, len(local), BATCH):
+        text = BatchText(LAYOUT)
+        for event in local[start:start + BATCH]:
+            text.add(event, _body(event))
+        batches.append(text.args(local[start - 1]["seq"] if start else 0, str(local[0]["origin"]), cap))
+    return batches
 
 
 def without_channel_entries(source: str) -> str:

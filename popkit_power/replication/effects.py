@@ -139,15 +139,6 @@ class BatchText:
         return [after, self.count, origin, channel_maxlen, "".join(self._parts)]
 
 
-def push_args(events: list[dict[str, Any]], bodies: list[str], after: int, layout: RedisLayout,
-              channel_maxlen: int) -> list[str | int]:
-    """The push script's ARGV for a batch of this origin's events (serialized as `bodies`) pushed after `after`."""
-    text = BatchText(layout)
-    for event, pushed in zip(events, bodies, strict=True):
-        text.add(event, pushed)
-    return text.args(after, str(events[0]["origin"]) if events else "", channel_maxlen)
-
-
 def _size(word: str) -> int:
     """A text's length in bytes, as Lua counts it."""
     return len(word) if word.isascii() else len(word.encode("utf-8"))

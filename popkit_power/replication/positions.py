@@ -72,7 +72,7 @@ def scan(session: Session, origin: str, on_server: int, top_body: str | None, ar
             if push_from is None and seq > on_server:
                 push_from = before
         at = reader.position  # the reader moves this very object on: keep a copy
-        before = Position(at.segment, at.offset, at.seq)
+        before = at.copy()
     if verified:
         found.pushed_seq, found.push_from = on_server, push_from or reader.position
     return found

@@ -1,5 +1,5 @@
 """The push in full batches: the batch after the one in flight is read while the server runs it (replication/
-outbox.py), the batch travels as one string the push script cuts (effects.push_args), and the original layout's
+outbox.py), the batch travels as one string the push script cuts (effects.BatchText), and the original layout's
 channel streams are capped. Whatever fails, and whenever, every event is once in every journal and stream."""
 
 from __future__ import annotations
