@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .errors import SessionError
+from .fold.tasks import may_finish
 from .journal import Position
 from .keys import HUMAN
 from .projector import (
@@ -28,7 +29,6 @@ from .projector import (
     TASK_OPEN,
     TASK_ORPHANED,
     State,
-    apply,
     find_task_anywhere,
 )
 from .session import Session
@@ -194,14 +194,28 @@ def claim_outcome(state: State, task_id: str, who: str) -> None:
 
 
 def check_result(state: State, task_id: str, who: str) -> None:
-    """SessionError unless `who` may report the task's result: it is not finished, and no live agent but `who` holds
-    it (the human may report any)."""
+    """SessionError unless `who` may report the task's result (`fold.tasks.may_finish`): it is not finished, and
+    `who` holds it or is the human. An agent the task was taken from (released, reassigned, orphaned) claims it
+    again first; a result it reports anyway would change nothing."""
     _refuse_finished(state, task_id, "report another result")
-    owner = _the_task(state, task_id).get("owner")
-    if who == HUMAN or not owner or owner == who or not _live(state, owner):
+    if may_finish(state, task_id, who):
         return
-    raise SessionError(f"task {shown(task_id)} belongs to {_holder(state, owner)}: only its owner or the human reports "
-                       f"its result; message the owner with: popkit-power send {_agent_arg(state, owner)} \"...\"")
+    task = _the_task(state, task_id)
+    owner, status = task.get("owner"), task.get("status")
+    reassign = f"popkit-power reassign {shell_word(task_id, 'TASK')} AGENT"
+    if owner and _live(state, owner):
+        raise SessionError(f"task {shown(task_id)} belongs to {_holder(state, owner)}: only its owner or the human "
+                           f"reports its result; message the owner with: popkit-power send "
+                           f"{_agent_arg(state, owner)} \"...\"")
+    if owner:
+        raise SessionError(f"task {shown(task_id)} belongs to {_holder(state, owner)}: only its owner or the human "
+                           f"reports its result; it is offered to the others once the coordinator orphans it (then "
+                           f"claim it), or the human hands it over with: {reassign}")
+    if status in CLAIMABLE_TASK_STATES:
+        raise SessionError(f"task {shown(task_id)} is {status}: nobody holds it; claim it first with: popkit-power "
+                           f"claim {shell_word(task_id, 'TASK')}")
+    raise SessionError(f"task {shown(task_id)} is {status}: nobody holds it, and it waits for the human, who hands it "
+                       f"out with: {reassign}")
 
 
 def check_release(state: State, task_id: str, who: str) -> None:
@@ -268,12 +282,7 @@ def _agent_arg(state: State, key: str) -> str:
 def fold_through(session: Session, state: State, position: Position, seq: int) -> State:
     """`state` (covering the journal up to `position`) with the records after it folded in, up to and including
     `seq`: the state as `seq` left it, whatever was appended after it."""
-    rules = session.rules()
-    for event in session.journal.reader(position):
-        apply(state, event, rules)
-        if event.get("seq", 0) >= seq:
-            break
-    return state
+    return session.fold_through(state, position, seq)
 
 
 # -- text -----------------------------------------------------------------------------------------------------------

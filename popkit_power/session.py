@@ -98,6 +98,43 @@ class Session:
         """Append already built envelopes, in order, as one atomic write."""
         return self.journal.append([codec.dumps(event).encode("utf-8") for event in events])
 
+    # -- task verbs -------------------------------------------------------------------------------------------------
+
+    def complete_task(self, task_id: str, result: str, *, sender: str, ok: bool = True,
+                      seen: tuple[State, Position] | None = None) -> Appended:
+        """Report `task_id` finished (or failed, `ok` False) with its result, as `sender`; return where it landed.
+
+        Only the task's holder, or the human, finishes a task (fold/tasks.py, `may_finish`): any other sender is
+        refused with a SessionError that names who holds it, and nothing is written. The check is made on `seen`
+        (the projection the caller looked at) or the current projection, and again on the journal as of the
+        completion once it is appended: when a release or a reassignment came in between, the completion changes
+        nothing, and the caller is told so, naming the new holder.
+        """
+        from .fold.tasks import may_finish
+
+        state, position = seen or self.projection()
+        if not may_finish(state, task_id, sender):
+            raise SessionError(f"{why_not_finished(state, task_id)}; nothing written")
+        appended = self.publish("task.completed", {"task": task_id, "result": result, "ok": ok}, sender=sender)
+        state = self.fold_through(state, position, appended.first_seq)
+        if (state["finished"].get(task_id) or {}).get("completed_by") != sender:
+            raise SessionError(f"task {_shown(task_id)} was not recorded as done: {why_not_finished(state, task_id)} "
+                               f"(it changed hands just before your result, seq {appended.first_seq}, which counts "
+                               f"for nothing)")
+        return appended
+
+    def fold_through(self, state: State, position: Position, seq: int) -> State:
+        """`state` (covering the journal up to `position`) with the records after it folded in, up to and including
+        `seq`: the state as `seq` left it, whatever was appended after it."""
+        from .projector import apply
+
+        rules = self.rules()
+        for event in self.journal.reader(position):
+            apply(state, event, rules)
+            if event.get("seq", 0) >= seq:
+                break
+        return state
+
     # -- projection -------------------------------------------------------------------------------------------------
 
     def rules(self) -> Rules:
@@ -159,6 +196,30 @@ def _save_if_possible(snapshots: Snapshots, state: State, position: Position) ->
     except (OSError, PowerModeError):
         return False
     return True
+
+
+def why_not_finished(state: State, task_id: str) -> str:
+    """Why a completion of `task_id` finishes nothing in `state`: who holds it, that nobody does, or that it is
+    finished."""
+    finished = state["finished"].get(task_id)
+    if finished is not None:
+        return f"task {_shown(task_id)} is already {finished['status']} by {_agent(state, finished['completed_by'])}"
+    task = state["tasks"].get(task_id) or {}
+    if task.get("owner"):
+        return (f"task {_shown(task_id)} belongs to {_agent(state, task['owner'])}: only its holder or the human "
+                f"reports its result")
+    return f"task {_shown(task_id)} is {task.get('status')}: nobody holds it; claim it before you report its result"
+
+
+def _agent(state: State, key: Any) -> str:
+    """An agent as a message names it: `name (key)`, each cut and escaped to one plain line."""
+    name = (state["agents"].get(key) or {}).get("name") or key
+    return _shown(str(name)) if name == key else f"{_shown(str(name))} ({_shown(str(key))})"
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    cut = text if len(text) <= limit else f"{text[:limit]}..."
+    return cut if cut.isprintable() else repr(cut)
 
 
 def new_session_id() -> str:

@@ -121,14 +121,19 @@ STATES = ("open", "claimed", "assigned", "orphaned", "completed", "failed", "rel
 OK = "ok"
 HELD_BY_HELPER = f"belongs to {HELPER_LABEL}"
 NOBODY = "nobody holds it, so there is nothing to release"
+CLAIM_FIRST = "nobody holds it; claim it first with: popkit-power claim"
 #: What each verb, sent by each actor, does to a task in each state: OK, or a piece of its one-line refusal.
 OUTCOMES: dict[tuple[str, str], tuple[str, ...]] = {
     #                      open    claimed                       assigned                       orphaned
     #                      completed                    failed                    released
     ("claim", MAIN): (OK, f"it is claimed by {HELPER_LABEL} already", f"it is assigned to {HELPER_LABEL} already",
                       OK, "is already completed by", "is already failed by", OK),
-    ("done", MAIN): (OK, HELD_BY_HELPER, HELD_BY_HELPER, OK, "is already completed", "is already failed", OK),
-    ("result", MAIN): (OK, HELD_BY_HELPER, HELD_BY_HELPER, OK, "is already completed", "is already failed", OK),
+    ("done", MAIN): (f"is open: {CLAIM_FIRST}", HELD_BY_HELPER, HELD_BY_HELPER, f"is orphaned: {CLAIM_FIRST}",
+                     "is already completed", "is already failed", f"is open: {CLAIM_FIRST}"),
+    ("result", MAIN): (f"is open: {CLAIM_FIRST}", HELD_BY_HELPER, HELD_BY_HELPER, f"is orphaned: {CLAIM_FIRST}",
+                       "is already completed", "is already failed", f"is open: {CLAIM_FIRST}"),
+    ("done", HELPER): (f"is open: {CLAIM_FIRST}", OK, OK, f"is orphaned: {CLAIM_FIRST}", "is already completed",
+                       "is already failed", f"is open: {CLAIM_FIRST}"),
     ("done", "human"): (OK, OK, OK, OK, "is already completed", "is already failed", OK),
     ("release", HELPER): (f"is open: {NOBODY}", OK, OK, f"is orphaned: {NOBODY}", "is already completed",
                           "is already failed", f"is open: {NOBODY}"),
@@ -174,11 +179,26 @@ def test_each_verb_on_a_task_in_each_state(session: Session, verb: str, actor: s
         assert (after["status"], after["owner"]) == (status_after[verb], owner_after[verb])
 
 
-def test_a_task_held_by_an_agent_that_is_gone_takes_another_agents_result(session: Session) -> None:
-    """The owner was lost (and the coordinator has not orphaned its task yet): another agent may report the result."""
+def test_a_task_held_by_an_agent_that_is_gone_takes_only_the_humans_result(session: Session) -> None:
+    """The owner was lost and the coordinator has not orphaned its task yet: another agent's result would change
+    nothing (the fold counts only the holder's or the human's, the same on every machine), so it is refused with what
+    to do; the human's is taken."""
     session.publish("task.created", {"task": "t-9", "title": "parser", "owner": GONE}, sender="human")
-    assert cli(session, "done", "t-9", "--result", "finished it", "--as", MAIN).exit_code == 0
+    before = records(session)
+    line = refusal(cli(session, "done", "t-9", "--result", "finished it", "--as", MAIN))
+    assert "belongs to main-dead00 (dead0000-2222:main), who was lost" in line
+    assert "offered to the others once the coordinator orphans it" in line and "reassign t-9 AGENT" in line
+    assert records(session) == before
+    assert cli(session, "done", "t-9", "--result", "finished it").exit_code == 0
     assert task_state(session, "t-9")["status"] == "completed"
+
+
+def test_a_parked_task_takes_no_agents_result(session: Session) -> None:
+    session.publish("task.created", {"task": "t-p", "title": "parser", "owner": GONE}, sender="human")
+    session.publish("task.parked", {"task": "t-p", "reason": "lost too often", "agent": GONE}, sender="coordinator")
+    line = refusal(cli(session, "done", "t-p", "--result", "finished it", "--as", MAIN))
+    assert "is parked: nobody holds it, and it waits for the human, who hands it out with: popkit-power " \
+           "reassign t-p AGENT" in line
 
 
 def test_done_with_failed_and_without_a_result(session: Session) -> None:
@@ -211,8 +231,8 @@ def test_release_records_the_reason_and_refuses_a_blank_one(session: Session) ->
     assert records(session) == before
     result = cli(session, "release", task, "--reason", "blocked on the schema", "--as", HELPER)
     assert result.exit_code == 0 and "open for any agent to claim" in result.stdout
-    assert (last(session)["type"], last(session)["data"]) == ("task.released",
-                                                             {"task": task, "reason": "blocked on the schema"})
+    assert (last(session)["type"], last(session)["data"]) == ("task.released", {
+        "task": task, "holder": HELPER, "reason": "blocked on the schema"})
 
 
 @pytest.mark.parametrize("away", ["released", "reassigned"])

@@ -222,7 +222,7 @@ def test_orphan_list_follows_orphaned_claimed_released_and_completed_tasks() -> 
     assert open_tasks_of(state, "a1") == []
     timeline.add("task.claimed", "a2", task="t2")
     timeline.add("task.assigned", "coordinator", task="t3", agent="a3")
-    timeline.add("task.completed", "a2", task="t1", result="done anyway")
+    timeline.add("task.completed", "human", task="t1", result="done anyway")  # only the holder or the human
     state = project(timeline.events)
     assert state["orphans"] == []
     assert (state["tasks"]["t2"]["owner"], state["tasks"]["t3"]["owner"]) == ("a2", "a3")
@@ -264,8 +264,10 @@ def test_a_result_for_a_task_never_created_here_is_still_recorded() -> None:
 
 def test_agent_status_and_counters() -> None:
     """Joined agents are active; tool calls count per tool and failures; idle and back; left and lost agents are
-    not live; heartbeats set progress and current task."""
+    not live; heartbeats set progress and current task (one the agent holds)."""
     timeline = Timeline()
+    timeline.add("task.created", "human", task="t9", title="t9")
+    timeline.add("task.claimed", "a1", task="t9")
     timeline.add("agent.joined", "a1", name="main", pid=42)
     timeline.add("agent.joined", "a2", name="helper", parent="a1", agent_type="Explore")
     timeline.add("agent.tool", "a1", tool="Read", ok=True, file="src/app.py")
@@ -276,7 +278,7 @@ def test_agent_status_and_counters() -> None:
     first = state["agents"]["a1"]
     assert (first["tool_calls"], first["failures"], first["tool_counts"]) == (2, 1, {"Read": 1, "Bash": 1})
     assert (first["progress"], first["current_task"], first["pid"]) == (0.5, "t9", 42)
-    assert first["files_touched"] == ["src/app.py"] and first["last_seen"] == timeline.events[4]["ts"]
+    assert first["files_touched"] == ["src/app.py"] and first["last_seen"] == timeline.events[6]["ts"]
     assert state["agents"]["a2"]["status"] == "idle" and state["agents"]["a2"]["parent"] == "a1"
     assert live_agents(state) == ["a1", "a2"]
     timeline.add("agent.left", "a2", reason="done")

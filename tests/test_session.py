@@ -40,6 +40,7 @@ def test_stop_closes_and_turns_power_mode_off(session: Session) -> None:
     """stop_session appends session.closed with a summary of what was done and removes the active pointer; a second
     stop has nothing to stop."""
     session.publish("task.created", {"task": "t1", "title": "lexer"}, sender="lead")
+    session.publish("task.claimed", {"task": "t1"}, sender="lead")
     session.publish("task.completed", {"task": "t1", "result": "done"}, sender="lead")
     session.publish("task.created", {"task": "t2", "title": "parser"}, sender="lead")
     session.publish("insight.shared", {"text": "use the cache"}, sender="lead")

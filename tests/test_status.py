@@ -199,8 +199,8 @@ def test_parked_orphaned_and_open_tasks_are_listed_and_finished_ones_counted(ses
     for n in range(1, 7):
         session.publish("task.created", {"task": f"t{n}", "title": f"Task {n}"}, sender="human")
     session.publish("task.claimed", {"task": "t1"}, sender=ALICE)
-    session.publish("task.completed", {"task": "t2", "result": "done"}, sender=ALICE)
-    session.publish("task.completed", {"task": "t3", "result": "no", "ok": False}, sender=ALICE)
+    session.publish("task.completed", {"task": "t2", "result": "done"}, sender="human")
+    session.publish("task.completed", {"task": "t3", "result": "no", "ok": False}, sender="human")
     session.publish("task.claimed", {"task": "t4"}, sender=BOB)
     session.publish("task.orphaned", {"task": "t4", "agent": BOB}, sender="coordinator")
     state, position = session.projection()

@@ -60,9 +60,9 @@ def test_which_finished_tasks_are_kept_does_not_depend_on_arrival_order() -> Non
     m0: list[dict[str, Any]] = []
     for i in range(MAX_FINISHED_KEPT):
         m0.append(event("m0", 2 * i + 1, "task.created", "human", 2 * i, task=f"t{i}", title="x"))
-        m0.append(event("m0", 2 * i + 2, "task.completed", "ann:main", 2 * i + 1, task=f"t{i}", ok=True))
+        m0.append(event("m0", 2 * i + 2, "task.completed", "human", 2 * i + 1, task=f"t{i}", ok=True))
     m1 = [event("m1", 1, "task.created", "human", 900, task="u", title="u"),
-          event("m1", 2, "task.completed", "bob:main", 901, task="u", ok=True)]
+          event("m1", 2, "task.completed", "human", 901, task="u", ok=True)]
     facts = placed(m1 + m0)
     a = project(journal(m1, m0, facts, mine="m0"))
     b = project(journal(m0[:2], m1, m0[2:], facts, mine="m1"))
@@ -78,9 +78,9 @@ def test_own_completions_that_left_before_anything_was_pulled_would_have_left_in
     m0: list[dict[str, Any]] = []
     for i in range(150):
         m0.append(event("m0", 2 * i + 1, "task.created", "human", 2 * i, task=f"t{i}", title="x"))
-        m0.append(event("m0", 2 * i + 2, "task.completed", "ann:main", 2 * i + 1, task=f"t{i}", ok=True))
+        m0.append(event("m0", 2 * i + 2, "task.completed", "human", 2 * i + 1, task=f"t{i}", ok=True))
     m1 = [event("m1", 1, "task.created", "human", 900, task="u", title="u"),
-          event("m1", 2, "task.completed", "bob:main", 901, task="u", ok=True)]
+          event("m1", 2, "task.completed", "human", 901, task="u", ok=True)]
     for where in (0, 120, 298):  # u completed early, among the last 100, last
         facts = placed([*m0[:where], *m1, *m0[where:]])
         on_m0 = project(journal(m0, m1, facts, mine="m0"))
@@ -96,7 +96,7 @@ def test_a_finished_task_folded_again_does_not_change_which_ones_are_kept() -> N
           event("m0", 3, "task.claimed", "ann:main", 3, task="t1", round=0)]
     assign = event("m1", 1, "task.assigned", "human", 4, task="t1", agent="ann:main")
     done = event("m0", 4, "task.completed", "ann:main", 5, task="t1", ok=True)
-    rest = [event("m0", 5 + k, kind, "human" if kind == "task.created" else "ann:main", 6 + k, task=f"r{k // 2}",
+    rest = [event("m0", 5 + k, kind, "human", 6 + k, task=f"r{k // 2}",
                   title="x", ok=True) for k, kind in enumerate(["task.created", "task.completed"] * MAX_FINISHED_KEPT)]
     facts = placed([*m0, assign, done, *rest])
     a = project(journal(m0, [done], facts[:3], rest[:2], [assign], facts[3:7], rest[2:], facts[7:]))
@@ -122,8 +122,8 @@ def test_a_finished_task_folded_again_leaves_no_zero_in_the_totals() -> None:
     """_replay takes the finished task's count back (down to 0, the key stays) before counting it again, under
     another status: totals differ byte for byte from the machine that never replayed."""
     made = event("m0", 1, "task.created", "human", 1, task="t", title="x")
-    fail = event("m0", 2, "task.completed", "ann:main", 2, task="t", ok=False)
-    done = event("m1", 1, "task.completed", "bob:main", 3, task="t", ok=True)  # placed first: t completed, not failed
+    fail = event("m0", 2, "task.completed", "human", 2, task="t", ok=False)
+    done = event("m1", 1, "task.completed", "human", 3, task="t", ok=True)  # placed first: t completed, not failed
     facts = placed([made, done, fail])
     a = project(journal([made, fail, done], facts))
     b = project(journal([made, done, fail], facts))

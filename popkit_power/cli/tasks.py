@@ -22,6 +22,7 @@ import click
 
 from .. import provenance
 from ..errors import SessionError
+from ..journal import Position
 from ..keys import HUMAN, new_result_task_id, new_task_id
 from ..lease import held
 from ..projector import FINISHED_TASK_STATES, State
@@ -37,7 +38,7 @@ from ..roster import (
     live_agent,
     shown,
 )
-from ..session import Session
+from ..session import Session, why_not_finished
 from .common import active_session, sender_for, sender_option
 from .help import HelpGroup
 from .messages import require_text
@@ -137,15 +138,17 @@ def _placed(session: Session, position: Any, claim_seq: int, timeout: float) -> 
 @click.option("--failed", is_flag=True, help="The task failed; --result says why.")
 @sender_option
 def done(task_name: str, text: str | None, failed: bool, sender: str | None) -> None:
-    """Report TASK finished, with its result. Refused for a task that does not exist, is finished already, or is held
-    by another live agent (the human may report any). TASK is its id or a unique start of it, in any case."""
+    """Report TASK finished, with its result. Only its holder (or the human) reports it: refused, exit 2, naming who
+    holds it, for a task that does not exist, is finished already, is held by another agent, or is held by nobody
+    (claim it first), as for a task released or reassigned away from you. TASK is its id or a unique start of it,
+    in any case."""
     text = require_text(text or "", "result", 'say what was done: popkit-power done TASK --result "what was done"')
     who = sender_for("task.completed", sender)
     session = active_session()
-    state, _ = session.projection()
+    state, position = session.projection()
     task_id = find_task(state, task_name)
     check_result(state, task_id, who)
-    _complete(session, task_id, text, failed, who)
+    _complete(session, (state, position), task_id, text, failed, who)
 
 
 @click.command()
@@ -159,17 +162,34 @@ def result(text: str, task_name: str | None, failed: bool, sender: str | None) -
     require_text(text, "result", 'say what was done: popkit-power result "what was done"')
     who = sender_for("task.completed", sender)
     session = active_session()
-    state, _ = session.projection()
+    state, position = session.projection()
     if task_name is None:
         task_id = _current_task(state, who) or new_result_task_id()
     else:
         task_id = find_task(state, task_name)
         check_result(state, task_id, who)
-    _complete(session, task_id, text, failed, who)
+    _complete(session, (state, position), task_id, text, failed, who)
 
 
-def _complete(session: Session, task_id: str, text: str, failed: bool, who: str) -> None:
-    appended = session.publish("task.completed", {"task": task_id, "result": text, "ok": not failed}, sender=who)
+def _complete(session: Session, seen: tuple[State, Position], task_id: str, text: str, failed: bool,
+              who: str) -> None:
+    """Append the result (refused when, as of its own record, `who` does not hold the task: Session.complete_task).
+    With machines replicating, wait for the server's place of it: when a change of hands placed before it took the
+    task away, the fold ignores the result on every machine, and the command says so, naming who holds it."""
+    position = seen[1].copy()
+    appended = session.complete_task(task_id, text, sender=who, ok=not failed, seen=seen)
+    if held(session.dir, "replicator"):
+        timeout = session.config.replication_timeout_seconds
+        if _placed(session, position, appended.first_seq, timeout) is None:
+            click.echo(f"the other machines have not confirmed the result within {timeout:g} s (is the replicator "
+                       f"behind? see status); if the task changed hands on another machine first, your result counts "
+                       f"for nothing, and `status` shows who holds it", err=True)
+        else:  # whatever is placed after it comes after it: the verdict as of now is the verdict as of its place
+            state, _ = session.projection()
+            if (state["finished"].get(task_id) or {}).get("completed_by") != who:
+                raise SessionError(f"task {shown(task_id)} was not recorded as done: in the order of all machines' "
+                                   f"task changes, {why_not_finished(state, task_id)} (your result, seq "
+                                   f"{appended.first_seq}, counts for nothing)")
     click.echo(f"result recorded for task {shown(task_id)}: {'failed' if failed else 'completed'} "
                f"(seq {appended.first_seq})")
 
@@ -198,7 +218,9 @@ def release(task_name: str, reason: str | None, sender: str | None) -> None:
     state, _ = session.projection()
     task_id = find_task(state, task_name)
     check_release(state, task_id, who)
-    data = {"task": task_id, **({"reason": reason} if reason is not None else {})}
+    holder = state["tasks"][task_id]["owner"]  # told at its next call, or woken (hook/inbox.py)
+    data = {"task": task_id, **({"holder": holder} if holder else {}),
+            **({"reason": reason} if reason is not None else {})}
     appended = session.publish("task.released", data, sender=who)
     click.echo(f"task {shown(task_id)} released: open for any agent to claim (seq {appended.first_seq})")
 
@@ -222,7 +244,8 @@ def reassign(task_name: str, agent: str) -> None:
     before = state["tasks"][task_id]
     was = (f"from {agent_label(state, before['owner'])}" if before.get("owner")
            else f"was {before.get('status')}")
-    data = {"task": task_id, "agent": target, "evidence": provenance.evidence(os.environ)}
+    data = {"task": task_id, "agent": target, "evidence": provenance.evidence(os.environ),
+            **({"holder": before["owner"]} if before.get("owner") else {})}
     appended = session.publish("task.assigned", data, sender=who)
     click.echo(f"task {shown(task_id)} reassigned to {agent_label(state, target)} ({was}; seq {appended.first_seq})")
 

@@ -24,7 +24,7 @@ from .model import (
     State,
     cut,
 )
-from .ownership import current_tasks
+from .ownership import current_tasks, holds
 
 
 def agent_entry(state: State, key: str, ts: Any) -> dict[str, Any]:
@@ -69,7 +69,10 @@ def _heartbeat(state: State, event: Event, data: dict[str, Any], rules: Rules) -
     for path in data.get("files_touched") or ():
         if isinstance(path, str):
             remember_recent(agent["files_touched"], path, rules.max_files_per_agent)
-    if "current_task" in data and not state.get("ordered"):  # with machines in the server's order, fold/tasks.py says
+    # The task the agent says it works on, if it holds it: a heartbeat built before the agent heard that its task was
+    # released or given to another must not put it back. With machines in the server's order, fold/tasks.py says.
+    if "current_task" in data and not state.get("ordered") and (
+            data["current_task"] is None or holds(state, event["from"], data["current_task"])):
         agent["current_task"] = data["current_task"]
     progress = data.get("progress")
     if isinstance(progress, (int, float)) and not isinstance(progress, bool):

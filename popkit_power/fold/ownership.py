@@ -30,6 +30,12 @@ def takes(transition: dict[str, Any], agent: str) -> bool:
         kind == "task.created" and data.get("owner") == agent))
 
 
+def holds(state: State, agent: str, task_id: Any) -> bool:
+    """Whether `agent` holds the task `task_id` now (claimed or assigned, not finished)."""
+    task = state["tasks"].get(task_id) if isinstance(task_id, str) else None
+    return task is not None and task.get("owner") == agent and task["status"] in (TASK_CLAIMED, TASK_ASSIGNED)
+
+
 def current_tasks(state: State, names: list[str] | set[str]) -> dict[str, str | None]:
     """Each named agent's current task (None: it owns none), from one pass over the open tasks."""
     taken: dict[str, tuple[Place, str]] = {}

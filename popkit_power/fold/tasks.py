@@ -4,6 +4,11 @@ The first claim in journal order wins; later ones change nothing. A finished tas
 most recent `MAX_FINISHED_KEPT`) and the count in `totals`; an event about a task that is still kept there changes
 nothing, so a late claim cannot bring a finished task back.
 
+Only the task's holder, or the human, finishes or gives back a task (`may_finish`, `may_release`): a completion or a
+release from an agent that does not hold it (it never claimed it, or the human released it or gave it to another
+agent before this event) changes nothing. A completion of a task never heard of (a result reported without a task)
+finishes the task it names.
+
 **Machines replicating.** Two machines can hold the same transitions of a task in different orders, and the order
 matters (a release and a claim, a completion and an assignment). The replication server gives every task transition
 one place in one order (`arbiter.ordered`, replication/scripts.py), and this is that order's arbiter here:
@@ -26,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..keys import HUMAN
 from .agents import set_current_task
 from .model import (
     MAX_FINISHED_KEPT,
@@ -122,8 +128,24 @@ def _assigned(state: State, event: Event, data: dict[str, Any], rules: Rules) ->
     _take(state, data["task"], task, agent, TASK_ASSIGNED)
 
 
+def may_finish(state: State, task_id: Any, sender: Any) -> bool:
+    """Whether a completion of `task_id` from `sender` finishes it: the human's of any task not finished yet, an
+    agent's of a task it holds, anyone's of a task never heard of (a result reported without a task)."""
+    if not isinstance(task_id, str) or task_id in state["finished"]:
+        return False
+    task = state["tasks"].get(task_id)
+    return task is None or sender == HUMAN or task["owner"] == sender
+
+
+def may_release(task: dict[str, Any], sender: Any) -> bool:
+    """Whether a release from `sender` gives the task back: the human's, or its holder's."""
+    return bool(sender == HUMAN or task["owner"] == sender)
+
+
 def _completed(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
     task_id = data.get("task")
+    if not may_finish(state, task_id, event.get("from")):
+        return  # not the holder's: an agent that lost the task (or never took it) does not finish it
     task = _task(state, task_id, event)
     if task is None:
         return
@@ -182,8 +204,8 @@ def _parked(state: State, event: Event, data: dict[str, Any], rules: Rules) -> N
 
 def _released(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
     task = _task(state, data.get("task"), event)
-    if task is None:
-        return
+    if task is None or not may_release(task, event.get("from")):
+        return  # a late release from an agent the task was taken from leaves it with its new holder
     set_current_task(state, task["owner"], None, unless=data["task"])
     task["owner"], task["status"] = None, TASK_OPEN
     _drop_orphan(state, data["task"])

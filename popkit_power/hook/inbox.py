@@ -4,7 +4,7 @@
 agent's insight unless it is a near-duplicate of one it heard or is tagged for other work, the human's answer to its
 own approval request (an answer from anyone else is not one), an orphaned task (offered to every agent: one whose
 first calls only ran popkit-power may be about to work, and news skipped would be lost to it), a task assigned to it,
-another agent writing a file it wrote) and keeps what it has to remember for that in the
+a task taken from it (released by the human, or given to another agent), another agent writing a file it wrote) and keeps what it has to remember for that in the
 agent's state (names, its requests, who wrote what, insights heard). It reads no file and no clock: time comes from
 the events. Items are tuples, `(kind, ...)`; `texts.news_line` renders them. Which events to read, and when to stop,
 is the handler's business (`handlers.read_news`).
@@ -92,6 +92,10 @@ class Inbox:
         elif event_type == "task.assigned" and data.get("agent") == self.agent_key:
             state.current_task = _task_id(data.get("task"))
             self.news.append(("assigned", sender, data.get("task")))
+        elif (event_type == "task.assigned" or (event_type == "task.released" and sender == HUMAN)) \
+                and self._taken(data):
+            # the human (or the coordinator, for an orphan) took the task away: only they are obeyed (fold/tasks.py)
+            self.news.append(("taken", sender, data.get("task"), data.get("agent")))
         elif event_type == "agent.tool" and data.get("tool") in WRITE_TOOLS and isinstance(data.get("file"), str) \
                 and len(data["file"]) <= MAX_KEY_CHARS and len(sender) <= MAX_KEY_CHARS:
             self._their_write(sender, data["file"], self._time_of(event))
@@ -122,8 +126,18 @@ class Inbox:
             _bound(state.asked)
         elif event_type == "task.claimed":
             state.current_task = _task_id(data.get("task"))
-        elif event_type == "task.completed" and data.get("task") == state.current_task:
+        elif event_type in ("task.completed", "task.released") and data.get("task") == state.current_task:
             state.current_task = None
+
+    def _taken(self, data: dict[str, Any]) -> bool:
+        """Whether a release or reassignment takes a task from this agent: the one it works on, or one the event
+        names it as the holder of (`holder`, who held it when the human looked). Its current task is cleared."""
+        task = data.get("task")
+        if not isinstance(task, str) or (task != self.state.current_task and data.get("holder") != self.agent_key):
+            return False
+        if task == self.state.current_task:
+            self.state.current_task = None
+        return True
 
     def _their_write(self, sender: str, path: str, when: float) -> None:
         state = self.state

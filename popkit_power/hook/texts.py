@@ -24,10 +24,10 @@ HEADER = "Power Mode (popkit-power): news from the other agents since your last 
 STOP_HEADER = "Power Mode (popkit-power): news arrived before you stopped; deal with it, then stop if nothing is left"
 WAKE_HEADER = "Power Mode (popkit-power): news arrived while you were idle"
 #: The starts of the lines for news that starts a turn (wake.py): a direct message, an orphaned task, an assignment,
-#: the human's answer to the agent's request, a broadcast. Insights and edit conflicts wait for the next tool call.
+#: the human's answer to the agent's request, a broadcast, a task taken from the agent. Insights and edit conflicts wait for the next tool call.
 #: Every line starts with what `news_line` wrote, never with a sender's text, so no sender can forge one.
 URGENT_STARTS = ("- [message to you from ", "- [orphaned task", "- [task assigned to you by ", "- [approval ",
-                 "- [broadcast from ")
+                 "- [broadcast from ", "- [task taken from you by ")
 CONTINUED_MARK = ", continued]"
 #: Claude Code cuts additionalContext at 10,000 characters; one item too long for the configured cap gets a reply of
 #: its own up to this size, and what is left of it continues at the next call.
@@ -146,6 +146,10 @@ def news_line(item: NewsItem, names: dict[str, str]) -> str:
                 f"reached the server first: it is not yours, stop working on it")
     if kind == "assigned":
         return f"- [task assigned to you by {who}] {ident(item[2])}"
+    if kind == "taken":
+        where = (f"was reassigned to {speaker(item[3], names)}" if isinstance(item[3], str)
+                 else "was released (open for any agent to claim)")
+        return f"- [task taken from you by {who}] {ident(item[2])} {where}: it is not yours now, stop working on it"
     if kind == "wrote_after_you":
         return (f"- [conflict] {who} also edited {ident(item[2])}, within {_ago(abs(item[3]))} of your own edit; "
                 f"check before you overwrite each other's work")
