@@ -1,0 +1,103 @@
+"""A task taken from its holder across two machines (issue 16 item 6, issue 21 item 7), through one real Redis with a
+real `popkit-power replicate` process per machine: the human on machine A reassigns a task that an agent on machine B
+holds, while B's replicator is stopped (SIGSTOP), so B's agent reports it done on a stale view. The server places
+the reassignment first: the `done` command learns so once its result is placed and exits 2 naming the new holder,
+both machines fold the result to nothing, and the former holder is told at its next tool call."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import until
+from test_machines import hook_call, work
+
+from popkit_power.home import set_active_session
+from popkit_power.session import Session, start_session
+
+SCRIPT = Path(sys.executable).parent / "popkit-power"
+ANN, BOB = "aaaa0000:main", "bbbb0000:main"
+WAIT = 30  # seconds a condition may take on a busy machine (a deadline, never a measured speed)
+
+
+def outside_claude(redis_url: str) -> dict[str, str]:
+    """The environment of a person's terminal (no Claude Code variables), with the Redis URL."""
+    return {**{key: value for key, value in os.environ.items() if not key.startswith("CLAUDE")},
+            "REDIS_URL": redis_url}
+
+
+@pytest.fixture
+def machines(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
+    homes = [str(tmp_path / "a"), str(tmp_path / "b")]
+    for home in homes:
+        os.makedirs(home)
+        Path(home, "config.json").write_text('{"replication_timeout_seconds": 60}')
+    a = start_session(homes[0], "Two machines", sender="human")
+    b = Session(homes[1], a.id, create=True)
+    set_active_session(homes[1], a.id)
+    env = outside_claude(redis_url)
+    replicators = [subprocess.Popen([str(SCRIPT), "--home", home, "replicate"], env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL) for home in homes]
+    try:
+        yield {"homes": homes, "sessions": (a, b), "replicators": replicators, "env": env}
+    finally:
+        for process in replicators:
+            process.send_signal(signal.SIGCONT)
+            process.terminate()
+            process.wait(WAIT)
+
+
+def owner_on(session: Session, task: str) -> Any:
+    state = session.projection(save_snapshot=False)[0]
+    return (state["tasks"].get(task) or state["finished"].get(task) or {}).get("owner")
+
+
+def test_a_late_done_after_a_reassign_on_another_machine_is_refused_and_folded_to_nothing(
+        machines: dict[str, Any]) -> None:
+    home_a, home_b = machines["homes"]
+    a, b = machines["sessions"]
+    env = machines["env"]
+    work(home_b, ANN.split(":")[0])  # ann works on machine B, bob on machine A
+    work(home_a, BOB.split(":")[0])
+    a.publish("task.created", {"task": "t1", "title": "the lexer"}, sender="human")
+    until(lambda: "t1" in b.projection(save_snapshot=False)[0]["tasks"], WAIT, "machine B hears of t1")
+    claimed = subprocess.run([str(SCRIPT), "--home", home_b, "claim", "t1", "--as", ANN], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert claimed.returncode == 0, claimed.stderr
+    work(home_b, ANN.split(":")[0])  # ann hears its own claim: t1 is the task it works on
+    until(lambda: owner_on(a, "t1") == ANN and BOB in b.projection(save_snapshot=False)[0]["agents"], WAIT,
+          "machine A sees ann hold t1, machine B knows bob")
+
+    replicator_b = machines["replicators"][1]
+    replicator_b.send_signal(signal.SIGSTOP)  # machine B hears nothing more for now
+    reassigned = subprocess.run([str(SCRIPT), "--home", home_a, "reassign", "t1", BOB], env=env,
+                                capture_output=True, text=True, timeout=120)
+    assert reassigned.returncode == 0, reassigned.stderr
+    until(lambda: any(e["type"] == "arbiter.ordered" and e["data"].get("type") == "task.assigned"
+                      for e in a.journal.reader()), WAIT, "the server placed the reassignment")
+
+    done = subprocess.Popen([str(SCRIPT), "--home", home_b, "done", "t1", "--result", "lexed", "--as", ANN], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    until(lambda: any(e["type"] == "task.completed" for e in b.journal.reader()), WAIT,
+          "ann's result is in machine B's journal (its view still says t1 is ann's)")
+    replicator_b.send_signal(signal.SIGCONT)
+    out, err = done.communicate(timeout=120)
+    assert done.returncode == 2, (out, err)
+    assert "t1 was not recorded as done" in err and BOB in err and "counts for nothing" in err, err
+
+    for session in (a, b):
+        until(lambda session=session: owner_on(session, "t1") == BOB, WAIT, "both machines give t1 to bob")
+        state = session.projection(save_snapshot=False)[0]
+        assert state["tasks"]["t1"]["status"] == "assigned" and "t1" not in state["finished"]
+        assert state["agents"][ANN]["current_task"] is None and state["agents"][BOB]["current_task"] == "t1"
+    notice = work(home_b, ANN.split(":")[0])
+    assert "- [task taken from you by human] t1 was reassigned to" in notice and "stop working on it" in notice
+    assert "task taken from you" not in work(home_b, ANN.split(":")[0]), "told once"
+    assert hook_call(home_a, "PostToolUse", BOB.split(":")[0], {}, tool_name="Bash", tool_input={"command": "ls"},
+                     tool_response={}).count("[task assigned to you by human] t1") == 1
