@@ -4,10 +4,10 @@
 agent's insight unless it is a near-duplicate of one it heard or is tagged for other work, the human's answer to its
 own approval request (an answer from anyone else is not one), an orphaned task (offered to every agent: one whose
 first calls only ran popkit-power may be about to work, and news skipped would be lost to it), a task assigned to it,
-a task taken from it (released by the human, or given to another agent), another agent writing a file it wrote) and keeps what it has to remember for that in the
-agent's state (names, its requests, who wrote what, insights heard). It reads no file and no clock: time comes from
-the events. Items are tuples, `(kind, ...)`; `texts.news_line` renders them. Which events to read, and when to stop,
-is the handler's business (`handlers.read_news`).
+a task taken from it (released by the human, or given to another agent), another agent writing a file it wrote) and
+keeps what it has to remember for that in the agent's state (names, its requests, who wrote what, insights heard).
+It reads no file and no clock: time comes from the events. Items are tuples, `(kind, ...)`; `texts.news_line` renders
+them. Which events to read, and when to stop, is the handler's business (`handlers.read_news`).
 
 This module is on the hook's hot path: lean imports only.
 """

@@ -24,8 +24,9 @@ HEADER = "Power Mode (popkit-power): news from the other agents since your last 
 STOP_HEADER = "Power Mode (popkit-power): news arrived before you stopped; deal with it, then stop if nothing is left"
 WAKE_HEADER = "Power Mode (popkit-power): news arrived while you were idle"
 #: The starts of the lines for news that starts a turn (wake.py): a direct message, an orphaned task, an assignment,
-#: the human's answer to the agent's request, a broadcast, a task taken from the agent. Insights and edit conflicts wait for the next tool call.
-#: Every line starts with what `news_line` wrote, never with a sender's text, so no sender can forge one.
+#: the human's answer to the agent's request, a broadcast, a task taken from the agent. Insights and edit conflicts
+#: wait for the next tool call. Every line starts with what `news_line` wrote, never with a sender's text, so no
+#: sender can forge one.
 URGENT_STARTS = ("- [message to you from ", "- [orphaned task", "- [task assigned to you by ", "- [approval ",
                  "- [broadcast from ", "- [task taken from you by ")
 CONTINUED_MARK = ", continued]"
@@ -196,7 +197,8 @@ def welcome(*, session_id: str, objective: str | None, objective_by: str | None,
         " (the answer reaches you after a later tool call, or wakes you when you are idle; add --wait to wait for it"
         " in the same command)",
         "News from the other agents (messages, insights, answers, edit conflicts) arrives after your tool calls; "
-        "messages to you, broadcasts, answers, assignments and orphaned tasks also wake you when you are idle.",
+        "messages to you, broadcasts, answers, assignments, orphaned tasks and a task taken from you also wake you "
+        "when you are idle.",
     ]
     return "\n".join(lines)
 
