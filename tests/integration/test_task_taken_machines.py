@@ -7,6 +7,7 @@ both machines fold the result to nothing, and the former holder is told at its n
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -17,8 +18,12 @@ from typing import Any
 import pytest
 from support import until
 from test_machines import hook_call, work
+from test_replication import facts, join, sync
 
+from popkit_power.errors import TransportError
 from popkit_power.home import set_active_session
+from popkit_power.replication.memory import MemoryTransport
+from popkit_power.replication.replicator import Replicator
 from popkit_power.session import Session, start_session
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"
@@ -101,3 +106,58 @@ def test_a_late_done_after_a_reassign_on_another_machine_is_refused_and_folded_t
     assert "task taken from you" not in work(home_b, ANN.split(":")[0]), "told once"
     assert hook_call(home_a, "PostToolUse", BOB.split(":")[0], {}, tool_name="Bash", tool_input={"command": "ls"},
                      tool_response={}).count("[task assigned to you by human] t1") == 1
+
+
+# -- an attack: late and hostile results and releases from every machine's stale view -------------------------------
+
+@pytest.mark.parametrize("seed", range(12))
+def test_results_and_releases_from_agents_that_do_not_hold_the_task_converge_to_nothing(seed: int,
+                                                                                        tmp_path: Path) -> None:
+    """Three machines (the real Replicator over an in-memory server); agents report results and give tasks back for
+    any task of their stale view, held or not, while the human reassigns and releases: every machine ends with the
+    same tasks, owners, finished tasks and current tasks, and every finished task was finished by its holder or by
+    the human."""
+    rng = random.Random(seed)
+    a = start_session(str(tmp_path / "m0"), "Convergence", sender="human")
+    sessions = [a, join(tmp_path / "m1", a.id), join(tmp_path / "m2", a.id)]
+    server = MemoryTransport()
+    replicators = [Replicator(session, transport)
+                   for session, transport in zip(sessions, [server, server.sibling(), server.sibling()], strict=True)]
+    agents = {n: [f"ag{n}{k}:main" for k in range(2)] for n in range(3)}
+    for n, session in enumerate(sessions):
+        for agent in agents[n]:
+            session.publish("agent.joined", {"name": agent}, sender=agent)
+    for n in range(6):
+        a.publish("task.created", {"task": f"t{n}", "title": f"task {n}"}, sender="human")
+    sync(*replicators)
+    for _step in range(150):
+        n = rng.randrange(3)
+        session, agent, roll = sessions[n], rng.choice(agents[n]), rng.random()
+        tasks = session.projection(save_snapshot=False)[0]["tasks"]
+        if not tasks:
+            break
+        task = rng.choice(sorted(tasks))
+        if roll < 0.3 and tasks[task]["status"] in ("open", "orphaned"):
+            session.publish("task.claimed", {"task": task, "round": tasks[task]["attempts"]}, sender=agent)
+        elif roll < 0.4:
+            session.publish("task.completed", {"task": task, "ok": True, "result": "done"}, sender=agent)
+        elif roll < 0.45:
+            session.publish("task.released", {"task": task}, sender=agent)
+        elif roll < 0.55:
+            session.publish("task.assigned", {"task": task, "agent": rng.choice(agents[rng.randrange(3)])},
+                            sender="human")
+        elif roll < 0.6:
+            session.publish("task.released", {"task": task}, sender="human")
+        else:
+            replicator = rng.choice(replicators)
+            try:
+                replicator.push_once() if rng.random() < 0.5 else replicator.pull_once()
+            except TransportError:
+                replicator._resumed = False
+    sync(*replicators, rounds=200)
+    states = [session.projection(save_snapshot=False)[0] for session in sessions]
+    first, *others = [facts(state) for state in states]
+    assert all(machine == first for machine in others)
+    assert first["finished"], "the run finished tasks"
+    for task_id, task in states[0]["finished"].items():
+        assert task["completed_by"] in ("human", task["owner"]), (task_id, task)
