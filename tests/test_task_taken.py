@@ -218,3 +218,33 @@ def test_an_idle_holder_is_woken_by_its_waiter(session: Session, how: str,
     assert text.count(NOTICE) == 1 and TASK in text
     assert NOTICE not in told(hook(session)), "not told again at the next tool call"
     assert hook(session, payload("Stop", stop_hook_active=False)).stdout == b"", "nor when it stops again"
+
+
+@pytest.mark.parametrize(("verb", "between", "became"), [
+    (("release", TASK, "--as", HOLDER), ("task.assigned", {"task": TASK, "agent": OTHER}, "human"),
+     f"assigned by other ({OTHER})"),
+    (("reassign", TASK, OTHER), ("task.completed", {"task": TASK, "result": "x"}, HOLDER), "completed by "),
+])
+def test_a_release_or_reassignment_overtaken_between_look_and_append_says_it_counts_for_nothing(
+        session: Session, monkeypatch: pytest.MonkeyPatch, verb: tuple[str, ...],
+        between: tuple[str, dict[str, Any], str], became: str) -> None:
+    """The holder's release after the human gave its task away, the human's reassignment after the holder finished
+    it: the command looked before the other change was appended, and the fold ignores its own change; it exits 2
+    saying what the task became, as a late claimant learns it lost."""
+    looked = Session.projection
+    calls = []
+
+    def look_then_change(self: Session, **kwargs: Any) -> Any:
+        seen = looked(self, **kwargs)
+        if not calls:
+            calls.append(1)
+            self.publish(between[0], between[1], sender=between[2])
+        return seen
+
+    monkeypatch.setattr(Session, "projection", look_then_change)
+    line = refusal(cli(session, *verb))
+    monkeypatch.undo()
+    assert f"task {TASK} was not {'released' if verb[0] == 'release' else 'reassigned'}" in line
+    assert became in line and "counts for nothing" in line, line
+    task = find_task_anywhere(state_of(session), TASK) or {}
+    assert (task["owner"], task["status"]) == ((OTHER, "assigned") if verb[0] == "release" else (HOLDER, "completed"))

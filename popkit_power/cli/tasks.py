@@ -16,6 +16,7 @@ names the fix, and nothing is written.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -37,6 +38,7 @@ from ..roster import (
     fold_through,
     live_agent,
     shown,
+    task_label,
 )
 from ..session import Session, why_not_finished
 from .common import active_session, sender_for, sender_option
@@ -195,8 +197,7 @@ def _complete(session: Session, seen: tuple[State, Position], task_id: str, text
 
 
 def _current_task(state: State, who: str) -> str | None:
-    """The task `who` works on, if it still holds it and it is not finished (a released or reassigned task stays an
-    agent's `current_task` in the projection)."""
+    """The task `who` works on, if it still holds it and it is not finished."""
     current = (state["agents"].get(who) or {}).get("current_task")
     task = state["tasks"].get(current) if isinstance(current, str) else None
     if task is None or task.get("owner") != who or task.get("status") in FINISHED_TASK_STATES:
@@ -215,13 +216,15 @@ def release(task_name: str, reason: str | None, sender: str | None) -> None:
         require_text(reason, "reason", "say why, or leave --reason out")
     who = sender_for("task.released", sender)
     session = active_session()
-    state, _ = session.projection()
+    state, position = session.projection()
     task_id = find_task(state, task_name)
     check_release(state, task_id, who)
     holder = state["tasks"][task_id]["owner"]  # told at its next call, or woken (hook/inbox.py)
     data = {"task": task_id, **({"holder": holder} if holder else {}),
             **({"reason": reason} if reason is not None else {})}
     appended = session.publish("task.released", data, sender=who)
+    _counted(session, state, position, appended.first_seq, task_id, "released",
+             lambda task: task is not None and task["owner"] is None)
     click.echo(f"task {shown(task_id)} released: open for any agent to claim (seq {appended.first_seq})")
 
 
@@ -234,7 +237,7 @@ def reassign(task_name: str, agent: str) -> None:
     given. TASK is its id or a unique start of it; AGENT its key or name or a unique start of either, in any case."""
     who = sender_for("task.assigned", HUMAN)
     session = active_session()
-    state, _ = session.projection()
+    state, position = session.projection()
     task_id = find_task(state, task_name)
     target = live_agent(state, agent, "it cannot take the task")
     if check_reassign(state, task_id, target):
@@ -247,7 +250,22 @@ def reassign(task_name: str, agent: str) -> None:
     data = {"task": task_id, "agent": target, "evidence": provenance.evidence(os.environ),
             **({"holder": before["owner"]} if before.get("owner") else {})}
     appended = session.publish("task.assigned", data, sender=who)
-    click.echo(f"task {shown(task_id)} reassigned to {agent_label(state, target)} ({was}; seq {appended.first_seq})")
+    label = agent_label(state, target)
+    _counted(session, state, position, appended.first_seq, task_id, "reassigned",
+             lambda task: task is not None and task["owner"] == target)
+    click.echo(f"task {shown(task_id)} reassigned to {label} ({was}; seq {appended.first_seq})")
+
+
+def _counted(session: Session, state: State, position: Position, seq: int, task_id: str, done: str,
+             took: Callable[[dict[str, Any] | None], bool]) -> None:
+    """Nothing when the task change at `seq` took effect as of its own record (`took` of the task then); SessionError
+    saying what the task had become otherwise: something came in between the look and the append (the task was
+    finished, or given to another agent), and the fold counts the change for nothing, as a late claim."""
+    after = fold_through(session, state, position, seq)
+    if took(after["tasks"].get(task_id)):
+        return
+    raise SessionError(f"task {shown(task_id)} was not {done}: just before your change (seq {seq}, which counts for "
+                       f"nothing) it became {task_label(after, task_id)}")
 
 
 COMMANDS = (task, claim, done, result, release, reassign)
