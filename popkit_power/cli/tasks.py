@@ -2,15 +2,18 @@
 
     task add "title" [--to AGENT]           a task.created with a new id (printed), owned by AGENT when given
     claim TASK                              take an open or orphaned task; the first claim in journal order wins
-    done TASK --result "..." [--failed]     the task's result (task.completed)
+    done TASK --result "..." [--failed]     the task's result (task.completed), from its holder or the human
     result "..." [--task TASK] [--failed]   the same, for the sender's current task when no TASK is named
     release TASK [--reason "..."]           its owner (or the human) gives it back: open again for anyone to claim
     reassign TASK AGENT                     the human's override (task.assigned by the human), refused inside an
                                             agent's session like the answers to approvals
 
 TASK is a task's id or a unique start of it, AGENT an agent's key or name or a unique start of either, in any case
-(roster.py). A task that does not exist, is finished, or is held by another live agent is refused in one line that
-names the fix, and nothing is written.
+(roster.py). A task that does not exist, is finished, or is held by another agent (or, for a result, by nobody) is
+refused in one line that names the fix, and nothing is written. What the fold would count for nothing is refused:
+each change is checked again in the journal as of its own record (a change that came in between is reported, exit
+2), and a result, with machines replicating, as of its place in the server's order. The holder of a task released
+or reassigned by the human hears of it from its hook (`holder` in the event: hook/inbox.py).
 """
 
 from __future__ import annotations
