@@ -5,6 +5,7 @@ refused naming the owner, by the CLI, by the library, and by the fold itself, th
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -248,3 +249,40 @@ def test_a_release_or_reassignment_overtaken_between_look_and_append_says_it_cou
     assert became in line and "counts for nothing" in line, line
     task = find_task_anywhere(state_of(session), TASK) or {}
     assert (task["owner"], task["status"]) == ((OTHER, "assigned") if verb[0] == "release" else (HOLDER, "completed"))
+
+
+def test_the_notice_survives_hooks_killed_at_random_moments(session: Session) -> None:
+    """Round after round the human takes the holder's task away and the hook that should tell it is SIGKILLed at a
+    random moment: the notice of each round is in the output of the killed hook or of a later one (at least once;
+    a killed hook that printed nothing never moved the cursor past it), and exactly once when the hook was not
+    killed."""
+    rng = random.Random(16)
+    env = {**os.environ, "POPKIT_POWER_HOME": session.power_dir, "CLAUDE_PID": "4242"}
+    take_away(session, "release")
+    assert hook(session).returncode == 0  # the fixture's task: told; from here each round has its own task
+    for round_number in range(30):
+        task = f"t-round{round_number}"
+        session.publish("task.created", {"task": task, "title": "again"}, sender="human")
+        session.publish("task.claimed", {"task": task, "round": 0}, sender=HOLDER)
+        assert hook(session).returncode == 0  # it hears its own claim
+        result = cli(session, "release", task) if round_number % 2 else cli(session, "reassign", task, OTHER)
+        assert result.exit_code == 0, result.output
+        process = subprocess.Popen([str(HOOK_SCRIPT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, env=env)
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(orjson.dumps(tool()))
+        process.stdin.close()
+        killed = False
+        try:
+            process.wait(rng.uniform(0.0, 0.06))  # a hook call takes a few tens of ms here: about a third killed
+        except subprocess.TimeoutExpired:
+            process.kill()
+            killed = True
+        process.wait()
+        heard = process.stdout.read().decode().count(f"{NOTICE}{task} ")
+        later = told(hook(session)).count(f"{NOTICE}{task} ")
+        if killed:
+            assert heard + later >= 1, round_number
+        else:
+            assert (heard, later) == (1, 0), round_number
+        assert current_task(session, HOLDER) is None
