@@ -108,7 +108,8 @@ class Session:
         refused with a SessionError that names who holds it, and nothing is written. The check is made on `seen`
         (the projection the caller looked at) or the current projection, and again on the journal as of the
         completion once it is appended: when a release or a reassignment came in between, the completion changes
-        nothing, and the caller is told so, naming the new holder.
+        nothing, and the caller is told so, naming the new holder. With machines replicating, the server's order of
+        task changes has the last word (`popkit-power done` waits for the result's place; this does not).
         """
         from .fold.tasks import may_finish
 
