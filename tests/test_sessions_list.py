@@ -27,7 +27,7 @@ def three_sessions(power_dir: str) -> tuple[str, str, str]:
     with freeze_time("2020-03-01T10:00:00Z"):
         old = start_session(power_dir, "Old work", sender="human")
         old.publish("agent.joined", {"name": "a"}, sender="s1:main")
-        old.publish("task.created", {"task": "t-1", "title": "one"}, sender="human")
+        old.publish("task.created", {"task": "t-1", "title": "one", "owner": "s1:main"}, sender="human")
         old.publish("task.completed", {"task": "t-1", "result": "ok"}, sender="s1:main")
     with freeze_time("2020-03-01T11:30:00Z"):
         stop_session(power_dir, sender="human")
