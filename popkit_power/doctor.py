@@ -200,30 +200,33 @@ def _coordinator(power_dir: str, config: Config) -> Check:
 
 
 def _replication(power_dir: str, config: Config) -> Check:
-    mode = mode_info()
+    """What mirrors the journal (status.mode_info): for the active session what runs, else what the environment
+    selects."""
+    session_id = active_session(power_dir) if os.path.isdir(power_dir) else None
+    report = None
+    if session_id is not None:
+        session = Session(power_dir, session_id, config, read_only=True)
+        try:
+            report = replication_info(session, session.journal.end_position(), time.time())
+        finally:
+            session.journal.close()
+    mode = mode_info(report, session=session_id is not None)
+    where = f"{mode['mode']}: {mode['reason']}"
+    if not mode["ok"]:
+        return Check("replication", FAIL, where, ("popkit-power upstash ping shows the exact failure of the server "
+                                                  "this shell's variables name",
+                                                  "once it answers: popkit-power replicate (or stop and start the "
+                                                  "session: its coordinator runs the replicator)"))
     if mode["mode"] == "file":
         return Check("replication", OK, f"file mode: nothing to replicate ({mode['reason']})")
-    if not mode["ok"]:
-        return Check("replication", FAIL, f"{mode['mode']}: {mode['reason']}",
-                     ("popkit-power upstash ping shows the exact failure",))
-    session_id = active_session(power_dir) if os.path.isdir(power_dir) else None
-    if session_id is None:
-        return Check("replication", OK, f"{mode['mode']}: {mode['reason']}; Power Mode is off, nothing to replicate")
-    session = Session(power_dir, session_id, config, read_only=True)
-    try:
-        report = replication_info(session, session.journal.end_position(), time.time())
-    finally:
-        session.journal.close()
-    where = f"{mode['mode']}: {mode['reason']}"
-    if report is None or not report["running"]:
-        return Check("replication", FAIL, f"{where}; no replicator runs for session {session_id}, so the other "
-                     f"machines hear nothing from this one", ("start the coordinator (it runs the replicator), or: "
-                                                            "popkit-power replicate",))
+    if report is None:
+        return Check("replication", OK, f"{where}; Power Mode is off, nothing to replicate")
     if report.get("last_error") and report["behind"]:
         return Check("replication", WARN, f"{report['behind']} record(s) behind; last error: {report['last_error']}",
-                     (f"see {session.dir}/coordinator.log; popkit-power upstash ping shows the exact failure",))
-    return Check("replication", OK, f"{where}; {report['behind']} record(s) behind, {report.get('pulled') or 0} "
-                 f"pulled from {len(report.get('origins') or [])} other machine(s)")
+                     (f"see the coordinator.log of session {session_id}; popkit-power upstash ping shows the exact "
+                      f"failure",))
+    return Check("replication", OK, f"{where}; {report.get('pulled') or 0} pulled from "
+                 f"{len(report.get('origins') or [])} other machine(s)")
 
 
 def _hook_log(power_dir: str) -> Check:

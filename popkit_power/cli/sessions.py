@@ -18,6 +18,7 @@ from ..coordinator.daemon import stop as stop_coordinator
 from ..errors import ConfigError, PowerModeError, SessionError
 from ..home import active_session as active_session_id
 from ..home import list_sessions
+from ..mode_selector import not_replicated, select_mode
 from ..roster import quoted, shell_word
 from ..session import Session, start_session, stop_session, summarize
 from ..status import StatusReader, no_session, problems
@@ -55,6 +56,9 @@ def start(objective: str, switch: bool, coordinator: bool, sender: str | None) -
     click.echo(f"Power Mode on: session {session.id}")
     click.echo(f"objective: {objective.strip()}")
     click.echo(f"journal:   {session.journal.directory} (file journal)")
+    warning = not_replicated(select_mode(os.environ))
+    if warning:
+        click.echo(warning, err=True)
     if previous is not None:
         try:
             stop_coordinator(previous)
