@@ -5,6 +5,7 @@ stops Power Mode working), one line saying what was found, and the fixes. The ch
 
     hooks        the hooks registered exactly once (the plugin or a settings file, not both)
     hook runs    each registration's command runs popkit-power-hook, the way Claude Code runs it
+    recording    no agent of the active session works unrecorded (its process runs, its transcript moves on)
     config       config.json is valid
     power dir    the power directory and what is in it: yours, not a link, not open to others, modes 0700/0600
     journals     the journal passes verify (the active or newest session; all with --all)
@@ -27,7 +28,8 @@ from .home import active_session, check_power_dir, list_sessions
 from .hook.log import LOG_FILE
 from .install import HOOK_SCRIPT, PLUGIN_COMMAND
 from .session import Session
-from .status import coordinator_health, mode_info, replication_info
+from .status import coordinator_health, mode_info, replication_info, short_names, unreported_problem
+from .unreported import running_here, unreported
 from .verify import verify_journal
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -49,7 +51,8 @@ def run_all(power_dir: str, project_dir: str, *, all_sessions: bool = False, hom
     """Every check, in order."""
     found = registrations.find(project_dir, home)
     config, config_check = _config(power_dir)
-    return [_hooks(found, power_dir), *_hook_runs(found), config_check, _power_dir(power_dir),
+    return [_hooks(found, power_dir), *_hook_runs(found), _recording(power_dir, config), config_check,
+            _power_dir(power_dir),
             *_journals(power_dir, config, all_sessions), _coordinator(power_dir, config),
             _replication(power_dir, config),
             _hook_log(power_dir)]
@@ -98,6 +101,29 @@ def _hook_runs(found: list[dict[str, Any]]) -> list[Check]:
         checks.append(Check("hook runs", FAIL, f"{shown} does not run the hook ({said}); Claude Code would show "
                             f"exit 127 on every call, or nothing is recorded", tuple(fixes)))
     return checks
+
+
+def _recording(power_dir: str, config: Config) -> Check:
+    """Agents of the active session whose Claude Code process runs here but whose tool calls are no longer
+    recorded (unreported.py): the hook stopped running for them."""
+    session_id = active_session(power_dir) if os.path.isdir(power_dir) else None
+    if session_id is None:
+        return Check("recording", OK, "Power Mode is off: no agent to record")
+    session = Session(power_dir, session_id, config, read_only=True)
+    try:
+        state, _ = session.projection(save_snapshot=False, on_damage=lambda _damage: None)
+    finally:
+        session.journal.close()
+    here = running_here(state["agents"])
+    silent = unreported(state["agents"], now=time.time())
+    if silent:
+        names = short_names(state)
+        return Check("recording", FAIL, "; ".join(unreported_problem(one, names[one["key"]], state["agents"])
+                                                  for one in silent),
+                     ("register the hooks again: popkit-power install (or load the plugin); Claude Code reads its "
+                      "settings again and the agents are recorded from their next tool call",))
+    return Check("recording", OK, f"{len(here)} agent(s) of session {session_id} running on this machine, none "
+                 f"working unrecorded")
 
 
 def _config(power_dir: str) -> tuple[Config, Check]:

@@ -40,6 +40,7 @@ from .projector import (
 from .reader import warn_damage
 from .session import Session
 from .timestamps import seconds_of
+from .unreported import unreported
 
 #: Unfinished tasks in the order a person should look at them: the ones waiting for someone first.
 TASK_ORDER = (TASK_PARKED, TASK_ORPHANED, TASK_OPEN, TASK_ASSIGNED, TASK_CLAIMED)
@@ -347,9 +348,10 @@ def _utc(now: float) -> str:
 
 def problems(power_dir: str, info: dict[str, Any], config_error: str | None = None) -> list[str]:
     """What `status` must say before anything else, each pointing to `popkit-power doctor`: a config.json that
-    cannot be used (the hook records nothing), a mode that is not as it should be (a server set but not answering, a
-    replicator not running or failing: `mode_info`), and errors the hook logged since the agents' last recorded call
-    (the session's opening when no agent has one): a hook that fails records nothing, so its errors are newer."""
+    cannot be used (the hook records nothing), a mode that is not as it should be (a server set but not answering,
+    a replicator not running or failing: `mode_info`), agents that work but are no longer recorded (unreported.py),
+    and errors the hook logged since the agents' last recorded call (the session's opening when no agent has one):
+    a hook that fails records nothing, so its errors are newer."""
     found = []
     if config_error:
         found.append(f"{config_error}; the hook records nothing until it is fixed (popkit-power doctor)")
@@ -358,6 +360,9 @@ def problems(power_dir: str, info: dict[str, Any], config_error: str | None = No
         found.append(f"{mode.get('reason')} (popkit-power doctor)")
     if info.get("session") is None:
         return found
+    names = info.get("names") or {}
+    for silent in unreported(info.get("agents") or {}, now=time.time()):
+        found.append(unreported_problem(silent, names.get(silent["key"], silent["key"]), info["agents"]))
     seen = [seconds_of(agent.get("last_seen")) for agent in (info.get("agents") or {}).values()]
     last = max((when for when in seen if when is not None), default=seconds_of(info.get("opened")))
     errors = since(power_dir, last)
@@ -366,3 +371,14 @@ def problems(power_dir: str, info: dict[str, Any], config_error: str | None = No
         found.append(f"the hook logged {len(errors)} error{'s' * (len(errors) != 1)} since the agents' last recorded "
                      f"call, the latest: {clean(latest['line'][20:], 160)} (popkit-power doctor)")
     return found
+
+
+def unreported_problem(silent: dict[str, Any], name: str, agents: dict[str, dict[str, Any]]) -> str:
+    """One line about an agent that works unrecorded (unreported.py), with what to do."""
+    now = time.time()
+    last = _age(agents.get(silent["key"], {}).get("last_seen"), now)["ago"]
+    return (f"agent {clean(name, MAX_NAME_CHARS)} (pid {silent['pid']}) works but is no longer recorded: its "
+            f"transcript shows {silent['calls']} tool call(s) since {ago(now - silent['since'])}, none recorded "
+            f"(last recorded {last}); the hook no longer runs for it: were the hook settings changed or "
+            f"uninstalled? popkit-power install brings it back (Claude Code reads its settings again), then "
+            f"popkit-power doctor")
