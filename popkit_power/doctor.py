@@ -8,6 +8,7 @@ stops Power Mode working), one line saying what was found, and the fixes. The ch
     recording    no agent of the active session works unrecorded (its process runs, its transcript moves on)
     config       config.json is valid
     power dir    the power directory and what is in it: yours, not a link, not open to others, modes 0700/0600
+    trust        the hook speaks from it: it is $POPKIT_POWER_HOME, or popkit-power here made a session active in it
     journals     the journal passes verify (the active or newest session; all with --all)
     coordinator  the active session's coordinator is alive
     replication  the mode, and the replicator's lag where there is one
@@ -27,8 +28,9 @@ from .errors import ConfigError, PowerModeError
 from .home import active_session, check_power_dir, list_sessions
 from .hook.log import LOG_FILE
 from .install import HOOK_SCRIPT, PLUGIN_COMMAND
+from .problems import unreported_problem, untrusted_problem
 from .session import Session
-from .status import coordinator_health, mode_info, replication_info, short_names, unreported_problem
+from .status import coordinator_health, mode_info, replication_info, short_names
 from .unreported import running_here, unreported
 from .verify import verify_journal
 
@@ -52,7 +54,7 @@ def run_all(power_dir: str, project_dir: str, *, all_sessions: bool = False, hom
     found = registrations.find(project_dir, home)
     config, config_check = _config(power_dir)
     return [_hooks(found, power_dir), *_hook_runs(found), _recording(power_dir, config), config_check,
-            _power_dir(power_dir),
+            _power_dir(power_dir), _trust(power_dir),
             *_journals(power_dir, config, all_sessions), _coordinator(power_dir, config),
             _replication(power_dir, config),
             _hook_log(power_dir)]
@@ -170,6 +172,14 @@ def _power_dir(power_dir: str) -> Check:
                      f"as {loose[0]} (popkit-power makes 0700 folders and 0600 files)",
                      (f"chmod -R go-rwx {power_dir}",))
     return Check("power dir", OK, f"{power_dir}: yours, private (0700 folders, 0600 files)")
+
+
+def _trust(power_dir: str) -> Check:
+    untrusted = untrusted_problem(power_dir)
+    if untrusted:
+        return Check("trust", FAIL, untrusted, (f"look at it first (popkit-power status, popkit-power replay), then "
+                                                f"trust it: popkit-power trust; or remove it: rm -r {power_dir}",))
+    return Check("trust", OK, f"{power_dir}: trusted (or not made yet)")
 
 
 def _journals(power_dir: str, config: Config, all_sessions: bool) -> list[Check]:

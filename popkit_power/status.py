@@ -16,7 +16,6 @@ from collections import Counter
 from typing import Any
 
 from .home import active_session
-from .hook_errors import since
 from .journal import Position
 from .keys import COORDINATOR, HUMAN, RESERVED_SENDERS, agent_name
 from .mode_selector import CREDENTIAL_VARS, FILE, Mode, select_mode
@@ -40,7 +39,6 @@ from .projector import (
 from .reader import warn_damage
 from .session import Session
 from .timestamps import seconds_of
-from .unreported import unreported
 
 #: Unfinished tasks in the order a person should look at them: the ones waiting for someone first.
 TASK_ORDER = (TASK_PARKED, TASK_ORPHANED, TASK_OPEN, TASK_ASSIGNED, TASK_CLAIMED)
@@ -165,7 +163,7 @@ def session_status(session: Session, state: State, position: Position, *, now: f
         "open_tasks": [task_id for task_id, task in tasks.items() if task["status"] in OPEN_TASK_STATES],
         "orphans": state["orphans"],
         "insights": _insights(state["insights"]),
-        "approvals": {key: {**approval, **_age(approval.get("asked"), now)}
+        "approvals": {key: {**approval, **age_of(approval.get("asked"), now)}
                       for key, approval in state["approvals"].items()},
         "pending_approvals": [key for key, approval in state["approvals"].items()
                               if approval.get("status") == APPROVAL_PENDING],
@@ -204,7 +202,7 @@ def ago(seconds: float | None) -> str:
     return f"{int(seconds)} s ago"
 
 
-def _age(ts: Any, now: float) -> dict[str, Any]:
+def age_of(ts: Any, now: float) -> dict[str, Any]:
     """`age_seconds` and `ago` of an event timestamp. A time ahead of `now` (another machine's clock) is 0 s ago."""
     when = seconds_of(ts)
     age = None if when is None else max(0.0, now - when)
@@ -218,7 +216,7 @@ def coordinator_health(coordinator: dict[str, Any], now: float, heartbeat_second
     silence tells."""
     status = coordinator.get("status")
     silent_after = MISSED_HEARTBEATS * heartbeat_seconds
-    age = _age(coordinator.get("last_seen"), now)
+    age = age_of(coordinator.get("last_seen"), now)
     if status == "running":
         health = ALIVE if age["age_seconds"] is not None and age["age_seconds"] <= silent_after else SILENT
     else:
@@ -301,7 +299,7 @@ def _agents(state: State, now: float) -> dict[str, dict[str, Any]]:
             **agent,
             "label": _label(agent, with_host=len(hosts) > 1),
             "state": WATCHING if agent["status"] in LIVE and watching(agent) else agent["status"],
-            **_age(agent.get("last_seen"), now),
+            **age_of(agent.get("last_seen"), now),
             "current_task_title": task["title"] if task else None,
             "recent_files": [_relative(path, agent.get("cwd")) for path in agent["files_touched"][::-1][:RECENT_FILES]],
         }
@@ -344,41 +342,3 @@ def _insights(insights: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _utc(now: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1_000_000):06d}Z"
-
-
-def problems(power_dir: str, info: dict[str, Any], config_error: str | None = None) -> list[str]:
-    """What `status` must say before anything else, each pointing to `popkit-power doctor`: a config.json that
-    cannot be used (the hook records nothing), a mode that is not as it should be (a server set but not answering,
-    a replicator not running or failing: `mode_info`), agents that work but are no longer recorded (unreported.py),
-    and errors the hook logged since the agents' last recorded call (the session's opening when no agent has one):
-    a hook that fails records nothing, so its errors are newer."""
-    found = []
-    if config_error:
-        found.append(f"{config_error}; the hook records nothing until it is fixed (popkit-power doctor)")
-    mode = info.get("mode") or {}
-    if mode.get("ok") is False:
-        found.append(f"{mode.get('reason')} (popkit-power doctor)")
-    if info.get("session") is None:
-        return found
-    names = info.get("names") or {}
-    for silent in unreported(info.get("agents") or {}, now=time.time()):
-        found.append(unreported_problem(silent, names.get(silent["key"], silent["key"]), info["agents"]))
-    seen = [seconds_of(agent.get("last_seen")) for agent in (info.get("agents") or {}).values()]
-    last = max((when for when in seen if when is not None), default=seconds_of(info.get("opened")))
-    errors = since(power_dir, last)
-    if errors:
-        latest = errors[-1]
-        found.append(f"the hook logged {len(errors)} error{'s' * (len(errors) != 1)} since the agents' last recorded "
-                     f"call, the latest: {clean(latest['line'][20:], 160)} (popkit-power doctor)")
-    return found
-
-
-def unreported_problem(silent: dict[str, Any], name: str, agents: dict[str, dict[str, Any]]) -> str:
-    """One line about an agent that works unrecorded (unreported.py), with what to do."""
-    now = time.time()
-    last = _age(agents.get(silent["key"], {}).get("last_seen"), now)["ago"]
-    return (f"agent {clean(name, MAX_NAME_CHARS)} (pid {silent['pid']}) works but is no longer recorded: its "
-            f"transcript shows {silent['calls']} tool call(s) since {ago(now - silent['since'])}, none recorded "
-            f"(last recorded {last}); the hook no longer runs for it: were the hook settings changed or "
-            f"uninstalled? popkit-power install brings it back (Claude Code reads its settings again), then "
-            f"popkit-power doctor")
