@@ -176,3 +176,13 @@ def test_a_transcript_that_is_long_or_broken_is_read_by_its_end(tmp_path: Path) 
     finally:
         process.kill()
         process.wait()
+
+
+def test_uninstall_of_one_registration_while_another_remains_cuts_nobody_off(world: dict[str, Any]) -> None:
+    """With the hooks also in the user's settings, removing the project's leaves the agents recorded: no refusal."""
+    runner, project, agent = world["runner"], world["project"], world["agent"]
+    assert runner.invoke(main, ["install", "--user"]).exit_code == 0
+    done = runner.invoke(main, ["uninstall", "--project-dir", str(project)])
+    assert done.exit_code == 0 and "go on working unrecorded" not in done.output
+    refused = runner.invoke(main, ["uninstall", "--user"])  # the last one: now it would cut the agent off
+    assert refused.exit_code == 1 and f"(pid {agent.process.pid})" in refused.output

@@ -77,8 +77,10 @@ def uninstall(user: bool, project_dir: str, force: bool) -> None:
     paths = [settings_path(user=user, project_dir=project_dir)]
     if not user:
         paths.append(shared_settings_path(project_dir))
-    registered = {found["path"] for found in registrations.find(project_dir) if found["kind"] == "settings"}
-    cut_off = _running_agents() if registered.intersection(paths) else []
+    found = registrations.find(project_dir)
+    removed = [one for one in found if one["kind"] == "settings" and one["path"] in paths]
+    # agents are cut off only when nothing else (another settings file, the plugin) still runs the hook for them
+    cut_off = _running_agents() if removed and len(removed) == len(found) else []
     if cut_off:
         names = ", ".join(cut_off)
         if not force:
