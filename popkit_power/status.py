@@ -110,8 +110,9 @@ def mode_info(replication: dict[str, Any] | None = None, *, session: bool = Fals
             selected.reason if selected.kind == FILE else "file only: the session is closed"
         return {"mode": FILE, "reason": reason, "ok": True, "running": False}
     if replication is not None:
-        return {"mode": FILE, "reason": f"file only: the replicator to {was} is not running, so the other machines "
-                f"hear nothing from this one (start it: popkit-power replicate)", "ok": False, "running": False}
+        return {"mode": FILE, "reason": f"file only: no replicator runs for this session now (the one to {was} "
+                f"stopped), so the other machines hear nothing from this one (start it: popkit-power replicate)",
+                "ok": False, "running": False}
     if selected.kind == FILE:
         return {"mode": FILE, "reason": selected.reason, "ok": True, "running": False}
     if not selected.ok:

@@ -132,8 +132,9 @@ def test_the_mode_line_says_what_runs_whatever_the_shell_has_set(home: str, own_
     until(lambda: not running(session), 30, "the coordinator's lease released")
     info = status(home)
     assert (info["mode"]["mode"], info["mode"]["ok"]) == ("file", False)
-    assert info["mode"]["reason"].startswith(f"file only: the replicator to {shown} is not running")
-    assert any("is not running" in problem for problem in info["problems"])
+    assert info["mode"]["reason"].startswith(f"file only: no replicator runs for this session now (the one to "
+                                             f"{shown} stopped)")
+    assert any("no replicator runs" in problem for problem in info["problems"])
     assert cli(home, "stop").returncode == 0
     info = status(home)
     assert info["mode"] == {"mode": "file", "ok": True, "running": False,
