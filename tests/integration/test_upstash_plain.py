@@ -13,14 +13,17 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import orjson
+import pytest
 import redis
-from conftest import TOKEN
+from conftest import TOKEN, UPSTASH_KINDS, bridge_for
 from test_push_batches import small_batches
-from test_replication import LAYOUT, events, sync
+from test_replication import LAYOUT, chatter, events, sync
 
 from popkit_power.replication.positions import body
 from popkit_power.replication.replicator import Replicator
 from popkit_power.replication.upstash_rest import UpstashRest
+from popkit_power.verify import verify_journal
 
 CHECKS = 10
 #: Text popkit-power writes that must travel as it is: separators, multi-byte characters, NUL, line and
@@ -94,3 +97,33 @@ def test_the_limit_of_plain_json_bytes_that_are_not_utf8(bridge: Any, plain_brid
     with closing(UpstashRest(bridge.url, TOKEN)) as encoded, closing(UpstashRest(plain_bridge.url, TOKEN)) as plain:
         assert encoded.execute([["GET", "raw"]], timeout=5) == ["ok \udcff\udcfe end"]
         assert plain.execute([["GET", "raw"]], timeout=5) == ["ok \ufffd\ufffd end"]
+
+
+@pytest.mark.parametrize("kind", UPSTASH_KINDS)
+def test_planted_entries_with_bad_bytes_are_skipped_over_either_encoding(
+        kind: str, redis_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Entries planted in machine B's stream (not JSON, no body, bytes that are not UTF-8, and an event of B's with
+    such bytes inside its text): over base64 and over plain JSON, machine A goes on with B's real events and its
+    journal stays whole. The difference, and the limit of plain JSON: over base64 the event with bad bytes does not
+    parse and is skipped; over plain JSON its bad bytes arrive as U+FFFD, so it parses and is taken like any
+    well-formed planted entry (what makes those safe is the replicator's business, not the encoding's). Planted ids
+    also take the place of B's next entries, which A then misses on either encoding: not asserted here."""
+    a, b = small_batches(tmp_path)
+    bridge = bridge_for(kind, request)
+    one, two = (Replicator(session, UpstashRest(bridge.url, TOKEN)) for session in (a, b))
+    b.publish("message.broadcast", {"text": "before"}, sender="bob:main")
+    sync(one, two)
+    stream = LAYOUT.origin_stream(a.id, b.origin)
+    with redis.Redis.from_url(redis_url) as client:
+        top = int(client.xinfo_stream(stream)["last-generated-id"].split(b"-")[0])
+        made = b.event("message.broadcast", {"text": "PLANTED"}, sender="mallory:main")
+        inside = orjson.dumps({**made, "origin": b.origin}).replace(b"PLANTED", b"PLANTED \xff\xfe")
+        for n, fields in enumerate([{"e": b"{not json"}, {"x": b"no body"}, {"e": b"\xff\xfe"}, {"e": inside}], 1):
+            client.xadd(stream, fields, id=f"{top + n}-0")
+    chatter(b, "bob", 5)
+    sync(one, two)
+    texts = [e["data"].get("text") for e in events(a) if e["origin"] == b.origin]
+    assert texts[:1] == ["before"] and texts[-1] == "bob says 4", texts
+    planted = [text for text in texts if "PLANTED" in str(text)]
+    assert planted == ([] if kind == "upstash" else ["PLANTED \ufffd\ufffd"]), planted
+    assert verify_journal(a.journal)["ok"]
