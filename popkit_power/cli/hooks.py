@@ -78,9 +78,9 @@ def uninstall(user: bool, project_dir: str, force: bool) -> None:
     if not user:
         paths.append(shared_settings_path(project_dir))
     found = registrations.find(project_dir)
-    removed = [one for one in found if one["kind"] == "settings" and one["path"] in paths]
+    leaving = [one for one in found if one["kind"] == "settings" and one["path"] in paths]
     # agents are cut off only when nothing else (another settings file, the plugin) still runs the hook for them
-    cut_off = _running_agents() if removed and len(removed) == len(found) else []
+    cut_off = _running_agents() if leaving and len(leaving) == len(found) else []
     if cut_off:
         names = ", ".join(cut_off)
         if not force:
