@@ -77,11 +77,11 @@ def read_file(path: str, limit: int = 1 << 20) -> bytes:
         os.close(fd)
 
 
-def check_dir(path: str, *, for_writing: bool = True) -> None:
+def check_dir(path: str, *, for_writing: bool = True) -> os.stat_result:
     """Raise UnsafePathError unless `path` is a real directory (not a link) and, to be written in, owned by this
     user and not writable by group or others; FileNotFoundError if it does not exist. Only reading (a copy of a
     journal, a checkout made under umask 002) needs only the first: every file in it is opened without following
-    links anyway."""
+    links anyway. Returns what `lstat` said of it."""
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode):
         raise UnsafePathError(f"{path} is a symbolic link; popkit-power never follows links in its directory "
@@ -89,13 +89,14 @@ def check_dir(path: str, *, for_writing: bool = True) -> None:
     if not stat.S_ISDIR(info.st_mode):
         raise UnsafePathError(f"{path} is not a directory")
     if not for_writing:
-        return
+        return info
     if _GETUID is not None and info.st_uid != _GETUID():
         raise UnsafePathError(f"{path} belongs to user id {info.st_uid}, not to you; popkit-power uses only its own "
                               f"directories")
     if info.st_mode & 0o022:
         raise UnsafePathError(f"{path} is writable by others (mode {info.st_mode & 0o777:o}); "
                               f"fix it with: chmod 700 {path}")
+    return info
 
 
 def private_dir(path: str) -> str:

@@ -5,8 +5,10 @@ stops Power Mode working), one line saying what was found, and the fixes. The ch
 
     hooks        the hooks registered exactly once (the plugin or a settings file, not both)
     hook runs    each registration's command runs popkit-power-hook, the way Claude Code runs it
+    recording    no agent of the active session works unrecorded (its process runs, its transcript moves on)
     config       config.json is valid
     power dir    the power directory and what is in it: yours, not a link, not open to others, modes 0700/0600
+    trust        the hook speaks from it: it is $POPKIT_POWER_HOME, or popkit-power here made a session active in it
     journals     the journal passes verify (the active or newest session; all with --all)
     coordinator  the active session's coordinator is alive
     replication  the mode, and the replicator's lag where there is one
@@ -26,8 +28,10 @@ from .errors import ConfigError, PowerModeError
 from .home import active_session, check_power_dir, list_sessions
 from .hook.log import LOG_FILE
 from .install import HOOK_SCRIPT, PLUGIN_COMMAND
+from .problems import unreported_problem, untrusted_problem
 from .session import Session
-from .status import coordinator_health, mode_info, replication_info
+from .status import coordinator_health, mode_info, replication_info, short_names
+from .unreported import running_here, unreported
 from .verify import verify_journal
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -49,7 +53,8 @@ def run_all(power_dir: str, project_dir: str, *, all_sessions: bool = False, hom
     """Every check, in order."""
     found = registrations.find(project_dir, home)
     config, config_check = _config(power_dir)
-    return [_hooks(found, power_dir), *_hook_runs(found), config_check, _power_dir(power_dir),
+    return [_hooks(found, power_dir), *_hook_runs(found), _recording(power_dir, config), config_check,
+            _power_dir(power_dir), _trust(power_dir),
             *_journals(power_dir, config, all_sessions), _coordinator(power_dir, config),
             _replication(power_dir, config),
             _hook_log(power_dir)]
@@ -100,6 +105,29 @@ def _hook_runs(found: list[dict[str, Any]]) -> list[Check]:
     return checks
 
 
+def _recording(power_dir: str, config: Config) -> Check:
+    """Agents of the active session whose Claude Code process runs here but whose tool calls are no longer
+    recorded (unreported.py): the hook stopped running for them."""
+    session_id = active_session(power_dir) if os.path.isdir(power_dir) else None
+    if session_id is None:
+        return Check("recording", OK, "Power Mode is off: no agent to record")
+    session = Session(power_dir, session_id, config, read_only=True)
+    try:
+        state, _ = session.projection(save_snapshot=False, on_damage=lambda _damage: None)
+    finally:
+        session.journal.close()
+    here = running_here(state["agents"])
+    silent = unreported(state["agents"], now=time.time())
+    if silent:
+        names = short_names(state)
+        return Check("recording", FAIL, "; ".join(unreported_problem(one, names[one["key"]], state["agents"])
+                                                  for one in silent),
+                     ("register the hooks again: popkit-power install (or load the plugin); Claude Code reads its "
+                      "settings again and the agents are recorded from their next tool call",))
+    return Check("recording", OK, f"{len(here)} agent(s) of session {session_id} running on this machine, none "
+                 f"working unrecorded")
+
+
 def _config(power_dir: str) -> tuple[Config, Check]:
     path = os.path.join(power_dir, CONFIG_FILE)
     try:
@@ -144,6 +172,14 @@ def _power_dir(power_dir: str) -> Check:
                      f"as {loose[0]} (popkit-power makes 0700 folders and 0600 files)",
                      (f"chmod -R go-rwx {power_dir}",))
     return Check("power dir", OK, f"{power_dir}: yours, private (0700 folders, 0600 files)")
+
+
+def _trust(power_dir: str) -> Check:
+    untrusted = untrusted_problem(power_dir)
+    if untrusted:
+        return Check("trust", FAIL, untrusted, (f"look at it first (popkit-power status, popkit-power replay), then "
+                                                f"trust it: popkit-power trust; or remove it: rm -r {power_dir}",))
+    return Check("trust", OK, f"{power_dir}: trusted (or not made yet)")
 
 
 def _journals(power_dir: str, config: Config, all_sessions: bool) -> list[Check]:
@@ -200,30 +236,33 @@ def _coordinator(power_dir: str, config: Config) -> Check:
 
 
 def _replication(power_dir: str, config: Config) -> Check:
-    mode = mode_info()
+    """What mirrors the journal (status.mode_info): for the active session what runs, else what the environment
+    selects."""
+    session_id = active_session(power_dir) if os.path.isdir(power_dir) else None
+    report = None
+    if session_id is not None:
+        session = Session(power_dir, session_id, config, read_only=True)
+        try:
+            report = replication_info(session, session.journal.end_position(), time.time())
+        finally:
+            session.journal.close()
+    mode = mode_info(report, session=session_id is not None)
+    where = f"{mode['mode']}: {mode['reason']}"
+    if not mode["ok"]:
+        return Check("replication", FAIL, where, ("popkit-power upstash ping shows the exact failure of the server "
+                                                  "this shell's variables name",
+                                                  "once it answers: popkit-power replicate (or stop and start the "
+                                                  "session: its coordinator runs the replicator)"))
     if mode["mode"] == "file":
         return Check("replication", OK, f"file mode: nothing to replicate ({mode['reason']})")
-    if not mode["ok"]:
-        return Check("replication", FAIL, f"{mode['mode']}: {mode['reason']}",
-                     ("popkit-power upstash ping shows the exact failure",))
-    session_id = active_session(power_dir) if os.path.isdir(power_dir) else None
-    if session_id is None:
-        return Check("replication", OK, f"{mode['mode']}: {mode['reason']}; Power Mode is off, nothing to replicate")
-    session = Session(power_dir, session_id, config, read_only=True)
-    try:
-        report = replication_info(session, session.journal.end_position(), time.time())
-    finally:
-        session.journal.close()
-    where = f"{mode['mode']}: {mode['reason']}"
-    if report is None or not report["running"]:
-        return Check("replication", FAIL, f"{where}; no replicator runs for session {session_id}, so the other "
-                     f"machines hear nothing from this one", ("start the coordinator (it runs the replicator), or: "
-                                                            "popkit-power replicate",))
+    if report is None:
+        return Check("replication", OK, f"{where}; Power Mode is off, nothing to replicate")
     if report.get("last_error") and report["behind"]:
         return Check("replication", WARN, f"{report['behind']} record(s) behind; last error: {report['last_error']}",
-                     (f"see {session.dir}/coordinator.log; popkit-power upstash ping shows the exact failure",))
-    return Check("replication", OK, f"{where}; {report['behind']} record(s) behind, {report.get('pulled') or 0} "
-                 f"pulled from {len(report.get('origins') or [])} other machine(s)")
+                     (f"see the coordinator.log of session {session_id}; popkit-power upstash ping shows the exact "
+                      f"failure",))
+    return Check("replication", OK, f"{where}; {report.get('pulled') or 0} pulled from "
+                 f"{len(report.get('origins') or [])} other machine(s)")
 
 
 def _hook_log(power_dir: str) -> Check:

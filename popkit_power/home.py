@@ -8,6 +8,11 @@
         hook.log                 the hook's one-line error log
         sessions/<session id>/   journal/, journal.lock, agents/, snapshots/
 
+A power directory can arrive with a project's files (an unpacked archive's `.popkit-power`), so the hook speaks
+from one only when it is trusted: named in $POPKIT_POWER_HOME, or marked in the user's own state directory (outside
+every project, by device and inode) when popkit-power on this machine made a session active in it or was told to
+trust it (`trust`).
+
 Worktrees of one repository share one power directory, found by reading `.git` files rather than running git. Every
 name that comes from outside (session ids, agent keys) goes through `safe_name`, so no path can leave the directory,
 and every file and directory under it is opened through `_fs`, which never follows a symlink.
@@ -170,28 +175,45 @@ def active_session(power_dir: str) -> str | None:
     Raises SessionError when `active` holds something that is not a session id (invalid UTF-8, a bad name) and
     UnsafePathError when it is a symlink or a directory: the file is never followed out of the power directory.
     """
+    return _active(power_dir)[0]
+
+
+def trusted_active_session(power_dir: str) -> str | None:
+    """The hook's view of `active_session`: None also when the power directory is not trusted (`is_trusted`), so
+    a planted one (an unpacked archive's `.popkit-power`) puts nothing into any agent's context. One stat more than
+    `active_session`, and only with Power Mode on."""
+    session_id, info = _active(power_dir)
+    if session_id is None or info is None or _named(power_dir):
+        return session_id
+    return session_id if os.path.exists(_marker(info)) else None
+
+
+def _active(power_dir: str) -> tuple[str | None, os.stat_result | None]:
+    """`active_session`, and what `lstat` said of the power directory."""
     path = os.path.join(power_dir, ACTIVE_FILE)
     try:
-        check_dir(power_dir)  # one lstat: nothing is read through a power directory that is a link, or not ours
+        info = check_dir(power_dir)  # one lstat: nothing is read through a power directory that is a link, or not ours
         raw = read_file(path, 4096)
     except (FileNotFoundError, NotADirectoryError):
-        return None
+        return None, None
     try:
         session_id = raw.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise SessionError(f"{path} does not hold a session id (it is not UTF-8 text); turn Power Mode off with: "
                            f"popkit-power stop, or delete the file") from None
     if not session_id:
-        return None
+        return None, info
     try:
-        return check_session_id(session_id)
+        return check_session_id(session_id), info
     except SessionError:
         raise SessionError(f"{path} does not hold a session id ({session_id[:60]!r}); turn Power Mode off with: "
                            f"popkit-power stop, or delete the file") from None
 
 
 def set_active_session(power_dir: str, session_id: str | None) -> None:
-    """Make `session_id` the active session (atomically), or turn Power Mode off with None."""
+    """Make `session_id` the active session (atomically), or turn Power Mode off with None. Making one active is
+    what popkit-power on this machine does to a power directory of its own (start, join), so it is trusted from
+    then on (`trust`)."""
     path = os.path.join(power_dir, ACTIVE_FILE)
     if session_id is None:
         try:
@@ -199,7 +221,54 @@ def set_active_session(power_dir: str, session_id: str | None) -> None:
         except FileNotFoundError:
             pass
         return
+    try:
+        trust(power_dir)
+    except (OSError, UnsafePathError):  # no marker: the hook stays silent here, and status says why and what to do
+        pass
     write_private_file(path, check_session_id(session_id) + "\n")
+
+
+# -- trust: whether this machine made the power directory its own ------------------------------------------------
+
+def trust_dir() -> str:
+    """Where this user's trust markers are, outside every project: $XDG_STATE_HOME/popkit-power/trusted, else
+    ~/.local/state/popkit-power/trusted. Read from the process's environment (the hook's is the user's)."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "popkit-power", "trusted")
+
+
+def _marker(info: os.stat_result) -> str:
+    """The marker of the directory `info` describes: named by its device and inode, so a copy, an unpacked archive
+    or a directory made again in its place is another directory, never trusted by this one's marker."""
+    return os.path.join(trust_dir(), f"{info.st_dev:x}-{info.st_ino:x}")
+
+
+def _named(power_dir: str) -> bool:
+    """Whether the user named this power directory in $POPKIT_POWER_HOME (a choice no file in a project makes)."""
+    named = os.environ.get(ENV_HOME)
+    return named is not None and named != "" and os.path.abspath(os.path.expanduser(named)) == power_dir
+
+
+def is_trusted(power_dir: str) -> bool:
+    """Whether the hook speaks from this power directory: it is $POPKIT_POWER_HOME, or popkit-power on this machine
+    made a session active in it (`set_active_session`) or was told to trust it (`popkit-power trust`). True for a
+    directory that does not exist yet (what popkit-power makes is its own)."""
+    if _named(power_dir):
+        return True
+    try:
+        info = check_dir(power_dir, for_writing=False)
+    except FileNotFoundError:
+        return True
+    return os.path.exists(_marker(info))
+
+
+def trust(power_dir: str) -> str:
+    """Trust the power directory from now on (the marker holds its path, for people); returns the marker's path."""
+    marker = _marker(check_dir(private_dir(power_dir)))
+    if not os.path.exists(marker):
+        private_dir(trust_dir())
+        write_private_file(marker, power_dir + "\n", durable=False)
+    return marker
 
 
 def write_private_file(path: str, text: str, *, durable: bool = True, temporary: str | None = None) -> None:

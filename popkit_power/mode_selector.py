@@ -2,7 +2,8 @@
 
 - Upstash when UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN are both set and Upstash answers a PING;
   when it does not, "Upstash connection failed. Check your credentials." with the exact failure, and `ok` False;
-- a Redis server when REDIS_URL is set (the reason says whether it answered a PING);
+- a Redis server when REDIS_URL is set (the reason says whether it answered a PING; `ok` False when it did not, or
+  when the URL is not one);
 - otherwise the file journal alone: "File-based mode", with the original's "Upstash credentials required ..." (or,
   when only one of the two Upstash variables is set, which one is missing).
 
@@ -79,6 +80,15 @@ def select_mode(environ: Mapping[str, str], *, ping: Callable[[Transport], float
     if half:
         return Mode(FILE, f"{FILE_BASED}: {half}, so Upstash is not used", True)
     return Mode(FILE, f"{FILE_BASED}: {NOT_CONFIGURED}", True)
+
+
+def not_replicated(mode: Mode) -> str | None:
+    """What `start` warns about on its first screen when credentials are set but their server cannot be used (the
+    session then runs on the file journal alone, replicated nowhere); None when all is as the variables say."""
+    if mode.ok:
+        return None
+    return (f"warning: {mode.reason}; this session is NOT replicated. Fix it (popkit-power upstash ping shows the "
+            f"failure), then run: popkit-power replicate")
 
 
 def half_set(environ: Mapping[str, str]) -> str | None:

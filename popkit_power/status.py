@@ -16,10 +16,9 @@ from collections import Counter
 from typing import Any
 
 from .home import active_session
-from .hook_errors import since
 from .journal import Position
 from .keys import COORDINATOR, HUMAN, RESERVED_SENDERS, agent_name
-from .mode_selector import CREDENTIAL_VARS, Mode, select_mode
+from .mode_selector import CREDENTIAL_VARS, FILE, Mode, select_mode
 from .projector import (
     AGENT_ACTIVE,
     AGENT_IDLE,
@@ -59,30 +58,68 @@ RECENT_FILES = 3
 
 
 def replication_info(session: Session, position: Position, now: float) -> dict[str, Any] | None:
-    """The replicator's last report (replication.json) and whether it runs now; None where none ever ran. `behind`
-    counts the records after the last one pushed (an upper bound: pulled records are never pushed)."""
+    """Whether the session's replicator runs now (its lease is held) and its last report (replication.json); None
+    where none runs and none ever reported. `behind` counts the records after the last one pushed (an upper bound:
+    pulled records are never pushed); `failing` is True while its last step failed (it is backing off)."""
     from .lease import held
     from .replication.replicator import read_status
 
+    running = held(session.dir, "replicator")
     report = read_status(session.dir)
-    if report is None:
+    if report is None and not running:
         return None
+    report = report or {}
     pushed = report.get("pushed_through")
     pushed = pushed if isinstance(pushed, int) else 0
     written = report.get("written") if isinstance(report.get("written"), (int, float)) else None
-    return {"running": held(session.dir, "replicator"), "transport": report.get("transport"),
+    return {"running": running, "transport": report.get("transport"), "kind": report.get("kind"),
             "pushed_through": pushed, "behind": max(0, position.seq - 1 - pushed),
             "pulled": report.get("pulled"), "origins": report.get("origins"), "errors": report.get("errors"),
-            "last_error": report.get("last_error"), "commands_sent": report.get("commands_sent"),
+            "last_error": report.get("last_error"), "failing": report.get("backoff_until") is not None,
+            "commands_sent": report.get("commands_sent"),
             "report_age_seconds": None if written is None else max(0.0, now - written)}
 
 
-def mode_info() -> dict[str, Any]:
-    """The mode line: which server mirrors the journal (mode_selector.py), why, and whether it answers (`ok`).
-    A server is asked once per process for the same credentials (`status --watch` does not PING every second:
-    Upstash bills every command); in file mode nothing is contacted or imported."""
-    mode = _selected_mode(tuple(os.environ.get(name, "") for name in CREDENTIAL_VARS))
-    return {"mode": mode.kind, "reason": mode.reason, "ok": mode.ok}
+def mode_info(replication: dict[str, Any] | None = None, *, session: bool = False,
+              closed: bool = False) -> dict[str, Any]:
+    """The mode line: what mirrors the journal now, and whether that is as it should be (`ok`).
+
+    For a session (`session`) it says what runs, from the replicator's lease and report (`replication`, from
+    `replication_info`): the server it replicates to (secrets masked) and whether it is healthy; or "file only"
+    and why: no credentials (the original's "File-based mode: ..."), credentials this shell has but whose server
+    does not answer, or a replicator that stopped while the session is open. Without a session it says what the
+    environment selects. The environment's server is asked once per process for the same credentials (`status
+    --watch` does not PING every second: Upstash bills every command); without credentials nothing is contacted or
+    imported, and while a replicator runs the environment is not asked at all."""
+    if replication is not None and replication["running"]:
+        kind = replication.get("kind") or str(replication.get("transport") or "server").split(" ")[0]
+        where = replication.get("transport") or "its server (no report yet)"
+        if replication.get("failing"):
+            health = f"failing, next try soon; last error: {clean(replication.get('last_error'), 300)}"
+        else:
+            health = "healthy"
+        behind = replication.get("behind") or 0
+        return {"mode": kind, "reason": f"replicating to {where}: {health}; {behind} record(s) not pushed yet",
+                "ok": not replication.get("failing"), "running": True}
+    selected = _selected_mode(tuple(os.environ.get(name, "") for name in CREDENTIAL_VARS))
+    if not session:
+        return {"mode": selected.kind, "reason": selected.reason, "ok": selected.ok, "running": None}
+    was = (replication or {}).get("transport") or "its server"
+    if closed:
+        reason = f"file only: the session is closed (it was replicated to {was})" if replication else \
+            selected.reason if selected.kind == FILE else "file only: the session is closed"
+        return {"mode": FILE, "reason": reason, "ok": True, "running": False}
+    if replication is not None:
+        return {"mode": FILE, "reason": f"file only: no replicator runs for this session now (the one to {was} "
+                f"stopped), so the other machines hear nothing from this one (start it: popkit-power replicate)",
+                "ok": False, "running": False}
+    if selected.kind == FILE:
+        return {"mode": FILE, "reason": selected.reason, "ok": True, "running": False}
+    if not selected.ok:
+        return {"mode": FILE, "reason": f"file only: {selected.reason}; this session is not replicated",
+                "ok": False, "running": False}
+    return {"mode": FILE, "reason": f"file only: {selected.reason}, but no replicator runs for this session (start "
+            f"it: popkit-power replicate)", "ok": False, "running": False}
 
 
 @functools.lru_cache(maxsize=8)
@@ -101,12 +138,13 @@ def session_status(session: Session, state: State, position: Position, *, now: f
     now = time.time() if now is None else now
     tasks: dict[str, dict[str, Any]] = state["tasks"]
     names = short_names(state)
+    replication = replication_info(session, position, now)
     return {
         "power_dir": session.power_dir,
         "session": session.id,
         "active": active_session(session.power_dir) == session.id,
         "now": _utc(now),
-        "mode": mode_info(),
+        "mode": mode_info(replication, session=True, closed=state["closed"] is not None),
         "journal": {"directory": session.journal.directory, "records_through_seq": position.seq - 1,
                     "position": position.as_dict()},
         "objective": (state["objective"] or {}).get("text"),
@@ -116,7 +154,7 @@ def session_status(session: Session, state: State, position: Position, *, now: f
                                           session.config.heartbeat_seconds),
         "machines": {origin: coordinator_health(machine, now, session.config.heartbeat_seconds)
                      for origin, machine in state["coordinators"].items() if origin != session.origin},
-        "replication": replication_info(session, position, now),
+        "replication": replication,
         "names": names,
         "agents": _agents(state, now),
         "tasks": tasks,
@@ -126,7 +164,7 @@ def session_status(session: Session, state: State, position: Position, *, now: f
         "open_tasks": [task_id for task_id, task in tasks.items() if task["status"] in OPEN_TASK_STATES],
         "orphans": state["orphans"],
         "insights": _insights(state["insights"]),
-        "approvals": {key: {**approval, **_age(approval.get("asked"), now)}
+        "approvals": {key: {**approval, **age_of(approval.get("asked"), now)}
                       for key, approval in state["approvals"].items()},
         "pending_approvals": [key for key, approval in state["approvals"].items()
                               if approval.get("status") == APPROVAL_PENDING],
@@ -165,7 +203,7 @@ def ago(seconds: float | None) -> str:
     return f"{int(seconds)} s ago"
 
 
-def _age(ts: Any, now: float) -> dict[str, Any]:
+def age_of(ts: Any, now: float) -> dict[str, Any]:
     """`age_seconds` and `ago` of an event timestamp. A time ahead of `now` (another machine's clock) is 0 s ago."""
     when = seconds_of(ts)
     age = None if when is None else max(0.0, now - when)
@@ -179,7 +217,7 @@ def coordinator_health(coordinator: dict[str, Any], now: float, heartbeat_second
     silence tells."""
     status = coordinator.get("status")
     silent_after = MISSED_HEARTBEATS * heartbeat_seconds
-    age = _age(coordinator.get("last_seen"), now)
+    age = age_of(coordinator.get("last_seen"), now)
     if status == "running":
         health = ALIVE if age["age_seconds"] is not None and age["age_seconds"] <= silent_after else SILENT
     else:
@@ -262,7 +300,7 @@ def _agents(state: State, now: float) -> dict[str, dict[str, Any]]:
             **agent,
             "label": _label(agent, with_host=len(hosts) > 1),
             "state": WATCHING if agent["status"] in LIVE and watching(agent) else agent["status"],
-            **_age(agent.get("last_seen"), now),
+            **age_of(agent.get("last_seen"), now),
             "current_task_title": task["title"] if task else None,
             "recent_files": [_relative(path, agent.get("cwd")) for path in agent["files_touched"][::-1][:RECENT_FILES]],
         }
@@ -305,22 +343,3 @@ def _insights(insights: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _utc(now: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1_000_000):06d}Z"
-
-
-def problems(power_dir: str, info: dict[str, Any], config_error: str | None = None) -> list[str]:
-    """What `status` must say before anything else, each pointing to `popkit-power doctor`: a config.json that
-    cannot be used (the hook records nothing), and errors the hook logged since the agents' last recorded call
-    (the session's opening when no agent has one): a hook that fails records nothing, so its errors are newer."""
-    found = []
-    if config_error:
-        found.append(f"{config_error}; the hook records nothing until it is fixed (popkit-power doctor)")
-    if info.get("session") is None:
-        return found
-    seen = [seconds_of(agent.get("last_seen")) for agent in (info.get("agents") or {}).values()]
-    last = max((when for when in seen if when is not None), default=seconds_of(info.get("opened")))
-    errors = since(power_dir, last)
-    if errors:
-        latest = errors[-1]
-        found.append(f"the hook logged {len(errors)} error{'s' * (len(errors) != 1)} since the agents' last recorded "
-                     f"call, the latest: {clean(latest['line'][20:], 160)} (popkit-power doctor)")
-    return found

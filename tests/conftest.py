@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,9 @@ from popkit_power.session import Session, start_session  # noqa: E402
 # `popkit-power start` starts a coordinator daemon; the suite's many starts must not leave daemons behind, so it is
 # off for every test (and every process a test starts); the tests of the daemon itself turn it back on.
 os.environ["POPKIT_POWER_NO_COORDINATOR"] = "1"
+# The trust markers of the power directories the tests make (home.py) go into a state directory of this run's own,
+# never the user's (every process a test starts inherits it, as the hook inherits the user's).
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="popkit-power-state-")
 
 #: Environment variables that would make a test depend on the shell it runs in.
 _ENV_LEAKS = ("POPKIT_POWER_AGENT", "CLAUDE_CODE_SESSION_ID", "CLAUDE_PID", "UPSTASH_REDIS_REST_URL",

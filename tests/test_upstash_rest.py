@@ -38,7 +38,7 @@ def b64(text: str) -> str:
 
 @pytest.fixture
 def upstash() -> Iterator[UpstashRest]:
-    transport = UpstashRest(URL, TOKEN)
+    transport = UpstashRest(URL, TOKEN, base64=True)
     yield transport
     transport.close()
 
@@ -192,4 +192,23 @@ def test_without_base64_replies_are_taken_as_they_come(mock: respx.MockRouter) -
     transport = UpstashRest(URL, TOKEN, base64=False)
     assert transport.execute([["PING"]], timeout=1) == ["PONG"]
     assert "upstash-encoding" not in route.calls.last.request.headers
+    transport.close()
+
+
+def test_the_encoding_is_learned_from_the_first_ping_and_an_error_teaches_nothing(mock: respx.MockRouter) -> None:
+    """The first call carries a PING (added in front when it has none); an error in its place teaches nothing and
+    the next call asks again; "PONG" (not "UE9ORw==") means plain JSON, and the header is no longer sent."""
+    transport = UpstashRest(URL, TOKEN)
+    route = mock.post(PIPELINE).respond(200, json=[{"error": "ERR busy"}, {"result": b64("v")}])
+    assert transport.execute([["GET", "k"]], timeout=1) == ["v"]  # read as base64, the encoding asked for
+    assert orjson.loads(route.calls.last.request.content) == [["PING"], ["GET", "k"]]
+    assert transport.base64 is None and transport.probes_sent == 1 and transport.commands_sent == 2
+    mock.post(PIPELINE).respond(200, json=[{"result": "PONG"}, {"result": "v"}, {"result": "OK"}])
+    assert transport.execute([["GET", "k"], ["SET", "k", "w"]], timeout=1) == ["v", "OK"]
+    assert route.calls.last.request.headers["upstash-encoding"] == "base64"
+    assert transport.base64 is False and transport.probes_sent == 2 and "plain JSON" in transport.describe()
+    mock.post(PIPELINE).respond(200, json=[{"result": "UE9ORw=="}])
+    assert transport.execute([["GET", "k"]], timeout=1) == ["UE9ORw=="]
+    assert orjson.loads(route.calls.last.request.content) == [["GET", "k"]]
+    assert "upstash-encoding" not in route.calls.last.request.headers and transport.probes_sent == 2
     transport.close()

@@ -14,7 +14,9 @@ What it speaks, as Upstash's REST API documents it:
   order, not atomic; `POST /multi-exec`: the same inside MULTI/EXEC, or 400 {"error": ...} when Redis discards
   the whole transaction;
 - `Authorization: Bearer <token>` (or `?_token=<token>`), else 401 {"error": "Unauthorized"};
-- `Upstash-Encoding: base64`: every string in a result but "OK" base64-encoded;
+- `Upstash-Encoding: base64`: every string in a result but "OK" base64-encoded; with `--ignore-encoding`
+  (`Bridge(..., ignore_encoding=True)`) the header is ignored and every reply is plain JSON, as some community
+  Upstash-compatible servers do (values that are not UTF-8 then carry U+FFFD for their bad bytes);
 - no blocking reads (a command with BLOCK gets an error reply), no SUBSCRIBE/MONITOR; bodies over 10 MB get
   "ERR max request size exceeded".
 
@@ -72,8 +74,10 @@ class Fault:
 class Bridge:
     """The server; `start()` serves in a background thread, `stop()` ends it (also as a context manager)."""
 
-    def __init__(self, redis_url: str, token: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, redis_url: str, token: str, *, host: str = "127.0.0.1", port: int = 0,
+                 ignore_encoding: bool = False) -> None:
         self.token = token
+        self.ignore_encoding = ignore_encoding
         self.redis = redis.Redis.from_url(redis_url, decode_responses=False, protocol=2,
                                           retry=Retry(NoBackoff(), 0), retry_on_error=[])
         without_callbacks(self.redis)
@@ -207,7 +211,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, TypeError) as error:
             self._answer(400, {"error": f"ERR failed to parse the request body: {error}"})
             return
-        encode = self.headers.get("Upstash-Encoding", "").lower() == "base64"
+        encode = self.headers.get("Upstash-Encoding", "").lower() == "base64" and not bridge.ignore_encoding
         try:
             status, answer = bridge.run(parts.path, commands, encode)
         except redis_errors.RedisError as error:  # Redis itself is down or failing: what Upstash would answer 5xx to
@@ -301,8 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", required=True, help="the bearer token clients must send")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 (the default) takes a free port")
+    parser.add_argument("--ignore-encoding", action="store_true", help="answer plain JSON whatever the "
+                        "Upstash-Encoding header says, as some Upstash-compatible servers do")
     args = parser.parse_args(argv)
-    bridge = Bridge(args.redis, args.token, host=args.host, port=args.port)
+    bridge = Bridge(args.redis, args.token, host=args.host, port=args.port, ignore_encoding=args.ignore_encoding)
     print(bridge.url, flush=True)
     try:
         bridge._server.serve_forever()

@@ -13,7 +13,8 @@ exit code 2 in one place, `common.PowerModeGroup` (damage found by `verify` exit
     upstash.py     upstash status, ping, test (the Upstash or Redis credentials)
     demo.py        demo (a short real session with simulated agents, in a temporary power directory)
     history.py     sessions, sessions prune (every session in brief; removing old ones)
-    doctor.py      doctor (checks the set-up, each problem with its fix)
+    doctor.py      doctor (checks the set-up, each problem with its fix), trust (a power directory that came with
+                   a project's files)
     help.py        command lists with whole first sentences; counted words (`1 tool call`)
 """
 

@@ -1,4 +1,5 @@
-"""`popkit-power doctor`: check the set-up and say what to do about each problem (the checks are in doctor.py)."""
+"""`popkit-power doctor`: check the set-up and say what to do about each problem (the checks are in doctor.py);
+`popkit-power trust`: trust a power directory that came with a project's files."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import click
 import orjson
 
 from ..doctor import FAIL, OK, WARN, run_all
+from ..home import active_session
+from ..home import trust as trust_home
 from .common import power_dir
 from .help import plural
 
@@ -46,4 +49,18 @@ def doctor(project_dir: str, all_sessions: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
-COMMANDS = (doctor,)
+@click.command()
+def trust() -> None:
+    """Trust the power directory: the hook then speaks from it (its active session's objective and news reach the
+    agents). `start` and `join` trust the directory they make a session active in; one that came with a project's
+    files (an unpacked archive's .popkit-power) is ignored until this is run. Look at it first: popkit-power status."""
+    home = power_dir()
+    if not os.path.isdir(home):
+        raise click.ClickException(f"{home} does not exist: popkit-power start makes it, and trusts it")
+    marker = trust_home(home)
+    active = active_session(home)
+    click.echo(f"trusted: {home} (marker {marker})" + (f"; the hook now speaks from its active session {active}"
+                                                        if active else ""))
+
+
+COMMANDS = (doctor, trust)

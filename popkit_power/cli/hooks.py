@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import click
 
+from .. import registrations
 from ..config import load_config
-from ..errors import ConfigError
+from ..errors import ConfigError, PowerModeError
+from ..home import active_session
 from ..install import (
     GUARD_EVENT,
     HOOK_EVENTS,
@@ -16,8 +18,11 @@ from ..install import (
     shared_settings_path,
     uninstall_hooks,
 )
+from ..session import Session
+from ..status import short_names
+from ..unreported import running_here
 from .common import power_dir
-from .help import HelpGroup
+from .help import HelpGroup, plural
 
 _USER = click.option("--user", is_flag=True, help="Write ~/.claude/settings.json instead of the project's "
                      ".claude/settings.local.json.")
@@ -62,11 +67,30 @@ def _moved_out_of_shared(project_dir: str) -> None:
 @click.command()
 @_USER
 @_PROJECT
-def uninstall(user: bool, project_dir: str) -> None:
-    """Remove the Power Mode hooks (the guardrails' too) from Claude Code's settings, leaving everything else."""
+@click.option("--force", is_flag=True, help="Remove them even while agents of the active session run on this "
+              "machine (they go on working, unrecorded).")
+def uninstall(user: bool, project_dir: str, force: bool) -> None:
+    """Remove the Power Mode hooks (the guardrails' too) from Claude Code's settings, leaving everything else.
+
+    Claude Code reads its settings again when they change, so agents running now stop being recorded at once:
+    while the active session has agents running on this machine, this is refused (naming them) unless --force."""
     paths = [settings_path(user=user, project_dir=project_dir)]
     if not user:
         paths.append(shared_settings_path(project_dir))
+    found = registrations.find(project_dir)
+    leaving = [one for one in found if one["kind"] == "settings" and one["path"] in paths]
+    # agents are cut off only when nothing else (another settings file, the plugin) still runs the hook for them
+    cut_off = _running_agents() if leaving and len(leaving) == len(found) else []
+    if cut_off:
+        names = ", ".join(cut_off)
+        if not force:
+            raise click.ClickException(
+                f"refused: {plural(len(cut_off), 'agent')} of the active session run on this machine and would stop "
+                f"being recorded at once (Claude Code reads its settings again): {names}. They would go on working "
+                f"unseen by the coordinator, the others and you. Stop the session first (popkit-power stop), or "
+                f"remove the hooks anyway with: popkit-power uninstall --force")
+        click.echo(f"warning: {names} go on working unrecorded from their next tool call (--force); popkit-power "
+                   f"status and doctor will name them", err=True)
     for path in paths:
         removed = uninstall_hooks(path)
         if removed or path == paths[0]:
@@ -106,3 +130,22 @@ def guardrails_off(user: bool, project_dir: str) -> None:
 
 
 COMMANDS = (install, uninstall, guardrails)
+
+
+def _running_agents() -> list[str]:
+    """The live agents of the active session whose Claude Code process runs on this machine, each as "name (pid
+    N)"; none when Power Mode is off or the session cannot be read."""
+    home = power_dir()
+    try:
+        session_id = active_session(home)
+        if session_id is None:
+            return []
+        session = Session(home, session_id, read_only=True)
+        try:
+            state, _ = session.projection(save_snapshot=False, on_damage=lambda _damage: None)
+        finally:
+            session.journal.close()
+    except (OSError, PowerModeError):
+        return []
+    names = short_names(state)
+    return [f"{names[key]} (pid {state['agents'][key]['pid']})" for key in running_here(state["agents"])]

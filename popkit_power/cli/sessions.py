@@ -18,9 +18,11 @@ from ..coordinator.daemon import stop as stop_coordinator
 from ..errors import ConfigError, PowerModeError, SessionError
 from ..home import active_session as active_session_id
 from ..home import list_sessions
+from ..mode_selector import not_replicated, select_mode
+from ..problems import problems, untrusted_problem
 from ..roster import quoted, shell_word
 from ..session import Session, start_session, stop_session, summarize
-from ..status import StatusReader, no_session, problems
+from ..status import StatusReader, no_session
 from ..verify import verify_journal
 from .common import active_session, os_problem, power_dir, sender_for, sender_option, session_to_read
 from .render import make_console, status_output, verify_text, watch_status
@@ -41,6 +43,9 @@ def start(objective: str, switch: bool, coordinator: bool, sender: str | None) -
     while another session is active: stop that one first (popkit-power stop), or switch in one step with --switch."""
     home = power_dir()
     who = sender_for("session.opened", sender)
+    untrusted = untrusted_problem(home)
+    if untrusted and os.listdir(home):  # starting in it would trust what came with the files: asked first
+        raise SessionError(f"{untrusted} (then start again), or remove it: rm -r {home}")
     config = load_config(home)  # a bad config.json is named before anything else
     previous_id = active_session_id(home)
     if previous_id is not None and not switch and objective.strip():
@@ -55,6 +60,9 @@ def start(objective: str, switch: bool, coordinator: bool, sender: str | None) -
     click.echo(f"Power Mode on: session {session.id}")
     click.echo(f"objective: {objective.strip()}")
     click.echo(f"journal:   {session.journal.directory} (file journal)")
+    warning = not_replicated(select_mode(os.environ))
+    if warning:
+        click.echo(warning, err=True)
     if previous is not None:
         try:
             stop_coordinator(previous)

@@ -68,11 +68,12 @@ class PowerModeCoordinator:
 
     def connect(self) -> bool:
         """Select the mode (mode_selector.py: Upstash, Redis or the file journal) and say why (`mode`, `reason`,
-        logged). False, with the original's "Upstash connection failed. Check your credentials." and the exact
-        failure printed on stderr, when Upstash credentials are set but Upstash does not answer; True otherwise."""
+        logged). False, with the reason printed on stderr, when the server the credentials name cannot be used (for
+        Upstash the original's "Upstash connection failed. Check your credentials." and the exact failure; for
+        REDIS_URL a URL that is not one, or a server that does not answer PING); True otherwise."""
         selected = select_mode(self.environ)
         self.mode, self.reason = selected.kind, selected.reason
-        if selected.kind == UPSTASH and not selected.ok:
+        if not selected.ok:
             log.error("mode: %s (%s)", self.mode, self.reason)
             print(self.reason, file=sys.stderr)
             return False

@@ -12,7 +12,7 @@ import os
 import sys
 
 from ..errors import HookInputError
-from ..home import active_session, find_power_dir
+from ..home import find_power_dir, trusted_active_session
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -61,9 +61,9 @@ def main() -> int:
 def run(stdin: BinaryIO, power_dir: str, environ: Any, deliver: Any = None) -> str | None:
     """Handle one payload; return the JSON text of the reply (passed to `deliver` first, when given), or None."""
     raw = stdin.read(MAX_PAYLOAD_BYTES + 1)
-    session_id = active_session(power_dir)
+    session_id = trusted_active_session(power_dir)
     if session_id is None:
-        return None  # Power Mode is off: the cheapest path, nothing parsed, nothing more imported
+        return None  # Power Mode is off (or its directory is not trusted: home.py): nothing parsed, nothing imported
     from .handlers import respond
 
     event_name, payload = _parse(raw)
@@ -74,7 +74,7 @@ def run(stdin: BinaryIO, power_dir: str, environ: Any, deliver: Any = None) -> s
 def wake(stdin: BinaryIO, power_dir: str, environ: Any, deliver: Any) -> int:
     """The waiter (waiter.py) for the Stop payload on `stdin`; with Power Mode off it exits at once: nothing waits."""
     raw = stdin.read(MAX_PAYLOAD_BYTES + 1)
-    session_id = active_session(power_dir)
+    session_id = trusted_active_session(power_dir)
     if session_id is None:
         return 0
     from .waiter import wait_for_news

@@ -8,7 +8,11 @@ a pipeline with one failed command raises and loses the results of the others, w
 - every call is `POST /pipeline` with a JSON array of commands and `Authorization: Bearer <token>`; the reply is one
   `{"result": ...}` or `{"error": "..."}` per command, in order, so each command's error stays in its place;
 - `Upstash-Encoding: base64` by default: every string in a reply but "OK" comes base64-encoded and is decoded here,
-  so values that are not UTF-8 survive (surrogate escapes) instead of becoming U+FFFD;
+  so values that are not UTF-8 survive (surrogate escapes) instead of becoming U+FFFD. Some Upstash-compatible
+  servers ignore that header and answer plain JSON: the first PING's reply tells ("PONG" where base64 gives
+  "UE9ORw=="; the first call carries one, added in front when it has none), and from then on such a server is
+  spoken to in plain JSON, where a value that is not UTF-8 comes back with U+FFFD in place of its bad bytes (the
+  limit of plain JSON; everything popkit-power writes is UTF-8 text);
 - Upstash's `upstash-sync-token` is sent back on the next call, so a read after our own write sees it even on a
   database with read replicas;
 - no blocking reads: a command with BLOCK is refused before anything is sent (the caller polls instead).
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import socket
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -58,7 +63,13 @@ from .transport import (
     summary,
 )
 
+log = logging.getLogger(__name__)
+
 SYNC_TOKEN_HEADER = "upstash-sync-token"
+ENCODING_HEADER = "Upstash-Encoding"
+#: PING's reply with base64 (what Upstash sends) and without (a server that ignores ENCODING_HEADER).
+PONG_BASE64, PONG = "UE9ORw==", "PONG"
+PROBE: Command = ["PING"]
 #: How much of a server's error text a message quotes.
 MAX_QUOTED_CHARS = 200
 
@@ -66,12 +77,14 @@ MAX_QUOTED_CHARS = 200
 class UpstashRest:
     """A transport to one Upstash database (`url` is UPSTASH_REDIS_REST_URL, `token` UPSTASH_REDIS_REST_TOKEN).
 
-    `http_transport` replaces httpx's network transport (tests); `base64` asks for base64-encoded replies."""
+    `http_transport` replaces httpx's network transport (tests). `base64`: True asks for base64-encoded replies and
+    decodes them, False speaks plain JSON, None (the default) asks for base64 and learns from the first PING's reply
+    whether the server honours it (then `base64` is True or False; `probes_sent` counts the PINGs added for it)."""
 
     kind = UPSTASH
     blocking_reads = False
 
-    def __init__(self, url: str, token: str, *, base64: bool = True,
+    def __init__(self, url: str, token: str, *, base64: bool | None = None,
                  connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
                  http_transport: httpx.BaseTransport | None = None) -> None:
         self._token = token
@@ -84,10 +97,11 @@ class UpstashRest:
         self.base64 = base64
         self.connect_timeout = connect_timeout
         self.commands_sent = 0
+        self.probes_sent = 0
         self._sync_token: str | None = None
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        if base64:
-            headers["Upstash-Encoding"] = "base64"
+        if base64 is not False:
+            headers[ENCODING_HEADER] = "base64"
         if http_transport is None:
             http_transport = httpx.HTTPTransport(
                 retries=0, socket_options=[(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)])
@@ -95,7 +109,8 @@ class UpstashRest:
                                     timeout=httpx.Timeout(connect_timeout))
 
     def describe(self) -> str:
-        return f"upstash {self._origin} (token {mask(self._token)})"
+        plain = f", plain JSON: the server ignores {ENCODING_HEADER}" if self.base64 is False else ""
+        return f"upstash {self._origin} (token {mask(self._token)}{plain})"
 
     def __repr__(self) -> str:
         return f"<UpstashRest {self.describe()}>"
@@ -109,8 +124,10 @@ class UpstashRest:
         if block_seconds(commands, self.describe()):
             raise ReplicationError(f"{self.describe()}: Upstash's REST API has no blocking reads (blocking_reads is "
                                    f"False): send XREAD without BLOCK and poll")
+        probe = self.base64 is None and PROBE not in commands
+        sent = [PROBE, *commands] if probe else commands
         body = orjson.dumps([[_text(arg, self.describe(), n) for arg in command]
-                             for n, command in enumerate(commands, 1)])
+                             for n, command in enumerate(sent, 1 - probe)])
         headers = {SYNC_TOKEN_HEADER: self._sync_token} if self._sync_token else None
         limits = httpx.Timeout(connect=min(self.connect_timeout, timeout), read=timeout, write=timeout, pool=timeout)
         try:
@@ -119,24 +136,29 @@ class UpstashRest:
             raise self._failed(TransportUnreachableError, commands, f"cannot connect ({_cause(error)})",
                                applied=False) from None
         except httpx.TimeoutException as error:
-            self.commands_sent += len(commands)
+            self._count(sent, probe)
             raise self._failed(TransportTimeoutError, commands, f"no reply within {timeout:g} s ({_cause(error)})",
                                applied=None) from None
         except httpx.TransportError as error:
-            self.commands_sent += len(commands)
+            self._count(sent, probe)
             raise self._failed(TransportUnreachableError, commands, f"connection lost mid-call ({_cause(error)})",
                                applied=None) from None
-        self.commands_sent += len(commands)
+        self._count(sent, probe)
         sync_token = response.headers.get(SYNC_TOKEN_HEADER)
         if sync_token:
             self._sync_token = sync_token
         if meanwhile is not None:  # one HTTP request: nothing to overlap with
             meanwhile()
-        return self._replies(response, commands)
+        replies = self._replies(response, commands, sent)
+        return replies[1:] if probe else replies
+
+    def _count(self, sent: Sequence[Command], probe: bool) -> None:
+        self.commands_sent += len(sent)
+        self.probes_sent += probe
 
     # -- reading a response -------------------------------------------------------------------------------------------
 
-    def _replies(self, response: httpx.Response, commands: Sequence[Command]) -> list[Reply]:
+    def _replies(self, response: httpx.Response, commands: Sequence[Command], sent: Sequence[Command]) -> list[Reply]:
         status = f"HTTP {response.status_code}"
         if response.status_code >= 500:
             raise self._failed(TransportServerError, commands, f"server error {status}{self._quote(response)}",
@@ -165,17 +187,19 @@ class UpstashRest:
         if parsed is _NOT_JSON:
             raise self._failed(MalformedReplyError, commands, f"the reply is not JSON ({_body_kind(response)})",
                                applied=None)
-        if not isinstance(parsed, list) or len(parsed) != len(commands):
+        if not isinstance(parsed, list) or len(parsed) != len(sent):
             got = f"{len(parsed)} results" if isinstance(parsed, list) else f"a JSON {type(parsed).__name__}"
             raise self._failed(MalformedReplyError, commands, f"the reply has {got} where the pipeline needs "
-                               f"{len(commands)}", applied=None)
+                               f"{len(sent)}", applied=None)
+        if self.base64 is None:
+            self._learn_encoding(parsed[sent.index(PROBE)])
         replies: list[Reply] = []
-        for n, item in enumerate(parsed, 1):
+        for n, item in enumerate(parsed, len(commands) - len(sent) + 1):
             if isinstance(item, dict) and isinstance(item.get("error"), str):
                 replies.append(ReplyError(self._clean(item["error"])))
             elif isinstance(item, dict) and "result" in item:
                 try:
-                    replies.append(_decoded(item["result"]) if self.base64 else item["result"])
+                    replies.append(item["result"] if self.base64 is False else _decoded(item["result"]))
                 except (binascii.Error, ValueError):
                     raise self._failed(MalformedReplyError, commands, f"result {n} is not valid base64",
                                        applied=None) from None
@@ -183,6 +207,19 @@ class UpstashRest:
                 raise self._failed(MalformedReplyError, commands, f"result {n} is neither {{\"result\": ...}} nor "
                                    f"{{\"error\": \"...\"}}", applied=None)
         return replies
+
+    def _learn_encoding(self, ping: Any) -> None:
+        """Whether the server honours ENCODING_HEADER, from its reply to PING: "UE9ORw==" yes, "PONG" no (then the
+        header is no longer sent). Anything else (an error) teaches nothing: the reply is read as base64, the
+        encoding asked for, and the next call's PING asks again."""
+        result = ping.get("result") if isinstance(ping, dict) else None
+        if result == PONG_BASE64:
+            self.base64 = True
+        elif result == PONG:
+            self.base64 = False
+            self._client.headers.pop(ENCODING_HEADER, None)
+            log.warning("%s: the server ignores %s: base64; speaking plain JSON to it, where a value that is not "
+                        "UTF-8 comes back with U+FFFD for its bad bytes", self.describe(), ENCODING_HEADER)
 
     def _failed(self, kind: type[TransportError], commands: Sequence[Command], problem: str, *,
                 applied: bool | None) -> TransportError:

@@ -5,7 +5,9 @@
     redis_url        its URL, flushed before the test
     own_redis        a redis-server for this test alone, to stop, kill and start again (RedisServer in support.py)
     bridge           the Upstash bridge over `redis_url`, with TOKEN; faults planned on it are this test's
-    transport        the contract's transport, once per kind: "redis", "upstash" (through the bridge), "memory"
+    plain_bridge     the same, ignoring `Upstash-Encoding: base64` (plain JSON replies), as some compatible servers do
+    transport        the contract's transport, once per kind: "redis", "upstash" (through the bridge),
+                     "upstash-plain" (through the plain bridge), "memory"
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from popkit_power.replication.upstash_rest import UpstashRest  # noqa: E402
 
 #: The bridge's token in the tests: long enough that its mask shows its last 4 characters.
 TOKEN = "AXtestTOKEN0123456789secretZZ"
-KINDS = ("redis", "upstash", "memory")
+KINDS = ("redis", "upstash", "upstash-plain", "memory")
+UPSTASH_KINDS = ("upstash", "upstash-plain")
 
 
 @pytest.fixture(scope="session")
@@ -67,18 +70,31 @@ def bridge(redis_url: str) -> Iterator[Bridge]:
         yield running
 
 
+@pytest.fixture
+def plain_bridge(redis_url: str) -> Iterator[Bridge]:
+    with Bridge(redis_url, TOKEN, ignore_encoding=True) as running:
+        yield running
+
+
+def bridge_for(kind: str, request: pytest.FixtureRequest) -> Any:
+    """The bridge a transport of `kind` goes through (the test's own fixture), or None for redis and memory."""
+    if kind not in UPSTASH_KINDS:
+        return None
+    return request.getfixturevalue("plain_bridge" if kind == "upstash-plain" else "bridge")
+
+
 def make_transport(kind: str, redis_url: str, bridge: Bridge | None) -> Transport:
     if kind == "redis":
         return RedisStreams(redis_url)
-    if kind == "upstash":
-        assert bridge is not None
+    if kind in UPSTASH_KINDS:
+        assert bridge is not None and bridge.ignore_encoding is (kind == "upstash-plain")
         return UpstashRest(bridge.url, TOKEN)
     return MemoryTransport()
 
 
 @pytest.fixture(params=KINDS)
 def transport(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Transport]:
-    running: Any = request.getfixturevalue("bridge") if request.param == "upstash" else None
+    running = bridge_for(request.param, request)
     made = make_transport(request.param, redis_url, running)
     yield made
     made.close()

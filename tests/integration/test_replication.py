@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import KINDS, make_transport
+from conftest import KINDS, bridge_for, make_transport
 
 from popkit_power.errors import ReplicationError, TransportError
 from popkit_power.home import set_active_session
@@ -104,7 +104,7 @@ def test_two_machines_see_each_other_once_and_project_the_same_state(kind: str, 
                                                                     machines: tuple[Session, Session],
                                                                     request: pytest.FixtureRequest) -> None:
     a, b = machines
-    bridge = request.getfixturevalue("bridge") if kind == "upstash" else None
+    bridge = bridge_for(kind, request)
     transport = make_transport(kind, redis_url, bridge)
     other = transport.sibling() if isinstance(transport, MemoryTransport) else make_transport(kind, redis_url, bridge)
     chatter(a, "alice", 30)
@@ -232,7 +232,7 @@ def test_a_machine_that_joins_is_read_at_the_next_poll_without_reading_the_set_o
     """On Upstash nine polls in ten skip the set of origins (SMEMBERS costs a command): a machine that joined was then
     unknown to the others for up to ten idle polls (~13 minutes), its events and its coordinator unseen. The
     machines that join are announced on a stream the poll's one XREAD reads anyway."""
-    bridge = request.getfixturevalue("bridge") if kind == "upstash" else None
+    bridge = bridge_for(kind, request)
     first = make_transport(kind, redis_url, bridge)
     a = start_session(str(tmp_path / "a"), "Joining", sender="human")
     one = Replicator(a, first)

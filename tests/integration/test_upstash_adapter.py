@@ -15,10 +15,13 @@ import pytest
 import redis
 from click.testing import CliRunner
 from conftest import TOKEN
+from support import until
 
 from popkit_power.cli import main
 from popkit_power.coordinator import PowerModeCoordinator
 from popkit_power.mode_selector import CONNECTION_FAILED, NOT_CONFIGURED
+from popkit_power.replication.running import start_replication
+from popkit_power.replication.status_file import read_status
 from popkit_power.session import start_session
 from popkit_power.upstash_adapter import TEST_PREFIX
 
@@ -115,12 +118,18 @@ def test_the_coordinator_and_status_select_upstash_when_it_answers(bridge: Any, 
     coordinator = PowerModeCoordinator(power_dir=power_dir)
     assert coordinator.connect() is True and coordinator.mode == "upstash"
     assert coordinator.reason is not None and coordinator.reason.startswith(f"upstash {bridge.url} (token ****etZZ)")
-    start_session(power_dir, "Replicate", sender="tester")
+    session = start_session(power_dir, "Replicate", sender="tester")
     status = CliRunner().invoke(main, ["status", "--json"], catch_exceptions=False)
-    mode = orjson.loads(status.stdout)["mode"]
-    assert (mode["mode"], mode["ok"]) == ("upstash", True) and "answered PING" in mode["reason"]
-    text = CliRunner().invoke(main, ["status"], catch_exceptions=False).stdout
-    assert f"upstash (upstash {bridge.url} (token ****etZZ) answered PING in" in " ".join(text.split())
+    mode = orjson.loads(status.stdout)["mode"]  # Upstash answers, but nothing replicates this session yet
+    assert (mode["mode"], mode["ok"]) == ("file", False) and "answered PING" in mode["reason"]
+    assert mode["reason"].endswith("but no replicator runs for this session (start it: popkit-power replicate)")
+    running = start_replication(session, os.environ)
+    try:
+        until(lambda: read_status(session.dir), 30, "the replicator's first report")
+        text = CliRunner().invoke(main, ["status"], catch_exceptions=False).stdout
+        assert f"upstash (replicating to upstash {bridge.url} (token ****etZZ): healthy;" in " ".join(text.split())
+    finally:
+        running.stop()
 
 
 def test_the_coordinator_refuses_upstash_that_refuses_it(bridge: Any, power_dir: str,
