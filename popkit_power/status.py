@@ -309,11 +309,13 @@ def _utc(now: float) -> str:
 
 def problems(power_dir: str, info: dict[str, Any], config_error: str | None = None) -> list[str]:
     """What `status` must say before anything else, each pointing to `popkit-power doctor`: a config.json that
-    cannot be used (the hook records nothing), and errors the hook logged since the agents' last recorded call
-    (the session's opening when no agent has one): a hook that fails records nothing, so its errors are newer."""
+    cannot be used (the hook falls back to its last valid settings), and errors the hook logged since the agents'
+    last recorded call (the session's opening when no agent has one): a hook that fails records nothing, so its
+    errors are newer."""
     found = []
     if config_error:
-        found.append(f"{config_error}; the hook records nothing until it is fixed (popkit-power doctor)")
+        found.append(f"{config_error}; until it is fixed the hook runs with its last valid settings (or the "
+                     f"defaults) and keeps the guardrails (popkit-power doctor)")
     if info.get("session") is None:
         return found
     seen = [seconds_of(agent.get("last_seen")) for agent in (info.get("agents") or {}).values()]

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 from ..config import usable_config
 from ..errors import PowerModeError
-from ..journal import Position
 from ..keys import HUMAN, MAIN, agent_key, agent_name, new_request_id
-from .agent_state import MAX_GUARDS
 from .guard_rules import UNREADABLE, matching_rule
 from .log import log_error
 
@@ -134,6 +132,8 @@ def check(session: Session, state: AgentState, key: str, name: str, tool: str, s
                                          f"match the journal; asking the human again")
         entry = _ask(session, key, name, tool, subject, pattern)
         state.guards[fingerprint] = entry
+        from .agent_state import MAX_GUARDS
+
         while len(state.guards) > MAX_GUARDS:
             del state.guards[next(iter(state.guards))]
     request = entry["request"]
@@ -240,6 +240,7 @@ def _record_at(session: Session, position: dict[str, Any], seq: int) -> dict[str
 def _reader(session: Session, position: Any) -> Any:
     """A reader from a stored position, or None when the position is not one the journal can honour."""
     from ..errors import JournalError
+    from ..journal import Position
 
     try:
         reader = session.journal.reader(Position.from_dict(position))

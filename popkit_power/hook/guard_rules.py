@@ -19,16 +19,15 @@ call's working directory, to the project (`CLAUDE_PROJECT_DIR`) and to the git w
 Bash call, the files a command writes are checked too: `>` and `>>` targets, and the operands of `rm`, `mv`, `cp`,
 `tee`, `touch`, `sed -i` and the like, each against the directory the line has `cd`'d to.
 
-This runs in the PreToolUse hook's process only: `fnmatch` (and with it `re`) is imported here, never on the
-PostToolUse path.
+This runs in the PreToolUse hook's process only, and imports no `re` (globs.py matches the patterns).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import os
 
 from ..conflicts import WRITE_TOOLS
+from ..globs import glob_match
 from ..shell import UNKNOWN, Command, ShellSyntaxError, commands, is_known
 
 TYPE_CHECKING = False
@@ -103,6 +102,7 @@ def command_rule(line: str, command_patterns: tuple[str, ...], path_patterns: tu
     read."""
     rules = [_Rule(pattern) for pattern in command_patterns]
     roots = project_roots(cwd, project_dir) if path_patterns else []
+    real_dirs: dict[str, str] = {}
     here = cwd
     for words, command in _runs(commands(line), 0):
         for rule in rules:
@@ -113,7 +113,7 @@ def command_rule(line: str, command_patterns: tuple[str, ...], path_patterns: tu
                 here = _cd(here, words)
             for path in _written(words, command):
                 for pattern in path_patterns:
-                    if path_matches(path, pattern, here, roots):
+                    if path_matches(path, pattern, here, roots, real_dirs):
                         return pattern
     return None
 
@@ -275,10 +275,10 @@ class _Rule:
         self.open_end = pattern.endswith("*")
 
     def matches(self, words: list[str]) -> bool:
-        if all(map(is_known, words)) and fnmatch.fnmatchcase(" ".join(words), self.pattern):
+        if all(map(is_known, words)) and glob_match(" ".join(words), self.pattern):
             return True  # the pattern as a plain glob, as guardrails were matched before commands were parsed
         name = words[0] if "/" in self.name else _base(words[0])
-        if is_known(name) and not fnmatch.fnmatchcase(name, self.name):
+        if is_known(name) and not glob_match(name, self.name):
             return False
         same = _SAME_FLAG.get(_base(self.name), {})
         short: set[str] = set()
@@ -309,7 +309,7 @@ class _Rule:
                 short.update(same.get(letter, letter) for letter in word[1:])
                 after_flag = True
         if not wild and (not self.short <= short or
-                         not all(any(fnmatch.fnmatchcase(flag, want) for flag in long) for want in self.long)):
+                         not all(any(glob_match(flag, want) for flag in long) for want in self.long)):
             return False
         return self._operands_match(operands)
 
@@ -322,7 +322,7 @@ class _Rule:
             known = is_known(word)
             reached: set[int] = set()
             for state in states:
-                if state < count and (not known or fnmatch.fnmatchcase(word, wanted[state])):
+                if state < count and (not known or glob_match(word, wanted[state])):
                     reached.add(state + 1)
                 if skippable or not known or (state == count and self.open_end):
                     reached.add(state)
@@ -332,13 +332,15 @@ class _Rule:
         return count in states
 
 
-def path_matches(path: str, pattern: str, cwd: str | None, roots: list[str]) -> bool:
-    """Whether a file path matches a guardrail path pattern (see the module's docstring)."""
+def path_matches(path: str, pattern: str, cwd: str | None, roots: list[str],
+                 real_dirs: dict[str, str] | None = None) -> bool:
+    """Whether a file path matches a guardrail path pattern (see the module's docstring). `real_dirs` caches the
+    folders' resolved paths across the calls of one check."""
     given = os.path.normpath(path)
     absolute = given if os.path.isabs(given) else os.path.normpath(os.path.join(cwd, given)) if cwd else None
     candidates = {given}
     if absolute is not None:
-        real = os.path.realpath(absolute)
+        real = _real_path(absolute, {} if real_dirs is None else real_dirs)
         candidates.update((absolute, real))
         for root in roots:
             for full in (absolute, real):
@@ -346,11 +348,22 @@ def path_matches(path: str, pattern: str, cwd: str | None, roots: list[str]) -> 
                 if relative != ".." and not relative.startswith("../"):
                     candidates.add(relative)
     if "/" not in pattern:
-        return any(fnmatch.fnmatchcase(os.path.basename(candidate), pattern) for candidate in candidates)
+        return any(glob_match(os.path.basename(candidate), pattern) for candidate in candidates)
     pattern = os.path.normpath(pattern) + ("/" if pattern.endswith("/") else "")
     if pattern.endswith("/"):
         pattern += "*"
-    return any(fnmatch.fnmatchcase(candidate, pattern) for candidate in candidates)
+    folder = pattern[:-2] if pattern.endswith("/*") else None  # a write into the guarded folder itself (`mv x dir/`)
+    return any(glob_match(candidate, pattern) or candidate == folder for candidate in candidates)
+
+
+def _real_path(absolute: str, real_dirs: dict[str, str]) -> str:
+    """`os.path.realpath`, with the folder's part cached (a long command line names many files in few folders)."""
+    folder, name = os.path.split(absolute)
+    real_folder = real_dirs.get(folder)
+    if real_folder is None:
+        real_folder = real_dirs[folder] = os.path.realpath(folder)
+    real = os.path.join(real_folder, name)
+    return os.path.realpath(real) if os.path.islink(real) else real
 
 
 def project_roots(cwd: str | None, project_dir: str | None) -> list[str]:
