@@ -92,6 +92,7 @@ LIMITS = [
     "python -c 'import os; os.system(\"git push\")'",
     "git -c alias.p=push p",
     "make deploy",
+    "ssh deploy@host git push",
     "X=$(printf 'git push'); eval \"$X\"",
 ]
 
