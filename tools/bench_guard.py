@@ -111,7 +111,9 @@ def main() -> None:
     if args.json:
         print(json.dumps({"runs": runs, "cases": result}, indent=2))
         return
-    print(f"PreToolUse guard, whole process, {runs} runs (package at {ROOT})")
+    hooked = subprocess.run([sys.executable, "-c", "import popkit_power; print(popkit_power.__file__)"], env=env,
+                            capture_output=True, text=True, check=True).stdout.strip()
+    print(f"PreToolUse guard, whole process, {runs} runs (the hook's package: {hooked})")
     print(f"{'case':<24}{'median ms':>10}{'x pass':>8}")
     for name, row in result.items():
         print(f"{name:<24}{row['median_ms']:>10.2f}{row['ratio']:>8.2f}")
