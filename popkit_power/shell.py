@@ -7,8 +7,8 @@ function bodies, command and process substitution (also inside double quotes, `$
 backquotes, all quoting (`'...'`, `"..."`, `$'...'` with its escapes, backslashes, line continuations), brace
 expansion (`{git,push}`), here-documents and here-strings (kept as the command's input, `Command.stdin`), and
 variables assigned earlier on the same line. A part whose value cannot be known here (a variable from the
-environment, a command's output, an arithmetic result, an unquoted glob) is kept in its word as `UNKNOWN`: a matcher
-takes such a word to be anything.
+environment, a command's output, an arithmetic result, a glob) is kept in its word as `UNKNOWN` (unquoted: it may
+become several words, flags too) or `OPAQUE` (one word, or a glob's file names): a matcher takes it to be anything.
 
 A line the shell itself would refuse (an unclosed quote, parenthesis or substitution) raises ShellSyntaxError: the
 guard fails closed on it. This parser was written, rather than taken from bashlex or tree-sitter-bash, because both
@@ -20,17 +20,20 @@ PreToolUse hook's process.
 
 from __future__ import annotations
 
-from .shell_words import UNKNOWN, Command, ShellSyntaxError, WordReader, is_known
+from .shell_words import OPAQUE, UNKNOWN, Command, ShellSyntaxError, WordReader, is_known
 
-__all__ = ["UNKNOWN", "Command", "ShellSyntaxError", "commands", "is_known"]
+__all__ = ["OPAQUE", "UNKNOWN", "Command", "ShellSyntaxError", "commands", "is_known"]
 
 MAX_COMMANDS = 2000
+MAX_LINE_CHARS = 1_000_000  # parsing is linear, ~1 us a character: a longer line is refused, not read for seconds
 _RESERVED = frozenset({"if", "then", "else", "elif", "fi", "do", "done", "while", "until", "{", "}", "!", "esac",
                        "function", "for", "select", "coproc", "in"})
 
 
 def commands(line: str, depth: int = 0) -> list[Command]:
     """Every simple command `line` can run, in order of appearance; raise ShellSyntaxError if it cannot be read."""
+    if len(line) > MAX_LINE_CHARS:
+        raise ShellSyntaxError(f"a command line of more than {MAX_LINE_CHARS:,} characters")
     parser = _Parser(line, depth, {})
     parser.parse_list(None)
     return parser.found
@@ -83,8 +86,8 @@ class _Parser(WordReader):
                 self.pos += 1
                 if text.startswith("(", self.pos):  # (( arithmetic ))
                     self._skip_arithmetic()
-                else:
-                    self.parse_list(")")
+                else:  # a subshell, one level deeper (MAX_DEPTH)
+                    self._substitute(")")
                 previous = None
                 continue
             command = self._simple_command()
@@ -237,7 +240,7 @@ class _Parser(WordReader):
                 if self.text.startswith(end, self.pos):
                     self.pos += len(end)
                     return
-            sub = _Parser(self.text, self.depth, self.variables)
+            sub = _Parser(self.text, self.depth + 1, self.variables)
             sub.pos = self.pos
             sub._one_pipeline_segment()
             self.found.extend(sub.found)
@@ -309,7 +312,8 @@ class _Parser(WordReader):
             word_start = self.pos
             delimiter = self._word_text()
             raw = text[word_start:self.pos]
-            self.heredocs.append((command, delimiter.replace(UNKNOWN, "$"), not any(q in raw for q in "'\"\\")))
+            delimiter = delimiter.replace(UNKNOWN, "$").replace(OPAQUE, "$")
+            self.heredocs.append((command, delimiter, not any(q in raw for q in "'\"\\")))
             return True
         if self.pos >= len(text) or text[self.pos] in "\n;&|()<>":
             raise ShellSyntaxError(f"{operator!r} without a target")

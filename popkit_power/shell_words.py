@@ -11,7 +11,9 @@ It imports nothing: it runs in the PreToolUse hook's process.
 
 from __future__ import annotations
 
-UNKNOWN = "\x00"  # a part of a word whose value only the running shell knows (NUL cannot occur in a shell word)
+UNKNOWN = "\x00"  # an unquoted part only the running shell knows: it may become any words, flags included
+OPAQUE = "\x01"  # a quoted expansion or a glob: it stays one word (a glob: words) whose value is not known here
+MAX_BRACE_WORDS = 10_000
 MAX_DEPTH = 20  # nested substitutions and re-parsed strings; deeper is refused (fail closed)
 _META = frozenset(" \t\n;&|()<>")
 _ANSI = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "v": "\v",
@@ -40,7 +42,7 @@ class Command:
 class WordReader:
     """Reads words from `text` at `pos`; the parser (shell.py) supplies how substitutions are parsed."""
 
-    __slots__ = ("depth", "found", "pos", "text", "variables")
+    __slots__ = ("_bracket", "depth", "found", "pos", "text", "variables")
 
     def __init__(self, text: str, depth: int, variables: dict[str, str]) -> None:
         if depth > MAX_DEPTH:
@@ -50,6 +52,7 @@ class WordReader:
         self.depth = depth
         self.found: list[Command] = []
         self.variables = variables  # NAME -> value, from plain assignments seen so far on this line
+        self._bracket = (-1, False)  # (where the last scan for a glob's `]` stopped, whether it found one)
 
     def _substitute(self, closer: str) -> None:
         """`$(...)`, `<(...)`, `>(...)`: parse the commands inside, up to the matching closer."""
@@ -72,7 +75,7 @@ class WordReader:
                 if char in "<>" and text.startswith("(", self.pos + 1):  # <(process substitution)
                     self.pos += 2
                     self._substitute(")")
-                    part.append(UNKNOWN)
+                    part.append(OPAQUE)  # it becomes a path such as /dev/fd/63
                     continue
                 break
             self.pos += 1
@@ -112,7 +115,7 @@ class WordReader:
                 else:
                     part.append(value)
             elif char in "*?" or (char == "[" and self._closes_bracket()):
-                part.append(UNKNOWN + char)  # a glob: the files it names are known only when it runs
+                part.append(OPAQUE + char)  # a glob: the files it names are known only when it runs
             elif char == "{":
                 part.append(_BRACE_OPEN)
             elif char == ",":
@@ -125,18 +128,21 @@ class WordReader:
             fields.append("".join(part))
         expanded: list[str] = []
         for field in fields:
-            expanded.extend(_expand_braces(field) if _BRACE_OPEN in field else [field])
+            expanded.extend(_expand_braces(field, [MAX_BRACE_WORDS]) if _BRACE_OPEN in field else [field])
         return [field.replace(_BRACE_OPEN, "{").replace(_BRACE_COMMA, ",").replace(_BRACE_CLOSE, "}")
                 for field in expanded]
 
     def _closes_bracket(self) -> bool:
-        """Whether the `[` just read opens a glob: a `]` follows in the same word."""
-        end = self.pos
-        while end < len(self.text) and self.text[end] not in _META:
-            if self.text[end] == "]":
-                return True
-            end += 1
-        return False
+        """Whether the `[` just read opens a glob: a `]` follows in the same word. The scan's end is kept, so a
+        word of many `[` is read in linear time."""
+        until, found = self._bracket
+        if self.pos > until:
+            end = self.pos
+            while end < len(self.text) and self.text[end] not in _META and self.text[end] != "]":
+                end += 1
+            found = end < len(self.text) and self.text[end] == "]"
+            self._bracket = (end, found)
+        return found
 
     def _word_text(self) -> str:
         return "".join(self._word())
@@ -164,10 +170,10 @@ class WordReader:
                 self.pos += 1
             elif char == "`":
                 self._backquoted()
-                part.append(UNKNOWN)
+                part.append(OPAQUE)
             elif char == "$":
                 value = self._dollar(in_quotes=True)
-                part.append(UNKNOWN if value is None else value)
+                part.append(OPAQUE if value is None else value)
             else:
                 part.append(char)
 
@@ -310,7 +316,7 @@ class WordReader:
 
 
 def is_known(word: str) -> bool:
-    return UNKNOWN not in word
+    return UNKNOWN not in word and OPAQUE not in word
 
 
 def _take(text: str, start: int, allowed: str, most: int) -> str:
@@ -320,8 +326,12 @@ def _take(text: str, start: int, allowed: str, most: int) -> str:
     return text[start:end]
 
 
-def _expand_braces(word: str) -> list[str]:
-    """Bash's brace expansion of `a{b,c}d` (nested too); a brace without a comma stays as it is."""
+def _expand_braces(word: str, budget: list[int]) -> list[str]:
+    """Bash's brace expansion of `a{b,c}d` (nested too); a brace without a comma stays as it is. `budget` counts
+    down the words made: past MAX_BRACE_WORDS the line is refused rather than expanded for ever."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ShellSyntaxError(f"a brace expansion of more than {MAX_BRACE_WORDS} words")
     depth = 0
     open_at = -1
     commas: list[int] = []
@@ -342,7 +352,7 @@ def _expand_braces(word: str) -> list[str]:
                 result: list[str] = []
                 for at in range(len(cuts) - 1):
                     left, right = cuts[at], cuts[at + 1]
-                    for alternative in _expand_braces(word[left + 1:right]):
-                        result.extend(prefix + alternative + tail for tail in _expand_braces(suffix))
+                    for alternative in _expand_braces(word[left + 1:right], budget):
+                        result.extend(prefix + alternative + tail for tail in _expand_braces(suffix, budget))
                 return result
     return [word]

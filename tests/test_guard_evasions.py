@@ -53,7 +53,8 @@ EVASIONS: list[tuple[str, str]] = [
     ("rm -fr build", RM), ("rm -r -f build", RM), ("rm -Rf build", RM), ("rm --recursive --force build", RM),
     ("rm build -rf", RM), ("/bin/rm -rf build", RM), ("rm -rfv build", RM), ("sudo rm -rf /", RM),
     ("find . -name x -exec rm -rf {} +", RM), ("echo build | xargs rm -rf", RM), ("F=-rf; rm $F build", RM),
-    ("rm -rf -- -build", RM), ("cd infra && terraform apply -auto-approve", APPLY),
+    ("rm -rf -- -build", RM), ("rm $OPTS build", RM), ("rm `flags` build", RM),
+    ("cd infra && terraform apply -auto-approve", APPLY),
     ("echo x > migrations/0001.py", MIGRATIONS), ("cd src && echo x >> ../migrations/0001.py", MIGRATIONS),
     ("rm ./migrations/0001.py", MIGRATIONS), ("tee /repo/migrations/x.py < in", MIGRATIONS),
     ("sed -i s/a/b/ migrations/x.py", MIGRATIONS), ("mv draft.py migrations/", MIGRATIONS), ("cp new.env .env", ENV),
@@ -81,7 +82,9 @@ PLAIN: list[tuple[str, str]] = [
     ("Bash", "git diff migrations/"), ("Bash", "git pull && pytest -q"), ("Bash", "terraform plan"),
     ("Bash", "ls *.py | wc -l"), ("Bash", "for f in *.py; do echo $f; done"), ("Bash", "git log --grep=push"),
     ("Bash", "echo $(date) > build/stamp"), ("Bash", "case $x in push) echo hi;; esac"),
-    ("Edit", "/repo/src/migrations_helper.py"), ("Edit", "/elsewhere/migrations/x.py"), ("Read", "/repo/.env"),
+    ("Bash", 'rm -f "$tmp"'), ("Bash", "find . -name '*.pyc' | xargs rm -f"), ("Bash", "rm -f *.log"),
+    ("Bash", "git log \"$(git rev-parse HEAD)\""), ("Edit", "/repo/src/migrations_helper.py"),
+    ("Edit", "/elsewhere/migrations/x.py"), ("Read", "/repo/.env"),
     ("Write", "/repo/src/env.py"),
 ]
 
@@ -184,3 +187,23 @@ def test_the_glob_matcher_agrees_with_fnmatchcase() -> None:
         pattern = "".join(rng.choice("ab/*?[]!-c") for _ in range(rng.randint(0, 7)))
         text = "".join(rng.choice("ab/c[]!-*?") for _ in range(rng.randint(0, 7)))
         assert glob_match(text, pattern) == fnmatch.fnmatchcase(text, pattern), (text, pattern)
+
+
+@pytest.mark.parametrize("line", [
+    "echo " + "{a,b}" * 30,  # 2**30 words
+    "( " * 5000 + "git status" + " )" * 5000,  # nesting past MAX_DEPTH
+    "echo $(" * 500 + "x" + ")" * 500,
+    "case x in a) " * 500 + "ls" + " ;; esac" * 500,
+    "x" * 1_000_001,  # past MAX_LINE_CHARS
+])
+def test_a_hostile_line_is_refused_not_read_for_ever(line: str) -> None:
+    """Lines built to make the parser slow or deep end in ShellSyntaxError (held as unreadable), never in a
+    RecursionError or a hook that outlives Claude Code's timeout (which would let the call through)."""
+    with pytest.raises(ShellSyntaxError):
+        commands(line)
+
+
+def test_a_word_of_many_brackets_is_read_in_one_pass() -> None:
+    """200,000 `[` without a `]` (each would scan the rest of the word: 2*10**10 steps) is one plain word."""
+    [command] = commands("echo " + "[" * 200_000 + " x[a]")
+    assert command.words[1] == "[" * 200_000 and not command.words[2].isprintable()

@@ -10,7 +10,8 @@ stand and however they are grouped (`-fr`, `-r -f`, `-Rf`, `--recursive --force`
 each match one of the command's (`--force*` matches `--force-with-lease`); and its other words must match the
 command's other words in order, where a word right after a flag may be skipped as that flag's value
 (`git -C repo push` is `git push`). A pattern that ends with `*` lets more words follow. A word whose value only the
-running shell knows (`$X`, `$(...)`, a glob) may be anything, so it matches any pattern word. The pattern is also
+running shell knows (`$X`, `$(...)`, a glob) may be anything, so it matches any pattern word; unquoted, it may also
+be any flags. The pattern is also
 matched as a plain glob against the command's words joined by single spaces, as before.
 
 Paths. A path pattern without `/` matches the file's name; one with `/` matches the path as given (normalized: `./`
@@ -28,7 +29,7 @@ import os
 
 from ..conflicts import WRITE_TOOLS
 from ..globs import glob_match
-from ..shell import UNKNOWN, Command, ShellSyntaxError, commands, is_known
+from ..shell import OPAQUE, UNKNOWN, Command, ShellSyntaxError, commands, is_known
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -177,7 +178,7 @@ def _unwrap(words: list[str], command: Command) -> tuple[list[str] | None, str |
         if name == "watch" and rest:
             return None, " ".join(rest)
         if name == "xargs" and rest:
-            rest = [*rest, UNKNOWN]  # the words it reads from its input
+            rest = [*rest, OPAQUE]  # the words it reads from its input (file names, as a rule)
         return (rest or None), code
     if name in _SHELLS:
         return None, _shell_code(args, command)
@@ -195,7 +196,7 @@ def _unwrap(words: list[str], command: Command) -> tuple[list[str] | None, str |
             if word in _FIND_EXEC:
                 rest = args[index + 1:]
                 end = next((at for at, item in enumerate(rest) if item in (";", "+")), len(rest))
-                inner = [UNKNOWN if item == "{}" else item for item in rest[:end]]
+                inner = [OPAQUE if item == "{}" else item for item in rest[:end]]
                 return inner or None, None
     return None, None
 
@@ -289,7 +290,7 @@ class _Rule:
         after_flag = False
         for word in words[1:]:
             if not is_known(word):
-                wild = True
+                wild = wild or UNKNOWN in word  # an unquoted unknown may be flags; a quoted one or a glob, not
                 operands.append((word, True))
                 after_flag = False
             elif options_end or word == "-" or not word.startswith("-"):
