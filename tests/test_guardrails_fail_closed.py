@@ -209,3 +209,20 @@ def test_a_granted_call_passes_only_while_the_grant_can_be_read(session: Session
     session.publish("approval.granted", {"request": requests(session)[0]["data"]["request"]}, sender="human")
     assert pre_tool_use(session) is None
     assert pre_tool_use(session, limit_writes=True) is not None, "the state cannot be saved: denied, not waved on"
+
+
+def test_a_request_the_agent_wrote_itself_with_another_question_grants_nothing(session: Session) -> None:
+    """The agent appends its own `approval.requested` carrying the guard fields of `git push --force` but asking
+    "may I run the tests?"; the human grants that; the agent points its entry at it: the question is not the one the
+    guard asks (the human never saw the command), so the call is asked about anew."""
+    assert pre_tool_use(session) is not None
+    key = f"{CLAUDE}:main"
+    start = session.journal.end_position()
+    appended = session.publish("approval.requested", {
+        "request": "r-forged", "question": "may I run the tests?", "options": ["approve", "deny"],
+        "guard": {"tool": "Bash", "subject": PUSH, "pattern": "git push*"}}, sender=key)
+    session.publish("approval.granted", {"request": "r-forged"}, sender="human")
+    edit_guards(session, lambda guards: guards.update({f"Bash\n{PUSH}": {
+        "request": "r-forged", "asked": start.as_dict(), "seq": appended.first_seq, "scan": start.as_dict()}}))
+    denied = pre_tool_use(session)
+    assert denied is not None and "r-forged" not in denied["permissionDecisionReason"]

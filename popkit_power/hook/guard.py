@@ -124,7 +124,7 @@ def check(session: Session, state: AgentState, key: str, name: str, tool: str, s
     fingerprint = f"{tool}\n{subject}"
     entry = state.guards.get(fingerprint)
     answer = None
-    if entry is not None and _well_formed(entry) and _is_our_request(session, entry, key, tool, subject):
+    if entry is not None and _well_formed(entry) and _is_our_request(session, entry, key, name, tool, subject):
         answer = _answer(session, entry)
     else:
         if entry is not None:
@@ -155,12 +155,16 @@ def _ask(session: Session, key: str, name: str, tool: str, subject: str, pattern
     answer."""
     request = new_request_id()
     start = session.journal.end_position()
-    verb = f"run `{subject}`" if tool == "Bash" else f"{tool} {subject}"
-    question = f"guardrail {pattern!r}: may {name} {verb}?"
     appended = session.publish("approval.requested", {
-        "request": request, "question": question, "options": ["approve", "deny"],
+        "request": request, "question": _question(pattern, name, tool, subject), "options": ["approve", "deny"],
         "guard": {"tool": tool, "subject": subject, "pattern": pattern}}, sender=key)
     return {"request": request, "asked": start.as_dict(), "seq": appended.first_seq, "scan": start.as_dict()}
+
+
+def _question(pattern: str, name: str, tool: str, subject: str) -> str:
+    """What the human is asked: the request's question, which names the exact call."""
+    verb = f"run `{subject}`" if tool == "Bash" else f"{tool} {subject}"
+    return f"guardrail {pattern!r}: may {name} {verb}?"
 
 
 def _well_formed(entry: dict[str, Any]) -> bool:
@@ -168,8 +172,10 @@ def _well_formed(entry: dict[str, Any]) -> bool:
         isinstance(entry.get(field), dict) for field in ("asked", "scan"))
 
 
-def _is_our_request(session: Session, entry: dict[str, Any], key: str, tool: str, subject: str) -> bool:
-    """Whether the journal holds, where the entry says, this agent's request for this very call."""
+def _is_our_request(session: Session, entry: dict[str, Any], key: str, name: str, tool: str, subject: str) -> bool:
+    """Whether the journal holds, where the entry says, this agent's request for this very call, asked in the words
+    the guard uses (so the human saw the exact call: a request the agent wrote itself with another question, then
+    pointed its entry at, grants nothing)."""
     record = _record_at(session, entry["asked"], entry["seq"])
     if record is None or record.get("type") != "approval.requested" or record.get("from") != key:
         return False
@@ -178,7 +184,8 @@ def _is_our_request(session: Session, entry: dict[str, Any], key: str, tool: str
         return False
     guard = data.get("guard")
     return isinstance(guard, dict) and data.get("request") == entry["request"] and guard.get("tool") == tool \
-        and guard.get("subject") == subject
+        and guard.get("subject") == subject and isinstance(guard.get("pattern"), str) \
+        and data.get("question") == _question(guard["pattern"], name, tool, subject)
 
 
 def _answer(session: Session, entry: dict[str, Any]) -> str | None:
