@@ -9,6 +9,7 @@ import os
 import resource
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +227,29 @@ def test_a_request_the_agent_wrote_itself_with_another_question_grants_nothing(s
         "request": "r-forged", "asked": start.as_dict(), "seq": appended.first_seq, "scan": start.as_dict()}}))
     denied = pre_tool_use(session)
     assert denied is not None and "r-forged" not in denied["permissionDecisionReason"]
+
+
+def test_the_guards_whole_path_imports_nothing_heavy(session: Session) -> None:
+    """A guarded call parsed, asked about, granted and let through: none of the costly modules is loaded (no `re`:
+    globs.py matches; no orjson: the journal is read with codec)."""
+    heavy = ("re", "json", "typing", "dataclasses", "logging", "orjson", "click", "hashlib", "fnmatch")
+    payload = {"session_id": CLAUDE, "cwd": "/repo", "hook_event_name": "PreToolUse", "tool_name": "Bash",
+               "tool_input": {"command": "cd app && FOO=1 env git  push --force 'origin' \"$(git branch)\""}}
+    probe = (
+        "import io, sys\n"
+        "from popkit_power.hook import entry\n"
+        f"payload = {orjson.dumps(payload).decode()!r}.encode()\n"
+        f"assert entry.run(io.BytesIO(payload), {session.power_dir!r}, {{}}) is not None\n"
+        "from popkit_power.session import Session\n"
+        f"session = Session({session.power_dir!r}, {session.id!r})\n"
+        "from popkit_power import codec\n"
+        "records = session.journal.reader(loads=lambda line: codec.loads(line.decode()))\n"
+        "request = [e for e in records if e['type'] == 'approval.requested'][0]['data']['request']\n"
+        "session.append_events([session.event('approval.granted', {'request': request}, sender='human')])\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+        f"assert entry.run(io.BytesIO(payload), {session.power_dir!r}, {{}}) is None\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "POPKIT_POWER_HOME": session.power_dir})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

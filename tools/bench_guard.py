@@ -1,6 +1,6 @@
 """The guardrails' PreToolUse hook, whole process, beside `python -c pass` in the same run.
 
-    .venv/bin/python tools/bench_guard.py [--runs 40] [--json] [--quick]
+    .venv/bin/python tools/bench_guard.py [--runs 40] [--json] [--quick] [--compare /path/to/other/checkout]
 
 Cases, interleaved run by run (the machine is shared: the ratios count, not the absolute times), each a real
 `popkit-power-hook` process fed a real PreToolUse payload with Power Mode on:
@@ -9,6 +9,8 @@ Cases, interleaved run by run (the machine is shared: the ratios count, not the 
 - `no match, long line`: the same with a 40-command line full of quotes and substitutions;
 - `waiting`: a guarded call whose request waits for the human (the request and its answer looked for);
 - `granted`: a guarded call the human granted (both journal records read again and checked).
+With --compare, the same hook cases also run with another copy of the package first on PYTHONPATH (e.g. main's, from
+`git archive main popkit_power | tar -x -C /tmp/main`), interleaved with these in the same run.
 Bytecode is compiled first, as a pip install does; this environment sets PYTHONDONTWRITEBYTECODE.
 """
 
@@ -56,6 +58,16 @@ def home_with(directory: Path, config: dict[str, object] | None) -> str:
     return str(directory)
 
 
+def _grant(home: str) -> None:
+    """The human grants the request the hook raised in `home`."""
+    from popkit_power.home import active_session
+    from popkit_power.session import Session
+
+    session = Session(home, active_session(home) or "")
+    request = next(event for event in session.journal.reader() if event["type"] == "approval.requested")
+    session.publish("approval.granted", {"request": request["data"]["request"]}, sender="human")
+
+
 def measure(command: list[str], stdin: bytes, env: dict[str, str]) -> float:
     started = time.perf_counter()
     done = subprocess.run(command, input=stdin, env=env, capture_output=True, check=False)
@@ -70,39 +82,39 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 5 runs")
+    parser.add_argument("--compare", metavar="DIR", help="a folder holding another popkit_power package")
     args = parser.parse_args()
     runs = 5 if args.quick else args.runs
     compileall.compile_dir(str(ROOT / "popkit_power"), quiet=1)
+    if args.compare:
+        compileall.compile_dir(str(Path(args.compare) / "popkit_power"), quiet=1)
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        plain = home_with(root / "plain", {"checkin_every_n_tools": 5})
-        guarded = home_with(root / "guarded", GUARDRAILS)
-        granted = home_with(root / "granted", GUARDRAILS)
         push = payload("git push origin main")
-        for home in (guarded, granted):
-            subprocess.run([str(HOOK)], input=push, env={**env, "POPKIT_POWER_HOME": home}, check=True,
-                           capture_output=True)
-        from popkit_power.home import active_session
-        from popkit_power.session import Session
-
-        session = Session(granted, active_session(granted) or "")
-        request = next(event for event in session.journal.reader() if event["type"] == "approval.requested")
-        session.publish("approval.granted", {"request": request["data"]["request"]}, sender="human")
-        cases = {
-            "python -c pass": ([sys.executable, "-c", "pass"], b"", plain),
-            "no guardrail": ([str(HOOK)], push, plain),
-            "no match": ([str(HOOK)], payload("pytest -x tests/test_guard.py"), guarded),
-            "no match, long line": ([str(HOOK)], payload(LONG_LINE), guarded),
-            "waiting": ([str(HOOK)], push, guarded),
-            "granted": ([str(HOOK)], push, granted),
-        }
+        cases = {"python -c pass": ([sys.executable, "-c", "pass"], b"", "", {})}
+        for label, extra in [("", {}), (" [compare]", {"PYTHONPATH": args.compare})] if args.compare else [("", {})]:
+            folder = root / (label.strip(" []") or "this")
+            plain = home_with(folder / "plain", {"checkin_every_n_tools": 5})
+            guarded = home_with(folder / "guarded", GUARDRAILS)
+            granted = home_with(folder / "granted", GUARDRAILS)
+            for home in (guarded, granted):  # the request raised by the hook measured
+                subprocess.run([str(HOOK)], input=push, env={**env, "POPKIT_POWER_HOME": home, **extra},
+                               check=True, capture_output=True)
+            _grant(granted)
+            cases.update({
+                f"no guardrail{label}": ([str(HOOK)], push, plain, extra),
+                f"no match{label}": ([str(HOOK)], payload("pytest -x tests/test_guard.py"), guarded, extra),
+                f"no match, long line{label}": ([str(HOOK)], payload(LONG_LINE), guarded, extra),
+                f"waiting{label}": ([str(HOOK)], push, guarded, extra),
+                f"granted{label}": ([str(HOOK)], push, granted, extra),
+            })
         times: dict[str, list[float]] = {name: [] for name in cases}
         for run in range(runs + 2):
             order = list(cases) if run % 2 == 0 else list(reversed(cases))
             for name in order:
-                command, stdin, home = cases[name]
-                elapsed = measure(command, stdin, {**env, "POPKIT_POWER_HOME": home})
+                command, stdin, home, extra = cases[name]
+                elapsed = measure(command, stdin, {**env, "POPKIT_POWER_HOME": home, **extra})
                 if run >= 2:  # two warm-up rounds
                     times[name].append(elapsed)
     base = statistics.median(times["python -c pass"])
@@ -112,11 +124,13 @@ def main() -> None:
         print(json.dumps({"runs": runs, "cases": result}, indent=2))
         return
     hooked = subprocess.run([sys.executable, "-c", "import popkit_power; print(popkit_power.__file__)"], env=env,
-                            capture_output=True, text=True, check=True).stdout.strip()
+                            capture_output=True, text=True, check=True, cwd="/").stdout.strip()
     print(f"PreToolUse guard, whole process, {runs} runs (the hook's package: {hooked})")
-    print(f"{'case':<24}{'median ms':>10}{'x pass':>8}")
+    if args.compare:
+        print(f"[compare]: the hook with {args.compare} first on PYTHONPATH")
+    print(f"{'case':<34}{'median ms':>10}{'x pass':>8}")
     for name, row in result.items():
-        print(f"{name:<24}{row['median_ms']:>10.2f}{row['ratio']:>8.2f}")
+        print(f"{name:<34}{row['median_ms']:>10.2f}{row['ratio']:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -215,7 +215,7 @@ def _answer_in(record: dict[str, Any], entry: dict[str, Any]) -> str | None:
 
 def _look_for_answer(session: Session, entry: dict[str, Any]) -> str | None:
     """Read on from where the last look stopped; remember where the human's first answer to the request is."""
-    reader = _reader(session, entry["scan"]) or _reader(session, entry["asked"]) or session.journal.reader()
+    reader = _reader(session, entry["scan"]) or _reader(session, entry["asked"]) or _reader(session, None)
     before = reader.position.copy()
     answer = None
     for count, record in enumerate(reader):
@@ -245,12 +245,18 @@ def _record_at(session: Session, position: dict[str, Any], seq: int) -> dict[str
 
 
 def _reader(session: Session, position: Any) -> Any:
-    """A reader from a stored position, or None when the position is not one the journal can honour."""
+    """A reader from a stored position (None: the journal's start), or None when the position is not one the
+    journal can honour. It parses with `codec` and logs damage to hook.log: orjson's import (with dataclasses,
+    inspect, uuid) would cost more than the rest of this hook process."""
+    from .. import codec
     from ..errors import JournalError
     from ..journal import Position
+    from .log import DamageLog
 
     try:
-        reader = session.journal.reader(Position.from_dict(position))
+        start = Position() if position is None else Position.from_dict(position)
+        reader = session.journal.reader(start, loads=lambda line: codec.loads(line.decode("utf-8")),
+                                        on_damage=DamageLog(session))
         reader.check()
     except JournalError:
         return None
