@@ -64,6 +64,7 @@ MAXIMUMS: dict[str, float] = {"context_max_chars": 9000, "insight_similarity_thr
 
 CONFIG_FILE = "config.json"
 LAST_VALID_FILE = "config.last-valid.json"  # the last config.json that passed (see usable_config)
+CONFIG_PROBLEM_FILE = "config.problem"  # the problem the hook last logged (hook/miswired.py), dropped on a fix
 _INFINITY = float("inf")
 
 
@@ -263,6 +264,7 @@ def _keep_last_valid(power_dir: str, raw: bytes) -> None:
         pass
     try:
         write_file_atomically(path, raw, durable=False)
+        os.unlink(os.path.join(power_dir, CONFIG_PROBLEM_FILE))  # a later problem is logged again
     except (OSError, UnsafePathError):
         pass
 

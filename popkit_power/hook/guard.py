@@ -68,6 +68,10 @@ def _reason(power_dir: str, session_id: str, payload: dict[str, Any], environ: A
     if not isinstance(tool, str) or not isinstance(tool_input, dict):
         return None
     config, problem = usable_config(power_dir)
+    if problem is not None:
+        from .miswired import log_config_problem
+
+        log_config_problem(power_dir, problem)
     blind = _unreadable(problem, tool)
     if blind is not None:
         return blind

@@ -55,6 +55,8 @@ def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str,
     """
     agent = Agent(payload["session_id"], payload, environ)
     config, problem = usable_config(power_dir)  # a broken config.json: recorded with what holds (config.py)
+    if problem is not None:
+        miswired.log_config_problem(power_dir, problem)
     session = Session(power_dir, session_id, config)
     state = AgentState(session.dir, agent.key, durable=session.config.durability == "fsync")
     with state.lock:

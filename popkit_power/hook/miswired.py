@@ -14,8 +14,8 @@ time it happens to an agent, logs one line in hook.log saying how each was regis
 A config.json that cannot be used (`config_notice`): the hook goes on recording with the settings config.py's
 `usable_config` gives (each valid setting of the file, else its last valid version, else the default; guardrails
 never fall back to none). Each agent is told once, in its welcome; the user sees it in a message from Claude Code at
-SessionStart (`systemMessage`); hook.log gets one line per agent start, not per call; `status` and `doctor` show
-the error.
+SessionStart (`systemMessage`); hook.log gets one line per distinct problem (`log_config_problem`), not per call;
+`status` and `doctor` show the error.
 
 This module is on the hook's hot path: it imports only `time`, `codec` and the log.
 """
@@ -80,15 +80,37 @@ def notice(agent_key: str, event_name: str, this_via: str, other_via: str) -> st
 
 def config_notice(power_dir: str, problem: ConfigProblem | None, event_name: str,
                   context: str | None) -> tuple[str | None, dict[str, str]]:
-    """For a config.json that cannot be used: at an agent's start, the welcome with one line more for the agent,
-    the message Claude Code shows the user (SessionStart), and one line in hook.log; nothing at other events."""
+    """For a config.json that cannot be used: at an agent's start, the welcome with one line more for the agent and
+    the message Claude Code shows the user (SessionStart); nothing at other events."""
     if problem is None or event_name not in ("SessionStart", "SubagentStart"):
         return context, {}
-    log_error(power_dir, f"{problem}; running with {problem.fallback} for what it does not give "
-                         f"(popkit-power doctor)")
     line = (f"Note: Power Mode's config.json cannot be used ({problem}); this session runs with {problem.fallback} "
             f"for the settings it does not give, and guardrails keep holding. Tell the human if it gets in your way.")
     told = {"systemMessage": f"popkit-power: {problem}. Power Mode keeps recording, with {problem.fallback} for "
                              f"what it does not give; popkit-power doctor says more."} \
         if event_name == "SessionStart" else {}
     return (f"{context}\n\n{line}" if context else line), told
+
+
+def log_config_problem(power_dir: str, problem: ConfigProblem) -> None:
+    """One line in hook.log per distinct problem, not one per call: the problem's text is kept in
+    CONFIG_PROBLEM_FILE, which config.py removes when a changed config.json validates."""
+    import os
+
+    from .._fs import read_file, write_file_atomically
+    from ..config import CONFIG_PROBLEM_FILE
+    from ..errors import UnsafePathError
+
+    path = os.path.join(power_dir, CONFIG_PROBLEM_FILE)
+    text = str(problem).encode("utf-8", "replace")
+    try:
+        if read_file(path, 1 << 16) == text:
+            return
+    except (OSError, UnsafePathError):
+        pass
+    log_error(power_dir, f"{problem}; running with {problem.fallback} for what it does not give, guardrails kept "
+                         f"(popkit-power doctor)")
+    try:
+        write_file_atomically(path, text, durable=False)
+    except (OSError, UnsafePathError):
+        pass
