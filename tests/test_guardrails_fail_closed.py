@@ -253,3 +253,48 @@ def test_the_guards_whole_path_imports_nothing_heavy(session: Session) -> None:
                          env={**os.environ, "POPKIT_POWER_HOME": session.power_dir})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_killed_guard_processes_never_let_a_call_through(tmp_path: Path) -> None:
+    """40 real hook processes on the same guarded call, each SIGKILLed at a random moment (before, during or after
+    it appends the request or saves the agent's state) while other events rotate 4 KiB segments: every one that
+    answered denied the call; none passed before the human answered; once the human grants every request raised,
+    the call passes; and the journal reads back whole."""
+    import random
+    import time
+
+    home = tmp_path / "power"
+    configure(home, json.dumps({"guardrail_commands": ["git push*"], "segment_max_bytes": 4096}))
+    session = start_session(str(home), "Ship it", sender="human")
+    payload = orjson.dumps({"session_id": CLAUDE, "cwd": "/repo", "hook_event_name": "PreToolUse",
+                            "tool_name": "Bash", "tool_input": {"command": PUSH}})
+    env = {**os.environ, "POPKIT_POWER_HOME": str(home)}
+    rng = random.Random(7)
+    answered = 0
+    for round_number in range(40):
+        process = subprocess.Popen([str(HOOK_SCRIPT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, env=env)
+        assert process.stdin is not None
+        process.stdin.write(payload)
+        process.stdin.close()
+        time.sleep(rng.uniform(0, 0.2))  # a random moment to kill it: not a timing assertion
+        process.kill()
+        assert process.stdout is not None
+        out = process.stdout.read()
+        process.wait(timeout=60)
+        if process.returncode == 0:
+            answered += 1
+            assert b'"permissionDecision":"deny"' in out, "a guarded call passed with no grant"
+        for _ in range(5):  # other agents' events roll the segments over between calls
+            session.publish("message.broadcast", {"text": f"round {round_number} " + "x" * 300}, sender="human")
+    print(f"{answered} of 40 answered before their kill; {len(requests(session))} requests raised")
+    assert len(session.journal.segments()) > 3
+    for asked in requests(session):
+        session.publish("approval.granted", {"request": asked["data"]["request"]}, sender="human")
+    for _ in range(2):  # the first call after the grants may still find a request raised by a killed process
+        if pre_tool_use(session) is None:
+            break
+    assert pre_tool_use(session) is None, "granted: it passes"
+    damage: list[object] = []
+    records = list(session.journal.reader(on_damage=damage.append))
+    assert records and not damage
