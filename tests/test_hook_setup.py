@@ -10,7 +10,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from test_hook import CLAUDE, HOOK_SCRIPT, events, log_lines, payload, tool
+from test_hook import CLAUDE, HOOK_SCRIPT, call, events, log_lines, payload, tool
+from test_wake import start_waiter, stop
 
 from popkit_power.install import LAUNCHER, PLUGIN_COMMAND
 from popkit_power.session import Session, start_session
@@ -214,3 +215,24 @@ def test_python_runs_the_hook_module_too(session: Session) -> None:
     done = subprocess.run([sys.executable, "-m", "popkit_power.hook.entry"], input=orjson.dumps(tool(tool_use_id="t")),
                           env={**os.environ, "POPKIT_POWER_HOME": session.power_dir}, capture_output=True, timeout=60)
     assert done.returncode == 0 and [e["type"] for e in events(session)][-1] == "agent.tool"
+
+
+def test_an_idle_agents_waiter_still_wakes_it_under_a_broken_config(session: Session) -> None:
+    """Item 14: the waiter (an idle agent's Stop hook) reads the settings that hold rather than die on the error."""
+    home = session.power_dir
+    claude = subprocess.Popen(["sleep", "3600"])  # stands in for Claude Code's process
+    try:
+        _woken_under_a_broken_config(session, home, claude)
+    finally:
+        claude.kill()
+        claude.wait()
+
+
+def _woken_under_a_broken_config(session: Session, home: str, claude: subprocess.Popen[bytes]) -> None:
+    call(home, tool())
+    call(home, stop(stop_hook_active=True))
+    Path(home, "config.json").write_text('{"wake_max_seconds": "forever"}')
+    waiter = start_waiter(session, claude.pid)
+    session.publish("message.direct", {"text": "wake up"}, sender="human", to=f"{CLAUDE}:main")
+    _out, err = waiter.communicate(timeout=120)
+    assert waiter.returncode == 2 and b"wake up" in err
