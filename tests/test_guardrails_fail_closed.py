@@ -169,6 +169,9 @@ def test_a_broken_config_with_no_valid_version_denies_every_guarded_call_naming_
         assert "config.json: is not valid JSON" in denied["permissionDecisionReason"]
     assert pre_tool_use(session, "/repo/app.py", tool="Edit") is not None
     assert requests(session)[-1]["data"]["guard"]["subject"] == PUSH, "the blind denials raise no requests"
+    configure(home, '{"guardrail_commands": ["git push*"], "guardrail_paths": "*.env"}')
+    assert pre_tool_use(session, "/repo/app.py", tool="Edit") is not None, "the path guardrail cannot be read"
+    assert pre_tool_use(session, "ls") is not None, "and Bash writes files too"
 
 
 def test_the_last_valid_copy_follows_every_valid_edit(session: Session) -> None:

@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 GRANTED, DENIED = "granted", "denied"
 MAX_SCAN_RECORDS = 50_000  # records read per call while looking for an answer (the scan resumes next time)
 MAX_LOOK_AHEAD = 1000  # records between a stored position and the record it stands for (appends in between)
-_KINDS = {"guardrail_paths": "Edit, Write, MultiEdit and NotebookEdit", "guardrail_commands": "Bash"}
 
 def respond(power_dir: str, session_id: str, payload: dict[str, Any], environ: Any,
             deliver: Any = None) -> str | None:
@@ -113,10 +112,13 @@ def _unreadable(problem: ConfigProblem | None, tool: str) -> str | None:
         return None
     from ..conflicts import WRITE_TOOLS
 
-    setting = "guardrail_commands" if tool == "Bash" else "guardrail_paths" if tool in WRITE_TOOLS else None
-    if setting is None or setting not in problem.unreadable:
+    # Bash calls write files too (`>`, `rm`, `tee`): a path guardrail that cannot be read holds them as well.
+    settings = {"guardrail_commands", "guardrail_paths"} if tool == "Bash" else \
+        {"guardrail_paths"} if tool in WRITE_TOOLS else set()
+    if not settings & set(problem.unreadable):
         return None
-    return (f"Power Mode guardrail: every {_KINDS[setting]} call is denied because the guardrails cannot be read: "
+    kind = "Bash" if tool == "Bash" else "Edit, Write, MultiEdit and NotebookEdit"
+    return (f"Power Mode guardrail: every {kind} call is denied because the guardrails cannot be read: "
             f"{problem.error}. There is no earlier valid config.json to fall back on. Ask the human to fix "
             f"config.json (popkit-power doctor names the problem); then try again.")
 
