@@ -54,6 +54,12 @@ class WordReader:
         self.variables = variables  # NAME -> value, from plain assignments seen so far on this line
         self._bracket = (-1, False)  # (where the last scan for a glob's `]` stopped, whether it found one)
 
+    def _variable(self, name: str) -> str | None:
+        """A variable's value if known here: assigned earlier on the line, or IFS, which is blank unless it was
+        (`git${IFS}push` is `git push`)."""
+        value = self.variables.get(name)
+        return " \t\n" if value is None and name == "IFS" else value
+
     def _substitute(self, closer: str) -> None:
         """`$(...)`, `<(...)`, `>(...)`: parse the commands inside, up to the matching closer."""
         raise NotImplementedError
@@ -203,7 +209,7 @@ class WordReader:
             while end < len(text) and (text[end].isalnum() or text[end] == "_"):
                 end += 1
             name, self.pos = text[self.pos:end], end
-            return self.variables.get(name)
+            return self._variable(name)
         if char.isdigit() or char in "@*#?$!-":
             self.pos += 1
             return None
@@ -245,7 +251,7 @@ class WordReader:
                 depth -= 1
                 if not depth:
                     name = text[start:self.pos - 1]
-                    return self.variables.get(name) if name.isidentifier() else None
+                    return self._variable(name) if name.isidentifier() else None
         raise ShellSyntaxError("unclosed '${'")
 
     def _ansi_c(self) -> str:

@@ -55,6 +55,7 @@ _WRAPPERS: dict[str, tuple[str, frozenset[str], int]] = {
     "xargs": ("nLPsIdEa", frozenset({"--max-args", "--max-lines", "--max-procs", "--max-chars", "--delimiter",
                                      "--eof", "--arg-file", "--replace"}), 0),
     "flock": ("wE", frozenset({"--timeout", "--conflict-exit-code"}), 1), "chroot": ("", frozenset(), 1),
+    "busybox": ("", frozenset(), 0),
     "taskset": ("", frozenset(), 1), "watch": ("nd", frozenset({"--interval"}), 0),
 }
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash"})
@@ -182,6 +183,8 @@ def _unwrap(words: list[str], command: Command) -> tuple[list[str] | None, str |
         return (rest or None), code
     if name in _SHELLS:
         return None, _shell_code(args, command)
+    if name == "trap" and len(args) >= 2 and not args[0].startswith("-"):  # trap 'CODE' SIGNAL...: run later
+        return None, args[0] if is_known(args[0]) else None
     if name == "eval":
         return None, " ".join(args) if args and all(is_known(word) for word in args) else None
     if name in _RUNS_STRING:
