@@ -190,9 +190,10 @@ def usable_config(power_dir: str) -> tuple[Config, ConfigProblem | None]:
     """The settings to run with, and the problem if config.json cannot be used as it is.
 
     A broken config.json never turns a guardrail off. Each setting is taken from the file when its value there is
-    valid; when the file cannot be read as JSON, or holds a bad value for the setting (or a misspelt guardrail
-    name), from the last config.json that was valid, else its default; and a guardrail setting that neither gives is
-    `unreadable`: the guard then denies every call of its kind, naming the error."""
+    valid, and is its default when the file leaves it out. When the file cannot be read as JSON, or holds a bad value
+    for the setting (for a guardrail left out: a misspelt guardrail name), it comes from the last config.json that
+    was valid (its default if that one left it out); with no valid version kept, a setting takes its default and a
+    guardrail is `unreadable`: the guard then denies every call of its kind, naming the error."""
     try:
         return load_config(power_dir), None
     except ConfigError as error:
@@ -217,8 +218,9 @@ def usable_config(power_dir: str) -> tuple[Config, ConfigProblem | None]:
             key.startswith("guardrail") and key not in DEFAULTS for key in values))
         if not broken:
             continue  # absent from a file that is otherwise readable: its default
-        if last is not None and name in last:
-            settings[name] = last[name]
+        if last is not None:  # what the last valid file said; one it left out had its default
+            if name in last:
+                settings[name] = last[name]
         elif name.startswith("guardrail"):
             unreadable.append(name)
     fallback = "its last valid version" if last is not None else "the defaults"
