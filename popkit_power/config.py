@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from . import codec
-from ._fs import read_file
+from ._fs import read_file, write_file_atomically
 from .errors import ConfigError, UnsafePathError
 from .journal import DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_MAX_BYTES, DURABILITY_FLUSH, DURABILITY_FSYNC
 
@@ -63,6 +63,8 @@ MAXIMUMS: dict[str, float] = {"context_max_chars": 9000, "insight_similarity_thr
                                "redis_channel_maxlen": 1_000_000_000, "max_record_bytes": 2 * 1024 * 1024}
 
 CONFIG_FILE = "config.json"
+LAST_VALID_FILE = "config.last-valid.json"  # the last config.json that passed (see usable_config)
+CONFIG_PROBLEM_FILE = "config.problem"  # the problem the hook last logged (hook/miswired.py), dropped on a fix
 _INFINITY = float("inf")
 
 
@@ -159,19 +161,121 @@ def _check_globs(name: str, value: Any, source: str) -> tuple[str, ...]:
 
 
 def load_config(power_dir: str) -> Config:
-    """Read `<power_dir>/config.json` (absent means all defaults); raise ConfigError on any bad value."""
+    """Read `<power_dir>/config.json` (absent means all defaults); raise ConfigError on any bad value. A file that
+    passes is kept as the last valid one (`LAST_VALID_FILE`), for `usable_config` when a later edit breaks it."""
     path = os.path.join(power_dir, CONFIG_FILE)
-    try:
-        text = read_file(path, 1 << 20).decode("utf-8")
-    except FileNotFoundError:
+    raw = _read(path)
+    if raw is None:
         return Config()
-    except (OSError, UnicodeDecodeError, UnsafePathError) as error:
-        raise ConfigError(f"{path}: cannot be read: {error}") from None
+    config = Config(**_parse(path, raw))
+    _keep_last_valid(power_dir, raw)
+    return config
+
+
+class ConfigProblem:
+    """Why config.json cannot be used, what is used instead, and the guardrail settings nothing could give."""
+
+    __slots__ = ("error", "fallback", "unreadable")
+
+    def __init__(self, error: ConfigError, fallback: str, unreadable: tuple[str, ...]) -> None:
+        self.error = error
+        self.fallback = fallback  # what the other settings come from, in words
+        self.unreadable = unreadable  # "guardrail_paths" and/or "guardrail_commands"
+
+    def __str__(self) -> str:
+        return str(self.error)
+
+
+def usable_config(power_dir: str) -> tuple[Config, ConfigProblem | None]:
+    """The settings to run with, and the problem if config.json cannot be used as it is.
+
+    A broken config.json never turns a guardrail off. Each setting is taken from the file when its value there is
+    valid, and is its default when the file leaves it out. When the file cannot be read as JSON, or holds a bad value
+    for the setting (for a guardrail left out: a misspelt guardrail name), it comes from the last config.json that
+    was valid (its default if that one left it out); with no valid version kept, a setting takes its default and a
+    guardrail is `unreadable`: the guard then denies every call of its kind, naming the error."""
     try:
-        values = codec.loads(text)
+        return load_config(power_dir), None
+    except ConfigError as error:
+        problem = error
+    path = os.path.join(power_dir, CONFIG_FILE)
+    values: dict[str, Any] | None = None
+    try:
+        raw = _read(path)
+        loaded = codec.loads(raw.decode("utf-8")) if raw is not None else {}
+        values = loaded if isinstance(loaded, dict) else None
+    except (ConfigError, ValueError):  # UnicodeDecodeError is a ValueError
+        pass
+    last = _last_valid(power_dir)
+    settings: dict[str, Any] = {}
+    unreadable: list[str] = []
+    for name in DEFAULTS:
+        value = _valid_or_none(name, values.get(name)) if values is not None and name in values else None
+        if value is not None:
+            settings[name] = value
+            continue
+        broken = values is None or name in values or (name.startswith("guardrail") and any(
+            key.startswith("guardrail") and key not in DEFAULTS for key in values))
+        if not broken:
+            continue  # absent from a file that is otherwise readable: its default
+        if last is not None:  # what the last valid file said; one it left out had its default
+            if name in last:
+                settings[name] = last[name]
+        elif name.startswith("guardrail"):
+            unreadable.append(name)
+    fallback = "its last valid version" if last is not None else "the defaults"
+    return Config(**settings), ConfigProblem(problem, fallback, tuple(unreadable))
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        return read_file(path, 1 << 20)
+    except FileNotFoundError:
+        return None
+    except (OSError, UnsafePathError) as error:
+        raise ConfigError(f"{path}: cannot be read: {error}") from None
+
+
+def _parse(path: str, raw: bytes) -> dict[str, Any]:
+    try:
+        values = codec.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: cannot be read: {error}") from None
     except ValueError as error:
         raise ConfigError(f"{path}: is not valid JSON: {error}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: must hold a JSON object of settings")
-    checked = {name: check_value(name, value, path) for name, value in values.items()}
-    return Config(**checked)
+    return {name: check_value(name, value, path) for name, value in values.items()}
+
+
+def _valid_or_none(name: str, value: Any) -> Any:
+    try:
+        return check_value(name, value)
+    except ConfigError:
+        return None
+
+
+def _keep_last_valid(power_dir: str, raw: bytes) -> None:
+    """Copy a config.json that passed to LAST_VALID_FILE, unless the copy holds it already. Best effort: a power
+    directory that cannot be written keeps its older copy (the guard then falls back to that)."""
+    path = os.path.join(power_dir, LAST_VALID_FILE)
+    try:
+        if read_file(path, 1 << 20) == raw:
+            return
+    except (OSError, UnsafePathError):
+        pass
+    try:
+        write_file_atomically(path, raw, durable=False)
+        os.unlink(os.path.join(power_dir, CONFIG_PROBLEM_FILE))  # a later problem is logged again
+    except (OSError, UnsafePathError):
+        pass
+
+
+def _last_valid(power_dir: str) -> dict[str, Any] | None:
+    """The settings of the last valid config.json, checked again (None if there is none, or it no longer passes)."""
+    path = os.path.join(power_dir, LAST_VALID_FILE)
+    try:
+        raw = _read(path)
+        return None if raw is None else _parse(path, raw)
+    except ConfigError:
+        return None

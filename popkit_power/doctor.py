@@ -133,7 +133,8 @@ def _config(power_dir: str) -> tuple[Config, Check]:
     try:
         config = load_config(power_dir)
     except ConfigError as error:
-        return Config(), Check("config", FAIL, f"{error}; the hook records nothing until it is fixed",
+        return Config(), Check("config", FAIL, f"{error}; until it is fixed the hook runs with its last valid "
+                                               f"settings (or the defaults) and keeps the guardrails",
                                (f"edit {path}: the settings, their defaults and limits are in the README's "
                                 f"'Settings' and popkit_power/config.py",))
     changed = {name: value for name, value in config.as_dict().items() if value != Config().as_dict()[name]}

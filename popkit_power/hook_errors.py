@@ -21,7 +21,8 @@ TAIL_BYTES = 64 * 1024
 KNOWN = (
     ("reached popkit-power-hook twice", "the hooks are registered twice (the plugin and popkit-power install): keep "
                                         "one; popkit-power doctor shows where each is"),
-    ("config.json", "fix config.json (popkit-power doctor names the setting); the hook records nothing until then"),
+    ("config.json", "fix config.json (popkit-power doctor names the setting); until then the hook runs with its "
+                    "last valid settings (or the defaults)"),
     ("damaged journal record", "the journal has damaged lines: popkit-power verify lists them"),
     ("state file of agent", "an agent's state file was damaged; its news went on from the journal's end"),
     ("is writable by others", "the power directory is writable by others: chmod go-w it (popkit-power doctor)"),

@@ -18,7 +18,7 @@ from .unreported import unreported
 
 def problems(power_dir: str, info: dict[str, Any], config_error: str | None = None) -> list[str]:
     """What `status` must say before anything else, each pointing to `popkit-power doctor`: a power directory the
-    hook does not trust (`untrusted_problem`), a config.json that cannot be used (the hook records nothing), a mode
+    hook does not trust (`untrusted_problem`), a config.json that cannot be used (the hook falls back to its last valid settings), a mode
     that is not as it should be (a server set but not answering, a replicator not running or failing:
     `status.mode_info`), agents that work but are no longer recorded (unreported.py), and errors the hook logged
     since the agents' last recorded call (the session's opening when no agent has one): a hook that fails records
@@ -28,7 +28,8 @@ def problems(power_dir: str, info: dict[str, Any], config_error: str | None = No
     if untrusted:
         found.append(f"{untrusted} (popkit-power doctor)")
     if config_error:
-        found.append(f"{config_error}; the hook records nothing until it is fixed (popkit-power doctor)")
+        found.append(f"{config_error}; until it is fixed the hook runs with its last valid settings (or the "
+                     f"defaults) and keeps the guardrails (popkit-power doctor)")
     mode = info.get("mode") or {}
     if mode.get("ok") is False:
         found.append(f"{mode.get('reason')} (popkit-power doctor)")

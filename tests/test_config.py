@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from popkit_power.config import CONFIG_FILE, DEFAULTS, Config, check_value, load_config
+from popkit_power.config import CONFIG_FILE, DEFAULTS, LAST_VALID_FILE, Config, check_value, load_config, usable_config
 from popkit_power.errors import ConfigError
 from popkit_power.projector import Rules
 
@@ -125,3 +125,46 @@ def test_upper_bounds_and_a_threshold_that_can_be_met() -> None:
     with pytest.raises(ConfigError, match="'insight_similarity_threshold' must be at most 1"):
         check_value("insight_similarity_threshold", 1.5)
     assert check_value("context_max_chars", 9000) == 9000
+
+
+LAST = '{"guardrail_commands": ["git push*"], "durability": "fsync", "checkin_every_n_tools": 9}'
+
+
+@pytest.mark.parametrize(("last", "broken", "expected", "unreadable"), [
+    # a bad value elsewhere: the file's valid settings hold, the bad one comes from the last valid file
+    (LAST, '{"guardrail_commands": ["rm -rf *"], "checkin_every_n_tools": "x"}',
+     {"guardrail_commands": ("rm -rf *",), "checkin_every_n_tools": 9, "durability": "flush"}, ()),
+    # not JSON: everything from the last valid file (what it left out: defaults)
+    (LAST, '{"guardrail_commands": ', {"guardrail_commands": ("git push*",), "durability": "fsync",
+                                       "guardrail_paths": ()}, ()),
+    # a bad guardrail: the last valid one
+    (LAST, '{"guardrail_commands": "rm -rf *"}', {"guardrail_commands": ("git push*",), "durability": "flush"}, ()),
+    # a misspelt guardrail name: the last valid guardrails
+    (LAST, '{"guardrail_command": ["rm -rf *"]}', {"guardrail_commands": ("git push*",)}, ()),
+    # no valid version kept: defaults, and the guardrails that cannot be known are named
+    (None, '{"guardrail_commands": "rm -rf *", "guardrail_paths": ["*.env"]}',
+     {"guardrail_paths": ("*.env",), "guardrail_commands": ()}, ("guardrail_commands",)),
+    (None, "[]", {"guardrail_commands": ()}, ("guardrail_paths", "guardrail_commands")),
+    (None, '{"checkin_every_n_tools": 0}', {"checkin_every_n_tools": 5, "guardrail_commands": ()}, ()),
+])
+def test_a_broken_config_runs_with_what_holds(tmp_path: Path, last: str | None, broken: str,
+                                              expected: dict[str, object], unreadable: tuple[str, ...]) -> None:
+    if last is not None:
+        (tmp_path / CONFIG_FILE).write_text(last)
+        load_config(str(tmp_path))  # validated once: its copy is kept
+        assert (tmp_path / LAST_VALID_FILE).read_text() == last
+    (tmp_path / CONFIG_FILE).write_text(broken)
+    config, problem = usable_config(str(tmp_path))
+    assert problem is not None and str(problem).startswith(str(tmp_path / CONFIG_FILE))
+    assert {name: getattr(config, name) for name in expected} == expected
+    assert set(problem.unreadable) == set(unreadable)
+    assert problem.fallback == ("its last valid version" if last else "the defaults")
+
+
+def test_a_valid_config_has_no_problem_and_a_tampered_copy_is_not_trusted(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_FILE).write_text('{"guardrail_paths": ["*.env"]}')
+    assert usable_config(str(tmp_path))[1] is None
+    (tmp_path / LAST_VALID_FILE).write_text('{"guardrail_paths": 3}')  # a copy that no longer passes
+    (tmp_path / CONFIG_FILE).write_text("{")
+    _config, problem = usable_config(str(tmp_path))
+    assert problem is not None and set(problem.unreadable) == {"guardrail_paths", "guardrail_commands"}

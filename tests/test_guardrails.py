@@ -16,7 +16,7 @@ from popkit_power.cli import main
 from popkit_power.config import Config, load_config
 from popkit_power.errors import ConfigError
 from popkit_power.hook import entry as hook
-from popkit_power.hook.guard import matching_rule
+from popkit_power.hook.guard_rules import matching_rule
 from popkit_power.install import GUARD_EVENT, GUARD_MATCHER, HOOK_EVENTS
 from popkit_power.session import Session, start_session
 

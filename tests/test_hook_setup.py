@@ -10,7 +10,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from test_hook import CLAUDE, HOOK_SCRIPT, events, log_lines, payload, tool
+from test_hook import CLAUDE, HOOK_SCRIPT, call, events, log_lines, payload, tool
+from test_wake import start_waiter, stop
 
 from popkit_power.install import LAUNCHER, PLUGIN_COMMAND
 from popkit_power.session import Session, start_session
@@ -156,21 +157,30 @@ def test_the_pre_and_post_tool_use_of_one_call_are_two_events(session: Session) 
 
 # -- a config.json that cannot be used --------------------------------------------------------------------------------
 
-def test_a_bad_config_records_nothing_tells_the_user_at_session_start_and_logs_why(session: Session) -> None:
+def test_a_bad_config_still_welcomes_and_records_a_new_agent_telling_it_and_the_user_once(session: Session) -> None:
+    """Issue 16, item 14: an agent that starts under a broken config.json joins the session like any other, with
+    one line in its welcome that says so; the user sees it once at the start, hook.log gets one line per agent
+    start (not per call), and the agent's tool calls are recorded."""
     Path(session.power_dir, "config.json").write_text('{"checkin_every_n_tools": "often"}')
-    before = len(events(session))
     env = {**os.environ, "POPKIT_POWER_HOME": session.power_dir}
     started = subprocess.run([str(HOOK_SCRIPT)], input=orjson.dumps(payload("SessionStart", source="startup")),
                              env=env, capture_output=True, timeout=60)
     assert started.returncode == 0 and started.stderr == b""
     reply = orjson.loads(started.stdout)
-    assert "hookSpecificOutput" not in reply, "the agent is told nothing"
-    assert "Power Mode is on, but" in reply["systemMessage"] and "checkin_every_n_tools" in reply["systemMessage"]
-    used = subprocess.run([str(HOOK_SCRIPT)], input=orjson.dumps(tool(tool_use_id="toolu_1")), env=env,
-                          capture_output=True, timeout=60)
-    assert (used.returncode, used.stdout) == (0, b"")
-    assert len(events(session)) == before, "nothing recorded"
-    assert sum("checkin_every_n_tools" in line for line in log_lines(session.power_dir)) == 2
+    welcome = reply["hookSpecificOutput"]["additionalContext"]
+    assert welcome.startswith("Power Mode is on") and "config.json cannot be used" in welcome
+    assert "checkin_every_n_tools" in welcome and "the defaults" in welcome
+    assert "checkin_every_n_tools" in reply["systemMessage"] and "keeps recording" in reply["systemMessage"]
+    for number in range(3):
+        used = subprocess.run([str(HOOK_SCRIPT)], input=orjson.dumps(tool(tool_use_id=f"toolu_{number}")), env=env,
+                              capture_output=True, timeout=60)
+        assert (used.returncode, used.stderr) == (0, b"")
+        assert b"config.json cannot be used" not in used.stdout, "told once, at the start"
+    recorded = [event["type"] for event in events(session) if event["from"].startswith(CLAUDE)]
+    assert recorded.count("agent.joined") == 1 and recorded.count("agent.tool") == 3
+    assert sum("checkin_every_n_tools" in line for line in log_lines(session.power_dir)) == 1
+    state, _ = session.projection()
+    assert any(key.startswith(CLAUDE) for key in state["agents"]), "the agent is in the session"
 
 
 # -- popkit-power-hook run by a person --------------------------------------------------------------------------------
@@ -205,3 +215,24 @@ def test_python_runs_the_hook_module_too(session: Session) -> None:
     done = subprocess.run([sys.executable, "-m", "popkit_power.hook.entry"], input=orjson.dumps(tool(tool_use_id="t")),
                           env={**os.environ, "POPKIT_POWER_HOME": session.power_dir}, capture_output=True, timeout=60)
     assert done.returncode == 0 and [e["type"] for e in events(session)][-1] == "agent.tool"
+
+
+def test_an_idle_agents_waiter_still_wakes_it_under_a_broken_config(session: Session) -> None:
+    """Item 14: the waiter (an idle agent's Stop hook) reads the settings that hold rather than die on the error."""
+    home = session.power_dir
+    claude = subprocess.Popen(["sleep", "3600"])  # stands in for Claude Code's process
+    try:
+        _woken_under_a_broken_config(session, home, claude)
+    finally:
+        claude.kill()
+        claude.wait()
+
+
+def _woken_under_a_broken_config(session: Session, home: str, claude: subprocess.Popen[bytes]) -> None:
+    call(home, tool())
+    call(home, stop(stop_hook_active=True))
+    Path(home, "config.json").write_text('{"wake_max_seconds": "forever"}')
+    waiter = start_waiter(session, claude.pid)
+    session.publish("message.direct", {"text": "wake up"}, sender="human", to=f"{CLAUDE}:main")
+    _out, err = waiter.communicate(timeout=120)
+    assert waiter.returncode == 2 and b"wake up" in err

@@ -77,7 +77,8 @@ class AgentState:
         self.tool_calls = 0
         #: task id -> title, of the tasks it heard created (insights are routed by its task's words)
         self.titles: dict[str, str] = {}
-        #: "tool\nfile or command" -> {request, answer, scan position}: the guardrail requests it raised
+        #: "tool\nfile or command" -> the guardrail request it raised: where its record and the answer are in the
+        #: journal (positions only: hook/guard.py reads those records again before any call passes)
         self.guards: dict[str, dict[str, Any]] = {}
         self.tool_counts: dict[str, int] = {}
         #: the files it touched, most recent last (a heartbeat names them)

@@ -64,9 +64,13 @@ def run(stdin: BinaryIO, power_dir: str, environ: Any, deliver: Any = None) -> s
     session_id = trusted_active_session(power_dir)
     if session_id is None:
         return None  # Power Mode is off (or its directory is not trusted: home.py): nothing parsed, nothing imported
+    event_name, payload = _parse(raw)
+    if event_name == "PreToolUse":  # registered only where guardrails are configured; decided without handlers
+        from .guard import respond as guard
+
+        return guard(power_dir, session_id, payload, environ, deliver)
     from .handlers import respond
 
-    event_name, payload = _parse(raw)
     return respond(power_dir, session_id, event_name, payload, environ, deliver, call_id=_call_id(event_name, payload,
                                                                                                    raw))
 

@@ -1,98 +1,153 @@
 """Guardrails: a PreToolUse check that holds a risky call until the human approves it.
 
 With `guardrail_paths` or `guardrail_commands` in config.json (and the PreToolUse hook registered: `popkit-power
-guardrails on`, or `install` once they are set), a matching call is denied with a reason that names the approval
-request it raised, and the request appears in `status` for the human. Once the human approves it, the same call
-(same tool, same file or command) passes for that agent; a denied one stays denied. Nothing else is ever decided
-here: a call that matches no pattern, or is approved, gets no output, so Claude Code's own permission rules apply.
+guardrails on`, or `install` once they are set), a matching call (guard_rules.py says which match) is denied with a
+reason that names the approval request it raised, and the request appears in `status` for the human. Once the human
+approves it, the same call (same tool, same file or command) passes for that agent; a denied one stays denied.
+Nothing else is ever decided here: a call that matches no pattern, or is approved, gets no output, so Claude Code's
+own permission rules apply.
 
-What matches: `guardrail_paths` against the file of a writing tool (Edit, Write, MultiEdit, NotebookEdit): a
-pattern without `/` against the file's name, one with `/` against its path relative to the agent's working directory
-and against its absolute path (`*` also matches `/`). `guardrail_commands` against a Bash command as a whole and
-against each part of it between `;`, `&&`, `||`, `|` and line breaks, so `cd x && git push` matches `git push*`.
+A guardrail fails closed:
+- A grant comes only from the journal. The agent's state file (which the agent could edit) only says where to look:
+  the position of its `approval.requested` record and of the human's answer. Both records are read again at every
+  guarded call, and the call passes only if the request is this agent's, for this tool and this file or command,
+  and the answer after it is an `approval.granted` from `human` for that request. Anything else asks anew.
+- A config.json that cannot be used keeps its guardrails (config.usable_config); a guardrail setting that cannot be
+  known at all denies every call of its kind, with a reason that names the config error.
+- A command line that cannot be parsed matches (its request names why), so it too waits for the human.
+- When the request cannot be written or the answer cannot be read (a session directory that cannot be written, a
+  full disk), a matching call is denied with a reason that says so.
 
-This runs in its own hook process, only where guardrails are registered, so it may import `fnmatch` (and `re`);
-the PostToolUse path never imports this module.
+This runs in its own hook process, only where guardrails are registered; a call that matches nothing returns before
+the session, the journal or the agent's state are touched.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import os
-import re
-
-from ..conflicts import WRITE_TOOLS
-from ..errors import JournalError
-from ..journal import Position
-from ..keys import new_request_id
-from .agent_state import MAX_GUARDS
+from ..config import usable_config
+from ..errors import PowerModeError
+from ..keys import HUMAN, MAIN, agent_key, agent_name, new_request_id
+from .guard_rules import UNREADABLE, matching_rule
+from .log import log_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..config import ConfigProblem
     from ..session import Session
     from .agent_state import AgentState
 
 GRANTED, DENIED = "granted", "denied"
-MAX_SUBJECT_CHARS = 1000  # of a command or path, in the request and the agent's state
 MAX_SCAN_RECORDS = 50_000  # records read per call while looking for an answer (the scan resumes next time)
-_PARTS = re.compile(r"&&|\|\||[;|\n]")
+MAX_LOOK_AHEAD = 1000  # records between a stored position and the record it stands for (appends in between)
+
+def respond(power_dir: str, session_id: str, payload: dict[str, Any], environ: Any,
+            deliver: Any = None) -> str | None:
+    """The PreToolUse reply: a denial with its reason, or None (no output) to let the call go on as usual."""
+    from .. import codec
+
+    try:
+        reason = _reason(power_dir, session_id, payload, environ)
+    except Exception as error:  # a guard that cannot decide must not let the call through
+        log_error(power_dir, f"the guardrail check failed, the call is denied: {type(error).__name__}: {error}")
+        reason = (f"Power Mode guardrail: the check of this call failed ({type(error).__name__}: {error}), so it is "
+                  f"denied; tell the human (popkit-power doctor shows the hook's errors).")
+    if not reason:
+        return None
+    reply = codec.dumps({"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny",
+                                                "permissionDecisionReason": reason}})
+    if deliver is not None:
+        deliver(reply)
+    return reply
 
 
-def matching_rule(config: Any, tool: str, tool_input: dict[str, Any], cwd: str | None) -> tuple[str, str] | None:
-    """(what the call touches, the pattern it matches), or None when no guardrail applies."""
-    if tool in WRITE_TOOLS:
-        path = tool_input.get("file_path") or tool_input.get("notebook_path")
-        if isinstance(path, str) and path:
-            for pattern in config.guardrail_paths:
-                if _path_matches(path, pattern, cwd):
-                    return path[:MAX_SUBJECT_CHARS], pattern
-    elif tool == "Bash":
-        command = tool_input.get("command")
-        if isinstance(command, str) and command.strip():
-            parts = [command.strip(), *(part.strip() for part in _PARTS.split(command))]
-            for pattern in config.guardrail_commands:
-                if any(part and fnmatch.fnmatchcase(part, pattern) for part in parts):
-                    return command[:MAX_SUBJECT_CHARS], pattern
-    return None
+def _reason(power_dir: str, session_id: str, payload: dict[str, Any], environ: Any) -> str | None:
+    tool, tool_input, cwd = payload.get("tool_name"), payload.get("tool_input"), payload.get("cwd")
+    if not isinstance(tool, str) or not isinstance(tool_input, dict):
+        return None
+    config, problem = usable_config(power_dir)
+    if problem is not None:
+        from .miswired import log_config_problem
 
-
-def _path_matches(path: str, pattern: str, cwd: str | None) -> bool:
-    if "/" not in pattern:
-        return fnmatch.fnmatchcase(os.path.basename(path), pattern)
-    candidates = [path]
-    if cwd and os.path.isabs(path):
-        candidates.append(os.path.relpath(path, cwd))
-    return any(fnmatch.fnmatchcase(candidate, pattern) for candidate in candidates)
-
-
-def check(session: Session, state: AgentState, agent_key: str, agent_name: str, tool: str,
-          tool_input: dict[str, Any], cwd: str | None) -> str | None:
-    """The reason to deny this call, or None to let Claude Code's own rules decide. Raises the approval request the
-    first time a call matches; reads the human's answer from the journal after that."""
-    config = session.config
+        log_config_problem(power_dir, problem)
+    blind = _unreadable(problem, tool)
+    if blind is not None:
+        return blind
     if not config.guardrail_paths and not config.guardrail_commands:
         return None
-    match = matching_rule(config, tool, tool_input, cwd)
+    project = environ.get("CLAUDE_PROJECT_DIR")
+    match = matching_rule(config, tool, tool_input, cwd if isinstance(cwd, str) else None,
+                          project if isinstance(project, str) and project else None)
     if match is None:
         return None
     subject, pattern = match
+    try:
+        from ..session import Session
+        from .agent_state import AgentState
+
+        session = Session(power_dir, session_id, config)
+        claude_session = payload["session_id"]
+        raw_id = payload.get("agent_id")
+        key = agent_key(claude_session, raw_id if isinstance(raw_id, str) and raw_id else MAIN)
+        agent_type = payload.get("agent_type")
+        name = agent_name(key, agent_type[:100] if isinstance(agent_type, str) and agent_type else None)
+        state = AgentState(session.dir, key, durable=config.durability == "fsync")
+        with state.lock:
+            state.load()
+            reason = check(session, state, key, name, tool, subject, pattern)
+            state.save()
+        return reason or None
+    except (OSError, PowerModeError) as error:  # the request cannot be recorded or its answer read: fail closed
+        log_error(power_dir, f"guardrail {pattern!r} matched a {tool} call that was denied because the session "
+                             f"cannot be written or read: {type(error).__name__}: {error}")
+        return (f"Power Mode guardrail: this call matches the guardrail {pattern!r}, and the approval it needs "
+                f"cannot be recorded: the session's journal cannot be written or read ({error}). It stays denied "
+                f"until the power directory can be written again; tell the human.")
+
+
+def _unreadable(problem: ConfigProblem | None, tool: str) -> str | None:
+    """The denial for a call whose guardrails cannot be known (config.json broken, no valid version kept)."""
+    if problem is None:
+        return None
+    from ..conflicts import WRITE_TOOLS
+
+    # Bash calls write files too (`>`, `rm`, `tee`): a path guardrail that cannot be read holds them as well.
+    settings = {"guardrail_commands", "guardrail_paths"} if tool == "Bash" else \
+        {"guardrail_paths"} if tool in WRITE_TOOLS else set()
+    if not settings & set(problem.unreadable):
+        return None
+    kind = "Bash" if tool == "Bash" else "Edit, Write, MultiEdit and NotebookEdit"
+    return (f"Power Mode guardrail: every {kind} call is denied because the guardrails cannot be read: "
+            f"{problem.error}. There is no earlier valid config.json to fall back on. Ask the human to fix "
+            f"config.json (popkit-power doctor names the problem); then try again.")
+
+
+def check(session: Session, state: AgentState, key: str, name: str, tool: str, subject: str,
+          pattern: str) -> str:
+    """The reason this matching call is denied, or "" when the human granted it. Raises the approval request the
+    first time a call matches; reads the human's answer from the journal, and checks it there, after that."""
     fingerprint = f"{tool}\n{subject}"
     entry = state.guards.get(fingerprint)
-    if entry is None or not isinstance(entry.get("request"), str) or not isinstance(entry.get("scan"), dict):
-        entry = _ask(session, state, agent_key, agent_name, tool, subject, pattern)
+    answer = None
+    if entry is not None and _well_formed(entry) and _is_our_request(session, entry, key, name, tool, subject):
+        answer = _answer(session, entry)
+    else:
+        if entry is not None:
+            log_error(session.power_dir, f"agent {key}: its stored guardrail request for a {tool} call does not "
+                                         f"match the journal; asking the human again")
+        entry = _ask(session, key, name, tool, subject, pattern)
         state.guards[fingerprint] = entry
+        from .agent_state import MAX_GUARDS
+
         while len(state.guards) > MAX_GUARDS:
             del state.guards[next(iter(state.guards))]
-    elif entry.get("answer") is None:
-        _look_for_answer(session, entry)
     request = entry["request"]
-    answer = entry.get("answer")
     if answer == GRANTED:
-        return None
+        return ""
     what = "run this command" if tool == "Bash" else f"{tool} {subject}"
-    rule = f"it matches the guardrail {pattern!r}"
+    rule = (f"it cannot be read as a shell command line ({pattern[len(UNREADABLE) + 2:]})"
+            if pattern.startswith(UNREADABLE) else f"it matches the guardrail {pattern!r}")
     if answer == DENIED:
         return (f"Power Mode guardrail: the human denied request {request} to {what} ({rule}). Do not retry it; "
                 f"ask the human (popkit-power ask \"...\") if you need another way.")
@@ -101,49 +156,114 @@ def check(session: Session, state: AgentState, agent_key: str, agent_name: str, 
             f"once the answer reaches you after a later tool call; it passes once granted.")
 
 
-def reply(session: Session, state: AgentState, agent_key: str, agent_name: str, payload: dict[str, Any]) -> str | None:
-    """The PreToolUse reply: a denial with its reason, or None (no output) to let the call go on as usual."""
-    from .. import codec
-
-    tool, tool_input, cwd = payload.get("tool_name"), payload.get("tool_input"), payload.get("cwd")
-    if not isinstance(tool, str) or not isinstance(tool_input, dict):
-        return None
-    reason = check(session, state, agent_key, agent_name, tool, tool_input, cwd if isinstance(cwd, str) else None)
-    if reason is None:
-        return None
-    return codec.dumps({"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny",
-                                               "permissionDecisionReason": reason}})
-
-
-def _ask(session: Session, state: AgentState, agent_key: str, agent_name: str, tool: str, subject: str,
-         pattern: str) -> dict[str, Any]:
-    """Append the approval request for this call; the entry remembers where to look for the answer."""
+def _ask(session: Session, key: str, name: str, tool: str, subject: str, pattern: str) -> dict[str, Any]:
+    """Append the approval request for this call; the entry remembers where it is, and where to look for the
+    answer."""
     request = new_request_id()
     start = session.journal.end_position()
+    appended = session.publish("approval.requested", {
+        "request": request, "question": _question(pattern, name, tool, subject), "options": ["approve", "deny"],
+        "guard": {"tool": tool, "subject": subject, "pattern": pattern}}, sender=key)
+    return {"request": request, "asked": start.as_dict(), "seq": appended.first_seq, "scan": start.as_dict()}
+
+
+def _question(pattern: str, name: str, tool: str, subject: str) -> str:
+    """What the human is asked: the request's question, which names the exact call."""
     verb = f"run `{subject}`" if tool == "Bash" else f"{tool} {subject}"
-    question = f"guardrail {pattern!r}: may {agent_name} {verb}?"
-    session.publish("approval.requested", {"request": request, "question": question, "options": ["approve", "deny"],
-                                           "guard": {"tool": tool, "subject": subject, "pattern": pattern}},
-                    sender=agent_key)
-    return {"request": request, "answer": None, "scan": start.as_dict()}
+    return f"guardrail {pattern!r}: may {name} {verb}?"
 
 
-def _look_for_answer(session: Session, entry: dict[str, Any]) -> None:
-    """Read on from where the last look stopped; record the human's first answer to the entry's request."""
-    from ..keys import HUMAN
+def _well_formed(entry: dict[str, Any]) -> bool:
+    return isinstance(entry.get("request"), str) and isinstance(entry.get("seq"), int) and all(
+        isinstance(entry.get(field), dict) for field in ("asked", "scan"))
+
+
+def _is_our_request(session: Session, entry: dict[str, Any], key: str, name: str, tool: str, subject: str) -> bool:
+    """Whether the journal holds, where the entry says, this agent's request for this very call, asked in the words
+    the guard uses (so the human saw the exact call: a request the agent wrote itself with another question, then
+    pointed its entry at, grants nothing)."""
+    record = _record_at(session, entry["asked"], entry["seq"])
+    if record is None or record.get("type") != "approval.requested" or record.get("from") != key:
+        return False
+    data = record.get("data")
+    if not isinstance(data, dict):
+        return False
+    guard = data.get("guard")
+    return isinstance(guard, dict) and data.get("request") == entry["request"] and guard.get("tool") == tool \
+        and guard.get("subject") == subject and isinstance(guard.get("pattern"), str) \
+        and data.get("question") == _question(guard["pattern"], name, tool, subject)
+
+
+def _answer(session: Session, entry: dict[str, Any]) -> str | None:
+    """The human's answer to the entry's request, read from the journal: where it was found before (read again
+    and checked), else by reading on from where the last look stopped."""
+    found = entry.get("answer")
+    if isinstance(found, dict) and isinstance(entry.get("answer_seq"), int):
+        record = _record_at(session, found, entry["answer_seq"])
+        answer = _answer_in(record, entry) if record is not None else None
+        if answer is not None:
+            return answer
+        entry["scan"] = entry["asked"]  # the stored answer is not there: look again from the request
+    entry.pop("answer", None)
+    entry.pop("answer_seq", None)
+    return _look_for_answer(session, entry)
+
+
+def _answer_in(record: dict[str, Any], entry: dict[str, Any]) -> str | None:
     from ..protocol import APPROVAL_ANSWERS
 
-    try:
-        reader = session.journal.reader(Position.from_dict(entry["scan"]))
-        reader.check()
-    except JournalError:  # a position the journal cannot honour (a damaged state file): look from the start
-        reader = session.journal.reader()
-    for count, event in enumerate(reader):
-        data = event.get("data")
-        if event.get("type") in APPROVAL_ANSWERS and event.get("from") == HUMAN and isinstance(data, dict) \
-                and data.get("request") == entry["request"]:
-            entry["answer"] = GRANTED if event["type"] == "approval.granted" else DENIED
+    data = record.get("data")
+    if record.get("type") in APPROVAL_ANSWERS and record.get("from") == HUMAN and isinstance(data, dict) \
+            and data.get("request") == entry["request"] and record.get("seq", 0) > entry["seq"]:
+        return GRANTED if record["type"] == "approval.granted" else DENIED
+    return None
+
+
+def _look_for_answer(session: Session, entry: dict[str, Any]) -> str | None:
+    """Read on from where the last look stopped; remember where the human's first answer to the request is."""
+    reader = _reader(session, entry["scan"]) or _reader(session, entry["asked"]) or _reader(session, None)
+    before = reader.position.copy()
+    answer = None
+    for count, record in enumerate(reader):
+        answer = _answer_in(record, entry)
+        if answer is not None:
+            entry["answer"], entry["answer_seq"] = before.as_dict(), record.get("seq")
             break
+        before = reader.position.copy()
         if count >= MAX_SCAN_RECORDS:
             break
     entry["scan"] = reader.position.as_dict()
+    return answer
+
+
+def _record_at(session: Session, position: dict[str, Any], seq: int) -> dict[str, Any] | None:
+    """The record numbered `seq` at or shortly after a stored position, or None if it is not there."""
+    reader = _reader(session, position)
+    if reader is None:
+        return None
+    for count, record in enumerate(reader):
+        found = record.get("seq")
+        if found == seq:
+            return dict(record)
+        if not isinstance(found, int) or found > seq or count >= MAX_LOOK_AHEAD:
+            return None
+    return None
+
+
+def _reader(session: Session, position: Any) -> Any:
+    """A reader from a stored position (None: the journal's start), or None when the position is not one the
+    journal can honour. It parses with `codec` and logs damage to hook.log: orjson's import (with dataclasses,
+    inspect, uuid) would cost more than the rest of this hook process."""
+    from .. import codec
+    from ..errors import JournalError
+    from ..journal import Position
+    from .log import DamageLog
+
+    try:
+        start = Position() if position is None else Position.from_dict(position)
+        reader = session.journal.reader(start, loads=lambda line: codec.loads(line.decode("utf-8")),
+                                        on_damage=DamageLog(session))
+        reader.check()
+    except JournalError:
+        return None
+    return reader

@@ -15,9 +15,8 @@ import time
 
 from .. import codec
 from .._fs import remove_stale_temporaries
-from ..config import load_config
+from ..config import usable_config
 from ..conflicts import FILE_TOOLS, WRITE_TOOLS
-from ..errors import ConfigError
 from ..keys import MAIN, agent_key, agent_name, host_name, subagent_task
 from ..processes import start_time
 from ..protocol import remember_recent
@@ -55,10 +54,9 @@ def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str,
     the cursor before the news it carried, so the next call delivers it again.
     """
     agent = Agent(payload["session_id"], payload, environ)
-    try:
-        config = load_config(power_dir)
-    except ConfigError as error:
-        return miswired.unusable_config(power_dir, event_name, error, deliver)
+    config, problem = usable_config(power_dir)  # a broken config.json: recorded with what holds (config.py)
+    if problem is not None:
+        miswired.log_config_problem(power_dir, problem)
     session = Session(power_dir, session_id, config)
     state = AgentState(session.dir, agent.key, durable=session.config.durability == "fsync")
     with state.lock:
@@ -69,20 +67,13 @@ def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str,
         if call_id is not None and miswired.twice(state, call_id, environ, agent.key, event_name, power_dir):
             state.save()  # the same event, registered twice: the first process recorded and answered it
             return None
-        if event_name == "PreToolUse":  # registered only where guardrails are configured
-            from .guard import reply as guard_reply
-
-            denial = guard_reply(session, state, agent.key, agent.name, payload)
-            state.save()
-            if denial is not None and deliver is not None:
-                deliver(denial)
-            return denial
         if event_name == "Stop":
             reply = _on_stop(session, state, agent, payload)
         else:
             context = _HANDLERS[event_name](session, state, agent, payload)
+            context, told = miswired.config_notice(power_dir, problem, event_name, context)
             reply = context and codec.dumps({"hookSpecificOutput": {"hookEventName": event_name,
-                                                                    "additionalContext": context}})
+                                                                    "additionalContext": context}, **told})
         if not reply:
             state.save()
             return None

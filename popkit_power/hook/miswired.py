@@ -11,9 +11,11 @@ remembers from the last `WINDOW_SECONDS`, records nothing, answers nothing (the 
 time it happens to an agent, logs one line in hook.log saying how each was registered and to run
 `popkit-power doctor`. `status` then points to doctor, which finds both registrations.
 
-A config.json that cannot be used (`unusable_config`): nothing is recorded, since its settings may be what guards the
-journal (durability, guardrails); the reason goes to hook.log at every call, and at SessionStart the user sees it in a
-message from Claude Code (`systemMessage`). The agent is told nothing. `status` and `doctor` show the error too.
+A config.json that cannot be used (`config_notice`): the hook goes on recording with the settings config.py's
+`usable_config` gives (each valid setting of the file, else its last valid version, else the default; guardrails
+never fall back to none). Each agent is told once, in its welcome; the user sees it in a message from Claude Code at
+SessionStart (`systemMessage`); hook.log gets one line per distinct problem (`log_config_problem`), not per call;
+`status` and `doctor` show the error.
 
 This module is on the hook's hot path: it imports only `time`, `codec` and the log.
 """
@@ -22,14 +24,13 @@ from __future__ import annotations
 
 import time
 
-from .. import codec
 from .log import log_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ..errors import ConfigError
+    from ..config import ConfigProblem
     from .agent_state import AgentState
 
 WINDOW_SECONDS = 5.0  # the second process of one event runs at once (Claude Code starts both together)
@@ -77,13 +78,39 @@ def notice(agent_key: str, event_name: str, this_via: str, other_via: str) -> st
             f"(popkit-power doctor shows where they are)")
 
 
-def unusable_config(power_dir: str, event_name: str, error: ConfigError, deliver: Any) -> str | None:
-    """The reply (at SessionStart only) and the log line for a config.json that cannot be used."""
-    log_error(power_dir, f"{error}; nothing is recorded until it is fixed (popkit-power doctor)")
-    if event_name != "SessionStart":
-        return None
-    reply = codec.dumps({"systemMessage": f"popkit-power: Power Mode is on, but {error}. Nothing is recorded until "
-                                          f"it is fixed; popkit-power doctor says more."})
-    if deliver is not None:
-        deliver(reply)
-    return reply
+def config_notice(power_dir: str, problem: ConfigProblem | None, event_name: str,
+                  context: str | None) -> tuple[str | None, dict[str, str]]:
+    """For a config.json that cannot be used: at an agent's start, the welcome with one line more for the agent and
+    the message Claude Code shows the user (SessionStart); nothing at other events."""
+    if problem is None or event_name not in ("SessionStart", "SubagentStart"):
+        return context, {}
+    line = (f"Note: Power Mode's config.json cannot be used ({problem}); this session runs with {problem.fallback} "
+            f"for the settings it does not give, and guardrails keep holding. Tell the human if it gets in your way.")
+    told = {"systemMessage": f"popkit-power: {problem}. Power Mode keeps recording, with {problem.fallback} for "
+                             f"what it does not give; popkit-power doctor says more."} \
+        if event_name == "SessionStart" else {}
+    return (f"{context}\n\n{line}" if context else line), told
+
+
+def log_config_problem(power_dir: str, problem: ConfigProblem) -> None:
+    """One line in hook.log per distinct problem, not one per call: the problem's text is kept in
+    CONFIG_PROBLEM_FILE, which config.py removes when a changed config.json validates."""
+    import os
+
+    from .._fs import read_file, write_file_atomically
+    from ..config import CONFIG_PROBLEM_FILE
+    from ..errors import UnsafePathError
+
+    path = os.path.join(power_dir, CONFIG_PROBLEM_FILE)
+    text = str(problem).encode("utf-8", "replace")
+    try:
+        if read_file(path, 1 << 16) == text:
+            return
+    except (OSError, UnsafePathError):
+        pass
+    log_error(power_dir, f"{problem}; running with {problem.fallback} for what it does not give, guardrails kept "
+                         f"(popkit-power doctor)")
+    try:
+        write_file_atomically(path, text, durable=False)
+    except (OSError, UnsafePathError):
+        pass

@@ -25,7 +25,7 @@ import signal
 import time
 from typing import Any
 
-from ..config import load_config
+from ..config import usable_config
 from ..follow import JournalWatch
 from ..home import active_session
 from ..keys import MAIN
@@ -59,7 +59,7 @@ def wait_for_news(power_dir: str, session_id: str, payload: dict[str, Any], envi
     # pidfd go with the process; a cursor not yet saved is news delivered again, never lost.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: os._exit(0))
     try:
-        session = Session(power_dir, session_id, load_config(power_dir))
+        session = Session(power_dir, session_id, usable_config(power_dir)[0])  # a broken config.json: what holds
         me = (os.getpid(), start_time(os.getpid()))
         baseline = _take_over(session, agent.key, me)
         watch = JournalWatch(session.journal.directory)
