@@ -18,11 +18,11 @@ from .unreported import unreported
 
 def problems(power_dir: str, info: dict[str, Any], config_error: str | None = None) -> list[str]:
     """What `status` must say before anything else, each pointing to `popkit-power doctor`: a power directory the
-    hook does not trust (`untrusted_problem`), a config.json that cannot be used (the hook falls back to its last valid settings), a mode
-    that is not as it should be (a server set but not answering, a replicator not running or failing:
-    `status.mode_info`), agents that work but are no longer recorded (unreported.py), and errors the hook logged
-    since the agents' last recorded call (the session's opening when no agent has one): a hook that fails records
-    nothing, so its errors are newer."""
+    hook does not trust (`untrusted_problem`), a config.json that cannot be used (the hook falls back to its last
+    valid settings), a mode that is not as it should be (a server set but not answering, a replicator not running
+    or failing: `status.mode_info`), agents that work but are no longer recorded (unreported.py), and errors the
+    hook logged since the agents' last recorded call (the session's opening when no agent has one): a hook that
+    fails records nothing, so its errors are newer."""
     found = []
     untrusted = untrusted_problem(power_dir)
     if untrusted:
