@@ -10,7 +10,6 @@ newest `KEPT` are kept. Format: journal/SPEC.md, section 8.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 import zlib
@@ -21,8 +20,6 @@ import orjson
 from ._fs import check_dir, open_file, private_dir, read_file, remove_stale_temporaries, write_file_atomically
 from .errors import PowerModeError
 from .journal import Journal, Position
-
-log = logging.getLogger(__name__)
 
 SUFFIX = ".snapshot.json"
 KEPT = 2
@@ -84,8 +81,11 @@ class Snapshots:
                 removed = ", deleted"
             except OSError:
                 pass
-        log.warning("snapshot %s of session %s was not made from this journal (%s): not used%s; folding the journal "
-                    "from the start", name, self.session_id, why, removed)
+        import logging  # only here: the hook's welcome folds through this module, and logging costs ~4 ms to import
+
+        logging.getLogger(__name__).warning("snapshot %s of session %s was not made from this journal (%s): not "
+                                            "used%s; folding the journal from the start", name, self.session_id,
+                                            why, removed)
 
     def _names(self) -> list[str]:
         return [name for name in os.listdir(self.directory) if name.endswith(SUFFIX)]
