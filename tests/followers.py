@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import time
 import traceback
 from collections.abc import Callable
@@ -35,15 +36,32 @@ from popkit_power.session import Session
 PAUSE = 0.001  # a follower's wait between passes (the product waits on inotify; this is busier)
 
 
-def writer_main(directory: str, session_id: str, origin: str, writer: int, life: int, segment_max_bytes: int) -> None:
-    """Append single records and batches of 2-5 (message.broadcast, 20-400 characters) until killed."""
+def _length(rng: random.Random) -> int:
+    """Mostly 20-400 characters; one record in 70 is 200-500 KB, so that a kill lands inside a write now and then."""
+    return rng.randint(200_000, 500_000) if rng.random() < 0.015 else rng.randint(20, 400)
+
+
+def writer_main(directory: str, session_id: str, origin: str, writer: int, life: int, segment_max_bytes: int,
+                tear_after: int = -1) -> None:
+    """Append single records and batches of 2-5 (message.broadcast, `_length`) until killed. With `tear_after` >= 0,
+    the append after that many stops halfway through its write and the process SIGKILLs itself there: a kill inside
+    a write, which random kills only seldom hit, so that repairs happen often, at segment ends too."""
     rng = random.Random(writer * 7919 + life)
     journal = Journal(directory, segment_max_bytes=segment_max_bytes)
     batch = 0
     while True:
+        if batch == tear_after:
+            real_write = os.write
+
+            def write_half_and_die(fd: int, data: bytes) -> int:
+                real_write(fd, data[: rng.randint(1, len(data) - 1)])
+                os.kill(os.getpid(), signal.SIGKILL)
+                raise AssertionError("unreachable")
+
+            os.write = write_half_and_die  # type: ignore[assignment]  # this child only: it dies in this append
         size = 1 if rng.random() < 0.6 else rng.randint(2, 5)
         journal.append([
-            codec.dumps(make_event("message.broadcast", {"text": "w" * rng.randint(20, 400)},
+            codec.dumps(make_event("message.broadcast", {"text": "w" * _length(rng)},
                                    sender=f"writer-{writer}-{life}-{batch}-{index}", session=session_id,
                                    origin=origin)).encode("utf-8")
             for index in range(size)])
