@@ -51,14 +51,7 @@ def writer_main(directory: str, session_id: str, origin: str, writer: int, life:
     batch = 0
     while True:
         if batch == tear_after:
-            real_write = os.write
-
-            def write_half_and_die(fd: int, data: bytes) -> int:
-                real_write(fd, data[: rng.randint(1, len(data) - 1)])
-                os.kill(os.getpid(), signal.SIGKILL)
-                raise AssertionError("unreachable")
-
-            os.write = write_half_and_die  # type: ignore[assignment]  # this child only: it dies in this append
+            _die_in_the_next_write(rng)
         size = 1 if rng.random() < 0.6 else rng.randint(2, 5)
         journal.append([
             codec.dumps(make_event("message.broadcast", {"text": "w" * _length(rng)},
@@ -66,6 +59,18 @@ def writer_main(directory: str, session_id: str, origin: str, writer: int, life:
                                    origin=origin)).encode("utf-8")
             for index in range(size)])
         batch += 1
+
+
+def _die_in_the_next_write(rng: random.Random) -> None:
+    """Make this process's next `os.write` write part of its data and SIGKILL the process there."""
+    real_write = os.write
+
+    def write_part_and_die(fd: int, data: bytes) -> int:
+        real_write(fd, data[: rng.randint(1, max(1, len(data) - 1))])
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable")
+
+    os.write = write_part_and_die  # type: ignore[assignment]  # this child only: it dies in this write
 
 
 def _stopped(stop_path: str) -> bool:
