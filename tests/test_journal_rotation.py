@@ -21,6 +21,7 @@ import pytest
 import support
 
 from popkit_power import journal as journal_module
+from popkit_power.cli.render import verify_text
 from popkit_power.journal import Damage, Journal, Position, segment_name
 from popkit_power.session import Session, start_session
 from popkit_power.verify import verify_journal
@@ -81,6 +82,7 @@ def test_verify_reports_a_segment_whose_name_is_not_its_first_seq(tmp_path: Path
     report = verify_journal(journal)
     assert not report["ok"]
     assert report["misnamed"] == [{"segment": segment_name(third + 1), "first_seq": third}]
+    assert f"misnamed: {segment_name(third + 1)} starts with seq {third}" in verify_text(report)
 
 
 def _start(target: Callable[..., None], *args: object) -> int:
