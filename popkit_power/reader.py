@@ -3,9 +3,10 @@
 A reader resumes from a position (segment, byte offset, next seq) and so reads only what is new. It returns a record
 only once it is whole and valid, and the records of a batch (records.py) only once all of them are. It reads at
 explicit offsets and reads a line that was not yet whole again from its own start, so it never glues bytes it saw
-earlier to what is in the file now. The last segment, the only one that changes, is read under the journal's shared
-lock, where no append (and no repair) is half done, and the lock is never held while the caller has a record
-(journal/SPEC.md section 7).
+earlier to what is in the file now. It goes from a segment to the next by name (the seq after the last line of the
+one before), never by walking a directory listing, and reports records that no segment holds as a gap. The last
+segment, the only one that changes, is read under the journal's shared lock, where no append (and no repair) is half
+done, and the lock is never held while the caller has a record (journal/SPEC.md section 7).
 
 This module is on the hook's hot path: it imports only `os` and the project's own lean modules; it uses orjson when
 it is installed and the caller does not choose a parser.
