@@ -29,6 +29,7 @@ from .records import (
     encode_batch,
     encode_record,
     record_seq,
+    record_size,
     segment_name,
 )
 from .repair import scan_segment_tail, tail_of
@@ -123,9 +124,8 @@ class Journal:
         """
         if not bodies:
             raise JournalError("nothing to append")
-        limit = self.max_record_bytes - 40  # seq, crc and newline
-        for body in bodies:
-            if (len(body) > limit or len(body) < 3 or body[0] != 0x7B or body[-1] != 0x7D or b"\n" in body
+        for body in bodies:  # the size is checked under the lock, where the seqs are known (records.record_size)
+            if (len(body) < 3 or body[0] != 0x7B or body[-1] != 0x7D or b"\n" in body
                     or (body[2] == 0x6D and body.startswith(b'{"more":'))):
                 self._refuse(body)
         lock_fd = self._lock.fd
@@ -150,8 +150,12 @@ class Journal:
             if len(bodies) == 1:
                 checked = b'{"seq":%d,%s' % (next_seq, bodies[0][1:-1])
                 data = b'%s,"crc":"%08x"}\n' % (checked, _crc32(checked))  # encode_record, inline
+                if len(data) > self.max_record_bytes:  # the line is the record: its size is exact
+                    raise RecordTooLargeError(len(data), self.max_record_bytes)
             else:
                 data = encode_batch(next_seq, bodies)
+                if len(data) > self.max_record_bytes:  # then one of its lines may be over
+                    self._check_sizes(next_seq, bodies)
             try:
                 written = os.write(fd, data)  # os.write, not a bound copy: tests replace it
                 if written != len(data) or self._fsync:
@@ -168,10 +172,15 @@ class Journal:
             flock(lock_fd, LOCK_UN)
         return Appended(next_seq, after - 1, segment, end)
 
+    def _check_sizes(self, first_seq: int, bodies: Sequence[bytes]) -> None:
+        """Raise RecordTooLargeError (nothing written yet) if a line of this batch would be over the limit."""
+        last = len(bodies) - 1
+        for index, body in enumerate(bodies):
+            size = record_size(len(body), first_seq + index, last - index)
+            if size > self.max_record_bytes:
+                raise RecordTooLargeError(size, self.max_record_bytes)
+
     def _refuse(self, body: bytes) -> None:
-        size = len(body) + 40  # seq, crc and newline
-        if size > self.max_record_bytes:
-            raise RecordTooLargeError(size, self.max_record_bytes)
         if body[:1] != b"{" or body[-1:] != b"}" or len(body) < 3:
             raise JournalError("a record must be a non-empty JSON object")
         if b"\n" in body:

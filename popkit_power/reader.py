@@ -3,9 +3,10 @@
 A reader resumes from a position (segment, byte offset, next seq) and so reads only what is new. It returns a record
 only once it is whole and valid, and the records of a batch (records.py) only once all of them are. It reads at
 explicit offsets and reads a line that was not yet whole again from its own start, so it never glues bytes it saw
-earlier to what is in the file now. The last segment, the only one that changes, is read under the journal's shared
-lock, where no append (and no repair) is half done, and the lock is never held while the caller has a record
-(journal/SPEC.md section 7).
+earlier to what is in the file now. It goes from a segment to the next by name (the seq after the last line of the
+one before), never by walking a directory listing, and reports records that no segment holds as a gap. The last
+segment, the only one that changes, is read under the journal's shared lock, where no append (and no repair) is half
+done, and the lock is never held while the caller has a record (journal/SPEC.md section 7).
 
 This module is on the hook's hot path: it imports only `os` and the project's own lean modules; it uses orjson when
 it is installed and the caller does not choose a parser.
@@ -152,20 +153,59 @@ class JournalReader:
                                f"({size} bytes)")
 
     def __iter__(self) -> Generator[dict[str, Any], None, None]:
-        segments = [segment for segment in self.journal.segments() if segment >= self.position.segment]
-        if segments and segments[0] > self.position.segment and self.position.offset:
-            raise JournalError(f"the journal no longer holds segment {segment_name(self.position.segment)} "
-                               f"that position {self.position} points into")
-        for index, segment in enumerate(segments):
+        # Segments are taken in the order their names chain (each named by the seq after the last line of the one
+        # before), each opened by name. The directory listing only says whether a later segment exists, that is
+        # whether this one is finished: a listing made while writers create segments can hold one created during it
+        # and lack the one created just before (readdir returns entries added meanwhile or not, each independently),
+        # so walking the listing itself skipped whole segments.
+        listed = self.journal.segments()
+        final = listed[-1] if listed else 0  # the last segment the listing shows: read under the lock
+        segment = self.position.segment
+        while True:
+            fd = self._open(segment)
+            if fd < 0:
+                if self.position.offset:
+                    raise JournalError(f"the journal no longer holds segment {segment_name(segment)} that "
+                                       f"position {self.position} points into")
+                segment = self._next_after(segment)  # a position at the start of a segment that is not there
+                if not segment:
+                    return
+                continue
             if segment != self.position.segment:
                 self.position = Position(segment, 0, max(self.position.seq, segment))
-            yield from self._read_segment(segment, index == len(segments) - 1)
+            yield from self._read_segment(fd, segment, segment >= final)
+            if segment >= final:
+                return
+            following = self.position.seq  # a later segment exists: this one is finished, and names the next
+            segment = following if following > segment and self._exists(following) else self._next_after(segment)
+            if not segment:
+                return
 
-    def _read_segment(self, segment: int, last: bool) -> Iterator[dict[str, Any]]:
+    def _open(self, segment: int) -> int:
         try:
-            fd = open_file(self.journal.segment_path(segment), os.O_RDONLY)
+            return open_file(self.journal.segment_path(segment), os.O_RDONLY)
         except FileNotFoundError:
-            return
+            return -1
+
+    def _exists(self, segment: int) -> bool:
+        return os.access(self.journal.segment_path(segment), os.F_OK)
+
+    def _next_after(self, segment: int) -> int:
+        """The first segment after `segment`, from a listing that no writer changes while it is made (under the
+        shared lock); 0 if there is none. If it does not start with the seq the reader expects next, the records
+        between are in no segment: the gap is reported (once, as damage at the next segment's start) and reading
+        goes on after it."""
+        later = [name for name in self.journal.read_locked(self.journal.segments) if name > segment]
+        if not later:
+            return 0
+        following, expected = later[0], self.position.seq
+        self.position = Position(following, 0, max(expected, following))
+        if following > expected:
+            self._on_damage(Damage(following, 0, expected, f"records {expected} to {following - 1} are missing: "
+                                                            f"no segment holds them"))
+        return following
+
+    def _read_segment(self, fd: int, segment: int, last: bool) -> Iterator[dict[str, Any]]:
         loads = self._loads
         position = self.position
         offset = position.offset  # where the next line to look at begins

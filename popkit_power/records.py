@@ -30,6 +30,12 @@ CRC_OPEN = b',"crc":"'
 CRC_CLOSE = b'"}\n'
 CRC_TAIL = len(CRC_OPEN) + 8 + len(CRC_CLOSE)  # the bytes after the checked part of a line
 _SEQ_DIGITS_END = len(SEQ_PREFIX) + 21  # a comma after at most 20 digits
+#: The largest seq a line can carry (20 digits: readers look no further for its comma), and so the largest `more`.
+LARGEST_SEQ = 10**20 - 1
+# What a line adds to its body besides the digits: `{"seq":` and `,` before the body's members, `,"crc":"<8 hex>"}\n`
+# after them, less the body's own braces; and `"more":` and `,` in a batch's record.
+_FRAMING = len(SEQ_PREFIX) + 1 + CRC_TAIL - 2
+_MORE_FRAMING = len(MORE_PREFIX) + 1
 
 
 def segment_name(first_seq: int) -> str:
@@ -45,6 +51,19 @@ def encode_record(seq: int, body: bytes, more: int = 0) -> bytes:
     else:
         checked = b"%s%d,%s" % (SEQ_PREFIX, seq, body[1:-1])
     return b"%s%s%08x%s" % (checked, CRC_OPEN, zlib.crc32(checked), CRC_CLOSE)
+
+
+def record_size(body_bytes: int, seq: int, more: int = 0) -> int:
+    """The bytes of the line `encode_record(seq, body, more)` writes for a body of `body_bytes` bytes: what
+    `max_record_bytes` limits. The one place that counts the framing."""
+    size = body_bytes + _FRAMING + len(str(seq))
+    return size + _MORE_FRAMING + len(str(more)) if more else size
+
+
+def largest_record_size(body_bytes: int) -> int:
+    """The most bytes a body of `body_bytes` bytes can take as a line, whatever seq and `more` the journal gives it:
+    for a check made before the append (a body that fits this fits wherever it lands)."""
+    return record_size(body_bytes, LARGEST_SEQ, LARGEST_SEQ)
 
 
 def encode_batch(first_seq: int, bodies: Sequence[bytes]) -> bytes:

@@ -187,7 +187,7 @@ class Session:
 
         fold_key = {name: getattr(self.config, name) for name in self.rules().__slots__}
         fold_key["fold_version"] = FOLD_VERSION
-        return Snapshots(os.path.join(self.dir, "snapshots"), self.id, fold_key)
+        return Snapshots(os.path.join(self.dir, "snapshots"), self.id, fold_key, self.journal)
 
 
 def _save_if_possible(snapshots: Snapshots, state: State, position: Position) -> bool:

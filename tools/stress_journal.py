@@ -2,7 +2,7 @@
 """Stress: the journal under kills. Writers append and are SIGKILLed at random moments while tailing readers follow.
 
     .venv/bin/python tools/stress_journal.py [--seconds 60] [--writers 4] [--readers 2] [--pause-ms 0.6] [--seed N]
-                                             [--dir DIR] [--json]
+                                             [--segment-bytes N] [--dir DIR] [--json]
 
 For `--seconds`, `--writers` processes append single records and batches of 2-5 records (about one record in 25 is
 100-200 KB, so that kills can land inside writes), each acknowledging every append after it returned; a killer
@@ -57,11 +57,11 @@ def record_body(writer: int, life: int, batch: int, index: int, size: int) -> by
     })
 
 
-def writer_main(directory: str, writer: int, life: int, ack_path: str, pause: float) -> None:
+def writer_main(directory: str, writer: int, life: int, ack_path: str, pause: float, segment_bytes: int) -> None:
     """Append forever (until killed): single records and batches, each after a pause of up to `pause` seconds;
     after each append returned, write an ack (so the next append starts right after an ack)."""
     rng = random.Random(writer * 1_000_003 + life)
-    journal = Journal(directory, segment_max_bytes=SEGMENT_MAX_BYTES)
+    journal = Journal(directory, segment_max_bytes=segment_bytes)
     ack = os.open(ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     batch = 0
     while True:
@@ -113,7 +113,8 @@ def reader_main(directory: str, number: int, out_path: str, stop: Any, ready: An
                                    "passes": passes}))
 
 
-def run(seconds: float, writers: int, readers: int, seed: int, directory: str, pause: float) -> dict[str, Any]:
+def run(seconds: float, writers: int, readers: int, seed: int, directory: str, pause: float,
+        segment_bytes: int = SEGMENT_MAX_BYTES) -> dict[str, Any]:
     rng = random.Random(seed)
     context = multiprocessing.get_context("fork")
     journal_dir = os.path.join(directory, "journal")
@@ -125,7 +126,8 @@ def run(seconds: float, writers: int, readers: int, seed: int, directory: str, p
 
     def start_writer(writer: int) -> None:
         ack_path = os.path.join(acks_dir, f"{writer}-{lives[writer]}")
-        process = context.Process(target=writer_main, args=(journal_dir, writer, lives[writer], ack_path, pause))
+        process = context.Process(target=writer_main, args=(journal_dir, writer, lives[writer], ack_path, pause,
+                                                                       segment_bytes))
         process.start()
         processes[writer] = process
 
@@ -159,7 +161,7 @@ def run(seconds: float, writers: int, readers: int, seed: int, directory: str, p
         os.kill(process.pid, signal.SIGKILL)
         process.join()
     kills += writers
-    journal = Journal(journal_dir, segment_max_bytes=SEGMENT_MAX_BYTES)
+    journal = Journal(journal_dir, segment_max_bytes=segment_bytes)
     journal.append([record_body(writers, 0, 0, 0, 1)])  # repairs what the last kill left
     stop.set()
     for process in reader_processes:
@@ -236,16 +238,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--pause-ms", type=float, default=0.6, help="each writer sleeps up to this long after "
                         "each append (default 0.6; 0 writes flat out: ~120 MB/s here, more torn tails)")
+    parser.add_argument("--segment-bytes", type=int, default=SEGMENT_MAX_BYTES, help="segment_max_bytes (default "
+                        "4 MiB; 4096, the smallest, rotates every few records: readers crossing segments while "
+                        "writers create them)")
     parser.add_argument("--dir", help="work in this (new) directory and keep it; default: a temporary one")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     args = parser.parse_args(argv)
-    if args.seconds <= 0 or args.writers < 1 or args.readers < 1 or args.pause_ms < 0:
-        parser.error("--seconds must be positive, --pause-ms not negative, --writers and --readers at least 1")
+    if args.seconds <= 0 or args.writers < 1 or args.readers < 1 or args.pause_ms < 0 or args.segment_bytes < 4096:
+        parser.error("--seconds must be positive, --pause-ms not negative, --writers and --readers at least 1, "
+                     "--segment-bytes at least 4096")
     directory = args.dir or tempfile.mkdtemp(prefix="popkit-stress-journal-")
     if args.dir:
         os.makedirs(directory)
     try:
-        summary = run(args.seconds, args.writers, args.readers, args.seed, directory, args.pause_ms / 1000)
+        summary = run(args.seconds, args.writers, args.readers, args.seed, directory, args.pause_ms / 1000,
+                      args.segment_bytes)
     finally:
         if not args.dir:
             shutil.rmtree(directory, ignore_errors=True)

@@ -356,6 +356,8 @@ def verify_text(report: dict[str, Any]) -> str:
         lines.append(f"  gap: no record between seq {gap['after']} and seq {gap['before']}")
     for seq in report["repeats"]:
         lines.append(f"  repeated: seq {seq}")
+    for misnamed in report["misnamed"]:
+        lines.append(f"  misnamed: {misnamed['segment']} starts with seq {misnamed['first_seq']}")
     if report["torn_tail"]:
         torn = report["torn_tail"]
         lines.append(f"  torn tail: {torn['bytes']} bytes at {torn['segment']} byte {torn['offset']} "

@@ -20,6 +20,7 @@ from ..conflicts import FILE_TOOLS, WRITE_TOOLS
 from ..keys import MAIN, agent_key, agent_name, host_name, subagent_task
 from ..processes import start_time
 from ..protocol import remember_recent
+from ..records import largest_record_size
 from ..session import Session
 from ..timestamps import seconds_of
 from ..tool_calls import runs_only_popkit_power
@@ -281,7 +282,7 @@ def _cap(value: Any, field: str) -> str:
 
 def _append(session: Session, events: list[dict[str, Any]]) -> Appended:
     """Append the hook's events, each cut to fit `max_record_bytes` first (`_fit`)."""
-    limit = session.config.max_record_bytes - 40  # the journal's seq, crc and newline
+    limit = session.config.max_record_bytes - largest_record_size(0)  # whatever seq and `more` the events get
     for event in events:
         _fit(event, limit)
     return session.append_events(events)

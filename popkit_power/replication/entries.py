@@ -18,13 +18,12 @@ from .. import codec
 from ..errors import ProtocolError, ReplicationError
 from ..keys import ARBITER
 from ..protocol import validate
+from ..records import largest_record_size
 from ..timestamps import utc_now
 from .positions import NOT_PUSHED
 from .transport import ReplyError
 
 log = logging.getLogger("popkit_power.replication")
-
-RECORD_FRAMING_BYTES = 40  # what the journal adds to a body (seq, crc, newline), as journal.Journal._refuse counts
 
 
 def pulled_event(fields: list[Any], origin: str, oseq: int, session_id: str,
@@ -52,7 +51,8 @@ def pulled_event(fields: list[Any], origin: str, oseq: int, session_id: str,
         pulled[key] = value
         if key == "origin":
             pulled.update(oseq=oseq, rts=utc_now())
-    size = len(codec.dumps(pulled).encode("utf-8")) + RECORD_FRAMING_BYTES  # as Session.append_events writes it
+    # as Session.append_events writes it, in a batch of pulled events: wherever it lands, or the batch is refused
+    size = largest_record_size(len(codec.dumps(pulled).encode("utf-8")))
     if size > max_record_bytes:
         log.warning("skipped entry %s-0 of origin %s: %s bytes, over max_record_bytes (%s)", oseq, origin, size,
                     max_record_bytes)
