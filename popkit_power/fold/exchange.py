@@ -54,7 +54,11 @@ def _approval_answered(state: State, event: Event, data: dict[str, Any], rules: 
     approval = state["approvals"].pop(request, None) or {"question": None, "options": None, "from": None,
                                                           "asked": None}
     status = "granted" if event["type"] == "approval.granted" else "denied"
-    approval.update(status=status, answered=event.get("ts"), by=event.get("from"), note=data.get("note"))
+    # `answer_seq` tells the command that wrote an answer whether its answer is the one that counts; `evidence` is
+    # where the answer was given (provenance.py), for the doubtful-evidence mark in status
+    evidence = data.get("evidence")
+    approval.update(status=status, answered=event.get("ts"), by=event.get("from"), note=data.get("note"),
+                    answer_seq=event.get("seq"), evidence=evidence if isinstance(evidence, dict) else None)
     keep_recent(state["answered"], request, approval, state["totals"]["approvals"], status)
 
 
