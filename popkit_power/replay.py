@@ -16,10 +16,9 @@ from typing import Any
 
 from .errors import SessionError
 from .event_words import TEXT_CHARS, describe
-from .keys import RESERVED_SENDERS, agent_name
 from .projector import Rules, State, apply, new_state
 from .protocol import APPROVAL_ANSWERS, CHANNELS, EVENT_TYPES, HEARTBEAT
-from .status import MAX_NAME_CHARS, _label, clean, short_names
+from .status import _label, clean, sender_name, short_names
 from .timestamps import seconds_of
 
 Event = dict[str, Any]
@@ -83,9 +82,7 @@ class Book:
         if self._stale:
             self._refresh()
         name = self._names.get(key)
-        if name is None:
-            name = key if key in RESERVED_SENDERS else clean(agent_name(key), MAX_NAME_CHARS)
-        return name
+        return sender_name(key) if name is None else name
 
     def label(self, key: Any) -> str | None:
         """Where an agent works (its folder, and host when the session spans machines), as status shows it."""

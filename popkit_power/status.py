@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from .display import marked
 from .home import active_session
 from .hook_errors import since
 from .journal import Position
@@ -194,7 +195,8 @@ def short_names(state: State) -> dict[str, str]:
 
     Names are made safe to show (control characters out, at most MAX_NAME_CHARS) and unique, ignoring case: of two
     agents with one name the later gets `#2`. No agent is shown as `human` or `coordinator`: those two names are
-    the senders a reader trusts."""
+    the senders a reader trusts, and a name that reads like one (`hum\u0430n`, with U+0430, a Cyrillic a) is marked
+    (display.py)."""
     agents: dict[str, dict[str, Any]] = state["agents"]
     keys = list(agents)
     for task in (*state["tasks"].values(), *state["finished"].values()):
@@ -229,7 +231,16 @@ def _own_name(key: str, agent: dict[str, Any] | None) -> str:
     name = clean(own, MAX_NAME_CHARS) if isinstance(own, str) and own != key else made
     if not name or name.casefold() in RESERVED_SENDERS:
         name = made if made.casefold() not in RESERVED_SENDERS else f"agent-{made}"
-    return name or "?"
+    return marked(name or "?")
+
+
+def sender_name(key: str) -> str:
+    """How a sender that is not a known agent is named: a reserved sender as it is, anyone else by the name its key
+    makes (`keys.agent_name`), safe to show and marked when it reads like a reserved sender (display.py)."""
+    if key in RESERVED_SENDERS:
+        return key
+    made = agent_name(key)
+    return marked(made, clean(made, MAX_NAME_CHARS))
 
 
 def clean(text: Any, limit: int) -> str:
