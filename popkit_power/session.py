@@ -26,6 +26,7 @@ from .home import (
     set_active_session,
 )
 from .journal import Appended, Journal, Position
+from .keys import HUMAN
 from .protocol import make_event
 from .reader import warn_damage
 
@@ -95,8 +96,24 @@ class Session:
         return self.append_events([self.event(event_type, data, sender=sender, to=to, channel=channel)])
 
     def append_events(self, events: Sequence[dict[str, Any]]) -> Appended:
-        """Append already built envelopes, in order, as one atomic write."""
+        """Append already built envelopes, in order, as one atomic write.
+
+        Every event this machine sends as the human carries the evidence of the process that appends it
+        (`provenance.evidence`), replacing whatever evidence the caller put there: every API that appends goes
+        through here, so none records the human's word without it. Events of other machines (the replicator's)
+        keep the evidence recorded where they were sent."""
+        if any(event.get("from") == HUMAN and event.get("origin") == self.origin for event in events):
+            events = self._with_evidence(events)
         return self.journal.append([codec.dumps(event).encode("utf-8") for event in events])
+
+    def _with_evidence(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        from .provenance import evidence
+
+        found = evidence(os.environ)  # of this very process, whoever called: so no caller can leave it out
+        return [{**event, "data": {**event["data"], "evidence": found}}
+                if event.get("from") == HUMAN and event.get("origin") == self.origin and isinstance(
+                    event.get("data"), dict) else event
+                for event in events]
 
     # -- projection -------------------------------------------------------------------------------------------------
 

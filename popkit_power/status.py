@@ -38,6 +38,7 @@ from .projector import (
     apply,
     watching,
 )
+from .provenance import doubts
 from .reader import warn_damage
 from .session import Session
 from .timestamps import seconds_of
@@ -132,6 +133,7 @@ def session_status(session: Session, state: State, position: Position, *, now: f
         "pending_approvals": [key for key, approval in state["approvals"].items()
                               if approval.get("status") == APPROVAL_PENDING],
         "approval_counts": state["totals"]["approvals"],
+        "doubtful_answers": doubtful_answers(state),
         "conflicts": state["conflicts"],
         "counts": state["counts"],
     }
@@ -314,6 +316,18 @@ def _insights(insights: list[dict[str, Any]]) -> list[dict[str, Any]]:
              "duplicates": duplicates.get(insight["id"], 0)} for insight in insights]
 
 
+def doubtful_answers(state: State) -> dict[str, dict[str, Any]]:
+    """The recently answered approvals whose evidence does not show a person at a terminal (provenance.doubts, the
+    one rule), each with why: an agent may have given the human's answer."""
+    found = {}
+    for request, approval in state["answered"].items():
+        reasons = doubts(approval.get("evidence"), asked=approval.get("asked"), answered=approval.get("answered"))
+        if reasons:
+            found[request] = {**{key: approval.get(key) for key in ("status", "by", "answered", "from", "question")},
+                              "reasons": reasons}
+    return found
+
+
 def _utc(now: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1_000_000):06d}Z"
 
@@ -327,6 +341,10 @@ def problems(power_dir: str, info: dict[str, Any], config_error: str | None = No
         found.append(f"{config_error}; the hook records nothing until it is fixed (popkit-power doctor)")
     if info.get("session") is None:
         return found
+    for request, answer in (info.get("doubtful_answers") or {}).items():
+        found.append(f"approval {clean(request, 40)} was {answer['status']} as the human with doubtful evidence "
+                     f"({clean('; '.join(answer['reasons']), 200)}): an agent may have given it; see popkit-power "
+                     f"replay --type approval")
     seen = [seconds_of(agent.get("last_seen")) for agent in (info.get("agents") or {}).values()]
     last = max((when for when in seen if when is not None), default=seconds_of(info.get("opened")))
     errors = since(power_dir, last)
