@@ -56,6 +56,9 @@ CLAUDE_PROCESS_NAMES = frozenset({"claude", "claude.exe"})
 #: The names of the processes that adopt a detached one (its parent exited): init, and the service managers and
 #: container inits that act as a subreaper.
 INIT_NAMES = frozenset({"init", "systemd", "launchd", "tini", "dumb-init", "catatonit", "s6-svscan", "runit"})
+#: How far a terminal's age may be off: /proc counts a process's start in clock ticks (10 ms) and the uptime in
+#: hundredths, each cut short; a shell opened this little before the question counts as opened after it.
+CLOCK_SLACK_SECONDS = 0.05
 #: Where the process table is read; tests point it elsewhere.
 PROC = "/proc"
 _MAX_TEXT = 200
@@ -156,14 +159,16 @@ def doubts(found: Any, *, asked: Any = None, answered: Any = None) -> list[str]:
     proof (see the module's docstring)."""
     if not isinstance(found, dict):
         return ["no evidence recorded (written by an older version, or not through the library)"]
+    if not _well_formed(found):
+        return ["malformed evidence (not as this library records it)"]
     reasons = []
-    inside = [name for name in found.get("agent_environment") or () if isinstance(name, str)]
+    inside = [name for name in found.get("agent_environment") or () if name in AGENT_ENVIRONMENT]
     if found.get("claude_session"):
         inside.insert(0, "CLAUDE_CODE_SESSION_ID")
     if inside:
         reasons.append(f"inside an agent's session ({', '.join(dict.fromkeys(inside))} set)")
     if found.get("claude_ancestor"):
-        reasons.append(f"Claude Code ({found['claude_ancestor']}) is among its ancestors")
+        reasons.append(f"Claude Code ({_text(found['claude_ancestor'])[:80]}) is among its ancestors")
     if found.get("controlling_terminal") is False or (found.get("controlling_terminal") is None
                                                       and not found.get("tty")):
         reasons.append("no terminal")
@@ -176,9 +181,26 @@ def doubts(found: Any, *, asked: Any = None, answered: Any = None) -> list[str]:
         reasons.append("its parent chain could not be read")
     age, asked_at, answered_at = found.get("terminal_age"), seconds_of(asked), seconds_of(answered)
     if isinstance(age, (int, float)) and asked_at is not None and answered_at is not None \
-            and age < answered_at - asked_at:
+            and age < answered_at - asked_at + CLOCK_SLACK_SECONDS:
         reasons.append("its terminal opened after the question was asked")
     return reasons
+
+
+#: The type of each field of the evidence, as `evidence` records it (None allowed for every one but the booleans').
+_EVIDENCE_TYPES: dict[str, tuple[type, ...]] = {
+    "pid": (int,), "ppid": (int,), "uid": (int,), "program": (str,), "tty": (str,), "controlling_terminal": (bool,),
+    "own_session": (bool,), "terminal_age": (int, float), "ancestors": (list,), "claude_ancestor": (str,),
+    "claude_session": (str,), "agent_environment": (list,),
+}
+
+
+def _well_formed(found: dict[str, Any]) -> bool:
+    """Whether every known field of `found` has its type (evidence of an older version lacks some: that is fine)."""
+    for name, types in _EVIDENCE_TYPES.items():
+        value = found.get(name)
+        if value is not None and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+            return False
+    return all(isinstance(item, str) for key in ("ancestors", "agent_environment") for item in found.get(key) or ())
 
 
 def check_sender(sender: str, event_type: str, environ: Mapping[str, str], *, named: bool,

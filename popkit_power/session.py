@@ -100,9 +100,9 @@ class Session:
 
         Every event this machine sends as the human carries the evidence of the process that appends it
         (`provenance.evidence`), replacing whatever evidence the caller put there: every API that appends goes
-        through here, so none records the human's word without it. Events of other machines (the replicator's)
-        keep the evidence recorded where they were sent."""
-        if any(event.get("from") == HUMAN and event.get("origin") == self.origin for event in events):
+        through here, so none records the human's word without it. Events pulled from other machines (another
+        origin, with the `oseq` the replicator gives them) keep the evidence recorded where they were sent."""
+        if any(_stamped(event, self.origin) for event in events):
             events = self._with_evidence(events)
         return self.journal.append([codec.dumps(event).encode("utf-8") for event in events])
 
@@ -110,9 +110,7 @@ class Session:
         from .provenance import evidence
 
         found = evidence(os.environ)  # of this very process, whoever called: so no caller can leave it out
-        return [{**event, "data": {**event["data"], "evidence": found}}
-                if event.get("from") == HUMAN and event.get("origin") == self.origin and isinstance(
-                    event.get("data"), dict) else event
+        return [{**event, "data": {**event["data"], "evidence": found}} if _stamped(event, self.origin) else event
                 for event in events]
 
     # -- projection -------------------------------------------------------------------------------------------------
@@ -167,6 +165,12 @@ class Session:
         fold_key = {name: getattr(self.config, name) for name in self.rules().__slots__}
         fold_key["fold_version"] = FOLD_VERSION
         return Snapshots(os.path.join(self.dir, "snapshots"), self.id, fold_key)
+
+
+def _stamped(event: dict[str, Any], origin: str) -> bool:
+    """Whether `event` gets the evidence of this process: sent as the human, and not pulled from another machine."""
+    return (event.get("from") == HUMAN and isinstance(event.get("data"), dict)
+            and (event.get("origin") == origin or "oseq" not in event))
 
 
 def _save_if_possible(snapshots: Snapshots, state: State, position: Position) -> bool:

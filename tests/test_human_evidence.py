@@ -148,21 +148,29 @@ def test_a_new_window_in_the_humans_tmux_is_doubtful(session: Session, tmp_path:
         assert done.returncode == 0, done.stderr
         reasons = doubts_of(session, request)
         assert reasons and reasons[0] in ("it leads a session of its own (setsid, or a window's first command)",
-                                          "its terminal opened after the question was asked"), reasons
+                                          "its terminal opened after the question was asked"), (
+            reasons, answer_of(session, request))
     finally:
         subprocess.run(["tmux", "-S", sock, "kill-server"], env=env, timeout=WAIT, capture_output=True)
 
 
-def test_the_humans_answer_typed_at_a_terminal_is_not_doubtful(session: Session) -> None:
-    """The rule does not cry wolf: a shell on a terminal (a real pseudo-terminal from `script`), started before the
+def test_the_humans_answer_typed_at_a_terminal_is_not_doubtful(session: Session, tmp_path: Path) -> None:
+    """The rule does not cry wolf: a shell on a terminal (a real pseudo-terminal from `script`), open before the
     question, where the person types `popkit-power approve`."""
     shell = subprocess.Popen(["script", "-qfec", "bash --norc --noprofile -i", "/dev/null"],
                              env=person_env(session.power_dir), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, text=True)
     try:
-        time.sleep(0.01)  # not a guess at timing: the shell only has to start before the question is asked
-        ask(session, "r-person")
         assert shell.stdin is not None
+        ready = tmp_path / "shell-pid"
+        shell.stdin.write(f"echo $$ > {ready}.tmp && mv {ready}.tmp {ready}\n")
+        shell.stdin.flush()
+        deadline = time.monotonic() + WAIT
+        while not ready.exists() or (provenance._age(provenance.PROC, int(ready.read_text()))
+                                     or 0) <= 2 * provenance.CLOCK_SLACK_SECONDS:
+            assert time.monotonic() < deadline, "the shell did not start"
+            time.sleep(0.01)  # waiting for the shell to have been open a while before the question, not guessing
+        ask(session, "r-person")
         shell.stdin.write("popkit-power approve r-person; exit\n")
         shell.stdin.flush()
         assert doubts_of(session, "r-person") == []
@@ -198,3 +206,50 @@ def test_status_replay_and_the_timeline_mark_a_doubtful_answer(session: Session,
     doubtful = [mark for mark in timeline["marks"] if kinds[mark[1]] == "doubtful"]
     assert len(doubtful) == 1 and timeline["samples"][doubtful[0][6]]["data"]["doubtful"] == "; ".join(reasons)
     assert not [mark for mark in timeline["marks"] if kinds[mark[1]] == "answered"]
+
+
+HOSTILE_EVIDENCE = [
+    "not a dict", 42, [], {"ancestors": [{"pid": 1}], "tty": "/dev/pts/0", "controlling_terminal": True},
+    {"ppid": "1", "controlling_terminal": True}, {"controlling_terminal": 1}, {"pid": True},
+    {"agent_environment": "CLAUDECODE"}, {"terminal_age": "old", "controlling_terminal": True},
+    {"claude_ancestor": "\x1b[31m" + "x" * 100_000, "controlling_terminal": True, "ancestors": ["bash"]},
+]
+
+
+def test_hostile_evidence_written_by_hand_is_shown_doubtful_and_breaks_nothing(session: Session) -> None:
+    """Evidence written into the journal by hand (Journal.append, under the library's stamping) with values of any
+    kind: status, replay and the timeline read it, and mark every answer doubtful."""
+    from popkit_power import codec
+
+    for n, hostile in enumerate(HOSTILE_EVIDENCE):
+        ask(session, f"r-hostile-{n}")
+        event = session.event("approval.granted", {"request": f"r-hostile-{n}"}, sender="human")
+        event["data"]["evidence"] = hostile
+        session.journal.append([codec.dumps(event).encode("utf-8")])
+    env = person_env(session.power_dir)
+    shown = subprocess.run([str(SCRIPT), "status", "--json"], env=env, capture_output=True, text=True, timeout=WAIT)
+    assert shown.returncode == 0, shown.stderr
+    doubtful = orjson.loads(shown.stdout)["doubtful_answers"]
+    assert set(doubtful) == {f"r-hostile-{n}" for n in range(len(HOSTILE_EVIDENCE))}, doubtful
+    assert all(len(" ".join(answer["reasons"])) < 400 for answer in doubtful.values())
+    replay = subprocess.run([str(SCRIPT), "replay"], env=env, capture_output=True, text=True, timeout=WAIT)
+    assert replay.returncode == 0, replay.stderr
+    assert sum("[DOUBTFUL evidence: " in line for line in replay.stdout.splitlines()) == len(HOSTILE_EVIDENCE)
+    assert "\x1b" not in replay.stdout
+    timeline = build_timeline(session)
+    assert next(kind for kind in timeline["kinds"] if kind["id"] == "doubtful")["count"] == len(HOSTILE_EVIDENCE)
+
+
+def test_an_event_sent_as_the_human_from_another_origin_is_stamped_unless_pulled(session: Session) -> None:
+    """Only an event pulled from another machine (its origin, and the `oseq` the replicator gives it) keeps the
+    evidence it came with; one that merely names another origin gets this process's."""
+    fake = {"pid": 1, "tty": "/dev/pts/0", "controlling_terminal": True, "ancestors": ["login"]}
+    ask(session, "r-elsewhere")
+    ask(session, "r-pulled")
+    named = {**session.event("approval.granted", {"request": "r-elsewhere", "evidence": fake}, sender="human"),
+             "origin": "elsewhere-1234"}
+    pulled = {**session.event("approval.denied", {"request": "r-pulled", "evidence": fake}, sender="human"),
+              "origin": "elsewhere-1234", "oseq": 7}
+    session.append_events([named, pulled])
+    assert answer_of(session, "r-elsewhere")["data"]["evidence"]["pid"] == os.getpid()
+    assert answer_of(session, "r-pulled")["data"]["evidence"] == fake
