@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,33 @@ def test_concurrent_approve_and_deny_exactly_one_succeeds_and_the_other_names_th
         if meeting == "after reading the request":
             assert len(answers) == 2, "both answers were written: the barrier made both read the request as pending"
             assert err.startswith(f"popkit-power: your answer (seq {answers[1]['seq']}) does not count: ")
+
+
+def test_an_answer_killed_at_a_random_moment_leaves_the_other_command_telling_the_truth(session: Session) -> None:
+    """approve and deny started together, approve SIGKILLed at a random moment (before it read, before or after it
+    wrote): deny exits 0 exactly when its answer is the one that counts, and 2 naming the answer otherwise."""
+    import random
+    import signal
+
+    rng = random.Random(16_21)
+    env = clean_env(session.power_dir)
+    seen = set()
+    for round_number in range(16):
+        request = f"r{round_number:02d}-kill"
+        session.publish("approval.requested", {"request": request, "question": "drop the table?"}, sender=ASKER)
+        racers = {verb: subprocess.Popen([str(SCRIPT), verb, request], env=env, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                  for verb in ("approve", "deny")}
+        time.sleep(rng.uniform(0, 0.4))  # the random moment of the kill (what it hits is checked, not assumed)
+        racers["approve"].send_signal(signal.SIGKILL)
+        racers["approve"].wait(timeout=120)
+        code, out, err = racers["deny"].wait(timeout=120), *racers["deny"].communicate()
+        answer = session.projection()[0]["answered"].get(request)
+        assert answer is not None, (round_number, code, out, err)  # deny always writes, if approve did not first
+        if code == 0:
+            assert answer["status"] == "denied" and out.startswith(f"denied {request} (seq {answer['answer_seq']})")
+        else:
+            assert code == 2 and answer["status"] == "granted", (round_number, code, out, err)
+            assert f"request {request} was already granted by human" in err
+        seen.add(answer["status"])
+    assert "denied" in seen, "no round let deny answer first: the kills never came early"
