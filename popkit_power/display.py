@@ -59,7 +59,7 @@ def marked(name: str, shown: str | None = None) -> str:
 def _fold_unicode(text: str) -> str:
     import unicodedata  # a C module, ~0.2 ms; only for a name with a character outside ASCII
 
-    from ._confusables import LATIN  # ~0.6 ms from its .pyc (tools/make_confusables.py)
+    from ._confusables import LATIN  # ~0.5 ms from its .pyc (tools/make_confusables.py)
 
     text = unicodedata.normalize("NFKC", text)
     text = "".join(LATIN.get(char, char) for char in text)

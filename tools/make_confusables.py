@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import unicodedata
 
 TARGET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "popkit_power", "_confusables.py")
 
@@ -39,9 +38,14 @@ def latin_lookalikes() -> dict[str, str]:
 
 
 def module_text(table: dict[str, str]) -> str:
+    """The module: for each run of Latin letters, the characters that look like it (escaped, so that the file shows
+    what they are), folded into LATIN at import."""
     import confusable_homoglyphs
 
     version = getattr(confusable_homoglyphs, "__version__", "?")
+    by_latin: dict[str, list[str]] = {}
+    for char, latin in table.items():
+        by_latin.setdefault(latin, []).append(char)
     lines = [
         '"""Characters that look like plain Latin letters or digits, and the letters they look like (display.py).',
         "",
@@ -49,13 +53,35 @@ def module_text(table: dict[str, str]) -> str:
         "do not edit. Imported only for a sender name that holds a character outside ASCII.",
         '"""',
         "",
-        "LATIN = {",
+        "_LOOK_LIKE = {",
     ]
-    for char, latin in table.items():
-        name = unicodedata.name(char, f"U+{ord(char):04X}")
-        lines.append(f"    {char!a}: {latin!r},  # {name}")
-    lines.append("}")
+    for latin in sorted(by_latin):
+        escaped = ascii("".join(by_latin[latin]))[1:-1]
+        chunks = _split_escapes(escaped, 96)
+        if len(chunks) == 1:
+            lines.append(f'    "{latin}": "{chunks[0]}",')
+        else:
+            lines.append(f'    "{latin}": (')
+            lines.extend(f'        "{chunk}"' for chunk in chunks)
+            lines.append("    ),")
+    lines += ["}", "LATIN = {char: latin for latin, chars in _LOOK_LIKE.items() for char in chars}"]
     return "\n".join(lines) + "\n"
+
+
+def _split_escapes(escaped: str, width: int) -> list[str]:
+    """`escaped` (ascii() of a text) cut into pieces of at most `width`, never inside one escape sequence."""
+    pieces: list[str] = []
+    current = ""
+    index = 0
+    while index < len(escaped):
+        size = {"x": 4, "u": 6, "U": 10}.get(escaped[index + 1], 2) if escaped[index] == "\\" else 1
+        token = escaped[index:index + size]
+        if len(current) + len(token) > width:
+            pieces.append(current)
+            current = ""
+        current += token
+        index += size
+    return [*pieces, current] if current or not pieces else pieces
 
 
 def main() -> int:
