@@ -59,6 +59,8 @@ INIT_NAMES = frozenset({"init", "systemd", "launchd", "tini", "dumb-init", "cata
 #: How far a terminal's age may be off: /proc counts a process's start in clock ticks (10 ms) and the uptime in
 #: hundredths, each cut short; a shell opened this little before the question counts as opened after it.
 CLOCK_SLACK_SECONDS = 0.05
+#: The largest evidence the state keeps with an answer (what `evidence` records is under 1,000 characters).
+MAX_KEPT_EVIDENCE_CHARS = 4000
 #: Where the process table is read; tests point it elsewhere.
 PROC = "/proc"
 _MAX_TEXT = 200
@@ -159,7 +161,7 @@ def doubts(found: Any, *, asked: Any = None, answered: Any = None) -> list[str]:
     proof (see the module's docstring)."""
     if not isinstance(found, dict):
         return ["no evidence recorded (written by an older version, or not through the library)"]
-    if not _well_formed(found):
+    if kept_evidence(found) != found or found.get("oversized") is True or not _well_formed(found):
         return ["malformed evidence (not as this library records it)"]
     reasons = []
     inside = [name for name in found.get("agent_environment") or () if name in AGENT_ENVIRONMENT]
@@ -192,6 +194,14 @@ _EVIDENCE_TYPES: dict[str, tuple[type, ...]] = {
     "own_session": (bool,), "terminal_age": (int, float), "ancestors": (list,), "claude_ancestor": (str,),
     "claude_session": (str,), "agent_environment": (list,),
 }
+
+
+def kept_evidence(found: Any) -> dict[str, Any] | None:
+    """`found` as the state keeps it with an answer: as it is when it is a dict of at most MAX_KEPT_EVIDENCE_CHARS
+    (what `evidence` records is far smaller), `{"oversized": true}` (doubtful) when larger, None when no dict."""
+    if not isinstance(found, dict):
+        return None
+    return found if len(repr(found)) <= MAX_KEPT_EVIDENCE_CHARS else {"oversized": True}
 
 
 def _well_formed(found: dict[str, Any]) -> bool:

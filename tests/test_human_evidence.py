@@ -213,6 +213,7 @@ HOSTILE_EVIDENCE = [
     {"ppid": "1", "controlling_terminal": True}, {"controlling_terminal": 1}, {"pid": True},
     {"agent_environment": "CLAUDECODE"}, {"terminal_age": "old", "controlling_terminal": True},
     {"claude_ancestor": "\x1b[31m" + "x" * 100_000, "controlling_terminal": True, "ancestors": ["bash"]},
+    {"controlling_terminal": True, "tty": "/dev/pts/1", "ancestors": ["bash"], "ppid": 5, "pad": "x" * 200_000},
 ]
 
 
@@ -232,6 +233,8 @@ def test_hostile_evidence_written_by_hand_is_shown_doubtful_and_breaks_nothing(s
     doubtful = orjson.loads(shown.stdout)["doubtful_answers"]
     assert set(doubtful) == {f"r-hostile-{n}" for n in range(len(HOSTILE_EVIDENCE))}, doubtful
     assert all(len(" ".join(answer["reasons"])) < 400 for answer in doubtful.values())
+    kept = session.projection()[0]["answered"]
+    assert all(len(repr(kept[request].get("evidence"))) <= provenance.MAX_KEPT_EVIDENCE_CHARS for request in doubtful)
     replay = subprocess.run([str(SCRIPT), "replay"], env=env, capture_output=True, text=True, timeout=WAIT)
     assert replay.returncode == 0, replay.stderr
     assert sum("[DOUBTFUL evidence: " in line for line in replay.stdout.splitlines()) == len(HOSTILE_EVIDENCE)
