@@ -11,12 +11,13 @@
                                       the human answers approvals and reassigns tasks
 
 Agents run as the same OS user as the person, so nothing here stops a determined agent: it can clear its environment
-(`env -i`), detach from its parent (`setsid -f`), get a terminal of its own (`script`), type into the human's
-terminal (`tmux send-keys`), or write the journal's bytes itself. These checks stop the accidental and the naive, and
-the evidence makes most of the rest visible: an answer given with `env -i setsid -f`, from a new tmux window, or by a
-line of Python calling the library is marked doubtful. What cannot be told apart from the human's own word is keys
-typed into the human's own shell. docs/design.md ("Who said what") says what a set-up needs for the human's word
-to be unforgeable.
+(`env -i`), detach from its parent (`setsid -f`), get a terminal of its own (`script`, opened before the question
+and kept), type into the human's terminal (`tmux send-keys`), or write the journal's bytes itself. These checks stop
+the accidental and the naive, and the evidence makes most of the rest visible: an answer given with `env -i setsid
+-f`, from a new tmux window, or by a line of Python calling the library is marked doubtful. What cannot be told
+apart from the human's own word is keys typed into a shell on a terminal that was open before the question, the
+human's or one the agent kept. docs/design.md ("Who said what") says what a set-up needs for the human's word to be
+unforgeable.
 
 The signs of an agent's session, cheapest first: Claude Code gives its Bash tool, and so every process started from
 it, CLAUDE_CODE_SESSION_ID, CLAUDECODE=1 and CLAUDE_PID; and one of the process's first MAX_ANCESTORS ancestors is
