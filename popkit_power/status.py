@@ -333,9 +333,10 @@ def _utc(now: float) -> str:
 
 
 def problems(power_dir: str, info: dict[str, Any], config_error: str | None = None) -> list[str]:
-    """What `status` must say before anything else, each pointing to `popkit-power doctor`: a config.json that
-    cannot be used (the hook records nothing), and errors the hook logged since the agents' last recorded call
-    (the session's opening when no agent has one): a hook that fails records nothing, so its errors are newer."""
+    """What `status` must say before anything else: a config.json that cannot be used (the hook records nothing),
+    and errors the hook logged since the agents' last recorded call (the session's opening when no agent has one: a
+    hook that fails records nothing, so its errors are newer), each pointing to `popkit-power doctor`; and each
+    recent answer given as the human with doubtful evidence (`doubtful_answers`), pointing to `replay`."""
     found = []
     if config_error:
         found.append(f"{config_error}; the hook records nothing until it is fixed (popkit-power doctor)")
