@@ -23,6 +23,8 @@ class Names(Protocol):
 
     def name(self, key: Any) -> str: ...
 
+    def doubts(self, event: Event) -> list[str]: ...
+
 
 def _q(value: Any, limit: int = TEXT_CHARS) -> str:
     return f'"{clean(value, limit)}"' if value is not None else "-"
@@ -95,7 +97,9 @@ def _answered(event: Event, data: dict[str, Any], book: Names) -> str:
     asker = book.askers.get(request) if isinstance(request, str) else None
     whose = f"{book.name(asker)}'s request" if asker else "request"
     note = f": {_q(data['note'])}" if isinstance(data.get("note"), str) else ""
-    return f"{event.get('type', '').split('.')[-1]} {whose} {clean(request, 40)}{note}"
+    reasons = book.doubts(event)
+    doubtful = f" [DOUBTFUL evidence: {clean('; '.join(reasons), 160)}]" if reasons else ""
+    return f"{event.get('type', '').split('.')[-1]} {whose} {clean(request, 40)}{doubtful}{note}"
 
 
 def _asked(event: Event, data: dict[str, Any], book: Names) -> str:

@@ -35,6 +35,10 @@ def problems(power_dir: str, info: dict[str, Any], config_error: str | None = No
         found.append(f"{mode.get('reason')} (popkit-power doctor)")
     if info.get("session") is None:
         return found
+    for request, answer in (info.get("doubtful_answers") or {}).items():
+        found.append(f"approval {clean(request, 40)} was {answer['status']} as the human with doubtful evidence "
+                     f"({clean('; '.join(answer['reasons']), 200)}): an agent may have given it; see popkit-power "
+                     f"replay --type approval")
     names = info.get("names") or {}
     for silent in unreported(info.get("agents") or {}, now=time.time()):
         found.append(unreported_problem(silent, names.get(silent["key"], silent["key"]), info["agents"]))

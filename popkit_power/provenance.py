@@ -1,15 +1,23 @@
 """Who runs this command: a person at a terminal, or an agent of a Claude Code session (through its Bash tool).
 
     inside_agent_session(environ)     why this process runs inside an agent's session, or None
-    evidence(environ)                 where this process runs (pid, parent, terminal, ancestors, Claude session),
-                                      recorded in every answer to an approval
+    evidence(environ)                 where this process runs (pid, parent chain, user, terminal, session, a Claude
+                                      Code ancestor, the agent variables in its environment): recorded by
+                                      Session.append_events in every event this machine sends as the human
+    doubts(evidence, asked=...)       why that evidence does not show a person at a terminal ([] when it does): the
+                                      one rule behind the doubtful-evidence mark in status, replay and the timeline
     check_sender(sender, event_type, environ, named=...)
                                       SessionError unless this process may send `event_type` as `sender`: only
                                       the human answers approvals and reassigns tasks
 
 Agents run as the same OS user as the person, so nothing here stops a determined agent: it can clear its environment
-(`env -i`) and detach from its parent (`setsid -f`). These checks stop the accidental and the naive, and the evidence
-makes the rest visible in the journal.
+(`env -i`), detach from its parent (`setsid -f`), get a terminal of its own (`script`, opened before the question
+and kept), type into the human's terminal (`tmux send-keys`), or write the journal's bytes itself. These checks stop
+the accidental and the naive, and the evidence makes most of the rest visible: an answer given with `env -i setsid
+-f`, from a new tmux window, or by a line of Python calling the library is marked doubtful. What cannot be told
+apart from the human's own word is keys typed into a shell on a terminal that was open before the question, the
+human's or one the agent kept. docs/design.md ("Who said what") says what a set-up needs for the human's word to be
+unforgeable.
 
 The signs of an agent's session, cheapest first: Claude Code gives its Bash tool, and so every process started from
 it, CLAUDE_CODE_SESSION_ID, CLAUDECODE=1 and CLAUDE_PID; and one of the process's first MAX_ANCESTORS ancestors is
@@ -20,13 +28,18 @@ Claude Code itself (its process or executable is named `claude`), found on Linux
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+import sys
 
 from .errors import SessionError
 from .keys import HUMAN, RESERVED_SENDERS
-from .processes import read_stat
+from .processes import read_stat, start_time
 from .protocol import APPROVAL_ANSWERS
+from .timestamps import seconds_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # Session.append_events imports this module for an event sent as the human: lean imports only
+    from collections.abc import Mapping
+    from typing import Any
 
 #: Event types only the human sends: answers to approval requests.
 HUMAN_ONLY_TYPES = APPROVAL_ANSWERS
@@ -41,17 +54,35 @@ MAX_ANCESTORS = 12
 #: The names Claude Code's process has: `claude` (its comm, also for the native installer's versioned binary), or
 #: the npm package's `claude.exe` when started by that path.
 CLAUDE_PROCESS_NAMES = frozenset({"claude", "claude.exe"})
+#: The names of the processes that adopt a detached one (its parent exited): init, and the service managers and
+#: container inits that act as a subreaper.
+INIT_NAMES = frozenset({"init", "systemd", "launchd", "tini", "dumb-init", "catatonit", "s6-svscan", "runit"})
+#: How far a terminal's age may be off: /proc counts a process's start in clock ticks (10 ms) and the uptime in
+#: hundredths, each cut short; a shell opened this little before the question counts as opened after it.
+CLOCK_SLACK_SECONDS = 0.05
+#: The largest evidence the state keeps with an answer (what `evidence` records is under 1,000 characters).
+MAX_KEPT_EVIDENCE_CHARS = 4000
 #: Where the process table is read; tests point it elsewhere.
 PROC = "/proc"
 _MAX_TEXT = 200
 
 
-class Ancestor(NamedTuple):
+class Ancestor:
     """One process above this one: its pid, its name (comm) and the file name of its executable ("" if unreadable)."""
 
-    pid: int
-    name: str
-    exe: str
+    __slots__ = ("exe", "name", "pid")
+
+    def __init__(self, pid: int, name: str, exe: str) -> None:
+        self.pid, self.name, self.exe = pid, name, exe
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ancestor) and (self.pid, self.name, self.exe) == (other.pid, other.name, other.exe)
+
+    def __hash__(self) -> int:
+        return hash((self.pid, self.name, self.exe))
+
+    def __repr__(self) -> str:
+        return f"Ancestor({self.pid}, {self.name!r}, {self.exe!r})"
 
     @property
     def is_claude(self) -> bool:
@@ -95,16 +126,92 @@ def inside_agent_session(environ: Mapping[str, str], proc: str | None = None) ->
 
 
 def evidence(environ: Mapping[str, str], proc: str | None = None) -> dict[str, Any]:
-    """Where this process runs, for the journal: its pid and parent's, its terminal (None without one), the names of
-    its ancestors (None where /proc cannot be read) and the Claude Code session in its environment (None if none)."""
+    """Where this process runs, for the journal (None where a fact cannot be read, as without /proc):
+
+    pid, ppid, uid; program (the name it was started as: `popkit-power`, `-c` for `python -c`); tty (the terminal
+    on its standard streams); controlling_terminal (whether it has one at all); own_session (it leads a session of
+    its own: started by `setsid`, or as a terminal window's first command); terminal_age (how many seconds its
+    session's leader, the shell of its terminal, has run); ancestors (the names up its parent chain);
+    claude_ancestor (`pid name` of a Claude Code process among them); claude_session and agent_environment (Claude
+    Code's variables that are set)."""
+    root = PROC if proc is None else proc
     found = ancestors(proc)
+    claude = next((ancestor for ancestor in found or () if ancestor.is_claude), None)
+    terminal = _controlling_terminal(root)
+    session_leader = os.getsid(0)
     return {
         "pid": os.getpid(),
         "ppid": os.getppid(),
+        "uid": os.getuid(),
+        "program": _text(os.path.basename(sys.argv[0])) if sys.argv and sys.argv[0] else None,
         "tty": _terminal(),
+        "controlling_terminal": terminal,
+        "own_session": session_leader == os.getpid(),
+        "terminal_age": _age(root, session_leader) if terminal else None,
         "ancestors": None if found is None else [_text(ancestor.name) for ancestor in found],
+        "claude_ancestor": None if claude is None else _text(f"{claude.pid} {claude.name}"),
         "claude_session": _text(environ.get("CLAUDE_CODE_SESSION_ID", "")) or None,
+        "agent_environment": [name for name in AGENT_ENVIRONMENT if environ.get(name, "").strip()],
     }
+
+
+def doubts(found: Any, *, asked: Any = None, answered: Any = None) -> list[str]:
+    """Why `found` (an event's `evidence`) does not show a person at a terminal outside every agent's session; []
+    when nothing does. `asked` and `answered`: the times of the question and of the answer (event timestamps), to
+    tell a terminal opened after the question. Evidence is what the process said of itself: clean evidence is no
+    proof (see the module's docstring)."""
+    if not isinstance(found, dict):
+        return ["no evidence recorded (written by an older version, or not through the library)"]
+    if kept_evidence(found) != found or found.get("oversized") is True or not _well_formed(found):
+        return ["malformed evidence (not as this library records it)"]
+    reasons = []
+    inside = [name for name in found.get("agent_environment") or () if name in AGENT_ENVIRONMENT]
+    if found.get("claude_session"):
+        inside.insert(0, "CLAUDE_CODE_SESSION_ID")
+    if inside:
+        reasons.append(f"inside an agent's session ({', '.join(dict.fromkeys(inside))} set)")
+    if found.get("claude_ancestor"):
+        reasons.append(f"Claude Code ({_text(found['claude_ancestor'])[:80]}) is among its ancestors")
+    if found.get("controlling_terminal") is False or (found.get("controlling_terminal") is None
+                                                      and not found.get("tty")):
+        reasons.append("no terminal")
+    if found.get("own_session") is True:
+        reasons.append("it leads a session of its own (setsid, or a window's first command)")
+    chain = found.get("ancestors")
+    if found.get("ppid") == 1 or (isinstance(chain, list) and chain and chain[0] in INIT_NAMES):
+        reasons.append("detached: its parent is init, not the shell that started it")
+    elif chain is None:
+        reasons.append("its parent chain could not be read")
+    age, asked_at, answered_at = found.get("terminal_age"), seconds_of(asked), seconds_of(answered)
+    if isinstance(age, (int, float)) and asked_at is not None and answered_at is not None \
+            and age < answered_at - asked_at + CLOCK_SLACK_SECONDS:
+        reasons.append("its terminal opened after the question was asked")
+    return reasons
+
+
+#: The type of each field of the evidence, as `evidence` records it (None allowed for every one but the booleans').
+_EVIDENCE_TYPES: dict[str, tuple[type, ...]] = {
+    "pid": (int,), "ppid": (int,), "uid": (int,), "program": (str,), "tty": (str,), "controlling_terminal": (bool,),
+    "own_session": (bool,), "terminal_age": (int, float), "ancestors": (list,), "claude_ancestor": (str,),
+    "claude_session": (str,), "agent_environment": (list,),
+}
+
+
+def kept_evidence(found: Any) -> dict[str, Any] | None:
+    """`found` as the state keeps it with an answer: as it is when it is a dict of at most MAX_KEPT_EVIDENCE_CHARS
+    (what `evidence` records is far smaller), `{"oversized": true}` (doubtful) when larger, None when no dict."""
+    if not isinstance(found, dict):
+        return None
+    return found if len(repr(found)) <= MAX_KEPT_EVIDENCE_CHARS else {"oversized": True}
+
+
+def _well_formed(found: dict[str, Any]) -> bool:
+    """Whether every known field of `found` has its type (evidence of an older version lacks some: that is fine)."""
+    for name, types in _EVIDENCE_TYPES.items():
+        value = found.get(name)
+        if value is not None and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+            return False
+    return all(isinstance(item, str) for key in ("ancestors", "agent_environment") for item in found.get(key) or ())
 
 
 def check_sender(sender: str, event_type: str, environ: Mapping[str, str], *, named: bool,
@@ -182,6 +289,28 @@ def _exe_name(root: str, pid: int) -> str:
         return os.path.basename(os.readlink(f"{root}/{pid}/exe")).removesuffix(" (deleted)")
     except OSError:  # another user's process, or a kernel thread
         return ""
+
+
+def _controlling_terminal(root: str) -> bool | None:
+    """Whether this process has a controlling terminal (its tty_nr in /proc is not 0), or None unreadable."""
+    try:
+        with open(f"{root}/self/stat", "rb") as handle:
+            line = handle.read(4096)
+        return int(line[line.rindex(b")") + 1:].split()[4]) != 0
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _age(root: str, pid: int) -> float | None:
+    """How many seconds process `pid` has run (the uptime minus its start, both since boot: no wall clock in it, so
+    it compares with the time between two events); None where that cannot be read."""
+    ticks = start_time(pid, root)
+    try:
+        with open(f"{root}/uptime", "rb") as handle:
+            uptime = float(handle.read(64).split()[0])
+        return None if ticks is None else round(max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK")), 2)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _terminal() -> str | None:

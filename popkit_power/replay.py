@@ -16,10 +16,11 @@ from typing import Any
 
 from .errors import SessionError
 from .event_words import TEXT_CHARS, describe
-from .keys import RESERVED_SENDERS, agent_name
+from .keys import HUMAN
 from .projector import Rules, State, apply, new_state
 from .protocol import APPROVAL_ANSWERS, CHANNELS, EVENT_TYPES, HEARTBEAT
-from .status import MAX_NAME_CHARS, _label, clean, short_names
+from .provenance import doubts
+from .status import _label, clean, sender_name, short_names
 from .timestamps import seconds_of
 
 Event = dict[str, Any]
@@ -51,6 +52,8 @@ class Book:
                                        in list(self.state["tasks"].items())[-MAX_REMEMBERED:]}
         self.askers: dict[str, str] = {request: approval["from"] for request, approval
                                        in self.state["approvals"].items() if isinstance(approval.get("from"), str)}
+        self.asked_at: dict[str, str] = {request: approval["asked"] for request, approval
+                                         in self.state["approvals"].items() if isinstance(approval.get("asked"), str)}
         self.version = 0  # raised whenever a name may have changed
         self._names: dict[str, str] = {}
         self._labels: dict[str, str] = {}
@@ -74,6 +77,18 @@ class Book:
             _remember(self.titles, data["task"], clean(data.get("title"), TEXT_CHARS))
         elif event_type == "approval.requested" and isinstance(data.get("request"), str) and sender:
             _remember(self.askers, data["request"], sender)
+            if isinstance(event.get("ts"), str):
+                _remember(self.asked_at, data["request"], event["ts"])
+
+    def doubts(self, event: Event) -> list[str]:
+        """Why the evidence of the human's answer `event` is doubtful (provenance.doubts: the one rule), [] when it
+        is not, or `event` is no answer of the human's."""
+        data = event.get("data")
+        if event.get("type") not in APPROVAL_ANSWERS or event.get("from") != HUMAN or not isinstance(data, dict):
+            return []
+        request = data.get("request")
+        return doubts(data.get("evidence"), asked=self.asked_at.get(request) if isinstance(request, str) else None,
+                      answered=event.get("ts"))
 
     def name(self, key: Any) -> str:
         """The short name of an agent or sender (status.short_names); one the projector does not know as an agent is
@@ -83,9 +98,7 @@ class Book:
         if self._stale:
             self._refresh()
         name = self._names.get(key)
-        if name is None:
-            name = key if key in RESERVED_SENDERS else clean(agent_name(key), MAX_NAME_CHARS)
-        return name
+        return sender_name(key) if name is None else name
 
     def label(self, key: Any) -> str | None:
         """Where an agent works (its folder, and host when the session spans machines), as status shows it."""

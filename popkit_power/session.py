@@ -26,6 +26,7 @@ from .home import (
     set_active_session,
 )
 from .journal import Appended, Journal, Position
+from .keys import HUMAN
 from .protocol import make_event
 from .reader import warn_damage
 
@@ -95,7 +96,14 @@ class Session:
         return self.append_events([self.event(event_type, data, sender=sender, to=to, channel=channel)])
 
     def append_events(self, events: Sequence[dict[str, Any]]) -> Appended:
-        """Append already built envelopes, in order, as one atomic write."""
+        """Append already built envelopes, in order, as one atomic write.
+
+        Every event this machine sends as the human carries the evidence of the process that appends it
+        (`provenance.evidence`), replacing whatever evidence the caller put there: every API that appends goes
+        through here, so none records the human's word without it. Events pulled from other machines (another
+        origin, with the `oseq` the replicator gives them) keep the evidence recorded where they were sent."""
+        if any(_stamped(event, self.origin) for event in events):
+            events = self._with_evidence(events)
         return self.journal.append([codec.dumps(event).encode("utf-8") for event in events])
 
     # -- task verbs -------------------------------------------------------------------------------------------------
@@ -135,6 +143,13 @@ class Session:
             if event.get("seq", 0) >= seq:
                 break
         return state
+
+    def _with_evidence(self, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        from .provenance import evidence
+
+        found = evidence(os.environ)  # of this very process, whoever called: so no caller can leave it out
+        return [{**event, "data": {**event["data"], "evidence": found}} if _stamped(event, self.origin) else event
+                for event in events]
 
     # -- projection -------------------------------------------------------------------------------------------------
 
@@ -188,6 +203,12 @@ class Session:
         fold_key = {name: getattr(self.config, name) for name in self.rules().__slots__}
         fold_key["fold_version"] = FOLD_VERSION
         return Snapshots(os.path.join(self.dir, "snapshots"), self.id, fold_key, self.journal)
+
+
+def _stamped(event: dict[str, Any], origin: str) -> bool:
+    """Whether `event` gets the evidence of this process: sent as the human, and not pulled from another machine."""
+    return (event.get("from") == HUMAN and isinstance(event.get("data"), dict)
+            and (event.get("origin") == origin or "oseq" not in event))
 
 
 def _save_if_possible(snapshots: Snapshots, state: State, position: Position) -> bool:

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from .display import marked
 from .home import active_session
 from .journal import Position
 from .keys import COORDINATOR, HUMAN, RESERVED_SENDERS, agent_name
@@ -36,6 +37,7 @@ from .projector import (
     apply,
     watching,
 )
+from .provenance import doubts
 from .reader import warn_damage
 from .session import Session
 from .timestamps import seconds_of
@@ -169,6 +171,7 @@ def session_status(session: Session, state: State, position: Position, *, now: f
         "pending_approvals": [key for key, approval in state["approvals"].items()
                               if approval.get("status") == APPROVAL_PENDING],
         "approval_counts": state["totals"]["approvals"],
+        "doubtful_answers": doubtful_answers(state),
         "conflicts": state["conflicts"],
         "counts": state["counts"],
     }
@@ -232,7 +235,8 @@ def short_names(state: State) -> dict[str, str]:
 
     Names are made safe to show (control characters out, at most MAX_NAME_CHARS) and unique, ignoring case: of two
     agents with one name the later gets `#2`. No agent is shown as `human` or `coordinator`: those two names are
-    the senders a reader trusts."""
+    the senders a reader trusts, and a name that reads like one (`hum\u0430n`, with U+0430, a Cyrillic a) is marked
+    (display.py)."""
     agents: dict[str, dict[str, Any]] = state["agents"]
     keys = list(agents)
     for task in (*state["tasks"].values(), *state["finished"].values()):
@@ -267,7 +271,16 @@ def _own_name(key: str, agent: dict[str, Any] | None) -> str:
     name = clean(own, MAX_NAME_CHARS) if isinstance(own, str) and own != key else made
     if not name or name.casefold() in RESERVED_SENDERS:
         name = made if made.casefold() not in RESERVED_SENDERS else f"agent-{made}"
-    return name or "?"
+    return marked(name or "?")
+
+
+def sender_name(key: str) -> str:
+    """How a sender that is not a known agent is named: a reserved sender as it is, anyone else by the name its key
+    makes (`keys.agent_name`), safe to show and marked when it reads like a reserved sender (display.py)."""
+    if key in RESERVED_SENDERS:
+        return key
+    made = agent_name(key)
+    return marked(made, clean(made, MAX_NAME_CHARS))
 
 
 def clean(text: Any, limit: int) -> str:
@@ -339,6 +352,18 @@ def _insights(insights: list[dict[str, Any]]) -> list[dict[str, Any]]:
     duplicates = Counter(insight["dup_of"] for insight in insights if insight["dup_of"] is not None)
     return [{**{key: insight.get(key) for key in ("id", "from", "text", "tags", "dup_of", "ts")},
              "duplicates": duplicates.get(insight["id"], 0)} for insight in insights]
+
+
+def doubtful_answers(state: State) -> dict[str, dict[str, Any]]:
+    """The recently answered approvals whose evidence does not show a person at a terminal (provenance.doubts, the
+    one rule), each with why: an agent may have given the human's answer."""
+    found = {}
+    for request, approval in state["answered"].items():
+        reasons = doubts(approval.get("evidence"), asked=approval.get("asked"), answered=approval.get("answered"))
+        if reasons:
+            found[request] = {**{key: approval.get(key) for key in ("status", "by", "answered", "from", "question")},
+                              "reasons": reasons}
+    return found
 
 
 def _utc(now: float) -> str:

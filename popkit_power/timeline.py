@@ -43,7 +43,8 @@ KINDS: tuple[tuple[str, str], ...] = (
     ("tool", "tool call"), ("tool_failed", "tool call failed"), ("heartbeat", "heartbeat"), ("insight", "insight"),
     ("message", "message"), ("claimed", "task claimed or assigned"), ("completed", "task completed"),
     ("failed", "task failed"), ("orphaned", "task orphaned or parked"), ("lost", "agent lost"),
-    ("asked", "approval asked"), ("answered", "approval answered"), ("joined", "joined"), ("idle", "idle"),
+    ("asked", "approval asked"), ("answered", "approval answered"),
+    ("doubtful", "approval answered, doubtful evidence"), ("joined", "joined"), ("idle", "idle"),
     ("left", "left"), ("other", "other event"),
 )
 _KIND_INDEX = {kind: index for index, (kind, _label) in enumerate(KINDS)}
@@ -85,7 +86,7 @@ def placement(event: Event, book: Book) -> tuple[str, Any]:
     if event_type in ("approval.granted", "approval.denied"):
         request = data.get("request")
         asker = book.askers.get(request) if isinstance(request, str) else None
-        return "answered", asker or sender
+        return ("doubtful" if book.doubts(event) else "answered"), asker or sender
     return "other", sender
 
 
@@ -209,6 +210,8 @@ def build_timeline(session: Session, *, on_damage: Callable[[Damage], None] | No
             lane["state"] = state
         kind_index = _KIND_INDEX[kind]
         counts[kind_index] += 1
+        if kind == "doubtful":  # why, first among the fields its tooltip shows
+            event = {**event, "data": {"doubtful": "; ".join(book.doubts(event)), **event["data"]}}
         bins.add(lane["index"], kind_index, when, event.get("seq"), event)
     while len(bins.cells) > MAX_MARKS:
         bins.coarsen()

@@ -52,7 +52,8 @@ const STYLE = {  // kind -> how its mark is drawn: shape, colour, row in the lan
   insight: ["diamond", "#d97706", 17], message: ["triangle", "#16a34a", 17],
   claimed: ["square-open", "#2563eb", 7], completed: ["square", "#15803d", 7], failed: ["square", "#b91c1c", 7],
   orphaned: ["cross", "#ea580c", 7], lost: ["big-cross", "#dc2626"], asked: ["circle-open", "#9333ea", 17],
-  answered: ["circle", "#9333ea", 17], joined: ["edge", "#16a34a"], idle: ["ring", "#a3a3a3", 27],
+  answered: ["circle", "#9333ea", 17], doubtful: ["circle", "#dc2626", 17], joined: ["edge", "#16a34a"],
+  idle: ["ring", "#a3a3a3", 27],
   left: ["edge", "#737373"], other: ["small", "#a8a29e", 27],
 };
 const KINDS = D.kinds.map(k => k.id);

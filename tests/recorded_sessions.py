@@ -37,6 +37,11 @@ CAROL = "51be7c20-8d9e-4fa0-b1c2-d3e4f5a6b7c8:main"
 MALLORY = "c0ffee00-dead-4bee-8f00-123456789abc:main"
 HUMAN = "human"
 COORDINATOR = "coordinator"
+#: What `popkit-power approve` records typed into a shell of a tmux window (provenance.evidence): nothing doubtful.
+PERSON_AT_A_TERMINAL = {"pid": 48213, "ppid": 48101, "uid": 1000, "program": "popkit-power", "tty": "/dev/pts/3",
+                        "controlling_terminal": True, "own_session": False, "terminal_age": 5400.5,
+                        "ancestors": ["bash", "tmux: server", "systemd"], "claude_ancestor": None,
+                        "claude_session": None, "agent_environment": []}
 
 
 def _joined(key: str, pid: int, cwd: str, host: str = "laptop") -> dict[str, Any]:
@@ -195,7 +200,8 @@ def every_event_type() -> list[dict[str, Any]]:
           options=["approve", "deny"], after=10.0)
     t.add("approval.denied", HUMAN, request="wipe-cache", note="No.", after=30.0)
     t.add("approval.requested", CAROL, request="raise-limit", question="Raise the upload limit to 50 MB?", after=5.0)
-    t.add("approval.granted", HUMAN, request="raise-limit", note="Yes, for now", after=40.0)
+    t.add("approval.granted", HUMAN, request="raise-limit", note="Yes, for now", after=40.0,
+          evidence=PERSON_AT_A_TERMINAL)  # the denial above has none, as a line of Python writing the journal left it
     t.add("task.assigned", HUMAN, task="t-docs", agent=CAROL, after=5.0)
     t.add("task.released", CAROL, task="t-docs", reason="busy with the limit", after=60.0)
     t.add("agent.idle", ALICE, after=10.0)

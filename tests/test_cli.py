@@ -95,6 +95,7 @@ def test_publish_a_json_object_as_data_and_an_unknown_type(session: Session) -> 
     assert run("publish", "insights", '{"insight": "x", "weight": 2}', "--type", "insight.voted").exit_code == 0
     completed, voted = list(session.journal.reader())[-2:]
     assert (completed["type"], completed["data"]) == ("task.completed", {"task": "t1", "result": "done", "ok": True})
+    assert voted["data"].pop("evidence")["pid"] == os.getpid()  # sent as the human: with where it was sent from
     assert (voted["type"], voted["ch"], voted["data"]) == ("insight.voted", "insights", {"insight": "x", "weight": 2})
 
 

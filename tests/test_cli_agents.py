@@ -14,6 +14,7 @@ import support
 from click.testing import CliRunner, Result
 from test_cli import outside_claude_code  # noqa: F401  - autouse: the CLI runs as a person at a terminal
 
+from popkit_power import provenance
 from popkit_power.cli import main
 from popkit_power.session import Session, start_session
 
@@ -196,7 +197,7 @@ def test_an_answer_records_where_it_came_from(session: Session) -> None:
     answer = last(session)
     assert (answer["from"], answer["data"]["request"], answer["data"]["note"]) == ("human", request, "ok")
     evidence = answer["data"]["evidence"]
-    assert set(evidence) == {"pid", "ppid", "tty", "ancestors", "claude_session"}
+    assert set(evidence) == set(provenance.evidence({}))
     assert (evidence["pid"], evidence["ppid"], evidence["claude_session"]) == (os.getpid(), os.getppid(), None)
     state, _ = session.projection()
     assert state["answered"][request]["status"] == "granted"

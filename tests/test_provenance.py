@@ -152,9 +152,11 @@ def test_a_real_process_tree_without_claude_is_outside(tmp_path: Path) -> None:
 
 
 def test_evidence_is_plain_data_that_the_protocol_accepts(tmp_path: Path) -> None:
-    """Evidence holds pid, ppid, tty, ancestors and the Claude session; in an answer's data it passes validation."""
+    """Evidence holds the process, its parent chain, user, terminal, session and Claude Code's traces; in an
+    answer's data it passes validation."""
     found = evidence({"CLAUDE_CODE_SESSION_ID": SESSION})
-    assert set(found) == {"pid", "ppid", "tty", "ancestors", "claude_session"}
+    assert set(found) == {"pid", "ppid", "uid", "program", "tty", "controlling_terminal", "own_session",
+                          "terminal_age", "ancestors", "claude_ancestor", "claude_session", "agent_environment"}
     assert (found["pid"], found["ppid"], found["claude_session"]) == (os.getpid(), os.getppid(), SESSION)
     assert found["tty"] is None or found["tty"].startswith("/dev/")
     event = make_event("approval.granted", {"request": "r1", "evidence": found}, sender="human", session="s",

@@ -78,15 +78,16 @@ def _split(page: str) -> tuple[str, str, str]:
 
 
 def test_marks_go_on_the_lane_of_the_agent_they_concern(home: Path) -> None:
-    """every-event-type: the loss and the orphaned task on the lost agent's lane, the denial on its asker's, the
-    assignment on the assignee's; every kind of the legend is there at least once."""
+    """every-event-type: the loss and the orphaned task on the lost agent's lane, the denial (with no evidence, so
+    doubtful) on its asker's, the assignment on the assignee's; every kind of the legend is there at least once."""
     session = Session(str(home), "every-event-type", read_only=True)
     model = build_timeline(session)
     lane_of = {lane["key"]: n for n, lane in enumerate(model["lanes"])}
     kinds = [kind for kind, _label in KINDS]
     marks = {(kinds[mark[1]], model["samples"][mark[6]].get("type")): mark[0] for mark in model["marks"]}
     assert marks[("lost", "agent.lost")] == marks[("orphaned", "task.orphaned")] == lane_of[MALLORY]
-    assert marks[("answered", "approval.denied")] == lane_of[MALLORY]
+    assert marks[("doubtful", "approval.denied")] == lane_of[MALLORY]  # no evidence recorded: doubtful
+    assert marks[("answered", "approval.granted")] == lane_of[recorded_sessions.CAROL]
     assert marks[("claimed", "task.assigned")] == lane_of[recorded_sessions.CAROL]
     assert all(kind["count"] for kind in model["kinds"]), model["kinds"]
     assert {lane["state"] for lane in agents_of(model)} == {"left", "lost"}
@@ -289,13 +290,13 @@ def test_a_recorded_session_in_chromium(browser: Any, home: Path, tmp_path: Path
     lanes = browser.find_elements(By.CSS_SELECTOR, "#lanes .lane[data-role=agent]")
     names = [lane.find_element(By.CSS_SELECTOR, ".lane-name").text for lane in lanes]
     assert len(lanes) == 3 and names[0] == "main-3f2a9b" and names[2] == "main-3f2a9b#2"
-    assert names[1].startswith("\ufffd]0;owned\ufffdhuman <b>")  # shown as text, cut to fit its gutter
+    assert names[1].startswith("?\ufffd]0;owned\ufffdhuman <b>")  # as text, cut to fit, marked: it names the human
     legend = browser.find_elements(By.CSS_SELECTOR, "#legend .item")
     assert [item.get_attribute("data-kind") for item in legend] == [kind for kind, _label in KINDS]
     insight = browser.find_element(By.CSS_SELECTOR, ".mark[data-kind=insight]")
     text = hover(browser, insight)
     assert "insight" in text and "</script><img src=x onerror=" in text and "insight.shared" in text
-    assert f"from \ufffd]0;owned\ufffdhuman <b>coordinator<\u2026 (\ufffd[31mup load) \u2014 {MALLORY}" in text
+    assert f"from ?\ufffd]0;owned\ufffdhuman <b>coordinator<\u2026 (\ufffd[31mup load) \u2014 {MALLORY}" in text
     assert "ch insights" in text
     assert browser.execute_script("return document.querySelectorAll('img, b, #tip *:not(div):not(table)"
                                   ":not(tbody):not(tr):not(td)').length") == 0

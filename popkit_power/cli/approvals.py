@@ -17,6 +17,7 @@ from ..follow import JournalWatch
 from ..journal import Position
 from ..keys import HUMAN, new_request_id
 from ..protocol import APPROVAL_ANSWERS
+from ..roster import fold_through
 from ..session import Session
 from .common import active_session, publish_event, sender_for, sender_option
 
@@ -78,16 +79,27 @@ def _wait_for_answer(session: Session, request: str, after: Position, timeout: f
 def _answer(event_type: str, given: str, note: str | None) -> None:
     who = sender_for(event_type, "human", request=given)
     session = active_session()
-    state = session.projection()[0]
+    state, position = session.projection()
     approvals = {**state["answered"], **state["approvals"]}  # pending and recently answered: a second answer is named
     request = _request_named(given, approvals, session.id)
-    approval = approvals[request]
-    if approval.get("status") != "pending":
-        raise SessionError(f"request {request} was already {approval['status']} by {approval.get('by')} at "
-                           f"{approval.get('answered')}; an approval is answered once (ask again for a new one)")
+    if approvals[request].get("status") != "pending":
+        raise SessionError(_already_answered(request, approvals[request]))
     data = {"request": request, **({"note": note} if note else {})}
     appended = publish_event(session, event_type, data, who)
+    # Two answers written at once both passed the check above; the first in the journal is the answer (the fold's
+    # rule), so the command whose answer came second learns it lost, as a late claimant does.
+    answered = fold_through(session, state, position, appended.first_seq)["answered"].get(request) or {}
+    if answered.get("answer_seq") != appended.first_seq:
+        raise SessionError(f"your answer (seq {appended.first_seq}) does not count: "
+                           f"{_already_answered(request, answered)}")
     click.echo(f"{event_type.split('.')[1]} {request} (seq {appended.first_seq})")
+
+
+def _already_answered(request: str, approval: dict[str, Any]) -> str:
+    seq = approval.get("answer_seq")
+    at = f" (seq {seq})" if isinstance(seq, int) else ""
+    return (f"request {request} was already {approval.get('status')} by {approval.get('by')} at "
+            f"{approval.get('answered')}{at}; an approval is answered once (ask again for a new one)")
 
 
 def _request_named(given: str, approvals: dict[str, Any], session_id: str) -> str:

@@ -113,8 +113,6 @@ def sender_for(event_type: str, chosen: str | None, *, request: str | None = Non
 
 def publish_event(session: Session, event_type: str, data: dict[str, Any], sender: str, *, to: str | None = None,
                   channel: str | None = None) -> Appended:
-    """Publish one event from the command line; an answer to an approval carries the evidence of where this command
-    ran, replacing any the caller put there."""
-    if event_type in provenance.HUMAN_ONLY_TYPES:
-        data = {**data, "evidence": provenance.evidence(os.environ)}
+    """Publish one event from the command line (an event sent as the human carries the evidence of where this
+    command ran: Session.append_events)."""
     return session.publish(event_type, data, sender=sender, to=to, channel=channel)

@@ -12,9 +12,8 @@ import os
 from collections.abc import Iterable
 from typing import IO, Any
 
-from ..keys import agent_name
 from ..projector import TASK_PARKED
-from ..status import ALIVE, MAX_NAME_CHARS, NONE, SILENT, STOPPED, clean
+from ..status import ALIVE, MAX_NAME_CHARS, NONE, SILENT, STOPPED, clean, sender_name
 from .help import plural
 
 TYPE_CHECKING = False
@@ -121,7 +120,7 @@ def _name(info: dict[str, Any], key: Any) -> str:
     if not isinstance(key, str):
         return "-"
     name: str | None = info["names"].get(key)
-    return name if name is not None else clean(agent_name(key), MAX_NAME_CHARS)
+    return name if name is not None else sender_name(key)
 
 
 def _fit(values: Iterable[str], cap: int, *, extra: int = 0) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 from ..insight_index import insight_index
 from ..insights import insight_key
 from ..keys import HUMAN
+from ..provenance import kept_evidence
 from .model import APPROVAL_PENDING, Event, Rules, State, keep_recent
 
 
@@ -54,7 +55,10 @@ def _approval_answered(state: State, event: Event, data: dict[str, Any], rules: 
     approval = state["approvals"].pop(request, None) or {"question": None, "options": None, "from": None,
                                                           "asked": None}
     status = "granted" if event["type"] == "approval.granted" else "denied"
-    approval.update(status=status, answered=event.get("ts"), by=event.get("from"), note=data.get("note"))
+    # `answer_seq` tells the command that wrote an answer whether its answer is the one that counts; `evidence` is
+    # where the answer was given (provenance.py), for the doubtful-evidence mark in status
+    approval.update(status=status, answered=event.get("ts"), by=event.get("from"), note=data.get("note"),
+                    answer_seq=event.get("seq"), evidence=kept_evidence(data.get("evidence")))
     keep_recent(state["answered"], request, approval, state["totals"]["approvals"], status)
 
 

@@ -2,8 +2,9 @@
 
 What other agents wrote stays theirs: their text is one JSON string on one line (quotes, backslashes and every line
 break escaped), their names are cut to plain characters, and only the exact senders `human` and `coordinator` are
-named so; a name that would read like one of them is marked with `?`. So no agent can write a line that reads like
-the human's answer or the coordinator's word. Everything here is a pure function of its arguments.
+named so; a name that would read like one of them (display.py, lookalike letters too) is marked with `?`. So no
+agent can write a line that reads like the human's answer or the coordinator's word. Everything here is a pure
+function of its arguments.
 
 This module is on the hook's hot path: lean imports only.
 """
@@ -11,6 +12,7 @@ This module is on the hook's hot path: lean imports only.
 from __future__ import annotations
 
 from .. import codec
+from ..display import marked
 from ..keys import COORDINATOR, HUMAN, RESERVED_SENDERS, agent_name
 
 TYPE_CHECKING = False
@@ -208,13 +210,13 @@ def welcome(*, session_id: str, objective: str | None, objective_by: str | None,
 def speaker(sender: str, names: dict[str, str]) -> str:
     """How a sender is named: `human` and `coordinator` only for those exact senders; anyone else by the name they
     announced (or the hook's name for their key), cut to [A-Za-z0-9._:@/+-] and 80 characters, and marked with `?`
-    if it has one of those two words in it (`?human.approver`)."""
+    if it reads like a reserved sender or has one in it (display.py: `?human.approver`, `?hum?n` for `hum\u0430n`,
+    whose U+0430 is a Cyrillic a)."""
     if sender in RESERVED_SENDERS:
         return sender
     name = names.get(sender) or agent_name(sender)
     clean = "".join(char if char in _NAME_CHARS else "?" for char in name[:_MAX_NAME_CHARS]) or "?"
-    letters = "".join(char for char in clean.lower() if char.isalnum())
-    return f"?{clean}" if any(reserved in letters for reserved in RESERVED_SENDERS) else clean
+    return marked(name, clean)  # judged before the cut, which makes `hum?n` of `hum\u0430n`
 
 
 def quote(text: Any) -> str:
