@@ -29,6 +29,7 @@ from .agent_state import AgentState
 from .inbox import Inbox
 from .log import DamageLog, log_error
 from .news import read_news
+from .transcript import new_reference, remember, settle, transcript_of
 from .wake import claim_path, drop_claim, take_news
 
 TYPE_CHECKING = False
@@ -124,6 +125,10 @@ class Agent:
         data["host"] = host_name()
         return session.event("agent.joined", data, sender=self.key)
 
+    def transcript(self, payload: dict[str, Any]) -> str | None:
+        """The transcript where Claude Code records what this agent's model sees (hook/transcript.py)."""
+        return transcript_of(payload, None if self.agent_id == MAIN else self.agent_id)
+
 
 # -- one handler per hook event --------------------------------------------------------------------------------------
 
@@ -168,6 +173,7 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
     now = time.time()
     inbox = Inbox(state, agent.key, conflict_window=config.conflict_window_seconds,
                   similarity_threshold=config.insight_similarity_threshold, now=now)
+    settle(state)  # what an earlier reply carried and Claude Code dropped goes out again first
     if ok and tool in WRITE_TOOLS and "file" in data:
         # Warnings about this agent's own write go into the state before its checkpoint: a reply that is lost
         # leaves them pending for the next call (nothing would make them again).
@@ -176,7 +182,12 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
         inbox.news.clear()
     state.checkpoint()  # what is saved before a reply goes out: the cursor still before the news it carries
     lines = state.pending + read_news(session, state, inbox)
-    context, state.pending = texts.reply(lines, config.context_max_chars)
+    transcript = agent.transcript(payload)
+    reference = new_reference() if transcript else None
+    context, state.pending = texts.reply(lines, config.context_max_chars, reference=reference)
+    if context and transcript and reference:
+        tool_use_id = payload.get("tool_use_id")
+        remember(state, transcript, reference, context, tool_use_id if isinstance(tool_use_id, str) else None)
     return context
 
 
@@ -223,7 +234,7 @@ def _on_stop(session: Session, state: AgentState, agent: Agent, payload: dict[st
     it is already going on because of a Stop hook (`stop_hook_active`): never a loop. Otherwise it is idle, and its
     waiter (waiter.py, started beside this hook) wakes it when such news comes."""
     if payload.get("stop_hook_active") is not True:
-        news = take_news(session, state, agent.key, texts.STOP_HEADER)
+        news = take_news(session, state, agent.key, texts.STOP_HEADER, agent.transcript(payload))
         if news is not None:
             return codec.dumps({"decision": "block", "reason": news})
     _append(session, [session.event("agent.idle", {}, sender=agent.key)])

@@ -52,12 +52,15 @@ def matters(line: str) -> bool:
     return line.startswith(URGENT_STARTS)
 
 
-def reply(lines: list[str], limit: int, header: str = HEADER) -> tuple[str, list[str]]:
+def reply(lines: list[str], limit: int, header: str = HEADER, reference: str | None = None) -> tuple[str, list[str]]:
     """The reply text for `lines` under `header`, up to `limit` characters, and the lines left for the next call.
+    With a `reference`, the header says `(delivery REFERENCE)`: how the transcript shows the model got it.
 
     A line longer than the whole budget is not cut off: it gets a reply of its own, up to `ITEM_REPLY_MAX`
     characters, and what is left of it is the first line of the rest, continued at the next call.
     """
+    if reference:
+        header = f"{header} (delivery {reference})"
     shown: list[str] = []
     size = len(header) + 2
     rest: list[str] = []
