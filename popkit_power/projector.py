@@ -43,8 +43,8 @@ from .fold.model import (
 #: 3: approvals answered once; 4: parked tasks; 5: pid_start; 6: orphaned only from its owner; 7: finished tasks and
 #: answered approvals leave the live state, work calls, last messages; 8: arbiter decisions, each machine's coordinator;
 #: 9: when another machine was heard (rts), a losing claimant back on its task (owner_was_on); 10: task transitions in
-#: the replication server's order (arbiter.ordered, task_logs)
-FOLD_VERSION = 10
+#: the replication server's order (arbiter.ordered, task_logs); 11: the most recent broadcasts (for the welcome)
+FOLD_VERSION = 11
 
 Handler = Callable[[State, Event, dict[str, Any], Rules], None]
 

@@ -267,9 +267,15 @@ def _welcome(session: Session, agent: Agent, agent_state: AgentState) -> str:
     agent_state.names.update((key, known.get("name", key)) for key, known in list(state["agents"].items())[-200:])
     others = [{"key": key, **state["agents"][key]} for key in live_agents(state) if key != agent.key]
     objective = state["objective"] or {}
+    # A new agent hears the broadcasts sent before its news begins (its cursor): each one once, here or as news.
+    # One that returns (a resumed session, a subagent id seen before) heard them already.
+    cursor = agent_state.cursor
+    earlier = [said for said in state.get("broadcasts", ()) if agent_state.is_new and cursor is not None
+               and isinstance(said.get("seq"), int) and said["seq"] < cursor.seq]
     return texts.welcome(session_id=session.id, objective=objective.get("text"), objective_by=objective.get("by"),
                          name=agent.name, key=agent.key,
-                         as_flag=f" --as {agent.key}" if agent.agent_id != MAIN else "", others=others)
+                         as_flag=f" --as {agent.key}" if agent.agent_id != MAIN else "", others=others,
+                         broadcasts=earlier, names=agent_state.names)
 
 
 # -- building records --------------------------------------------------------------------------------------------------

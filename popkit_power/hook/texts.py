@@ -41,6 +41,8 @@ _ESCAPED = (*range(0x80, 0xA0), 0x061C, *range(0x200B, 0x2010), 0x2028, 0x2029, 
             *range(0x2060, 0x2070), 0xFEFF)
 _BREAKS = {code: f"\\u{code:04x}" for code in _ESCAPED}
 _MAX_OBJECTIVE_CHARS = 2000
+#: The welcome's room for the broadcasts sent before the agent joined (each kept by the fold up to 500 characters)
+WELCOME_BROADCAST_CHARS = 3000
 _MAX_HAND_OVER_CHARS = 200  # of a lost agent's task title, last message, or one file path
 _HAND_OVER_FILES = 5
 
@@ -161,8 +163,10 @@ def news_line(item: NewsItem, names: dict[str, str]) -> str:
 # -- the welcome -----------------------------------------------------------------------------------------------------
 
 def welcome(*, session_id: str, objective: str | None, objective_by: str | None, name: str, key: str,
-            as_flag: str, others: list[dict[str, Any]]) -> str:
-    """What an agent is told when it starts: the objective, who else works, and the commands to coordinate."""
+            as_flag: str, others: list[dict[str, Any]], broadcasts: list[dict[str, Any]] | None = None,
+            names: dict[str, str] | None = None) -> str:
+    """What an agent is told when it starts: the objective, who else works, the broadcasts sent before it joined
+    (the most recent, at most `WELCOME_BROADCAST_CHARS` of them), and the commands to coordinate."""
     if objective:
         cut = objective if len(objective) <= _MAX_OBJECTIVE_CHARS else objective[:_MAX_OBJECTIVE_CHARS] + "…"
         by = f" (set by {speaker(objective_by, {})})" if objective_by and objective_by != HUMAN else ""
@@ -183,6 +187,7 @@ def welcome(*, session_id: str, objective: str | None, objective_by: str | None,
         lines.append(f"Other agents working now: {listed}.")
     else:
         lines.append("No other agent is working yet.")
+    lines += _earlier_broadcasts(broadcasts or [], names or {})
     lines += [
         "Coordinate with these Bash commands:",
         f"- share a discovery: popkit-power insight \"what you found\" --tags a,b{as_flag}",
@@ -198,6 +203,26 @@ def welcome(*, session_id: str, objective: str | None, objective_by: str | None,
         "messages to you, broadcasts, answers, assignments and orphaned tasks also wake you when you are idle.",
     ]
     return "\n".join(lines)
+
+
+def _earlier_broadcasts(broadcasts: list[dict[str, Any]], names: dict[str, str]) -> list[str]:
+    """The broadcasts sent before the agent joined, newest kept when they do not all fit, shown oldest first."""
+    shown: list[str] = []
+    size = 0
+    for broadcast in reversed(broadcasts):
+        sender, said = broadcast.get("from"), broadcast.get("text")
+        if not isinstance(sender, str) or not isinstance(said, str):
+            continue
+        line = news_line(("broadcast", sender, said), names)
+        if size + len(line) > WELCOME_BROADCAST_CHARS:
+            break
+        shown.append(line)
+        size += len(line)
+    if not shown:
+        return []
+    left = len(broadcasts) - len(shown)
+    more = f" ({left} more before them not shown)" if left > 0 else ""
+    return [f"Broadcasts sent before you joined, oldest first{more}:", *reversed(shown)]
 
 
 # -- what others wrote, kept theirs ------------------------------------------------------------------------------------
