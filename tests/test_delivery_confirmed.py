@@ -264,6 +264,10 @@ def test_a_transcript_that_is_gone_or_hostile_never_breaks_the_hook(session: Ses
     path.write_bytes(hostile + b"\n" + b"\x00" * confirm.MAX_READ)
     assert confirm.settle(state) == 0 and state.unconfirmed == [], "nothing told within the bound: delivered"
     assert state.pending == ['- [broadcast from human] "x"']
+    confirm.remember(state, str(path), "0011aabb", 'header:\n- [broadcast from human] "y"', None)
+    path.unlink()
+    os.mkfifo(path)  # a FIFO put in its place would block a reader with no writer: refused, never waited on
+    assert confirm.settle(state) == 0 and state.unconfirmed == []
     path.unlink()
     confirm.remember(state, str(path), "0011aabb", 'header:\n- [broadcast from human] "y"', None)
     assert state.unconfirmed == [], "no transcript, nothing remembered"

@@ -48,7 +48,7 @@ def test_a_broadcast_with_nobody_working_reaches_the_agents_that_join_later_once
     session.publish("message.broadcast", {"text": "unfrozen"}, sender="human")
     assert said(context(call(session.power_dir, tool()))) == ["unfrozen"], "the earlier one is not heard again"
     assert said(welcome(session, OTHER)) == ["freeze main at 5pm", "unfrozen"], "a second agent hears both"
-    assert EARLIER not in welcome(session, source="resume"), "a session that starts again (resume, clear) heard them already"
+    assert EARLIER not in welcome(session, source="resume"), "a session that starts again heard them already"
 
 
 def test_broadcast_says_how_many_agents_hear_it_now(session: Session) -> None:

@@ -182,7 +182,7 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
         inbox.news.clear()
     state.checkpoint()  # what is saved before a reply goes out: the cursor still before the news it carries
     lines = state.pending + read_news(session, state, inbox)
-    transcript = agent.transcript(payload)
+    transcript = agent.transcript(payload) if lines else None  # one stat, only for a reply with news
     reference = new_reference() if transcript else None
     context, state.pending = texts.reply(lines, config.context_max_chars, reference=reference)
     if context and transcript and reference:

@@ -13,8 +13,8 @@ the part of the transcript written since then tells what happened (`settle`):
 - a waiter's or Stop hook's reply: the transcript holds an answer of the model made after the reply went out,
   without the reference. Lost likewise.
 - otherwise it cannot be told yet (parallel tool calls whose hooks run together, a transcript that lags): kept for
-  a later call, at most `MAX_UNCONFIRMED` replies; one whose transcript is gone, or grew by more than `MAX_READ`
-  without telling, is taken as delivered, as every reply was before.
+  a later call, at most `MAX_UNCONFIRMED` replies; one whose transcript is gone (or not a regular file), or grew by
+  more than `MAX_READ` without telling, is taken as delivered, as every reply was before.
 
 Bounded and cheap: only a call that follows a reply reads anything, and then only what was written since, up to
 `MAX_READ` bytes. Without a transcript (an older Claude Code, tests) nothing is remembered. Hot path: lean imports.
@@ -23,6 +23,7 @@ Bounded and cheap: only a call that follows a reply reads anything, and then onl
 from __future__ import annotations
 
 import os
+import stat
 import time
 
 from .. import codec
@@ -34,8 +35,10 @@ if TYPE_CHECKING:
 
     from .agent_state import AgentState
 
-MAX_READ = 1 << 20  # bytes of transcript read per remembered reply at most
-MAX_UNCONFIRMED = 20  # replies remembered per agent; past this the oldest is taken as delivered
+#: Bytes of transcript read per remembered reply at most: 2.1.330 writes ~30 KB per tool call, so this is many
+#: calls' worth of evidence, and a call reads at most MAX_UNCONFIRMED times this (usually one reply's few KB)
+MAX_READ = 512 << 10
+MAX_UNCONFIRMED = 8  # replies remembered per agent; past this the oldest is taken as delivered
 _ASSISTANT = b'"type":"assistant"'
 
 
@@ -94,9 +97,7 @@ def settle(state: AgentState) -> int:
 def _verdict(record: dict[str, Any]) -> bool | None:
     """True: the model got the reply (or it cannot be judged any more); False: it was lost; None: not known yet."""
     try:
-        with open(record["path"], "rb") as transcript:
-            transcript.seek(int(record["at"]))
-            written = transcript.read(MAX_READ)
+        written = _read(record["path"], int(record["at"]))
     except (OSError, KeyError, TypeError, ValueError):
         return True  # the transcript is gone or the record is damaged: nothing to judge by
     if str(record.get("ref")).encode() in written:
@@ -109,6 +110,17 @@ def _verdict(record: dict[str, Any]) -> bool | None:
     elif _answer_after(written, 0, record.get("sent")):
         return False
     return True if len(written) >= MAX_READ else None
+
+
+def _read(path: str, start: int) -> bytes:
+    """Up to MAX_READ bytes of a regular file from `start`; never blocks (a FIFO put in its place is refused)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return os.pread(descriptor, MAX_READ, start)
+    finally:
+        os.close(descriptor)
 
 
 def _answer_after(written: bytes, start: int, sent: Any) -> bool:
