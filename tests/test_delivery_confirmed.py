@@ -178,6 +178,39 @@ def test_a_waiter_sent_sigterm_after_writing_its_news_exits_2(session: Session,
     assert agent.tool_call() is None, "delivered once: not again at the next tool call"
 
 
+def test_a_newer_waiter_ending_an_older_one_loses_and_repeats_nothing(session: Session,
+                                                                     claude_process: subprocess.Popen[bytes],
+                                                                     tmp_path: Path) -> None:
+    """60 rounds: a broadcast, then two waiters of the agent started one right after the other, as two turns'
+    Stop hooks are; the one that claims the agent last ends the other with SIGTERM at whatever moment it has
+    reached. Exactly one of them wakes the agent, with the broadcast: never both, never neither."""
+    agent = Agent(session, ClaudeTranscript(tmp_path / "transcript.jsonl"), claude_process.pid)
+    agent.tool_call()
+    randomness = random.Random(162)
+    woke = Counter[str]()
+    for number in range(60):
+        older = _a_round(agent, number)
+        time.sleep(randomness.uniform(0, 0.3))
+        newer = agent.start_waiter()
+        deadline = time.monotonic() + WAIT
+        while older.poll() is None and newer.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        first, second = (older, newer) if older.poll() is not None else (newer, older)
+        assert first.poll() is not None, "one of them ends"
+        if first.returncode == 2:
+            agent.waiter_ended(first)
+            second.send_signal(signal.SIGTERM)  # ended by its agent's turn, or (started after it) by the session's end
+            _out, err = second.communicate(timeout=WAIT)
+            assert second.returncode in (0, -signal.SIGTERM) and err == b"", "the other one has nothing to say"
+            woke["older" if first is older else "newer"] += 1
+        else:  # ended by the other one (the one that claimed the agent last) before it had anything to say
+            assert first.communicate(timeout=WAIT)[1] == b""
+            assert agent.waiter_ended(second), "the other one wakes it"
+            woke["older" if second is older else "newer"] += 1
+    assert agent.heard == Counter({f"b{number:03d}": 1 for number in range(60)}), dict(woke)
+    print(f"woken by the older waiter {woke['older']} times, by the newer {woke['newer']} times")
+
+
 # -- a tool hook's reply dropped at Claude Code's timeout (issue 21 item 4) ------------------------------------------
 
 def test_tool_hooks_killed_at_random_moments_and_dropped_as_at_a_timeout_lose_no_news(session: Session,
