@@ -51,9 +51,11 @@ class ClaudeTranscript:
             "content": [block], "stop_reason": "tool_use" if tool_use_id else "end_turn"}})
         return tool_use_id
 
-    def tool_result(self, tool_use_id: str, hook_stdout: str | None, *, cancelled: bool = False) -> None:
+    def tool_result(self, tool_use_id: str, hook_stdout: str | None, *, cancelled: bool = False,
+                    context_dropped: bool = False) -> None:
         """The tool's result, then what became of the PostToolUse hook: its output taken (its additionalContext
-        reaches the model), or, at its timeout, cancelled (its output dropped)."""
+        reaches the model), or, at its timeout, cancelled (its output dropped); `context_dropped`: its stdout logged
+        but its context not passed on (reported of the Agent tool)."""
         self._write({"type": "user", "message": {"role": "user", "content": [
             {"tool_use_id": tool_use_id, "type": "tool_result", "content": "out", "is_error": False}]},
             "toolUseResult": {"stdout": "out", "stderr": "", "interrupted": False, "isImage": False}})
@@ -64,7 +66,7 @@ class ClaudeTranscript:
         self._write({"type": "attachment", "attachment": {"type": "hook_success", **hook, "content": "",
                                                           "stdout": hook_stdout or "", "stderr": "", "exitCode": 0,
                                                           "command": "popkit-power-hook", "durationMs": 60}})
-        if hook_stdout:
+        if hook_stdout and not context_dropped:
             context = orjson.loads(hook_stdout)["hookSpecificOutput"]["additionalContext"]
             self._write({"type": "attachment", "attachment": {"type": "hook_additional_context",
                                                               "content": [context], **hook}})

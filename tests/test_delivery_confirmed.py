@@ -282,6 +282,20 @@ def test_a_reply_is_judged_only_once_the_model_answered_after_it(session: Sessio
     assert agent.tool_call() is None, "and once it is seen, never again"
 
 
+def test_a_reply_seen_only_in_the_log_of_the_hooks_stdout_did_not_reach_the_model(session: Session,
+                                                                                 tmp_path: Path) -> None:
+    transcript = ClaudeTranscript(tmp_path / "transcript.jsonl")
+    agent = Agent(session, transcript, 0)
+    agent.tool_call()
+    session.publish("message.broadcast", {"text": "for the model"}, sender="human")
+    tool_use_id = transcript.answer(new_tool_use_id())
+    assert tool_use_id is not None
+    reply = call(session.power_dir, tool(tool_use_id=tool_use_id, **agent.fields()))
+    transcript.tool_result(tool_use_id, reply, context_dropped=True)
+    agent.tool_call()
+    assert agent.heard == Counter({"for the model": 1}), "given again: the first reply never reached the model"
+
+
 def test_a_transcript_that_is_gone_or_hostile_never_breaks_the_hook(session: Session, tmp_path: Path) -> None:
     from popkit_power.hook import transcript as confirm
 

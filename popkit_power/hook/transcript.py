@@ -7,7 +7,7 @@ So each reply that carries news is marked with a short reference (`(delivery 1a2
 remembered in the agent's state, with where the transcript ended when it went out. At the agent's next hook call
 the part of the transcript written since then tells what happened (`settle`):
 
-- the reference is there: the model saw it; forgotten.
+- the reference is there (in what the model sees, not only in the log of the hook's stdout): forgotten.
 - a tool reply: the transcript holds the tool's result and, after it, an answer of the model, without the
   reference: Claude Code sent its next request without the news. Lost: its lines are delivered again.
 - a waiter's or Stop hook's reply: the transcript holds an answer of the model made after the reply went out,
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 MAX_READ = 512 << 10
 MAX_UNCONFIRMED = 8  # replies remembered per agent; past this the oldest is taken as delivered
 _ASSISTANT = b'"type":"assistant"'
+_HOOK_STDOUT = b'"type":"hook_success"'
 
 
 def new_reference() -> str:
@@ -100,7 +101,7 @@ def _verdict(record: dict[str, Any]) -> bool | None:
         written = _read(record["path"], int(record["at"]))
     except (OSError, KeyError, TypeError, ValueError):
         return True  # the transcript is gone or the record is damaged: nothing to judge by
-    if str(record.get("ref")).encode() in written:
+    if _seen(written, str(record.get("ref")).encode()):
         return True
     tool = record.get("tool")
     if isinstance(tool, str):
@@ -121,6 +122,20 @@ def _read(path: str, start: int) -> bytes:
         return os.pread(descriptor, MAX_READ, start)
     finally:
         os.close(descriptor)
+
+
+def _seen(written: bytes, reference: bytes) -> bool:
+    """Whether `reference` is in what the model sees: any line but the log of a hook's stdout (`hook_success`),
+    which Claude Code writes even where it then drops the context (reported for the Agent tool)."""
+    found = written.find(reference)
+    while found >= 0:
+        line_start = written.rfind(b"\n", 0, found) + 1
+        line_end = written.find(b"\n", found)
+        line_end = len(written) if line_end < 0 else line_end
+        if _HOOK_STDOUT not in written[line_start:line_end]:
+            return True
+        found = written.find(reference, line_end)
+    return False
 
 
 def _answer_after(written: bytes, start: int, sent: Any) -> bool:
