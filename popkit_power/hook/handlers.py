@@ -271,7 +271,7 @@ def _welcome(session: Session, agent: Agent, agent_state: AgentState) -> str:
     # One that returns (a resumed session, a subagent id seen before) heard them already.
     cursor = agent_state.cursor
     earlier = [said for said in state.get("broadcasts", ()) if agent_state.is_new and cursor is not None
-               and isinstance(said.get("seq"), int) and said["seq"] < cursor.seq]
+               and isinstance(said.get("seq"), int) and said["seq"] < cursor.seq and said.get("from") != agent.key]
     return texts.welcome(session_id=session.id, objective=objective.get("text"), objective_by=objective.get("by"),
                          name=agent.name, key=agent.key,
                          as_flag=f" --as {agent.key}" if agent.agent_id != MAIN else "", others=others,
