@@ -126,7 +126,7 @@ def _read(path: str, start: int) -> bytes:
 
 def _seen(written: bytes, reference: bytes) -> bool:
     """Whether `reference` is in what the model sees: any line but the log of a hook's stdout (`hook_success`),
-    which Claude Code writes even where it then drops the context (reported for the Agent tool)."""
+    which does not say whether the context was passed on (it was reported dropped for the Agent tool)."""
     found = written.find(reference)
     while found >= 0:
         line_start = written.rfind(b"\n", 0, found) + 1
