@@ -8,8 +8,9 @@ remembered in the agent's state, with where the transcript ended when it went ou
 the part of the transcript written since then tells what happened (`settle`):
 
 - the reference is there (in what the model sees, not only in the log of the hook's stdout): forgotten.
-- a tool reply: the transcript holds the tool's result and, after it, an answer of the model, without the
-  reference: Claude Code sent its next request without the news. Lost: its lines are delivered again.
+- a tool reply: the transcript holds the tool's result and, after it, an answer of the model made after the reply
+  went out, without the reference: Claude Code sent its next request without the news. Lost: its lines are
+  delivered again. (Made after the reply: a parallel call's block streamed in the same answer is not one.)
 - a waiter's or Stop hook's reply: the transcript holds an answer of the model made after the reply went out,
   without the reference. Lost likewise.
 - otherwise it cannot be told yet (parallel tool calls whose hooks run together, a transcript that lags): kept for
@@ -106,7 +107,7 @@ def _verdict(record: dict[str, Any]) -> bool | None:
     tool = record.get("tool")
     if isinstance(tool, str):
         result = written.find(b'"tool_use_id":' + codec.dumps(tool).encode())
-        if result >= 0 and _answer_after(written, result, None):
+        if result >= 0 and _answer_after(written, result, record.get("sent")):
             return False
     elif _answer_after(written, 0, record.get("sent")):
         return False
