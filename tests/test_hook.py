@@ -6,6 +6,7 @@ Most tests call `hook.run` in-process with real files; the ones about exit codes
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import resource
@@ -130,6 +131,9 @@ def test_read_only_disk_exits_0(session: Session, monkeypatch: pytest.MonkeyPatc
 
     segment = Path(session.journal.directory) / "0000000000000001.jsonl"
     before = segment.read_bytes()
+    # Loaded before log_error is patched: a module first imported under the patch would keep the stand-in for good
+    # (its `from .log import log_error`), and later tests' hook errors would never reach hook.log.
+    importlib.import_module("popkit_power.hook.handlers")
     monkeypatch.setattr(os, "open", read_only_open)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(orjson.dumps(tool()))))
     monkeypatch.setenv("POPKIT_POWER_HOME", session.power_dir)

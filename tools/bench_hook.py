@@ -2,6 +2,7 @@
 
     .venv/bin/python tools/bench_hook.py [--runs 40] [--events 1000000] [--agents 16] [--json] [--quick] [--strict]
     .venv/bin/python tools/bench_hook.py --behind 300000
+    .venv/bin/python tools/bench_hook.py --confirm [--runs 40]
 
 --quick is a smoke run (5 runs, 20,000 events); --strict exits 1 when a budget is not met.
 
@@ -81,9 +82,15 @@ def main() -> None:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a budget is not met")
     parser.add_argument("--behind", type=int, metavar="N",
                         help="instead: time the calls of an agent N records behind the journal until it catches up")
+    parser.add_argument("--confirm", action="store_true",
+                        help="instead: a broadcast before every call, with and without a transcript to check the "
+                             "last reply in (hook/transcript.py)")
     args = parser.parse_args()
     if args.behind:
         far_behind(args.behind)
+        return
+    if args.confirm:
+        confirm(args.runs)
         return
     if args.quick:
         args.runs, args.events = 5, 20_000
@@ -165,6 +172,58 @@ def far_behind(records: int) -> None:
     median, longest = statistics.median(times) * 1000, max(times) * 1000
     print(f"agent {records:,} records behind: {len(times)} calls to catch up, median {median:.0f} ms, max "
           f"{longest:.0f} ms per call; the news arrived: {bool(completed.stdout)}")
+
+
+def confirm(runs: int) -> None:
+    """Every measured call has a broadcast to deliver. With a transcript, the hook remembers each reply and checks
+    the last one in what Claude Code wrote since (its tool result, the hook's logged stdout and context, the model's
+    next answer, a request line of ~10 KB as 2.1.330 writes); without one it does neither."""
+    compileall.compile_dir(str(ROOT / "popkit_power"), quiet=1)
+    with tempfile.TemporaryDirectory(prefix="bench-confirm-") as scratch:
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("POPKIT", "CLAUDE"))}
+        sessions, envs, transcript = {}, {}, Path(scratch, f"{CLAUDE_SESSION}.jsonl")
+        transcript.write_bytes(b"")
+        for name in ("without", "with"):
+            home = os.path.join(scratch, name)
+            sessions[name] = start_session(home, "benchmark", sender="human")
+            envs[name] = {**env, "POPKIT_POWER_HOME": home, "CLAUDE_PID": str(os.getpid())}
+        cases: dict[str, list[float]] = {"python -c pass": [], "reply, no transcript": [],
+                                         "reply, transcript checked": []}
+        for run in range(runs + 1):
+            for name in ("without", "with"):
+                sessions[name].publish("message.broadcast", {"text": f"news {run}"}, sender="human")
+            cases["python -c pass"].append(measure([sys.executable, "-c", "pass"], b"", env))
+            data = orjson.loads(payload(run))
+            cases["reply, no transcript"].append(measure([str(HOOK)], orjson.dumps(data), envs["without"]))
+            data["transcript_path"] = str(transcript)
+            started = time.perf_counter()
+            reply = subprocess.run([str(HOOK)], input=orjson.dumps(data), env=envs["with"], capture_output=True,
+                                   check=True).stdout.decode()
+            cases["reply, transcript checked"].append(time.perf_counter() - started)
+            _claude_code_writes(transcript, data["tool_use_id"], reply)
+        for times in cases.values():
+            del times[0]  # each agent's first call joins it
+    reference = statistics.median(cases["python -c pass"])
+    for name, times in cases.items():
+        median = statistics.median(times)
+        print(f"{name:<28} {median * 1000:>10.2f} ms {median / reference:>6.2f}x")
+
+
+def _claude_code_writes(transcript: Path, tool_use_id: str, reply: str) -> None:
+    """What Claude Code 2.1.330 appends to the transcript after a PostToolUse hook's reply (docs/claude-code.md)."""
+    hook = {"hookName": "PostToolUse:Bash", "toolUseID": tool_use_id, "hookEvent": "PostToolUse"}
+    context = orjson.loads(reply)["hookSpecificOutput"]["additionalContext"] if reply else ""
+    entries = [
+        {"type": "user", "message": {"role": "user", "content": [{"tool_use_id": tool_use_id, "type": "tool_result",
+                                                                   "content": "." * 400}]}},
+        {"type": "attachment", "attachment": {"type": "hook_success", **hook, "stdout": reply, "exitCode": 0}},
+        {"type": "attachment", "attachment": {"type": "hook_additional_context", "content": [context], **hook}},
+        {"type": "api-request", "params": {"messages": "x" * 10_000}},
+        {"type": "assistant", "isSidechain": False, "timestamp": "2026-12-06T20:00:00.000Z",
+         "message": {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_next"}]}},
+    ]
+    with transcript.open("ab") as out:
+        out.write(b"".join(orjson.dumps(entry) + b"\n" for entry in entries))
 
 
 def print_table(result: dict[str, Any]) -> None:

@@ -14,7 +14,9 @@ import click
 import orjson
 
 from ..errors import ProtocolError, SessionError
+from ..fold.model import MAX_BROADCASTS_KEPT
 from ..keys import new_request_id
+from ..projector import live_agents
 from ..protocol import CHANNELS, DEFAULT_TYPE_OF_CHANNEL, channel_of
 from ..roster import check_agent_name, fold_through, live_agent, quoted, resolve_agent, shown
 from .common import active_session, publish_event, sender_for, sender_option
@@ -122,8 +124,13 @@ def broadcast(text: str, sender: str | None) -> None:
     """Send TEXT to every agent (TEXT must say something)."""
     require_text(text, "broadcast", 'say what every agent should hear: popkit-power broadcast "text"')
     who = sender_for("message.broadcast", sender)
-    appended = active_session().publish("message.broadcast", {"text": text}, sender=who)
-    click.echo(f"broadcast sent (seq {appended.first_seq})")
+    session = active_session()
+    appended = session.publish("message.broadcast", {"text": text}, sender=who)
+    hearing = [key for key in live_agents(session.projection()[0]) if key != who]
+    now = (f"{len(hearing)} agent{'s' if len(hearing) != 1 else ''} working now hear{'s' if len(hearing) == 1 else ''}"
+           f" it" if hearing else "no agent is working now")
+    click.echo(f"broadcast sent (seq {appended.first_seq}): {now}; agents that join later hear it in their welcome "
+               f"(the session's last {MAX_BROADCASTS_KEPT} broadcasts)")
 
 
 COMMANDS = (publish, insight, send, broadcast)

@@ -1,5 +1,6 @@
-"""What is said and decided above the agents' work: insights (with near-duplicates held back), approval requests
-and their one answer, the objective, the session's opening and closing, and the coordinator's health.
+"""What is said and decided above the agents' work: insights (with near-duplicates held back), the most recent
+broadcasts (for the welcome of agents that join later), approval requests and their one answer, the objective, the
+session's opening and closing, and the coordinator's health.
 
 An answered approval leaves `approvals` for `answered` (the most recent `MAX_FINISHED_KEPT`) and the count in
 `totals`, so the live state holds only what still waits for the human.
@@ -13,7 +14,7 @@ from ..insight_index import insight_index
 from ..insights import insight_key
 from ..keys import HUMAN
 from ..provenance import kept_evidence
-from .model import APPROVAL_PENDING, Event, Rules, State, keep_recent
+from .model import APPROVAL_PENDING, MAX_BROADCASTS_KEPT, Event, Rules, State, cut, keep_recent
 
 
 def _insight(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
@@ -33,6 +34,15 @@ def _insight(state: State, event: Event, data: dict[str, Any], rules: Rules) -> 
     if len(insights) > rules.max_insights_kept:
         del insights[0]
         index.dropped_first()
+
+
+def _broadcast(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    text = data.get("text")
+    if not isinstance(text, str):
+        return
+    broadcasts = state["broadcasts"]
+    broadcasts.append({"seq": event.get("seq"), "from": event.get("from"), "text": cut(text), "ts": event.get("ts")})
+    del broadcasts[: max(0, len(broadcasts) - MAX_BROADCASTS_KEPT)]
 
 
 def _approval_requested(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
@@ -97,7 +107,8 @@ def _coordinator(state: State, event: Event, data: dict[str, Any], rules: Rules)
 
 
 HANDLERS = {
-    "insight.shared": _insight, "approval.requested": _approval_requested, "approval.granted": _approval_answered,
+    "insight.shared": _insight, "message.broadcast": _broadcast, "approval.requested": _approval_requested,
+    "approval.granted": _approval_answered,
     "approval.denied": _approval_answered, "objective.set": _objective, "objective.updated": _objective,
     "session.opened": _opened, "session.closed": _closed, "coordinator.started": _coordinator,
     "coordinator.status": _coordinator, "coordinator.stopped": _coordinator,

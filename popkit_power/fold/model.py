@@ -26,6 +26,8 @@ MAX_WATCHED_FILES = 1000
 #: what happened; older ones are only counted.
 MAX_FINISHED_KEPT = 100
 MAX_KEPT_TEXT = 500  # characters of a finished task's result or an agent's last message kept in the state
+#: The session's most recent broadcasts kept, so that an agent that joins later hears them in its welcome
+MAX_BROADCASTS_KEPT = 10
 
 
 class Rules:
@@ -54,8 +56,8 @@ class Rules:
 def new_state() -> State:
     """The state before the first event."""
     return {"seq": 0, "session": None, "opened": None, "closed": None, "objective": None, "agents": {}, "tasks": {},
-            "finished": {}, "orphans": [], "insights": [], "approvals": {}, "answered": {}, "conflicts": [],
-            "writes": {}, "coordinator": {"status": "none"}, "coordinators": {},
+            "finished": {}, "orphans": [], "insights": [], "broadcasts": [], "approvals": {}, "answered": {},
+            "conflicts": [], "writes": {}, "coordinator": {"status": "none"}, "coordinators": {},
             "totals": {"tasks": {}, "approvals": {}},
             "counts": {}, "task_logs": {}, "ordered": False}
 

@@ -31,7 +31,7 @@ _KINDS: dict[str, tuple[type, Any]] = {
     "tool_calls": (int, None), "tool_counts": (dict, int), "files": (list, str), "asked": (dict, str),
     "my_writes": (dict, _NUMBER), "other_writes": (dict, dict), "seen_insights": (list, str), "names": (dict, str),
     "warned": (dict, _NUMBER), "pending": (list, str), "titles": (dict, str),
-    "guards": (dict, dict), "calls": (dict, list), "duplicates": (int, None),
+    "guards": (dict, dict), "calls": (dict, list), "duplicates": (int, None), "unconfirmed": (list, dict),
 }
 
 
@@ -60,6 +60,7 @@ class AgentState:
         "titles",
         "tool_calls",
         "tool_counts",
+        "unconfirmed",
         "warned",
     )
 
@@ -97,6 +98,8 @@ class AgentState:
         self.warned: dict[str, float] = {}
         #: news lines read but not yet delivered (they did not fit under the cap)
         self.pending: list[str] = []
+        #: replies whose news is not yet seen in Claude Code's transcript (hook/transcript.py)
+        self.unconfirmed: list[dict[str, Any]] = []
         #: the hook calls handled lately: call id -> [when, how the hook was registered], to notice one Claude Code
         #: event reaching the hook twice (the plugin and `install` both registered); and how many were ignored
         self.calls: dict[str, list[Any]] = {}
@@ -147,6 +150,7 @@ class AgentState:
             "current_task": self.current_task, "asked": self.asked, "my_writes": self.my_writes,
             "other_writes": self.other_writes, "seen_insights": self.seen_insights, "names": self.names,
             "warned": self.warned, "pending": self.pending, "calls": self.calls, "duplicates": self.duplicates,
+            "unconfirmed": self.unconfirmed,
         }
 
     def checkpoint(self) -> None:

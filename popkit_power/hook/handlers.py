@@ -29,6 +29,7 @@ from .agent_state import AgentState
 from .inbox import Inbox
 from .log import DamageLog, log_error
 from .news import read_news
+from .transcript import new_reference, remember, settle, transcript_of
 from .wake import claim_path, drop_claim, take_news
 
 TYPE_CHECKING = False
@@ -116,6 +117,10 @@ class Agent:
         data["host"] = host_name()
         return session.event("agent.joined", data, sender=self.key)
 
+    def transcript(self, payload: dict[str, Any]) -> str | None:
+        """The transcript where Claude Code records what this agent's model sees (hook/transcript.py)."""
+        return transcript_of(payload, None if self.agent_id == MAIN else self.agent_id)
+
 
 # -- one handler per hook event --------------------------------------------------------------------------------------
 
@@ -160,6 +165,7 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
     now = time.time()
     inbox = Inbox(state, agent.key, conflict_window=config.conflict_window_seconds,
                   similarity_threshold=config.insight_similarity_threshold, now=now)
+    settle(state)  # what an earlier reply carried and Claude Code dropped goes out again first
     if ok and tool in WRITE_TOOLS and "file" in data:
         # Warnings about this agent's own write go into the state before its checkpoint: a reply that is lost
         # leaves them pending for the next call (nothing would make them again).
@@ -168,7 +174,12 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
         inbox.news.clear()
     state.checkpoint()  # what is saved before a reply goes out: the cursor still before the news it carries
     lines = state.pending + read_news(session, state, inbox)
-    context, state.pending = texts.reply(lines, config.context_max_chars)
+    transcript = agent.transcript(payload) if lines else None  # one stat, only for a reply with news
+    reference = new_reference() if transcript else None
+    context, state.pending = texts.reply(lines, config.context_max_chars, reference=reference)
+    if context and transcript and reference:
+        tool_use_id = payload.get("tool_use_id")
+        remember(state, transcript, reference, context, tool_use_id if isinstance(tool_use_id, str) else None)
     return context
 
 
@@ -215,7 +226,7 @@ def _on_stop(session: Session, state: AgentState, agent: Agent, payload: dict[st
     it is already going on because of a Stop hook (`stop_hook_active`): never a loop. Otherwise it is idle, and its
     waiter (waiter.py, started beside this hook) wakes it when such news comes."""
     if payload.get("stop_hook_active") is not True:
-        news = take_news(session, state, agent.key, texts.STOP_HEADER)
+        news = take_news(session, state, agent.key, texts.STOP_HEADER, agent.transcript(payload))
         if news is not None:
             return codec.dumps({"decision": "block", "reason": news})
     _append(session, [session.event("agent.idle", {}, sender=agent.key)])
@@ -248,9 +259,15 @@ def _welcome(session: Session, agent: Agent, agent_state: AgentState) -> str:
     agent_state.names.update((key, known.get("name", key)) for key, known in list(state["agents"].items())[-200:])
     others = [{"key": key, **state["agents"][key]} for key in live_agents(state) if key != agent.key]
     objective = state["objective"] or {}
+    # A new agent hears the broadcasts sent before its news begins (its cursor): each one once, here or as news.
+    # One that returns (a resumed session, a subagent id seen before) heard them already.
+    cursor = agent_state.cursor
+    earlier = [said for said in state.get("broadcasts", ()) if agent_state.is_new and cursor is not None
+               and isinstance(said.get("seq"), int) and said["seq"] < cursor.seq and said.get("from") != agent.key]
     return texts.welcome(session_id=session.id, objective=objective.get("text"), objective_by=objective.get("by"),
                          name=agent.name, key=agent.key,
-                         as_flag=f" --as {agent.key}" if agent.agent_id != MAIN else "", others=others)
+                         as_flag=f" --as {agent.key}" if agent.agent_id != MAIN else "", others=others,
+                         broadcasts=earlier, names=agent_state.names)
 
 
 # -- building records --------------------------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ _ESCAPED = (*range(0x80, 0xA0), 0x061C, *range(0x200B, 0x2010), 0x2028, 0x2029, 
             *range(0x2060, 0x2070), 0xFEFF)
 _BREAKS = {code: f"\\u{code:04x}" for code in _ESCAPED}
 _MAX_OBJECTIVE_CHARS = 2000
+#: The welcome's room for the broadcasts sent before the agent joined (each kept by the fold up to 500 characters)
+WELCOME_BROADCAST_CHARS = 3000
 _MAX_HAND_OVER_CHARS = 200  # of a lost agent's task title, last message, or one file path
 _HAND_OVER_FILES = 5
 
@@ -55,12 +57,15 @@ def matters(line: str) -> bool:
     return line.startswith(URGENT_STARTS)
 
 
-def reply(lines: list[str], limit: int, header: str = HEADER) -> tuple[str, list[str]]:
+def reply(lines: list[str], limit: int, header: str = HEADER, reference: str | None = None) -> tuple[str, list[str]]:
     """The reply text for `lines` under `header`, up to `limit` characters, and the lines left for the next call.
+    With a `reference`, the header says `(delivery REFERENCE)`: how the transcript shows the model got it.
 
     A line longer than the whole budget is not cut off: it gets a reply of its own, up to `ITEM_REPLY_MAX`
     characters, and what is left of it is the first line of the rest, continued at the next call.
     """
+    if reference:
+        header = f"{header} (delivery {reference})"
     shown: list[str] = []
     size = len(header) + 2
     rest: list[str] = []
@@ -165,8 +170,10 @@ def news_line(item: NewsItem, names: dict[str, str]) -> str:
 # -- the welcome -----------------------------------------------------------------------------------------------------
 
 def welcome(*, session_id: str, objective: str | None, objective_by: str | None, name: str, key: str,
-            as_flag: str, others: list[dict[str, Any]]) -> str:
-    """What an agent is told when it starts: the objective, who else works, and the commands to coordinate."""
+            as_flag: str, others: list[dict[str, Any]], broadcasts: list[dict[str, Any]] | None = None,
+            names: dict[str, str] | None = None) -> str:
+    """What an agent is told when it starts: the objective, who else works, the broadcasts sent before it joined
+    (the most recent, at most `WELCOME_BROADCAST_CHARS` of them), and the commands to coordinate."""
     if objective:
         cut = objective if len(objective) <= _MAX_OBJECTIVE_CHARS else objective[:_MAX_OBJECTIVE_CHARS] + "…"
         by = f" (set by {speaker(objective_by, {})})" if objective_by and objective_by != HUMAN else ""
@@ -187,6 +194,7 @@ def welcome(*, session_id: str, objective: str | None, objective_by: str | None,
         lines.append(f"Other agents working now: {listed}.")
     else:
         lines.append("No other agent is working yet.")
+    lines += _earlier_broadcasts(broadcasts or [], names or {})
     lines += [
         "Coordinate with these Bash commands:",
         f"- share a discovery: popkit-power insight \"what you found\" --tags a,b{as_flag}",
@@ -203,6 +211,26 @@ def welcome(*, session_id: str, objective: str | None, objective_by: str | None,
         "when you are idle.",
     ]
     return "\n".join(lines)
+
+
+def _earlier_broadcasts(broadcasts: list[dict[str, Any]], names: dict[str, str]) -> list[str]:
+    """The broadcasts sent before the agent joined, newest kept when they do not all fit, shown oldest first."""
+    shown: list[str] = []
+    size = 0
+    for broadcast in reversed(broadcasts):
+        sender, said = broadcast.get("from"), broadcast.get("text")
+        if not isinstance(sender, str) or not isinstance(said, str):
+            continue
+        line = news_line(("broadcast", sender, said), names)
+        if size + len(line) > WELCOME_BROADCAST_CHARS:
+            break
+        shown.append(line)
+        size += len(line)
+    if not shown:
+        return []
+    left = len(broadcasts) - len(shown)
+    more = f" ({left} more before them not shown)" if left > 0 else ""
+    return [f"Broadcasts sent before you joined, oldest first{more}:", *reversed(shown)]
 
 
 # -- what others wrote, kept theirs ------------------------------------------------------------------------------------

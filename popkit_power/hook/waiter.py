@@ -6,7 +6,8 @@ session: a headless `claude -p` has no idle time, and would wait for this hook b
 (inotify, through `follow.JournalWatch`) and a pidfd on the agent's Claude Code process. When news that starts a
 turn arrives (`wake.take_news`) it writes the news to stderr and exits 2, which makes Claude Code start a turn with
 that text; the agent's cursor moves past the news only after the text went out, so the next tool call does not
-repeat it.
+repeat it. A SIGTERM (Claude Code closing the session, a newer waiter) cannot fall between writing the text and
+exit 2 (`_Delivery`); a SIGKILL there is caught at the agent's next call from its transcript (transcript.py).
 
 It ends, with exit 0 and nothing said, when: the Claude Code process exits (the pidfd; Claude Code also sends
 SIGTERM to its hooks when the session closes), Power Mode is stopped or another session made active, the agent
@@ -20,6 +21,7 @@ Never on the tool-call path: watchdog is imported here only, in this background 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -41,6 +43,9 @@ WAKE_EXIT = 2
 #: `CLAUDE_CODE_ENTRYPOINT` of an interactive session (2.1.330); `claude -p` has `sdk-cli`, and waits for its
 #: asyncRewake hooks to end before it exits, so a waiter there would hold it up to the hook's timeout
 INTERACTIVE = "cli"
+#: How Claude Code ends a hook it no longer wants (the session closed, the hook's timeout), and how a newer waiter
+#: ends an older one; SIGHUP when the terminal goes away first
+ENDING_SIGNALS = {signal.SIGTERM, signal.SIGHUP}
 
 
 def wait_for_news(power_dir: str, session_id: str, payload: dict[str, Any], environ: Any, deliver: Any) -> int:
@@ -55,25 +60,73 @@ def wait_for_news(power_dir: str, session_id: str, payload: dict[str, Any], envi
         pidfd = os.pidfd_open(agent.pid)
     except OSError:
         return 0  # its Claude Code has exited already
-    # Ended by Claude Code (session closed) or by a newer waiter: leave quietly, nothing to report. The lock and the
-    # pidfd go with the process; a cursor not yet saved is news delivered again, never lost.
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: os._exit(0))
+    ending = _Ending()
+    for signum in ENDING_SIGNALS:
+        signal.signal(signum, ending)
     try:
         session = Session(power_dir, session_id, usable_config(power_dir)[0])  # a broken config.json: what holds
         me = (os.getpid(), start_time(os.getpid()))
         baseline = _take_over(session, agent.key, me)
         watch = JournalWatch(session.journal.directory)
         try:
-            return _wait(session, agent.key, me, baseline, watch, pidfd, deliver)
-        finally:
-            watch.close()
-            drop_claim(claim_path(_state(session, agent.key)), me)
+            return _wait(session, agent.key, me, baseline, watch, pidfd, _Delivery(deliver, ending,
+                                                                                   agent.transcript(payload)))
+        finally:  # the news may be out already: nothing here may turn exit 2 into an error (exit 0)
+            with contextlib.suppress(Exception):
+                watch.close()
+                drop_claim(claim_path(_state(session, agent.key)), me)
     finally:
         os.close(pidfd)
 
 
+class _Ending:
+    """The waiter's handler of the signals that end it (Claude Code closing the session or at the hook's timeout, a
+    newer waiter): before its news goes out it leaves with exit 0 and nothing said; while the news is written and
+    the cursor saved the signal waits; after that it leaves with WAKE_EXIT. Only exit 2 makes Claude Code take the
+    text on its stderr: any other end would drop news whose cursor had moved past it."""
+
+    __slots__ = ("code", "delivering", "requested")
+
+    def __init__(self) -> None:
+        self.code = 0
+        self.delivering = False
+        self.requested = False
+
+    def __call__(self, _signum: int, _frame: Any) -> None:
+        # Python runs this in the main thread between two bytecodes, whichever thread the signal reached.
+        if self.delivering:
+            self.requested = True
+            return
+        os._exit(self.code)  # the lock and the pidfd go with the process
+
+
+class _Delivery:
+    """Writes the news and saves the cursor past it as one step that SIGTERM cannot split (see `_Ending`). A
+    SIGKILL in that step is what the agent's transcript shows at its next call (hook/transcript.py)."""
+
+    __slots__ = ("deliver", "ending", "transcript")
+
+    def __init__(self, deliver: Any, ending: _Ending, transcript: str | None) -> None:
+        self.deliver = deliver
+        self.ending = ending
+        self.transcript = transcript
+
+    def __call__(self, state: AgentState, news: str) -> None:
+        state.save_checkpoint()  # a signal before this point: the cursor stays before the news
+        ending = self.ending
+        ending.delivering = True
+        try:
+            self.deliver(news)
+            state.save()
+            ending.code = WAKE_EXIT
+        finally:
+            ending.delivering = False
+        if ending.requested:
+            os._exit(ending.code)
+
+
 def _wait(session: Session, agent_key: str, me: tuple[int, int | None], baseline: int, watch: JournalWatch,
-          pidfd: int, deliver: Any) -> int:
+          pidfd: int, delivery: _Delivery) -> int:
     deadline = time.monotonic() + session.config.wake_max_seconds
     while True:
         if active_session(session.power_dir) != session.id:
@@ -83,13 +136,11 @@ def _wait(session: Session, agent_key: str, me: tuple[int, int | None], baseline
             state.load()
             if read_claim(claim_path(state)) != me or state.tool_calls != baseline:
                 return 0  # a newer waiter, the session's end, or the agent working again: not idle any more
-            news = take_news(session, state, agent_key, texts.WAKE_HEADER)
+            news = take_news(session, state, agent_key, texts.WAKE_HEADER, delivery.transcript)
             if news is None:
                 state.save()  # what was read but does not start a turn waits for the next tool call
             else:
-                state.save_checkpoint()
-                deliver(news)
-                state.save()
+                delivery(state, news)
                 return WAKE_EXIT
         left = deadline - time.monotonic()
         if left <= 0 or watch.wait(left, [pidfd]):

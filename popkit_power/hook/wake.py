@@ -22,6 +22,7 @@ from ..home import write_private_file
 from . import texts
 from .inbox import Inbox
 from .news import MAX_PENDING, MAX_PENDING_CHARS, read_news
+from .transcript import new_reference, remember, settle
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,11 +32,14 @@ if TYPE_CHECKING:
 CLAIM_SUFFIX = ".waiter"
 
 
-def take_news(session: Session, state: AgentState, agent_key: str, header: str) -> str | None:
+def take_news(session: Session, state: AgentState, agent_key: str, header: str,
+              transcript: str | None = None) -> str | None:
     """The text of the agent's news under `header` if some of it starts a turn, else None (what was read is kept
     as pending lines for the next tool call). Takes the state's checkpoint first: the caller saves that before it
-    delivers the text and the state itself after, as a tool call's reply does."""
+    delivers the text and the state itself after, as a tool call's reply does. With the agent's `transcript`, the
+    text is remembered until the transcript shows the model got it (hook/transcript.py)."""
     config = session.config
+    settle(state)  # what an earlier reply carried and Claude Code dropped goes out again
     state.checkpoint()
     inbox = Inbox(state, agent_key, conflict_window=config.conflict_window_seconds,
                   similarity_threshold=config.insight_similarity_threshold, now=time.time())
@@ -45,7 +49,10 @@ def take_news(session: Session, state: AgentState, agent_key: str, header: str) 
     if not full and not any(texts.matters(line) for line in lines):
         state.pending = lines
         return None
-    context, state.pending = texts.reply(lines, config.context_max_chars, header)
+    reference = new_reference() if transcript else None
+    context, state.pending = texts.reply(lines, config.context_max_chars, header, reference)
+    if context and transcript and reference:
+        remember(state, transcript, reference, context, None)
     return context or None
 
 

@@ -1,0 +1,160 @@
+"""What reached the model: a reply's news checked against Claude Code's transcript, and given again if it was lost.
+
+Claude Code drops a hook's output in two cases the hook cannot see from inside (docs/claude-code.md, "When a hook's
+output is lost"): a tool hook's reply printed before Claude Code's timeout ended the process (the transcript then
+records `hook_cancelled`), and an idle agent's waiter that wrote its news but ended by a signal instead of exit 2.
+So each reply that carries news is marked with a short reference (`(delivery 1a2b3c4d)` in its first line) and
+remembered in the agent's state, with where the transcript ended when it went out. At the agent's next hook call
+the part of the transcript written since then tells what happened (`settle`):
+
+- the reference is there (in what the model sees, not only in the log of the hook's stdout): forgotten.
+- a tool reply: the transcript holds the tool's result and, after it, an answer of the model made after the reply
+  went out, without the reference: Claude Code sent its next request without the news. Lost: its lines are
+  delivered again. (Made after the reply: a parallel call's block streamed in the same answer is not one.)
+- a waiter's or Stop hook's reply: the transcript holds an answer of the model made after the reply went out,
+  without the reference. Lost likewise.
+- otherwise it cannot be told yet (parallel tool calls whose hooks run together, a transcript that lags): kept for
+  a later call, at most `MAX_UNCONFIRMED` replies; one whose transcript is gone (or not a regular file), or grew by
+  more than `MAX_READ` without telling, is taken as delivered, as every reply was before.
+
+Bounded and cheap: only a call that follows a reply reads anything, and then only what was written since, up to
+`MAX_READ` bytes. Without a transcript (an older Claude Code, tests) nothing is remembered. Hot path: lean imports.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+from .. import codec
+from ..timestamps import seconds_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .agent_state import AgentState
+
+#: Bytes of transcript read per remembered reply at most: 2.1.330 writes ~30 KB per tool call, so this is many
+#: calls' worth of evidence, and a call reads at most MAX_UNCONFIRMED times this (usually one reply's few KB)
+MAX_READ = 512 << 10
+MAX_UNCONFIRMED = 8  # replies remembered per agent; past this the oldest is taken as delivered
+_ASSISTANT = b'"type":"assistant"'
+_HOOK_STDOUT = b'"type":"hook_success"'
+
+
+def new_reference() -> str:
+    """A reference for one reply: 8 hex digits, unlikely to occur by chance in what follows it."""
+    return os.urandom(4).hex()
+
+
+def transcript_of(payload: dict[str, Any], agent_id: str | None) -> str | None:
+    """The transcript that records what this agent's model sees, if Claude Code named one that exists: the
+    session's, or a subagent's own (`<session>/subagents/agent-<id>.jsonl` beside it)."""
+    path = payload.get("transcript_path")
+    if not isinstance(path, str) or not path.endswith(".jsonl"):
+        return None
+    if agent_id is not None:
+        path = os.path.join(path[: -len(".jsonl")], "subagents", f"agent-{agent_id}.jsonl")
+    return path if os.path.isfile(path) else None
+
+
+def remember(state: AgentState, transcript: str, reference: str, context: str, tool_use_id: str | None) -> None:
+    """Remember a reply (its text `context`, marked with `reference`) until the transcript tells whether the model
+    got it. Called before the reply goes out: the transcript's end then is before anything that answers it."""
+    try:
+        size = os.stat(transcript).st_size
+    except OSError:
+        return
+    lines = [line for line in context.split("\n") if line.startswith("- [")]  # the news lines (texts.news_line)
+    record: dict[str, Any] = {"ref": reference, "path": transcript, "at": size, "sent": time.time(), "lines": lines}
+    if tool_use_id:
+        record["tool"] = tool_use_id
+    state.unconfirmed.append(record)
+    del state.unconfirmed[: max(0, len(state.unconfirmed) - MAX_UNCONFIRMED)]
+
+
+def settle(state: AgentState) -> int:
+    """Check the agent's remembered replies against their transcripts; put the lines of those that were lost back
+    in front of its pending lines (the next reply carries them). Returns how many replies were lost."""
+    if not state.unconfirmed:
+        return 0
+    kept: list[dict[str, Any]] = []
+    again: list[str] = []
+    lost = 0
+    for record in state.unconfirmed:
+        verdict = _verdict(record)
+        if verdict is None:
+            kept.append(record)
+        elif not verdict:
+            lost += 1
+            again += [line for line in record.get("lines", ()) if isinstance(line, str)]
+    state.unconfirmed = kept
+    if again:
+        state.pending = again + state.pending
+    return lost
+
+
+def _verdict(record: dict[str, Any]) -> bool | None:
+    """True: the model got the reply (or it cannot be judged any more); False: it was lost; None: not known yet."""
+    try:
+        written = _read(record["path"], int(record["at"]))
+    except (OSError, KeyError, TypeError, ValueError):
+        return True  # the transcript is gone or the record is damaged: nothing to judge by
+    if _seen(written, str(record.get("ref")).encode()):
+        return True
+    tool = record.get("tool")
+    if isinstance(tool, str):
+        result = written.find(b'"tool_use_id":' + codec.dumps(tool).encode())
+        if result >= 0 and _answer_after(written, result, record.get("sent")):
+            return False
+    elif _answer_after(written, 0, record.get("sent")):
+        return False
+    return True if len(written) >= MAX_READ else None
+
+
+def _read(path: str, start: int) -> bytes:
+    """Up to MAX_READ bytes of a regular file from `start`; never blocks (a FIFO put in its place is refused)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return os.pread(descriptor, MAX_READ, start)
+    finally:
+        os.close(descriptor)
+
+
+def _seen(written: bytes, reference: bytes) -> bool:
+    """Whether `reference` is in what the model sees: any line but the log of a hook's stdout (`hook_success`),
+    which does not say whether the context was passed on (it was reported dropped for the Agent tool)."""
+    found = written.find(reference)
+    while found >= 0:
+        line_start = written.rfind(b"\n", 0, found) + 1
+        line_end = written.find(b"\n", found)
+        line_end = len(written) if line_end < 0 else line_end
+        if _HOOK_STDOUT not in written[line_start:line_end]:
+            return True
+        found = written.find(reference, line_end)
+    return False
+
+
+def _answer_after(written: bytes, start: int, sent: Any) -> bool:
+    """Whether a whole line after `start` is an answer of the model (of this conversation, not a sidechain), made
+    after `sent` (seconds) when given."""
+    found = written.find(_ASSISTANT, start)
+    while found >= 0:
+        line_start = written.rfind(b"\n", 0, found) + 1
+        line_end = written.find(b"\n", found)
+        if line_end < 0:
+            return False  # a line still being written
+        try:
+            entry = codec.loads(written[line_start:line_end].decode("utf-8"))
+        except ValueError:
+            entry = None
+        if isinstance(entry, dict) and entry.get("type") == "assistant" and entry.get("isSidechain") is not True:
+            made = seconds_of(entry.get("timestamp"))
+            if not isinstance(sent, (int, float)) or (made is not None and made > sent):
+                return True
+        found = written.find(_ASSISTANT, line_end)
+    return False
