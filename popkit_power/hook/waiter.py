@@ -29,11 +29,13 @@ from ..config import load_config
 from ..follow import JournalWatch
 from ..home import active_session
 from ..keys import MAIN
+from ..opened_dir import OpenedDirectory
 from ..processes import start_time, still_running
 from ..session import Session
 from . import texts
 from .agent_state import AgentState
 from .handlers import Agent
+from .log import log_error
 from .wake import claim_path, drop_claim, read_claim, take_news, write_claim
 
 #: asyncRewake: exit code 2 wakes the model, with the hook's stderr as the new turn's text
@@ -60,11 +62,12 @@ def wait_for_news(power_dir: str, session_id: str, payload: dict[str, Any], envi
     signal.signal(signal.SIGTERM, lambda _signum, _frame: os._exit(0))
     try:
         session = Session(power_dir, session_id, load_config(power_dir))
+        opened = OpenedDirectory(session.dir)
         me = (os.getpid(), start_time(os.getpid()))
         baseline = _take_over(session, agent.key, me)
         watch = JournalWatch(session.journal.directory)
         try:
-            return _wait(session, agent.key, me, baseline, watch, pidfd, deliver)
+            return _wait(session, agent.key, me, baseline, watch, pidfd, deliver, opened)
         finally:
             watch.close()
             drop_claim(claim_path(_state(session, agent.key)), me)
@@ -73,9 +76,13 @@ def wait_for_news(power_dir: str, session_id: str, payload: dict[str, Any], envi
 
 
 def _wait(session: Session, agent_key: str, me: tuple[int, int | None], baseline: int, watch: JournalWatch,
-          pidfd: int, deliver: Any) -> int:
+          pidfd: int, deliver: Any, opened: OpenedDirectory) -> int:
     deadline = time.monotonic() + session.config.wake_max_seconds
     while True:
+        gone = opened.gone()
+        if gone is not None:  # removed, or another in its place (restored from a copy): not the session it waits on
+            log_error(session.power_dir, f"the waiter of {agent_key} ends: its session directory {gone}")
+            return 0
         if active_session(session.power_dir) != session.id:
             return 0  # Power Mode stopped (or another session made active)
         state = _state(session, agent_key)
