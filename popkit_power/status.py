@@ -19,6 +19,7 @@ from .home import active_session
 from .hook_errors import since
 from .journal import Position
 from .keys import COORDINATOR, HUMAN, RESERVED_SENDERS, agent_name
+from .lease import trouble
 from .mode_selector import CREDENTIAL_VARS, Mode, select_mode
 from .projector import (
     AGENT_ACTIVE,
@@ -112,8 +113,9 @@ def session_status(session: Session, state: State, position: Position, *, now: f
         "objective": (state["objective"] or {}).get("text"),
         "opened": state["opened"],
         "closed": state["closed"],
-        "coordinator": coordinator_health(state["coordinators"].get(session.origin, state["coordinator"]), now,
-                                          session.config.heartbeat_seconds),
+        "coordinator": {**coordinator_health(state["coordinators"].get(session.origin, state["coordinator"]), now,
+                                             session.config.heartbeat_seconds),
+                        "trouble": trouble(session.dir)},  # e.g. a full disk: what the journal cannot say
         "machines": {origin: coordinator_health(machine, now, session.config.heartbeat_seconds)
                      for origin, machine in state["coordinators"].items() if origin != session.origin},
         "replication": replication_info(session, position, now),
