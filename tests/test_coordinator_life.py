@@ -87,6 +87,48 @@ def test_a_coordinator_ends_with_one_line_when_its_session_directory_is_removed_
         assert len(said) == 1 and f"was {how}" in said[0], stderr_path.read_text()[-2000:]
 
 
+def test_a_session_directory_removed_or_replaced_at_random_moments_ends_the_coordinator(tmp_path: Path) -> None:
+    """The attack: the power directory removed at a random moment of a foreground coordinator's life (starting,
+    folding, heartbeating every second), or removed and made again at a random moment once it has opened it, 10
+    rounds. Each time it ends (a removal during its start-up may end it with an error, never with a hang), never
+    makes the power directory again, and never writes into the replacement. (A directory replaced before the
+    coordinator opened it is the one it coordinates.)"""
+    import random
+
+    chance = random.Random(16_4)
+    for round_ in range(10):
+        home = str(tmp_path / f"power{round_}")
+        session = start_session(home, "Coordinate", sender="human")
+        Path(home, "config.json").write_text('{"heartbeat_seconds": 1}')
+        session.journal.close()
+        how = chance.choice(["removed", "replaced"])
+        with open(tmp_path / f"stderr{round_}", "wb") as stderr:
+            process = subprocess.Popen([str(SCRIPT), "--home", home, "coordinator"], stderr=stderr)
+        try:
+            if how == "replaced":
+                until(lambda: _events(session, "coordinator.started") or process.poll() is not None, WAIT,
+                      "it opened its session")
+                session.journal.close()
+            try:
+                process.wait(timeout=chance.uniform(0.0, 2.5))
+            except subprocess.TimeoutExpired:
+                pass
+            _replace(home, session, how)
+            try:
+                process.wait(timeout=WAIT)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"round {round_} ({how}): the coordinator did not end: "
+                                     + (tmp_path / f"stderr{round_}").read_text()[-3000:]) from None
+        finally:
+            process.kill()
+            process.wait()
+        if how == "removed":
+            assert not os.path.exists(home), f"round {round_}: the power directory made again"
+        else:
+            kinds = [event["type"] for event in Session(home, session.id).journal.reader()]
+            assert kinds == [], f"round {round_}: {kinds} written into the replacement"
+
+
 def test_decisions_that_do_not_come_back_from_the_journal_are_not_made_again(tmp_path: Path) -> None:
     """The root of the spin: the loop decides again at once after each decision, expecting to fold it first; when
     its appends go where its reader cannot see (here the journal moved away under it, its open segment with it), it
