@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,10 @@ def _exited(pid: int) -> int | None:
     """The exit status of our child `pid` once it has ended, else None."""
     done, status = os.waitpid(pid, os.WNOHANG)
     return None if done == 0 else os.waitstatus_to_exitcode(status)
+
+
+def _started_or_ended(session: Session, process: subprocess.Popen[bytes]) -> bool:
+    return bool(_events(session, "coordinator.started")) or process.poll() is not None
 
 
 def _replace(home: str, session: Session, how: str) -> None:
@@ -106,8 +111,7 @@ def test_a_session_directory_removed_or_replaced_at_random_moments_ends_the_coor
             process = subprocess.Popen([str(SCRIPT), "--home", home, "coordinator"], stderr=stderr)
         try:
             if how == "replaced":
-                until(lambda: _events(session, "coordinator.started") or process.poll() is not None, WAIT,
-                      "it opened its session")
+                until(partial(_started_or_ended, session, process), WAIT, "it opened its session")
                 session.journal.close()
             try:
                 process.wait(timeout=chance.uniform(0.0, 2.5))
@@ -200,15 +204,12 @@ def test_a_waiter_ends_when_its_session_directory_is_removed_or_replaced(
 
 # -- a thousand agents under a small file descriptor limit -------------------------------------------------------------
 
-def _small_fd_limit() -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))  # soft and hard: the limit cannot be raised
-
-
+@pytest.mark.parametrize("hard", [200, 4096], ids=["hard limit 200", "hard limit 4096"])
 def test_more_agents_than_file_descriptors_are_never_lost_by_an_error_of_ours(
-        tmp_path: Path, claude_pids: list[subprocess.Popen[bytes]]) -> None:
-    """1,100 agents, each a real sleeping process, watched by a coordinator that may hold only 200 descriptors (its
-    hard limit too, so it cannot raise it): no agent is declared lost while its process runs, and the one process
-    killed among them is."""
+        tmp_path: Path, claude_pids: list[subprocess.Popen[bytes]], hard: int) -> None:
+    """1,100 agents, each a real sleeping process, watched by a coordinator started with a soft limit of 200 open
+    files: with a hard limit of 200 it cannot raise it, and polls /proc beyond its pidfds; with 4,096 it raises it.
+    Either way no agent is declared lost while its process runs, and the one process killed among them is."""
     home = str(tmp_path / "power")
     session = start_session(home, "Many", sender="human")
     Path(home, "config.json").write_text('{"heartbeat_seconds": 1, "agent_timeout_seconds": 3600}')
@@ -222,7 +223,7 @@ def test_more_agents_than_file_descriptors_are_never_lost_by_an_error_of_ours(
             for n, process in enumerate(claude_pids[first:first + 100], start=first)])
     with open(tmp_path / "stderr", "wb") as stderr:
         coordinator = subprocess.Popen([str(SCRIPT), "--home", home, "coordinator"], stderr=stderr,
-                                       preexec_fn=_small_fd_limit)
+                                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (200, hard)))
     try:
         until(lambda: len(_events(session, "coordinator.status")) >= 3 or coordinator.poll() is not None, WAIT,
               "three heartbeats: every agent looked at")

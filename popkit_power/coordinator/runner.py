@@ -124,6 +124,7 @@ class PowerModeCoordinator:
         if self.mode is None:
             self.connect()
         session = self._session()
+        _ = session.origin  # read (or made) now, while the power directory surely exists: never made again later
         with Lease(session.dir, stoppable=self._thread is None) as lease:
             opened = OpenedDirectory(session.dir)
             state, position = session.projection()
