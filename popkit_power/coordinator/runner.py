@@ -10,6 +10,11 @@ Claude Code process of an agent on this machine exits (a pidfd per process, wher
 death is acted on at once, with no timer to wait out; otherwise it looks again every `POLL_SECONDS`. After a restart,
 even after SIGKILL, it starts from the latest snapshot plus the journal after it, and finds in the journal what it
 decided before, so it decides nothing twice.
+
+At its edges: it measures silences on its monotonic clock (hearing.py), so a stepped clock moves no verdict; it
+watches any number of agents' processes without taking an error of its own for a death (liveness.py); a full disk
+does not end it (it retries with backoff and says "disk full" in its lease file); and it ends, writing nothing
+more, once its session directory is removed or replaced (opened_dir.py).
 """
 
 from __future__ import annotations
