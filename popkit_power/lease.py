@@ -21,7 +21,7 @@ from .keys import host_name
 
 COORDINATOR = "coordinator"
 LOCK_FILE = "coordinator.lock"
-RUNNING, DISK_FULL = "running", "disk full"
+RUNNING, DISK_FULL, FAILING = "running", "disk full", "failing"
 #: The holder file's size: written padded with spaces (still JSON), so that every later note fits in place
 HOLDER_BYTES = 1024
 
@@ -99,8 +99,8 @@ class Lease:
             self._holder_fd = -1  # replaced already: notes are not written, the lease still holds
 
     def note(self, condition: str, detail: str | None = None) -> None:
-        """Say how the holder fares (`RUNNING`, `DISK_FULL`, with a detail and since when), in place in the holder
-        file; a failure to say it is ignored (the lease still holds)."""
+        """Say how the holder fares (`RUNNING`, `DISK_FULL`, `FAILING`, with a detail and since when), in place in
+        the holder file; a failure to say it is ignored (the lease still holds)."""
         if self._holder.get("condition") == condition and self._holder.get("detail") == detail:
             return
         self._holder.update(condition=condition, detail=detail,

@@ -1,7 +1,8 @@
 """Which agents' Claude Code processes still run on this machine, as the coordinator sees them each round.
 
 It holds a pidfd on each running process (where the OS has them), so the coordinator's wait ends the moment one
-exits, and the pid cannot be given to another process while the pidfd is open. A pidfd is a file descriptor, and a
+exits, and the pid cannot be given to another process while the pidfd is open (so each round one poll of the pidfds
+says which have exited, without reading /proc for the others). A pidfd is a file descriptor, and a
 thousand agents reach the usual soft limit of 1,024: so the soft limit is raised towards the hard one when more are
 needed, at most half of it goes to pidfds (the journal, the replicator's sockets and the /proc reads need the rest),
 and the agents beyond are looked at in /proc every round instead (within `POLL_SECONDS` of their death rather than
@@ -14,6 +15,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
 from typing import Any
 
 from ..keys import host_name
@@ -75,11 +77,15 @@ class ProcessWatch:
                 os.close(fd)                                                  # process: a readable stale pidfd
                 del self._pidfds[key]                                         # would end every wait at once
         checkable = can_check()
+        exited = self._exited()
         polled = 0
         for key in live:
             agent = state["agents"][key]
             pid = agent.get("pid")
             if not isinstance(pid, int) or agent.get("host") != here:
+                continue
+            if key in self._pidfds and self._pidfds[key][1] not in exited:
+                running[key] = True  # its pidfd is not readable: it has not exited (no /proc read needed)
                 continue
             verdict = still_running(pid, agent.get("pid_start"))
             if verdict and key not in self._pidfds:
@@ -93,6 +99,18 @@ class ProcessWatch:
                         "file descriptors may go to watching", polled, len(self._pidfds))
         self.polled = polled
         return running
+
+    def _exited(self) -> set[int]:
+        """The pidfds that are readable now: their processes have exited (one poll for all of them)."""
+        if not self._pidfds:
+            return set()
+        poller = select.poll()
+        for _pid, fd in self._pidfds.values():
+            poller.register(fd, select.POLLIN)
+        try:
+            return {fd for fd, _event in poller.poll(0)}
+        except OSError:
+            return {fd for _pid, fd in self._pidfds.values()}  # cannot tell: look in /proc for every one
 
     def _watch(self, key: str, pid: int) -> bool:
         """Hold a pidfd on `pid` for agent `key`, if the OS has pidfds and the budget allows; whether it does."""

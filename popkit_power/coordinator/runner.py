@@ -32,7 +32,7 @@ from ..errors import JournalError, PowerModeError, SessionError
 from ..follow import JournalWatch
 from ..home import active_session, find_power_dir
 from ..keys import COORDINATOR, host_name
-from ..lease import DISK_FULL, RUNNING, Lease
+from ..lease import DISK_FULL, FAILING, RUNNING, Lease
 from ..mode_selector import REDIS, UPSTASH, select_mode
 from ..opened_dir import OpenedDirectory
 from ..projector import apply
@@ -206,7 +206,7 @@ class PowerModeCoordinator:
             except (JournalError, OSError) as error:  # a full disk: stay up, keep the state, try again later
                 retry = min(max(retry * 2, POLL_SECONDS), RETRY_MAX_SECONDS)
                 full = _disk_full(error, session.dir)
-                lease.note(DISK_FULL if full else "failing", str(error)[:300])
+                lease.note(DISK_FULL if full else FAILING, str(error)[:300])
                 log.warning("%s (%s); trying again in %.0f s", "disk full" if full else "a round failed", error,
                             retry)
                 self._watch.wait(retry)
