@@ -397,7 +397,7 @@ class Replicator:
     def write_status(self) -> None:
         """`replication.json` beside the journal (status_file.py); none once the session directory went away."""
         with self._lock:
-            if self.gone is not None:
+            if self.gone is not None or self._opened.gone() is not None:  # looked at again: a push may end here
                 return
             write_status(self.session.dir, {
                 "pid": os.getpid(), "transport": self.transport.describe(), "kind": self.transport.kind,
