@@ -106,8 +106,9 @@ def decide(state: State, now: float, running: Mapping[str, bool | None], rules: 
            silences: Silences | None = None) -> list[list[Decision]]:
     """The batches of events to append, each batch one atomic append.
 
-    `running` says, for agents whose process was checked on this machine, whether it still runs (True/False);
-    agents missing from it, or with None, could not be checked. `status`, when given, is what a due
+    `running` says, for agents whose process was checked on this machine, whether it still runs (True/False; True
+    also when this process failed to look, as with no file descriptor left: no evidence, no verdict); agents missing
+    from it, or with None, cannot be checked here and are judged by silence. `status`, when given, is what a due
     `coordinator.status` carries besides the counts (pid, host). `origin` is this machine's (replication): an agent
     of another machine whose coordinator runs is that coordinator's to judge, unless that machine falls silent; then,
     like the auto-assignment, only the leader decides (the running coordinator with the lowest origin), so that
