@@ -28,6 +28,7 @@ from .errors import ConfigError, PowerModeError
 from .home import active_session, check_power_dir, list_sessions
 from .hook.log import LOG_FILE
 from .install import HOOK_SCRIPT, PLUGIN_COMMAND
+from .lease import trouble
 from .problems import unreported_problem, untrusted_problem
 from .session import Session
 from .status import coordinator_health, mode_info, replication_info, short_names
@@ -230,6 +231,10 @@ def _coordinator(power_dir: str, config: Config) -> Check:
     if not held:
         return Check("coordinator", FAIL, f"none runs for the active session {session_id}: nobody notices an "
                      f"agent that dies", fix)
+    problem = trouble(session.dir)
+    if problem is not None:
+        return Check("coordinator", FAIL, f"it runs but cannot append its decisions: {problem}",
+                     ("free space on the disk that holds the power directory: it appends again by itself",))
     if not health["alive"]:
         return Check("coordinator", WARN, f"it holds the session but its last status is {health['ago']} "
                      f"(expected every {config.heartbeat_seconds:g} s)", (f"see {session.dir}/coordinator.log",))

@@ -1,7 +1,10 @@
 """One coordinator (and one replicator) per session: an exclusive, non-blocking `flock` on
 `sessions/<id>/coordinator.lock` (`replicator.lock`), held for as long as it runs and released by the OS when it dies
 (even by SIGKILL), so a restart takes over at once. Who holds it is written beside it (`coordinator.json`: pid, host,
-since), for the refusal message and for `popkit-power stop`."""
+since), for the refusal message and for `popkit-power stop`, together with the holder's `condition` ("running", or
+"disk full" while its appends are refused): `status` and `doctor` read it there, because a full disk keeps it out of
+the journal. The file is written once at full size and then rewritten in place (`Lease.note`), into the blocks it
+already has, so that a full disk cannot refuse it."""
 
 from __future__ import annotations
 
@@ -18,6 +21,9 @@ from .keys import host_name
 
 COORDINATOR = "coordinator"
 LOCK_FILE = "coordinator.lock"
+RUNNING, DISK_FULL, FAILING = "running", "disk full", "failing"
+#: The holder file's size: written padded with spaces (still JSON), so that every later note fits in place
+HOLDER_BYTES = 1024
 
 
 def holder(session_dir: str, name: str = COORDINATOR) -> dict[str, Any] | None:
@@ -46,6 +52,18 @@ def held(session_dir: str, name: str = COORDINATOR) -> bool:
         os.close(fd)
 
 
+def trouble(session_dir: str, name: str = COORDINATOR) -> str | None:
+    """What keeps the live holder of the lease from its work, in words (`DISK_FULL`: ...), or None when it fares
+    well, or when nobody holds the lease (then it is stopped, or dead)."""
+    found = holder(session_dir, name) or {}
+    condition = found.get("condition")
+    if condition in (None, RUNNING) or not held(session_dir, name):
+        return None
+    detail = found.get("detail")
+    since = found.get("condition_since")
+    return f"{condition}" + (f" since {since}" if since else "") + (f": {detail}" if detail else "")
+
+
 class Lease:
     """`with Lease(session_dir):` holds the session's coordinator lease (`name="replicator"`: its replicator's), or
     raises CoordinatorRunningError naming the holder."""
@@ -55,6 +73,8 @@ class Lease:
         self.name = name
         self.stoppable = stoppable  # may `popkit-power stop` signal the holder's process (not a host program's)
         self._fd = -1
+        self._holder_fd = -1
+        self._holder: dict[str, Any] = {}
 
     def acquire(self) -> None:
         fd = open_file(os.path.join(self.session_dir, f"{self.name}.lock"), os.O_RDWR | os.O_CREAT)
@@ -69,11 +89,32 @@ class Lease:
                 f"popkit-power stop ends it") from None
         self._fd = fd
         since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        write_file_atomically(os.path.join(self.session_dir, f"{self.name}.json"),
-                              orjson.dumps({"pid": os.getpid(), "host": host_name(), "since": since,
-                                            "stoppable": self.stoppable}))
+        self._holder = {"pid": os.getpid(), "host": host_name(), "since": since, "stoppable": self.stoppable,
+                        "condition": RUNNING}
+        path = os.path.join(self.session_dir, f"{self.name}.json")
+        write_file_atomically(path, _padded(self._holder))
+        try:
+            self._holder_fd = open_file(path, os.O_WRONLY)
+        except OSError:
+            self._holder_fd = -1  # replaced already: notes are not written, the lease still holds
+
+    def note(self, condition: str, detail: str | None = None) -> None:
+        """Say how the holder fares (`RUNNING`, `DISK_FULL`, `FAILING`, with a detail and since when), in place in
+        the holder file; a failure to say it is ignored (the lease still holds)."""
+        if self._holder.get("condition") == condition and self._holder.get("detail") == detail:
+            return
+        self._holder.update(condition=condition, detail=detail,
+                            condition_since=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        if self._holder_fd >= 0:
+            try:
+                os.pwrite(self._holder_fd, _padded(self._holder), 0)
+            except OSError:
+                pass
 
     def release(self) -> None:
+        if self._holder_fd >= 0:
+            os.close(self._holder_fd)
+            self._holder_fd = -1
         if self._fd >= 0:
             os.close(self._fd)  # closing the only descriptor releases the flock
             self._fd = -1
@@ -84,3 +125,11 @@ class Lease:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
+
+
+def _padded(holder: dict[str, Any]) -> bytes:
+    """The holder as JSON padded with spaces to HOLDER_BYTES (a detail too long is cut to fit)."""
+    data = orjson.dumps(holder)
+    if len(data) >= HOLDER_BYTES and holder.get("detail"):
+        data = orjson.dumps({**holder, "detail": str(holder["detail"])[:HOLDER_BYTES // 4]})
+    return data + b" " * max(0, HOLDER_BYTES - 1 - len(data)) + b"\n"

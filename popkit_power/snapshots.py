@@ -38,6 +38,7 @@ class Snapshots:
     def save(self, state: dict[str, Any], position: Position) -> str:
         """Write a snapshot of `state` covering the journal up to `position`, bound to this journal; return its
         path."""
+        check_dir(os.path.dirname(self.directory))  # the session's directory: removed, it is not made again here
         private_dir(self.directory)
         path = os.path.join(self.directory, f"{position.seq - 1:016d}{SUFFIX}")
         document = {"v": 1, "session": self.session_id, "position": position.as_dict(), "rules": self.fold_key,

@@ -19,6 +19,7 @@ from .display import marked
 from .home import active_session
 from .journal import Position
 from .keys import COORDINATOR, HUMAN, RESERVED_SENDERS, agent_name
+from .lease import trouble
 from .mode_selector import CREDENTIAL_VARS, FILE, Mode, select_mode
 from .projector import (
     AGENT_ACTIVE,
@@ -152,8 +153,9 @@ def session_status(session: Session, state: State, position: Position, *, now: f
         "objective": (state["objective"] or {}).get("text"),
         "opened": state["opened"],
         "closed": state["closed"],
-        "coordinator": coordinator_health(state["coordinators"].get(session.origin, state["coordinator"]), now,
-                                          session.config.heartbeat_seconds),
+        "coordinator": {**coordinator_health(state["coordinators"].get(session.origin, state["coordinator"]), now,
+                                             session.config.heartbeat_seconds),
+                        "trouble": trouble(session.dir)},  # e.g. a full disk: what the journal cannot say
         "machines": {origin: coordinator_health(machine, now, session.config.heartbeat_seconds)
                      for origin, machine in state["coordinators"].items() if origin != session.origin},
         "replication": replication,

@@ -336,3 +336,15 @@ def until(condition: Any, seconds: float, what: str) -> Any:
             return value
         assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
         time.sleep(0.02)
+
+
+def remove_tree(path: str) -> None:
+    """`rm -rf path`, again while a process still writing into it makes new files under it (as rm -rf does, at
+    most a few rounds)."""
+    import shutil
+
+    for _ in range(100):
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path):
+            return
+    raise AssertionError(f"{path} could not be removed")

@@ -252,13 +252,49 @@ def test_silence_through_the_coordinator_step_with_frozen_time(team: dict[str, A
     seen = max(event["ts"] for event in session.journal.reader() if event["from"] == "bbbb0000:main")
     with freeze_time(seen) as frozen:
         frozen.tick(rules.silence_limit - 1)
-        assert step(session, state, reader, session.rules(), rules, lambda s: {"aaaa0000:main": True}, None) == (0, 0)
+        assert step(session, state, reader, session.rules(), rules, lambda s: {"aaaa0000:main": True}, None)[1] == 0
         frozen.tick(2)
         assert step(session, state, reader, session.rules(), rules, lambda s: {"aaaa0000:main": True}, None)[1] == 1
         step(session, state, reader, session.rules(), rules, lambda s: {"aaaa0000:main": True}, None)
         assert step(session, state, reader, session.rules(), rules, lambda s: {"aaaa0000:main": True}, None)[1] == 0
     lost = [e for e in session.journal.reader() if e["type"] == "agent.lost"]
     assert [e["data"]["agent"] for e in lost] == ["bbbb0000:main"] and "no event for" in lost[0]["data"]["reason"]
+
+
+def test_a_stepped_wall_clock_moves_no_verdict_and_stops_no_heartbeat(team: dict[str, Any]) -> None:
+    """The wall clock (frozen, then stepped 10 minutes forward and 20 back) and the monotonic one (injected, moved
+    by hand) apart: agent B (no process to check) is judged by how long this coordinator has not heard it on the
+    monotonic clock, and the heartbeat comes every heartbeat_seconds of it, whatever the stamps say."""
+    from popkit_power.coordinator.hearing import Hearing
+
+    Path(team["home"], "config.json").write_text('{"agent_timeout_seconds": 60, "heartbeat_seconds": 15}')
+    session = Session(team["home"], team["session"].id)
+    state, position = session.projection(save_snapshot=False)
+    reader = session.journal.reader(position)
+    rules, fold_rules = Rules.from_config(session.config), session.rules()
+    monotonic = [1000.0]
+    hearing = Hearing(lambda: monotonic[0])
+
+    def round_() -> list[str]:
+        before = session.journal.end_position().seq
+        step(session, state, reader, fold_rules, rules, lambda s: {"aaaa0000:main": True}, {"pid": 1}, hearing)
+        return [event["type"] for event in session.journal.reader() if event["seq"] >= before]
+
+    with freeze_time("2026-12-01T12:00:00Z") as frozen:
+        assert round_() == ["coordinator.status"]  # none before: due at once
+        assert round_() == []
+        frozen.move_to("2026-12-01T12:10:00Z")  # forward: every stamp is now 10 minutes old
+        assert round_() == []
+        frozen.move_to("2026-12-01T11:50:00Z")  # back: the last heartbeat's stamp is 10 minutes ahead
+        monotonic[0] += 15
+        assert round_() == ["coordinator.status"]
+        assert round_() == []
+        monotonic[0] += rules.silence_limit - 15 + 1
+        assert "agent.lost" in round_()
+    (lost,) = [event for event in session.journal.reader() if event["type"] == "agent.lost"]
+    assert lost["data"]["agent"] == "bbbb0000:main"
+    assert lost["data"]["evidence"]["measured"] == "monotonic"
+    assert lost["data"]["evidence"]["silent_seconds"] == rules.silence_limit + 1
 
 
 def test_the_daemon_starts_holds_the_lease_and_stop_ends_it_and_closes_the_session(team: dict[str, Any]) -> None:

@@ -201,6 +201,9 @@ def _coordinator(coordinator: dict[str, Any]) -> Text:
 
     health = coordinator["health"]
     line = Text()
+    if coordinator.get("trouble"):  # it runs, but cannot append (a full disk): not "stopped", not "may have died"
+        line.append(f"{clean(coordinator['trouble'], 300)}: it runs and retries", style="red")
+        return line
     line.append(health, style=STYLES[health])
     where = []
     if coordinator.get("pid") is not None:

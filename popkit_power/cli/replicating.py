@@ -46,7 +46,7 @@ def replicate() -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        while not done.wait(1.0):
+        while not done.wait(1.0) and running.replicator.gone is None:  # it ends when its session directory goes
             pass
     finally:
         running.stop()

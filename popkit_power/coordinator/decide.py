@@ -8,6 +8,9 @@ replaying the journal shows why each was made.
 - An agent whose process cannot be checked here (another machine, no `CLAUDE_PID`, no /proc) is lost when it has
   been silent, while active, for more than `agent_timeout_seconds` plus `heartbeat_miss_threshold - 1` more periods
   of `heartbeat_seconds`. An idle agent (its turn ended, waiting for input) is silent by design and is not timed out.
+- Silence is how long ago this coordinator heard a word, measured by its own monotonic clock (`Silences`, filled in
+  by hearing.py), never by the timestamps in the events: a clock stepped on either machine moves no verdict. The
+  evidence of each verdict carries what was measured, so replaying the journal shows why it was made.
 - A lost agent's open tasks are orphaned (and so are those an agent still held when it ended: a session that
   ended, a subagent that finished), with what the next agent needs to go on (the title, the agent's last
   progress and files, when it was last heard of), in the same batch as the `agent.lost`; a task that has already
@@ -22,6 +25,7 @@ journal says it stopped.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,26 +70,61 @@ class Rules:
         return self.agent_timeout_seconds + (self.heartbeat_miss_threshold - 1) * self.heartbeat_seconds
 
 
+class Silences:
+    """How long, in seconds, each live agent (`agents`) and each machine's coordinator (`machines`, by origin) has
+    gone unheard, and `own`: since this machine's coordinator last said it is alive (None: it never did)."""
+
+    __slots__ = ("agents", "machines", "measured", "own")
+
+    def __init__(self, agents: Mapping[str, float], machines: Mapping[str, float], own: float | None,
+                 measured: str) -> None:
+        self.agents = agents
+        self.machines = machines
+        self.own = own
+        self.measured = measured  # how: "monotonic" (a running coordinator) or "timestamps"
+
+    @classmethod
+    def from_stamps(cls, state: State, now: float, origin: str | None) -> Silences:
+        """The silences by the events' own timestamps against `now` (seconds since the epoch): for looking at a
+        journal afterwards and for tests. A running coordinator measures them with its monotonic clock instead
+        (hearing.py): timestamps are only as right as the clocks that wrote them."""
+        def since(ts: Any) -> float | None:
+            when = seconds_of(ts)
+            return None if when is None else now - when
+
+        agents = {key: since(state["agents"][key].get("last_seen")) for key in live_agents(state)}
+        machines = {where: since(machine.get("heard") or machine.get("last_seen"))
+                    for where, machine in state["coordinators"].items()}
+        coordinator = state["coordinator"] if origin is None else state["coordinators"].get(origin, {})
+        own = since(coordinator.get("last_seen")) if coordinator.get("by") == COORDINATOR else None
+        return cls({key: value for key, value in agents.items() if value is not None},
+                   {key: value for key, value in machines.items() if value is not None}, own, "timestamps")
+
+
 def decide(state: State, now: float, running: Mapping[str, bool | None], rules: Rules,
-           status: Mapping[str, Any] | None = None, origin: str | None = None) -> list[list[Decision]]:
+           status: Mapping[str, Any] | None = None, origin: str | None = None,
+           silences: Silences | None = None) -> list[list[Decision]]:
     """The batches of events to append, each batch one atomic append.
 
-    `running` says, for agents whose process was checked on this machine, whether it still runs (True/False);
-    agents missing from it, or with None, could not be checked. `status`, when given, is what a due
+    `running` says, for agents whose process was checked on this machine, whether it still runs (True/False; True
+    also when this process failed to look, as with no file descriptor left: no evidence, no verdict); agents missing
+    from it, or with None, cannot be checked here and are judged by silence. `status`, when given, is what a due
     `coordinator.status` carries besides the counts (pid, host). `origin` is this machine's (replication): an agent
     of another machine whose coordinator runs is that coordinator's to judge, unless that machine falls silent; then,
     like the auto-assignment, only the leader decides (the running coordinator with the lowest origin), so that
-    machines do not decide the same thing twice.
+    machines do not decide the same thing twice. `silences` are what a running coordinator measured; without them
+    they are worked out from the events' timestamps against `now`.
     """
+    heard = Silences.from_stamps(state, now, origin) if silences is None else silences
     batches: list[list[Decision]] = []
-    leader = _leader(state, origin, now, rules)
+    leader = _leader(state, origin, heard, rules)
     for key in live_agents(state):
         agent = state["agents"][key]
         machine = _machine_of(state, agent, origin)
         if machine is None:
-            lost = _lost(key, agent, now, running.get(key), rules)
+            lost = _lost(key, agent, heard, running.get(key), rules)
         else:
-            lost = _machine_silent(key, agent, machine, now, rules) if leader else None
+            lost = _machine_silent(key, agent, machine, heard, rules) if leader else None
         if lost is not None:
             batches.append([lost, *_hand_over(state, key, rules)])
     for key, agent in state["agents"].items():  # an agent that ended holding tasks left them behind: hand them on
@@ -96,7 +135,7 @@ def decide(state: State, now: float, running: Mapping[str, bool | None], rules: 
         assigned = _assignments(state)
         if assigned:
             batches.append(assigned)
-    if status is not None and _status_due(state, now, rules, origin):
+    if status is not None and (heard.own is None or heard.own >= rules.heartbeat_seconds):
         open_tasks = sum(1 for task in state["tasks"].values() if task["status"] in OPEN_TASK_STATES)
         batches.append([("coordinator.status", {"agents": len(live_agents(state)), "open_tasks": open_tasks,
                                                 **status})])
@@ -113,36 +152,29 @@ def _machine_of(state: State, agent: dict[str, Any], origin: str | None) -> dict
     return machine if machine is not None and machine.get("status") == "running" else None
 
 
-def _leader(state: State, origin: str | None, now: float, rules: Rules) -> bool:
+def _leader(state: State, origin: str | None, heard: Silences, rules: Rules) -> bool:
     """Whether this machine decides for the team: alone, or the lowest origin among the coordinators not silent."""
     if origin is None:
         return True
     alive = [where for where, machine in state["coordinators"].items() if machine.get("status") == "running"
-             and now - (_heard(machine) or 0) <= rules.machine_silence_limit]
+             and heard.machines.get(where, math.inf) <= rules.machine_silence_limit]
     return not alive or min([*alive, origin]) == origin
 
 
-def _heard(machine: dict[str, Any]) -> float | None:
-    """When this machine last heard from another machine's coordinator, by its own clock (the fold's `heard`, from
-    the replicator's `rts`): never by that machine's own timestamps, which its clock may put far off."""
-    return seconds_of(machine.get("heard") or machine.get("last_seen"))
-
-
-def _machine_silent(key: str, agent: dict[str, Any], machine: dict[str, Any], now: float,
+def _machine_silent(key: str, agent: dict[str, Any], machine: dict[str, Any], heard: Silences,
                     rules: Rules) -> Decision | None:
-    last_seen = _heard(machine)
-    if last_seen is None or now - last_seen <= rules.machine_silence_limit:
+    silent = heard.machines.get(agent.get("origin") or "")
+    if silent is None or silent <= rules.machine_silence_limit:
         return None
-    silent = now - last_seen
     evidence = {"origin": agent.get("origin"), "coordinator_last_seen": machine.get("last_seen"),
                 "heard": machine.get("heard"), "silent_seconds": round(silent, 1),
-                "limit_seconds": rules.machine_silence_limit}
+                "limit_seconds": rules.machine_silence_limit, "measured": heard.measured}
     return ("agent.lost", {"agent": key, "reason": f"its machine {agent.get('origin')} has been silent for "
                                                    f"{int(silent)} s (its coordinator's last status; the limit is "
                                                    f"{int(rules.machine_silence_limit)} s)", "evidence": evidence})
 
 
-def _lost(key: str, agent: dict[str, Any], now: float, running: bool | None, rules: Rules) -> Decision | None:
+def _lost(key: str, agent: dict[str, Any], heard: Silences, running: bool | None, rules: Rules) -> Decision | None:
     if running is False:
         evidence = {"pid": agent.get("pid"), "pid_start": agent.get("pid_start"), "host": agent.get("host"),
                     "checked": "process table"}
@@ -150,12 +182,11 @@ def _lost(key: str, agent: dict[str, Any], now: float, running: bool | None, rul
                                "evidence": evidence})
     if running is True or agent.get("status") != AGENT_ACTIVE:
         return None
-    last_seen = seconds_of(agent.get("last_seen"))
-    if last_seen is None or now - last_seen <= rules.silence_limit:
+    silent = heard.agents.get(key)
+    if silent is None or silent <= rules.silence_limit:
         return None
-    silent = now - last_seen
     evidence = {"last_seen": agent.get("last_seen"), "silent_seconds": round(silent, 1),
-                "limit_seconds": rules.silence_limit}
+                "limit_seconds": rules.silence_limit, "measured": heard.measured}
     return ("agent.lost", {"agent": key, "reason": f"no event for {int(silent)} s (the limit is "
                                                    f"{int(rules.silence_limit)} s), and its process cannot be "
                                                    f"checked from here", "evidence": evidence})
@@ -197,10 +228,3 @@ def _assignments(state: State) -> list[Decision]:
         load[chosen] += 1
         decisions.append(("task.assigned", {"task": task_id, "agent": chosen}))
     return decisions
-
-
-def _status_due(state: State, now: float, rules: Rules, origin: str | None) -> bool:
-    """Whether this machine's coordinator is due to say it is alive (another machine's status does not count)."""
-    coordinator = state["coordinator"] if origin is None else state["coordinators"].get(origin, {})
-    last = seconds_of(coordinator.get("last_seen")) if coordinator.get("by") == COORDINATOR else None
-    return last is None or now - last >= rules.heartbeat_seconds

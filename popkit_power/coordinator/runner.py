@@ -10,10 +10,16 @@ Claude Code process of an agent on this machine exits (a pidfd per process, wher
 death is acted on at once, with no timer to wait out; otherwise it looks again every `POLL_SECONDS`. After a restart,
 even after SIGKILL, it starts from the latest snapshot plus the journal after it, and finds in the journal what it
 decided before, so it decides nothing twice.
+
+At its edges: it measures silences on its monotonic clock (hearing.py), so a stepped clock moves no verdict; it
+watches any number of agents' processes without taking an error of its own for a death (liveness.py); a full disk
+does not end it (it retries with backoff and says "disk full" in its lease file); and it ends, writing nothing
+more, once its session directory is removed or replaced (opened_dir.py).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -22,16 +28,18 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PowerModeError, SessionError
+from ..errors import JournalError, PowerModeError, SessionError
 from ..follow import JournalWatch
 from ..home import active_session, find_power_dir
 from ..keys import COORDINATOR, host_name
-from ..lease import Lease
+from ..lease import DISK_FULL, FAILING, RUNNING, Lease
 from ..mode_selector import REDIS, UPSTASH, select_mode
-from ..processes import still_running
-from ..projector import apply, live_agents
+from ..opened_dir import OpenedDirectory
+from ..projector import apply
 from ..session import Session, start_session
 from .decide import Rules, decide
+from .hearing import Hearing
+from .liveness import ProcessWatch
 
 if TYPE_CHECKING:
     from ..journal import JournalReader, Position
@@ -41,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: The longest a wait lasts: silence-based decisions and `coordinator.status` are looked at this often.
 POLL_SECONDS = 1.0
+#: After a round that failed (a full disk refused its appends), the next try waits twice as long, up to this
+RETRY_MAX_SECONDS = 30.0
 
 
 class PowerModeCoordinator:
@@ -60,11 +70,13 @@ class PowerModeCoordinator:
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._watch: JournalWatch | None = None
-        self._pidfds: dict[str, tuple[int, int]] = {}  # agent key -> (pid, pidfd)
+        self._processes = ProcessWatch()
+        self.monotonic: Callable[[], float] = time.monotonic  # how it measures silences (tests step it)
         self._folded = threading.Condition()
         self.folded_seq = 0  # the journal is folded into the coordinator's state up to here
         self.steps = 0  # rounds of the loop so far: an idle coordinator makes about one per POLL_SECONDS
         self.stop_reason = "stopped"
+        self.gone: str | None = None  # why it ended when its session directory went away (then it says nothing)
 
     def connect(self) -> bool:
         """Select the mode (mode_selector.py: Upstash, Redis or the file journal) and say why (`mode`, `reason`,
@@ -118,7 +130,9 @@ class PowerModeCoordinator:
         if self.mode is None:
             self.connect()
         session = self._session()
-        with Lease(session.dir, stoppable=self._thread is None):
+        _ = session.origin  # read (or made) now, while the power directory surely exists: never made again later
+        with Lease(session.dir, stoppable=self._thread is None) as lease:
+            opened = OpenedDirectory(session.dir)
             state, position = session.projection()
             if state["closed"] is not None:
                 raise SessionError(f"session {session.id} is closed: a coordinator coordinates an open session")
@@ -126,16 +140,24 @@ class PowerModeCoordinator:
             self._watch = JournalWatch(session.journal.directory)
             replication = self._start_replication(session)
             try:
-                self._loop(session, state, position)
+                self._loop(session, state, position, lease, opened)
             finally:
                 if replication is not None:
                     replication.stop()
                 self._watch.close()
-                for _pid, fd in self._pidfds.values():
-                    os.close(fd)
-                self._pidfds.clear()
+                self._processes.close()
+                self._say_stopped(session, opened)
+
+    def _say_stopped(self, session: Session, opened: OpenedDirectory) -> None:
+        """`coordinator.stopped`, unless the session directory went away (nothing is written anywhere then: not
+        into files nobody sees, nor into a directory put in its place) or the journal refuses it (a full disk)."""
+        try:
+            if self.gone is None and opened.gone() is None:
                 session.publish("coordinator.stopped", {"reason": self.stop_reason}, sender=COORDINATOR)
-                session.journal.close()
+        except (JournalError, OSError) as error:
+            log.warning("coordinator.stopped not appended: %s", error)
+        finally:
+            session.journal.close()
 
     def _start_replication(self, session: Session) -> Any:
         """With Redis or Upstash selected and answering: the session's replicator in this process (its own lease and
@@ -160,18 +182,44 @@ class PowerModeCoordinator:
             return start_session(self.power_dir, self.objective, sender=COORDINATOR)
         raise SessionError(f"no active power session in {self.power_dir}, and no objective to start one")
 
-    def _loop(self, session: Session, state: dict[str, Any], position: Position) -> None:
+    def _loop(self, session: Session, state: dict[str, Any], position: Position, lease: Lease,
+              opened: OpenedDirectory) -> None:
         config = session.config
         # On Upstash another machine's status reaches this one up to an idle poll on each end later
         slack = 2 * config.upstash_idle_poll_seconds + config.heartbeat_seconds if self.mode == UPSTASH else 0.0
         rules, fold_rules = Rules.from_config(config, machine_slack_seconds=slack), session.rules()
         reader = session.journal.reader(position)
         status = {"pid": os.getpid(), "host": host_name()}
-        since_snapshot = 0
+        hearing = Hearing(self.monotonic)
+        since_snapshot, awaiting, retry, unread = 0, 0, 0.0, False
         self._ready.set()
+        assert self._watch is not None
         while not self._stop.is_set():
             self.steps += 1
-            folded, decided = step(session, state, reader, fold_rules, rules, self._check_processes, status)
+            self.gone = opened.gone()
+            if self.gone is not None:
+                log.warning("the coordinator of session %s ends: its session directory %s", session.id, self.gone)
+                self.stop_reason = f"its session directory {self.gone}"
+                break
+            try:
+                folded, decided, awaiting = step(session, state, reader, fold_rules, rules, self._processes.check,
+                                                 status, hearing, awaiting)
+            except (JournalError, OSError) as error:  # a full disk: stay up, keep the state, try again later
+                retry = min(max(retry * 2, POLL_SECONDS), RETRY_MAX_SECONDS)
+                full = _disk_full(error, session.dir)
+                lease.note(DISK_FULL if full else FAILING, str(error)[:300])
+                log.warning("%s (%s); trying again in %.0f s", "disk full" if full else "a round failed", error,
+                            retry)
+                self._watch.wait(retry)
+                continue
+            if not decided and reader.position.seq <= awaiting and not unread:
+                unread = True  # said once: the next rounds wait as an idle coordinator does
+                log.warning("its decisions up to seq %d do not come back from the journal in %s: it decides "
+                            "nothing more until they do", awaiting, session.journal.directory)
+            if retry:
+                retry = 0.0
+                lease.note(RUNNING)
+                log.info("appending again")
             if state["closed"] is not None:  # closed under it (stop, start --switch): its work is over
                 self.stop_reason = "the session was closed"
                 break
@@ -188,49 +236,42 @@ class PowerModeCoordinator:
                     session.snapshots.save(state, reader.position)
                 except OSError as error:
                     log.warning("snapshot not saved: %s", error)
-            assert self._watch is not None
-            self._watch.wait(POLL_SECONDS, [fd for _pid, fd in self._pidfds.values()])
+            self._watch.wait(POLL_SECONDS, self._processes.fds())
 
-    def _check_processes(self, state: dict[str, Any]) -> dict[str, bool | None]:
-        """For each live agent whose Claude Code process is on this machine: does it still run? Keeps a pidfd open
-        on each running one, so the wait ends the moment it exits."""
-        here = host_name()
-        running: dict[str, bool | None] = {}
-        live = set(live_agents(state))
-        for key, (watched, fd) in list(self._pidfds.items()):
-            if key not in live or state["agents"][key].get("pid") != watched:  # gone, or joined again as another
-                os.close(fd)                                                  # process: a readable stale pidfd
-                del self._pidfds[key]                                         # would end every wait at once
-        for key in live:
-            agent = state["agents"][key]
-            pid = agent.get("pid")
-            if not isinstance(pid, int) or agent.get("host") != here:
-                continue
-            verdict = still_running(pid, agent.get("pid_start"))
-            running[key] = verdict
-            if verdict and key not in self._pidfds and hasattr(os, "pidfd_open"):
-                try:
-                    self._pidfds[key] = (pid, os.pidfd_open(pid))
-                except OSError:
-                    pass  # gone in between: the next look sees it
-                else:  # the pid cannot be reused while the pidfd is open: check that it is still the agent's
-                    running[key] = still_running(pid, agent.get("pid_start"))
-        return running
+
+def _disk_full(error: BaseException, where: str) -> bool:
+    """Whether `error` (or what it was raised from) is the disk refusing space, or the disk at `where` is full."""
+    for cause in (error, error.__cause__, error.__context__):
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+    try:
+        return os.statvfs(where).f_bavail == 0
+    except OSError:
+        return False
 
 
 def step(session: Session, state: dict[str, Any], reader: JournalReader, fold_rules: FoldRules, rules: Rules,
          check_processes: Callable[[dict[str, Any]], Mapping[str, bool | None]],
-         status: Mapping[str, Any] | None) -> tuple[int, int]:
+         status: Mapping[str, Any] | None, hearing: Hearing | None = None, awaiting: int = 0) -> tuple[int, int, int]:
     """One round of the coordinator: fold what is new, look at the agents' processes, append what `decide` says (each
-    batch one atomic append, sent as the coordinator). Returns (events folded, batches appended). The time is
-    `time.time()`, read once, here."""
+    batch one atomic append, sent as the coordinator). Returns (events folded, batches appended, the seq of the last
+    decision appended so far).
+
+    Nothing is decided before the fold has read back the decisions appended up to `awaiting`: a decision counts as
+    made only once the state holds it, and deciding again before that appends the same decision again (after the
+    journal went where the reader cannot follow, the first heartbeat was appended in a tight loop). Silences come
+    from `hearing` (monotonic); without it, from the events' timestamps against `time.time()`."""
     folded = 0
     for event in reader:
         apply(state, event, fold_rules)
         folded += 1
-    batches = decide(state, time.time(), check_processes(state), rules, status, session.origin)
+    if reader.position.seq <= awaiting:
+        return folded, 0, awaiting
+    silences = hearing.silences(state, session.origin) if hearing is not None else None
+    batches = decide(state, time.time(), check_processes(state), rules, status, session.origin, silences)
     for batch in batches:
-        session.append_events([session.event(kind, data, sender=COORDINATOR) for kind, data in batch])
+        events = [session.event(kind, data, sender=COORDINATOR) for kind, data in batch]
+        awaiting = session.append_events(events).last_seq
         log.info("decided: %s", ", ".join(f"{kind} {data.get('agent') or data.get('task') or ''}"
                                            for kind, data in batch))
-    return folded, len(batches)
+    return folded, len(batches), awaiting

@@ -31,11 +31,13 @@ from ..config import usable_config
 from ..follow import JournalWatch
 from ..home import active_session
 from ..keys import MAIN
+from ..opened_dir import OpenedDirectory
 from ..processes import start_time, still_running
 from ..session import Session
 from . import texts
 from .agent_state import AgentState
 from .handlers import Agent
+from .log import log_error
 from .wake import claim_path, drop_claim, read_claim, take_news, write_claim
 
 #: asyncRewake: exit code 2 wakes the model, with the hook's stderr as the new turn's text
@@ -65,12 +67,13 @@ def wait_for_news(power_dir: str, session_id: str, payload: dict[str, Any], envi
         signal.signal(signum, ending)
     try:
         session = Session(power_dir, session_id, usable_config(power_dir)[0])  # a broken config.json: what holds
+        opened = OpenedDirectory(session.dir)
         me = (os.getpid(), start_time(os.getpid()))
         baseline = _take_over(session, agent.key, me)
         watch = JournalWatch(session.journal.directory)
         try:
-            return _wait(session, agent.key, me, baseline, watch, pidfd, _Delivery(deliver, ending,
-                                                                                   agent.transcript(payload)))
+            delivery = _Delivery(deliver, ending, agent.transcript(payload))
+            return _wait(session, agent.key, me, baseline, watch, pidfd, opened, delivery)
         finally:  # the news may be out already: nothing here may turn exit 2 into an error (exit 0)
             with contextlib.suppress(Exception):
                 watch.close()
@@ -126,9 +129,13 @@ class _Delivery:
 
 
 def _wait(session: Session, agent_key: str, me: tuple[int, int | None], baseline: int, watch: JournalWatch,
-          pidfd: int, delivery: _Delivery) -> int:
+          pidfd: int, opened: OpenedDirectory, delivery: _Delivery) -> int:
     deadline = time.monotonic() + session.config.wake_max_seconds
     while True:
+        gone = opened.gone()
+        if gone is not None:  # removed, or another in its place (restored from a copy): not the session it waits on
+            log_error(session.power_dir, f"the waiter of {agent_key} ends: its session directory {gone}")
+            return 0
         if active_session(session.power_dir) != session.id:
             return 0  # Power Mode stopped (or another session made active)
         state = _state(session, agent_key)

@@ -40,6 +40,7 @@ from ..errors import PowerModeError, ReplicationError, TransportAuthError, Trans
 from ..follow import JournalWatch
 from ..journal import Position
 from ..keys import ARBITER, RedisLayout
+from ..opened_dir import OpenedDirectory
 from ..session import Session
 from . import polling
 from .entries import announcements, last_seq, newly_joined, not_streams, pulled_event, taken_back, top_body
@@ -94,6 +95,8 @@ class Replicator:
         self._threads: list[threading.Thread] = []
         self._watch: JournalWatch | None = None
         self._lock = threading.Lock()  # the status file
+        self._opened = OpenedDirectory(session.dir)  # ended when it is removed or replaced (`_guarded`)
+        self.gone: str | None = None
         self.loud = 0  # events pushed or pulled that are not QUIET_TYPES: what keeps Upstash's polling fast
         self.stats: dict[str, Any] = {"pushed": 0, "pulled": 0, "skipped": 0, "errors": 0, "last_error": None,
                                       "last_ok": None, "backoff_until": None}
@@ -347,7 +350,16 @@ class Replicator:
                 self._stop.wait(polling.FAST_POLL)  # a decision waits for its claim: XREAD would not block
 
     def _guarded(self, work: Callable[[], int]) -> int:
-        """Run one step; on a failure note it, back off, and return 0."""
+        """Run one step; on a failure note it, back off, and return 0. Every loop's step: once the session directory
+        is removed or replaced, replication ends instead (with one log line), and writes nothing more."""
+        gone = self._opened.gone()
+        if gone is not None:
+            with self._lock:
+                if self.gone is None:
+                    log.warning("replication of session %s ends: its session directory %s", self.session.id, gone)
+                    self.gone = gone
+            self._stop.set()
+            return 0
         try:
             moved = work()
         except Exception as error:  # anything else too, logged with its traceback: a loop must not die
@@ -383,8 +395,10 @@ class Replicator:
         return max(0, end - self.pushed_through)
 
     def write_status(self) -> None:
-        """`replication.json` beside the journal (status_file.py)."""
+        """`replication.json` beside the journal (status_file.py); none once the session directory went away."""
         with self._lock:
+            if self.gone is not None or self._opened.gone() is not None:  # looked at again: a push may end here
+                return
             write_status(self.session.dir, {
                 "pid": os.getpid(), "transport": self.transport.describe(), "kind": self.transport.kind,
                 "origin": self.origin, "pushed_through": self.pushed_through, "imported": self.imported,

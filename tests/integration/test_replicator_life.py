@@ -1,0 +1,51 @@
+"""A replicator (`popkit-power replicate`, a real process over a real redis-server) whose session directory is removed,
+or removed and made again, ends with one log line and writes nothing more anywhere."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import remove_tree, until
+
+from popkit_power.home import set_active_session
+from popkit_power.replication.replicator import STATUS_FILE
+from popkit_power.session import Session, start_session
+
+SCRIPT = Path(sys.executable).parent / "popkit-power"
+WAIT = 60  # a deadline for a condition on a busy machine, never a measured speed
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+def test_a_replicator_ends_with_one_line_when_its_session_directory_goes(tmp_path: Path, redis_url: str,
+                                                                         how: str) -> None:
+    home = str(tmp_path / "power")
+    session = start_session(home, "Replicate", sender="human")
+    env = {**os.environ, "POPKIT_POWER_HOME": home, "REDIS_URL": redis_url}
+    stderr_path = tmp_path / "stderr"
+    with open(stderr_path, "wb") as stderr:
+        replicator = subprocess.Popen([str(SCRIPT), "replicate"], stderr=stderr, env=env)
+    try:
+        until(lambda: Path(session.dir, STATUS_FILE).exists() or replicator.poll() is not None, WAIT,
+              "it replicates")
+        session.publish("message.broadcast", {"text": "one"}, sender="human")
+        session.journal.close()
+        remove_tree(home)
+        if how == "replaced":
+            Session(home, session.id, create=True)
+            set_active_session(home, session.id)
+        code = replicator.wait(timeout=WAIT)
+    finally:
+        replicator.kill()
+        replicator.wait()
+    said = [line for line in stderr_path.read_text().splitlines() if "session directory" in line]
+    # seen between the removal and the replacement, a replaced directory is reported removed
+    assert code == 0 and len(said) == 1 and ("was removed" in said[0] or f"was {how}" in said[0]), \
+        stderr_path.read_text()[-2000:]
+    if how == "removed":
+        assert not os.path.exists(home)
+    else:
+        assert not Path(Session(home, session.id).dir, STATUS_FILE).exists(), "it wrote into the replacement"
