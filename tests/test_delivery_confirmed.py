@@ -318,3 +318,16 @@ def test_a_transcript_that_is_gone_or_hostile_never_breaks_the_hook(session: Ses
     path.unlink()
     confirm.remember(state, str(path), "0011aabb", 'header:\n- [broadcast from human] "y"', None)
     assert state.unconfirmed == [], "no transcript, nothing remembered"
+
+
+def test_an_answer_stamped_in_the_same_millisecond_as_the_reply_counts_as_after_it(tmp_path: Path) -> None:
+    """Claude Code's stamps are cut to the millisecond: an answer written just after a reply went out can carry a
+    stamp below the reply's own time (this made the test above fail about one run in ten)."""
+    from popkit_power.hook.transcript import _answer_after
+
+    sent = 1_800_000_000.0007  # the reply went out 0.7 ms into a millisecond
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sent)) + ".000Z"  # the answer, written right after
+    line = orjson.dumps({"type": "assistant", "isSidechain": False, "timestamp": stamp}) + b"\n"
+    assert _answer_after(line, 0, sent)
+    earlier = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sent - 1)) + ".999Z"  # a millisecond wholly before
+    assert not _answer_after(orjson.dumps({"type": "assistant", "timestamp": earlier}) + b"\n", 0, sent)

@@ -42,6 +42,7 @@ MAX_READ = 512 << 10
 MAX_UNCONFIRMED = 8  # replies remembered per agent; past this the oldest is taken as delivered
 _ASSISTANT = b'"type":"assistant"'
 _HOOK_STDOUT = b'"type":"hook_success"'
+STAMP_RESOLUTION = 0.001  # seconds: the transcript's timestamps are in milliseconds
 
 
 def new_reference() -> str:
@@ -154,7 +155,9 @@ def _answer_after(written: bytes, start: int, sent: Any) -> bool:
             entry = None
         if isinstance(entry, dict) and entry.get("type") == "assistant" and entry.get("isSidechain") is not True:
             made = seconds_of(entry.get("timestamp"))
-            if not isinstance(sent, (int, float)) or (made is not None and made > sent):
+            # Claude Code writes milliseconds, cut rather than rounded: an answer written after `sent` may carry a
+            # stamp up to 1 ms before it, so "made after" is judged at that resolution.
+            if not isinstance(sent, (int, float)) or (made is not None and made + STAMP_RESOLUTION > sent):
                 return True
         found = written.find(_ASSISTANT, line_end)
     return False
