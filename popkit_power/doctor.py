@@ -27,7 +27,7 @@ from .home import active_session, check_power_dir, list_sessions
 from .hook.log import LOG_FILE
 from .install import HOOK_SCRIPT, PLUGIN_COMMAND
 from .session import Session
-from .status import coordinator_health, mode_info, replication_info
+from .status import coordinator_health, mode_info, replication_info, skipped_entries
 from .verify import verify_journal
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
@@ -222,8 +222,13 @@ def _replication(power_dir: str, config: Config) -> Check:
     if report.get("last_error") and report["behind"]:
         return Check("replication", WARN, f"{report['behind']} record(s) behind; last error: {report['last_error']}",
                      (f"see {session.dir}/coordinator.log; popkit-power upstash ping shows the exact failure",))
-    return Check("replication", OK, f"{where}; {report['behind']} record(s) behind, {report.get('pulled') or 0} "
-                 f"pulled from {len(report.get('origins') or [])} other machine(s)")
+    found = (f"{where}; {report['behind']} record(s) behind, {report.get('pulled') or 0} pulled from "
+             f"{len(report.get('origins') or [])} other machine(s)")
+    if report["skipped_entries"]:  # written into the streams by something else than popkit-power
+        return Check("replication", WARN, f"{found}; {skipped_entries(report)}",
+                     ("something with the credentials writes into the session's streams: see the replicator's "
+                      f"log ({session.dir}/coordinator.log)",))
+    return Check("replication", OK, found)
 
 
 def _hook_log(power_dir: str) -> Check:

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from ..keys import agent_name
 from ..projector import TASK_PARKED
-from ..status import ALIVE, MAX_NAME_CHARS, NONE, SILENT, STOPPED, clean
+from ..status import ALIVE, MAX_NAME_CHARS, NONE, SILENT, STOPPED, clean, skipped_entries
 from .help import plural
 
 TYPE_CHECKING = False
@@ -194,6 +194,8 @@ def _replication(report: dict[str, Any]) -> Text:
                 f"{len(report.get('origins') or [])} other machine(s), {report.get('commands_sent') or 0} commands")
     if report.get("last_error"):
         line.append(f"  last error: {clean(report['last_error'], 200)}", style="yellow")
+    if report.get("skipped_entries"):
+        line.append(f"  {clean(skipped_entries(report), 300)}", style="yellow")
     return line
 
 
