@@ -127,14 +127,16 @@ class PowerModeCoordinator:
             try:
                 self._loop(session, state, position)
             finally:
-                if replication is not None:
-                    replication.stop()
                 self._watch.close()
                 for _pid, fd in self._pidfds.values():
                     os.close(fd)
                 self._pidfds.clear()
-                session.publish("coordinator.stopped", {"reason": self.stop_reason}, sender=COORDINATOR)
-                session.journal.close()
+                try:  # before the replicator stops, so that it pushes this too (and a closing of the session)
+                    session.publish("coordinator.stopped", {"reason": self.stop_reason}, sender=COORDINATOR)
+                finally:
+                    if replication is not None:
+                        replication.stop()
+                    session.journal.close()
 
     def _start_replication(self, session: Session) -> Any:
         """With Redis or Upstash selected and answering: the session's replicator in this process (its own lease and

@@ -42,6 +42,7 @@ from typing import Any
 
 from ..errors import PowerModeError, ReplicationError, TransportAuthError, TransportError, TransportLimitError
 from ..follow import JournalWatch
+from ..home import active_session, set_active_session
 from ..journal import Position
 from ..keys import ARBITER, RedisLayout
 from ..session import Session
@@ -51,6 +52,7 @@ from .outbox import Batch, Outbox
 from .polling import poll_loop
 from .positions import decided_contest, put_back, scan
 from .scripts import BEHIND, FIRST_AFTER, PUSH
+from .skipped import SkippedEntries
 from .status_file import STATUS_FILE as STATUS_FILE  # status.py and tools read them from here
 from .status_file import read_status as read_status
 from .status_file import write_status
@@ -62,7 +64,6 @@ BLOCK_MS = 1000  # a blocking read returns at least this often, so a stop is see
 MIN_BACKOFF, MAX_BACKOFF = 1.0, 60.0
 QUIET_TYPES = frozenset({"coordinator.status"})  # local events that do not wake an Upstash replicator
 LAST_NUMBER = 2**64 - 1  # the largest sequence part of a stream id
-MAX_SKIPPED_REMEMBERED = 10_000  # skipped entries remembered so that one read again is not counted twice
 _PUSH_SCRIPT = Script(PUSH)
 
 
@@ -104,9 +105,8 @@ class Replicator:
         self._lock = threading.Lock()  # the status file
         self.loud = 0  # events pushed or pulled that are not QUIET_TYPES: what keeps Upstash's polling fast
         self.stats: dict[str, Any] = {"pushed": 0, "already_there": 0, "pulled": 0, "errors": 0, "last_error": None,
-                                      "last_ok": None, "backoff_until": None, "skipped_entries": {},
-                                      "last_skipped_entry": None}
-        self._seen_skipped: dict[tuple[str, str, str], str] = {}  # (origin, entry id, link) counted -> what it was
+                                      "last_ok": None, "backoff_until": None}
+        self._skipped = SkippedEntries(self.stats)
 
     # -- positions ------------------------------------------------------------------------------------------------
 
@@ -240,7 +240,7 @@ class Replicator:
         replies = self.transport.execute(commands, timeout=self.timeout)
         members, found = (replies[0] if with_members else None), replies[-1]
         first_after = replies[1 if with_members else 0] if past else None
-        again = taken_back(past, first_after, self._cursor, self._taken, self._seen_skipped) if past else []
+        again = taken_back(past, first_after, self._cursor, self._taken, self._skipped.seen) if past else []
         for origin in again:
             self._cursor[origin] = (self._taken.get(origin, 0), 0)  # read again what its writer took back
         if isinstance(found, ReplyError):
@@ -303,10 +303,9 @@ class Replicator:
                     break
                 read[origin] = key
                 if not entry.genuine:
-                    self._skipped(origin, stream, str(entry_id), str(entry.reason), entry.link)
+                    self._skipped.skipped(origin, stream, str(entry_id), str(entry.reason), entry.link)
                     continue
-                if (origin, str(entry_id), entry.link) in self._seen_skipped:
-                    self._counted_wrongly(origin, str(entry_id), entry.link)
+                self._skipped.taken(origin, str(entry_id), entry.link)
                 taken[origin] = key[0]
                 if entry.link != "-":
                     self._linked.add(origin)
@@ -331,38 +330,23 @@ class Replicator:
             for origin, seq in appended.items():
                 self._appended[origin] = max(self._appended.get(origin, 0), seq)
             self._contests |= contests
+        if any(event["type"] == "session.closed" for event in events):
+            self._closed_elsewhere()
         self.stats["pulled"] += len(events)
         self.loud += sum(event.get("type") not in QUIET_TYPES for event in events)
         return len(events)
 
-    def _skipped(self, origin: str, stream: str, entry_id: str, reason: str, link: str) -> None:
-        """Count (and log, once per entry) an entry of `origin`'s stream that is not that origin's own: `status` and
-        `doctor` show the counts (replication.json's `skipped_entries`, per origin, and `last_skipped_entry`). An
-        entry skipped for its link alone may be real after all, read before its writer took back a planted one
-        before it: it is counted no more when it is taken."""
-        seen = (origin, entry_id, link)
-        if seen in self._seen_skipped:
-            return  # read again after its writer took the stream back: counted already
-        if len(self._seen_skipped) >= MAX_SKIPPED_REMEMBERED:
-            self._seen_skipped.clear()
-        self._seen_skipped[seen] = f"{entry_id} of {stream}: {reason}"[:500]
-        counts = self.stats["skipped_entries"]
-        counts[origin] = counts.get(origin, 0) + 1
-        self.stats["last_skipped_entry"] = self._seen_skipped[seen]
-        log.warning("skipped entry %s of %s (origin %s), not written by its machine: %s", entry_id, stream, origin,
-                    reason)
-
-    def _counted_wrongly(self, origin: str, entry_id: str, link: str) -> None:
-        """An entry skipped for its link is taken after all: it was read before its writer took back a planted entry
-        before it. It no longer counts as skipped."""
-        del self._seen_skipped[(origin, entry_id, link)]
-        counts = self.stats["skipped_entries"]
-        counts[origin] = counts.get(origin, 1) - 1
-        if counts[origin] <= 0:
-            del counts[origin]
-        self.stats["last_skipped_entry"] = next(reversed(self._seen_skipped.values()), None)
-        log.info("entry %s of origin %s is its own after all: read before its writer took back the one before it",
-                 entry_id, origin)
+    def _closed_elsewhere(self) -> None:
+        """Another machine closed the session (`stop` there): it is closed here too. Power Mode is turned off on this
+        machine when the session is still its active one, so that its agents' hooks stop recording into it (the
+        coordinator stops by itself once it folds the closing)."""
+        try:
+            if active_session(self.session.power_dir) == self.session.id:
+                set_active_session(self.session.power_dir, None)
+                log.warning("session %s was closed on another machine: Power Mode is off here too", self.session.id)
+        except (OSError, PowerModeError) as error:
+            log.warning("session %s was closed on another machine, but Power Mode could not be turned off here: %s",
+                        self.session.id, error)
 
     def _claim_missing(self, data: dict[str, Any], appended: dict[str, int]) -> bool:
         """Whether the event an arbiter's fact settles (a decision's claim, an ordered transition) is from another
@@ -386,18 +370,40 @@ class Replicator:
             self._threads.append(thread)
 
     def stop(self, timeout: float = 10.0) -> None:
+        """End the loops, then push what the journal still holds (at most `timeout` seconds more: a session's end,
+        the coordinator's last words), so that the other machines hear this one's last events."""
         self._stop.set()
         if self._watch is not None:
             self._watch.wake()
         for thread in self._threads:
             thread.join(timeout)
         if not any(thread.is_alive() for thread in self._threads):  # else a push may still be reading
+            if self._threads:
+                self.push_all(timeout)
             self._outbox.close()
         self._threads.clear()
         if self._watch is not None:
             self._watch.close()
             self._watch = None
         self.write_status()
+
+    def push_all(self, timeout: float) -> bool:
+        """Push until the server holds every local event, for at most about `timeout` seconds (a call under way is
+        not cut short); whether it got there. A failure is reported as the loops report theirs, without a wait."""
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.push_once() == 0 and self.lag() == 0:
+                    self.stats.update(last_ok=self.clock(), last_error=None, backoff_until=None)
+                    return True
+        except Exception as error:  # reported: the caller says what it means
+            self._resumed = False
+            self.stats["errors"] += 1
+            self.stats["last_error"] = f"{type(error).__name__}: {error}"[:500]
+            log.warning("replication: pushing what is left: %s", self.stats["last_error"])
+        finally:
+            self.write_status()
+        return False
 
     def run(self) -> None:
         """Replicate in the foreground until `stop` is called from another thread or a signal handler."""
