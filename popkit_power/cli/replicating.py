@@ -28,7 +28,7 @@ from .sessions import NO_COORDINATOR
 
 @click.command()
 @click.option("--once", is_flag=True, help="Push what this machine has not pushed yet (a closed session's end "
-              "too), then exit: 0 once the server holds it all, 1 with the reason if it does not.")
+              "too), then exit: 0 once the server holds it all, 2 with the reason if it does not.")
 @click.option("--session", "session_id", metavar="SESSION", help="With --once: the session (default: the active "
               "one, else the newest).")
 def replicate(once: bool, session_id: str | None) -> None:

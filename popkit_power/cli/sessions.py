@@ -57,10 +57,10 @@ def start(objective: str, switch: bool, coordinator: bool, sender: str | None) -
     click.echo(f"journal:   {session.journal.directory} (file journal)")
     if previous is not None:
         try:
+            stop_coordinator(previous)
             closing = {"reason": f"switched to session {session.id}",
                        "summary": summarize(previous.projection(save_snapshot=False)[0])}
-            previous.publish("session.closed", closing, sender=who)  # pushed by its coordinator's replicator
-            stop_coordinator(previous)
+            previous.publish("session.closed", closing, sender=who)
         except (OSError, PowerModeError) as error:
             problem = os_problem(error, home) if isinstance(error, OSError) else str(error)
             raise SessionError(f"session {session.id} is active, but the previous session {previous.id} could not "
@@ -85,14 +85,13 @@ def _objective_of(home: str, session_id: str, config: Config) -> str:
 @click.command()
 @sender_option
 def stop(sender: str | None) -> None:
-    """Close the session with a summary of what was done, turn Power Mode off, stop the session's coordinator, and,
+    """Stop the session's coordinator, close the session with a summary of what was done, turn Power Mode off, and,
     when it is replicated, push its end to the other machines (they close it too) before returning."""
     who = sender_for("session.closed", sender)
-    session = active_session()
-    stop_session(power_dir(), sender=who)  # the coordinator's replicator pushes the closing at once
-    stopped = stop_coordinator(session)
+    stopped = stop_coordinator(active_session())
     if stopped is not None:
         click.echo(f"coordinator stopped (pid {stopped})")
+    session = stop_session(power_dir(), sender=who)
     click.echo(f"Power Mode off: session {session.id} closed")
     push_end(session)
 

@@ -174,10 +174,12 @@ class Replicator:
                 self.resume()
             if self._push_refused:
                 raise ReplicationError(self._push_refused)
-            batch = self._outbox.take(self._push_from, self.pushed_seq)
+            with self._resume_lock:  # a pair: a resume in the pull's thread sets both (the links depend on it)
+                start, after = self._push_from.copy(), self.pushed_seq
+            batch = self._outbox.take(start, after)
             events = batch.events
             if not events:
-                self._push_from = batch.end
+                self._pushed(start, after, after, batch.end)
                 return 0
             if not quiet_too and all(event.get("type") in QUIET_TYPES for event in events):
                 return 0
@@ -194,13 +196,18 @@ class Replicator:
                 log.warning("removed %s entries this machine never wrote from %s (where its events go); %s claims "
                             "not decided (the arbiter's stream is at its largest id); %s writes of the original "
                             "layout refused (a key of another type there?)", removed, self.stream, undecided, refused)
-            self.pushed_seq = events[-1]["seq"]
-            self._push_from = batch.end
+            self._pushed(start, after, events[-1]["seq"], batch.end)
             self.stats["pushed"] += new
             self.stats["already_there"] += old  # resent, or pushed before a crash
             self.loud += sum(event.get("type") not in QUIET_TYPES for event in events)
             return new
         raise AssertionError("unreachable")
+
+    def _pushed(self, start: Position, after: int, seq: int, end: Position) -> None:
+        """The push went from (`start`, `after`) to (`end`, `seq`), unless a resume has set other positions since."""
+        with self._resume_lock:
+            if self._push_from == start and self.pushed_seq == after:
+                self.pushed_seq, self._push_from = seq, end
 
     def _send(self, batch: Batch) -> Any:
         """The push script's reply for `batch`; after a full batch the next one is read and built while the server
