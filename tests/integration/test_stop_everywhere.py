@@ -12,6 +12,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,9 @@ def test_with_redis_down_stop_says_so_and_replicate_once_pushes_it_later(two_mac
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_a_coordinator_killed_during_the_stop_s_push_changes_nothing(two_machines: dict[str, Any],
                                                                      sig: signal.Signals) -> None:
+    """The coordinator is signalled at a random moment while `stop` runs: before stop's own SIGTERM, while it
+    writes coordinator.stopped and its replicator pushes what is left, or after. `stop` pushes the end all the
+    same."""
     home_a = two_machines["homes"][0]
     a, _b = two_machines["sessions"]
     pid = (holder(a.dir) or {}).get("pid")
@@ -124,10 +128,7 @@ def test_a_coordinator_killed_during_the_stop_s_push_changes_nothing(two_machine
     environ = {key: value for key, value in os.environ.items() if key != "POPKIT_POWER_NO_COORDINATOR"}
     stop = subprocess.Popen([str(SCRIPT), "--home", str(home_a), "stop"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**environ, "REDIS_URL": two_machines["server"].url})
-    until(lambda: closings(a), 60, "stop closed the session")  # the coordinator's replicator pushes it now
-    import time
-
-    time.sleep(random.uniform(0, 0.05))  # a random moment of the push, of the coordinator's end, or of stop's own
+    time.sleep(random.uniform(0.1, 1.5))  # the stop command takes about half a second to start
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
