@@ -163,3 +163,43 @@ def test_after_a_restart_an_unlinked_entry_planted_far_ahead_is_still_refused(tm
     assert again.stats["skipped_entries"] == {b.origin: 1}
     for replicator in (one, two, again):
         replicator.transport.close()
+
+
+def test_links_stay_one_chain_while_resumes_run_under_the_push(tmp_path: Path, redis_url: str) -> None:
+    """Resumes forced again and again (as failures cause them, in either thread) while a machine writes: every entry
+    of its stream links to the entry before it, so that the other machine takes every one."""
+    import threading
+    import time
+
+    a = start_session(str(tmp_path / "a"), "Links", sender="human")
+    b = Session(str(tmp_path / "b"), a.id, create=True)
+    replicators = [Replicator(Session(session.power_dir, session.id), RedisStreams(redis_url)) for session in (a, b)]
+    for replicator in replicators:
+        replicator.start()
+    done = threading.Event()
+
+    def resume_again() -> None:
+        while not done.is_set():
+            replicators[0]._resumed = False
+            time.sleep(0.002)
+
+    forcing = threading.Thread(target=resume_again, daemon=True)
+    forcing.start()
+    try:
+        for n in range(300):
+            a.publish("message.broadcast", {"text": f"m{n}"}, sender="alice:main")
+            if n % 50 == 0:
+                time.sleep(0.05)
+        until(lambda: len(broadcasts(b, a.origin)) == 300, 60, "B took every broadcast")
+    finally:
+        done.set()
+        forcing.join(10)
+        for replicator in replicators:
+            replicator.stop()
+            replicator.transport.close()
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        entries = client.xrange(LAYOUT.origin_stream(a.id, a.origin))
+    links = [(int(entry_id.split("-")[0]), int(fields["p"])) for entry_id, fields in entries]
+    assert all(link == (links[n - 1][0] if n else 0) for n, (_seq, link) in enumerate(links)), links[:20]
+    assert broadcasts(b, a.origin) == [f"m{n}" for n in range(300)]
+    assert replicators[1].stats["skipped_entries"] == {}
