@@ -31,7 +31,7 @@ from .install import HOOK_SCRIPT, PLUGIN_COMMAND
 from .lease import trouble
 from .problems import unreported_problem, untrusted_problem
 from .session import Session
-from .status import coordinator_health, mode_info, replication_info, short_names
+from .status import coordinator_health, mode_info, replication_info, short_names, skipped_entries
 from .unreported import running_here, unreported
 from .verify import verify_journal
 
@@ -267,8 +267,12 @@ def _replication(power_dir: str, config: Config) -> Check:
         return Check("replication", WARN, f"{report['behind']} record(s) behind; last error: {report['last_error']}",
                      (f"see the coordinator.log of session {session_id}; popkit-power upstash ping shows the exact "
                       f"failure",))
-    return Check("replication", OK, f"{where}; {report.get('pulled') or 0} pulled from "
-                 f"{len(report.get('origins') or [])} other machine(s)")
+    found = f"{where}; {report.get('pulled') or 0} pulled from {len(report.get('origins') or [])} other machine(s)"
+    if report.get("skipped_entries"):  # written into the session's streams by something other than popkit-power
+        return Check("replication", WARN, f"{found}; {skipped_entries(report)}",
+                     ("something with the credentials writes into the session's streams: see the replicator's log "
+                      f"(the coordinator.log of session {session_id})",))
+    return Check("replication", OK, found)
 
 
 def _hook_log(power_dir: str) -> Check:

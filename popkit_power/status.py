@@ -80,7 +80,18 @@ def replication_info(session: Session, position: Position, now: float) -> dict[s
             "pulled": report.get("pulled"), "origins": report.get("origins"), "errors": report.get("errors"),
             "last_error": report.get("last_error"), "failing": report.get("backoff_until") is not None,
             "commands_sent": report.get("commands_sent"),
+            "skipped_entries": report.get("skipped_entries") or {},
+            "last_skipped_entry": report.get("last_skipped_entry"),
             "report_age_seconds": None if written is None else max(0.0, now - written)}
+
+
+def skipped_entries(report: dict[str, Any]) -> str:
+    """The replicator's count of entries it skipped, not written by their machine, per origin, and the last one."""
+    counts = report.get("skipped_entries") or {}
+    total = sum(count for count in counts.values() if isinstance(count, int))
+    per = ", ".join(f"{count} from origin {origin}" for origin, count in sorted(counts.items()))
+    return (f"{total} {'entry' if total == 1 else 'entries'} skipped, not written by their machine ({per}); last: "
+            f"{report.get('last_skipped_entry')}")
 
 
 def mode_info(replication: dict[str, Any] | None = None, *, session: bool = False,

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 from ..projector import TASK_PARKED
-from ..status import ALIVE, MAX_NAME_CHARS, NONE, SILENT, STOPPED, clean, sender_name
+from ..status import ALIVE, MAX_NAME_CHARS, NONE, SILENT, STOPPED, clean, sender_name, skipped_entries
 from .help import plural
 
 TYPE_CHECKING = False
@@ -193,6 +193,8 @@ def _replication(report: dict[str, Any]) -> Text:
                 f"{len(report.get('origins') or [])} other machine(s), {report.get('commands_sent') or 0} commands")
     if report.get("last_error"):
         line.append(f"  last error: {clean(report['last_error'], 200)}", style="yellow")
+    if report.get("skipped_entries"):
+        line.append(f"  {clean(skipped_entries(report), 300)}", style="yellow")
     return line
 
 

@@ -22,18 +22,36 @@ from ..home import set_active_session
 from ..keys import RedisLayout
 from ..mode_selector import FILE, open_transport, select_mode
 from ..session import Session
-from .common import active_session, power_dir
+from .common import active_session, power_dir, session_to_read
 from .sessions import NO_COORDINATOR
 
 
 @click.command()
-def replicate() -> None:
+@click.option("--once", is_flag=True, help="Push what this machine has not pushed yet (a closed session's end "
+              "too), then exit: 0 once the server holds it all, 2 with the reason if it does not.")
+@click.option("--session", "session_id", metavar="SESSION", help="With --once: the session (default: the active "
+              "one, else the newest).")
+def replicate(once: bool, session_id: str | None) -> None:
     """Replicate the active session to Redis or Upstash in the foreground until Ctrl-C or SIGTERM: push this
     machine's events, pull the other machines'. The coordinator does this by itself when credentials are set; use
-    this to replicate without one (one replicator per session: a second is refused)."""
+    this to replicate without one (one replicator per session: a second is refused). With --once, push what is
+    left (as `stop` does for a session's end) and exit."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
-    from ..replication.running import start_replication
+    from ..replication.running import push_to_end, start_replication
 
+    if once:
+        found = session_to_read(session_id)
+        session = Session(found.power_dir, found.id)
+        pushed = push_to_end(session, os.environ, session.config.replication_timeout_seconds)
+        if pushed is None:
+            raise ReplicationError(f"session {session.id} is not replicated: no Redis or Upstash credentials are "
+                                   f"set, and no replicator ever ran for it")
+        if not pushed.ok:
+            raise ReplicationError(f"session {session.id}: not pushed to {pushed.where}: {pushed.problem}")
+        click.echo(f"session {session.id}: every event of this machine is on {pushed.where}")
+        return
+    if session_id:
+        raise click.UsageError("--session goes with --once; without it the active session is replicated")
     session = active_session()
     running = start_replication(Session(session.power_dir, session.id), os.environ, stoppable=True)
     click.echo(f"replicating session {session.id} through {running.replicator.transport.describe()}; Ctrl-C stops",

@@ -74,6 +74,7 @@ def start(objective: str, switch: bool, coordinator: bool, sender: str | None) -
             raise SessionError(f"session {session.id} is active, but the previous session {previous.id} could not "
                                f"be recorded as closed: {problem}") from error
         click.echo(f"switched from session {previous.id} (closed)")
+        push_end(previous)
     if coordinator and not os.environ.get(NO_COORDINATOR):
         pid = spawn_coordinator(session)
         click.echo(f"coordinator: pid {pid}, log {os.path.join(session.dir, COORDINATOR_LOG)}")
@@ -92,13 +93,32 @@ def _objective_of(home: str, session_id: str, config: Config) -> str:
 @click.command()
 @sender_option
 def stop(sender: str | None) -> None:
-    """Stop the session's coordinator, close the session with a summary of what was done, and turn Power Mode off."""
+    """Stop the session's coordinator, close the session with a summary of what was done, turn Power Mode off, and,
+    when it is replicated, push its end to the other machines (they close it too) before returning."""
     who = sender_for("session.closed", sender)
     stopped = stop_coordinator(active_session())
     if stopped is not None:
         click.echo(f"coordinator stopped (pid {stopped})")
     session = stop_session(power_dir(), sender=who)
     click.echo(f"Power Mode off: session {session.id} closed")
+    push_end(session)
+
+
+def push_end(session: Session) -> None:
+    """Push a closed session's end to the server (replication/running.py), waiting at most
+    replication_timeout_seconds; say where it went, or that it did not and how to push it later."""
+    from ..replication.running import push_to_end
+
+    pushed = push_to_end(Session(session.power_dir, session.id, session.config), os.environ,
+                         session.config.replication_timeout_seconds)
+    if pushed is None:
+        return
+    if pushed.ok:
+        click.echo(f"pushed to {pushed.where}: the other machines close the session as they receive it")
+        return
+    click.echo(f"warning: the session's end was not pushed to {pushed.where} ({pushed.problem}); the other machines "
+               f"still see it open. It is in this machine's journal: push it when the server answers with: "
+               f"popkit-power replicate --once --session {session.id}", err=True)
 
 
 @click.command()

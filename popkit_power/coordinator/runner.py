@@ -142,11 +142,14 @@ class PowerModeCoordinator:
             try:
                 self._loop(session, state, position, lease, opened)
             finally:
-                if replication is not None:
-                    replication.stop()
                 self._watch.close()
                 self._processes.close()
-                self._say_stopped(session, opened)
+                try:  # before the replicator stops, so that it pushes this too (and a closing of the session)
+                    self._say_stopped(session, opened)
+                finally:
+                    if replication is not None:
+                        replication.stop()
+                    session.journal.close()
 
     def _say_stopped(self, session: Session, opened: OpenedDirectory) -> None:
         """`coordinator.stopped`, unless the session directory went away (nothing is written anywhere then: not
@@ -156,8 +159,6 @@ class PowerModeCoordinator:
                 session.publish("coordinator.stopped", {"reason": self.stop_reason}, sender=COORDINATOR)
         except (JournalError, OSError) as error:
             log.warning("coordinator.stopped not appended: %s", error)
-        finally:
-            session.journal.close()
 
     def _start_replication(self, session: Session) -> Any:
         """With Redis or Upstash selected and answering: the session's replicator in this process (its own lease and

@@ -2,7 +2,9 @@
 with the credentials can write anything under the session's keys.
 
 - A stream entry becomes an event to append only when it is a valid event of this session from the stream's own
-  origin, and fits the journal; anything else is logged and skipped (the journal stays whole and valid).
+  origin, under an id `<seq>-0` and linked (`p`) to the origin's entry taken before it, and fits the journal;
+  anything else is skipped, counted and logged once (the journal stays whole and valid), and the next real entry is
+  still taken, wherever the skipped one was.
 - A stream's last id and last entry, for where to push from (positions.py); a key that is not a stream under this
   machine's own stream name is an error that says what to do.
 """
@@ -10,6 +12,8 @@ with the credentials can write anything under the session's keys.
 from __future__ import annotations
 
 import logging
+from collections.abc import Container
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -26,11 +30,36 @@ from .transport import ReplyError
 log = logging.getLogger("popkit_power.replication")
 
 
-def pulled_event(fields: list[Any], origin: str, oseq: int, session_id: str,
-                 max_record_bytes: int) -> dict[str, Any] | None:
-    """The event to append for the entry `oseq` of `origin`'s stream, with its `oseq` and `rts` (received now, by
-    this machine's clock: another machine's clock may be off); None (logged) for an entry that is not an event of
-    this session from that origin, or that the journal cannot hold."""
+@dataclass
+class Entry:
+    """What one stream entry is to the puller: `event` to append (None: skipped), whether it is its origin's own
+    (`genuine`: the next one must link to it), and why it was skipped."""
+
+    event: dict[str, Any] | None
+    genuine: bool
+    reason: str | None = None
+    link: str = ""  # its `p`, as the stream holds it
+
+
+def entry_key(entry_id: Any) -> tuple[int, int] | None:
+    """A stream entry id as a pair of numbers, for comparing; None for anything else."""
+    ms, _, number = str(entry_id).partition("-")
+    return (int(ms), int(number)) if ms.isdigit() and number.isdigit() else None
+
+
+def read_entry(entry_id: Any, fields: list[Any], origin: str, last: int, session_id: str, max_record_bytes: int,
+               *, linked: bool, unlinked_ok: bool = False) -> Entry:
+    """The entry `entry_id` of `origin`'s stream, read after that origin's entry `last` (the last one taken as its own).
+    It is the origin's own only when its id is `<seq>-0` past `last`, it holds a valid event of this session from
+    that origin, and (`linked`: every origin but the arbiter) its link `p` names `last`, as the push script
+    writes it: an entry planted anywhere, however its body looks, is skipped with the reason, and the next real
+    entry, linked to `last`, is still taken. With `unlinked_ok` (no entry of the origin read so far had a link:
+    it was pushed by a version before links) an entry without one is taken too. An own event the journal cannot
+    hold (over `max_record_bytes`) is skipped but stays the one the next links to. The event to append has its
+    `oseq` and `rts` (received now, by this machine's clock: another machine's clock may be off)."""
+    key = entry_key(entry_id)
+    if key is None or key[1] != 0 or key[0] <= last:
+        return Entry(None, False, f"its id is not an event's (<seq>-0, past {last}-0, where the last one read is)")
     values = dict(zip(fields[::2], fields[1::2], strict=False))
     try:
         try:
@@ -41,23 +70,24 @@ def pulled_event(fields: list[Any], origin: str, oseq: int, session_id: str,
         if event.get("origin") != origin or event.get("session") != session_id:
             raise ProtocolError(f"origin {event.get('origin')!r} / session {event.get('session')!r}")
     except (ProtocolError, ValueError, TypeError) as error:
-        log.warning("skipped entry %s-0 of origin %s: not an event of this session (%s)", oseq, origin,
-                    str(error)[:200])
-        return None
+        return Entry(None, False, f"not an event of this session ({str(error)[:200]})")
+    link = str(values.get("p", "-"))
+    if linked and link != str(last) and not (unlinked_ok and "p" not in values):
+        return Entry(None, False, f"its link p={link[:40]!r} does not name {last}, the last entry of origin "
+                                  f"{origin} taken", link)
+    oseq = key[0]
     pulled: dict[str, Any] = {}
-    for key, value in event.items():
-        if key in NOT_PUSHED:
+    for name, value in event.items():
+        if name in NOT_PUSHED:
             continue
-        pulled[key] = value
-        if key == "origin":
+        pulled[name] = value
+        if name == "origin":
             pulled.update(oseq=oseq, rts=utc_now())
     # as Session.append_events writes it, in a batch of pulled events: wherever it lands, or the batch is refused
     size = largest_record_size(len(codec.dumps(pulled).encode("utf-8")))
     if size > max_record_bytes:
-        log.warning("skipped entry %s-0 of origin %s: %s bytes, over max_record_bytes (%s)", oseq, origin, size,
-                    max_record_bytes)
-        return None
-    return pulled
+        return Entry(None, True, f"{size} bytes, over max_record_bytes ({max_record_bytes})", link)
+    return Entry(pulled, True, None, link)
 
 
 def top_body(reply: Any, on_server: int) -> str | None:
@@ -104,15 +134,22 @@ def announcements(found: list[Any], announced: str) -> tuple[list[Any], set[str]
     return rest, origins, last
 
 
-def taken_back(past: list[str], reply: Any, imported: dict[str, int]) -> list[str]:
-    """The origins among `past` whose stream now ends before where it is read from (LAST_IDS' reply): its writer
-    removed what it never wrote, and it is read again from what the journal holds."""
+def taken_back(past: list[str], reply: Any, read: dict[str, tuple[int, int]], last: dict[str, int],
+               skipped: Container[tuple[str, str, str]]) -> list[str]:
+    """The origins among `past` (`read` up to an entry that was skipped) whose writer has taken its stream back since
+    (FIRST_AFTER's reply): its last id is now before where it was read to, or an entry after `last` (the origin's
+    last one taken as its own) is linked to it and is not one skipped before (`skipped`: origin, entry id, link).
+    They are read again from `last`."""
     if not isinstance(reply, list):
         return []
     again = []
-    for origin, last in zip(past, reply, strict=False):
-        if isinstance(last, int) and last < imported.get(origin, 0):
-            log.warning("the stream of origin %s was taken back to %s: reading it again from there", origin, last)
+    for origin, found in zip(past, reply, strict=False):
+        if not isinstance(found, list) or len(found) != 2 or not isinstance(found[1], list):
+            continue
+        top, link = entry_key(found[0]), str(last.get(origin, 0))
+        if (top is not None and top < read.get(origin, (0, 0))) or any(
+                (origin, str(entry_id), link) not in skipped for entry_id in found[1]):
+            log.warning("the stream of origin %s was taken back to %s: reading it again from there", origin, link)
             again.append(origin)
     return again
 

@@ -17,8 +17,12 @@ trusted from a side file (positions.py):
   else as it was, and is never pushed back. One replicator per session (a lease, `replicator.lock`) makes this
   exactly once: nothing else writes pulled events. This machine missing from the server's set of origins means the
   server lost the session's data: positions are worked out again, and the arbiter's lost decisions put back.
-- **Hostile entries** (not an event, another origin's or session's, too large, a key that is not a stream, an id
-  far ahead) are logged and skipped (entries.py); the journal gets only whole, valid events.
+- **Hostile entries** (not an event, another origin's or session's, too large, a key that is not a stream, an id far
+  ahead or between real ones, a valid-looking event that does not link to the origin's last entry taken) are skipped,
+  counted per origin in `replication.json` (`skipped_entries`) and logged once (entries.py); the read goes on past
+  them, but never past a real entry: the first entry after the last one taken is looked at again (FIRST_AFTER) until
+  its writer takes the stream back, and the next real entry must link to the last one taken. The journal gets only
+  whole, valid events.
 - **Waiting.** On Redis, a blocking `XREAD` waits for the others and a file watch for local events. Upstash has no
   blocking reads and bills every command, so there one loop polls: quickly while anything moves, then doubling up to
   `upstash_idle_poll_seconds`; local events wake it, except the coordinator's own status, which rides along with the
@@ -38,16 +42,18 @@ from typing import Any
 
 from ..errors import PowerModeError, ReplicationError, TransportAuthError, TransportError, TransportLimitError
 from ..follow import JournalWatch
+from ..home import active_session, set_active_session
 from ..journal import Position
 from ..keys import ARBITER, RedisLayout
 from ..opened_dir import OpenedDirectory
 from ..session import Session
 from . import polling
-from .entries import announcements, last_seq, newly_joined, not_streams, pulled_event, taken_back, top_body
+from .entries import announcements, entry_key, last_seq, newly_joined, not_streams, read_entry, taken_back, top_body
 from .outbox import Batch, Outbox
 from .polling import poll_loop
 from .positions import decided_contest, put_back, scan
-from .scripts import BEHIND, LAST_IDS, PUSH
+from .scripts import BEHIND, FIRST_AFTER, PUSH
+from .skipped import SkippedEntries
 from .status_file import STATUS_FILE as STATUS_FILE  # status.py and tools read them from here
 from .status_file import read_status as read_status
 from .status_file import write_status
@@ -58,6 +64,7 @@ log = logging.getLogger("popkit_power.replication")
 BLOCK_MS = 1000  # a blocking read returns at least this often, so a stop is seen within a second
 MIN_BACKOFF, MAX_BACKOFF = 1.0, 60.0
 QUIET_TYPES = frozenset({"coordinator.status"})  # local events that do not wake an Upstash replicator
+LAST_NUMBER = 2**64 - 1  # the largest sequence part of a stream id
 _PUSH_SCRIPT = Script(PUSH)
 
 
@@ -79,7 +86,9 @@ class Replicator:
         self.stream = self.layout.origin_stream(session.id, self.origin)
         self.arbiter_stream = self.layout.origin_stream(session.id, ARBITER)
         self.pushed_seq = 0  # this origin's events up to this seq are on the server
-        self.imported: dict[str, int] = {}  # origin -> where its stream is read from (past entries skipped too)
+        self._cursor: dict[str, tuple[int, int]] = {}  # origin -> the id its stream is read after (skipped ones too)
+        self._taken: dict[str, int] = {}  # origin -> its last entry taken as its own: the next one must link to it
+        self._linked: set[str] = set()  # origins whose entries carry links (else: pushed by a version before them)
         self.origins: set[str] = set()  # the other origins the server knows for this session
         self._appended: dict[str, int] = {}  # origin -> the highest oseq in the local journal
         self._contests: set[str] = set()  # contests the local journal holds the arbiter's decision of
@@ -98,8 +107,9 @@ class Replicator:
         self._opened = OpenedDirectory(session.dir)  # ended when it is removed or replaced (`_guarded`)
         self.gone: str | None = None
         self.loud = 0  # events pushed or pulled that are not QUIET_TYPES: what keeps Upstash's polling fast
-        self.stats: dict[str, Any] = {"pushed": 0, "pulled": 0, "skipped": 0, "errors": 0, "last_error": None,
+        self.stats: dict[str, Any] = {"pushed": 0, "already_there": 0, "pulled": 0, "errors": 0, "last_error": None,
                                       "last_ok": None, "backoff_until": None}
+        self._skipped = SkippedEntries(self.stats)
 
     # -- positions ------------------------------------------------------------------------------------------------
 
@@ -141,8 +151,16 @@ class Replicator:
             put_back(self.transport, self.layout, self.session.id, found.lost_decisions, self.batch, self.timeout)
         self.pushed_seq, self._push_from = found.pushed_seq, found.push_from
         self._appended, self._contests = found.appended, found.contests
-        self.imported = dict(found.appended)
+        self._taken = dict(found.appended)
+        # read from the last entry taken on, that one included: whether it has a link tells what the next must have
+        self._cursor = {origin: (seq - 1, LAST_NUMBER) for origin, seq in found.appended.items()}
+        self._linked.clear()
         self._scanned = self._resumed = True
+
+    @property
+    def imported(self) -> dict[str, int]:
+        """Origin -> the seq its stream is read after (entries skipped count: nothing before is waited for)."""
+        return {origin: at[0] for origin, at in self._cursor.items()}
 
     @property
     def pushed_through(self) -> int:
@@ -159,10 +177,12 @@ class Replicator:
                 self.resume()
             if self._push_refused:
                 raise ReplicationError(self._push_refused)
-            batch = self._outbox.take(self._push_from, self.pushed_seq)
+            with self._resume_lock:  # a pair: a resume in the pull's thread sets both (the links depend on it)
+                start, after = self._push_from.copy(), self.pushed_seq
+            batch = self._outbox.take(start, after)
             events = batch.events
             if not events:
-                self._push_from = batch.end
+                self._pushed(start, after, after, batch.end)
                 return 0
             if not quiet_too and all(event.get("type") in QUIET_TYPES for event in events):
                 return 0
@@ -179,13 +199,18 @@ class Replicator:
                 log.warning("removed %s entries this machine never wrote from %s (where its events go); %s claims "
                             "not decided (the arbiter's stream is at its largest id); %s writes of the original "
                             "layout refused (a key of another type there?)", removed, self.stream, undecided, refused)
-            self.pushed_seq = events[-1]["seq"]
-            self._push_from = batch.end
+            self._pushed(start, after, events[-1]["seq"], batch.end)
             self.stats["pushed"] += new
-            self.stats["skipped"] += old
+            self.stats["already_there"] += old  # resent, or pushed before a crash
             self.loud += sum(event.get("type") not in QUIET_TYPES for event in events)
             return new
         raise AssertionError("unreachable")
+
+    def _pushed(self, start: Position, after: int, seq: int, end: Position) -> None:
+        """The push went from (`start`, `after`) to (`end`, `seq`), unless a resume has set other positions since."""
+        with self._resume_lock:
+            if self._push_from == start and self.pushed_seq == after:
+                self.pushed_seq, self._push_from = seq, end
 
     def _send(self, batch: Batch) -> Any:
         """The push script's reply for `batch`; after a full batch the next one is read and built while the server
@@ -197,35 +222,41 @@ class Replicator:
         """Read what the other origins and the arbiter added since the journal's positions and append it; the
         number of events appended. `block_ms` waits that long for something new (Redis only). Without `with_members`,
         the server's set of origins is not read (Upstash's polls read it at every `polling.MEMBERS_EVERY`th). Machines
-        that joined since are read at once, in one more read (any it names in turn, at the next call)."""
-        pulled, joined = self._pull(block_ms, with_members)
-        return pulled + (self._pull(None, False)[0] if joined else 0)
+        that joined since, and streams their writer took back, are read at once, in one more read (what that one
+        finds in turn, at the next call)."""
+        pulled, again = self._pull(block_ms, with_members)
+        return pulled + (self._pull(None, False)[0] if again else 0)
 
     def _pull(self, block_ms: int | None, with_members: bool) -> tuple[int, bool]:
-        """One read: the events appended, and whether it learned of machines that joined."""
+        """One read: the events appended, and whether to read again at once (it learned of machines that joined, or
+        of streams taken back)."""
         if not self._resumed:
             self.resume()
         origins_key = self.layout.origins(self.session.id)
         sources = sorted((self.origins | {ARBITER}) - self._refused)
         streams = [self.layout.origin_stream(self.session.id, origin) for origin in sources]
-        ids = [f"{self.imported.get(origin, 0)}-0" for origin in sources]
+        ids = ["{}-{}".format(*self._cursor.get(origin, (0, 0))) for origin in sources]
         announced = [self.layout.joined(self.session.id)] if self._announced_at else []
-        past = [origin for origin in sources if self.imported.get(origin, 0) > self._appended.get(origin, 0)]
+        past = [origin for origin in sources if self._cursor.get(origin, (0, 0)) > (self._taken.get(origin, 0), 0)]
         block: list[str | int] = ["BLOCK", block_ms] if block_ms is not None else []
         commands: list[list[str | int]] = [["SMEMBERS", origins_key]] if with_members else []
         if past:  # read past entries that could not be used: has their writer taken its stream back since?
-            commands.append(["EVAL", LAST_IDS, len(past),
-                             *(self.layout.origin_stream(self.session.id, origin) for origin in past)])
+            commands.append(["EVAL", FIRST_AFTER, len(past),
+                             *(self.layout.origin_stream(self.session.id, origin) for origin in past),
+                             *(word for origin in past for word in (f"{self._taken.get(origin, 0)}-1",
+                                                                     self._taken.get(origin, 0)))])
         commands.append(["XREAD", "COUNT", self.batch, *block, "STREAMS", *streams, *announced, *ids,
                          *([self._announced_at] if announced else [])])
         replies = self.transport.execute(commands, timeout=self.timeout)
         members, found = (replies[0] if with_members else None), replies[-1]
-        for origin in taken_back(past, replies[1 if with_members else 0], self.imported) if past else ():
-            self.imported[origin] = self._appended.get(origin, 0)  # read again what its writer took back
+        first_after = replies[1 if with_members else 0] if past else None
+        again = taken_back(past, first_after, self._cursor, self._taken, self._skipped.seen) if past else []
+        for origin in again:
+            self._cursor[origin] = (self._taken.get(origin, 0), 0)  # read again what its writer took back
         if isinstance(found, ReplyError):
             if found.code == "WRONGTYPE":
                 self._refuse_non_streams(sources, streams, announced)
-                return 0, False
+                return 0, bool(again)
             raise ReplicationError(f"XREAD answered {found}")
         found, heard_of, at = announcements(found or [], announced[0] if announced else "")
         self._announced_at = at or self._announced_at
@@ -236,7 +267,7 @@ class Replicator:
             self._resumed = False
         joined = newly_joined(members if isinstance(members, list) else [], heard_of, self.origins | {self.origin})
         self.origins |= joined
-        return pulled, bool(joined)
+        return pulled, bool(joined or again)
 
     def _refuse_non_streams(self, sources: list[str], streams: list[str], announced: list[str]) -> None:
         """XREAD refused a key that is not a stream: find which, and read the others without it."""
@@ -251,9 +282,11 @@ class Replicator:
     def _import(self, origin_of: dict[str, str], found: list[Any]) -> int:
         """Append what one read found: the origins' events first, then the arbiter's decisions, each only once the
         claim it decides is in the journal (else it and those after it wait for a later read), so that every machine
-        folds a claim before its decision."""
+        folds a claim before its decision. An entry that is not its origin's own (entries.read_entry) is skipped and
+        counted; the read goes on past it, and the next real entry must link to the last one taken."""
         events: list[dict[str, Any]] = []
-        latest: dict[str, int] = {}
+        read: dict[str, tuple[int, int]] = {}
+        taken: dict[str, int] = {}
         appended: dict[str, int] = {}
         contests: set[str] = set()
         self._deferred = False
@@ -262,34 +295,68 @@ class Replicator:
             if origin is None:
                 continue
             for entry_id, fields in entries:
-                oseq = int(str(entry_id).split("-", 1)[0])
-                if oseq <= max(self.imported.get(origin, 0), latest.get(origin, 0)):
+                key = entry_key(entry_id)
+                if key is None or key <= max(self._cursor.get(origin, (0, 0)), read.get(origin, (0, 0))):
                     continue
-                event = pulled_event(fields, origin, oseq, self.session.id, self.session.journal.max_record_bytes)
+                last = taken.get(origin, self._taken.get(origin, 0))
+                if key == (last, 0):  # the last one taken, read again after a resume: only its link is news
+                    read[origin] = key
+                    if "p" in fields[::2]:
+                        self._linked.add(origin)
+                    continue
+                entry = read_entry(entry_id, fields, origin, last, self.session.id,
+                                   self.session.journal.max_record_bytes, linked=origin != ARBITER,
+                                   unlinked_ok=origin not in self._linked)
+                event = entry.event
                 if origin == ARBITER and event is not None and self._claim_missing(event["data"], appended):
                     self._deferred = True
                     break
-                latest[origin] = oseq
-                contest = decided_contest(event) if event is not None else None
-                if contest is not None and (contest in self._contests or contest in contests):
-                    log.warning("skipped decision %s-0 of the arbiter: contest %s is decided already", oseq, contest)
+                read[origin] = key
+                if not entry.genuine:
+                    self._skipped.skipped(origin, stream, str(entry_id), str(entry.reason), entry.link)
                     continue
-                if event is not None:
-                    events.append(event)
-                    appended[origin] = oseq
-                    if contest is not None:
-                        contests.add(contest)
+                self._skipped.taken(origin, str(entry_id), entry.link)
+                taken[origin] = key[0]
+                if entry.link != "-":
+                    self._linked.add(origin)
+                if event is None:
+                    log.warning("skipped entry %s of origin %s: %s", entry_id, origin, entry.reason)
+                    continue
+                contest = decided_contest(event)
+                if contest is not None and (contest in self._contests or contest in contests):
+                    log.warning("skipped decision %s of the arbiter: contest %s is decided already", entry_id, contest)
+                    continue
+                events.append(event)
+                appended[origin] = key[0]
+                if contest is not None:
+                    contests.add(contest)
         with self._resume_lock:  # a resume reads the journal to set these: never half of an append
             if events:
                 self.session.append_events(events)
-            for origin, oseq in latest.items():
-                self.imported[origin] = max(self.imported.get(origin, 0), oseq)
-            for origin, oseq in appended.items():
-                self._appended[origin] = max(self._appended.get(origin, 0), oseq)
+            for origin, key in read.items():
+                self._cursor[origin] = max(self._cursor.get(origin, (0, 0)), key)
+            for origin, seq in taken.items():
+                self._taken[origin] = max(self._taken.get(origin, 0), seq)
+            for origin, seq in appended.items():
+                self._appended[origin] = max(self._appended.get(origin, 0), seq)
             self._contests |= contests
+        if any(event["type"] == "session.closed" for event in events):
+            self._closed_elsewhere()
         self.stats["pulled"] += len(events)
         self.loud += sum(event.get("type") not in QUIET_TYPES for event in events)
         return len(events)
+
+    def _closed_elsewhere(self) -> None:
+        """Another machine closed the session (`stop` there): it is closed here too. Power Mode is turned off on this
+        machine when the session is still its active one, so that its agents' hooks stop recording into it (the
+        coordinator stops by itself once it folds the closing)."""
+        try:
+            if active_session(self.session.power_dir) == self.session.id:
+                set_active_session(self.session.power_dir, None)
+                log.warning("session %s was closed on another machine: Power Mode is off here too", self.session.id)
+        except (OSError, PowerModeError) as error:
+            log.warning("session %s was closed on another machine, but Power Mode could not be turned off here: %s",
+                        self.session.id, error)
 
     def _claim_missing(self, data: dict[str, Any], appended: dict[str, int]) -> bool:
         """Whether the event an arbiter's fact settles (a decision's claim, an ordered transition) is from another
@@ -313,18 +380,40 @@ class Replicator:
             self._threads.append(thread)
 
     def stop(self, timeout: float = 10.0) -> None:
+        """End the loops, then push what the journal still holds (at most `timeout` seconds more: a session's end,
+        the coordinator's last words), so that the other machines hear this one's last events."""
         self._stop.set()
         if self._watch is not None:
             self._watch.wake()
         for thread in self._threads:
             thread.join(timeout)
         if not any(thread.is_alive() for thread in self._threads):  # else a push may still be reading
+            if self._threads:
+                self.push_all(timeout)
             self._outbox.close()
         self._threads.clear()
         if self._watch is not None:
             self._watch.close()
             self._watch = None
         self.write_status()
+
+    def push_all(self, timeout: float) -> bool:
+        """Push until the server holds every local event, for at most about `timeout` seconds (a call under way is
+        not cut short); whether it got there. A failure is reported as the loops report theirs, without a wait."""
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.push_once() == 0 and self.lag() == 0:
+                    self.stats.update(last_ok=self.clock(), last_error=None, backoff_until=None)
+                    return True
+        except Exception as error:  # reported: the caller says what it means
+            self._resumed = False
+            self.stats["errors"] += 1
+            self.stats["last_error"] = f"{type(error).__name__}: {error}"[:500]
+            log.warning("replication: pushing what is left: %s", self.stats["last_error"])
+        finally:
+            self.write_status()
+        return False
 
     def run(self) -> None:
         """Replicate in the foreground until `stop` is called from another thread or a signal handler."""

@@ -1,16 +1,19 @@
 """Starting and stopping a session's replicator: with the coordinator (when credentials exist) or alone
-(`popkit-power replicate`). One replicator per session: its lease (`replicator.lock`) refuses a second, naming the
-first."""
+(`popkit-power replicate`), and pushing a session to its end once (`stop`, `replicate --once`). One replicator per
+session: its lease (`replicator.lock`) refuses a second, naming the first."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-from ..errors import ReplicationError
-from ..lease import Lease
+from ..errors import CoordinatorRunningError, PowerModeError, ReplicationError
+from ..lease import Lease, holder
 from ..mode_selector import FILE, open_transport, select_mode
 from ..session import Session
 from .replicator import Replicator
+from .status_file import read_status
 
 REPLICATOR = "replicator"
 
@@ -48,3 +51,61 @@ def start_replication(session: Session, environ: Mapping[str, str], *, stoppable
         lease.release()
         raise
     return RunningReplication(replicator, lease)
+
+
+@dataclass
+class Pushed:
+    """Whether a push to the journal's end got there (`ok`), to which server (`where`), and else why not."""
+
+    ok: bool
+    where: str
+    problem: str | None = None
+
+
+def push_to_end(session: Session, environ: Mapping[str, str], timeout: float) -> Pushed | None:
+    """Make sure the server holds every event of `session` this machine wrote (as `stop` does for a session's end),
+    waiting at most about `timeout` seconds: the replicator that ran says so in `replication.json` (no command
+    sent), else this process pushes, with the replicator's lease (or waits for the replicator that holds it). None
+    when the session is not replicated: file mode, and no replicator ever ran for it."""
+    end = session.journal.end_position().seq - 1
+    report = read_status(session.dir)
+    mode = select_mode(environ)
+    where = str((report or {}).get("transport") or "the server")
+    if mode.kind == FILE and report is None:
+        return None
+    if _pushed_through(report) >= end:
+        return Pushed(True, where)
+    if mode.kind == FILE or not mode.ok:
+        return Pushed(False, where, mode.reason)
+    deadline = time.monotonic() + timeout
+    lease = Lease(session.dir, name=REPLICATOR)
+    try:
+        lease.acquire()
+    except CoordinatorRunningError:  # a replicator runs (`popkit-power replicate`): it pushes, this waits for it
+        while time.monotonic() < deadline:
+            report = read_status(session.dir)
+            if _pushed_through(report) >= end:
+                return Pushed(True, str((report or {}).get("transport") or where))
+            time.sleep(0.1)
+        found = holder(session.dir, REPLICATOR) or {}
+        return Pushed(False, where, f"the replicator running for it (pid {found.get('pid')}) has not pushed it "
+                                    f"within {timeout:g} s; last error: {(report or {}).get('last_error')}")
+    try:
+        transport = open_transport(mode.kind, environ)
+        assert transport is not None
+        try:
+            replicator = Replicator(session, transport)
+            ok = replicator.push_all(max(0.0, deadline - time.monotonic()))
+            return Pushed(ok, transport.describe(), None if ok else replicator.stats["last_error"]
+                          or f"not done within {timeout:g} s")
+        finally:
+            transport.close()
+    except PowerModeError as error:
+        return Pushed(False, where, str(error))
+    finally:
+        lease.release()
+
+
+def _pushed_through(report: dict[str, object] | None) -> int:
+    pushed = (report or {}).get("pushed_through")
+    return pushed if isinstance(pushed, int) else -1

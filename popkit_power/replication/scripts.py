@@ -1,12 +1,14 @@
 """The Lua that makes a push exactly-once: one EVALSHA per batch (one billed command on Upstash).
 
-For each event, in order: XADD to the origin's stream under the id `<seq>-0`. If the server already holds that id
-(a resent batch, a retry after a timeout whose first try was applied), the XADD fails with "equal or smaller than the
-target stream top item" and the event is skipped whole. Only an event that was new runs its effects (effects.py):
-its channel stream entry, the original layout's keys, its contest, and, for a task transition, its place in the
-arbiter's order (an `arbiter.ordered` fact under the arbiter's next number). A contest's first entrant wins: HSETNX
-records it, INCR numbers the decision, and the decision is appended to the arbiter's stream under that number, so
-every machine pulls it like any origin's event. Redis runs a script alone, so two machines' claims and task
+For each event, in order: XADD to the origin's stream under the id `<seq>-0`, with its body (`e`) and its link (`p`:
+the seq of this origin's event pushed before it, `after` for the batch's first; 0 for the first ever), so that a
+puller takes an entry as this origin's only when it follows the last one it took (entries.py). If the server already
+holds that id (a resent batch, a retry after a timeout whose first try was applied), the XADD fails with "equal or
+smaller than the target stream top item" and the event is skipped whole. Only an event that was new runs its effects
+(effects.py): its channel stream entry, the original layout's keys, its contest, and, for a task transition, its place
+in the arbiter's order (an `arbiter.ordered` fact under the arbiter's next number). A contest's first entrant wins:
+HSETNX records it, INCR numbers the decision, and the decision is appended to the arbiter's stream under that number,
+so every machine pulls it like any origin's event. Redis runs a script alone, so two machines' claims and task
 transitions are ordered here, once.
 
 What the script does not take on trust, because the server may have lost data or hold entries nobody should have
@@ -68,6 +70,7 @@ local function word()
 end
 local new, old, removed, undecided, refused = 0, 0, 0, 0, 0
 local held = last_id(stream)
+local link = ARGV[1]  -- each entry's `p`: the seq of this origin's entry before it
 if held < after then
   return redis.error_reply('""" + BEHIND + """ the stream ends at ' .. held .. ', before ' .. after)
 end
@@ -132,9 +135,9 @@ for _ = 1, count do
   local id = seq .. '-0'
   local fresh = tonumber(seq) > held  -- past the stream's last id before the batch (the batch's seqs rise)
   if fresh then
-    redis.call('XADD', stream, id, 'e', body)
+    redis.call('XADD', stream, id, 'e', body, 'p', link)
   else
-    local added = redis.pcall('XADD', stream, id, 'e', body)
+    local added = redis.pcall('XADD', stream, id, 'e', body, 'p', link)
     fresh = not (type(added) == 'table' and added.err)
     if not fresh and not find(added.err, 'equal or smaller', 1, true) then return redis.error_reply(added.err) end
   end
@@ -143,10 +146,11 @@ for _ = 1, count do
     local fields = there[1] and there[1][2]
     if not (fields and fields[1] == 'e' and fields[2] == body) then
       removed = removed + drop_from(seq)
-      redis.call('XADD', stream, id, 'e', body)
+      redis.call('XADD', stream, id, 'e', body, 'p', link)
       fresh = true
     end
   end
+  link = seq
   if fresh then
     new = new + 1
     -- the channel stream entry
@@ -205,10 +209,30 @@ if tonumber(redis.call('GET', counter) or '0') < highest then redis.call('SET', 
 return restored
 """
 
-#: The last id each stream in KEYS was given (0 when it is missing or not a stream): a cheap look at streams whose
-#: last entry the puller could not use, to see whether their writer has taken them back.
-LAST_IDS = _LAST_ID + """
+#: Per stream in KEYS, with ARGV a pair per stream (the id just after the last entry the puller took as its origin's
+#: own, and that entry's seq): {the stream's last id, the ids of the entries among the next FIRST_AFTER_COUNT that are
+#: linked to that entry}. A cheap look at streams whose last entry read could not be used, to see whether their
+#: writer has taken them back since: removed what the puller read past (the last id went back), or put its own entry
+#: where the puller had read past already.
+FIRST_AFTER_COUNT = 100
+FIRST_AFTER = """
 local found = {}
-for i, key in ipairs(KEYS) do found[i] = last_id(key) end
+for i, key in ipairs(KEYS) do
+  local last, linked = '0-0', {}
+  local info = redis.pcall('XINFO', 'STREAM', key)
+  if type(info) == 'table' and not info.err then
+    for f = 1, #info, 2 do
+      if info[f] == 'last-generated-id' then last = info[f + 1] end
+    end
+    local entries = redis.call('XRANGE', key, ARGV[2 * i - 1], '+', 'COUNT', """ + str(FIRST_AFTER_COUNT) + """)
+    for _, entry in ipairs(entries) do
+      local fields = entry[2]
+      for f = 1, #fields, 2 do
+        if fields[f] == 'p' and fields[f + 1] == ARGV[2 * i] then linked[#linked + 1] = entry[1] end
+      end
+    end
+  end
+  found[i] = {last, linked}
+end
 return found
 """
