@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh clone, with nothing installed beforehand: this is the README's test command and
-# exactly what .ci/run runs. It installs Debian's nodejs, npm, redis-server, chromium and chromium-driver when
+# exactly what .ci/run runs. It installs Debian's tmux, faketime, nodejs, npm, redis-server, chromium and chromium-driver when
 # missing, makes .venv, installs the package with its test extras, installs Claude Code from the npm registry (cached
 # in ~/.cache/popkit-power), validates the plugin strictly, and runs pytest (whose exit code 5, "no tests ran", fails
 # the run like any other failure).
@@ -11,6 +11,10 @@ python=${PYTHON:-python3}
 if ! command -v tmux >/dev/null 2>&1; then
   echo "tmux is missing: installing Debian's tmux (tests/e2e/test_wake_idle_agent.py drives an interactive Claude Code in it)" >&2
   apt-get update -qq && apt-get install -y -qq tmux >/dev/null
+fi
+if ! command -v faketime >/dev/null 2>&1; then
+  echo "faketime is missing: installing Debian's faketime (tests/integration/test_clock_steps.py steps machines' clocks)" >&2
+  apt-get update -qq && apt-get install -y -qq faketime >/dev/null
 fi
 if ! command -v npm >/dev/null 2>&1; then
   echo "npm is missing: installing Debian's nodejs and npm" >&2
