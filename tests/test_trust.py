@@ -127,3 +127,17 @@ def test_the_trust_check_costs_one_stat_on_the_hook_path(unpacked: Path, tmp_pat
                        env=clean_env(**extra), capture_output=True, timeout=60, check=True)
         calls[name] = [line for line in log.read_text().splitlines() if trust_dir() in line]
     assert len(calls["planted"]) == 1 and calls["named"] == [], calls
+
+
+def test_start_takes_a_power_directory_that_holds_only_a_config_written_before_it(tmp_path: Path) -> None:
+    """The README's guardrails are set in config.json, which a person may write before the first `start`: `start`
+    goes ahead (saying whose config it uses) and the directory is trusted from then on; sessions it did not make are
+    still asked about (the test above)."""
+    project = tmp_path / "project"
+    power = project / LOCAL_DIR
+    power.mkdir(parents=True, mode=0o700)
+    (power / "config.json").write_text('{"guardrail_commands": ["git push*"]}')
+    started = cli(project, "start", "--no-coordinator", "Mine")
+    assert started.returncode == 0, started.stderr
+    assert "did not make: check it if you did not write it" in started.stderr
+    assert is_trusted(str(power)) and "Mine" in hook(project)

@@ -11,7 +11,7 @@ from typing import Any
 import click
 import orjson
 
-from ..config import Config, load_config
+from ..config import CONFIG_FILE, LAST_VALID_FILE, Config, load_config
 from ..coordinator.daemon import LOG_FILE as COORDINATOR_LOG
 from ..coordinator.daemon import spawn as spawn_coordinator
 from ..coordinator.daemon import stop as stop_coordinator
@@ -26,6 +26,9 @@ from ..status import StatusReader, no_session
 from ..verify import verify_journal
 from .common import active_session, os_problem, power_dir, sender_for, sender_option, session_to_read
 from .render import make_console, status_output, verify_text, watch_status
+
+#: what a person may write into a power directory before its first `start` (README, "Guardrails")
+SETTINGS_FILES = {CONFIG_FILE, LAST_VALID_FILE}
 
 #: Set (to anything) to open sessions without starting their coordinator, as the test suite does.
 NO_COORDINATOR = "POPKIT_POWER_NO_COORDINATOR"
@@ -44,9 +47,13 @@ def start(objective: str, switch: bool, coordinator: bool, sender: str | None) -
     home = power_dir()
     who = sender_for("session.opened", sender)
     untrusted = untrusted_problem(home)
-    if untrusted and os.listdir(home):  # starting in it would trust what came with the files: asked first
+    found = set(os.listdir(home)) if untrusted else set()
+    if found - SETTINGS_FILES:  # starting in it would trust sessions that came with the files: asked first
         raise SessionError(f"{untrusted} (then start again), or remove it: rm -r {home}")
     config = load_config(home)  # a bad config.json is named before anything else
+    if found:  # a config.json written by hand before the first start (README, "Guardrails"), or one that came along
+        click.echo(f"using {os.path.join(home, CONFIG_FILE)}, which popkit-power on this machine did not make: "
+                   f"check it if you did not write it", err=True)
     previous_id = active_session_id(home)
     if previous_id is not None and not switch and objective.strip():
         again = shell_word(objective, '"objective"')
