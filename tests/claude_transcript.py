@@ -52,13 +52,14 @@ class ClaudeTranscript:
         return tool_use_id
 
     def tool_result(self, tool_use_id: str, hook_stdout: str | None, *, cancelled: bool = False,
-                    context_dropped: bool = False) -> None:
+                    context_dropped: bool = False, output: str = "out") -> None:
         """The tool's result, then what became of the PostToolUse hook: its output taken (its additionalContext
         reaches the model), or, at its timeout, cancelled (its output dropped); `context_dropped`: its stdout logged
-        but its context not passed on (reported of the Agent tool)."""
+        but its context not passed on (reported of the Agent tool). `output`: what the tool printed (Claude Code
+        writes it twice: in the result the model sees and in `toolUseResult`)."""
         self._write({"type": "user", "message": {"role": "user", "content": [
-            {"tool_use_id": tool_use_id, "type": "tool_result", "content": "out", "is_error": False}]},
-            "toolUseResult": {"stdout": "out", "stderr": "", "interrupted": False, "isImage": False}})
+            {"tool_use_id": tool_use_id, "type": "tool_result", "content": output, "is_error": False}]},
+            "toolUseResult": {"stdout": output, "stderr": "", "interrupted": False, "isImage": False}})
         hook = {"hookName": "PostToolUse:Bash", "toolUseID": tool_use_id, "hookEvent": "PostToolUse"}
         if cancelled:
             self._write({"type": "attachment", "attachment": {"type": "hook_cancelled", **hook}})

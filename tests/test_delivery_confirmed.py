@@ -296,8 +296,11 @@ def test_a_reply_seen_only_in_the_log_of_the_hooks_stdout_did_not_reach_the_mode
     assert agent.heard == Counter({"for the model": 1}), "given again: the first reply never reached the model"
 
 
-def test_a_transcript_that_is_gone_or_hostile_never_breaks_the_hook(session: Session, tmp_path: Path) -> None:
+def test_a_transcript_that_is_gone_or_hostile_never_breaks_the_hook(session: Session, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from popkit_power.hook import transcript as confirm
+
+    monkeypatch.setattr(confirm, "MAX_BEHIND", 3 * confirm.MAX_READ)  # a smaller bound, the same rule
 
     state = AgentState(session.dir, AGENT)
     path = tmp_path / "transcript.jsonl"
@@ -308,8 +311,13 @@ def test_a_transcript_that_is_gone_or_hostile_never_breaks_the_hook(session: Ses
     hostile = b'{"type":"assistant","timestamp":"x"}\n\xff\xfe{"type":"assistant"}\n{"type":"assistant"'
     path.write_bytes(hostile)
     assert confirm.settle(state) == 0 and len(state.unconfirmed) == 1, "nothing tells yet: kept"
-    path.write_bytes(hostile + b"\n" + b"\x00" * confirm.MAX_READ)
-    assert confirm.settle(state) == 0 and state.unconfirmed == [], "nothing told within the bound: delivered"
+    path.write_bytes(hostile + b"\n" + b"\x00" * (4 * confirm.MAX_READ))  # one line longer than the bound
+    calls = 0
+    while state.unconfirmed:
+        assert confirm.settle(state) == 0
+        calls += 1
+        assert calls <= 6, "each call reads on from where the last one stopped"
+    assert calls > 1, "nothing told within one read: read on at the next call"
     assert state.pending == ['- [broadcast from human] "x"']
     confirm.remember(state, str(path), "0011aabb", 'header:\n- [broadcast from human] "y"', None)
     path.unlink()

@@ -15,10 +15,13 @@ the part of the transcript written since then tells what happened (`settle`):
   without the reference. Lost likewise.
 - otherwise it cannot be told yet (parallel tool calls whose hooks run together, a transcript that lags): kept for
   a later call, at most `MAX_UNCONFIRMED` replies; one whose transcript is gone (or not a regular file), or grew by
-  more than `MAX_READ` without telling, is taken as delivered, as every reply was before.
+  more than `MAX_BEHIND` without telling, is taken as delivered, as every reply was before.
 
 Bounded and cheap: only a call that follows a reply reads anything, and then only what was written since, up to
-`MAX_READ` bytes. Without a transcript (an older Claude Code, tests) nothing is remembered. Hot path: lean imports.
+`MAX_READ` bytes per reply. When that much told nothing (big tool results: a Read's result is written twice in its
+line, and parallel calls write several before the answer), the next call reads on from the last whole line read,
+remembering whether the tool's result was passed. Without a transcript (an older Claude Code, tests) nothing is
+remembered. Hot path: lean imports.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ if TYPE_CHECKING:
 #: calls' worth of evidence, and a call reads at most MAX_UNCONFIRMED times this (usually one reply's few KB)
 MAX_READ = 512 << 10
 MAX_UNCONFIRMED = 8  # replies remembered per agent; past this the oldest is taken as delivered
+MAX_BEHIND = 32 * MAX_READ  # transcript read past a reply without telling: then it is taken as delivered
+#: Bytes read again when a read ends inside one line longer than it: more than a reference or a tool_use_id field
+OVERLAP = 128
 _ASSISTANT = b'"type":"assistant"'
 _HOOK_STDOUT = b'"type":"hook_success"'
 STAMP_RESOLUTION = 0.001  # seconds: the transcript's timestamps are in milliseconds
@@ -98,21 +104,33 @@ def settle(state: AgentState) -> int:
 
 
 def _verdict(record: dict[str, Any]) -> bool | None:
-    """True: the model got the reply (or it cannot be judged any more); False: it was lost; None: not known yet."""
+    """True: the model got the reply (or it cannot be judged any more); False: it was lost; None: not known yet (a
+    read that told nothing moves the record's `at` on, for the next call)."""
     try:
-        written = _read(record["path"], int(record["at"]))
-    except (OSError, KeyError, TypeError, ValueError):
+        at = int(record["at"])
+        start = int(record.get("from", at))  # where the transcript was when the reply went out
+        written = _read(record["path"], at)
+    except (OSError, KeyError, TypeError, ValueError, OverflowError):
         return True  # the transcript is gone or the record is damaged: nothing to judge by
     if _seen(written, str(record.get("ref")).encode()):
         return True
     tool = record.get("tool")
-    if isinstance(tool, str):
-        result = written.find(b'"tool_use_id":' + codec.dumps(tool).encode())
-        if result >= 0 and _answer_after(written, result, record.get("sent")):
-            return False
-    elif _answer_after(written, 0, record.get("sent")):
+    after: int | None = 0  # where an answer counts from: a tool reply's, after the tool's result
+    if isinstance(tool, str) and record.get("result") is not True:
+        after = written.find(b'"tool_use_id":' + codec.dumps(tool).encode())
+        after = None if after < 0 else after
+    if after is not None and _answer_after(written, after, record.get("sent")):
         return False
-    return True if len(written) >= MAX_READ else None
+    if len(written) < MAX_READ:
+        return None  # all that was written since: a later call looks again from the same place
+    # A whole read told nothing: the next call reads on from its last whole line (or, inside one longer line, a
+    # little before the end of this read, so that nothing is cut in two).
+    last_line = written.rfind(b"\n") + 1
+    record["at"] = at + (last_line if last_line > 0 else len(written) - OVERLAP)
+    record["from"] = start
+    if after is not None and isinstance(tool, str):
+        record["result"] = True
+    return True if record["at"] - start > MAX_BEHIND else None
 
 
 def _read(path: str, start: int) -> bytes:

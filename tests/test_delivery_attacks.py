@@ -1,0 +1,66 @@
+"""Attacks on what an agent hears: replies Claude Code dropped, judged from transcripts that are big or hostile.
+
+Real hook calls, a transcript in the shape Claude Code 2.1.330 writes it (claude_transcript.py), real files.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from claude_transcript import ClaudeTranscript, new_tool_use_id
+from test_delivery_confirmed import Agent, broadcasts_in
+from test_hook import call, context, tool
+
+from popkit_power.hook import transcript as confirm
+from popkit_power.session import Session, start_session
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Session:
+    return start_session(str(tmp_path / "power"), "Ship the parser", sender="human")
+
+
+def _dropped_reply(session: Session, agent: Agent, text: str) -> str:
+    """A broadcast, then a tool call whose hook's reply (carrying it) Claude Code drops at its timeout; returns the
+    call's tool_use id (its result is not written yet)."""
+    session.publish("message.broadcast", {"text": text}, sender="human")
+    tool_use_id = agent.transcript.answer(new_tool_use_id())
+    assert tool_use_id is not None
+    reply = call(session.power_dir, tool(tool_use_id=tool_use_id, **agent.fields()))
+    assert broadcasts_in(context(reply)) == [text]
+    return tool_use_id
+
+
+def test_a_dropped_reply_behind_a_tool_result_bigger_than_one_read_is_given_again(session: Session,
+                                                                                tmp_path: Path) -> None:
+    """A Read of a big file: its result (written twice in its line) is more than one read of the transcript. The
+    reply dropped beside it is still judged by what follows, and given again, once (it was taken as delivered)."""
+    transcript = ClaudeTranscript(tmp_path / "transcript.jsonl")
+    agent = Agent(session, transcript, 0)
+    agent.tool_call()
+    tool_use_id = _dropped_reply(session, agent, "behind a big read")
+    transcript.tool_result(tool_use_id, None, cancelled=True, output="x" * confirm.MAX_READ)
+    for _ in range(4):  # the model goes on working: each call reads a bounded part of what was written since
+        agent.tool_call()
+    assert agent.heard == Counter({"behind a big read": 1})
+
+
+def test_a_dropped_reply_among_parallel_calls_with_big_results_is_given_again(session: Session,
+                                                                             tmp_path: Path) -> None:
+    """Three parallel Reads, the first one's reply dropped; their results together are more than one read."""
+    transcript = ClaudeTranscript(tmp_path / "transcript.jsonl")
+    agent = Agent(session, transcript, 0)
+    agent.tool_call()
+    first = _dropped_reply(session, agent, "among parallel reads")
+    others = [transcript.answer(new_tool_use_id()) for _ in range(2)]
+    replies = [call(session.power_dir, tool(tool_use_id=other, **agent.fields())) for other in others]
+    assert replies == [None, None], "nothing new for them; the first one's fate is not known yet"
+    transcript.tool_result(first, None, cancelled=True, output="a" * (confirm.MAX_READ // 3))
+    for other in others:
+        assert other is not None
+        transcript.tool_result(other, None, output="b" * (confirm.MAX_READ // 3))
+    for _ in range(4):
+        agent.tool_call()
+    assert agent.heard == Counter({"among parallel reads": 1})
