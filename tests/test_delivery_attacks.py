@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 from claude_transcript import ClaudeTranscript, new_tool_use_id
-from test_delivery_confirmed import Agent, broadcasts_in
+from test_delivery_confirmed import AGENT, Agent, broadcasts_in
 from test_hook import call, context, tool
 
 from popkit_power.hook import transcript as confirm
+from popkit_power.hook.agent_state import AgentState
 from popkit_power.session import Session, start_session
 
 
@@ -64,3 +65,27 @@ def test_a_dropped_reply_among_parallel_calls_with_big_results_is_given_again(se
     for _ in range(4):
         agent.tool_call()
     assert agent.heard == Counter({"among parallel reads": 1})
+
+
+
+def test_a_dropped_replys_reference_inside_other_hex_in_a_tool_result_does_not_count_as_delivered(
+        session: Session, tmp_path: Path) -> None:
+    """Hex is everywhere in tool output (hashes, dumps, ids): the reference's 8 digits inside a longer run of hex,
+    as a `sha256sum` run in parallel prints them, are not the reply's header; the dropped reply is given again."""
+    transcript = ClaudeTranscript(tmp_path / "transcript.jsonl")
+    agent = Agent(session, transcript, 0)
+    agent.tool_call()
+    first = _dropped_reply(session, agent, "hashed over")
+    record = agent_state(session).unconfirmed[-1]
+    parallel = transcript.answer(new_tool_use_id())
+    assert parallel is not None and call(session.power_dir, tool(tool_use_id=parallel, **agent.fields())) is None
+    transcript.tool_result(first, None, cancelled=True)
+    transcript.tool_result(parallel, None, output=f"9f86d081884c7d65{record['ref']}5d6d3b0a0c4f2d2e  parser.py\n")
+    agent.tool_call()
+    assert agent.heard == Counter({"hashed over": 1})
+
+
+def agent_state(session: Session) -> AgentState:
+    state = AgentState(session.dir, AGENT)
+    state.load()
+    return state

@@ -57,6 +57,12 @@ def matters(line: str) -> bool:
     return line.startswith(URGENT_STARTS)
 
 
+def delivery_mark(reference: str) -> str:
+    """How a reply's first line names its reference, and what the transcript must hold, whole, to show it arrived
+    (8 hex digits alone are in every hash and dump a tool prints)."""
+    return f"(delivery {reference})"
+
+
 def reply(lines: list[str], limit: int, header: str = HEADER, reference: str | None = None) -> tuple[str, list[str]]:
     """The reply text for `lines` under `header`, up to `limit` characters, and the lines left for the next call.
     With a `reference`, the header says `(delivery REFERENCE)`: how the transcript shows the model got it.
@@ -65,7 +71,7 @@ def reply(lines: list[str], limit: int, header: str = HEADER, reference: str | N
     characters, and what is left of it is the first line of the rest, continued at the next call.
     """
     if reference:
-        header = f"{header} (delivery {reference})"
+        header = f"{header} {delivery_mark(reference)}"
     shown: list[str] = []
     size = len(header) + 2
     rest: list[str] = []

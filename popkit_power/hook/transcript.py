@@ -32,6 +32,7 @@ import time
 
 from .. import codec
 from ..timestamps import seconds_of
+from .texts import delivery_mark
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ def _verdict(record: dict[str, Any]) -> bool | None:
         written = _read(record["path"], at)
     except (OSError, KeyError, TypeError, ValueError, OverflowError):
         return True  # the transcript is gone or the record is damaged: nothing to judge by
-    if _seen(written, str(record.get("ref")).encode()):
+    if _seen(written, delivery_mark(str(record.get("ref"))).encode()):
         return True
     tool = record.get("tool")
     after: int | None = 0  # where an answer counts from: a tool reply's, after the tool's result
