@@ -89,3 +89,34 @@ def agent_state(session: Session) -> AgentState:
     state = AgentState(session.dir, AGENT)
     state.load()
     return state
+
+
+def test_broadcasts_sent_while_agents_join_are_each_heard_once_in_the_welcome_or_as_news(session: Session) -> None:
+    """A process publishes broadcasts as fast as it can while agents start (SessionStart) one after another: each
+    agent hears every broadcast sent after it joined once, as news, and those sent just before, at most once, in its
+    welcome; never the same one in both."""
+    import subprocess
+    import sys
+
+    from test_hook import payload
+
+    script = ("import sys\nfrom popkit_power.session import Session\n"
+              "session = Session(sys.argv[1], sys.argv[2])\n"
+              "for number in range(300):\n"
+              "    session.publish('message.broadcast', {'text': f'r{number:03d}'}, sender='human')\n")
+    publisher = subprocess.Popen([sys.executable, "-c", script, session.power_dir, session.id])
+    heard: dict[str, Counter[str]] = {}
+    agents = 0
+    while publisher.poll() is None or agents < 3:
+        claude = f"c0ffee00-0000-0000-0000-{agents:012d}"
+        agents += 1
+        welcome = context(call(session.power_dir, payload("SessionStart", claude, source="startup")))
+        heard[claude] = Counter(broadcasts_in(welcome))
+    publisher.wait()
+    assert sum(bool(counts) for counts in heard.values()) >= 2, "agents joined while broadcasts were sent"
+    for claude, counts in heard.items():
+        while (reply := call(session.power_dir, tool(claude=claude))) is not None:
+            counts.update(broadcasts_in(context(reply)))
+        assert max(counts.values(), default=1) == 1, (claude, [text for text, n in counts.items() if n > 1])
+        numbers = sorted(int(text[1:]) for text in counts)
+        assert numbers == list(range(numbers[0], 300)), (claude, "every broadcast after the first heard is heard")
