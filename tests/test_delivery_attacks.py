@@ -120,3 +120,47 @@ def test_broadcasts_sent_while_agents_join_are_each_heard_once_in_the_welcome_or
         assert max(counts.values(), default=1) == 1, (claude, [text for text, n in counts.items() if n > 1])
         numbers = sorted(int(text[1:]) for text in counts)
         assert numbers == list(range(numbers[0], 300)), (claude, "every broadcast after the first heard is heard")
+
+
+@pytest.mark.parametrize("parallel", [10, 16])
+def test_a_dropped_reply_among_many_parallel_calls_is_given_again(session: Session, tmp_path: Path,
+                                                                  parallel: int) -> None:
+    """Many parallel calls in one answer (10 Reads at once is common), each hook's reply carrying a new broadcast,
+    the first one's dropped: every reply is undecided until the model answers after all their results, so all of
+    them must be remembered (8 were: the first was pushed out, taken as delivered, and its news lost)."""
+    transcript = ClaudeTranscript(tmp_path / "transcript.jsonl")
+    agent = Agent(session, transcript, 0)
+    agent.tool_call()
+    calls = [transcript.answer(new_tool_use_id()) for _ in range(parallel)]
+    replies = []
+    for number, tool_use_id in enumerate(calls):
+        session.publish("message.broadcast", {"text": f"p{number}"}, sender="human")
+        replies.append(call(session.power_dir, tool(tool_use_id=tool_use_id, **agent.fields())))
+    for number, (tool_use_id, reply) in enumerate(zip(calls, replies, strict=True)):
+        assert tool_use_id is not None and reply is not None
+        if number == 0:
+            transcript.tool_result(tool_use_id, None, cancelled=True)
+        else:
+            transcript.tool_result(tool_use_id, reply)
+            agent.heard.update(broadcasts_in(context(reply)))
+    while agent.tool_call() is not None:
+        pass
+    assert agent.heard == Counter({f"p{number}": 1 for number in range(len(calls))})
+
+
+def test_one_call_reads_a_bounded_amount_of_transcript_for_all_its_replies(session: Session, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replies behind big, telling-nothing parts of their transcripts: each call reads at most MAX_READ_PER_CALL
+    bytes in all; the replies it did not get to are kept, untouched, for the next call."""
+    monkeypatch.setattr(confirm, "MAX_READ_PER_CALL", confirm.MAX_READ)
+    state = AgentState(session.dir, AGENT)
+    paths = [tmp_path / f"t{number}.jsonl" for number in range(3)]
+    for number, path in enumerate(paths):
+        path.write_bytes(b"")
+        confirm.remember(state, str(path), f"0000000{number}", '- [broadcast from human] "x"', None)
+        path.write_bytes((b"{}\n" * 1000) * (3 * confirm.MAX_READ // 3000))
+    assert confirm.settle(state) == 0 and len(state.unconfirmed) == 3
+    first = state.unconfirmed[0]["at"]
+    assert first > 0 and [record["at"] for record in state.unconfirmed[1:]] == [0, 0]
+    assert confirm.settle(state) == 0 and len(state.unconfirmed) == 3
+    assert state.unconfirmed[0]["at"] > first and [record["at"] for record in state.unconfirmed[1:]] == [0, 0]

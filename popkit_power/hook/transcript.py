@@ -43,7 +43,12 @@ if TYPE_CHECKING:
 #: Bytes of transcript read per remembered reply at most: 2.1.330 writes ~30 KB per tool call, so this is many
 #: calls' worth of evidence, and a call reads at most MAX_UNCONFIRMED times this (usually one reply's few KB)
 MAX_READ = 512 << 10
-MAX_UNCONFIRMED = 8  # replies remembered per agent; past this the oldest is taken as delivered
+#: Replies remembered per agent; past this the oldest is taken as delivered. Parallel tool calls in one answer are
+#: all undecided until the model answers after them, so this is more than the parallel calls of one answer.
+MAX_UNCONFIRMED = 32
+#: Bytes of transcript one call reads at most, all replies together (the others wait for the next call). Replies
+#: remembered from one transcript share one read from the earliest of them when it reaches the transcript's end.
+MAX_READ_PER_CALL = 8 * MAX_READ
 MAX_BEHIND = 32 * MAX_READ  # transcript read past a reply without telling: then it is taken as delivered
 #: Bytes read again when a read ends inside one line longer than it: more than a reference or a tool_use_id field
 OVERLAP = 128
@@ -91,8 +96,9 @@ def settle(state: AgentState) -> int:
     kept: list[dict[str, Any]] = []
     again: list[str] = []
     lost = 0
+    reads = _Reads(state.unconfirmed)
     for record in state.unconfirmed:
-        verdict = _verdict(record)
+        verdict = _verdict(record, reads)
         if verdict is None:
             kept.append(record)
         elif not verdict:
@@ -104,15 +110,49 @@ def settle(state: AgentState) -> int:
     return lost
 
 
-def _verdict(record: dict[str, Any]) -> bool | None:
+class _Reads:
+    """One call's reads of transcripts: one read per transcript from its earliest remembered reply serves every
+    reply after it when it reached the file's end; at most `MAX_READ_PER_CALL` bytes in all."""
+
+    __slots__ = ("earliest", "left", "shared")
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.earliest: dict[str, int] = {}
+        for record in records:
+            path, at = record.get("path"), record.get("at")
+            if isinstance(path, str) and isinstance(at, int) and not isinstance(at, bool) and at >= 0:
+                self.earliest[path] = min(at, self.earliest.get(path, at))
+        self.shared: dict[str, bytes] = {}
+        self.left = MAX_READ_PER_CALL
+
+    def read(self, path: str, at: int) -> bytes | None:
+        """Up to MAX_READ bytes of `path` from `at`; None when this call has read all it may."""
+        base = self.earliest.get(path)
+        if base is not None and base <= at:
+            if path not in self.shared and self.left > 0:
+                self.shared[path] = self._read(path, base)
+            data = self.shared.get(path)
+            if data is not None and (at == base or (len(data) < MAX_READ and at - base <= len(data))):
+                return data[at - base:]  # the read from `at`, or one that reached the end: all there is from `at`
+        return self._read(path, at) if self.left > 0 else None
+
+    def _read(self, path: str, at: int) -> bytes:
+        data = _read(path, at)
+        self.left -= max(len(data), 1)
+        return data
+
+
+def _verdict(record: dict[str, Any], reads: _Reads) -> bool | None:
     """True: the model got the reply (or it cannot be judged any more); False: it was lost; None: not known yet (a
     read that told nothing moves the record's `at` on, for the next call)."""
     try:
         at = int(record["at"])
         start = int(record.get("from", at))  # where the transcript was when the reply went out
-        written = _read(record["path"], at)
+        written = reads.read(record["path"], at)
     except (OSError, KeyError, TypeError, ValueError, OverflowError):
         return True  # the transcript is gone or the record is damaged: nothing to judge by
+    if written is None:
+        return None  # this call read all it may: the next one looks
     if _seen(written, delivery_mark(str(record.get("ref"))).encode()):
         return True
     tool = record.get("tool")
