@@ -164,3 +164,31 @@ def test_one_call_reads_a_bounded_amount_of_transcript_for_all_its_replies(sessi
     assert first > 0 and [record["at"] for record in state.unconfirmed[1:]] == [0, 0]
     assert confirm.settle(state) == 0 and len(state.unconfirmed) == 3
     assert state.unconfirmed[0]["at"] > first and [record["at"] for record in state.unconfirmed[1:]] == [0, 0]
+
+
+def test_an_agent_far_behind_hears_every_broadcast_once_in_order_across_segment_rotations(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """4 KiB segments, an agent far behind, and each call allowed only a few records (the 50,000 / 1 s bound made
+    small): its bounded reads stop anywhere, at a segment's end too, and resume there; every broadcast is heard
+    once, in the order sent, and the journal has rotated many times meanwhile."""
+    import json
+
+    from popkit_power.hook import news
+
+    power = tmp_path / "power"
+    power.mkdir()
+    (power / "config.json").write_text(json.dumps({"segment_max_bytes": 4096}))
+    session = start_session(str(power), "Ship the parser", sender="human")
+    call(session.power_dir, tool())
+    for number in range(400):
+        if number % 7 == 0:
+            session.publish("message.broadcast", {"text": f"f{number:03d}"}, sender="human")
+        else:
+            session.publish("agent.tool", {"tool": "Read", "ok": True}, sender="someone:main")
+    assert len(session.journal.segments()) > 20
+    monkeypatch.setattr(news, "MAX_RECORDS_PER_CALL", 5)
+    order: list[str] = []
+    for _ in range(400):  # 5 records a call (its own tool event among them): a few hundred calls at most
+        reply = call(session.power_dir, tool())
+        order += broadcasts_in(context(reply)) if reply is not None else []
+    assert order == [f"f{number:03d}" for number in range(0, 400, 7)]
