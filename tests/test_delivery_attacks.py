@@ -192,3 +192,24 @@ def test_an_agent_far_behind_hears_every_broadcast_once_in_order_across_segment_
         reply = call(session.power_dir, tool())
         order += broadcasts_in(context(reply)) if reply is not None else []
     assert order == [f"f{number:03d}" for number in range(0, 400, 7)]
+
+
+def test_a_task_taken_notice_dropped_at_a_hooks_timeout_is_given_again_once(session: Session,
+                                                                           tmp_path: Path) -> None:
+    """The human releases the agent's task; the reply that tells it is dropped at Claude Code's timeout (the
+    transcript says `hook_cancelled`): the notice comes with the next call's reply, once."""
+    transcript = ClaudeTranscript(tmp_path / "transcript.jsonl")
+    agent = Agent(session, transcript, 0)
+    agent.tool_call()
+    session.publish("task.created", {"task": "t-parser", "title": "parser"}, sender="human")
+    session.publish("task.claimed", {"task": "t-parser", "round": 0}, sender=AGENT)
+    agent.tool_call()  # it hears its own claim: its current task
+    session.publish("task.released", {"task": "t-parser", "holder": AGENT}, sender="human")
+    tool_use_id = transcript.answer(new_tool_use_id())
+    assert tool_use_id is not None
+    dropped = context(call(session.power_dir, tool(tool_use_id=tool_use_id, **agent.fields())))
+    notice = "- [task taken from you by human] t-parser"
+    assert dropped.count(notice) == 1
+    transcript.tool_result(tool_use_id, None, cancelled=True)
+    told = [agent.tool_call() for _ in range(3)]
+    assert sum(context(reply).count(notice) for reply in told if reply is not None) == 1
