@@ -91,7 +91,10 @@ def test_hooks_killed_at_random_moments_lose_no_news(session: Session) -> None:
         for text in broadcasts_in(reply):
             delivered.setdefault(text, []).append(was_killed)
     lost = [f"b{number:03d}" for number in range(rounds) if f"b{number:03d}" not in delivered]
-    assert killed >= rounds // 4 and len(replies) >= rounds // 4, "kills must land both before and after replies"
+    # Where the kills land depends on the machine's load (run_time is measured, the moment drawn at random): this
+    # asks only that both sides were sampled often (it asked a quarter each, and failed about one run in four
+    # with the machine shared: 64 whole replies of 300).
+    assert killed >= rounds // 10 and len(replies) >= rounds // 10, "kills must land both before and after replies"
     assert lost == []
     for text, kills in delivered.items():
         assert all(kills[:-1]), f"{text} was repeated after a reply whose process was not killed: {kills}"
