@@ -7,7 +7,8 @@ So each reply that carries news is marked with a short reference (`(delivery 1a2
 remembered in the agent's state, with where the transcript ended when it went out. At the agent's next hook call
 the part of the transcript written since then tells what happened (`settle`):
 
-- the reference is there (in what the model sees, not only in the log of the hook's stdout): forgotten.
+- the reference is there, whole (`delivery_mark`), in what the model sees, not only in the log of the hook's
+  stdout: forgotten.
 - a tool reply: the transcript holds the tool's result and, after it, an answer of the model made after the reply
   went out, without the reference: Claude Code sent its next request without the news. Lost: its lines are
   delivered again. (Made after the reply: a parallel call's block streamed in the same answer is not one.)
@@ -40,8 +41,8 @@ if TYPE_CHECKING:
 
     from .agent_state import AgentState
 
-#: Bytes of transcript read per remembered reply at most: 2.1.330 writes ~30 KB per tool call, so this is many
-#: calls' worth of evidence, and a call reads at most MAX_UNCONFIRMED times this (usually one reply's few KB)
+#: Bytes of transcript read per remembered reply and call at most: 2.1.330 writes ~30 KB per tool call, so this is
+#: many calls' worth of evidence (usually a call reads one reply's few KB; at most MAX_READ_PER_CALL in all)
 MAX_READ = 512 << 10
 #: Replies remembered per agent; past this the oldest is taken as delivered. Parallel tool calls in one answer are
 #: all undecided until the model answers after them, so this is more than the parallel calls of one answer.
