@@ -94,6 +94,7 @@ class Replicator(PullSide):
         self._refused: set[str] = set()  # origins whose key is not a stream: not read until the next resume
         self._announced_at = "0-0"  # where the joined stream is read from ("": not read, it is not a stream)
         self._deferred = False  # the last read left decisions whose claims it did not have yet
+        self._look: set[str] = set()  # origins to look at (FIRST_AFTER) at the next read, not only with the members
         self._push_refused: str | None = None  # why nothing can be pushed now (this machine's stream name taken)
         self._push_from = Position()
         self._outbox = Outbox(session.journal, self.origin, self.batch, self.layout, config.redis_channel_maxlen)
