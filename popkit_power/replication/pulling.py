@@ -88,7 +88,7 @@ class PullSide:
         replies = self.transport.execute(commands, timeout=self.timeout)
         members, found = (replies[0] if with_members else None), replies[-1]
         first_after = replies[1 if with_members else 0] if past else None
-        again = taken_back(past, first_after, self._cursor, self._taken, self._skipped.seen) if past else []
+        again = taken_back(past, first_after, self._cursor, self._taken, self._skipped) if past else []
         for origin in again:
             self._cursor[origin] = (self._taken.get(origin, 0), 0)  # read again what its writer took back
         if isinstance(found, ReplyError):

@@ -18,6 +18,7 @@ from popkit_power.keys import ARBITER, RedisLayout
 from popkit_power.replication.polling import MEMBERS_EVERY
 from popkit_power.replication.redis_streams import RedisStreams
 from popkit_power.replication.replicator import Replicator
+from popkit_power.replication.skipped import MAX_REMEMBERED
 from popkit_power.replication.upstash_rest import UpstashRest
 from popkit_power.session import Session, start_session
 
@@ -97,3 +98,33 @@ def test_an_entry_skipped_for_its_id_is_not_read_again_at_every_look(
             rb.pull_once()
     assert not [r for r in caplog.records if "taken back" in r.getMessage()]
     assert rb.stats["skipped_entries"] == {a.origin: 1}
+
+
+def test_more_planted_entries_than_remembered_do_not_make_the_puller_read_them_again_and_again(
+        two: tuple[Session, Session, Replicator, Replicator], redis_url: str) -> None:
+    """More planted entries linked to the last entry taken than the skipped ones remembered (MAX_REMEMBERED): once
+    read past, the looks must not take the first of them, forgotten, for their writer's own and read them all again
+    (which it would do at every look, for good, counting them again each time)."""
+    a, b, ra, rb = two
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    stream = LAYOUT.origin_stream(a.id, a.origin)
+    [(top, _fields)] = client.xrevrange(stream, count=1)
+    seq = int(top.split("-")[0])
+    pipe = client.pipeline(transaction=False)
+    for number in range(1, MAX_REMEMBERED + 2):
+        pipe.xadd(stream, {"e": "{planted", "p": str(seq)}, id=f"{seq}-{number}")
+    pipe.execute()
+    while rb.pull_once():  # read past them all (nothing appended)
+        pass
+    for _ in range(-(-(MAX_REMEMBERED + 1) // rb.batch) + 2):
+        rb.pull_once()
+    read_again = rb.transport.commands_sent
+    for _ in range(3):
+        rb.pull_once()
+    assert rb.transport.commands_sent - read_again <= 3 * 3, "idle reads: SMEMBERS, a look, XREAD; no read again"
+    assert rb.stats["skipped_entries"] == {a.origin: MAX_REMEMBERED + 1}
+    a.publish("message.broadcast", {"text": "after"}, sender="human")
+    ra.push_once()
+    rb.pull_once()
+    texts = [e["data"]["text"] for e in b.journal.reader() if e["type"] == "message.broadcast"]
+    assert texts == ["before", "after"]
