@@ -128,3 +128,24 @@ def test_more_planted_entries_than_remembered_do_not_make_the_puller_read_them_a
     rb.pull_once()
     texts = [e["data"]["text"] for e in b.journal.reader() if e["type"] == "message.broadcast"]
     assert texts == ["before", "after"]
+
+
+@pytest.mark.xfail(strict=True, reason="an entry forged with the right link at the writer's next seq is taken, and "
+                   "the writer's real event at that seq, put in its place when it takes the stream back, is never "
+                   "read: lost on the puller, silently (nothing signs entries; see docs/replication.md)")
+def test_a_forged_entry_with_the_right_link_does_not_cost_the_real_event_at_its_seq(
+        two: tuple[Session, Session, Replicator, Replicator], redis_url: str) -> None:
+    a, b, ra, rb = two
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    stream = LAYOUT.origin_stream(a.id, a.origin)
+    [(_top, fields)] = client.xrevrange(stream, count=1)
+    event = orjson.loads(fields["e"])
+    nxt = a.journal.end_position().seq  # where A's next event goes
+    event.update(id="forged", seq=nxt, type="message.broadcast", ch="broadcast", data={"text": "forged"})
+    client.xadd(stream, {"e": orjson.dumps(event).decode(), "p": str(ra.pushed_seq)}, id=f"{nxt}-0")
+    rb.pull_once()
+    a.publish("message.broadcast", {"text": "real"}, sender="human")
+    a.publish("message.broadcast", {"text": "next"}, sender="human")
+    sync(ra, rb)
+    texts = [e["data"]["text"] for e in b.journal.reader() if e["type"] == "message.broadcast"]
+    assert "real" in texts and "next" in texts
