@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 from support import RedisServer
 from test_stop_everywhere import assert_closed_everywhere, cli, closings, two_machines
 
+from popkit_power.home import active_session
 from popkit_power.lease import held
 
 __all__ = ["two_machines"]  # the fixture, used by name
@@ -54,8 +56,24 @@ def test_two_humans_stopping_on_two_machines_at_once_both_close_it(two_machines:
     outs = [run.communicate(timeout=120) for run in runs]
     for run, (out, err) in zip(runs, outs, strict=True):
         assert run.returncode == 0 or "closed" in err, (out, err)
-    from popkit_power.home import active_session
     for session in (a, b):
         assert closings(session), session.origin
         assert active_session(session.power_dir) is None
         assert not held(session.dir)
+
+
+def test_a_machine_joining_after_the_stop_is_told_the_session_is_closed(two_machines: dict[str, Any],
+                                                                        tmp_path: Path) -> None:
+    """`join SESSION` on a third machine after `stop` on A: refused (exit 2, saying it was closed), nothing made
+    active there and no coordinator started to write into a closed session's stream."""
+    home_a = two_machines["homes"][0]
+    a, _b = two_machines["sessions"]
+    url = two_machines["server"].url
+    assert cli(home_a, "stop", url=url).returncode == 0
+    home_c = tmp_path / "c"
+    home_c.mkdir()
+    joined = cli(home_c, "join", a.id, url=url)
+    assert joined.returncode == 2, (joined.stdout, joined.stderr)
+    assert "closed" in joined.stderr and a.id in joined.stderr, joined.stderr
+    assert active_session(str(home_c)) is None
+    assert not (home_c / "sessions" / a.id / "journal").exists() or not held(str(home_c / "sessions" / a.id))
