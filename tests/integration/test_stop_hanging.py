@@ -14,7 +14,7 @@ from support import RedisServer
 from test_stop_everywhere import assert_closed_everywhere, cli, closings, two_machines
 
 from popkit_power.home import active_session
-from popkit_power.lease import held
+from popkit_power.lease import held, holder
 
 __all__ = ["two_machines"]  # the fixture, used by name
 
@@ -77,3 +77,21 @@ def test_a_machine_joining_after_the_stop_is_told_the_session_is_closed(two_mach
     assert "closed" in joined.stderr and a.id in joined.stderr, joined.stderr
     assert active_session(str(home_c)) is None
     assert not (home_c / "sessions" / a.id / "journal").exists() or not held(str(home_c / "sessions" / a.id))
+
+
+def test_start_switch_with_replication_on_closes_the_session_it_leaves_everywhere(
+        two_machines: dict[str, Any]) -> None:
+    home_a = two_machines["homes"][0]
+    a, _b = two_machines["sessions"]
+    switched = cli(home_a, "start", "The next objective", "--switch", url=two_machines["server"].url)
+    assert switched.returncode == 0, switched.stderr
+    assert f"switched from session {a.id} (closed)" in switched.stdout and "pushed to redis" in switched.stdout
+    new = active_session(str(home_a))
+    try:
+        assert_closed_everywhere(two_machines)
+        assert new not in (None, a.id), "A is in its new session"
+    finally:
+        if new is not None:  # its coordinator, started by the switch
+            pid = (holder(os.path.join(str(home_a), "sessions", new)) or {}).get("pid")
+            if isinstance(pid, int):
+                os.kill(pid, signal.SIGKILL)
