@@ -95,3 +95,20 @@ def test_start_switch_with_replication_on_closes_the_session_it_leaves_everywher
             pid = (holder(os.path.join(str(home_a), "sessions", new)) or {}).get("pid")
             if isinstance(pid, int):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_stop_while_the_other_machine_is_frozen_reaches_it_when_it_runs_again(two_machines: dict[str, Any]) -> None:
+    """B's coordinator (with its replicator) SIGSTOPped while A stops, as a laptop lid closed: when it runs again,
+    it pulls the end and closes the session like any other time."""
+    home_a = two_machines["homes"][0]
+    _a, b = two_machines["sessions"]
+    pid = (holder(b.dir) or {}).get("pid")
+    assert isinstance(pid, int)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        stopped = cli(home_a, "stop", url=two_machines["server"].url)
+        assert stopped.returncode == 0 and "pushed to redis" in stopped.stdout, (stopped.stdout, stopped.stderr)
+        assert not closings(b)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert_closed_everywhere(two_machines)
