@@ -92,8 +92,15 @@ def join(session_id: str | None, coordinator: bool) -> None:
     try:
         named, objective = transport.execute([["GET", layout.active_session], ["GET", layout.objective]],
                                              timeout=config.replication_timeout_seconds)
+        chosen = session_id or (named if isinstance(named, str) else None)
+        # a session stopped on another machine (its end is kept for 24 h): nothing to join, no coordinator to start
+        [ended] = transport.execute([["EXISTS", layout.completed(chosen)]],
+                                    timeout=config.replication_timeout_seconds) if chosen else [0]
     finally:
         transport.close()
+    if ended == 1:
+        raise SessionError(f"session {chosen} was closed on another machine (popkit-power stop there): there is "
+                           f"nothing to join; start a new one with: popkit-power start \"objective\"")
     if not session_id and named is not None and not isinstance(named, str):
         raise SessionError(f"{transport.describe()}: {layout.active_session} holds something else than a session "
                            f"id ({str(named)[:120]}); name the session: popkit-power join SESSION")

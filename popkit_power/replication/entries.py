@@ -58,9 +58,11 @@ def read_entry(entry_id: Any, fields: list[Any], origin: str, last: int, session
     hold (over `max_record_bytes`) is skipped but stays the one the next links to. The event to append has its
     `oseq` and `rts` (received now, by this machine's clock: another machine's clock may be off)."""
     key = entry_key(entry_id)
+    values = dict(zip(fields[::2], fields[1::2], strict=False)) if isinstance(fields, list) else {}
+    link = str(values.get("p", "-"))  # kept with a skipped entry too: FIRST_AFTER's look must know it (taken_back)
     if key is None or key[1] != 0 or key[0] <= last:
-        return Entry(None, False, f"its id is not an event's (<seq>-0, past {last}-0, where the last one read is)")
-    values = dict(zip(fields[::2], fields[1::2], strict=False))
+        return Entry(None, False, f"its id is not an event's (<seq>-0, past {last}-0, where the last one read is)",
+                     link)
     try:
         try:
             parsed = orjson.loads(values.get("e", ""))
@@ -70,8 +72,7 @@ def read_entry(entry_id: Any, fields: list[Any], origin: str, last: int, session
         if event.get("origin") != origin or event.get("session") != session_id:
             raise ProtocolError(f"origin {event.get('origin')!r} / session {event.get('session')!r}")
     except (ProtocolError, ValueError, TypeError) as error:
-        return Entry(None, False, f"not an event of this session ({str(error)[:200]})")
-    link = str(values.get("p", "-"))
+        return Entry(None, False, f"not an event of this session ({str(error)[:200]})", link)
     if linked and link != str(last) and not (unlinked_ok and "p" not in values):
         return Entry(None, False, f"its link p={link[:40]!r} does not name {last}, the last entry of origin "
                                   f"{origin} taken", link)

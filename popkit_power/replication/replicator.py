@@ -10,9 +10,9 @@ trusted from a side file (positions.py):
   server skip what it has, so nothing is duplicated or lost there. Each batch names the seq the stream must hold
   already, so a server that lost data under a running replicator (a restart without persistence: redis-py
   reconnects without a word) is noticed and filled again, not left with a hole.
-- **Pull.** Each other origin's stream (the server's set of origins, and the stream announcing the machines that
-  join, read by the same XREAD) and the arbiter's stream are read from the
-  highest `oseq` of that origin in the local journal, found by reading the journal once at start; a pulled event is
+- **Pull** (pulling.py). Each other origin's stream (the server's set of origins, and the stream announcing the
+  machines that join, read by the same XREAD) and the arbiter's stream are read from the highest
+  `oseq` of that origin in the local journal, found by reading the journal once at start; a pulled event is
   appended with its `origin`, its `oseq`, `rts` (when this machine received it, by its own clock) and everything
   else as it was, and is never pushed back. One replicator per session (a lease, `replicator.lock`) makes this
   exactly once: nothing else writes pulled events. This machine missing from the server's set of origins means the
@@ -42,17 +42,17 @@ from typing import Any
 
 from ..errors import PowerModeError, ReplicationError, TransportAuthError, TransportError, TransportLimitError
 from ..follow import JournalWatch
-from ..home import active_session, set_active_session
 from ..journal import Position
 from ..keys import ARBITER, RedisLayout
 from ..opened_dir import OpenedDirectory
 from ..session import Session
 from . import polling
-from .entries import announcements, entry_key, last_seq, newly_joined, not_streams, read_entry, taken_back, top_body
+from .entries import last_seq, newly_joined, top_body
 from .outbox import Batch, Outbox
 from .polling import poll_loop
-from .positions import decided_contest, put_back, scan
-from .scripts import BEHIND, FIRST_AFTER, PUSH
+from .positions import put_back, scan
+from .pulling import QUIET_TYPES, PullSide
+from .scripts import BEHIND, PUSH
 from .skipped import SkippedEntries
 from .status_file import STATUS_FILE as STATUS_FILE  # status.py and tools read them from here
 from .status_file import read_status as read_status
@@ -63,12 +63,11 @@ log = logging.getLogger("popkit_power.replication")
 
 BLOCK_MS = 1000  # a blocking read returns at least this often, so a stop is seen within a second
 MIN_BACKOFF, MAX_BACKOFF = 1.0, 60.0
-QUIET_TYPES = frozenset({"coordinator.status"})  # local events that do not wake an Upstash replicator
 LAST_NUMBER = 2**64 - 1  # the largest sequence part of a stream id
 _PUSH_SCRIPT = Script(PUSH)
 
 
-class Replicator:
+class Replicator(PullSide):
     """Replicates one session through one transport; `start`/`stop` run it in background threads, `run` in the
     foreground, `push_once`/`pull_once` one step at a time (tests, benchmarks)."""
 
@@ -95,6 +94,7 @@ class Replicator:
         self._refused: set[str] = set()  # origins whose key is not a stream: not read until the next resume
         self._announced_at = "0-0"  # where the joined stream is read from ("": not read, it is not a stream)
         self._deferred = False  # the last read left decisions whose claims it did not have yet
+        self._look: set[str] = set()  # origins to look at (FIRST_AFTER) at the next read, not only with the members
         self._push_refused: str | None = None  # why nothing can be pushed now (this machine's stream name taken)
         self._push_from = Position()
         self._outbox = Outbox(session.journal, self.origin, self.batch, self.layout, config.redis_channel_maxlen)
@@ -217,153 +217,6 @@ class Replicator:
         runs this one (outbox.py)."""
         return _PUSH_SCRIPT.run(self.transport, [self.stream], batch.args, timeout=self.timeout,
                                 meanwhile=(lambda: self._outbox.prepare(batch)) if batch.full else None)
-
-    def pull_once(self, block_ms: int | None = None, *, with_members: bool = True) -> int:
-        """Read what the other origins and the arbiter added since the journal's positions and append it; the
-        number of events appended. `block_ms` waits that long for something new (Redis only). Without `with_members`,
-        the server's set of origins is not read (Upstash's polls read it at every `polling.MEMBERS_EVERY`th). Machines
-        that joined since, and streams their writer took back, are read at once, in one more read (what that one
-        finds in turn, at the next call)."""
-        pulled, again = self._pull(block_ms, with_members)
-        return pulled + (self._pull(None, False)[0] if again else 0)
-
-    def _pull(self, block_ms: int | None, with_members: bool) -> tuple[int, bool]:
-        """One read: the events appended, and whether to read again at once (it learned of machines that joined, or
-        of streams taken back)."""
-        if not self._resumed:
-            self.resume()
-        origins_key = self.layout.origins(self.session.id)
-        sources = sorted((self.origins | {ARBITER}) - self._refused)
-        streams = [self.layout.origin_stream(self.session.id, origin) for origin in sources]
-        ids = ["{}-{}".format(*self._cursor.get(origin, (0, 0))) for origin in sources]
-        announced = [self.layout.joined(self.session.id)] if self._announced_at else []
-        past = [origin for origin in sources if self._cursor.get(origin, (0, 0)) > (self._taken.get(origin, 0), 0)]
-        block: list[str | int] = ["BLOCK", block_ms] if block_ms is not None else []
-        commands: list[list[str | int]] = [["SMEMBERS", origins_key]] if with_members else []
-        if past:  # read past entries that could not be used: has their writer taken its stream back since?
-            commands.append(["EVAL", FIRST_AFTER, len(past),
-                             *(self.layout.origin_stream(self.session.id, origin) for origin in past),
-                             *(word for origin in past for word in (f"{self._taken.get(origin, 0)}-1",
-                                                                     self._taken.get(origin, 0)))])
-        commands.append(["XREAD", "COUNT", self.batch, *block, "STREAMS", *streams, *announced, *ids,
-                         *([self._announced_at] if announced else [])])
-        replies = self.transport.execute(commands, timeout=self.timeout)
-        members, found = (replies[0] if with_members else None), replies[-1]
-        first_after = replies[1 if with_members else 0] if past else None
-        again = taken_back(past, first_after, self._cursor, self._taken, self._skipped.seen) if past else []
-        for origin in again:
-            self._cursor[origin] = (self._taken.get(origin, 0), 0)  # read again what its writer took back
-        if isinstance(found, ReplyError):
-            if found.code == "WRONGTYPE":
-                self._refuse_non_streams(sources, streams, announced)
-                return 0, bool(again)
-            raise ReplicationError(f"XREAD answered {found}")
-        found, heard_of, at = announcements(found or [], announced[0] if announced else "")
-        self._announced_at = at or self._announced_at
-        pulled = self._import(dict(zip(streams, sources, strict=True)), found)
-        if isinstance(members, list) and self.origin not in members:
-            log.warning("this machine is missing from %s: the server lost the session's data (a restart without "
-                        "persistence?); working out again what to push", origins_key)
-            self._resumed = False
-        joined = newly_joined(members if isinstance(members, list) else [], heard_of, self.origins | {self.origin})
-        self.origins |= joined
-        return pulled, bool(joined or again)
-
-    def _refuse_non_streams(self, sources: list[str], streams: list[str], announced: list[str]) -> None:
-        """XREAD refused a key that is not a stream: find which, and read the others without it."""
-        kinds = self.transport.execute([["TYPE", stream] for stream in streams + announced], timeout=self.timeout)
-        refused, announcing = not_streams(sources, streams, announced, kinds)
-        self._refused |= refused
-        if not announcing:
-            self._announced_at = ""
-        if not refused and announcing:
-            raise ReplicationError("XREAD answered WRONGTYPE, yet every key it read is a stream or missing")
-
-    def _import(self, origin_of: dict[str, str], found: list[Any]) -> int:
-        """Append what one read found: the origins' events first, then the arbiter's decisions, each only once the
-        claim it decides is in the journal (else it and those after it wait for a later read), so that every machine
-        folds a claim before its decision. An entry that is not its origin's own (entries.read_entry) is skipped and
-        counted; the read goes on past it, and the next real entry must link to the last one taken."""
-        events: list[dict[str, Any]] = []
-        read: dict[str, tuple[int, int]] = {}
-        taken: dict[str, int] = {}
-        appended: dict[str, int] = {}
-        contests: set[str] = set()
-        self._deferred = False
-        for stream, entries in sorted(found, key=lambda pair: origin_of.get(pair[0]) == ARBITER):
-            origin = origin_of.get(stream)
-            if origin is None:
-                continue
-            for entry_id, fields in entries:
-                key = entry_key(entry_id)
-                if key is None or key <= max(self._cursor.get(origin, (0, 0)), read.get(origin, (0, 0))):
-                    continue
-                last = taken.get(origin, self._taken.get(origin, 0))
-                if key == (last, 0):  # the last one taken, read again after a resume: only its link is news
-                    read[origin] = key
-                    if "p" in fields[::2]:
-                        self._linked.add(origin)
-                    continue
-                entry = read_entry(entry_id, fields, origin, last, self.session.id,
-                                   self.session.journal.max_record_bytes, linked=origin != ARBITER,
-                                   unlinked_ok=origin not in self._linked)
-                event = entry.event
-                if origin == ARBITER and event is not None and self._claim_missing(event["data"], appended):
-                    self._deferred = True
-                    break
-                read[origin] = key
-                if not entry.genuine:
-                    self._skipped.skipped(origin, stream, str(entry_id), str(entry.reason), entry.link)
-                    continue
-                self._skipped.taken(origin, str(entry_id), entry.link)
-                taken[origin] = key[0]
-                if entry.link != "-":
-                    self._linked.add(origin)
-                if event is None:
-                    log.warning("skipped entry %s of origin %s: %s", entry_id, origin, entry.reason)
-                    continue
-                contest = decided_contest(event)
-                if contest is not None and (contest in self._contests or contest in contests):
-                    log.warning("skipped decision %s of the arbiter: contest %s is decided already", entry_id, contest)
-                    continue
-                events.append(event)
-                appended[origin] = key[0]
-                if contest is not None:
-                    contests.add(contest)
-        with self._resume_lock:  # a resume reads the journal to set these: never half of an append
-            if events:
-                self.session.append_events(events)
-            for origin, key in read.items():
-                self._cursor[origin] = max(self._cursor.get(origin, (0, 0)), key)
-            for origin, seq in taken.items():
-                self._taken[origin] = max(self._taken.get(origin, 0), seq)
-            for origin, seq in appended.items():
-                self._appended[origin] = max(self._appended.get(origin, 0), seq)
-            self._contests |= contests
-        if any(event["type"] == "session.closed" for event in events):
-            self._closed_elsewhere()
-        self.stats["pulled"] += len(events)
-        self.loud += sum(event.get("type") not in QUIET_TYPES for event in events)
-        return len(events)
-
-    def _closed_elsewhere(self) -> None:
-        """Another machine closed the session (`stop` there): it is closed here too. Power Mode is turned off on this
-        machine when the session is still its active one, so that its agents' hooks stop recording into it (the
-        coordinator stops by itself once it folds the closing)."""
-        try:
-            if active_session(self.session.power_dir) == self.session.id:
-                set_active_session(self.session.power_dir, None)
-                log.warning("session %s was closed on another machine: Power Mode is off here too", self.session.id)
-        except (OSError, PowerModeError) as error:
-            log.warning("session %s was closed on another machine, but Power Mode could not be turned off here: %s",
-                        self.session.id, error)
-
-    def _claim_missing(self, data: dict[str, Any], appended: dict[str, int]) -> bool:
-        """Whether the event an arbiter's fact settles (a decision's claim, an ordered transition) is from another
-        machine and not yet in the journal."""
-        where, seq = data.get("origin"), data.get("claim_seq", data.get("seq"))
-        return isinstance(seq, int) and where in self.origins and seq > max(self._appended.get(where, 0),
-                                                                             appended.get(where, 0))
 
     # -- running ----------------------------------------------------------------------------------------------------
 

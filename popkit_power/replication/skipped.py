@@ -7,11 +7,15 @@ a planted entry before it, is counted no more once it is taken. `status` and `do
 from __future__ import annotations
 
 import logging
+from bisect import insort
 from typing import Any
+
+from .entries import entry_key
+from .scripts import FIRST_AFTER_COUNT
 
 log = logging.getLogger("popkit_power.replication")
 
-MAX_REMEMBERED = 10_000  # entries remembered (then forgotten all at once: one read again may be counted twice)
+MAX_REMEMBERED = 10_000  # entries remembered (then forgotten all at once, but for the first ones after each link)
 
 
 class SkippedEntries:
@@ -22,12 +26,32 @@ class SkippedEntries:
         self.stats = stats
         stats.update(skipped_entries={}, last_skipped_entry=None)
         self.seen: dict[tuple[str, str, str], str] = {}  # (origin, entry id, link) -> what it was
+        # (origin, link) -> the smallest ids skipped with that link, as many as a look (FIRST_AFTER) returns: never
+        # forgotten with `seen`, so that a look never takes them for their writer's own when thousands were planted
+        self.first_linked: dict[tuple[str, str], list[tuple[int, int]]] = {}
+
+    def __contains__(self, seen: object) -> bool:
+        """Whether (origin, entry id, link) is an entry skipped before (what `entries.taken_back` asks)."""
+        if seen in self.seen:
+            return True
+        if not isinstance(seen, tuple) or len(seen) != 3:
+            return False
+        origin, entry_id, link = seen
+        return entry_key(entry_id) in self.first_linked.get((origin, link), [])
 
     def skipped(self, origin: str, stream: str, entry_id: str, reason: str, link: str) -> None:
         """Count and log an entry of `origin`'s stream that is not that origin's own, once per entry."""
         seen = (origin, entry_id, link)
         if seen in self.seen:
             return  # read again after its writer took the stream back: counted already
+        key = entry_key(entry_id)
+        if key is not None:
+            if len(self.first_linked) >= MAX_REMEMBERED:
+                self.first_linked.clear()
+            first = self.first_linked.setdefault((origin, link), [])
+            if key not in first:
+                insort(first, key)
+                del first[FIRST_AFTER_COUNT:]
         if len(self.seen) >= MAX_REMEMBERED:
             self.seen.clear()
         self.seen[seen] = f"{entry_id} of {stream}: {reason}"[:500]
@@ -39,6 +63,10 @@ class SkippedEntries:
 
     def taken(self, origin: str, entry_id: str, link: str) -> None:
         """`entry_id` was taken as its origin's own: if it was counted, it no longer is."""
+        key = entry_key(entry_id)
+        first = self.first_linked.get((origin, link), [])
+        if key in first:
+            first.remove(key)
         if self.seen.pop((origin, entry_id, link), None) is None:
             return
         counts = self.stats["skipped_entries"]

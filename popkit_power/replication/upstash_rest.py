@@ -95,6 +95,7 @@ class UpstashRest:
             raise ConfigError("UPSTASH_REDIS_REST_TOKEN contains spaces, line breaks or control characters: "
                               "copy it again from the Upstash console")
         self.base64 = base64
+        self._learning = base64 is None  # the encoding is learned (and learned again: `_replies`), not set
         self.connect_timeout = connect_timeout
         self.commands_sent = 0
         self.probes_sent = 0
@@ -201,7 +202,11 @@ class UpstashRest:
                 try:
                     replies.append(item["result"] if self.base64 is False else _decoded(item["result"]))
                 except (binascii.Error, ValueError):
-                    raise self._failed(MalformedReplyError, commands, f"result {n} is not valid base64",
+                    again = ""
+                    if self._learning:  # it answered PING in base64 before: it may have changed since (a proxy
+                        self.base64 = None  # restarted with another setting): the next call's PING asks again
+                        again = " (the server may no longer honour base64: the next call asks it again)"
+                    raise self._failed(MalformedReplyError, commands, f"result {n} is not valid base64{again}",
                                        applied=None) from None
             else:
                 raise self._failed(MalformedReplyError, commands, f"result {n} is neither {{\"result\": ...}} nor "
