@@ -3,9 +3,17 @@ be told (as when the human releases or reassigns it), at its next call or woken 
 
 from __future__ import annotations
 
+import os
+import random
+import shutil
+import signal
 import subprocess
+import sys
+from functools import partial
+from pathlib import Path
 
 import pytest
+from support import until
 from test_cli import outside_claude_code  # noqa: F401  - autouse: the CLI runs as a person at a terminal
 from test_cli_agents import cli, records
 from test_task_taken import (
@@ -19,7 +27,9 @@ from test_task_taken import (
 )
 from test_wake import WAIT, claude_pids, fake_claude, start_waiter, stop, waiting  # noqa: F401  - a fixture
 
-from popkit_power.session import Session
+from popkit_power.session import Session, start_session
+
+SCRIPT = Path(sys.executable).parent / "popkit-power"
 
 NOTICE = "- [task taken from you by human] "
 
@@ -62,3 +72,44 @@ def test_an_idle_holder_is_woken_when_the_human_finishes_its_task(
     assert waiter.returncode == 2, err
     assert err.decode().count(NOTICE) == 1 and TASK in err.decode()
     assert OTHER not in err.decode()
+
+
+# -- a session directory replaced by a backup while the coordinator folds ----------------------------------------------
+
+def _started(session: Session) -> bool:  # noqa: F811
+    return any(event["type"] == "coordinator.started" for event in session.journal.reader())
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def test_a_coordinator_stopped_mid_round_writes_nothing_into_the_backup_put_in_its_place(tmp_path: Path) -> None:
+    """The coordinator folds a stream of events (a snapshot every 100), and is frozen (SIGSTOP) at a random moment
+    of that; its session directory is then removed and a backup of it restored in its place, and it is let go on
+    (SIGCONT). It ends, and the restored backup is exactly the backup: no snapshot written into it, none of its
+    snapshots deleted, no lease or log file touched. 6 rounds."""
+    chance = random.Random(21_16)
+    for round_ in range(6):
+        home = tmp_path / f"power{round_}"
+        session = start_session(str(home), "Coordinate", sender="human")  # noqa: F811
+        (home / "config.json").write_text('{"heartbeat_seconds": 3600, "snapshot_every_events": 100}')
+        with open(tmp_path / f"stderr{round_}", "wb") as stderr:
+            process = subprocess.Popen([str(SCRIPT), "--home", str(home), "coordinator"], stderr=stderr)
+        try:
+            until(partial(_started, session), WAIT, "it opened its session")
+            backup = tmp_path / f"backup{round_}"
+            shutil.copytree(session.dir, backup)
+            for batch in range(chance.randint(3, 30)):
+                session.append_events([session.event("message.broadcast", {"text": f"b{batch}.{n}"},
+                                                     sender="human") for n in range(200)])
+            os.kill(process.pid, signal.SIGSTOP)  # wherever it is in its round
+            session.journal.close()
+            shutil.rmtree(session.dir)
+            shutil.copytree(backup, session.dir)
+            os.kill(process.pid, signal.SIGCONT)
+            process.wait(timeout=WAIT)
+        finally:
+            process.kill()
+            process.wait()
+        assert _tree(Path(session.dir)) == _tree(backup), f"round {round_}: it wrote into the restored backup"

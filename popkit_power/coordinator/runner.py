@@ -233,8 +233,8 @@ class PowerModeCoordinator:
                 continue  # fold what was just decided before deciding again
             if since_snapshot >= config.snapshot_every_events:
                 since_snapshot = 0
-                try:  # kept fresh here, so that no agent's SessionStart folds a long tail
-                    session.snapshots.save(state, reader.position)
+                try:  # kept fresh here, so that no agent's SessionStart folds a long tail; only into its directory
+                    session.snapshots.save(state, reader.position, within=opened.identity)
                 except OSError as error:
                     log.warning("snapshot not saved: %s", error)
             self._watch.wait(POLL_SECONDS, self._processes.fds())
