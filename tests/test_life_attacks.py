@@ -113,3 +113,34 @@ def test_a_coordinator_stopped_mid_round_writes_nothing_into_the_backup_put_in_i
             process.kill()
             process.wait()
         assert _tree(Path(session.dir)) == _tree(backup), f"round {round_}: it wrote into the restored backup"
+
+
+def test_a_stop_asked_after_the_coordinator_ended_writes_into_no_file_that_took_its_descriptor(
+        tmp_path: Path) -> None:
+    """`request_stop` is what the SIGTERM handler calls, at any moment, also after the loop ended and closed its
+    wake-up pipe. The pipe's descriptor number is then free, and the next file opened gets it (a journal segment
+    opened by `coordinator.stopped`, say): the late wake must not write its byte into that file."""
+    from popkit_power.coordinator import PowerModeCoordinator
+
+    home = str(tmp_path / "power")
+    started = start_session(home, "Coordinate", sender="human")
+    coordinator = PowerModeCoordinator(power_dir=home, session_id=started.id)
+    coordinator.start()
+    watch = coordinator._watch
+    assert watch is not None
+    wake_end = watch._write_end
+    coordinator.stop()
+    assert coordinator._thread is not None and not coordinator._thread.is_alive()
+    opened = []
+    try:
+        while True:  # take free descriptors until the pipe's old number is ours
+            fd = os.open(tmp_path / f"file{len(opened)}", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            opened.append(fd)
+            if fd == wake_end or len(opened) > 1000:
+                break
+        assert opened[-1] == wake_end
+        coordinator.request_stop()  # a SIGTERM that came late
+        assert os.fstat(wake_end).st_size == 0, "the late wake wrote into a file that took its descriptor"
+    finally:
+        for fd in opened:
+            os.close(fd)
