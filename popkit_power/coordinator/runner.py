@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import JournalError, PowerModeError, SessionError
+from ..errors import JournalError, PowerModeError, SessionError, UnsafePathError
 from ..follow import JournalWatch
 from ..home import active_session, find_power_dir
 from ..keys import COORDINATOR, host_name
@@ -205,7 +205,8 @@ class PowerModeCoordinator:
             try:
                 folded, decided, awaiting = step(session, state, reader, fold_rules, rules, self._processes.check,
                                                  status, hearing, awaiting)
-            except (JournalError, OSError) as error:  # a full disk: stay up, keep the state, try again later
+            except (JournalError, OSError, UnsafePathError) as error:  # a full disk, a link planted among the
+                # segments (refused by the journal): stay up, keep the state, say why in the lease, try again later
                 retry = min(max(retry * 2, POLL_SECONDS), RETRY_MAX_SECONDS)
                 full = _disk_full(error, session.dir)
                 lease.note(DISK_FULL if full else FAILING, str(error)[:300])
