@@ -13,7 +13,8 @@ decided before, so it decides nothing twice.
 
 At its edges: it measures silences on its monotonic clock (hearing.py), so a stepped clock moves no verdict; it
 watches any number of agents' processes without taking an error of its own for a death (liveness.py); a full disk
-does not end it (it retries with backoff and says "disk full" in its lease file); and it ends, writing nothing
+(or a journal that refuses it otherwise, as through a planted link) does not end it (it retries with backoff and
+says "disk full", or "failing" and why, in its lease file); and it ends, writing nothing
 more, once its session directory is removed or replaced (opened_dir.py).
 """
 
