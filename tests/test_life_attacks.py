@@ -184,3 +184,50 @@ def test_a_link_planted_among_the_journal_segments_does_not_end_the_coordinator(
     finally:
         process.terminate()
         process.wait(timeout=WAIT)
+
+
+# -- liveness: a pid given to another process while the coordinator watched the first ----------------------------------
+
+def _process_with_pid(pid: int) -> subprocess.Popen[bytes] | None:
+    """A new `sleep` process that got `pid` (the kernel's next pid set through ns_last_pid, as root), or None."""
+    for _attempt in range(50):
+        try:
+            Path("/proc/sys/kernel/ns_last_pid").write_text(str(pid - 1))
+        except OSError:
+            return None
+        process = subprocess.Popen(["sleep", "3600"])
+        if process.pid == pid:
+            return process
+        process.kill()
+        process.wait()
+    return None
+
+
+def test_an_exit_seen_on_the_pidfd_is_a_death_even_when_the_pid_is_taken_again() -> None:
+    """An agent recorded without its process's start time (the hook could not read it) is watched through a pidfd.
+    Its process exits and is reaped, and another process gets the same pid before the coordinator looks: the
+    pidfd said it exited, and that is the verdict (the pid is no evidence of anything now)."""
+    from popkit_power.coordinator.liveness import ProcessWatch
+    from popkit_power.keys import host_name
+
+    if not hasattr(os, "pidfd_open") or os.geteuid() != 0:
+        pytest.skip("needs pidfds and root (ns_last_pid)")
+    first = subprocess.Popen(["sleep", "3600"])
+    key = "aaaa0000:main"
+    state = {"agents": {key: {"status": "active", "pid": first.pid, "pid_start": None, "host": host_name()}}}
+    watch = ProcessWatch()
+    second = None
+    try:
+        assert watch.check(state) == {key: True}
+        assert watch.fds(), "watched through a pidfd"
+        first.kill()
+        first.wait()  # reaped: its pid is free again
+        second = _process_with_pid(first.pid)
+        if second is None:
+            pytest.skip("could not get the same pid again")
+        assert watch.check(state) == {key: False}
+    finally:
+        watch.close()
+        if second is not None:
+            second.kill()
+            second.wait()
