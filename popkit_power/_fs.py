@@ -32,11 +32,12 @@ _GETUID = getattr(os, "getuid", None)
 TEMPORARY_SUFFIX = ".tmp"
 
 
-def open_file(path: str, flags: int, mode: int = FILE_MODE) -> int:
+def open_file(path: str, flags: int, mode: int = FILE_MODE, *, dir_fd: int | None = None) -> int:
     """`os.open` for a file under the power directory: never through a symlink, only a regular file, and a file this
-    call creates gets exactly `mode`. Raises UnsafePathError for a symlink or a non-file, OSError otherwise."""
+    call creates gets exactly `mode`. Raises UnsafePathError for a symlink or a non-file, OSError otherwise. With
+    `dir_fd`, `path` is a name in that open directory (`private_subdir`)."""
     try:
-        fd = os.open(path, flags | NOFOLLOW | _CLOEXEC, mode)
+        fd = os.open(path, flags | NOFOLLOW | _CLOEXEC, mode, dir_fd=dir_fd)
     except OSError as error:
         if error.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink as the last component
             raise UnsafePathError(f"{path} is a symbolic link; popkit-power never follows links in its "
@@ -119,22 +120,58 @@ def private_dir(path: str) -> str:
     return path
 
 
+def private_subdir(parent: str, name: str, *, identity: tuple[int, int] | None = None) -> int:
+    """An fd on the private directory `name` in `parent` (made 0700 if missing; `parent` itself is never made), so
+    that what is written through it lands there even if `parent` is replaced meanwhile. With `identity` (device,
+    inode), FileNotFoundError unless `parent` is still that directory: a replacement is not written into."""
+    check_dir(parent)
+    parent_fd = os.open(parent, os.O_RDONLY | NOFOLLOW | _CLOEXEC | getattr(os, "O_DIRECTORY", 0))
+    try:
+        found = os.fstat(parent_fd)
+        if identity is not None and (found.st_dev, found.st_ino) != identity:
+            raise FileNotFoundError(errno.ENOENT, "replaced by another directory", parent)
+        try:
+            os.mkdir(name, DIR_MODE, dir_fd=parent_fd)
+        except FileExistsError:
+            pass
+        fd = os.open(name, os.O_RDONLY | NOFOLLOW | _CLOEXEC | getattr(os, "O_DIRECTORY", 0), dir_fd=parent_fd)
+    except NotADirectoryError:
+        raise UnsafePathError(f"{os.path.join(parent, name)} is not a directory") from None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise UnsafePathError(f"{os.path.join(parent, name)} is a symbolic link; popkit-power never follows "
+                                  f"links in its directory") from None
+        raise
+    finally:
+        os.close(parent_fd)
+    try:
+        info = os.fstat(fd)
+        if _GETUID is not None and info.st_uid != _GETUID():
+            raise UnsafePathError(f"{os.path.join(parent, name)} belongs to user id {info.st_uid}, not to you")
+        if info.st_mode & 0o7777 != DIR_MODE:
+            os.fchmod(fd, DIR_MODE)  # made under a umask
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def write_file_atomically(path: str, data: bytes, *, durable: bool = True, mode: int = FILE_MODE,
-                          temporary: str | None = None) -> None:
+                          temporary: str | None = None, dir_fd: int | None = None) -> None:
     """Replace `path` with `data`: the old file or the whole new one, never a part.
 
     The temporary file is `temporary` when the caller holds a lock that makes a fixed name safe (a killed writer's
     leftover is then reused, never piled up), else `<path>.<pid>.tmp`. It is created without following a link,
     written completely (a short write, such as on a full disk, raises OSError), fsynced with `durable`, and renamed
     over `path`; the directory is fsynced with `durable`. On any failure the temporary file is removed and `path`
-    keeps its old content.
+    keeps its old content. With `dir_fd`, `path` is a name in that open directory, whatever stands at its path now.
     """
     temporary = temporary or f"{path}.{os.getpid()}{TEMPORARY_SUFFIX}"
     try:
-        os.unlink(temporary)  # a leftover, or a planted link: O_EXCL below then creates a fresh file
+        os.unlink(temporary, dir_fd=dir_fd)  # a leftover, or a planted link: O_EXCL below then creates a fresh file
     except FileNotFoundError:
         pass
-    fd = open_file(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    fd = open_file(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode, dir_fd=dir_fd)
     try:
         try:
             view = memoryview(data)
@@ -147,14 +184,16 @@ def write_file_atomically(path: str, data: bytes, *, durable: bool = True, mode:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(temporary, path)
+        os.replace(temporary, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         try:
-            os.unlink(temporary)
+            os.unlink(temporary, dir_fd=dir_fd)
         except OSError:
             pass
         raise
-    if durable:
+    if durable and dir_fd is not None:
+        os.fsync(dir_fd)
+    elif durable:
         fsync_dir(os.path.dirname(path))
 
 
@@ -172,13 +211,14 @@ def fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def remove_stale_temporaries(directory: str) -> int:
-    """Remove `<name>.<pid>.tmp` files in `directory` whose process is gone (left by a killed writer); return how
-    many. Files named with a live pid are a write in progress and stay, and so do fixed names (written under a
-    lock, and reused by the next writer)."""
+def remove_stale_temporaries(directory: str | int) -> int:
+    """Remove `<name>.<pid>.tmp` files in `directory` (a path, or an open directory's fd) whose process is gone
+    (left by a killed writer); return how many. Files named with a live pid are a write in progress and stay, and
+    so do fixed names (written under a lock, and reused by the next writer)."""
     removed = 0
     try:
-        check_dir(directory)  # never list (and delete in) a directory a link points to
+        if isinstance(directory, str):
+            check_dir(directory)  # never list (and delete in) a directory a link points to
         names = os.listdir(directory)
     except (OSError, UnsafePathError):
         return 0
@@ -189,7 +229,10 @@ def remove_stale_temporaries(directory: str) -> int:
         if not pid_text.isdigit() or _alive(int(pid_text)):
             continue  # a fixed name belongs to a writer under a lock; a live pid is a write in progress
         try:
-            os.unlink(os.path.join(directory, name))
+            if isinstance(directory, str):
+                os.unlink(os.path.join(directory, name))
+            else:
+                os.unlink(name, dir_fd=directory)
             removed += 1
         except OSError:
             pass

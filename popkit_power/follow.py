@@ -51,10 +51,14 @@ class JournalWatch:
             log.info("following %s by polling every %.1f s (%s)", directory, poll_seconds, error)
 
     def wake(self) -> None:
+        """End the current (or next) wait; safe in a signal handler and from any thread, also after `close`."""
+        write_end = self._write_end
+        if write_end < 0:  # closed: its number may already be another file's, which must not get the byte
+            return
         try:
-            os.write(self._write_end, b"!")
+            os.write(write_end, b"!")
         except (BlockingIOError, OSError):
-            pass  # a wake is already pending, or the watch is closed
+            pass  # a wake is already pending
 
     def wait(self, timeout: float, fds: Iterable[int] = ()) -> list[int]:
         """Block until the journal changes, `wake()` is called, one of `fds` is readable, or `timeout` seconds pass
@@ -84,7 +88,10 @@ class JournalWatch:
             self._observer.stop()
             self._observer.join(timeout=5)
             self._observer = None
-        for fd in (self._read_end, self._write_end):
+        ends, self._read_end, self._write_end = (self._read_end, self._write_end), -1, -1  # first: no late wake
+        for fd in ends:                                                                # writes into a reused fd
+            if fd < 0:
+                continue
             try:
                 os.close(fd)
             except OSError:

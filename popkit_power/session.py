@@ -124,7 +124,10 @@ class Session:
         state, position = seen or self.projection()
         if not may_finish(state, task_id, sender):
             raise SessionError(f"{why_not_finished(state, task_id)}; nothing written")
-        appended = self.publish("task.completed", {"task": task_id, "result": result, "ok": ok}, sender=sender)
+        owner = (state["tasks"].get(task_id) or {}).get("owner")
+        holder = {"holder": owner} if isinstance(owner, str) and owner != sender else {}  # told by its hook
+        appended = self.publish("task.completed", {"task": task_id, "result": result, "ok": ok, **holder},
+                                sender=sender)
         state = self.fold_through(state, position, appended.first_seq)
         if (state["finished"].get(task_id) or {}).get("completed_by") != sender:
             raise SessionError(f"task {_shown(task_id)} was not recorded as done: {why_not_finished(state, task_id)} "

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ._fs import check_dir, open_file, private_dir, read_file, remove_stale_temporaries, write_file_atomically
+from ._fs import check_dir, open_file, private_subdir, read_file, remove_stale_temporaries, write_file_atomically
 from .errors import PowerModeError
 from .journal import Journal, Position
 
@@ -35,19 +35,25 @@ class Snapshots:
         self.fold_key = fold_key
         self.journal = journal
 
-    def save(self, state: dict[str, Any], position: Position) -> str:
+    def save(self, state: dict[str, Any], position: Position, *, within: tuple[int, int] | None = None) -> str:
         """Write a snapshot of `state` covering the journal up to `position`, bound to this journal; return its
-        path."""
-        check_dir(os.path.dirname(self.directory))  # the session's directory: removed, it is not made again here
-        private_dir(self.directory)
-        path = os.path.join(self.directory, f"{position.seq - 1:016d}{SUFFIX}")
-        document = {"v": 1, "session": self.session_id, "position": position.as_dict(), "rules": self.fold_key,
-                    "journal": journal_binding(self.journal, position), "written": time.time(), "state": state}
-        write_file_atomically(path, orjson.dumps(document))
-        remove_stale_temporaries(self.directory)
-        for old in sorted(self._names())[:-KEPT]:  # names sort by the seq they cover
-            os.unlink(os.path.join(self.directory, old))
-        return path
+        path. The session's directory is opened once, first, and everything is written through it: removed, it is
+        not made again; with `within` (the device and inode of the session directory the caller opened), a
+        directory put in its place (a backup restored) is not written into, nor are its snapshots deleted
+        (FileNotFoundError)."""
+        directory = private_subdir(os.path.dirname(self.directory), os.path.basename(self.directory),
+                                   identity=within)
+        try:
+            name = f"{position.seq - 1:016d}{SUFFIX}"
+            document = {"v": 1, "session": self.session_id, "position": position.as_dict(), "rules": self.fold_key,
+                        "journal": journal_binding(self.journal, position), "written": time.time(), "state": state}
+            write_file_atomically(name, orjson.dumps(document), dir_fd=directory)
+            remove_stale_temporaries(directory)
+            for old in sorted(self._names(directory))[:-KEPT]:  # names sort by the seq they cover
+                os.unlink(old, dir_fd=directory)
+        finally:
+            os.close(directory)
+        return os.path.join(self.directory, name)
 
     def latest(self, end: Position) -> tuple[dict[str, Any], Position] | None:
         """The newest snapshot that is readable, has this fold key, is not past `end` (the journal's end, or where a
@@ -88,8 +94,10 @@ class Snapshots:
                                             "used%s; folding the journal from the start", name, self.session_id,
                                             why, removed)
 
-    def _names(self) -> list[str]:
-        return [name for name in os.listdir(self.directory) if name.endswith(SUFFIX)]
+    def _names(self, directory: str | int | None = None) -> list[str]:
+        """The snapshot files in the snapshots directory (or in `directory`: a path, or an open directory's fd)."""
+        return [name for name in os.listdir(self.directory if directory is None else directory)
+                if name.endswith(SUFFIX)]
 
 
 def journal_binding(journal: Journal, position: Position) -> dict[str, str | None]:

@@ -1,13 +1,16 @@
 """Which agents' Claude Code processes still run on this machine, as the coordinator sees them each round.
 
 It holds a pidfd on each running process (where the OS has them), so the coordinator's wait ends the moment one
-exits, and the pid cannot be given to another process while the pidfd is open (so each round one poll of the pidfds
-says which have exited, without reading /proc for the others). A pidfd is a file descriptor, and a
-thousand agents reach the usual soft limit of 1,024: so the soft limit is raised towards the hard one when more are
-needed, at most half of it goes to pidfds (the journal, the replicator's sockets and the /proc reads need the rest),
-and the agents beyond are looked at in /proc every round instead (within `POLL_SECONDS` of their death rather than
-at once). An error of this process's own (no descriptor left) is never taken for an agent's death: that agent gets
-no verdict this round and is looked at again the next (processes.still_running).
+exits, and each round one poll of the pidfds says which have exited, without reading /proc. A readable pidfd is the
+verdict itself: once the process is reaped its pid may be given to another process even while the pidfd is open, so
+the pid is not looked up again (a process recorded without its start time would pass for the one that exited).
+
+A pidfd is a file descriptor, and a thousand agents reach the usual soft limit of 1,024: so the soft limit is raised
+towards the hard one when more are needed, at most half of it goes to pidfds (the journal, the replicator's sockets
+and the /proc reads need the rest), and the agents beyond are looked at in /proc every round instead (within
+`POLL_SECONDS` of their death rather than at once). An error of this process's own (no descriptor left) is never
+taken for an agent's death: that agent gets no verdict this round and is looked at again the next
+(processes.still_running).
 """
 
 from __future__ import annotations
@@ -84,9 +87,9 @@ class ProcessWatch:
             pid = agent.get("pid")
             if not isinstance(pid, int) or agent.get("host") != here:
                 continue
-            if key in self._pidfds and self._pidfds[key][1] not in exited:
-                running[key] = True  # its pidfd is not readable: it has not exited (no /proc read needed)
-                continue
+            if key in self._pidfds:  # readable or not, its pidfd says it all (no /proc read needed): the process
+                running[key] = self._pidfds[key][1] not in exited  # it was opened on ran, or exited, whoever
+                continue                                             # holds its pid now
             verdict = still_running(pid, agent.get("pid_start"))
             if verdict and key not in self._pidfds:
                 if self._watch(key, pid):  # the pid cannot be reused while the pidfd is open: check it again

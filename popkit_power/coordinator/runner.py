@@ -13,7 +13,8 @@ decided before, so it decides nothing twice.
 
 At its edges: it measures silences on its monotonic clock (hearing.py), so a stepped clock moves no verdict; it
 watches any number of agents' processes without taking an error of its own for a death (liveness.py); a full disk
-does not end it (it retries with backoff and says "disk full" in its lease file); and it ends, writing nothing
+(or a journal that refuses it otherwise, as through a planted link) does not end it (it retries with backoff and
+says "disk full", or "failing" and why, in its lease file); and it ends, writing nothing
 more, once its session directory is removed or replaced (opened_dir.py).
 """
 
@@ -28,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import JournalError, PowerModeError, SessionError
+from ..errors import JournalError, PowerModeError, SessionError, UnsafePathError
 from ..follow import JournalWatch
 from ..home import active_session, find_power_dir
 from ..keys import COORDINATOR, host_name
@@ -205,7 +206,8 @@ class PowerModeCoordinator:
             try:
                 folded, decided, awaiting = step(session, state, reader, fold_rules, rules, self._processes.check,
                                                  status, hearing, awaiting)
-            except (JournalError, OSError) as error:  # a full disk: stay up, keep the state, try again later
+            except (JournalError, OSError, UnsafePathError) as error:  # a full disk, a link planted among the
+                # segments (refused by the journal): stay up, keep the state, say why in the lease, try again later
                 retry = min(max(retry * 2, POLL_SECONDS), RETRY_MAX_SECONDS)
                 full = _disk_full(error, session.dir)
                 lease.note(DISK_FULL if full else FAILING, str(error)[:300])
@@ -233,8 +235,8 @@ class PowerModeCoordinator:
                 continue  # fold what was just decided before deciding again
             if since_snapshot >= config.snapshot_every_events:
                 since_snapshot = 0
-                try:  # kept fresh here, so that no agent's SessionStart folds a long tail
-                    session.snapshots.save(state, reader.position)
+                try:  # kept fresh here, so that no agent's SessionStart folds a long tail; only into its directory
+                    session.snapshots.save(state, reader.position, within=opened.identity)
                 except OSError as error:
                     log.warning("snapshot not saved: %s", error)
             self._watch.wait(POLL_SECONDS, self._processes.fds())

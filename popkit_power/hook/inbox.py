@@ -96,6 +96,9 @@ class Inbox:
                 and self._taken(data):
             # the human (or the coordinator, for an orphan) took the task away: only they are obeyed (fold/tasks.py)
             self.news.append(("taken", sender, data.get("task"), data.get("agent")))
+        elif event_type == "task.completed" and sender == HUMAN and self._taken(data):
+            # the human reported the agent's task done (or failed) from a terminal: it is not the agent's any more
+            self.news.append(("taken", sender, data.get("task"), None, "failed" if data.get("ok") is False else "done"))
         elif event_type == "agent.tool" and data.get("tool") in WRITE_TOOLS and isinstance(data.get("file"), str) \
                 and len(data["file"]) <= MAX_KEY_CHARS and len(sender) <= MAX_KEY_CHARS:
             self._their_write(sender, data["file"], self._time_of(event))

@@ -161,8 +161,11 @@ def news_line(item: NewsItem, names: dict[str, str]) -> str:
     if kind == "assigned":
         return f"- [task assigned to you by {who}] {ident(item[2])}"
     if kind == "taken":
-        where = (f"was reassigned to {speaker(item[3], names)}" if isinstance(item[3], str)
-                 else "was released (open for any agent to claim)")
+        if len(item) > 4:  # finished by the human: reported done, or failed
+            where = f"was reported {'failed' if item[4] == 'failed' else 'done'} by them"
+        else:
+            where = (f"was reassigned to {speaker(item[3], names)}" if isinstance(item[3], str)
+                     else "was released (open for any agent to claim)")
         return f"- [task taken from you by {who}] {ident(item[2])} {where}: it is not yours now, stop working on it"
     if kind == "wrote_after_you":
         return (f"- [conflict] {who} also edited {ident(item[2])}, within {_ago(abs(item[3]))} of your own edit; "
