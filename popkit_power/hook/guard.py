@@ -15,6 +15,8 @@ A guardrail fails closed:
 - A config.json that cannot be used keeps its guardrails (config.usable_config); a guardrail setting that cannot be
   known at all denies every call of its kind, with a reason that names the config error.
 - A command line that cannot be parsed matches (its request names why), so it too waits for the human.
+- The human is asked about the whole call: a matching call longer than MAX_SUBJECT_CHARS is denied without a request
+  (a request for its first part would grant every line that starts with it, and hide the rest from the human).
 - When the request cannot be written or the answer cannot be read (a session directory that cannot be written, a
   full disk), a matching call is denied with a reason that says so.
 
@@ -27,7 +29,7 @@ from __future__ import annotations
 from ..config import usable_config
 from ..errors import PowerModeError
 from ..keys import HUMAN, MAIN, agent_key, agent_name, new_request_id
-from .guard_rules import UNREADABLE, matching_rule
+from .guard_rules import MAX_SUBJECT_CHARS, UNREADABLE, matching_rule
 from .log import log_error
 
 TYPE_CHECKING = False
@@ -82,6 +84,10 @@ def _reason(power_dir: str, session_id: str, payload: dict[str, Any], environ: A
     if match is None:
         return None
     subject, pattern = match
+    if len(subject) > MAX_SUBJECT_CHARS:  # a request shows the whole call, or is not raised: no grant for a cut text
+        return (f"Power Mode guardrail: this call matches the guardrail {pattern!r}, and it is too long to be shown to "
+                f"the human for approval ({len(subject):,} characters, at most {MAX_SUBJECT_CHARS:,}), so it is "
+                f"denied. Run the guarded command on a shorter line of its own; it then waits for approval.")
     try:
         from ..session import Session
         from .agent_state import AgentState

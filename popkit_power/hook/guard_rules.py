@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-MAX_SUBJECT_CHARS = 1000  # of a command or path, in the request and the agent's state
+MAX_SUBJECT_CHARS = 4000  # of a command or path the human can be asked about (a longer one is denied: guard.py)
 MAX_NESTING = 8  # wrappers and re-parsed strings inside each other
 UNREADABLE = "(a command line that cannot be read)"  # the pattern named when a line cannot be parsed
 
@@ -85,16 +85,16 @@ def matching_rule(config: Any, tool: str, tool_input: dict[str, Any], cwd: str |
             roots = project_roots(cwd, project_dir)
             for pattern in config.guardrail_paths:
                 if path_matches(path, pattern, cwd, roots):
-                    return path[:MAX_SUBJECT_CHARS], pattern
+                    return path, pattern
     elif tool == "Bash":
         line = tool_input.get("command")
         if isinstance(line, str) and line.strip() and (config.guardrail_commands or config.guardrail_paths):
             try:
                 pattern = command_rule(line, config.guardrail_commands, config.guardrail_paths, cwd, project_dir)
             except ShellSyntaxError as error:
-                return line[:MAX_SUBJECT_CHARS], f"{UNREADABLE}: {error}"
+                return line, f"{UNREADABLE}: {error}"
             if pattern is not None:
-                return line[:MAX_SUBJECT_CHARS], pattern
+                return line, pattern
     return None
 
 
