@@ -55,19 +55,24 @@ class _Parser(WordReader):
         text = self.text
         previous: Command | None = None  # the command before a `|`, whose echo may feed a shell
         piped = False
+        fed: list[tuple[Command, Command]] = []  # `cat <<EOF | sh`: the body is read after the line, at its newline
         while True:
             self._blanks()
             if self.pos >= len(text):
                 if closer is not None:
                     raise ShellSyntaxError(f"missing {closer!r}")
+                self._read_heredocs()  # an unterminated here-document at the very end: bash takes the rest
+                _feed(fed)
                 return
             char = text[self.pos]
             if closer is not None and text.startswith(closer, self.pos):
                 self.pos += len(closer)
+                _feed(fed)
                 return
             if char == "\n":
                 self.pos += 1
                 self._read_heredocs()
+                _feed(fed)
                 previous, piped = None, False
                 continue
             if char == "#":
@@ -94,6 +99,8 @@ class _Parser(WordReader):
             if command is not None:
                 if piped and previous is not None and command.stdin is None:
                     command.stdin = _echoed(previous)
+                    if command.stdin is None and previous.words in (["cat"], ["cat", "-"]):
+                        fed.append((previous, command))
                 previous = command
             piped = False
 
@@ -133,6 +140,12 @@ class _Parser(WordReader):
             if not words and raw in _RESERVED:
                 if raw in ("for", "select"):
                     self._for_header()
+                elif raw == "coproc":  # coproc [NAME] COMPOUND: a NAME before `{` or `(` is not a command
+                    after = self._skip_blanks(self.pos)
+                    self.pos = after
+                    name = self._peek_word()
+                    if name and self.text[self._skip_blanks(after + len(name)):][:1] in ("{", "("):
+                        self.pos = after + len(name)
                 elif raw == "function":  # function NAME [()] BODY
                     self._blanks()
                     self._word()
@@ -159,7 +172,10 @@ class _Parser(WordReader):
         if not words:
             for name, value in assignments:
                 self._assign(name, value)
-            return None
+            if not redirects:
+                return None
+            words.append(":")  # `> file` alone, or a compound command's `{ ...; } > file`: it writes the file
+
         if words[0] in ("export", "declare", "typeset", "local", "readonly"):
             for word in words[1:]:
                 if _is_assignment(word):
@@ -320,7 +336,7 @@ class _Parser(WordReader):
         target = self._word_text()
         if operator == "<<<":
             command.stdin = target
-        elif operator in (">", ">>", ">|", "&>", "&>>") or (operator == ">&" and not target.isdigit() \
+        elif operator in (">", ">>", ">|", "&>", "&>>", "<>") or (operator == ">&" and not target.isdigit() \
                 and target != "-"):
             command.redirects.append(target)
         return True
@@ -359,6 +375,14 @@ def _is_assignment(word: str) -> bool:
     return bool(equals) and name.rstrip("+").isidentifier() and name.isascii()
 
 
+def _feed(fed: list[tuple[Command, Command]]) -> None:
+    """A plain `cat` passes its input (a here-document's body, read once its line ended) on to the next command."""
+    for cat, command in fed:
+        if command.stdin is None:
+            command.stdin = cat.stdin
+    fed.clear()
+
+
 def _echoed(command: Command) -> str | None:
     """What `echo WORDS` or `printf WORD` writes to a pipe, when it can be known (a shell may read it as code)."""
     words = command.words
@@ -367,5 +391,7 @@ def _echoed(command: Command) -> str | None:
     args = words[1:]
     while args and args[0] in ("-n", "-e", "-E", "--"):
         args = args[1:]
+    if words[0] == "printf" and len(args) > 1 and "%" in args[0]:  # printf '%s\n' 'git push': its arguments
+        return "\n".join(args[1:])
     return " ".join(args)
 

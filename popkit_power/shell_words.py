@@ -60,6 +60,17 @@ class WordReader:
         value = self.variables.get(name)
         return " \t\n" if value is None and name == "IFS" else value
 
+    def _splits(self, value: str) -> bool:
+        """Whether an IFS set on the line (`IFS=,`) splits this value at a character other than a blank."""
+        separators = self.variables.get("IFS")
+        return separators is not None and any(char in separators for char in value)
+
+    def _split(self, value: str) -> list[str]:
+        """An unquoted value's fields: split at blanks and at the characters of an IFS set on the line."""
+        for char in self.variables.get("IFS") or "":
+            value = value.replace(char, " ")
+        return value.split()
+
     def _substitute(self, closer: str) -> None:
         """`$(...)`, `<(...)`, `>(...)`: parse the commands inside, up to the matching closer."""
         raise NotImplementedError
@@ -108,8 +119,8 @@ class WordReader:
                 value = self._dollar(in_quotes=False)
                 if value is None:
                     part.append(UNKNOWN)
-                elif any(blank in value for blank in " \t\n"):  # an unquoted value is split into fields
-                    pieces = value.split()
+                elif any(blank in value for blank in " \t\n") or self._splits(value):  # split into fields
+                    pieces = self._split(value)
                     if value[:1].isspace() and (part or quoted):
                         fields.append("".join(part))
                         part, quoted = [], False
@@ -178,8 +189,11 @@ class WordReader:
                 self._backquoted()
                 part.append(OPAQUE)
             elif char == "$":
+                start = self.pos
                 value = self._dollar(in_quotes=True)
-                part.append(OPAQUE if value is None else value)
+                written = text[start:self.pos]
+                many = written == "@" or written.startswith("{@") or "[@]" in written  # "$@": a word for each item
+                part.append(UNKNOWN if many else OPAQUE if value is None else value)
             else:
                 part.append(char)
 
