@@ -28,6 +28,7 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _GETUID = getattr(os, "getuid", None)
 TEMPORARY_SUFFIX = ".tmp"
 
@@ -36,7 +37,9 @@ def open_file(path: str, flags: int, mode: int = FILE_MODE) -> int:
     """`os.open` for a file under the power directory: never through a symlink, only a regular file, and a file this
     call creates gets exactly `mode`. Raises UnsafePathError for a symlink or a non-file, OSError otherwise."""
     try:
-        fd = os.open(path, flags | NOFOLLOW | _CLOEXEC, mode)
+        # O_NONBLOCK: a named pipe planted in place of a file would block open() (the hook would outlive Claude
+        # Code's timeout, which lets a guarded call through); a regular file ignores it
+        fd = os.open(path, flags | NOFOLLOW | _CLOEXEC | _NONBLOCK, mode)
     except OSError as error:
         if error.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink as the last component
             raise UnsafePathError(f"{path} is a symbolic link; popkit-power never follows links in its "

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from popkit_power.hook.guard_rules import MAX_SUBJECT_CHARS
 from popkit_power.session import Session, start_session
 
 AGENT = "c0ffee00-1111-2222-3333-444455556666"
+HOOK = "import sys; from popkit_power.hook.entry import main; sys.exit(main())"  # the hook script's body
 
 
 @pytest.fixture
@@ -53,3 +57,35 @@ def test_the_human_is_never_asked_about_a_cut_line(session: Session) -> None:
     assert pre_tool_use(session, shown) is None
     longer = pre_tool_use(session, shown + "; git push --force --all")  # the granted text, and more: not granted
     assert longer is not None and "too long" in longer
+
+
+@pytest.mark.parametrize("planted", ["fifo", "fifo-last-valid"])
+def test_a_fifo_in_place_of_a_config_file_neither_stalls_nor_opens_the_guard(tmp_path: Path, planted: str) -> None:
+    """A named pipe as config.json (or its last valid copy) blocked the hook's open() until Claude Code's hook
+    timeout, which lets the call through. Opened without blocking, it is a file that cannot be read: the guard keeps
+    the last valid guardrails (or, without them, denies). Run as the real hook process; a hang fails the test at the
+    generous wait, which is not a timing assertion."""
+    home = tmp_path / "power"
+    home.mkdir()
+    (home / "config.json").write_text(json.dumps({"guardrail_commands": ["git push*"]}))
+    session = start_session(str(home), "Ship it", sender="human")
+    target = home / ("config.json" if planted == "fifo" else "config.last-valid.json")
+    if planted == "fifo-last-valid":
+        (home / "config.json").write_text("{not json")
+    target.unlink()
+    os.mkfifo(target)
+
+    def hook_process(command: str) -> str:
+        payload = {"session_id": AGENT, "cwd": str(tmp_path), "hook_event_name": "PreToolUse", "tool_name": "Bash",
+                   "tool_input": {"command": command}}
+        env = {**os.environ, "POPKIT_POWER_HOME": session.power_dir}
+        done = subprocess.run([sys.executable, "-c", HOOK], input=orjson.dumps(payload), env=env,
+                              capture_output=True, timeout=60, check=True)
+        return done.stdout.decode()
+
+    held = hook_process("git push --force")
+    assert '"permissionDecision":"deny"' in held.replace(" ", "")
+    if planted == "fifo":
+        assert "git push*" in held and hook_process("git status") == ""
+    else:  # no valid version to fall back on: every Bash call is denied, naming the error
+        assert "cannot be read" in held
