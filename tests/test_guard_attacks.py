@@ -13,7 +13,9 @@ from typing import Any
 
 import orjson
 import pytest
+from click.testing import CliRunner
 
+from popkit_power.cli import main
 from popkit_power.hook import entry as hook
 from popkit_power.hook.guard_rules import MAX_SUBJECT_CHARS
 from popkit_power.session import Session, start_session
@@ -89,3 +91,14 @@ def test_a_fifo_in_place_of_a_config_file_neither_stalls_nor_opens_the_guard(tmp
         assert "git push*" in held and hook_process("git status") == ""
     else:  # no valid version to fall back on: every Bash call is denied, naming the error
         assert "cannot be read" in held
+
+
+def test_status_shows_the_human_the_whole_guarded_call(session: Session) -> None:
+    """status cut every question to 400 characters: a guarded line of 900 showed the human `echo aaa...` and hid
+    the `git push --force` at its end. It shows the whole question (any line the guard asks about)."""
+    line = "echo " + "a" * 900 + "; git push --force"
+    assert pre_tool_use(session, line) is not None
+    shown = CliRunner().invoke(main, ["status"], env={"POPKIT_POWER_HOME": session.power_dir, "COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    letters = "".join(char for char in shown.output if char.isalnum() or char == "-")  # across the table's wrapping
+    assert "a" * 900 + "gitpush--force" in letters
