@@ -32,8 +32,8 @@ def session(tmp_path: Path) -> Session:
     return start_session(str(home), "Ship it", sender="human")
 
 
-def pre_tool_use(session: Session, command: str) -> str | None:
-    payload = {"session_id": AGENT, "cwd": "/repo", "hook_event_name": "PreToolUse", "tool_name": "Bash",
+def pre_tool_use(session: Session, command: str, cwd: str = "/repo") -> str | None:
+    payload = {"session_id": AGENT, "cwd": cwd, "hook_event_name": "PreToolUse", "tool_name": "Bash",
                "tool_input": {"command": command}}
     reply = hook.run(io.BytesIO(orjson.dumps(payload)), session.power_dir, {})
     return None if reply is None else str(orjson.loads(reply)["hookSpecificOutput"]["permissionDecisionReason"])
@@ -102,3 +102,20 @@ def test_status_shows_the_human_the_whole_guarded_call(session: Session) -> None
     assert shown.exit_code == 0, shown.output
     letters = "".join(char for char in shown.output if char.isalnum() or char == "-")  # across the table's wrapping
     assert "a" * 900 + "gitpush--force" in letters
+
+
+def test_a_granted_command_passes_only_in_the_folder_the_human_was_shown(session: Session) -> None:
+    """A grant for `rm -rf build` asked in a scratch folder let the same words through in every folder (the
+    fingerprint was the tool and the line only): the human approves a command where it runs. A grant stands for
+    later runs of the same line in the same folder (the README's "the same call passes")."""
+    config = {"guardrail_commands": ["rm -rf *"]}
+    (Path(session.power_dir) / "config.json").write_text(json.dumps(config))
+    assert pre_tool_use(session, "rm -rf build", cwd="/tmp/scratch") is not None
+    [asked] = requests(session)
+    assert "/tmp/scratch" in asked["data"]["question"]
+    session.publish("approval.granted", {"request": asked["data"]["request"]}, sender="human")
+    assert pre_tool_use(session, "rm -rf build", cwd="/tmp/scratch") is None
+    assert pre_tool_use(session, "rm -rf build", cwd="/tmp/scratch") is None
+    elsewhere = pre_tool_use(session, "rm -rf build", cwd="/repo")
+    assert elsewhere is not None and "waits for the human's approval" in elsewhere
+    assert len(requests(session)) == 2 and "/repo" in requests(session)[-1]["data"]["question"]

@@ -3,7 +3,8 @@
 With `guardrail_paths` or `guardrail_commands` in config.json (and the PreToolUse hook registered: `popkit-power
 guardrails on`, or `install` once they are set), a matching call (guard_rules.py says which match) is denied with a
 reason that names the approval request it raised, and the request appears in `status` for the human. Once the human
-approves it, the same call (same tool, same file or command) passes for that agent; a denied one stays denied.
+approves it, the same call (same tool, same file, or same command in the same folder) passes for that agent from
+then on; a denied one stays denied.
 Nothing else is ever decided here: a call that matches no pattern, or is approved, gets no output, so Claude Code's
 own permission rules apply.
 
@@ -101,7 +102,8 @@ def _reason(power_dir: str, session_id: str, payload: dict[str, Any], environ: A
         state = AgentState(session.dir, key, durable=config.durability == "fsync")
         with state.lock:
             state.load()
-            reason = check(session, state, key, name, tool, subject, pattern)
+            where = (cwd if isinstance(cwd, str) else "") if tool == "Bash" else None
+            reason = check(session, state, key, name, tool, subject, pattern, where)
             state.save()
         return reason or None
     except (OSError, PowerModeError) as error:  # the request cannot be recorded or its answer read: fail closed
@@ -130,19 +132,21 @@ def _unreadable(problem: ConfigProblem | None, tool: str) -> str | None:
 
 
 def check(session: Session, state: AgentState, key: str, name: str, tool: str, subject: str,
-          pattern: str) -> str:
+          pattern: str, where: str | None = None) -> str:
     """The reason this matching call is denied, or "" when the human granted it. Raises the approval request the
-    first time a call matches; reads the human's answer from the journal, and checks it there, after that."""
-    fingerprint = f"{tool}\n{subject}"
+    first time a call matches; reads the human's answer from the journal, and checks it there, after that. `where`
+    is a Bash call's folder: a grant is for the line in the folder the human was shown."""
+    fingerprint = f"{tool}\n{subject}" if where is None else f"{tool}\n{where}\n{subject}"
     entry = state.guards.get(fingerprint)
     answer = None
-    if entry is not None and _well_formed(entry) and _is_our_request(session, entry, key, name, tool, subject):
+    if entry is not None and _well_formed(entry) and _is_our_request(session, entry, key, name, tool, subject,
+                                                                     where):
         answer = _answer(session, entry)
     else:
         if entry is not None:
             log_error(session.power_dir, f"agent {key}: its stored guardrail request for a {tool} call does not "
                                          f"match the journal; asking the human again")
-        entry = _ask(session, key, name, tool, subject, pattern)
+        entry = _ask(session, key, name, tool, subject, pattern, where)
         state.guards[fingerprint] = entry
         from .agent_state import MAX_GUARDS
 
@@ -162,20 +166,22 @@ def check(session: Session, state: AgentState, key: str, name: str, tool: str, s
             f"once the answer reaches you after a later tool call; it passes once granted.")
 
 
-def _ask(session: Session, key: str, name: str, tool: str, subject: str, pattern: str) -> dict[str, Any]:
+def _ask(session: Session, key: str, name: str, tool: str, subject: str, pattern: str,
+         where: str | None) -> dict[str, Any]:
     """Append the approval request for this call; the entry remembers where it is, and where to look for the
     answer."""
     request = new_request_id()
     start = session.journal.end_position()
+    guard = {"tool": tool, "subject": subject, "pattern": pattern, **({} if where is None else {"cwd": where})}
     appended = session.publish("approval.requested", {
-        "request": request, "question": _question(pattern, name, tool, subject), "options": ["approve", "deny"],
-        "guard": {"tool": tool, "subject": subject, "pattern": pattern}}, sender=key)
+        "request": request, "question": _question(pattern, name, tool, subject, where),
+        "options": ["approve", "deny"], "guard": guard}, sender=key)
     return {"request": request, "asked": start.as_dict(), "seq": appended.first_seq, "scan": start.as_dict()}
 
 
-def _question(pattern: str, name: str, tool: str, subject: str) -> str:
-    """What the human is asked: the request's question, which names the exact call."""
-    verb = f"run `{subject}`" if tool == "Bash" else f"{tool} {subject}"
+def _question(pattern: str, name: str, tool: str, subject: str, where: str | None) -> str:
+    """What the human is asked: the request's question, which names the exact call (a command, and its folder)."""
+    verb = f"run `{subject}`" + (f" in {where}" if where else "") if tool == "Bash" else f"{tool} {subject}"
     return f"guardrail {pattern!r}: may {name} {verb}?"
 
 
@@ -184,7 +190,8 @@ def _well_formed(entry: dict[str, Any]) -> bool:
         isinstance(entry.get(field), dict) for field in ("asked", "scan"))
 
 
-def _is_our_request(session: Session, entry: dict[str, Any], key: str, name: str, tool: str, subject: str) -> bool:
+def _is_our_request(session: Session, entry: dict[str, Any], key: str, name: str, tool: str, subject: str,
+                    where: str | None) -> bool:
     """Whether the journal holds, where the entry says, this agent's request for this very call, asked in the words
     the guard uses (so the human saw the exact call: a request the agent wrote itself with another question, then
     pointed its entry at, grants nothing)."""
@@ -196,8 +203,8 @@ def _is_our_request(session: Session, entry: dict[str, Any], key: str, name: str
         return False
     guard = data.get("guard")
     return isinstance(guard, dict) and data.get("request") == entry["request"] and guard.get("tool") == tool \
-        and guard.get("subject") == subject and isinstance(guard.get("pattern"), str) \
-        and data.get("question") == _question(guard["pattern"], name, tool, subject)
+        and guard.get("subject") == subject and isinstance(guard.get("pattern"), str) and guard.get("cwd") == where \
+        and data.get("question") == _question(guard["pattern"], name, tool, subject, where)
 
 
 def _answer(session: Session, entry: dict[str, Any]) -> str | None:
