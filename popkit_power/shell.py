@@ -20,7 +20,7 @@ PreToolUse hook's process.
 
 from __future__ import annotations
 
-from .shell_words import OPAQUE, UNKNOWN, Command, ShellSyntaxError, WordReader, is_known
+from .shell_words import OPAQUE, UNKNOWN, Command, ShellSyntaxError, Variables, WordReader, is_known
 
 __all__ = ["OPAQUE", "UNKNOWN", "Command", "ShellSyntaxError", "commands", "is_known"]
 
@@ -34,7 +34,7 @@ def commands(line: str, depth: int = 0) -> list[Command]:
     """Every simple command `line` can run, in order of appearance; raise ShellSyntaxError if it cannot be read."""
     if len(line) > MAX_LINE_CHARS:
         raise ShellSyntaxError(f"a command line of more than {MAX_LINE_CHARS:,} characters")
-    parser = _Parser(line, depth, {})
+    parser = _Parser(line, depth, Variables())
     parser.parse_list(None)
     return parser.found
 
@@ -44,7 +44,7 @@ class _Parser(WordReader):
 
     __slots__ = ("heredocs",)
 
-    def __init__(self, text: str, depth: int, variables: dict[str, str]) -> None:
+    def __init__(self, text: str, depth: int, variables: Variables) -> None:
         super().__init__(text, depth, variables)
         self.heredocs: list[tuple[Command, str, bool]] = []  # waiting for the next newline: (command, end, expand)
 

@@ -229,6 +229,8 @@ def test_the_glob_matcher_agrees_with_fnmatchcase() -> None:
     "echo $(" * 500 + "x" + ")" * 500,
     "case x in a) " * 500 + "ls" + " ;; esac" * 500,
     "x" * 1_000_001,  # past MAX_LINE_CHARS
+    "a=xx; " + "a=$a$a; " * 40 + "echo $a",  # a value doubled 40 times (2**41 characters: it hung the hook)
+    "a=" + "x" * 500_000 + "; echo" + " $a" * 20,  # 10,000,000 characters made of a 500,000-character line
 ])
 def test_a_hostile_line_is_refused_not_read_for_ever(line: str) -> None:
     """Lines built to make the parser slow or deep end in ShellSyntaxError (held as unreadable), never in a
