@@ -119,3 +119,26 @@ def test_a_granted_command_passes_only_in_the_folder_the_human_was_shown(session
     elsewhere = pre_tool_use(session, "rm -rf build", cwd="/repo")
     assert elsewhere is not None and "waits for the human's approval" in elsewhere
     assert len(requests(session)) == 2 and "/repo" in requests(session)[-1]["data"]["question"]
+
+
+NESTED = """
+import json, os, subprocess, sys
+left = int(sys.argv[1])
+if left:
+    sys.exit(subprocess.run([sys.executable, "-c", sys.argv[2], str(left - 1), sys.argv[2]]).returncode)
+from popkit_power.provenance import MAX_ANCESTORS, doubts, evidence
+print(json.dumps(doubts(evidence({}))))
+"""
+
+
+def test_an_answer_from_below_a_chain_deeper_than_is_read_is_doubtful() -> None:
+    """Only MAX_ANCESTORS parents are read: an agent that runs `approve` under more wrappers than that (real nested
+    processes here) hid Claude Code above the cut, and the chain, cut short of init, raised no doubt. A chain read
+    to the bound without reaching its top is doubtful."""
+    from popkit_power.provenance import MAX_ANCESTORS
+
+    env = {name: value for name, value in os.environ.items() if not name.startswith("CLAUDE")}
+    done = subprocess.run([sys.executable, "-c", NESTED, str(MAX_ANCESTORS + 2), NESTED], env=env,
+                          capture_output=True, timeout=120, check=True)
+    reasons = json.loads(done.stdout)
+    assert any("parent chain" in reason and "deeper" in reason for reason in reasons), reasons
