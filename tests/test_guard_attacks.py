@@ -142,3 +142,23 @@ def test_an_answer_from_below_a_chain_deeper_than_is_read_is_doubtful() -> None:
                           capture_output=True, timeout=120, check=True)
     reasons = json.loads(done.stdout)
     assert any("parent chain" in reason and "deeper" in reason for reason in reasons), reasons
+
+
+def test_a_guarded_call_is_denied_when_the_active_session_cannot_be_read(session: Session) -> None:
+    """The `active` file garbled (a careless edit, a torn write): the hook raised before the guard ran, and exited 0
+    with no output, so every guarded call passed. A call that matches is denied naming the error; others pass."""
+    active = Path(session.power_dir) / "active"
+    assert active.exists()
+    active.write_text("not a session id!\n")
+
+    def hook_process(command: str) -> str:
+        payload = {"session_id": AGENT, "cwd": "/repo", "hook_event_name": "PreToolUse", "tool_name": "Bash",
+                   "tool_input": {"command": command}}
+        env = {**os.environ, "POPKIT_POWER_HOME": session.power_dir}
+        done = subprocess.run([sys.executable, "-c", HOOK], input=orjson.dumps(payload), env=env,
+                              capture_output=True, timeout=60, check=True)
+        return done.stdout.decode()
+
+    held = hook_process("git push --force")
+    assert '"permissionDecision":"deny"' in held.replace(" ", "") and "git push*" in held and "active" in held
+    assert hook_process("git status") == ""

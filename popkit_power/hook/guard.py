@@ -48,7 +48,6 @@ MAX_LOOK_AHEAD = 1000  # records between a stored position and the record it sta
 def respond(power_dir: str, session_id: str, payload: dict[str, Any], environ: Any,
             deliver: Any = None) -> str | None:
     """The PreToolUse reply: a denial with its reason, or None (no output) to let the call go on as usual."""
-    from .. import codec
 
     try:
         reason = _reason(power_dir, session_id, payload, environ)
@@ -56,8 +55,38 @@ def respond(power_dir: str, session_id: str, payload: dict[str, Any], environ: A
         log_error(power_dir, f"the guardrail check failed, the call is denied: {type(error).__name__}: {error}")
         reason = (f"Power Mode guardrail: the check of this call failed ({type(error).__name__}: {error}), so it is "
                   f"denied; tell the human (popkit-power doctor shows the hook's errors).")
-    if not reason:
-        return None
+    return _deny(reason, deliver) if reason else None
+
+
+def refuse(power_dir: str, raw: bytes, error: Exception, environ: Any, deliver: Any = None) -> str | None:
+    """The PreToolUse reply when whether Power Mode is on here cannot be told (the active session's file cannot be
+    read): a call that a guardrail matches is denied, naming the error; any other gets no output."""
+    from .. import codec
+
+    log_error(power_dir, f"the active session cannot be read ({type(error).__name__}: {error}); guarded calls are "
+                         f"denied until it can")
+    try:
+        payload = codec.loads(raw.decode("utf-8"))
+        tool, tool_input, cwd = payload.get("tool_name"), payload.get("tool_input"), payload.get("cwd")
+        config, _ = usable_config(power_dir)
+        project = environ.get("CLAUDE_PROJECT_DIR")
+        match = matching_rule(config, tool, tool_input, cwd if isinstance(cwd, str) else None,
+                              project if isinstance(project, str) and project else None) \
+            if isinstance(tool, str) and isinstance(tool_input, dict) else None
+        if match is None:
+            return None
+        reason = (f"Power Mode guardrail: this call matches the guardrail {match[1]!r}, and the active session "
+                  f"cannot be read ({error}), so its approval cannot be asked for: it is denied. Tell the human "
+                  f"(popkit-power doctor names the problem).")
+    except Exception as failure:  # the payload itself cannot be read: a guard that cannot decide denies
+        reason = (f"Power Mode guardrail: the active session cannot be read ({error}) and this call cannot be "
+                  f"checked ({type(failure).__name__}), so it is denied. Tell the human.")
+    return _deny(reason, deliver)
+
+
+def _deny(reason: str, deliver: Any) -> str:
+    from .. import codec
+
     reply = codec.dumps({"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny",
                                                 "permissionDecisionReason": reason}})
     if deliver is not None:
