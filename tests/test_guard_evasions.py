@@ -84,7 +84,9 @@ EVASIONS: list[tuple[str, str]] = [
     ("find migrations -delete", MIGRATIONS), ("rsync -a new/ migrations/", MIGRATIONS),
     ("sort -o prod.env a", ENV), ("curl -o prod.env http://x", ENV), ("wget -O prod.env http://x", ENV),
     ("echo x 1<>prod.env", ENV), ("cat <<EOF | sh\ngit push\nEOF", PUSH), ("cat <<EOF | bash\ngit push", PUSH),
-    ("printf '%s\\n' 'git push' | sh", PUSH),
+    ("printf '%s\\n' 'git push' | sh", PUSH), ("xargs -I{} git {} <<< push", PUSH),
+    ("echo push | xargs -I % git %", PUSH), ("echo push | xargs --replace git {}", PUSH),
+    ("echo push | parallel git {}", PUSH),
 ]
 
 #: (tool, file, folder of the call, the pattern it must match): the same file named another way

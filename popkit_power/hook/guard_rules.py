@@ -212,6 +212,8 @@ def _unwrap(words: list[str], command: Command) -> tuple[list[str] | None, str |
         if name == "watch" and rest:
             return None, " ".join(rest)
         if name == "xargs" and rest:
+            replace = _xargs_replace(args[:index])  # `-I{}`: each word holding it becomes what is read
+            rest = [OPAQUE if replace and replace in word else word for word in rest]
             rest = [*rest, OPAQUE]  # the words it reads from its input (file names, as a rule)
         return (rest or None), code
     if name in _SHELLS:
@@ -244,6 +246,20 @@ def _string_option(args: list[str], letter: str) -> str | None:
     return None
 
 
+def _xargs_replace(options: list[str]) -> str | None:
+    """The string `xargs -I STRING` (`-ISTRING`, `--replace[=STRING]`, `-i`) replaces, if any."""
+    for index, word in enumerate(options):
+        if word == "-I" and index + 1 < len(options):
+            return options[index + 1]
+        if word.startswith("-I") and len(word) > 2:
+            return word[2:]
+        if word == "-i" or word == "--replace":
+            return "{}"
+        if word.startswith("--replace=") or word.startswith("-i"):
+            return word.partition("=")[2] or word[2:] or "{}"
+    return None
+
+
 def _parallel(args: list[str]) -> tuple[list[str] | None, str | None]:
     """`parallel [options] COMMAND ::: ARGS` runs COMMAND with each; with no COMMAND, each ARG is a command line."""
     index = 0
@@ -251,8 +267,8 @@ def _parallel(args: list[str]) -> tuple[list[str] | None, str | None]:
         index += 2 if args[index] in ("-j", "-S", "--jobs", "-a", "--arg-file") else 1
     rest = args[index:]
     end = next((at for at, word in enumerate(rest) if word in (":::", "::::", ":::+")), len(rest))
-    if end:
-        return [*rest[:end], OPAQUE], None
+    if end:  # `{}`, `{.}`, `{1}`...: replaced by what is read
+        return [*(OPAQUE if "{" in word and "}" in word else word for word in rest[:end]), OPAQUE], None
     inputs = [word for word in rest[end + 1:] if word not in (":::", "::::", ":::+")]
     return None, "\n".join(inputs) if inputs and all(map(is_known, inputs)) else None
 
