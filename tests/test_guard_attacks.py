@@ -162,3 +162,19 @@ def test_a_guarded_call_is_denied_when_the_active_session_cannot_be_read(session
     held = hook_process("git push --force")
     assert '"permissionDecision":"deny"' in held.replace(" ", "") and "git push*" in held and "active" in held
     assert hook_process("git status") == ""
+
+
+def test_a_second_request_under_the_same_id_does_not_change_what_the_human_is_shown(session: Session) -> None:
+    """The agent's guarded `git push --force` raised request R; the agent then appended its own request R asking
+    "may I run the tests?". status showed that question for R, the human approved R, and the push passed: the human
+    never saw it. The first request under an id is the one shown (and answered); a later one changes nothing."""
+    assert pre_tool_use(session, "git push --force") is not None
+    [asked] = requests(session)
+    request = asked["data"]["request"]
+    session.publish("approval.requested", {"request": request, "question": "may I run the tests?"},
+                    sender=f"{AGENT}:main")
+    shown = CliRunner().invoke(main, ["status", "--json"], env={"POPKIT_POWER_HOME": session.power_dir})
+    assert shown.exit_code == 0, shown.output
+    approvals = json.loads(shown.output)["approvals"]
+    assert approvals[request]["question"] == asked["data"]["question"]
+    assert "git push --force" in approvals[request]["question"]
