@@ -198,7 +198,10 @@ class _Parser(WordReader):
             if self.text.startswith(closer, self.pos):
                 self.pos += len(closer)
                 return
+            start = self.pos
             self._word()
+            if self.pos == start:  # an operator (`a=(;)`): bash refuses it; reading on would never end
+                raise ShellSyntaxError(f"unexpected {self.text[start]!r} in an array")
 
     def _assign(self, name: str, value: str) -> None:
         if is_known(value):

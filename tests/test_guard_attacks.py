@@ -178,3 +178,17 @@ def test_a_second_request_under_the_same_id_does_not_change_what_the_human_is_sh
     approvals = json.loads(shown.output)["approvals"]
     assert approvals[request]["question"] == asked["data"]["question"]
     assert "git push --force" in approvals[request]["question"]
+
+
+@pytest.mark.parametrize("line", ["a=(;); git push --force", "a=(x <y) git push", "a=(&)\ngit push"])
+def test_an_operator_inside_an_array_neither_hangs_the_hook_nor_lets_the_call_through(session: Session,
+                                                                                       line: str) -> None:
+    """`a=(;)` (six characters, found by fuzzing) looped for ever in the parser: the hook outlived Claude Code's
+    timeout, which lets the call through, on every such line. bash refuses it too: it is unreadable, so held. The
+    real hook process; a hang fails at the generous wait."""
+    payload = {"session_id": AGENT, "cwd": "/repo", "hook_event_name": "PreToolUse", "tool_name": "Bash",
+               "tool_input": {"command": line}}
+    env = {**os.environ, "POPKIT_POWER_HOME": session.power_dir}
+    done = subprocess.run([sys.executable, "-c", HOOK], input=orjson.dumps(payload), env=env, capture_output=True,
+                          timeout=60, check=True)
+    assert "cannot be read as a shell command line" in done.stdout.decode()

@@ -135,7 +135,7 @@ LIMITS = [
     "source <(echo git push)", "git apply fix.diff", "patch -p1 < fix.diff", "vim -c wq .env", "git send-pack origin",
 ]
 
-UNREADABLE_LINES = ["echo 'unclosed", "(git status", "echo $(git status", "git status )", "cat <(ls"]
+UNREADABLE_LINES = ["echo 'unclosed", "(git status", "echo $(git status", "git status )", "cat <(ls", "a=(;)"]
 
 
 def test_the_tables_are_as_long_as_promised() -> None:
