@@ -198,10 +198,15 @@ class _Parser(WordReader):
             if self.text.startswith(closer, self.pos):
                 self.pos += len(closer)
                 return
-            start = self.pos
-            self._word()
-            if self.pos == start:  # an operator (`a=(;)`): bash refuses it; reading on would never end
-                raise ShellSyntaxError(f"unexpected {self.text[start]!r} in an array")
+            self._word_or_refuse("an array")
+
+    def _word_or_refuse(self, where: str) -> None:
+        """A word where only words may stand: an operator there (`a=(;)`, `for x in (`) is refused, as bash refuses
+        it (reading on would never end)."""
+        start = self.pos
+        self._word()
+        if self.pos == start:
+            raise ShellSyntaxError(f"unexpected {self.text[start]!r} in {where}")
 
     def _assign(self, name: str, value: str) -> None:
         if is_known(value):
@@ -219,7 +224,7 @@ class _Parser(WordReader):
                 self.pos += 1
                 self._skip_arithmetic()
                 continue
-            self._word()
+            self._word_or_refuse("a 'for' list")
 
     def _case(self) -> None:
         """`case WORD in (PATTERN|...) LIST ;; ... esac`: the patterns are words, the lists are commands."""
@@ -247,7 +252,7 @@ class _Parser(WordReader):
                 if self.text[self.pos] == "|":
                     self.pos += 1
                     continue
-                self._word()
+                self._word_or_refuse("a 'case' pattern")
             self._case_body()
 
     def _case_body(self) -> None:
