@@ -267,6 +267,8 @@ class _Parser(WordReader):
             sub = _Parser(self.text, self.depth + 1, self.variables)
             sub.pos = self.pos
             sub._one_pipeline_segment()
+            if sub.pos == self.pos:  # `case x in a) )`: nothing read, and nothing would be, for ever
+                raise ShellSyntaxError(f"unexpected {self.text[self.pos]!r} in a 'case' body")
             self.found.extend(sub.found)
             self.pos = sub.pos
 

@@ -181,7 +181,8 @@ def test_a_second_request_under_the_same_id_does_not_change_what_the_human_is_sh
 
 
 @pytest.mark.parametrize("line", ["a=(;); git push --force", "a=(x <y) git push", "a=(&)\ngit push",
-                                  "for x in (; do git push; done", "case x in <) git push;; esac"])
+                                  "for x in (; do git push; done", "case x in <) git push;; esac",
+                                  "case x in a) ) git push;; esac"])
 def test_an_operator_inside_an_array_neither_hangs_the_hook_nor_lets_the_call_through(session: Session,
                                                                                        line: str) -> None:
     """`a=(;)` (six characters, found by fuzzing) looped for ever in the parser: the hook outlived Claude Code's
