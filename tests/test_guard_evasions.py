@@ -245,3 +245,18 @@ def test_a_word_of_many_brackets_is_read_in_one_pass() -> None:
     """200,000 `[` without a `]` (each would scan the rest of the word: 2*10**10 steps) is one plain word."""
     [command] = commands("echo " + "[" * 200_000 + " x[a]")
     assert command.words[1] == "[" * 200_000 and not command.words[2].isprintable()
+
+
+def test_random_lines_are_read_or_refused_never_looped_on() -> None:
+    """Fuzzing found `a=(;)`, `for x in (` and `case x in a) )` looping for ever (the hook outlived Claude Code's
+    timeout, which lets the call through). 5,000 random lines of shell pieces each end: read, or refused."""
+    rng = random.Random(21)
+    pieces = ["for x in ", "case x in ", "a=(", "git", "push", " ", "'", '"', "$", "(", ")", "{", "}", "`", "\\",
+              "\n", ";", "|", "&", "<", ">", "<<", "EOF", "=", "-", "*", "[", "]", "#", "alias ", "xargs -I{} ",
+              "IFS=,", ",", "$@", "coproc ", "cd ", "esac", ";;", "do ", "done", "0", "\t", "!"]
+    for _ in range(5000):
+        line = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 25)))
+        try:
+            matching_rule(CONFIG, "Bash", {"command": line}, "/repo", "/repo")
+        except ShellSyntaxError:  # pragma: no cover (matching_rule turns it into a match)
+            raise AssertionError(line) from None
