@@ -28,6 +28,7 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _GETUID = getattr(os, "getuid", None)
 TEMPORARY_SUFFIX = ".tmp"
 
@@ -37,7 +38,9 @@ def open_file(path: str, flags: int, mode: int = FILE_MODE, *, dir_fd: int | Non
     call creates gets exactly `mode`. Raises UnsafePathError for a symlink or a non-file, OSError otherwise. With
     `dir_fd`, `path` is a name in that open directory (`private_subdir`)."""
     try:
-        fd = os.open(path, flags | NOFOLLOW | _CLOEXEC, mode, dir_fd=dir_fd)
+        # O_NONBLOCK: a named pipe planted in place of a file would block open() (the hook would outlive Claude
+        # Code's timeout, which lets a guarded call through); a regular file ignores it
+        fd = os.open(path, flags | NOFOLLOW | _CLOEXEC | _NONBLOCK, mode, dir_fd=dir_fd)
     except OSError as error:
         if error.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink as the last component
             raise UnsafePathError(f"{path} is a symbolic link; popkit-power never follows links in its "

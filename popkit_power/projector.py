@@ -45,8 +45,8 @@ from .fold.model import (
 #: 9: when another machine was heard (rts), a losing claimant back on its task (owner_was_on); 10: task transitions in
 #: the replication server's order (arbiter.ordered, task_logs); 11: a completion or release only from the task's holder
 #: or the human, a heartbeat's current task only one the agent holds; 12: an answered approval's seq and evidence;
-#: 13: the most recent broadcasts (for the welcome)
-FOLD_VERSION = 13
+#: 13: the most recent broadcasts (for the welcome); 14: the first approval request under an id is the one kept
+FOLD_VERSION = 14
 
 Handler = Callable[[State, Event, dict[str, Any], Rules], None]
 

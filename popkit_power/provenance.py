@@ -182,6 +182,9 @@ def doubts(found: Any, *, asked: Any = None, answered: Any = None) -> list[str]:
         reasons.append("detached: its parent is init, not the shell that started it")
     elif chain is None:
         reasons.append("its parent chain could not be read")
+    elif isinstance(chain, list) and len(chain) >= MAX_ANCESTORS and chain[-1] not in INIT_NAMES:
+        reasons.append(f"its parent chain is deeper than the {MAX_ANCESTORS} processes read (a Claude Code above "
+                       f"them would not be seen)")
     age, asked_at, answered_at = found.get("terminal_age"), seconds_of(asked), seconds_of(answered)
     if isinstance(age, (int, float)) and asked_at is not None and answered_at is not None \
             and age < answered_at - asked_at + CLOCK_SLACK_SECONDS:

@@ -20,7 +20,7 @@ PreToolUse hook's process.
 
 from __future__ import annotations
 
-from .shell_words import OPAQUE, UNKNOWN, Command, ShellSyntaxError, WordReader, is_known
+from .shell_words import OPAQUE, UNKNOWN, Command, ShellSyntaxError, Variables, WordReader, is_known
 
 __all__ = ["OPAQUE", "UNKNOWN", "Command", "ShellSyntaxError", "commands", "is_known"]
 
@@ -34,7 +34,7 @@ def commands(line: str, depth: int = 0) -> list[Command]:
     """Every simple command `line` can run, in order of appearance; raise ShellSyntaxError if it cannot be read."""
     if len(line) > MAX_LINE_CHARS:
         raise ShellSyntaxError(f"a command line of more than {MAX_LINE_CHARS:,} characters")
-    parser = _Parser(line, depth, {})
+    parser = _Parser(line, depth, Variables())
     parser.parse_list(None)
     return parser.found
 
@@ -44,7 +44,7 @@ class _Parser(WordReader):
 
     __slots__ = ("heredocs",)
 
-    def __init__(self, text: str, depth: int, variables: dict[str, str]) -> None:
+    def __init__(self, text: str, depth: int, variables: Variables) -> None:
         super().__init__(text, depth, variables)
         self.heredocs: list[tuple[Command, str, bool]] = []  # waiting for the next newline: (command, end, expand)
 
@@ -55,19 +55,24 @@ class _Parser(WordReader):
         text = self.text
         previous: Command | None = None  # the command before a `|`, whose echo may feed a shell
         piped = False
+        fed: list[tuple[Command, Command]] = []  # `cat <<EOF | sh`: the body is read after the line, at its newline
         while True:
             self._blanks()
             if self.pos >= len(text):
                 if closer is not None:
                     raise ShellSyntaxError(f"missing {closer!r}")
+                self._read_heredocs()  # an unterminated here-document at the very end: bash takes the rest
+                _feed(fed)
                 return
             char = text[self.pos]
             if closer is not None and text.startswith(closer, self.pos):
                 self.pos += len(closer)
+                _feed(fed)
                 return
             if char == "\n":
                 self.pos += 1
                 self._read_heredocs()
+                _feed(fed)
                 previous, piped = None, False
                 continue
             if char == "#":
@@ -94,6 +99,8 @@ class _Parser(WordReader):
             if command is not None:
                 if piped and previous is not None and command.stdin is None:
                     command.stdin = _echoed(previous)
+                    if command.stdin is None and previous.words in (["cat"], ["cat", "-"]):
+                        fed.append((previous, command))
                 previous = command
             piped = False
 
@@ -133,6 +140,12 @@ class _Parser(WordReader):
             if not words and raw in _RESERVED:
                 if raw in ("for", "select"):
                     self._for_header()
+                elif raw == "coproc":  # coproc [NAME] COMPOUND: a NAME before `{` or `(` is not a command
+                    after = self._skip_blanks(self.pos)
+                    self.pos = after
+                    name = self._peek_word()
+                    if name and self.text[self._skip_blanks(after + len(name)):][:1] in ("{", "("):
+                        self.pos = after + len(name)
                 elif raw == "function":  # function NAME [()] BODY
                     self._blanks()
                     self._word()
@@ -159,7 +172,10 @@ class _Parser(WordReader):
         if not words:
             for name, value in assignments:
                 self._assign(name, value)
-            return None
+            if not redirects:
+                return None
+            words.append(":")  # `> file` alone, or a compound command's `{ ...; } > file`: it writes the file
+
         if words[0] in ("export", "declare", "typeset", "local", "readonly"):
             for word in words[1:]:
                 if _is_assignment(word):
@@ -182,7 +198,15 @@ class _Parser(WordReader):
             if self.text.startswith(closer, self.pos):
                 self.pos += len(closer)
                 return
-            self._word()
+            self._word_or_refuse("an array")
+
+    def _word_or_refuse(self, where: str) -> None:
+        """A word where only words may stand: an operator there (`a=(;)`, `for x in (`) is refused, as bash refuses
+        it (reading on would never end)."""
+        start = self.pos
+        self._word()
+        if self.pos == start:
+            raise ShellSyntaxError(f"unexpected {self.text[start]!r} in {where}")
 
     def _assign(self, name: str, value: str) -> None:
         if is_known(value):
@@ -200,7 +224,7 @@ class _Parser(WordReader):
                 self.pos += 1
                 self._skip_arithmetic()
                 continue
-            self._word()
+            self._word_or_refuse("a 'for' list")
 
     def _case(self) -> None:
         """`case WORD in (PATTERN|...) LIST ;; ... esac`: the patterns are words, the lists are commands."""
@@ -228,7 +252,7 @@ class _Parser(WordReader):
                 if self.text[self.pos] == "|":
                     self.pos += 1
                     continue
-                self._word()
+                self._word_or_refuse("a 'case' pattern")
             self._case_body()
 
     def _case_body(self) -> None:
@@ -243,6 +267,8 @@ class _Parser(WordReader):
             sub = _Parser(self.text, self.depth + 1, self.variables)
             sub.pos = self.pos
             sub._one_pipeline_segment()
+            if sub.pos == self.pos:  # `case x in a) )`: nothing read, and nothing would be, for ever
+                raise ShellSyntaxError(f"unexpected {self.text[self.pos]!r} in a 'case' body")
             self.found.extend(sub.found)
             self.pos = sub.pos
 
@@ -320,7 +346,7 @@ class _Parser(WordReader):
         target = self._word_text()
         if operator == "<<<":
             command.stdin = target
-        elif operator in (">", ">>", ">|", "&>", "&>>") or (operator == ">&" and not target.isdigit() \
+        elif operator in (">", ">>", ">|", "&>", "&>>", "<>") or (operator == ">&" and not target.isdigit() \
                 and target != "-"):
             command.redirects.append(target)
         return True
@@ -359,6 +385,14 @@ def _is_assignment(word: str) -> bool:
     return bool(equals) and name.rstrip("+").isidentifier() and name.isascii()
 
 
+def _feed(fed: list[tuple[Command, Command]]) -> None:
+    """A plain `cat` passes its input (a here-document's body, read once its line ended) on to the next command."""
+    for cat, command in fed:
+        if command.stdin is None:
+            command.stdin = cat.stdin
+    fed.clear()
+
+
 def _echoed(command: Command) -> str | None:
     """What `echo WORDS` or `printf WORD` writes to a pipe, when it can be known (a shell may read it as code)."""
     words = command.words
@@ -367,5 +401,7 @@ def _echoed(command: Command) -> str | None:
     args = words[1:]
     while args and args[0] in ("-n", "-e", "-E", "--"):
         args = args[1:]
+    if words[0] == "printf" and len(args) > 1 and "%" in args[0]:  # printf '%s\n' 'git push': its arguments
+        return "\n".join(args[1:])
     return " ".join(args)
 

@@ -12,6 +12,7 @@ It imports nothing: it runs in the PreToolUse hook's process.
 from __future__ import annotations
 
 UNKNOWN = "\x00"  # an unquoted part only the running shell knows: it may become any words, flags included
+MAX_EXPANDED_CHARS = 4_000_000  # of variables' values expanded on one line (a line itself has at most 1,000,000)
 OPAQUE = "\x01"  # a quoted expansion or a glob: it stays one word (a glob: words) whose value is not known here
 MAX_BRACE_WORDS = 10_000
 MAX_DEPTH = 20  # nested substitutions and re-parsed strings; deeper is refused (fail closed)
@@ -39,12 +40,29 @@ class Command:
         return f"Command({self.words!r})"
 
 
+class Variables(dict[str, str]):
+    """NAME -> value, from the plain assignments seen so far on one line (shared by its nested parsers), and how much
+    text their expansions have made: `a=xx; a=$a$a; a=$a$a; ...` doubles at each step, so the total is bounded
+    (past it the line is refused as unreadable, which the guard holds) rather than read for ever."""
+
+    __slots__ = ("expanded",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expanded = 0
+
+    def spend(self, chars: int) -> None:
+        self.expanded += chars
+        if self.expanded > MAX_EXPANDED_CHARS:
+            raise ShellSyntaxError(f"variables that expand to more than {MAX_EXPANDED_CHARS:,} characters")
+
+
 class WordReader:
     """Reads words from `text` at `pos`; the parser (shell.py) supplies how substitutions are parsed."""
 
     __slots__ = ("_bracket", "depth", "found", "pos", "text", "variables")
 
-    def __init__(self, text: str, depth: int, variables: dict[str, str]) -> None:
+    def __init__(self, text: str, depth: int, variables: Variables) -> None:
         if depth > MAX_DEPTH:
             raise ShellSyntaxError(f"nested deeper than {MAX_DEPTH} levels")
         self.text = text
@@ -58,7 +76,20 @@ class WordReader:
         """A variable's value if known here: assigned earlier on the line, or IFS, which is blank unless it was
         (`git${IFS}push` is `git push`)."""
         value = self.variables.get(name)
+        if value:
+            self.variables.spend(len(value))
         return " \t\n" if value is None and name == "IFS" else value
+
+    def _splits(self, value: str) -> bool:
+        """Whether an IFS set on the line (`IFS=,`) splits this value at a character other than a blank."""
+        separators = self.variables.get("IFS")
+        return separators is not None and any(char in separators for char in value)
+
+    def _split(self, value: str) -> list[str]:
+        """An unquoted value's fields: split at blanks and at the characters of an IFS set on the line."""
+        for char in self.variables.get("IFS") or "":
+            value = value.replace(char, " ")
+        return value.split()
 
     def _substitute(self, closer: str) -> None:
         """`$(...)`, `<(...)`, `>(...)`: parse the commands inside, up to the matching closer."""
@@ -108,8 +139,8 @@ class WordReader:
                 value = self._dollar(in_quotes=False)
                 if value is None:
                     part.append(UNKNOWN)
-                elif any(blank in value for blank in " \t\n"):  # an unquoted value is split into fields
-                    pieces = value.split()
+                elif any(blank in value for blank in " \t\n") or self._splits(value):  # split into fields
+                    pieces = self._split(value)
                     if value[:1].isspace() and (part or quoted):
                         fields.append("".join(part))
                         part, quoted = [], False
@@ -178,8 +209,11 @@ class WordReader:
                 self._backquoted()
                 part.append(OPAQUE)
             elif char == "$":
+                start = self.pos
                 value = self._dollar(in_quotes=True)
-                part.append(OPAQUE if value is None else value)
+                written = text[start:self.pos]
+                many = written == "@" or written.startswith("{@") or "[@]" in written  # "$@": a word for each item
+                part.append(UNKNOWN if many else OPAQUE if value is None else value)
             else:
                 part.append(char)
 

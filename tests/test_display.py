@@ -23,6 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Names that read like a reserved sender without being one: Cyrillic, Greek, Armenian and Cherokee letters,
 #: full-width and mathematical forms, accents, an invisible space, ASCII lookalikes, another case.
 LOOKALIKES = [
+    "\u202enamuh",  # a right-to-left override: a terminal shows `human` (found by the attack)
+    "hu\u202enam",  # the override in the middle
+    "\u2067rotanidrooc\u2069",  # a right-to-left isolate
+    "co\u043erd\u0456nator",  # Cyrillic o and i in coordinator
+    "coordi\u200dnator",  # a zero-width joiner
     "hum\u0430n",  # Cyrillic a
     "\u04bbuman",  # Cyrillic shha
     "h\u057dman",  # Armenian seh

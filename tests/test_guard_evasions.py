@@ -20,9 +20,10 @@ from popkit_power.hook.guard_rules import UNREADABLE, matching_rule
 from popkit_power.session import start_session
 from popkit_power.shell import ShellSyntaxError, commands
 
-CONFIG = Config(guardrail_commands=["git push*", "rm -rf *", "terraform apply*"],
+CONFIG = Config(guardrail_commands=["git push*", "rm -rf *", "terraform apply*", "git reset --hard*"],
                 guardrail_paths=["*.env", "migrations/*"])
 PUSH, RM, APPLY, ENV, MIGRATIONS = "git push*", "rm -rf *", "terraform apply*", "*.env", "migrations/*"
+RESET = "git reset --hard*"
 
 #: (command line, the pattern it must match): 80 ways of writing what a guardrail names
 EVASIONS: list[tuple[str, str]] = [
@@ -60,6 +61,32 @@ EVASIONS: list[tuple[str, str]] = [
     ("rm ./migrations/0001.py", MIGRATIONS), ("tee /repo/migrations/x.py < in", MIGRATIONS),
     ("sed -i s/a/b/ migrations/x.py", MIGRATIONS), ("mv draft.py migrations/", MIGRATIONS), ("cp new.env .env", ENV),
     ("echo KEY=1 >| config/prod.env", ENV), ("dd if=/dev/zero of=prod.env", ENV),
+    # found by the attack on the merged guard (each passed before)
+    ("alias g=git\ng push", PUSH), ("alias p='git push'\np", PUSH), ("coproc P { git push; }", PUSH),
+    ("IFS=,; x=git,push; $x", PUSH), ("$0 -c 'git push'", PUSH), ("$SHELL -c 'git push'", PUSH),
+    ('set -- git push; "$@"', PUSH), ('a=(git push); "${a[@]}"', PUSH), ("$CMD", PUSH),
+    ("flock /tmp/l -c 'git push'", PUSH), ("su -c'git push'", PUSH), ("su --command='git push'", PUSH),
+    ("script --command='git push' /dev/null", PUSH), ("sg deploy -c 'git push'", PUSH),
+    ("strace -f -o log git push", PUSH), ("unshare -r git push", PUSH), ("chrt -f 1 git push", PUSH),
+    ("runuser -u deploy -- git push", PUSH), ("fakeroot git push", PUSH), ("faketime now git push", PUSH),
+    ("xvfb-run git push", PUSH), ("firejail git push", PUSH), ("systemd-run --user git push", PUSH),
+    ("pkexec git push", PUSH), ("parallel git push ::: origin", PUSH), ("parallel ::: 'git push'", PUSH),
+    ("fish -c 'git push'", PUSH), ("rbash -c 'git push'", PUSH), ("tcsh -c 'git push'", PUSH),
+    ("git reset --har", RESET), ("git reset --ha HEAD~1", RESET), ("git -c a=b reset --hard", RESET),
+    ("rm --rec --forc build", RM), ("rm -r --f build", RM),
+    ("{ echo; } > migrations/x.py", MIGRATIONS), ("(echo) > migrations/x.py", MIGRATIONS), ("> .env", ENV),
+    ("for f in a; do echo $f; done > .env", ENV), ("echo > $HOME/.env", ENV), ("echo > migrations/$x", MIGRATIONS),
+    ("cp --target-directory=migrations a.py", MIGRATIONS), ("sed --in-place s/a/b/ migrations/x.py", MIGRATIONS),
+    ("sed --in-place=.bak s/a/b/ prod.env", ENV), ("awk -i inplace 1 prod.env", ENV),
+    ("git checkout -- migrations/x.py", MIGRATIONS), ("git restore migrations/x.py", MIGRATIONS),
+    ("git checkout HEAD .env", ENV), ("git rm migrations/x.py", MIGRATIONS), ("git mv a.py migrations/", MIGRATIONS),
+    ("patch migrations/x.py < fix.diff", MIGRATIONS), ("pushd migrations && rm x.py", MIGRATIONS),
+    ("find migrations -delete", MIGRATIONS), ("rsync -a new/ migrations/", MIGRATIONS),
+    ("sort -o prod.env a", ENV), ("curl -o prod.env http://x", ENV), ("wget -O prod.env http://x", ENV),
+    ("echo x 1<>prod.env", ENV), ("cat <<EOF | sh\ngit push\nEOF", PUSH), ("cat <<EOF | bash\ngit push", PUSH),
+    ("printf '%s\\n' 'git push' | sh", PUSH), ("xargs -I{} git {} <<< push", PUSH),
+    ("echo push | xargs -I % git %", PUSH), ("echo push | xargs --replace git {}", PUSH),
+    ("echo push | parallel git {}", PUSH),
 ]
 
 #: (tool, file, folder of the call, the pattern it must match): the same file named another way
@@ -87,6 +114,13 @@ PLAIN: list[tuple[str, str]] = [
     ("Bash", "git log \"$(git rev-parse HEAD)\""), ("Edit", "/repo/src/migrations_helper.py"),
     ("Edit", "/elsewhere/migrations/x.py"), ("Read", "/repo/.env"),
     ("Write", "/repo/src/env.py"),
+    # beside the evasions found by the attack: what they must not catch
+    ("Bash", "git reset --soft HEAD~1"), ("Bash", "git checkout -b feature"), ("Bash", "rm -r --verbose build"),
+    ("Bash", "find . -name '*.pyc' -delete"), ("Bash", "alias ls='ls --color'\nls"), ("Bash", "$PYTHON -c 'print(1)'"),
+    ("Bash", '"$EDITOR" notes.md'), ("Bash", "$(which python) script.py"), ("Bash", "git rm --cached build.log"),
+    ("Bash", "pushd src && rm -f x.log"), ("Bash", 'echo "$@"'), ("Bash", "git restore --staged src/a.py"),
+    ("Bash", "rsync -a src/ build/"), ("Bash", "parallel echo ::: a b"), ("Bash", "{ echo a; } > build/out"),
+    ("Bash", "echo x > $TMPDIR/out"), ("Bash", "IFS=, read a b <<< 'x,y'"), ("Bash", "cat <<EOF | sh\nls\nEOF"),
 ]
 
 #: what no pattern can catch: code built or stored at run time (docs: "what guardrails cannot see")
@@ -98,9 +132,10 @@ LIMITS = [
     "make deploy",
     "ssh deploy@host git push",
     "X=$(printf 'git push'); eval \"$X\"",
+    "source <(echo git push)", "git apply fix.diff", "patch -p1 < fix.diff", "vim -c wq .env", "git send-pack origin",
 ]
 
-UNREADABLE_LINES = ["echo 'unclosed", "(git status", "echo $(git status", "git status )", "cat <(ls"]
+UNREADABLE_LINES = ["echo 'unclosed", "(git status", "echo $(git status", "git status )", "cat <(ls", "a=(;)"]
 
 
 def test_the_tables_are_as_long_as_promised() -> None:
@@ -196,6 +231,8 @@ def test_the_glob_matcher_agrees_with_fnmatchcase() -> None:
     "echo $(" * 500 + "x" + ")" * 500,
     "case x in a) " * 500 + "ls" + " ;; esac" * 500,
     "x" * 1_000_001,  # past MAX_LINE_CHARS
+    "a=xx; " + "a=$a$a; " * 40 + "echo $a",  # a value doubled 40 times (2**41 characters: it hung the hook)
+    "a=" + "x" * 500_000 + "; echo" + " $a" * 20,  # 10,000,000 characters made of a 500,000-character line
 ])
 def test_a_hostile_line_is_refused_not_read_for_ever(line: str) -> None:
     """Lines built to make the parser slow or deep end in ShellSyntaxError (held as unreadable), never in a
@@ -208,3 +245,18 @@ def test_a_word_of_many_brackets_is_read_in_one_pass() -> None:
     """200,000 `[` without a `]` (each would scan the rest of the word: 2*10**10 steps) is one plain word."""
     [command] = commands("echo " + "[" * 200_000 + " x[a]")
     assert command.words[1] == "[" * 200_000 and not command.words[2].isprintable()
+
+
+def test_random_lines_are_read_or_refused_never_looped_on() -> None:
+    """Fuzzing found `a=(;)`, `for x in (` and `case x in a) )` looping for ever (the hook outlived Claude Code's
+    timeout, which lets the call through). 5,000 random lines of shell pieces each end: read, or refused."""
+    rng = random.Random(21)
+    pieces = ["for x in ", "case x in ", "a=(", "git", "push", " ", "'", '"', "$", "(", ")", "{", "}", "`", "\\",
+              "\n", ";", "|", "&", "<", ">", "<<", "EOF", "=", "-", "*", "[", "]", "#", "alias ", "xargs -I{} ",
+              "IFS=,", ",", "$@", "coproc ", "cd ", "esac", ";;", "do ", "done", "0", "\t", "!"]
+    for _ in range(5000):
+        line = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 25)))
+        try:
+            matching_rule(CONFIG, "Bash", {"command": line}, "/repo", "/repo")
+        except ShellSyntaxError:  # pragma: no cover (matching_rule turns it into a match)
+            raise AssertionError(line) from None

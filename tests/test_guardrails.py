@@ -91,7 +91,8 @@ def test_a_guarded_call_waits_for_the_human_and_passes_once_granted(session: Ses
     [asked] = requests(session)
     request = asked["data"]["request"]
     assert asked["from"] == f"{AGENT}:main"
-    assert asked["data"]["guard"] == {"tool": "Bash", "subject": "git push origin main", "pattern": "git push*"}
+    assert asked["data"]["guard"] == {"tool": "Bash", "subject": "git push origin main", "pattern": "git push*",
+                                      "cwd": "/repo"}
     assert f"request {request}" in first["permissionDecisionReason"]
     assert f"popkit-power approve {request}" in first["permissionDecisionReason"]
     again = pre_tool_use(session, "Bash", command="git push origin main")

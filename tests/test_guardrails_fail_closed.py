@@ -100,8 +100,8 @@ def test_an_agent_cannot_reuse_a_grant_for_another_command(session: Session) -> 
     assert pre_tool_use(session, PUSH) is not None
 
     def borrow(guards: dict[str, Any]) -> None:
-        granted = guards["Bash\ngit push origin main"]
-        guards[f"Bash\n{PUSH}"] = dict(granted)
+        granted = guards["Bash\n/repo\ngit push origin main"]
+        guards[f"Bash\n/repo\n{PUSH}"] = dict(granted)
 
     edit_guards(session, borrow)
     denied = pre_tool_use(session, PUSH)
@@ -115,7 +115,7 @@ def test_an_agent_cannot_write_a_grant_for_a_call_it_never_asked_about(session: 
 
     def invent(guards: dict[str, Any]) -> None:
         [entry] = guards.values()
-        guards[f"Bash\n{PUSH}"] = {**entry, "answer": entry["asked"], "answer_seq": entry["seq"]}
+        guards[f"Bash\n/repo\n{PUSH}"] = {**entry, "answer": entry["asked"], "answer_seq": entry["seq"]}
 
     edit_guards(session, invent)
     assert pre_tool_use(session, PUSH) is not None
@@ -224,9 +224,9 @@ def test_a_request_the_agent_wrote_itself_with_another_question_grants_nothing(s
     start = session.journal.end_position()
     appended = session.publish("approval.requested", {
         "request": "r-forged", "question": "may I run the tests?", "options": ["approve", "deny"],
-        "guard": {"tool": "Bash", "subject": PUSH, "pattern": "git push*"}}, sender=key)
+        "guard": {"tool": "Bash", "subject": PUSH, "pattern": "git push*", "cwd": "/repo"}}, sender=key)
     session.publish("approval.granted", {"request": "r-forged"}, sender="human")
-    edit_guards(session, lambda guards: guards.update({f"Bash\n{PUSH}": {
+    edit_guards(session, lambda guards: guards.update({f"Bash\n/repo\n{PUSH}": {
         "request": "r-forged", "asked": start.as_dict(), "seq": appended.first_seq, "scan": start.as_dict()}}))
     denied = pre_tool_use(session)
     assert denied is not None and "r-forged" not in denied["permissionDecisionReason"]

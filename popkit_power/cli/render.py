@@ -140,7 +140,7 @@ def _table(*columns: tuple[str, dict[str, Any]]) -> Table:
 
     table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="dim", show_edge=False)
     for header, options in columns:
-        table.add_column(header, no_wrap=True, overflow="ellipsis", **options)
+        table.add_column(header, **{"no_wrap": True, "overflow": "ellipsis", **options})
     return table
 
 
@@ -299,6 +299,9 @@ def _tasks(info: dict[str, Any], rows: int) -> list[RenderableType]:
     return [_title("tasks", summary), _indented(table), *_more(rows, len(unfinished), "unfinished task")]
 
 
+#: A question is shown whole: the guard's names the exact call the human approves (a cut one hid its end)
+MAX_QUESTION_CHARS = 6000
+
 def _approvals(info: dict[str, Any]) -> list[RenderableType]:
     pending: list[str] = info["pending_approvals"]
     if not pending:
@@ -307,13 +310,14 @@ def _approvals(info: dict[str, Any]) -> list[RenderableType]:
     table = _table(("request", {"min_width": _fit(shown, 40)}),
                    ("asked by", {"min_width": _fit((_name(info, info["approvals"][r].get("from")) for r in shown),
                                                    MAX_NAME_CHARS + 3)}),
-                   ("asked", {"min_width": 10}), ("question", {}), ("options", {"max_width": 30}))
+                   ("asked", {"min_width": 10}), ("question", {"no_wrap": False, "overflow": "fold"}),
+                   ("options", {"max_width": 30}))
     for request in shown:
         approval = info["approvals"][request]
         options = approval.get("options")
         choices = " / ".join(clean(option, 40) for option in options) if isinstance(options, list) and options else None
         table.add_row(_text(request, "bold", limit=40), _text(_name(info, approval.get("from"))),
-                      _text(approval.get("ago")), _text(approval.get("question"), limit=400),
+                      _text(approval.get("ago")), _text(approval.get("question"), limit=MAX_QUESTION_CHARS),
                       _text(choices or "approve / deny"))
     summary = f"{len(pending)} pending (answer with: popkit-power approve REQUEST, or deny REQUEST)"
     return [_title("approvals", summary), _indented(table), *_more(SHOW_APPROVALS, len(pending), "pending approval")]

@@ -46,8 +46,10 @@ def _broadcast(state: State, event: Event, data: dict[str, Any], rules: Rules) -
 
 
 def _approval_requested(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+    """The first request under an id is the one shown and answered: a later one with the same id (an agent asking
+    something harmless under the id of its guarded call's request) would change what the human approves."""
     request = data.get("request")
-    if isinstance(request, str) and request not in state["answered"]:
+    if isinstance(request, str) and request not in state["answered"] and request not in state["approvals"]:
         state["approvals"][request] = {"question": data.get("question"), "options": data.get("options"),
                                        "from": event.get("from"), "status": APPROVAL_PENDING, "asked": event.get("ts"),
                                        "answered": None, "by": None, "note": None}

@@ -61,7 +61,14 @@ def main() -> int:
 def run(stdin: BinaryIO, power_dir: str, environ: Any, deliver: Any = None) -> str | None:
     """Handle one payload; return the JSON text of the reply (passed to `deliver` first, when given), or None."""
     raw = stdin.read(MAX_PAYLOAD_BYTES + 1)
-    session_id = trusted_active_session(power_dir)
+    try:
+        session_id = trusted_active_session(power_dir)
+    except Exception as error:  # a guarded call must not pass because the session could not be told
+        if b'"PreToolUse"' not in raw:
+            raise
+        from .guard import refuse
+
+        return refuse(power_dir, raw, error, environ, deliver)
     if session_id is None:
         return None  # Power Mode is off (or its directory is not trusted: home.py): nothing parsed, nothing imported
     event_name, payload = _parse(raw)

@@ -3,7 +3,8 @@
 With `guardrail_paths` or `guardrail_commands` in config.json (and the PreToolUse hook registered: `popkit-power
 guardrails on`, or `install` once they are set), a matching call (guard_rules.py says which match) is denied with a
 reason that names the approval request it raised, and the request appears in `status` for the human. Once the human
-approves it, the same call (same tool, same file or command) passes for that agent; a denied one stays denied.
+approves it, the same call (same tool, same file, or same command in the same folder) passes for that agent from
+then on; a denied one stays denied.
 Nothing else is ever decided here: a call that matches no pattern, or is approved, gets no output, so Claude Code's
 own permission rules apply.
 
@@ -15,6 +16,8 @@ A guardrail fails closed:
 - A config.json that cannot be used keeps its guardrails (config.usable_config); a guardrail setting that cannot be
   known at all denies every call of its kind, with a reason that names the config error.
 - A command line that cannot be parsed matches (its request names why), so it too waits for the human.
+- The human is asked about the whole call: a matching call longer than MAX_SUBJECT_CHARS is denied without a request
+  (a request for its first part would grant every line that starts with it, and hide the rest from the human).
 - When the request cannot be written or the answer cannot be read (a session directory that cannot be written, a
   full disk), a matching call is denied with a reason that says so.
 
@@ -27,7 +30,7 @@ from __future__ import annotations
 from ..config import usable_config
 from ..errors import PowerModeError
 from ..keys import HUMAN, MAIN, agent_key, agent_name, new_request_id
-from .guard_rules import UNREADABLE, matching_rule
+from .guard_rules import MAX_SUBJECT_CHARS, UNREADABLE, matching_rule
 from .log import log_error
 
 TYPE_CHECKING = False
@@ -45,7 +48,6 @@ MAX_LOOK_AHEAD = 1000  # records between a stored position and the record it sta
 def respond(power_dir: str, session_id: str, payload: dict[str, Any], environ: Any,
             deliver: Any = None) -> str | None:
     """The PreToolUse reply: a denial with its reason, or None (no output) to let the call go on as usual."""
-    from .. import codec
 
     try:
         reason = _reason(power_dir, session_id, payload, environ)
@@ -53,8 +55,38 @@ def respond(power_dir: str, session_id: str, payload: dict[str, Any], environ: A
         log_error(power_dir, f"the guardrail check failed, the call is denied: {type(error).__name__}: {error}")
         reason = (f"Power Mode guardrail: the check of this call failed ({type(error).__name__}: {error}), so it is "
                   f"denied; tell the human (popkit-power doctor shows the hook's errors).")
-    if not reason:
-        return None
+    return _deny(reason, deliver) if reason else None
+
+
+def refuse(power_dir: str, raw: bytes, error: Exception, environ: Any, deliver: Any = None) -> str | None:
+    """The PreToolUse reply when whether Power Mode is on here cannot be told (the active session's file cannot be
+    read): a call that a guardrail matches is denied, naming the error; any other gets no output."""
+    from .. import codec
+
+    log_error(power_dir, f"the active session cannot be read ({type(error).__name__}: {error}); guarded calls are "
+                         f"denied until it can")
+    try:
+        payload = codec.loads(raw.decode("utf-8"))
+        tool, tool_input, cwd = payload.get("tool_name"), payload.get("tool_input"), payload.get("cwd")
+        config, _ = usable_config(power_dir)
+        project = environ.get("CLAUDE_PROJECT_DIR")
+        match = matching_rule(config, tool, tool_input, cwd if isinstance(cwd, str) else None,
+                              project if isinstance(project, str) and project else None) \
+            if isinstance(tool, str) and isinstance(tool_input, dict) else None
+        if match is None:
+            return None
+        reason = (f"Power Mode guardrail: this call matches the guardrail {match[1]!r}, and the active session "
+                  f"cannot be read ({error}), so its approval cannot be asked for: it is denied. Tell the human "
+                  f"(popkit-power doctor names the problem).")
+    except Exception as failure:  # the payload itself cannot be read: a guard that cannot decide denies
+        reason = (f"Power Mode guardrail: the active session cannot be read ({error}) and this call cannot be "
+                  f"checked ({type(failure).__name__}), so it is denied. Tell the human.")
+    return _deny(reason, deliver)
+
+
+def _deny(reason: str, deliver: Any) -> str:
+    from .. import codec
+
     reply = codec.dumps({"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny",
                                                 "permissionDecisionReason": reason}})
     if deliver is not None:
@@ -82,6 +114,10 @@ def _reason(power_dir: str, session_id: str, payload: dict[str, Any], environ: A
     if match is None:
         return None
     subject, pattern = match
+    if len(subject) > MAX_SUBJECT_CHARS:  # a request shows the whole call, or is not raised: no grant for a cut text
+        return (f"Power Mode guardrail: this call matches the guardrail {pattern!r}, and it is too long to be shown to "
+                f"the human for approval ({len(subject):,} characters, at most {MAX_SUBJECT_CHARS:,}), so it is "
+                f"denied. Run the guarded command on a shorter line of its own; it then waits for approval.")
     try:
         from ..session import Session
         from .agent_state import AgentState
@@ -95,7 +131,8 @@ def _reason(power_dir: str, session_id: str, payload: dict[str, Any], environ: A
         state = AgentState(session.dir, key, durable=config.durability == "fsync")
         with state.lock:
             state.load()
-            reason = check(session, state, key, name, tool, subject, pattern)
+            where = (cwd if isinstance(cwd, str) else "") if tool == "Bash" else None
+            reason = check(session, state, key, name, tool, subject, pattern, where)
             state.save()
         return reason or None
     except (OSError, PowerModeError) as error:  # the request cannot be recorded or its answer read: fail closed
@@ -124,19 +161,21 @@ def _unreadable(problem: ConfigProblem | None, tool: str) -> str | None:
 
 
 def check(session: Session, state: AgentState, key: str, name: str, tool: str, subject: str,
-          pattern: str) -> str:
+          pattern: str, where: str | None = None) -> str:
     """The reason this matching call is denied, or "" when the human granted it. Raises the approval request the
-    first time a call matches; reads the human's answer from the journal, and checks it there, after that."""
-    fingerprint = f"{tool}\n{subject}"
+    first time a call matches; reads the human's answer from the journal, and checks it there, after that. `where`
+    is a Bash call's folder: a grant is for the line in the folder the human was shown."""
+    fingerprint = f"{tool}\n{subject}" if where is None else f"{tool}\n{where}\n{subject}"
     entry = state.guards.get(fingerprint)
     answer = None
-    if entry is not None and _well_formed(entry) and _is_our_request(session, entry, key, name, tool, subject):
+    if entry is not None and _well_formed(entry) and _is_our_request(session, entry, key, name, tool, subject,
+                                                                     where):
         answer = _answer(session, entry)
     else:
         if entry is not None:
             log_error(session.power_dir, f"agent {key}: its stored guardrail request for a {tool} call does not "
                                          f"match the journal; asking the human again")
-        entry = _ask(session, key, name, tool, subject, pattern)
+        entry = _ask(session, key, name, tool, subject, pattern, where)
         state.guards[fingerprint] = entry
         from .agent_state import MAX_GUARDS
 
@@ -156,20 +195,22 @@ def check(session: Session, state: AgentState, key: str, name: str, tool: str, s
             f"once the answer reaches you after a later tool call; it passes once granted.")
 
 
-def _ask(session: Session, key: str, name: str, tool: str, subject: str, pattern: str) -> dict[str, Any]:
+def _ask(session: Session, key: str, name: str, tool: str, subject: str, pattern: str,
+         where: str | None) -> dict[str, Any]:
     """Append the approval request for this call; the entry remembers where it is, and where to look for the
     answer."""
     request = new_request_id()
     start = session.journal.end_position()
+    guard = {"tool": tool, "subject": subject, "pattern": pattern, **({} if where is None else {"cwd": where})}
     appended = session.publish("approval.requested", {
-        "request": request, "question": _question(pattern, name, tool, subject), "options": ["approve", "deny"],
-        "guard": {"tool": tool, "subject": subject, "pattern": pattern}}, sender=key)
+        "request": request, "question": _question(pattern, name, tool, subject, where),
+        "options": ["approve", "deny"], "guard": guard}, sender=key)
     return {"request": request, "asked": start.as_dict(), "seq": appended.first_seq, "scan": start.as_dict()}
 
 
-def _question(pattern: str, name: str, tool: str, subject: str) -> str:
-    """What the human is asked: the request's question, which names the exact call."""
-    verb = f"run `{subject}`" if tool == "Bash" else f"{tool} {subject}"
+def _question(pattern: str, name: str, tool: str, subject: str, where: str | None) -> str:
+    """What the human is asked: the request's question, which names the exact call (a command, and its folder)."""
+    verb = f"run `{subject}`" + (f" in {where}" if where else "") if tool == "Bash" else f"{tool} {subject}"
     return f"guardrail {pattern!r}: may {name} {verb}?"
 
 
@@ -178,7 +219,8 @@ def _well_formed(entry: dict[str, Any]) -> bool:
         isinstance(entry.get(field), dict) for field in ("asked", "scan"))
 
 
-def _is_our_request(session: Session, entry: dict[str, Any], key: str, name: str, tool: str, subject: str) -> bool:
+def _is_our_request(session: Session, entry: dict[str, Any], key: str, name: str, tool: str, subject: str,
+                    where: str | None) -> bool:
     """Whether the journal holds, where the entry says, this agent's request for this very call, asked in the words
     the guard uses (so the human saw the exact call: a request the agent wrote itself with another question, then
     pointed its entry at, grants nothing)."""
@@ -190,8 +232,8 @@ def _is_our_request(session: Session, entry: dict[str, Any], key: str, name: str
         return False
     guard = data.get("guard")
     return isinstance(guard, dict) and data.get("request") == entry["request"] and guard.get("tool") == tool \
-        and guard.get("subject") == subject and isinstance(guard.get("pattern"), str) \
-        and data.get("question") == _question(guard["pattern"], name, tool, subject)
+        and guard.get("subject") == subject and isinstance(guard.get("pattern"), str) and guard.get("cwd") == where \
+        and data.get("question") == _question(guard["pattern"], name, tool, subject, where)
 
 
 def _answer(session: Session, entry: dict[str, Any]) -> str | None:

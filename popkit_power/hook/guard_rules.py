@@ -14,29 +14,25 @@ running shell knows (`$X`, `$(...)`, a glob) may be anything, so it matches any 
 be any flags. The pattern is also
 matched as a plain glob against the command's words joined by single spaces, as before.
 
-Paths. A path pattern without `/` matches the file's name; one with `/` matches the path as given (normalized: `./`
-and `..` resolved), the absolute path, the absolute path with symlinks resolved, and the path relative to the
-call's working directory, to the project (`CLAUDE_PROJECT_DIR`) and to the git work tree the call runs in. In a
-Bash call, the files a command writes are checked too: `>` and `>>` targets, and the operands of `rm`, `mv`, `cp`,
-`tee`, `touch`, `sed -i` and the like, each against the directory the line has `cd`'d to.
+Paths. What a path pattern matches, and which files a Bash command writes (`>` targets, the operands of `rm`, `mv`,
+`cp`, `tee`, `sed -i`, `git checkout`, ...), each against the directory the line has `cd`'d to: guard_paths.py.
 
 This runs in the PreToolUse hook's process only, and imports no `re` (globs.py matches the patterns).
 """
 
 from __future__ import annotations
 
-import os
-
 from ..conflicts import WRITE_TOOLS
 from ..globs import glob_match
 from ..shell import OPAQUE, UNKNOWN, Command, ShellSyntaxError, commands, is_known
+from .guard_paths import base, changed_dir, path_matches, project_roots, written
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-MAX_SUBJECT_CHARS = 1000  # of a command or path, in the request and the agent's state
+MAX_SUBJECT_CHARS = 4000  # of a command or path the human can be asked about (a longer one is denied: guard.py)
 MAX_NESTING = 8  # wrappers and re-parsed strings inside each other
 UNREADABLE = "(a command line that cannot be read)"  # the pattern named when a line cannot be parsed
 
@@ -57,10 +53,23 @@ _WRAPPERS: dict[str, tuple[str, frozenset[str], int]] = {
     "flock": ("wE", frozenset({"--timeout", "--conflict-exit-code"}), 1), "chroot": ("", frozenset(), 1),
     "busybox": ("", frozenset(), 0),
     "taskset": ("", frozenset(), 1), "watch": ("nd", frozenset({"--interval"}), 0),
+    "strace": ("oepsuEIabPXS", frozenset({"--output", "--expr", "--attach", "--user"}), 0),
+    "ltrace": ("oepsuna", frozenset({"--output"}), 0), "unshare": ("", frozenset(), 0),
+    "nsenter": ("tSG", frozenset({"--target"}), 0), "firejail": ("", frozenset(), 0),
+    "systemd-run": ("pEuM", frozenset({"--property", "--setenv", "--unit", "--machine", "--description"}), 0),
+    "fakeroot": ("isl", frozenset(), 0), "faketime": ("f", frozenset(), 1), "proxychains": ("f", frozenset(), 0),
+    "proxychains4": ("f", frozenset(), 0), "torsocks": ("uapP", frozenset(), 0),
+    "pkexec": ("", frozenset({"--user"}), 0),
+    "xvfb-run": ("nsfeNlp", frozenset({"--server-num", "--server-args", "--auth-file", "--error-file"}), 0),
+    "dbus-launch": ("", frozenset(), 0), "ssh-agent": ("aEtP", frozenset(), 0), "catchsegv": ("", frozenset(), 0),
+    "chrt": ("", frozenset(), 1), "runuser": ("ugGl", frozenset({"--user", "--group", "--supp-group"}), 0),
+    "caffeinate": ("tw", frozenset(), 0), "cgexec": ("g", frozenset(), 0), "numactl": ("", frozenset(), 0),
 }
-_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash"})
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash", "rbash", "fish", "csh", "tcsh",
+                     "posh", "oksh", "loksh"})
 _SHELL_VALUE_OPTIONS = frozenset({"o", "O"})
-_RUNS_STRING = {"su": "c", "runuser": "c", "script": "c", "flock": "c"}  # `su -c STRING`: STRING is a command line
+#: `su -c STRING`: STRING is a command line
+_RUNS_STRING = {"su": "c", "runuser": "c", "script": "c", "flock": "c", "sg": "c"}
 _FIND_EXEC = frozenset({"-exec", "-execdir", "-ok", "-okdir"})
 #: per command, flags that mean the same: written as one short letter before flags are compared
 _SAME_FLAG: dict[str, dict[str, str]] = {
@@ -69,10 +78,6 @@ _SAME_FLAG: dict[str, dict[str, str]] = {
     "git": {"--force": "f", "--delete": "d", "--all": "a"},
     "chmod": {"--recursive": "R"}, "chown": {"--recursive": "R"},
 }
-#: commands whose operands are files they write or remove (`sed`, `perl` only with `-i`)
-_WRITERS = frozenset({"rm", "rmdir", "unlink", "shred", "mv", "cp", "tee", "touch", "truncate", "ln", "install",
-                      "chmod", "chown", "chgrp", "mkdir", "dd"})
-_IN_PLACE = frozenset({"sed", "perl"})
 
 
 def matching_rule(config: Any, tool: str, tool_input: dict[str, Any], cwd: str | None,
@@ -85,16 +90,16 @@ def matching_rule(config: Any, tool: str, tool_input: dict[str, Any], cwd: str |
             roots = project_roots(cwd, project_dir)
             for pattern in config.guardrail_paths:
                 if path_matches(path, pattern, cwd, roots):
-                    return path[:MAX_SUBJECT_CHARS], pattern
+                    return path, pattern
     elif tool == "Bash":
         line = tool_input.get("command")
         if isinstance(line, str) and line.strip() and (config.guardrail_commands or config.guardrail_paths):
             try:
                 pattern = command_rule(line, config.guardrail_commands, config.guardrail_paths, cwd, project_dir)
             except ShellSyntaxError as error:
-                return line[:MAX_SUBJECT_CHARS], f"{UNREADABLE}: {error}"
+                return line, f"{UNREADABLE}: {error}"
             if pattern is not None:
-                return line[:MAX_SUBJECT_CHARS], pattern
+                return line, pattern
     return None
 
 
@@ -111,37 +116,65 @@ def command_rule(line: str, command_patterns: tuple[str, ...], path_patterns: tu
             if rule.matches(words):
                 return rule.pattern
         if path_patterns:
-            if words[0] == "cd" and command is not None:
-                here = _cd(here, words)
-            for path in _written(words, command):
+            if words[0] in ("cd", "pushd") and command is not None:
+                here = changed_dir(here, words)
+            for path in written(words, command):
                 for pattern in path_patterns:
                     if path_matches(path, pattern, here, roots, real_dirs):
                         return pattern
     return None
 
 
-def _runs(found: list[Command], depth: int) -> Iterator[tuple[list[str], Command | None]]:
-    """Each command as written, then as each wrapper runs it, then what the strings it hands a shell run."""
+def _runs(found: list[Command], depth: int,
+          aliases: dict[str, str] | None = None) -> Iterator[tuple[list[str], Command | None]]:
+    """Each command as written, then as each wrapper or alias runs it, then what the strings it hands a shell run.
+    `aliases` are those defined earlier on the line (Claude Code's shell expands them, on the lines after)."""
     if depth > MAX_NESTING:
         raise ShellSyntaxError(f"wrappers and shells nested deeper than {MAX_NESTING}")
+    aliases = {} if aliases is None else aliases
     for command in found:
         words = command.words
         outer: Command | None = command  # redirections belong to the command as written
         while words:
             yield words, outer
             outer = None
+            if words[0] == "alias":
+                aliases.update(word.partition("=")[::2] for word in words[1:] if "=" in word and is_known(word))
+            elif words[0] in aliases:  # not again inside its own expansion, as the shell does
+                inner_aliases = {name: value for name, value in aliases.items() if name != words[0]}
+                line = " ".join([aliases[words[0]], *words[1:]])
+                yield from _runs(commands(line, depth + 1), depth + 1, inner_aliases)
             inner, code = _unwrap(words, command)
             if code is not None:
-                yield from _runs(commands(code, depth + 1), depth + 1)
+                if is_known(words[0]):
+                    yield from _runs(commands(code, depth + 1), depth + 1, aliases)
+                else:  # `$0 -c '...'`, `$SHELL -c`: a shell if the string reads as a command line
+                    yield from _maybe_runs(code, depth + 1, aliases)
             if inner is None:
                 break
             words = inner
 
 
+def _maybe_runs(code: str, depth: int, aliases: dict[str, str]) -> Iterator[tuple[list[str], Command | None]]:
+    try:
+        found = commands(code, depth)
+    except ShellSyntaxError:
+        return
+    yield from _runs(found, depth, aliases)
+
+
 def _unwrap(words: list[str], command: Command) -> tuple[list[str] | None, str | None]:
     """(the command a wrapper runs, a string it runs as a command line), either None."""
-    name = _base(words[0])
+    name = base(words[0])
     args = words[1:]
+    if not is_known(name):  # an unknown program given `-c STRING` may be a shell
+        return None, _shell_code(args, command) if args else None
+    if name in _RUNS_STRING:
+        string = _string_option(args, _RUNS_STRING[name])
+        if string is not None or name not in _WRAPPERS:
+            return None, string
+    if name == "parallel":
+        return _parallel(args)
     if name in _WRAPPERS:
         value_short, value_long, operands = _WRAPPERS[name]
         index, code = 0, None
@@ -179,6 +212,8 @@ def _unwrap(words: list[str], command: Command) -> tuple[list[str] | None, str |
         if name == "watch" and rest:
             return None, " ".join(rest)
         if name == "xargs" and rest:
+            replace = _xargs_replace(args[:index])  # `-I{}`: each word holding it becomes what is read
+            rest = [OPAQUE if replace and replace in word else word for word in rest]
             rest = [*rest, OPAQUE]  # the words it reads from its input (file names, as a rule)
         return (rest or None), code
     if name in _SHELLS:
@@ -187,13 +222,6 @@ def _unwrap(words: list[str], command: Command) -> tuple[list[str] | None, str |
         return None, args[0] if is_known(args[0]) else None
     if name == "eval":
         return None, " ".join(args) if args and all(is_known(word) for word in args) else None
-    if name in _RUNS_STRING:
-        letter = _RUNS_STRING[name]
-        for index, word in enumerate(args[:-1]):
-            if word in (f"-{letter}", "--command") or (word.startswith("-") and not word.startswith("--") \
-                    and word.endswith(letter)):
-                return None, args[index + 1]
-        return None, None
     if name == "find":
         for index, word in enumerate(args):
             if word in _FIND_EXEC:
@@ -202,6 +230,47 @@ def _unwrap(words: list[str], command: Command) -> tuple[list[str] | None, str |
                 inner = [OPAQUE if item == "{}" else item for item in rest[:end]]
                 return inner or None, None
     return None, None
+
+
+def _string_option(args: list[str], letter: str) -> str | None:
+    """The command line given to `su -c STRING` (also `-cSTRING`, `-lc STRING`, `--command[=]STRING`)."""
+    for index, word in enumerate(args):
+        following = args[index + 1] if index + 1 < len(args) else None
+        if word.startswith("--command"):
+            flag, equals, value = word.partition("=")
+            if flag == "--command":
+                return value if equals else following
+        elif word.startswith("-") and not word.startswith("--") and letter in word:
+            at = word.index(letter)
+            return word[at + 1:] or following
+    return None
+
+
+def _xargs_replace(options: list[str]) -> str | None:
+    """The string `xargs -I STRING` (`-ISTRING`, `--replace[=STRING]`, `-i`) replaces, if any."""
+    for index, word in enumerate(options):
+        if word == "-I" and index + 1 < len(options):
+            return options[index + 1]
+        if word.startswith("-I") and len(word) > 2:
+            return word[2:]
+        if word == "-i" or word == "--replace":
+            return "{}"
+        if word.startswith("--replace=") or word.startswith("-i"):
+            return word.partition("=")[2] or word[2:] or "{}"
+    return None
+
+
+def _parallel(args: list[str]) -> tuple[list[str] | None, str | None]:
+    """`parallel [options] COMMAND ::: ARGS` runs COMMAND with each; with no COMMAND, each ARG is a command line."""
+    index = 0
+    while index < len(args) and args[index].startswith("-") and args[index] not in (":::", "::::"):
+        index += 2 if args[index] in ("-j", "-S", "--jobs", "-a", "--arg-file") else 1
+    rest = args[index:]
+    end = next((at for at, word in enumerate(rest) if word in (":::", "::::", ":::+")), len(rest))
+    if end:  # `{}`, `{.}`, `{1}`...: replaced by what is read
+        return [*(OPAQUE if "{" in word and "}" in word else word for word in rest[:end]), OPAQUE], None
+    inputs = [word for word in rest[end + 1:] if word not in (":::", "::::", ":::+")]
+    return None, "\n".join(inputs) if inputs and all(map(is_known, inputs)) else None
 
 
 def _shell_code(args: list[str], command: Command) -> str | None:
@@ -230,28 +299,6 @@ def _shell_code(args: list[str], command: Command) -> str | None:
     return None
 
 
-def _cd(here: str | None, words: list[str]) -> str | None:
-    target = [word for word in words[1:] if not word.startswith("-")]
-    if not target:
-        return os.environ.get("HOME")
-    if not is_known(target[0]) or target[0] == "-":
-        return None
-    return os.path.normpath(os.path.join(here, target[0])) if here else None
-
-
-def _written(words: list[str], command: Command | None) -> Iterator[str]:
-    """The files this command writes or removes, where it says so plainly."""
-    if command is not None:
-        yield from (path for path in command.redirects if is_known(path))
-    name = _base(words[0])
-    operands = [word for word in words[1:] if not word.startswith("-") and is_known(word)]
-    if name == "dd":
-        yield from (word[3:] for word in operands if word.startswith("of="))
-    elif name in _WRITERS or (name in _IN_PLACE and any(
-            word.startswith("-") and not word.startswith("--") and "i" in word for word in words[1:])):
-        yield from operands
-
-
 class _Rule:
     """One command pattern, read as words: name, short flags, long flags, other words."""
 
@@ -261,7 +308,7 @@ class _Rule:
         self.pattern = pattern
         words = pattern.split()
         self.name = words[0]
-        same = _SAME_FLAG.get(_base(self.name), {})
+        same = _SAME_FLAG.get(base(self.name), {})
         self.short: set[str] = set()
         self.long: list[str] = []
         self.operands: list[str] = []
@@ -281,10 +328,12 @@ class _Rule:
     def matches(self, words: list[str]) -> bool:
         if all(map(is_known, words)) and glob_match(" ".join(words), self.pattern):
             return True  # the pattern as a plain glob, as guardrails were matched before commands were parsed
-        name = words[0] if "/" in self.name else _base(words[0])
+        name = words[0] if "/" in self.name else base(words[0])
         if is_known(name) and not glob_match(name, self.name):
             return False
-        same = _SAME_FLAG.get(_base(self.name), {})
+        if len(words) == 1 and UNKNOWN in words[0]:  # `$CMD`, `"$@"`: it may be this whole command
+            return True
+        same = _SAME_FLAG.get(base(self.name), {})
         short: set[str] = set()
         long: list[str] = []
         operands: list[tuple[str, bool]] = []  # (word, may be a flag's value)
@@ -303,7 +352,7 @@ class _Rule:
                 options_end = True
             elif word.startswith("--"):
                 flag, equals, _ = word.partition("=")
-                alias = same.get(flag)
+                alias = same.get(flag) or same.get(_unique_prefix(flag, same))
                 if alias:
                     short.add(alias)
                 else:
@@ -313,7 +362,7 @@ class _Rule:
                 short.update(same.get(letter, letter) for letter in word[1:])
                 after_flag = True
         if not wild and (not self.short <= short or
-                         not all(any(glob_match(flag, want) for flag in long) for want in self.long)):
+                         not all(any(_long_match(flag, want) for flag in long) for want in self.long)):
             return False
         return self._operands_match(operands)
 
@@ -336,65 +385,13 @@ class _Rule:
         return count in states
 
 
-def path_matches(path: str, pattern: str, cwd: str | None, roots: list[str],
-                 real_dirs: dict[str, str] | None = None) -> bool:
-    """Whether a file path matches a guardrail path pattern (see the module's docstring). `real_dirs` caches the
-    folders' resolved paths across the calls of one check."""
-    given = os.path.normpath(path)
-    absolute = given if os.path.isabs(given) else os.path.normpath(os.path.join(cwd, given)) if cwd else None
-    candidates = {given}
-    if absolute is not None:
-        real = _real_path(absolute, {} if real_dirs is None else real_dirs)
-        candidates.update((absolute, real))
-        for root in roots:
-            for full in (absolute, real):
-                relative = os.path.relpath(full, root)
-                if relative != ".." and not relative.startswith("../"):
-                    candidates.add(relative)
-    if "/" not in pattern:
-        return any(glob_match(os.path.basename(candidate), pattern) for candidate in candidates)
-    pattern = os.path.normpath(pattern) + ("/" if pattern.endswith("/") else "")
-    if pattern.endswith("/"):
-        pattern += "*"
-    folder = pattern[:-2] if pattern.endswith("/*") else None  # a write into the guarded folder itself (`mv x dir/`)
-    return any(glob_match(candidate, pattern) or candidate == folder for candidate in candidates)
+def _long_match(flag: str, want: str) -> bool:
+    """A long flag as written matches the pattern's: by glob, or as a start of it (`--har` is `--hard`: GNU and git
+    take any unambiguous start of a long option)."""
+    return glob_match(flag, want) or (len(flag) > 2 and want.startswith(flag))
 
 
-def _real_path(absolute: str, real_dirs: dict[str, str]) -> str:
-    """`os.path.realpath`, with the folder's part cached (a long command line names many files in few folders)."""
-    folder, name = os.path.split(absolute)
-    real_folder = real_dirs.get(folder)
-    if real_folder is None:
-        real_folder = real_dirs[folder] = os.path.realpath(folder)
-    real = os.path.join(real_folder, name)
-    return os.path.realpath(real) if os.path.islink(real) else real
-
-
-def project_roots(cwd: str | None, project_dir: str | None) -> list[str]:
-    """The folders a relative path pattern is read from: the call's folder, the project, the git work tree."""
-    roots: list[str] = []
-    for root in (cwd, project_dir, _work_tree(cwd)):
-        if root and os.path.isabs(root):
-            for form in (os.path.normpath(root), os.path.realpath(root)):
-                if form not in roots:
-                    roots.append(form)
-    return roots
-
-
-def _work_tree(cwd: str | None) -> str | None:
-    """The nearest folder at or above `cwd` holding `.git` (a directory, or a worktree's file)."""
-    if not cwd or not os.path.isabs(cwd):
-        return None
-    here = os.path.normpath(cwd)
-    for _ in range(64):
-        if os.path.lexists(os.path.join(here, ".git")):
-            return here
-        parent = os.path.dirname(here)
-        if parent == here:
-            return None
-        here = parent
-    return None
-
-
-def _base(word: str) -> str:
-    return word.rsplit("/", 1)[-1]
+def _unique_prefix(flag: str, same: dict[str, str]) -> str:
+    """The one long option of `same` that `flag` starts (`--rec` is `--recursive`), else ""."""
+    found = [option for option in same if option.startswith("--") and len(flag) > 2 and option.startswith(flag)]
+    return found[0] if len(found) == 1 else ""
