@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 
 from ._fs import check_dir, open_file, private_dir, read_file, write_file_atomically
-from .errors import SessionError, UnsafePathError
+from .errors import PowerModeError, SessionError, UnsafePathError
 
 ENV_HOME = "POPKIT_POWER_HOME"
 LOCAL_DIR = ".popkit-power"  # the power directory outside git: here, or in the nearest folder above that has one
@@ -183,9 +183,25 @@ def trusted_active_session(power_dir: str) -> str | None:
     a planted one (an unpacked archive's `.popkit-power`) puts nothing into any agent's context. One stat more than
     `active_session`, and only with Power Mode on."""
     session_id, info = _active(power_dir)
-    if session_id is None or info is None or _named(power_dir):
+    if session_id is None or info is None or _named(power_dir) or os.path.exists(_marker(info)):
         return session_id
-    return session_id if os.path.exists(_marker(info)) else None
+    return session_id if _adopted(power_dir, session_id) else None
+
+
+def _adopted(power_dir: str, session_id: str) -> bool:
+    """Whether a power directory with no marker is this machine's all the same, as one made active by a version
+    from before the markers is: a coordinator runs for its active session here now (its lease is held, and a lease
+    is a lock that only a live process on this machine holds, which a planted directory's files cannot fake). Then
+    it is marked, and trusted from then on. The rare path of the hook: only without a marker."""
+    from .lease import held
+
+    try:
+        if not held(session_dir(power_dir, session_id)):
+            return False
+        trust(power_dir)
+    except (OSError, PowerModeError):
+        return False
+    return True
 
 
 def _active(power_dir: str) -> tuple[str | None, os.stat_result | None]:
@@ -259,7 +275,10 @@ def is_trusted(power_dir: str) -> bool:
         info = check_dir(power_dir, for_writing=False)
     except FileNotFoundError:
         return True
-    return os.path.exists(_marker(info))
+    if os.path.exists(_marker(info)):
+        return True
+    session_id = active_session(power_dir)
+    return session_id is not None and _adopted(power_dir, session_id)
 
 
 def trust(power_dir: str) -> str:

@@ -12,8 +12,6 @@ import os
 import time
 from typing import Any
 
-import orjson
-
 from ._fs import open_file, read_file, write_file_atomically
 from ._lock import LOCK_EX, LOCK_NB, LOCK_SH, LOCK_UN, flock
 from .errors import CoordinatorRunningError
@@ -28,6 +26,8 @@ HOLDER_BYTES = 1024
 
 def holder(session_dir: str, name: str = COORDINATOR) -> dict[str, Any] | None:
     """Who holds (or last held) the session's coordinator (or replicator) lease, as written when it was taken."""
+    import orjson  # here, not at the top: the hook imports `held` (home._adopted) and never this
+
     try:
         found = orjson.loads(read_file(os.path.join(session_dir, f"{name}.json"), 65536))
     except (OSError, ValueError):
@@ -129,6 +129,8 @@ class Lease:
 
 def _padded(holder: dict[str, Any]) -> bytes:
     """The holder as JSON padded with spaces to HOLDER_BYTES (a detail too long is cut to fit)."""
+    import orjson
+
     data = orjson.dumps(holder)
     if len(data) >= HOLDER_BYTES and holder.get("detail"):
         data = orjson.dumps({**holder, "detail": str(holder["detail"])[:HOLDER_BYTES // 4]})

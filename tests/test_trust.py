@@ -141,3 +141,23 @@ def test_start_takes_a_power_directory_that_holds_only_a_config_written_before_i
     assert started.returncode == 0, started.stderr
     assert "did not make: check it if you did not write it" in started.stderr
     assert is_trusted(str(power)) and "Mine" in hook(project)
+
+
+def test_a_directory_whose_coordinator_runs_here_is_adopted_and_a_planted_lease_file_is_not(
+        unpacked: Path, tmp_path: Path) -> None:
+    """A power directory made active by a version from before the markers has none, yet its coordinator runs on this
+    machine: the hook speaks from it (an upgrade in the middle of a session must not silence every agent) and marks
+    it. The same files with nobody holding the lease (a planted `coordinator.lock` and `coordinator.json`) stay
+    silent."""
+    from popkit_power.home import active_session, session_dir
+    from popkit_power.lease import Lease
+
+    power = unpacked / LOCAL_DIR
+    directory = session_dir(str(power), active_session(str(power)) or "")
+    Path(directory, "coordinator.lock").touch(mode=0o600)
+    assert hook(unpacked) == "" and not is_trusted(str(power)), "a lock file nobody holds proves nothing"
+    with Lease(directory):  # a live process of this machine holds the session's coordinator lease, as a coordinator
+        assert OBJECTIVE in hook(unpacked)
+    info = os.lstat(power)
+    assert f"{info.st_dev:x}-{info.st_ino:x}" in os.listdir(trust_dir()), "marked from then on"
+    assert is_trusted(str(power))
