@@ -30,7 +30,7 @@ from .story import story
 HOOK_SCRIPT = "popkit-power-hook"
 HOOK_TIMEOUT = 30.0
 #: What a line of news starts with, per kind the script waits for (hook/texts.py writes them).
-NEWS_MARKS = {"orphaned": "- [orphaned task", "approval": "- [approval "}
+NEWS_MARKS = {"orphaned": "- [orphaned task", "approval": "- [approval ", "insight": "- [insight from "}
 _CLAIM = re.compile(r"popkit-power claim (\S+)")
 
 

@@ -92,6 +92,9 @@ def story(seed: int = DEFAULT_SEED) -> dict[str, Any]:
             ("until", "approval", "Read", {"file_path": test_files[0]}),
             ("tool", "Bash", {"command": "alembic upgrade 0042_add_sessions", "description": "run the migration"}),
             ("tool", "Bash", {"command": "pytest -q tests/test_login.py", "description": "run the login tests"}),
+            # ben's insight is what the tests check against: she does not finish before it reached her (on a busy
+            # machine ben can be slower than her whole script)
+            ("until", "insight", "Read", {"file_path": test_files[0]}),
             ("power", "done", tests, "--result", "tests/test_login.py passes against the migrated database"),
             ("stop",),
         ],
