@@ -23,16 +23,16 @@ from test_replication import facts, join, sync
 from popkit_power.errors import TransportError
 from popkit_power.replication.memory import MemoryTransport
 from popkit_power.replication.replicator import Replicator
-from popkit_power.session import start_session
+from popkit_power.session import Session, start_session
 
 CLAIMS = "claim,create"
 EVERYTHING = "claim,create,release,assign,complete"
 
 
-def interleaved(tmp_path: Path, seed: int, actions: str, *, restarts: bool = False,
-                steps: int = 120) -> list[dict[str, Any]]:
-    """Run the seeded interleaving and return each machine's facts (test_replication.facts) once all is synced."""
-    rng = random.Random(seed)
+def three_machines(tmp_path: Path) -> tuple[Session, list[Session], MemoryTransport, list[Replicator],
+                                             dict[int, list[str]]]:
+    """Three machines of one session over one memory server, two agents each and six open tasks, all synced: the
+    session opened on the first, its sessions, the server, their replicators and each machine's agents."""
     a = start_session(str(tmp_path / "m0"), "Convergence", sender="human")
     sessions = [a, join(tmp_path / "m1", a.id), join(tmp_path / "m2", a.id)]
     server = MemoryTransport()
@@ -45,6 +45,14 @@ def interleaved(tmp_path: Path, seed: int, actions: str, *, restarts: bool = Fal
     for n in range(6):
         a.publish("task.created", {"task": f"t{n}", "title": f"task {n}"}, sender="human")
     sync(*replicators)
+    return a, sessions, server, replicators, agents
+
+
+def interleaved(tmp_path: Path, seed: int, actions: str, *, restarts: bool = False,
+                steps: int = 120) -> list[dict[str, Any]]:
+    """Run the seeded interleaving and return each machine's facts (test_replication.facts) once all is synced."""
+    rng = random.Random(seed)
+    _a, sessions, server, replicators, agents = three_machines(tmp_path)
     allowed = set(actions.split(","))
     for step in range(steps):
         n = rng.randrange(3)

@@ -17,13 +17,12 @@ from typing import Any
 
 import pytest
 from support import until
+from test_convergence import three_machines
 from test_machines import hook_call, work
-from test_replication import facts, join, sync
+from test_replication import facts, sync
 
 from popkit_power.errors import TransportError
 from popkit_power.home import set_active_session
-from popkit_power.replication.memory import MemoryTransport
-from popkit_power.replication.replicator import Replicator
 from popkit_power.session import Session, start_session
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"
@@ -118,18 +117,7 @@ def test_results_and_releases_from_agents_that_do_not_hold_the_task_converge_to_
     same tasks, owners, finished tasks and current tasks, and every finished task was finished by its holder or by
     the human."""
     rng = random.Random(seed)
-    a = start_session(str(tmp_path / "m0"), "Convergence", sender="human")
-    sessions = [a, join(tmp_path / "m1", a.id), join(tmp_path / "m2", a.id)]
-    server = MemoryTransport()
-    replicators = [Replicator(session, transport)
-                   for session, transport in zip(sessions, [server, server.sibling(), server.sibling()], strict=True)]
-    agents = {n: [f"ag{n}{k}:main" for k in range(2)] for n in range(3)}
-    for n, session in enumerate(sessions):
-        for agent in agents[n]:
-            session.publish("agent.joined", {"name": agent}, sender=agent)
-    for n in range(6):
-        a.publish("task.created", {"task": f"t{n}", "title": f"task {n}"}, sender="human")
-    sync(*replicators)
+    _a, sessions, _server, replicators, agents = three_machines(tmp_path)
     for _step in range(150):
         n = rng.randrange(3)
         session, agent, roll = sessions[n], rng.choice(agents[n]), rng.random()
