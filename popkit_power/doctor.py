@@ -28,7 +28,7 @@ from .errors import ConfigError, PowerModeError
 from .home import active_session, check_power_dir, list_sessions
 from .hook.log import LOG_FILE
 from .install import HOOK_SCRIPT, PLUGIN_COMMAND
-from .lease import trouble
+from .lease import DISK_FULL, trouble
 from .problems import unreported_problem, untrusted_problem
 from .session import Session
 from .status import coordinator_health, mode_info, replication_info, short_names, skipped_entries
@@ -233,8 +233,10 @@ def _coordinator(power_dir: str, config: Config) -> Check:
                      f"agent that dies", fix)
     problem = trouble(session.dir)
     if problem is not None:
-        return Check("coordinator", FAIL, f"it runs but cannot append its decisions: {problem}",
-                     ("free space on the disk that holds the power directory: it appends again by itself",))
+        advice = ("free space on the disk that holds the power directory: it appends again by itself"
+                  if problem.startswith(DISK_FULL) else f"see {session.dir}/coordinator.log: it retries by itself "
+                  f"once what is named there is fixed")
+        return Check("coordinator", FAIL, f"it runs but cannot append its decisions: {problem}", (advice,))
     if not health["alive"]:
         return Check("coordinator", WARN, f"it holds the session but its last status is {health['ago']} "
                      f"(expected every {config.heartbeat_seconds:g} s)", (f"see {session.dir}/coordinator.log",))

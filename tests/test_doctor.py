@@ -173,3 +173,23 @@ def test_doctor_on_a_fresh_machine(power_dir: str, project: Path) -> None:
 @pytest.fixture
 def session(power_dir: str) -> Any:
     return start_session(power_dir, "Doctor", sender="human")
+
+
+@pytest.mark.parametrize(("condition", "advice"), [
+    ("disk full", "free space on the disk that holds the power directory"),
+    ("failing", "coordinator.log: it retries by itself once what is named there is fixed"),
+])
+def test_a_coordinator_in_trouble_gets_advice_that_fits_its_trouble(tmp_path: Path, condition: str,
+                                                                      advice: str) -> None:
+    """A coordinator that runs but cannot append says why in its lease file; doctor's advice fits: free space for a
+    full disk, its log for anything else (a symlink planted among the segments is not cured by free space)."""
+    from popkit_power.config import load_config
+    from popkit_power.doctor import _coordinator
+    from popkit_power.lease import Lease
+
+    session = start_session(str(tmp_path / "power"), "Coordinate", sender="human")
+    with Lease(session.dir) as lease:  # this process holds the session's coordinator lease, as a coordinator does
+        lease.note(condition, "the detail")
+        check = _coordinator(session.power_dir, load_config(session.power_dir))
+    assert check.verdict == "FAIL" and f"cannot append its decisions: {condition}" in check.found, check
+    assert advice in " ".join(check.fixes) and len(check.fixes) == 1, check.fixes
