@@ -69,7 +69,7 @@ class Outbox:
         """Read and build the batch after `sent` (in flight) for the next `take`. Never raises: what went wrong is
         met again, and reported, when that batch is read for real."""
         self._prepared = None
-        if not sent.full:
+        if not sent.full or not sent.events:  # (full and empty: the reader crossed into a new segment, nothing read)
             return  # most likely nothing more to push yet: read when the time comes
         try:
             self._prepared = self._read(sent.end, sent.events[-1]["seq"])

@@ -168,3 +168,16 @@ def test_large_events_go_in_batches_under_upstash_s_request_limit(bridge: Any, t
     pulled = [e["data"]["text"][:3] for e in events(b) if e["origin"] == a.origin and e["from"] == "alice:main"]
     assert pulled == [f"{n} " + "x" * (1 if n < 10 else 0) for n in range(24)]
     assert_exactly_once(one.transport, [a, b])
+
+
+def test_a_full_batch_that_read_nothing_prepares_nothing_and_raises_nothing(tmp_path: Path) -> None:
+    """A batch can be full with no events (its reader crossed into a new segment without returning a record): the
+    read-ahead then has no last seq to go on from, and must leave the next batch to be read when its time comes."""
+    a, _ = small_batches(tmp_path)
+    write(a, "alice", BATCH)
+    box = outbox.Outbox(a.journal, a.origin, BATCH, LAYOUT, 0)
+    start = a.journal.reader().position
+    empty = outbox.Batch(start=start, after=0, events=[], end=start, args=[], full=True)
+    box.prepare(empty)
+    batch = box.take(start, 0)
+    assert [event["seq"] for event in batch.events] == list(range(1, BATCH + 1)), "read for real, from its start"
