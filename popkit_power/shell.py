@@ -1,21 +1,13 @@
 """A Bash command line read as the shell reads it: every simple command it can run, as words after quote removal.
 
 The guardrails (hook/guard_rules.py) match their patterns against these commands, so `git  push`, `(git push)`,
-`sleep 0 & git push`, `$(git push)`, `g\\it push` and `G=git; $G push` all show the command `git push`. What this
-reads: lists (`;`, `&`, `&&`, `||`, newlines), pipes, subshells, `{ }` groups, `if`/`while`/`for`/`case` bodies,
-function bodies, command and process substitution (also inside double quotes, `${...}` and unquoted here-documents),
-backquotes, all quoting (`'...'`, `"..."`, `$'...'` with its escapes, backslashes, line continuations), brace
-expansion (`{git,push}`), here-documents and here-strings (kept as the command's input, `Command.stdin`), and
-variables assigned earlier on the same line. A part whose value cannot be known here (a variable from the
-environment, a command's output, an arithmetic result, a glob) is kept in its word as `UNKNOWN` (unquoted: it may
-become several words, flags too) or `OPAQUE` (one word, or a glob's file names): a matcher takes it to be anything.
-
-A line the shell itself would refuse (an unclosed quote, parenthesis or substitution) raises ShellSyntaxError: the
-guard fails closed on it. This parser was written, rather than taken from bashlex or tree-sitter-bash, because both
-failed cases the guard must read or cost more than the hook's budget (figures in tools/BENCHMARKS.md).
-
-The words themselves (quoting, expansions) are read by shell_words.py. It imports nothing else: it runs in the
-PreToolUse hook's process.
+`sleep 0 & git push`, `$(git push)`, `g\\it push` and `G=git; $G push` all show the command `git push`; what it reads
+is listed in docs/design.md ("Guardrails"). A part whose value cannot be known here (the environment, a command's
+output, a glob) stays in its word as `UNKNOWN` (unquoted: it may become several words, flags too) or `OPAQUE` (one
+word): a matcher takes it to be anything. A line the shell itself would refuse raises ShellSyntaxError, and the
+guard fails closed on it. Written here rather than taken from bashlex or tree-sitter-bash, which failed lines the
+guard must read and cost more than the hook's budget (tools/BENCHMARKS.md). The words themselves (quoting,
+expansions) are read by shell_words.py. It imports nothing else: it runs in the PreToolUse hook's process.
 """
 
 from __future__ import annotations
