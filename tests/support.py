@@ -348,3 +348,23 @@ def remove_tree(path: str) -> None:
         if not os.path.lexists(path):
             return
     raise AssertionError(f"{path} could not be removed")
+
+
+def race_barrier(event_prefix: str, variable: str) -> str:
+    """A sitecustomize.py for racing CLI processes (loaded through PYTHONPATH): each one, just before it appends an
+    event whose type starts with `event_prefix`, marks itself in the folder named by $`variable` and waits (60 s at
+    most) until two have come that far, so both appends reach the journal and its order decides."""
+    return f"""
+import os, time
+from popkit_power.session import Session
+_publish = Session.publish
+def publish(self, event_type, data, **kwargs):
+    if event_type.startswith({event_prefix!r}) and os.environ.get({variable!r}):
+        barrier = os.environ[{variable!r}]
+        open(os.path.join(barrier, str(os.getpid())), "w").close()
+        deadline = time.monotonic() + 60
+        while len(os.listdir(barrier)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.002)
+    return _publish(self, event_type, data, **kwargs)
+Session.publish = publish
+"""

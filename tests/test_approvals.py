@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import race_barrier
 from test_cli import outside_claude_code  # noqa: F401  - autouse: the CLI runs as a person at a terminal
 
 from popkit_power import provenance
@@ -19,20 +20,7 @@ SCRIPT = Path(sys.executable).parent / "popkit-power"
 ASKER = "c0ffee00-1111:main"
 #: Loaded into both racers (sitecustomize): each waits, just before it appends its answer, until the other one has
 #: read the request as pending too, so both answers are written and the journal's order decides.
-RACE_BARRIER = """
-import os, time
-from popkit_power.session import Session
-_publish = Session.publish
-def publish(self, event_type, data, **kwargs):
-    if event_type.startswith("approval.") and os.environ.get("ANSWER_BARRIER"):
-        barrier = os.environ["ANSWER_BARRIER"]
-        open(os.path.join(barrier, str(os.getpid())), "w").close()
-        deadline = time.monotonic() + 60
-        while len(os.listdir(barrier)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.002)
-    return _publish(self, event_type, data, **kwargs)
-Session.publish = publish
-"""
+RACE_BARRIER = race_barrier("approval.", "ANSWER_BARRIER")
 
 
 @pytest.fixture

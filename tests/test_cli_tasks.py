@@ -373,20 +373,7 @@ def test_the_winner_is_decided_as_of_its_own_claim(session: Session, monkeypatch
 
 #: Loaded by the claim processes of the race below (through PYTHONPATH): each waits, after it has read the task as
 #: orphaned and before it appends its claim, until every racer has come that far, so both claims reach the journal.
-RACE_BARRIER = """
-import os, time
-from popkit_power.session import Session
-_publish = Session.publish
-def publish(self, event_type, data, **kwargs):
-    if event_type == "task.claimed":
-        barrier = os.environ["CLAIM_BARRIER"]
-        open(os.path.join(barrier, str(os.getpid())), "w").close()
-        deadline = time.monotonic() + 60
-        while len(os.listdir(barrier)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.002)
-    return _publish(self, event_type, data, **kwargs)
-Session.publish = publish
-"""
+RACE_BARRIER = support.race_barrier("task.claimed", "CLAIM_BARRIER")
 
 
 @pytest.mark.parametrize("meeting", ["after reading the task", "as they come"])
