@@ -6,6 +6,7 @@ Nothing here is specific to the end-to-end tests under tests/e2e/ (they have the
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -55,3 +56,13 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
     """A bare journal directory with default settings, closed after the test."""
     with Journal(str(tmp_path / "journal")) as opened:
         yield opened
+
+
+@pytest.fixture
+def claude_pids() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes standing in for Claude Code; whatever is left is killed after the test."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        process.kill()
+        process.wait()

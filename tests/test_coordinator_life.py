@@ -159,15 +159,6 @@ def test_decisions_that_do_not_come_back_from_the_journal_are_not_made_again(tmp
     assert len(statuses) <= 2, f"{len(statuses)} heartbeats appended while its decisions did not come back"
 
 
-@pytest.fixture
-def claude_pids() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        process.kill()
-        process.wait()
-
-
 @pytest.mark.parametrize("how", ["removed", "restored from a copy"])
 def test_a_waiter_ends_when_its_session_directory_is_removed_or_replaced(
         tmp_path: Path, claude_pids: list[subprocess.Popen[bytes]], how: str) -> None:

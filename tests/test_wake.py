@@ -7,7 +7,6 @@ import io
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +27,6 @@ OTHER_AGENT = "beef0000-1111-2222-3333-444455556666:main"
 @pytest.fixture
 def session(tmp_path: Path) -> Session:
     return start_session(str(tmp_path / "power"), "Ship the parser", sender="human")
-
-
-@pytest.fixture
-def claude_pids() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Processes standing in for Claude Code; whatever is left is killed after the test."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        process.kill()
-        process.wait()
 
 
 def fake_claude(started: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
