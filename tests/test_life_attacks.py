@@ -25,7 +25,7 @@ from test_task_taken import (
     session,  # noqa: F401  - a fixture
     told,
 )
-from test_wake import WAIT, claude_pids, fake_claude, start_waiter, stop, waiting  # noqa: F401  - a fixture
+from test_wake import WAIT, fake_claude, start_waiter, stop, waiting
 
 from popkit_power.session import Session, start_session
 

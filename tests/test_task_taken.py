@@ -16,7 +16,7 @@ from test_cli import outside_claude_code  # noqa: F401  - autouse: the CLI runs 
 from test_cli_agents import cli, records, refusal
 from test_hook import CLAUDE, HOOK_SCRIPT, payload, tool
 from test_task_order_attacks import event, joined, journal, placed, view
-from test_wake import WAIT, claude_pids, fake_claude, start_waiter, stop, waiting  # noqa: F401  - a fixture
+from test_wake import WAIT, fake_claude, start_waiter, stop, waiting
 
 from popkit_power.errors import SessionError
 from popkit_power.projector import find_task_anywhere, project
@@ -207,7 +207,7 @@ def test_the_holders_next_hook_call_carries_the_notice_once_and_it_no_longer_sho
 
 @pytest.mark.parametrize("how", ["release", "reassign"])
 def test_an_idle_holder_is_woken_by_its_waiter(session: Session, how: str,
-                                              claude_pids: list[subprocess.Popen[bytes]]) -> None:  # noqa: F811
+                                              claude_pids: list[subprocess.Popen[bytes]]) -> None:
     assert hook(session, stop()).returncode == 0  # its turn ended: idle
     waiter = start_waiter(session, fake_claude(claude_pids).pid)
     waiting(session, waiter)
