@@ -91,7 +91,7 @@ class ProcessWatch:
                 running[key] = self._pidfds[key][1] not in exited  # it was opened on ran, or exited, whoever
                 continue                                             # holds its pid now
             verdict = still_running(pid, agent.get("pid_start"))
-            if verdict and key not in self._pidfds:
+            if verdict:
                 if self._watch(key, pid):  # the pid cannot be reused while the pidfd is open: check it again
                     verdict = still_running(pid, agent.get("pid_start"))
                 else:
