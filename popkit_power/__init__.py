@@ -26,7 +26,7 @@ if TYPE_CHECKING:
         SessionError,
         UnsafePathError,
     )
-    from .journal import Journal, Position
+    from .journal.writer import Journal, Position
     from .projector import Rules, apply, new_state, project
     from .session import Session, start_session, stop_session
 
@@ -37,7 +37,7 @@ _PUBLIC = {
     "PowerModeError": "errors", "ConfigError": "errors", "ProtocolError": "errors", "SessionError": "errors",
     "HookInputError": "errors", "UnsafePathError": "errors", "JournalError": "errors",
     "RecordTooLargeError": "errors",
-    "Journal": "journal", "Position": "journal",
+    "Journal": "journal.writer", "Position": "journal.writer",
     "Config": "config", "load_config": "config",
     "Session": "session", "start_session": "session", "stop_session": "session",
     "Rules": "projector", "apply": "projector", "new_state": "projector", "project": "projector",

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 
-from . import codec
 from ._fs import read_file, write_file_atomically
 from .errors import ConfigError, UnsafePathError
-from .journal import DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_MAX_BYTES, DURABILITY_FLUSH, DURABILITY_FSYNC
+from .journal import codec
+from .journal.records import DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_MAX_BYTES, DURABILITY_FLUSH, DURABILITY_FSYNC
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

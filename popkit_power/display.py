@@ -7,7 +7,7 @@
     marked(name, shown)  `shown` (the name as the caller cuts it) with MARK in front when `name` looks reserved
 
 The one rule for every place that shows a name to someone who trusts it: the hook's texts to agents (hook/texts.py),
-status, replay and the timeline (status.short_names, status.sender_name). Only the exact senders are named so; a
+status, replay and the timeline (display.short_names, display.sender_name). Only the exact senders are named so; a
 lookalike keeps its name, marked, so that it can still be told from the others and addressed.
 
 The skeleton reads a run that a bidi control reverses (`\u202enamuh`) in the order it is shown, folds compatibility
@@ -22,7 +22,13 @@ This module is on the hook's hot path: it imports nothing at module level but ke
 
 from __future__ import annotations
 
-from .keys import RESERVED_SENDERS
+from .keys import COORDINATOR, HUMAN, RESERVED_SENDERS, agent_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .fold.model import State
 
 #: What goes in front of a name that reads like a reserved sender's (`?hum\u0430n`).
 MARK = "?"
@@ -96,3 +102,91 @@ def _as_displayed(text: str) -> str:
             out.append(char)
     out.extend(reversed(run or []))
     return "".join(out)
+
+
+# -- names and texts as a person reads them ---------------------------------------------------------------------
+
+#: A short name longer than this is cut (with an ellipsis): names come from agents, and an agent may send anything.
+MAX_NAME_CHARS = 32
+
+
+def clean(text: Any, limit: int) -> str:
+    """`text` as one line a terminal shows as it is: whitespace runs become one space, other control characters
+    (an escape sequence's ESC among them) become U+FFFD, and past `limit` characters it is cut with an ellipsis."""
+    line = str(text)
+    cut = len(line) > 4 * limit  # a megabyte of name costs no more than a long one
+    if cut:
+        line = line[: 4 * limit]
+    if not line.isprintable():
+        line = "".join(c if c.isprintable() else " " if c.isspace() else "\ufffd" for c in line)
+    line = " ".join(line.split())
+    if cut or len(line) > limit:
+        line = line[: max(limit - 1, 0)] + "\u2026"
+    return line
+
+
+def short_names(state: State) -> dict[str, str]:
+    """One short name for every agent and sender the state mentions, by key: the agent's own name (what the hook
+    gave it), else `keys.agent_name(key)`; never the raw key where a name exists.
+
+    Names are made safe to show (control characters out, at most MAX_NAME_CHARS) and unique, ignoring case: of two
+    agents with one name the later gets `#2`. No agent is shown as `human` or `coordinator`: those two names are
+    the senders a reader trusts, and a name that reads like one (`hum\u0430n`, with U+0430, a Cyrillic a) is marked
+    (display.py)."""
+    agents: dict[str, dict[str, Any]] = state["agents"]
+    keys = list(agents)
+    for task in (*state["tasks"].values(), *state["finished"].values()):
+        keys.extend(task.get(field) for field in ("owner", "previous_owner", "created_by", "completed_by"))
+    keys.extend(approval.get("from") for approval in state["approvals"].values())
+    keys.extend(insight.get("from") for insight in state["insights"])
+    for conflict in state["conflicts"]:
+        keys.extend(conflict.get("agents") or ())
+    names: dict[str, str] = {}
+    taken = {HUMAN, COORDINATOR}
+    for key in keys:
+        if not isinstance(key, str) or key in names:
+            continue
+        if key in RESERVED_SENDERS:
+            names[key] = key
+            continue
+        name = _own_name(key, agents.get(key))
+        unique, n = name, 1
+        while unique.casefold() in taken:
+            n += 1
+            unique = f"{name}#{n}"
+        taken.add(unique.casefold())
+        names[key] = unique
+    return names
+
+
+def _own_name(key: str, agent: dict[str, Any] | None) -> str:
+    """The name an agent gave itself, else the one its key makes; one that is a reserved sender's is not used."""
+    agent_type = agent.get("agent_type") if agent else None
+    made = clean(agent_name(key, agent_type if isinstance(agent_type, str) else None), MAX_NAME_CHARS)
+    own = agent.get("name") if agent else None
+    name = clean(own, MAX_NAME_CHARS) if isinstance(own, str) and own != key else made
+    if not name or name.casefold() in RESERVED_SENDERS:
+        name = made if made.casefold() not in RESERVED_SENDERS else f"agent-{made}"
+    return marked(name or "?")
+
+
+def sender_name(key: str) -> str:
+    """How a sender that is not a known agent is named: a reserved sender as it is, anyone else by the name its key
+    makes (`keys.agent_name`), safe to show and marked when it reads like a reserved sender (display.py)."""
+    if key in RESERVED_SENDERS:
+        return key
+    made = agent_name(key)
+    return marked(made, clean(made, MAX_NAME_CHARS))
+
+
+def agent_place(agent: dict[str, Any], *, with_host: bool) -> str | None:
+    """Where an agent works: the last component of its cwd (its worktree or project folder), with its host when the
+    session spans machines."""
+    cwd = agent.get("cwd")
+    folder = None
+    if isinstance(cwd, str) and cwd:
+        folder = cwd.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or "/"
+    host = agent.get("host")
+    if with_host and host:
+        return f"{host}:{folder}" if folder else str(host)
+    return folder

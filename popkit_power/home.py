@@ -193,7 +193,7 @@ def _adopted(power_dir: str, session_id: str) -> bool:
     from before the markers is: a coordinator runs for its active session here now (its lease is held, and a lease
     is a lock that only a live process on this machine holds, which a planted directory's files cannot fake). Then
     it is marked, and trusted from then on. The rare path of the hook: only without a marker."""
-    from .lease import held
+    from .journal.lease import held
 
     try:
         if not held(session_dir(power_dir, session_id)):

@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import SessionError
 from .fold.tasks import may_finish
-from .journal import Position
+from .journal.writer import Position
 from .keys import HUMAN
 from .projector import (
     AGENT_LEFT,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import time
 
-from . import codec
 from ._fs import DIR_MODE, private_dir
 from .config import Config, load_config
 from .errors import PowerModeError, SessionError
@@ -25,19 +24,20 @@ from .home import (
     sessions_dir,
     set_active_session,
 )
-from .journal import Appended, Journal, Position
+from .journal import codec
+from .journal.reader import warn_damage
+from .journal.writer import Appended, Journal, Position
 from .keys import HUMAN
 from .protocol import make_event
-from .reader import warn_damage
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-    from .journal import Damage, DamageHandler
+    from .journal.snapshots import Snapshots
+    from .journal.writer import Damage, DamageHandler
     from .projector import Rules, State
-    from .snapshots import Snapshots
 
 #: A long fold (no snapshot yet, or one made with other settings) saves its progress this often.
 INTERMEDIATE_SNAPSHOT_EVERY = 100_000
@@ -200,8 +200,8 @@ class Session:
     @property
     def snapshots(self) -> Snapshots:
         """This session's projection snapshots, for its current rules."""
+        from .journal.snapshots import Snapshots
         from .projector import FOLD_VERSION
-        from .snapshots import Snapshots
 
         fold_key = {name: getattr(self.config, name) for name in self.rules().__slots__}
         fold_key["fold_version"] = FOLD_VERSION

@@ -19,7 +19,7 @@ import orjson
 from ._fs import check_dir, open_file
 from .errors import ConfigError, PowerModeError, SessionError
 from .home import active_session, existing_session_dir, list_sessions
-from .records import checksum_ok
+from .journal.records import checksum_ok
 from .session import Session, summarize
 from .timestamps import seconds_of
 

@@ -15,12 +15,11 @@ import time
 from collections import Counter
 from typing import Any
 
-from .display import marked
+from .display import agent_place, clean, short_names
 from .home import active_session
-from .journal import Position
-from .keys import COORDINATOR, HUMAN, RESERVED_SENDERS, agent_name
-from .lease import trouble
-from .mode_selector import CREDENTIAL_VARS, FILE, Mode, select_mode
+from .journal.lease import trouble
+from .journal.reader import warn_damage
+from .journal.writer import Position
 from .projector import (
     AGENT_ACTIVE,
     AGENT_IDLE,
@@ -39,9 +38,9 @@ from .projector import (
     watching,
 )
 from .provenance import doubts
-from .reader import warn_damage
+from .replication.mode_selector import CREDENTIAL_VARS, FILE, Mode, select_mode
 from .session import Session
-from .timestamps import seconds_of
+from .timestamps import age_of
 
 #: Unfinished tasks in the order a person should look at them: the ones waiting for someone first.
 TASK_ORDER = (TASK_PARKED, TASK_ORPHANED, TASK_OPEN, TASK_ASSIGNED, TASK_CLAIMED)
@@ -55,8 +54,6 @@ MISSED_HEARTBEATS = 3
 #: stopped (it said so), none (no coordinator has run in this session).
 ALIVE, SILENT, STOPPED, NONE = "alive", "silent", "stopped", "none"
 
-#: A short name longer than this is cut (with an ellipsis): names come from agents, and an agent may send anything.
-MAX_NAME_CHARS = 32
 RECENT_FILES = 3
 
 
@@ -64,7 +61,7 @@ def replication_info(session: Session, position: Position, now: float) -> dict[s
     """Whether the session's replicator runs now (its lease is held) and its last report (replication.json); None
     where none runs and none ever reported. `behind` counts the records after the last one pushed (an upper bound:
     pulled records are never pushed); `failing` is True while its last step failed (it is backing off)."""
-    from .lease import held
+    from .journal.lease import held
     from .replication.replicator import read_status
 
     running = held(session.dir, "replicator")
@@ -209,23 +206,6 @@ class StatusReader:
 
 # -- the parts ------------------------------------------------------------------------------------------------------
 
-def ago(seconds: float | None) -> str:
-    """How long ago, for a person: "12 s ago", "4 min ago", "3 h ago", "2 d ago"; "never" for None."""
-    if seconds is None:
-        return "never"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)} {unit} ago"
-    return f"{int(seconds)} s ago"
-
-
-def age_of(ts: Any, now: float) -> dict[str, Any]:
-    """`age_seconds` and `ago` of an event timestamp. A time ahead of `now` (another machine's clock) is 0 s ago."""
-    when = seconds_of(ts)
-    age = None if when is None else max(0.0, now - when)
-    return {"age_seconds": age, "ago": ago(age)}
-
-
 def coordinator_health(coordinator: dict[str, Any], now: float, heartbeat_seconds: float) -> dict[str, Any]:
     """The coordinator as the state has it, plus `health` (alive, silent, stopped or none), `alive`, and the age of
     its last word. It is alive while its last `coordinator.started` or `.status` is at most MISSED_HEARTBEATS x
@@ -242,75 +222,6 @@ def coordinator_health(coordinator: dict[str, Any], now: float, heartbeat_second
             "silent_after_seconds": silent_after}
 
 
-def short_names(state: State) -> dict[str, str]:
-    """One short name for every agent and sender the state mentions, by key: the agent's own name (what the hook
-    gave it), else `keys.agent_name(key)`; never the raw key where a name exists.
-
-    Names are made safe to show (control characters out, at most MAX_NAME_CHARS) and unique, ignoring case: of two
-    agents with one name the later gets `#2`. No agent is shown as `human` or `coordinator`: those two names are
-    the senders a reader trusts, and a name that reads like one (`hum\u0430n`, with U+0430, a Cyrillic a) is marked
-    (display.py)."""
-    agents: dict[str, dict[str, Any]] = state["agents"]
-    keys = list(agents)
-    for task in (*state["tasks"].values(), *state["finished"].values()):
-        keys.extend(task.get(field) for field in ("owner", "previous_owner", "created_by", "completed_by"))
-    keys.extend(approval.get("from") for approval in state["approvals"].values())
-    keys.extend(insight.get("from") for insight in state["insights"])
-    for conflict in state["conflicts"]:
-        keys.extend(conflict.get("agents") or ())
-    names: dict[str, str] = {}
-    taken = {HUMAN, COORDINATOR}
-    for key in keys:
-        if not isinstance(key, str) or key in names:
-            continue
-        if key in RESERVED_SENDERS:
-            names[key] = key
-            continue
-        name = _own_name(key, agents.get(key))
-        unique, n = name, 1
-        while unique.casefold() in taken:
-            n += 1
-            unique = f"{name}#{n}"
-        taken.add(unique.casefold())
-        names[key] = unique
-    return names
-
-
-def _own_name(key: str, agent: dict[str, Any] | None) -> str:
-    """The name an agent gave itself, else the one its key makes; one that is a reserved sender's is not used."""
-    agent_type = agent.get("agent_type") if agent else None
-    made = clean(agent_name(key, agent_type if isinstance(agent_type, str) else None), MAX_NAME_CHARS)
-    own = agent.get("name") if agent else None
-    name = clean(own, MAX_NAME_CHARS) if isinstance(own, str) and own != key else made
-    if not name or name.casefold() in RESERVED_SENDERS:
-        name = made if made.casefold() not in RESERVED_SENDERS else f"agent-{made}"
-    return marked(name or "?")
-
-
-def sender_name(key: str) -> str:
-    """How a sender that is not a known agent is named: a reserved sender as it is, anyone else by the name its key
-    makes (`keys.agent_name`), safe to show and marked when it reads like a reserved sender (display.py)."""
-    if key in RESERVED_SENDERS:
-        return key
-    made = agent_name(key)
-    return marked(made, clean(made, MAX_NAME_CHARS))
-
-
-def clean(text: Any, limit: int) -> str:
-    """`text` as one line a terminal shows as it is: whitespace runs become one space, other control characters
-    (an escape sequence's ESC among them) become U+FFFD, and past `limit` characters it is cut with an ellipsis."""
-    line = str(text)
-    cut = len(line) > 4 * limit  # a megabyte of name costs no more than a long one
-    if cut:
-        line = line[: 4 * limit]
-    if not line.isprintable():
-        line = "".join(c if c.isprintable() else " " if c.isspace() else "\ufffd" for c in line)
-    line = " ".join(line.split())
-    if cut or len(line) > limit:
-        line = line[: max(limit - 1, 0)] + "\u2026"
-    return line
-
-
 def _agents(state: State, now: float) -> dict[str, dict[str, Any]]:
     """The agents in the order a person reads them (active, idle, lost, left; each in the order they joined), each
     with its label (where it works), how long ago it was seen, its current task's title and its recent files."""
@@ -324,26 +235,13 @@ def _agents(state: State, now: float) -> dict[str, dict[str, Any]]:
         task = state["tasks"].get(current) if isinstance(current, str) else None
         shown[key] = {
             **agent,
-            "label": _label(agent, with_host=len(hosts) > 1),
+            "label": agent_place(agent, with_host=len(hosts) > 1),
             "state": WATCHING if agent["status"] in LIVE and watching(agent) else agent["status"],
             **age_of(agent.get("last_seen"), now),
             "current_task_title": task["title"] if task else None,
             "recent_files": [_relative(path, agent.get("cwd")) for path in agent["files_touched"][::-1][:RECENT_FILES]],
         }
     return shown
-
-
-def _label(agent: dict[str, Any], *, with_host: bool) -> str | None:
-    """Where an agent works: the last component of its cwd (its worktree or project folder), with its host when the
-    session spans machines."""
-    cwd = agent.get("cwd")
-    folder = None
-    if isinstance(cwd, str) and cwd:
-        folder = cwd.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or "/"
-    host = agent.get("host")
-    if with_host and host:
-        return f"{host}:{folder}" if folder else str(host)
-    return folder
 
 
 def _relative(path: str, cwd: Any) -> str:

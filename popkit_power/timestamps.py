@@ -40,3 +40,20 @@ def seconds_of(ts: Any) -> float | None:
     day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
     day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
     return (era * 146097 + day_of_era - 719468) * 86400 + clock + fraction
+
+
+def ago(seconds: float | None) -> str:
+    """How long ago, for a person: "12 s ago", "4 min ago", "3 h ago", "2 d ago"; "never" for None."""
+    if seconds is None:
+        return "never"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return f"{int(seconds)} s ago"
+
+
+def age_of(ts: Any, now: float) -> dict[str, Any]:
+    """`age_seconds` and `ago` of an event timestamp. A time ahead of `now` (another machine's clock) is 0 s ago."""
+    when = seconds_of(ts)
+    age = None if when is None else max(0.0, now - when)
+    return {"age_seconds": age, "ago": ago(age)}

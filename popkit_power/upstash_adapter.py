@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .errors import ConfigError, PowerModeError
-from .mode_selector import (
+from .replication.mode_selector import (
     CREDENTIAL_VARS,
     REDIS,
     REDIS_VAR,

@@ -20,7 +20,7 @@ _HERE = Path(__file__).resolve().parent
 if str(_HERE) not in sys.path:
     sys.path.insert(0, str(_HERE))
 
-from popkit_power.journal import Journal  # noqa: E402
+from popkit_power.journal.writer import Journal  # noqa: E402
 from popkit_power.session import Session, start_session  # noqa: E402
 
 # `popkit-power start` starts a coordinator daemon; the suite's many starts must not leave daemons behind, so it is

@@ -25,11 +25,11 @@ from typing import Any
 
 import orjson
 
-from popkit_power import codec
-from popkit_power.journal import Damage, Journal, Position
+from popkit_power.journal import codec
+from popkit_power.journal.writer import Damage, Journal, Position
 from popkit_power.keys import RedisLayout
-from popkit_power.playback import Playback
 from popkit_power.protocol import make_event
+from popkit_power.replay.playback import Playback
 from popkit_power.replication.outbox import Outbox
 from popkit_power.session import Session
 

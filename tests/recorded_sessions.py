@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support import Timeline
 
-from popkit_power import codec
-from popkit_power.journal import Journal, encode_record, segment_name
+from popkit_power.journal import codec
+from popkit_power.journal.writer import Journal, encode_record, segment_name
 
 ROOT = Path(__file__).resolve().parent.parent / "journal" / "sessions"
 

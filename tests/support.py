@@ -10,8 +10,8 @@ import time
 import zlib
 from typing import Any
 
-from popkit_power import codec
-from popkit_power.journal import Damage, Journal, segment_name
+from popkit_power.journal import codec
+from popkit_power.journal.writer import Damage, Journal, segment_name
 from popkit_power.protocol import EVENT_TYPES, make_event
 
 SESSION = "20261124-100000-test01"

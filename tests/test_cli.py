@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 from popkit_power import provenance
 from popkit_power.cli import main
 from popkit_power.home import active_session, list_sessions
-from popkit_power.journal import Journal
+from popkit_power.journal.writer import Journal
 from popkit_power.session import Session
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from popkit_power import codec
+from popkit_power.journal import codec
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -73,7 +73,7 @@ def test_dumps_keeps_non_ascii_and_escapes_control_characters() -> None:
 
 def test_importing_the_codec_does_not_import_json_or_re() -> None:
     """codec is on the hook's hot path: importing and using it loads neither `json` nor `re`."""
-    code = ("import sys; from popkit_power import codec; codec.loads(codec.dumps({'a': [1]})); "
+    code = ("import sys; from popkit_power.journal import codec; codec.loads(codec.dumps({'a': [1]})); "
             "heavy = ('json', 're', 'typing', 'dataclasses', 'logging', 'orjson'); "
             "print(sorted(m for m in heavy if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)

@@ -16,10 +16,10 @@ import orjson
 from popkit_power.coordinator.daemon import running
 from popkit_power.demo.story import story
 from popkit_power.home import active_session, list_sessions
+from popkit_power.journal.verify import verify_journal
 from popkit_power.keys import HUMAN, agent_key
 from popkit_power.processes import still_running
 from popkit_power.session import Session
-from popkit_power.verify import verify_journal
 
 CLI = [sys.executable, "-m", "popkit_power.cli"]
 

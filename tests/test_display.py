@@ -14,10 +14,10 @@ from test_hook import OTHER, call, context, run_script, tool
 
 from popkit_power import display
 from popkit_power.cli import render
-from popkit_power.replay import Book, event_line
+from popkit_power.replay.story import Book, event_line
+from popkit_power.replay.timeline import build_timeline
 from popkit_power.session import Session, start_session
 from popkit_power.status import session_status
-from popkit_power.timeline import build_timeline
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Names that read like a reserved sender without being one: Cyrillic, Greek, Armenian and Cherokee letters,

@@ -16,8 +16,8 @@ from test_hook import call, tool
 from popkit_power.cli import main
 from popkit_power.coordinator import PowerModeCoordinator
 from popkit_power.hook.log import log_error
-from popkit_power.install import PLUGIN_COMMAND, hooks_config, install_hooks
 from popkit_power.session import start_session
+from popkit_power.setup.install import PLUGIN_COMMAND, hooks_config, install_hooks
 
 
 @pytest.fixture
@@ -184,8 +184,8 @@ def test_a_coordinator_in_trouble_gets_advice_that_fits_its_trouble(tmp_path: Pa
     """A coordinator that runs but cannot append says why in its lease file; doctor's advice fits: free space for a
     full disk, its log for anything else (a symlink planted among the segments is not cured by free space)."""
     from popkit_power.config import load_config
-    from popkit_power.doctor import _coordinator
-    from popkit_power.lease import Lease
+    from popkit_power.journal.lease import Lease
+    from popkit_power.setup.doctor import _coordinator
 
     session = start_session(str(tmp_path / "power"), "Coordinate", sender="human")
     with Lease(session.dir) as lease:  # this process holds the session's coordinator lease, as a coordinator does

@@ -12,7 +12,7 @@ import pytest
 import recorded_sessions
 import support
 
-from popkit_power.journal import Journal
+from popkit_power.journal.writer import Journal
 from popkit_power.protocol import CHANNELS, EVENT_TYPES, SCHEMA_VERSION
 from popkit_power.session import Session
 
@@ -118,7 +118,8 @@ def test_the_schema_wants_a_recipient_for_direct_messages() -> None:
 def test_the_spec_names_the_constants_the_code_uses() -> None:
     """The numbers and names a second reader needs match the code: segment name width, crc marker, lock and torn
     file names, snapshot suffix."""
-    from popkit_power import journal, snapshots
+    from popkit_power.journal import snapshots
+    from popkit_power.journal import writer as journal
 
     assert f"{journal.SEGMENT_DIGITS} decimal digits" in SPEC
     assert journal.segment_name(1) in SPEC and journal.SEGMENT_SUFFIX in SPEC
@@ -131,7 +132,7 @@ def test_the_spec_worked_example_line_checks_out() -> None:
     and CRC are right when computed the way the SPEC describes."""
     import zlib
 
-    from popkit_power.journal import checksum_ok
+    from popkit_power.journal.writer import checksum_ok
 
     example = next(line for line in SPEC.splitlines() if line.startswith('{"seq":1,')).encode() + b"\n"
     assert example == recorded_sessions.segment_file("team-of-two").read_bytes().splitlines(keepends=True)[0]
@@ -145,8 +146,8 @@ def test_the_spec_batch_example_is_framed_as_the_code_frames_it() -> None:
     """The batch example in SPEC.md section 3 is what the journal writes for those two envelopes (one `more`, on the
     first line, right after its seq), each line's checksum holds, the raw lines follow the schema (which lists
     `more`), and a reader returns the two records without `more`."""
-    from popkit_power import codec
-    from popkit_power.records import MORE_PREFIX, encode_batch, valid_head
+    from popkit_power.journal import codec
+    from popkit_power.journal.records import MORE_PREFIX, encode_batch, valid_head
 
     example = [line.encode() + b"\n" for line in SPEC.splitlines() if line.startswith('{"seq":4')]
     assert len(example) == 2 and example[0].startswith(b'{"seq":41,' + MORE_PREFIX + b"1,")

@@ -17,8 +17,8 @@ from popkit_power.config import Config, load_config
 from popkit_power.errors import ConfigError
 from popkit_power.hook import entry as hook
 from popkit_power.hook.guard_rules import matching_rule
-from popkit_power.install import GUARD_EVENT, GUARD_MATCHER, HOOK_EVENTS
 from popkit_power.session import Session, start_session
+from popkit_power.setup.install import GUARD_EVENT, GUARD_MATCHER, HOOK_EVENTS
 
 AGENT = "c0ffee00-1111-2222-3333-444455556666"
 

@@ -245,7 +245,7 @@ def test_the_guards_whole_path_imports_nothing_heavy(session: Session) -> None:
         f"assert entry.run(io.BytesIO(payload), {session.power_dir!r}, {{}}) is not None\n"
         "from popkit_power.session import Session\n"
         f"session = Session({session.power_dir!r}, {session.id!r})\n"
-        "from popkit_power import codec\n"
+        "from popkit_power.journal import codec\n"
         "records = session.journal.reader(loads=lambda line: codec.loads(line.decode()))\n"
         "request = [e for e in records if e['type'] == 'approval.requested'][0]['data']['request']\n"
         "session.append_events([session.event('approval.granted', {'request': request}, sender='human')])\n"

@@ -13,8 +13,8 @@ import pytest
 from test_hook import CLAUDE, HOOK_SCRIPT, call, events, log_lines, payload, tool
 from test_wake import start_waiter, stop
 
-from popkit_power.install import LAUNCHER, PLUGIN_COMMAND
 from popkit_power.session import Session, start_session
+from popkit_power.setup.install import LAUNCHER, PLUGIN_COMMAND
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCHER_PATH = REPO / "popkit_power" / "plugin" / LAUNCHER

@@ -21,8 +21,8 @@ import support
 from test_cli import outside_claude_code  # noqa: F401  - autouse: the CLI runs as a person at a terminal
 
 from popkit_power import provenance
+from popkit_power.replay.timeline import build_timeline
 from popkit_power.session import Session, start_session
-from popkit_power.timeline import build_timeline
 
 BIN = Path(sys.executable).parent
 SCRIPT = BIN / "popkit-power"
@@ -220,7 +220,7 @@ HOSTILE_EVIDENCE = [
 def test_hostile_evidence_written_by_hand_is_shown_doubtful_and_breaks_nothing(session: Session) -> None:
     """Evidence written into the journal by hand (Journal.append, under the library's stamping) with values of any
     kind: status, replay and the timeline read it, and mark every answer doubtful."""
-    from popkit_power import codec
+    from popkit_power.journal import codec
 
     for n, hostile in enumerate(HOSTILE_EVIDENCE):
         ask(session, f"r-hostile-{n}")

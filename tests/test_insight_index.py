@@ -5,8 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from popkit_power.insight_index import first_match_by_scan
-from popkit_power.insights import insight_key
+from popkit_power.insights import first_match_by_scan, insight_key
 from popkit_power.projector import Rules, apply, new_state
 
 WORDS = ["cache", "key", "tenant", "id", "lacks", "the", "auth", "token", "expires", "parser", "is", "slow"]

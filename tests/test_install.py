@@ -13,7 +13,14 @@ from click.testing import CliRunner
 
 from popkit_power.cli import main
 from popkit_power.errors import ConfigError
-from popkit_power.install import HOOK_EVENTS, HOOK_SCRIPT, PLUGIN_COMMAND, hooks_config, install_hooks, uninstall_hooks
+from popkit_power.setup.install import (
+    HOOK_EVENTS,
+    HOOK_SCRIPT,
+    PLUGIN_COMMAND,
+    hooks_config,
+    install_hooks,
+    uninstall_hooks,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 THEIRS = {"type": "command", "command": "ruff check", "timeout": 5}
@@ -133,7 +140,7 @@ def test_hook_script_and_its_modules_import_nothing_heavy() -> None:
 
 def test_a_hook_path_with_a_space_runs_under_sh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Claude Code runs the command with `sh -c`: the installed path is quoted, and still recognised as ours."""
-    from popkit_power import install
+    from popkit_power.setup import install
 
     bin_dir = tmp_path / "my venv" / "bin"
     bin_dir.mkdir(parents=True)

@@ -19,8 +19,8 @@ import support
 
 from popkit_power.config import DURABILITY_FSYNC
 from popkit_power.errors import JournalError, RecordTooLargeError
-from popkit_power.journal import Journal, Position, checksum_ok, encode_record, record_seq, segment_name
-from popkit_power.verify import verify_journal
+from popkit_power.journal.verify import verify_journal
+from popkit_power.journal.writer import Journal, Position, checksum_ok, encode_record, record_seq, segment_name
 
 # -- the record line ---------------------------------------------------------------------------------------------------
 
@@ -164,10 +164,10 @@ def test_corrupt_line_in_the_middle_is_skipped_with_a_warning_and_reported(
     journal.append([support.body(f"record {n}") for n in range(1, 6)])
     segment, offset, line = support.raw_lines(journal)[2]
     _flip(support.segment_path(journal), offset + line.index(b"record 3"), ord("R"))
-    with caplog.at_level(logging.WARNING, logger="popkit_power.journal"):
+    with caplog.at_level(logging.WARNING, logger="popkit_power.journal.writer"):
         records = list(journal.reader())
     assert [r["seq"] for r in records] == [1, 2, 4, 5]
-    [warning] = [r for r in caplog.records if r.name == "popkit_power.journal"]
+    [warning] = [r for r in caplog.records if r.name == "popkit_power.journal.writer"]
     assert warning.levelno == logging.WARNING
     assert f"seq 3 at {segment_name(segment)} byte {offset}" in warning.getMessage()
     report = verify_journal(journal)

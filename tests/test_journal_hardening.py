@@ -26,13 +26,13 @@ import support
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from popkit_power import journal as journal_module
-from popkit_power import reader as reader_module
 from popkit_power.errors import JournalError, PowerModeError, UnsafePathError
-from popkit_power.journal import Journal, checksum_ok, encode_record, segment_name
-from popkit_power.records import record_head, scan_tail
+from popkit_power.journal import reader as reader_module
+from popkit_power.journal import writer as journal_module
+from popkit_power.journal.records import record_head, scan_tail
+from popkit_power.journal.verify import verify_journal
+from popkit_power.journal.writer import Journal, checksum_ok, encode_record, segment_name
 from popkit_power.session import Session
-from popkit_power.verify import verify_journal
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"
 
@@ -762,9 +762,10 @@ def test_popkit_power_verify_on_a_read_only_power_directory(session: Session, tm
 def test_the_journal_imports_only_lean_modules_and_neither_config_nor_home() -> None:
     """journal.py, reader.py, records.py and repair.py import only os/zlib/errno/stat and the project's _fs, _lock,
     errors and each other (config and home are above them); importing the journal loads nothing else."""
-    allowed = {"popkit_power._fs", "popkit_power._lock", "popkit_power.errors", "popkit_power.records",
-               "popkit_power.reader", "popkit_power.repair", "popkit_power.journal", "popkit_power"}
-    code = ("import sys; before = set(sys.modules); import popkit_power.journal; "
+    allowed = {"popkit_power._fs", "popkit_power._lock", "popkit_power.errors", "popkit_power.journal",
+               "popkit_power.journal.records", "popkit_power.journal.reader", "popkit_power.journal.repair",
+               "popkit_power.journal.writer", "popkit_power"}
+    code = ("import sys; before = set(sys.modules); import popkit_power.journal.writer; "
             "print(' '.join(sorted(set(sys.modules) - before)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     loaded = set(result.stdout.split())

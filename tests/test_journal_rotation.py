@@ -20,11 +20,11 @@ import followers
 import pytest
 import support
 
-from popkit_power import journal as journal_module
 from popkit_power.cli.render import verify_text
-from popkit_power.journal import Damage, Journal, Position, segment_name
+from popkit_power.journal import writer as journal_module
+from popkit_power.journal.verify import verify_journal
+from popkit_power.journal.writer import Damage, Journal, Position, segment_name
 from popkit_power.session import Session, start_session
-from popkit_power.verify import verify_journal
 
 SEGMENT_MAX_BYTES = 4096  # the smallest allowed: a rotation every dozen records or so
 ROTATIONS = 1500

@@ -156,7 +156,7 @@ def test_a_link_planted_among_the_journal_segments_does_not_end_the_coordinator(
     write through it; the coordinator must not die of that (its agents would go unwatched): it stays up, its lease
     file says why it fails, and once the link is removed its rounds succeed again (and, not yet so: it folds what
     was appended after, see the xfail)."""
-    from popkit_power.lease import trouble
+    from popkit_power.journal.lease import trouble
 
     home = tmp_path / "power"
     session = start_session(str(home), "Coordinate", sender="human")  # noqa: F811

@@ -11,7 +11,7 @@ import pytest
 
 from popkit_power.coordinator import PowerModeCoordinator
 from popkit_power.errors import TransportAuthError, TransportUnreachableError
-from popkit_power.mode_selector import (
+from popkit_power.replication.mode_selector import (
     CONNECTION_FAILED,
     FILE,
     NOT_CONFIGURED,

@@ -14,10 +14,10 @@ import support
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from popkit_power import codec
 from popkit_power.errors import RecordTooLargeError
-from popkit_power.journal import Journal, segment_name
-from popkit_power.records import LARGEST_SEQ, encode_batch, encode_record, largest_record_size, record_size
+from popkit_power.journal import codec
+from popkit_power.journal.records import LARGEST_SEQ, encode_batch, encode_record, largest_record_size, record_size
+from popkit_power.journal.writer import Journal, segment_name
 
 LIMIT = 1024
 

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from recorded_sessions import ALICE, BOB, CAROL, EXPLORER
 
 from popkit_power.cli import main
-from popkit_power.journal import Journal, segment_name
+from popkit_power.journal.verify import verify_journal
+from popkit_power.journal.writer import Journal, segment_name
 from popkit_power.projector import State, live_agents, open_tasks_of, project
-from popkit_power.verify import verify_journal
 
 NAMES = sorted(recorded_sessions.SESSIONS)
 

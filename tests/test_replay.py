@@ -25,10 +25,10 @@ from recorded_sessions import ALICE, BOB, CAROL, MALLORY
 
 from popkit_power.cli import main
 from popkit_power.errors import SessionError
-from popkit_power.event_words import describe
-from popkit_power.journal import Journal
+from popkit_power.journal.writer import Journal
 from popkit_power.protocol import EVENT_TYPES
-from popkit_power.replay import Book, Filters, event_line, parse_point
+from popkit_power.replay.event_words import describe
+from popkit_power.replay.story import Book, Filters, event_line, parse_point
 from popkit_power.session import Session, start_session
 from popkit_power.timestamps import seconds_of
 

@@ -14,9 +14,9 @@ import pytest
 from popkit_power.config import Config
 from popkit_power.errors import ProtocolError, SessionError
 from popkit_power.home import active_session
+from popkit_power.journal.snapshots import SUFFIX as SNAPSHOT_SUFFIX
 from popkit_power.projector import project
 from popkit_power.session import Session, start_session, stop_session
-from popkit_power.snapshots import SUFFIX as SNAPSHOT_SUFFIX
 
 
 def test_start_records_the_objective_and_activates(power_dir: str) -> None:

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from popkit_power.config import Config
-from popkit_power.journal import Journal, Position
+from popkit_power.journal.writer import Journal, Position
 from popkit_power.projector import apply, new_state, project
 from popkit_power.session import Session, start_session
 
@@ -59,7 +59,7 @@ def test_a_snapshot_of_a_replaced_journal_is_discarded(power_dir: str, tmp_path:
 
     assert _status_tasks(power_dir, session.id) == ["t-real"]  # status (read-only) folds the journal there now
     reopened = Session(power_dir, session.id)
-    with caplog.at_level(logging.WARNING, logger="popkit_power.snapshots"):
+    with caplog.at_level(logging.WARNING, logger="popkit_power.journal.snapshots"):
         state, end = reopened.projection()
     assert sorted(state["tasks"]) == ["t-real"]
     assert any("not made from this journal" in record.getMessage() for record in caplog.records)
@@ -113,7 +113,7 @@ def test_an_unbound_snapshot_is_discarded_but_a_read_only_session_deletes_nothin
     del document["journal"]
     path.write_bytes(orjson.dumps(document))
     read_only = Session(power_dir, session.id, read_only=True)
-    with caplog.at_level(logging.WARNING, logger="popkit_power.snapshots"):
+    with caplog.at_level(logging.WARNING, logger="popkit_power.journal.snapshots"):
         assert read_only.snapshots.latest(read_only.journal.end_position()) is None
     assert path.exists() and "made before snapshots were bound" in caplog.text
     assert session.snapshots.latest(session.journal.end_position()) is None and not path.exists()

@@ -14,10 +14,12 @@ from freezegun.api import FrozenDateTimeFactory, StepTickTimeFactory, TickingDat
 from rich.console import Console
 
 from popkit_power.cli import render
+from popkit_power.display import clean, short_names
 from popkit_power.keys import agent_name
 from popkit_power.projector import project
 from popkit_power.session import Session
-from popkit_power.status import StatusReader, ago, clean, coordinator_health, session_status, short_names
+from popkit_power.status import StatusReader, coordinator_health, session_status
+from popkit_power.timestamps import ago
 
 T0 = "2026-11-24 10:00:00"
 Clock = FrozenDateTimeFactory | StepTickTimeFactory | TickingDateTimeFactory

@@ -23,10 +23,10 @@ from click.testing import CliRunner
 from recorded_sessions import HOSTILE_TEXT, MALLORY
 
 from popkit_power.cli import main
-from popkit_power.replay import Book
+from popkit_power.replay.story import Book
+from popkit_power.replay.timeline import COLUMNS, KINDS, MAX_MARKS, SAMPLE_CHARS, Bins, build_timeline, placement
+from popkit_power.replay.timeline_page import render
 from popkit_power.session import Session, start_session
-from popkit_power.timeline import COLUMNS, KINDS, MAX_MARKS, SAMPLE_CHARS, Bins, build_timeline, placement
-from popkit_power.timeline_page import render
 
 #: Every session in journal/sessions/, as the directory has them (each made by tests/recorded_sessions.py).
 NAMES = sorted(path.name for path in recorded_sessions.ROOT.iterdir() if path.is_dir())

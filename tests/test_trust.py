@@ -150,7 +150,7 @@ def test_a_directory_whose_coordinator_runs_here_is_adopted_and_a_planted_lease_
     it. The same files with nobody holding the lease (a planted `coordinator.lock` and `coordinator.json`) stay
     silent."""
     from popkit_power.home import active_session, session_dir
-    from popkit_power.lease import Lease
+    from popkit_power.journal.lease import Lease
 
     power = unpacked / LOCAL_DIR
     directory = session_dir(str(power), active_session(str(power)) or "")

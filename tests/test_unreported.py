@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from freezegun import freeze_time
 
 from popkit_power.cli import main
-from popkit_power.install import settings_path
+from popkit_power.setup.install import settings_path
 from popkit_power.unreported import GRACE_SECONDS, unreported
 
 HOOK = Path(sys.executable).parent / "popkit-power-hook"

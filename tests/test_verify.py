@@ -7,8 +7,8 @@ from pathlib import Path
 
 import support
 
-from popkit_power.journal import Journal, encode_record, segment_name
-from popkit_power.verify import verify_journal
+from popkit_power.journal.verify import verify_journal
+from popkit_power.journal.writer import Journal, encode_record, segment_name
 
 
 def _write_lines(journal: Journal, segment: int, seqs: list[int]) -> None:

@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common as common
 import orjson
 
-from popkit_power.journal import Journal
+from popkit_power.journal.writer import Journal
 
 BUDGET_FLUSH_RATIO = 3.0
 BUDGET_CONTENDED_RATIO = 1.0
@@ -143,7 +143,7 @@ def _floor_writer(directory: str, bodies: list[bytes], segment_bytes: int, ready
     encoded line per record into one shared file (no tail check, no seq bookkeeping; the file is not a journal)."""
     import fcntl
 
-    from popkit_power.journal import encode_record
+    from popkit_power.journal.writer import encode_record
 
     try:
         fd = os.open(os.path.join(directory, "floor.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

@@ -32,10 +32,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common as common
 import orjson
 
-from popkit_power.journal import Journal
+from popkit_power.journal.snapshots import SUFFIX as SNAPSHOT_SUFFIX
+from popkit_power.journal.writer import Journal
 from popkit_power.protocol import make_event
 from popkit_power.session import Session
-from popkit_power.snapshots import SUFFIX as SNAPSHOT_SUFFIX
 
 BUDGET_REBUILD_RATIO = 0.5
 AGENTS = 16

@@ -285,10 +285,11 @@ def pull_rates(source: Session, url: str, client: redis.Redis, stream: str, reps
 #: Where a push's time goes: each profiled function's own time by the part of the work it belongs to (a built-in's
 #: time goes to the part of the function that called it).
 GROUPS = (
-    ("journal reader (framing, CRC, orjson.loads)", ("popkit_power/reader.py", "popkit_power/records.py",
-                                                      "popkit_power/journal.py", "popkit_power/_fs.py",
+    ("journal reader (framing, CRC, orjson.loads)", ("popkit_power/journal/reader.py",
+                                                      "popkit_power/journal/records.py",
+                                                      "popkit_power/journal/writer.py", "popkit_power/_fs.py",
                                                       "popkit_power/_lock.py")),
-    ("event -> body and effects (codec.dumps, effects.py)", ("popkit_power/codec.py",
+    ("event -> body and effects (codec.dumps, effects.py)", ("popkit_power/journal/codec.py",
                                                               "popkit_power/replication/effects.py", "_body")),
     ("transport: argument checks, pipeline set-up", ("popkit_power/replication/transport.py",
                                                       "popkit_power/replication/redis_streams.py")),

@@ -38,8 +38,8 @@ from typing import Any
 
 import orjson
 
-from popkit_power.journal import Journal
-from popkit_power.verify import verify_journal
+from popkit_power.journal.verify import verify_journal
+from popkit_power.journal.writer import Journal
 
 SEGMENT_MAX_BYTES = 4 * 1024 * 1024  # small enough that a run crosses many segments
 _ACK = 24  # bytes per acknowledgement: first seq, last seq, batch number

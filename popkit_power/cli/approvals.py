@@ -14,7 +14,7 @@ import click
 
 from ..errors import SessionError
 from ..follow import JournalWatch
-from ..journal import Position
+from ..journal.writer import Position
 from ..keys import HUMAN, new_request_id
 from ..protocol import APPROVAL_ANSWERS
 from ..roster import fold_through

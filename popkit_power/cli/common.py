@@ -14,7 +14,7 @@ from ..config import Config
 from ..errors import PowerModeError, SessionError
 from ..home import active_session as active_session_id
 from ..home import list_sessions
-from ..journal import Appended
+from ..journal.writer import Appended
 from ..keys import HUMAN, agent_key
 from ..session import Session
 from .help import HelpGroup

@@ -13,7 +13,7 @@ import click
 from ..demo.outcome import happened, outcome, summary_lines
 from ..demo.run import Demo, DemoFailed, new_directory
 from ..demo.story import DEFAULT_SEED
-from ..mode_selector import CREDENTIAL_VARS
+from ..replication.mode_selector import CREDENTIAL_VARS
 from ..session import Session
 from .render import make_console, status_view
 
@@ -120,8 +120,8 @@ def _write_timeline(session: Session, path: str) -> str:
     """Write the session's HTML timeline to `path` (as `popkit-power timeline --html` does); the line that says
     where it is."""
     from .._fs import write_file_atomically
-    from ..timeline import build_timeline
-    from ..timeline_page import render
+    from ..replay.timeline import build_timeline
+    from ..replay.timeline_page import render
 
     write_file_atomically(path, render(build_timeline(session)).encode("utf-8"), durable=False, mode=0o644)
     return f"timeline:    {path} (open it in a browser)"

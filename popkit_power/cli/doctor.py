@@ -9,9 +9,9 @@ import sys
 import click
 import orjson
 
-from ..doctor import FAIL, OK, WARN, run_all
 from ..home import active_session
 from ..home import trust as trust_home
+from ..setup.doctor import FAIL, OK, WARN, run_all
 from .common import power_dir
 from .help import plural
 

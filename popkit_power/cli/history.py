@@ -8,9 +8,9 @@ import click
 import orjson
 
 from ..coordinator.daemon import running
+from ..display import clean
 from ..session import Session
 from ..session_index import parse_age, prune, summaries
-from ..status import clean
 from .common import power_dir
 from .help import HelpGroup, plural
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import click
 
-from .. import registrations
 from ..config import load_config
+from ..display import short_names
 from ..errors import ConfigError, PowerModeError
 from ..home import active_session
-from ..install import (
+from ..session import Session
+from ..setup import registrations
+from ..setup.install import (
     GUARD_EVENT,
     HOOK_EVENTS,
     ignore_locally,
@@ -18,8 +20,6 @@ from ..install import (
     shared_settings_path,
     uninstall_hooks,
 )
-from ..session import Session
-from ..status import short_names
 from ..unreported import running_here
 from .common import power_dir
 from .help import HelpGroup, plural

@@ -3,7 +3,7 @@
 Status is drawn with rich, in colour on a terminal and as plain text anywhere else (a pipe, a file, a test), from one
 layout. rich is imported only when status is drawn: it costs ~40 ms, which the other commands (run by agents in
 their Bash calls) and the hook never pay. Every text that came from an agent goes in as `Text`, never as markup, so
-`[red]` in a name is shown as written; and through `status.clean`, so it is one line without escape sequences.
+`[red]` in a name is shown as written; and through `display.clean`, so it is one line without escape sequences.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import os
 from collections.abc import Iterable
 from typing import IO, Any
 
+from ..display import MAX_NAME_CHARS, clean, sender_name
 from ..projector import TASK_PARKED
-from ..status import ALIVE, MAX_NAME_CHARS, NONE, SILENT, STOPPED, clean, sender_name, skipped_entries
+from ..status import ALIVE, NONE, SILENT, STOPPED, skipped_entries
 from .help import plural
 
 TYPE_CHECKING = False
@@ -110,7 +111,7 @@ def status_view(info: dict[str, Any], *, note: str | None = None, rows: int | No
 
 
 def _text(value: Any, style: str = "", limit: int = MAX_TEXT_CHARS) -> Text:
-    """Outside text, made safe (status.clean) and never read as markup."""
+    """Outside text, made safe (display.clean) and never read as markup."""
     from rich.text import Text
 
     return Text(clean(value, limit) if value is not None else "-", style=style)

@@ -43,7 +43,7 @@ def replay(session_id: str | None, as_json: bool, at: str | None, with_events: b
            to_seq: int | None) -> None:
     """Print a session's events (the active session by default, else the newest), one line each: seq, time (UTC),
     agent, channel, and what happened. Damaged records are reported where they lie, and skipped."""
-    from ..replay import Filters, damage_line, parse_point
+    from ..replay.story import Filters, damage_line, parse_point
 
     filters = Filters(agents, channels, types)
     point = parse_point(at) if at else None
@@ -56,7 +56,7 @@ def replay(session_id: str | None, as_json: bool, at: str | None, with_events: b
     start = from_seq
     if point is not None and point.seq is not None and not show_events:
         start = point.seq + 1  # nothing to print before it: a snapshot may spare the fold
-    from ..playback import Playback
+    from ..replay.playback import Playback
 
     def damaged(damage: Any) -> None:
         if as_json or not show_events:
@@ -101,7 +101,7 @@ def _print_events(playback: Any, filters: Any, until: Any, *, follow: bool, as_j
                   advance: Callable[[], None] | None) -> None:
     import orjson
 
-    from ..replay import day_line, day_of, event_line
+    from ..replay.story import day_line, day_of, event_line
 
     book = playback.book
     day: Any = None
@@ -158,7 +158,7 @@ class _progress:
 
 def _report_damage(playback: Any, session_id: str, *, as_json: bool) -> None:
     """After a replay: the torn tail it stopped before, and how many damaged records it skipped."""
-    from ..replay import torn_line
+    from ..replay.story import torn_line
 
     torn = None if playback.stopped else playback.torn_tail()
     if torn is not None:
@@ -207,8 +207,8 @@ def _last_ts(state: dict[str, Any]) -> Any:
 def timeline(session_id: str | None, html_file: str) -> None:
     """Draw a session's timeline (the active one by default, else the newest) as one HTML page: a lane per agent
     across time, with its tool calls, heartbeats, insights, messages, tasks, approvals and its end."""
-    from ..timeline import build_timeline
-    from ..timeline_page import render
+    from ..replay.timeline import build_timeline
+    from ..replay.timeline_page import render
 
     session = session_to_read(session_id)
     damaged = [0]

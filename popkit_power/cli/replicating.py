@@ -20,7 +20,7 @@ from ..errors import ReplicationError, SessionError
 from ..home import active_session as active_session_id
 from ..home import set_active_session
 from ..keys import RedisLayout
-from ..mode_selector import FILE, open_transport, select_mode
+from ..replication.mode_selector import FILE, open_transport, select_mode
 from ..session import Session
 from .common import active_session, power_dir, session_to_read
 from .sessions import NO_COORDINATOR

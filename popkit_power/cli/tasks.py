@@ -26,9 +26,9 @@ import click
 
 from .. import provenance
 from ..errors import SessionError
-from ..journal import Position
+from ..journal.lease import held
+from ..journal.writer import Position
 from ..keys import HUMAN, new_result_task_id, new_task_id
-from ..lease import held
 from ..projector import FINISHED_TASK_STATES, State
 from ..roster import (
     agent_label,

@@ -12,7 +12,7 @@ import time
 
 from .._fs import open_file, read_file
 from ..errors import PowerModeError, SessionError
-from ..lease import held, holder
+from ..journal.lease import held, holder
 from ..session import Session
 
 LOG_FILE = "coordinator.log"

@@ -32,18 +32,18 @@ from typing import TYPE_CHECKING, Any
 from ..errors import JournalError, PowerModeError, SessionError, UnsafePathError
 from ..follow import JournalWatch
 from ..home import active_session, find_power_dir
+from ..journal.lease import DISK_FULL, FAILING, RUNNING, Lease
 from ..keys import COORDINATOR, host_name
-from ..lease import DISK_FULL, FAILING, RUNNING, Lease
-from ..mode_selector import REDIS, UPSTASH, select_mode
 from ..opened_dir import OpenedDirectory
 from ..projector import apply
+from ..replication.mode_selector import REDIS, UPSTASH, select_mode
 from ..session import Session, start_session
 from .decide import Rules, decide
 from .hearing import Hearing
 from .liveness import ProcessWatch
 
 if TYPE_CHECKING:
-    from ..journal import JournalReader, Position
+    from ..journal.writer import JournalReader, Position
     from ..projector import Rules as FoldRules
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ from typing import Any
 from .. import provenance
 from ..coordinator import PowerModeCoordinator
 from ..follow import JournalWatch
-from ..journal import Position
+from ..journal.writer import Position
 from ..keys import HUMAN, agent_key
-from ..mode_selector import CREDENTIAL_VARS, FILE
+from ..replication.mode_selector import CREDENTIAL_VARS, FILE
 from ..session import Session, start_session, stop_session
 from ..status import StatusReader
 from .story import story

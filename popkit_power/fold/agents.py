@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..conflicts import WRITE_TOOLS, in_conflict
 from ..protocol import remember_recent
 from ..timestamps import seconds_of
+from ..tool_calls import WRITE_TOOLS, in_conflict
 from .model import (
     AGENT_ACTIVE,
     AGENT_IDLE,

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..insight_index import insight_index
-from ..insights import insight_key
+from ..insights import insight_index, insight_key
 from ..keys import HUMAN
 from ..provenance import kept_evidence
 from .model import APPROVAL_PENDING, MAX_BROADCASTS_KEPT, Event, Rules, State, cut, keep_recent

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 
-from .. import codec
 from .._fs import private_dir, read_file
 from .._lock import FileLock
 from ..errors import JournalError
 from ..home import safe_name, write_private_file
-from ..journal import Position
+from ..journal import codec
+from ..journal.writer import Position
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -98,7 +98,7 @@ def wake(stdin: BinaryIO, power_dir: str, environ: Any, deliver: Any) -> int:
 
 def _parse(raw: bytes) -> tuple[str, dict[str, Any]]:
     """The event name and payload of a hook's input, checked: HookInputError names what is wrong."""
-    from .. import codec
+    from ..journal import codec
 
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise HookInputError(f"payload over {MAX_PAYLOAD_BYTES} bytes ignored")

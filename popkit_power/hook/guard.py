@@ -61,7 +61,7 @@ def respond(power_dir: str, session_id: str, payload: dict[str, Any], environ: A
 def refuse(power_dir: str, raw: bytes, error: Exception, environ: Any, deliver: Any = None) -> str | None:
     """The PreToolUse reply when whether Power Mode is on here cannot be told (the active session's file cannot be
     read): a call that a guardrail matches is denied, naming the error; any other gets no output."""
-    from .. import codec
+    from ..journal import codec
 
     log_error(power_dir, f"the active session cannot be read ({type(error).__name__}: {error}); guarded calls are "
                          f"denied until it can")
@@ -85,7 +85,7 @@ def refuse(power_dir: str, raw: bytes, error: Exception, environ: Any, deliver: 
 
 
 def _deny(reason: str, deliver: Any) -> str:
-    from .. import codec
+    from ..journal import codec
 
     reply = codec.dumps({"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny",
                                                 "permissionDecisionReason": reason}})
@@ -147,7 +147,7 @@ def _unreadable(problem: ConfigProblem | None, tool: str) -> str | None:
     """The denial for a call whose guardrails cannot be known (config.json broken, no valid version kept)."""
     if problem is None:
         return None
-    from ..conflicts import WRITE_TOOLS
+    from ..tool_calls import WRITE_TOOLS
 
     # Bash calls write files too (`>`, `rm`, `tee`): a path guardrail that cannot be read holds them as well.
     settings = {"guardrail_commands", "guardrail_paths"} if tool == "Bash" else \
@@ -296,9 +296,9 @@ def _reader(session: Session, position: Any) -> Any:
     """A reader from a stored position (None: the journal's start), or None when the position is not one the
     journal can honour. It parses with `codec` and logs damage to hook.log: orjson's import (with dataclasses,
     inspect, uuid) would cost more than the rest of this hook process."""
-    from .. import codec
     from ..errors import JournalError
-    from ..journal import Position
+    from ..journal import codec
+    from ..journal.writer import Position
     from .log import DamageLog
 
     try:

@@ -22,9 +22,9 @@ This runs in the PreToolUse hook's process only, and imports no `re` (globs.py m
 
 from __future__ import annotations
 
-from ..conflicts import WRITE_TOOLS
 from ..globs import glob_match
 from ..shell import OPAQUE, UNKNOWN, Command, ShellSyntaxError, commands, is_known
+from ..tool_calls import WRITE_TOOLS
 from .guard_paths import base, changed_dir, path_matches, project_roots, written
 
 TYPE_CHECKING = False

@@ -13,17 +13,16 @@ from __future__ import annotations
 import os
 import time
 
-from .. import codec
 from .._fs import remove_stale_temporaries
 from ..config import usable_config
-from ..conflicts import FILE_TOOLS, WRITE_TOOLS
+from ..journal import codec
+from ..journal.records import largest_record_size
 from ..keys import MAIN, agent_key, agent_name, host_name, subagent_task
 from ..processes import start_time
 from ..protocol import remember_recent
-from ..records import largest_record_size
 from ..session import Session
 from ..timestamps import seconds_of
-from ..tool_calls import runs_only_popkit_power
+from ..tool_calls import FILE_TOOLS, WRITE_TOOLS, runs_only_popkit_power
 from . import miswired, texts
 from .agent_state import AgentState
 from .inbox import Inbox
@@ -36,7 +35,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ..journal import Appended
+    from ..journal.writer import Appended
 
 HEARTBEAT_FILES = 20  # the files a heartbeat names: the agent's most recent ones
 MAX_TOOL_KINDS = 50  # distinct tool names counted per agent (MCP servers can bring many)

@@ -14,11 +14,11 @@ This module is on the hook's hot path: lean imports only.
 
 from __future__ import annotations
 
-from ..conflicts import WRITE_TOOLS, in_conflict
 from ..insights import insight_key, similarity
 from ..keys import HUMAN
 from ..protocol import APPROVAL_ANSWERS
 from ..timestamps import seconds_of
+from ..tool_calls import WRITE_TOOLS, in_conflict
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

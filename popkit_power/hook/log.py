@@ -15,7 +15,7 @@ MAX_DAMAGE_LOGGED = 20  # damaged lines logged one by one per call; the rest are
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ..journal import Damage
+    from ..journal.writer import Damage
     from ..session import Session
 
 

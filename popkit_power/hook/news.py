@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from .. import codec
 from ..errors import JournalError
+from ..journal import codec
 from . import texts
 from .log import DamageLog, log_error
 
@@ -18,7 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ..journal import Damage
+    from ..journal.writer import Damage
     from ..session import Session
     from .agent_state import AgentState
     from .inbox import Inbox

@@ -11,8 +11,8 @@ This module is on the hook's hot path: lean imports only.
 
 from __future__ import annotations
 
-from .. import codec
 from ..display import marked
+from ..journal import codec
 from ..keys import COORDINATOR, HUMAN, RESERVED_SENDERS, agent_name
 
 TYPE_CHECKING = False

@@ -31,7 +31,7 @@ import os
 import stat
 import time
 
-from .. import codec
+from ..journal import codec
 from ..timestamps import seconds_of
 from .texts import delivery_mark
 

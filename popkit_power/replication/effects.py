@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import codec
+from ..journal import codec
 from ..keys import ARBITER, RedisLayout
 from ..protocol import make_event
 

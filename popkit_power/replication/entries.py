@@ -18,11 +18,11 @@ from typing import Any
 
 import orjson
 
-from .. import codec
 from ..errors import ProtocolError, ReplicationError
+from ..journal import codec
+from ..journal.records import largest_record_size
 from ..keys import ARBITER
 from ..protocol import validate
-from ..records import largest_record_size
 from ..timestamps import utc_now
 from .positions import NOT_PUSHED
 from .transport import ReplyError

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import PowerModeError
-from ..journal import Journal, JournalReader, Position
+from ..journal.writer import Journal, JournalReader, Position
 from ..keys import RedisLayout
 from .effects import BatchText
 from .positions import body

@@ -18,10 +18,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import codec
 from ..errors import ReplicationError
+from ..journal import codec
+from ..journal.reader import Position
 from ..keys import ARBITER, RedisLayout
-from ..reader import Position
 from ..session import Session
 from .scripts import RESTORE
 from .transport import ReplyError, Script, Transport

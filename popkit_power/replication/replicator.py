@@ -42,7 +42,7 @@ from typing import Any
 
 from ..errors import PowerModeError, ReplicationError, TransportAuthError, TransportError, TransportLimitError
 from ..follow import JournalWatch
-from ..journal import Position
+from ..journal.writer import Position
 from ..keys import ARBITER, RedisLayout
 from ..opened_dir import OpenedDirectory
 from ..session import Session

@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import CoordinatorRunningError, PowerModeError, ReplicationError
-from ..lease import Lease, holder
-from ..mode_selector import FILE, open_transport, select_mode
+from ..journal.lease import Lease, holder
 from ..session import Session
+from .mode_selector import FILE, open_transport, select_mode
 from .replicator import Replicator
 from .status_file import read_status
 

@@ -7,9 +7,9 @@ import logging
 import os
 from typing import Any
 
-from .. import codec
 from .._fs import read_file, write_file_atomically
 from ..errors import PowerModeError
+from ..journal import codec
 
 log = logging.getLogger("popkit_power.replication")
 

@@ -141,7 +141,7 @@ def test_a_silent_machine_s_agents_are_declared_lost_by_the_leader_only() -> Non
 def test_doctor_and_status_show_the_replicator_and_the_other_machine(two_machines: dict[str, Any],
                                                                       monkeypatch: pytest.MonkeyPatch,
                                                                       tmp_path: Path) -> None:
-    from popkit_power.doctor import run_all
+    from popkit_power.setup.doctor import run_all
     from popkit_power.status import session_status
 
     home_a, home_b = two_machines["homes"]

@@ -22,7 +22,7 @@ from support import until
 from popkit_power.coordinator import PowerModeCoordinator
 from popkit_power.coordinator.daemon import running
 from popkit_power.coordinator.daemon import stop as stop_daemon
-from popkit_power.mode_selector import REDIS
+from popkit_power.replication.mode_selector import REDIS
 from popkit_power.session import Session
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"

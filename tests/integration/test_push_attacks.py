@@ -15,9 +15,9 @@ import redis
 from conftest import TOKEN
 from test_replication import LAYOUT, assert_exactly_once, chatter, events, join, sync
 
-from popkit_power import codec
 from popkit_power.config import load_config
 from popkit_power.errors import ConfigError, PowerModeError
+from popkit_power.journal import codec
 from popkit_power.keys import ARBITER
 from popkit_power.replication.redis_streams import RedisStreams
 from popkit_power.replication.replicator import Replicator

@@ -26,14 +26,14 @@ from test_replication import LAYOUT, chatter, events, facts, join, sync
 
 from popkit_power.config import DEFAULTS
 from popkit_power.coordinator.decide import Rules, decide
-from popkit_power.journal import Journal
+from popkit_power.journal.verify import verify_journal
+from popkit_power.journal.writer import Journal
 from popkit_power.keys import ARBITER
 from popkit_power.protocol import make_event
 from popkit_power.replication.redis_streams import RedisStreams
 from popkit_power.replication.replicator import Replicator
 from popkit_power.replication.status_file import read_status
 from popkit_power.session import Session, start_session, stop_session
-from popkit_power.verify import verify_journal
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"
 

@@ -23,8 +23,8 @@ import redis
 from support import RedisServer, until
 
 from popkit_power.home import active_session
+from popkit_power.journal.lease import held, holder
 from popkit_power.keys import RedisLayout
-from popkit_power.lease import held, holder
 from popkit_power.session import Session
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"

@@ -14,7 +14,7 @@ from support import RedisServer
 from test_stop_everywhere import assert_closed_everywhere, cli, closings, two_machines
 
 from popkit_power.home import active_session
-from popkit_power.lease import held, holder
+from popkit_power.journal.lease import held, holder
 
 __all__ = ["two_machines"]  # the fixture, used by name
 

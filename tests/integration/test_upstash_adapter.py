@@ -19,7 +19,7 @@ from support import until
 
 from popkit_power.cli import main
 from popkit_power.coordinator import PowerModeCoordinator
-from popkit_power.mode_selector import CONNECTION_FAILED, NOT_CONFIGURED
+from popkit_power.replication.mode_selector import CONNECTION_FAILED, NOT_CONFIGURED
 from popkit_power.replication.running import start_replication
 from popkit_power.replication.status_file import read_status
 from popkit_power.session import start_session

@@ -20,10 +20,10 @@ from conftest import TOKEN, UPSTASH_KINDS, bridge_for
 from test_push_batches import small_batches
 from test_replication import LAYOUT, chatter, events, sync
 
+from popkit_power.journal.verify import verify_journal
 from popkit_power.replication.positions import body
 from popkit_power.replication.replicator import Replicator
 from popkit_power.replication.upstash_rest import UpstashRest
-from popkit_power.verify import verify_journal
 
 CHECKS = 10
 #: Text popkit-power writes that must travel as it is: separators, multi-byte characters, NUL, line and

@@ -27,9 +27,9 @@ import shutil
 import sys
 from typing import Any
 
-from .errors import ConfigError
-from .home import write_private_file
-from .hook.entry import WAKE_ARG
+from ..errors import ConfigError
+from ..home import write_private_file
+from ..hook.entry import WAKE_ARG
 
 HOOK_EVENTS = ("SessionStart", "PostToolUse", "PostToolUseFailure", "SubagentStart", "SubagentStop", "Stop",
                "SessionEnd")
@@ -99,7 +99,7 @@ def ignore_locally(project_dir: str) -> str | None:
     """Make git ignore `.claude/settings.local.json` in the repository holding `project_dir`, through the
     repository's own `info/exclude` (never committed, unlike .gitignore); the exclude file's path if a line was
     added, None when it was there already or `project_dir` is in no repository."""
-    from .home import git_common_dir
+    from ..home import git_common_dir
 
     common = git_common_dir(os.path.abspath(project_dir))
     if common is None:

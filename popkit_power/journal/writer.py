@@ -18,11 +18,15 @@ from __future__ import annotations
 import os
 import zlib
 
-from ._fs import check_dir, fsync_dir, open_file, private_dir
-from ._lock import LOCK_EX, LOCK_SH, LOCK_UN, FileLock, flock
-from .errors import JournalError, RecordTooLargeError
+from .._fs import check_dir, fsync_dir, open_file, private_dir
+from .._lock import LOCK_EX, LOCK_SH, LOCK_UN, FileLock, flock
+from ..errors import JournalError, RecordTooLargeError
 from .reader import Damage, JournalReader, Position, default_loads, warn_damage
 from .records import (
+    DEFAULT_MAX_RECORD_BYTES,
+    DEFAULT_SEGMENT_MAX_BYTES,
+    DURABILITY_FLUSH,
+    DURABILITY_FSYNC,
     SEGMENT_DIGITS,
     SEGMENT_SUFFIX,
     checksum_ok,
@@ -46,11 +50,6 @@ if TYPE_CHECKING:
 __all__ = ["DURABILITY_FLUSH", "DURABILITY_FSYNC", "Appended", "Damage", "Journal", "JournalReader", "Position",
            "checksum_ok", "encode_record", "record_seq", "segment_name"]
 
-DURABILITY_FLUSH = "flush"  # each append is handed to the OS (survives a killed process, not a power cut)
-DURABILITY_FSYNC = "fsync"  # each append is fsynced before it returns (survives a power cut; see tools/BENCHMARKS.md)
-#: The defaults of the journal's settings; config.DEFAULTS refers to these, so each is written once.
-DEFAULT_SEGMENT_MAX_BYTES = 64 * 1024 * 1024
-DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
 
 _MARKER_READ = 32  # the lock file holds the first seq of the last segment, 16 digits
 _lseek, _pread, _crc32, _exists, _F_OK = os.lseek, os.pread, zlib.crc32, os.access, os.F_OK

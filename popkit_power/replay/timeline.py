@@ -18,14 +18,14 @@ from typing import Any
 
 import orjson
 
-from .journal import Damage
-from .keys import COORDINATOR, HUMAN
+from ..display import clean
+from ..journal.writer import Damage
+from ..keys import COORDINATOR, HUMAN
+from ..protocol import EVENT_TYPES, channel_of
+from ..session import Session
+from ..timestamps import seconds_of
 from .playback import Playback
-from .protocol import EVENT_TYPES, channel_of
-from .replay import MAX_REMEMBERED, Book, Event
-from .session import Session
-from .status import clean
-from .timestamps import seconds_of
+from .story import MAX_REMEMBERED, Book, Event
 
 COLUMNS = 720
 FIRST_BIN_SECONDS = 0.25

@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ._fs import open_file
-from .journal import Damage, Journal, record_seq, segment_name
+from .._fs import open_file
+from .writer import Damage, Journal, record_seq, segment_name
 
 
 def verify_journal(journal: Journal) -> dict[str, Any]:

@@ -15,10 +15,9 @@ from __future__ import annotations
 import errno
 import os
 
-from ._fs import fsync_dir, open_file
-from .errors import JournalError
-from .reader import READ_CHUNK
-from .records import scan_tail, segment_name
+from .._fs import fsync_dir, open_file
+from ..errors import JournalError
+from .records import READ_CHUNK, scan_tail, segment_name
 
 _SCAN_FIRST, _SCAN_MAX = 8192, 4 << 20  # the tail scan's first window; past the last, damage is counted line by line
 _pread = os.pread

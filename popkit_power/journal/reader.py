@@ -16,21 +16,27 @@ from __future__ import annotations
 
 import os
 
-from ._fs import open_file
-from .errors import JournalError
-from .records import checksum_ok, record_head, segment_name
+from .._fs import open_file
+from ..errors import JournalError
+from .records import READ_CHUNK, checksum_ok, record_head, segment_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
-    from typing import Any
+    from typing import Any, Protocol, TypeVar
 
-    from .journal import Journal
+    T = TypeVar("T")
+
+    class Journal(Protocol):
+        """What a reader needs of a journal (writer.Journal is one): its segments, and its shared lock."""
+
+        def segment_path(self, segment: int) -> str: ...
+        def segments(self) -> list[int]: ...
+        def read_locked(self, read: Callable[..., T], *args: Any) -> T: ...
 
     DamageHandler = Callable[["Damage"], None]
     _Held = tuple[int, int, int, int, Any, str, bytes]  # a batch's line: offset, end, seq, more, record, reason, bytes
 
-READ_CHUNK = 1 << 20
 _pread = os.pread
 
 
@@ -103,7 +109,7 @@ def default_loads() -> Callable[[bytes], Any]:
 def warn_damage(damage: Damage) -> None:
     import logging
 
-    logging.getLogger("popkit_power.journal").warning("skipped a damaged journal record: %s", damage)
+    logging.getLogger("popkit_power.journal.writer").warning("skipped a damaged journal record: %s", damage)
 
 
 def _lines(block: bytes) -> list[bytes]:

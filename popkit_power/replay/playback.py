@@ -14,10 +14,10 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .errors import PowerModeError
-from .journal import Damage, Position, segment_name
-from .replay import Book, Event
-from .session import Session
+from ..errors import PowerModeError
+from ..journal.writer import Damage, Position, segment_name
+from ..session import Session
+from .story import Book, Event
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class Playback:
                 if not follow or self.closed:
                     return
                 if watch is None:  # watch first, then read again: nothing written in between is missed
-                    from .follow import JournalWatch
+                    from ..follow import JournalWatch
 
                     watch = JournalWatch(self.session.journal.directory)
                     continue

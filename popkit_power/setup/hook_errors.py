@@ -11,9 +11,9 @@ import os
 import time
 from typing import Any
 
-from ._fs import open_file
-from .errors import PowerModeError
-from .hook.log import LOG_FILE
+from .._fs import open_file
+from ..errors import PowerModeError
+from ..hook.log import LOG_FILE
 
 TAIL_BYTES = 64 * 1024
 

@@ -3,8 +3,8 @@ seq or a time) at which `replay --at` shows the session's state.
 
 Pure: events in, text out. The wording of each event type is event_words.py's, reading the journal playback.py's,
 printing the CLI's (cli/replaying.py). Agents are
-named as `status` names them (`status.short_names` over the projector's agents), never by their raw keys, and every
-text that came from an agent goes through `status.clean`: one line, no escape sequences, cut.
+named as `status` names them (`display.short_names` over the projector's agents), never by their raw keys, and every
+text that came from an agent goes through `display.clean`: one line, no escape sequences, cut.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from .errors import SessionError
+from ..display import agent_place, clean, sender_name, short_names
+from ..errors import SessionError
+from ..keys import HUMAN
+from ..projector import Rules, State, apply, new_state
+from ..protocol import APPROVAL_ANSWERS, CHANNELS, EVENT_TYPES, HEARTBEAT
+from ..provenance import doubts
+from ..timestamps import seconds_of
 from .event_words import TEXT_CHARS, describe
-from .keys import HUMAN
-from .projector import Rules, State, apply, new_state
-from .protocol import APPROVAL_ANSWERS, CHANNELS, EVENT_TYPES, HEARTBEAT
-from .provenance import doubts
-from .status import _label, clean, sender_name, short_names
-from .timestamps import seconds_of
 
 Event = dict[str, Any]
 
@@ -91,7 +91,7 @@ class Book:
                       answered=event.get("ts"))
 
     def name(self, key: Any) -> str:
-        """The short name of an agent or sender (status.short_names); one the projector does not know as an agent is
+        """The short name of an agent or sender (display.short_names); one the projector does not know as an agent is
         named as status names it (`keys.agent_name`), `human` and `coordinator` as they are."""
         if not isinstance(key, str):
             return "-"
@@ -118,7 +118,7 @@ class Book:
         agents: dict[str, dict[str, Any]] = self.state["agents"]
         self._names = short_names(self.state)
         hosts = {agent.get("host") for agent in agents.values() if agent.get("host")}
-        labels = {key: _label(agent, with_host=len(hosts) > 1) for key, agent in agents.items()}
+        labels = {key: agent_place(agent, with_host=len(hosts) > 1) for key, agent in agents.items()}
         self._labels = {key: clean(label, 40) for key, label in labels.items() if label}
         self._stale = False
 

@@ -12,10 +12,10 @@ import os
 import time
 from typing import Any
 
-from ._fs import open_file, read_file, write_file_atomically
-from ._lock import LOCK_EX, LOCK_NB, LOCK_SH, LOCK_UN, flock
-from .errors import CoordinatorRunningError
-from .keys import host_name
+from .._fs import open_file, read_file, write_file_atomically
+from .._lock import LOCK_EX, LOCK_NB, LOCK_SH, LOCK_UN, flock
+from ..errors import CoordinatorRunningError
+from ..keys import host_name
 
 COORDINATOR = "coordinator"
 LOCK_FILE = "coordinator.lock"

@@ -37,6 +37,14 @@ LARGEST_SEQ = 10**20 - 1
 _FRAMING = len(SEQ_PREFIX) + 1 + CRC_TAIL - 2
 _MORE_FRAMING = len(MORE_PREFIX) + 1
 
+DURABILITY_FLUSH = "flush"  # each append is handed to the OS (survives a killed process, not a power cut)
+DURABILITY_FSYNC = "fsync"  # each append is fsynced before it returns (survives a power cut; see tools/BENCHMARKS.md)
+#: The defaults of the journal's settings; config.DEFAULTS refers to these, so each is written once.
+DEFAULT_SEGMENT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
+#: How much a reader (and the tail repair) reads at once.
+READ_CHUNK = 1 << 20
+
 
 def segment_name(first_seq: int) -> str:
     """The file name of the segment whose first record is `first_seq`: 16 digits and `.jsonl`."""

@@ -18,10 +18,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import PowerModeError, ReplicationError
+from ..errors import PowerModeError, ReplicationError
 
 if TYPE_CHECKING:
-    from .replication.transport import Transport
+    from .transport import Transport
 
 FILE, REDIS, UPSTASH = "file", "redis", "upstash"
 URL_VAR, TOKEN_VAR, REDIS_VAR = "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "REDIS_URL"
@@ -106,16 +106,16 @@ def open_transport(kind: str, environ: Mapping[str, str], *,
     """The transport for a mode's kind, from the environment's credentials (None for the file mode). Imports httpx
     or redis-py only here. Raises ConfigError for credentials that cannot be used, MissingDependencyError when
     REDIS_URL is set but redis-py is not installed."""
-    from .replication.transport import CONNECT_TIMEOUT_SECONDS
+    from .transport import CONNECT_TIMEOUT_SECONDS
 
     timeout = CONNECT_TIMEOUT_SECONDS if connect_timeout is None else connect_timeout
     if kind == UPSTASH:
-        from .replication.upstash_rest import UpstashRest
+        from .upstash_rest import UpstashRest
 
         return UpstashRest(environ.get(URL_VAR, "").strip(), environ.get(TOKEN_VAR, "").strip(),
                            connect_timeout=timeout)
     if kind == REDIS:
-        from .replication.redis_streams import RedisStreams
+        from .redis_streams import RedisStreams
 
         return RedisStreams(environ.get(REDIS_VAR, "").strip(), connect_timeout=timeout)
     return None

@@ -22,18 +22,19 @@ import stat
 import time
 from typing import Any, NamedTuple
 
+from ..config import CONFIG_FILE, Config, load_config
+from ..display import short_names
+from ..errors import ConfigError, PowerModeError
+from ..home import active_session, check_power_dir, list_sessions
+from ..hook.log import LOG_FILE
+from ..journal.lease import DISK_FULL, trouble
+from ..journal.verify import verify_journal
+from ..problems import unreported_problem, untrusted_problem
+from ..session import Session
+from ..status import coordinator_health, mode_info, replication_info, skipped_entries
+from ..unreported import running_here, unreported
 from . import hook_errors, registrations
-from .config import CONFIG_FILE, Config, load_config
-from .errors import ConfigError, PowerModeError
-from .home import active_session, check_power_dir, list_sessions
-from .hook.log import LOG_FILE
 from .install import HOOK_SCRIPT, PLUGIN_COMMAND
-from .lease import DISK_FULL, trouble
-from .problems import unreported_problem, untrusted_problem
-from .session import Session
-from .status import coordinator_health, mode_info, replication_info, short_names, skipped_entries
-from .unreported import running_here, unreported
-from .verify import verify_journal
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 RECENT_SECONDS = 24 * 3600  # hook.log errors younger than this are shown
@@ -217,7 +218,7 @@ def _coordinator(power_dir: str, config: Config) -> Check:
     session_id = active_session(power_dir) if os.path.isdir(power_dir) else None
     if session_id is None:
         return Check("coordinator", OK, "Power Mode is off: no session needs one")
-    from .coordinator.daemon import running
+    from ..coordinator.daemon import running
 
     session = Session(power_dir, session_id, config, read_only=True)
     try:

@@ -1,6 +1,6 @@
 """An event in words, for a person: what `replay` prints after the time, the agent and the channel, such as
 `claimed t-3 "Fix login"`. One wording per event type of protocol.py; a type this version does not know shows its
-type and data. Every text that came from an agent goes through `status.clean` (one line, no escape sequences, cut).
+type and data. Every text that came from an agent goes through `display.clean` (one line, no escape sequences, cut).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from .status import clean
+from ..display import clean
 
 Event = dict[str, Any]
 TEXT_CHARS = 120  # an agent's text in a line

@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from ._fs import check_dir, open_file, private_subdir, read_file, remove_stale_temporaries, write_file_atomically
-from .errors import PowerModeError
-from .journal import Journal, Position
+from .._fs import check_dir, open_file, private_subdir, read_file, remove_stale_temporaries, write_file_atomically
+from ..errors import PowerModeError
+from .writer import Journal, Position
 
 SUFFIX = ".snapshot.json"
 KEPT = 2
