@@ -4,7 +4,9 @@
     ├── ConfigError            a bad value in config.json or the environment
     ├── ProtocolError          an event that does not follow journal/SPEC.md (names the field)
     ├── SessionError           no such session, no active session, a bad session id
-    │   └── CoordinatorRunningError   a second coordinator for a session (names the running one)
+    │   ├── CoordinatorRunningError   a second coordinator for a session (names the running one)
+    │   ├── ClaimLostError     another agent's claim on the task came first (`winner`, `winning_seq`)
+    │   └── AnswerRefusedError an approval answered first (`first_status`, `first_by`, `first_seq`, `first_ts`)
     ├── HookInputError         a Claude Code hook payload the hook cannot use (logged, never raised to Claude Code)
     ├── UnsafePathError        a path under the power directory that must not be used: a symlink, a directory
     │                          where a file belongs, one not owned by you or writable by others
