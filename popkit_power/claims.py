@@ -14,6 +14,7 @@ it is what the journal says once the server has placed the claim in the order of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +27,14 @@ from .session import Session
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from .journal.writer import Position
 
-#: The transitions by which an agent takes a task, and the member of their data that names it (None: the sender).
-_TAKING = {"task.claimed": None, "task.assigned": "agent", "task.created": "owner"}
+#: The transitions by which an agent takes a task, and who takes it by each: its sender, or whom its data names.
+_TAKER: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "task.claimed": lambda transition: transition.get("from"),
+    "task.assigned": lambda transition: (transition.get("data") or {}).get("agent"),
+    "task.created": lambda transition: (transition.get("data") or {}).get("owner"),
+}
 
 
 @dataclass(frozen=True)
@@ -98,11 +101,8 @@ def taken_at(state: State, task_id: str, agent: str) -> int | None:
     the task's log (fold/tasks.py); None when the log does not hold it (another machine's claim that the server's
     contest gave the task to before it was pulled here, or a log too long to keep)."""
     for _place, seq, transition in reversed((state.get("task_logs") or {}).get(task_id) or ()):
-        member = _TAKING.get(transition.get("type"), "")
-        if member == "":
-            continue
-        taker = transition.get("from") if member is None else (transition.get("data") or {}).get(member)
-        if taker == agent and isinstance(seq, int):
+        taker = _TAKER.get(transition.get("type"))
+        if taker is not None and taker(transition) == agent and isinstance(seq, int):
             return seq
     return None
 
