@@ -13,7 +13,8 @@ TASK is a task's id or a unique start of it, AGENT an agent's key or name or a u
 refused in one line that names the fix, and nothing is written. What the fold would count for nothing is refused:
 each change is checked again in the journal as of its own record (a change that came in between is reported, exit
 2), and a result, with machines replicating, as of its place in the server's order. The holder of a task released
-or reassigned by the human hears of it from its hook (`holder` in the event: hook/inbox.py).
+or reassigned by the human hears of it from its hook (`holder` in the event: hook/inbox.py). The claim itself, and
+the wait for the server's place of a change, are claims.py's, which programs call as this command does.
 """
 
 from __future__ import annotations
