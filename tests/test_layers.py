@@ -122,8 +122,8 @@ def test_the_reader_finds_imports_of_every_kind(tmp_path: Path) -> None:
     for name in ("__init__.py", "a.py", "b.py", "c.py", "sub/__init__.py", "sub/d.py"):
         (package / name).write_text("")
     source = package / "sub" / "e.py"
-    source.write_text("from ..a import x\nimport pkg.b\nTYPE_CHECKING = False\nif TYPE_CHECKING:\n    from ..c import y\n"
-                      "def f():\n    from . import d\n")
+    source.write_text("from ..a import x\nimport pkg.b\nTYPE_CHECKING = False\n"
+                      "if TYPE_CHECKING:\n    from ..c import y\ndef f():\n    from . import d\n")
     known = {"pkg": package, "pkg.a": package / "a.py", "pkg.b": package / "b.py", "pkg.c": package / "c.py",
              "pkg.sub": package / "sub", "pkg.sub.d": package / "sub" / "d.py", "pkg.sub.e": source}
     assert imports("pkg.sub.e", source, known) == {"pkg.a", "pkg.b", "pkg.c", "pkg.sub.d"}
