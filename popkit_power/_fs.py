@@ -13,7 +13,8 @@ with planted symlinks), so:
   file), optionally fsyncs, and only then renames it over the old one; on any failure the old file is untouched
   and the temporary file is removed.
 
-This module is on the hook's hot path: it imports only `errno`, `os` and `stat` (loaded by the interpreter at start).
+This module is on the hook's hot path: it imports only `errno`, `os` and `stat` (loaded by the interpreter at start),
+and the project's errors.py and keys.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import stat
 
 from .errors import UnsafePathError
+from .keys import TEMPORARY_SUFFIX
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -30,7 +32,6 @@ NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _GETUID = getattr(os, "getuid", None)
-TEMPORARY_SUFFIX = ".tmp"
 
 
 def open_file(path: str, flags: int, mode: int = FILE_MODE, *, dir_fd: int | None = None) -> int:

@@ -12,6 +12,7 @@ from ._fs import read_file, write_file_atomically
 from .errors import ConfigError, UnsafePathError
 from .journal import codec
 from .journal.records import DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_MAX_BYTES, DURABILITY_FLUSH, DURABILITY_FSYNC
+from .keys import CONFIG_FILE, CONFIG_PROBLEM_FILE, LAST_VALID_FILE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -62,9 +63,6 @@ MAX_GLOB_CHARS = 500
 MAXIMUMS: dict[str, float] = {"context_max_chars": 9000, "insight_similarity_threshold": 1,
                                "redis_channel_maxlen": 1_000_000_000, "max_record_bytes": 2 * 1024 * 1024}
 
-CONFIG_FILE = "config.json"
-LAST_VALID_FILE = "config.last-valid.json"  # the last config.json that passed (see usable_config)
-CONFIG_PROBLEM_FILE = "config.problem"  # the problem the hook last logged (hook/miswired.py), dropped on a fix
 _INFINITY = float("inf")
 
 

@@ -21,13 +21,12 @@ from .home import (
     existing_session_dir,
     origin_id,
     session_dir,
-    sessions_dir,
     set_active_session,
 )
 from .journal import codec
 from .journal.reader import warn_damage
 from .journal.writer import Appended, Journal, Position
-from .keys import HUMAN
+from .keys import HUMAN, JOURNAL_DIR, SNAPSHOTS_DIR, sessions_dir
 from .protocol import make_event
 
 TYPE_CHECKING = False
@@ -60,7 +59,7 @@ class Session:
             private_dir(os.path.dirname(self.dir))
             private_dir(self.dir)
         self.journal = Journal(
-            os.path.join(self.dir, "journal"),
+            os.path.join(self.dir, JOURNAL_DIR),
             durability=self.config.durability,
             segment_max_bytes=self.config.segment_max_bytes,
             max_record_bytes=self.config.max_record_bytes,
@@ -205,7 +204,7 @@ class Session:
 
         fold_key = {name: getattr(self.config, name) for name in self.rules().__slots__}
         fold_key["fold_version"] = FOLD_VERSION
-        return Snapshots(os.path.join(self.dir, "snapshots"), self.id, fold_key, self.journal)
+        return Snapshots(os.path.join(self.dir, SNAPSHOTS_DIR), self.id, fold_key, self.journal)
 
 
 def _stamped(event: dict[str, Any], origin: str) -> bool:

@@ -20,6 +20,7 @@ from .home import active_session
 from .journal.lease import trouble
 from .journal.reader import warn_damage
 from .journal.writer import Position
+from .keys import REPLICATOR_LEASE
 from .projector import (
     AGENT_ACTIVE,
     AGENT_IDLE,
@@ -64,7 +65,7 @@ def replication_info(session: Session, position: Position, now: float) -> dict[s
     from .journal.lease import held
     from .replication.replicator import read_status
 
-    running = held(session.dir, "replicator")
+    running = held(session.dir, REPLICATOR_LEASE)
     report = read_status(session.dir)
     if report is None and not running:
         return None

@@ -32,8 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common as common
 import orjson
 
-from popkit_power.journal.snapshots import SUFFIX as SNAPSHOT_SUFFIX
 from popkit_power.journal.writer import Journal
+from popkit_power.keys import SNAPSHOT_SUFFIX
 from popkit_power.protocol import make_event
 from popkit_power.session import Session
 

@@ -14,12 +14,11 @@ from typing import Any
 import click
 
 from ..config import load_config
-from ..coordinator.daemon import LOG_FILE as COORDINATOR_LOG
 from ..coordinator.daemon import spawn as spawn_coordinator
 from ..errors import ReplicationError, SessionError
 from ..home import active_session as active_session_id
 from ..home import set_active_session
-from ..keys import RedisLayout
+from ..keys import COORDINATOR_LOG, RedisLayout
 from ..replication.mode_selector import FILE, open_transport, select_mode
 from ..session import Session
 from .common import active_session, power_dir, session_to_read

@@ -28,7 +28,7 @@ from .. import provenance
 from ..errors import SessionError
 from ..journal.lease import held
 from ..journal.writer import Position
-from ..keys import HUMAN, new_result_task_id, new_task_id
+from ..keys import HUMAN, REPLICATOR_LEASE, new_result_task_id, new_task_id
 from ..projector import FINISHED_TASK_STATES, State
 from ..roster import (
     agent_label,
@@ -100,7 +100,7 @@ def claim(task_name: str, sender: str | None) -> None:
     # replicating, what the journal says once the server has placed the claim in the order of all machines' task
     # changes (fold/tasks.py).
     through = appended.first_seq
-    if held(session.dir, "replicator"):
+    if held(session.dir, REPLICATOR_LEASE):
         decided = _placed(session, position, appended.first_seq, session.config.replication_timeout_seconds)
         if decided is None:
             click.echo(f"the other machines have not confirmed the claim within "
@@ -183,7 +183,7 @@ def _complete(session: Session, seen: tuple[State, Position], task_id: str, text
     task away, the fold ignores the result on every machine, and the command says so, naming who holds it."""
     position = seen[1].copy()
     appended = session.complete_task(task_id, text, sender=who, ok=not failed, seen=seen)
-    if held(session.dir, "replicator"):
+    if held(session.dir, REPLICATOR_LEASE):
         timeout = session.config.replication_timeout_seconds
         if _placed(session, position, appended.first_seq, timeout) is None:
             click.echo(f"the other machines have not confirmed the result within {timeout:g} s (is the replicator "

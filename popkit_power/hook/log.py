@@ -8,8 +8,8 @@ import time
 
 from .._fs import check_dir, open_file
 from ..home import find_power_dir
+from ..keys import HOOK_LOG
 
-LOG_FILE = "hook.log"
 LOG_MAX_BYTES = 1024 * 1024
 MAX_DAMAGE_LOGGED = 20  # damaged lines logged one by one per call; the rest are counted in one line
 
@@ -33,7 +33,7 @@ def log_error(power_dir: str | None, message: str) -> None:
             check_dir(directory)
         except FileNotFoundError:
             return  # Power Mode was never used here: nothing to log into, and nothing to create
-        path = os.path.join(directory, LOG_FILE)
+        path = os.path.join(directory, HOOK_LOG)
         try:
             if os.lstat(path).st_size > LOG_MAX_BYTES:
                 os.replace(path, path + ".1")

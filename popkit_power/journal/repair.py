@@ -17,6 +17,7 @@ import os
 
 from .._fs import fsync_dir, open_file
 from ..errors import JournalError
+from ..keys import torn_file
 from .records import READ_CHUNK, scan_tail, segment_name
 
 _SCAN_FIRST, _SCAN_MAX = 8192, 4 << 20  # the tail scan's first window; past the last, damage is counted line by line
@@ -74,7 +75,7 @@ def keep_torn_bytes(directory: str, segment: int, offset: int, torn: bytes, *, d
     """Write `torn` whole to `<segment>.torn-<offset>`, or `.torn-<offset>.<n>` when a writer was torn at the same
     offset before (or died while keeping its bytes), and fsync it when `durable`. If that fails (a full disk),
     remove the partial file and raise JournalError: the caller must not cut the segment then."""
-    path = base = os.path.join(directory, f"{segment_name(segment)}.torn-{offset}")
+    path = base = torn_file(directory, segment_name(segment), offset)
     fd, number = -1, 0
     try:
         while fd < 0:

@@ -13,7 +13,7 @@ from typing import Any
 
 from .._fs import open_file
 from ..errors import PowerModeError
-from ..hook.log import LOG_FILE
+from ..keys import HOOK_LOG
 
 TAIL_BYTES = 64 * 1024
 
@@ -33,7 +33,7 @@ KNOWN = (
 def read_errors(power_dir: str) -> list[dict[str, Any]]:
     """The last lines of hook.log as {"ts" (seconds, or None), "line", "advice" (or None)}, oldest first."""
     try:
-        fd = open_file(os.path.join(power_dir, LOG_FILE), os.O_RDONLY)
+        fd = open_file(os.path.join(power_dir, HOOK_LOG), os.O_RDONLY)
     except (OSError, PowerModeError):  # none yet, or not safe to read: doctor reports the power directory itself
         return []
     try:
