@@ -12,7 +12,7 @@ from ._fs import read_file, write_file_atomically
 from .errors import ConfigError, UnsafePathError
 from .journal import codec
 from .journal.records import DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_MAX_BYTES, DURABILITY_FLUSH, DURABILITY_FSYNC
-from .keys import CONFIG_FILE, CONFIG_PROBLEM_FILE, LAST_VALID_FILE
+from .keys import CONFIG_FILE, CONFIG_PROBLEM_FILE, DEFAULT_PREFIX, LAST_VALID_FILE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ DEFAULTS: dict[str, tuple[Any, Any, float | None]] = {
     "guardrail_paths": ((), "globs", None),  # e.g. ["*.env", "migrations/*"]
     "guardrail_commands": ((), "globs", None),  # e.g. ["git push*", "rm -rf *"]
     # replication (replication/): the Redis names' prefix, and how the replicator batches, waits and polls
-    "redis_prefix": ("pop", "name", None),  # several projects can share one database under different prefixes
+    "redis_prefix": (DEFAULT_PREFIX, "name", None),  # several projects can share one database under different prefixes
     "replication_batch_events": (500, "int", 1),
     "replication_timeout_seconds": (10, "float", 0.5),
     # the original layout's channel streams (pop:broadcast, ...) keep about this many entries each (0: all); the
