@@ -160,6 +160,17 @@ def private_subdir(parent: str, name: str, *, identity: tuple[int, int] | None =
     return fd
 
 
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of `data` to `fd`, however many writes it takes; a write that takes nothing (a full disk) raises
+    OSError(ENOSPC) rather than looping. Not for an append that must be one write (the journal's batch)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        view = view[written:]
+
+
 def write_file_atomically(path: str, data: bytes, *, durable: bool = True, mode: int = FILE_MODE,
                           temporary: str | None = None, dir_fd: int | None = None) -> None:
     """Replace `path` with `data`: the old file or the whole new one, never a part.
@@ -178,12 +189,7 @@ def write_file_atomically(path: str, data: bytes, *, durable: bool = True, mode:
     fd = open_file(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode, dir_fd=dir_fd)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                if written <= 0:
-                    raise OSError(28, "No space left on device")
-                view = view[written:]
+            write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:

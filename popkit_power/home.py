@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 
-from ._fs import check_dir, open_file, private_dir, read_file, write_file_atomically
+from ._fs import check_dir, open_file, private_dir, read_file, write_all, write_file_atomically
 from .errors import PowerModeError, SessionError, UnsafePathError
 from .keys import ACTIVE_FILE, APP_DIR, LOCAL_DIR, ORIGIN_FILE, TEMPORARY_SUFFIX, TRUSTED_DIR, host_name, sessions_dir
 
@@ -315,7 +315,7 @@ def origin_id(power_dir: str) -> str:
     temporary = f"{path}.{os.getpid()}{TEMPORARY_SUFFIX}"
     fd = open_file(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     try:
-        os.write(fd, (candidate + "\n").encode("utf-8"))
+        write_all(fd, (candidate + "\n").encode("utf-8"))
     finally:
         os.close(fd)
     try:  # link() publishes a complete file or fails: when processes race, the first one's id wins for all

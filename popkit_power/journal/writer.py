@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import zlib
 
-from .._fs import check_dir, fsync_dir, open_file, private_dir
+from .._fs import check_dir, fsync_dir, open_file, private_dir, write_all
 from .._lock import LOCK_EX, LOCK_SH, LOCK_UN, FileLock, flock
 from ..errors import JournalError, RecordTooLargeError
 from ..keys import SEGMENT_SUFFIX, journal_lock_file
@@ -220,8 +220,7 @@ class Journal:
 
     def _finish_write(self, fd: int, data: bytes, written: int) -> None:
         """The rest of a short write, and the fsync when durability asks for it (OSError goes to `_undo_write`)."""
-        while written < len(data):
-            written += os.write(fd, data[written:])
+        write_all(fd, memoryview(data)[written:])
         if self._fsync:
             os.fsync(fd)
 
