@@ -19,8 +19,9 @@ from popkit_power.protocol import make_event
 
 SESSION_ID = "20261124-100000-ab12cd"
 ORIGIN = "benchhost-1a2b3c"
+#: The mix of tool calls the benchmarks' agents make (a tuple in a fixed order, so a seed draws the same calls; which
+#: tools write is popkit_power.tool_calls.WRITE_TOOLS, never listed here).
 TOOLS = ("Read", "Edit", "Bash", "Grep", "Glob", "Write", "MultiEdit", "WebFetch", "TodoWrite", "Read", "Read", "Bash")
-WRITE_TOOLS = ("Edit", "Write", "MultiEdit")
 BASE_EPOCH = 1795514400.0  # 2026-11-24T10:00:00Z
 
 
