@@ -41,7 +41,7 @@ from .projector import (
 from .provenance import doubts
 from .replication.mode_selector import CREDENTIAL_VARS, FILE, Mode, select_mode
 from .session import Session
-from .timestamps import age_of
+from .timestamps import age_of, utc_text
 
 #: Unfinished tasks in the order a person should look at them: the ones waiting for someone first.
 TASK_ORDER = (TASK_PARKED, TASK_ORPHANED, TASK_OPEN, TASK_ASSIGNED, TASK_CLAIMED)
@@ -155,7 +155,7 @@ def session_status(session: Session, state: State, position: Position, *, now: f
         "power_dir": session.power_dir,
         "session": session.id,
         "active": active_session(session.power_dir) == session.id,
-        "now": _utc(now),
+        "now": utc_text(now),
         "mode": mode_info(replication, session=True, closed=state["closed"] is not None),
         "journal": {"directory": session.journal.directory, "records_through_seq": position.seq - 1,
                     "position": position.as_dict()},
@@ -276,7 +276,3 @@ def doubtful_answers(state: State) -> dict[str, dict[str, Any]]:
             found[request] = {**{key: approval.get(key) for key in ("status", "by", "answered", "from", "question")},
                               "reasons": reasons}
     return found
-
-
-def _utc(now: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1_000_000):06d}Z"

@@ -11,6 +11,7 @@ from ..coordinator.daemon import running
 from ..display import clean
 from ..session import Session
 from ..session_index import parse_age, prune, summaries
+from ..timestamps import clock_of, day_of
 from .common import power_dir
 from .help import HelpGroup, plural
 
@@ -60,7 +61,8 @@ def session_line(found: dict[str, Any]) -> str:
 
 def _when(ts: Any) -> str:
     """A UTC timestamp as `2026-11-24 10:00:00`, or `?`."""
-    return f"{ts[:10]} {ts[11:19]}" if isinstance(ts, str) and len(ts) >= 19 else "?"
+    day = day_of(ts)
+    return f"{day} {clock_of(ts)}" if day else "?"
 
 
 @sessions.command("prune")

@@ -9,13 +9,13 @@ already has, so that a full disk cannot refuse it."""
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from .._fs import open_file, read_file, write_file_atomically
 from .._lock import LOCK_EX, LOCK_NB, LOCK_SH, LOCK_UN, flock
 from ..errors import CoordinatorRunningError
 from ..keys import COORDINATOR_LEASE, host_name, lease_holder_file, lease_lock_file
+from ..timestamps import utc_text
 
 RUNNING, DISK_FULL, FAILING = "running", "disk full", "failing"
 #: The holder file's size: written padded with spaces (still JSON), so that every later note fits in place
@@ -86,7 +86,7 @@ class Lease:
                 f"{other.get('pid', '?')} on {other.get('host', '?')}, since {other.get('since', '?')}; "
                 f"popkit-power stop ends it") from None
         self._fd = fd
-        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        since = utc_text(whole=True)
         self._holder = {"pid": os.getpid(), "host": host_name(), "since": since, "stoppable": self.stoppable,
                         "condition": RUNNING}
         path = lease_holder_file(self.session_dir, self.name)
@@ -102,7 +102,7 @@ class Lease:
         if self._holder.get("condition") == condition and self._holder.get("detail") == detail:
             return
         self._holder.update(condition=condition, detail=detail,
-                            condition_since=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                            condition_since=utc_text(whole=True))
         if self._holder_fd >= 0:
             try:
                 os.pwrite(self._holder_fd, _padded(self._holder), 0)
