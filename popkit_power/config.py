@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from ._fs import read_file, write_file_atomically
+from .display import quoted
 from .errors import ConfigError, UnsafePathError
 from .journal import codec
 from .journal.records import DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_MAX_BYTES, DURABILITY_FLUSH, DURABILITY_FSYNC
@@ -154,7 +155,7 @@ def _check_globs(name: str, value: Any, source: str) -> tuple[str, ...]:
     for item in value:
         if not item.strip() or len(item) > MAX_GLOB_CHARS:
             raise ConfigError(f"{source}: {name!r} has a pattern that is empty or over {MAX_GLOB_CHARS} characters: "
-                              f"{item[:60]!r}")
+                              f"{quoted(item, 60)}")
     return tuple(item.strip() for item in value)
 
 

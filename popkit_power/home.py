@@ -218,7 +218,9 @@ def _active(power_dir: str) -> tuple[str | None, os.stat_result | None]:
     try:
         return check_session_id(session_id), info
     except SessionError:
-        raise SessionError(f"{path} does not hold a session id ({session_id[:60]!r}); turn Power Mode off with: "
+        from .display import quoted  # only for this message: the hook's off path imports this module
+
+        raise SessionError(f"{path} does not hold a session id ({quoted(session_id, 60)}); turn Power Mode off with: "
                            f"popkit-power stop, or delete the file") from None
 
 

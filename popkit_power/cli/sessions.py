@@ -14,6 +14,7 @@ import orjson
 from ..config import Config, load_config
 from ..coordinator.daemon import spawn as spawn_coordinator
 from ..coordinator.daemon import stop as stop_coordinator
+from ..display import quoted
 from ..errors import ConfigError, PowerModeError, SessionError
 from ..home import active_session as active_session_id
 from ..home import list_sessions
@@ -21,7 +22,7 @@ from ..journal.verify import verify_journal
 from ..keys import CONFIG_FILE, COORDINATOR_LOG, LAST_VALID_FILE
 from ..problems import problems, untrusted_problem
 from ..replication.mode_selector import not_replicated, select_mode
-from ..roster import quoted, shell_word
+from ..roster import shell_word
 from ..session import Session, start_session, stop_session, summarize
 from ..status import StatusReader, no_session
 from .common import active_session, os_problem, power_dir, sender_for, sender_option, session_to_read

@@ -25,6 +25,7 @@ from typing import Any
 import click
 
 from .. import provenance
+from ..display import shown
 from ..errors import SessionError
 from ..journal.lease import held
 from ..journal.writer import Position
@@ -40,7 +41,6 @@ from ..roster import (
     find_task,
     fold_through,
     live_agent,
-    shown,
     task_label,
 )
 from ..session import Session, why_not_finished

@@ -15,6 +15,7 @@ import time
 
 from .._fs import remove_stale_temporaries
 from ..config import usable_config
+from ..display import cut
 from ..journal import codec
 from ..journal.records import largest_record_size
 from ..keys import MAIN, agent_key, agent_name, host_name, subagent_task
@@ -292,8 +293,7 @@ def _heartbeat(state: AgentState) -> dict[str, Any]:
 
 def _cap(value: Any, field: str) -> str:
     text = value if isinstance(value, str) else str(value)
-    limit = MAX_CHARS[field]
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return cut(text, MAX_CHARS[field])
 
 
 def _append(session: Session, events: list[dict[str, Any]]) -> Appended:

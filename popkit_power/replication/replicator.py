@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..display import quoted
 from ..errors import PowerModeError, ReplicationError, TransportAuthError, TransportError, TransportLimitError
 from ..follow import JournalWatch
 from ..journal.writer import Position
@@ -191,7 +192,7 @@ class Replicator(PullSide):
                 self._resumed = False
                 continue
             if isinstance(reply, ReplyError) or not isinstance(reply, list) or len(reply) != 5:
-                raise ReplicationError(f"the push script answered {str(reply)[:200]!r} for seqs "
+                raise ReplicationError(f"the push script answered {quoted(str(reply), 200)} for seqs "
                                        f"{events[0]['seq']}-{events[-1]['seq']}")
             new, old, removed, undecided, refused = (int(value) for value in reply)
             if removed or undecided or refused:

@@ -23,7 +23,7 @@ import time
 from typing import Any, NamedTuple
 
 from ..config import Config, load_config
-from ..display import short_names
+from ..display import clean, cut, short_names
 from ..errors import ConfigError, PowerModeError
 from ..home import active_session, check_power_dir, list_sessions
 from ..journal.lease import DISK_FULL, trouble
@@ -93,7 +93,7 @@ def _hook_runs(found: list[dict[str, Any]]) -> list[Check]:
     checks = []
     for command, root in dict.fromkeys(runs):
         works, said = registrations.try_command(command, root)
-        shown = command if len(command) < 100 else command[:97] + "..."
+        shown = cut(command, 99)
         if works:
             checks.append(Check("hook runs", OK, f"{shown} -> {said}"))
             continue
@@ -287,6 +287,6 @@ def _hook_log(power_dir: str) -> Check:
         return Check(HOOK_LOG, OK, "no errors in the last day")
     kinds = list(dict.fromkeys(error["advice"] for error in recent if error["advice"]))
     last = recent[-1]["line"]
-    return Check(HOOK_LOG, WARN, f"{len(recent)} line(s) in the last day, the latest: {last[:300]}",
+    return Check(HOOK_LOG, WARN, f"{len(recent)} line(s) in the last day, the latest: {clean(last, 300)}",
                  (*kinds, f"all of them: {path}"))
 
