@@ -5,7 +5,7 @@ like the conflict window, read it from the events with `seconds_of`, never from 
 
 The one UTC text format of the project, written and read here: `utc_text` writes it (whole seconds for the hook's log
 and the lease files: 2026-11-24T10:00:00Z), `seconds_of` reads either form back, `day_of` and `clock_of` take the
-parts a person reads.
+parts a person reads (`day_and_clock`: 2026-11-24 10:00:00).
 This module is on the hook's hot path: it imports only `time`.
 """
 
@@ -71,6 +71,12 @@ def clock_of(ts: Any) -> str:
         if clock[2] == ":" and clock[5] == ":" and (clock[:2] + clock[3:5] + clock[6:]).isdigit():
             return clock
     return "??:??:??"
+
+
+def day_and_clock(ts: Any) -> str:
+    """`YYYY-MM-DD HH:MM:SS` of an event timestamp, as a person reads it (UTC), or `?` when it is not one."""
+    day = day_of(ts)
+    return f"{day} {clock_of(ts)}" if day else "?"
 
 
 def ago(seconds: float | None) -> str:

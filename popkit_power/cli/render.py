@@ -15,7 +15,7 @@ from typing import IO, Any
 from ..display import MAX_NAME_CHARS, clean, sender_name
 from ..projector import TASK_PARKED
 from ..status import ALIVE, NONE, SILENT, STOPPED, skipped_entries
-from ..timestamps import clock_of
+from ..timestamps import clock_of, day_and_clock
 from .help import plural
 
 TYPE_CHECKING = False
@@ -169,7 +169,7 @@ def _header(info: dict[str, Any], note: str | None) -> RenderableType:
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column(overflow="fold")
     state = "active" if info["active"] else "not active"
-    closed = f", closed {clean(info['closed'], 19).replace('T', ' ')} UTC" if info["closed"] else ""
+    closed = f", closed {day_and_clock(info['closed'])} UTC" if info["closed"] else ""
     grid.add_row("session", Text.assemble((info["session"], "bold"), f" ({state}{closed})",
                                           (f"  as of {clock_of(info['now'])} UTC{f', {note}' if note else ''}", "dim")))
     grid.add_row("objective", _text(info["objective"], limit=400))
