@@ -285,8 +285,7 @@ def fold_through(session: Session, state: State, position: Position, seq: int) -
     return session.fold_through(state, position, seq)
 
 
-# -- text -----------------------------------------------------------------------------------------------------------
-
+# -- text (shown, quoted and the cut are display.py's) ---------------------------------------------------------------
 
 def shell_word(value: str, placeholder: str) -> str:
     """`value` as one shell word for a command to copy, or `placeholder` when it is long or not plain text."""
