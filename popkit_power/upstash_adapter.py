@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .display import cut
 from .errors import ConfigError, PowerModeError
 from .replication.mode_selector import (
     CREDENTIAL_VARS,
@@ -129,7 +130,7 @@ def run_checks(transport: Transport, out: Out = print) -> int:
         if good(replies):
             out(f"ok    {name} ({elapsed:.1f} ms)")
         else:
-            out(f"FAIL  {name}: unexpected replies {str(replies)[:300]}")
+            out(f"FAIL  {name}: unexpected replies {cut(str(replies), 300)}")
             failed += 1
     if failed:  # the DEL check may not have run: delete again, as well as we can
         try:

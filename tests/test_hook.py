@@ -20,7 +20,7 @@ import pytest
 from freezegun import freeze_time
 
 from popkit_power.hook import entry as hook
-from popkit_power.hook.log import LOG_FILE
+from popkit_power.keys import HOOK_LOG
 from popkit_power.session import Session, start_session
 
 HOOK_SCRIPT = Path(sys.executable).parent / "popkit-power-hook"
@@ -70,7 +70,7 @@ def run_script(home: str, stdin: bytes, **kwargs: Any) -> subprocess.CompletedPr
 
 
 def log_lines(home: str) -> list[str]:
-    path = Path(home, LOG_FILE)
+    path = Path(home, HOOK_LOG)
     return path.read_text().splitlines() if path.exists() else []
 
 

@@ -101,7 +101,8 @@ def _print_events(playback: Any, filters: Any, until: Any, *, follow: bool, as_j
                   advance: Callable[[], None] | None) -> None:
     import orjson
 
-    from ..replay.story import day_line, day_of, event_line
+    from ..replay.story import day_line, event_line
+    from ..timestamps import day_of
 
     book = playback.book
     day: Any = None

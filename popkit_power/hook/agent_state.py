@@ -17,6 +17,7 @@ from ..errors import JournalError
 from ..home import safe_name, write_private_file
 from ..journal import codec
 from ..journal.writer import Position
+from ..keys import AGENT_LOCK_SUFFIX, AGENTS_DIR, TEMPORARY_SUFFIX, agent_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -65,10 +66,10 @@ class AgentState:
     )
 
     def __init__(self, session_dir: str, agent_key: str, *, durable: bool = False) -> None:
-        directory = private_dir(os.path.join(session_dir, "agents"))
+        directory = private_dir(os.path.join(session_dir, AGENTS_DIR))
         name = safe_name(agent_key, "agent key")
-        self.path = os.path.join(directory, name + ".json")
-        self.lock = FileLock(os.path.join(directory, name + ".lock"))
+        self.path = agent_file(directory, name)
+        self.lock = FileLock(agent_file(directory, name, AGENT_LOCK_SUFFIX))
         self.is_new = True
         self.lost_cursor = False  # the file was there but its cursor could not be used
         self.durable = durable  # fsync each write: with the journal's `fsync` durability, so both survive a power cut
@@ -167,7 +168,7 @@ class AgentState:
 
     def _write(self, text: str) -> None:
         # The temporary file has a fixed name because the agent's lock is held: a killed hook's leftover is reused.
-        write_private_file(self.path, text, durable=self.durable, temporary=self.path + ".tmp")
+        write_private_file(self.path, text, durable=self.durable, temporary=self.path + TEMPORARY_SUFFIX)
 
 
 def _is(value: Any, kind: Any) -> bool:

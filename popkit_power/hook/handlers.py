@@ -15,9 +15,10 @@ import time
 
 from .._fs import remove_stale_temporaries
 from ..config import usable_config
+from ..display import cut
 from ..journal import codec
 from ..journal.records import largest_record_size
-from ..keys import MAIN, agent_key, agent_name, host_name, subagent_task
+from ..keys import AGENTS_DIR, MAIN, SNAPSHOTS_DIR, agent_key, agent_name, host_name, subagent_task
 from ..processes import start_time
 from ..protocol import remember_recent
 from ..session import Session
@@ -194,7 +195,7 @@ def _join_and_append(session: Session, state: AgentState, events: list[dict[str,
 def _on_session_start(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> str:
     source = payload.get("source") if isinstance(payload.get("source"), str) else None
     _join_and_append(session, state, [agent.joined(session, source)])  # a resumed session goes on from its cursor
-    for directory in ("agents", "snapshots"):  # what writers killed in mid-write left behind
+    for directory in (AGENTS_DIR, SNAPSHOTS_DIR):  # what writers killed in mid-write left behind
         remove_stale_temporaries(os.path.join(session.dir, directory))
     return _welcome(session, agent, state)
 
@@ -292,8 +293,7 @@ def _heartbeat(state: AgentState) -> dict[str, Any]:
 
 def _cap(value: Any, field: str) -> str:
     text = value if isinstance(value, str) else str(value)
-    limit = MAX_CHARS[field]
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return cut(text, MAX_CHARS[field])
 
 
 def _append(session: Session, events: list[dict[str, Any]]) -> Appended:

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import os
-import time
 
 from .._fs import check_dir, open_file
 from ..home import find_power_dir
+from ..keys import HOOK_LOG
+from ..timestamps import utc_text
 
-LOG_FILE = "hook.log"
 LOG_MAX_BYTES = 1024 * 1024
 MAX_DAMAGE_LOGGED = 20  # damaged lines logged one by one per call; the rest are counted in one line
 
@@ -25,7 +25,7 @@ def log_error(power_dir: str | None, message: str) -> None:
     A power directory that is not safe to write (a link, not yours, writable by others) gets no log file: the line
     goes to stderr, which Claude Code keeps in its debug log.
     """
-    line = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} pid {os.getpid()}: {message}"
+    line = f"{utc_text(whole=True)} pid {os.getpid()}: {message}"
     data = (line.replace("\n", " ")[:2000] + "\n").encode("utf-8", "replace")
     try:
         directory = power_dir or find_power_dir()
@@ -33,7 +33,7 @@ def log_error(power_dir: str | None, message: str) -> None:
             check_dir(directory)
         except FileNotFoundError:
             return  # Power Mode was never used here: nothing to log into, and nothing to create
-        path = os.path.join(directory, LOG_FILE)
+        path = os.path.join(directory, HOOK_LOG)
         try:
             if os.lstat(path).st_size > LOG_MAX_BYTES:
                 os.replace(path, path + ".1")

@@ -98,8 +98,8 @@ def log_config_problem(power_dir: str, problem: ConfigProblem) -> None:
     import os
 
     from .._fs import read_file, write_file_atomically
-    from ..config import CONFIG_PROBLEM_FILE
     from ..errors import UnsafePathError
+    from ..keys import CONFIG_PROBLEM_FILE
 
     path = os.path.join(power_dir, CONFIG_PROBLEM_FILE)
     text = str(problem).encode("utf-8", "replace")

@@ -11,7 +11,7 @@ This module is on the hook's hot path: lean imports only.
 
 from __future__ import annotations
 
-from ..display import marked
+from ..display import ELLIPSIS, cut, marked
 from ..journal import codec
 from ..keys import COORDINATOR, HUMAN, RESERVED_SENDERS, agent_name
 
@@ -75,7 +75,7 @@ def reply(lines: list[str], limit: int, header: str = HEADER, reference: str | N
     shown: list[str] = []
     size = len(header) + 2
     rest: list[str] = []
-    cut = False
+    split = False
     for index, line in enumerate(lines):
         left = limit - size - _RESERVE
         if len(line) <= left:
@@ -90,14 +90,14 @@ def reply(lines: list[str], limit: int, header: str = HEADER, reference: str | N
             shown.append(line)
             rest = lines[index + 1:]
         else:
-            shown.append(line[:room] + " …")
-            rest = [_continued(line) + "…" + line[room:], *lines[index + 1:]]
-            cut = True
+            shown.append(f"{line[:room]} {ELLIPSIS}")  # a line split in two, not cut: no character is lost
+            rest = [_continued(line) + ELLIPSIS + line[room:], *lines[index + 1:]]
+            split = True
         break
     if not shown:
         return "", rest
     if rest:
-        continued = " (the cut line goes on there)" if cut else ""
+        continued = " (the cut line goes on there)" if split else ""
         return "\n".join([header + ":", *shown, f"(+{len(rest)} more after your next tool call{continued})"]), rest
     return "\n".join([header + ":", *shown]), rest
 
@@ -107,7 +107,7 @@ def _hand_over(context: dict[str, Any]) -> str:
     parts = []
     title = context.get("title")
     if isinstance(title, str) and title:
-        parts.append(quote(title[:_MAX_HAND_OVER_CHARS]))
+        parts.append(quote(cut(title, _MAX_HAND_OVER_CHARS)))
     details = []
     progress = context.get("progress")
     if isinstance(progress, (int, float)) and not isinstance(progress, bool):
@@ -117,7 +117,7 @@ def _hand_over(context: dict[str, Any]) -> str:
         details.append("files " + ", ".join(ident(path[-_MAX_HAND_OVER_CHARS:]) for path in files))
     message = context.get("last_message")
     if isinstance(message, str) and message:
-        details.append("its last message " + quote(message[:_MAX_HAND_OVER_CHARS]))
+        details.append("its last message " + quote(cut(message, _MAX_HAND_OVER_CHARS)))
     if details:
         parts.append(f"({'; '.join(details)})")
     return " " + " ".join(parts) if parts else ""
@@ -184,9 +184,8 @@ def welcome(*, session_id: str, objective: str | None, objective_by: str | None,
     """What an agent is told when it starts: the objective, who else works, the broadcasts sent before it joined
     (the most recent, at most `WELCOME_BROADCAST_CHARS` of them), and the commands to coordinate."""
     if objective:
-        cut = objective if len(objective) <= _MAX_OBJECTIVE_CHARS else objective[:_MAX_OBJECTIVE_CHARS] + "…"
         by = f" (set by {speaker(objective_by, {})})" if objective_by and objective_by != HUMAN else ""
-        objective_line = f"Objective{by}: {quote(cut)}"
+        objective_line = f"Objective{by}: {quote(cut(objective, _MAX_OBJECTIVE_CHARS + 1))}"
     else:
         objective_line = "Objective: (none set)"
     lines = [

@@ -32,6 +32,7 @@ import stat
 import time
 
 from ..journal import codec
+from ..keys import subagent_transcript
 from ..timestamps import seconds_of
 from .texts import delivery_mark
 
@@ -70,7 +71,7 @@ def transcript_of(payload: dict[str, Any], agent_id: str | None) -> str | None:
     if not isinstance(path, str) or not path.endswith(".jsonl"):
         return None
     if agent_id is not None:
-        path = os.path.join(path[: -len(".jsonl")], "subagents", f"agent-{agent_id}.jsonl")
+        path = subagent_transcript(path[: -len(".jsonl")], agent_id)
     return path if os.path.isfile(path) else None
 
 

@@ -19,6 +19,7 @@ import time
 
 from .._fs import read_file
 from ..home import write_private_file
+from ..keys import AGENT_STATE_SUFFIX, WAITER_CLAIM_SUFFIX
 from . import texts
 from .inbox import Inbox
 from .news import MAX_PENDING, MAX_PENDING_CHARS, read_news
@@ -28,9 +29,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..session import Session
     from .agent_state import AgentState
-
-CLAIM_SUFFIX = ".waiter"
-
 
 def take_news(session: Session, state: AgentState, agent_key: str, header: str,
               transcript: str | None = None) -> str | None:
@@ -58,7 +56,7 @@ def take_news(session: Session, state: AgentState, agent_key: str, header: str,
 
 def claim_path(state: AgentState) -> str:
     """`agents/<agent>.waiter`, beside the agent's state file."""
-    return state.path[: -len(".json")] + CLAIM_SUFFIX
+    return state.path[: -len(AGENT_STATE_SUFFIX)] + WAITER_CLAIM_SUFFIX
 
 
 def read_claim(path: str) -> tuple[int, int | None] | None:

@@ -11,18 +11,19 @@ that follow, so an append is visible whole or not at all:
     {"seq":7,"more":2,...}  {"seq":8,"more":1,...}  {"seq":9,...}
 
 This module is pure (bytes in, numbers out) so that the journal and a replicator read lines the same way. It is on the
-hook's hot path: it imports only `zlib`.
+hook's hot path: it imports only `zlib` (and keys.py, for the segment's file name).
 """
 
 from __future__ import annotations
 
 import zlib
 
+from ..keys import SEGMENT_SUFFIX
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-SEGMENT_SUFFIX = ".jsonl"
 SEGMENT_DIGITS = 16
 SEQ_PREFIX = b'{"seq":'
 MORE_PREFIX = b'"more":'

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from ..display import cut, quoted
 from ..errors import ProtocolError, ReplicationError
 from ..journal import codec
 from ..journal.records import largest_record_size
@@ -72,9 +73,9 @@ def read_entry(entry_id: Any, fields: list[Any], origin: str, last: int, session
         if event.get("origin") != origin or event.get("session") != session_id:
             raise ProtocolError(f"origin {event.get('origin')!r} / session {event.get('session')!r}")
     except (ProtocolError, ValueError, TypeError) as error:
-        return Entry(None, False, f"not an event of this session ({str(error)[:200]})", link)
+        return Entry(None, False, f"not an event of this session ({cut(str(error), 200)})", link)
     if linked and link != str(last) and not (unlinked_ok and "p" not in values):
-        return Entry(None, False, f"its link p={link[:40]!r} does not name {last}, the last entry of origin "
+        return Entry(None, False, f"its link p={quoted(link, 40)} does not name {last}, the last entry of origin "
                                   f"{origin} taken", link)
     oseq = key[0]
     pulled: dict[str, Any] = {}

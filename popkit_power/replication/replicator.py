@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..display import quoted
 from ..errors import PowerModeError, ReplicationError, TransportAuthError, TransportError, TransportLimitError
 from ..follow import JournalWatch
 from ..journal.writer import Position
@@ -54,8 +55,7 @@ from .positions import put_back, scan
 from .pulling import QUIET_TYPES, PullSide
 from .scripts import BEHIND, PUSH
 from .skipped import SkippedEntries
-from .status_file import STATUS_FILE as STATUS_FILE  # status.py and tools read them from here
-from .status_file import read_status as read_status
+from .status_file import read_status as read_status  # status.py reads it from here
 from .status_file import write_status
 from .transport import ReplyError, Script, Transport
 
@@ -192,7 +192,7 @@ class Replicator(PullSide):
                 self._resumed = False
                 continue
             if isinstance(reply, ReplyError) or not isinstance(reply, list) or len(reply) != 5:
-                raise ReplicationError(f"the push script answered {str(reply)[:200]!r} for seqs "
+                raise ReplicationError(f"the push script answered {quoted(str(reply), 200)} for seqs "
                                        f"{events[0]['seq']}-{events[-1]['seq']}")
             new, old, removed, undecided, refused = (int(value) for value in reply)
             if removed or undecided or refused:

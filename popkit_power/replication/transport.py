@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from ..display import cut
 from ..errors import ReplicationError
 
 UPSTASH, REDIS, MEMORY = "upstash", "redis", "memory"
@@ -238,4 +239,4 @@ def _kind_of(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return f"a {type(value).__name__} of {len(value)}"
     text = repr(value)
-    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+    return f"{type(value).__name__} {cut(text, 40)}"

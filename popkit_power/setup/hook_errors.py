@@ -6,14 +6,13 @@ Only the end of the log is read (`TAIL_BYTES`): status reads it at every refresh
 
 from __future__ import annotations
 
-import calendar
 import os
-import time
 from typing import Any
 
 from .._fs import open_file
 from ..errors import PowerModeError
-from ..hook.log import LOG_FILE
+from ..keys import HOOK_LOG
+from ..timestamps import seconds_of
 
 TAIL_BYTES = 64 * 1024
 
@@ -33,7 +32,7 @@ KNOWN = (
 def read_errors(power_dir: str) -> list[dict[str, Any]]:
     """The last lines of hook.log as {"ts" (seconds, or None), "line", "advice" (or None)}, oldest first."""
     try:
-        fd = open_file(os.path.join(power_dir, LOG_FILE), os.O_RDONLY)
+        fd = open_file(os.path.join(power_dir, HOOK_LOG), os.O_RDONLY)
     except (OSError, PowerModeError):  # none yet, or not safe to read: doctor reports the power directory itself
         return []
     try:
@@ -64,7 +63,4 @@ def advice(line: str) -> str | None:
 
 def _time_of(line: str) -> float | None:
     """The time a line was logged (`2026-11-24T10:00:00Z pid 42: ...`), in seconds since the epoch."""
-    try:
-        return float(calendar.timegm(time.strptime(line[:20], "%Y-%m-%dT%H:%M:%SZ")))
-    except ValueError:
-        return None
+    return seconds_of(line[:20])
