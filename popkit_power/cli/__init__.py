@@ -22,7 +22,7 @@ and what they share:
     common.py        the power directory and session a command acts on, who sends, and errors as one line
     render.py        status and verify reports drawn for people (rich, imported only when status is drawn)
     help.py          command lists with whole first sentences; counted words (`1 tool call`)
-    __main__.py      `python -m popkit_power.cli` (how `start` launches the coordinator daemon)
+    __main__.py      `python -m popkit_power.cli` (how the demo's agents run it)
 
 The work is in the library: `status.py`, `roster.py`, `session.py`, the packages `replay/`, `setup/`, `replication/`
 and `coordinator/`. This `__init__` builds the `main` group from each module's COMMANDS.
