@@ -1,5 +1,5 @@
-"""The Claude Code plugin's files (`.claude-plugin/plugin.json` at the repository's root names them); no Python
-code:
+"""The Claude Code plugin's files (`.claude-plugin/plugin.json` at the repository's root points at its hooks and its
+commands); no Python code:
 
     hooks.json         the hooks the plugin registers: the same as `popkit-power install` writes (setup/install.py
                        makes both, and tests/test_install.py holds them equal), each running the launcher
