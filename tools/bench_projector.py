@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Projection benchmarks against the budget in DESIGN.md: rebuild from cold >= 50% of a bare orjson.loads loop.
+"""Projection benchmarks against the budget in docs/design.md: rebuild from cold >= 50% of a bare orjson.loads loop.
 
     .venv/bin/python tools/bench_projector.py [--events N] [--quick] [--reps R] [--json] [--strict]
 

@@ -1,4 +1,4 @@
-"""`popkit-power doctor`: check the set-up and say what to do about each problem (the checks are in doctor.py);
+"""`popkit-power doctor`: check the set-up and say what to do about each problem (the checks are in setup/doctor.py);
 `popkit-power trust`: trust a power directory that came with a project's files."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The coordinator as a daemon of its session: started by `popkit-power start` in its own process session (so it
 outlives the terminal), logging to `sessions/<id>/coordinator.log`, and stopped by `popkit-power stop`. Whether one
-runs is the lease's word (lease.py), not a pid file's: the OS releases the lease when its holder dies.
+runs is the lease's word (journal/lease.py), not a pid file's: the OS releases the lease when its holder dies.
 
 The daemon is `python -m popkit_power.coordinator --home DIR --session SESSION` (`main`): it starts without the CLI
 (no click, no command group), and runs what `popkit-power coordinator` runs in the foreground (`serve`)."""

@@ -22,7 +22,7 @@ HANDLED_EVENTS = frozenset({"SessionStart", "PreToolUse", "PostToolUse", "PostTo
                             "SubagentStop", "Stop", "SessionEnd"})
 TOOL_EVENTS = frozenset({"PreToolUse", "PostToolUse", "PostToolUseFailure"})
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
-WAKE_ARG = "wake"  # `popkit-power-hook wake`: the idle agent's waiter (install.py registers it)
+WAKE_ARG = "wake"  # `popkit-power-hook wake`: the idle agent's waiter (setup/install.py registers it)
 MAX_ID_BYTES = 100  # Claude Code's ids are UUIDs; an agent key goes into every record the agent writes
 
 

@@ -134,7 +134,7 @@ def open_batch(heads: Sequence[tuple[int, int] | None]) -> int:
     damaged; no batch is open before the first. A line with `more` K starts a batch; each of the K lines after it is
     one of its records: a damaged line counts as one, a valid line must have the next seq and one `more` less (the
     last none). A valid line that does not is not part of it: the batch is broken (readers report its records as an
-    incomplete batch) and that line stands on its own. Readers apply this rule line by line (journal.py); a repair
+    incomplete batch) and that line stands on its own. Readers apply this rule line by line (reader.py); a repair
     applies it to the last lines of a segment to find what to cut.
     """
     start, expect = -1, (0, 0)
