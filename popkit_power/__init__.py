@@ -20,10 +20,20 @@ if TYPE_CHECKING:
         CoordinatorRunningError,
         HookInputError,
         JournalError,
+        MalformedReplyError,
+        MissingDependencyError,
         PowerModeError,
         ProtocolError,
         RecordTooLargeError,
+        ReplicationError,
         SessionError,
+        TransportAuthError,
+        TransportError,
+        TransportLimitError,
+        TransportRejectedError,
+        TransportServerError,
+        TransportTimeoutError,
+        TransportUnreachableError,
         UnsafePathError,
     )
     from .journal.writer import Journal, Position
@@ -36,7 +46,10 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "PowerModeError": "errors", "ConfigError": "errors", "ProtocolError": "errors", "SessionError": "errors",
     "HookInputError": "errors", "UnsafePathError": "errors", "JournalError": "errors",
-    "RecordTooLargeError": "errors",
+    "RecordTooLargeError": "errors", "ReplicationError": "errors", "MissingDependencyError": "errors",
+    "TransportError": "errors", "TransportTimeoutError": "errors", "TransportUnreachableError": "errors",
+    "TransportAuthError": "errors", "TransportLimitError": "errors", "TransportServerError": "errors",
+    "TransportRejectedError": "errors", "MalformedReplyError": "errors",
     "Journal": "journal.writer", "Position": "journal.writer",
     "Config": "config", "load_config": "config",
     "Session": "session", "start_session": "session", "stop_session": "session",
@@ -44,10 +57,12 @@ _PUBLIC = {
     "PowerModeCoordinator": "coordinator", "CoordinatorRunningError": "errors",
 }
 __all__ = [
-    "Config", "ConfigError", "CoordinatorRunningError", "HookInputError", "Journal", "JournalError", "Position",
-    "PowerModeCoordinator", "PowerModeError", "ProtocolError", "RecordTooLargeError", "Rules", "Session",
-    "SessionError", "UnsafePathError", "apply", "load_config", "new_state", "project", "start_session",
-    "stop_session",
+    "Config", "ConfigError", "CoordinatorRunningError", "HookInputError", "Journal", "JournalError",
+    "MalformedReplyError", "MissingDependencyError", "Position", "PowerModeCoordinator", "PowerModeError",
+    "ProtocolError", "RecordTooLargeError", "ReplicationError", "Rules", "Session", "SessionError",
+    "TransportAuthError", "TransportError", "TransportLimitError", "TransportRejectedError", "TransportServerError",
+    "TransportTimeoutError", "TransportUnreachableError", "UnsafePathError", "apply", "load_config", "new_state",
+    "project", "start_session", "stop_session",
 ]
 
 

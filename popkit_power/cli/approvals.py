@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from ..errors import SessionError
+from ..exit_codes import FAILED, OK, TIMED_OUT
 from ..follow import JournalWatch
 from ..journal.writer import Position
 from ..keys import HUMAN, new_request_id
@@ -65,12 +66,12 @@ def _wait_for_answer(session: Session, request: str, after: Position, timeout: f
                     granted = event["type"] == "approval.granted"
                     note = f": {data['note']}" if data.get("note") else ""
                     click.echo(f"{'GRANTED' if granted else 'DENIED'} by the human{note}")
-                    sys.exit(0 if granted else 1)
+                    sys.exit(OK if granted else FAILED)
             left = deadline - time.monotonic()
             if left <= 0:
                 click.echo(f"no answer within {timeout:g} s; request {request} stays open, and its answer will reach "
                            f"you after a later tool call", err=True)
-                sys.exit(3)
+                sys.exit(TIMED_OUT)
             watch.wait(min(left, 1.0))
     finally:
         watch.close()
