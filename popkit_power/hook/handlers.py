@@ -26,7 +26,7 @@ from ..tool_calls import FILE_TOOLS, WRITE_TOOLS, runs_only_popkit_power
 from . import miswired, texts
 from .agent_state import AgentState
 from .inbox import Inbox
-from .log import DamageLog, log_error
+from .log import STATE_DAMAGED, DamageLog, log_error
 from .news import read_news
 from .transcript import new_reference, remember, settle, transcript_of
 from .wake import claim_path, drop_claim, take_news
@@ -64,7 +64,7 @@ def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str,
         state.load()
         if state.lost_cursor:
             log_error(power_dir, f"the state file of agent {agent.key} was damaged; its news goes on from the "
-                                 f"journal's end (what was sent to it before may be lost)")
+                                 f"journal's end (what was sent to it before may be lost)", code=STATE_DAMAGED)
         if call_id is not None and miswired.twice(state, call_id, environ, agent.key, event_name, power_dir):
             state.save()  # the same event, registered twice: the first process recorded and answered it
             return None

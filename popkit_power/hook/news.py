@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from ..errors import JournalError
+from ..errors import JournalError, code_of
 from ..journal import codec
 from . import texts
 from .log import DamageLog, log_error
@@ -51,7 +51,8 @@ def read_news(session: Session, state: AgentState, inbox: Inbox) -> list[str]:
     try:
         reader.check()
     except JournalError as error:  # a cursor the journal cannot honour: log it, and go on from the end, unstuck
-        log_error(session.power_dir, f"agent {inbox.agent_key}: {error}; its news goes on from the journal's end")
+        log_error(session.power_dir, f"agent {inbox.agent_key}: {error}; its news goes on from the journal's end",
+                  code=code_of(error))
         state.advance_to(journal.end_position())
         return lines
     insights, most_insights = 0, session.config.max_insights_per_pull
