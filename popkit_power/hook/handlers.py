@@ -27,7 +27,7 @@ from . import miswired, texts
 from .agent_state import AgentState
 from .inbox import Inbox
 from .log import STATE_DAMAGED, DamageLog, log_error
-from .news import read_news
+from .news import all_news, reply_and_keep
 from .transcript import new_reference, remember, settle, transcript_of
 from .wake import claim_path, drop_claim, take_news
 
@@ -172,13 +172,14 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
         state.pending += [texts.news_line(item, state.names) for item in inbox.news]
         inbox.news.clear()
     state.checkpoint()  # what is saved before a reply goes out: the cursor still before the news it carries
-    lines = state.pending + read_news(session, state, inbox)
+    lines, turns = all_news(session, state, inbox)
     transcript = agent.transcript(payload) if lines else None  # one stat, only for a reply with news
     reference = new_reference() if transcript else None
-    context, state.pending = texts.reply(lines, config.context_max_chars, reference=reference)
+    context = reply_and_keep(state, lines, turns, config.context_max_chars, reference=reference)
     if context and transcript and reference:
         tool_use_id = payload.get("tool_use_id")
-        remember(state, transcript, reference, context, tool_use_id if isinstance(tool_use_id, str) else None)
+        remember(state, transcript, reference, context, tool_use_id if isinstance(tool_use_id, str) else None,
+                 turns)
     return context
 
 
