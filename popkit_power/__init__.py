@@ -20,12 +20,12 @@ and agents run the `popkit-power` command (`cli`); programs use the library thro
 
 and the modules beside them, each one concept: the events (`protocol`), a session (`session`), the state
 (`projector`), identities and names (`keys`), settings (`config`), where files live (`home`, `_fs`, `_lock`,
-`opened_dir`), errors (`errors`), what people read (`status`, `display` with its generated table `_confusables`,
-`roster`, `session_index`), the protocols a task claim and an approval follow (`claims`, `approvals`), who runs a
-command (`provenance`), processes (`processes`), tool calls, insights and times (`tool_calls`, `insights`,
-`timestamps`), the guardrails' shell reader (`shell`, `shell_words`, `globs`), following a journal (`follow`) and
-the original Power Mode's credential checks (`upstash_adapter`). docs/design.md ("The shape") has the table of
-parts.
+`opened_dir`), errors and the exit codes they map to (`errors`, `exit_codes`), what people read (`status`, `display`
+with its generated table `_confusables`, `roster`, `session_index`), the protocols a task claim and an approval
+follow (`claims`, `approvals`), who runs a command (`provenance`), processes (`processes`), tool calls, insights and
+times (`tool_calls`, `insights`, `timestamps`), the guardrails' shell reader (`shell`, `shell_words`, `globs`),
+following a journal (`follow`) and the original Power Mode's credential checks (`upstash_adapter`). docs/design.md
+("The shape") has the table of parts.
 
 This package's `__init__` is imported by the hook on every tool call, so it imports nothing eagerly; the public names
 below load on first use (`__getattr__`), and type checkers see them through the imports under TYPE_CHECKING.
@@ -40,14 +40,26 @@ if TYPE_CHECKING:
     from .config import Config, load_config
     from .coordinator import PowerModeCoordinator
     from .errors import (
+        AnswerRefusedError,
+        ClaimLostError,
         ConfigError,
         CoordinatorRunningError,
         HookInputError,
         JournalError,
+        MalformedReplyError,
+        MissingDependencyError,
         PowerModeError,
         ProtocolError,
         RecordTooLargeError,
+        ReplicationError,
         SessionError,
+        TransportAuthError,
+        TransportError,
+        TransportLimitError,
+        TransportRejectedError,
+        TransportServerError,
+        TransportTimeoutError,
+        TransportUnreachableError,
         UnsafePathError,
     )
     from .journal.writer import Journal, Position
@@ -60,7 +72,11 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "PowerModeError": "errors", "ConfigError": "errors", "ProtocolError": "errors", "SessionError": "errors",
     "HookInputError": "errors", "UnsafePathError": "errors", "JournalError": "errors",
-    "RecordTooLargeError": "errors",
+    "RecordTooLargeError": "errors", "ReplicationError": "errors", "MissingDependencyError": "errors",
+    "TransportError": "errors", "TransportTimeoutError": "errors", "TransportUnreachableError": "errors",
+    "TransportAuthError": "errors", "TransportLimitError": "errors", "TransportServerError": "errors",
+    "TransportRejectedError": "errors", "MalformedReplyError": "errors",
+    "ClaimLostError": "errors", "AnswerRefusedError": "errors",
     "Journal": "journal.writer", "Position": "journal.writer",
     "Config": "config", "load_config": "config",
     "Session": "session", "start_session": "session", "stop_session": "session",
@@ -68,10 +84,12 @@ _PUBLIC = {
     "PowerModeCoordinator": "coordinator", "CoordinatorRunningError": "errors",
 }
 __all__ = [
-    "Config", "ConfigError", "CoordinatorRunningError", "HookInputError", "Journal", "JournalError", "Position",
-    "PowerModeCoordinator", "PowerModeError", "ProtocolError", "RecordTooLargeError", "Rules", "Session",
-    "SessionError", "UnsafePathError", "apply", "load_config", "new_state", "project", "start_session",
-    "stop_session",
+    "AnswerRefusedError", "ClaimLostError", "Config", "ConfigError", "CoordinatorRunningError", "HookInputError",
+    "Journal", "JournalError", "MalformedReplyError", "MissingDependencyError", "Position", "PowerModeCoordinator",
+    "PowerModeError", "ProtocolError", "RecordTooLargeError", "ReplicationError", "Rules", "Session", "SessionError",
+    "TransportAuthError", "TransportError", "TransportLimitError", "TransportRejectedError", "TransportServerError",
+    "TransportTimeoutError", "TransportUnreachableError", "UnsafePathError", "apply", "load_config", "new_state",
+    "project", "start_session", "stop_session",
 ]
 
 

@@ -9,6 +9,7 @@ import sys
 import click
 import orjson
 
+from ..exit_codes import FAILED
 from ..home import active_session
 from ..home import trust as trust_home
 from ..setup.doctor import FAIL, OK, WARN, run_all
@@ -46,7 +47,7 @@ def doctor(project_dir: str, all_sessions: bool, as_json: bool) -> None:
         else:
             click.echo("all good")
     if any(check.verdict == FAIL for check in checks):
-        sys.exit(1)
+        sys.exit(FAILED)
 
 
 @click.command()

@@ -16,6 +16,7 @@ from ..coordinator.daemon import spawn as spawn_coordinator
 from ..coordinator.daemon import stop as stop_coordinator
 from ..display import quoted
 from ..errors import ConfigError, PowerModeError, SessionError
+from ..exit_codes import FAILED
 from ..home import active_session as active_session_id
 from ..home import list_sessions
 from ..journal.verify import verify_journal
@@ -197,7 +198,7 @@ def verify(session_id: str | None, as_json: bool) -> None:
     report["session"] = session.id
     click.echo(orjson.dumps(report).decode() if as_json else verify_text(report))
     if not report["ok"]:
-        sys.exit(1)
+        sys.exit(FAILED)
 
 
 COMMANDS = (start, stop, status, verify)

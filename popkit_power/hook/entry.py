@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ..errors import HookInputError
+from ..errors import HookInputError, code_of
 from ..home import find_power_dir, trusted_active_session
 
 TYPE_CHECKING = False
@@ -53,7 +53,7 @@ def main() -> int:
     except BaseException as error:  # the hook must never break the agent, whatever happens
         from .log import log_error
 
-        log_error(power_dir, f"{type(error).__name__}: {error}")
+        log_error(power_dir, f"{type(error).__name__}: {error}", code=code_of(error))
         _silence_stdout()
     return 0
 

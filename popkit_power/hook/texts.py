@@ -25,10 +25,10 @@ HEADER = "Power Mode (popkit-power): news from the other agents since your last 
 #: The headers of news that starts a turn: the Stop hook's (the agent was about to stop) and the waiter's (it was idle)
 STOP_HEADER = "Power Mode (popkit-power): news arrived before you stopped; deal with it, then stop if nothing is left"
 WAKE_HEADER = "Power Mode (popkit-power): news arrived while you were idle"
-#: The starts of the lines for news that starts a turn (wake.py): a direct message, an orphaned task, an assignment,
-#: the human's answer to the agent's request, a broadcast, a task taken from the agent. Insights and edit conflicts
-#: wait for the next tool call. Every line starts with what `news_line` wrote, never with a sender's text, so no
-#: sender can forge one.
+#: The starts of the lines for news that starts a turn, for lines whose news item's kind was not kept (a state or a
+#: remembered reply written by a version before `inbox.STARTS_TURN`): a direct message, an orphaned task, an
+#: assignment, the human's answer to the agent's request, a broadcast, a task taken from the agent. Every line starts
+#: with what `news_line` wrote, never with a sender's text, so no sender can forge one.
 URGENT_STARTS = ("- [message to you from ", "- [orphaned task", "- [task assigned to you by ", "- [approval ",
                  "- [broadcast from ", "- [task taken from you by ")
 CONTINUED_MARK = ", continued]"
@@ -53,7 +53,8 @@ _HAND_OVER_FILES = 5
 # -- the reply -------------------------------------------------------------------------------------------------------
 
 def matters(line: str) -> bool:
-    """Whether a news line is one that starts a turn of an agent that is idle or about to stop (URGENT_STARTS)."""
+    """Whether a news line of an older version's state starts a turn (URGENT_STARTS); new lines carry their kind's
+    verdict (hook/news.py)."""
     return line.startswith(URGENT_STARTS)
 
 

@@ -108,10 +108,11 @@ def last_seq(info: Any, own: str | None) -> int:
     if isinstance(info, ReplyError):
         if "no such key" in info.message.lower() or (info.code == "WRONGTYPE" and own is None):
             return 0
-        if info.code == "WRONGTYPE":
+        if info.code == "WRONGTYPE":  # retryable: a person deletes it (the message says so), and the push goes on
             raise ReplicationError(f"{own} is not a stream, so popkit-power did not write it: this machine pushes "
-                                   f"nothing until it is deleted (then it pushes its events there again)")
-        raise ReplicationError(f"XINFO STREAM answered {info}")
+                                   f"nothing until it is deleted (then it pushes its events there again)",
+                                   retryable=True)
+        raise ReplicationError(f"XINFO STREAM answered {info}", retryable=info.retryable)
     if isinstance(info, list):
         values = dict(zip(info[::2], info[1::2], strict=False))
         last = values.get("last-generated-id")

@@ -26,6 +26,7 @@ from ..config import Config, load_config
 from ..display import clean, cut, short_names
 from ..errors import ConfigError, PowerModeError
 from ..home import active_session, check_power_dir, list_sessions
+from ..hook.log import HOOK_TWICE
 from ..journal.lease import DISK_FULL, trouble
 from ..journal.verify import verify_journal
 from ..keys import CONFIG_FILE, COORDINATOR_LOG, HOOK_LOG
@@ -63,8 +64,8 @@ def run_all(power_dir: str, project_dir: str, *, all_sessions: bool = False, hom
 
 
 def _hooks(found: list[dict[str, Any]], power_dir: str) -> Check:
-    twice = [error for error in hook_errors.read_errors(power_dir) if "reached popkit-power-hook twice" in
-             error["line"] and error["ts"] is not None and time.time() - error["ts"] < RECENT_SECONDS]
+    twice = [error for error in hook_errors.read_errors(power_dir) if error["code"] == HOOK_TWICE
+             and error["ts"] is not None and time.time() - error["ts"] < RECENT_SECONDS]
     where = "; ".join(f"{one['where']} ({one['path'] or 'installed'})" for one in found)
     doubled = registrations.duplicates(found)
     remove = ("keep one: remove the settings entries with `popkit-power uninstall` (add --user for ~/.claude), or "
