@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
+    from .fold.shapes import Task
     from .journal.snapshots import Snapshots
     from .journal.writer import Damage, DamageHandler
     from .projector import Rules, State
@@ -124,12 +125,12 @@ class Session:
         state, position = seen or self.projection()
         if not may_finish(state, task_id, sender):
             raise SessionError(f"{why_not_finished(state, task_id)}; nothing written")
-        owner = (state["tasks"].get(task_id) or {}).get("owner")
+        owner = state["tasks"][task_id]["owner"] if task_id in state["tasks"] else None
         holder = {"holder": owner} if isinstance(owner, str) and owner != sender else {}  # told by its hook
         appended = self.publish("task.completed", {"task": task_id, "result": result, "ok": ok, **holder},
                                 sender=sender)
         state = self.fold_through(state, position, appended.first_seq)
-        if (state["finished"].get(task_id) or {}).get("completed_by") != sender:
+        if task_id not in state["finished"] or state["finished"][task_id]["completed_by"] != sender:
             raise SessionError(f"task {_shown(task_id)} was not recorded as done: {why_not_finished(state, task_id)} "
                                f"(it changed hands just before your result, seq {appended.first_seq}, which counts "
                                f"for nothing)")
@@ -229,7 +230,7 @@ def why_not_finished(state: State, task_id: str) -> str:
     finished = state["finished"].get(task_id)
     if finished is not None:
         return f"task {_shown(task_id)} is already {finished['status']} by {_agent(state, finished['completed_by'])}"
-    task = state["tasks"].get(task_id) or {}
+    task: Task | dict[str, Any] = state["tasks"].get(task_id) or {}
     if task.get("owner"):
         return (f"task {_shown(task_id)} belongs to {_agent(state, task['owner'])}: only its holder or the human "
                 f"reports its result")
@@ -238,7 +239,7 @@ def why_not_finished(state: State, task_id: str) -> str:
 
 def _agent(state: State, key: Any) -> str:
     """An agent as a message names it: `name (key)`, each cut and escaped to one plain line."""
-    name = (state["agents"].get(key) or {}).get("name") or key
+    name = (state["agents"][key]["name"] if key in state["agents"] else None) or key
     return _shown(str(name)) if name == key else f"{_shown(str(name))} ({_shown(str(key))})"
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +20,9 @@ from ..protocol import APPROVAL_ANSWERS
 from ..roster import fold_through
 from ..session import Session
 from .common import active_session, publish_event, sender_for, sender_option
+
+if TYPE_CHECKING:
+    from ..fold.shapes import Approval
 
 WAIT_SECONDS = 110.0
 
@@ -88,14 +91,15 @@ def _answer(event_type: str, given: str, note: str | None) -> None:
     appended = publish_event(session, event_type, data, who)
     # Two answers written at once both passed the check above; the first in the journal is the answer (the fold's
     # rule), so the command whose answer came second learns it lost, as a late claimant does.
-    answered = fold_through(session, state, position, appended.first_seq)["answered"].get(request) or {}
+    answered: Approval | dict[str, Any] = fold_through(session, state, position, appended.first_seq)["answered"].get(
+        request) or {}
     if answered.get("answer_seq") != appended.first_seq:
         raise SessionError(f"your answer (seq {appended.first_seq}) does not count: "
                            f"{_already_answered(request, answered)}")
     click.echo(f"{event_type.split('.')[1]} {request} (seq {appended.first_seq})")
 
 
-def _already_answered(request: str, approval: dict[str, Any]) -> str:
+def _already_answered(request: str, approval: Approval | dict[str, Any]) -> str:
     seq = approval.get("answer_seq")
     at = f" (seq {seq})" if isinstance(seq, int) else ""
     return (f"request {request} was already {approval.get('status')} by {approval.get('by')} at "

@@ -35,6 +35,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..fold.shapes import Objective
     from ..journal.writer import Appended
 
 HEARTBEAT_FILES = 20  # the files a heartbeat names: the agent's most recent ones
@@ -257,12 +258,12 @@ def _welcome(session: Session, agent: Agent, agent_state: AgentState) -> str:
     damage_log.sum_up()
     agent_state.names.update((key, known.get("name", key)) for key, known in list(state["agents"].items())[-200:])
     others = [{"key": key, **state["agents"][key]} for key in live_agents(state) if key != agent.key]
-    objective = state["objective"] or {}
+    objective: Objective | dict[str, Any] = state["objective"] or {}
     # A new agent hears the broadcasts sent before its news begins (its cursor): each one once, here or as news.
     # One that returns (a resumed session, a subagent id seen before) heard them already.
     cursor = agent_state.cursor
     earlier = [said for said in state.get("broadcasts", ()) if agent_state.is_new and cursor is not None
-               and isinstance(said.get("seq"), int) and said["seq"] < cursor.seq and said.get("from") != agent.key]
+               and isinstance(said["seq"], int) and said["seq"] < cursor.seq and said.get("from") != agent.key]
     return texts.welcome(session_id=session.id, objective=objective.get("text"), objective_by=objective.get("by"),
                          name=agent.name, key=agent.key,
                          as_flag=f" --as {agent.key}" if agent.agent_id != MAIN else "", others=others,
