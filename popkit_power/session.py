@@ -32,7 +32,7 @@ from .protocol import make_event
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from typing import Any
 
     from .fold.shapes import Task
@@ -85,13 +85,13 @@ class Session:
             self._origin = origin_id(self.power_dir)
         return self._origin
 
-    def event(self, event_type: str, data: dict[str, Any], *, sender: str, to: str | None = None,
+    def event(self, event_type: str, data: Mapping[str, Any], *, sender: str, to: str | None = None,
               channel: str | None = None) -> dict[str, Any]:
         """A validated envelope for this session (not yet appended)."""
         return make_event(event_type, data, sender=sender, session=self.id, origin=self.origin, to=to,
                           channel=channel)
 
-    def publish(self, event_type: str, data: dict[str, Any], *, sender: str, to: str | None = None,
+    def publish(self, event_type: str, data: Mapping[str, Any], *, sender: str, to: str | None = None,
                 channel: str | None = None) -> Appended:
         """Build, validate and append one event; return where it landed."""
         return self.append_events([self.event(event_type, data, sender=sender, to=to, channel=channel)])

@@ -35,7 +35,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ..fold.shapes import Objective
+    from ..fold.shapes import AgentHeartbeat, AgentTool, Objective
     from ..journal.writer import Appended
 
 HEARTBEAT_FILES = 20  # the files a heartbeat names: the agent's most recent ones
@@ -132,7 +132,7 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
     raw_input = payload.get("tool_input")
     tool_input: dict[str, Any] = raw_input if isinstance(raw_input, dict) else {}
     ok = payload.get("hook_event_name") == "PostToolUse"
-    data: dict[str, Any] = {"tool": tool, "ok": ok}
+    data: AgentTool = {"tool": tool, "ok": ok}
     path = tool_input.get("file_path") or tool_input.get("notebook_path") if tool in FILE_TOOLS else None
     if isinstance(path, str) and path:
         data["file"] = _cap(path, "file")
@@ -283,8 +283,8 @@ def _launched_subagent(tool: str, payload: dict[str, Any]) -> str | None:
     return None
 
 
-def _heartbeat(state: AgentState) -> dict[str, Any]:
-    data: dict[str, Any] = {"tool_calls": state.tool_calls, "tool_counts": dict(state.tool_counts),
+def _heartbeat(state: AgentState) -> AgentHeartbeat:
+    data: AgentHeartbeat = {"tool_calls": state.tool_calls, "tool_counts": dict(state.tool_counts),
                             "files_touched": list(state.files)}
     if state.current_task:
         data["current_task"] = state.current_task
