@@ -1,6 +1,6 @@
-"""The typed shapes of the state and the events (popkit_power/fold/shapes.py) against what they describe: the data
-of every event type against protocol.EVENT_TYPES, the entries of a folded state against their TypedDicts, and mypy
-failing on a misspelt field."""
+"""The typed shapes of the state and the events (popkit_power/fold/shapes.py, event_shapes.py) against what they
+describe: the data of every event type against protocol.EVENT_TYPES, the entries of a folded state against their
+TypedDicts, and mypy failing on a misspelt field."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from popkit_power.fold import shapes
+from popkit_power.fold import event_shapes, shapes
 from popkit_power.projector import Rules, apply, new_state
 from popkit_power.protocol import EVENT_TYPES, make_event
 
@@ -37,12 +37,12 @@ def _kind_of(hint: Any) -> type:
 
 
 def test_every_event_type_has_a_data_shape():
-    assert sorted(shapes.DATA_SHAPES) == sorted(EVENT_TYPES)
+    assert sorted(event_shapes.DATA_SHAPES) == sorted(EVENT_TYPES)
 
 
 @pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
 def test_a_data_shape_has_the_protocols_fields_required_as_the_protocol_says(event_type):
-    shape: Any = shapes.DATA_SHAPES[event_type]
+    shape: Any = event_shapes.DATA_SHAPES[event_type]
     fields = EVENT_TYPES[event_type][1]
     assert set(fields) <= set(shape.__annotations__)
     assert set(shape.__annotations__) - set(fields) <= PROVENANCE
@@ -54,7 +54,7 @@ def test_a_data_shape_has_the_protocols_fields_required_as_the_protocol_says(eve
 
 def test_what_a_join_copies_into_the_agent_has_the_same_names_and_types():
     """fold/agents.py copies the join's fields into the agent by name (a cast there relies on this)."""
-    joined, agent = typing.get_type_hints(shapes.AgentJoined), typing.get_type_hints(shapes.Agent)
+    joined, agent = typing.get_type_hints(event_shapes.AgentJoined), typing.get_type_hints(shapes.Agent)
     assert {name: agent.get(name) for name in joined} == joined
 
 

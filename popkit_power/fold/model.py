@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..config import DEFAULTS
 
 if TYPE_CHECKING:
-    from .shapes import Event as Event
+    from .event_shapes import Event as Event
     from .shapes import State as State
 else:  # at run time both are plain dicts: the shapes (fold/shapes.py) are for the type checker only, and cost ~9 ms
     State = Event = dict

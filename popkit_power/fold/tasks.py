@@ -50,13 +50,9 @@ from .model import (
 from .ownership import current_tasks, place
 
 if TYPE_CHECKING:
-    from .model import Handler
-    from .shapes import (
+    from .event_shapes import (
         ArbiterDecided,
         ArbiterOrdered,
-        FinishedTask,
-        LogEntry,
-        Task,
         TaskAssigned,
         TaskClaimed,
         TaskCompleted,
@@ -65,6 +61,8 @@ if TYPE_CHECKING:
         TaskParked,
         TaskReleased,
     )
+    from .model import Handler
+    from .shapes import FinishedTask, LogEntry, Task
 
 
 def _task(state: State, task_id: Any, event: Event) -> Task | None:

@@ -35,7 +35,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ..fold.shapes import AgentHeartbeat, AgentTool, Objective
+    from ..fold.event_shapes import AgentHeartbeat, AgentTool
+    from ..fold.shapes import Objective
     from ..journal.writer import Appended
 
 HEARTBEAT_FILES = 20  # the files a heartbeat names: the agent's most recent ones
