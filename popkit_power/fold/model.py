@@ -1,4 +1,5 @@
-"""The projected state's shape: its statuses, the rules the fold depends on, and the empty state.
+"""The projected state: its statuses, the rules the fold depends on, and the empty state (its shape, as types for
+mypy, is in fold/shapes.py; the events' in fold/event_shapes.py).
 
 State is plain JSON data (so a snapshot is `orjson.dumps(state)`). Every collection that could grow with history
 rather than with agents and open work is bounded: finished tasks and answered approvals leave the live state for a
@@ -14,7 +15,7 @@ from ..config import DEFAULTS
 if TYPE_CHECKING:
     from .event_shapes import Event as Event
     from .shapes import State as State
-else:  # at run time both are plain dicts: the shapes (fold/shapes.py) are for the type checker only, and cost ~9 ms
+else:  # at run time both are plain dicts: the shapes are for the type checker only (building them would cost ~9 ms)
     State = Event = dict
 
 V = TypeVar("V")
