@@ -76,7 +76,7 @@ def apply(state: State, event: dict[str, Any], rules: Rules) -> State:
         counts["invalid"] = counts.get("invalid", 0) + 1
         return state
     counts[event_type] = counts.get(event_type, 0) + 1
-    if "oseq" in event and not state.get("ordered"):  # another machine's event: the server's order rules from here
+    if "oseq" in event and not state["ordered"]:  # another machine's event: the server's order rules from here
         tasks.start_ordering(state, rules)
     agent = state["agents"].get(sender)
     if agent is not None:
@@ -122,7 +122,7 @@ def watching(agent: Agent) -> bool:
     """Whether an agent only looks on: every tool call it made ran popkit-power itself, and it holds no task. A
     person's own Claude Code session that runs `/popkit:power status` is such an agent, not a working one; an agent
     that has made no tool call yet is not (it has only just joined)."""
-    return bool(agent.get("tool_calls")) and not agent.get("work_calls") and not agent.get("current_task")
+    return bool(agent["tool_calls"]) and not agent["work_calls"] and not agent["current_task"]
 
 
 def find_task_anywhere(state: State, task_id: str) -> Task | FinishedTask | None:

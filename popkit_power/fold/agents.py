@@ -39,7 +39,7 @@ def agent_entry(state: State, key: str, ts: Any) -> Agent:
         agent = {"name": key, "status": AGENT_ACTIVE, "joined": ts, "last_seen": ts, "progress": None,
                  "current_task": None, "files_touched": [], "tool_counts": {}, "tool_calls": 0, "work_calls": 0,
                  "failures": 0, "last_message": None}
-        if state.get("ordered"):  # heard of after the server placed what it took (fold/ownership.py)
+        if state["ordered"]:  # heard of after the server placed what it took (fold/ownership.py)
             agent["current_task"] = current_tasks(state, [key])[key]
         state["agents"][key] = agent
     return agent
@@ -48,7 +48,7 @@ def agent_entry(state: State, key: str, ts: Any) -> Agent:
 def set_current_task(state: State, agent_key: Any, task_id: str | None, *, unless: str | None = None) -> None:
     """Set an agent's current task; with `unless`, only when its current task is that one (clearing what it held)."""
     agent = state["agents"].get(agent_key) if isinstance(agent_key, str) else None
-    if agent is not None and (unless is None or agent.get("current_task") == unless):
+    if agent is not None and (unless is None or agent["current_task"] == unless):
         agent["current_task"] = task_id
 
 
@@ -77,7 +77,7 @@ def _heartbeat(state: State, event: Event, data: AgentHeartbeat, rules: Rules) -
             remember_recent(agent["files_touched"], path, rules.max_files_per_agent)
     # The task the agent says it works on, if it holds it: a heartbeat built before the agent heard that its task was
     # released or given to another must not put it back. With machines in the server's order, fold/tasks.py says.
-    if "current_task" in data and not state.get("ordered") and (
+    if "current_task" in data and not state["ordered"] and (
             data["current_task"] is None or holds(state, event["from"], data["current_task"])):
         agent["current_task"] = data["current_task"]
     progress = data.get("progress")
@@ -96,7 +96,7 @@ def _tool(state: State, event: Event, data: AgentTool, rules: Rules) -> None:
         counts[tool] = counts.get(tool, 0) + 1
     agent["tool_calls"] += 1
     if data.get("power") is not True:
-        agent["work_calls"] = agent.get("work_calls", 0) + 1
+        agent["work_calls"] = agent["work_calls"] + 1
     if data.get("ok") is False:
         agent["failures"] += 1
     path = data.get("file")

@@ -36,14 +36,14 @@ def takes(transition: LoggedTransition, agent: str) -> bool:
 def holds(state: State, agent: str, task_id: object) -> bool:
     """Whether `agent` holds the task `task_id` now (claimed or assigned, not finished)."""
     task = state["tasks"].get(task_id) if isinstance(task_id, str) else None
-    return task is not None and task.get("owner") == agent and task["status"] in (TASK_CLAIMED, TASK_ASSIGNED)
+    return task is not None and task["owner"] == agent and task["status"] in (TASK_CLAIMED, TASK_ASSIGNED)
 
 
 def current_tasks(state: State, names: list[str] | set[str]) -> dict[str, str | None]:
     """Each named agent's current task (None: it owns none), from one pass over the open tasks."""
     taken: dict[str, tuple[Place, str]] = {}
     for task_id, task in state["tasks"].items():
-        owner = task.get("owner")
+        owner = task["owner"]
         if owner is None or owner not in names or task["status"] not in (TASK_CLAIMED, TASK_ASSIGNED):
             continue
         took = [place(entry) for entry in state["task_logs"].get(task_id) or () if takes(entry[2], owner)]

@@ -108,7 +108,7 @@ def _claimed(state: State, event: Event, data: TaskClaimed, rules: Rules) -> Non
     task = _task(state, data.get("task"), event)
     if task is None or task["status"] not in (TASK_OPEN, TASK_ORPHANED):
         return  # the first claim in journal order wins; later ones change nothing
-    if state.get("ordered") and isinstance(data.get("round"), int) and data["round"] != task["attempts"]:
+    if state["ordered"] and isinstance(data.get("round"), int) and data["round"] != task["attempts"]:
         return  # made from an older look at the task: its round's contest went to another claim
     _take(state, data["task"], task, event["from"], TASK_CLAIMED)
 
@@ -117,7 +117,7 @@ def _decided(state: State, event: Event, data: ArbiterDecided, rules: Rules) -> 
     """The arbiter's word on claims made on several machines at once (replication): the task is the winner's,
     whichever claim this journal holds first. The winner's own claim, before or after, counts the one attempt."""
     agent = data.get("agent")
-    if data.get("type") != "task.claimed" or not isinstance(agent, str) or state.get("ordered"):
+    if data.get("type") != "task.claimed" or not isinstance(agent, str) or state["ordered"]:
         return  # once transitions are placed in the server's order, that order says who won
     task = _task(state, data.get("task"), event)
     if task is None or task["owner"] == agent:
@@ -174,7 +174,7 @@ def _completed(state: State, event: Event, data: TaskCompleted, rules: Rules) ->
                 "result": cut(data.get("result")), "attempts": task["attempts"],
                 "previous_owner": task.get("previous_owner"), "parent": task["parent"], "created": task["created"],
                 "finished": event.get("ts")}
-    if not state.get("ordered"):
+    if not state["ordered"]:
         keep_recent(state["finished"], task_id, finished, state["totals"]["tasks"], status)
         return
     state["finished"][task_id] = finished  # kept by the server's order of completions, not by arrival
@@ -264,7 +264,7 @@ def _placed(state: State, event: Event, data: ArbiterOrdered, rules: Rules) -> N
     if not (isinstance(number, int) and isinstance(task_id, str) and log) or entry is None or entry[0] is not None:
         return  # not a transition this journal holds, or placed already (a server that lost its data placed it again)
     entry[0] = number
-    if not state.get("ordered"):
+    if not state["ordered"]:
         start_ordering(state, rules)
         return
     if log != sorted(log, key=place):
@@ -298,7 +298,7 @@ def _replay(state: State, task_id: str, rules: Rules) -> None:
             del totals[finished["status"]]
     _drop_orphan(state, task_id)
     for agent in state["agents"].values():
-        if agent.get("current_task") == task_id:
+        if agent["current_task"] == task_id:
             agent["current_task"] = None
     for _place_of, _seq, transition in log:
         TRANSITIONS[transition["type"]](state, transition, transition["data"], rules)
