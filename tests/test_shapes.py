@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from popkit_power import provenance
 from popkit_power.fold import event_shapes, shapes
 from popkit_power.projector import Rules, apply, new_state
 from popkit_power.protocol import EVENT_TYPES, make_event
@@ -50,6 +51,16 @@ def test_a_data_shape_has_the_protocols_fields_required_as_the_protocol_says(eve
     hints = typing.get_type_hints(shape)
     for name, (kind, _required) in fields.items():
         assert _kind_of(hints[name]) in KINDS[kind], f"{event_type} {name}: {hints[name]} is not {kind}"
+
+
+def test_the_envelope_has_every_field_of_a_record():
+    """A record as the journal holds it (make_event's envelope, plus seq and crc), and the replicator's marks."""
+    event = make_event("message.direct", {"text": "hi"}, sender="a1", session="s1", origin="o1", to="a2")
+    assert {*event, "seq", "crc", "oseq", "rts"} == set(event_shapes.Event.__annotations__)
+
+
+def test_the_evidence_shape_has_every_field_the_library_records():
+    assert {*provenance.evidence(os.environ), "oversized"} == set(event_shapes.Evidence.__annotations__)
 
 
 def test_what_a_join_copies_into_the_agent_has_the_same_names_and_types():
