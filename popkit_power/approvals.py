@@ -27,6 +27,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from .fold.shapes import Approval
     from .journal.writer import Position
 
 GRANTED = "approval.granted"
@@ -120,13 +121,14 @@ def answer_request(session: Session, request: str, *, granted: bool, sender: str
     appended = session.publish(event_type, {"request": request, **({"note": note} if note else {})}, sender=sender)
     # Two answers written at once both passed the check above; the first in the journal is the answer (the fold's
     # rule), so the caller whose answer came second learns it lost, as a late claimant does.
-    answered = session.fold_through(state, position, appended.first_seq)["answered"].get(request) or {}
+    answered: Approval | dict[str, Any] = session.fold_through(state, position, appended.first_seq)["answered"].get(
+        request) or {}
     if answered.get("answer_seq") != appended.first_seq:
         raise refused(request, answered, seq=appended.first_seq)
     return Answered(request, event_type.split(".")[1], appended.first_seq)
 
 
-def refused(request: str, first: dict[str, Any], *, seq: int | None = None) -> AnswerRefusedError:
+def refused(request: str, first: Approval | dict[str, Any], *, seq: int | None = None) -> AnswerRefusedError:
     """The refusal of an answer to `request`, whose `first` answer (as the state holds it) counts instead; `seq`:
     the refused answer's own record, when it was written."""
     first_seq = first.get("answer_seq")

@@ -80,7 +80,8 @@ def claim_task(session: Session, task: str, *, sender: str, timeout: float | Non
         through = placed or through
     after = session.fold_through(state, seen, through)
     outcome(after, task_id, sender, appended.first_seq, confirmed=confirmed)
-    status = (find_task_anywhere(after, task_id) or {}).get("status")
+    found = find_task_anywhere(after, task_id)
+    status = found["status"] if found is not None else None
     return Claimed(task_id, appended.first_seq, str(status), confirmed=confirmed)
 
 
@@ -90,7 +91,8 @@ def outcome(state: State, task_id: str, sender: str, seq: int, *, confirmed: boo
     try:
         claim_outcome(state, task_id, sender)
     except SessionError as lost:
-        winner = (find_task_anywhere(state, task_id) or {}).get("owner")
+        found = find_task_anywhere(state, task_id)
+        winner = found.get("owner") if found is not None else None
         if not isinstance(winner, str) or not winner:
             raise  # nobody holds it: no claim won
         raise ClaimLostError(str(lost), task=task_id, winner=winner, winning_seq=taken_at(state, task_id, winner),

@@ -32,7 +32,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from .fold.model import State
+    from .fold.shapes import Agent, State
 
 #: What goes in front of a name that reads like a reserved sender's (`?hum\u0430n`).
 MARK = "?"
@@ -158,8 +158,8 @@ def short_names(state: State) -> dict[str, str]:
     agents with one name the later gets `#2`. No agent is shown as `human` or `coordinator`: those two names are
     the senders a reader trusts, and a name that reads like one (`hum\u0430n`, with U+0430, a Cyrillic a) is marked
     (display.py)."""
-    agents: dict[str, dict[str, Any]] = state["agents"]
-    keys = list(agents)
+    agents: dict[str, Agent] = state["agents"]
+    keys: list[object] = list(agents)  # and whoever the entries name (checked below: not every field is a name)
     for task in (*state["tasks"].values(), *state["finished"].values()):
         keys.extend(task.get(field) for field in ("owner", "previous_owner", "created_by", "completed_by"))
     keys.extend(approval.get("from") for approval in state["approvals"].values())
@@ -184,7 +184,7 @@ def short_names(state: State) -> dict[str, str]:
     return names
 
 
-def _own_name(key: str, agent: dict[str, Any] | None) -> str:
+def _own_name(key: str, agent: Agent | None) -> str:
     """The name an agent gave itself, else the one its key makes; one that is a reserved sender's is not used."""
     agent_type = agent.get("agent_type") if agent else None
     made = clean(agent_name(key, agent_type if isinstance(agent_type, str) else None), MAX_NAME_CHARS)
@@ -204,7 +204,7 @@ def sender_name(key: str) -> str:
     return marked(made, clean(made, MAX_NAME_CHARS))
 
 
-def agent_place(agent: dict[str, Any], *, with_host: bool) -> str | None:
+def agent_place(agent: Agent, *, with_host: bool) -> str | None:
     """Where an agent works: the last component of its cwd (its worktree or project folder), with its host when the
     session spans machines."""
     cwd = agent.get("cwd")

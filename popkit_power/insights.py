@@ -19,6 +19,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from .fold.shapes import Insight
+
 
 def insight_key(text: str) -> tuple[str, frozenset[str]]:
     """The normalized form of an insight (lower case, words only) and its word set, for duplicate detection."""
@@ -49,7 +51,7 @@ class InsightIndex:
 
     __slots__ = ("by_key", "count", "entries", "first", "insights", "postings", "threshold")
 
-    def __init__(self, insights: list[dict[str, Any]], threshold: float) -> None:
+    def __init__(self, insights: list[Insight], threshold: float) -> None:
         self.insights = insights  # the state's own list: identity says this index belongs to it
         self.threshold = threshold
         self.entries: dict[int, tuple[Any, frozenset[str], str, list[str]]] = {}  # ordinal -> (id, words, key, prefix)
@@ -74,7 +76,7 @@ class InsightIndex:
             return list(words)
         return sorted(words, key=_word_order)[:max(length, 0)]
 
-    def appended(self, entry: dict[str, Any], words: frozenset[str], prefix: list[str]) -> None:
+    def appended(self, entry: Insight, words: frozenset[str], prefix: list[str]) -> None:
         ordinal = self.first + self.count
         self.count += 1
         if entry.get("dup_of") is not None:
@@ -146,7 +148,7 @@ _WORD_ORDER: dict[str, tuple[int, str]] = {}
 _INDEXES: dict[int, InsightIndex] = {}
 
 
-def insight_index(insights: list[dict[str, Any]], threshold: float) -> InsightIndex:
+def insight_index(insights: list[Insight], threshold: float) -> InsightIndex:
     index = _INDEXES.get(id(insights))
     if index is None or index.insights is not insights or index.count != len(insights) or index.threshold != threshold:
         if len(_INDEXES) >= 8:  # a few states at a time (coordinator, tests); rebuilding one costs ~1 ms
@@ -155,7 +157,7 @@ def insight_index(insights: list[dict[str, Any]], threshold: float) -> InsightIn
     return index
 
 
-def first_match_by_scan(insights: list[dict[str, Any]], key: str, words: frozenset[str], threshold: float) -> Any:
+def first_match_by_scan(insights: list[Insight], key: str, words: frozenset[str], threshold: float) -> Any:
     """The reference rule the index must agree with (tests compare the two)."""
     for kept in insights:
         if kept["dup_of"] is None and (kept["key"] == key or similarity(words, frozenset(kept["key"].split()))

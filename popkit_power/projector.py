@@ -13,8 +13,8 @@ concept; this module puts them together and answers the common queries.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from .fold import agents, exchange, tasks
 from .fold.model import (
@@ -39,6 +39,10 @@ from .fold.model import (
     new_state,
 )
 
+if TYPE_CHECKING:
+    from .fold.model import Handler
+    from .fold.shapes import Agent, FinishedTask, Task
+
 #: Raised whenever `apply` folds an event differently than before: snapshots made by other code are not reused.
 #: 3: approvals answered once; 4: parked tasks; 5: pid_start; 6: orphaned only from its owner; 7: finished tasks and
 #: answered approvals leave the live state, work calls, last messages; 8: arbiter decisions, each machine's coordinator;
@@ -47,9 +51,6 @@ from .fold.model import (
 #: or the human, a heartbeat's current task only one the agent holds; 12: an answered approval's seq and evidence;
 #: 13: the most recent broadcasts (for the welcome); 14: the first approval request under an id is the one kept
 FOLD_VERSION = 14
-
-Handler = Callable[[State, Event, dict[str, Any], Rules], None]
-
 
 def _handlers(*tables: Mapping[str, Handler]) -> dict[str, tuple[Handler, ...]]:
     merged: dict[str, tuple[Handler, ...]] = {}
@@ -62,8 +63,11 @@ def _handlers(*tables: Mapping[str, Handler]) -> dict[str, tuple[Handler, ...]]:
 _HANDLERS = _handlers(agents.HANDLERS, tasks.HANDLERS, exchange.HANDLERS)
 
 
-def apply(state: State, event: Event, rules: Rules) -> State:
-    """Fold one event into `state` (in place) and return it. Unknown types are counted and otherwise ignored."""
+def apply(state: State, event: dict[str, Any], rules: Rules) -> State:
+    """Fold one event into `state` (in place) and return it. Unknown types are counted and otherwise ignored.
+
+    `event` is a record as read (JSON of any shape): from here on it is an `Event`, whose type and sender are
+    checked here and whose other fields the handlers check as they read them."""
     event_type = event.get("type")
     sender = event.get("from")
     counts = state["counts"]
@@ -72,7 +76,7 @@ def apply(state: State, event: Event, rules: Rules) -> State:
         counts["invalid"] = counts.get("invalid", 0) + 1
         return state
     counts[event_type] = counts.get(event_type, 0) + 1
-    if "oseq" in event and not state.get("ordered"):  # another machine's event: the server's order rules from here
+    if "oseq" in event and not state["ordered"]:  # another machine's event: the server's order rules from here
         tasks.start_ordering(state, rules)
     agent = state["agents"].get(sender)
     if agent is not None:
@@ -80,9 +84,10 @@ def apply(state: State, event: Event, rules: Rules) -> State:
     handlers = _HANDLERS.get(event_type)
     if handlers is not None:
         data = event.get("data")
+        known = cast("Event", event)  # the one cast from a record as read (see the docstring)
         try:
             for handler in handlers:
-                handler(state, event, data if isinstance(data, dict) else {}, rules)
+                handler(state, known, data if isinstance(data, dict) else {}, rules)
         except (TypeError, AttributeError, KeyError, ValueError):
             # A record whose checksum holds but whose fields have the wrong kinds (another writer's bug, a newer
             # version): counted and stepped over, so one bad record never stops every later read. What the handler
@@ -113,16 +118,16 @@ def live_agents(state: State) -> list[str]:
     return [key for key, agent in state["agents"].items() if agent["status"] in (AGENT_ACTIVE, AGENT_IDLE)]
 
 
-def watching(agent: dict[str, Any]) -> bool:
+def watching(agent: Agent) -> bool:
     """Whether an agent only looks on: every tool call it made ran popkit-power itself, and it holds no task. A
     person's own Claude Code session that runs `/popkit:power status` is such an agent, not a working one; an agent
     that has made no tool call yet is not (it has only just joined)."""
-    return bool(agent.get("tool_calls")) and not agent.get("work_calls") and not agent.get("current_task")
+    return bool(agent["tool_calls"]) and not agent["work_calls"] and not agent["current_task"]
 
 
-def find_task_anywhere(state: State, task_id: str) -> dict[str, Any] | None:
+def find_task_anywhere(state: State, task_id: str) -> Task | FinishedTask | None:
     """The task, open or among the recently finished ones."""
-    task: dict[str, Any] | None = state["tasks"].get(task_id) or state["finished"].get(task_id)
+    task: Task | FinishedTask | None = state["tasks"].get(task_id) or state["finished"].get(task_id)
     return task
 
 

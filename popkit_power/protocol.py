@@ -19,6 +19,7 @@ from .timestamps import utc_now
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
 SCHEMA_VERSION = 1
@@ -110,7 +111,7 @@ def channel_of(event_type: str) -> str | None:
 
 def make_event(
     event_type: str,
-    data: dict[str, Any],
+    data: Mapping[str, Any],
     *,
     sender: str,
     session: str,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .display import MAX_SHOWN_CHARS, quoted, shown
 from .errors import SessionError
@@ -33,6 +33,9 @@ from .projector import (
     find_task_anywhere,
 )
 from .session import Session
+
+if TYPE_CHECKING:
+    from .fold.shapes import Agent, FinishedTask, Task
 
 #: Tasks any agent may claim; the first claim in journal order wins.
 CLAIMABLE_TASK_STATES = frozenset({TASK_OPEN, TASK_ORPHANED})
@@ -70,7 +73,7 @@ def find_agent(state: State, name: str) -> str:
     """The key of the agent `name` names (key or readable name, or a unique start of one, in any case); SessionError
     naming the agents otherwise."""
     check_agent_name(name)
-    agents: dict[str, dict[str, Any]] = state["agents"]
+    agents: dict[str, Agent] = state["agents"]
     found = matching(name, {key: (key, str(agent.get("name") or key)) for key, agent in agents.items()})
     if len(found) == 1:
         return found[0]
@@ -99,7 +102,7 @@ def live_agent(state: State, name: str, consequence: str) -> str:
 
 def agent_label(state: State, key: str, *, status: bool = False) -> str:
     """How an agent is named in a message: `main-c0ffee (c0ffee00-1111:main)`, with its status if asked."""
-    agent = state["agents"].get(key) or {}
+    agent: Agent | dict[str, Any] = state["agents"].get(key) or {}
     name = str(agent.get("name") or key)
     inside = [shown(key)] if name != key else []
     if status:
@@ -107,7 +110,7 @@ def agent_label(state: State, key: str, *, status: bool = False) -> str:
     return f"{shown(name)} ({', '.join(inside)})" if inside else shown(name)
 
 
-def _gone(agent: dict[str, Any]) -> str:
+def _gone(agent: Agent) -> str:
     lost = agent.get("status") == AGENT_LOST
     reason = agent.get("lost_reason" if lost else "left_reason")
     because = f" ({shown(str(reason))})" if reason else ""
@@ -125,7 +128,7 @@ def find_task(state: State, given: str) -> str:
     """The id of the task `given` names (its id or a unique start of it, in any case); SessionError naming the open
     tasks when it names none, and the ones it names when several."""
     check_task_id(given)
-    tasks: dict[str, dict[str, Any]] = {**state["finished"], **state["tasks"]}
+    tasks: dict[str, Task | FinishedTask] = {**state["finished"], **state["tasks"]}
     if given in tasks:
         return given
     found = matching(given, {task_id: (task_id,) for task_id in tasks})
@@ -183,7 +186,7 @@ def check_claim(state: State, task_id: str, who: str) -> bool:
 def claim_outcome(state: State, task_id: str, who: str) -> None:
     """Nothing when `who` holds the task in `state` (folded through its claim); SessionError naming the winner
     otherwise."""
-    task = find_task_anywhere(state, task_id) or {}
+    task: Task | FinishedTask | dict[str, Any] = find_task_anywhere(state, task_id) or {}
     owner = task.get("owner")
     if owner == who:
         return
@@ -250,7 +253,7 @@ def _refuse_finished(state: State, task_id: str, doing: str) -> None:
                            f"work add a new task with: popkit-power task add \"title\"")
 
 
-def _the_task(state: State, task_id: str) -> dict[str, Any]:
+def _the_task(state: State, task_id: str) -> Task | FinishedTask:
     """A task `find_task` named: open, or among the recently finished ones."""
     task = find_task_anywhere(state, task_id)
     if task is None:
@@ -260,7 +263,7 @@ def _the_task(state: State, task_id: str) -> dict[str, Any]:
 
 def _live(state: State, key: str) -> bool:
     """False only for an agent known to have left or been lost (an owner never seen to join may be elsewhere)."""
-    return (state["agents"].get(key) or {}).get("status") not in GONE_AGENT_STATES
+    return key not in state["agents"] or state["agents"][key]["status"] not in GONE_AGENT_STATES
 
 
 def _held(status: Any, holder: str) -> str:
@@ -269,12 +272,12 @@ def _held(status: Any, holder: str) -> str:
 
 
 def _holder(state: State, key: str) -> str:
-    gone = (state["agents"].get(key) or {}).get("status") in GONE_AGENT_STATES
+    gone = key in state["agents"] and state["agents"][key]["status"] in GONE_AGENT_STATES
     return f"{agent_label(state, key)}, who {_gone(state['agents'][key])}" if gone else agent_label(state, key)
 
 
 def _agent_arg(state: State, key: str) -> str:
-    return shell_word(str((state["agents"].get(key) or {}).get("name") or key), "AGENT")
+    return shell_word(str((state["agents"][key]["name"] if key in state["agents"] else None) or key), "AGENT")
 
 
 # -- the outcome of a claim -----------------------------------------------------------------------------------------

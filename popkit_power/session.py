@@ -32,9 +32,10 @@ from .protocol import make_event
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from typing import Any
 
+    from .fold.shapes import Task
     from .journal.snapshots import Snapshots
     from .journal.writer import Damage, DamageHandler
     from .projector import Rules, State
@@ -84,13 +85,13 @@ class Session:
             self._origin = origin_id(self.power_dir)
         return self._origin
 
-    def event(self, event_type: str, data: dict[str, Any], *, sender: str, to: str | None = None,
+    def event(self, event_type: str, data: Mapping[str, Any], *, sender: str, to: str | None = None,
               channel: str | None = None) -> dict[str, Any]:
         """A validated envelope for this session (not yet appended)."""
         return make_event(event_type, data, sender=sender, session=self.id, origin=self.origin, to=to,
                           channel=channel)
 
-    def publish(self, event_type: str, data: dict[str, Any], *, sender: str, to: str | None = None,
+    def publish(self, event_type: str, data: Mapping[str, Any], *, sender: str, to: str | None = None,
                 channel: str | None = None) -> Appended:
         """Build, validate and append one event; return where it landed."""
         return self.append_events([self.event(event_type, data, sender=sender, to=to, channel=channel)])
@@ -124,12 +125,12 @@ class Session:
         state, position = seen or self.projection()
         if not may_finish(state, task_id, sender):
             raise SessionError(f"{why_not_finished(state, task_id)}; nothing written")
-        owner = (state["tasks"].get(task_id) or {}).get("owner")
+        owner = state["tasks"][task_id]["owner"] if task_id in state["tasks"] else None
         holder = {"holder": owner} if isinstance(owner, str) and owner != sender else {}  # told by its hook
         appended = self.publish("task.completed", {"task": task_id, "result": result, "ok": ok, **holder},
                                 sender=sender)
         state = self.fold_through(state, position, appended.first_seq)
-        if (state["finished"].get(task_id) or {}).get("completed_by") != sender:
+        if task_id not in state["finished"] or state["finished"][task_id]["completed_by"] != sender:
             raise SessionError(f"task {shown(task_id)} was not recorded as done: {why_not_finished(state, task_id)} "
                                f"(it changed hands just before your result, seq {appended.first_seq}, which counts "
                                f"for nothing)")
@@ -229,7 +230,7 @@ def why_not_finished(state: State, task_id: str) -> str:
     finished = state["finished"].get(task_id)
     if finished is not None:
         return f"task {shown(task_id)} is already {finished['status']} by {_agent(state, finished['completed_by'])}"
-    task = state["tasks"].get(task_id) or {}
+    task: Task | dict[str, Any] = state["tasks"].get(task_id) or {}
     if task.get("owner"):
         return (f"task {shown(task_id)} belongs to {_agent(state, task['owner'])}: only its holder or the human "
                 f"reports its result")
@@ -238,7 +239,7 @@ def why_not_finished(state: State, task_id: str) -> str:
 
 def _agent(state: State, key: Any) -> str:
     """An agent as a message names it: `name (key)`, each cut and escaped to one plain line."""
-    name = (state["agents"].get(key) or {}).get("name") or key
+    name = (state["agents"][key]["name"] if key in state["agents"] else None) or key
     return shown(str(name)) if name == key else f"{shown(str(name))} ({shown(str(key))})"
 
 

@@ -13,7 +13,7 @@ import functools
 import os
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .display import agent_place, clean, short_names
 from .home import active_session
@@ -42,6 +42,9 @@ from .provenance import doubts
 from .replication.mode_selector import CREDENTIAL_VARS, FILE, Mode, select_mode
 from .session import Session
 from .timestamps import age_of, utc_text
+
+if TYPE_CHECKING:
+    from .fold.shapes import Agent, Coordinator, Insight, Task
 
 #: Unfinished tasks in the order a person should look at them: the ones waiting for someone first.
 TASK_ORDER = (TASK_PARKED, TASK_ORPHANED, TASK_OPEN, TASK_ASSIGNED, TASK_CLAIMED)
@@ -148,7 +151,7 @@ def session_status(session: Session, state: State, position: Position, *, now: f
     """The status of one session from its projected `state` (covering the journal up to `position`), as seen at
     `now` (seconds since the epoch; the clock when None). `state` is read, never changed."""
     now = time.time() if now is None else now
-    tasks: dict[str, dict[str, Any]] = state["tasks"]
+    tasks: dict[str, Task] = state["tasks"]
     names = short_names(state)
     replication = replication_info(session, position, now)
     return {
@@ -159,7 +162,7 @@ def session_status(session: Session, state: State, position: Position, *, now: f
         "mode": mode_info(replication, session=True, closed=state["closed"] is not None),
         "journal": {"directory": session.journal.directory, "records_through_seq": position.seq - 1,
                     "position": position.as_dict()},
-        "objective": (state["objective"] or {}).get("text"),
+        "objective": state["objective"]["text"] if state["objective"] else None,
         "opened": state["opened"],
         "closed": state["closed"],
         "coordinator": {**coordinator_health(state["coordinators"].get(session.origin, state["coordinator"]), now,
@@ -207,7 +210,7 @@ class StatusReader:
 
 # -- the parts ------------------------------------------------------------------------------------------------------
 
-def coordinator_health(coordinator: dict[str, Any], now: float, heartbeat_seconds: float) -> dict[str, Any]:
+def coordinator_health(coordinator: Coordinator, now: float, heartbeat_seconds: float) -> dict[str, Any]:
     """The coordinator as the state has it, plus `health` (alive, silent, stopped or none), `alive`, and the age of
     its last word. It is alive while its last `coordinator.started` or `.status` is at most MISSED_HEARTBEATS x
     `heartbeat_seconds` old: a coordinator killed without a word stays "running" in the journal, and only the
@@ -226,7 +229,7 @@ def coordinator_health(coordinator: dict[str, Any], now: float, heartbeat_second
 def _agents(state: State, now: float) -> dict[str, dict[str, Any]]:
     """The agents in the order a person reads them (active, idle, lost, left; each in the order they joined), each
     with its label (where it works), how long ago it was seen, its current task's title and its recent files."""
-    agents: dict[str, dict[str, Any]] = state["agents"]
+    agents: dict[str, Agent] = state["agents"]
     hosts = {agent.get("host") for agent in agents.values() if agent.get("host")}
     rank = {status: n for n, status in enumerate(AGENT_ORDER)}
     ordered = sorted(agents.items(), key=lambda item: rank.get(item[1]["status"], len(rank)))
@@ -251,7 +254,7 @@ def _relative(path: str, cwd: Any) -> str:
     return path
 
 
-def unfinished_tasks(tasks: dict[str, dict[str, Any]]) -> list[str]:
+def unfinished_tasks(tasks: dict[str, Task]) -> list[str]:
     """The ids of the tasks not completed or failed, the ones waiting for someone first (TASK_ORDER), each status
     in the order the tasks were created."""
     rank = {status: n for n, status in enumerate(TASK_ORDER)}
@@ -259,8 +262,9 @@ def unfinished_tasks(tasks: dict[str, dict[str, Any]]) -> list[str]:
     return sorted(unfinished, key=lambda task_id: rank.get(tasks[task_id]["status"], len(rank)))
 
 
-def _insights(insights: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _insights(insights: list[Insight]) -> list[dict[str, Any]]:
     """The kept insights, each with how many later ones were held back as its duplicates."""
+    duplicates: Counter[str | None]
     duplicates = Counter(insight["dup_of"] for insight in insights if insight["dup_of"] is not None)
     return [{**{key: insight.get(key) for key in ("id", "from", "text", "tags", "dup_of", "ts")},
              "duplicates": duplicates.get(insight["id"], 0)} for insight in insights]

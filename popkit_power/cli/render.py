@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
+    from ..fold.shapes import Task
+
 #: How many rows each section shows at most; the rest are counted ("... and 12 more"), and `--json` has them all.
 SHOW_AGENTS, SHOW_TASKS, SHOW_APPROVALS, SHOW_INSIGHTS, SHOW_CONFLICTS = 25, 25, 10, 5, 5
 #: The lines of a full status that are not agents' or tasks' rows (header, titles, column heads, the other sections
@@ -269,7 +271,7 @@ def _doing(agent: dict[str, Any]) -> Text:
 
 
 def _tasks(info: dict[str, Any], rows: int) -> list[RenderableType]:
-    tasks: dict[str, dict[str, Any]] = info["tasks"]
+    tasks: dict[str, Task] = info["tasks"]  # the state's own (status.session_status)
     unfinished: list[str] = info["unfinished_tasks"]
     counts: dict[str, int] = info["task_counts"]
     finished = sum(counts.get(state, 0) for state in ("completed", "failed"))

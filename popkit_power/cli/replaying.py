@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import SessionError
 from .common import session_to_read
+
+if TYPE_CHECKING:
+    from ..fold.shapes import State
 
 #: A replay shows a progress bar on a terminal when the journal is at least this large (about 10,000 events).
 PROGRESS_MIN_BYTES = 4 << 20
@@ -196,9 +199,9 @@ def _print_state(playback: Any, point: Any, *, as_json: bool, after_events: bool
                color=True)
 
 
-def _last_ts(state: dict[str, Any]) -> Any:
+def _last_ts(state: State) -> Any:
     """The time of the last event folded into `state`: the latest `last_seen` of anyone, else when it opened."""
-    seen = [agent.get("last_seen") for agent in state["agents"].values() if isinstance(agent.get("last_seen"), str)]
+    seen = [agent["last_seen"] for agent in state["agents"].values() if isinstance(agent["last_seen"], str)]
     return max(seen, default=state.get("opened"))
 
 

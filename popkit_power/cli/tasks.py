@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -47,6 +47,9 @@ from ..session import Session, why_not_finished
 from .common import active_session, sender_for, sender_option
 from .help import HelpGroup
 from .messages import require_text
+
+if TYPE_CHECKING:
+    from ..fold.shapes import Task
 
 
 @click.group(cls=HelpGroup)
@@ -157,7 +160,7 @@ def _complete(session: Session, seen: tuple[State, Position], task_id: str, text
                        f"for nothing, and `status` shows who holds it", err=True)
         else:  # whatever is placed after it comes after it: the verdict as of now is the verdict as of its place
             state, _ = session.projection()
-            if (state["finished"].get(task_id) or {}).get("completed_by") != who:
+            if task_id not in state["finished"] or state["finished"][task_id]["completed_by"] != who:
                 raise SessionError(f"task {shown(task_id)} was not recorded as done: in the order of all machines' "
                                    f"task changes, {why_not_finished(state, task_id)} (your result, seq "
                                    f"{appended.first_seq}, counts for nothing)")
@@ -167,7 +170,7 @@ def _complete(session: Session, seen: tuple[State, Position], task_id: str, text
 
 def _current_task(state: State, who: str) -> str | None:
     """The task `who` works on, if it still holds it and it is not finished."""
-    current = (state["agents"].get(who) or {}).get("current_task")
+    current = state["agents"][who]["current_task"] if who in state["agents"] else None
     task = state["tasks"].get(current) if isinstance(current, str) else None
     if task is None or task.get("owner") != who or task.get("status") in FINISHED_TASK_STATES:
         return None
@@ -214,7 +217,7 @@ def reassign(task_name: str, agent: str) -> None:
                    f"({state['tasks'][task_id]['status']}); nothing written")
         return
     before = state["tasks"][task_id]
-    was = (f"from {agent_label(state, before['owner'])}" if before.get("owner")
+    was = (f"from {agent_label(state, before['owner'])}" if before["owner"]
            else f"was {before.get('status')}")
     data = {"task": task_id, "agent": target, "evidence": provenance.evidence(os.environ),
             **({"holder": before["owner"]} if before.get("owner") else {})}
@@ -226,7 +229,7 @@ def reassign(task_name: str, agent: str) -> None:
 
 
 def _counted(session: Session, state: State, position: Position, seq: int, task_id: str, done: str,
-             took: Callable[[dict[str, Any] | None], bool]) -> None:
+             took: Callable[[Task | None], bool]) -> None:
     """Nothing when the task change at `seq` took effect as of its own record (`took` of the task then); SessionError
     saying what the task had become otherwise: something came in between the look and the append (the task was
     finished, or given to another agent), and the fold counts the change for nothing, as a late claim."""

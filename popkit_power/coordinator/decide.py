@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..keys import COORDINATOR
 from ..projector import AGENT_ACTIVE, AGENT_LEFT, OPEN_TASK_STATES, State, live_agents, open_tasks_of, watching
 from ..timestamps import seconds_of
+
+if TYPE_CHECKING:
+    from ..fold.shapes import Agent, Coordinator, Task
 
 Decision = tuple[str, dict[str, Any]]  # (event type, data)
 
@@ -142,13 +145,13 @@ def decide(state: State, now: float, running: Mapping[str, bool | None], rules: 
     return batches
 
 
-def _machine_of(state: State, agent: dict[str, Any], origin: str | None) -> dict[str, Any] | None:
+def _machine_of(state: State, agent: Agent, origin: str | None) -> Coordinator | None:
     """The coordinator entry of the other machine an agent works on, when that machine has a running coordinator;
     None for this machine's agents and for agents no running coordinator watches (judged here by silence)."""
     where = agent.get("origin")
     if origin is None or where in (None, origin):
         return None
-    machine: dict[str, Any] | None = state["coordinators"].get(where)
+    machine: Coordinator | None = state["coordinators"].get(where) if where is not None else None
     return machine if machine is not None and machine.get("status") == "running" else None
 
 
@@ -161,7 +164,7 @@ def _leader(state: State, origin: str | None, heard: Silences, rules: Rules) -> 
     return not alive or min([*alive, origin]) == origin
 
 
-def _machine_silent(key: str, agent: dict[str, Any], machine: dict[str, Any], heard: Silences,
+def _machine_silent(key: str, agent: Agent, machine: Coordinator, heard: Silences,
                     rules: Rules) -> Decision | None:
     silent = heard.machines.get(agent.get("origin") or "")
     if silent is None or silent <= rules.machine_silence_limit:
@@ -174,8 +177,9 @@ def _machine_silent(key: str, agent: dict[str, Any], machine: dict[str, Any], he
                                                    f"{int(rules.machine_silence_limit)} s)", "evidence": evidence})
 
 
-def _lost(key: str, agent: dict[str, Any], heard: Silences, running: bool | None, rules: Rules) -> Decision | None:
+def _lost(key: str, agent: Agent, heard: Silences, running: bool | None, rules: Rules) -> Decision | None:
     if running is False:
+        evidence: dict[str, Any]
         evidence = {"pid": agent.get("pid"), "pid_start": agent.get("pid_start"), "host": agent.get("host"),
                     "checked": "process table"}
         return ("agent.lost", {"agent": key, "reason": f"its Claude Code process {agent.get('pid')} is gone",
@@ -206,7 +210,7 @@ def _hand_over(state: State, key: str, rules: Rules) -> list[Decision]:
             continue
         context = {"title": task.get("title"), "progress": agent.get("progress"),
                    "files": list(agent.get("files_touched") or [])[-10:], "last_seen": agent.get("last_seen"),
-                   "last_message": (agent.get("last_message") or {}).get("text")}
+                   "last_message": last["text"] if (last := agent.get("last_message")) else None}
         decisions.append(("task.orphaned", {"task": task_id, "agent": key, "context": context}))
     return decisions
 
@@ -219,7 +223,7 @@ def _assignments(state: State) -> list[Decision]:
             if not watching(state["agents"][key])}
     decisions: list[Decision] = []
     for task_id in state["orphans"]:
-        task = state["tasks"].get(task_id) or {}
+        task: Task | dict[str, Any] = state["tasks"].get(task_id) or {}
         candidates = [key for key in load if key != task.get("previous_owner")]
         if not candidates:
             continue

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..keys import COORDINATOR
 from ..projector import State, live_agents
 from .decide import Silences
+
+if TYPE_CHECKING:
+    from ..fold.shapes import Coordinator
 
 
 class Hearing:
@@ -46,7 +49,7 @@ class Hearing:
         return Silences(agents, machines, own, "monotonic")
 
 
-def _word(coordinator: dict[str, Any]) -> Any:
+def _word(coordinator: Coordinator) -> Any:
     return coordinator.get("last_seen"), coordinator.get("heard"), coordinator.get("status")
 
 

@@ -19,11 +19,10 @@ import errno
 import logging
 import os
 import select
-from typing import Any
 
 from ..keys import host_name
 from ..processes import can_check, still_running
-from ..projector import live_agents
+from ..projector import State, live_agents
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ class ProcessWatch:
             os.close(fd)
         self._pidfds.clear()
 
-    def check(self, state: dict[str, Any]) -> dict[str, bool | None]:
+    def check(self, state: State) -> dict[str, bool | None]:
         """For each live agent whose Claude Code process is on this machine: does it still run? False only on
         evidence that it is gone; an agent this process could not look at (an error of its own) gets True, no
         verdict this round. Agents elsewhere, or without a pid, are left out: they are judged by silence."""

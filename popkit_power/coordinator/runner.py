@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from ..claims import Claimed
     from ..journal.writer import JournalReader, Position
     from ..projector import Rules as FoldRules
+    from ..projector import State
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -224,7 +225,7 @@ class PowerModeCoordinator:
             return start_session(self.power_dir, self.objective, sender=COORDINATOR)
         raise SessionError(f"no active power session in {self.power_dir}, and no objective to start one")
 
-    def _loop(self, session: Session, state: dict[str, Any], position: Position, lease: Lease,
+    def _loop(self, session: Session, state: State, position: Position, lease: Lease,
               opened: OpenedDirectory) -> None:
         config = session.config
         # On Upstash another machine's status reaches this one up to an idle poll on each end later
@@ -293,8 +294,8 @@ def _disk_full(error: BaseException, where: str) -> bool:
         return False
 
 
-def step(session: Session, state: dict[str, Any], reader: JournalReader, fold_rules: FoldRules, rules: Rules,
-         check_processes: Callable[[dict[str, Any]], Mapping[str, bool | None]],
+def step(session: Session, state: State, reader: JournalReader, fold_rules: FoldRules, rules: Rules,
+         check_processes: Callable[[State], Mapping[str, bool | None]],
          status: Mapping[str, Any] | None, hearing: Hearing | None = None, awaiting: int = 0) -> tuple[int, int, int]:
     """One round of the coordinator: fold what is new, look at the agents' processes, append what `decide` says (each
     batch one atomic append, sent as the coordinator). Returns (events folded, batches appended, the seq of the last

@@ -7,7 +7,7 @@ own Claude Code session that looks at `status` or answers an approval is not a w
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..protocol import remember_recent
 from ..timestamps import seconds_of
@@ -26,15 +26,20 @@ from .model import (
 )
 from .ownership import current_tasks, holds
 
+if TYPE_CHECKING:
+    from .event_shapes import AgentHeartbeat, AgentLost, AgentTool, FileConflict, NoData, Reason, Said
+    from .model import Handler
+    from .shapes import Agent, Conflict
 
-def agent_entry(state: State, key: str, ts: Any) -> dict[str, Any]:
+
+def agent_entry(state: State, key: str, ts: Any) -> Agent:
     """The agent `key`, made when first heard of."""
-    agent: dict[str, Any] | None = state["agents"].get(key)
+    agent: Agent | None = state["agents"].get(key)
     if agent is None:
         agent = {"name": key, "status": AGENT_ACTIVE, "joined": ts, "last_seen": ts, "progress": None,
                  "current_task": None, "files_touched": [], "tool_counts": {}, "tool_calls": 0, "work_calls": 0,
                  "failures": 0, "last_message": None}
-        if state.get("ordered"):  # heard of after the server placed what it took (fold/ownership.py)
+        if state["ordered"]:  # heard of after the server placed what it took (fold/ownership.py)
             agent["current_task"] = current_tasks(state, [key])[key]
         state["agents"][key] = agent
     return agent
@@ -43,7 +48,7 @@ def agent_entry(state: State, key: str, ts: Any) -> dict[str, Any]:
 def set_current_task(state: State, agent_key: Any, task_id: str | None, *, unless: str | None = None) -> None:
     """Set an agent's current task; with `unless`, only when its current task is that one (clearing what it held)."""
     agent = state["agents"].get(agent_key) if isinstance(agent_key, str) else None
-    if agent is not None and (unless is None or agent.get("current_task") == unless):
+    if agent is not None and (unless is None or agent["current_task"] == unless):
         agent["current_task"] = task_id
 
 
@@ -51,12 +56,13 @@ def _joined(state: State, event: Event, data: dict[str, Any], rules: Rules) -> N
     agent = agent_entry(state, event["from"], event.get("ts"))
     agent["status"] = AGENT_ACTIVE
     agent["origin"] = event.get("origin")
+    joined = cast("dict[str, Any]", agent)  # AgentJoined's fields are Agent's, by the same names (tests/test_shapes.py)
     for field in ("name", "claude_session", "agent_id", "agent_type", "parent", "pid", "pid_start", "host", "cwd"):
         if field in data:
-            agent[field] = data[field]
+            joined[field] = data[field]
 
 
-def _heartbeat(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+def _heartbeat(state: State, event: Event, data: AgentHeartbeat, rules: Rules) -> None:
     agent = agent_entry(state, event["from"], event.get("ts"))
     if agent["status"] in (AGENT_IDLE, AGENT_LOST):  # a lost agent that speaks again was not dead after all
         agent["status"] = AGENT_ACTIVE
@@ -71,7 +77,7 @@ def _heartbeat(state: State, event: Event, data: dict[str, Any], rules: Rules) -
             remember_recent(agent["files_touched"], path, rules.max_files_per_agent)
     # The task the agent says it works on, if it holds it: a heartbeat built before the agent heard that its task was
     # released or given to another must not put it back. With machines in the server's order, fold/tasks.py says.
-    if "current_task" in data and not state.get("ordered") and (
+    if "current_task" in data and not state["ordered"] and (
             data["current_task"] is None or holds(state, event["from"], data["current_task"])):
         agent["current_task"] = data["current_task"]
     progress = data.get("progress")
@@ -79,7 +85,7 @@ def _heartbeat(state: State, event: Event, data: dict[str, Any], rules: Rules) -
         agent["progress"] = progress
 
 
-def _tool(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+def _tool(state: State, event: Event, data: AgentTool, rules: Rules) -> None:
     sender = event["from"]
     agent = agent_entry(state, sender, event.get("ts"))
     if agent["status"] in (AGENT_IDLE, AGENT_LOST):
@@ -90,7 +96,7 @@ def _tool(state: State, event: Event, data: dict[str, Any], rules: Rules) -> Non
         counts[tool] = counts.get(tool, 0) + 1
     agent["tool_calls"] += 1
     if data.get("power") is not True:
-        agent["work_calls"] = agent.get("work_calls", 0) + 1
+        agent["work_calls"] = agent["work_calls"] + 1
     if data.get("ok") is False:
         agent["failures"] += 1
     path = data.get("file")
@@ -100,7 +106,7 @@ def _tool(state: State, event: Event, data: dict[str, Any], rules: Rules) -> Non
             _note_write(state, sender, path, event, rules)
 
 
-def _said(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+def _said(state: State, event: Event, data: Said, rules: Rules) -> None:
     """What an agent said last (a broadcast, a direct message or an insight): part of a dead agent's hand-over."""
     agent = state["agents"].get(event["from"])
     text = data.get("text")
@@ -117,7 +123,7 @@ def _note_write(state: State, sender: str, path: str, event: Event, rules: Rules
     others = sorted(
         other for other, when in writers.items()
         if other != sender and now is not None and in_conflict(now, when, rules.conflict_window_seconds)
-        and state["agents"].get(other, {}).get("status") in (AGENT_ACTIVE, AGENT_IDLE)
+        and other in state["agents"] and state["agents"][other]["status"] in (AGENT_ACTIVE, AGENT_IDLE)
     )
     if others:
         _add_conflict(state, {"file": path, "agents": [*others, sender], "seq": event.get("seq"),
@@ -129,29 +135,29 @@ def _note_write(state: State, sender: str, path: str, event: Event, rules: Rules
         del writes[next(iter(writes))]
 
 
-def _add_conflict(state: State, conflict: dict[str, Any]) -> None:
-    conflicts: list[dict[str, Any]] = state["conflicts"]
+def _add_conflict(state: State, conflict: Conflict) -> None:
+    conflicts = state["conflicts"]
     conflicts.append(conflict)
     if len(conflicts) > MAX_CONFLICTS:
         del conflicts[0]
 
 
-def _file_conflict(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+def _file_conflict(state: State, event: Event, data: FileConflict, rules: Rules) -> None:
     _add_conflict(state, {"file": data.get("file"), "agents": list(data.get("agents") or ()),
                           "seq": event.get("seq"), "ts": event.get("ts")})
 
 
-def _idle(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+def _idle(state: State, event: Event, data: NoData, rules: Rules) -> None:
     agent_entry(state, event["from"], event.get("ts"))["status"] = AGENT_IDLE
 
 
-def _left(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+def _left(state: State, event: Event, data: Reason, rules: Rules) -> None:
     agent = agent_entry(state, event["from"], event.get("ts"))
     agent["status"] = AGENT_LEFT
     agent["left_reason"] = data.get("reason")
 
 
-def _lost(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+def _lost(state: State, event: Event, data: AgentLost, rules: Rules) -> None:
     """The first word stands: several machines declaring one agent lost leave the same state in any order."""
     key = data.get("agent")
     if isinstance(key, str) and key in state["agents"] and state["agents"][key]["status"] != AGENT_LOST:
@@ -159,7 +165,7 @@ def _lost(state: State, event: Event, data: dict[str, Any], rules: Rules) -> Non
         state["agents"][key]["lost_reason"] = data.get("reason")
 
 
-HANDLERS = {
+HANDLERS: dict[str, Handler] = {
     "agent.joined": _joined, "agent.heartbeat": _heartbeat, "agent.tool": _tool, "agent.idle": _idle,
     "agent.left": _left, "agent.lost": _lost, "file.conflict": _file_conflict,
     "message.broadcast": _said, "message.direct": _said, "insight.shared": _said,

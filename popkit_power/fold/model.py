@@ -1,4 +1,5 @@
-"""The projected state's shape: its statuses, the rules the fold depends on, and the empty state.
+"""The projected state: its statuses, the rules the fold depends on, and the empty state (its shape, as types for
+mypy, is in fold/shapes.py; the events' in fold/event_shapes.py).
 
 State is plain JSON data (so a snapshot is `orjson.dumps(state)`). Every collection that could grow with history
 rather than with agents and open work is bounded: finished tasks and answered approvals leave the live state for a
@@ -7,12 +8,17 @@ short list of recent ones and a count (the journal keeps them all).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import DEFAULTS
 
-State = dict[str, Any]
-Event = dict[str, Any]
+if TYPE_CHECKING:
+    from .event_shapes import Event as Event
+    from .shapes import State as State
+else:  # at run time both are plain dicts: the shapes are for the type checker only (building them would cost ~9 ms)
+    State = Event = dict
+
+V = TypeVar("V")
 
 AGENT_ACTIVE, AGENT_IDLE, AGENT_LEFT, AGENT_LOST = "active", "idle", "left", "lost"
 TASK_OPEN, TASK_CLAIMED, TASK_ASSIGNED = "open", "claimed", "assigned"
@@ -53,6 +59,14 @@ class Rules:
         return cls(**{name: getattr(config, name) for name in cls.__slots__})
 
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    #: What handles an event type in the fold: its `data` has that type's shape (shapes.DATA_SHAPES), which only the
+    #: type it is registered under says, so a table of handlers takes any.
+    Handler = Callable[[State, Event, Any, Rules], None]
+
+
 def new_state() -> State:
     """The state before the first event."""
     return {"seq": 0, "session": None, "opened": None, "closed": None, "objective": None, "agents": {}, "tasks": {},
@@ -62,7 +76,7 @@ def new_state() -> State:
             "counts": {}, "task_logs": {}, "ordered": False}
 
 
-def keep_recent(kept: dict[str, Any], key: str, value: Any, totals: dict[str, int], status: str) -> None:
+def keep_recent(kept: dict[str, V], key: str, value: V, totals: dict[str, int], status: str) -> None:
     """Move a finished item into `kept` (the most recent `MAX_FINISHED_KEPT`) and count it under `status`."""
     kept.pop(key, None)
     kept[key] = value

@@ -9,19 +9,22 @@ whose last transition naming it as the taker comes last in that order.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .model import TASK_ASSIGNED, TASK_CLAIMED, State
+
+if TYPE_CHECKING:
+    from .shapes import LogEntry, LoggedTransition
 
 Place = tuple[int, int]
 
 
-def place(entry: list[Any]) -> Place:
+def place(entry: LogEntry) -> Place:
     """A logged transition's place (task_logs entries: [place or None, journal seq, transition])."""
     return (0, entry[0]) if entry[0] is not None else (1, entry[1])
 
 
-def takes(transition: dict[str, Any], agent: str) -> bool:
+def takes(transition: LoggedTransition, agent: str) -> bool:
     """Whether a transition makes `agent` the task's owner (when it applies)."""
     kind, data = transition["type"], transition["data"]
     if kind == "task.claimed":
@@ -30,18 +33,18 @@ def takes(transition: dict[str, Any], agent: str) -> bool:
         kind == "task.created" and data.get("owner") == agent))
 
 
-def holds(state: State, agent: str, task_id: Any) -> bool:
+def holds(state: State, agent: str, task_id: object) -> bool:
     """Whether `agent` holds the task `task_id` now (claimed or assigned, not finished)."""
     task = state["tasks"].get(task_id) if isinstance(task_id, str) else None
-    return task is not None and task.get("owner") == agent and task["status"] in (TASK_CLAIMED, TASK_ASSIGNED)
+    return task is not None and task["owner"] == agent and task["status"] in (TASK_CLAIMED, TASK_ASSIGNED)
 
 
 def current_tasks(state: State, names: list[str] | set[str]) -> dict[str, str | None]:
     """Each named agent's current task (None: it owns none), from one pass over the open tasks."""
     taken: dict[str, tuple[Place, str]] = {}
     for task_id, task in state["tasks"].items():
-        owner = task.get("owner")
-        if owner not in names or task["status"] not in (TASK_CLAIMED, TASK_ASSIGNED):
+        owner = task["owner"]
+        if owner is None or owner not in names or task["status"] not in (TASK_CLAIMED, TASK_ASSIGNED):
             continue
         took = [place(entry) for entry in state["task_logs"].get(task_id) or () if takes(entry[2], owner)]
         if took:

@@ -28,8 +28,7 @@ one place in one order (`arbiter.ordered`, replication/scripts.py), and this is 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..keys import HUMAN
 from .agents import set_current_task
@@ -50,14 +49,30 @@ from .model import (
 )
 from .ownership import current_tasks, place
 
+if TYPE_CHECKING:
+    from .event_shapes import (
+        ArbiterDecided,
+        ArbiterOrdered,
+        TaskAssigned,
+        TaskClaimed,
+        TaskCompleted,
+        TaskCreated,
+        TaskOrphaned,
+        TaskParked,
+        TaskReleased,
+    )
+    from .model import Handler
+    from .shapes import FinishedTask, LogEntry, Task
 
-def _task(state: State, task_id: Any, event: Event) -> dict[str, Any] | None:
+
+def _task(state: State, task_id: Any, event: Event) -> Task | None:
     if not isinstance(task_id, str) or task_id in state["finished"]:
         return None
-    task: dict[str, Any] | None = state["tasks"].get(task_id)
+    task: Task | None = state["tasks"].get(task_id)
     if task is None:  # a task first heard of through a claim or result (e.g. created on another machine)
         task = {"title": task_id, "status": TASK_OPEN, "owner": None, "attempts": 0, "result": None,
-                "created": event.get("ts"), "created_by": event.get("from"), "parent": None}
+                "created": event.get("ts"), "created_by": event.get("from"), "parent": None,
+                "updated": None}  # set below, for a new task as for every other (the key's place stays the same)
         state["tasks"][task_id] = task
     task["updated"] = event.get("ts")
     return task
@@ -68,17 +83,17 @@ def _drop_orphan(state: State, task_id: str) -> None:
         state["orphans"].remove(task_id)
 
 
-def _take(state: State, task_id: str, task: dict[str, Any], owner: str, status: str) -> None:
+def _take(state: State, task_id: str, task: Task, owner: str, status: str) -> None:
     """`owner` holds the task now: the one who held it before no longer works on it. What the owner worked on
     before is kept, for a claim the arbiter later gives to another agent (`_decided`)."""
     set_current_task(state, task["owner"], None, unless=task_id)
     task["owner"], task["status"], task["attempts"] = owner, status, task["attempts"] + 1
     _drop_orphan(state, task_id)
-    task["owner_was_on"] = state["agents"].get(owner, {}).get("current_task")
+    task["owner_was_on"] = state["agents"][owner]["current_task"] if owner in state["agents"] else None
     set_current_task(state, owner, task_id)
 
 
-def _created(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+def _created(state: State, event: Event, data: TaskCreated, rules: Rules) -> None:
     task = _task(state, data.get("task"), event)
     if task is None:
         return
@@ -89,20 +104,20 @@ def _created(state: State, event: Event, data: dict[str, Any], rules: Rules) -> 
         _take(state, data["task"], task, owner, TASK_ASSIGNED)
 
 
-def _claimed(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+def _claimed(state: State, event: Event, data: TaskClaimed, rules: Rules) -> None:
     task = _task(state, data.get("task"), event)
     if task is None or task["status"] not in (TASK_OPEN, TASK_ORPHANED):
         return  # the first claim in journal order wins; later ones change nothing
-    if state.get("ordered") and isinstance(data.get("round"), int) and data["round"] != task["attempts"]:
+    if state["ordered"] and isinstance(data.get("round"), int) and data["round"] != task["attempts"]:
         return  # made from an older look at the task: its round's contest went to another claim
     _take(state, data["task"], task, event["from"], TASK_CLAIMED)
 
 
-def _decided(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+def _decided(state: State, event: Event, data: ArbiterDecided, rules: Rules) -> None:
     """The arbiter's word on claims made on several machines at once (replication): the task is the winner's,
     whichever claim this journal holds first. The winner's own claim, before or after, counts the one attempt."""
     agent = data.get("agent")
-    if data.get("type") != "task.claimed" or not isinstance(agent, str) or state.get("ordered"):
+    if data.get("type") != "task.claimed" or not isinstance(agent, str) or state["ordered"]:
         return  # once transitions are placed in the server's order, that order says who won
     task = _task(state, data.get("task"), event)
     if task is None or task["owner"] == agent:
@@ -116,11 +131,11 @@ def _decided(state: State, event: Event, data: dict[str, Any], rules: Rules) -> 
         set_current_task(state, loser, before if still is not None and still["owner"] == loser else None,
                          unless=data["task"])
         task["owner"] = agent
-        task["owner_was_on"] = state["agents"].get(agent, {}).get("current_task")
+        task["owner_was_on"] = state["agents"][agent]["current_task"] if agent in state["agents"] else None
         set_current_task(state, agent, data["task"])
 
 
-def _assigned(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+def _assigned(state: State, event: Event, data: TaskAssigned, rules: Rules) -> None:
     task = _task(state, data.get("task"), event)
     agent = data.get("agent")
     if task is None or not isinstance(agent, str):
@@ -137,12 +152,12 @@ def may_finish(state: State, task_id: Any, sender: Any) -> bool:
     return task is None or sender == HUMAN or task["owner"] == sender
 
 
-def may_release(task: dict[str, Any], sender: Any) -> bool:
+def may_release(task: Task, sender: Any) -> bool:
     """Whether a release from `sender` gives the task back: the human's, or its holder's."""
     return bool(sender == HUMAN or task["owner"] == sender)
 
 
-def _completed(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+def _completed(state: State, event: Event, data: TaskCompleted, rules: Rules) -> None:
     task_id = data.get("task")
     if not may_finish(state, task_id, event.get("from")):
         return  # not the holder's: an agent that lost the task (or never took it) does not finish it
@@ -154,11 +169,12 @@ def _completed(state: State, event: Event, data: dict[str, Any], rules: Rules) -
     set_current_task(state, task["owner"], None, unless=task_id)
     _drop_orphan(state, task_id)
     del state["tasks"][task_id]
+    finished: FinishedTask
     finished = {"title": task["title"], "status": status, "owner": task["owner"], "completed_by": event.get("from"),
                 "result": cut(data.get("result")), "attempts": task["attempts"],
                 "previous_owner": task.get("previous_owner"), "parent": task["parent"], "created": task["created"],
                 "finished": event.get("ts")}
-    if not state.get("ordered"):
+    if not state["ordered"]:
         keep_recent(state["finished"], task_id, finished, state["totals"]["tasks"], status)
         return
     state["finished"][task_id] = finished  # kept by the server's order of completions, not by arrival
@@ -181,7 +197,7 @@ def _forget_oldest_finished(state: State) -> None:
         del finished[min(placed)[1]]
 
 
-def _orphaned(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+def _orphaned(state: State, event: Event, data: TaskOrphaned, rules: Rules) -> None:
     """Not when another agent holds it now: a decision made before an assignment or claim was seen undoes neither."""
     task = _task(state, data.get("task"), event)
     if task is None or task["owner"] not in (None, data.get("agent")):
@@ -192,7 +208,7 @@ def _orphaned(state: State, event: Event, data: dict[str, Any], rules: Rules) ->
         state["orphans"].append(data["task"])
 
 
-def _parked(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+def _parked(state: State, event: Event, data: TaskParked, rules: Rules) -> None:
     """A task that lost its agent too often waits for the human: no claim takes it, only an assignment."""
     task = _task(state, data.get("task"), event)
     holder = data.get("agent", task["owner"]) if task is not None else None
@@ -202,7 +218,7 @@ def _parked(state: State, event: Event, data: dict[str, Any], rules: Rules) -> N
     _drop_orphan(state, data["task"])
 
 
-def _released(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+def _released(state: State, event: Event, data: TaskReleased, rules: Rules) -> None:
     task = _task(state, data.get("task"), event)
     if task is None or not may_release(task, event.get("from")):
         return  # a late release from an agent the task was taken from leaves it with its new holder
@@ -212,7 +228,7 @@ def _released(state: State, event: Event, data: dict[str, Any], rules: Rules) ->
 
 
 #: Every task transition, by event type; the replication server orders exactly these (replication/effects.py).
-TRANSITIONS = {
+TRANSITIONS: dict[str, Handler] = {
     "task.created": _created, "task.claimed": _claimed, "task.assigned": _assigned, "task.completed": _completed,
     "task.orphaned": _orphaned, "task.released": _released, "task.parked": _parked,
 }
@@ -220,8 +236,7 @@ MAX_LOG = 1000  # transitions kept per task; a task with more is no longer repla
 _KEPT = ("task", "title", "parent", "owner", "agent", "ok", "result", "reason", "round")  # what the transitions read
 
 
-def _logged(transition: Callable[[State, Event, dict[str, Any], Rules], None]) -> Callable[
-        [State, Event, dict[str, Any], Rules], None]:
+def _logged(transition: Handler) -> Handler:
     """`transition`, first kept in its task's log (the replication server may place it elsewhere later)."""
     def apply(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
         task_id = data.get("task")
@@ -242,7 +257,7 @@ def _logged(transition: Callable[[State, Event, dict[str, Any], Rules], None]) -
     return apply
 
 
-def _placed(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
+def _placed(state: State, event: Event, data: ArbiterOrdered, rules: Rules) -> None:
     """The server's place for a task transition (`arbiter.ordered`, its number the fact's `oseq`)."""
     task_id, number = data.get("task"), event.get("oseq")
     log = state.setdefault("task_logs", {}).get(task_id) if isinstance(task_id, str) else None
@@ -250,7 +265,7 @@ def _placed(state: State, event: Event, data: dict[str, Any], rules: Rules) -> N
     if not (isinstance(number, int) and isinstance(task_id, str) and log) or entry is None or entry[0] is not None:
         return  # not a transition this journal holds, or placed already (a server that lost its data placed it again)
     entry[0] = number
-    if not state.get("ordered"):
+    if not state["ordered"]:
         start_ordering(state, rules)
         return
     if log != sorted(log, key=place):
@@ -284,13 +299,13 @@ def _replay(state: State, task_id: str, rules: Rules) -> None:
             del totals[finished["status"]]
     _drop_orphan(state, task_id)
     for agent in state["agents"].values():
-        if agent.get("current_task") == task_id:
+        if agent["current_task"] == task_id:
             agent["current_task"] = None
     for _place_of, _seq, transition in log:
         TRANSITIONS[transition["type"]](state, transition, transition["data"], rules)
 
 
-def _agents_in(log: list[Any]) -> list[str]:
+def _agents_in(log: list[LogEntry]) -> list[str]:
     """Everyone a task's transitions name as the one who acts or the one who gets it."""
     named = {transition["from"] for _place_of, _seq, transition in log}
     named |= {transition["data"].get(key) for _place_of, _seq, transition in log for key in ("agent", "owner")}
@@ -304,5 +319,5 @@ def _derive_current_tasks(state: State, names: list[str]) -> None:
         agents[name]["current_task"] = task_id
 
 
-HANDLERS = {**{kind: _logged(transition) for kind, transition in TRANSITIONS.items()},
+HANDLERS: dict[str, Handler] = {**{kind: _logged(transition) for kind, transition in TRANSITIONS.items()},
             "arbiter.decided": _decided, "arbiter.ordered": _placed}

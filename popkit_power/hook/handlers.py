@@ -36,6 +36,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..fold.event_shapes import AgentHeartbeat, AgentTool
+    from ..fold.shapes import Objective
     from ..journal.writer import Appended
 
 HEARTBEAT_FILES = 20  # the files a heartbeat names: the agent's most recent ones
@@ -132,7 +134,7 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
     raw_input = payload.get("tool_input")
     tool_input: dict[str, Any] = raw_input if isinstance(raw_input, dict) else {}
     ok = payload.get("hook_event_name") == "PostToolUse"
-    data: dict[str, Any] = {"tool": tool, "ok": ok}
+    data: AgentTool = {"tool": tool, "ok": ok}
     path = tool_input.get("file_path") or tool_input.get("notebook_path") if tool in FILE_TOOLS else None
     if isinstance(path, str) and path:
         data["file"] = _cap(path, "file")
@@ -259,12 +261,12 @@ def _welcome(session: Session, agent: Agent, agent_state: AgentState) -> str:
     damage_log.sum_up()
     agent_state.names.update((key, known.get("name", key)) for key, known in list(state["agents"].items())[-200:])
     others = [{"key": key, **state["agents"][key]} for key in live_agents(state) if key != agent.key]
-    objective = state["objective"] or {}
+    objective: Objective | dict[str, Any] = state["objective"] or {}
     # A new agent hears the broadcasts sent before its news begins (its cursor): each one once, here or as news.
     # One that returns (a resumed session, a subagent id seen before) heard them already.
     cursor = agent_state.cursor
     earlier = [said for said in state.get("broadcasts", ()) if agent_state.is_new and cursor is not None
-               and isinstance(said.get("seq"), int) and said["seq"] < cursor.seq and said.get("from") != agent.key]
+               and isinstance(said["seq"], int) and said["seq"] < cursor.seq and said.get("from") != agent.key]
     return texts.welcome(session_id=session.id, objective=objective.get("text"), objective_by=objective.get("by"),
                          name=agent.name, key=agent.key,
                          as_flag=f" --as {agent.key}" if agent.agent_id != MAIN else "", others=others,
@@ -284,8 +286,8 @@ def _launched_subagent(tool: str, payload: dict[str, Any]) -> str | None:
     return None
 
 
-def _heartbeat(state: AgentState) -> dict[str, Any]:
-    data: dict[str, Any] = {"tool_calls": state.tool_calls, "tool_counts": dict(state.tool_counts),
+def _heartbeat(state: AgentState) -> AgentHeartbeat:
+    data: AgentHeartbeat = {"tool_calls": state.tool_calls, "tool_counts": dict(state.tool_counts),
                             "files_touched": list(state.files)}
     if state.current_task:
         data["current_task"] = state.current_task

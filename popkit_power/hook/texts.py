@@ -19,6 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..fold.shapes import Broadcast
     from .inbox import NewsItem
 
 HEADER = "Power Mode (popkit-power): news from the other agents since your last tool call"
@@ -180,7 +181,7 @@ def news_line(item: NewsItem, names: dict[str, str]) -> str:
 # -- the welcome -----------------------------------------------------------------------------------------------------
 
 def welcome(*, session_id: str, objective: str | None, objective_by: str | None, name: str, key: str,
-            as_flag: str, others: list[dict[str, Any]], broadcasts: list[dict[str, Any]] | None = None,
+            as_flag: str, others: list[dict[str, Any]], broadcasts: list[Broadcast] | None = None,
             names: dict[str, str] | None = None) -> str:
     """What an agent is told when it starts: the objective, who else works, the broadcasts sent before it joined
     (the most recent, at most `WELCOME_BROADCAST_CHARS` of them), and the commands to coordinate."""
@@ -222,7 +223,7 @@ def welcome(*, session_id: str, objective: str | None, objective_by: str | None,
     return "\n".join(lines)
 
 
-def _earlier_broadcasts(broadcasts: list[dict[str, Any]], names: dict[str, str]) -> list[str]:
+def _earlier_broadcasts(broadcasts: list[Broadcast], names: dict[str, str]) -> list[str]:
     """The broadcasts sent before the agent joined, newest kept when they do not all fit, shown oldest first."""
     shown: list[str] = []
     size = 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -21,6 +21,9 @@ from .._fs import check_dir, open_file, private_subdir, read_file, remove_stale_
 from ..errors import PowerModeError
 from ..keys import SNAPSHOT_SUFFIX
 from .writer import Journal, Position
+
+if TYPE_CHECKING:
+    from ..fold.shapes import State
 
 KEPT = 2
 MAX_SNAPSHOT_BYTES = 1 << 31
@@ -35,7 +38,7 @@ class Snapshots:
         self.fold_key = fold_key
         self.journal = journal
 
-    def save(self, state: dict[str, Any], position: Position, *, within: tuple[int, int] | None = None) -> str:
+    def save(self, state: State, position: Position, *, within: tuple[int, int] | None = None) -> str:
         """Write a snapshot of `state` covering the journal up to `position`, bound to this journal; return its
         path. The session's directory is opened once, first, and everything is written through it: removed, it is
         not made again; with `within` (the device and inode of the session directory the caller opened), a
@@ -55,7 +58,7 @@ class Snapshots:
             os.close(directory)
         return os.path.join(self.directory, name)
 
-    def latest(self, end: Position) -> tuple[dict[str, Any], Position] | None:
+    def latest(self, end: Position) -> tuple[State, Position] | None:
         """The newest snapshot that is readable, has this fold key, is not past `end` (the journal's end, or where a
         playback starts), and was folded from this journal (`journal_binding`). One that was not is discarded with
         a log line (and deleted when the journal may be written)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..display import agent_place, clean, sender_name, short_names
 from ..errors import SessionError
@@ -22,6 +22,9 @@ from ..protocol import APPROVAL_ANSWERS, CHANNELS, EVENT_TYPES, HEARTBEAT
 from ..provenance import doubts
 from ..timestamps import clock_of, seconds_of
 from .event_words import TEXT_CHARS, describe
+
+if TYPE_CHECKING:
+    from ..fold.shapes import Agent
 
 Event = dict[str, Any]
 
@@ -51,9 +54,9 @@ class Book:
         self.titles: dict[str, str] = {task: str(task_state.get("title")) for task, task_state
                                        in list(self.state["tasks"].items())[-MAX_REMEMBERED:]}
         self.askers: dict[str, str] = {request: approval["from"] for request, approval
-                                       in self.state["approvals"].items() if isinstance(approval.get("from"), str)}
+                                       in self.state["approvals"].items() if isinstance(approval["from"], str)}
         self.asked_at: dict[str, str] = {request: approval["asked"] for request, approval
-                                         in self.state["approvals"].items() if isinstance(approval.get("asked"), str)}
+                                         in self.state["approvals"].items() if isinstance(approval["asked"], str)}
         self.version = 0  # raised whenever a name may have changed
         self._names: dict[str, str] = {}
         self._labels: dict[str, str] = {}
@@ -115,7 +118,7 @@ class Book:
         return list(self.state["agents"])
 
     def _refresh(self) -> None:
-        agents: dict[str, dict[str, Any]] = self.state["agents"]
+        agents: dict[str, Agent] = self.state["agents"]
         self._names = short_names(self.state)
         hosts = {agent.get("host") for agent in agents.values() if agent.get("host")}
         labels = {key: agent_place(agent, with_host=len(hosts) > 1) for key, agent in agents.items()}

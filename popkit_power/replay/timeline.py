@@ -242,7 +242,7 @@ def _model(session: Session, book: Book, playback: Playback, bins: Bins, lanes: 
         for key in (shown.get("from"), shown.get("to"), (shown.get("data") or {}).get("agent")):
             if isinstance(key, str) and key not in names:
                 names[key] = book.who(key)
-    objective = (book.state.get("objective") or {}).get("text")
+    objective = book.state["objective"]["text"] if book.state["objective"] else None
     t0 = bins.t0
     return {
         "session": session.id,

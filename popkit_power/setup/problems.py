@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..display import MAX_NAME_CHARS, clean
 from ..errors import PowerModeError
@@ -15,6 +15,9 @@ from ..keys import ORIGIN_FILE
 from ..timestamps import age_of, ago, seconds_of
 from .hook_errors import since
 from .unreported import unreported
+
+if TYPE_CHECKING:
+    from ..fold.shapes import Agent
 
 
 def problems(power_dir: str, info: dict[str, Any], config_error: str | None = None) -> list[str]:
@@ -53,10 +56,10 @@ def problems(power_dir: str, info: dict[str, Any], config_error: str | None = No
     return found
 
 
-def unreported_problem(silent: dict[str, Any], name: str, agents: dict[str, dict[str, Any]]) -> str:
+def unreported_problem(silent: dict[str, Any], name: str, agents: dict[str, Agent]) -> str:
     """One line about an agent that works unrecorded (unreported.py), with what to do."""
     now = time.time()
-    last = age_of(agents.get(silent["key"], {}).get("last_seen"), now)["ago"]
+    last = age_of(agents[silent["key"]]["last_seen"] if silent["key"] in agents else None, now)["ago"]
     return (f"agent {clean(name, MAX_NAME_CHARS)} (pid {silent['pid']}) works but is no longer recorded: its "
             f"transcript shows {silent['calls']} tool call(s) since {ago(now - silent['since'])}, none recorded "
             f"(last recorded {last}); the hook no longer runs for it: were the hook settings changed or "

@@ -20,13 +20,16 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..keys import CLAUDE_DIR, MAIN, host_name, subagent_transcript
 from ..processes import still_running
 from ..timestamps import seconds_of
+
+if TYPE_CHECKING:
+    from ..fold.shapes import Agent
 
 #: A tool call that finished this long after the agent's last record, with no record of it, is not a hook still
 #: running (the hook's own timeout is 60 s): the hook did not run for it.
@@ -42,7 +45,7 @@ def claude_dir(environ: Mapping[str, str] | None = None) -> str:
     return env.get("CLAUDE_CONFIG_DIR") or os.path.join(env.get("HOME") or os.path.expanduser("~"), CLAUDE_DIR)
 
 
-def running_here(agents: dict[str, dict[str, Any]]) -> list[str]:
+def running_here(agents: dict[str, Agent]) -> list[str]:
     """The keys of the live agents whose Claude Code process runs on this machine now (pid and start time)."""
     here = host_name()
     return [key for key, agent in agents.items()
@@ -50,7 +53,7 @@ def running_here(agents: dict[str, dict[str, Any]]) -> list[str]:
             and isinstance(agent.get("pid"), int) and still_running(agent["pid"], agent.get("pid_start")) is True]
 
 
-def unreported(agents: dict[str, dict[str, Any]], *, now: float,
+def unreported(agents: dict[str, Agent], *, now: float,
                claude: str | None = None) -> list[dict[str, Any]]:
     """The live agents on this machine whose process runs and whose transcript shows tool calls finished more than
     GRACE_SECONDS after their last record: each as {"key", "pid", "calls" (how many such calls), "since" (the
@@ -71,7 +74,7 @@ def unreported(agents: dict[str, dict[str, Any]], *, now: float,
     return found
 
 
-def transcript_of(agent: dict[str, Any], claude: str) -> str | None:
+def transcript_of(agent: Agent, claude: str) -> str | None:
     """The transcript Claude Code keeps of `agent`, if there is one."""
     session = agent.get("claude_session")
     if not isinstance(session, str) or not session:
