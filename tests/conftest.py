@@ -5,12 +5,14 @@ Nothing here is specific to the end-to-end tests under tests/e2e/ (they have the
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,9 +48,23 @@ def power_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
-def session(power_dir: str) -> Session:
-    """A started (active) session in `power_dir`, opened by "tester" with a fixed objective."""
-    return start_session(power_dir, "Ship the login page", sender="tester")
+def session_config() -> dict[str, Any] | None:
+    """The config.json written into `power_dir` before `session` starts (start validates it and keeps its copy); none
+    by default. A module whose sessions need settings (guardrails) overrides this fixture, not `session`."""
+    return None
+
+
+@pytest.fixture
+def session(power_dir: str, session_config: dict[str, Any] | None) -> Session:
+    """A started (active) session in `power_dir`, opened by the human with a fixed objective.
+
+    The one `session` of the suite. A module whose tests need more builds it on this one: settings through
+    `session_config`; agents joined or tasks taken by a fixture that requests this one and adds them (pytest's
+    override-and-extend); either way every test keeps `power_dir`'s environment clean-up."""
+    if session_config is not None:
+        os.makedirs(power_dir, exist_ok=True)
+        Path(power_dir, "config.json").write_text(json.dumps(session_config))
+    return start_session(power_dir, "Ship the parser", sender="human")
 
 
 @pytest.fixture

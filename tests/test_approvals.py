@@ -14,7 +14,7 @@ from support import race_barrier
 from test_cli import outside_claude_code  # noqa: F401  - autouse: the CLI runs as a person at a terminal
 
 from popkit_power import provenance
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"
 ASKER = "c0ffee00-1111:main"
@@ -24,8 +24,9 @@ RACE_BARRIER = race_barrier("approval.", "ANSWER_BARRIER")
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Session:
-    created = start_session(str(tmp_path / "power"), "Ship it", sender="human")
+def session(session: Session) -> Session:
+    """conftest's session with the asking agent (main-c0ffee) joined."""
+    created = session
     created.publish("agent.joined", {"name": "main-c0ffee"}, sender=ASKER)
     return created
 

@@ -25,8 +25,9 @@ SCRIPT = Path(sys.executable).parent / "popkit-power"
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Session:
-    created = start_session(str(tmp_path / "power"), "Ship it", sender="human")
+def session(session: Session) -> Session:
+    """conftest's session with two live agents of one Claude Code session (main-c0ffee, Explore-a1b2c3)."""
+    created = session
     created.publish("agent.joined", {"name": "main-c0ffee"}, sender=MAIN)
     created.publish("agent.joined", {"name": "Explore-a1b2c3", "agent_type": "Explore"}, sender=HELPER)
     return created
@@ -427,8 +428,8 @@ def test_start_while_a_session_is_active_is_refused_naming_both_ways_to_switch(s
 
     before, made = records(session), sessions_of(session)
     line = refusal(cli(session, "start", "Refactor the API"))
-    assert line == (f"popkit-power: session {session.id} ('Ship it') is active; stop it first with: popkit-power "
-                    f"stop, or close it and start this one in one step with: popkit-power start --switch "
+    assert line == (f"popkit-power: session {session.id} ('Ship the parser') is active; stop it first with: "
+                    f"popkit-power stop, or close it and start this one in one step with: popkit-power start --switch "
                     f"'Refactor the API'")
     multi_line = refusal(cli(session, "start", "line one\nline two"))
     assert multi_line.endswith('popkit-power start --switch "objective"')

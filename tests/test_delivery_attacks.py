@@ -18,11 +18,6 @@ from popkit_power.hook.agent_state import AgentState
 from popkit_power.session import Session, start_session
 
 
-@pytest.fixture
-def session(tmp_path: Path) -> Session:
-    return start_session(str(tmp_path / "power"), "Ship the parser", sender="human")
-
-
 def _dropped_reply(session: Session, agent: Agent, text: str) -> str:
     """A broadcast, then a tool call whose hook's reply (carrying it) Claude Code drops at its timeout; returns the
     call's tool_use id (its result is not written yet)."""

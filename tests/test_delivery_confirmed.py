@@ -26,15 +26,11 @@ from test_hook import CLAUDE, HOOK_SCRIPT, OTHER, call, context, payload, tool
 
 from popkit_power.hook import entry as hook
 from popkit_power.hook.agent_state import AgentState
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session
 
 WAIT = 60  # seconds a process may take on a busy machine (a deadline, never a measured speed)
 AGENT = f"{CLAUDE}:main"
 
-
-@pytest.fixture
-def session(tmp_path: Path) -> Session:
-    return start_session(str(tmp_path / "power"), "Ship the parser", sender="human")
 
 
 @pytest.fixture

@@ -25,11 +25,9 @@ HOOK = "import sys; from popkit_power.hook.entry import main; sys.exit(main())" 
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Session:
-    home = tmp_path / "power"
-    home.mkdir()
-    (home / "config.json").write_text(json.dumps({"guardrail_paths": ["*.env"], "guardrail_commands": ["git push*"]}))
-    return start_session(str(home), "Ship it", sender="human")
+def session_config() -> dict[str, Any]:
+    """conftest's `session` starts with these guardrails."""
+    return {"guardrail_paths": ["*.env"], "guardrail_commands": ["git push*"]}
 
 
 def pre_tool_use(session: Session, command: str, cwd: str = "/repo") -> str | None:

@@ -29,10 +29,9 @@ def configure(home: Path, **values: Any) -> None:
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Session:
-    home = tmp_path / "power"
-    configure(home, guardrail_paths=["*.env", "migrations/*"], guardrail_commands=["git push*", "rm -rf *"])
-    return start_session(str(home), "Ship it", sender="human")
+def session_config() -> dict[str, Any]:
+    """conftest's `session` starts with these guardrails."""
+    return {"guardrail_paths": ["*.env", "migrations/*"], "guardrail_commands": ["git push*", "rm -rf *"]}
 
 
 def pre_tool_use(session: Session, tool: str, **tool_input: Any) -> dict[str, Any] | None:

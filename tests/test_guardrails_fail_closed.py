@@ -29,10 +29,9 @@ def configure(home: Path, text: str) -> None:
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Session:
-    home = tmp_path / "power"
-    configure(home, json.dumps({"guardrail_commands": ["git push*"], "guardrail_paths": ["*.env"]}))
-    return start_session(str(home), "Ship it", sender="human")  # start validates config.json: its copy is kept
+def session_config() -> dict[str, Any]:
+    """conftest's `session` starts with these guardrails (start validates config.json: its copy is kept)."""
+    return {"guardrail_commands": ["git push*"], "guardrail_paths": ["*.env"]}
 
 
 def pre_tool_use(session: Session, command: str = PUSH, *, tool: str = "Bash", limit_writes: bool = False,

@@ -26,12 +26,7 @@ from popkit_power.hook import news
 from popkit_power.hook.agent_state import AgentState
 from popkit_power.hook.inbox import Inbox
 from popkit_power.hook.log import MAX_DAMAGE_LOGGED
-from popkit_power.session import Session, start_session
-
-
-@pytest.fixture
-def session(tmp_path: Path) -> Session:
-    return start_session(str(tmp_path / "power"), "Ship the parser", sender="human")
+from popkit_power.session import Session
 
 
 def agent_state(session: Session, key: str = f"{CLAUDE}:main") -> dict[str, Any]:

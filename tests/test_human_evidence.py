@@ -22,7 +22,7 @@ from test_cli import outside_claude_code  # noqa: F401  - autouse: the CLI runs 
 
 from popkit_power import provenance
 from popkit_power.replay.timeline import build_timeline
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session
 
 BIN = Path(sys.executable).parent
 SCRIPT = BIN / "popkit-power"
@@ -31,8 +31,9 @@ WAIT = 60.0
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Session:
-    created = start_session(str(tmp_path / "power"), "Ship it", sender="human")
+def session(session: Session) -> Session:
+    """conftest's session with one agent (main-c0ffee) joined."""
+    created = session
     created.publish("agent.joined", {"name": "main-c0ffee"}, sender=AGENT)
     return created
 

@@ -24,10 +24,6 @@ WAIT = 30  # seconds any condition below may take on a busy machine (a deadline,
 OTHER_AGENT = "beef0000-1111-2222-3333-444455556666:main"
 
 
-@pytest.fixture
-def session(tmp_path: Path) -> Session:
-    return start_session(str(tmp_path / "power"), "Ship the parser", sender="human")
-
 
 def fake_claude(started: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(["sleep", "3600"])
