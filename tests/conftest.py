@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import freezegun
 import pytest
 
 # The helper modules beside this file (support.py, recorded_sessions.py) are imported as top-level modules; pytest's
@@ -31,6 +32,10 @@ os.environ["POPKIT_POWER_NO_COORDINATOR"] = "1"
 # The trust markers of the power directories the tests make (home.py) go into a state directory of this run's own,
 # never the user's (every process a test starts inherits it, as the hook inherits the user's).
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="popkit-power-state-")
+
+# Frozen time must not reach pytest's own clock: a test that freezes time in a fixture (setup to teardown) otherwise
+# shows decades in --durations, and the real slow tests hide behind it. freezegun leaves modules on this list alone.
+freezegun.configure(extend_ignore_list=["_pytest"])
 
 #: Environment variables that would make a test depend on the shell it runs in.
 _ENV_LEAKS = ("POPKIT_POWER_AGENT", "CLAUDE_CODE_SESSION_ID", "CLAUDE_PID", "UPSTASH_REDIS_REST_URL",

@@ -114,20 +114,23 @@ def test_home_option_overrides_the_environment(power_dir: str, tmp_path: Path) -
 
 
 def test_every_command_has_help() -> None:
-    """Each command, and each command of a group of commands (`task add`), answers --help with its usage and a
-    description (exit 0)."""
+    """popkit-power, each command, and each command of a group of commands (`task add`), answers --help with its
+    usage and the first sentence of its description (exit 0). The suite's one walk over the commands."""
     assert isinstance(main, click.Group)
-    commands: list[tuple[list[str], click.Command]] = [([name], command) for name, command in main.commands.items()]
+    commands: list[tuple[list[str], click.Command]] = [([], main)]
     checked = []
     while commands:
         path, command = commands.pop()
         result = run(*path, "--help")
         assert result.exit_code == 0 and result.stdout.startswith("Usage: "), path
         assert command.help, f"{' '.join(path)} has no help text"
+        first_sentence = re.split(r"(?<=[.!?])\s", " ".join(command.help.replace("\b", "").split()))[0]
+        assert first_sentence in " ".join(result.stdout.split()), f"{' '.join(path)} --help lacks {first_sentence!r}"
         checked.append(" ".join(path))
         if isinstance(command, click.Group):
             commands.extend(([*path, name], sub) for name, sub in command.commands.items())
-    assert {"task add", "claim", "done", "result", "release", "reassign"} <= set(checked)
+    assert {"task add", "claim", "done", "result", "release", "reassign", "insight", "send", "broadcast", "ask",
+            "approve", "deny"} <= set(checked)
 
 
 def test_the_readme_command_table_names_every_command() -> None:
