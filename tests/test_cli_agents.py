@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -299,12 +298,10 @@ def _asking(session: Session, *extra: str) -> subprocess.Popen[str]:
 
 
 def _request_when_asked(session: Session) -> str:
-    for _ in range(500):  # the asking process appends its request first: wait for it (at most 10 s)
-        asked = [e for e in session.journal.reader() if e["type"] == "approval.requested"]
-        if asked:
-            return str(asked[-1]["data"]["request"])
-        time.sleep(0.02)
-    raise AssertionError("the request never appeared")
+    """The asking process appends its request first: wait for it."""
+    asked = support.until(lambda: [e for e in session.journal.reader() if e["type"] == "approval.requested"], 10,
+                          "the request appeared")
+    return str(asked[-1]["data"]["request"])
 
 
 @pytest.mark.parametrize(("verb", "code", "said"), [("approve", 0, "GRANTED by the human: go"),

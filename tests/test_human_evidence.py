@@ -63,14 +63,11 @@ def ask(session: Session, request: str) -> None:
 
 def answer_of(session: Session, request: str) -> dict[str, Any]:
     """The answer to `request` once it is in the journal (a detached process writes it a moment later)."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        found = [event for event in session.journal.reader() if event["type"] in ("approval.granted",
-                 "approval.denied") and event["data"].get("request") == request]
-        if found:
-            return found[0]
-        assert time.monotonic() < deadline, f"no answer to {request} within {WAIT} s"
-        time.sleep(0.05)
+    found = support.until(lambda: [event for event in session.journal.reader() if event["type"] in (
+        "approval.granted", "approval.denied") and event["data"].get("request") == request], WAIT,
+                          f"an answer to {request}")
+    answer: dict[str, Any] = found[0]
+    return answer
 
 
 def asked_at(session: Session, request: str) -> str:

@@ -189,7 +189,7 @@ def test_links_stay_one_chain_while_resumes_run_under_the_push(tmp_path: Path, r
         for n in range(300):
             a.publish("message.broadcast", {"text": f"m{n}"}, sender="alice:main")
             if n % 50 == 0:
-                time.sleep(0.05)
+                time.sleep(0.05)  # the scenario: bursts with pauses, so that the forced resumes meet pulls between
         until(lambda: len(broadcasts(b, a.origin)) == 300, 60, "B took every broadcast")
     finally:
         done.set()
