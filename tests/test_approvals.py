@@ -3,17 +3,16 @@ only the first in the journal counts and the command whose answer came second mu
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import runners
 from support import race_barrier
 from test_cli import outside_claude_code  # noqa: F401  - autouse: the CLI runs as a person at a terminal
 
-from popkit_power import provenance
 from popkit_power.session import Session
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"
@@ -32,10 +31,8 @@ def session(session: Session) -> Session:
 
 
 def clean_env(power_dir: str, **extra: str) -> dict[str, str]:
-    """A person's shell: no variable of an agent's session."""
-    env = {name: value for name, value in os.environ.items()
-           if name not in (*provenance.AGENT_ENVIRONMENT, "POPKIT_POWER_AGENT")}
-    return {**env, "POPKIT_POWER_HOME": power_dir, **extra}
+    """A person's shell, with `power_dir` as its power directory."""
+    return runners.person_env(POPKIT_POWER_HOME=power_dir, **extra)
 
 
 @pytest.mark.parametrize("meeting", ["after reading the request", "as they come"])

@@ -14,6 +14,7 @@ import orjson
 import pytest
 import support
 from click.testing import CliRunner, Result
+from runners import run_cli as run  # the power dir comes from POPKIT_POWER_HOME (power_dir)
 
 from popkit_power import provenance
 from popkit_power.cli import main
@@ -32,11 +33,6 @@ def outside_claude_code(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
         monkeypatch.delenv(name, raising=False)
     if any(ancestor.is_claude for ancestor in provenance.ancestors() or ()):
         monkeypatch.setattr(provenance, "PROC", str(tmp_path / "no-proc"))
-
-
-def run(*args: str) -> Result:
-    """Invoke the CLI in-process (the power dir comes from POPKIT_POWER_HOME, set by the power_dir fixture)."""
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def one_line_error(result: Result, code: int = 2) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import support
 from click.testing import CliRunner, Result
+from runners import run_cli
 from test_cli import outside_claude_code  # noqa: F401  - autouse: the CLI runs as a person at a terminal
 
 from popkit_power import provenance
@@ -33,7 +34,7 @@ def session(session: Session) -> Session:
 
 
 def cli(session: Session, *args: str, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(main, ["--home", session.power_dir, *args], env=env or {"CLAUDE_CODE_SESSION_ID": ""})
+    return run_cli(*args, home=session.power_dir, env=env or {"CLAUDE_CODE_SESSION_ID": ""})
 
 
 def last(session: Session) -> dict[str, Any]:

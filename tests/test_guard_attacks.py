@@ -3,7 +3,6 @@ so the human is asked about one thing while another runs."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -13,10 +12,10 @@ from typing import Any
 
 import orjson
 import pytest
+import runners
 from click.testing import CliRunner
 
 from popkit_power.cli import main
-from popkit_power.hook import entry as hook
 from popkit_power.hook.guard_rules import MAX_SUBJECT_CHARS
 from popkit_power.session import Session, start_session
 
@@ -31,10 +30,9 @@ def session_config() -> dict[str, Any]:
 
 
 def pre_tool_use(session: Session, command: str, cwd: str = "/repo") -> str | None:
-    payload = {"session_id": AGENT, "cwd": cwd, "hook_event_name": "PreToolUse", "tool_name": "Bash",
-               "tool_input": {"command": command}}
-    reply = hook.run(io.BytesIO(orjson.dumps(payload)), session.power_dir, {})
-    return None if reply is None else str(orjson.loads(reply)["hookSpecificOutput"]["permissionDecisionReason"])
+    """The reason the hook denies this Bash command, or None when it lets it through."""
+    denied = runners.pre_tool_use(session.power_dir, "Bash", {"command": command}, cwd=cwd, env={})
+    return None if denied is None else str(denied["permissionDecisionReason"])
 
 
 def requests(session: Session) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
+import runners
 from test_hook import CLAUDE, HOOK_SCRIPT
 
 from popkit_power.config import LAST_VALID_FILE, load_config
@@ -38,23 +39,18 @@ def pre_tool_use(session: Session, command: str = PUSH, *, tool: str = "Bash", l
                  agent_id: str | None = None) -> dict[str, Any] | None:
     """Run the real hook process on one PreToolUse payload; its denial, or None when it answered nothing."""
     tool_input = {"command": command} if tool == "Bash" else {"file_path": command, "content": "X=1"}
-    payload = {"session_id": CLAUDE, "transcript_path": "/t.jsonl", "cwd": "/repo", "hook_event_name": "PreToolUse",
-               "tool_name": tool, "tool_input": tool_input, "tool_use_id": f"toolu_{os.urandom(4).hex()}",
-               **({"agent_id": agent_id, "agent_type": "Explore"} if agent_id else {})}
+    payload = runners.pre_tool_use_payload(tool, tool_input, claude=CLAUDE, tool_use_id=f"toolu_{os.urandom(4).hex()}",
+                                           **({"agent_id": agent_id, "agent_type": "Explore"} if agent_id else {}))
 
     def no_writes() -> None:  # the kernel refuses every write that grows a file: the disk is full, as it were
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (1, 1))
 
-    done = subprocess.run([str(HOOK_SCRIPT)], input=orjson.dumps(payload), capture_output=True, timeout=60,
+    done = subprocess.run([str(HOOK_SCRIPT)], input=payload, capture_output=True, timeout=60,
                           env={**os.environ, "POPKIT_POWER_HOME": session.power_dir, "CLAUDE_PID": "4242"},
                           preexec_fn=no_writes if limit_writes else None)
     assert done.returncode == 0, done.stderr
-    if not done.stdout:
-        return None
-    output: dict[str, Any] = orjson.loads(done.stdout)["hookSpecificOutput"]
-    assert (output["hookEventName"], output["permissionDecision"]) == ("PreToolUse", "deny")
-    return output
+    return runners.denial(done.stdout)
 
 
 def requests(session: Session) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
+import runners
 import support
 from test_cli import outside_claude_code  # noqa: F401  - autouse: the CLI runs as a person at a terminal
 
@@ -40,9 +41,9 @@ def session(session: Session) -> Session:
 
 def person_env(power_dir: str) -> dict[str, str]:
     """A person's shell: no variable of an agent's session, this venv's commands first on PATH."""
-    env = {name: value for name, value in os.environ.items()
-           if name not in (*provenance.AGENT_ENVIRONMENT, "POPKIT_POWER_AGENT", "TMUX")}
-    return {**env, "POPKIT_POWER_HOME": power_dir, "PATH": f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}"}
+    env = runners.person_env(POPKIT_POWER_HOME=power_dir, PATH=f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    env.pop("TMUX", None)
+    return env
 
 
 def agent_bash(tmp_path: Path, power_dir: str, command: str) -> subprocess.CompletedProcess[str]:

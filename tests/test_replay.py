@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 import recorded_sessions
+import runners
 import support
 from click.testing import CliRunner, Result
 from recorded_sessions import ALICE, BOB, CAROL, MALLORY
@@ -50,7 +51,7 @@ def home(tmp_path: Path) -> Path:
 
 
 def replay(home: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--home", str(home), "replay", *args], catch_exceptions=False)
+    return runners.run_cli("replay", *args, home=home)
 
 
 def records(name: str) -> list[dict[str, Any]]:
