@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -72,6 +73,15 @@ def session(power_dir: str, session_config: dict[str, Any] | None) -> Session:
         os.makedirs(power_dir, exist_ok=True)
         Path(power_dir, "config.json").write_text(json.dumps(session_config))
     return start_session(power_dir, "Ship the parser", sender="human")
+
+
+@pytest.fixture
+def rng() -> random.Random:
+    """A random generator for a test's random moments, whose seed is printed (pytest shows it with a failure);
+    POPKIT_POWER_TEST_SEED=N runs the test again with the same choices."""
+    seed = int(os.environ.get("POPKIT_POWER_TEST_SEED") or random.SystemRandom().randrange(2**32))
+    print(f"random seed: {seed} (POPKIT_POWER_TEST_SEED={seed} repeats it)")
+    return random.Random(seed)
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ def clean_env(power_dir: str, **extra: str) -> dict[str, str]:
     return runners.person_env(POPKIT_POWER_HOME=power_dir, **extra)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("meeting", ["after reading the request", "as they come"])
 def test_concurrent_approve_and_deny_exactly_one_succeeds_and_the_other_names_the_answer(
         session: Session, tmp_path: Path, meeting: str) -> None:
@@ -78,6 +79,7 @@ def test_concurrent_approve_and_deny_exactly_one_succeeds_and_the_other_names_th
             assert err.startswith(f"popkit-power: your answer (seq {answers[1]['seq']}) does not count: ")
 
 
+@pytest.mark.slow
 def test_an_answer_killed_at_a_random_moment_leaves_the_other_command_telling_the_truth(session: Session) -> None:
     """approve and deny started together, approve SIGKILLed at a random moment (before it read, before or after it
     wrote): deny exits 0 exactly when its answer is the one that counts, and 2 naming the answer otherwise."""

@@ -222,6 +222,7 @@ def session_entries(power_dir: str) -> list[str]:
     return sorted(os.listdir(os.path.join(power_dir, "sessions")))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs RLIMIT_FSIZE (POSIX)")
 @pytest.mark.parametrize("limit", [0, 100, 400])
 def test_start_on_a_full_disk_leaves_nothing_half_made(session: Session, tmp_path: Path, limit: int) -> None:
@@ -324,6 +325,7 @@ def test_verify_reports_a_line_that_is_not_json(session: Session) -> None:
 # -- the installed console script --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_installed_console_script_runs_as_a_real_process(tmp_path: Path) -> None:
     """The `popkit-power` script installed in the venv works as its own process: start, publish, verify --json; an
     unknown session is exit 2 with one line on stderr."""
@@ -444,6 +446,7 @@ COMMANDS = [["status"], ["status", "--json"], ["verify"], ["replay"], ["replay",
             ["result", "done"], ["claim", "t1"], ["stop"], ["start", "Again"]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_a_damaged_power_directory_is_one_line_never_a_traceback(power_dir: str, damage: str,
@@ -551,6 +554,7 @@ def _tree(power_dir: str) -> dict[str, bytes | None]:
     return {str(path): (path.read_bytes() if path.is_file() else None) for path in Path(power_dir).rglob("*")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["replay"], ["verify"]])
 def test_read_commands_work_on_a_read_only_power_directory(power_dir: str, args: list[str]) -> None:
     """Even with more records than `snapshot_every_events` (a snapshot is due), nothing is written or needed."""

@@ -377,6 +377,7 @@ def test_the_winner_is_decided_as_of_its_own_claim(session: Session, monkeypatch
 RACE_BARRIER = support.race_barrier("task.claimed", "CLAIM_BARRIER")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("meeting", ["after reading the task", "as they come"])
 def test_two_claim_processes_at_once_exactly_one_wins_and_both_are_told(session: Session, tmp_path: Path,
                                                                         meeting: str) -> None:

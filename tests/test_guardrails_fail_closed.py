@@ -253,6 +253,7 @@ def test_the_guards_whole_path_imports_nothing_heavy(session: Session) -> None:
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_killed_guard_processes_never_let_a_call_through(tmp_path: Path) -> None:
     """40 real hook processes on the same guarded call, each SIGKILLed at a random moment (before, during or after
     it appends the request or saves the agent's state) while other events rotate 4 KiB segments: every one that
@@ -268,7 +269,7 @@ def test_killed_guard_processes_never_let_a_call_through(tmp_path: Path) -> None
                             "tool_name": "Bash", "tool_input": {"command": PUSH}})
     env = {**os.environ, "POPKIT_POWER_HOME": str(home)}
     rng = random.Random(7)
-    answered = 0
+    answered = killed = 0
     for round_number in range(40):
         process = subprocess.Popen([str(HOOK_SCRIPT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, env=env)
@@ -280,12 +281,16 @@ def test_killed_guard_processes_never_let_a_call_through(tmp_path: Path) -> None
         assert process.stdout is not None
         out = process.stdout.read()
         process.wait(timeout=60)
+        assert process.returncode in (0, -signal.SIGKILL), process.stderr and process.stderr.read()
         if process.returncode == 0:
             answered += 1
             assert b'"permissionDecision":"deny"' in out, "a guarded call passed with no grant"
+        else:
+            killed += 1
         for _ in range(5):  # other agents' events roll the segments over between calls
             session.publish("message.broadcast", {"text": f"round {round_number} " + "x" * 300}, sender="human")
     print(f"{answered} of 40 answered before their kill; {len(requests(session))} requests raised")
+    assert killed >= 10, f"only {killed} of 40 kills landed before the process ended by itself"
     assert len(session.journal.segments()) > 3
     for asked in requests(session):
         session.publish("approval.granted", {"request": asked["data"]["request"]}, sender="human")

@@ -180,6 +180,7 @@ def test_the_humans_answer_typed_at_a_terminal_is_not_doubtful(session: Session,
         shell.wait(timeout=WAIT)
 
 
+@pytest.mark.slow
 def test_status_replay_and_the_timeline_mark_a_doubtful_answer(session: Session, tmp_path: Path) -> None:
     ask(session, "r-forged")
     agent_bash(tmp_path, session.power_dir, f"env -i PATH={BIN}:/usr/bin:/bin POPKIT_POWER_HOME={session.power_dir} "

@@ -146,6 +146,7 @@ def test_a_stop_asked_after_the_coordinator_ended_writes_into_no_file_that_took_
             os.close(fd)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("folds_on", [False, pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
     "reader.py: meeting the planted segment 999 it reports records 4 to 998 missing and moves its position there; "
     "once the link is gone the writers append to segment 1 again, and the coordinator's reader waits at 999: it "

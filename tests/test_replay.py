@@ -404,6 +404,7 @@ def big_session(power_dir: str) -> Session:
     return session
 
 
+@pytest.mark.slow
 def test_a_long_replay_on_a_terminal_shows_progress_and_never_in_json_or_a_pipe(big_session: Session) -> None:
     home = big_session.power_dir
     code, shown = _on_terminal(str(SCRIPT), "--home", home, "replay", "--at", "14000")

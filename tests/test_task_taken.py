@@ -252,6 +252,7 @@ def test_a_release_or_reassignment_overtaken_between_look_and_append_says_it_cou
     assert (task["owner"], task["status"]) == ((OTHER, "assigned") if verb[0] == "release" else (HOLDER, "completed"))
 
 
+@pytest.mark.slow
 def test_the_notice_survives_hooks_killed_at_random_moments(session: Session) -> None:
     """Round after round the human takes the holder's task away and the hook that should tell it is SIGKILLed at a
     random moment: the notice of each round is in the output of the killed hook or of a later one (at least once;

@@ -210,6 +210,7 @@ def test_the_waiter_is_only_a_stop_hook(session: Session) -> None:
         hook.wake(io.BytesIO(orjson.dumps(tool())), session.power_dir, {}, deliver=print)
 
 
+@pytest.mark.slow
 def test_a_hundred_sessions_leave_no_waiter_behind(session: Session,
                                                    claude_pids: list[subprocess.Popen[bytes]]) -> None:
     """100 Claude Code sessions (25 at a time), each with SessionStart, a tool call, Stop and its real waiter, end

@@ -86,6 +86,7 @@ CASES = ["far ahead, a valid-looking event", "at B's next seq, a valid-looking e
          "far ahead, garbage", "between real ones"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 def test_a_planted_entry_is_skipped_counted_and_shown_and_b_s_next_broadcasts_reach_a(
         case: str, machines: dict[str, Any], tmp_path: Path) -> None:

@@ -186,6 +186,7 @@ def test_a_thousand_planted_announcements_neither_recurse_nor_flood_the_origins(
     assert [e["data"]["text"] for e in events(a) if e["origin"] == b.origin] == ["real"]
 
 
+@pytest.mark.slow
 def test_effect_copies_of_emoji_text_stay_under_upstash_s_request_limit(bridge: Any, tmp_path: Path) -> None:
     """A batch is bounded by the bytes of its whole string, effects' copies included: nine insights of 250,000 emoji
     each (the text once in the body and once in its pattern's hash) made one request of ~18 MB, refused whole by

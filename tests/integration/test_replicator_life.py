@@ -19,6 +19,7 @@ SCRIPT = Path(sys.executable).parent / "popkit-power"
 WAIT = 60  # a deadline for a condition on a busy machine, never a measured speed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["removed", "replaced"])
 def test_a_replicator_ends_with_one_line_when_its_session_directory_goes(tmp_path: Path, redis_url: str,
                                                                          how: str) -> None:

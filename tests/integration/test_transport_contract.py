@@ -180,6 +180,7 @@ def plan_fault(transport: Transport, fault: str, bridge: Any) -> Transport:
     return faulty
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fault", "error", "retryable", "applied"), [
     ("timeout_after_applying", TransportTimeoutError, True, True),
     ("server_error", TransportServerError, True, False),
