@@ -4,7 +4,9 @@
     ├── ConfigError            a bad value in config.json or the environment
     ├── ProtocolError          an event that does not follow journal/SPEC.md (names the field)
     ├── SessionError           no such session, no active session, a bad session id
-    │   └── CoordinatorRunningError   a second coordinator for a session (names the running one)
+    │   ├── CoordinatorRunningError   a second coordinator for a session (names the running one)
+    │   ├── ClaimLostError     another agent's claim on the task came first (`winner`, `winning_seq`)
+    │   └── AnswerRefusedError an approval answered first (`first_status`, `first_by`, `first_seq`, `first_ts`)
     ├── HookInputError         a Claude Code hook payload the hook cannot use (logged, never raised to Claude Code)
     ├── UnsafePathError        a path under the power directory that must not be used: a symlink, a directory
     │                          where a file belongs, one not owned by you or writable by others
@@ -133,3 +135,45 @@ class TransportRejectedError(TransportError):
 class MalformedReplyError(TransportError):
     """A reply the protocol does not allow (not JSON, an HTML error page, fewer results than commands): something
     between us and the server answered, so the commands may have been applied."""
+
+
+# -- protocol outcomes --
+# What a protocol of claims.py or approvals.py raises when the journal's order went against the caller: a SessionError
+# (the CLI's exit 2) whose fields say who or what came first, so that a program need not read the message.
+
+
+class ClaimLostError(SessionError):
+    """Another agent's claim on the task came first (in the journal, or in the server's order with machines
+    replicating): `winner` is its agent key, `winning_seq` the seq of the record by which it took the task (None when
+    this journal does not hold it yet), `seq` the losing claim's own record (which counts for nothing), `confirmed`
+    False when the server's order had not come back in time and this is the machine's own word."""
+
+    code = "claim-lost"
+
+    def __init__(self, message: str, *, task: str, winner: str, winning_seq: int | None, seq: int,
+                 confirmed: bool = True) -> None:
+        super().__init__(message)
+        self.task = task
+        self.winner = winner
+        self.winning_seq = winning_seq
+        self.seq = seq
+        self.confirmed = confirmed
+
+
+class AnswerRefusedError(SessionError):
+    """An answer to an approval request that does not count, because the request was answered first: the fields
+    name that first answer (`first_status` "granted" or "denied", `first_by`, `first_seq`, `first_ts`). `seq` is the
+    refused answer's own record when it was written (two answers at once: the first in the journal counts), None
+    when it was refused before anything was written."""
+
+    code = "answer-refused"
+
+    def __init__(self, message: str, *, request: str, first_status: str, first_by: str | None,
+                 first_seq: int | None, first_ts: str | None, seq: int | None = None) -> None:
+        super().__init__(message)
+        self.request = request
+        self.first_status = first_status
+        self.first_by = first_by
+        self.first_seq = first_seq
+        self.first_ts = first_ts
+        self.seq = seq

@@ -3,6 +3,11 @@ system events: inotify on Linux), or every `poll_seconds` where those are not to
 (the coordinator's pidfds of agents' processes) can be waited on in the same call, so one wait ends at whichever
 comes first: new records, a process exiting, a stop, or the timeout. Never on the hook's path (watchdog costs ~50 ms
 to import).
+
+    JournalWatch    the wait itself, for loops that do more than read (the coordinator, the replicator, the waiter)
+    records         a reader's records as they come, until a deadline: `replay --follow`
+    follow_until    the first record a condition finds, or None at a deadline: a claim's place on the server,
+                    the answer to an approval
 """
 
 from __future__ import annotations
@@ -11,14 +16,23 @@ import logging
 import os
 import select
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Generator, Iterable
+from typing import Any, TypeVar
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .journal.reader import JournalReader
+    from .journal.writer import Journal, Position
 
 log = logging.getLogger(__name__)
 
 #: watchdog's event types that mean the directory's content changed. Opening and reading a file are events too
 #: ("opened", "closed_no_write"), and the follower itself makes them on every read: waking on them would spin.
 _CHANGES = frozenset({"created", "modified", "moved", "deleted", "closed"})
+#: The longest one wait of `records` lasts before it reads again anyway (a missed event costs at most this).
+WAIT_SECONDS = 1.0
+
+T = TypeVar("T")
 
 
 class JournalWatch:
@@ -96,3 +110,50 @@ class JournalWatch:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def records(reader: JournalReader, directory: str, *, timeout: float | None = None,
+            done: Callable[[], bool] | None = None, clock: Callable[[], float] | None = None,
+            wait_seconds: float = WAIT_SECONDS) -> Generator[dict[str, Any], None, None]:
+    """Each record of `reader`: those there now, then each new one as the journal (in `directory`) grows, until
+    `timeout` seconds (on `clock`, time.monotonic by default) have passed since the call, or for ever with None, or
+    until `done()` is true at the journal's end (a session closed: nothing more will come); a caller that has what
+    it wanted stops iterating (or closes the generator). The records there already are all yielded even when the
+    deadline has passed: a zero timeout reads what there is.
+
+    It waits on the journal's changes (`JournalWatch`), never in a busy loop; the watch is made only when the first
+    read found nothing more, and the reader reads once more after it is made, so nothing appended in between is
+    missed and a follower that finds what it wants at once never pays for watchdog."""
+    now = clock or time.monotonic
+    deadline = None if timeout is None else now() + timeout
+    watch: JournalWatch | None = None
+    try:
+        while True:
+            yield from reader
+            if done is not None and done():
+                return
+            left = None if deadline is None else deadline - now()
+            if left is not None and left <= 0:
+                return
+            if watch is None:  # watch first, then read again: nothing written in between is missed
+                watch = JournalWatch(directory)
+                continue
+            watch.wait(wait_seconds if left is None else min(left, wait_seconds))
+    finally:
+        if watch is not None:
+            watch.close()
+
+
+def follow_until(journal: Journal, after: Position, found: Callable[[dict[str, Any]], T | None], *,
+                 timeout: float | None, clock: Callable[[], float] | None = None) -> T | None:
+    """The first thing `found` returns (not None) for a record of `journal` after `after`, following the journal as
+    it grows (`records`); None once `timeout` seconds have passed without one (never, with None)."""
+    followed = records(journal.reader(after), journal.directory, timeout=timeout, clock=clock)
+    try:
+        for record in followed:
+            result = found(record)
+            if result is not None:
+                return result
+        return None
+    finally:
+        followed.close()  # the watch is closed now, not when the generator is collected

@@ -189,3 +189,12 @@ def test_a_coordinator_in_trouble_gets_advice_that_fits_its_trouble(tmp_path: Pa
         check = _coordinator(session.power_dir, load_config(session.power_dir))
     assert check.verdict == "FAIL" and f"cannot append its decisions: {condition}" in check.found, check
     assert advice in " ".join(check.fixes) and len(check.fixes) == 1, check.fixes
+
+
+def test_the_plugin_root_is_the_folder_that_holds_the_package() -> None:
+    """`--plugin-dir` takes the clone's root: the folder with `.claude-plugin/` and the package in it, whichever
+    subpackage asks (moving registrations.py into setup/ once made this the package itself)."""
+    from popkit_power.setup.registrations import package_plugin_root
+
+    root = Path(package_plugin_root())
+    assert (root / ".claude-plugin" / "plugin.json").is_file() and (root / "popkit_power" / "__init__.py").is_file()

@@ -22,7 +22,7 @@ from freezegun import freeze_time
 
 from popkit_power.cli import main
 from popkit_power.setup.install import settings_path
-from popkit_power.unreported import GRACE_SECONDS, unreported
+from popkit_power.setup.unreported import GRACE_SECONDS, unreported
 
 HOOK = Path(sys.executable).parent / "popkit-power-hook"
 CLAUDE_SESSION = "0b6f7c1e-2d3a-4c5b-9e8f-112233445566"

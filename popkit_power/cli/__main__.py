@@ -1,4 +1,4 @@
-"""`python -m popkit_power.cli`: the `popkit-power` command (how `start` launches the coordinator daemon)."""
+"""`python -m popkit_power.cli`: the `popkit-power` command (how the demo's agents run it)."""
 
 from . import main
 

@@ -1,15 +1,11 @@
-"""Running the coordinator: `popkit-power coordinator` in the foreground (what `start` will run as a daemon)."""
+"""Running the coordinator: `popkit-power coordinator` in the foreground (what `start` runs as a daemon, through
+`python -m popkit_power.coordinator`: both are coordinator/daemon.py's `serve`)."""
 
 from __future__ import annotations
 
-import logging
-import signal
-import sys
-from typing import Any
-
 import click
 
-from ..coordinator import PowerModeCoordinator
+from ..coordinator.daemon import serve
 from .common import power_dir
 
 
@@ -18,17 +14,7 @@ from .common import power_dir
 def coordinator(session_id: str | None) -> None:
     """Run the coordinator of the session in the foreground until Ctrl-C or SIGTERM: it notices agents die, hands
     their tasks on, and says it is alive every heartbeat_seconds."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
-    running = PowerModeCoordinator(power_dir=power_dir(), session_id=session_id)
-    running.connect()
-    click.echo(f"coordinator: {running.mode} mode ({running.reason})", err=True)
-
-    def stop(signum: int, _frame: Any) -> None:
-        running.request_stop()  # only a flag and a wake: nothing unsafe in a signal handler
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    running.run()
+    serve(power_dir(), session_id)
 
 
 COMMANDS = (coordinator,)

@@ -20,7 +20,7 @@ from ..setup.install import (
     shared_settings_path,
     uninstall_hooks,
 )
-from ..unreported import running_here
+from ..setup.unreported import running_here
 from .common import power_dir
 from .help import HelpGroup, plural
 

@@ -19,10 +19,10 @@ from ..errors import ConfigError, PowerModeError, SessionError
 from ..home import active_session as active_session_id
 from ..home import list_sessions
 from ..journal.verify import verify_journal
-from ..problems import problems, untrusted_problem
 from ..replication.mode_selector import not_replicated, select_mode
 from ..roster import quoted, shell_word
 from ..session import Session, start_session, stop_session, summarize
+from ..setup.problems import problems, untrusted_problem
 from ..status import StatusReader, no_session
 from .common import active_session, os_problem, power_dir, sender_for, sender_option, session_to_read
 from .render import make_console, status_output, verify_text, watch_status

@@ -13,7 +13,8 @@ TASK is a task's id or a unique start of it, AGENT an agent's key or name or a u
 refused in one line that names the fix, and nothing is written. What the fold would count for nothing is refused:
 each change is checked again in the journal as of its own record (a change that came in between is reported, exit
 2), and a result, with machines replicating, as of its place in the server's order. The holder of a task released
-or reassigned by the human hears of it from its hook (`holder` in the event: hook/inbox.py).
+or reassigned by the human hears of it from its hook (`holder` in the event: hook/inbox.py). The claim itself, and
+the wait for the server's place of a change, are claims.py's, which programs call as this command does.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import click
 
 from .. import provenance
+from ..claims import claim_task, wait_for_place
 from ..errors import SessionError
 from ..journal.lease import held
 from ..journal.writer import Position
@@ -32,11 +34,9 @@ from ..keys import HUMAN, new_result_task_id, new_task_id
 from ..projector import FINISHED_TASK_STATES, State
 from ..roster import (
     agent_label,
-    check_claim,
     check_reassign,
     check_release,
     check_result,
-    claim_outcome,
     find_task,
     fold_through,
     live_agent,
@@ -89,52 +89,18 @@ def claim(task_name: str, sender: str | None) -> None:
     winner. TASK is its id or a unique start of it, in any case."""
     who = sender_for("task.claimed", sender)
     session = active_session()
-    state, position = session.projection()
-    task_id = find_task(state, task_name)
-    if check_claim(state, task_id, who):
-        click.echo(f"task {shown(task_id)} is already yours ({state['tasks'][task_id]['status']}); nothing written")
+    claimed = claim_task(session, task_name, sender=who, on_unconfirmed=lambda: _unconfirmed(session))
+    if claimed.already:
+        click.echo(f"task {shown(claimed.task)} is already yours ({claimed.status}); nothing written")
         return
-    data = {"task": task_id, "round": state["tasks"][task_id]["attempts"]}
-    appended = session.publish("task.claimed", data, sender=who)
-    # Which claim won is what the journal says as of this claim, whatever was appended after it; with machines
-    # replicating, what the journal says once the server has placed the claim in the order of all machines' task
-    # changes (fold/tasks.py).
-    through = appended.first_seq
-    if held(session.dir, "replicator"):
-        decided = _placed(session, position, appended.first_seq, session.config.replication_timeout_seconds)
-        if decided is None:
-            click.echo(f"the other machines have not confirmed the claim within "
-                       f"{session.config.replication_timeout_seconds:g} s (is the replicator behind? see status); "
-                       f"if another machine's claim reached the server first, the task goes there and you hear so",
-                       err=True)
-        through = decided or through
-    claim_outcome(fold_through(session, state, position, through), task_id, who)
-    click.echo(f"task {shown(task_id)} is yours (seq {appended.first_seq})")
+    click.echo(f"task {shown(claimed.task)} is yours (seq {claimed.seq})")
 
 
-def _placed(session: Session, position: Any, claim_seq: int, timeout: float) -> int | None:
-    """The seq of the server's place for this machine's claim at `claim_seq` (`arbiter.ordered`) once the replicator
-    has pulled it; None after `timeout`."""
-    import time
-
-    from ..follow import JournalWatch
-
-    reader = session.journal.reader(position)
-    watch = JournalWatch(session.journal.directory)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            for event in reader:
-                data = event.get("data") or {}
-                if (event.get("type") == "arbiter.ordered" and data.get("origin") == session.origin
-                        and data.get("seq") == claim_seq):
-                    return int(event["seq"])
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            watch.wait(min(left, 1.0))
-    finally:
-        watch.close()
+def _unconfirmed(session: Session) -> None:
+    """Said before the outcome when the server's order did not come back in time (claims.claim_task)."""
+    click.echo(f"the other machines have not confirmed the claim within "
+               f"{session.config.replication_timeout_seconds:g} s (is the replicator behind? see status); "
+               f"if another machine's claim reached the server first, the task goes there and you hear so", err=True)
 
 
 @click.command()
@@ -185,7 +151,7 @@ def _complete(session: Session, seen: tuple[State, Position], task_id: str, text
     appended = session.complete_task(task_id, text, sender=who, ok=not failed, seen=seen)
     if held(session.dir, "replicator"):
         timeout = session.config.replication_timeout_seconds
-        if _placed(session, position, appended.first_seq, timeout) is None:
+        if wait_for_place(session, position, appended.first_seq, timeout=timeout) is None:
             click.echo(f"the other machines have not confirmed the result within {timeout:g} s (is the replicator "
                        f"behind? see status); if the task changed hands on another machine first, your result counts "
                        f"for nothing, and `status` shows who holds it", err=True)

@@ -1,14 +1,19 @@
 """The coordinator as a daemon of its session: started by `popkit-power start` in its own process session (so it
 outlives the terminal), logging to `sessions/<id>/coordinator.log`, and stopped by `popkit-power stop`. Whether one
-runs is the lease's word (lease.py), not a pid file's: the OS releases the lease when its holder dies."""
+runs is the lease's word (lease.py), not a pid file's: the OS releases the lease when its holder dies.
+
+The daemon is `python -m popkit_power.coordinator --home DIR --session SESSION` (`main`): it starts without the CLI
+(no click, no command group), and runs what `popkit-power coordinator` runs in the foreground (`serve`)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 from .._fs import open_file, read_file
 from ..errors import PowerModeError, SessionError
@@ -31,8 +36,8 @@ def spawn(session: Session) -> int:
     log = open_file(os.path.join(session.dir, LOG_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "popkit_power.cli", "--home", session.power_dir, "coordinator", "--session",
-             session.id], stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True)
+            [sys.executable, "-m", "popkit_power.coordinator", "--home", session.power_dir, "--session", session.id],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True)
     finally:
         os.close(log)
     deadline = time.monotonic() + START_SECONDS
@@ -70,6 +75,43 @@ def stop(session: Session) -> int | None:
                 return pid
             time.sleep(0.05)
     raise SessionError(f"the coordinator (pid {pid}) does not stop")
+
+
+def serve(power_dir: str | None, session_id: str | None) -> None:
+    """Run the coordinator of the session (default: the active one) in the foreground until SIGTERM or SIGINT,
+    logging to stderr: the daemon's work, and `popkit-power coordinator`'s. Its mode is said first, and why."""
+    from .runner import PowerModeCoordinator
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    running = PowerModeCoordinator(power_dir=power_dir, session_id=session_id)
+    running.connect()
+    print(f"coordinator: {running.mode} mode ({running.reason})", file=sys.stderr, flush=True)
+
+    def stop(signum: int, _frame: Any) -> None:
+        running.request_stop()  # only a flag and a wake: nothing unsafe in a signal handler
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    running.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m popkit_power.coordinator [--home DIR] [--session SESSION]`: `serve`, with the power directory as
+    the CLI finds it (--home, else $POPKIT_POWER_HOME, else from here). Exit 0 once stopped; an error is one line
+    on stderr and exit 2, as the CLI says it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m popkit_power.coordinator",
+                                     description="Run a power session's coordinator in the foreground.")
+    parser.add_argument("--home", metavar="DIR", help="the power directory")
+    parser.add_argument("--session", metavar="SESSION", help="the session (default: the active one)")
+    args = parser.parse_args(argv)
+    try:
+        serve(os.path.abspath(args.home) if args.home else None, args.session)
+    except (PowerModeError, OSError) as error:
+        print(f"popkit-power: {error}", file=sys.stderr, flush=True)
+        return 2
+    return 0
 
 
 def _log_tail(session: Session) -> str:

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import JournalError, PowerModeError, SessionError, UnsafePathError
 from ..follow import JournalWatch
@@ -43,10 +43,15 @@ from .hearing import Hearing
 from .liveness import ProcessWatch
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..approvals import Answer, Requested
+    from ..claims import Claimed
     from ..journal.writer import JournalReader, Position
     from ..projector import Rules as FoldRules
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: The longest a wait lasts: silence-based decisions and `coordinator.status` are looked at this often.
 POLL_SECONDS = 1.0
@@ -118,6 +123,41 @@ class PowerModeCoordinator:
         """Wait until the coordinator has folded the journal up to `seq`; False if `timeout` passed first."""
         with self._folded:
             return self._folded.wait_for(lambda: self.folded_seq >= seq, timeout)
+
+    # -- the protocols, for a program that works in the session (claims.py, approvals.py) ------------------------
+
+    def claim_task(self, task: str, *, agent: str, timeout: float | None = None) -> Claimed:
+        """Claim `task` (its id or a unique start of it) for `agent`, as `popkit-power claim` does: Claimed, or
+        ClaimLostError naming the winner (`winner`, `winning_seq`), or SessionError when it cannot be claimed."""
+        from ..claims import claim_task
+
+        return self._in_session(lambda session: claim_task(session, task, sender=agent, timeout=timeout))
+
+    def request_approval(self, question: str, *, agent: str, options: Sequence[str] = ()) -> Requested:
+        """Ask the human to approve `question`, as `agent` (`popkit-power ask`); wait with `wait_for_approval`."""
+        from ..approvals import request_approval
+
+        return self._in_session(lambda session: request_approval(session, question, sender=agent, options=options))
+
+    def wait_for_approval(self, request: str | Requested, *, timeout: float | None) -> Answer | None:
+        """The human's answer to `request` (an id, or what `request_approval` returned), waiting up to `timeout`
+        seconds (None: as long as it takes); None when no answer came in time (`popkit-power ask --wait`)."""
+        from ..approvals import Requested, wait_for_answer
+
+        if isinstance(request, Requested):
+            after = request.end
+            return self._in_session(lambda session: wait_for_answer(session, request.request, after=after,
+                                                                    timeout=timeout))
+        return self._in_session(lambda session: wait_for_answer(session, request, timeout=timeout))
+
+    def _in_session(self, call: Callable[[Session], T]) -> T:
+        """`call` with the session this coordinator works in (`session_id`, else the active one), opened for it
+        alone and closed after: apart from the loop's, so these calls may come from any thread."""
+        session = Session(self.power_dir, self.session_id) if self.session_id else Session.active(self.power_dir)
+        try:
+            return call(session)
+        finally:
+            session.journal.close()
 
     def _run_catching(self) -> None:
         try:

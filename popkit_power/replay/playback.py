@@ -21,9 +21,6 @@ from .story import Book, Event
 
 log = logging.getLogger(__name__)
 
-#: How long a follower waits for the journal to change before it looks again anyway (the watch may be polling).
-FOLLOW_WAIT_SECONDS = 1.0
-
 
 class Playback:
     """The records of `session` from `start_seq` on, each seen by `book` before it is yielded (when there is one:
@@ -74,37 +71,26 @@ class Playback:
         """Each record from `start_seq` on, in journal order. With `until`, stop before (and without folding) the
         first record it is true of, `covered` being the position just before it. With `follow`, wait at the end
         for more until a session.closed record is read (the caller ends a follow early by closing the iterator)."""
-        watch: Any = None
-        book, start_seq, reader = self.book, self.start_seq, self.reader
-        try:
-            while True:
-                for event in reader:
-                    if until is not None:
-                        if until(event):
-                            self.stopped = True
-                            return
-                        position = reader.position
-                        self.covered = position.copy()
-                        self.last_ts = event.get("ts")
-                    self.records += 1
-                    if book is not None:
-                        book.see(event)
-                    if event.get("type") == "session.closed":
-                        self.closed = True
-                    seq = event.get("seq")
-                    if isinstance(seq, int) and seq >= start_seq:
-                        yield event
-                if not follow or self.closed:
-                    return
-                if watch is None:  # watch first, then read again: nothing written in between is missed
-                    from ..follow import JournalWatch
+        from ..follow import records
 
-                    watch = JournalWatch(self.session.journal.directory)
-                    continue
-                watch.wait(FOLLOW_WAIT_SECONDS)
-        finally:
-            if watch is not None:
-                watch.close()
+        book, start_seq, reader = self.book, self.start_seq, self.reader
+        directory = self.session.journal.directory
+        for event in records(reader, directory, timeout=None if follow else 0, done=lambda: self.closed):
+            if until is not None:
+                if until(event):
+                    self.stopped = True
+                    return
+                position = reader.position
+                self.covered = position.copy()
+                self.last_ts = event.get("ts")
+            self.records += 1
+            if book is not None:
+                book.see(event)
+            if event.get("type") == "session.closed":
+                self.closed = True
+            seq = event.get("seq")
+            if isinstance(seq, int) and seq >= start_seq:
+                yield event
 
     # -- progress and what was not read -----------------------------------------------------------------------------
 

@@ -29,12 +29,12 @@ from ..home import active_session, check_power_dir, list_sessions
 from ..hook.log import LOG_FILE
 from ..journal.lease import DISK_FULL, trouble
 from ..journal.verify import verify_journal
-from ..problems import unreported_problem, untrusted_problem
 from ..session import Session
 from ..status import coordinator_health, mode_info, replication_info, skipped_entries
-from ..unreported import running_here, unreported
 from . import hook_errors, registrations
 from .install import HOOK_SCRIPT, PLUGIN_COMMAND
+from .problems import unreported_problem, untrusted_problem
+from .unreported import running_here, unreported
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 RECENT_SECONDS = 24 * 3600  # hook.log errors younger than this are shown

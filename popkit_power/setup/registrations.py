@@ -98,7 +98,9 @@ def duplicates(found: list[dict[str, Any]]) -> list[str]:
 
 def package_plugin_root() -> str:
     """The plugin folder that holds this package (a clone used with --plugin-dir): the package's parent."""
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    from .. import __file__ as package_init  # popkit_power/__init__.py, wherever this module lies in the package
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(package_init)))
 
 
 def try_command(command: str, plugin_root: str | None, environ: dict[str, str] | None = None) -> tuple[bool, str]:

@@ -8,11 +8,11 @@ import os
 import time
 from typing import Any
 
-from .display import MAX_NAME_CHARS, clean
-from .errors import PowerModeError
-from .home import is_trusted, read_text
-from .setup.hook_errors import since
-from .timestamps import age_of, ago, seconds_of
+from ..display import MAX_NAME_CHARS, clean
+from ..errors import PowerModeError
+from ..home import is_trusted, read_text
+from ..timestamps import age_of, ago, seconds_of
+from .hook_errors import since
 from .unreported import unreported
 
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import orjson
 
-from .keys import MAIN, host_name
-from .processes import still_running
-from .timestamps import seconds_of
+from ..keys import MAIN, host_name
+from ..processes import still_running
+from ..timestamps import seconds_of
 
 #: A tool call that finished this long after the agent's last record, with no record of it, is not a hook still
 #: running (the hook's own timeout is 60 s): the hook did not run for it.
