@@ -161,6 +161,7 @@ def test_one_call_reads_a_bounded_amount_of_transcript_for_all_its_replies(sessi
     assert state.unconfirmed[0]["at"] > first and [record["at"] for record in state.unconfirmed[1:]] == [0, 0]
 
 
+@pytest.mark.slow
 def test_an_agent_far_behind_hears_every_broadcast_once_in_order_across_segment_rotations(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """4 KiB segments, an agent far behind, and each call allowed only a few records (the 50,000 / 1 s bound made

@@ -127,6 +127,7 @@ print(json.dumps(doubts(evidence({}))))
 """
 
 
+@pytest.mark.slow
 def test_an_answer_from_below_a_chain_deeper_than_is_read_is_doubtful() -> None:
     """Only MAX_ANCESTORS parents are read: an agent that runs `approve` under more wrappers than that (real nested
     processes here) hid Claude Code above the cut, and the chain, cut short of init, raised no doubt. A chain read

@@ -135,6 +135,7 @@ def test_a_subagent_cannot_use_the_main_agents_grant(session: Session) -> None:
 
 # -- (b) one bad value in config.json -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("broken", [
     '{"guardrail_commands": ["git push*"], "guardrail_paths": ["*.env"], "checkin_every_n_tools": "often"}',
     '{"guardrail_commands": "git push*", "guardrail_paths": ["*.env"]}',

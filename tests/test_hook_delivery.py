@@ -415,6 +415,7 @@ def test_a_damaged_state_file_never_wedges_the_agent_and_is_logged(session: Sess
     assert sum("was damaged" in line for line in log_lines(home)) == 3
 
 
+@pytest.mark.slow
 def test_a_flood_of_huge_messages_is_taken_in_within_the_pending_bound(session: Session) -> None:
     """Eight broadcasts of 50,000 quotes (100,000 characters once escaped): one call takes in only what its pending
     bound allows (the state file stays small however many arrive), and everything arrives in the end, in order."""

@@ -217,6 +217,7 @@ HOSTILE_EVIDENCE = [
 ]
 
 
+@pytest.mark.slow
 def test_hostile_evidence_written_by_hand_is_shown_doubtful_and_breaks_nothing(session: Session) -> None:
     """Evidence written into the journal by hand (Journal.append, under the library's stamping) with values of any
     kind: status, replay and the timeline read it, and mark every answer doubtful."""

@@ -84,6 +84,7 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
 
 
+@pytest.mark.slow
 def test_a_coordinator_stopped_mid_round_writes_nothing_into_the_backup_put_in_its_place(tmp_path: Path) -> None:
     """The coordinator folds a stream of events (a snapshot every 100), and is frozen (SIGSTOP) at a random moment
     of that; its session directory is then removed and a backup of it restored in its place, and it is let go on

@@ -109,6 +109,7 @@ def test_every_task_transition_from_stale_views_converges(seed: int, tmp_path: P
     assert all(machine == first for machine in others)
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="after a restart without persistence, a machine that never pulled a contest's "
                                        "decision can have it decided again, differently")
 def test_claims_converge_across_redis_restarts_without_persistence(tmp_path: Path) -> None:

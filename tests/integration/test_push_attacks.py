@@ -61,6 +61,7 @@ def test_pulled_floats_counted_by_orjson_but_written_by_codec_stall_the_pull(red
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_events_pushed_before_the_upgrade_are_pushed_again_after_it(redis_url: str, tmp_path: Path) -> None:
     """The version before da1217c (e44dfd6) pushed bodies serialized by codec; had this one compared the server's
     bodies with orjson's, and the two write some floats differently (1e-05 vs 0.00001). After an upgrade, resume's scan

@@ -39,6 +39,7 @@ def write(session: Session, who: str, count: int) -> None:
         session.publish("message.broadcast", {"text": f"{who} says {n}"}, sender=f"{who}:main")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["timeout_after_applying", "timeout_before_sending", "reset_applied", "reset",
                                    "server_error_applied", "unreachable"])
 def test_full_batches_read_ahead_under_faults_land_exactly_once(fault: str, redis_url: str, tmp_path: Path) -> None:

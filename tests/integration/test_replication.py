@@ -99,6 +99,7 @@ def chatter(session: Session, who: str, count: int) -> None:
         session.publish("message.broadcast", {"text": f"{who} says {n}"}, sender=f"{who}:main")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_two_machines_see_each_other_once_and_project_the_same_state(kind: str, redis_url: str,
                                                                     machines: tuple[Session, Session],

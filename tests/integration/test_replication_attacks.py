@@ -281,6 +281,7 @@ def plant(client: redis.Redis, stream: str, entry_id: str, **fields: Any) -> Non
     client.xadd(stream, fields, id=entry_id)
 
 
+@pytest.mark.slow
 def test_hostile_entries_are_logged_and_skipped_and_the_journals_stay_valid(
         redis_url: str, tmp_path: Path, quiet_log: list[logging.LogRecord]) -> None:
     """Entries planted in both machines' streams and the arbiter's (not JSON, no body, not UTF-8, another origin's
@@ -574,6 +575,7 @@ def test_bad_settings_get_clear_errors(redis_url: str, tmp_path: Path) -> None:
     assert said.returncode == 2 and "needs redis-py" in said.stderr and "pip install" in said.stderr, said.stderr
 
 
+@pytest.mark.slow
 def test_a_key_that_is_not_a_stream_under_this_machine_s_stream_stops_the_push_only(
         redis_url: str, tmp_path: Path) -> None:
     """Something else stands under machine A's own stream name: A pushes nothing and says why in

@@ -324,6 +324,7 @@ class CountingServer:
         self.listener.close()
 
 
+@pytest.mark.slow
 def test_redis_calls_are_never_retried() -> None:
     server = CountingServer()
     try:
