@@ -1,4 +1,8 @@
-"""Shared fixtures: a private power directory per test, a started session in it, and a bare journal.
+"""Shared fixtures: a private power directory per test, the suite's one started session in it (`session`, which a
+module shapes through `session_config` or by extending it, never by starting its own), a bare journal, stand-ins for
+Claude Code's processes, and a random generator whose seed is printed. Helpers shared by the tests are in support.py
+(journals, child processes, `until` for waiting on a condition) and runners.py (the CLI in-process, a PreToolUse
+call, a person's environment).
 
 Nothing here is specific to the end-to-end tests under tests/e2e/ (they have their own conftest).
 """
