@@ -3,6 +3,7 @@ Claude Code's tool calls (tools/BENCHMARKS.md), so a new one has to be a decisio
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -39,7 +40,8 @@ def imported(code: str, env: dict[str, str], stdin: bytes = b"") -> set[str]:
 
 
 def test_the_hooks_import_list_with_power_mode_on_does_not_grow(session: Session) -> None:
-    env = {"PATH": "/usr/bin:/bin", "POPKIT_POWER_HOME": session.power_dir, "CLAUDE_CODE_SESSION_ID": "abc"}
+    env = {"PATH": "/usr/bin:/bin", "POPKIT_POWER_HOME": session.power_dir, "CLAUDE_CODE_SESSION_ID": "abc",
+           "HOME": os.environ.get("HOME", "/"), "XDG_STATE_HOME": os.environ["XDG_STATE_HOME"]}  # where its trust is
     payload = {"session_id": "abc", "hook_event_name": "PostToolUse", "tool_name": "Read",
                "tool_input": {"file_path": "/tmp/x"}, "tool_response": {}, "cwd": "/tmp",
                "transcript_path": "/nonexistent"}
