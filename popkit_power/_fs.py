@@ -13,7 +13,8 @@ with planted symlinks), so:
   file), optionally fsyncs, and only then renames it over the old one; on any failure the old file is untouched
   and the temporary file is removed.
 
-This module is on the hook's hot path: it imports only `errno`, `os` and `stat` (loaded by the interpreter at start).
+This module is on the hook's hot path: it imports only `errno`, `os` and `stat` (loaded by the interpreter at start),
+and the project's errors.py and keys.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import stat
 
 from .errors import UnsafePathError
+from .keys import TEMPORARY_SUFFIX
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -30,7 +32,6 @@ NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _GETUID = getattr(os, "getuid", None)
-TEMPORARY_SUFFIX = ".tmp"
 
 
 def open_file(path: str, flags: int, mode: int = FILE_MODE, *, dir_fd: int | None = None) -> int:
@@ -159,6 +160,17 @@ def private_subdir(parent: str, name: str, *, identity: tuple[int, int] | None =
     return fd
 
 
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of `data` to `fd`, however many writes it takes; a write that takes nothing (a full disk) raises
+    OSError(ENOSPC) rather than looping. Not for an append that must be one write (the journal's batch)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        view = view[written:]
+
+
 def write_file_atomically(path: str, data: bytes, *, durable: bool = True, mode: int = FILE_MODE,
                           temporary: str | None = None, dir_fd: int | None = None) -> None:
     """Replace `path` with `data`: the old file or the whole new one, never a part.
@@ -177,12 +189,7 @@ def write_file_atomically(path: str, data: bytes, *, durable: bool = True, mode:
     fd = open_file(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode, dir_fd=dir_fd)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                if written <= 0:
-                    raise OSError(28, "No space left on device")
-                view = view[written:]
+            write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:

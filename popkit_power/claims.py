@@ -21,6 +21,7 @@ from typing import Any
 from .errors import ClaimLostError, SessionError
 from .follow import follow_until
 from .journal.lease import held
+from .keys import REPLICATOR_LEASE
 from .projector import State, find_task_anywhere
 from .roster import check_claim, claim_outcome, find_task
 from .session import Session
@@ -70,7 +71,7 @@ def claim_task(session: Session, task: str, *, sender: str, timeout: float | Non
     appended = session.publish("task.claimed", {"task": task_id, "round": state["tasks"][task_id]["attempts"]},
                                sender=sender)
     through, confirmed = appended.first_seq, True
-    if held(session.dir, "replicator"):
+    if held(session.dir, REPLICATOR_LEASE):
         wait = session.config.replication_timeout_seconds if timeout is None else timeout
         placed = wait_for_place(session, seen, appended.first_seq, timeout=wait, clock=clock)
         confirmed = placed is not None

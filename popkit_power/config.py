@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 
 from ._fs import read_file, write_file_atomically
+from .display import quoted
 from .errors import ConfigError, UnsafePathError
 from .journal import codec
 from .journal.records import DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_MAX_BYTES, DURABILITY_FLUSH, DURABILITY_FSYNC
+from .keys import CONFIG_FILE, CONFIG_PROBLEM_FILE, DEFAULT_PREFIX, LAST_VALID_FILE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,7 +45,7 @@ DEFAULTS: dict[str, tuple[Any, Any, float | None]] = {
     "guardrail_paths": ((), "globs", None),  # e.g. ["*.env", "migrations/*"]
     "guardrail_commands": ((), "globs", None),  # e.g. ["git push*", "rm -rf *"]
     # replication (replication/): the Redis names' prefix, and how the replicator batches, waits and polls
-    "redis_prefix": ("pop", "name", None),  # several projects can share one database under different prefixes
+    "redis_prefix": (DEFAULT_PREFIX, "name", None),  # several projects can share one database under different prefixes
     "replication_batch_events": (500, "int", 1),
     "replication_timeout_seconds": (10, "float", 0.5),
     # the original layout's channel streams (pop:broadcast, ...) keep about this many entries each (0: all); the
@@ -62,9 +64,6 @@ MAX_GLOB_CHARS = 500
 MAXIMUMS: dict[str, float] = {"context_max_chars": 9000, "insight_similarity_threshold": 1,
                                "redis_channel_maxlen": 1_000_000_000, "max_record_bytes": 2 * 1024 * 1024}
 
-CONFIG_FILE = "config.json"
-LAST_VALID_FILE = "config.last-valid.json"  # the last config.json that passed (see usable_config)
-CONFIG_PROBLEM_FILE = "config.problem"  # the problem the hook last logged (hook/miswired.py), dropped on a fix
 _INFINITY = float("inf")
 
 
@@ -156,7 +155,7 @@ def _check_globs(name: str, value: Any, source: str) -> tuple[str, ...]:
     for item in value:
         if not item.strip() or len(item) > MAX_GLOB_CHARS:
             raise ConfigError(f"{source}: {name!r} has a pattern that is empty or over {MAX_GLOB_CHARS} characters: "
-                              f"{item[:60]!r}")
+                              f"{quoted(item, 60)}")
     return tuple(item.strip() for item in value)
 
 

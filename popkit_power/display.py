@@ -6,6 +6,10 @@
                          one in it
     marked(name, shown)  `shown` (the name as the caller cuts it) with MARK in front when `name` looks reserved
 
+And how any text an agent (or anyone) wrote is shown to a person: `cut` is the one rule for shortening it (one
+ellipsis, U+2026, everywhere), `clean` makes it one safe line, `shown` and `quoted` fit a typed value into a message
+(escaped with repr where it is not plain), `short_names` and `sender_name` name agents and senders.
+
 The one rule for every place that shows a name to someone who trusts it: the hook's texts to agents (hook/texts.py),
 status, replay and the timeline (display.short_names, display.sender_name). Only the exact senders are named so; a
 lookalike keeps its name, marked, so that it can still be told from the others and addressed.
@@ -108,21 +112,42 @@ def _as_displayed(text: str) -> str:
 
 #: A short name longer than this is cut (with an ellipsis): names come from agents, and an agent may send anything.
 MAX_NAME_CHARS = 32
+#: How long a value typed or sent (an id, a title, a name) is shown in a one-line message (`shown`, `quoted`).
+MAX_SHOWN_CHARS = 60
+#: What ends a text shown shorter than it is: one character, the same everywhere.
+ELLIPSIS = "\u2026"
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` as it is when it has at most `limit` characters, else its first `limit - 1` and ELLIPSIS: the one
+    rule for shortening what a person reads (nothing else is changed: `clean` also makes it one safe line)."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + ELLIPSIS
 
 
 def clean(text: Any, limit: int) -> str:
     """`text` as one line a terminal shows as it is: whitespace runs become one space, other control characters
     (an escape sequence's ESC among them) become U+FFFD, and past `limit` characters it is cut with an ellipsis."""
     line = str(text)
-    cut = len(line) > 4 * limit  # a megabyte of name costs no more than a long one
-    if cut:
+    long = len(line) > 4 * limit  # a megabyte of name costs no more than a long one
+    if long:
         line = line[: 4 * limit]
     if not line.isprintable():
         line = "".join(c if c.isprintable() else " " if c.isspace() else "\ufffd" for c in line)
     line = " ".join(line.split())
-    if cut or len(line) > limit:
-        line = line[: max(limit - 1, 0)] + "\u2026"
-    return line
+    return cut(line + ELLIPSIS if long else line, limit)
+
+
+def shown(value: str, limit: int = MAX_SHOWN_CHARS) -> str:
+    """`value` (an id, a name) fit for a one-line message: cut to `limit` characters, and quoted with escapes
+    (Python's repr) when it holds a line break, a control character or an invisible one."""
+    text = cut(value, limit)
+    return text if text.isprintable() else repr(text)
+
+
+def quoted(value: str, limit: int = MAX_SHOWN_CHARS) -> str:
+    """`value` (what was typed, a title) always quoted with escapes (Python's repr) and cut, for a one-line
+    message."""
+    return repr(cut(value, limit))
 
 
 def short_names(state: State) -> dict[str, str]:

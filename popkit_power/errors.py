@@ -27,45 +27,114 @@
 
 Every message is one line that names what is wrong, so the CLI can print it as it is; a transport's messages name the
 server with its token masked and never contain a token. This module is on the hook's hot path: it imports nothing.
+
+Each class has a stable `code`: what `hook.log` writes in brackets, what the advice of `doctor` is keyed by, and what
+a program can match on instead of the message's words (which may change). A subclass has its own code; a code, once
+given, is never reused for another kind of error.
+
+    code                       class
+    power-mode                 PowerModeError
+    config-invalid             ConfigError
+    protocol-violation         ProtocolError
+    session-invalid            SessionError
+    coordinator-running        CoordinatorRunningError
+    claim-lost                 ClaimLostError
+    answer-refused             AnswerRefusedError
+    hook-input-invalid         HookInputError
+    unsafe-path                UnsafePathError
+    journal-failed             JournalError
+    record-too-large           RecordTooLargeError
+    replication-failed         ReplicationError
+    dependency-missing         MissingDependencyError
+    transport-failed           TransportError
+    replication-timeout        TransportTimeoutError
+    replication-unreachable    TransportUnreachableError
+    replication-auth           TransportAuthError
+    replication-limit          TransportLimitError
+    replication-server         TransportServerError
+    replication-rejected       TransportRejectedError
+    replication-malformed      MalformedReplyError
+
+`code_of` gives the code of any exception: `os-error` for an error of the operating system, `unexpected` for anything
+else (a bug). A replication error also says whether trying again can help (`retryable`): the replicator backs off
+briefly from one that is, and waits longest after one that is not.
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "AnswerRefusedError", "ClaimLostError", "ConfigError", "CoordinatorRunningError", "HookInputError", "JournalError",
+    "MalformedReplyError", "MissingDependencyError", "PowerModeError", "ProtocolError", "RecordTooLargeError",
+    "ReplicationError", "SessionError", "TransportAuthError", "TransportError", "TransportLimitError",
+    "TransportRejectedError", "TransportServerError", "TransportTimeoutError", "TransportUnreachableError",
+    "UnsafePathError", "code_of",
+]
+
+#: The codes of exceptions that are not PowerModeErrors (`code_of`)
+OS_ERROR = "os-error"
+UNEXPECTED = "unexpected"
+
+
+def code_of(error: BaseException) -> str:
+    """The stable code of any exception: a PowerModeError's own, `os-error` for an OSError (a full disk, a missing
+    permission), `unexpected` for anything else."""
+    if isinstance(error, PowerModeError):
+        return error.code
+    return OS_ERROR if isinstance(error, OSError) else UNEXPECTED
 
 
 class PowerModeError(Exception):
     """Base of every error popkit-power raises on purpose."""
 
+    code = "power-mode"
+
 
 class ConfigError(PowerModeError):
     """A configuration value is missing, of the wrong type, or out of range."""
+
+    code = "config-invalid"
 
 
 class ProtocolError(PowerModeError, ValueError):
     """An event or message does not follow the protocol; the message names the offending field."""
 
+    code = "protocol-violation"
+
 
 class SessionError(PowerModeError):
     """A session that does not exist, is not active, or whose id is not allowed."""
+
+    code = "session-invalid"
 
 
 class CoordinatorRunningError(SessionError):
     """A coordinator already runs for the session; the message names its pid, host and start."""
 
+    code = "coordinator-running"
+
 
 class HookInputError(PowerModeError):
     """A hook payload the hook cannot use: not JSON, not UTF-8, too large, an unknown event, no session id."""
+
+    code = "hook-input-invalid"
 
 
 class UnsafePathError(PowerModeError):
     """A file or directory under the power directory that popkit-power refuses to use, named with the reason."""
 
+    code = "unsafe-path"
+
 
 class JournalError(PowerModeError):
     """The journal could not be read or appended to."""
 
+    code = "journal-failed"
+
 
 class RecordTooLargeError(JournalError):
     """One serialized record is larger than the configured limit."""
+
+    code = "record-too-large"
 
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(f"record of {size} bytes is over the size limit of {limit} bytes (max_record_bytes)")
@@ -74,11 +143,26 @@ class RecordTooLargeError(JournalError):
 
 
 class ReplicationError(PowerModeError):
-    """Replication to Redis or Upstash cannot go on: a command a transport refuses, a missing optional package."""
+    """Replication to Redis or Upstash cannot go on: a command a transport refuses, a missing optional package, a
+    server's answer the replicator cannot use.
+
+    `retryable`: whether doing the same again later can succeed. False unless the raiser says otherwise: a command
+    refused before sending, a script's answer that is not what it returns, a key of the wrong type stay what they
+    are; a server busy running a script or loading its data (BUSY, LOADING) is retryable."""
+
+    code = "replication-failed"
+    retryable = False
+
+    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
 
 
 class MissingDependencyError(ReplicationError, ImportError):
     """An optional package a transport needs is not installed; the message names the pip command that adds it."""
+
+    code = "dependency-missing"
 
 
 class TransportError(ReplicationError):
@@ -88,6 +172,7 @@ class TransportError(ReplicationError):
     `outcome_unknown`: whether the server may have applied the commands even so (a timeout after sending), which is
     why every command the replicator sends must be safe to send twice."""
 
+    code = "transport-failed"
     retryable = True
     outcome_unknown = True
 
@@ -100,14 +185,19 @@ class TransportError(ReplicationError):
 class TransportTimeoutError(TransportError):
     """No reply within the call's timeout: the commands may have been applied."""
 
+    code = "replication-timeout"
+
 
 class TransportUnreachableError(TransportError):
     """The server could not be reached (nothing sent), or the connection broke during the call (outcome unknown)."""
+
+    code = "replication-unreachable"
 
 
 class TransportAuthError(TransportError):
     """The credentials were refused (HTTP 401, WRONGPASS, NOAUTH): nothing was applied, and resending cannot help."""
 
+    code = "replication-auth"
     retryable = False
     outcome_unknown = False
 
@@ -116,6 +206,7 @@ class TransportLimitError(TransportError):
     """An Upstash limit was reached (daily or monthly requests, request size): nothing was applied, and resending
     the same request will not help until the limit resets or the request is made smaller."""
 
+    code = "replication-limit"
     retryable = False
     outcome_unknown = False
 
@@ -123,11 +214,14 @@ class TransportLimitError(TransportError):
 class TransportServerError(TransportError):
     """The server failed (HTTP 5xx): the commands may have been applied; a later call may succeed."""
 
+    code = "replication-server"
+
 
 class TransportRejectedError(TransportError):
     """The request as a whole was refused for a reason that resending will not fix (HTTP 400, 405, a top-level
     error that is not about credentials or limits)."""
 
+    code = "replication-rejected"
     retryable = False
     outcome_unknown = False
 
@@ -136,6 +230,7 @@ class MalformedReplyError(TransportError):
     """A reply the protocol does not allow (not JSON, an HTML error page, fewer results than commands): something
     between us and the server answered, so the commands may have been applied."""
 
+    code = "replication-malformed"
 
 # -- protocol outcomes --
 # What a protocol of claims.py or approvals.py raises when the journal's order went against the caller: a SessionError

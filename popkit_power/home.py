@@ -16,19 +16,19 @@ trust it (`trust`).
 Worktrees of one repository share one power directory, found by reading `.git` files rather than running git. Every
 name that comes from outside (session ids, agent keys) goes through `safe_name`, so no path can leave the directory,
 and every file and directory under it is opened through `_fs`, which never follows a symlink.
-This module is on the hook's hot path: it imports only `os` and the project's lean modules.
+This module is on the hook's hot path: it imports only `os` and the project's lean modules. Every file and folder
+name here is written in keys.py.
 """
 
 from __future__ import annotations
 
 import os
 
-from ._fs import check_dir, open_file, private_dir, read_file, write_file_atomically
+from ._fs import check_dir, open_file, private_dir, read_file, write_all, write_file_atomically
 from .errors import PowerModeError, SessionError, UnsafePathError
+from .keys import ACTIVE_FILE, APP_DIR, LOCAL_DIR, ORIGIN_FILE, TEMPORARY_SUFFIX, TRUSTED_DIR, host_name, sessions_dir
 
 ENV_HOME = "POPKIT_POWER_HOME"
-LOCAL_DIR = ".popkit-power"  # the power directory outside git: here, or in the nearest folder above that has one
-ACTIVE_FILE = "active"
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 _MAX_NAME = 120
 
@@ -43,7 +43,7 @@ def find_power_dir(cwd: str | None = None, environ: dict[str, str] | None = None
     start = os.path.abspath(cwd or os.getcwd())
     common = git_common_dir(start)
     if common is not None:
-        return os.path.join(common, "popkit-power")
+        return os.path.join(common, APP_DIR)
     return _existing_above(start) or os.path.join(start, LOCAL_DIR)
 
 
@@ -123,10 +123,6 @@ def check_session_id(session_id: str) -> str:
         raise SessionError(f"session id {session_id!r} is not allowed: use letters, digits, '-', '_' and '.'; "
                            f"it must not start with '.'")
     return session_id
-
-
-def sessions_dir(power_dir: str) -> str:
-    return os.path.join(power_dir, "sessions")
 
 
 def session_dir(power_dir: str, session_id: str) -> str:
@@ -222,7 +218,9 @@ def _active(power_dir: str) -> tuple[str | None, os.stat_result | None]:
     try:
         return check_session_id(session_id), info
     except SessionError:
-        raise SessionError(f"{path} does not hold a session id ({session_id[:60]!r}); turn Power Mode off with: "
+        from .display import quoted  # only for this message: the hook's off path imports this module
+
+        raise SessionError(f"{path} does not hold a session id ({quoted(session_id, 60)}); turn Power Mode off with: "
                            f"popkit-power stop, or delete the file") from None
 
 
@@ -250,7 +248,7 @@ def trust_dir() -> str:
     """Where this user's trust markers are, outside every project: $XDG_STATE_HOME/popkit-power/trusted, else
     ~/.local/state/popkit-power/trusted. Read from the process's environment (the hook's is the user's)."""
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(state, "popkit-power", "trusted")
+    return os.path.join(state, APP_DIR, TRUSTED_DIR)
 
 
 def _marker(info: os.stat_result) -> str:
@@ -306,22 +304,20 @@ def read_text(path: str, limit: int = 1 << 20) -> str:
 
 def origin_id(power_dir: str) -> str:
     """This power directory's origin id (host name plus random suffix), created once and then read."""
-    path = os.path.join(power_dir, "origin")
+    path = os.path.join(power_dir, ORIGIN_FILE)
     try:
         existing = read_text(path, 4096).strip()
         if existing:
             return existing
     except FileNotFoundError:
         pass
-    from .keys import host_name  # only when the origin is first made: the hook's off path imports this module
-
     private_dir(power_dir)
     host = safe_name(host_name().split(".")[0] or "host", "host")[:40]
     candidate = f"{host}-{os.urandom(3).hex()}"
-    temporary = f"{path}.{os.getpid()}.tmp"
+    temporary = f"{path}.{os.getpid()}{TEMPORARY_SUFFIX}"
     fd = open_file(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     try:
-        os.write(fd, (candidate + "\n").encode("utf-8"))
+        write_all(fd, (candidate + "\n").encode("utf-8"))
     finally:
         os.close(fd)
     try:  # link() publishes a complete file or fails: when processes race, the first one's id wins for all

@@ -5,7 +5,7 @@ The hook holds back from an agent an insight that repeats one it heard (the two 
 near-duplicates with the index. Its rule: a new insight is a duplicate of the oldest kept, non-duplicate insight with
 the same normalized key or a word-set Jaccard similarity at or above the threshold (`first_match_by_scan` states it
 plainly). Comparing with every kept insight cost ~600 us per insight, 88% of a rebuild (tools/BENCHMARKS.md); the
-index gives the same answer (tests/test_insights.py checks them against each other). It is derived from the
+index gives the same answer (tests/test_insight_index.py checks them against each other). It is derived from the
 state's list and lives in memory only, never in the state or a snapshot, so the fold stays a function of its inputs.
 
 This module is on the hook's hot path: it imports only `zlib`.

@@ -1,5 +1,5 @@
 """Every identity and name, built in one place: agent keys and their readable names, task and request ids, event ids,
-the host name, and the original Power Mode's `pop:*` Redis key names.
+the host name, the original Power Mode's `pop:*` Redis key names, and the names of Power Mode's files and folders.
 
 An agent key is `<Claude Code session id>:<agent id>`, where the agent id is Claude Code's `agent_id` for a subagent
 and `main` for a session's main agent. Subagents share their parent's session id, so the key tells them apart.
@@ -149,3 +149,85 @@ class RedisLayout:
     def contests(self, session_id: str) -> str:
         """contest -> the event that won it (claims of one task in one round)."""
         return f"{self.prefix}:arbiter:{session_id}:won"
+
+
+# -- the names of Power Mode's files and folders -----------------------------------------------------------------
+# Every file and folder name of a power directory and of a session, written once; the modules that read and write
+# them (home.py, config.py, session.py, journal/, hook/, replication/) take them from here. home.py describes the
+# layout.
+
+#: The power directory in a git repository: `<git common dir>/popkit-power`; and the folder of this user's state
+#: outside every project (`$XDG_STATE_HOME/popkit-power`).
+APP_DIR = "popkit-power"
+#: The power directory outside git: here, or in the nearest folder above that has one.
+LOCAL_DIR = ".popkit-power"
+CONFIG_FILE = "config.json"
+#: The last config.json that passed (config.usable_config).
+LAST_VALID_FILE = "config.last-valid.json"
+#: The problem the hook last logged (hook/miswired.py), dropped when a changed config.json validates.
+CONFIG_PROBLEM_FILE = "config.problem"
+#: This power directory's origin id, written once.
+ORIGIN_FILE = "origin"
+#: The active-session pointer: the id of the active session, absent when Power Mode is off.
+ACTIVE_FILE = "active"
+#: The hook's one-line error log.
+HOOK_LOG = "hook.log"
+SESSIONS_DIR = "sessions"
+#: The trust markers in this user's state folder (home.trust_dir).
+TRUSTED_DIR = "trusted"
+#: Claude Code's own folder, in the user's home (its settings and transcripts) and in a project (its settings).
+CLAUDE_DIR = ".claude"
+
+# In a session's folder, `sessions/<session id>/`:
+JOURNAL_DIR = "journal"
+SNAPSHOTS_DIR = "snapshots"
+AGENTS_DIR = "agents"
+COORDINATOR_LOG = "coordinator.log"
+#: The replicator's report on its work (replication/status_file.py).
+REPLICATION_STATUS_FILE = "replication.json"
+#: The names of the two leases (journal/lease.py): `<name>.lock` is locked, `<name>.json` names the holder.
+COORDINATOR_LEASE = COORDINATOR
+REPLICATOR_LEASE = "replicator"
+#: A journal segment: `<16 digits>.jsonl` (journal/records.segment_name).
+SEGMENT_SUFFIX = ".jsonl"
+SNAPSHOT_SUFFIX = ".snapshot.json"
+#: What a file is written as before it is renamed into place (_fs.write_file_atomically).
+TEMPORARY_SUFFIX = ".tmp"
+#: An agent's files in `agents/`: its state, the lock over it, and the claim of its idle waiter (hook/wake.py).
+AGENT_STATE_SUFFIX, AGENT_LOCK_SUFFIX, WAITER_CLAIM_SUFFIX = ".json", ".lock", ".waiter"
+
+
+def sessions_dir(power_dir: str) -> str:
+    """`<power dir>/sessions`."""
+    return os.path.join(power_dir, SESSIONS_DIR)
+
+
+def lease_lock_file(session_dir: str, name: str) -> str:
+    """The file a lease's holder locks: `<session dir>/coordinator.lock` (`replicator.lock`)."""
+    return os.path.join(session_dir, f"{name}.lock")
+
+
+def lease_holder_file(session_dir: str, name: str) -> str:
+    """The file naming a lease's holder: `<session dir>/coordinator.json` (`replicator.json`)."""
+    return os.path.join(session_dir, f"{name}.json")
+
+
+def journal_lock_file(journal_dir: str) -> str:
+    """The journal's writer lock, beside its folder: `<session dir>/journal.lock`."""
+    return journal_dir.rstrip("/\\") + ".lock"
+
+
+def torn_file(journal_dir: str, segment_file: str, offset: int) -> str:
+    """Where the torn tail cut from `segment_file` at byte `offset` is kept: `<segment>.torn-<offset>` beside it."""
+    return os.path.join(journal_dir, f"{segment_file}.torn-{offset}")
+
+
+def agent_file(agents_dir: str, safe_key: str, suffix: str = AGENT_STATE_SUFFIX) -> str:
+    """One of an agent's files in `agents/` (`suffix`: AGENT_STATE_SUFFIX, AGENT_LOCK_SUFFIX or
+    WAITER_CLAIM_SUFFIX), for the agent key `safe_key` already made safe as a name (home.safe_name)."""
+    return os.path.join(agents_dir, safe_key + suffix)
+
+
+def subagent_transcript(session_transcript_stem: str, agent_id: str) -> str:
+    """Claude Code's transcript of a subagent: `<session transcript without .jsonl>/subagents/agent-<id>.jsonl`."""
+    return os.path.join(session_transcript_stem, "subagents", f"agent-{agent_id}.jsonl")

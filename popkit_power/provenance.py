@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import sys
 
+from .display import cut, quoted, shown
 from .errors import SessionError
 from .keys import HUMAN, RESERVED_SENDERS
 from .processes import read_stat, start_time
@@ -41,6 +42,8 @@ if TYPE_CHECKING:  # Session.append_events imports this module for an event sent
     from collections.abc import Mapping
     from typing import Any
 
+#: How much of a sender or session id a refusal shows (an environment variable or an argument may hold anything).
+_SHOWN_CHARS = 80
 #: Event types only the human sends: answers to approval requests.
 HUMAN_ONLY_TYPES = APPROVAL_ANSWERS
 #: Event types no agent sends: handing a task to an agent over whoever holds it is the human's override (`popkit-power
@@ -171,7 +174,7 @@ def doubts(found: Any, *, asked: Any = None, answered: Any = None) -> list[str]:
     if inside:
         reasons.append(f"inside an agent's session ({', '.join(dict.fromkeys(inside))} set)")
     if found.get("claude_ancestor"):
-        reasons.append(f"Claude Code ({_text(found['claude_ancestor'])[:80]}) is among its ancestors")
+        reasons.append(f"Claude Code ({cut(_text(found['claude_ancestor']), _SHOWN_CHARS)}) is among its ancestors")
     if found.get("controlling_terminal") is False or (found.get("controlling_terminal") is None
                                                       and not found.get("tty")):
         reasons.append("no terminal")
@@ -244,27 +247,22 @@ def check_sender(sender: str, event_type: str, environ: Mapping[str, str], *, na
         if why is not None:
             raise SessionError(f"refused: only the human answers approvals, and this command runs inside an "
                                f"agent's session ({why}); the human answers from a terminal outside Claude Code "
-                               f"with: popkit-power {verb} {_shown(request or 'REQUEST')}")
+                               f"with: popkit-power {verb} {shown(request or 'REQUEST', _SHOWN_CHARS)}")
         if sender != HUMAN:
             raise SessionError(f"only the human answers approvals: {event_type} cannot be sent as "
-                               f"{_shown(sender)!r}")
+                               f"{quoted(sender, _SHOWN_CHARS)}")
         return
     if why is None:
         return
     claude_session = environ.get("CLAUDE_CODE_SESSION_ID", "").strip()
-    own = f"{_shown(claude_session)}:<agent id>" if claude_session else "<session id>:<agent id>"
+    own = f"{shown(claude_session, _SHOWN_CHARS)}:<agent id>" if claude_session else "<session id>:<agent id>"
     if reserved:
         raise SessionError(f"refused: inside an agent's session ({why}) nobody sends as "
-                           f"{_shown(sender.strip())!r}; send as an agent: --as {own}")
+                           f"{quoted(sender.strip(), _SHOWN_CHARS)}; send as an agent: --as {own}")
     if claude_session and not (sender.startswith(f"{claude_session}:") and len(sender) > len(claude_session) + 1):
-        raise SessionError(f"refused: {_shown(sender)!r} is not an agent of this Claude Code session "
-                           f"{_shown(claude_session)}; an agent sends only as itself: --as {own} "
+        raise SessionError(f"refused: {quoted(sender, _SHOWN_CHARS)} is not an agent of this Claude Code session "
+                           f"{shown(claude_session, _SHOWN_CHARS)}; an agent sends only as itself: --as {own} "
                            f"(main, or a subagent's id)")
-
-
-def _shown(value: str, limit: int = 80) -> str:
-    """`value` cut short for a message, whatever an environment variable or an argument held."""
-    return value if len(value) <= limit else f"{value[:limit]}..."
 
 
 def _plain(sender: str) -> str:

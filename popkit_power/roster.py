@@ -16,6 +16,7 @@ import shlex
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .display import MAX_SHOWN_CHARS, quoted, shown
 from .errors import SessionError
 from .fold.tasks import may_finish
 from .journal.writer import Position
@@ -38,7 +39,6 @@ CLAIMABLE_TASK_STATES = frozenset({TASK_OPEN, TASK_ORPHANED})
 GONE_AGENT_STATES = frozenset({AGENT_LEFT, AGENT_LOST})
 #: How many agents or tasks a refusal lists before "and N more".
 MAX_LISTED = 10
-_SHOWN_CHARS = 60
 
 
 # -- what typed text names ------------------------------------------------------------------------------------------
@@ -285,23 +285,11 @@ def fold_through(session: Session, state: State, position: Position, seq: int) -
     return session.fold_through(state, position, seq)
 
 
-# -- text -----------------------------------------------------------------------------------------------------------
-
-def shown(value: str, limit: int = _SHOWN_CHARS) -> str:
-    """`value` fit for a one-line message: cut to `limit` characters, and quoted with escapes when it holds a line
-    break, a control character or an invisible one."""
-    cut = value if len(value) <= limit else f"{value[:limit]}..."
-    return cut if cut.isprintable() else repr(cut)
-
+# -- text (shown, quoted and the cut are display.py's) ---------------------------------------------------------------
 
 def shell_word(value: str, placeholder: str) -> str:
     """`value` as one shell word for a command to copy, or `placeholder` when it is long or not plain text."""
-    return shlex.quote(value) if len(value) <= _SHOWN_CHARS and value.isprintable() else placeholder
-
-
-def quoted(value: str) -> str:
-    """`value` (what was typed, a title) quoted with escapes and cut, for a one-line message."""
-    return repr(value if len(value) <= _SHOWN_CHARS else f"{value[:_SHOWN_CHARS]}...")
+    return shlex.quote(value) if len(value) <= MAX_SHOWN_CHARS and value.isprintable() else placeholder
 
 
 def _listed(items: list[str], empty: str) -> str:

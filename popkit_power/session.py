@@ -14,6 +14,7 @@ import time
 
 from ._fs import DIR_MODE, private_dir
 from .config import Config, load_config
+from .display import shown
 from .errors import PowerModeError, SessionError
 from .home import (
     active_session,
@@ -21,13 +22,12 @@ from .home import (
     existing_session_dir,
     origin_id,
     session_dir,
-    sessions_dir,
     set_active_session,
 )
 from .journal import codec
 from .journal.reader import warn_damage
 from .journal.writer import Appended, Journal, Position
-from .keys import HUMAN
+from .keys import HUMAN, JOURNAL_DIR, SNAPSHOTS_DIR, sessions_dir
 from .protocol import make_event
 
 TYPE_CHECKING = False
@@ -60,7 +60,7 @@ class Session:
             private_dir(os.path.dirname(self.dir))
             private_dir(self.dir)
         self.journal = Journal(
-            os.path.join(self.dir, "journal"),
+            os.path.join(self.dir, JOURNAL_DIR),
             durability=self.config.durability,
             segment_max_bytes=self.config.segment_max_bytes,
             max_record_bytes=self.config.max_record_bytes,
@@ -130,7 +130,7 @@ class Session:
                                 sender=sender)
         state = self.fold_through(state, position, appended.first_seq)
         if (state["finished"].get(task_id) or {}).get("completed_by") != sender:
-            raise SessionError(f"task {_shown(task_id)} was not recorded as done: {why_not_finished(state, task_id)} "
+            raise SessionError(f"task {shown(task_id)} was not recorded as done: {why_not_finished(state, task_id)} "
                                f"(it changed hands just before your result, seq {appended.first_seq}, which counts "
                                f"for nothing)")
         return appended
@@ -205,7 +205,7 @@ class Session:
 
         fold_key = {name: getattr(self.config, name) for name in self.rules().__slots__}
         fold_key["fold_version"] = FOLD_VERSION
-        return Snapshots(os.path.join(self.dir, "snapshots"), self.id, fold_key, self.journal)
+        return Snapshots(os.path.join(self.dir, SNAPSHOTS_DIR), self.id, fold_key, self.journal)
 
 
 def _stamped(event: dict[str, Any], origin: str) -> bool:
@@ -228,23 +228,18 @@ def why_not_finished(state: State, task_id: str) -> str:
     finished."""
     finished = state["finished"].get(task_id)
     if finished is not None:
-        return f"task {_shown(task_id)} is already {finished['status']} by {_agent(state, finished['completed_by'])}"
+        return f"task {shown(task_id)} is already {finished['status']} by {_agent(state, finished['completed_by'])}"
     task = state["tasks"].get(task_id) or {}
     if task.get("owner"):
-        return (f"task {_shown(task_id)} belongs to {_agent(state, task['owner'])}: only its holder or the human "
+        return (f"task {shown(task_id)} belongs to {_agent(state, task['owner'])}: only its holder or the human "
                 f"reports its result")
-    return f"task {_shown(task_id)} is {task.get('status')}: nobody holds it; claim it before you report its result"
+    return f"task {shown(task_id)} is {task.get('status')}: nobody holds it; claim it before you report its result"
 
 
 def _agent(state: State, key: Any) -> str:
     """An agent as a message names it: `name (key)`, each cut and escaped to one plain line."""
     name = (state["agents"].get(key) or {}).get("name") or key
-    return _shown(str(name)) if name == key else f"{_shown(str(name))} ({_shown(str(key))})"
-
-
-def _shown(text: str, limit: int = 60) -> str:
-    cut = text if len(text) <= limit else f"{text[:limit]}..."
-    return cut if cut.isprintable() else repr(cut)
+    return shown(str(name)) if name == key else f"{shown(str(name))} ({shown(str(key))})"
 
 
 def new_session_id() -> str:

@@ -20,6 +20,7 @@ from .home import active_session
 from .journal.lease import trouble
 from .journal.reader import warn_damage
 from .journal.writer import Position
+from .keys import REPLICATOR_LEASE
 from .projector import (
     AGENT_ACTIVE,
     AGENT_IDLE,
@@ -40,7 +41,7 @@ from .projector import (
 from .provenance import doubts
 from .replication.mode_selector import CREDENTIAL_VARS, FILE, Mode, select_mode
 from .session import Session
-from .timestamps import age_of
+from .timestamps import age_of, utc_text
 
 #: Unfinished tasks in the order a person should look at them: the ones waiting for someone first.
 TASK_ORDER = (TASK_PARKED, TASK_ORPHANED, TASK_OPEN, TASK_ASSIGNED, TASK_CLAIMED)
@@ -64,7 +65,7 @@ def replication_info(session: Session, position: Position, now: float) -> dict[s
     from .journal.lease import held
     from .replication.replicator import read_status
 
-    running = held(session.dir, "replicator")
+    running = held(session.dir, REPLICATOR_LEASE)
     report = read_status(session.dir)
     if report is None and not running:
         return None
@@ -154,7 +155,7 @@ def session_status(session: Session, state: State, position: Position, *, now: f
         "power_dir": session.power_dir,
         "session": session.id,
         "active": active_session(session.power_dir) == session.id,
-        "now": _utc(now),
+        "now": utc_text(now),
         "mode": mode_info(replication, session=True, closed=state["closed"] is not None),
         "journal": {"directory": session.journal.directory, "records_through_seq": position.seq - 1,
                     "position": position.as_dict()},
@@ -275,7 +276,3 @@ def doubtful_answers(state: State) -> dict[str, dict[str, Any]]:
             found[request] = {**{key: approval.get(key) for key in ("status", "by", "answered", "from", "question")},
                               "reasons": reasons}
     return found
-
-
-def _utc(now: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1_000_000):06d}Z"

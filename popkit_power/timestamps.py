@@ -2,6 +2,10 @@
 
 A timestamp records when an event was made; it orders nothing (the journal's seq does). Consumers that need time,
 like the conflict window, read it from the events with `seconds_of`, never from a clock.
+
+The one UTC text format of the project, written and read here: `utc_text` writes it (whole seconds for the hook's log
+and the lease files: 2026-11-24T10:00:00Z), `seconds_of` reads either form back, `day_of` and `clock_of` take the
+parts a person reads (`day_and_clock`: 2026-11-24 10:00:00).
 This module is on the hook's hot path: it imports only `time`.
 """
 
@@ -16,8 +20,17 @@ if TYPE_CHECKING:
 
 def utc_now() -> str:
     """The current UTC time as ISO 8601 with microseconds and a Z, e.g. 2026-11-24T10:00:00.123456Z."""
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1_000_000):06d}Z"
+    return utc_text(time.time())
+
+
+def utc_text(seconds: float | None = None, *, whole: bool = False) -> str:
+    """`seconds` since the epoch (default: now) as ISO 8601 in UTC with a Z: with microseconds
+    (2026-11-24T10:00:00.123456Z), or in `whole` seconds (2026-11-24T10:00:00Z)."""
+    now = time.time() if seconds is None else seconds
+    if whole:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    second, micros = divmod(round(now * 1_000_000), 1_000_000)  # rounded: 0.07 is 070000, not 069999
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + f".{micros:06d}Z"
 
 
 def seconds_of(ts: Any) -> float | None:
@@ -40,6 +53,30 @@ def seconds_of(ts: Any) -> float | None:
     day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
     day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
     return (era * 146097 + day_of_era - 719468) * 86400 + clock + fraction
+
+
+def day_of(ts: Any) -> str | None:
+    """YYYY-MM-DD of an event timestamp, or None when it is not one."""
+    if isinstance(ts, str) and len(ts) >= 19 and ts[4] == "-" and ts[7] == "-":
+        day = ts[:10]
+        if (day[:4] + day[5:7] + day[8:]).isdigit():
+            return day
+    return None
+
+
+def clock_of(ts: Any) -> str:
+    """HH:MM:SS of an event timestamp (2026-11-24T10:00:00.123456Z), or ??:??:?? when it is not one."""
+    if isinstance(ts, str) and len(ts) >= 19 and ts[10] == "T":
+        clock = ts[11:19]
+        if clock[2] == ":" and clock[5] == ":" and (clock[:2] + clock[3:5] + clock[6:]).isdigit():
+            return clock
+    return "??:??:??"
+
+
+def day_and_clock(ts: Any) -> str:
+    """`YYYY-MM-DD HH:MM:SS` of an event timestamp, as a person reads it (UTC), or `?` when it is not one."""
+    day = day_of(ts)
+    return f"{day} {clock_of(ts)}" if day else "?"
 
 
 def ago(seconds: float | None) -> str:

@@ -10,7 +10,8 @@
 - `--test`: every command popkit-power sends, round-tripped under a throwaway key prefix that is deleted afterwards;
   one line per check.
 
-Exit codes: 0 all good, 1 a check failed, 2 nothing to check (no credentials set) or a value that cannot be used.
+Exit codes (exit_codes.py): 0 all good, 1 a check failed, 2 nothing to check (no credentials set) or a value that
+cannot be used.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .display import cut
 from .errors import ConfigError, PowerModeError
+from .exit_codes import FAILED, OK, exit_code_for
 from .replication.mode_selector import (
     CREDENTIAL_VARS,
     REDIS,
@@ -51,7 +54,7 @@ def show_status(environ: Mapping[str, str], out: Out = print) -> int:
         out(f"{name:<26}{_shown(name, value) if value else 'not set'}")
     mode = select_mode(environ, check=False)
     out(f"{'mode':<26}{mode.kind} ({mode.reason})")
-    return 0
+    return OK
 
 
 def ping(environ: Mapping[str, str], out: Out = print) -> int:
@@ -61,11 +64,11 @@ def ping(environ: Mapping[str, str], out: Out = print) -> int:
         elapsed = ping_transport(transport)
     except PowerModeError as error:
         out(f"FAIL  PING: {error}")
-        return 1
+        return FAILED
     finally:
         transport.close()
     out(f"ok    PING {transport.describe()}: PONG in {elapsed:.1f} ms")
-    return 0
+    return OK
 
 
 def self_test(environ: Mapping[str, str], out: Out = print) -> int:
@@ -129,7 +132,7 @@ def run_checks(transport: Transport, out: Out = print) -> int:
         if good(replies):
             out(f"ok    {name} ({elapsed:.1f} ms)")
         else:
-            out(f"FAIL  {name}: unexpected replies {str(replies)[:300]}")
+            out(f"FAIL  {name}: unexpected replies {cut(str(replies), 300)}")
             failed += 1
     if failed:  # the DEL check may not have run: delete again, as well as we can
         try:
@@ -138,7 +141,7 @@ def run_checks(transport: Transport, out: Out = print) -> int:
             out(f"note  the test keys {prefix}* could not be deleted ({error}); they expire in 120 s at most "
                 f"where EXPIRE ran")
     out(f"{len(checks) - failed} of {len(checks)} checks passed, {transport.commands_sent} commands sent")
-    return 1 if failed else 0
+    return FAILED if failed else OK
 
 
 def _target(environ: Mapping[str, str]) -> Transport:
@@ -178,7 +181,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return ping(env) if args.ping else self_test(env)
     except PowerModeError as error:
         print(f"popkit-power: {error}", file=sys.stderr)
-        return 2
+        return exit_code_for(error)
 
 
 if __name__ == "__main__":

@@ -300,6 +300,7 @@ def test_a_stepped_wall_clock_moves_no_verdict_and_stops_no_heartbeat(team: dict
 def test_the_daemon_starts_holds_the_lease_and_stop_ends_it_and_closes_the_session(team: dict[str, Any]) -> None:
     """spawn() starts the coordinator in its own process session, logging beside the journal; `popkit-power stop`
     stops it (its coordinator.stopped comes before session.closed) and the lease is free again."""
+    from popkit_power import keys
     from popkit_power.coordinator import daemon
 
     session = team["session"]
@@ -314,7 +315,7 @@ def test_the_daemon_starts_holds_the_lease_and_stop_ends_it_and_closes_the_sessi
         daemon.stop(session)  # never leave a daemon behind, even when an assertion failed
     kinds = [event["type"] for event in session.journal.reader()]
     assert kinds.index("coordinator.stopped") < kinds.index("session.closed")
-    assert "mode" in Path(session.dir, daemon.LOG_FILE).read_text()
+    assert "mode" in Path(session.dir, keys.COORDINATOR_LOG).read_text()
 
 
 def test_an_idle_coordinator_waits_instead_of_spinning(team: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from popkit_power.coordinator import PowerModeCoordinator, daemon
 from popkit_power.journal.lease import holder
+from popkit_power.keys import COORDINATOR_LOG
 from popkit_power.session import start_session
 
 #: Runs the daemon's entry point as `python -m` does, then says whether click was loaded on the way.
@@ -65,7 +66,7 @@ def test_spawn_runs_the_coordinator_package_not_the_cli(tmp_path: Path) -> None:
         assert (holder(session.dir) or {}).get("pid") == pid
     finally:
         assert daemon.stop(session) == pid
-    log = Path(session.dir, daemon.LOG_FILE).read_text()
+    log = Path(session.dir, COORDINATOR_LOG).read_text()
     assert "coordinator: file mode" in log and "mode: file" in log
     kinds = [event["type"] for event in session.journal.reader()]
     assert kinds[-2:] == ["coordinator.started", "coordinator.stopped"]

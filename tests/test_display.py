@@ -119,3 +119,28 @@ def test_status_replay_and_the_timeline_mark_a_lookalike(session: Session, name:
     assert sum(f"?{name}" in line for line in lines) == 3, lines  # joined, and the two insights
     names = build_timeline(session)["names"]
     assert names[agent].startswith(f"?{name}") and names[name].startswith(f"?{name}"), names
+
+
+# -- cutting: one rule, one ellipsis ------------------------------------------------------------------------------
+
+
+def test_a_long_text_is_cut_with_one_ellipsis_to_its_limit_and_a_short_one_is_left_alone() -> None:
+    assert display.cut("abcdef", 6) == "abcdef"
+    assert display.cut("abcdefg", 6) == "abcde\u2026" and len(display.cut("x" * 1000, 6)) == 6
+    assert display.clean("a\nb " * 50, 10) == "a b a b a\u2026"
+    assert display.shown("t-1a2b3c") == "t-1a2b3c"
+    assert display.shown("x" * 61) == "x" * 59 + "\u2026", "the default limit is MAX_SHOWN_CHARS"
+    assert display.shown("a\x1b[2Jb") == repr("a\x1b[2Jb"), "not plain: quoted with escapes"
+    assert display.quoted("it's", 3) == repr("it\u2026")
+
+
+def test_messages_cut_what_was_typed_with_the_same_ellipsis() -> None:
+    """A value typed long shows as the first characters and U+2026 in every message that names it: no "...",
+    which reads like part of the value."""
+    from popkit_power.errors import SessionError
+    from popkit_power.projector import new_state
+    from popkit_power.roster import find_task
+
+    with pytest.raises(SessionError) as refused:
+        find_task(new_state(), "t-" + "9" * 200)
+    assert f"'t-{'9' * 57}\u2026'" in str(refused.value) and "..." not in str(refused.value)

@@ -15,7 +15,8 @@ from test_hook import call, tool
 
 from popkit_power.cli import main
 from popkit_power.coordinator import PowerModeCoordinator
-from popkit_power.hook.log import log_error
+from popkit_power.errors import ConfigError
+from popkit_power.hook.log import HOOK_TWICE, log_error
 from popkit_power.session import start_session
 from popkit_power.setup.install import PLUGIN_COMMAND, hooks_config, install_hooks
 
@@ -77,7 +78,7 @@ def test_the_hook_noticing_events_twice_is_reported(session: Any, project: Path)
     """A --plugin-dir plugin is in no settings file: the hook's own notice in hook.log tells doctor."""
     install_hooks(str(project / ".claude" / "settings.local.json"))
     log_error(session.power_dir, "PostToolUse of agent x:main reached popkit-power-hook twice (once through the "
-                                 "plugin at /p, once through a settings file (popkit-power install))")
+                                 "plugin at /p, once through a settings file (popkit-power install))", code=HOOK_TWICE)
     _result, checks = doctor(project)
     assert checks["hooks"][0]["verdict"] == "FAIL" and "--plugin-dir" in " ".join(checks["hooks"][0]["fixes"])
 
@@ -146,7 +147,8 @@ def test_the_coordinator_missing_then_alive(session: Any, project: Path) -> None
 
 def test_status_points_to_doctor_only_for_errors_since_the_last_recorded_call(session: Any, project: Path) -> None:
     call(session.power_dir, tool())
-    log_error(session.power_dir, "the hook failed here")  # the log's times are whole seconds: the same second counts
+    # the log's times are whole seconds: the same second counts
+    log_error(session.power_dir, "the hook failed here", code="unexpected")
     info = orjson.loads(CliRunner().invoke(main, ["status", "--json"]).stdout)
     assert len(info["problems"]) == 1 and "the hook logged 1 error since" in info["problems"][0]
     assert "popkit-power doctor" in CliRunner().invoke(main, ["status"]).stdout
@@ -158,7 +160,8 @@ def test_status_points_to_doctor_only_for_errors_since_the_last_recorded_call(se
 
 
 def test_doctor_explains_the_hook_log(session: Any, project: Path) -> None:
-    log_error(session.power_dir, f"{session.power_dir}/config.json: 'x' must be a number; nothing is recorded")
+    log_error(session.power_dir, f"{session.power_dir}/config.json: 'x' must be a number; nothing is recorded",
+              code=ConfigError.code)
     _result, checks = doctor(project)
     hook_log = checks["hook.log"][0]
     assert hook_log["verdict"] == "warn" and any("fix config.json" in fix for fix in hook_log["fixes"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -118,13 +119,15 @@ def test_the_schema_wants_a_recipient_for_direct_messages() -> None:
 def test_the_spec_names_the_constants_the_code_uses() -> None:
     """The numbers and names a second reader needs match the code: segment name width, crc marker, lock and torn
     file names, snapshot suffix."""
-    from popkit_power.journal import snapshots
+    from popkit_power import keys
     from popkit_power.journal import writer as journal
 
     assert f"{journal.SEGMENT_DIGITS} decimal digits" in SPEC
-    assert journal.segment_name(1) in SPEC and journal.SEGMENT_SUFFIX in SPEC
-    assert ',"crc":"' in SPEC and "journal.lock" in SPEC and ".torn-<offset>" in SPEC
-    assert snapshots.SUFFIX in SPEC
+    assert journal.segment_name(1) in SPEC and keys.SEGMENT_SUFFIX in SPEC
+    lock = os.path.basename(keys.journal_lock_file(os.path.join("s", keys.JOURNAL_DIR)))
+    torn = os.path.basename(keys.torn_file(keys.JOURNAL_DIR, journal.segment_name(743), 5120))
+    assert ',"crc":"' in SPEC and lock == "journal.lock" and lock in SPEC and torn in SPEC
+    assert keys.SNAPSHOT_SUFFIX in SPEC
 
 
 def test_the_spec_worked_example_line_checks_out() -> None:

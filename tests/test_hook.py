@@ -20,7 +20,7 @@ import pytest
 from freezegun import freeze_time
 
 from popkit_power.hook import entry as hook
-from popkit_power.hook.log import LOG_FILE
+from popkit_power.keys import HOOK_LOG
 from popkit_power.session import Session
 
 HOOK_SCRIPT = Path(sys.executable).parent / "popkit-power-hook"
@@ -66,7 +66,7 @@ def run_script(home: str, stdin: bytes, **kwargs: Any) -> subprocess.CompletedPr
 
 
 def log_lines(home: str) -> list[str]:
-    path = Path(home, LOG_FILE)
+    path = Path(home, HOOK_LOG)
     return path.read_text().splitlines() if path.exists() else []
 
 
@@ -90,7 +90,7 @@ def test_bad_payloads_exit_0_silently_with_one_log_line(session: Session, stdin:
     completed = run_script(session.power_dir, stdin)
     assert (completed.returncode, completed.stdout, completed.stderr) == (0, b"", b"")
     (line,) = log_lines(session.power_dir)
-    assert logged in line
+    assert logged in line and " error [hook-input-invalid]: HookInputError: " in line, line
     assert events(session) == before, "nothing is appended for a payload the hook cannot use"
 
 
@@ -111,7 +111,7 @@ def test_full_disk_exits_0_and_leaves_the_journal_whole(session: Session) -> Non
 
     completed = run_script(session.power_dir, orjson.dumps(tool()), preexec_fn=limit_file_size)
     assert (completed.returncode, completed.stdout) == (0, b"")
-    assert any("JournalError" in line for line in log_lines(session.power_dir))
+    assert any("error [journal-failed]: JournalError" in line for line in log_lines(session.power_dir))
     assert [e["seq"] for e in events(session)] == [1, 2]
     assert session.journal.has_torn_tail() is None
 
@@ -136,12 +136,14 @@ def test_read_only_disk_exits_0(session: Session, monkeypatch: pytest.MonkeyPatc
     stdout = io.TextIOWrapper(io.BytesIO())
     monkeypatch.setattr(sys, "stdout", stdout)
     logged: list[str] = []
-    monkeypatch.setattr("popkit_power.hook.log.log_error", lambda power_dir, message: logged.append(message))
+    monkeypatch.setattr("popkit_power.hook.log.log_error",
+                        lambda power_dir, message, *, code: logged.append(f"[{code}] {message}"))
     assert hook.main() == 0
     monkeypatch.undo()
     assert stdout.buffer.getvalue() == b""  # type: ignore[attr-defined]
     assert segment.read_bytes() == before, "nothing was written"
     assert len(logged) == 1 and "Read-only file system" in logged[0], "the hook got as far as writing"
+    assert logged[0].startswith("[os-error] "), logged
 
 
 # -- what gets recorded ------------------------------------------------------------------------------------------------

@@ -233,7 +233,7 @@ def test_reading_stops_at_the_time_budget_and_goes_on_next_time(session: Session
     with freeze_time("2026-11-24 10:00:00", auto_tick_seconds=news.MAX_READ_SECONDS * 2):
         for _ in range(8):
             inbox = Inbox(state, f"{CLAUDE}:main", conflict_window=600, similarity_threshold=0.8, now=0)
-            seen += [orjson.loads(line.split("] ", 1)[1]) for line in news.read_news(session, state, inbox)]
+            seen += [orjson.loads(line.split("] ", 1)[1]) for line in news.read_news(session, state, inbox)[0]]
             assert state.cursor is not None
             cursors.append(state.cursor.seq)
     assert seen == [f"m{index}" for index in range(0, 1000, 50)]

@@ -763,8 +763,10 @@ def test_popkit_power_verify_on_a_read_only_power_directory(session: Session, tm
 
 def test_the_journal_imports_only_lean_modules_and_neither_config_nor_home() -> None:
     """journal.py, reader.py, records.py and repair.py import only os/zlib/errno/stat and the project's _fs, _lock,
-    errors and each other (config and home are above them); importing the journal loads nothing else."""
-    allowed = {"popkit_power._fs", "popkit_power._lock", "popkit_power.errors", "popkit_power.journal",
+    errors, keys (the file names, which imports only os) and each other (config and home are above them); importing
+    the journal loads nothing else."""
+    allowed = {"popkit_power._fs", "popkit_power._lock", "popkit_power.errors", "popkit_power.keys",
+               "popkit_power.journal",
                "popkit_power.journal.records", "popkit_power.journal.reader", "popkit_power.journal.repair",
                "popkit_power.journal.writer", "popkit_power"}
     code = ("import sys; before = set(sys.modules); import popkit_power.journal.writer; "

@@ -474,6 +474,22 @@ def test_seconds_of_agrees_with_datetime(moment: datetime.datetime) -> None:
     assert seconds_of(ts) == pytest.approx(expected, abs=1e-6)
 
 
+@given(st.datetimes(min_value=datetime.datetime(1970, 1, 1), max_value=datetime.datetime(2037, 12, 31)))
+def test_utc_text_writes_what_datetime_writes_and_seconds_of_reads_it_back(moment: datetime.datetime) -> None:
+    """Property: the one UTC writer (timestamps.utc_text) gives datetime's text for any instant, with microseconds or
+    in whole seconds (the hook's log, the leases), and the one reader takes both back; day_of and clock_of read the
+    parts a person sees. (Until 2038: later, a float's seconds are coarser than a microsecond.)"""
+    from popkit_power.timestamps import clock_of, day_of, utc_text
+
+    seconds = moment.replace(tzinfo=datetime.timezone.utc).timestamp()
+    ts = utc_text(seconds)
+    assert ts == moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert utc_text(seconds, whole=True) == moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert seconds_of(ts) == pytest.approx(seconds, abs=1e-6)
+    assert seconds_of(utc_text(seconds, whole=True)) == int(seconds)
+    assert (day_of(ts), clock_of(ts)) == (moment.strftime("%Y-%m-%d"), moment.strftime("%H:%M:%S"))
+
+
 @pytest.mark.parametrize("ts", [None, 5, "", "yesterday", "2026-11-24", "2026/11/24T10:00:00Z", "2026-11-24 10:00:00Z"])
 def test_seconds_of_is_none_for_what_is_not_a_timestamp(ts: Any) -> None:
     """Anything but an ISO UTC timestamp gives None (and so never a conflict), not an exception."""

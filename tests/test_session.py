@@ -14,7 +14,7 @@ import pytest
 from popkit_power.config import Config
 from popkit_power.errors import ProtocolError, SessionError
 from popkit_power.home import active_session
-from popkit_power.journal.snapshots import SUFFIX as SNAPSHOT_SUFFIX
+from popkit_power.keys import SNAPSHOT_SUFFIX
 from popkit_power.projector import project
 from popkit_power.session import Session, start_session, stop_session
 

@@ -117,3 +117,15 @@ def test_heartbeats_do_not_set_the_current_task_once_the_server_orders() -> None
     before = project(journal([*events, beat], list(range(8)), facts))
     after = project([*journal(events, list(range(7)), facts), {**beat, "seq": 99}])
     assert before["agents"]["carol:main"]["current_task"] == after["agents"]["carol:main"]["current_task"] == "t2"
+
+
+def test_the_server_orders_exactly_the_task_transitions_the_fold_applies() -> None:
+    """The replication server places every task transition the fold knows, and nothing else: one list, and it is
+    every task event of the protocol (a new task event left out would be applied in arrival order on each machine)."""
+    from popkit_power.fold.tasks import TRANSITIONS
+    from popkit_power.protocol import EVENT_TYPES
+    from popkit_power.replication.effects import ORDERED_TYPES
+
+    task_events = {kind for kind in EVENT_TYPES if kind.startswith("task.")}
+    assert ORDERED_TYPES == set(TRANSITIONS) == task_events
+    assert len(task_events) == 7, task_events

@@ -11,28 +11,23 @@ import platform
 import random
 import statistics
 import sys
-import time
 
 import orjson
 
 from popkit_power.protocol import make_event
+from popkit_power.timestamps import utc_text
 
 SESSION_ID = "20261124-100000-ab12cd"
 ORIGIN = "benchhost-1a2b3c"
+#: The mix of tool calls the benchmarks' agents make (a tuple in a fixed order, so a seed draws the same calls; which
+#: tools write is popkit_power.tool_calls.WRITE_TOOLS, never listed here).
 TOOLS = ("Read", "Edit", "Bash", "Grep", "Glob", "Write", "MultiEdit", "WebFetch", "TodoWrite", "Read", "Read", "Bash")
-WRITE_TOOLS = ("Edit", "Write", "MultiEdit")
 BASE_EPOCH = 1795514400.0  # 2026-11-24T10:00:00Z
 
 
 def agent_key(number: int) -> str:
     """An agent key shaped like the hook's: Claude session id + subagent id."""
     return f"9f1c2e7a-4b5d-4c3e-8a21-{number:012d}/subagent-{number:02d}"
-
-
-def ts_of(seconds: float) -> str:
-    whole = int(seconds)
-    micros = round((seconds - whole) * 1e6) % 1000000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micros:06d}Z"
 
 
 def file_path(rng: random.Random) -> str:
@@ -68,7 +63,7 @@ def append_bodies(count: int, *, seed: int = 1, agents: int = 16, tag: str = "")
     for index in range(count):
         number = rng.randrange(agents)
         sender = agent_key(number)
-        ts = ts_of(BASE_EPOCH + index * 0.01)
+        ts = utc_text(BASE_EPOCH + index * 0.01)
         calls[number] += 1
         event = heartbeat_event(rng, sender, ts, calls[number]) if index % 5 == 4 else tool_event(rng, sender, ts)
         if tag:

@@ -6,7 +6,7 @@
 
 --quick is a smoke run (5 runs, 20,000 events); --strict exits 1 when a budget is not met.
 
-Budget (DESIGN.md): the hook at most 2x `python -c pass` at median, with 1 and with 1,000,000 events in the journal
+Budget (docs/design.md): the hook at most 2x `python -c pass` at median, with 1 and with 1,000,000 events in the journal
 and 16 agents active; with Power Mode off at most 1.2x. The cases are interleaved run by run (the machine is shared
 and noisy, so ratios from one run, not absolute times, are what count). Between two measured calls the other 15
 agents each append one tool event (untimed), so every measured call has news to read, as it would with 16 agents.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Journal append benchmarks against the budgets in DESIGN.md, measured side by side in one run.
+"""Journal append benchmarks against the budgets in docs/design.md, measured side by side in one run.
 
     .venv/bin/python tools/bench_journal.py [--records N] [--quick] [--reps R] [--json] [--strict]
 

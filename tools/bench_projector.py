@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Projection benchmarks against the budget in DESIGN.md: rebuild from cold >= 50% of a bare orjson.loads loop.
+"""Projection benchmarks against the budget in docs/design.md: rebuild from cold >= 50% of a bare orjson.loads loop.
 
     .venv/bin/python tools/bench_projector.py [--events N] [--quick] [--reps R] [--json] [--strict]
 
@@ -32,10 +32,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common as common
 import orjson
 
-from popkit_power.journal.snapshots import SUFFIX as SNAPSHOT_SUFFIX
 from popkit_power.journal.writer import Journal
+from popkit_power.keys import SNAPSHOT_SUFFIX
 from popkit_power.protocol import make_event
 from popkit_power.session import Session
+from popkit_power.timestamps import utc_text
 
 BUDGET_REBUILD_RATIO = 0.5
 AGENTS = 16
@@ -76,7 +77,7 @@ class EventMaker:
         self.weights = [MIX[name] for name in self.types]
 
     def _event(self, event_type: str, data: dict, sender: str, to: str | None = None) -> dict:
-        ts = common.ts_of(common.BASE_EPOCH + self.index * 0.01)
+        ts = utc_text(common.BASE_EPOCH + self.index * 0.01)
         self.index += 1
         return make_event(event_type, data, sender=sender, session=common.SESSION_ID, origin=common.ORIGIN, to=to,
                           ts=ts)

@@ -15,7 +15,7 @@ alternating the sides and reporting medians of R repetitions:
   (e) `popkit-power timeline SESSION --html FILE` (its size too).
 
 Each command's peak RSS comes from wait4(2). The same commands on the journal a tenth as long show whether memory
-stays flat as the journal grows. No budget is set in DESIGN.md; the ratios are recorded in tools/BENCHMARKS.md.
+stays flat as the journal grows. No budget is set in docs/design.md; the ratios are recorded in tools/BENCHMARKS.md.
 """
 
 from __future__ import annotations

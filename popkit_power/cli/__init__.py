@@ -3,19 +3,29 @@
 Each command parses its arguments, calls the library, and prints the result; errors become one line on stderr and
 exit code 2 in one place, `common.PowerModeGroup` (damage found by `verify` exits 1). Commands by topic:
 
-    sessions.py    start, stop, status, verify
-    replaying.py   replay (events as lines, filtered, followed, or the state at a point), timeline (an HTML page)
-    messages.py    publish, insight, send, broadcast
-    tasks.py       task add, claim, done, result, release, reassign (the human's override)
-    approvals.py   ask, approve, deny (only the human answers, from outside every agent's session)
+    sessions.py      start, stop, status, verify
+    history.py       sessions, sessions prune (every session in brief; removing old ones)
+    replaying.py     replay (events as lines, filtered, followed, or the state at a point), timeline (an HTML page)
+    messages.py      publish, insight, send, broadcast
+    tasks.py         task add, claim, done, result, release, reassign (the human's override)
+    approvals.py     ask, approve, deny (only the human answers, from outside every agent's session)
     coordinating.py  coordinator (the session's coordinator in the foreground)
-    hooks.py       install, uninstall (Claude Code's settings)
-    upstash.py     upstash status, ping, test (the Upstash or Redis credentials)
-    demo.py        demo (a short real session with simulated agents, in a temporary power directory)
-    history.py     sessions, sessions prune (every session in brief; removing old ones)
-    doctor.py      doctor (checks the set-up, each problem with its fix), trust (a power directory that came with
-                   a project's files)
-    help.py        command lists with whole first sentences; counted words (`1 tool call`)
+    replicating.py   replicate (the session's replicator in the foreground), join (a session another machine opened)
+    hooks.py         install, uninstall, guardrails (Claude Code's settings)
+    doctor.py        doctor (checks the set-up, each problem with its fix), trust (a power directory that came with
+                     a project's files)
+    upstash.py       upstash status, ping, test (the Upstash or Redis credentials)
+    demo.py          demo (a short real session with simulated agents, in a temporary power directory)
+
+and what they share:
+
+    common.py        the power directory and session a command acts on, who sends, and errors as one line
+    render.py        status and verify reports drawn for people (rich, imported only when status is drawn)
+    help.py          command lists with whole first sentences; counted words (`1 tool call`)
+    __main__.py      `python -m popkit_power.cli` (how the demo's agents run it)
+
+The work is in the library: `status.py`, `roster.py`, `session.py`, the packages `replay/`, `setup/`, `replication/`
+and `coordinator/`. This `__init__` builds the `main` group from each module's COMMANDS.
 """
 
 from __future__ import annotations

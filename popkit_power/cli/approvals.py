@@ -12,6 +12,7 @@ import sys
 import click
 
 from ..approvals import GRANTED, answer_request, check_question, request_approval, wait_for_answer
+from ..exit_codes import FAILED, OK, TIMED_OUT
 from .common import active_session, sender_for, sender_option
 
 WAIT_SECONDS = 110.0
@@ -42,10 +43,10 @@ def ask(question: str, options: tuple[str, ...], wait: bool, timeout: float, sen
     if answer is None:
         click.echo(f"no answer within {timeout:g} s; request {request} stays open, and its answer will reach "
                    f"you after a later tool call", err=True)
-        sys.exit(3)
+        sys.exit(TIMED_OUT)
     note = f": {answer.note}" if answer.note else ""
     click.echo(f"{'GRANTED' if answer.granted else 'DENIED'} by the human{note}")
-    sys.exit(0 if answer.granted else 1)
+    sys.exit(OK if answer.granted else FAILED)
 
 
 def _answer(event_type: str, given: str, note: str | None) -> None:

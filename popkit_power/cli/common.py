@@ -1,17 +1,18 @@
 """What the `popkit-power` commands share: the power directory and session they act on, who sends, and the one
-place where errors become one line on stderr."""
+place where errors become one line on stderr and an exit code (the codes: exit_codes.py)."""
 
 from __future__ import annotations
 
 import errno
 import os
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from .. import provenance
 from ..config import Config
 from ..errors import PowerModeError, SessionError
+from ..exit_codes import exit_code_for
 from ..home import active_session as active_session_id
 from ..home import list_sessions
 from ..journal.writer import Appended
@@ -27,31 +28,37 @@ sender_option = click.option("--as", "sender", metavar="SENDER", help="Send as t
 
 
 class PowerModeGroup(HelpGroup):
-    """The command group that turns errors into one line on stderr and exit code 2, for every command at once: a
-    PowerModeError as it is, an error of the file system (a full disk, a missing permission, a file where a
-    directory belongs) with its path and the problem, and text that is not UTF-8 with where it was met."""
+    """The command group that turns errors into one line on stderr and an exit code (exit_codes.exit_code_for: 2),
+    for every command at once: a PowerModeError as it is, an error of the file system (a full disk, a missing
+    permission, a file where a directory belongs) with its path and the problem, and text that is not UTF-8 with
+    where it was met."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except BrokenPipeError:  # the reader went away (`replay | head`): nothing more to say, to anyone
+        except BrokenPipeError as error:  # the reader went away (`replay | head`): nothing more to say, to anyone
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.close(devnull)
-            ctx.exit(0)
+            _exit(ctx, error)
         except PowerModeError as error:
-            problem = str(error)
+            _exit(ctx, error, str(error))
         except UnicodeEncodeError as error:  # bytes that are not UTF-8 (surrogate-escaped by Python)
             bad = error.object[error.start:error.end].encode("utf-8", "surrogateescape")
-            problem = (f"an argument or environment value is not valid UTF-8 text (bytes {bad!r}); "
-                       f"nothing was written")
+            _exit(ctx, error, f"an argument or environment value is not valid UTF-8 text (bytes {bad!r}); nothing "
+                              f"was written")
         except UnicodeDecodeError as error:  # a file under the power directory that is not text
-            problem = (f"a file in {_power_dir_or_here(ctx)} is not UTF-8 text ({error.reason} at byte "
-                       f"{error.start}); it is damaged or was not written by popkit-power")
+            _exit(ctx, error, f"a file in {_power_dir_or_here(ctx)} is not UTF-8 text ({error.reason} at byte "
+                              f"{error.start}); it is damaged or was not written by popkit-power")
         except OSError as error:
-            problem = os_problem(error, _power_dir_or_here(ctx))
+            _exit(ctx, error, os_problem(error, _power_dir_or_here(ctx)))
+
+
+def _exit(ctx: click.Context, error: BaseException, problem: str | None = None) -> NoReturn:
+    """End the command after `error`: `problem` as one line on stderr, and the exit code exit_codes gives it."""
+    if problem is not None:
         click.echo(f"popkit-power: {problem}", err=True)
-        ctx.exit(2)
+    ctx.exit(exit_code_for(error))
 
 
 def os_problem(error: OSError, where_else: str) -> str:

@@ -13,6 +13,7 @@ import click
 from ..demo.outcome import happened, outcome, summary_lines
 from ..demo.run import Demo, DemoFailed, new_directory
 from ..demo.story import DEFAULT_SEED
+from ..exit_codes import FAILED, INTERRUPTED
 from ..replication.mode_selector import CREDENTIAL_VARS
 from ..session import Session
 from .render import make_console, status_view
@@ -94,7 +95,7 @@ def _report(run: Demo, directory: str, failure: str | None) -> None:
     session = Session(run.power_dir, run.session.id, read_only=True) if run.session is not None else None
     if session is None:
         click.echo(f"the demo stopped before its session opened ({failure}); {directory} can be removed", err=True)
-        sys.exit(130 if failure == "interrupted" else 1)
+        sys.exit(INTERRUPTED if failure == "interrupted" else FAILED)
     facts = outcome(session, run.plan)
     missing = happened(facts, run.plan)
     click.echo("")
@@ -109,10 +110,10 @@ def _report(run: Demo, directory: str, failure: str | None) -> None:
     session.journal.close()
     if failure == "interrupted":
         click.echo("the demo was interrupted; every process it started has ended", err=True)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     if failure or missing:
         click.echo(f"popkit-power demo: {failure or 'the story fell short: ' + '; '.join(missing)}", err=True)
-        sys.exit(1)
+        sys.exit(FAILED)
     click.echo("Next: in your own project, see the README's 'Use it in your project'.")
 
 

@@ -1,4 +1,4 @@
-"""`popkit-power doctor`: check the set-up and say what to do about each problem (the checks are in doctor.py);
+"""`popkit-power doctor`: check the set-up and say what to do about each problem (the checks are in setup/doctor.py);
 `popkit-power trust`: trust a power directory that came with a project's files."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import sys
 import click
 import orjson
 
+from ..exit_codes import FAILED
 from ..home import active_session
 from ..home import trust as trust_home
 from ..setup.doctor import FAIL, OK, WARN, run_all
@@ -46,7 +47,7 @@ def doctor(project_dir: str, all_sessions: bool, as_json: bool) -> None:
         else:
             click.echo("all good")
     if any(check.verdict == FAIL for check in checks):
-        sys.exit(1)
+        sys.exit(FAILED)
 
 
 @click.command()

@@ -11,6 +11,7 @@ from ..coordinator.daemon import running
 from ..display import clean
 from ..session import Session
 from ..session_index import parse_age, prune, summaries
+from ..timestamps import day_and_clock
 from .common import power_dir
 from .help import HelpGroup, plural
 
@@ -41,13 +42,14 @@ def sessions(ctx: click.Context, as_json: bool) -> None:
 
 def session_line(found: dict[str, Any]) -> str:
     """One session in two lines: id, start, end and outcome; then agents, events, tasks and the objective."""
-    started = _when(found["started"])
+    started = day_and_clock(found["started"])
     if found["outcome"] == "closed":
-        ended = f"to {_when(found['ended'])}, closed" + (f" ({clean(found['reason'], 60)})" if found["reason"] else "")
+        why = f" ({clean(found['reason'], 60)})" if found["reason"] else ""
+        ended = f"to {day_and_clock(found['ended'])}, closed{why}"
     elif found["outcome"] == "active":
         ended = "ACTIVE"
     elif found["outcome"] == "not closed":
-        ended = f"not closed (last event {_when(found['last_event'])})"
+        ended = f"not closed (last event {day_and_clock(found['last_event'])})"
     else:
         ended = f"cannot be read: {clean(found['problem'], 200)}"
     tasks = found["tasks"] or {}
@@ -56,11 +58,6 @@ def session_line(found: dict[str, Any]) -> str:
     agents = plural(found["agents"], "agent") if found["agents"] is not None else "? agents"
     return (f"  {found['session']}  {started} {ended}\n"
             f"      {objective}: {agents}, {plural(found['events'], 'event')}, {done}")
-
-
-def _when(ts: Any) -> str:
-    """A UTC timestamp as `2026-11-24 10:00:00`, or `?`."""
-    return f"{ts[:10]} {ts[11:19]}" if isinstance(ts, str) and len(ts) >= 19 else "?"
 
 
 @sessions.command("prune")

@@ -13,12 +13,13 @@ from typing import Any
 import click
 import orjson
 
+from ..display import quoted, shown
 from ..errors import ProtocolError, SessionError
 from ..fold.model import MAX_BROADCASTS_KEPT
 from ..keys import new_request_id
 from ..projector import live_agents
 from ..protocol import CHANNELS, DEFAULT_TYPE_OF_CHANNEL, channel_of
-from ..roster import check_agent_name, fold_through, live_agent, quoted, resolve_agent, shown
+from ..roster import check_agent_name, fold_through, live_agent, resolve_agent
 from .common import active_session, publish_event, sender_for, sender_option
 
 

@@ -15,6 +15,7 @@ from typing import IO, Any
 from ..display import MAX_NAME_CHARS, clean, sender_name
 from ..projector import TASK_PARKED
 from ..status import ALIVE, NONE, SILENT, STOPPED, skipped_entries
+from ..timestamps import clock_of, day_and_clock
 from .help import plural
 
 TYPE_CHECKING = False
@@ -168,9 +169,9 @@ def _header(info: dict[str, Any], note: str | None) -> RenderableType:
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column(overflow="fold")
     state = "active" if info["active"] else "not active"
-    closed = f", closed {clean(info['closed'], 19).replace('T', ' ')} UTC" if info["closed"] else ""
+    closed = f", closed {day_and_clock(info['closed'])} UTC" if info["closed"] else ""
     grid.add_row("session", Text.assemble((info["session"], "bold"), f" ({state}{closed})",
-                                          (f"  as of {info['now'][11:19]} UTC{f', {note}' if note else ''}", "dim")))
+                                          (f"  as of {clock_of(info['now'])} UTC{f', {note}' if note else ''}", "dim")))
     grid.add_row("objective", _text(info["objective"], limit=400))
     grid.add_row("mode", Text(f"{info['mode']['mode']} ({info['mode']['reason']})"))
     journal = info["journal"]

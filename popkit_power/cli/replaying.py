@@ -1,5 +1,6 @@
 """Looking back at a session: replay (its events as lines, filtered, followed, or its state at a point) and timeline
-(one HTML page). The work is in replay.py, playback.py and timeline.py; these commands parse, print and write."""
+(one HTML page). The work is in the replay package (story.py, playback.py, timeline.py); these commands parse,
+print and write."""
 
 from __future__ import annotations
 
@@ -101,7 +102,8 @@ def _print_events(playback: Any, filters: Any, until: Any, *, follow: bool, as_j
                   advance: Callable[[], None] | None) -> None:
     import orjson
 
-    from ..replay.story import day_line, day_of, event_line
+    from ..replay.story import day_line, event_line
+    from ..timestamps import day_of
 
     book = playback.book
     day: Any = None

@@ -14,12 +14,12 @@ from typing import Any
 import click
 
 from ..config import load_config
-from ..coordinator.daemon import LOG_FILE as COORDINATOR_LOG
 from ..coordinator.daemon import spawn as spawn_coordinator
+from ..display import cut
 from ..errors import ReplicationError, SessionError
 from ..home import active_session as active_session_id
 from ..home import set_active_session
-from ..keys import RedisLayout
+from ..keys import COORDINATOR_LOG, RedisLayout
 from ..replication.mode_selector import FILE, open_transport, select_mode
 from ..session import Session
 from .common import active_session, power_dir, session_to_read
@@ -103,7 +103,7 @@ def join(session_id: str | None, coordinator: bool) -> None:
                            f"nothing to join; start a new one with: popkit-power start \"objective\"")
     if not session_id and named is not None and not isinstance(named, str):
         raise SessionError(f"{transport.describe()}: {layout.active_session} holds something else than a session "
-                           f"id ({str(named)[:120]}); name the session: popkit-power join SESSION")
+                           f"id ({cut(str(named), 120)}); name the session: popkit-power join SESSION")
     session_id = session_id or (named if isinstance(named, str) else None)
     if not session_id:
         raise SessionError(f"{transport.describe()} names no active session under {layout.active_session}; start "

@@ -11,16 +11,18 @@ from typing import Any
 import click
 import orjson
 
-from ..config import CONFIG_FILE, LAST_VALID_FILE, Config, load_config
-from ..coordinator.daemon import LOG_FILE as COORDINATOR_LOG
+from ..config import Config, load_config
 from ..coordinator.daemon import spawn as spawn_coordinator
 from ..coordinator.daemon import stop as stop_coordinator
+from ..display import quoted
 from ..errors import ConfigError, PowerModeError, SessionError
+from ..exit_codes import FAILED
 from ..home import active_session as active_session_id
 from ..home import list_sessions
 from ..journal.verify import verify_journal
+from ..keys import CONFIG_FILE, COORDINATOR_LOG, LAST_VALID_FILE
 from ..replication.mode_selector import not_replicated, select_mode
-from ..roster import quoted, shell_word
+from ..roster import shell_word
 from ..session import Session, start_session, stop_session, summarize
 from ..setup.problems import problems, untrusted_problem
 from ..status import StatusReader, no_session
@@ -196,7 +198,7 @@ def verify(session_id: str | None, as_json: bool) -> None:
     report["session"] = session.id
     click.echo(orjson.dumps(report).decode() if as_json else verify_text(report))
     if not report["ok"]:
-        sys.exit(1)
+        sys.exit(FAILED)
 
 
 COMMANDS = (start, stop, status, verify)

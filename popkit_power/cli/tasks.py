@@ -27,10 +27,11 @@ import click
 
 from .. import provenance
 from ..claims import claim_task, wait_for_place
+from ..display import shown
 from ..errors import SessionError
 from ..journal.lease import held
 from ..journal.writer import Position
-from ..keys import HUMAN, new_result_task_id, new_task_id
+from ..keys import HUMAN, REPLICATOR_LEASE, new_result_task_id, new_task_id
 from ..projector import FINISHED_TASK_STATES, State
 from ..roster import (
     agent_label,
@@ -40,7 +41,6 @@ from ..roster import (
     find_task,
     fold_through,
     live_agent,
-    shown,
     task_label,
 )
 from ..session import Session, why_not_finished
@@ -149,7 +149,7 @@ def _complete(session: Session, seen: tuple[State, Position], task_id: str, text
     task away, the fold ignores the result on every machine, and the command says so, naming who holds it."""
     position = seen[1].copy()
     appended = session.complete_task(task_id, text, sender=who, ok=not failed, seen=seen)
-    if held(session.dir, "replicator"):
+    if held(session.dir, REPLICATOR_LEASE):
         timeout = session.config.replication_timeout_seconds
         if wait_for_place(session, position, appended.first_seq, timeout=timeout) is None:
             click.echo(f"the other machines have not confirmed the result within {timeout:g} s (is the replicator "

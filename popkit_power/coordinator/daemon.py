@@ -1,6 +1,6 @@
 """The coordinator as a daemon of its session: started by `popkit-power start` in its own process session (so it
 outlives the terminal), logging to `sessions/<id>/coordinator.log`, and stopped by `popkit-power stop`. Whether one
-runs is the lease's word (lease.py), not a pid file's: the OS releases the lease when its holder dies.
+runs is the lease's word (journal/lease.py), not a pid file's: the OS releases the lease when its holder dies.
 
 The daemon is `python -m popkit_power.coordinator --home DIR --session SESSION` (`main`): it starts without the CLI
 (no click, no command group), and runs what `popkit-power coordinator` runs in the foreground (`serve`)."""
@@ -18,9 +18,9 @@ from typing import Any
 from .._fs import open_file, read_file
 from ..errors import PowerModeError, SessionError
 from ..journal.lease import held, holder
+from ..keys import COORDINATOR_LOG
 from ..session import Session
 
-LOG_FILE = "coordinator.log"
 START_SECONDS = 15.0
 STOP_SECONDS = 15.0
 
@@ -33,7 +33,7 @@ def running(session: Session) -> bool:
 def spawn(session: Session) -> int:
     """Start the session's coordinator as a daemon and return its pid once it holds the lease; SessionError (with the
     end of its log) if it does not come up."""
-    log = open_file(os.path.join(session.dir, LOG_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    log = open_file(os.path.join(session.dir, COORDINATOR_LOG), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         process = subprocess.Popen(
             [sys.executable, "-m", "popkit_power.coordinator", "--home", session.power_dir, "--session", session.id],
@@ -47,7 +47,7 @@ def spawn(session: Session) -> int:
         if running(session) and (holder(session.dir) or {}).get("pid") == process.pid:
             return process.pid
         time.sleep(0.05)
-    raise SessionError(f"the coordinator did not start (see {os.path.join(session.dir, LOG_FILE)}): "
+    raise SessionError(f"the coordinator did not start (see {os.path.join(session.dir, COORDINATOR_LOG)}): "
                        f"{_log_tail(session)}")
 
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _log_tail(session: Session) -> str:
     try:
-        text = read_file(os.path.join(session.dir, LOG_FILE), 1 << 20).decode("utf-8", "replace")
+        text = read_file(os.path.join(session.dir, COORDINATOR_LOG), 1 << 20).decode("utf-8", "replace")
     except (OSError, PowerModeError):
         return "(no log)"
     return text[-600:].strip().replace("\n", " | ")

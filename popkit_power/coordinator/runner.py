@@ -5,8 +5,8 @@ appends its decisions (decide.py), with the original Power Mode's API:
     if coordinator.connect():   # selects the mode and says why (coordinator.mode, coordinator.reason)
         coordinator.start()     # in the background; coordinator.stop() ends it; coordinator.run() in the foreground
 
-It holds the session's lease (lease.py) while it runs. It wakes when the journal changes (follow.py) and when the
-Claude Code process of an agent on this machine exits (a pidfd per process, where the OS has them), so an agent's
+It holds the session's lease (journal/lease.py) while it runs. It wakes when the journal changes (follow.py) and when
+the Claude Code process of an agent on this machine exits (a pidfd per process, where the OS has them), so an agent's
 death is acted on at once, with no timer to wait out; otherwise it looks again every `POLL_SECONDS`. After a restart,
 even after SIGKILL, it starts from the latest snapshot plus the journal after it, and finds in the journal what it
 decided before, so it decides nothing twice.
@@ -85,9 +85,9 @@ class PowerModeCoordinator:
         self.gone: str | None = None  # why it ended when its session directory went away (then it says nothing)
 
     def connect(self) -> bool:
-        """Select the mode (mode_selector.py: Upstash, Redis or the file journal) and say why (`mode`, `reason`,
-        logged). False, with the reason printed on stderr, when the server the credentials name cannot be used (for
-        Upstash the original's "Upstash connection failed. Check your credentials." and the exact failure; for
+        """Select the mode (replication/mode_selector.py: Upstash, Redis or the file journal) and say why (`mode`,
+        `reason`, logged). False, with the reason printed on stderr, when the server the credentials name cannot be
+        used (for Upstash the original's "Upstash connection failed. Check your credentials." and the exact failure; for
         REDIS_URL a URL that is not one, or a server that does not answer PING); True otherwise."""
         selected = select_mode(self.environ)
         self.mode, self.reason = selected.kind, selected.reason

@@ -5,4 +5,7 @@
                CLAUDE_PID set to its own pid, as Claude Code does) and runs `popkit-power` as its Bash tool
     run.py     the human's side: opens the session, runs the real coordinator, starts the agents, kills one mid-task,
                answers the approval, shows the live status, and cleans up every process it started
+    outcome.py what the session shows happened, read back from its journal (what the demo reports at its end)
+
+The command itself (`cli/demo.py`) puts these together. This `__init__` imports nothing.
 """

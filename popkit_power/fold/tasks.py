@@ -211,6 +211,7 @@ def _released(state: State, event: Event, data: dict[str, Any], rules: Rules) ->
     _drop_orphan(state, data["task"])
 
 
+#: Every task transition, by event type; the replication server orders exactly these (replication/effects.py).
 TRANSITIONS = {
     "task.created": _created, "task.claimed": _claimed, "task.assigned": _assigned, "task.completed": _completed,
     "task.orphaned": _orphaned, "task.released": _released, "task.parked": _parked,

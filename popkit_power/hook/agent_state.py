@@ -17,6 +17,7 @@ from ..errors import JournalError
 from ..home import safe_name, write_private_file
 from ..journal import codec
 from ..journal.writer import Position
+from ..keys import AGENT_LOCK_SUFFIX, AGENTS_DIR, TEMPORARY_SUFFIX, agent_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ _NUMBER = (int, float)
 _KINDS: dict[str, tuple[type, Any]] = {
     "tool_calls": (int, None), "tool_counts": (dict, int), "files": (list, str), "asked": (dict, str),
     "my_writes": (dict, _NUMBER), "other_writes": (dict, dict), "seen_insights": (list, str), "names": (dict, str),
-    "warned": (dict, _NUMBER), "pending": (list, str), "titles": (dict, str),
+    "warned": (dict, _NUMBER), "pending": (list, str), "turns": (list, int), "titles": (dict, str),
     "guards": (dict, dict), "calls": (dict, list), "duplicates": (int, None), "unconfirmed": (list, dict),
 }
 
@@ -60,15 +61,16 @@ class AgentState:
         "titles",
         "tool_calls",
         "tool_counts",
+        "turns",
         "unconfirmed",
         "warned",
     )
 
     def __init__(self, session_dir: str, agent_key: str, *, durable: bool = False) -> None:
-        directory = private_dir(os.path.join(session_dir, "agents"))
+        directory = private_dir(os.path.join(session_dir, AGENTS_DIR))
         name = safe_name(agent_key, "agent key")
-        self.path = os.path.join(directory, name + ".json")
-        self.lock = FileLock(os.path.join(directory, name + ".lock"))
+        self.path = agent_file(directory, name)
+        self.lock = FileLock(agent_file(directory, name, AGENT_LOCK_SUFFIX))
         self.is_new = True
         self.lost_cursor = False  # the file was there but its cursor could not be used
         self.durable = durable  # fsync each write: with the journal's `fsync` durability, so both survive a power cut
@@ -98,6 +100,9 @@ class AgentState:
         self.warned: dict[str, float] = {}
         #: news lines read but not yet delivered (they did not fit under the cap)
         self.pending: list[str] = []
+        #: which of them start a turn (their indexes), known from their news items' kinds when they were read
+        #: (hook/news.py: `pending_turns`); None in a state written before this was kept
+        self.turns: list[int] | None = []
         #: replies whose news is not yet seen in Claude Code's transcript (hook/transcript.py)
         self.unconfirmed: list[dict[str, Any]] = []
         #: the hook calls handled lately: call id -> [when, how the hook was registered], to notice one Claude Code
@@ -134,6 +139,8 @@ class AgentState:
                 setattr(self, name, value)
         task = loaded.get("current_task")
         self.current_task = task if isinstance(task, str) else None
+        if not isinstance(loaded.get("turns"), list):
+            self.turns = None
         for path, writers in list(self.other_writes.items()):
             self.other_writes[path] = {key: when for key, when in writers.items() if _is(when, _NUMBER)}
         if loaded.get("cursor") is not None:
@@ -149,7 +156,8 @@ class AgentState:
             "tool_counts": self.tool_counts, "files": self.files,
             "current_task": self.current_task, "asked": self.asked, "my_writes": self.my_writes,
             "other_writes": self.other_writes, "seen_insights": self.seen_insights, "names": self.names,
-            "warned": self.warned, "pending": self.pending, "calls": self.calls, "duplicates": self.duplicates,
+            "warned": self.warned, "pending": self.pending, "turns": self.turns, "calls": self.calls,
+            "duplicates": self.duplicates,
             "unconfirmed": self.unconfirmed,
         }
 
@@ -167,7 +175,7 @@ class AgentState:
 
     def _write(self, text: str) -> None:
         # The temporary file has a fixed name because the agent's lock is held: a killed hook's leftover is reused.
-        write_private_file(self.path, text, durable=self.durable, temporary=self.path + ".tmp")
+        write_private_file(self.path, text, durable=self.durable, temporary=self.path + TEMPORARY_SUFFIX)
 
 
 def _is(value: Any, kind: Any) -> bool:

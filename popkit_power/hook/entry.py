@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ..errors import HookInputError
+from ..errors import HookInputError, code_of
 from ..home import find_power_dir, trusted_active_session
 
 TYPE_CHECKING = False
@@ -22,7 +22,7 @@ HANDLED_EVENTS = frozenset({"SessionStart", "PreToolUse", "PostToolUse", "PostTo
                             "SubagentStop", "Stop", "SessionEnd"})
 TOOL_EVENTS = frozenset({"PreToolUse", "PostToolUse", "PostToolUseFailure"})
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
-WAKE_ARG = "wake"  # `popkit-power-hook wake`: the idle agent's waiter (install.py registers it)
+WAKE_ARG = "wake"  # `popkit-power-hook wake`: the idle agent's waiter (setup/install.py registers it)
 MAX_ID_BYTES = 100  # Claude Code's ids are UUIDs; an agent key goes into every record the agent writes
 
 
@@ -53,7 +53,7 @@ def main() -> int:
     except BaseException as error:  # the hook must never break the agent, whatever happens
         from .log import log_error
 
-        log_error(power_dir, f"{type(error).__name__}: {error}")
+        log_error(power_dir, f"{type(error).__name__}: {error}", code=code_of(error))
         _silence_stdout()
     return 0
 

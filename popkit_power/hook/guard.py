@@ -28,10 +28,10 @@ the session, the journal or the agent's state are touched.
 from __future__ import annotations
 
 from ..config import usable_config
-from ..errors import PowerModeError
+from ..errors import PowerModeError, code_of
 from ..keys import HUMAN, MAIN, agent_key, agent_name, new_request_id
 from .guard_rules import MAX_SUBJECT_CHARS, UNREADABLE, matching_rule
-from .log import log_error
+from .log import GUARD_REQUEST_STALE, log_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,7 +52,8 @@ def respond(power_dir: str, session_id: str, payload: dict[str, Any], environ: A
     try:
         reason = _reason(power_dir, session_id, payload, environ)
     except Exception as error:  # a guard that cannot decide must not let the call through
-        log_error(power_dir, f"the guardrail check failed, the call is denied: {type(error).__name__}: {error}")
+        log_error(power_dir, f"the guardrail check failed, the call is denied: {type(error).__name__}: {error}",
+                  code=code_of(error))
         reason = (f"Power Mode guardrail: the check of this call failed ({type(error).__name__}: {error}), so it is "
                   f"denied; tell the human (popkit-power doctor shows the hook's errors).")
     return _deny(reason, deliver) if reason else None
@@ -64,7 +65,7 @@ def refuse(power_dir: str, raw: bytes, error: Exception, environ: Any, deliver: 
     from ..journal import codec
 
     log_error(power_dir, f"the active session cannot be read ({type(error).__name__}: {error}); guarded calls are "
-                         f"denied until it can")
+                         f"denied until it can", code=code_of(error))
     try:
         payload = codec.loads(raw.decode("utf-8"))
         tool, tool_input, cwd = payload.get("tool_name"), payload.get("tool_input"), payload.get("cwd")
@@ -137,7 +138,7 @@ def _reason(power_dir: str, session_id: str, payload: dict[str, Any], environ: A
         return reason or None
     except (OSError, PowerModeError) as error:  # the request cannot be recorded or its answer read: fail closed
         log_error(power_dir, f"guardrail {pattern!r} matched a {tool} call that was denied because the session "
-                             f"cannot be written or read: {type(error).__name__}: {error}")
+                             f"cannot be written or read: {type(error).__name__}: {error}", code=code_of(error))
         return (f"Power Mode guardrail: this call matches the guardrail {pattern!r}, and the approval it needs "
                 f"cannot be recorded: the session's journal cannot be written or read ({error}). It stays denied "
                 f"until the power directory can be written again; tell the human.")
@@ -174,7 +175,7 @@ def check(session: Session, state: AgentState, key: str, name: str, tool: str, s
     else:
         if entry is not None:
             log_error(session.power_dir, f"agent {key}: its stored guardrail request for a {tool} call does not "
-                                         f"match the journal; asking the human again")
+                                         f"match the journal; asking the human again", code=GUARD_REQUEST_STALE)
         entry = _ask(session, key, name, tool, subject, pattern, where)
         state.guards[fingerprint] = entry
         from .agent_state import MAX_GUARDS

@@ -15,9 +15,10 @@ import time
 
 from .._fs import remove_stale_temporaries
 from ..config import usable_config
+from ..display import cut
 from ..journal import codec
 from ..journal.records import largest_record_size
-from ..keys import MAIN, agent_key, agent_name, host_name, subagent_task
+from ..keys import AGENTS_DIR, MAIN, SNAPSHOTS_DIR, agent_key, agent_name, host_name, subagent_task
 from ..processes import start_time
 from ..protocol import remember_recent
 from ..session import Session
@@ -26,8 +27,8 @@ from ..tool_calls import FILE_TOOLS, WRITE_TOOLS, runs_only_popkit_power
 from . import miswired, texts
 from .agent_state import AgentState
 from .inbox import Inbox
-from .log import DamageLog, log_error
-from .news import read_news
+from .log import STATE_DAMAGED, DamageLog, log_error
+from .news import all_news, reply_and_keep
 from .transcript import new_reference, remember, settle, transcript_of
 from .wake import claim_path, drop_claim, take_news
 
@@ -64,7 +65,7 @@ def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str,
         state.load()
         if state.lost_cursor:
             log_error(power_dir, f"the state file of agent {agent.key} was damaged; its news goes on from the "
-                                 f"journal's end (what was sent to it before may be lost)")
+                                 f"journal's end (what was sent to it before may be lost)", code=STATE_DAMAGED)
         if call_id is not None and miswired.twice(state, call_id, environ, agent.key, event_name, power_dir):
             state.save()  # the same event, registered twice: the first process recorded and answered it
             return None
@@ -172,13 +173,14 @@ def _on_tool(session: Session, state: AgentState, agent: Agent, payload: dict[st
         state.pending += [texts.news_line(item, state.names) for item in inbox.news]
         inbox.news.clear()
     state.checkpoint()  # what is saved before a reply goes out: the cursor still before the news it carries
-    lines = state.pending + read_news(session, state, inbox)
+    lines, turns = all_news(session, state, inbox)
     transcript = agent.transcript(payload) if lines else None  # one stat, only for a reply with news
     reference = new_reference() if transcript else None
-    context, state.pending = texts.reply(lines, config.context_max_chars, reference=reference)
+    context = reply_and_keep(state, lines, turns, config.context_max_chars, reference=reference)
     if context and transcript and reference:
         tool_use_id = payload.get("tool_use_id")
-        remember(state, transcript, reference, context, tool_use_id if isinstance(tool_use_id, str) else None)
+        remember(state, transcript, reference, context, tool_use_id if isinstance(tool_use_id, str) else None,
+                 turns)
     return context
 
 
@@ -194,7 +196,7 @@ def _join_and_append(session: Session, state: AgentState, events: list[dict[str,
 def _on_session_start(session: Session, state: AgentState, agent: Agent, payload: dict[str, Any]) -> str:
     source = payload.get("source") if isinstance(payload.get("source"), str) else None
     _join_and_append(session, state, [agent.joined(session, source)])  # a resumed session goes on from its cursor
-    for directory in ("agents", "snapshots"):  # what writers killed in mid-write left behind
+    for directory in (AGENTS_DIR, SNAPSHOTS_DIR):  # what writers killed in mid-write left behind
         remove_stale_temporaries(os.path.join(session.dir, directory))
     return _welcome(session, agent, state)
 
@@ -292,8 +294,7 @@ def _heartbeat(state: AgentState) -> dict[str, Any]:
 
 def _cap(value: Any, field: str) -> str:
     text = value if isinstance(value, str) else str(value)
-    limit = MAX_CHARS[field]
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return cut(text, MAX_CHARS[field])
 
 
 def _append(session: Session, events: list[dict[str, Any]]) -> Appended:

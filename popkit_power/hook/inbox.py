@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
     NewsItem = tuple[Any, ...]
 
+#: The kinds of news item that start a turn of an agent that is idle or about to stop (hook/wake.py): a message to
+#: it, a broadcast, the human's answer to its request, an orphaned task offered to it, a task assigned to it or taken
+#: from it. Insights, edit conflicts and a claim decided between machines wait for its next tool call.
+STARTS_TURN = frozenset({"direct", "broadcast", "approval", "orphaned", "assigned", "taken"})
 MAX_INSIGHT_KEY = 300  # characters of an insight kept to recognise its near-duplicates
 MAX_REMEMBERED = 200  # entries of each remembered mapping
 MAX_NAME_CHARS = 80

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 
-from .log import log_error
+from .log import HOOK_TWICE, log_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def twice(state: AgentState, call_id: str, environ: Any, agent_key: str, event_n
     if other is None:
         return False
     if state.duplicates == 1:
-        log_error(power_dir, notice(agent_key, event_name, via, other))
+        log_error(power_dir, notice(agent_key, event_name, via, other), code=HOOK_TWICE)
     return True
 
 
@@ -98,8 +98,8 @@ def log_config_problem(power_dir: str, problem: ConfigProblem) -> None:
     import os
 
     from .._fs import read_file, write_file_atomically
-    from ..config import CONFIG_PROBLEM_FILE
     from ..errors import UnsafePathError
+    from ..keys import CONFIG_PROBLEM_FILE
 
     path = os.path.join(power_dir, CONFIG_PROBLEM_FILE)
     text = str(problem).encode("utf-8", "replace")
@@ -109,7 +109,7 @@ def log_config_problem(power_dir: str, problem: ConfigProblem) -> None:
     except (OSError, UnsafePathError):
         pass
     log_error(power_dir, f"{problem}; running with {problem.fallback} for what it does not give, guardrails kept "
-                         f"(popkit-power doctor)")
+                         f"(popkit-power doctor)", code=problem.error.code)
     try:
         write_file_atomically(path, text, durable=False)
     except (OSError, UnsafePathError):

@@ -11,7 +11,7 @@ This module is on the hook's hot path: lean imports only.
 
 from __future__ import annotations
 
-from ..display import marked
+from ..display import ELLIPSIS, cut, marked
 from ..journal import codec
 from ..keys import COORDINATOR, HUMAN, RESERVED_SENDERS, agent_name
 
@@ -25,10 +25,10 @@ HEADER = "Power Mode (popkit-power): news from the other agents since your last 
 #: The headers of news that starts a turn: the Stop hook's (the agent was about to stop) and the waiter's (it was idle)
 STOP_HEADER = "Power Mode (popkit-power): news arrived before you stopped; deal with it, then stop if nothing is left"
 WAKE_HEADER = "Power Mode (popkit-power): news arrived while you were idle"
-#: The starts of the lines for news that starts a turn (wake.py): a direct message, an orphaned task, an assignment,
-#: the human's answer to the agent's request, a broadcast, a task taken from the agent. Insights and edit conflicts
-#: wait for the next tool call. Every line starts with what `news_line` wrote, never with a sender's text, so no
-#: sender can forge one.
+#: The starts of the lines for news that starts a turn, for lines whose news item's kind was not kept (a state or a
+#: remembered reply written by a version before `inbox.STARTS_TURN`): a direct message, an orphaned task, an
+#: assignment, the human's answer to the agent's request, a broadcast, a task taken from the agent. Every line starts
+#: with what `news_line` wrote, never with a sender's text, so no sender can forge one.
 URGENT_STARTS = ("- [message to you from ", "- [orphaned task", "- [task assigned to you by ", "- [approval ",
                  "- [broadcast from ", "- [task taken from you by ")
 CONTINUED_MARK = ", continued]"
@@ -53,7 +53,8 @@ _HAND_OVER_FILES = 5
 # -- the reply -------------------------------------------------------------------------------------------------------
 
 def matters(line: str) -> bool:
-    """Whether a news line is one that starts a turn of an agent that is idle or about to stop (URGENT_STARTS)."""
+    """Whether a news line of an older version's state starts a turn (URGENT_STARTS); new lines carry their kind's
+    verdict (hook/news.py)."""
     return line.startswith(URGENT_STARTS)
 
 
@@ -75,7 +76,7 @@ def reply(lines: list[str], limit: int, header: str = HEADER, reference: str | N
     shown: list[str] = []
     size = len(header) + 2
     rest: list[str] = []
-    cut = False
+    split = False
     for index, line in enumerate(lines):
         left = limit - size - _RESERVE
         if len(line) <= left:
@@ -90,14 +91,14 @@ def reply(lines: list[str], limit: int, header: str = HEADER, reference: str | N
             shown.append(line)
             rest = lines[index + 1:]
         else:
-            shown.append(line[:room] + " …")
-            rest = [_continued(line) + "…" + line[room:], *lines[index + 1:]]
-            cut = True
+            shown.append(f"{line[:room]} {ELLIPSIS}")  # a line split in two, not cut: no character is lost
+            rest = [_continued(line) + ELLIPSIS + line[room:], *lines[index + 1:]]
+            split = True
         break
     if not shown:
         return "", rest
     if rest:
-        continued = " (the cut line goes on there)" if cut else ""
+        continued = " (the cut line goes on there)" if split else ""
         return "\n".join([header + ":", *shown, f"(+{len(rest)} more after your next tool call{continued})"]), rest
     return "\n".join([header + ":", *shown]), rest
 
@@ -107,7 +108,7 @@ def _hand_over(context: dict[str, Any]) -> str:
     parts = []
     title = context.get("title")
     if isinstance(title, str) and title:
-        parts.append(quote(title[:_MAX_HAND_OVER_CHARS]))
+        parts.append(quote(cut(title, _MAX_HAND_OVER_CHARS)))
     details = []
     progress = context.get("progress")
     if isinstance(progress, (int, float)) and not isinstance(progress, bool):
@@ -117,7 +118,7 @@ def _hand_over(context: dict[str, Any]) -> str:
         details.append("files " + ", ".join(ident(path[-_MAX_HAND_OVER_CHARS:]) for path in files))
     message = context.get("last_message")
     if isinstance(message, str) and message:
-        details.append("its last message " + quote(message[:_MAX_HAND_OVER_CHARS]))
+        details.append("its last message " + quote(cut(message, _MAX_HAND_OVER_CHARS)))
     if details:
         parts.append(f"({'; '.join(details)})")
     return " " + " ".join(parts) if parts else ""
@@ -184,9 +185,8 @@ def welcome(*, session_id: str, objective: str | None, objective_by: str | None,
     """What an agent is told when it starts: the objective, who else works, the broadcasts sent before it joined
     (the most recent, at most `WELCOME_BROADCAST_CHARS` of them), and the commands to coordinate."""
     if objective:
-        cut = objective if len(objective) <= _MAX_OBJECTIVE_CHARS else objective[:_MAX_OBJECTIVE_CHARS] + "…"
         by = f" (set by {speaker(objective_by, {})})" if objective_by and objective_by != HUMAN else ""
-        objective_line = f"Objective{by}: {quote(cut)}"
+        objective_line = f"Objective{by}: {quote(cut(objective, _MAX_OBJECTIVE_CHARS + 1))}"
     else:
         objective_line = "Objective: (none set)"
     lines = [

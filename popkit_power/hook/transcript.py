@@ -32,8 +32,10 @@ import stat
 import time
 
 from ..journal import codec
+from ..keys import subagent_transcript
 from ..timestamps import seconds_of
-from .texts import delivery_mark
+from .news import keep_pending, pending_turns
+from .texts import delivery_mark, matters
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -70,19 +72,23 @@ def transcript_of(payload: dict[str, Any], agent_id: str | None) -> str | None:
     if not isinstance(path, str) or not path.endswith(".jsonl"):
         return None
     if agent_id is not None:
-        path = os.path.join(path[: -len(".jsonl")], "subagents", f"agent-{agent_id}.jsonl")
+        path = subagent_transcript(path[: -len(".jsonl")], agent_id)
     return path if os.path.isfile(path) else None
 
 
-def remember(state: AgentState, transcript: str, reference: str, context: str, tool_use_id: str | None) -> None:
+def remember(state: AgentState, transcript: str, reference: str, context: str, tool_use_id: str | None,
+             turns: list[bool] | None = None) -> None:
     """Remember a reply (its text `context`, marked with `reference`) until the transcript tells whether the model
-    got it. Called before the reply goes out: the transcript's end then is before anything that answers it."""
+    got it. Called before the reply goes out: the transcript's end then is before anything that answers it.
+    `turns`: for each line the reply was made of, in order, whether it starts a turn (given back with it)."""
     try:
         size = os.stat(transcript).st_size
     except OSError:
         return
     lines = [line for line in context.split("\n") if line.startswith("- [")]  # the news lines (texts.news_line)
     record: dict[str, Any] = {"ref": reference, "path": transcript, "at": size, "sent": time.time(), "lines": lines}
+    if turns is not None:  # the reply's news lines are the first of the lines it was made of
+        record["turns"] = [index for index, starts in enumerate(turns[:len(lines)]) if starts]
     if tool_use_id:
         record["tool"] = tool_use_id
     state.unconfirmed.append(record)
@@ -96,6 +102,7 @@ def settle(state: AgentState) -> int:
         return 0
     kept: list[dict[str, Any]] = []
     again: list[str] = []
+    again_turns: list[bool] = []
     lost = 0
     reads = _Reads(state.unconfirmed)
     for record in state.unconfirmed:
@@ -104,10 +111,15 @@ def settle(state: AgentState) -> int:
             kept.append(record)
         elif not verdict:
             lost += 1
-            again += [line for line in record.get("lines", ()) if isinstance(line, str)]
+            lines = [line for line in record.get("lines", ()) if isinstance(line, str)]
+            turns = record.get("turns")
+            starting = set(turns) if isinstance(turns, list) else None
+            again += lines  # a record of a version that did not keep `turns`: judged by the lines' labels
+            again_turns += [matters(line) if starting is None else index in starting
+                            for index, line in enumerate(lines)]
     state.unconfirmed = kept
     if again:
-        state.pending = again + state.pending
+        keep_pending(state, again + state.pending, again_turns + pending_turns(state))
     return lost
 
 

@@ -37,7 +37,7 @@ from ..session import Session
 from . import texts
 from .agent_state import AgentState
 from .handlers import Agent
-from .log import log_error
+from .log import SESSION_GONE, log_error
 from .wake import claim_path, drop_claim, read_claim, take_news, write_claim
 
 #: asyncRewake: exit code 2 wakes the model, with the hook's stderr as the new turn's text
@@ -134,7 +134,8 @@ def _wait(session: Session, agent_key: str, me: tuple[int, int | None], baseline
     while True:
         gone = opened.gone()
         if gone is not None:  # removed, or another in its place (restored from a copy): not the session it waits on
-            log_error(session.power_dir, f"the waiter of {agent_key} ends: its session directory {gone}")
+            log_error(session.power_dir, f"the waiter of {agent_key} ends: its session directory {gone}",
+                      code=SESSION_GONE)
             return 0
         if active_session(session.power_dir) != session.id:
             return 0  # Power Mode stopped (or another session made active)

@@ -1,12 +1,12 @@
 """News that starts a turn: what the Stop hook and an idle agent's waiter hand over, and the waiter's claim file.
 
-An agent hears most news after its next tool call. Some news should not wait for one (`texts.URGENT_STARTS`: a
-message to it, an orphaned task offered to it, an assignment, the human's answer to its request, a broadcast): when
-the agent is about to stop, the Stop hook lets it go on with that news; when it sits idle, its waiter (waiter.py)
-wakes it with it. Both read through the same cursor as the tool-call path (`news.read_news`), under the agent's lock,
-and the caller saves the new cursor only after the text went out: delivered exactly once, never again at the next
-tool call. News that does not start a turn (insights, edit conflicts) is kept as the agent's pending lines, which
-its next tool call delivers first.
+An agent hears most news after its next tool call. Some news should not wait for one (`inbox.STARTS_TURN`, decided
+by the kind of each news item, never by its text: a message to it, an orphaned task offered to it, an assignment, a
+task taken from it, the human's answer to its request, a broadcast): when the agent is about to stop, the Stop hook
+lets it go on with that news; when it sits idle, its waiter (waiter.py) wakes it with it. Both read through the same
+cursor as the tool-call path (`news.read_news`), under the agent's lock, and the caller saves the new cursor only
+after the text went out: delivered exactly once, never again at the next tool call. News that does not start a turn
+(insights, edit conflicts) is kept as the agent's pending lines, which its next tool call delivers first.
 
 `agents/<agent>.waiter` names the one waiter of an agent (`pid start-time`): a new waiter takes it over and ends the
 old one, and SessionEnd removes it. This module is on the hook's hot path: lean imports only.
@@ -19,18 +19,15 @@ import time
 
 from .._fs import read_file
 from ..home import write_private_file
-from . import texts
+from ..keys import AGENT_STATE_SUFFIX, WAITER_CLAIM_SUFFIX
 from .inbox import Inbox
-from .news import MAX_PENDING, MAX_PENDING_CHARS, read_news
+from .news import MAX_PENDING, MAX_PENDING_CHARS, all_news, keep_pending, reply_and_keep
 from .transcript import new_reference, remember, settle
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..session import Session
     from .agent_state import AgentState
-
-CLAIM_SUFFIX = ".waiter"
-
 
 def take_news(session: Session, state: AgentState, agent_key: str, header: str,
               transcript: str | None = None) -> str | None:
@@ -43,22 +40,22 @@ def take_news(session: Session, state: AgentState, agent_key: str, header: str,
     state.checkpoint()
     inbox = Inbox(state, agent_key, conflict_window=config.conflict_window_seconds,
                   similarity_threshold=config.insight_similarity_threshold, now=time.time())
-    lines = state.pending + read_news(session, state, inbox)
+    lines, turns = all_news(session, state, inbox)
     # So much waiting that reading stopped: what comes after it cannot be seen, so the agent hears it all now.
     full = len(lines) >= MAX_PENDING or sum(len(line) for line in lines) >= MAX_PENDING_CHARS
-    if not full and not any(texts.matters(line) for line in lines):
-        state.pending = lines
+    if not full and not any(turns):
+        keep_pending(state, lines, turns)
         return None
     reference = new_reference() if transcript else None
-    context, state.pending = texts.reply(lines, config.context_max_chars, header, reference)
+    context = reply_and_keep(state, lines, turns, config.context_max_chars, header, reference)
     if context and transcript and reference:
-        remember(state, transcript, reference, context, None)
+        remember(state, transcript, reference, context, None, turns)
     return context or None
 
 
 def claim_path(state: AgentState) -> str:
     """`agents/<agent>.waiter`, beside the agent's state file."""
-    return state.path[: -len(".json")] + CLAIM_SUFFIX
+    return state.path[: -len(AGENT_STATE_SUFFIX)] + WAITER_CLAIM_SUFFIX
 
 
 def read_claim(path: str) -> tuple[int, int | None] | None:

@@ -9,36 +9,34 @@ already has, so that a full disk cannot refuse it."""
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from .._fs import open_file, read_file, write_file_atomically
 from .._lock import LOCK_EX, LOCK_NB, LOCK_SH, LOCK_UN, flock
 from ..errors import CoordinatorRunningError
-from ..keys import host_name
+from ..keys import COORDINATOR_LEASE, host_name, lease_holder_file, lease_lock_file
+from ..timestamps import utc_text
 
-COORDINATOR = "coordinator"
-LOCK_FILE = "coordinator.lock"
 RUNNING, DISK_FULL, FAILING = "running", "disk full", "failing"
 #: The holder file's size: written padded with spaces (still JSON), so that every later note fits in place
 HOLDER_BYTES = 1024
 
 
-def holder(session_dir: str, name: str = COORDINATOR) -> dict[str, Any] | None:
+def holder(session_dir: str, name: str = COORDINATOR_LEASE) -> dict[str, Any] | None:
     """Who holds (or last held) the session's coordinator (or replicator) lease, as written when it was taken."""
     import orjson  # here, not at the top: the hook imports `held` (home._adopted) and never this
 
     try:
-        found = orjson.loads(read_file(os.path.join(session_dir, f"{name}.json"), 65536))
+        found = orjson.loads(read_file(lease_holder_file(session_dir, name), 65536))
     except (OSError, ValueError):
         return None
     return found if isinstance(found, dict) else None
 
 
-def held(session_dir: str, name: str = COORDINATOR) -> bool:
+def held(session_dir: str, name: str = COORDINATOR_LEASE) -> bool:
     """Whether a live process holds the session's coordinator (or replicator) lease now."""
     try:
-        fd = open_file(os.path.join(session_dir, f"{name}.lock"), os.O_RDONLY)
+        fd = open_file(lease_lock_file(session_dir, name), os.O_RDONLY)
     except FileNotFoundError:
         return False
     try:
@@ -52,7 +50,7 @@ def held(session_dir: str, name: str = COORDINATOR) -> bool:
         os.close(fd)
 
 
-def trouble(session_dir: str, name: str = COORDINATOR) -> str | None:
+def trouble(session_dir: str, name: str = COORDINATOR_LEASE) -> str | None:
     """What keeps the live holder of the lease from its work, in words (`DISK_FULL`: ...), or None when it fares
     well, or when nobody holds the lease (then it is stopped, or dead)."""
     found = holder(session_dir, name) or {}
@@ -65,10 +63,10 @@ def trouble(session_dir: str, name: str = COORDINATOR) -> str | None:
 
 
 class Lease:
-    """`with Lease(session_dir):` holds the session's coordinator lease (`name="replicator"`: its replicator's), or
+    """`with Lease(session_dir):` holds the session's coordinator lease (`name=REPLICATOR_LEASE`: its replicator's), or
     raises CoordinatorRunningError naming the holder."""
 
-    def __init__(self, session_dir: str, *, stoppable: bool = True, name: str = COORDINATOR) -> None:
+    def __init__(self, session_dir: str, *, stoppable: bool = True, name: str = COORDINATOR_LEASE) -> None:
         self.session_dir = session_dir
         self.name = name
         self.stoppable = stoppable  # may `popkit-power stop` signal the holder's process (not a host program's)
@@ -77,7 +75,7 @@ class Lease:
         self._holder: dict[str, Any] = {}
 
     def acquire(self) -> None:
-        fd = open_file(os.path.join(self.session_dir, f"{self.name}.lock"), os.O_RDWR | os.O_CREAT)
+        fd = open_file(lease_lock_file(self.session_dir, self.name), os.O_RDWR | os.O_CREAT)
         try:
             flock(fd, LOCK_EX | LOCK_NB)
         except BlockingIOError:
@@ -88,10 +86,10 @@ class Lease:
                 f"{other.get('pid', '?')} on {other.get('host', '?')}, since {other.get('since', '?')}; "
                 f"popkit-power stop ends it") from None
         self._fd = fd
-        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        since = utc_text(whole=True)
         self._holder = {"pid": os.getpid(), "host": host_name(), "since": since, "stoppable": self.stoppable,
                         "condition": RUNNING}
-        path = os.path.join(self.session_dir, f"{self.name}.json")
+        path = lease_holder_file(self.session_dir, self.name)
         write_file_atomically(path, _padded(self._holder))
         try:
             self._holder_fd = open_file(path, os.O_WRONLY)
@@ -104,7 +102,7 @@ class Lease:
         if self._holder.get("condition") == condition and self._holder.get("detail") == detail:
             return
         self._holder.update(condition=condition, detail=detail,
-                            condition_since=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                            condition_since=utc_text(whole=True))
         if self._holder_fd >= 0:
             try:
                 os.pwrite(self._holder_fd, _padded(self._holder), 0)

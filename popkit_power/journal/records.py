@@ -11,18 +11,19 @@ that follow, so an append is visible whole or not at all:
     {"seq":7,"more":2,...}  {"seq":8,"more":1,...}  {"seq":9,...}
 
 This module is pure (bytes in, numbers out) so that the journal and a replicator read lines the same way. It is on the
-hook's hot path: it imports only `zlib`.
+hook's hot path: it imports only `zlib` (and keys.py, for the segment's file name).
 """
 
 from __future__ import annotations
 
 import zlib
 
+from ..keys import SEGMENT_SUFFIX
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-SEGMENT_SUFFIX = ".jsonl"
 SEGMENT_DIGITS = 16
 SEQ_PREFIX = b'{"seq":'
 MORE_PREFIX = b'"more":'
@@ -133,7 +134,7 @@ def open_batch(heads: Sequence[tuple[int, int] | None]) -> int:
     damaged; no batch is open before the first. A line with `more` K starts a batch; each of the K lines after it is
     one of its records: a damaged line counts as one, a valid line must have the next seq and one `more` less (the
     last none). A valid line that does not is not part of it: the batch is broken (readers report its records as an
-    incomplete batch) and that line stands on its own. Readers apply this rule line by line (journal.py); a repair
+    incomplete batch) and that line stands on its own. Readers apply this rule line by line (reader.py); a repair
     applies it to the last lines of a segment to find what to cut.
     """
     start, expect = -1, (0, 0)

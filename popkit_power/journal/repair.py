@@ -7,16 +7,16 @@ append: it keeps the bytes whole in `<segment>.torn-<offset>` beside the segment
 the bytes cannot be kept (a full disk), nothing is cut and the append fails. The next seq follows the last line whose
 checksum holds; each damaged whole line after it still counts as one record, so a seq is never given twice.
 
-This module is on the hook's hot path: it imports only `errno`, `os` and the project's own lean modules.
+This module is on the hook's hot path: it imports only `os` and the project's own lean modules.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 
-from .._fs import fsync_dir, open_file
+from .._fs import fsync_dir, open_file, write_all
 from ..errors import JournalError
+from ..keys import torn_file
 from .records import READ_CHUNK, scan_tail, segment_name
 
 _SCAN_FIRST, _SCAN_MAX = 8192, 4 << 20  # the tail scan's first window; past the last, damage is counted line by line
@@ -74,7 +74,7 @@ def keep_torn_bytes(directory: str, segment: int, offset: int, torn: bytes, *, d
     """Write `torn` whole to `<segment>.torn-<offset>`, or `.torn-<offset>.<n>` when a writer was torn at the same
     offset before (or died while keeping its bytes), and fsync it when `durable`. If that fails (a full disk),
     remove the partial file and raise JournalError: the caller must not cut the segment then."""
-    path = base = os.path.join(directory, f"{segment_name(segment)}.torn-{offset}")
+    path = base = torn_file(directory, segment_name(segment), offset)
     fd, number = -1, 0
     try:
         while fd < 0:
@@ -83,12 +83,7 @@ def keep_torn_bytes(directory: str, segment: int, offset: int, torn: bytes, *, d
             except FileExistsError:  # earlier torn bytes, or anything planted there: never overwritten
                 number += 1
                 path = f"{base}.{number}"
-        view = memoryview(torn)
-        while view:
-            written = os.write(fd, view)
-            if written <= 0:
-                raise OSError(errno.ENOSPC, "No space left on device")
-            view = view[written:]
+        write_all(fd, torn)
         if durable:
             os.fsync(fd)
             fsync_dir(directory)

@@ -19,9 +19,9 @@ import orjson
 
 from .._fs import check_dir, open_file, private_subdir, read_file, remove_stale_temporaries, write_file_atomically
 from ..errors import PowerModeError
+from ..keys import SNAPSHOT_SUFFIX
 from .writer import Journal, Position
 
-SUFFIX = ".snapshot.json"
 KEPT = 2
 MAX_SNAPSHOT_BYTES = 1 << 31
 
@@ -44,7 +44,7 @@ class Snapshots:
         directory = private_subdir(os.path.dirname(self.directory), os.path.basename(self.directory),
                                    identity=within)
         try:
-            name = f"{position.seq - 1:016d}{SUFFIX}"
+            name = f"{position.seq - 1:016d}{SNAPSHOT_SUFFIX}"
             document = {"v": 1, "session": self.session_id, "position": position.as_dict(), "rules": self.fold_key,
                         "journal": journal_binding(self.journal, position), "written": time.time(), "state": state}
             write_file_atomically(name, orjson.dumps(document), dir_fd=directory)
@@ -97,7 +97,7 @@ class Snapshots:
     def _names(self, directory: str | int | None = None) -> list[str]:
         """The snapshot files in the snapshots directory (or in `directory`: a path, or an open directory's fd)."""
         return [name for name in os.listdir(self.directory if directory is None else directory)
-                if name.endswith(SUFFIX)]
+                if name.endswith(SNAPSHOT_SUFFIX)]
 
 
 def journal_binding(journal: Journal, position: Position) -> dict[str, str | None]:

@@ -18,9 +18,10 @@ from __future__ import annotations
 import os
 import zlib
 
-from .._fs import check_dir, fsync_dir, open_file, private_dir
+from .._fs import check_dir, fsync_dir, open_file, private_dir, write_all
 from .._lock import LOCK_EX, LOCK_SH, LOCK_UN, FileLock, flock
 from ..errors import JournalError, RecordTooLargeError
+from ..keys import SEGMENT_SUFFIX, journal_lock_file
 from .reader import Damage, JournalReader, Position, default_loads, warn_damage
 from .records import (
     DEFAULT_MAX_RECORD_BYTES,
@@ -28,7 +29,6 @@ from .records import (
     DURABILITY_FLUSH,
     DURABILITY_FSYNC,
     SEGMENT_DIGITS,
-    SEGMENT_SUFFIX,
     checksum_ok,
     encode_batch,
     encode_record,
@@ -105,7 +105,7 @@ class Journal:
                 check_dir(directory.rstrip("/\\") or directory, for_writing=not read_only)
             except FileNotFoundError:
                 raise JournalError(f"no journal at {directory}") from None
-        self._lock = FileLock(directory.rstrip("/\\") + ".lock")
+        self._lock = FileLock(journal_lock_file(directory))
         self._shared_fd = -1  # the lock file opened read-only, for readers' shared locks
         # The tail as this process last left it: (segment, fd, size, next seq). Valid only while the file's size
         # is unchanged, which is checked under the lock before every append.
@@ -220,8 +220,7 @@ class Journal:
 
     def _finish_write(self, fd: int, data: bytes, written: int) -> None:
         """The rest of a short write, and the fsync when durability asks for it (OSError goes to `_undo_write`)."""
-        while written < len(data):
-            written += os.write(fd, data[written:])
+        write_all(fd, memoryview(data)[written:])
         if self._fsync:
             os.fsync(fd)
 

@@ -16,7 +16,7 @@ TEXT_CHARS = 120  # an agent's text in a line
 
 
 class Names(Protocol):
-    """What a wording needs to know beyond the event (replay.Book): agents' short names, task titles, askers."""
+    """What a wording needs to know beyond the event (story.Book): agents' short names, task titles, askers."""
 
     titles: dict[str, str]
     askers: dict[str, str]

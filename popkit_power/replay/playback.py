@@ -1,5 +1,5 @@
 """Reading a session's journal in order for `replay` and `timeline`: from a seq on, one record at a time (never the
-whole journal in memory), with the names a person reads (replay.Book) as of each record, the damage met on the way,
+whole journal in memory), with the names a person reads (story.Book) as of each record, the damage met on the way,
 and, for `--follow`, on as the journal grows until the session closes.
 
 Names need the agents' joins, which lie at the start of a session: a playback that wants names from a later seq on
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 class Playback:
     """The records of `session` from `start_seq` on, each seen by `book` before it is yielded (when there is one:
-    `names` or `full`, replay.Book), damage passed to `on_damage`."""
+    `names` or `full`, story.Book), damage passed to `on_damage`."""
 
     def __init__(self, session: Session, *, start_seq: int = 1, names: bool = True, full: bool = False,
                  on_damage: Callable[[Damage], None] | None = None) -> None:

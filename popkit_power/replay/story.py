@@ -20,7 +20,7 @@ from ..keys import HUMAN
 from ..projector import Rules, State, apply, new_state
 from ..protocol import APPROVAL_ANSWERS, CHANNELS, EVENT_TYPES, HEARTBEAT
 from ..provenance import doubts
-from ..timestamps import seconds_of
+from ..timestamps import clock_of, seconds_of
 from .event_words import TEXT_CHARS, describe
 
 Event = dict[str, Any]
@@ -144,24 +144,6 @@ def event_line(event: Event, book: Book) -> str:
         what = clean(what, LINE_CHARS)
     return (f"{seq if isinstance(seq, int) else '?':>7}  {clock_of(event.get('ts'))}  "
             f"{book.who(event.get('from')):<{WHO_WIDTH}}  {channel:<11}  {what}")
-
-
-def clock_of(ts: Any) -> str:
-    """HH:MM:SS of an event's timestamp (2026-11-24T10:00:00.123456Z), or ??:??:?? when it is not one."""
-    if isinstance(ts, str) and len(ts) >= 19 and ts[10] == "T":
-        clock = ts[11:19]
-        if clock[2] == ":" and clock[5] == ":" and (clock[:2] + clock[3:5] + clock[6:]).isdigit():
-            return clock
-    return "??:??:??"
-
-
-def day_of(ts: Any) -> str | None:
-    """YYYY-MM-DD of an event's timestamp, or None when it is not one."""
-    if isinstance(ts, str) and len(ts) >= 19 and ts[4] == "-" and ts[7] == "-":
-        day = ts[:10]
-        if (day[:4] + day[5:7] + day[8:]).isdigit():
-            return day
-    return None
 
 
 def day_line(day: str) -> str:

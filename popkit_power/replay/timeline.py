@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from ..display import clean
+from ..display import ELLIPSIS, clean, cut
 from ..journal.writer import Damage
 from ..keys import COORDINATOR, HUMAN
 from ..protocol import EVENT_TYPES, channel_of
@@ -101,7 +101,7 @@ def sample(event: Event) -> dict[str, Any]:
     if isinstance(raw, dict):
         data = {clean(key, 40): _cut(value) for key, value in list(raw.items())[:SAMPLE_FIELDS]}
         if len(raw) > SAMPLE_FIELDS:
-            data["\u2026"] = f"{len(raw) - SAMPLE_FIELDS} more fields"
+            data[ELLIPSIS] = f"{len(raw) - SAMPLE_FIELDS} more fields"
         shown["data"] = data
     return shown
 
@@ -111,7 +111,7 @@ def _cut(value: Any) -> Any:
         return value
     if not isinstance(value, str):
         value = orjson.dumps(value, default=str).decode()
-    return value if len(value) <= SAMPLE_CHARS else value[: SAMPLE_CHARS - 1] + "\u2026"
+    return cut(value, SAMPLE_CHARS)
 
 
 class Bins:

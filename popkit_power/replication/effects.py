@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..fold.tasks import TRANSITIONS
 from ..journal import codec
 from ..keys import ARBITER, RedisLayout
 from ..protocol import make_event
@@ -32,9 +33,9 @@ DAY_SECONDS = 86_400
 CONTEST = "CONTEST"  # not a Redis command: the push script's own step (scripts.py)
 UNSET = "UNSET"  # nor this: delete a key only while it holds the given value
 ORDER = "ORDER"  # nor this: number a task transition in the arbiter's order
-#: The task transitions the arbiter orders (fold/tasks.py applies a task's transitions in that order).
-ORDERED_TYPES = frozenset({"task.created", "task.claimed", "task.assigned", "task.released", "task.orphaned",
-                           "task.parked", "task.completed"})
+#: The task transitions the arbiter orders: every transition the fold knows (fold/tasks.py applies a task's
+#: transitions in that order), so that a transition added there is ordered here too.
+ORDERED_TYPES = frozenset(TRANSITIONS)
 
 Command = list[str]
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from ..display import cut, quoted
 from ..errors import ProtocolError, ReplicationError
 from ..journal import codec
 from ..journal.records import largest_record_size
@@ -72,9 +73,9 @@ def read_entry(entry_id: Any, fields: list[Any], origin: str, last: int, session
         if event.get("origin") != origin or event.get("session") != session_id:
             raise ProtocolError(f"origin {event.get('origin')!r} / session {event.get('session')!r}")
     except (ProtocolError, ValueError, TypeError) as error:
-        return Entry(None, False, f"not an event of this session ({str(error)[:200]})", link)
+        return Entry(None, False, f"not an event of this session ({cut(str(error), 200)})", link)
     if linked and link != str(last) and not (unlinked_ok and "p" not in values):
-        return Entry(None, False, f"its link p={link[:40]!r} does not name {last}, the last entry of origin "
+        return Entry(None, False, f"its link p={quoted(link, 40)} does not name {last}, the last entry of origin "
                                   f"{origin} taken", link)
     oseq = key[0]
     pulled: dict[str, Any] = {}
@@ -107,10 +108,11 @@ def last_seq(info: Any, own: str | None) -> int:
     if isinstance(info, ReplyError):
         if "no such key" in info.message.lower() or (info.code == "WRONGTYPE" and own is None):
             return 0
-        if info.code == "WRONGTYPE":
+        if info.code == "WRONGTYPE":  # retryable: a person deletes it (the message says so), and the push goes on
             raise ReplicationError(f"{own} is not a stream, so popkit-power did not write it: this machine pushes "
-                                   f"nothing until it is deleted (then it pushes its events there again)")
-        raise ReplicationError(f"XINFO STREAM answered {info}")
+                                   f"nothing until it is deleted (then it pushes its events there again)",
+                                   retryable=True)
+        raise ReplicationError(f"XINFO STREAM answered {info}", retryable=info.retryable)
     if isinstance(info, list):
         values = dict(zip(info[::2], info[1::2], strict=False))
         last = values.get("last-generated-id")

@@ -11,6 +11,7 @@ sent or after the inner transport applied the commands (the reply lost on the wa
     faulty.timeout_after_applying()      # the next execute applies, then raises TransportTimeoutError
     faulty.server_error().daily_limit()  # the two calls after it: a 500 before applying, then Upstash's daily limit
     faulty.plan(TransportUnreachableError, applied=True, times=3)   # any error, any number of times
+    faulty.answer("BUSY Redis is busy running a script")   # every command of the next call answers this error
 
 Faults are used up in order, one per call; a call with no fault planned goes to the inner transport. `calls` has
 the commands of every call and `raised` every error a fault raised.
@@ -32,7 +33,7 @@ from ..errors import (
     TransportTimeoutError,
     TransportUnreachableError,
 )
-from .transport import MEMORY, Command, Reply, Transport, block_seconds, check_commands, summary
+from .transport import MEMORY, Command, Reply, ReplyError, Transport, block_seconds, check_commands, summary
 
 
 class MemoryTransport:
@@ -83,9 +84,10 @@ class MemoryTransport:
 @dataclass(frozen=True)
 class Fault:
     """A planned failure: `error` (a TransportError class or instance) raised instead of the reply, after the
-    inner transport applied the commands when `applied`, else before anything is sent."""
+    inner transport applied the commands when `applied`, else before anything is sent; or, as a ReplyError, the
+    answer of every command of the call (none applied: a server that refuses each command, such as BUSY)."""
 
-    error: type[TransportError] | TransportError
+    error: type[TransportError] | TransportError | ReplyError
     applied: bool
 
 
@@ -122,9 +124,11 @@ class FaultyTransport:
         if not self.faults:
             return self.inner.execute(commands, timeout=timeout, meanwhile=meanwhile)
         fault = self.faults.popleft()
+        if isinstance(fault.error, ReplyError):
+            return [fault.error for _ in commands]
         if fault.applied:
             self.inner.execute(commands, timeout=timeout)
-        error = fault.error if isinstance(fault.error, TransportError) else self._made(fault, commands, timeout)
+        error = fault.error if isinstance(fault.error, TransportError) else self._made(fault.error, commands, timeout)
         self.raised.append(error)
         raise error
 
@@ -134,6 +138,12 @@ class FaultyTransport:
              times: int = 1) -> FaultyTransport:
         """Fail the next `times` calls (after those already planned) with `error`; returns self, to chain."""
         self.faults.extend(Fault(error, applied) for _ in range(times))
+        return self
+
+    def answer(self, message: str, times: int = 1) -> FaultyTransport:
+        """The next `times` calls apply nothing, and each of their commands answers the error `message` (a
+        ReplyError in its place, as a server answers "BUSY ..." or "LOADING ...")."""
+        self.faults.extend(Fault(ReplyError(message), False) for _ in range(times))
         return self
 
     def timeout_after_applying(self, times: int = 1) -> FaultyTransport:
@@ -165,8 +175,7 @@ class FaultyTransport:
         """Upstash's "ERR max daily request limit exceeded": TransportLimitError, nothing applied."""
         return self.plan(TransportLimitError, times=times)
 
-    def _made(self, fault: Fault, commands: Sequence[Command], timeout: float) -> TransportError:
-        kind = fault.error if isinstance(fault.error, type) else type(fault.error)
+    def _made(self, kind: type[TransportError], commands: Sequence[Command], timeout: float) -> TransportError:
         problem = {
             TransportTimeoutError: f"no reply within {timeout:g} s",
             TransportServerError: "server error HTTP 500",

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..display import quoted
 from ..errors import PowerModeError, ReplicationError
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def ping_transport(transport: Transport) -> float:
     [reply] = transport.execute([["PING"]], timeout=PING_TIMEOUT_SECONDS)
     elapsed = (time.perf_counter() - started) * 1000
     if reply != "PONG":
-        raise ReplicationError(f"{transport.describe()}: PING answered {str(reply)[:100]!r}, not PONG")
+        raise ReplicationError(f"{transport.describe()}: PING answered {quoted(str(reply), 100)}, not PONG")
     return elapsed
 
 

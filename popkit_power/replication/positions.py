@@ -113,7 +113,8 @@ def put_back(transport: Transport, layout: RedisLayout, session_id: str, decisio
     for start in range(0, len(decisions), batch):
         reply = _RESTORE.run(transport, keys, restore_args(decisions[start:start + batch]), timeout=timeout)
         if isinstance(reply, ReplyError):
-            raise ReplicationError(f"putting back the arbiter's decisions: the server answered {reply}")
+            raise ReplicationError(f"putting back the arbiter's decisions: the server answered {reply}",
+                                   retryable=reply.retryable)
         restored += int(reply)
     log.warning("the server had lost %s of the arbiter's decisions; put back %s", len(decisions), restored)
     return restored

@@ -95,7 +95,7 @@ class PullSide:
             if found.code == "WRONGTYPE":
                 self._refuse_non_streams(sources, streams, announced)
                 return 0, bool(again)
-            raise ReplicationError(f"XREAD answered {found}")
+            raise ReplicationError(f"XREAD answered {found}", retryable=found.retryable)
         found, heard_of, at = announcements(found or [], announced[0] if announced else "")
         self._announced_at = at or self._announced_at
         pulled = self._import(dict(zip(streams, sources, strict=True)), found)

@@ -28,7 +28,8 @@ trusted from a side file (positions.py):
   `upstash_idle_poll_seconds`; local events wake it, except the coordinator's own status, which rides along with the
   next poll (polling.py: an idle hour costs about 2 x 3600 / upstash_idle_poll_seconds commands).
 - **Failures** back off (1 s doubling to 60 s) and are reported in `replication.json` beside the journal, which
-  `status` reads for the lag; a refused token or a spent Upstash limit waits the longest.
+  `status` reads for the lag; an error whose `retryable` says resending cannot help (a refused token, a spent
+  Upstash limit, a refused request) waits the longest.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import PowerModeError, ReplicationError, TransportAuthError, TransportError, TransportLimitError
+from ..display import quoted
+from ..errors import PowerModeError, ReplicationError
 from ..follow import JournalWatch
 from ..journal.writer import Position
 from ..keys import ARBITER, RedisLayout
@@ -54,8 +56,7 @@ from .positions import put_back, scan
 from .pulling import QUIET_TYPES, PullSide
 from .scripts import BEHIND, PUSH
 from .skipped import SkippedEntries
-from .status_file import STATUS_FILE as STATUS_FILE  # status.py and tools read them from here
-from .status_file import read_status as read_status
+from .status_file import read_status as read_status  # status.py reads it from here
 from .status_file import write_status
 from .transport import ReplyError, Script, Transport
 
@@ -95,7 +96,8 @@ class Replicator(PullSide):
         self._announced_at = "0-0"  # where the joined stream is read from ("": not read, it is not a stream)
         self._deferred = False  # the last read left decisions whose claims it did not have yet
         self._look: set[str] = set()  # origins to look at (FIRST_AFTER) at the next read, not only with the members
-        self._push_refused: str | None = None  # why nothing can be pushed now (this machine's stream name taken)
+        self._push_refused: ReplicationError | None = None  # why nothing can be pushed now (this machine's stream
+        # name taken, or its XINFO refused): raised again, with its `retryable`, at each push until a resume
         self._push_from = Position()
         self._outbox = Outbox(session.journal, self.origin, self.batch, self.layout, config.redis_channel_maxlen)
         self._resumed = self._scanned = False
@@ -135,7 +137,7 @@ class Replicator(PullSide):
         try:
             on_server, self._push_refused = last_seq(info, self.stream), None
         except ReplicationError as error:  # this machine's stream name is taken: no push, but the pull goes on
-            on_server, self._push_refused = self.pushed_seq, str(error)
+            on_server, self._push_refused = self.pushed_seq, error
         arbiter_held = last_seq(arbiter, None)
         self.origins |= newly_joined(members if isinstance(members, list) else [], set(), {self.origin})
         self._refused.clear()
@@ -175,8 +177,9 @@ class Replicator(PullSide):
         for attempt in (1, 2):
             if not self._resumed:
                 self.resume()
-            if self._push_refused:
-                raise ReplicationError(self._push_refused)
+            blocked = self._push_refused
+            if blocked is not None:
+                raise ReplicationError(str(blocked), retryable=blocked.retryable)
             with self._resume_lock:  # a pair: a resume in the pull's thread sets both (the links depend on it)
                 start, after = self._push_from.copy(), self.pushed_seq
             batch = self._outbox.take(start, after)
@@ -192,8 +195,10 @@ class Replicator(PullSide):
                 self._resumed = False
                 continue
             if isinstance(reply, ReplyError) or not isinstance(reply, list) or len(reply) != 5:
-                raise ReplicationError(f"the push script answered {str(reply)[:200]!r} for seqs "
-                                       f"{events[0]['seq']}-{events[-1]['seq']}")
+                # a server busy or loading may run it later; any other answer is not what the script returns
+                raise ReplicationError(f"the push script answered {quoted(str(reply), 200)} for seqs "
+                                       f"{events[0]['seq']}-{events[-1]['seq']}",
+                                       retryable=isinstance(reply, ReplyError) and reply.retryable)
             new, old, removed, undecided, refused = (int(value) for value in reply)
             if removed or undecided or refused:
                 log.warning("removed %s entries this machine never wrote from %s (where its events go); %s claims "
@@ -305,7 +310,7 @@ class Replicator(PullSide):
         try:
             moved = work()
         except Exception as error:  # anything else too, logged with its traceback: a loop must not die
-            if not isinstance(error, (TransportError, PowerModeError, OSError)):
+            if not isinstance(error, (PowerModeError, OSError)):
                 log.exception("replication: unexpected failure")
             self._failed(error)
             return 0
@@ -318,10 +323,15 @@ class Replicator(PullSide):
     _backoff = MIN_BACKOFF
 
     def _failed(self, error: Exception) -> None:
+        """Note a failed step and wait before the next: the backoff (doubling) after an error that trying again can
+        fix, the longest wait after a replication error that says it cannot (`retryable` False: a refused token, a
+        spent limit, a request or script answer the server will refuse again). An error of this machine (the disk,
+        the journal) is retried like a passing one: nothing on the server decides it."""
         self._resumed = False  # positions are worked out again from the server and the journal
         self.stats["errors"] += 1
         self.stats["last_error"] = f"{type(error).__name__}: {error}"[:500]
-        wait = MAX_BACKOFF if isinstance(error, (TransportAuthError, TransportLimitError)) else self._backoff
+        hopeless = isinstance(error, ReplicationError) and not error.retryable
+        wait = MAX_BACKOFF if hopeless else self._backoff
         self._backoff = min(self._backoff * 2, MAX_BACKOFF)
         self.stats["backoff_until"] = self.clock() + wait
         log.warning("replication: %s; next try in %.0f s", self.stats["last_error"], wait)

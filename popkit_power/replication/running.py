@@ -10,12 +10,11 @@ from dataclasses import dataclass
 
 from ..errors import CoordinatorRunningError, PowerModeError, ReplicationError
 from ..journal.lease import Lease, holder
+from ..keys import REPLICATOR_LEASE
 from ..session import Session
 from .mode_selector import FILE, open_transport, select_mode
 from .replicator import Replicator
 from .status_file import read_status
-
-REPLICATOR = "replicator"
 
 
 class RunningReplication:
@@ -40,7 +39,7 @@ def start_replication(session: Session, environ: Mapping[str, str], *, stoppable
     mode = select_mode(environ)
     if mode.kind == FILE or not mode.ok:
         raise ReplicationError(f"nothing to replicate to: {mode.reason}")
-    lease = Lease(session.dir, name=REPLICATOR, stoppable=stoppable)
+    lease = Lease(session.dir, name=REPLICATOR_LEASE, stoppable=stoppable)
     lease.acquire()
     try:
         transport = open_transport(mode.kind, environ)
@@ -78,7 +77,7 @@ def push_to_end(session: Session, environ: Mapping[str, str], timeout: float) ->
     if mode.kind == FILE or not mode.ok:
         return Pushed(False, where, mode.reason)
     deadline = time.monotonic() + timeout
-    lease = Lease(session.dir, name=REPLICATOR)
+    lease = Lease(session.dir, name=REPLICATOR_LEASE)
     try:
         lease.acquire()
     except CoordinatorRunningError:  # a replicator runs (`popkit-power replicate`): it pushes, this waits for it
@@ -87,7 +86,7 @@ def push_to_end(session: Session, environ: Mapping[str, str], timeout: float) ->
             if _pushed_through(report) >= end:
                 return Pushed(True, str((report or {}).get("transport") or where))
             time.sleep(0.1)
-        found = holder(session.dir, REPLICATOR) or {}
+        found = holder(session.dir, REPLICATOR_LEASE) or {}
         return Pushed(False, where, f"the replicator running for it (pid {found.get('pid')}) has not pushed it "
                                     f"within {timeout:g} s; last error: {(report or {}).get('last_error')}")
     try:

@@ -10,16 +10,15 @@ from typing import Any
 from .._fs import read_file, write_file_atomically
 from ..errors import PowerModeError
 from ..journal import codec
+from ..keys import REPLICATION_STATUS_FILE
 
 log = logging.getLogger("popkit_power.replication")
-
-STATUS_FILE = "replication.json"
-
 
 def write_status(session_dir: str, status: dict[str, Any]) -> None:
     """Replace the status file; a failure is logged, never raised (replication goes on without it)."""
     try:
-        write_file_atomically(os.path.join(session_dir, STATUS_FILE), codec.dumps(status).encode(), durable=False)
+        write_file_atomically(os.path.join(session_dir, REPLICATION_STATUS_FILE), codec.dumps(status).encode(),
+                              durable=False)
     except (OSError, PowerModeError) as error:
         log.warning("replication status not written: %s", error)
 
@@ -27,7 +26,7 @@ def write_status(session_dir: str, status: dict[str, Any]) -> None:
 def read_status(session_dir: str) -> dict[str, Any] | None:
     """What the replicator last wrote, or None."""
     try:
-        found = codec.loads(read_file(os.path.join(session_dir, STATUS_FILE), 1 << 20).decode("utf-8"))
+        found = codec.loads(read_file(os.path.join(session_dir, REPLICATION_STATUS_FILE), 1 << 20).decode("utf-8"))
     except (OSError, ValueError, PowerModeError):
         return None
     return found if isinstance(found, dict) else None

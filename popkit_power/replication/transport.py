@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from ..display import cut
 from ..errors import ReplicationError
 
 UPSTASH, REDIS, MEMORY = "upstash", "redis", "memory"
@@ -60,6 +61,9 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 LIMIT_TEXTS = ("max daily request limit exceeded", "max requests limit exceeded", "max request size exceeded")
 #: Error codes that mean the credentials were refused.
 AUTH_CODES = ("WRONGPASS", "NOAUTH")
+#: Error codes of a command's reply that mean the server cannot run it now but will later: a script still running
+#: (BUSY), data still loading after a restart (LOADING), a cluster moving keys (TRYAGAIN) or without its primary.
+RETRYABLE_CODES = ("BUSY", "LOADING", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN")
 #: The commands whose BLOCK argument makes the server hold the reply.
 BLOCKING_COMMANDS = ("XREAD", "XREADGROUP")
 
@@ -78,6 +82,12 @@ class ReplyError:
     def code(self) -> str:
         """The error's first word: "ERR", "NOSCRIPT", "WRONGTYPE", ..."""
         return self.message.split(" ", 1)[0]
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the same command may succeed later (`RETRYABLE_CODES`); a ReplicationError made of this reply
+        carries it."""
+        return self.code in RETRYABLE_CODES
 
     def __str__(self) -> str:
         return self.message
@@ -238,4 +248,4 @@ def _kind_of(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return f"a {type(value).__name__} of {len(value)}"
     text = repr(value)
-    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+    return f"{type(value).__name__} {cut(text, 40)}"

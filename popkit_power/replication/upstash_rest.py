@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 import orjson
 
+from ..display import cut
 from ..errors import (
     ConfigError,
     MalformedReplyError,
@@ -236,7 +237,7 @@ class UpstashRest:
     def _clean(self, text: str) -> str:
         """A server's text as a message may quote it: one line, at most MAX_QUOTED_CHARS, the token masked."""
         line = " ".join(scrub(text, self._token).split())
-        return line if len(line) <= MAX_QUOTED_CHARS else line[: MAX_QUOTED_CHARS - 1] + "\u2026"
+        return cut(line, MAX_QUOTED_CHARS)
 
     def _quote(self, response: httpx.Response) -> str:
         """': <error text>' from a JSON error body, else the kind of body; never an HTML page's text."""

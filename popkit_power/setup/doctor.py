@@ -22,13 +22,14 @@ import stat
 import time
 from typing import Any, NamedTuple
 
-from ..config import CONFIG_FILE, Config, load_config
-from ..display import short_names
+from ..config import Config, load_config
+from ..display import clean, cut, short_names
 from ..errors import ConfigError, PowerModeError
 from ..home import active_session, check_power_dir, list_sessions
-from ..hook.log import LOG_FILE
+from ..hook.log import HOOK_TWICE
 from ..journal.lease import DISK_FULL, trouble
 from ..journal.verify import verify_journal
+from ..keys import CONFIG_FILE, COORDINATOR_LOG, HOOK_LOG
 from ..session import Session
 from ..status import coordinator_health, mode_info, replication_info, skipped_entries
 from . import hook_errors, registrations
@@ -63,8 +64,8 @@ def run_all(power_dir: str, project_dir: str, *, all_sessions: bool = False, hom
 
 
 def _hooks(found: list[dict[str, Any]], power_dir: str) -> Check:
-    twice = [error for error in hook_errors.read_errors(power_dir) if "reached popkit-power-hook twice" in
-             error["line"] and error["ts"] is not None and time.time() - error["ts"] < RECENT_SECONDS]
+    twice = [error for error in hook_errors.read_errors(power_dir) if error["code"] == HOOK_TWICE
+             and error["ts"] is not None and time.time() - error["ts"] < RECENT_SECONDS]
     where = "; ".join(f"{one['where']} ({one['path'] or 'installed'})" for one in found)
     doubled = registrations.duplicates(found)
     remove = ("keep one: remove the settings entries with `popkit-power uninstall` (add --user for ~/.claude), or "
@@ -93,7 +94,7 @@ def _hook_runs(found: list[dict[str, Any]]) -> list[Check]:
     checks = []
     for command, root in dict.fromkeys(runs):
         works, said = registrations.try_command(command, root)
-        shown = command if len(command) < 100 else command[:97] + "..."
+        shown = cut(command, 99)
         if works:
             checks.append(Check("hook runs", OK, f"{shown} -> {said}"))
             continue
@@ -233,14 +234,15 @@ def _coordinator(power_dir: str, config: Config) -> Check:
         return Check("coordinator", FAIL, f"none runs for the active session {session_id}: nobody notices an "
                      f"agent that dies", fix)
     problem = trouble(session.dir)
+    log = os.path.join(session.dir, COORDINATOR_LOG)
     if problem is not None:
         advice = ("free space on the disk that holds the power directory: it appends again by itself"
-                  if problem.startswith(DISK_FULL) else f"see {session.dir}/coordinator.log: it retries by itself "
+                  if problem.startswith(DISK_FULL) else f"see {log}: it retries by itself "
                   f"once what is named there is fixed")
         return Check("coordinator", FAIL, f"it runs but cannot append its decisions: {problem}", (advice,))
     if not health["alive"]:
         return Check("coordinator", WARN, f"it holds the session but its last status is {health['ago']} "
-                     f"(expected every {config.heartbeat_seconds:g} s)", (f"see {session.dir}/coordinator.log",))
+                     f"(expected every {config.heartbeat_seconds:g} s)", (f"see {log}",))
     return Check("coordinator", OK, f"alive, pid {health.get('pid')}, last status {health['ago']}")
 
 
@@ -268,24 +270,24 @@ def _replication(power_dir: str, config: Config) -> Check:
         return Check("replication", OK, f"{where}; Power Mode is off, nothing to replicate")
     if report.get("last_error") and report["behind"]:
         return Check("replication", WARN, f"{report['behind']} record(s) behind; last error: {report['last_error']}",
-                     (f"see the coordinator.log of session {session_id}; popkit-power upstash ping shows the exact "
+                     (f"see the {COORDINATOR_LOG} of session {session_id}; popkit-power upstash ping shows the exact "
                       f"failure",))
     found = f"{where}; {report.get('pulled') or 0} pulled from {len(report.get('origins') or [])} other machine(s)"
     if report.get("skipped_entries"):  # written into the session's streams by something other than popkit-power
         return Check("replication", WARN, f"{found}; {skipped_entries(report)}",
                      ("something with the credentials writes into the session's streams: see the replicator's log "
-                      f"(the coordinator.log of session {session_id})",))
+                      f"(the {COORDINATOR_LOG} of session {session_id})",))
     return Check("replication", OK, found)
 
 
 def _hook_log(power_dir: str) -> Check:
     recent = [error for error in hook_errors.read_errors(power_dir)
               if error["ts"] is not None and time.time() - error["ts"] < RECENT_SECONDS]
-    path = os.path.join(power_dir, LOG_FILE)
+    path = os.path.join(power_dir, HOOK_LOG)
     if not recent:
-        return Check("hook.log", OK, "no errors in the last day")
+        return Check(HOOK_LOG, OK, "no errors in the last day")
     kinds = list(dict.fromkeys(error["advice"] for error in recent if error["advice"]))
     last = recent[-1]["line"]
-    return Check("hook.log", WARN, f"{len(recent)} line(s) in the last day, the latest: {last[:300]}",
+    return Check(HOOK_LOG, WARN, f"{len(recent)} line(s) in the last day, the latest: {clean(last, 300)}",
                  (*kinds, f"all of them: {path}"))
 

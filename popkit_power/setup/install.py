@@ -30,6 +30,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..home import write_private_file
 from ..hook.entry import WAKE_ARG
+from ..keys import CLAUDE_DIR
 
 HOOK_EVENTS = ("SessionStart", "PostToolUse", "PostToolUseFailure", "SubagentStart", "SubagentStop", "Stop",
                "SessionEnd")
@@ -85,14 +86,14 @@ def settings_path(*, user: bool, project_dir: str = ".") -> str:
     """Where `install` writes: `~/.claude/settings.json` with `user`, else the project's own settings that are not
     committed, `<project_dir>/.claude/settings.local.json`."""
     if user:
-        return os.path.join(os.path.expanduser("~"), ".claude", SETTINGS)
-    return os.path.join(os.path.abspath(project_dir), ".claude", LOCAL_SETTINGS)
+        return os.path.join(os.path.expanduser("~"), CLAUDE_DIR, SETTINGS)
+    return os.path.join(os.path.abspath(project_dir), CLAUDE_DIR, LOCAL_SETTINGS)
 
 
 def shared_settings_path(project_dir: str = ".") -> str:
     """The project's committed settings, `<project_dir>/.claude/settings.json`: never written by `install` (an older
     version did; `install` and `uninstall` take its entries out)."""
-    return os.path.join(os.path.abspath(project_dir), ".claude", SETTINGS)
+    return os.path.join(os.path.abspath(project_dir), CLAUDE_DIR, SETTINGS)
 
 
 def ignore_locally(project_dir: str) -> str | None:

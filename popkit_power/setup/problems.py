@@ -11,6 +11,7 @@ from typing import Any
 from ..display import MAX_NAME_CHARS, clean
 from ..errors import PowerModeError
 from ..home import is_trusted, read_text
+from ..keys import ORIGIN_FILE
 from ..timestamps import age_of, ago, seconds_of
 from .hook_errors import since
 from .unreported import unreported
@@ -69,7 +70,7 @@ def untrusted_problem(power_dir: str) -> str | None:
     try:
         if is_trusted(power_dir):
             return None
-        made = read_text(os.path.join(power_dir, "origin"), 4096).strip()
+        made = read_text(os.path.join(power_dir, ORIGIN_FILE), 4096).strip()
     except FileNotFoundError:
         made = ""
     except (OSError, PowerModeError):

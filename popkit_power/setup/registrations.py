@@ -15,6 +15,7 @@ import shlex
 import subprocess
 from typing import Any
 
+from ..keys import CLAUDE_DIR
 from .install import HOOK_EVENTS, HOOK_SCRIPT, LAUNCHER, LOCAL_SETTINGS, PLUGIN_COMMAND, SETTINGS
 
 PLUGIN_NAME = "popkit"  # .claude-plugin/plugin.json
@@ -25,9 +26,9 @@ def settings_files(project_dir: str, home: str | None = None) -> list[tuple[str,
     """(what, path) of the settings files Claude Code reads for `project_dir`, user's first."""
     home = home or os.path.expanduser("~")
     project = os.path.abspath(project_dir)
-    return [("user settings", os.path.join(home, ".claude", SETTINGS)),
-            ("project settings (committed)", os.path.join(project, ".claude", SETTINGS)),
-            ("project local settings", os.path.join(project, ".claude", LOCAL_SETTINGS))]
+    return [("user settings", os.path.join(home, CLAUDE_DIR, SETTINGS)),
+            ("project settings (committed)", os.path.join(project, CLAUDE_DIR, SETTINGS)),
+            ("project local settings", os.path.join(project, CLAUDE_DIR, LOCAL_SETTINGS))]
 
 
 def _load(path: str) -> dict[str, Any] | None:
@@ -76,7 +77,7 @@ def find(project_dir: str, home: str | None = None) -> list[dict[str, Any]]:
                         commands.setdefault(str(command), []).append(str(event))
         if commands:
             found.append({"kind": "settings", "where": what, "path": path, "commands": commands, "root": None})
-    installed = _load(os.path.join(home, ".claude", "plugins", "installed_plugins.json")) or {}
+    installed = _load(os.path.join(home, CLAUDE_DIR, "plugins", "installed_plugins.json")) or {}
     for name in sorted(enabled):
         entries = (installed.get("plugins") or {}).get(name) if isinstance(installed.get("plugins"), dict) else None
         root = entries[0].get("installPath") if isinstance(entries, list) and entries and isinstance(

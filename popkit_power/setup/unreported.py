@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from ..keys import MAIN, host_name
+from ..keys import CLAUDE_DIR, MAIN, host_name, subagent_transcript
 from ..processes import still_running
 from ..timestamps import seconds_of
 
@@ -39,7 +39,7 @@ LIVE = ("active", "idle")
 def claude_dir(environ: Mapping[str, str] | None = None) -> str:
     """Where Claude Code keeps its transcripts: $CLAUDE_CONFIG_DIR, else ~/.claude."""
     env = os.environ if environ is None else environ
-    return env.get("CLAUDE_CONFIG_DIR") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".claude")
+    return env.get("CLAUDE_CONFIG_DIR") or os.path.join(env.get("HOME") or os.path.expanduser("~"), CLAUDE_DIR)
 
 
 def running_here(agents: dict[str, dict[str, Any]]) -> list[str]:
@@ -79,7 +79,7 @@ def transcript_of(agent: dict[str, Any], claude: str) -> str | None:
     project_dirs = os.path.join(glob.escape(claude), "projects", "*")
     agent_id = agent.get("agent_id")
     if isinstance(agent_id, str) and agent_id and agent_id != MAIN:
-        pattern = os.path.join(project_dirs, glob.escape(session), "subagents", f"agent-{glob.escape(agent_id)}.jsonl")
+        pattern = subagent_transcript(os.path.join(project_dirs, glob.escape(session)), glob.escape(agent_id))
     else:
         pattern = os.path.join(project_dirs, f"{glob.escape(session)}.jsonl")
     found = glob.glob(pattern)

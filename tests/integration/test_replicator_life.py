@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from support import remove_tree, replace_power_dir, until
 
-from popkit_power.replication.replicator import STATUS_FILE
+from popkit_power.keys import REPLICATION_STATUS_FILE
 from popkit_power.session import Session, start_session
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"
@@ -29,7 +29,7 @@ def test_a_replicator_ends_with_one_line_when_its_session_directory_goes(tmp_pat
     with open(stderr_path, "wb") as stderr:
         replicator = subprocess.Popen([str(SCRIPT), "replicate"], stderr=stderr, env=env)
     try:
-        until(lambda: Path(session.dir, STATUS_FILE).exists() or replicator.poll() is not None, WAIT,
+        until(lambda: Path(session.dir, REPLICATION_STATUS_FILE).exists() or replicator.poll() is not None, WAIT,
               "it replicates")
         session.publish("message.broadcast", {"text": "one"}, sender="human")
         session.journal.close()
@@ -47,4 +47,5 @@ def test_a_replicator_ends_with_one_line_when_its_session_directory_goes(tmp_pat
     if how == "removed":
         assert not os.path.exists(home)
     else:
-        assert not Path(Session(home, session.id).dir, STATUS_FILE).exists(), "it wrote into the replacement"
+        replacement = Path(Session(home, session.id).dir, REPLICATION_STATUS_FILE)
+        assert not replacement.exists(), "it wrote into the replacement"
