@@ -350,6 +350,24 @@ def remove_tree(path: str) -> None:
     raise AssertionError(f"{path} could not be removed")
 
 
+def replace_power_dir(home: str, session_id: str) -> None:
+    """Put a new power directory, whose active session has the same id (and an empty journal), in `home`'s place in
+    one step (renameat2's RENAME_EXCHANGE), so that a process watching the path sees it replaced, never missing;
+    then remove the old one."""
+    import ctypes
+
+    from popkit_power.home import set_active_session
+    from popkit_power.session import Session
+
+    new = f"{home}.new"
+    Session(new, session_id, create=True)
+    set_active_session(new, session_id)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(-100, os.fsencode(new), -100, os.fsencode(home), 2) != 0:  # AT_FDCWD, RENAME_EXCHANGE
+        raise OSError(ctypes.get_errno(), f"exchanging {new} and {home}")
+    remove_tree(new)
+
+
 def race_barrier(event_prefix: str, variable: str) -> str:
     """A sitecustomize.py for racing CLI processes (loaded through PYTHONPATH): each one, just before it appends an
     event whose type starts with `event_prefix`, marks itself in the folder named by $`variable` and waits (60 s at

@@ -5,7 +5,6 @@ them."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,12 +19,13 @@ from popkit_power.approvals import (
 )
 from popkit_power.coordinator import PowerModeCoordinator
 from popkit_power.errors import AnswerRefusedError, SessionError
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Session:
-    created = start_session(str(tmp_path / "power"), "Ship it", sender="human")
+def session(session: Session) -> Session:
+    """conftest's session with one agent (main-c0ffee) joined."""
+    created = session
     created.publish("agent.joined", {"name": "main-c0ffee"}, sender=MAIN)
     return created
 

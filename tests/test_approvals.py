@@ -3,18 +3,17 @@ only the first in the journal counts and the command whose answer came second mu
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import runners
 from support import race_barrier
 from test_cli import outside_claude_code  # noqa: F401  - autouse: the CLI runs as a person at a terminal
 
-from popkit_power import provenance
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"
 ASKER = "c0ffee00-1111:main"
@@ -24,19 +23,19 @@ RACE_BARRIER = race_barrier("approval.", "ANSWER_BARRIER")
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Session:
-    created = start_session(str(tmp_path / "power"), "Ship it", sender="human")
+def session(session: Session) -> Session:
+    """conftest's session with the asking agent (main-c0ffee) joined."""
+    created = session
     created.publish("agent.joined", {"name": "main-c0ffee"}, sender=ASKER)
     return created
 
 
 def clean_env(power_dir: str, **extra: str) -> dict[str, str]:
-    """A person's shell: no variable of an agent's session."""
-    env = {name: value for name, value in os.environ.items()
-           if name not in (*provenance.AGENT_ENVIRONMENT, "POPKIT_POWER_AGENT")}
-    return {**env, "POPKIT_POWER_HOME": power_dir, **extra}
+    """A person's shell, with `power_dir` as its power directory."""
+    return runners.person_env(POPKIT_POWER_HOME=power_dir, **extra)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("meeting", ["after reading the request", "as they come"])
 def test_concurrent_approve_and_deny_exactly_one_succeeds_and_the_other_names_the_answer(
         session: Session, tmp_path: Path, meeting: str) -> None:
@@ -80,6 +79,7 @@ def test_concurrent_approve_and_deny_exactly_one_succeeds_and_the_other_names_th
             assert err.startswith(f"popkit-power: your answer (seq {answers[1]['seq']}) does not count: ")
 
 
+@pytest.mark.slow
 def test_an_answer_killed_at_a_random_moment_leaves_the_other_command_telling_the_truth(session: Session) -> None:
     """approve and deny started together, approve SIGKILLed at a random moment (before it read, before or after it
     wrote): deny exits 0 exactly when its answer is the one that counts, and 2 naming the answer otherwise."""

@@ -4,7 +4,6 @@ the wait for the server's place with machines replicating. Also PowerModeCoordin
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,13 +16,13 @@ from popkit_power.errors import ClaimLostError, SessionError
 from popkit_power.journal.writer import Position
 from popkit_power.keys import ARBITER
 from popkit_power.protocol import make_event
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Session:
-    """Two live agents and one open task, t-1."""
-    created = start_session(str(tmp_path / "power"), "Ship it", sender="human")
+def session(session: Session) -> Session:
+    """conftest's session with two live agents and one open task, t-1."""
+    created = session
     created.publish("agent.joined", {"name": "main-c0ffee"}, sender=MAIN)
     created.publish("agent.joined", {"name": "Explore-a1b2c3", "agent_type": "Explore"}, sender=HELPER)
     created.publish("task.created", {"task": "t-1", "title": "the parser"}, sender="human")

@@ -14,6 +14,7 @@ import orjson
 import pytest
 import support
 from click.testing import CliRunner, Result
+from runners import run_cli as run  # the power dir comes from POPKIT_POWER_HOME (power_dir)
 
 from popkit_power import provenance
 from popkit_power.cli import main
@@ -32,11 +33,6 @@ def outside_claude_code(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
         monkeypatch.delenv(name, raising=False)
     if any(ancestor.is_claude for ancestor in provenance.ancestors() or ()):
         monkeypatch.setattr(provenance, "PROC", str(tmp_path / "no-proc"))
-
-
-def run(*args: str) -> Result:
-    """Invoke the CLI in-process (the power dir comes from POPKIT_POWER_HOME, set by the power_dir fixture)."""
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def one_line_error(result: Result, code: int = 2) -> str:
@@ -114,20 +110,23 @@ def test_home_option_overrides_the_environment(power_dir: str, tmp_path: Path) -
 
 
 def test_every_command_has_help() -> None:
-    """Each command, and each command of a group of commands (`task add`), answers --help with its usage and a
-    description (exit 0)."""
+    """popkit-power, each command, and each command of a group of commands (`task add`), answers --help with its
+    usage and the first sentence of its description (exit 0). The suite's one walk over the commands."""
     assert isinstance(main, click.Group)
-    commands: list[tuple[list[str], click.Command]] = [([name], command) for name, command in main.commands.items()]
+    commands: list[tuple[list[str], click.Command]] = [([], main)]
     checked = []
     while commands:
         path, command = commands.pop()
         result = run(*path, "--help")
         assert result.exit_code == 0 and result.stdout.startswith("Usage: "), path
         assert command.help, f"{' '.join(path)} has no help text"
+        first_sentence = re.split(r"(?<=[.!?])\s", " ".join(command.help.replace("\b", "").split()))[0]
+        assert first_sentence in " ".join(result.stdout.split()), f"{' '.join(path)} --help lacks {first_sentence!r}"
         checked.append(" ".join(path))
         if isinstance(command, click.Group):
             commands.extend(([*path, name], sub) for name, sub in command.commands.items())
-    assert {"task add", "claim", "done", "result", "release", "reassign"} <= set(checked)
+    assert {"task add", "claim", "done", "result", "release", "reassign", "insight", "send", "broadcast", "ask",
+            "approve", "deny"} <= set(checked)
 
 
 def test_the_readme_command_table_names_every_command() -> None:
@@ -223,6 +222,7 @@ def session_entries(power_dir: str) -> list[str]:
     return sorted(os.listdir(os.path.join(power_dir, "sessions")))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs RLIMIT_FSIZE (POSIX)")
 @pytest.mark.parametrize("limit", [0, 100, 400])
 def test_start_on_a_full_disk_leaves_nothing_half_made(session: Session, tmp_path: Path, limit: int) -> None:
@@ -325,6 +325,7 @@ def test_verify_reports_a_line_that_is_not_json(session: Session) -> None:
 # -- the installed console script --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_installed_console_script_runs_as_a_real_process(tmp_path: Path) -> None:
     """The `popkit-power` script installed in the venv works as its own process: start, publish, verify --json; an
     unknown session is exit 2 with one line on stderr."""
@@ -445,6 +446,7 @@ COMMANDS = [["status"], ["status", "--json"], ["verify"], ["replay"], ["replay",
             ["result", "done"], ["claim", "t1"], ["stop"], ["start", "Again"]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_a_damaged_power_directory_is_one_line_never_a_traceback(power_dir: str, damage: str,
@@ -552,6 +554,7 @@ def _tree(power_dir: str) -> dict[str, bytes | None]:
     return {str(path): (path.read_bytes() if path.is_file() else None) for path in Path(power_dir).rglob("*")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["replay"], ["verify"]])
 def test_read_commands_work_on_a_read_only_power_directory(power_dir: str, args: list[str]) -> None:
     """Even with more records than `snapshot_every_events` (a snapshot is due), nothing is written or needed."""

@@ -17,7 +17,7 @@ from test_cli import outside_claude_code  # noqa: F401  - autouse: the CLI runs 
 from test_cli_agents import CLAUDE, HELPER, MAIN, cli, last, records, refusal
 
 from popkit_power.projector import find_task_anywhere
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"
 GONE = "dead0000-2222:main"
@@ -26,9 +26,10 @@ HELPER_LABEL = f"Explore-a1b2c3 ({HELPER})"
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Session:
-    """Two live agents of one Claude Code session (main-c0ffee, Explore-a1b2c3) and one the coordinator lost."""
-    created = start_session(str(tmp_path / "power"), "Ship it", sender="human")
+def session(session: Session) -> Session:
+    """conftest's session with two live agents of one Claude Code session (main-c0ffee, Explore-a1b2c3) and one the
+    coordinator lost."""
+    created = session
     created.publish("agent.joined", {"name": "main-c0ffee"}, sender=MAIN)
     created.publish("agent.joined", {"name": "Explore-a1b2c3", "agent_type": "Explore"}, sender=HELPER)
     created.publish("agent.joined", {"name": "main-dead00"}, sender=GONE)
@@ -376,6 +377,7 @@ def test_the_winner_is_decided_as_of_its_own_claim(session: Session, monkeypatch
 RACE_BARRIER = support.race_barrier("task.claimed", "CLAIM_BARRIER")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("meeting", ["after reading the task", "as they come"])
 def test_two_claim_processes_at_once_exactly_one_wins_and_both_are_told(session: Session, tmp_path: Path,
                                                                         meeting: str) -> None:

@@ -23,6 +23,7 @@ JSON_VALUES = st.recursive(
 )
 
 
+@pytest.mark.slow
 @given(JSON_VALUES)
 def test_dumps_is_compact_json_with_text_kept_as_it_is(value: Any) -> None:
     """Property: codec.dumps equals json.dumps with compact separators and ensure_ascii=False, and reads back."""

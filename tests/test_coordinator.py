@@ -327,9 +327,9 @@ def test_an_idle_coordinator_waits_instead_of_spinning(team: dict[str, Any]) -> 
     coordinator.start()
     try:
         team["session"].publish("message.broadcast", {"text": "one change"}, sender="human")
-        time.sleep(0.2)  # let it fold that change
+        assert coordinator.wait_folded(team["session"].journal.end_position().seq - 1, 10)
         before = coordinator.steps
-        time.sleep(1.5)
+        time.sleep(1.5)  # the scenario: 1.5 s of nothing happening, whose rounds are counted
         rounds = coordinator.steps - before
     finally:
         coordinator.stop()
@@ -400,7 +400,7 @@ def test_an_agent_that_joins_again_as_another_process_is_watched_as_that_one(tea
         first.kill()
         first.wait()
         before = coordinator.steps
-        time.sleep(1.5)
+        time.sleep(1.5)  # the scenario: 1.5 s after the first process's death, whose rounds are counted
         assert coordinator.steps - before <= 4, "a stale pidfd keeps waking it"
         assert not [e for e in session.journal.reader() if e["type"] == "agent.lost"]
         second.kill()

@@ -18,11 +18,6 @@ from popkit_power.hook.agent_state import AgentState
 from popkit_power.session import Session, start_session
 
 
-@pytest.fixture
-def session(tmp_path: Path) -> Session:
-    return start_session(str(tmp_path / "power"), "Ship the parser", sender="human")
-
-
 def _dropped_reply(session: Session, agent: Agent, text: str) -> str:
     """A broadcast, then a tool call whose hook's reply (carrying it) Claude Code drops at its timeout; returns the
     call's tool_use id (its result is not written yet)."""
@@ -166,6 +161,7 @@ def test_one_call_reads_a_bounded_amount_of_transcript_for_all_its_replies(sessi
     assert state.unconfirmed[0]["at"] > first and [record["at"] for record in state.unconfirmed[1:]] == [0, 0]
 
 
+@pytest.mark.slow
 def test_an_agent_far_behind_hears_every_broadcast_once_in_order_across_segment_rotations(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """4 KiB segments, an agent far behind, and each call allowed only a few records (the 50,000 / 1 s bound made

@@ -26,15 +26,11 @@ from test_hook import CLAUDE, HOOK_SCRIPT, OTHER, call, context, payload, tool
 
 from popkit_power.hook import entry as hook
 from popkit_power.hook.agent_state import AgentState
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session
 
 WAIT = 60  # seconds a process may take on a busy machine (a deadline, never a measured speed)
 AGENT = f"{CLAUDE}:main"
 
-
-@pytest.fixture
-def session(tmp_path: Path) -> Session:
-    return start_session(str(tmp_path / "power"), "Ship the parser", sender="human")
 
 
 @pytest.fixture
@@ -109,6 +105,7 @@ def _a_round(agent: Agent, number: int) -> subprocess.Popen[bytes]:
     return agent.start_waiter()
 
 
+@pytest.mark.slow
 def test_waiters_ended_by_sigterm_or_sigkill_at_random_moments_lose_no_broadcast(
         session: Session, claude_process: subprocess.Popen[bytes], tmp_path: Path) -> None:
     """200 rounds: the agent goes idle, a broadcast is published, its waiter (a real process) starts and is sent
@@ -141,6 +138,7 @@ def test_waiters_ended_by_sigterm_or_sigkill_at_random_moments_lose_no_broadcast
     print(f"{rounds} rounds, {dict(ends)}, 0 lost, {repeated} repeated")
 
 
+@pytest.mark.slow
 def test_with_nothing_killed_each_broadcast_reaches_an_idle_agent_exactly_once(
         session: Session, claude_process: subprocess.Popen[bytes], tmp_path: Path) -> None:
     agent = Agent(session, ClaudeTranscript(tmp_path / "transcript.jsonl"), claude_process.pid)
@@ -178,6 +176,7 @@ def test_a_waiter_sent_sigterm_after_writing_its_news_exits_2(session: Session,
     assert agent.tool_call() is None, "delivered once: not again at the next tool call"
 
 
+@pytest.mark.slow
 def test_a_newer_waiter_ending_an_older_one_loses_and_repeats_nothing(session: Session,
                                                                      claude_process: subprocess.Popen[bytes],
                                                                      tmp_path: Path) -> None:
@@ -213,6 +212,7 @@ def test_a_newer_waiter_ending_an_older_one_loses_and_repeats_nothing(session: S
 
 # -- a tool hook's reply dropped at Claude Code's timeout (issue 21 item 4) ------------------------------------------
 
+@pytest.mark.slow
 def test_tool_hooks_killed_at_random_moments_and_dropped_as_at_a_timeout_lose_no_news(session: Session,
                                                                                     tmp_path: Path) -> None:
     """300 rounds: a broadcast, then a real PostToolUse hook process SIGKILLed at a random moment of its run, its

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from popkit_power.coordinator.daemon import running
 from popkit_power.demo.story import story
@@ -44,6 +45,7 @@ def first(events: list[dict[str, Any]], kind: str, **data: Any) -> dict[str, Any
     raise AssertionError(f"no {kind} with {data}")
 
 
+@pytest.mark.slow
 def test_the_demo_tells_its_whole_story_with_real_processes(tmp_path: Path) -> None:
     completed = subprocess.run([*CLI, "demo", "--pace", "0", "--dir", str(tmp_path)], capture_output=True, text=True,
                                timeout=120, stdin=subprocess.DEVNULL)
@@ -98,6 +100,7 @@ def test_the_demo_tells_its_whole_story_with_real_processes(tmp_path: Path) -> N
         (plan["agents"][persona].get("name") or persona) in page or keys[persona][:8] in page for persona in keys)
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_the_demo_and_every_process_it_started(tmp_path: Path) -> None:
     demo = subprocess.Popen([*CLI, "demo", "--pace", "1", "--dir", str(tmp_path)], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -16,7 +16,7 @@ from popkit_power import display
 from popkit_power.cli import render
 from popkit_power.replay.story import Book, event_line
 from popkit_power.replay.timeline import build_timeline
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session
 from popkit_power.status import session_status
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,10 +84,6 @@ def test_the_lookalike_table_is_what_the_library_gives() -> None:
 
 SHOWN = ["hum\u0430n", "co\u03bfrdinator", "\uff48\uff55\uff4d\uff41\uff4e", "hurnan"]
 
-
-@pytest.fixture
-def session(tmp_path: Path) -> Session:
-    return start_session(str(tmp_path / "power"), "Ship the parser", sender="human")
 
 
 @pytest.mark.parametrize("name", SHOWN)

@@ -10,9 +10,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # builds a wheel with pip: seconds
 def test_the_wheel_holds_every_module_and_the_plugin(tmp_path: Path) -> None:
     # from a copy without build/: setuptools builds in the tree and would ship what an earlier build left there
     tree = tmp_path / "tree"

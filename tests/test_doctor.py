@@ -173,10 +173,6 @@ def test_doctor_on_a_fresh_machine(power_dir: str, project: Path) -> None:
     assert checks["hooks"][0]["verdict"] == "warn" and result.exit_code == 0
 
 
-@pytest.fixture
-def session(power_dir: str) -> Any:
-    return start_session(power_dir, "Doctor", sender="human")
-
 
 @pytest.mark.parametrize(("condition", "advice"), [
     ("disk full", "free space on the disk that holds the power directory"),

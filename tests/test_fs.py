@@ -94,6 +94,7 @@ def test_the_hook_keeps_the_agent_state_whole_on_a_full_disk(tmp_path: Path, mon
 
 # -- modes (item 12) ---------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("umask", [0o000, 0o277, 0o077])
 def test_modes_are_exact_under_any_umask(tmp_path: Path, umask: int) -> None:
     """Files 0600 and directories 0700 whatever the umask, for everything a session and a real hook process make."""
@@ -135,6 +136,7 @@ def _plant(link: Path, target: Path) -> None:
     link.symlink_to(target)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [
     "journal.lock", "journal/0000000000000001.jsonl", f"agents/{safe_name(f'{CLAUDE}:main')}.json",
     f"agents/{safe_name(f'{CLAUDE}:main')}.lock", f"agents/{safe_name(f'{CLAUDE}:main')}.json.tmp",

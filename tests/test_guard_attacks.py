@@ -3,7 +3,6 @@ so the human is asked about one thing while another runs."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -13,10 +12,10 @@ from typing import Any
 
 import orjson
 import pytest
+import runners
 from click.testing import CliRunner
 
 from popkit_power.cli import main
-from popkit_power.hook import entry as hook
 from popkit_power.hook.guard_rules import MAX_SUBJECT_CHARS
 from popkit_power.session import Session, start_session
 
@@ -25,18 +24,15 @@ HOOK = "import sys; from popkit_power.hook.entry import main; sys.exit(main())" 
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Session:
-    home = tmp_path / "power"
-    home.mkdir()
-    (home / "config.json").write_text(json.dumps({"guardrail_paths": ["*.env"], "guardrail_commands": ["git push*"]}))
-    return start_session(str(home), "Ship it", sender="human")
+def session_config() -> dict[str, Any]:
+    """conftest's `session` starts with these guardrails."""
+    return {"guardrail_paths": ["*.env"], "guardrail_commands": ["git push*"]}
 
 
 def pre_tool_use(session: Session, command: str, cwd: str = "/repo") -> str | None:
-    payload = {"session_id": AGENT, "cwd": cwd, "hook_event_name": "PreToolUse", "tool_name": "Bash",
-               "tool_input": {"command": command}}
-    reply = hook.run(io.BytesIO(orjson.dumps(payload)), session.power_dir, {})
-    return None if reply is None else str(orjson.loads(reply)["hookSpecificOutput"]["permissionDecisionReason"])
+    """The reason the hook denies this Bash command, or None when it lets it through."""
+    denied = runners.pre_tool_use(session.power_dir, "Bash", {"command": command}, cwd=cwd, env={})
+    return None if denied is None else str(denied["permissionDecisionReason"])
 
 
 def requests(session: Session) -> list[dict[str, Any]]:
@@ -131,6 +127,7 @@ print(json.dumps(doubts(evidence({}))))
 """
 
 
+@pytest.mark.slow
 def test_an_answer_from_below_a_chain_deeper_than_is_read_is_doubtful() -> None:
     """Only MAX_ANCESTORS parents are read: an agent that runs `approve` under more wrappers than that (real nested
     processes here) hid Claude Code above the cut, and the chain, cut short of init, raised no doubt. A chain read

@@ -215,6 +215,7 @@ def test_the_hook_process_holds_an_evasion_and_a_line_it_cannot_read(tmp_path: P
     assert pre_tool_use("git status") is None
 
 
+@pytest.mark.slow
 def test_the_glob_matcher_agrees_with_fnmatchcase() -> None:
     """globs.py replaces fnmatch on the hook's path (no `re` import): the same answer on 100,000 random cases over
     an alphabet of wildcards, brackets, ranges and slashes."""

@@ -3,19 +3,15 @@ that checks it is registered only where guardrails are set."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from click.testing import CliRunner
+import runners
 
-from popkit_power.cli import main
 from popkit_power.config import Config, load_config
 from popkit_power.errors import ConfigError
-from popkit_power.hook import entry as hook
 from popkit_power.hook.guard_rules import matching_rule
 from popkit_power.session import Session, start_session
 from popkit_power.setup.install import GUARD_EVENT, GUARD_MATCHER, HOOK_EVENTS
@@ -29,21 +25,13 @@ def configure(home: Path, **values: Any) -> None:
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Session:
-    home = tmp_path / "power"
-    configure(home, guardrail_paths=["*.env", "migrations/*"], guardrail_commands=["git push*", "rm -rf *"])
-    return start_session(str(home), "Ship it", sender="human")
+def session_config() -> dict[str, Any]:
+    """conftest's `session` starts with these guardrails."""
+    return {"guardrail_paths": ["*.env", "migrations/*"], "guardrail_commands": ["git push*", "rm -rf *"]}
 
 
 def pre_tool_use(session: Session, tool: str, **tool_input: Any) -> dict[str, Any] | None:
-    payload = {"session_id": AGENT, "transcript_path": "/t.jsonl", "cwd": "/repo", "hook_event_name": "PreToolUse",
-               "tool_name": tool, "tool_input": tool_input}
-    reply = hook.run(io.BytesIO(orjson.dumps(payload)), session.power_dir, {"CLAUDE_PID": "4242"})
-    if reply is None:
-        return None
-    output: dict[str, Any] = orjson.loads(reply)["hookSpecificOutput"]
-    assert (output["hookEventName"], output["permissionDecision"]) == ("PreToolUse", "deny")
-    return output
+    return runners.pre_tool_use(session.power_dir, tool, tool_input)
 
 
 def requests(session: Session) -> list[dict[str, Any]]:
@@ -148,7 +136,7 @@ def test_a_damaged_guard_entry_looks_for_the_answer_from_the_start_rather_than_b
 
 
 def run_cli(home: Path, *args: str) -> Any:
-    return CliRunner().invoke(main, ["--home", str(home), *args])
+    return runners.run_cli(*args, home=home)
 
 
 def test_the_pretooluse_hook_is_registered_only_where_guardrails_are_set(tmp_path: Path) -> None:

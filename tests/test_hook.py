@@ -21,7 +21,7 @@ from freezegun import freeze_time
 
 from popkit_power.hook import entry as hook
 from popkit_power.keys import HOOK_LOG
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session
 
 HOOK_SCRIPT = Path(sys.executable).parent / "popkit-power-hook"
 CLAUDE = "c0ffee00-1111-2222-3333-444455556666"
@@ -29,13 +29,9 @@ OTHER = "beef0000-1111-2222-3333-444455556666"
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> str:
-    return str(tmp_path / "power")
-
-
-@pytest.fixture
-def session(home: str) -> Session:
-    return start_session(home, "Ship the parser", sender="human")
+def home(power_dir: str) -> str:
+    """conftest's power directory, under the name these tests give it."""
+    return power_dir
 
 
 def payload(event: str, claude: str = CLAUDE, **fields: Any) -> dict[str, Any]:

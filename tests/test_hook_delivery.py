@@ -26,12 +26,7 @@ from popkit_power.hook import news
 from popkit_power.hook.agent_state import AgentState
 from popkit_power.hook.inbox import Inbox
 from popkit_power.hook.log import MAX_DAMAGE_LOGGED
-from popkit_power.session import Session, start_session
-
-
-@pytest.fixture
-def session(tmp_path: Path) -> Session:
-    return start_session(str(tmp_path / "power"), "Ship the parser", sender="human")
+from popkit_power.session import Session
 
 
 def agent_state(session: Session, key: str = f"{CLAUDE}:main") -> dict[str, Any]:
@@ -48,6 +43,7 @@ def broadcasts_in(reply: str) -> list[str]:
 
 # -- at least once: killed hooks and a closed stdout (issue 6, item 6) -------------------------------------------------
 
+@pytest.mark.slow
 def test_hooks_killed_at_random_moments_lose_no_news(session: Session) -> None:
     """300 rounds: a broadcast is published, then a real hook process of the agent starts and is SIGKILLed at a
     random moment of its run (as Claude Code's timeout would). Every broadcast reaches the agent in a reply it
@@ -194,6 +190,7 @@ def test_an_item_longer_than_any_reply_continues_at_the_next_calls(session: Sess
 
 # -- an agent far behind is never stalled (item 13) --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_an_agent_far_behind_catches_up_in_bounded_calls(session: Session) -> None:
     """120,000 records nobody needs to hear about, then one broadcast: each real hook process reads at most
     MAX_RECORDS_PER_CALL records and saves its progress, so the agent gets there in a few calls, none of which has
@@ -418,6 +415,7 @@ def test_a_damaged_state_file_never_wedges_the_agent_and_is_logged(session: Sess
     assert sum("was damaged" in line for line in log_lines(home)) == 3
 
 
+@pytest.mark.slow
 def test_a_flood_of_huge_messages_is_taken_in_within_the_pending_bound(session: Session) -> None:
     """Eight broadcasts of 50,000 quotes (100,000 characters once escaped): one call takes in only what its pending
     bound allows (the state file stays small however many arrive), and everything arrives in the end, in order."""
@@ -501,6 +499,7 @@ def test_huge_numbers_from_outside_do_not_outgrow_a_record(session: Session) -> 
     assert recorded["type"] == "agent.tool" and "ms" not in recorded["data"]
 
 
+@pytest.mark.slow
 def test_a_long_stretch_of_damaged_lines_is_read_in_bounded_calls(session: Session) -> None:
     """150,000 damaged lines before a broadcast: every call counts them against its budget, logs at most
     MAX_DAMAGE_LOGGED of them one by one plus one summary line, and the broadcast arrives."""

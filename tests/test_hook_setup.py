@@ -9,20 +9,15 @@ import sys
 from pathlib import Path
 
 import orjson
-import pytest
 from test_hook import CLAUDE, HOOK_SCRIPT, call, events, log_lines, payload, tool
 from test_wake import start_waiter, stop
 
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session
 from popkit_power.setup.install import LAUNCHER, PLUGIN_COMMAND
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCHER_PATH = REPO / "popkit_power" / "plugin" / LAUNCHER
 
-
-@pytest.fixture
-def session(tmp_path: Path) -> Session:
-    return start_session(str(tmp_path / "power"), "Ship the parser", sender="human")
 
 
 def fake_hook(directory: Path, marker: str) -> Path:

@@ -17,12 +17,13 @@ from typing import Any
 
 import orjson
 import pytest
+import runners
 import support
 from test_cli import outside_claude_code  # noqa: F401  - autouse: the CLI runs as a person at a terminal
 
 from popkit_power import provenance
 from popkit_power.replay.timeline import build_timeline
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session
 
 BIN = Path(sys.executable).parent
 SCRIPT = BIN / "popkit-power"
@@ -31,17 +32,18 @@ WAIT = 60.0
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Session:
-    created = start_session(str(tmp_path / "power"), "Ship it", sender="human")
+def session(session: Session) -> Session:
+    """conftest's session with one agent (main-c0ffee) joined."""
+    created = session
     created.publish("agent.joined", {"name": "main-c0ffee"}, sender=AGENT)
     return created
 
 
 def person_env(power_dir: str) -> dict[str, str]:
     """A person's shell: no variable of an agent's session, this venv's commands first on PATH."""
-    env = {name: value for name, value in os.environ.items()
-           if name not in (*provenance.AGENT_ENVIRONMENT, "POPKIT_POWER_AGENT", "TMUX")}
-    return {**env, "POPKIT_POWER_HOME": power_dir, "PATH": f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}"}
+    env = runners.person_env(POPKIT_POWER_HOME=power_dir, PATH=f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    env.pop("TMUX", None)
+    return env
 
 
 def agent_bash(tmp_path: Path, power_dir: str, command: str) -> subprocess.CompletedProcess[str]:
@@ -62,14 +64,11 @@ def ask(session: Session, request: str) -> None:
 
 def answer_of(session: Session, request: str) -> dict[str, Any]:
     """The answer to `request` once it is in the journal (a detached process writes it a moment later)."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        found = [event for event in session.journal.reader() if event["type"] in ("approval.granted",
-                 "approval.denied") and event["data"].get("request") == request]
-        if found:
-            return found[0]
-        assert time.monotonic() < deadline, f"no answer to {request} within {WAIT} s"
-        time.sleep(0.05)
+    found = support.until(lambda: [event for event in session.journal.reader() if event["type"] in (
+        "approval.granted", "approval.denied") and event["data"].get("request") == request], WAIT,
+                          f"an answer to {request}")
+    answer: dict[str, Any] = found[0]
+    return answer
 
 
 def asked_at(session: Session, request: str) -> str:
@@ -181,6 +180,7 @@ def test_the_humans_answer_typed_at_a_terminal_is_not_doubtful(session: Session,
         shell.wait(timeout=WAIT)
 
 
+@pytest.mark.slow
 def test_status_replay_and_the_timeline_mark_a_doubtful_answer(session: Session, tmp_path: Path) -> None:
     ask(session, "r-forged")
     agent_bash(tmp_path, session.power_dir, f"env -i PATH={BIN}:/usr/bin:/bin POPKIT_POWER_HOME={session.power_dir} "
@@ -217,6 +217,7 @@ HOSTILE_EVIDENCE = [
 ]
 
 
+@pytest.mark.slow
 def test_hostile_evidence_written_by_hand_is_shown_doubtful_and_breaks_nothing(session: Session) -> None:
     """Evidence written into the journal by hand (Journal.append, under the library's stamping) with values of any
     kind: status, replay and the timeline read it, and mark every answer doubtful."""

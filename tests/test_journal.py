@@ -399,6 +399,7 @@ def test_fsync_durability_syncs_every_append_and_flush_does_not(tmp_path: Path,
 WRITERS, PER_WRITER = 16, 500
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("method", "segment_max_bytes"), [("spawn", 64 * 1024 * 1024), ("fork", 4096)],
                          ids=["spawn-one-segment", "fork-small-segments"])
 def test_sixteen_processes_appending_at_once_lose_and_repeat_nothing(tmp_path: Path, method: str,
@@ -457,6 +458,7 @@ def _expected_record(record: dict[str, object]) -> bytes:
 KILL_ROUNDS = 120
 
 
+@pytest.mark.slow
 def test_writer_killed_at_random_moments_never_leaves_a_half_record(tmp_path: Path) -> None:
     """120 times: a forked writer appends (records up to ~200 KB) in a tight loop, reporting each returned seq over
     a pipe; after a random number of reports (seeded RNG) it gets SIGKILL. Readers only ever return whole records
@@ -506,6 +508,7 @@ def test_writer_killed_at_random_moments_never_leaves_a_half_record(tmp_path: Pa
     assert report["records"] == len(seen) + 1 and len(seen) >= KILL_ROUNDS
 
 
+@pytest.mark.slow
 def test_torn_write_by_a_killed_writer_is_reported_then_repaired(tmp_path: Path) -> None:
     """A writer whose append writes half its line and then dies by SIGKILL (inside the real append path): verify
     reports the torn tail at the right offset, readers return every reported record and not the torn one, the next

@@ -269,6 +269,7 @@ def test_a_batch_that_does_not_fit_under_the_file_size_limit_leaves_nothing(jour
 BATCH_KILL_ROUNDS = 220
 
 
+@pytest.mark.slow
 def test_a_batch_cut_by_sigkill_is_never_partly_visible(tmp_path: Path) -> None:
     """220 times: a forked writer appends batches of 2-5 records (about a third of them 100-200 KB, so a kill lands
     inside a write) and reports each batch after its append returned; it is SIGKILLed at a random moment. A reader
@@ -515,6 +516,7 @@ def _lines_of(kinds: list[tuple[int | str, ...]]) -> list[bytes]:
     return lines
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(kinds=_line_kinds, torn=st.binary(max_size=3))
 def test_readers_stop_exactly_where_a_repair_cuts(tmp_path: Path, kinds: list[tuple[int | str, ...]],
@@ -778,6 +780,7 @@ def test_the_journal_imports_only_lean_modules_and_neither_config_nor_home() -> 
 # -- stress: a few seconds of tools/stress_journal.py ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_stress_writers_killed_at_random_while_tailing_readers_follow() -> None:
     """tools/stress_journal.py for 3 seconds (the 60-second run is in tools/BENCHMARKS.md): writers appending single
     records and batches are SIGKILLed at random moments and restarted while two tailing reader processes follow the

@@ -97,8 +97,9 @@ def _kill(pid: int) -> None:
     os.waitpid(pid, 0)
 
 
+@pytest.mark.slow
 def test_followers_of_every_kind_return_each_record_once_while_killed_writers_rotate_segments(
-        power_dir: str, tmp_path: Path) -> None:
+        power_dir: str, tmp_path: Path, rng: random.Random) -> None:
     """Writers (real processes) append single records and batches to 4 KiB segments and are SIGKILLed at random
     moments (and started again), a third of them killing themselves in the middle of a write (so that the next
     append repairs a torn tail, at a segment's end too), until the journal has rotated at least 1,500 times (before
@@ -113,7 +114,6 @@ def test_followers_of_every_kind_return_each_record_once_while_killed_writers_ro
     directory, origin = session.journal.directory, session.origin
     stop_path, out = str(tmp_path / "stop"), tmp_path / "out"
     out.mkdir()
-    rng = random.Random()
     lives = [0, 0, 0]
     writers = [_start(followers.writer_main, directory, session.id, origin, number, 0, SEGMENT_MAX_BYTES)
                for number in range(len(lives))]

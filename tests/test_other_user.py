@@ -40,7 +40,7 @@ def agent_user() -> Iterator[pwd.struct_passwd]:
 
 
 @pytest.fixture
-def session() -> Iterator[Session]:
+def shared_session() -> Iterator[Session]:
     """The human's session in a folder every user may pass through (pytest's own tmp folder is the human's only),
     so that only the power directory's own modes stand between the agent and the journal."""
     shared = tempfile.mkdtemp(prefix="pkp-shared-")
@@ -66,34 +66,37 @@ def journal_bytes(session: Session) -> bytes:
 
 
 def test_an_agent_of_another_user_cannot_give_the_humans_word(agent_user: pwd.struct_passwd,
-                                                                session: Session) -> None:
-    session.publish("approval.requested", {"request": "r-push", "question": "force-push main?"},
+                                                                shared_session: Session) -> None:
+    shared_session.publish("approval.requested", {"request": "r-push", "question": "force-push main?"},
                     sender="c0ffee00-1111:main")
-    before = journal_bytes(session)
-    home = session.power_dir
+    before = journal_bytes(shared_session)
+    home = shared_session.power_dir
     command = as_agent(agent_user, [str(BIN / "popkit-power"), "approve", "r-push"], home, inside=False)
     assert command.returncode == 2 and b"belongs to user id 0, not to you" in command.stderr, command
     library = as_agent(agent_user, [sys.executable, "-c", (
         "from popkit_power.session import Session; "
-        f"Session({home!r}, {session.id!r}).publish('approval.granted', {{'request': 'r-push'}}, sender='human')")],
+        f"Session({home!r}, {shared_session.id!r}).publish('approval.granted', {{'request': 'r-push'}}, "
+        "sender='human')")],
         home)
     assert library.returncode != 0 and b"belongs to user id 0, not to you" in library.stderr, library
     # past the library's own check, the kernel's: the journal's file is the human's, 0600 in a 0700 directory
-    segment = next(Path(session.journal.directory).glob("*.jsonl"))
+    segment = next(Path(shared_session.journal.directory).glob("*.jsonl"))
     raw = as_agent(agent_user, [sys.executable, "-c", f"open({str(segment)!r}, 'ab').write(b'{{}}\\n')"], home)
     assert raw.returncode != 0 and b"PermissionError" in raw.stderr, raw
-    assert journal_bytes(session) == before
-    state, _ = session.projection()
+    assert journal_bytes(shared_session) == before
+    state, _ = shared_session.projection()
     assert state["approvals"]["r-push"]["status"] == "pending"
 
 
-def test_in_this_layout_such_an_agent_cannot_append_either(agent_user: pwd.struct_passwd, session: Session) -> None:
+def test_in_this_layout_such_an_agent_cannot_append_either(agent_user: pwd.struct_passwd,
+                                                           shared_session: Session) -> None:
     """The limit, stated in docs/design.md: the power directory is the human's alone (0700), so the hook of an agent
     running as another user records nothing (it never breaks the agent: exit 0, no output)."""
-    before = journal_bytes(session)
-    hook = as_agent(agent_user, [str(BIN / "popkit-power-hook")], session.power_dir, stdin=orjson.dumps(tool()))
+    before = journal_bytes(shared_session)
+    hook = as_agent(agent_user, [str(BIN / "popkit-power-hook")], shared_session.power_dir,
+                    stdin=orjson.dumps(tool()))
     assert (hook.returncode, hook.stdout) == (0, b""), hook
     sent = as_agent(agent_user, [str(BIN / "popkit-power"), "broadcast", "hello", "--as", "c0ffee00-1111:main"],
-                    session.power_dir)
+                    shared_session.power_dir)
     assert sent.returncode == 2 and b"belongs to user id 0, not to you" in sent.stderr, sent
-    assert journal_bytes(session) == before
+    assert journal_bytes(shared_session) == before

@@ -115,6 +115,7 @@ RULES = Rules(max_insights_kept=4, max_files_per_agent=2, conflict_window_second
               insight_similarity_threshold=0.8)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(sessions())
 def test_rebuild_and_resume_from_a_snapshot_after_any_prefix_agree_byte_for_byte(events: list[dict[str, Any]]) -> None:

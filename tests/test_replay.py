@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 import recorded_sessions
+import runners
 import support
 from click.testing import CliRunner, Result
 from recorded_sessions import ALICE, BOB, CAROL, MALLORY
@@ -50,7 +51,7 @@ def home(tmp_path: Path) -> Path:
 
 
 def replay(home: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--home", str(home), "replay", *args], catch_exceptions=False)
+    return runners.run_cli("replay", *args, home=home)
 
 
 def records(name: str) -> list[dict[str, Any]]:
@@ -403,6 +404,7 @@ def big_session(power_dir: str) -> Session:
     return session
 
 
+@pytest.mark.slow
 def test_a_long_replay_on_a_terminal_shows_progress_and_never_in_json_or_a_pipe(big_session: Session) -> None:
     home = big_session.power_dir
     code, shown = _on_terminal(str(SCRIPT), "--home", home, "replay", "--at", "14000")

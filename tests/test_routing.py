@@ -5,7 +5,6 @@ live state that keeps only open work."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,7 +16,7 @@ from popkit_power.coordinator.decide import decide
 from popkit_power.fold.model import MAX_FINISHED_KEPT
 from popkit_power.hook import entry as hook
 from popkit_power.projector import project, watching
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session
 from popkit_power.status import session_status
 from popkit_power.timestamps import seconds_of
 from popkit_power.tool_calls import runs_only_popkit_power
@@ -26,10 +25,6 @@ WORKER = "c0ffee00-1111-2222-3333-444455556666"
 OTHER = "beef0000-1111-2222-3333-444455556666"
 PERSON = "facade00-1111-2222-3333-444455556666"
 
-
-@pytest.fixture
-def session(tmp_path: Path) -> Session:
-    return start_session(str(tmp_path / "power"), "Ship the parser", sender="human")
 
 
 def hook_call(session: Session, claude: str, tool_name: str = "Bash", **tool_input: Any) -> str:

@@ -8,18 +8,13 @@ from pathlib import Path
 
 import orjson
 import pytest
-from click.testing import CliRunner, Result
 from freezegun import freeze_time
+from runners import run_cli as run
 
-from popkit_power.cli import main
 from popkit_power.errors import ConfigError
 from popkit_power.home import active_session, list_sessions
 from popkit_power.session import Session, start_session, stop_session
 from popkit_power.session_index import TAIL_BYTES, parse_age, prune, summaries
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def three_sessions(power_dir: str) -> tuple[str, str, str]:

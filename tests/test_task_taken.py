@@ -20,7 +20,7 @@ from test_wake import WAIT, fake_claude, start_waiter, stop, waiting
 
 from popkit_power.errors import SessionError
 from popkit_power.projector import find_task_anywhere, project
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session
 
 HOLDER = f"{CLAUDE}:main"  # the agent of the hook payloads (test_hook.CLAUDE)
 OTHER = "beef0000-1111:main"
@@ -29,9 +29,10 @@ NOTICE = "- [task taken from you by human] "
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Session:
-    """The holder (the agent of the hook's payloads, joined through a real hook call) holds TASK; OTHER is live."""
-    created = start_session(str(tmp_path / "power"), "Ship it", sender="human")
+def session(session: Session) -> Session:
+    """conftest's session where the holder (the agent of the hook's payloads, joined through a real hook call) holds
+    TASK; OTHER is live."""
+    created = session
     Path(created.power_dir, "config.json").write_text('{"checkin_every_n_tools": 1}')  # a heartbeat every call
     assert hook(created).returncode == 0
     created.publish("agent.joined", {"name": "other"}, sender=OTHER)
@@ -251,6 +252,7 @@ def test_a_release_or_reassignment_overtaken_between_look_and_append_says_it_cou
     assert (task["owner"], task["status"]) == ((OTHER, "assigned") if verb[0] == "release" else (HOLDER, "completed"))
 
 
+@pytest.mark.slow
 def test_the_notice_survives_hooks_killed_at_random_moments(session: Session) -> None:
     """Round after round the human takes the holder's task away and the hook that should tell it is SIGKILLed at a
     random moment: the notice of each round is in the output of the killed hook or of a later one (at least once;

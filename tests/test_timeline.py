@@ -179,6 +179,7 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> tuple[Session, dict[str, An
     return session, model, render(model)
 
 
+@pytest.mark.slow
 def test_a_large_session_is_drawn_in_bounded_marks_and_bytes(big: tuple[Session, dict[str, Any], str]) -> None:
     _session, model, page = big
     assert model["records"] == 100_000 and len(agents_of(model)) == 20
@@ -277,6 +278,7 @@ def hover(browser: Any, element: Any) -> str:
     return text
 
 
+@pytest.mark.slow
 def test_a_recorded_session_in_chromium(browser: Any, home: Path, tmp_path: Path) -> None:
     """every-event-type: no console message, no request; a lane per agent named as status names them; hovering the
     hostile insight shows its text as text (no element made of it, the title untouched)."""
@@ -307,6 +309,7 @@ def test_a_recorded_session_in_chromium(browser: Any, home: Path, tmp_path: Path
         By.ID, "tip").text
 
 
+@pytest.mark.slow
 def test_a_twenty_agent_hundred_thousand_event_session_in_chromium(
         browser: Any, big: tuple[Session, dict[str, Any], str], tmp_path: Path) -> None:
     """Every agent's lane is drawn with marks on it; hovering a dense stretch tells how many events it holds."""

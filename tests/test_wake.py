@@ -24,10 +24,6 @@ WAIT = 30  # seconds any condition below may take on a busy machine (a deadline,
 OTHER_AGENT = "beef0000-1111-2222-3333-444455556666:main"
 
 
-@pytest.fixture
-def session(tmp_path: Path) -> Session:
-    return start_session(str(tmp_path / "power"), "Ship the parser", sender="human")
-
 
 def fake_claude(started: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(["sleep", "3600"])
@@ -214,6 +210,7 @@ def test_the_waiter_is_only_a_stop_hook(session: Session) -> None:
         hook.wake(io.BytesIO(orjson.dumps(tool())), session.power_dir, {}, deliver=print)
 
 
+@pytest.mark.slow
 def test_a_hundred_sessions_leave_no_waiter_behind(session: Session,
                                                    claude_pids: list[subprocess.Popen[bytes]]) -> None:
     """100 Claude Code sessions (25 at a time), each with SessionStart, a tool call, Stop and its real waiter, end

@@ -16,7 +16,7 @@ from popkit_power.hook.agent_state import AgentState
 from popkit_power.hook.inbox import STARTS_TURN
 from popkit_power.hook.news import keep_pending, pending_turns
 from popkit_power.hook.wake import take_news
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session
 
 AGENT = f"{CLAUDE}:main"
 #: One news item of every kind `texts.news_line` renders
@@ -25,11 +25,6 @@ ITEMS = [("broadcast", "human", "all hands"), ("direct", f"{OTHER}:main", "hi"),
          ("orphaned", "coordinator", "t-1", {}), ("claim_lost", "coordinator", "t-2", f"{OTHER}:main"),
          ("assigned", "coordinator", "t-3"), ("taken", "human", "t-4", None), ("taken", "human", "t-5", None, "done"),
          ("wrote_after_you", f"{OTHER}:main", "a.py", 5), ("they_wrote_first", f"{OTHER}:main", "a.py", 5)]
-
-
-@pytest.fixture
-def session(tmp_path: Path) -> Session:
-    return start_session(str(tmp_path / "power"), "Kinds", sender="human")
 
 
 def state_of(session: Session) -> AgentState:

@@ -4,10 +4,7 @@ will hear it."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
-import pytest
 from click.testing import CliRunner
 from test_cli import outside_claude_code  # noqa: F401  - autouse: the CLI runs as a person at a terminal
 from test_hook import CLAUDE, OTHER, call, context, payload, tool
@@ -15,14 +12,10 @@ from test_hook import CLAUDE, OTHER, call, context, payload, tool
 from popkit_power.cli import main
 from popkit_power.fold.model import MAX_BROADCASTS_KEPT
 from popkit_power.hook.texts import WELCOME_BROADCAST_CHARS
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session
 
 EARLIER = "Broadcasts sent before you joined"
 
-
-@pytest.fixture
-def session(tmp_path: Path) -> Session:
-    return start_session(str(tmp_path / "power"), "Ship the parser", sender="human")
 
 
 def broadcast(session: Session, *args: str) -> str:

@@ -2,8 +2,8 @@
 # The whole test suite from a fresh clone, with nothing installed beforehand: this is the README's test command and
 # exactly what .ci/run runs. It installs Debian's tmux, faketime, nodejs, npm, redis-server, chromium and chromium-driver when
 # missing, makes .venv, installs the package with its test extras, installs Claude Code from the npm registry (cached
-# in ~/.cache/popkit-power), validates the plugin strictly, and runs pytest (whose exit code 5, "no tests ran", fails
-# the run like any other failure).
+# in ~/.cache/popkit-power), validates the plugin strictly, and runs pytest on every test, those marked slow too
+# (pytest's exit code 5, "no tests ran", fails the run like any other failure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,4 +42,5 @@ echo "Claude Code: $("$claude" --version)"
 "$claude" plugin validate --strict . >/tmp/popkit-plugin-validate.log 2>&1 || { cat /tmp/popkit-plugin-validate.log; exit 1; }
 echo "claude plugin validate --strict .: passed"
 
-exec .venv/bin/python -m pytest "$@"
+# -m "": everything, the tests marked slow too (a developer's plain `pytest` leaves them out); an -m in "$@" wins.
+exec .venv/bin/python -m pytest -m "" "$@"

@@ -24,10 +24,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test collected from this folder as ``e2e``."""
+    """Mark every test collected from this folder as ``e2e``, and ``slow``: each runs the real binary for seconds to
+    minutes, so a developer's plain ``pytest`` leaves them out (tools/test.sh runs them)."""
     for item in items:
         if _HERE in item.path.resolve().parents:
             item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -91,6 +91,7 @@ def without_current_tasks(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(10))
 def test_claims_from_stale_views_converge_to_the_same_tasks_everywhere(seed: int, tmp_path: Path) -> None:
     first, *others = interleaved(tmp_path, seed, CLAIMS)
@@ -98,6 +99,7 @@ def test_claims_from_stale_views_converge_to_the_same_tasks_everywhere(seed: int
     assert all(machine == first for machine in others)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(10))
 def test_every_task_transition_from_stale_views_converges(seed: int, tmp_path: Path) -> None:
     """Releases, assignments and completions too, with the agents' current tasks: the server places every task
@@ -107,6 +109,7 @@ def test_every_task_transition_from_stale_views_converges(seed: int, tmp_path: P
     assert all(machine == first for machine in others)
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="after a restart without persistence, a machine that never pulled a contest's "
                                        "decision can have it decided again, differently")
 def test_claims_converge_across_redis_restarts_without_persistence(tmp_path: Path) -> None:

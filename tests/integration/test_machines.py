@@ -58,6 +58,7 @@ def two_machines(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
         coordinator.stop()
 
 
+@pytest.mark.slow
 def test_an_agent_killed_on_one_machine_leaves_its_task_to_an_agent_on_the_other(two_machines: dict[str, Any]) -> None:
     home_a, home_b = two_machines["homes"]
     a, b = two_machines["sessions"]
@@ -86,6 +87,7 @@ def test_an_agent_killed_on_one_machine_leaves_its_task_to_an_agent_on_the_other
         claude.kill()
 
 
+@pytest.mark.slow
 def test_two_machines_claiming_at_once_are_both_told_one_winner(two_machines: dict[str, Any]) -> None:
     """Two agents on two machines claim one task at the same moment: exactly one command succeeds, the other exits
     2 naming the winner, and both machines agree."""

@@ -73,6 +73,7 @@ def test_connect_is_false_for_a_redis_url_that_cannot_be_used(mistyped: str, tmp
     assert coordinator.reason in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_mistyped_redis_url_is_warned_about_at_start_and_is_a_problem_in_status(home: str) -> None:
     """Before: `start` said nothing and `status` showed no problem (and "File-based mode: Upstash credentials
     required...", as if nothing were set)."""
@@ -94,6 +95,7 @@ def test_a_mistyped_redis_url_is_warned_about_at_start_and_is_a_problem_in_statu
     assert check["verdict"] == "FAIL" and "PING failed" in check["found"]
 
 
+@pytest.mark.slow
 def test_the_mode_line_says_what_runs_whatever_the_shell_has_set(home: str, own_redis: Any) -> None:
     """The coordinator (started with REDIS_URL) replicates; `status` run from a shell without REDIS_URL said
     "File-based mode: Upstash credentials required ..." before. Now: Redis, the URL masked, healthy; failing

@@ -100,6 +100,7 @@ def test_an_entry_skipped_for_its_id_is_not_read_again_at_every_look(
     assert rb.stats["skipped_entries"] == {a.origin: 1}
 
 
+@pytest.mark.slow
 def test_more_planted_entries_than_remembered_do_not_make_the_puller_read_them_again_and_again(
         two: tuple[Session, Session, Replicator, Replicator], redis_url: str) -> None:
     """More planted entries linked to the last entry taken than the skipped ones remembered (MAX_REMEMBERED): once

@@ -86,6 +86,7 @@ CASES = ["far ahead, a valid-looking event", "at B's next seq, a valid-looking e
          "far ahead, garbage", "between real ones"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 def test_a_planted_entry_is_skipped_counted_and_shown_and_b_s_next_broadcasts_reach_a(
         case: str, machines: dict[str, Any], tmp_path: Path) -> None:
@@ -189,7 +190,7 @@ def test_links_stay_one_chain_while_resumes_run_under_the_push(tmp_path: Path, r
         for n in range(300):
             a.publish("message.broadcast", {"text": f"m{n}"}, sender="alice:main")
             if n % 50 == 0:
-                time.sleep(0.05)
+                time.sleep(0.05)  # the scenario: bursts with pauses, so that the forced resumes meet pulls between
         until(lambda: len(broadcasts(b, a.origin)) == 300, 60, "B took every broadcast")
     finally:
         done.set()

@@ -61,6 +61,7 @@ def test_pulled_floats_counted_by_orjson_but_written_by_codec_stall_the_pull(red
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_events_pushed_before_the_upgrade_are_pushed_again_after_it(redis_url: str, tmp_path: Path) -> None:
     """The version before da1217c (e44dfd6) pushed bodies serialized by codec; had this one compared the server's
     bodies with orjson's, and the two write some floats differently (1e-05 vs 0.00001). After an upgrade, resume's scan
@@ -186,6 +187,7 @@ def test_a_thousand_planted_announcements_neither_recurse_nor_flood_the_origins(
     assert [e["data"]["text"] for e in events(a) if e["origin"] == b.origin] == ["real"]
 
 
+@pytest.mark.slow
 def test_effect_copies_of_emoji_text_stay_under_upstash_s_request_limit(bridge: Any, tmp_path: Path) -> None:
     """A batch is bounded by the bytes of its whole string, effects' copies included: nine insights of 250,000 emoji
     each (the text once in the body and once in its pattern's hash) made one request of ~18 MB, refused whole by

@@ -39,6 +39,7 @@ def write(session: Session, who: str, count: int) -> None:
         session.publish("message.broadcast", {"text": f"{who} says {n}"}, sender=f"{who}:main")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["timeout_after_applying", "timeout_before_sending", "reset_applied", "reset",
                                    "server_error_applied", "unreachable"])
 def test_full_batches_read_ahead_under_faults_land_exactly_once(fault: str, redis_url: str, tmp_path: Path) -> None:
@@ -154,6 +155,7 @@ def test_a_read_ahead_batch_is_dropped_when_the_push_goes_on_elsewhere(tmp_path:
     box.close()
 
 
+@pytest.mark.slow
 def test_large_events_go_in_batches_under_upstash_s_request_limit(bridge: Any, tmp_path: Path) -> None:
     """A batch is bounded in bytes as well as in events: 500 events near max_record_bytes would be a request of
     ~20 MB, which Upstash refuses whole ("max request size exceeded", 10 MB) every time it is sent again, and the

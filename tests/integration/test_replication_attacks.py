@@ -172,6 +172,7 @@ def machines_in(tmp_path: Path, count: int) -> list[Session]:
 
 # -- 2. Redis killed and restarted under running replicators ---------------------------------------------------------
 
+@pytest.mark.slow
 def test_redis_killed_and_restarted_under_running_replicators(own_redis: RedisServer, tmp_path: Path) -> None:
     """A Redis without persistence is SIGKILLed twice while both machines write and claim, and comes back empty:
     the replicators (their own threads, nobody prodding them) notice, push again what the server lost, and every
@@ -211,6 +212,7 @@ def replicate(home: str, redis_url: str, log: Path) -> subprocess.Popen[bytes]:
                                 env={**os.environ, "REDIS_URL": redis_url})
 
 
+@pytest.mark.slow
 def test_replicator_processes_sigkilled_at_random_moments_while_both_machines_write(redis_url: str,
                                                                                     tmp_path: Path) -> None:
     """Each machine's `popkit-power replicate` is SIGKILLed four times at random moments (starting, resuming,
@@ -279,6 +281,7 @@ def plant(client: redis.Redis, stream: str, entry_id: str, **fields: Any) -> Non
     client.xadd(stream, fields, id=entry_id)
 
 
+@pytest.mark.slow
 def test_hostile_entries_are_logged_and_skipped_and_the_journals_stay_valid(
         redis_url: str, tmp_path: Path, quiet_log: list[logging.LogRecord]) -> None:
     """Entries planted in both machines' streams and the arbiter's (not JSON, no body, not UTF-8, another origin's
@@ -358,6 +361,7 @@ def peak_rss_mb(pid: int) -> float:
     raise AssertionError(f"no VmHWM for pid {pid}")
 
 
+@pytest.mark.slow
 def test_a_machine_200000_events_behind_joins_late_and_both_stay_bounded(redis_url: str, tmp_path: Path) -> None:
     """Machine A wrote 200,000 events before its replicator ever ran; B's replicator is already waiting. A's
     resume and push and B's pull go through in batches, each process's peak memory stays a small part of the
@@ -454,6 +458,7 @@ def test_three_machines_claim_at_once_and_a_lost_agent_s_task_is_claimed_on_both
 
 # -- 6. a second replicator -------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_second_replicator_for_the_session_is_refused_naming_the_first(redis_url: str, tmp_path: Path) -> None:
     a = start_session(str(tmp_path / "a"), "Attacks", sender="human")
     first = replicate(a.power_dir, redis_url, tmp_path / "first.log")
@@ -543,6 +548,7 @@ def run_cli(home: Path, *args: str, **environ: str) -> subprocess.CompletedProce
                           env={**os.environ, **environ})
 
 
+@pytest.mark.slow
 def test_bad_settings_get_clear_errors(redis_url: str, tmp_path: Path) -> None:
     """`join` when the server names no session or holds something else under its name, a REDIS_URL that does not
     answer or is not a Redis URL (its password never shown), redis-py missing: exit 2 and one line naming what is
@@ -569,6 +575,7 @@ def test_bad_settings_get_clear_errors(redis_url: str, tmp_path: Path) -> None:
     assert said.returncode == 2 and "needs redis-py" in said.stderr and "pip install" in said.stderr, said.stderr
 
 
+@pytest.mark.slow
 def test_a_key_that_is_not_a_stream_under_this_machine_s_stream_stops_the_push_only(
         redis_url: str, tmp_path: Path) -> None:
     """Something else stands under machine A's own stream name: A pushes nothing and says why in

@@ -87,6 +87,7 @@ def assert_closed_everywhere(machines: dict[str, Any]) -> None:
     assert [e["data"]["reason"] for e in stopped] == ["the session was closed"]
 
 
+@pytest.mark.slow
 def test_stop_pushes_the_end_and_the_other_machine_closes_the_session(two_machines: dict[str, Any]) -> None:
     home_a = two_machines["homes"][0]
     a, _b = two_machines["sessions"]
@@ -96,6 +97,7 @@ def test_stop_pushes_the_end_and_the_other_machine_closes_the_session(two_machin
     assert_closed_everywhere(two_machines)
 
 
+@pytest.mark.slow
 def test_with_redis_down_stop_says_so_and_replicate_once_pushes_it_later(two_machines: dict[str, Any]) -> None:
     home_a = two_machines["homes"][0]
     a, b = two_machines["sessions"]
@@ -115,9 +117,10 @@ def test_with_redis_down_stop_says_so_and_replicate_once_pushes_it_later(two_mac
     assert_closed_everywhere(two_machines)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_a_coordinator_killed_during_the_stop_s_push_changes_nothing(two_machines: dict[str, Any],
-                                                                     sig: signal.Signals) -> None:
+                                                                     sig: signal.Signals, rng: random.Random) -> None:
     """The coordinator is signalled at a random moment while `stop` runs: before stop's own SIGTERM, while it
     writes coordinator.stopped and its replicator pushes what is left, or after. `stop` pushes the end all the
     same."""
@@ -128,7 +131,7 @@ def test_a_coordinator_killed_during_the_stop_s_push_changes_nothing(two_machine
     environ = {key: value for key, value in os.environ.items() if key != "POPKIT_POWER_NO_COORDINATOR"}
     stop = subprocess.Popen([str(SCRIPT), "--home", str(home_a), "stop"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**environ, "REDIS_URL": two_machines["server"].url})
-    time.sleep(random.uniform(0.1, 1.5))  # the stop command takes about half a second to start
+    time.sleep(rng.uniform(0.1, 1.5))  # a random moment (the stop command takes about half a second to start)
     try:
         os.kill(pid, sig)
     except ProcessLookupError:

@@ -62,6 +62,7 @@ def owner_on(session: Session, task: str) -> Any:
     return (state["tasks"].get(task) or state["finished"].get(task) or {}).get("owner")
 
 
+@pytest.mark.slow
 def test_a_late_done_after_a_reassign_on_another_machine_is_refused_and_folded_to_nothing(
         machines: dict[str, Any]) -> None:
     home_a, home_b = machines["homes"]
@@ -109,6 +110,7 @@ def test_a_late_done_after_a_reassign_on_another_machine_is_refused_and_folded_t
 
 # -- an attack: late and hostile results and releases from every machine's stale view -------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(12))
 def test_results_and_releases_from_agents_that_do_not_hold_the_task_converge_to_nothing(seed: int,
                                                                                         tmp_path: Path) -> None:

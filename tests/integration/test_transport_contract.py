@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from contextlib import closing
 from typing import Any
 
 import pytest
 import redis
 from conftest import TOKEN, bridge_for, make_transport
+from support import until
 from upstash_bridge import Bridge
 
 from popkit_power.errors import (
@@ -37,13 +37,6 @@ from popkit_power.replication.transport import ReplyError, Script, Transport
 from popkit_power.replication.upstash_rest import UpstashRest
 
 DUPLICATE = "ERR The ID specified in XADD is equal or smaller than the target stream top item"
-
-
-def wait_for(condition: Any, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 def probes(transport: Transport) -> int:
@@ -164,7 +157,7 @@ def test_a_blocked_xread_returns_once_another_thread_appends(kind: str, redis_ur
     reader.start()
     if kind == "redis":  # the read is really blocked in the server before the append
         with redis.Redis.from_url(redis_url) as probe:
-            wait_for(lambda: probe.info("clients")["blocked_clients"] == 1, "the XREAD to block")
+            until(lambda: probe.info("clients")["blocked_clients"] == 1, 10, "the XREAD blocks")
     other.execute([["XADD", "s", "7-0", "f", "v"]], timeout=5)
     reader.join(30)
     assert got == [[[["s", [["7-0", ["f", "v"]]]]]]]
@@ -187,6 +180,7 @@ def plan_fault(transport: Transport, fault: str, bridge: Any) -> Transport:
     return faulty
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fault", "error", "retryable", "applied"), [
     ("timeout_after_applying", TransportTimeoutError, True, True),
     ("server_error", TransportServerError, True, False),
@@ -275,7 +269,7 @@ def test_redis_killed_under_a_blocked_read(own_redis: Any) -> None:
         reader = threading.Thread(target=read)
         reader.start()
         with redis.Redis.from_url(own_redis.url) as probe:
-            wait_for(lambda: probe.info("clients")["blocked_clients"] == 1, "the XREAD to block")
+            until(lambda: probe.info("clients")["blocked_clients"] == 1, 10, "the XREAD blocks")
         own_redis.kill()
         reader.join(30)
         assert len(failed) == 1 and isinstance(failed[0], TransportUnreachableError), failed
@@ -330,6 +324,7 @@ class CountingServer:
         self.listener.close()
 
 
+@pytest.mark.slow
 def test_redis_calls_are_never_retried() -> None:
     server = CountingServer()
     try:

@@ -55,6 +55,7 @@ def test_status_shows_what_is_set_masked(bridge: Any) -> None:
     assert bridge.requests == 0  # --status contacts nothing
 
 
+@pytest.mark.slow
 def test_ping_reports_the_round_trip_or_the_exact_failure(bridge: Any) -> None:
     done = adapter("--ping", env=upstash_env(bridge))
     assert done.returncode == 0, done.stderr
@@ -143,6 +144,7 @@ def test_the_coordinator_refuses_upstash_that_refuses_it(bridge: Any, power_dir:
     assert "token refused (HTTP 401" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_bridge_runs_as_a_script(redis_url: str, tmp_path: Path) -> None:
     script = Path(__file__).resolve().parents[2] / "tools" / "upstash_bridge.py"
     process = subprocess.Popen([sys.executable, str(script), "--redis", redis_url, "--token", TOKEN],

@@ -40,6 +40,7 @@ def cli(*args: str, bridge: Any) -> subprocess.CompletedProcess[str]:
                           env=env, timeout=60)
 
 
+@pytest.mark.slow
 def test_ping_and_the_self_test_pass_against_a_server_that_ignores_base64(plain_bridge: Any) -> None:
     """Before: `PING answered '<\\udce3F', not PONG` ("PONG" read as base64), and the self-test failed."""
     pinged = cli("upstash", "ping", bridge=plain_bridge)
