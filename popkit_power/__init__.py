@@ -10,6 +10,7 @@ and agents run the `popkit-power` command (`cli`); programs use the library thro
     journal/      the storage core: the journal's format, reader, writer, repair, leases, snapshots, verify
     hook/         `popkit-power-hook`: what happened appended, the agent's news answered, guardrails, the waiter
     fold/         the projector's fold, one concept a module (projector.py puts it together)
+    shapes/       the state's and the events' types (TypedDicts), for the type checker only
     coordinator/  one process per session that notices agents die and hands their work on
     replication/  each machine's journal mirrored to Redis Streams (Upstash or a Redis server), the others pulled
     replay/       a session told again for a person: `replay` lines and the `timeline` page

@@ -27,8 +27,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from .fold.shapes import Approval
     from .journal.writer import Position
+    from .shapes.state import Approval
 
 GRANTED = "approval.granted"
 DENIED = "approval.denied"

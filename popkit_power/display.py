@@ -32,7 +32,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from .fold.shapes import Agent, State
+    from .shapes.state import Agent, State
 
 #: What goes in front of a name that reads like a reserved sender's (`?hum\u0430n`).
 MARK = "?"

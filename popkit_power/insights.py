@@ -19,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from .fold.shapes import Insight
+    from .shapes.state import Insight
 
 
 def insight_key(text: str) -> tuple[str, frozenset[str]]:

@@ -41,7 +41,7 @@ from .fold.model import (
 
 if TYPE_CHECKING:
     from .fold.model import Handler
-    from .fold.shapes import Agent, FinishedTask, Task
+    from .shapes.state import Agent, FinishedTask, Task
 
 #: Raised whenever `apply` folds an event differently than before: snapshots made by other code are not reused.
 #: 3: approvals answered once; 4: parked tasks; 5: pid_start; 6: orphaned only from its owner; 7: finished tasks and

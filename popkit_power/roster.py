@@ -35,7 +35,7 @@ from .projector import (
 from .session import Session
 
 if TYPE_CHECKING:
-    from .fold.shapes import Agent, FinishedTask, Task
+    from .shapes.state import Agent, FinishedTask, Task
 
 #: Tasks any agent may claim; the first claim in journal order wins.
 CLAIMABLE_TASK_STATES = frozenset({TASK_OPEN, TASK_ORPHANED})

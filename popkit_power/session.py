@@ -35,10 +35,10 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import Any
 
-    from .fold.shapes import Task
     from .journal.snapshots import Snapshots
     from .journal.writer import Damage, DamageHandler
     from .projector import Rules, State
+    from .shapes.state import Task
 
 #: A long fold (no snapshot yet, or one made with other settings) saves its progress this often.
 INTERMEDIATE_SNAPSHOT_EVERY = 100_000

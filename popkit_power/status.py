@@ -44,7 +44,7 @@ from .session import Session
 from .timestamps import age_of, utc_text
 
 if TYPE_CHECKING:
-    from .fold.shapes import Agent, Coordinator, Insight, Task
+    from .shapes.state import Agent, Coordinator, Insight, Task
 
 #: Unfinished tasks in the order a person should look at them: the ones waiting for someone first.
 TASK_ORDER = (TASK_PARKED, TASK_ORPHANED, TASK_OPEN, TASK_ASSIGNED, TASK_CLAIMED)

@@ -1,4 +1,4 @@
-"""The typed shapes of the state and the events (popkit_power/fold/shapes.py, event_shapes.py) against what they
+"""The typed shapes of the state and the events (popkit_power/shapes/state.py, events.py) against what they
 describe: the data of every event type against protocol.EVENT_TYPES, the entries of a folded state against their
 TypedDicts, and mypy failing on a misspelt field."""
 
@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from popkit_power import provenance
-from popkit_power.fold import event_shapes, shapes
 from popkit_power.projector import Rules, apply, new_state
 from popkit_power.protocol import EVENT_TYPES, make_event
+from popkit_power.shapes import events as event_shapes
+from popkit_power.shapes import state as shapes
 
 #: The one field the protocol does not list: the evidence added to whatever the human sends (session.py).
 PROVENANCE = {"evidence"}
@@ -165,7 +166,7 @@ def test_every_entry_of_a_folded_state_has_its_shape():
 # -- mypy ------------------------------------------------------------------------------------------------------------
 
 READER = '''
-    from popkit_power.fold.shapes import State
+    from popkit_power.shapes.state import State
 
 
     def owner(state: State, task_id: str) -> str | None:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
-    from ..fold.shapes import Task
+    from ..shapes.state import Task
 
 #: How many rows each section shows at most; the rest are counted ("... and 12 more"), and `--json` has them all.
 SHOW_AGENTS, SHOW_TASKS, SHOW_APPROVALS, SHOW_INSIGHTS, SHOW_CONFLICTS = 25, 25, 10, 5, 5

@@ -15,7 +15,7 @@ from ..errors import SessionError
 from .common import session_to_read
 
 if TYPE_CHECKING:
-    from ..fold.shapes import State
+    from ..shapes.state import State
 
 #: A replay shows a progress bar on a terminal when the journal is at least this large (about 10,000 events).
 PROGRESS_MIN_BYTES = 4 << 20

@@ -49,7 +49,7 @@ from .help import HelpGroup
 from .messages import require_text
 
 if TYPE_CHECKING:
-    from ..fold.shapes import Task
+    from ..shapes.state import Task
 
 
 @click.group(cls=HelpGroup)

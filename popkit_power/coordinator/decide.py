@@ -34,7 +34,7 @@ from ..projector import AGENT_ACTIVE, AGENT_LEFT, OPEN_TASK_STATES, State, live_
 from ..timestamps import seconds_of
 
 if TYPE_CHECKING:
-    from ..fold.shapes import Agent, Coordinator, Task
+    from ..shapes.state import Agent, Coordinator, Task
 
 Decision = tuple[str, dict[str, Any]]  # (event type, data)
 

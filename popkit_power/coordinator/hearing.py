@@ -21,7 +21,7 @@ from ..projector import State, live_agents
 from .decide import Silences
 
 if TYPE_CHECKING:
-    from ..fold.shapes import Coordinator
+    from ..shapes.state import Coordinator
 
 
 class Hearing:

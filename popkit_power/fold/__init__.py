@@ -11,9 +11,5 @@
 outside the fold come from their module (`tasks.may_finish` for `done` and `Session.complete_task`). This
 `__init__` imports nothing.
 
-    shapes.py        the state and its entries as TypedDicts, for the type checker only
-    event_shapes.py  the events and their data as TypedDicts, for the type checker only
-
-The two shape modules are never imported at run time (only under TYPE_CHECKING): at run time the state is plain
-dicts, as a snapshot stores it.
+The state's and the events' types (TypedDicts, for the type checker only) are in `popkit_power/shapes/`.
 """

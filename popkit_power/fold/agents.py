@@ -27,9 +27,9 @@ from .model import (
 from .ownership import current_tasks, holds
 
 if TYPE_CHECKING:
-    from .event_shapes import AgentHeartbeat, AgentLost, AgentTool, FileConflict, NoData, Reason, Said
+    from ..shapes.events import AgentHeartbeat, AgentLost, AgentTool, FileConflict, NoData, Reason, Said
+    from ..shapes.state import Agent, Conflict
     from .model import Handler
-    from .shapes import Agent, Conflict
 
 
 def agent_entry(state: State, key: str, ts: Any) -> Agent:

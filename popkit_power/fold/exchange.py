@@ -16,9 +16,9 @@ from ..provenance import kept_evidence
 from .model import APPROVAL_PENDING, MAX_BROADCASTS_KEPT, Event, Rules, State, cut, keep_recent
 
 if TYPE_CHECKING:
-    from .event_shapes import ApprovalAnswer, ApprovalRequested, InsightShared, Said, SessionClosed, SessionOpened
+    from ..shapes.events import ApprovalAnswer, ApprovalRequested, InsightShared, Said, SessionClosed, SessionOpened
+    from ..shapes.state import Coordinator, Insight
     from .model import Handler
-    from .shapes import Coordinator, Insight
 
 
 def _insight(state: State, event: Event, data: InsightShared, rules: Rules) -> None:

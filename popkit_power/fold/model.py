@@ -1,5 +1,5 @@
 """The projected state: its statuses, the rules the fold depends on, and the empty state (its shape, as types for
-mypy, is in fold/shapes.py; the events' in fold/event_shapes.py).
+mypy, is in shapes/state.py; the events' in shapes/events.py).
 
 State is plain JSON data (so a snapshot is `orjson.dumps(state)`). Every collection that could grow with history
 rather than with agents and open work is bounded: finished tasks and answered approvals leave the live state for a
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..config import DEFAULTS
 
 if TYPE_CHECKING:
-    from .event_shapes import Event as Event
-    from .shapes import State as State
+    from ..shapes.events import Event as Event
+    from ..shapes.state import State as State
 else:  # at run time both are plain dicts: the shapes are for the type checker only (building them would cost ~9 ms)
     State = Event = dict
 
@@ -62,8 +62,8 @@ class Rules:
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    #: What handles an event type in the fold: its `data` has that type's shape (shapes.DATA_SHAPES), which only the
-    #: type it is registered under says, so a table of handlers takes any.
+    #: What handles an event type in the fold: its `data` has that type's shape (shapes/events.py, DATA_SHAPES),
+    #: which only the type it is registered under says, so a table of handlers takes any.
     Handler = Callable[[State, Event, Any, Rules], None]
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from .model import TASK_ASSIGNED, TASK_CLAIMED, State
 
 if TYPE_CHECKING:
-    from .shapes import LogEntry, LoggedTransition
+    from ..shapes.state import LogEntry, LoggedTransition
 
 Place = tuple[int, int]
 

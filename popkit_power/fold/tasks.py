@@ -50,7 +50,7 @@ from .model import (
 from .ownership import current_tasks, place
 
 if TYPE_CHECKING:
-    from .event_shapes import (
+    from ..shapes.events import (
         ArbiterDecided,
         ArbiterOrdered,
         TaskAssigned,
@@ -61,8 +61,8 @@ if TYPE_CHECKING:
         TaskParked,
         TaskReleased,
     )
+    from ..shapes.state import FinishedTask, LogEntry, Task
     from .model import Handler
-    from .shapes import FinishedTask, LogEntry, Task
 
 
 def _task(state: State, task_id: Any, event: Event) -> Task | None:

@@ -36,9 +36,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ..fold.event_shapes import AgentHeartbeat, AgentTool
-    from ..fold.shapes import Objective
     from ..journal.writer import Appended
+    from ..shapes.events import AgentHeartbeat, AgentTool
+    from ..shapes.state import Objective
 
 HEARTBEAT_FILES = 20  # the files a heartbeat names: the agent's most recent ones
 MAX_TOOL_KINDS = 50  # distinct tool names counted per agent (MCP servers can bring many)

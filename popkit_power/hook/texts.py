@@ -19,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ..fold.shapes import Broadcast
+    from ..shapes.state import Broadcast
     from .inbox import NewsItem
 
 HEADER = "Power Mode (popkit-power): news from the other agents since your last tool call"

@@ -23,7 +23,7 @@ from ..keys import SNAPSHOT_SUFFIX
 from .writer import Journal, Position
 
 if TYPE_CHECKING:
-    from ..fold.shapes import State
+    from ..shapes.state import State
 
 KEPT = 2
 MAX_SNAPSHOT_BYTES = 1 << 31

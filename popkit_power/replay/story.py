@@ -24,7 +24,7 @@ from ..timestamps import clock_of, seconds_of
 from .event_words import TEXT_CHARS, describe
 
 if TYPE_CHECKING:
-    from ..fold.shapes import Agent
+    from ..shapes.state import Agent
 
 Event = dict[str, Any]
 

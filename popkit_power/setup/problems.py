@@ -17,7 +17,7 @@ from .hook_errors import since
 from .unreported import unreported
 
 if TYPE_CHECKING:
-    from ..fold.shapes import Agent
+    from ..shapes.state import Agent
 
 
 def problems(power_dir: str, info: dict[str, Any], config_error: str | None = None) -> list[str]:

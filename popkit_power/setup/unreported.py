@@ -29,7 +29,7 @@ from ..processes import still_running
 from ..timestamps import seconds_of
 
 if TYPE_CHECKING:
-    from ..fold.shapes import Agent
+    from ..shapes.state import Agent
 
 #: A tool call that finished this long after the agent's last record, with no record of it, is not a hook still
 #: running (the hook's own timeout is 60 s): the hook did not run for it.

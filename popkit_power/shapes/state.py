@@ -1,7 +1,7 @@
 """The shape of the projected state, as `TypedDict`s, so that `mypy --strict` checks every field name a reader
 spells: `state["agnets"]` and `task["ownr"]` fail the type check. (A misspelt key given to `.get()` does not: mypy
 answers it with `object`. A subscript is checked; `.get` is for the keys an entry may lack.) The events' shapes are
-in fold/event_shapes.py.
+in shapes/events.py.
 
 These are types only: at run time the state stays plain dicts (a snapshot is `orjson.dumps(state)`). Every module
 imports this one only under `TYPE_CHECKING` (building the TypedDicts costs milliseconds); `fold/model.py` names

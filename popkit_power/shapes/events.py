@@ -2,7 +2,7 @@
 (`DATA_SHAPES`), as protocol.EVENT_TYPES lists them (tests/test_shapes.py checks that they agree), so that a handler
 of the fold, or the hook building a record, that misspells a field fails the type check.
 
-Types only, imported under `TYPE_CHECKING` (see fold/shapes.py): at run time an event is the dict read from the
+Types only, imported under `TYPE_CHECKING` (see shapes/state.py): at run time an event is the dict read from the
 journal, and a handler takes the shape of the types it is registered for (projector.apply checks the type and the
 sender; the handlers check the kinds of the rest, since a record from another writer may not hold to the protocol).
 """
