@@ -6,6 +6,10 @@ not go on writing into files nobody can see, nor into a session it never opened:
 once per round of its loop and ends with one log line when it says why. The directory is named by its device and
 inode, taken when the process opened it; a path alone cannot tell a replacement from the original.
 
+A look and then a write by path leave a moment in which the directory can be replaced: a file written into it goes
+through `fd()`, an open descriptor of the directory checked to be the original, so it lands in the original or
+nowhere, never in a replacement.
+
 It imports only `os`: the waiter (a hook process) uses it too.
 """
 
@@ -35,3 +39,16 @@ class OpenedDirectory:
         if (found.st_dev, found.st_ino) != self.identity:
             return f"{self.path} was replaced by another directory"
         return None
+
+    def fd(self) -> int | None:
+        """An open descriptor of the directory (the caller closes it) while it is still the one opened, for writing
+        into it by name (`dir_fd`); None once it was removed or replaced, or cannot be opened."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        found = os.fstat(fd)
+        if (found.st_dev, found.st_ino) != self.identity:
+            os.close(fd)
+            return None
+        return fd

@@ -350,10 +350,10 @@ def remove_tree(path: str) -> None:
     raise AssertionError(f"{path} could not be removed")
 
 
-def replace_power_dir(home: str, session_id: str) -> None:
+def replace_power_dir(home: str, session_id: str, *, keep_old: bool = False) -> None:
     """Put a new power directory, whose active session has the same id (and an empty journal), in `home`'s place in
     one step (renameat2's RENAME_EXCHANGE), so that a process watching the path sees it replaced, never missing;
-    then remove the old one."""
+    then remove the old one (or, with `keep_old`, leave it at `home` + ".new")."""
     import ctypes
 
     from popkit_power.home import set_active_session
@@ -365,7 +365,8 @@ def replace_power_dir(home: str, session_id: str) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.renameat2(-100, os.fsencode(new), -100, os.fsencode(home), 2) != 0:  # AT_FDCWD, RENAME_EXCHANGE
         raise OSError(ctypes.get_errno(), f"exchanging {new} and {home}")
-    remove_tree(new)
+    if not keep_old:
+        remove_tree(new)
 
 
 def race_barrier(event_prefix: str, variable: str) -> str:

@@ -349,10 +349,14 @@ class Replicator(PullSide):
     def write_status(self) -> None:
         """`replication.json` beside the journal (status_file.py); none once the session directory went away."""
         with self._lock:
-            if self.gone is not None or self._opened.gone() is not None:  # looked at again: a push may end here
+            directory = None if self.gone is not None else self._opened.fd()  # None: removed or replaced
+            if directory is None:
                 return
-            write_status(self.session.dir, {
-                "pid": os.getpid(), "transport": self.transport.describe(), "kind": self.transport.kind,
-                "origin": self.origin, "pushed_through": self.pushed_through, "imported": self.imported,
-                "origins": sorted(self.origins), "commands_sent": self.transport.commands_sent,
-                "written": self.clock(), **self.stats})
+            try:
+                write_status(directory, {
+                    "pid": os.getpid(), "transport": self.transport.describe(), "kind": self.transport.kind,
+                    "origin": self.origin, "pushed_through": self.pushed_through, "imported": self.imported,
+                    "origins": sorted(self.origins), "commands_sent": self.transport.commands_sent,
+                    "written": self.clock(), **self.stats})
+            finally:
+                os.close(directory)

@@ -14,11 +14,13 @@ from ..keys import REPLICATION_STATUS_FILE
 
 log = logging.getLogger("popkit_power.replication")
 
-def write_status(session_dir: str, status: dict[str, Any]) -> None:
-    """Replace the status file; a failure is logged, never raised (replication goes on without it)."""
+def write_status(session_dir: int, status: dict[str, Any]) -> None:
+    """Replace the status file in the session directory open as `session_dir` (a descriptor: the directory the
+    replicator opened, never one put in its place since); a failure is logged, never raised (replication goes on
+    without it)."""
     try:
-        write_file_atomically(os.path.join(session_dir, REPLICATION_STATUS_FILE), codec.dumps(status).encode(),
-                              durable=False)
+        write_file_atomically(REPLICATION_STATUS_FILE, codec.dumps(status).encode(), durable=False,
+                              dir_fd=session_dir)
     except (OSError, PowerModeError) as error:
         log.warning("replication status not written: %s", error)
 

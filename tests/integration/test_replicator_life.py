@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import remove_tree, replace_power_dir, until
@@ -49,3 +50,30 @@ def test_a_replicator_ends_with_one_line_when_its_session_directory_goes(tmp_pat
     else:
         replacement = Path(Session(home, session.id).dir, REPLICATION_STATUS_FILE)
         assert not replacement.exists(), "it wrote into the replacement"
+
+
+def test_a_status_written_as_the_directory_is_replaced_never_lands_in_the_replacement(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The moment the test above hits now and then under load, made on demand: the session directory is replaced
+    after the replicator looked (still its own) and before its status file is written. The file goes through a
+    descriptor of the directory it opened, so it lands there (now under another name) or nowhere: never in the
+    replacement, a session it never opened."""
+    from popkit_power.replication import replicator as module
+    from popkit_power.replication.memory import MemoryTransport
+
+    home = str(tmp_path / "power")
+    session = start_session(home, "Replicate", sender="human")
+    replicating = module.Replicator(session, MemoryTransport())
+    real_write = module.write_status
+    old = Path(f"{home}.new")
+
+    def write_after_the_swap(directory: Any, status: dict[str, Any]) -> None:
+        session.journal.close()
+        replace_power_dir(home, session.id, keep_old=True)
+        real_write(directory, status)
+
+    monkeypatch.setattr(module, "write_status", write_after_the_swap)
+    replicating.write_status()
+    replacement = Path(Session(home, session.id).dir, REPLICATION_STATUS_FILE)
+    assert not replacement.exists(), "it wrote into the replacement"
+    assert Path(old, "sessions", session.id, REPLICATION_STATUS_FILE).exists(), "the original has it"
