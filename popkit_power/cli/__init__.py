@@ -19,7 +19,8 @@ exit code 2 in one place, `common.PowerModeGroup` (damage found by `verify` exit
 
 and what they share:
 
-    common.py        the power directory and session a command acts on, who sends, and errors as one line
+    common.py        the power directory and session a command acts on, who sends, text that must say something,
+                     and errors as one line
     render.py        status and verify reports drawn for people (rich, imported only when status is drawn)
     help.py          command lists with whole first sentences; counted words (`1 tool call`)
     __main__.py      `python -m popkit_power.cli` (how the demo's agents run it)
