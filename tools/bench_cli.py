@@ -6,13 +6,14 @@
 runs with another copy of the package first on PYTHONPATH (main's, from `git archive <commit> popkit_power | tar -x
 -C DIR`), interleaved in the same run, so the two are measured under the same load.
 
-Budget (issue 18 item 4): each verb at most 2x `python -c pass` at median. The cases are interleaved run by run (the
-machine is shared and noisy: ratios from one run, not absolute times, are what count). The session is a small real
-one (two agents, tasks added as the runs need them, no coordinator): what is measured is the command's start, its
-imports and one append, not the size of the journal (tools/bench_projector.py and the long-session benchmarks
-measure that). Each verb does what it does for an agent: `claim` takes an open task, `release` gives it back,
-`done` and `result` finish a task the agent holds (the claims they need are made in this process, untimed).
-Bytecode is compiled first, as a pip install does; this environment sets PYTHONDONTWRITEBYTECODE.
+Budget (issue 18 item 4): each verb at most 2x `python -c pass` at median. Three reference rows, `python -c "import
+click"`, `"import orjson"` and both, show the floor that the parser and the reads' JSON library set. The cases are
+interleaved run by run (the machine is shared and noisy: ratios from one run, not absolute times, are what count).
+The session is a small real one (two agents, tasks added as the runs need them, no coordinator): what is measured is
+the command's start, its imports and one append, not the size of the journal (tools/bench_projector.py and the
+long-session benchmarks measure that). Each verb does what it does for an agent: `claim` takes an open task,
+`release` gives it back, `done` and `result` finish a task the agent holds (the claims they need are made in this
+process, untimed). Bytecode is compiled first, as a pip install does; this environment sets PYTHONDONTWRITEBYTECODE.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ from popkit_power.session import Session, start_session  # noqa: E402
 CLI = Path(sys.executable).parent / "popkit-power"
 AGENT, OTHER = "a1b2c3d4-bench-agent-0001:main", "e5f6a7b8-bench-agent-0002:main"
 BUDGET = 2.0
+#: What every verb imports and cannot do without as the commands are written: click (the parser), and orjson (the
+#: journal reader's and the snapshots' parser), each alone and together; no budget, they say where the time goes.
+REFERENCES = {"import click": "import click", "import orjson": "import orjson",
+              "import click, orjson": "import click, orjson"}
 
 
 def measure(command: list[str], env: dict[str, str]) -> float:
@@ -112,6 +117,8 @@ def main() -> None:
             for key in (AGENT, OTHER):  # both keep working (untimed), so neither is lost during a long run
                 session.publish("agent.tool", {"tool": "Read", "ok": True, "file": f"/work/doc{run}.md"}, sender=key)
             times = {"python -c pass": measure(python, base_env)}
+            for name, code in REFERENCES.items():
+                times[name] = measure([sys.executable, "-c", code], base_env)
             for label, extra in variants:
                 for verb, prepare in verbs(session, run, "x" if label else "m"):
                     times[verb + label] = measure([str(CLI), *prepare()], {**env, **extra})
@@ -124,7 +131,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for case, times in cases.items():
         median = statistics.median(times)
-        budget = None if case == "python -c pass" or case.endswith("[compare]") else BUDGET
+        budget = None if case == "python -c pass" or case in REFERENCES or case.endswith("[compare]") else BUDGET
         rows.append({"case": case, "median_ms": round(median * 1000, 2), "ratio": round(median / reference, 2),
                      "budget": budget, "ok": None if budget is None else median / reference <= budget})
     result = {"runs": args.runs, "records": records, "compare": args.compare, "python": sys.version.split()[0],
