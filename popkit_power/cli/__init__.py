@@ -92,6 +92,10 @@ class LazyGroup(PowerModeGroup):
         if value:
             raise TypeError("popkit-power's commands are listed in MODULE_OF_COMMAND, not added")
 
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        """Refused: a command added here would be lost (`commands` is built anew from MODULE_OF_COMMAND)."""
+        raise TypeError("popkit-power's commands are listed in MODULE_OF_COMMAND, not added")
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
              invoke_without_command=True)
