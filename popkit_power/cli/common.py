@@ -1,5 +1,6 @@
-"""What the `popkit-power` commands share: the power directory and session they act on, who sends, and the one
-place where errors become one line on stderr and an exit code (the codes: exit_codes.py)."""
+"""What the `popkit-power` commands share: the power directory and session they act on, who sends, text that must
+say something (a message, a title, a result), and the one place where errors become one line on stderr and an exit
+code (the codes: exit_codes.py). Every command imports this module, so it imports nothing only some commands need."""
 
 from __future__ import annotations
 
