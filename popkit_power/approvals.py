@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import AnswerRefusedError, SessionError
-from .follow import follow_until
 from .keys import HUMAN, new_request_id
 from .protocol import APPROVAL_ANSWERS
 from .session import Session
@@ -103,6 +102,8 @@ def wait_for_answer(session: Session, request: str, *, timeout: float | None, af
         if event.get("type") in APPROVAL_ANSWERS and event.get("from") == HUMAN and data.get("request") == request:
             return Answer(request, event["type"] == GRANTED, data.get("note"), event.get("seq"), event.get("ts"))
         return None
+
+    from .follow import follow_until  # here: the verbs that never wait do not import it (nor logging)
 
     return follow_until(session.journal, after, answer, timeout=timeout, clock=clock)
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ClaimLostError, SessionError
-from .follow import follow_until
 from .journal.lease import held
 from .keys import REPLICATOR_LEASE
 from .projector import State, find_task_anywhere
@@ -121,5 +120,7 @@ def wait_for_place(session: Session, after: Position, seq: int, *, timeout: floa
         if event.get("type") == "arbiter.ordered" and data.get("origin") == origin and data.get("seq") == seq:
             return int(event["seq"])
         return None
+
+    from .follow import follow_until  # here: the verbs that never wait do not import it (nor logging)
 
     return follow_until(session.journal, after, place, timeout=timeout, clock=clock)

@@ -7,11 +7,9 @@ The sender is `--as`, else $POPKIT_POWER_AGENT, else the Claude Code session who
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 import click
-import orjson
 
 from ..display import quoted, shown
 from ..errors import ProtocolError, SessionError
@@ -20,7 +18,7 @@ from ..keys import new_request_id
 from ..projector import live_agents
 from ..protocol import CHANNELS, DEFAULT_TYPE_OF_CHANNEL, channel_of
 from ..roster import check_agent_name, fold_through, live_agent, resolve_agent
-from .common import active_session, publish_event, sender_for, sender_option
+from .common import active_session, publish_event, require_text, sender_for, sender_option
 
 
 @click.command()
@@ -55,6 +53,8 @@ def publish(channel: str, message: str, event_type: str | None, to: str | None, 
 def message_data(event_type: str, message: str) -> dict[str, Any]:
     """The `data` of an event published from the shell: a JSON object as given, else the text in the type's field."""
     if message.lstrip().startswith("{"):
+        import orjson  # here: the other verbs need no JSON parser of their own
+
         try:
             data = orjson.loads(message)
         except orjson.JSONDecodeError as error:
@@ -67,18 +67,6 @@ def message_data(event_type: str, message: str) -> dict[str, Any]:
         raise ProtocolError("a result needs its task: pass MESSAGE as a JSON object like "
                             "'{\"task\": \"t1\", \"result\": \"...\"}'")
     return {"text": message}
-
-
-def require_text(text: str, what: str, fix: str) -> str:
-    """`text` unless it is blank: empty, or only spaces, line breaks, control or invisible characters (a zero-width
-    space reads as nothing too). SessionError naming `what` and `fix` otherwise."""
-    if all(char.isspace() or unicodedata.category(char) in _BLANK_CATEGORIES for char in text):
-        raise SessionError(f"the {what} is empty; {fix}")
-    return text
-
-
-#: Unicode categories that show nothing: controls, formats (zero-width characters), separators.
-_BLANK_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
 
 @click.command()

@@ -44,9 +44,8 @@ from ..roster import (
     task_label,
 )
 from ..session import Session, why_not_finished
-from .common import active_session, sender_for, sender_option
+from .common import active_session, require_text, sender_for, sender_option
 from .help import HelpGroup
-from .messages import require_text
 
 if TYPE_CHECKING:
     from ..shapes.state import Task
