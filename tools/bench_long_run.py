@@ -17,11 +17,16 @@ c. the newest snapshot's size on disk once the coordinator saved its snapshots (
 d. `popkit-power status --json` as a process, on the copy with the coordinator's snapshots, vs `python -c pass`
    (budget <= 3x), and its peak RSS (ru_maxrss from wait4; budget <= 60 MiB);
 e. `popkit-power send AGENT TEXT` (as one live agent, to another) vs `python -c pass` (budget <= 2x).
+
+The package's bytecode is compiled first, as pip does on install (`compileall`): this environment sets
+PYTHONDONTWRITEBYTECODE, and a process without .pyc files compiles every module it imports (most of a `status`).
+The commands run with no POPKIT_* or CLAUDE_* variable but POPKIT_POWER_HOME.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import gc
 import os
 import shutil
@@ -41,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 import bench_common as common  # noqa: E402
 from make_long_session import write_session  # noqa: E402
 
+import popkit_power  # noqa: E402
 from popkit_power.keys import SNAPSHOT_SUFFIX  # noqa: E402
 from popkit_power.projector import live_agents  # noqa: E402
 from popkit_power.session import Session  # noqa: E402
@@ -122,6 +128,13 @@ def work_copy(directory: str) -> str:
     return work
 
 
+def clean_env(home: str) -> dict[str, str]:
+    """This environment without any agent's or session's variables, pointed at `home`."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("POPKIT", "CLAUDE"))}
+    env["POPKIT_POWER_HOME"] = home
+    return env
+
+
 def proc_status(pid: int) -> dict[str, float]:
     """VmRSS and VmHWM of a process, in MB (10**6 bytes, as the issue's budgets count)."""
     found = {}
@@ -135,7 +148,7 @@ def proc_status(pid: int) -> dict[str, float]:
 def coordinator_rss(work: str, timeout: float) -> dict[str, Any]:
     """Start the coordinator on the copy, wait until it has caught up, read its memory, stop it."""
     session = Session(work, common.SESSION_ID, read_only=True)
-    env = {**os.environ, "POPKIT_POWER_HOME": work}
+    env = clean_env(work)
     reader = session.journal.reader(session.journal.end_position())
     started = time.monotonic()
     process = subprocess.Popen([str(CLI), "coordinator"], env=env, stdout=subprocess.DEVNULL,
@@ -262,6 +275,9 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
     args = parser.parse_args()
     directory = os.path.abspath(args.dir)
+    # the processes import the package as pip installs it, bytecode compiled (this environment may set
+    # PYTHONDONTWRITEBYTECODE, and without .pyc files every start compiles every module it imports)
+    compileall.compile_dir(os.path.dirname(popkit_power.__file__), quiet=1)
     sizes = QUICK if args.quick else FULL
     session = ensure_session(directory, sizes, args.seed)
     reps = args.reps or (5 if args.quick else 3)
@@ -276,8 +292,7 @@ def main() -> int:
     print("b. the coordinator catching up...", file=sys.stderr)
     result["coordinator"] = coordinator_rss(work, timeout=1800)
     result["snapshot"] = newest_snapshot(work)
-    env = {**os.environ, "POPKIT_POWER_HOME": work}
-    env.pop("POPKIT_POWER_AGENT", None)
+    env = clean_env(work)
     print("d. status...", file=sys.stderr)
     result["status"] = versus_pass([str(CLI), "status", "--json"], env, args.process_reps)
     print("e. send...", file=sys.stderr)
