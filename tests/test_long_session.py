@@ -58,6 +58,7 @@ def test_the_fold_takes_every_event_and_holds_the_promised_mix(day: tuple[Sessio
     assert len(state["agents"]) == SIZES["agents"] and statuses[AGENT_LEFT] and statuses[AGENT_LOST]
     assert kinds["task.created"] == SIZES["tasks"]
     finished = state["totals"]["tasks"]
+    assert sum(finished.values()) + len(state["tasks"]) == SIZES["tasks"]  # each task open or finished, once
     assert finished.get("completed", 0) > SIZES["tasks"] / 2 and finished.get("failed", 0) > 0
     assert kinds["approval.requested"] == SIZES["approvals"]
     assert sum(state["totals"]["approvals"].values()) > SIZES["approvals"] / 2

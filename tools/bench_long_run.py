@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import bench_common as common  # noqa: E402
-from make_long_session import write_session  # noqa: E402
+from make_long_session import GENERATOR_VERSION, write_session  # noqa: E402
 
 import popkit_power  # noqa: E402
 from popkit_power.keys import SNAPSHOT_SUFFIX  # noqa: E402
@@ -61,12 +61,13 @@ SIZES_FILE = "long-session.json"
 
 
 def ensure_session(directory: str, sizes: dict[str, int], seed: int) -> Session:
-    """The day in `directory`: made there when missing, reused when made with the same sizes and seed."""
-    wanted = {**sizes, "seed": seed}
+    """The day in `directory`: made there when missing, reused when made with the same sizes, seed and generator."""
+    wanted = {**sizes, "seed": seed, "generator": GENERATOR_VERSION}
     marker = Path(directory, SIZES_FILE)
     if marker.exists():
         if orjson.loads(marker.read_bytes()) != wanted:
-            raise SystemExit(f"{directory} holds a session of other sizes ({marker.read_text()}); give another --dir")
+            raise SystemExit(f"{directory} holds a session of other sizes or an older generator "
+                             f"({marker.read_text()}); give another --dir")
         return Session(directory, common.SESSION_ID, read_only=True)
     if os.path.exists(directory) and os.listdir(directory):
         raise SystemExit(f"{directory} is not empty and holds no long session: give another --dir")

@@ -18,9 +18,10 @@ what the package itself writes). The mix, deterministic for a seed:
 - `--approvals` requests from agents over the day, each answered by the human (granted or denied) a while later;
 - `--machines` machines: this one from the start, the others joining in the first half of the day. Their agents'
   events are in the journal as replication pulls them (replication/entries.py: `origin`, then `oseq`, that origin's
-  number, and `rts`, when it was received), and from the first one on, every task transition on any machine is
+  number, and `rts`, when it was received), and once the first one joins, every task transition on any machine is
   placed by the replication server (`arbiter.ordered`, claims also decided: `arbiter.decided`), pulled from the
-  arbiter's stream with its own `oseq`, as replication/effects.py and pulling.py make them.
+  arbiter's stream with its own `oseq`, as replication/effects.py and pulling.py make them; this machine's
+  transitions from before are placed then, in journal order, as its first push sends them.
 
 Every event is built with `protocol.make_event`, so it is valid by protocol.py; `tests/test_long_session.py` checks
 that the fold takes it without a complaint and that `popkit-power verify` passes. Not part of the package.
@@ -48,6 +49,9 @@ from popkit_power.protocol import make_event  # noqa: E402
 from popkit_power.session import Session  # noqa: E402
 from popkit_power.timestamps import utc_text  # noqa: E402
 
+#: Raised whenever the day it writes for a seed changes: tools/bench_long_run.py does not reuse a session of another.
+#: 2: this machine's task transitions from before replication started are placed when it starts.
+GENERATOR_VERSION = 2
 DAY = 86_400.0
 BATCH = 1000
 STATUS_EVERY = 15.0  # seconds between a coordinator's `coordinator.status` (config heartbeat_seconds)
@@ -78,6 +82,7 @@ class Day:
         self.oseq = dict.fromkeys(self.origins, 0)
         self.oseq[ARBITER] = 0
         self.replicating = False
+        self.backlog: list[dict[str, Any]] = []  # this machine's task transitions before replication started
         self.keys = [common.agent_key(number) for number in range(agents)]
         self.machine_of: dict[str, int] = {}
         self.live: list[str] = []
@@ -135,9 +140,14 @@ class Day:
     def _transition(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         """A task transition, followed (once machines replicate) by the server's place for it and, for a claim, the
         decision of its contest: the arbiter's facts, pulled from its stream."""
-        made = [event]
         if not self.replicating:
-            return made
+            self.backlog.append(dict(event))  # a copy: the writer takes its `_seq` out of the one it writes
+            return [event]
+        return [event, *self._placed(event)]
+
+    def _placed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """The arbiter's facts about one task transition: its contest's decision (a claim) and its place."""
+        made = []
         data = event["data"]
         seq = event.get("oseq", event.get("_seq"))
         if event["type"] == "task.claimed":
@@ -171,7 +181,14 @@ class Day:
         index, rng = self.index, self.rng
         for machine, joins in enumerate(self.machine_joins):
             if machine and index >= joins and not self.replicating:
+                # replication starts: this machine pushes its journal from the start, and the server places its task
+                # transitions in that order before any later one (so no later transition of a task is placed before
+                # an earlier one, which the fold would apply out of order)
                 self.replicating = True
+                made = [fact for event in self.backlog for fact in self._placed(event)]
+                self.backlog = []
+                if made:
+                    return made
         if self.due and self.due[0][0] <= index:
             _at, _tie, action, args = heapq.heappop(self.due)
             made = getattr(self, f"_do_{action}")(*args)
