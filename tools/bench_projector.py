@@ -214,13 +214,18 @@ def compare_rebuild(package_dir: str, power_dir: str) -> tuple[float, str]:
     """Seconds for a rebuild from cold by the package in `package_dir` (a child process), and a hash of its state."""
     import subprocess
 
-    code = ("import sys, time, gc, hashlib, orjson; from popkit_power.session import Session; "
+    code = ("import sys, time, gc, hashlib, orjson, popkit_power; from popkit_power.session import Session; "
             "s = Session(sys.argv[1], sys.argv[2]); gc.collect(); t = time.perf_counter(); "
             "state, _ = s.projection(save_snapshot=False); t = time.perf_counter() - t; "
-            "print(t, hashlib.sha256(orjson.dumps(state)).hexdigest())")
+            "print(t, hashlib.sha256(orjson.dumps(state)).hexdigest(), popkit_power.__file__)")
     env = {**os.environ, "PYTHONPATH": package_dir}
+    # `python -c` puts its working directory first on the path: run it in `package_dir`, or a clone's own package
+    # would be the one measured
     out = subprocess.run([sys.executable, "-c", code, power_dir, common.SESSION_ID], env=env, check=True,
-                         capture_output=True, text=True).stdout.split()
+                         capture_output=True, text=True, cwd=package_dir).stdout.split()
+    expected = os.path.join(os.path.realpath(package_dir), "popkit_power", "__init__.py")
+    if os.path.realpath(out[2]) != expected:
+        raise SystemExit(f"--compare measured {out[2]}, not {expected}")
     return float(out[0]), out[1]
 
 
