@@ -123,8 +123,8 @@ def valid_head(line: bytes) -> tuple[int, int] | None:
     """(seq, more) of a whole line whose checksum holds and whose framing is well formed, else None (damage).
 
     The tests of `record_head` and `checksum_ok` (which say what a damaged line is), written out in one function:
-    readers call it for every line, and the two calls cost ~3 times the CRC itself (tools/BENCHMARKS.md, "The
-    fold"); tests/test_journal_hardening.py keeps the two in step."""
+    readers call it for every line, and the two calls cost ~10 times the CRC itself (tools/BENCHMARKS.md, "The
+    fold"); tests/test_valid_head.py keeps it in step with them."""
     if line[-CRC_TAIL:-11] != CRC_OPEN or line[-3:] != CRC_CLOSE or line[:7] != SEQ_PREFIX:
         return None  # a line not longer than CRC_TAIL fails here too (no seq prefix, or a slice too short)
     comma = line.find(b",", 7, _SEQ_DIGITS_END)
