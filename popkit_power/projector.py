@@ -13,6 +13,7 @@ concept; this module puts them together and answers the common queries.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -100,9 +101,30 @@ def project(events: Any, rules: Rules | None = None, state: State | None = None)
     """Fold every event of an iterable into `state` (a new one when None)."""
     rules = rules or Rules()
     state = new_state() if state is None else state
-    for event in events:
-        apply(state, event, rules)
+    with Folding():
+        for event in events:
+            apply(state, event, rules)
     return state
+
+
+class Folding:
+    """`with Folding():` around a fold of many events: the cyclic garbage collector is off meanwhile.
+
+    The fold makes no reference cycles (the state and the events are trees of JSON values), so everything it drops
+    is freed by reference counting all the same; but every ~700 new dicts the collector would walk the young objects,
+    and ever more often the whole growing state: that was about half of a rebuild's time (tools/BENCHMARKS.md, "The
+    fold"). It is on again afterwards, unless it was off before (a fold in another thread, or the caller's choice).
+    """
+
+    __slots__ = ("_was_on",)
+
+    def __enter__(self) -> None:
+        self._was_on = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._was_on:
+            gc.enable()
 
 
 # -- queries --------------------------------------------------------------------------------------------------------
@@ -134,6 +156,6 @@ def find_task_anywhere(state: State, task_id: str) -> Task | FinishedTask | None
 __all__ = [
     "AGENT_ACTIVE", "AGENT_IDLE", "AGENT_LEFT", "AGENT_LOST", "APPROVAL_PENDING", "FINISHED_TASK_STATES",
     "FOLD_VERSION", "MAX_FINISHED_KEPT", "OPEN_TASK_STATES", "TASK_ASSIGNED", "TASK_CLAIMED", "TASK_COMPLETED",
-    "TASK_FAILED", "TASK_OPEN", "TASK_ORPHANED", "TASK_PARKED", "Event", "Rules", "State", "apply",
+    "TASK_FAILED", "TASK_OPEN", "TASK_ORPHANED", "TASK_PARKED", "Event", "Folding", "Rules", "State", "apply",
     "find_task_anywhere", "live_agents", "new_state", "open_tasks_of", "project", "watching",
 ]

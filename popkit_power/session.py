@@ -171,7 +171,7 @@ class Session:
         timeout) leaves its progress for the next one. A snapshot is a cache: a read-only session writes none, and
         one that cannot be written (a full or read-only disk) is skipped.
         """
-        from .projector import apply, new_state
+        from .projector import Folding, apply, new_state
 
         rules = self.rules()
         snapshots = self.snapshots
@@ -188,12 +188,13 @@ class Session:
         reader = self.journal.reader(position, on_damage=count_damage)
         saved_at = 0
         save_snapshot = save_snapshot and not self.read_only
-        for event in reader:
-            apply(state, event, rules)
-            lines[0] += 1
-            if save_snapshot and lines[0] - saved_at >= INTERMEDIATE_SNAPSHOT_EVERY:
-                save_snapshot = _save_if_possible(snapshots, state, reader.position)
-                saved_at = lines[0]
+        with Folding():  # the fold makes no reference cycles: the collector would only walk the state (projector.py)
+            for event in reader:
+                apply(state, event, rules)
+                lines[0] += 1
+                if save_snapshot and lines[0] - saved_at >= INTERMEDIATE_SNAPSHOT_EVERY:
+                    save_snapshot = _save_if_possible(snapshots, state, reader.position)
+                    saved_at = lines[0]
         if save_snapshot and lines[0] >= self.config.snapshot_every_events and lines[0] > saved_at:
             _save_if_possible(snapshots, state, reader.position)
         return state, reader.position

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Projection benchmarks against the budget in docs/design.md: rebuild from cold >= 50% of a bare orjson.loads loop.
 
-    .venv/bin/python tools/bench_projector.py [--events N] [--quick] [--reps R] [--json] [--strict]
+    .venv/bin/python tools/bench_projector.py [--events N] [--quick] [--reps R] [--compare DIR] [--json] [--strict]
 
 Builds one session journal of N events (default 200,000) with a realistic mix from 16 agents (60% agent.tool,
 15% agent.heartbeat, and tasks, insights, messages, approvals, idles and coordinator status for the rest), then,
@@ -10,6 +10,10 @@ alternating the sides and reporting medians:
   (a) rebuild from cold: `Session.projection(save_snapshot=False)` with no snapshot, events/s;
   (b) the bare loop `for line in open(segment, "rb"): orjson.loads(line)` over the same segment files;
   and, to show where the time goes, (c) the journal reader alone (checksums + parse, no projector).
+
+With `--compare DIR` (a directory holding another version's `popkit_power`, e.g. from `git archive`), each rep also
+rebuilds from cold with that version, in a child process that times only the rebuild (its interpreter start and
+imports are not counted), alternated with this version's, and checks that both give the same state byte for byte.
 
 Budget: (a) >= 50% of (b). It also times resume from a snapshot plus a tail of T events (T = 0, 100, 1,000,
 10,000) on this journal and on one with a tenth of the history, to show that start-up is O(tail), and checks that
@@ -206,6 +210,31 @@ def bare_loop(journal: Journal) -> float:
     return time.perf_counter() - start
 
 
+def compare_rebuild(package_dir: str, power_dir: str) -> tuple[float, str]:
+    """Seconds for a rebuild from cold by the package in `package_dir` (a child process), and a hash of its state."""
+    import subprocess
+
+    code = ("import sys, time, gc, hashlib, orjson, popkit_power; from popkit_power.session import Session; "
+            "s = Session(sys.argv[1], sys.argv[2]); gc.collect(); t = time.perf_counter(); "
+            "state, _ = s.projection(save_snapshot=False); t = time.perf_counter() - t; "
+            "print(t, hashlib.sha256(orjson.dumps(state)).hexdigest(), popkit_power.__file__)")
+    env = {**os.environ, "PYTHONPATH": package_dir}
+    # `python -c` puts its working directory first on the path: run it in `package_dir`, or a clone's own package
+    # would be the one measured
+    out = subprocess.run([sys.executable, "-c", code, power_dir, common.SESSION_ID], env=env, check=True,
+                         capture_output=True, text=True, cwd=package_dir).stdout.split()
+    expected = os.path.join(os.path.realpath(package_dir), "popkit_power", "__init__.py")
+    if os.path.realpath(out[2]) != expected:
+        raise SystemExit(f"--compare measured {out[2]}, not {expected}")
+    return float(out[0]), out[1]
+
+
+def state_hash(state: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(orjson.dumps(state)).hexdigest()
+
+
 def timed_resume(session: Session) -> tuple[float, dict]:
     gc.collect()
     start = time.perf_counter()
@@ -272,6 +301,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 20,000 events, 3 reps, tails up to 1,000")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time projector.apply per event type over the events held in memory")
+    parser.add_argument("--compare", metavar="DIR", default=None,
+                        help="also rebuild with the popkit_power in DIR (a child process), alternated, same state")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of tables")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a budget is not met")
     args = parser.parse_args()
@@ -299,6 +330,10 @@ def main() -> int:
         say(f"rebuild vs bare loop vs reader alone, {args.reps} reps ...")
         samples: dict[str, list[float]] = {"rebuild": [], "bare": [], "reader": []}
         order = ["rebuild", "bare", "reader"]
+        if args.compare:
+            samples["compare"] = []
+            order.append("compare")
+        compare_hashes: set[str] = set()
         state_rebuilt: dict = {}
         for rep in range(args.reps):
             for name in (order if rep % 2 == 0 else order[::-1]):
@@ -306,6 +341,9 @@ def main() -> int:
                     seconds, state_rebuilt = rebuild(session)
                 elif name == "bare":
                     seconds = bare_loop(journal)
+                elif name == "compare":
+                    seconds, digest = compare_rebuild(args.compare, os.path.join(base, "power"))
+                    compare_hashes.add(digest)
                 else:
                     seconds = reader_only(session)
                 samples[name].append(args.events / seconds)
@@ -323,6 +361,13 @@ def main() -> int:
                              "insights": len(state_rebuilt["insights"]),
                              "approvals": len(state_rebuilt["approvals"])},
         }
+        if args.compare:
+            result["rebuild"]["compare"] = {
+                "package": os.path.abspath(args.compare),
+                "ratio_of_medians": median(samples["compare"]) / median(samples["bare"]),
+                "speedup": median(samples["rebuild"]) / median(samples["compare"])}
+            result["checks"]["compared package's state == this one's (byte for byte)"] = (
+                compare_hashes == {state_hash(state_rebuilt)})
         result["budgets"]["rebuild >= 50% of bare orjson.loads loop"] = (
             result["rebuild"]["ratio_of_medians"] >= BUDGET_REBUILD_RATIO)
 
@@ -387,6 +432,10 @@ def print_report(result: dict, args: argparse.Namespace) -> None:
         ["journal reader alone (no projector, info)", rate(r["events_per_s"]["reader"]),
          f"{r['reader_ratio_of_medians']:.0%} of bare", "-", "-"],
     ]
+    if "compare" in r:
+        rows.append([f"rebuild from cold by {r['compare']['package']}", rate(r["events_per_s"]["compare"]),
+                     f"{r['compare']['ratio_of_medians']:.0%} of bare (this one: {r['compare']['speedup']:.2f}x)",
+                     "-", "-"])
     print(common.table(rows, ["measurement", "events/s", "vs bare", "budget", "result"]))
     print()
     rows = []

@@ -76,13 +76,18 @@ def new_state() -> State:
             "counts": {}, "task_logs": {}, "ordered": False}
 
 
-def keep_recent(kept: dict[str, V], key: str, value: V, totals: dict[str, int], status: str) -> None:
-    """Move a finished item into `kept` (the most recent `MAX_FINISHED_KEPT`) and count it under `status`."""
+def keep_recent(kept: dict[str, V], key: str, value: V, totals: dict[str, int], status: str) -> list[str]:
+    """Move a finished item into `kept` (the most recent `MAX_FINISHED_KEPT`) and count it under `status`; return
+    the keys of the items that left `kept` for it (the oldest ones)."""
     kept.pop(key, None)
     kept[key] = value
+    gone = []
     while len(kept) > MAX_FINISHED_KEPT:
-        del kept[next(iter(kept))]
+        oldest = next(iter(kept))
+        del kept[oldest]
+        gone.append(oldest)
     totals[status] = totals.get(status, 0) + 1
+    return gone
 
 
 def cut(text: Any) -> Any:

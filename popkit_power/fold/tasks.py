@@ -175,7 +175,8 @@ def _completed(state: State, event: Event, data: TaskCompleted, rules: Rules) ->
                 "previous_owner": task.get("previous_owner"), "parent": task["parent"], "created": task["created"],
                 "finished": event.get("ts")}
     if not state["ordered"]:
-        keep_recent(state["finished"], task_id, finished, state["totals"]["tasks"], status)
+        gone = keep_recent(state["finished"], task_id, finished, state["totals"]["tasks"], status)
+        _forget_logs(state, gone)
         return
     state["finished"][task_id] = finished  # kept by the server's order of completions, not by arrival
     state["totals"]["tasks"][status] = state["totals"]["tasks"].get(status, 0) + 1
@@ -250,11 +251,25 @@ def _logged(transition: Handler) -> Handler:
             elif log is not None:
                 state["task_logs"][task_id] = None  # too long to replay
         transition(state, event, data, rules)
-        if event.get("type") == "task.completed":  # the logs of tasks no longer kept go with them
+        if state["ordered"] and event.get("type") == "task.completed":  # see _forget_logs
             logs = state["task_logs"]
-            for gone in [key for key in logs if key not in state["tasks"] and key not in state["finished"]]:
+            for gone in logs.keys() - state["tasks"].keys() - state["finished"].keys():
                 del logs[gone]
     return apply
+
+
+def _forget_logs(state: State, gone: list[str]) -> None:
+    """The logs of finished tasks no longer kept go with them: at each `task.completed`, every log whose task is
+    neither open nor kept among the finished ones is dropped.
+
+    In journal order (not `ordered`) a task leaves both only when a completion pushes the oldest finished ones out
+    (`gone`), so those are the only logs to drop, with no scan of the others. In the server's order tasks also leave
+    at a place (`_forget_oldest_finished`, `_replay`), and their logs stay until the next completion: there every log
+    is checked (a set difference, in C), as before. Either way the same logs go at the same event."""
+    logs, tasks = state["task_logs"], state["tasks"]
+    for task_id in gone:
+        if task_id in logs and task_id not in tasks:
+            del logs[task_id]
 
 
 def _placed(state: State, event: Event, data: ArbiterOrdered, rules: Rules) -> None:

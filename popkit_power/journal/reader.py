@@ -18,7 +18,7 @@ import os
 
 from .._fs import open_file
 from ..errors import JournalError
-from .records import READ_CHUNK, checksum_ok, record_head, segment_name
+from .records import READ_CHUNK, record_head, segment_name, valid_head
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -242,9 +242,11 @@ class JournalReader:
                 want = READ_CHUNK
                 for line in _lines(data[:cut] if cut < len(data) else data):
                     end = offset + len(line)
-                    head = record_head(line)
+                    head = valid_head(line)
+                    framed = head is not None  # its seq and `more` can be trusted
+                    if head is None:  # damage: the head (if any) says which
+                        head = record_head(line)
                     seq, more = head if head is not None else (0, -1)
-                    framed = more >= 0 and checksum_ok(line)  # its seq and `more` can be trusted
                     reason = ""
                     if not framed:
                         reason = "not a record" if more < 0 else "checksum does not match"

@@ -120,11 +120,32 @@ def record_head(line: bytes) -> tuple[int, int] | None:
 
 
 def valid_head(line: bytes) -> tuple[int, int] | None:
-    """(seq, more) of a whole line whose checksum holds and whose framing is well formed, else None (damage)."""
-    head = record_head(line)
-    if head is None or head[1] < 0 or not checksum_ok(line):
+    """(seq, more) of a whole line whose checksum holds and whose framing is well formed, else None (damage).
+
+    The tests of `record_head` and `checksum_ok` (which say what a damaged line is), written out in one function:
+    readers call it for every line, and the two calls cost ~10 times the CRC itself (tools/BENCHMARKS.md, "The
+    fold"); tests/test_valid_head.py keeps it in step with them."""
+    if line[-CRC_TAIL:-11] != CRC_OPEN or line[-3:] != CRC_CLOSE or line[:7] != SEQ_PREFIX:
+        return None  # a line not longer than CRC_TAIL fails here too (no seq prefix, or a slice too short)
+    comma = line.find(b",", 7, _SEQ_DIGITS_END)
+    digits = line[7:comma]
+    if comma < 0 or not digits.isdigit():
         return None
-    return head
+    more = 0
+    if line.startswith(MORE_PREFIX, comma + 1):
+        start = comma + 1 + len(MORE_PREFIX)
+        end = line.find(b",", start, start + 21)
+        number = line[start:end]
+        if end < 0 or not number.isdigit():
+            return None
+        more = int(number)
+        if not more:
+            return None  # `"more":0` is malformed (record_head's -1)
+    try:
+        expected = int(line[-11:-3], 16)
+    except ValueError:
+        return None
+    return (int(digits), more) if zlib.crc32(line[:-CRC_TAIL]) == expected else None
 
 
 def open_batch(heads: Sequence[tuple[int, int] | None]) -> int:
