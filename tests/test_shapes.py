@@ -191,7 +191,8 @@ def _mypy(tmp_path: Any, source: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_mypy_fails_on_a_misspelt_field_and_passes_the_right_one(tmp_path):
-    pytest.importorskip("mypy")
+    """mypy is a test dependency (pyproject's `test` extra): without it this fails rather than skips, since it is
+    the proof that the shapes catch a misspelt field."""
     wrong = _mypy(tmp_path, READER.format(owner="ownr", agents="agnets", question="qestion"))
     assert wrong.returncode == 1, wrong.stdout + wrong.stderr
     for misspelt in ("ownr", "agnets", "qestion"):
