@@ -6,16 +6,25 @@ sys.path[0] when a script in it is run).
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import random
 import statistics
 import sys
+import time
 
 import orjson
 
 from popkit_power.protocol import make_event
 from popkit_power.timestamps import utc_text
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from popkit_power.journal.writer import Journal
+    from popkit_power.session import Session
 
 SESSION_ID = "20261124-100000-ab12cd"
 ORIGIN = "benchhost-1a2b3c"
@@ -130,3 +139,26 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 def rate(value: float) -> str:
     return f"{value:,.0f}/s"
+
+
+# -- the fold and its reference, as bench_projector.py and bench_long_run.py both measure them ---------------------
+
+def rebuild(session: Session) -> tuple[float, Any]:
+    """Seconds for a projection from cold (no snapshot), and the state."""
+    gc.collect()
+    start = time.perf_counter()
+    state, _position = session.projection(save_snapshot=False)
+    return time.perf_counter() - start, state
+
+
+def bare_loop(journal: Journal) -> float:
+    """Seconds for `for line in open(segment, "rb"): orjson.loads(line)` over every segment: the format's limit."""
+    paths = [journal.segment_path(segment) for segment in journal.segments()]
+    loads = orjson.loads
+    gc.collect()
+    start = time.perf_counter()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for line in handle:
+                loads(line)
+    return time.perf_counter() - start

@@ -81,33 +81,13 @@ def ensure_session(directory: str, sizes: dict[str, int], seed: int) -> Session:
 
 # -- a. the fold vs the bare loop --------------------------------------------------------------------------------------
 
-def rebuild(session: Session) -> tuple[float, Any]:
-    gc.collect()
-    start = time.perf_counter()
-    state, _position = session.projection(save_snapshot=False)
-    return time.perf_counter() - start, state
-
-
-def bare_loop(session: Session) -> float:
-    """`for line in open(segment, "rb"): orjson.loads(line)` over every segment of the journal."""
-    paths = [session.journal.segment_path(segment) for segment in session.journal.segments()]
-    loads = orjson.loads
-    gc.collect()
-    start = time.perf_counter()
-    for path in paths:
-        with open(path, "rb") as handle:
-            for line in handle:
-                loads(line)
-    return time.perf_counter() - start
-
-
 def fold_vs_bare(session: Session, reps: int) -> tuple[dict[str, Any], Any]:
     if list(Path(session.snapshots.directory).glob(f"*{SNAPSHOT_SUFFIX}")):
         raise SystemExit(f"{session.snapshots.directory} holds snapshots: the rebuild would not be from cold")
     folds, bares, state = [], [], None
     for _rep in range(reps):
-        bares.append(bare_loop(session))
-        seconds, state = rebuild(session)
+        bares.append(common.bare_loop(session.journal))
+        seconds, state = common.rebuild(session)
         folds.append(seconds)
         state = state if _rep == reps - 1 else None  # only the last state is kept: two at once would skew memory
     events = session.journal.end_position().seq - 1

@@ -36,7 +36,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common as common
 import orjson
 
-from popkit_power.journal.writer import Journal
 from popkit_power.keys import SNAPSHOT_SUFFIX
 from popkit_power.protocol import make_event
 from popkit_power.session import Session
@@ -180,33 +179,12 @@ def append_more(session: Session, maker: EventMaker, count: int) -> None:
 
 # -- the measured loops ---------------------------------------------------------------------------------------------
 
-def rebuild(session: Session) -> tuple[float, dict]:
-    """Seconds for a projection from cold (no snapshot), and the state."""
-    gc.collect()
-    start = time.perf_counter()
-    state, _position = session.projection(save_snapshot=False)
-    return time.perf_counter() - start, state
-
-
 def reader_only(session: Session) -> float:
     """Seconds for the journal reader alone over the whole journal (checksums, seqs, orjson.loads; no projector)."""
     gc.collect()
     start = time.perf_counter()
     for _event in session.journal.reader(loads=orjson.loads):
         pass
-    return time.perf_counter() - start
-
-
-def bare_loop(journal: Journal) -> float:
-    """Seconds for `for line in open(segment, "rb"): orjson.loads(line)` over every segment."""
-    paths = [journal.segment_path(segment) for segment in journal.segments()]
-    loads = orjson.loads
-    gc.collect()
-    start = time.perf_counter()
-    for path in paths:
-        with open(path, "rb") as handle:
-            for line in handle:
-                loads(line)
     return time.perf_counter() - start
 
 
@@ -338,9 +316,9 @@ def main() -> int:
         for rep in range(args.reps):
             for name in (order if rep % 2 == 0 else order[::-1]):
                 if name == "rebuild":
-                    seconds, state_rebuilt = rebuild(session)
+                    seconds, state_rebuilt = common.rebuild(session)
                 elif name == "bare":
-                    seconds = bare_loop(journal)
+                    seconds = common.bare_loop(journal)
                 elif name == "compare":
                     seconds, digest = compare_rebuild(args.compare, os.path.join(base, "power"))
                     compare_hashes.add(digest)
