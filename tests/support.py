@@ -387,3 +387,21 @@ def publish(self, event_type, data, **kwargs):
     return _publish(self, event_type, data, **kwargs)
 Session.publish = publish
 """
+
+
+def two_machines_of_one_session(tmp_path: Any, objective: str, config: str) -> tuple[list[str], Any, Any]:
+    """Two power directories, `a` and `b` under `tmp_path`, each with `config` as its config.json, in which the same
+    session is active: started in the first, joined (made with its id) in the second, as `join` does on a second
+    machine. Returns the two homes and the two sessions."""
+    from popkit_power.home import set_active_session
+    from popkit_power.session import Session, start_session
+
+    homes = [str(tmp_path / "a"), str(tmp_path / "b")]
+    for home in homes:
+        os.makedirs(home)
+        with open(os.path.join(home, "config.json"), "w") as file:
+            file.write(config)
+    a = start_session(homes[0], objective, sender="human")
+    b = Session(homes[1], a.id, create=True)
+    set_active_session(homes[1], a.id)
+    return homes, a, b

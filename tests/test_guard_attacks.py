@@ -35,6 +35,16 @@ def pre_tool_use(session: Session, command: str, cwd: str = "/repo") -> str | No
     return None if denied is None else str(denied["permissionDecisionReason"])
 
 
+def hook_process(session: Session, command: str, cwd: str = "/repo") -> str:
+    """What the hook, as a process of its own, answers a PreToolUse of Bash `command` (its stdout)."""
+    payload = {"session_id": AGENT, "cwd": cwd, "hook_event_name": "PreToolUse", "tool_name": "Bash",
+               "tool_input": {"command": command}}
+    env = {**os.environ, "POPKIT_POWER_HOME": session.power_dir}
+    done = subprocess.run([sys.executable, "-c", HOOK], input=orjson.dumps(payload), env=env, capture_output=True,
+                          timeout=60, check=True)
+    return done.stdout.decode()
+
+
 def requests(session: Session) -> list[dict[str, Any]]:
     return [event for event in session.journal.reader() if event["type"] == "approval.requested"]
 
@@ -73,18 +83,10 @@ def test_a_fifo_in_place_of_a_config_file_neither_stalls_nor_opens_the_guard(tmp
     target.unlink()
     os.mkfifo(target)
 
-    def hook_process(command: str) -> str:
-        payload = {"session_id": AGENT, "cwd": str(tmp_path), "hook_event_name": "PreToolUse", "tool_name": "Bash",
-                   "tool_input": {"command": command}}
-        env = {**os.environ, "POPKIT_POWER_HOME": session.power_dir}
-        done = subprocess.run([sys.executable, "-c", HOOK], input=orjson.dumps(payload), env=env,
-                              capture_output=True, timeout=60, check=True)
-        return done.stdout.decode()
-
-    held = hook_process("git push --force")
+    held = hook_process(session, "git push --force", str(tmp_path))
     assert '"permissionDecision":"deny"' in held.replace(" ", "")
     if planted == "fifo":
-        assert "git push*" in held and hook_process("git status") == ""
+        assert "git push*" in held and hook_process(session, "git status", str(tmp_path)) == ""
     else:  # no valid version to fall back on: every Bash call is denied, naming the error
         assert "cannot be read" in held
 
@@ -148,17 +150,9 @@ def test_a_guarded_call_is_denied_when_the_active_session_cannot_be_read(session
     assert active.exists()
     active.write_text("not a session id!\n")
 
-    def hook_process(command: str) -> str:
-        payload = {"session_id": AGENT, "cwd": "/repo", "hook_event_name": "PreToolUse", "tool_name": "Bash",
-                   "tool_input": {"command": command}}
-        env = {**os.environ, "POPKIT_POWER_HOME": session.power_dir}
-        done = subprocess.run([sys.executable, "-c", HOOK], input=orjson.dumps(payload), env=env,
-                              capture_output=True, timeout=60, check=True)
-        return done.stdout.decode()
-
-    held = hook_process("git push --force")
+    held = hook_process(session, "git push --force")
     assert '"permissionDecision":"deny"' in held.replace(" ", "") and "git push*" in held and "active" in held
-    assert hook_process("git status") == ""
+    assert hook_process(session, "git status") == ""
 
 
 def test_a_second_request_under_the_same_id_does_not_change_what_the_human_is_shown(session: Session) -> None:

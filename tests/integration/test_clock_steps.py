@@ -20,11 +20,10 @@ from typing import Any
 
 import orjson
 import pytest
-from support import until
+from support import two_machines_of_one_session, until
 
-from popkit_power.home import set_active_session
 from popkit_power.hook import entry as hook
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
@@ -48,13 +47,7 @@ def _lost(*sessions: Session) -> list[str]:
 
 @pytest.fixture
 def machines(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
-    homes = [str(tmp_path / "a"), str(tmp_path / "b")]
-    for home in homes:
-        os.makedirs(home)
-        Path(home, "config.json").write_text(CONFIG)
-    a = start_session(homes[0], "Clocks", sender="human")
-    b = Session(homes[1], a.id, create=True)
-    set_active_session(homes[1], a.id)
+    homes, a, b = two_machines_of_one_session(tmp_path, "Clocks", CONFIG)
     claude = subprocess.Popen(["sleep", "3600"])
     payload = {"session_id": "aaaa0000", "transcript_path": "/t", "cwd": "/repo", "hook_event_name": "SessionStart",
                "source": "startup"}

@@ -5,7 +5,6 @@ silent has its agents declared lost by the other."""
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,14 +13,12 @@ from typing import Any
 
 import orjson
 import pytest
-from support import Timeline, until
+from support import Timeline, two_machines_of_one_session, until
 
 from popkit_power.coordinator import PowerModeCoordinator
 from popkit_power.coordinator.decide import Rules, decide
-from popkit_power.home import set_active_session
 from popkit_power.hook import entry as hook
 from popkit_power.projector import project
-from popkit_power.session import Session, start_session
 from popkit_power.timestamps import seconds_of
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"
@@ -41,13 +38,7 @@ def work(home: str, claude: str) -> str:
 
 @pytest.fixture
 def two_machines(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
-    homes = [str(tmp_path / "a"), str(tmp_path / "b")]
-    for home in homes:
-        os.makedirs(home)
-        Path(home, "config.json").write_text(CONFIG)
-    a = start_session(homes[0], "Two machines", sender="human")
-    b = Session(homes[1], a.id, create=True)
-    set_active_session(homes[1], a.id)
+    homes, a, b = two_machines_of_one_session(tmp_path, "Two machines", CONFIG)
     environ = {"REDIS_URL": redis_url}
     coordinators = [PowerModeCoordinator(power_dir=home, environ=environ) for home in homes]
     for coordinator in coordinators:

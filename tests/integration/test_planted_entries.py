@@ -15,11 +15,10 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from support import until
+from support import two_machines_of_one_session, until
 from test_replication import sync
 
 from popkit_power.coordinator import PowerModeCoordinator
-from popkit_power.home import set_active_session
 from popkit_power.keys import RedisLayout
 from popkit_power.replication.redis_streams import RedisStreams
 from popkit_power.replication.replicator import Replicator
@@ -32,13 +31,8 @@ FAR = 9_000_000_000_000  # an id far ahead of any journal
 
 @pytest.fixture
 def machines(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
-    homes = [str(tmp_path / "a"), str(tmp_path / "b")]
-    for home in homes:
-        os.makedirs(home)
-        Path(home, "config.json").write_text('{"agent_timeout_seconds": 3600, "heartbeat_seconds": 3600}')
-    a = start_session(homes[0], "Planted entries", sender="human")
-    b = Session(homes[1], a.id, create=True)
-    set_active_session(homes[1], a.id)
+    homes, a, b = two_machines_of_one_session(tmp_path, "Planted entries",
+                                              '{"agent_timeout_seconds": 3600, "heartbeat_seconds": 3600}')
     coordinators = [PowerModeCoordinator(power_dir=home, environ={"REDIS_URL": redis_url}) for home in homes]
     for coordinator in coordinators:
         assert coordinator.connect() and coordinator.mode == "redis"

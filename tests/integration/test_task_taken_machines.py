@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import until
+from support import two_machines_of_one_session, until
 from test_convergence import three_machines
 from test_machines import hook_call, work
 from test_replication import facts, sync
 
 from popkit_power.errors import TransportError
-from popkit_power.home import set_active_session
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"
 ANN, BOB = "aaaa0000:main", "bbbb0000:main"
@@ -38,13 +37,7 @@ def outside_claude(redis_url: str) -> dict[str, str]:
 
 @pytest.fixture
 def machines(tmp_path: Path, redis_url: str) -> Iterator[dict[str, Any]]:
-    homes = [str(tmp_path / "a"), str(tmp_path / "b")]
-    for home in homes:
-        os.makedirs(home)
-        Path(home, "config.json").write_text('{"replication_timeout_seconds": 60}')
-    a = start_session(homes[0], "Two machines", sender="human")
-    b = Session(homes[1], a.id, create=True)
-    set_active_session(homes[1], a.id)
+    homes, a, b = two_machines_of_one_session(tmp_path, "Two machines", '{"replication_timeout_seconds": 60}')
     env = outside_claude(redis_url)
     replicators = [subprocess.Popen([str(SCRIPT), "--home", home, "replicate"], env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL) for home in homes]
