@@ -184,12 +184,13 @@ def test_a_coordinator_in_trouble_gets_advice_that_fits_its_trouble(tmp_path: Pa
     full disk, its log for anything else (a symlink planted among the segments is not cured by free space)."""
     from popkit_power.config import load_config
     from popkit_power.journal.lease import Lease
-    from popkit_power.setup.doctor import _coordinator
+    from popkit_power.setup.doctor import _active, _coordinator
 
     session = start_session(str(tmp_path / "power"), "Coordinate", sender="human")
     with Lease(session.dir) as lease:  # this process holds the session's coordinator lease, as a coordinator does
         lease.note(condition, "the detail")
-        check = _coordinator(session.power_dir, load_config(session.power_dir))
+        config = load_config(session.power_dir)
+        check = _coordinator(_active(session.power_dir, config), config)
     assert check.verdict == "FAIL" and f"cannot append its decisions: {condition}" in check.found, check
     assert advice in " ".join(check.fixes) and len(check.fixes) == 1, check.fixes
 

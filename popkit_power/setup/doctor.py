@@ -37,6 +37,10 @@ from .install import HOOK_SCRIPT, PLUGIN_COMMAND
 from .problems import unreported_problem, untrusted_problem
 from .unreported import running_here, unreported
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..shapes.state import State
+
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 RECENT_SECONDS = 24 * 3600  # hook.log errors younger than this are shown
 MAX_WALKED = 20_000  # entries of the power directory looked at for their owner and mode
@@ -56,9 +60,10 @@ def run_all(power_dir: str, project_dir: str, *, all_sessions: bool = False, hom
     """Every check, in order."""
     found = registrations.find(project_dir, home)
     config, config_check = _config(power_dir)
-    return [_hooks(found, power_dir), *_hook_runs(found), _recording(power_dir, config), config_check,
+    active = _active(power_dir, config)
+    return [_hooks(found, power_dir), *_hook_runs(found), _recording(active), config_check,
             _power_dir(power_dir), _trust(power_dir),
-            *_journals(power_dir, config, all_sessions), _coordinator(power_dir, config),
+            *_journals(power_dir, config, all_sessions), _coordinator(active, config),
             _replication(power_dir, config),
             _hook_log(power_dir)]
 
@@ -108,17 +113,26 @@ def _hook_runs(found: list[dict[str, Any]]) -> list[Check]:
     return checks
 
 
-def _recording(power_dir: str, config: Config) -> Check:
-    """Agents of the active session whose Claude Code process runs here but whose tool calls are no longer
-    recorded (unreported.py): the hook stopped running for them."""
+def _active(power_dir: str, config: Config) -> tuple[Session, State] | None:
+    """The active session and its state, projected once for the checks that read it (read only: no snapshot
+    written, damage left to the journals check); None when Power Mode is off."""
     session_id = active_session(power_dir) if os.path.isdir(power_dir) else None
     if session_id is None:
-        return Check("recording", OK, "Power Mode is off: no agent to record")
+        return None
     session = Session(power_dir, session_id, config, read_only=True)
     try:
         state, _ = session.projection(save_snapshot=False, on_damage=lambda _damage: None)
     finally:
         session.journal.close()
+    return session, state
+
+
+def _recording(active: tuple[Session, State] | None) -> Check:
+    """Agents of the active session whose Claude Code process runs here but whose tool calls are no longer
+    recorded (unreported.py): the hook stopped running for them."""
+    if active is None:
+        return Check("recording", OK, "Power Mode is off: no agent to record")
+    session, state = active
     here = running_here(state["agents"])
     silent = unreported(state["agents"], now=time.time())
     if silent:
@@ -127,7 +141,7 @@ def _recording(power_dir: str, config: Config) -> Check:
                                                   for one in silent),
                      ("register the hooks again: popkit-power install (or load the plugin); Claude Code reads its "
                       "settings again and the agents are recorded from their next tool call",))
-    return Check("recording", OK, f"{len(here)} agent(s) of session {session_id} running on this machine, none "
+    return Check("recording", OK, f"{len(here)} agent(s) of session {session.id} running on this machine, none "
                  f"working unrecorded")
 
 
@@ -215,18 +229,14 @@ def _journals(power_dir: str, config: Config, all_sessions: bool) -> list[Check]
     return checks
 
 
-def _coordinator(power_dir: str, config: Config) -> Check:
-    session_id = active_session(power_dir) if os.path.isdir(power_dir) else None
-    if session_id is None:
+def _coordinator(active: tuple[Session, State] | None, config: Config) -> Check:
+    if active is None:
         return Check("coordinator", OK, "Power Mode is off: no session needs one")
     from ..coordinator.daemon import running
 
-    session = Session(power_dir, session_id, config, read_only=True)
-    try:
-        state, _ = session.projection(save_snapshot=False, on_damage=lambda _damage: None)
-        held = running(session)
-    finally:
-        session.journal.close()
+    session, state = active
+    session_id = session.id
+    held = running(session)
     health = coordinator_health(state["coordinators"].get(session.origin, state["coordinator"]), time.time(),
                                 config.heartbeat_seconds)
     fix = ("run one: popkit-power coordinator (in the foreground), or stop and start the session",)
