@@ -52,8 +52,8 @@ def unpacked(tmp_path: Path) -> Path:
     archive = tmp_path / "project.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(author, arcname="project")
-    with tarfile.open(archive) as tar:
-        tar.extractall(tmp_path / "downloads", filter="tar")
+    (tmp_path / "downloads").mkdir()  # unpacked by tar itself, as a person would (modes kept, owner the user's)
+    subprocess.run(["tar", "-xzf", str(archive), "-C", str(tmp_path / "downloads")], check=True, timeout=60)
     project = tmp_path / "downloads" / "project"
     assert (project / LOCAL_DIR / "active").exists() and is_trusted(str(author / LOCAL_DIR))
     return project
