@@ -96,6 +96,8 @@ def wait_for_answer(session: Session, request: str, *, timeout: float | None, af
         if known is not None:
             return Answer(request, known.get("status") == "granted", known.get("note"), known.get("answer_seq"),
                           known.get("answered"))
+        if request in state["answered_ids"]:  # answered before the most recent ones: only how is kept
+            return Answer(request, state["answered_ids"][request] == 1, None, None, None)
 
     def answer(event: dict[str, Any]) -> Answer | None:
         data = event.get("data") or {}
@@ -115,6 +117,8 @@ def answer_request(session: Session, request: str, *, granted: bool, sender: str
     before this one (written, and counting for nothing); SessionError when no request, or several, is named."""
     state, position = session.projection()
     approvals = {**state["answered"], **state["approvals"]}  # pending and recently answered: a second answer is named
+    if request not in approvals and request in state["answered_ids"]:  # answered before the most recent ones
+        raise refused(request, {"status": "granted" if state["answered_ids"][request] else "denied", "by": HUMAN})
     request = request_named(request, approvals, session.id)
     if approvals[request].get("status") != "pending":
         raise refused(request, approvals[request])
@@ -134,7 +138,8 @@ def refused(request: str, first: Approval | dict[str, Any], *, seq: int | None =
     the refused answer's own record, when it was written."""
     first_seq = first.get("answer_seq")
     at = f" (seq {first_seq})" if isinstance(first_seq, int) else ""
-    text = (f"request {request} was already {first.get('status')} by {first.get('by')} at {first.get('answered')}"
+    when = f" at {first['answered']}" if first.get("answered") else ""
+    text = (f"request {request} was already {first.get('status')} by {first.get('by')}{when}"
             f"{at}; an approval is answered once (ask again for a new one)")
     if seq is not None:
         text = f"your answer (seq {seq}) does not count: {text}"

@@ -25,6 +25,7 @@ from .fold.model import (
     AGENT_LOST,
     APPROVAL_PENDING,
     FINISHED_TASK_STATES,
+    MAX_COUNTED_TYPES,
     MAX_FINISHED_KEPT,
     OPEN_TASK_STATES,
     TASK_ASSIGNED,
@@ -50,8 +51,10 @@ if TYPE_CHECKING:
 #: 9: when another machine was heard (rts), a losing claimant back on its task (owner_was_on); 10: task transitions in
 #: the replication server's order (arbiter.ordered, task_logs); 11: a completion or release only from the task's holder
 #: or the human, a heartbeat's current task only one the agent holds; 12: an answered approval's seq and evidence;
-#: 13: the most recent broadcasts (for the welcome); 14: the first approval request under an id is the one kept
-FOLD_VERSION = 14
+#: 13: the most recent broadcasts (for the welcome); 14: the first approval request under an id is the one kept;
+#: 15: departed agents past the most recent ones leave the state, finished task ids indexed, event types counted up
+#: to a bound
+FOLD_VERSION = 15
 
 def _handlers(*tables: Mapping[str, Handler]) -> dict[str, tuple[Handler, ...]]:
     merged: dict[str, tuple[Handler, ...]] = {}
@@ -76,7 +79,8 @@ def apply(state: State, event: dict[str, Any], rules: Rules) -> State:
     if not isinstance(event_type, str) or not isinstance(sender, str):
         counts["invalid"] = counts.get("invalid", 0) + 1
         return state
-    counts[event_type] = counts.get(event_type, 0) + 1
+    counted = event_type if event_type in counts or len(counts) < MAX_COUNTED_TYPES else "other"
+    counts[counted] = counts.get(counted, 0) + 1
     if "oseq" in event and not state["ordered"]:  # another machine's event: the server's order rules from here
         tasks.start_ordering(state, rules)
     agent = state["agents"].get(sender)

@@ -131,6 +131,9 @@ def find_task(state: State, given: str) -> str:
     tasks: dict[str, Task | FinishedTask] = {**state["finished"], **state["tasks"]}
     if given in tasks:
         return given
+    if given in state["finished_ids"]:  # finished before the most recent ones: only its id is kept
+        how = "completed" if state["finished_ids"][given] else "failed"
+        raise SessionError(f"task {shown(given)} is already {how} (popkit-power replay shows its record)")
     found = matching(given, {task_id: (task_id,) for task_id in tasks})
     if len(found) == 1:
         return found[0]

@@ -205,8 +205,7 @@ class Session:
         from .journal.snapshots import Snapshots
         from .projector import FOLD_VERSION
 
-        fold_key = {name: getattr(self.config, name) for name in self.rules().__slots__}
-        fold_key["fold_version"] = FOLD_VERSION
+        fold_key = {**self.rules().key(), "fold_version": FOLD_VERSION}
         return Snapshots(os.path.join(self.dir, SNAPSHOTS_DIR), self.id, fold_key, self.journal)
 
 
@@ -231,6 +230,8 @@ def why_not_finished(state: State, task_id: str) -> str:
     finished = state["finished"].get(task_id)
     if finished is not None:
         return f"task {shown(task_id)} is already {finished['status']} by {_agent(state, finished['completed_by'])}"
+    if task_id in state["finished_ids"]:  # finished long ago: its record is in the journal (`popkit-power replay`)
+        return f"task {shown(task_id)} is already {'completed' if state['finished_ids'][task_id] else 'failed'}"
     task: Task | dict[str, Any] = state["tasks"].get(task_id) or {}
     if task.get("owner"):
         return (f"task {shown(task_id)} belongs to {_agent(state, task['owner'])}: only its holder or the human "
@@ -309,6 +310,7 @@ def summarize(state: State) -> dict[str, Any]:
             counts[item.get("status", "?")] = counts.get(item.get("status", "?"), 0) + 1
         return counts
 
-    return {"agents": len(state["agents"]), "tasks": {**by_status(state["tasks"]), **state["totals"]["tasks"]},
+    return {"agents": len(state["agents"]) + sum(state["totals"]["agents"].values()),
+            "tasks": {**by_status(state["tasks"]), **state["totals"]["tasks"]},
             "insights": sum(1 for insight in state["insights"] if insight.get("dup_of") is None),
             "approvals": {**by_status(state["approvals"]), **state["totals"]["approvals"]}}

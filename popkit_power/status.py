@@ -34,6 +34,7 @@ from .projector import (
     TASK_OPEN,
     TASK_ORPHANED,
     TASK_PARKED,
+    Folding,
     State,
     apply,
     watching,
@@ -173,6 +174,7 @@ def session_status(session: Session, state: State, position: Position, *, now: f
         "replication": replication,
         "names": names,
         "agents": _agents(state, now),
+        "departed_not_listed": state["totals"]["agents"],  # departed long ago: `status --all` lists them
         "tasks": tasks,
         "task_counts": {**Counter(task["status"] for task in tasks.values()), **state["totals"]["tasks"]},
         "finished_tasks": state["finished"],
@@ -193,17 +195,28 @@ def session_status(session: Session, state: State, position: Position, *, now: f
 
 class StatusReader:
     """A session's status, read again and again (`status --watch`): each read folds only the events appended since
-    the one before, so a refresh costs what is new, not the session's history."""
+    the one before, so a refresh costs what is new, not the session's history.
 
-    def __init__(self, session: Session) -> None:
+    With `everything`, the status of everything the session ever held (`status --all`): every agent that took part
+    and every finished task, folded from the journal's start with nothing leaving the state (`Rules.everything`),
+    so its first read costs the session's whole history."""
+
+    def __init__(self, session: Session, *, everything: bool = False) -> None:
         self.session = session
-        self._rules = session.rules()
-        self._state, self._position = session.projection()
+        if everything:
+            from .projector import new_state
+
+            self._rules = session.rules().everything()
+            self._state, self._position = new_state(), Position()
+        else:
+            self._rules = session.rules()
+            self._state, self._position = session.projection()
 
     def read(self, *, now: float | None = None) -> dict[str, Any]:
         reader = self.session.journal.reader(self._position, on_damage=warn_damage)
-        for event in reader:
-            apply(self._state, event, self._rules)
+        with Folding():
+            for event in reader:
+                apply(self._state, event, self._rules)
         self._position = reader.position
         return session_status(self.session, self._state, self._position, now=now)
 

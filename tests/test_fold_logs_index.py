@@ -11,13 +11,11 @@ event. Few finished tasks are kept (patched) so that streams of a few dozen even
 from __future__ import annotations
 
 from typing import Any
-from unittest import mock
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from popkit_power.fold import model, tasks
 from popkit_power.projector import Rules, State, apply, new_state
 
 AGENTS = ["a1", "a2", "a3", "human", "coordinator"]
@@ -84,25 +82,23 @@ def events_of(steps: list[tuple[str, str, str, str, bool, int]]) -> list[dict[st
 @settings(max_examples=300, deadline=None)
 @given(st.lists(step, min_size=1, max_size=80), st.integers(1, 4))
 def test_logs_index_agrees_with_the_plain_scan(steps: list[tuple[str, str, str, str, bool, int]], kept: int) -> None:
-    rules = Rules()
+    rules = Rules(kept_finished=kept)
     fast, slow = new_state(), new_state()
-    with mock.patch.object(model, "MAX_FINISHED_KEPT", kept), mock.patch.object(tasks, "MAX_FINISHED_KEPT", kept):
-        for event in events_of(steps):
-            apply(fast, orjson.loads(orjson.dumps(event)), rules)
-            fold_by_scan(slow, orjson.loads(orjson.dumps(event)), rules)
-            assert orjson.dumps(fast) == orjson.dumps(slow), event
+    for event in events_of(steps):
+        apply(fast, orjson.loads(orjson.dumps(event)), rules)
+        fold_by_scan(slow, orjson.loads(orjson.dumps(event)), rules)
+        assert orjson.dumps(fast) == orjson.dumps(slow), event
 
 
 def test_a_completion_pushes_the_oldest_finished_tasks_log_out() -> None:
     """The point of the index: the log of a finished task goes when the task leaves `finished`, not later."""
-    rules = Rules()
+    rules = Rules(kept_finished=1)
     state = new_state()
-    with mock.patch.object(model, "MAX_FINISHED_KEPT", 1), mock.patch.object(tasks, "MAX_FINISHED_KEPT", 1):
-        for seq, (kind, task) in enumerate([("task.created", "t1"), ("task.completed", "t1"),
-                                             ("task.created", "t2"), ("task.completed", "t2")], start=1):
-            event = {"seq": seq, "id": f"e{seq}", "type": kind, "from": "human", "ts": "t", "data": {"task": task}}
-            apply(state, event, rules)
-            if seq == 2:
-                assert list(state["task_logs"]) == ["t1"]
+    for seq, (kind, task) in enumerate([("task.created", "t1"), ("task.completed", "t1"),
+                                         ("task.created", "t2"), ("task.completed", "t2")], start=1):
+        event = {"seq": seq, "id": f"e{seq}", "type": kind, "from": "human", "ts": "t", "data": {"task": task}}
+        apply(state, event, rules)
+        if seq == 2:
+            assert list(state["task_logs"]) == ["t1"]
     assert list(state["finished"]) == ["t2"]
     assert list(state["task_logs"]) == ["t2"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import popkit_power
 from popkit_power import config, projector, protocol
+from popkit_power.fold import model
 
 PACKAGE = Path(popkit_power.__file__).parent
 
@@ -51,9 +52,11 @@ def test_every_projector_handler_is_a_known_event_type() -> None:
 
 def test_config_annotations_are_the_defaults_table() -> None:
     assert set(config.Config.__annotations__) == set(config.DEFAULTS)
-    assert set(projector.Rules.__slots__) <= set(config.DEFAULTS)
-    assert {name: getattr(projector.Rules(), name) for name in projector.Rules.__slots__} == {
-        name: config.DEFAULTS[name][0] for name in projector.Rules.__slots__}
+    assert set(projector.Rules.SETTINGS) <= set(config.DEFAULTS)
+    assert set(projector.Rules.__slots__) == {*projector.Rules.SETTINGS, *model.BOUNDS}
+    assert not set(model.BOUNDS) & set(config.DEFAULTS), "a bound is not a setting"
+    assert {name: getattr(projector.Rules(), name) for name in projector.Rules.SETTINGS} == {
+        name: config.DEFAULTS[name][0] for name in projector.Rules.SETTINGS}
 
 
 HEAVY = ("re", "json", "typing", "dataclasses", "logging", "orjson", "click", "hashlib")

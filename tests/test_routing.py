@@ -170,14 +170,18 @@ def test_finished_tasks_and_answered_approvals_leave_the_live_state() -> None:
             timeline.add("approval.granted" if n % 3 else "approval.denied", "human", request=request)
         timeline.add("task.created", "human", task=f"open-{round_number}", title="still open")
         state = project(timeline.events)
-        sizes.append(len(orjson.dumps(state)))
+        sizes.append(len(orjson.dumps({key: value for key, value in state.items()
+                                       if key not in ("finished_ids", "answered_ids")})))
     assert set(state["tasks"]) == {"open-0", "open-1", "open-2"} and state["approvals"] == {}
     assert len(state["finished"]) == len(state["answered"]) == MAX_FINISHED_KEPT
     assert "t2-999" in state["finished"] and "t0-0" not in state["finished"]
     assert len(state["finished"]["t2-999"]["result"]) == 500
     assert state["totals"] == {"tasks": {"completed": 1500, "failed": 1500},
-                               "approvals": {"denied": 1002, "granted": 1998}}
+                               "approvals": {"denied": 1002, "granted": 1998}, "agents": {}}
     assert sizes[2] < sizes[0] * 1.1, sizes
+    # only the indices of finished ids grow, by a few bytes an item
+    assert len(state["finished_ids"]) == len(state["answered_ids"]) == 3000
+    assert len(orjson.dumps([state["finished_ids"], state["answered_ids"]])) < 6000 * 15
     timeline.add("task.claimed", "a2:main", task="t2-999")
     timeline.add("approval.granted", "human", request="r2-999")
     again = project(timeline.events)

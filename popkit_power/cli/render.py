@@ -240,6 +240,9 @@ def _agents(info: dict[str, Any], rows: int) -> list[RenderableType]:
     for agent in agents.values():
         by_state[agent["state"]] = by_state.get(agent["state"], 0) + 1
     summary = f"{len(agents)} ({', '.join(f'{n} {state}' for state, n in by_state.items())})"
+    earlier = sum((info.get("departed_not_listed") or {}).values())
+    if earlier:
+        summary += f"; {earlier} more departed earlier (status --all lists them)"
     shown = list(agents.items())[:rows]
     table = _table(("agent", {"min_width": _fit((_name(info, key) for key, _ in shown), MAX_NAME_CHARS + 3)}),
                    ("where", {"min_width": _fit((agent.get("label") or "" for _, agent in shown), 24)}),

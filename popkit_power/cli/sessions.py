@@ -137,11 +137,15 @@ def push_end(session: Session) -> None:
 @click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True, metavar="SECONDS",
               help="With --watch: how often to read the journal again.")
 @click.option("--count", type=click.IntRange(min=1), metavar="N", help="With --watch: stop after N refreshes.")
-def status(session_id: str | None, as_json: bool, watch: bool, interval: float, count: int | None) -> None:
+@click.option("--all", "everything", is_flag=True, help="Every agent that took part and every finished task (with "
+              "--json), folded from the journal's start: slower on a long session.")
+def status(session_id: str | None, as_json: bool, watch: bool, interval: float, count: int | None,
+           everything: bool) -> None:
     """Show the session (the active one by default): its coordinator, agents, tasks, approvals and insights.
 
-    Colour on a terminal, plain text elsewhere, --json for scripts; --watch keeps it on screen."""
-    frames = _status_frames(session_id, count=count if watch else 1, interval=interval)
+    Colour on a terminal, plain text elsewhere, --json for scripts; --watch keeps it on screen. The agents that
+    departed long ago and the finished tasks past the most recent ones are counted, not listed: --all lists them."""
+    frames = _status_frames(session_id, count=count if watch else 1, interval=interval, everything=everything)
     if not watch:
         info = next(frames)
         # colour codes are there only if the console found a terminal; click would strip them from a non-tty
@@ -159,7 +163,8 @@ def status(session_id: str | None, as_json: bool, watch: bool, interval: float, 
         pass
 
 
-def _status_frames(session_id: str | None, *, count: int | None, interval: float) -> Iterator[dict[str, Any]]:
+def _status_frames(session_id: str | None, *, count: int | None, interval: float,
+                   everything: bool = False) -> Iterator[dict[str, Any]]:
     """The status `count` times (forever when None), `interval` seconds apart. Without SESSION each read follows the
     active session (else the newest), so a watch goes on across stop and start; each read folds only the events
     appended since the one before (status.StatusReader)."""
@@ -178,7 +183,7 @@ def _status_frames(session_id: str | None, *, count: int | None, interval: float
             if reader is None or reader.session.id != wanted:
                 if reader is not None:
                     reader.session.journal.close()
-                reader = StatusReader(session_to_read(session_id or wanted, config))
+                reader = StatusReader(session_to_read(session_id or wanted, config), everything=everything)
             info = reader.read()
         info["problems"] = problems(home, info, config_error)
         yield info

@@ -78,7 +78,7 @@ def _unused_task_id(state: State) -> str:
     """A new task id that no task of the session has (ids are short, so one may be drawn twice)."""
     for _attempt in range(100):
         task_id = new_task_id()
-        if task_id not in state["tasks"] and task_id not in state["finished"]:
+        if task_id not in state["tasks"] and task_id not in state["finished_ids"]:
             return task_id
     raise SessionError("could not draw an unused task id in 100 tries")  # pragma: no cover - 16.7 million ids
 

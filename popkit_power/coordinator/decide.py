@@ -130,8 +130,10 @@ def decide(state: State, now: float, running: Mapping[str, bool | None], rules: 
             lost = _machine_silent(key, agent, machine, heard, rules) if leader else None
         if lost is not None:
             batches.append([lost, *_hand_over(state, key, rules)])
-    for key, agent in state["agents"].items():  # an agent that ended holding tasks left them behind: hand them on
-        if agent.get("status") == AGENT_LEFT and open_tasks_of(state, key) and (
+    holders = {task["owner"] for task in state["tasks"].values() if task["status"] in OPEN_TASK_STATES}
+    for key in state["departed"]:  # an agent that ended holding tasks left them behind: hand them on
+        agent = state["agents"][key]
+        if agent["status"] == AGENT_LEFT and key in holders and (
                 _machine_of(state, agent, origin) is None or leader):
             batches.append(_hand_over(state, key, rules))
     if rules.auto_reassign_orphaned and not batches and leader:  # once the orphaning is folded: give each out

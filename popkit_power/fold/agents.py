@@ -155,6 +155,7 @@ def _left(state: State, event: Event, data: Reason, rules: Rules) -> None:
     agent = agent_entry(state, event["from"], event.get("ts"))
     agent["status"] = AGENT_LEFT
     agent["left_reason"] = data.get("reason")
+    _departed(state, event["from"], rules)
 
 
 def _lost(state: State, event: Event, data: AgentLost, rules: Rules) -> None:
@@ -163,6 +164,40 @@ def _lost(state: State, event: Event, data: AgentLost, rules: Rules) -> None:
     if isinstance(key, str) and key in state["agents"] and state["agents"][key]["status"] != AGENT_LOST:
         state["agents"][key]["status"] = AGENT_LOST
         state["agents"][key]["lost_reason"] = data.get("reason")
+        _departed(state, key, rules)
+
+
+def _departed(state: State, key: str, rules: Rules) -> None:
+    """`key` left or was lost: it joins the departures (`departed`, oldest first). Past `rules.kept_departed` of
+    them, the oldest departed agents leave the state for the count in `totals["agents"]`, except one that still
+    holds a task (its hand-over needs what it touched and said: it stays, and is looked at again at the next
+    departure). One that came back (a lost agent that spoke again) is only taken off the list; if it departs again
+    it goes to the end. Only a departure does this, so the cost is one pass over the open tasks per departure past
+    the bound."""
+    departed = state["departed"]
+    if key in departed:
+        departed.remove(key)
+    departed.append(key)
+    excess = len(departed) - rules.kept_departed
+    if excess <= 0:
+        return
+    agents = state["agents"]
+    owners = {task["owner"] for task in state["tasks"].values()}
+    kept: list[str] = []
+    for position, name in enumerate(departed):
+        if excess == 0:
+            kept += departed[position:]
+            break
+        agent = agents.get(name)
+        if agent is not None and agent["status"] in (AGENT_LEFT, AGENT_LOST):  # else it came back: just off the list
+            if name in owners:
+                kept.append(name)
+                continue
+            del agents[name]
+            totals = state["totals"]["agents"]
+            totals[agent["status"]] = totals.get(agent["status"], 0) + 1
+        excess -= 1
+    departed[:] = kept
 
 
 HANDLERS: dict[str, Handler] = {

@@ -2,8 +2,9 @@
 broadcasts (for the welcome of agents that join later), approval requests and their one answer, the objective, the
 session's opening and closing, and the coordinator's health.
 
-An answered approval leaves `approvals` for `answered` (the most recent `MAX_FINISHED_KEPT`) and the count in
-`totals`, so the live state holds only what still waits for the human.
+An answered approval leaves `approvals` for `answered` (the most recent `rules.kept_finished`), the count in
+`totals` and its id in `answered_ids` (so that it is answered once, and its id never asks again, however long ago it
+was answered), so the live state holds only what still waits for the human.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ..insights import insight_index, insight_key
 from ..keys import HUMAN
 from ..provenance import kept_evidence
-from .model import APPROVAL_PENDING, MAX_BROADCASTS_KEPT, Event, Rules, State, cut, keep_recent
+from .model import APPROVAL_PENDING, MAX_BROADCASTS_KEPT, Event, Rules, State, cut, index_finished, keep_recent
 
 if TYPE_CHECKING:
     from ..shapes.events import ApprovalAnswer, ApprovalRequested, InsightShared, Said, SessionClosed, SessionOpened
@@ -54,7 +55,7 @@ def _approval_requested(state: State, event: Event, data: ApprovalRequested, rul
     """The first request under an id is the one shown and answered: a later one with the same id (an agent asking
     something harmless under the id of its guarded call's request) would change what the human approves."""
     request = data.get("request")
-    if isinstance(request, str) and request not in state["answered"] and request not in state["approvals"]:
+    if isinstance(request, str) and request not in state["answered_ids"] and request not in state["approvals"]:
         state["approvals"][request] = {"question": data.get("question"), "options": data.get("options"),
                                        "from": event.get("from"), "status": APPROVAL_PENDING, "asked": event.get("ts"),
                                        "answered": None, "by": None, "note": None}
@@ -66,7 +67,7 @@ def _approval_answered(state: State, event: Event, data: ApprovalAnswer, rules: 
     request = data.get("request")
     if not isinstance(request, str):
         return
-    if event.get("from") != HUMAN or request in state["answered"]:
+    if event.get("from") != HUMAN or request in state["answered_ids"]:
         state["counts"]["ignored_answers"] = state["counts"].get("ignored_answers", 0) + 1
         return
     approval = state["approvals"].pop(request, None)
@@ -78,7 +79,8 @@ def _approval_answered(state: State, event: Event, data: ApprovalAnswer, rules: 
     # where the answer was given (provenance.py), for the doubtful-evidence mark in status
     approval.update({"status": status, "answered": event.get("ts"), "by": event.get("from"), "note": data.get("note"),
                      "answer_seq": event.get("seq"), "evidence": kept_evidence(data.get("evidence"))})
-    keep_recent(state["answered"], request, approval, state["totals"]["approvals"], status)
+    keep_recent(state["answered"], request, approval, state["totals"]["approvals"], status, rules.kept_finished)
+    index_finished(state["answered_ids"], request, status == "granted", rules)
 
 
 def _objective(state: State, event: Event, data: Said, rules: Rules) -> None:

@@ -1,9 +1,11 @@
 """The projected state: its statuses, the rules the fold depends on, and the empty state (its shape, as types for
 mypy, is in shapes/state.py; the events' in shapes/events.py).
 
-State is plain JSON data (so a snapshot is `orjson.dumps(state)`). Every collection that could grow with history
-rather than with agents and open work is bounded: finished tasks and answered approvals leave the live state for a
-short list of recent ones and a count (the journal keeps them all).
+State is plain JSON data (so a snapshot is `orjson.dumps(state)`). What it holds is bounded by what is live (agents
+present, open tasks, pending approvals), not by history: finished tasks, answered approvals and departed agents leave
+it for a short list of the most recent ones and counts, and a finished task leaves its id behind in a compact index
+(`finished_ids`, so that a late word about it cannot bring it back), itself bounded. The journal keeps everything;
+`replay`, `timeline` and `status --all` read it from there. The bounds are `Rules`' `kept_*` (defaults below).
 """
 
 from __future__ import annotations
@@ -31,32 +33,60 @@ MAX_WATCHED_FILES = 1000
 #: Finished tasks and answered approvals kept (the most recent), so that a second `done` or `approve` can still name
 #: what happened; older ones are only counted.
 MAX_FINISHED_KEPT = 100
+#: Departed agents (left or lost) kept whole (the most recent departures), for their hand-over and for `status`;
+#: older ones are only counted, unless they still hold a task.
+MAX_DEPARTED_KEPT = 100
+#: Finished task ids and answered request ids remembered (the indices of finished work: id -> 1 completed or granted,
+#: 0 failed or denied), ~15-20 bytes each.
+MAX_FINISHED_IDS = 100_000
+#: Event types counted by name (`counts`); past this many, a new type is counted as `other` (records of any type may
+#: come from another writer).
+MAX_COUNTED_TYPES = 200
 MAX_KEPT_TEXT = 500  # characters of a finished task's result or an agent's last message kept in the state
 #: The session's most recent broadcasts kept, so that an agent that joins later hears them in its welcome
 MAX_BROADCASTS_KEPT = 10
 
 
-class Rules:
-    """The settings the fold depends on (defaults from `config.DEFAULTS`); part of what makes two projections
-    comparable."""
+UNBOUNDED = 1 << 62
+#: What the state keeps of history (not settings: fixed here, and part of the fold's key like the settings).
+BOUNDS = {"kept_finished": MAX_FINISHED_KEPT, "kept_departed": MAX_DEPARTED_KEPT, "kept_finished_ids": MAX_FINISHED_IDS}
 
-    __slots__ = ("conflict_window_seconds", "insight_similarity_threshold", "max_files_per_agent",
-                 "max_insights_kept")
+
+class Rules:
+    """What the fold depends on: the settings (`SETTINGS`, defaults from `config.DEFAULTS`) and the bounds of what
+    it keeps of history (`BOUNDS`); all of them make up what makes two projections comparable (a snapshot's key)."""
+
+    SETTINGS = ("conflict_window_seconds", "insight_similarity_threshold", "max_files_per_agent", "max_insights_kept")
+    __slots__ = (*SETTINGS, *BOUNDS)
     conflict_window_seconds: float
     insight_similarity_threshold: float
     max_files_per_agent: int
     max_insights_kept: int
+    kept_finished: int
+    kept_departed: int
+    kept_finished_ids: int
 
     def __init__(self, **values: Any) -> None:
         unknown = set(values) - set(self.__slots__)
         if unknown:
             raise TypeError(f"unknown rules: {', '.join(sorted(unknown))}")
-        for name in self.__slots__:
+        for name in self.SETTINGS:
             setattr(self, name, values.get(name, DEFAULTS[name][0]))
+        for name, default in BOUNDS.items():
+            setattr(self, name, values.get(name, default))
 
     @classmethod
     def from_config(cls, config: Any) -> Rules:
-        return cls(**{name: getattr(config, name) for name in cls.__slots__})
+        return cls(**{name: getattr(config, name) for name in cls.SETTINGS})
+
+    def everything(self) -> Rules:
+        """These settings with nothing leaving the state: the full fold (`status --all`, and what tests compare the
+        bounded state with). Its state grows with the session's history."""
+        return Rules(**{name: getattr(self, name) for name in self.SETTINGS}, **dict.fromkeys(BOUNDS, UNBOUNDED))
+
+    def key(self) -> dict[str, Any]:
+        """Every rule by name: a snapshot made under other rules is not reused."""
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 if TYPE_CHECKING:
@@ -72,22 +102,31 @@ def new_state() -> State:
     return {"seq": 0, "session": None, "opened": None, "closed": None, "objective": None, "agents": {}, "tasks": {},
             "finished": {}, "orphans": [], "insights": [], "broadcasts": [], "approvals": {}, "answered": {},
             "conflicts": [], "writes": {}, "coordinator": {"status": "none"}, "coordinators": {},
-            "totals": {"tasks": {}, "approvals": {}},
+            "departed": [], "finished_ids": {}, "answered_ids": {},
+            "totals": {"tasks": {}, "approvals": {}, "agents": {}},
             "counts": {}, "task_logs": {}, "ordered": False}
 
 
-def keep_recent(kept: dict[str, V], key: str, value: V, totals: dict[str, int], status: str) -> list[str]:
-    """Move a finished item into `kept` (the most recent `MAX_FINISHED_KEPT`) and count it under `status`; return
-    the keys of the items that left `kept` for it (the oldest ones)."""
+def keep_recent(kept: dict[str, V], key: str, value: V, totals: dict[str, int], status: str, limit: int) -> list[str]:
+    """Move a finished item into `kept` (the most recent `limit`) and count it under `status`; return the keys of
+    the items that left `kept` for it (the oldest ones)."""
     kept.pop(key, None)
     kept[key] = value
     gone = []
-    while len(kept) > MAX_FINISHED_KEPT:
+    while len(kept) > limit:
         oldest = next(iter(kept))
         del kept[oldest]
         gone.append(oldest)
     totals[status] = totals.get(status, 0) + 1
     return gone
+
+
+def index_finished(index: dict[str, int], key: str, ok: bool, rules: Rules) -> None:
+    """A finished item's id in an index of finished work (`finished_ids`, `answered_ids`: 1 completed or granted, 0
+    failed or denied), the oldest leaving past `rules.kept_finished_ids`."""
+    index[key] = 1 if ok else 0
+    while len(index) > rules.kept_finished_ids:
+        del index[next(iter(index))]
 
 
 def cut(text: Any) -> Any:

@@ -1,8 +1,9 @@
 """The task lifecycle: created (optionally for an owner), claimed, assigned, released, orphaned, parked, completed.
 
 The first claim in journal order wins; later ones change nothing. A finished task leaves `tasks` for `finished` (the
-most recent `MAX_FINISHED_KEPT`) and the count in `totals`; an event about a task that is still kept there changes
-nothing, so a late claim cannot bring a finished task back.
+most recent `rules.kept_finished`), the count in `totals` and its id in `finished_ids` (the index of finished work,
+the most recent `rules.kept_finished_ids`); an event about a task whose id is there changes nothing, so a late claim
+or a second result cannot bring a finished task back, however long ago it finished.
 
 Only the task's holder, or the human, finishes or gives back a task (`may_finish`, `may_release`): a completion or a
 release from an agent that does not hold it (it never claimed it, or the human released it or gave it to another
@@ -22,7 +23,7 @@ one place in one order (`arbiter.ordered`, replication/scripts.py), and this is 
   the contests' decisions change nothing more (the order says the same); an agent's `current_task` is the task it
   owns that it took last in the server's order, not what its heartbeats say; and finished tasks leave `finished`
   by the server's order of their completions (before, every one that left was this machine's own, and had at
-  least MAX_FINISHED_KEPT of its own completions after it). On one machine nothing is ever pulled, and nothing of
+  least `kept_finished` of its own completions after it). On one machine nothing is ever pulled, and nothing of
   this changes what it folds.
 """
 
@@ -33,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 from ..keys import HUMAN
 from .agents import set_current_task
 from .model import (
-    MAX_FINISHED_KEPT,
     TASK_ASSIGNED,
     TASK_CLAIMED,
     TASK_COMPLETED,
@@ -45,6 +45,7 @@ from .model import (
     Rules,
     State,
     cut,
+    index_finished,
     keep_recent,
 )
 from .ownership import current_tasks, place
@@ -66,7 +67,7 @@ if TYPE_CHECKING:
 
 
 def _task(state: State, task_id: Any, event: Event) -> Task | None:
-    if not isinstance(task_id, str) or task_id in state["finished"]:
+    if not isinstance(task_id, str) or task_id in state["finished_ids"]:
         return None
     task: Task | None = state["tasks"].get(task_id)
     if task is None:  # a task first heard of through a claim or result (e.g. created on another machine)
@@ -146,7 +147,7 @@ def _assigned(state: State, event: Event, data: TaskAssigned, rules: Rules) -> N
 def may_finish(state: State, task_id: Any, sender: Any) -> bool:
     """Whether a completion of `task_id` from `sender` finishes it: the human's of any task not finished yet, an
     agent's of a task it holds, anyone's of a task never heard of (a result reported without a task)."""
-    if not isinstance(task_id, str) or task_id in state["finished"]:
+    if not isinstance(task_id, str) or task_id in state["finished_ids"]:
         return False
     task = state["tasks"].get(task_id)
     return task is None or sender == HUMAN or task["owner"] == sender
@@ -174,21 +175,22 @@ def _completed(state: State, event: Event, data: TaskCompleted, rules: Rules) ->
                 "result": cut(data.get("result")), "attempts": task["attempts"],
                 "previous_owner": task.get("previous_owner"), "parent": task["parent"], "created": task["created"],
                 "finished": event.get("ts")}
+    index_finished(state["finished_ids"], task_id, status == TASK_COMPLETED, rules)
     if not state["ordered"]:
-        gone = keep_recent(state["finished"], task_id, finished, state["totals"]["tasks"], status)
+        gone = keep_recent(state["finished"], task_id, finished, state["totals"]["tasks"], status, rules.kept_finished)
         _forget_logs(state, gone)
         return
     state["finished"][task_id] = finished  # kept by the server's order of completions, not by arrival
     state["totals"]["tasks"][status] = state["totals"]["tasks"].get(status, 0) + 1
-    _forget_oldest_finished(state)
+    _forget_oldest_finished(state, rules)
 
 
-def _forget_oldest_finished(state: State) -> None:
-    """Past MAX_FINISHED_KEPT, the finished tasks completed first in the server's order leave. Only placed completions
+def _forget_oldest_finished(state: State, rules: Rules) -> None:
+    """Past `kept_finished`, the finished tasks completed first in the server's order leave. Only placed completions
     are compared: the ones not placed yet come after all placed ones (places are pulled in order), so every machine
     ends with the same most recent ones."""
     finished, logs = state["finished"], state["task_logs"]
-    while len(finished) > MAX_FINISHED_KEPT:
+    while len(finished) > rules.kept_finished:
         completions = {task_id: max((place(entry) for entry in logs.get(task_id) or ()
                                      if entry[2]["type"] == "task.completed"), default=(-1, 0))
                        for task_id in finished}
@@ -286,7 +288,7 @@ def _placed(state: State, event: Event, data: ArbiterOrdered, rules: Rules) -> N
     if log != sorted(log, key=place):
         _replay(state, task_id, rules)
     _derive_current_tasks(state, _agents_in(log))
-    _forget_oldest_finished(state)
+    _forget_oldest_finished(state, rules)
 
 
 def start_ordering(state: State, rules: Rules) -> None:
@@ -296,7 +298,7 @@ def start_ordering(state: State, rules: Rules) -> None:
     for task_id in list(state["task_logs"]):
         _replay(state, task_id, rules)
     _derive_current_tasks(state, list(state["agents"]))
-    _forget_oldest_finished(state)
+    _forget_oldest_finished(state, rules)
 
 
 def _replay(state: State, task_id: str, rules: Rules) -> None:
@@ -307,11 +309,15 @@ def _replay(state: State, task_id: str, rules: Rules) -> None:
     log.sort(key=place)
     state["tasks"].pop(task_id, None)
     finished = state["finished"].pop(task_id, None)
-    if finished is not None:
+    ok = state["finished_ids"].pop(task_id, None)
+    # counted when it finished (kept among the recent ones or not): counted again if its completion applies again
+    status = finished["status"] if finished is not None else None if ok is None else (
+        TASK_COMPLETED if ok else TASK_FAILED)
+    if status is not None:
         totals = state["totals"]["tasks"]
-        totals[finished["status"]] = totals.get(finished["status"], 0) - 1
-        if totals[finished["status"]] <= 0:
-            del totals[finished["status"]]
+        totals[status] = totals.get(status, 0) - 1
+        if totals[status] <= 0:
+            del totals[status]
     _drop_orphan(state, task_id)
     for agent in state["agents"].values():
         if agent["current_task"] == task_id:

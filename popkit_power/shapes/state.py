@@ -153,10 +153,12 @@ class Coordinator(TypedDict, total=False):
 
 
 class Totals(TypedDict):
-    """How many tasks and approvals finished with each status (`state["totals"]`), kept or not."""
+    """How many tasks and approvals finished with each status (`state["totals"]`), kept or not; how many departed
+    agents left the state, by their status (left, lost)."""
 
     tasks: dict[str, int]
     approvals: dict[str, int]
+    agents: dict[str, int]
 
 
 #: A task transition as its task's log keeps it (fold/tasks.py, `_logged`): what a transition reads of its event, so
@@ -180,6 +182,9 @@ class State(TypedDict):
     agents: dict[str, Agent]
     tasks: dict[str, Task]
     finished: dict[str, FinishedTask]
+    departed: list[str]  # departed agents still in `agents`, by when they departed (fold/agents.py, `_departed`)
+    finished_ids: dict[str, int]  # every finished task's id (the most recent MAX_FINISHED_IDS): 1 completed, 0 failed
+    answered_ids: dict[str, int]  # every answered request's id (as many): 1 granted, 0 denied
     orphans: list[str]
     insights: list[Insight]
     broadcasts: list[Broadcast]
