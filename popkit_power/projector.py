@@ -25,6 +25,7 @@ from .fold.model import (
     AGENT_LOST,
     APPROVAL_PENDING,
     FINISHED_TASK_STATES,
+    HANDOVER_FILES,
     MAX_COUNTED_TYPES,
     MAX_FINISHED_KEPT,
     OPEN_TASK_STATES,
@@ -52,8 +53,8 @@ if TYPE_CHECKING:
 #: the replication server's order (arbiter.ordered, task_logs); 11: a completion or release only from the task's holder
 #: or the human, a heartbeat's current task only one the agent holds; 12: an answered approval's seq and evidence;
 #: 13: the most recent broadcasts (for the welcome); 14: the first approval request under an id is the one kept;
-#: 15: departed agents past the most recent ones leave the state, finished task ids indexed, event types counted up
-#: to a bound
+#: 15: departed agents past the most recent ones leave the state and keep only their hand-over's files, finished task
+#: and answered request ids indexed, event types counted up to a bound
 FOLD_VERSION = 15
 
 def _handlers(*tables: Mapping[str, Handler]) -> dict[str, tuple[Handler, ...]]:
@@ -159,7 +160,7 @@ def find_task_anywhere(state: State, task_id: str) -> Task | FinishedTask | None
 
 __all__ = [
     "AGENT_ACTIVE", "AGENT_IDLE", "AGENT_LEFT", "AGENT_LOST", "APPROVAL_PENDING", "FINISHED_TASK_STATES",
-    "FOLD_VERSION", "MAX_FINISHED_KEPT", "OPEN_TASK_STATES", "TASK_ASSIGNED", "TASK_CLAIMED", "TASK_COMPLETED",
-    "TASK_FAILED", "TASK_OPEN", "TASK_ORPHANED", "TASK_PARKED", "Event", "Folding", "Rules", "State", "apply",
-    "find_task_anywhere", "live_agents", "new_state", "open_tasks_of", "project", "watching",
+    "FOLD_VERSION", "HANDOVER_FILES", "MAX_FINISHED_KEPT", "OPEN_TASK_STATES", "TASK_ASSIGNED", "TASK_CLAIMED",
+    "TASK_COMPLETED", "TASK_FAILED", "TASK_OPEN", "TASK_ORPHANED", "TASK_PARKED", "Event", "Folding", "Rules", "State",
+    "apply", "find_task_anywhere", "live_agents", "new_state", "open_tasks_of", "project", "watching",
 ]

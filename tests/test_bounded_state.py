@@ -282,3 +282,16 @@ def test_a_task_or_request_finished_long_ago_is_refused_by_name_and_nothing_is_w
     assert session.journal.end_position() == end, "nothing written"
     answer = wait_for_answer(session, "r000", timeout=0)
     assert answer is not None and not answer.granted
+
+
+def test_a_departed_agent_keeps_the_files_its_hand_over_names() -> None:
+    from popkit_power.projector import HANDOVER_FILES
+
+    timeline = Timeline()
+    timeline.add("agent.joined", "a:main", name="a")
+    for number in range(30):
+        timeline.add("agent.tool", "a:main", tool="Edit", ok=True, file=f"src/{number}.py")
+    assert len(project(timeline.events)["agents"]["a:main"]["files_touched"]) == 30
+    timeline.add("agent.lost", "coordinator", agent="a:main", reason="gone")
+    kept = project(timeline.events)["agents"]["a:main"]["files_touched"]
+    assert kept == [f"src/{number}.py" for number in range(30 - HANDOVER_FILES, 30)]

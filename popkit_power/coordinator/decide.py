@@ -30,7 +30,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..keys import COORDINATOR
-from ..projector import AGENT_ACTIVE, AGENT_LEFT, OPEN_TASK_STATES, State, live_agents, open_tasks_of, watching
+from ..projector import (
+    AGENT_ACTIVE,
+    AGENT_LEFT,
+    HANDOVER_FILES,
+    OPEN_TASK_STATES,
+    State,
+    live_agents,
+    open_tasks_of,
+    watching,
+)
 from ..timestamps import seconds_of
 
 if TYPE_CHECKING:
@@ -211,7 +220,8 @@ def _hand_over(state: State, key: str, rules: Rules) -> list[Decision]:
                           f"{rules.max_reassign_attempts}): a human decides"}))
             continue
         context = {"title": task.get("title"), "progress": agent.get("progress"),
-                   "files": list(agent.get("files_touched") or [])[-10:], "last_seen": agent.get("last_seen"),
+                   "files": list(agent.get("files_touched") or [])[-HANDOVER_FILES:],
+                   "last_seen": agent.get("last_seen"),
                    "last_message": last["text"] if (last := agent.get("last_message")) else None}
         decisions.append(("task.orphaned", {"task": task_id, "agent": key, "context": context}))
     return decisions

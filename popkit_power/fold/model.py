@@ -33,9 +33,11 @@ MAX_WATCHED_FILES = 1000
 #: Finished tasks and answered approvals kept (the most recent), so that a second `done` or `approve` can still name
 #: what happened; older ones are only counted.
 MAX_FINISHED_KEPT = 100
-#: Departed agents (left or lost) kept whole (the most recent departures), for their hand-over and for `status`;
-#: older ones are only counted, unless they still hold a task.
+#: Departed agents (left or lost) kept (the most recent departures), for their hand-over and for `status`; older ones
+#: are only counted, unless they still hold a task.
 MAX_DEPARTED_KEPT = 100
+#: The files a hand-over names (the last ones the agent touched): all a departed agent keeps of its files.
+HANDOVER_FILES = 10
 #: Finished task ids and answered request ids remembered (the indices of finished work: id -> 1 completed or granted,
 #: 0 failed or denied), ~15-20 bytes each.
 MAX_FINISHED_IDS = 100_000
