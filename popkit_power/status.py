@@ -67,7 +67,7 @@ def replication_info(session: Session, position: Position, now: float) -> dict[s
     where none runs and none ever reported. `behind` counts the records after the last one pushed (an upper bound:
     pulled records are never pushed); `failing` is True while its last step failed (it is backing off)."""
     from .journal.lease import held
-    from .replication.replicator import read_status
+    from .replication.status_file import read_status
 
     running = held(session.dir, REPLICATOR_LEASE)
     report = read_status(session.dir)

@@ -93,3 +93,19 @@ def test_every_command_is_found_by_name() -> None:
             found[command.name] = info.name
     assert found == cli.MODULE_OF_COMMAND
     assert set(cli.main.commands) == set(found)
+
+
+def test_status_imports_neither_the_coordinator_nor_the_replicator(power_home: str) -> None:
+    """`status --json`, run as often as a person looks (and by scripts), reads the replicator's report file and the
+    coordinator's health from the journal: it imports neither process's code (start and stop do), nor rich."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("POPKIT", "CLAUDE"))}
+    env.update(POPKIT_POWER_HOME=power_home)
+    completed = subprocess.run([sys.executable, "-c", CHILD, "status", "--json"], env=env, capture_output=True,
+                               text=True, timeout=120, check=False)
+    report = orjson.loads(completed.stdout.splitlines()[-1])
+    assert report["code"] in (0, None), completed.stdout
+    modules = set(report["modules"])
+    assert "popkit_power.status" in modules and "popkit_power.replication.status_file" in modules
+    never = ("rich", "popkit_power.coordinator", "popkit_power.replication.replicator",
+             "popkit_power.replication.transport")
+    assert not [name for name in modules if any(name == no or name.startswith(no + ".") for no in never)]

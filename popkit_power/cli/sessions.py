@@ -6,14 +6,13 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import click
 import orjson
 
 from ..config import Config, load_config
-from ..coordinator.daemon import spawn as spawn_coordinator
-from ..coordinator.daemon import stop as stop_coordinator
 from ..display import quoted
 from ..errors import ConfigError, PowerModeError, SessionError
 from ..exit_codes import FAILED
@@ -74,7 +73,7 @@ def start(objective: str, switch: bool, coordinator: bool, sender: str | None) -
         click.echo(warning, err=True)
     if previous is not None:
         try:
-            stop_coordinator(previous)
+            _coordinator().stop(previous)
             closing = {"reason": f"switched to session {session.id}",
                        "summary": summarize(previous.projection(save_snapshot=False)[0])}
             previous.publish("session.closed", closing, sender=who)
@@ -85,8 +84,16 @@ def start(objective: str, switch: bool, coordinator: bool, sender: str | None) -
         click.echo(f"switched from session {previous.id} (closed)")
         push_end(previous)
     if coordinator and not os.environ.get(NO_COORDINATOR):
-        pid = spawn_coordinator(session)
+        pid = _coordinator().spawn(session)
         click.echo(f"coordinator: pid {pid}, log {os.path.join(session.dir, COORDINATOR_LOG)}")
+
+
+def _coordinator() -> ModuleType:
+    """coordinator/daemon.py, imported by start and stop only: it pulls in the coordinator and the replicator
+    (~20 ms), which status, run as often as a person looks, does not need."""
+    from ..coordinator import daemon
+
+    return daemon
 
 
 def _objective_of(home: str, session_id: str, config: Config) -> str:
@@ -105,7 +112,7 @@ def stop(sender: str | None) -> None:
     """Stop the session's coordinator, close the session with a summary of what was done, turn Power Mode off, and,
     when it is replicated, push its end to the other machines (they close it too) before returning."""
     who = sender_for("session.closed", sender)
-    stopped = stop_coordinator(active_session())
+    stopped = _coordinator().stop(active_session())
     if stopped is not None:
         click.echo(f"coordinator stopped (pid {stopped})")
     session = stop_session(power_dir(), sender=who)

@@ -56,7 +56,6 @@ from .positions import put_back, scan
 from .pulling import QUIET_TYPES, PullSide
 from .scripts import BEHIND, PUSH
 from .skipped import SkippedEntries
-from .status_file import read_status as read_status  # status.py reads it from here
 from .status_file import write_status
 from .transport import ReplyError, Script, Transport
 

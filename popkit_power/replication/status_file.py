@@ -1,9 +1,9 @@
 """`replication.json` beside the journal: what the replicator last said about itself (positions, counts, its last
-error), which `status` reads for the lag. Never the token: transports describe themselves masked."""
+error), which `status` reads for the lag (importing only this module of replication). Never the token: transports
+describe themselves masked."""
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -12,7 +12,6 @@ from ..errors import PowerModeError
 from ..journal import codec
 from ..keys import REPLICATION_STATUS_FILE
 
-log = logging.getLogger("popkit_power.replication")
 
 def write_status(session_dir: int, status: dict[str, Any]) -> None:
     """Replace the status file in the session directory open as `session_dir` (a descriptor: the directory the
@@ -22,7 +21,9 @@ def write_status(session_dir: int, status: dict[str, Any]) -> None:
         write_file_atomically(REPLICATION_STATUS_FILE, codec.dumps(status).encode(), durable=False,
                               dir_fd=session_dir)
     except (OSError, PowerModeError) as error:
-        log.warning("replication status not written: %s", error)
+        import logging  # only here: `status` reads this file, and logging costs ~4 ms to import
+
+        logging.getLogger("popkit_power.replication").warning("replication status not written: %s", error)
 
 
 def read_status(session_dir: str) -> dict[str, Any] | None:
