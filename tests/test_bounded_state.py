@@ -295,3 +295,17 @@ def test_a_departed_agent_keeps_the_files_its_hand_over_names() -> None:
     timeline.add("agent.lost", "coordinator", agent="a:main", reason="gone")
     kept = project(timeline.events)["agents"]["a:main"]["files_touched"]
     assert kept == [f"src/{number}.py" for number in range(30 - HANDOVER_FILES, 30)]
+
+
+def test_the_indices_of_finished_ids_are_bounded_too() -> None:
+    from popkit_power.fold.model import MAX_FINISHED_IDS
+
+    timeline = Timeline()
+    for number in range(5):
+        timeline.add("task.created", "human", task=f"t{number}", title="x")
+        timeline.add("task.completed", "human", task=f"t{number}", result="ok", ok=True)
+        timeline.add("approval.requested", "a:main", request=f"r{number}", question="?")
+        timeline.add("approval.granted", "human", request=f"r{number}")
+    state = project(timeline.events, Rules(kept_finished=1, kept_finished_ids=3))
+    assert list(state["finished_ids"]) == ["t2", "t3", "t4"] and list(state["answered_ids"]) == ["r2", "r3", "r4"]
+    assert Rules().kept_finished_ids == MAX_FINISHED_IDS

@@ -39,8 +39,8 @@ MAX_DEPARTED_KEPT = 100
 #: The files a hand-over names (the last ones the agent touched): all a departed agent keeps of its files.
 HANDOVER_FILES = 10
 #: Finished task ids and answered request ids remembered (the indices of finished work: id -> 1 completed or granted,
-#: 0 failed or denied), ~15-20 bytes each.
-MAX_FINISHED_IDS = 100_000
+#: 0 failed or denied), ~15-30 bytes each, so at most ~600 KB each: two days of the long-run benchmark's tasks.
+MAX_FINISHED_IDS = 20_000
 #: Event types counted by name (`counts`); past this many, a new type is counted as `other` (records of any type may
 #: come from another writer).
 MAX_COUNTED_TYPES = 200

@@ -183,8 +183,8 @@ class State(TypedDict):
     tasks: dict[str, Task]
     finished: dict[str, FinishedTask]
     departed: list[str]  # departed agents still in `agents`, by when they departed (fold/agents.py, `_departed`)
-    finished_ids: dict[str, int]  # every finished task's id (the most recent MAX_FINISHED_IDS): 1 completed, 0 failed
-    answered_ids: dict[str, int]  # every answered request's id (as many): 1 granted, 0 denied
+    finished_ids: dict[str, int]  # finished tasks' ids (the most recent MAX_FINISHED_IDS): 1 completed, 0 failed
+    answered_ids: dict[str, int]  # answered requests' ids (as many): 1 granted, 0 denied
     orphans: list[str]
     insights: list[Insight]
     broadcasts: list[Broadcast]
