@@ -56,3 +56,25 @@ def test_a_task_assigned_to_an_agent_pruned_here_is_still_handed_over() -> None:
     assert orphaned(full, "m0") == {"t"}
     assert m0["tasks"]["t"]["owner"] == "x"
     assert orphaned(m0, "m0") == {"t"}, "t must not stay with an agent gone from the state"
+
+
+def test_a_late_claim_of_a_task_finished_long_ago_stays_nothing_when_machines_start_ordering() -> None:
+    """t0 finished and left `finished` (its log with it); a late claim of t0 changed nothing, but was kept as the
+    start of a new log of t0. The first pulled event folds every log again (start_ordering): _replay took t0 out of
+    `finished_ids`, uncounted it, and the claim made t0 an open task of a2 again."""
+    local = [event("m0", 1, "task.created", "human", 1, task="t0", title="x"),
+             event("m0", 2, "task.completed", "human", 2, task="t0", ok=True),
+             event("m0", 3, "task.created", "human", 3, task="t1", title="y"),
+             event("m0", 4, "task.completed", "human", 4, task="t1", ok=True),
+             event("m0", 5, "task.claimed", "a2", 5, task="t0")]
+    pulled = [event("m1", 1, "task.created", "human", 6, task="u", title="u")]
+    rules = Rules(kept_finished=1)
+    before = project(journal(local, mine="m0"), rules)
+    assert "t0" not in before["tasks"] and before["finished_ids"] == {"t0": 1, "t1": 1}
+    assert "t0" not in before["task_logs"], "a word about a task finished long ago starts no log"
+    after = project(journal(local, pulled, mine="m0"), rules)
+    assert "t0" not in after["tasks"], "a task finished long ago does not come back"
+    assert after["finished_ids"] == {"t0": 1, "t1": 1}
+    assert after["totals"]["tasks"] == {"completed": 2}
+    placed_late = project(journal(local, pulled, placed([local[4]]), mine="m0"), rules)
+    assert "t0" not in placed_late["tasks"] and placed_late["totals"]["tasks"] == {"completed": 2}
