@@ -20,7 +20,7 @@ from support import Timeline
 from popkit_power.approvals import wait_for_answer
 from popkit_power.fold.model import AGENT_LEFT, AGENT_LOST, Rules
 from popkit_power.projector import apply, new_state, project
-from popkit_power.session import Session, why_not_finished
+from popkit_power.session import Session, summarize, why_not_finished
 
 AGENTS = [f"s{number}:main" for number in range(8)]
 TASKS = [f"t{number}" for number in range(8)]
@@ -205,7 +205,8 @@ def test_a_departed_agent_that_holds_a_task_stays_until_its_task_is_handed_on() 
 
 def test_a_pruned_agent_that_comes_back_starts_a_new_entry() -> None:
     """An agent that departed long ago (past the kept ones) and speaks again, as a resumed Claude Code session does,
-    is in the state again with what it says from then on, and still counted among the departed once."""
+    is in the state again with what it says from then on, and no longer counted among the agents gone from the
+    state (the session's agents are counted once: summarize agrees with the full fold)."""
     timeline = Timeline()
     timeline.add("agent.joined", "back:main", name="back")
     timeline.add("agent.tool", "back:main", tool="Edit", ok=True, file="a.py")
@@ -217,7 +218,8 @@ def test_a_pruned_agent_that_comes_back_starts_a_new_entry() -> None:
     state = project(timeline.events, Rules(kept_departed=2))
     assert state["agents"]["back:main"]["status"] == "active"
     assert state["agents"]["back:main"]["tool_calls"] == 0, "a new entry"
-    assert state["totals"]["agents"] == {"left": 2}
+    assert state["totals"]["agents"] == {"left": 1}, "s0 only"
+    assert summarize(state)["agents"] == summarize(project(timeline.events, FULL))["agents"] == 4
 
 
 def test_event_types_are_counted_by_name_up_to_a_bound() -> None:

@@ -43,7 +43,13 @@ def agent_entry(state: State, key: str, ts: Any) -> Agent:
         if state["ordered"]:  # heard of after the server placed what it took (fold/ownership.py)
             agent["current_task"] = current_tasks(state, [key])[key]
         state["agents"][key] = agent
-        state["departed_ids"].pop(key, None)  # one that departed long ago and came back (it stays counted)
+        gone = state["departed_ids"].pop(key, None)
+        if gone is not None:  # it departed long ago and came back: listed again, so no longer counted as gone
+            totals = state["totals"]["agents"]
+            status = AGENT_LEFT if gone else AGENT_LOST
+            totals[status] = totals.get(status, 0) - 1
+            if totals[status] <= 0:
+                del totals[status]
     return agent
 
 
