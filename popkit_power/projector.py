@@ -54,8 +54,9 @@ if TYPE_CHECKING:
 #: or the human, a heartbeat's current task only one the agent holds; 12: an answered approval's seq and evidence;
 #: 13: the most recent broadcasts (for the welcome); 14: the first approval request under an id is the one kept;
 #: 15: departed agents past the most recent ones leave the state and keep only their hand-over's files, finished task
-#: and answered request ids indexed, event types counted up to a bound
-FOLD_VERSION = 15
+#: and answered request ids indexed, event types counted up to a bound; 16: the keys of departed agents that left the
+#: state (departed_ids)
+FOLD_VERSION = 16
 
 def _handlers(*tables: Mapping[str, Handler]) -> dict[str, tuple[Handler, ...]]:
     merged: dict[str, tuple[Handler, ...]] = {}

@@ -145,6 +145,10 @@ def decide(state: State, now: float, running: Mapping[str, bool | None], rules: 
         if agent["status"] == AGENT_LEFT and key in holders and (
                 _machine_of(state, agent, origin) is None or leader):
             batches.append(_hand_over(state, key, rules))
+    if leader:  # a task that came to an agent that left long ago (gone from the state, its machine unknown here)
+        gone = state["departed_ids"]
+        batches += [_hand_over(state, key, rules) for key in sorted(
+            key for key in holders if isinstance(key, str) and gone.get(key) == 1 and key not in state["agents"])]
     if rules.auto_reassign_orphaned and not batches and leader:  # once the orphaning is folded: give each out
         assigned = _assignments(state)
         if assigned:
@@ -208,7 +212,7 @@ def _lost(key: str, agent: Agent, heard: Silences, running: bool | None, rules: 
 
 
 def _hand_over(state: State, key: str, rules: Rules) -> list[Decision]:
-    agent = state["agents"][key]
+    agent: Agent | dict[str, Any] = state["agents"].get(key) or {}  # {}: departed long ago, only its key is kept
     decisions: list[Decision] = []
     for task_id in open_tasks_of(state, key):
         task = state["tasks"][task_id]

@@ -24,6 +24,7 @@ from .model import (
     Rules,
     State,
     cut,
+    index_finished,
 )
 from .ownership import current_tasks, holds
 
@@ -43,6 +44,13 @@ def agent_entry(state: State, key: str, ts: Any) -> Agent:
         if state["ordered"]:  # heard of after the server placed what it took (fold/ownership.py)
             agent["current_task"] = current_tasks(state, [key])[key]
         state["agents"][key] = agent
+        gone = state["departed_ids"].pop(key, None)
+        if gone is not None:  # it departed long ago and came back: listed again, so no longer counted as gone
+            totals = state["totals"]["agents"]
+            status = AGENT_LEFT if gone else AGENT_LOST
+            totals[status] = totals.get(status, 0) - 1
+            if totals[status] <= 0:
+                del totals[status]
     return agent
 
 
@@ -175,7 +183,11 @@ def _departed(state: State, key: str, rules: Rules) -> None:
     holds a task (its hand-over needs what it touched and said: it stays, and is looked at again at the next
     departure). One that came back (a lost agent that spoke again) is only taken off the list; if it departs again
     it goes to the end. Only a departure does this, so the cost is one pass over the open tasks per departure past
-    the bound."""
+    the bound.
+
+    The key of one that leaves the state stays in `departed_ids` (1 left, 0 lost): a task can still come to it
+    afterwards (an assignment made on another machine before it heard of the departure, or the replication server's
+    order giving back a claim that lost here), and the coordinator must still hand such a task on."""
     agent_files = state["agents"][key]["files_touched"]
     del agent_files[:-HANDOVER_FILES]  # what its hand-over names; the rest was for working beside it
     departed = state["departed"]
@@ -198,6 +210,7 @@ def _departed(state: State, key: str, rules: Rules) -> None:
                 kept.append(name)
                 continue
             del agents[name]
+            index_finished(state["departed_ids"], name, agent["status"] == AGENT_LEFT, rules)
             totals = state["totals"]["agents"]
             totals[agent["status"]] = totals.get(agent["status"], 0) + 1
         excess -= 1

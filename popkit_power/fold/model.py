@@ -104,7 +104,7 @@ def new_state() -> State:
     return {"seq": 0, "session": None, "opened": None, "closed": None, "objective": None, "agents": {}, "tasks": {},
             "finished": {}, "orphans": [], "insights": [], "broadcasts": [], "approvals": {}, "answered": {},
             "conflicts": [], "writes": {}, "coordinator": {"status": "none"}, "coordinators": {},
-            "departed": [], "finished_ids": {}, "answered_ids": {},
+            "departed": [], "finished_ids": {}, "answered_ids": {}, "departed_ids": {},
             "totals": {"tasks": {}, "approvals": {}, "agents": {}},
             "counts": {}, "task_logs": {}, "ordered": False}
 
@@ -125,7 +125,7 @@ def keep_recent(kept: dict[str, V], key: str, value: V, totals: dict[str, int], 
 
 def index_finished(index: dict[str, int], key: str, ok: bool, rules: Rules) -> None:
     """A finished item's id in an index of finished work (`finished_ids`, `answered_ids`: 1 completed or granted, 0
-    failed or denied), the oldest leaving past `rules.kept_finished_ids`."""
+    failed or denied; `departed_ids`: 1 left, 0 lost), the oldest leaving past `rules.kept_finished_ids`."""
     index[key] = 1 if ok else 0
     while len(index) > rules.kept_finished_ids:
         del index[next(iter(index))]

@@ -243,8 +243,11 @@ def _logged(transition: Handler) -> Handler:
     """`transition`, first kept in its task's log (the replication server may place it elsewhere later)."""
     def apply(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
         task_id = data.get("task")
-        if isinstance(task_id, str):
-            log = state.setdefault("task_logs", {}).setdefault(task_id, [])
+        logs = state.setdefault("task_logs", {})
+        # not a task finished long ago (its log gone with it): a late word about it changes nothing, and a log begun
+        # by it would never be dropped, and would bring the task back when machines start ordering (_replay)
+        if isinstance(task_id, str) and (task_id in logs or task_id not in state["finished_ids"]):
+            log = logs.setdefault(task_id, [])
             if log is not None and len(log) < MAX_LOG:
                 log.append([None, state["seq"], {"id": event.get("id"), "type": event.get("type"),
                                                  "from": event.get("from"), "ts": event.get("ts"),

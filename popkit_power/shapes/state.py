@@ -185,6 +185,7 @@ class State(TypedDict):
     departed: list[str]  # departed agents still in `agents`, by when they departed (fold/agents.py, `_departed`)
     finished_ids: dict[str, int]  # finished tasks' ids (the most recent MAX_FINISHED_IDS): 1 completed, 0 failed
     answered_ids: dict[str, int]  # answered requests' ids (as many): 1 granted, 0 denied
+    departed_ids: dict[str, int]  # departed agents' keys no longer in `agents` (as many): 1 left, 0 lost
     orphans: list[str]
     insights: list[Insight]
     broadcasts: list[Broadcast]
