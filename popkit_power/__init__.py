@@ -32,7 +32,7 @@ This package's `__init__` is imported by the hook on every tool call, so it impo
 below load on first use (`__getattr__`), and type checkers see them through the imports under TYPE_CHECKING.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` on the hook's off path (docs/hot-path.md): quoted annotations instead.
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -47,13 +47,18 @@ if TYPE_CHECKING:
         CoordinatorRunningError,
         HookInputError,
         JournalError,
-        MalformedReplyError,
-        MissingDependencyError,
         PowerModeError,
         ProtocolError,
         RecordTooLargeError,
-        ReplicationError,
         SessionError,
+        UnsafePathError,
+    )
+    from .journal.writer import Journal, Position
+    from .projector import Rules, apply, new_state, project
+    from .replication.errors import (
+        MalformedReplyError,
+        MissingDependencyError,
+        ReplicationError,
         TransportAuthError,
         TransportError,
         TransportLimitError,
@@ -61,10 +66,7 @@ if TYPE_CHECKING:
         TransportServerError,
         TransportTimeoutError,
         TransportUnreachableError,
-        UnsafePathError,
     )
-    from .journal.writer import Journal, Position
-    from .projector import Rules, apply, new_state, project
     from .session import Session, start_session, stop_session
 
 __version__ = "0.1.0"
@@ -73,10 +75,12 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "PowerModeError": "errors", "ConfigError": "errors", "ProtocolError": "errors", "SessionError": "errors",
     "HookInputError": "errors", "UnsafePathError": "errors", "JournalError": "errors",
-    "RecordTooLargeError": "errors", "ReplicationError": "errors", "MissingDependencyError": "errors",
-    "TransportError": "errors", "TransportTimeoutError": "errors", "TransportUnreachableError": "errors",
-    "TransportAuthError": "errors", "TransportLimitError": "errors", "TransportServerError": "errors",
-    "TransportRejectedError": "errors", "MalformedReplyError": "errors",
+    "RecordTooLargeError": "errors", "ReplicationError": "replication.errors",
+    "MissingDependencyError": "replication.errors", "TransportError": "replication.errors",
+    "TransportTimeoutError": "replication.errors", "TransportUnreachableError": "replication.errors",
+    "TransportAuthError": "replication.errors", "TransportLimitError": "replication.errors",
+    "TransportServerError": "replication.errors", "TransportRejectedError": "replication.errors",
+    "MalformedReplyError": "replication.errors",
     "ClaimLostError": "errors", "AnswerRefusedError": "errors",
     "Journal": "journal.writer", "Position": "journal.writer",
     "Config": "config", "load_config": "config",
@@ -94,7 +98,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'popkit_power' has no attribute {name!r}")

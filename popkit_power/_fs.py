@@ -17,7 +17,7 @@ This module is on the hook's hot path: it imports only `errno`, `os` and `stat` 
 and the project's errors.py and keys.py.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` on the hook's off path (docs/hot-path.md): quoted annotations instead.
 
 import errno
 import os

@@ -20,7 +20,7 @@ This module is on the hook's hot path: it imports only `os` and the project's le
 name here is written in keys.py.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` on the hook's off path (docs/hot-path.md): quoted annotations instead.
 
 import os
 

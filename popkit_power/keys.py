@@ -7,7 +7,7 @@ and `main` for a session's main agent. Subagents share their parent's session id
 This module is on the hook's hot path: it imports only `os`.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` on the hook's off path (docs/hot-path.md): quoted annotations instead.
 
 import os
 

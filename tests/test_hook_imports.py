@@ -52,3 +52,19 @@ def test_the_hooks_import_list_with_power_mode_on_does_not_grow(session: Session
     assert not ours - HOOK_MODULES, f"the hook now imports {sorted(ours - HOOK_MODULES)}"
     others = modules - ours
     assert not others - OTHER_MODULES, f"the hook now imports {sorted(others - OTHER_MODULES)}"
+
+
+#: What the hook imports with Power Mode off (budget 1.2x `python -c pass`, where each module costs ~0.2 ms whatever
+#: it holds): these modules and nothing else, not even `__future__` (their annotations that name what is imported
+#: for type checking only are quoted instead).
+OFF_PATH = frozenset({"popkit_power", "popkit_power.hook", "popkit_power.hook.entry", "popkit_power.errors",
+                      "popkit_power.home", "popkit_power.keys", "popkit_power._fs"})
+
+
+def test_the_hooks_off_path_imports_seven_modules_of_its_own_and_nothing_else(tmp_path: object) -> None:
+    env = {"PATH": "/usr/bin:/bin", "POPKIT_POWER_HOME": str(tmp_path), "HOME": os.environ.get("HOME", "/")}
+    payload = {"session_id": "abc", "hook_event_name": "PostToolUse", "tool_name": "Read", "tool_input": {}}
+    modules = imported(CALL, env, orjson.dumps(payload)) - imported("pass", env)
+    ours = {name for name in modules if name.split(".")[0] == "popkit_power"}
+    assert ours == OFF_PATH, sorted(ours ^ OFF_PATH)
+    assert modules - ours <= {"errno", "time"}, "built into the interpreter: no file to find or read"

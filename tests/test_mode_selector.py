@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from popkit_power.coordinator import PowerModeCoordinator
-from popkit_power.errors import TransportAuthError, TransportUnreachableError
+from popkit_power.replication.errors import TransportAuthError, TransportUnreachableError
 from popkit_power.replication.mode_selector import (
     CONNECTION_FAILED,
     FILE,
@@ -153,7 +153,7 @@ def test_connect_in_file_mode(power_dir: str) -> None:
 ])
 def test_a_missing_optional_package_is_named_with_its_pip_command(blocked: str, module: str, words: str) -> None:
     probe = (f"import sys\nsys.modules[{blocked!r}] = None\n"
-             f"from popkit_power.errors import MissingDependencyError\n"
+             f"from popkit_power.replication.errors import MissingDependencyError\n"
              f"try:\n    import {module} as m\n    m.MemoryTransport()\n"
              f"except MissingDependencyError as error:\n    print(isinstance(error, ImportError), error)\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

@@ -12,8 +12,8 @@ import orjson
 import pytest
 import respx
 
-from popkit_power.errors import (
-    ConfigError,
+from popkit_power.errors import ConfigError
+from popkit_power.replication.errors import (
     MalformedReplyError,
     ReplicationError,
     TransportAuthError,

@@ -16,10 +16,11 @@ import click
 from ..config import load_config
 from ..coordinator.daemon import spawn as spawn_coordinator
 from ..display import cut
-from ..errors import ReplicationError, SessionError
+from ..errors import SessionError
 from ..home import active_session as active_session_id
 from ..home import set_active_session
 from ..keys import COORDINATOR_LOG, RedisLayout
+from ..replication.errors import ReplicationError
 from ..replication.mode_selector import FILE, open_transport, select_mode
 from ..session import Session
 from .common import active_session, power_dir, session_to_read

@@ -6,7 +6,7 @@ a read-only or full disk, a power directory that is not safe) ends with exit 0, 
 lookup (`home`); the handlers are imported after that.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` on the hook's off path (docs/hot-path.md): quoted annotations instead.
 
 import os
 import sys
@@ -58,7 +58,7 @@ def main() -> int:
     return 0
 
 
-def run(stdin: BinaryIO, power_dir: str, environ: Any, deliver: Any = None) -> str | None:
+def run(stdin: "BinaryIO", power_dir: str, environ: "Any", deliver: "Any" = None) -> str | None:
     """Handle one payload; return the JSON text of the reply (passed to `deliver` first, when given), or None."""
     raw = stdin.read(MAX_PAYLOAD_BYTES + 1)
     try:
@@ -82,7 +82,7 @@ def run(stdin: BinaryIO, power_dir: str, environ: Any, deliver: Any = None) -> s
                                                                                                    raw))
 
 
-def wake(stdin: BinaryIO, power_dir: str, environ: Any, deliver: Any) -> int:
+def wake(stdin: "BinaryIO", power_dir: str, environ: "Any", deliver: "Any") -> int:
     """The waiter (waiter.py) for the Stop payload on `stdin`; with Power Mode off it exits at once: nothing waits."""
     raw = stdin.read(MAX_PAYLOAD_BYTES + 1)
     session_id = trusted_active_session(power_dir)
@@ -96,7 +96,7 @@ def wake(stdin: BinaryIO, power_dir: str, environ: Any, deliver: Any) -> int:
     return wait_for_news(power_dir, session_id, payload, environ, deliver)
 
 
-def _parse(raw: bytes) -> tuple[str, dict[str, Any]]:
+def _parse(raw: bytes) -> "tuple[str, dict[str, Any]]":
     """The event name and payload of a hook's input, checked: HookInputError names what is wrong."""
     from ..journal import codec
 
@@ -125,7 +125,7 @@ def _parse(raw: bytes) -> tuple[str, dict[str, Any]]:
     return event_name, payload
 
 
-def _call_id(event_name: str, payload: dict[str, Any], raw: bytes) -> str | None:
+def _call_id(event_name: str, payload: "dict[str, Any]", raw: bytes) -> str | None:
     """What tells this call from another (hook/miswired.py): the event and Claude Code's id of its tool call; for an
     agent's start a checksum of the payload, which two hook processes of one event share. None for the other events
     (a Stop or SessionEnd handled twice records a fact twice, which folds the same, and its news goes out once under

@@ -17,6 +17,7 @@ The local journal stays the truth; the server carries copies. The replicator, by
     positions.py      where a replicator goes on from, worked out from the journal and the server, never a side file
     polling.py        Upstash's poll schedule (no blocking reads there, and every command is billed)
     status_file.py    `replication.json`: what the replicator last said about itself, which `status` reads
+    errors.py         `ReplicationError` and its family (a transport's failures), each with its code
 
 The contract every transport keeps is in `transport.py`; the transports are `upstash_rest.py` (Upstash's REST API,
 httpx), `redis_streams.py` (a Redis server, redis-py, the `redis` extra) and `memory.py` (fakeredis, for tests, with

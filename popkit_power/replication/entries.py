@@ -19,12 +19,13 @@ from typing import Any
 import orjson
 
 from ..display import cut, quoted
-from ..errors import ProtocolError, ReplicationError
+from ..errors import ProtocolError
 from ..journal import codec
 from ..journal.records import largest_record_size
 from ..keys import ARBITER
 from ..protocol import validate
 from ..timestamps import utc_now
+from .errors import ReplicationError
 from .positions import NOT_PUSHED
 from .transport import ReplyError
 

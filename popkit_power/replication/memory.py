@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import (
+from .errors import (
     MissingDependencyError,
     TransportAuthError,
     TransportError,

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..display import quoted
-from ..errors import PowerModeError, ReplicationError
+from ..errors import PowerModeError
+from .errors import ReplicationError
 
 if TYPE_CHECKING:
     from .transport import Transport

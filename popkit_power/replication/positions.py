@@ -18,11 +18,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ReplicationError
 from ..journal import codec
 from ..journal.reader import Position
 from ..keys import ARBITER, RedisLayout
 from ..session import Session
+from .errors import ReplicationError
 from .scripts import RESTORE
 from .transport import ReplyError, Script, Transport
 

@@ -7,11 +7,12 @@ import logging
 import threading
 from typing import Any
 
-from ..errors import PowerModeError, ReplicationError
+from ..errors import PowerModeError
 from ..home import active_session, set_active_session
 from ..keys import ARBITER, RedisLayout
 from ..session import Session
 from .entries import announcements, entry_key, newly_joined, not_streams, read_entry, taken_back
+from .errors import ReplicationError
 from .positions import decided_contest
 from .scripts import FIRST_AFTER
 from .skipped import SkippedEntries

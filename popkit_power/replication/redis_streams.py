@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import (
-    ConfigError,
+from ..errors import ConfigError
+from .errors import (
     MalformedReplyError,
     MissingDependencyError,
     TransportAuthError,

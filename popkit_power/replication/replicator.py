@@ -42,7 +42,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..display import quoted
-from ..errors import PowerModeError, ReplicationError
+from ..errors import PowerModeError
 from ..follow import JournalWatch
 from ..journal.writer import Position
 from ..keys import ARBITER, RedisLayout
@@ -50,6 +50,7 @@ from ..opened_dir import OpenedDirectory
 from ..session import Session
 from . import polling
 from .entries import last_seq, newly_joined, top_body
+from .errors import ReplicationError
 from .outbox import Batch, Outbox
 from .polling import poll_loop
 from .positions import put_back, scan

@@ -8,10 +8,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..errors import CoordinatorRunningError, PowerModeError, ReplicationError
+from ..errors import CoordinatorRunningError, PowerModeError
 from ..journal.lease import Lease, holder
 from ..keys import REPLICATOR_LEASE
 from ..session import Session
+from .errors import ReplicationError
 from .mode_selector import FILE, open_transport, select_mode
 from .replicator import Replicator
 from .status_file import read_status

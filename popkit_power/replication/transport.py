@@ -50,7 +50,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from ..display import cut
-from ..errors import ReplicationError
+from .errors import ReplicationError
 
 UPSTASH, REDIS, MEMORY = "upstash", "redis", "memory"
 

@@ -36,8 +36,8 @@ import httpx
 import orjson
 
 from ..display import cut
-from ..errors import (
-    ConfigError,
+from ..errors import ConfigError
+from .errors import (
     MalformedReplyError,
     ReplicationError,
     TransportAuthError,

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from test_replication import facts, join, sync
 
-from popkit_power.errors import TransportError
+from popkit_power.replication.errors import TransportError
 from popkit_power.replication.memory import MemoryTransport
 from popkit_power.replication.replicator import Replicator
 from popkit_power.session import Session, start_session

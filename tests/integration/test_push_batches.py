@@ -13,8 +13,8 @@ import redis
 from conftest import TOKEN
 from test_replication import LAYOUT, assert_exactly_once, events, facts, join, sync
 
-from popkit_power.errors import TransportError
 from popkit_power.replication import outbox
+from popkit_power.replication.errors import TransportError
 from popkit_power.replication.memory import FaultyTransport, MemoryTransport
 from popkit_power.replication.positions import body
 from popkit_power.replication.redis_streams import RedisStreams

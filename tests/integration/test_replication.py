@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from conftest import KINDS, bridge_for, make_transport
 
-from popkit_power.errors import ReplicationError, TransportError
 from popkit_power.home import set_active_session
 from popkit_power.keys import ARBITER, RedisLayout
 from popkit_power.projector import State
+from popkit_power.replication.errors import ReplicationError, TransportError
 from popkit_power.replication.memory import FaultyTransport, MemoryTransport
 from popkit_power.replication.redis_streams import RedisStreams
 from popkit_power.replication.replicator import Replicator

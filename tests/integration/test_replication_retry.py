@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from popkit_power.errors import ReplicationError, TransportRejectedError
+from popkit_power.replication.errors import ReplicationError, TransportRejectedError
 from popkit_power.replication.memory import FaultyTransport, MemoryTransport
 from popkit_power.replication.replicator import MAX_BACKOFF, MIN_BACKOFF, Replicator
 from popkit_power.replication.transport import ReplyError

@@ -21,7 +21,7 @@ from test_convergence import three_machines
 from test_machines import hook_call, work
 from test_replication import facts, sync
 
-from popkit_power.errors import TransportError
+from popkit_power.replication.errors import TransportError
 from popkit_power.session import Session
 
 SCRIPT = Path(sys.executable).parent / "popkit-power"

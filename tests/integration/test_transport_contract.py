@@ -21,7 +21,7 @@ from conftest import TOKEN, bridge_for, make_transport
 from support import until
 from upstash_bridge import Bridge
 
-from popkit_power.errors import (
+from popkit_power.replication.errors import (
     MalformedReplyError,
     ReplicationError,
     TransportAuthError,

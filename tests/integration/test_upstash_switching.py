@@ -11,7 +11,7 @@ from typing import Any
 from conftest import TOKEN
 from test_replication import join
 
-from popkit_power.errors import TransportError
+from popkit_power.replication.errors import TransportError
 from popkit_power.replication.redis_streams import RedisStreams
 from popkit_power.replication.replicator import Replicator
 from popkit_power.replication.upstash_rest import UpstashRest
