@@ -77,6 +77,10 @@ def find_agent(state: State, name: str) -> str:
     found = matching(name, {key: (key, str(agent.get("name") or key)) for key, agent in agents.items()})
     if len(found) == 1:
         return found[0]
+    if not found and name in state["departed_ids"]:  # departed long ago: only its key is kept (fold/agents.py)
+        how = "left" if state["departed_ids"][name] else "was lost"
+        raise SessionError(f"agent {shown(name)} {how} long ago (popkit-power status --all lists it); agents: "
+                           f"{_listed([agent_label(state, key, status=True) for key in agents], 'none yet')}")
     problem = "matches several agents" if found else "is not an agent of this session"
     listed = _listed([agent_label(state, key, status=True) for key in (found or agents)], "none yet")
     raise SessionError(f"{quoted(name)} {problem}; agents: {listed}")
@@ -265,8 +269,11 @@ def _the_task(state: State, task_id: str) -> Task | FinishedTask:
 
 
 def _live(state: State, key: str) -> bool:
-    """False only for an agent known to have left or been lost (an owner never seen to join may be elsewhere)."""
-    return key not in state["agents"] or state["agents"][key]["status"] not in GONE_AGENT_STATES
+    """False only for an agent known to have left or been lost (an owner never seen to join may be elsewhere), also
+    one that departed long ago and left the state (`departed_ids`)."""
+    if key not in state["agents"]:
+        return key not in state["departed_ids"]
+    return state["agents"][key]["status"] not in GONE_AGENT_STATES
 
 
 def _held(status: Any, holder: str) -> str:
@@ -276,6 +283,8 @@ def _held(status: Any, holder: str) -> str:
 
 def _holder(state: State, key: str) -> str:
     gone = key in state["agents"] and state["agents"][key]["status"] in GONE_AGENT_STATES
+    if key not in state["agents"] and key in state["departed_ids"]:  # departed long ago: only its key is kept
+        return f"{agent_label(state, key)}, who {'left' if state['departed_ids'][key] else 'was lost'} long ago"
     return f"{agent_label(state, key)}, who {_gone(state['agents'][key])}" if gone else agent_label(state, key)
 
 

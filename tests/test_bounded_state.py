@@ -27,8 +27,8 @@ TASKS = [f"t{number}" for number in range(8)]
 REQUESTS = ["r1", "r2", "r3", "r4"]
 #: Small bounds, so that short random sessions pass them many times over.
 BOUNDED = Rules(kept_finished=2, kept_departed=2)
-#: The full fold: nothing leaves.
-FULL = Rules(kept_finished=10**9, kept_departed=10**9, kept_finished_ids=10**9)
+#: The full fold: nothing leaves (as `status --all` folds).
+FULL = Rules().everything()
 
 
 def dumps(value: Any) -> bytes:
@@ -313,3 +313,18 @@ def test_the_indices_of_finished_ids_are_bounded_too() -> None:
     state = project(timeline.events, Rules(kept_finished=1, kept_finished_ids=3))
     assert list(state["finished_ids"]) == ["t2", "t3", "t4"] and list(state["answered_ids"]) == ["r2", "r3", "r4"]
     assert Rules().kept_finished_ids == MAX_FINISHED_IDS
+
+
+def test_an_agent_that_departed_long_ago_is_named_as_departed_not_as_unknown_or_live(session: Session) -> None:
+    """An agent gone from the state (past the kept departures) is not "not an agent of this session" to `send`, and
+    a task that came to it afterwards is not one to ask it for: it is offered to the others once orphaned."""
+    long_history(session)
+    session.publish("task.created", {"task": "late", "title": "late", "owner": "s000:main"}, sender="human")
+    state, _ = session.projection()
+    assert "s000:main" not in state["agents"] and "s000:main" in state["departed_ids"]
+    send = run_cli("send", "s000:main", "hello")
+    assert send.exit_code == 2 and "agent s000:main left long ago" in send.output, send.output
+    claim = run_cli("claim", "late", env={"POPKIT_POWER_AGENT": "s149:main"})
+    assert claim.exit_code == 2 and "who left long ago" in claim.output, claim.output
+    assert "offered to the others once the coordinator orphans it" in claim.output
+    assert "popkit-power send" not in claim.output

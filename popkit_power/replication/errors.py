@@ -2,7 +2,7 @@
 family, each with its stable `code` (the one table of codes is in popkit_power/errors.py, beside the rest of the
 tree under `PowerModeError`). Only the replicator, the transports and the commands that reach a server raise or
 catch them, so they live here and not in errors.py, which the hook imports on every tool call: creating these
-classes cost ~0.17 ms there (tools/BENCHMARKS.md, "The hook's off path").
+classes cost ~0.17 ms there (docs/hot-path.md).
 """
 
 from __future__ import annotations
