@@ -143,11 +143,11 @@ def test_resuming_the_bounded_fold_from_a_snapshot_after_any_prefix_equals_a_reb
             apply(state, events[prefix], BOUNDED)
 
 
-def test_a_day_of_departures_and_finished_work_leaves_only_counts_and_ids() -> None:
-    """1,000 agents each join, finish a task and leave: the state keeps the last 100 of each, counts the rest, and
-    remembers every finished id, so that a late claim or second result of the first task brings nothing back."""
+def departures(agents: int) -> Timeline:
+    """`agents` agents that each join, finish a task of their own (every tenth fails) and leave (every third is
+    declared lost instead)."""
     timeline = Timeline()
-    for number in range(1000):
+    for number in range(agents):
         agent = f"s{number}:main"
         timeline.add("agent.joined", agent, name=agent)
         timeline.add("task.created", "human", task=f"t{number}", title="x")
@@ -155,6 +155,13 @@ def test_a_day_of_departures_and_finished_work_leaves_only_counts_and_ids() -> N
         timeline.add("task.completed", agent, task=f"t{number}", result="ok", ok=number % 10 != 0)
         timeline.add("agent.left" if number % 3 else "agent.lost", agent if number % 3 else "coordinator",
                      reason="done", agent=agent)
+    return timeline
+
+
+def test_a_day_of_departures_and_finished_work_leaves_only_counts_and_ids() -> None:
+    """1,000 agents each join, finish a task and leave: the state keeps the last 100 of each, counts the rest, and
+    remembers every finished id, so that a late claim or second result of the first task brings nothing back."""
+    timeline = departures(1000)
     rules = Rules()
     state = project(timeline.events, rules)
     assert len(state["agents"]) == rules.kept_departed == len(state["departed"])
@@ -171,15 +178,7 @@ def test_a_day_of_departures_and_finished_work_leaves_only_counts_and_ids() -> N
     assert why_not_finished(again, "t1") == "task t1 is already completed"
     # ten times the history is not ten times the state: only the indices of ids grow, by ~15 bytes a finished task
     # and as much a departed agent (departed_ids: a task that still comes to it is handed on)
-    longer = Timeline()
-    for number in range(10_000):
-        agent = f"s{number}:main"
-        longer.add("agent.joined", agent, name=agent)
-        longer.add("task.created", "human", task=f"t{number}", title="x")
-        longer.add("task.claimed", agent, task=f"t{number}")
-        longer.add("task.completed", agent, task=f"t{number}", result="ok", ok=True)
-        longer.add("agent.left", agent, reason="done")
-    grown = len(orjson.dumps(project(longer.events, rules))) - size
+    grown = len(orjson.dumps(project(departures(10_000).events, rules))) - size
     assert grown < 9000 * 2 * 15, grown
 
 
