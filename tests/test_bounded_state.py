@@ -37,15 +37,25 @@ def dumps(value: Any) -> bytes:
 
 @st.composite
 def real_sessions(draw: st.DrawFn, max_size: int = 80) -> list[dict[str, Any]]:
-    """Records of a session whose departed agents stay silent."""
+    """Records of a session whose departed agents never join again: one that was declared lost stays silent, one
+    that left may still have late words on their way (a tool call, a heartbeat, an idle)."""
     timeline = Timeline()
     departed: set[str] = set()
+    left: list[str] = []
     steps = draw(st.integers(0, max_size))
     for _ in range(steps):
         present = [agent for agent in AGENTS if agent not in departed]
         kind = draw(st.sampled_from(["joined", "tool", "heartbeat", "left", "lost", "created", "claimed", "released",
-                                     "completed", "assigned", "orphaned", "asked", "answered", "said"]))
+                                     "completed", "assigned", "orphaned", "asked", "answered", "said", "late"]))
         agent = draw(st.sampled_from(present)) if present else None
+        if kind == "late":
+            if left:
+                late = draw(st.sampled_from(left))
+                late_type = draw(st.sampled_from(["agent.tool", "agent.heartbeat", "agent.idle"]))
+                fields = {"tool": "Edit", "ok": True, "file": "a.py"} if late_type == "agent.tool" else (
+                    {"tool_calls": 3} if late_type == "agent.heartbeat" else {})
+                timeline.add(late_type, late, after=draw(st.integers(0, 200)), **fields)
+            continue
         task = draw(st.sampled_from(TASKS))
         after = draw(st.integers(0, 200))
         if kind in ("joined", "tool", "heartbeat", "left", "claimed", "said") and agent is None:
@@ -61,8 +71,9 @@ def real_sessions(draw: st.DrawFn, max_size: int = 80) -> list[dict[str, Any]]:
         elif kind == "left":
             timeline.add("agent.left", agent, after=after, reason="session ended")
             departed.add(agent)  # type: ignore[arg-type]
-        elif kind == "lost":
-            victim = draw(st.sampled_from(AGENTS))
+            left.append(agent)  # type: ignore[arg-type]
+        elif kind == "lost" and present:  # the coordinator declares lost only agents it counts as live
+            victim = draw(st.sampled_from(present))
             timeline.add("agent.lost", "coordinator", after=after, agent=victim, reason="gone")
             departed.add(victim)
         elif kind == "created":
@@ -327,3 +338,26 @@ def test_an_agent_that_departed_long_ago_is_named_as_departed_not_as_unknown_or_
     assert claim.exit_code == 2 and "who left long ago" in claim.output, claim.output
     assert "offered to the others once the coordinator orphans it" in claim.output
     assert "popkit-power send" not in claim.output
+
+
+def test_late_words_of_an_agent_that_left_leave_it_left_pruned_or_not() -> None:
+    """A Stop hook's idle or a heartbeat that arrives after the agent's leaving does not bring it back: kept, it
+    stays left (the full fold's rule); pruned, it stays gone and counted. Only joining again brings it back."""
+    timeline = Timeline()
+    timeline.add("agent.joined", "late:main", name="late")
+    timeline.add("agent.left", "late:main", reason="ended")
+    timeline.add("agent.idle", "late:main")
+    assert project(timeline.events)["agents"]["late:main"]["status"] == AGENT_LEFT
+    for number in range(3):
+        timeline.add("agent.joined", f"s{number}:main", name=f"s{number}")
+        timeline.add("agent.left", f"s{number}:main", reason="ended")
+    timeline.add("agent.heartbeat", "late:main", tool_calls=9)
+    timeline.add("agent.idle", "late:main")
+    timeline.add("agent.left", "late:main", reason="ended again")
+    rules = Rules(kept_departed=2)
+    state = project(timeline.events, rules)
+    assert "late:main" not in state["agents"] and state["totals"]["agents"] == {"left": 2}
+    assert "late:main" in state["departed_ids"]
+    timeline.add("agent.joined", "late:main", name="late")
+    back = project(timeline.events, rules)
+    assert back["agents"]["late:main"]["status"] == "active" and back["totals"]["agents"] == {"left": 1}

@@ -34,13 +34,21 @@ if TYPE_CHECKING:
     from .model import Handler
 
 
-def agent_entry(state: State, key: str, ts: Any) -> Agent:
-    """The agent `key`, made when first heard of."""
+def agent_entry(state: State, key: str, ts: Any, *, joining: bool = False) -> Agent:
+    """The agent `key`, made when first heard of.
+
+    An agent that left long ago (its entry gone, its key in `departed_ids` as left) comes back only by joining
+    again (a resumed Claude Code session): a late word from it (a heartbeat or tool call that arrives after its
+    leaving) gets an entry that is not kept, as a left agent's late words leave it left in the full fold. One that
+    was declared lost comes back with any word, as a lost agent that speaks again does."""
     agent: Agent | None = state["agents"].get(key)
     if agent is None:
         agent = {"name": key, "status": AGENT_ACTIVE, "joined": ts, "last_seen": ts, "progress": None,
                  "current_task": None, "files_touched": [], "tool_counts": {}, "tool_calls": 0, "work_calls": 0,
                  "failures": 0, "last_message": None}
+        if not joining and state["departed_ids"].get(key) == 1:
+            agent["status"] = AGENT_LEFT
+            return agent  # not kept: it stays gone
         if state["ordered"]:  # heard of after the server placed what it took (fold/ownership.py)
             agent["current_task"] = current_tasks(state, [key])[key]
         state["agents"][key] = agent
@@ -62,7 +70,7 @@ def set_current_task(state: State, agent_key: Any, task_id: str | None, *, unles
 
 
 def _joined(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
-    agent = agent_entry(state, event["from"], event.get("ts"))
+    agent = agent_entry(state, event["from"], event.get("ts"), joining=True)
     agent["status"] = AGENT_ACTIVE
     agent["origin"] = event.get("origin")
     joined = cast("dict[str, Any]", agent)  # AgentJoined's fields are Agent's, by the same names (tests/test_shapes.py)
@@ -157,14 +165,19 @@ def _file_conflict(state: State, event: Event, data: FileConflict, rules: Rules)
 
 
 def _idle(state: State, event: Event, data: NoData, rules: Rules) -> None:
-    agent_entry(state, event["from"], event.get("ts"))["status"] = AGENT_IDLE
+    """Not an agent that left: a late idle (its Stop hook's word arriving after its SessionEnd's) leaves it left, as
+    its late heartbeats and tool calls do; it comes back by joining again."""
+    agent = agent_entry(state, event["from"], event.get("ts"))
+    if agent["status"] != AGENT_LEFT:
+        agent["status"] = AGENT_IDLE
 
 
 def _left(state: State, event: Event, data: Reason, rules: Rules) -> None:
     agent = agent_entry(state, event["from"], event.get("ts"))
     agent["status"] = AGENT_LEFT
     agent["left_reason"] = data.get("reason")
-    _departed(state, event["from"], rules)
+    if state["agents"].get(event["from"]) is agent:  # not an agent that left long ago saying so again
+        _departed(state, event["from"], rules)
 
 
 def _lost(state: State, event: Event, data: AgentLost, rules: Rules) -> None:

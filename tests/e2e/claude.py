@@ -139,21 +139,39 @@ def ensure_claude(version: str = CLAUDE_CODE_VERSION) -> Path:
         if _installed_version(binary) == chosen:
             return binary
         prefix.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(
-            [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", f"{PACKAGE}@{chosen}"],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise ClaudeInstallError(f"npm install {PACKAGE}@{chosen} failed:\n{done.stderr.strip()}")
+        _npm_install(npm, prefix, f"{PACKAGE}@{chosen}")
         found = _installed_version(binary)
         if found != chosen:
             raise ClaudeInstallError(
                 f"installed {PACKAGE}@{chosen} into {prefix}, but `claude --version` gave {found!r}"
             )
         return binary
+
+
+#: An install takes ~10 s here; once a download stalled and npm waited out a 900 s timeout, failing CI. So each try
+#: is short, npm gives up on a stalled fetch itself after a minute (and retries it), and a try that still hangs is
+#: killed and made again.
+INSTALL_TRIES, INSTALL_SECONDS = 3, 240
+
+
+def _npm_install(npm: str, prefix: Path, package: str) -> None:
+    """`npm install package` into `prefix`, tried again when it fails or hangs; ClaudeInstallError naming every
+    try's failure when none succeeds."""
+    failures = []
+    for attempt in range(1, INSTALL_TRIES + 1):
+        try:
+            done = subprocess.run(
+                [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--fetch-timeout=60000",
+                 "--fetch-retries=4", package],
+                capture_output=True, text=True, timeout=INSTALL_SECONDS, check=False,
+            )
+        except subprocess.TimeoutExpired:
+            failures.append(f"try {attempt}: no end after {INSTALL_SECONDS} s")
+            continue
+        if done.returncode == 0:
+            return
+        failures.append(f"try {attempt}: exit {done.returncode}: {done.stderr.strip()[-2000:]}")
+    raise ClaudeInstallError(f"npm install {package} failed {INSTALL_TRIES} times:\n" + "\n".join(failures))
 
 
 def claude_env(
