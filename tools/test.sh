@@ -37,6 +37,12 @@ fi
 # and re in every interpreter start, which would distort the hook's start-up cost (tools/BENCHMARKS.md).
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
 
+# Node.js trusts only the certificates built into it; pip here trusts the system's (/etc/pip.conf), and so does npm
+# with this. Behind a proxy that signs with a certificate of the machine's own, an npm without it fails every fetch
+# (SELF_SIGNED_CERT_IN_CHAIN) and the install of Claude Code below never ends.
+if [ -z "${NODE_EXTRA_CA_CERTS:-}" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+fi
 claude=$(.venv/bin/python -c 'import sys; sys.path.insert(0, "tests/e2e"); from claude import ensure_claude; print(ensure_claude())')
 echo "Claude Code: $("$claude" --version)"
 "$claude" plugin validate --strict . >/tmp/popkit-plugin-validate.log 2>&1 || { cat /tmp/popkit-plugin-validate.log; exit 1; }
