@@ -93,3 +93,20 @@ def test_two_machines_keep_the_same_departed_agents_whatever_order_the_departure
     m0 = project(journal(x, w, mine="m0"), SMALL)
     m1 = project(journal(w, x, mine="m1"), SMALL)
     assert m0["agents"].keys() == m1["agents"].keys()
+
+
+@pytest.mark.parametrize("rules", [SMALL, SMALL.everything()], ids=["pruned", "kept"])
+def test_a_task_assigned_to_an_agent_declared_lost_is_handed_over(rules: Rules) -> None:
+    """m0's coordinator declared x lost (handing over what x held then); m1's gave t to x before it heard of it. t
+    must not stay with a dead agent, whether x is still in the state or was pruned: before, only an agent that
+    left was looked at for tasks it held afterwards."""
+    create = event("m0", 1, "task.created", "human", 1, task="t", title="x")
+    x = [event("m0", 2, "agent.joined", "x", 2, name="x"),
+         event("m0", 3, "agent.lost", "coordinator", 3, agent="x", reason="its process is gone")]
+    z = [event("m0", 4, "agent.joined", "z", 4, name="z"), event("m0", 5, "agent.left", "z", 5, reason="ended")]
+    for e in (*x, *z):
+        e["ch"] = "presence"
+    assign = event("m1", 1, "task.assigned", "coordinator", 6, task="t", agent="x")
+    m0 = project(journal([create], x, z, [assign], mine="m0"), rules)
+    assert m0["tasks"]["t"]["owner"] == "x" and ("x" in m0["agents"]) == (rules is not SMALL)
+    assert orphaned(m0, "m0") == {"t"}

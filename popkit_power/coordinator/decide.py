@@ -33,6 +33,7 @@ from ..keys import COORDINATOR
 from ..projector import (
     AGENT_ACTIVE,
     AGENT_LEFT,
+    AGENT_LOST,
     HANDOVER_FILES,
     OPEN_TASK_STATES,
     State,
@@ -140,15 +141,18 @@ def decide(state: State, now: float, running: Mapping[str, bool | None], rules: 
         if lost is not None:
             batches.append([lost, *_hand_over(state, key, rules)])
     holders = {task["owner"] for task in state["tasks"].values() if task["status"] in OPEN_TASK_STATES}
-    for key in state["departed"]:  # an agent that ended holding tasks left them behind: hand them on
+    # An agent that ended holding tasks left them behind, and a task can still come to one that is gone (an
+    # assignment made on another machine before it heard of the leaving or the loss; the server's order giving back
+    # a claim that lost here): hand them on. A loss hands on what the agent held then, in the same batch (above).
+    for key in state["departed"]:
         agent = state["agents"][key]
-        if agent["status"] == AGENT_LEFT and key in holders and (
+        if agent["status"] in (AGENT_LEFT, AGENT_LOST) and key in holders and (
                 _machine_of(state, agent, origin) is None or leader):
             batches.append(_hand_over(state, key, rules))
-    if leader:  # a task that came to an agent that left long ago (gone from the state, its machine unknown here)
+    if leader:  # a task that came to an agent that departed long ago (gone from the state, its machine unknown here)
         gone = state["departed_ids"]
         batches += [_hand_over(state, key, rules) for key in sorted(
-            key for key in holders if isinstance(key, str) and gone.get(key) == 1 and key not in state["agents"])]
+            key for key in holders if isinstance(key, str) and key in gone and key not in state["agents"])]
     if rules.auto_reassign_orphaned and not batches and leader:  # once the orphaning is folded: give each out
         assigned = _assignments(state)
         if assigned:
