@@ -193,9 +193,9 @@ def _departed(state: State, key: str, rules: Rules) -> None:
     """`key` left or was lost: it keeps only the files its hand-over names, and joins the departures (`departed`,
     oldest first). Past `rules.kept_departed` of them, the oldest departed agents leave the state for the count in
     `totals["agents"]`, except one that still holds a task (its hand-over needs what it touched and said: it
-    stays, and is looked at again at the next departure). One that came back (a lost agent that spoke again) is only taken off the list; if it departs again
-    it goes to the end. Only a departure does this, so the cost is one pass over the open tasks per departure past
-    the bound.
+    stays, and is looked at again at the next departure). One that came back (a lost agent that spoke again) is
+    only taken off the list; if it departs again it goes to the end. Only a departure does this, so the cost is one
+    pass over the open tasks per departure past the bound.
 
     The key of one that leaves the state stays in `departed_ids` (1 left, 0 lost): a task can still come to it
     afterwards (an assignment made on another machine before it heard of the departure, or the replication server's
