@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_projector import orphans_as_the_tasks_say
 
 from popkit_power.projector import Rules, State, apply, new_state
 
@@ -88,6 +89,7 @@ def test_logs_index_agrees_with_the_plain_scan(steps: list[tuple[str, str, str, 
         apply(fast, orjson.loads(orjson.dumps(event)), rules)
         fold_by_scan(slow, orjson.loads(orjson.dumps(event)), rules)
         assert orjson.dumps(fast) == orjson.dumps(slow), event
+        assert sorted(fast["orphans"]) == orphans_as_the_tasks_say(fast), event
 
 
 def test_a_completion_pushes_the_oldest_finished_tasks_log_out() -> None:

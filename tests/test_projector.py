@@ -133,6 +133,22 @@ def test_rebuild_and_resume_from_a_snapshot_after_any_prefix_agree_byte_for_byte
     assert orjson.dumps(events) == pristine
 
 
+def orphans_as_the_tasks_say(state: dict[str, Any]) -> list[str]:
+    """The orphan list as the tasks' statuses make it: the fold keeps `orphans` exactly the open tasks whose status
+    is orphaned (fold/tasks.py relies on it to tell an orphan without searching the list)."""
+    return sorted(task_id for task_id, task in state["tasks"].items() if task["status"] == "orphaned")
+
+
+@settings(max_examples=200, deadline=None)
+@given(sessions())
+def test_the_orphan_list_is_exactly_the_tasks_whose_status_is_orphaned(events: list[dict[str, Any]]) -> None:
+    state = new_state()
+    for event in events:
+        apply(state, event, RULES)
+        assert sorted(state["orphans"]) == orphans_as_the_tasks_say(state), event
+        assert len(set(state["orphans"])) == len(state["orphans"])
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sessions(max_size=40), st.data())
 def test_session_snapshot_on_a_real_journal_resumes_to_the_rebuilt_state(events: list[dict[str, Any]],

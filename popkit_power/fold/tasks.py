@@ -79,8 +79,11 @@ def _task(state: State, task_id: Any, event: Event) -> Task | None:
     return task
 
 
-def _drop_orphan(state: State, task_id: str) -> None:
-    if task_id in state["orphans"]:
+def _drop_orphan(state: State, task_id: str, task: Task) -> None:
+    """Take the task off the orphan list, before its status changes. It is on the list exactly when its status is
+    orphaned (the fold keeps it so: tests/test_projector.py), so the list is searched only then, not at every
+    transition of every task (a long list of orphans when agents die faster than their work is taken)."""
+    if task["status"] == TASK_ORPHANED:
         state["orphans"].remove(task_id)
 
 
@@ -88,8 +91,8 @@ def _take(state: State, task_id: str, task: Task, owner: str, status: str) -> No
     """`owner` holds the task now: the one who held it before no longer works on it. What the owner worked on
     before is kept, for a claim the arbiter later gives to another agent (`_decided`)."""
     set_current_task(state, task["owner"], None, unless=task_id)
+    _drop_orphan(state, task_id, task)
     task["owner"], task["status"], task["attempts"] = owner, status, task["attempts"] + 1
-    _drop_orphan(state, task_id)
     task["owner_was_on"] = state["agents"][owner]["current_task"] if owner in state["agents"] else None
     set_current_task(state, owner, task_id)
 
@@ -168,7 +171,7 @@ def _completed(state: State, event: Event, data: TaskCompleted, rules: Rules) ->
     assert isinstance(task_id, str)  # _task made sure
     status = TASK_FAILED if data.get("ok") is False else TASK_COMPLETED
     set_current_task(state, task["owner"], None, unless=task_id)
-    _drop_orphan(state, task_id)
+    _drop_orphan(state, task_id, task)
     del state["tasks"][task_id]
     finished: FinishedTask
     finished = {"title": task["title"], "status": status, "owner": task["owner"], "completed_by": event.get("from"),
@@ -206,9 +209,9 @@ def _orphaned(state: State, event: Event, data: TaskOrphaned, rules: Rules) -> N
     if task is None or task["owner"] not in (None, data.get("agent")):
         return
     task["previous_owner"] = data.get("agent")
-    task["owner"], task["status"] = None, TASK_ORPHANED
-    if data["task"] not in state["orphans"]:
+    if task["status"] != TASK_ORPHANED:  # else on the list already (_drop_orphan)
         state["orphans"].append(data["task"])
+    task["owner"], task["status"] = None, TASK_ORPHANED
 
 
 def _parked(state: State, event: Event, data: TaskParked, rules: Rules) -> None:
@@ -217,8 +220,8 @@ def _parked(state: State, event: Event, data: TaskParked, rules: Rules) -> None:
     holder = data.get("agent", task["owner"]) if task is not None else None
     if task is None or task["owner"] not in (None, holder):
         return
+    _drop_orphan(state, data["task"], task)
     task["owner"], task["status"], task["parked_reason"] = None, TASK_PARKED, data.get("reason")
-    _drop_orphan(state, data["task"])
 
 
 def _released(state: State, event: Event, data: TaskReleased, rules: Rules) -> None:
@@ -226,8 +229,8 @@ def _released(state: State, event: Event, data: TaskReleased, rules: Rules) -> N
     if task is None or not may_release(task, event.get("from")):
         return  # a late release from an agent the task was taken from leaves it with its new holder
     set_current_task(state, task["owner"], None, unless=data["task"])
+    _drop_orphan(state, data["task"], task)
     task["owner"], task["status"] = None, TASK_OPEN
-    _drop_orphan(state, data["task"])
 
 
 #: Every task transition, by event type; the replication server orders exactly these (replication/effects.py).
@@ -310,7 +313,9 @@ def _replay(state: State, task_id: str, rules: Rules) -> None:
     if not log:
         return
     log.sort(key=place)
-    state["tasks"].pop(task_id, None)
+    task = state["tasks"].pop(task_id, None)
+    if task is not None:
+        _drop_orphan(state, task_id, task)
     finished = state["finished"].pop(task_id, None)
     ok = state["finished_ids"].pop(task_id, None)
     # counted when it finished (kept among the recent ones or not): counted again if its completion applies again
@@ -321,7 +326,6 @@ def _replay(state: State, task_id: str, rules: Rules) -> None:
         totals[status] = totals.get(status, 0) - 1
         if totals[status] <= 0:
             del totals[status]
-    _drop_orphan(state, task_id)
     for agent in state["agents"].values():
         if agent["current_task"] == task_id:
             agent["current_task"] = None
