@@ -35,6 +35,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_common import budget_row, print_budget_rows, within_budgets  # noqa: E402
+
 from popkit_power.session import Session, start_session  # noqa: E402
 
 CLI = Path(sys.executable).parent / "popkit-power"
@@ -130,10 +132,8 @@ def main() -> None:
     reference = statistics.median(cases["python -c pass"])
     rows: list[dict[str, Any]] = []
     for case, times in cases.items():
-        median = statistics.median(times)
         budget = None if case == "python -c pass" or case in REFERENCES or case.endswith("[compare]") else BUDGET
-        rows.append({"case": case, "median_ms": round(median * 1000, 2), "ratio": round(median / reference, 2),
-                     "budget": budget, "ok": None if budget is None else median / reference <= budget})
+        rows.append(budget_row(case, times, reference, budget))
     result = {"runs": args.runs, "records": records, "compare": args.compare, "python": sys.version.split()[0],
               "rows": rows}
     if args.json:
@@ -141,14 +141,10 @@ def main() -> None:
     else:
         print(f"agent verbs: {args.runs} interleaved runs, whole `popkit-power` processes, {records:,} records in "
               f"the session at the end, Python {result['python']}")
-        print(f"{'case':<22} {'median ms':>10} {'x pass':>8} {'budget':>8}")
-        for row in rows:
-            budget = f"<= {row['budget']}x" if row["budget"] else ""
-            verdict = "" if row["ok"] is None else ("ok" if row["ok"] else "OVER")
-            print(f"{row['case']:<22} {row['median_ms']:>10.2f} {row['ratio']:>8.2f} {budget:>8} {verdict}")
+        print_budget_rows(rows, 22)
         if args.compare:
             print(f"[compare]: the same verbs with {args.compare} first on PYTHONPATH")
-    if args.strict and not all(row["ok"] in (None, True) for row in rows):
+    if args.strict and not within_budgets(rows):
         raise SystemExit(1)
 
 

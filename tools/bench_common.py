@@ -162,3 +162,26 @@ def bare_loop(journal: Journal) -> float:
             for line in handle:
                 loads(line)
     return time.perf_counter() - start
+
+
+# -- whole processes against `python -c pass`, as bench_hook.py and bench_cli.py both measure them ----------------
+
+def budget_row(case: str, times: list[float], reference: float, budget: float | None) -> dict[str, Any]:
+    """A case's row: its median in ms, its ratio to `reference` (the median of `python -c pass`), and whether that
+    ratio is within `budget` (None: a reference row, no budget)."""
+    median = statistics.median(times)
+    return {"case": case, "median_ms": round(median * 1000, 2), "ratio": round(median / reference, 2),
+            "budget": budget, "ok": None if budget is None else median / reference <= budget}
+
+
+def print_budget_rows(rows: list[dict[str, Any]], width: int) -> None:
+    """The rows of `budget_row` as a table, the case in a column `width` wide; OVER marks a row over its budget."""
+    print(f"{'case':<{width}} {'median ms':>10} {'x pass':>8} {'budget':>8}")
+    for row in rows:
+        budget = f"<= {row['budget']}x" if row["budget"] else ""
+        verdict = "" if row["ok"] is None else ("ok" if row["ok"] else "OVER")
+        print(f"{row['case']:<{width}} {row['median_ms']:>10.2f} {row['ratio']:>8.2f} {budget:>8} {verdict}")
+
+
+def within_budgets(rows: list[dict[str, Any]]) -> bool:
+    return all(row["ok"] in (None, True) for row in rows)

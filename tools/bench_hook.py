@@ -31,6 +31,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_common import budget_row, print_budget_rows, within_budgets  # noqa: E402
+
 from popkit_power.session import Session, start_session  # noqa: E402
 
 HOOK = Path(sys.executable).parent / "popkit-power-hook"
@@ -132,17 +134,15 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     budgets = {"hook, Power Mode off": 1.2}
     for name, times in cases.items():
-        median = statistics.median(times)
         budget = budgets.get(name, 2.0) if name != "python -c pass" else None
-        rows.append({"case": name, "median_ms": round(median * 1000, 2), "ratio": round(median / reference, 2),
-                     "budget": budget, "ok": None if budget is None else median / reference <= budget})
+        rows.append(budget_row(name, times, reference, budget))
     result = {"runs": args.runs, "agents": args.agents, "records_in_large_journal": records,
               "fill_seconds": round(fill_seconds, 1), "python": sys.version.split()[0], "rows": rows}
     if args.json:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     else:
         print_table(result)
-    if args.strict and not all(row["ok"] in (None, True) for row in rows):
+    if args.strict and not within_budgets(rows):
         raise SystemExit(1)
 
 
@@ -232,11 +232,7 @@ def print_table(result: dict[str, Any]) -> None:
     args = argparse.Namespace(runs=result["runs"], agents=result["agents"])
     print(f"hook benchmark: {args.runs} interleaved runs, {args.agents} agents, {records:,} records in the large "
           f"journal (filled in {fill_seconds:.1f} s), Python {result['python']}")
-    print(f"{'case':<28} {'median ms':>10} {'x pass':>8} {'budget':>8}")
-    for row in rows:
-        budget = f"<= {row['budget']}x" if row["budget"] else ""
-        verdict = "" if row["ok"] is None else ("ok" if row["ok"] else "OVER")
-        print(f"{row['case']:<28} {row['median_ms']:>10.2f} {row['ratio']:>8.2f} {budget:>8} {verdict}")
+    print_budget_rows(rows, 28)
 
 
 if __name__ == "__main__":
