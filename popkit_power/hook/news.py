@@ -83,10 +83,18 @@ def pending_turns(state: AgentState) -> list[bool]:
     were read. Lines left by a version that did not keep it (or a state that does not agree with its lines) are
     judged by the label `texts.news_line` gave them, the only thing such a line has (`texts.matters`)."""
     pending, turns = state.pending, state.turns
-    if turns is None or any(index >= len(pending) for index in turns):
-        return [texts.matters(line) for line in pending]
+    if turns is not None and any(index >= len(pending) for index in turns):
+        turns = None
+    return turns_of(pending, turns)
+
+
+def turns_of(lines: list[str], turns: list[Any] | None) -> list[bool]:
+    """For each of `lines`, whether it starts a turn: its index is in `turns`, or, when `turns` was not kept (None),
+    the label `texts.news_line` gave it says so (`texts.matters`)."""
+    if turns is None:
+        return [texts.matters(line) for line in lines]
     starting = set(turns)
-    return [index in starting for index in range(len(pending))]
+    return [index in starting for index in range(len(lines))]
 
 
 def keep_pending(state: AgentState, lines: list[str], turns: list[bool]) -> None:

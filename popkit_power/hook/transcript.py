@@ -34,8 +34,8 @@ import time
 from ..journal import codec
 from ..keys import subagent_transcript
 from ..timestamps import seconds_of
-from .news import keep_pending, pending_turns
-from .texts import delivery_mark, matters
+from .news import keep_pending, pending_turns, turns_of
+from .texts import delivery_mark
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -113,10 +113,8 @@ def settle(state: AgentState) -> int:
             lost += 1
             lines = [line for line in record.get("lines", ()) if isinstance(line, str)]
             turns = record.get("turns")
-            starting = set(turns) if isinstance(turns, list) else None
             again += lines  # a record of a version that did not keep `turns`: judged by the lines' labels
-            again_turns += [matters(line) if starting is None else index in starting
-                            for index, line in enumerate(lines)]
+            again_turns += turns_of(lines, turns if isinstance(turns, list) else None)
     state.unconfirmed = kept
     if again:
         keep_pending(state, again + state.pending, again_turns + pending_turns(state))
