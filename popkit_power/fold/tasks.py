@@ -47,6 +47,7 @@ from .model import (
     cut,
     index_finished,
     keep_recent,
+    uncount,
 )
 from .ownership import current_tasks, place
 
@@ -322,10 +323,7 @@ def _replay(state: State, task_id: str, rules: Rules) -> None:
     status = finished["status"] if finished is not None else None if ok is None else (
         TASK_COMPLETED if ok else TASK_FAILED)
     if status is not None:
-        totals = state["totals"]["tasks"]
-        totals[status] = totals.get(status, 0) - 1
-        if totals[status] <= 0:
-            del totals[status]
+        uncount(state["totals"]["tasks"], status)
     for agent in state["agents"].values():
         if agent["current_task"] == task_id:
             agent["current_task"] = None
