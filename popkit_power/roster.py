@@ -32,7 +32,7 @@ from .projector import (
     State,
     find_task_anywhere,
 )
-from .session import Session
+from .session import Session, why_not_finished
 
 if TYPE_CHECKING:
     from .shapes.state import Agent, FinishedTask, Task
@@ -136,8 +136,7 @@ def find_task(state: State, given: str) -> str:
     if given in tasks:
         return given
     if given in state["finished_ids"]:  # finished before the most recent ones: only its id is kept
-        how = "completed" if state["finished_ids"][given] else "failed"
-        raise SessionError(f"task {shown(given)} is already {how} (popkit-power replay shows its record)")
+        raise SessionError(f"{why_not_finished(state, given)} (popkit-power replay shows its record)")
     found = matching(given, {task_id: (task_id,) for task_id in tasks})
     if len(found) == 1:
         return found[0]
