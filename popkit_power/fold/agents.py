@@ -213,8 +213,8 @@ def _departed(state: State, key: str, rules: Rules) -> None:
         if excess == 0:
             kept += departed[position:]
             break
-        agent = agents.get(name)
-        if agent is not None and agent["status"] in (AGENT_LEFT, AGENT_LOST):  # else it came back: just off the list
+        agent = agents[name]  # every departed one is in the state: it leaves both here, together
+        if agent["status"] in (AGENT_LEFT, AGENT_LOST):  # else it came back: just off the list
             if name in owners:
                 kept.append(name)
                 continue
