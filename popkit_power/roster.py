@@ -32,7 +32,7 @@ from .projector import (
     State,
     find_task_anywhere,
 )
-from .session import Session
+from .session import Session, why_not_finished
 
 if TYPE_CHECKING:
     from .shapes.state import Agent, FinishedTask, Task
@@ -78,9 +78,8 @@ def find_agent(state: State, name: str) -> str:
     if len(found) == 1:
         return found[0]
     if not found and name in state["departed_ids"]:  # departed long ago: only its key is kept (fold/agents.py)
-        how = "left" if state["departed_ids"][name] else "was lost"
-        raise SessionError(f"agent {shown(name)} {how} long ago (popkit-power status --all lists it); agents: "
-                           f"{_listed([agent_label(state, key, status=True) for key in agents], 'none yet')}")
+        raise SessionError(f"agent {shown(name)} {_long_gone(state, name)} (popkit-power status --all lists it); "
+                           f"agents: {_listed([agent_label(state, key, status=True) for key in agents], 'none yet')}")
     problem = "matches several agents" if found else "is not an agent of this session"
     listed = _listed([agent_label(state, key, status=True) for key in (found or agents)], "none yet")
     raise SessionError(f"{quoted(name)} {problem}; agents: {listed}")
@@ -121,6 +120,11 @@ def _gone(agent: Agent) -> str:
     return f"was lost{because}" if lost else f"has left{because}"
 
 
+def _long_gone(state: State, key: str) -> str:
+    """How an agent that departed long ago (only its key kept, in `departed_ids`) went."""
+    return "left long ago" if state["departed_ids"][key] else "was lost long ago"
+
+
 def check_task_id(given: str) -> str:
     """`given` if it can name a task; SessionError for an empty or blank one (a start of every id)."""
     if not given.strip():
@@ -136,8 +140,7 @@ def find_task(state: State, given: str) -> str:
     if given in tasks:
         return given
     if given in state["finished_ids"]:  # finished before the most recent ones: only its id is kept
-        how = "completed" if state["finished_ids"][given] else "failed"
-        raise SessionError(f"task {shown(given)} is already {how} (popkit-power replay shows its record)")
+        raise SessionError(f"{why_not_finished(state, given)} (popkit-power replay shows its record)")
     found = matching(given, {task_id: (task_id,) for task_id in tasks})
     if len(found) == 1:
         return found[0]
@@ -282,10 +285,10 @@ def _held(status: Any, holder: str) -> str:
 
 
 def _holder(state: State, key: str) -> str:
-    gone = key in state["agents"] and state["agents"][key]["status"] in GONE_AGENT_STATES
-    if key not in state["agents"] and key in state["departed_ids"]:  # departed long ago: only its key is kept
-        return f"{agent_label(state, key)}, who {'left' if state['departed_ids'][key] else 'was lost'} long ago"
-    return f"{agent_label(state, key)}, who {_gone(state['agents'][key])}" if gone else agent_label(state, key)
+    if _live(state, key):
+        return agent_label(state, key)
+    gone = _gone(state["agents"][key]) if key in state["agents"] else _long_gone(state, key)
+    return f"{agent_label(state, key)}, who {gone}"
 
 
 def _agent_arg(state: State, key: str) -> str:

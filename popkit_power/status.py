@@ -34,9 +34,8 @@ from .projector import (
     TASK_OPEN,
     TASK_ORPHANED,
     TASK_PARKED,
-    Folding,
     State,
-    apply,
+    project,
     watching,
 )
 from .provenance import doubts
@@ -214,9 +213,7 @@ class StatusReader:
 
     def read(self, *, now: float | None = None) -> dict[str, Any]:
         reader = self.session.journal.reader(self._position, on_damage=warn_damage)
-        with Folding():
-            for event in reader:
-                apply(self._state, event, self._rules)
+        project(reader, self._rules, self._state)
         self._position = reader.position
         return session_status(self.session, self._state, self._position, now=now)
 

@@ -25,6 +25,7 @@ from .model import (
     State,
     cut,
     index_finished,
+    uncount,
 )
 from .ownership import current_tasks, holds
 
@@ -54,11 +55,7 @@ def agent_entry(state: State, key: str, ts: Any, *, joining: bool = False) -> Ag
         state["agents"][key] = agent
         gone = state["departed_ids"].pop(key, None)
         if gone is not None:  # it departed long ago and came back: listed again, so no longer counted as gone
-            totals = state["totals"]["agents"]
-            status = AGENT_LEFT if gone else AGENT_LOST
-            totals[status] = totals.get(status, 0) - 1
-            if totals[status] <= 0:
-                del totals[status]
+            uncount(state["totals"]["agents"], AGENT_LEFT if gone else AGENT_LOST)
     return agent
 
 
@@ -216,8 +213,8 @@ def _departed(state: State, key: str, rules: Rules) -> None:
         if excess == 0:
             kept += departed[position:]
             break
-        agent = agents.get(name)
-        if agent is not None and agent["status"] in (AGENT_LEFT, AGENT_LOST):  # else it came back: just off the list
+        agent = agents[name]  # every departed one is in the state: it leaves both here, together
+        if agent["status"] in (AGENT_LEFT, AGENT_LOST):  # else it came back: just off the list
             if name in owners:
                 kept.append(name)
                 continue

@@ -123,6 +123,14 @@ def keep_recent(kept: dict[str, V], key: str, value: V, totals: dict[str, int], 
     return gone
 
 
+def uncount(totals: dict[str, int], status: str) -> None:
+    """Take back one count under `status` (an item counted as gone that is back, or counted again), dropping the
+    status at zero."""
+    totals[status] = totals.get(status, 0) - 1
+    if totals[status] <= 0:
+        del totals[status]
+
+
 def index_finished(index: dict[str, int], key: str, ok: bool, rules: Rules) -> None:
     """A finished item's id in an index of finished work (`finished_ids`, `answered_ids`: 1 completed or granted, 0
     failed or denied; `departed_ids`: 1 left, 0 lost), the oldest leaving past `rules.kept_finished_ids`."""

@@ -47,6 +47,7 @@ from .model import (
     cut,
     index_finished,
     keep_recent,
+    uncount,
 )
 from .ownership import current_tasks, place
 
@@ -246,7 +247,7 @@ def _logged(transition: Handler) -> Handler:
     """`transition`, first kept in its task's log (the replication server may place it elsewhere later)."""
     def apply(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
         task_id = data.get("task")
-        logs = state.setdefault("task_logs", {})
+        logs = state["task_logs"]
         # not a task finished long ago (its log gone with it): a late word about it changes nothing, and a log begun
         # by it would never be dropped, and would bring the task back when machines start ordering (_replay)
         if isinstance(task_id, str) and (task_id in logs or task_id not in state["finished_ids"]):
@@ -257,10 +258,9 @@ def _logged(transition: Handler) -> Handler:
                                                  "data": {key: cut(data[key]) if key == "result" else data[key]
                                                           for key in _KEPT if key in data}}])
             elif log is not None:
-                state["task_logs"][task_id] = None  # too long to replay
+                logs[task_id] = None  # too long to replay
         transition(state, event, data, rules)
         if state["ordered"] and event.get("type") == "task.completed":  # see _forget_logs
-            logs = state["task_logs"]
             for gone in logs.keys() - state["tasks"].keys() - state["finished"].keys():
                 del logs[gone]
     return apply
@@ -283,7 +283,7 @@ def _forget_logs(state: State, gone: list[str]) -> None:
 def _placed(state: State, event: Event, data: ArbiterOrdered, rules: Rules) -> None:
     """The server's place for a task transition (`arbiter.ordered`, its number the fact's `oseq`)."""
     task_id, number = data.get("task"), event.get("oseq")
-    log = state.setdefault("task_logs", {}).get(task_id) if isinstance(task_id, str) else None
+    log = state["task_logs"].get(task_id) if isinstance(task_id, str) else None
     entry = next((entry for entry in log or () if entry[2]["id"] == data.get("event")), None)
     if not (isinstance(number, int) and isinstance(task_id, str) and log) or entry is None or entry[0] is not None:
         return  # not a transition this journal holds, or placed already (a server that lost its data placed it again)
@@ -322,10 +322,7 @@ def _replay(state: State, task_id: str, rules: Rules) -> None:
     status = finished["status"] if finished is not None else None if ok is None else (
         TASK_COMPLETED if ok else TASK_FAILED)
     if status is not None:
-        totals = state["totals"]["tasks"]
-        totals[status] = totals.get(status, 0) - 1
-        if totals[status] <= 0:
-            del totals[status]
+        uncount(state["totals"]["tasks"], status)
     for agent in state["agents"].values():
         if agent["current_task"] == task_id:
             agent["current_task"] = None
