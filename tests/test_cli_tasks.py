@@ -109,7 +109,7 @@ def test_task_add_refuses_a_blank_title_and_an_agent_that_is_gone_or_unknown(ses
 
 
 def test_task_add_draws_again_when_the_id_is_taken(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
-    import popkit_power.cli.tasks as tasks_module
+    import popkit_power.task_changes as tasks_module
 
     task_in(session, "open", "t-aaaaaa")
     drawn = iter(["t-aaaaaa", "t-bbbbbb"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import os
-import unicodedata
 from typing import Any, NoReturn
 
 import click
@@ -125,15 +124,3 @@ def publish_event(session: Session, event_type: str, data: dict[str, Any], sende
     """Publish one event from the command line (an event sent as the human carries the evidence of where this
     command ran: Session.append_events)."""
     return session.publish(event_type, data, sender=sender, to=to, channel=channel)
-
-
-def require_text(text: str, what: str, fix: str) -> str:
-    """`text` unless it is blank: empty, or only spaces, line breaks, control or invisible characters (a zero-width
-    space reads as nothing too). SessionError naming `what` and `fix` otherwise."""
-    if all(char.isspace() or unicodedata.category(char) in _BLANK_CATEGORIES for char in text):
-        raise SessionError(f"the {what} is empty; {fix}")
-    return text
-
-
-#: Unicode categories that show nothing: controls, formats (zero-width characters), separators.
-_BLANK_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})

@@ -11,14 +11,14 @@ from typing import Any
 
 import click
 
-from ..display import quoted, shown
+from ..display import quoted
 from ..errors import ProtocolError, SessionError
-from ..fold.model import MAX_BROADCASTS_KEPT
 from ..keys import new_request_id
-from ..projector import live_agents
+from ..messaging import broadcast as broadcast_message
+from ..messaging import require_text, send_message
 from ..protocol import CHANNELS, DEFAULT_TYPE_OF_CHANNEL, channel_of
-from ..roster import check_agent_name, fold_through, live_agent, resolve_agent
-from .common import active_session, publish_event, require_text, sender_for, sender_option
+from ..roster import check_agent_name, fold_through, resolve_agent
+from .common import active_session, publish_event, sender_for, sender_option
 
 
 @click.command()
@@ -100,10 +100,7 @@ def send(agent: str, text: str, sender: str | None) -> None:
     has left or was lost (nobody would read it)."""
     require_text(text, "message", 'say what the agent should hear: popkit-power send AGENT "text"')
     who = sender_for("message.direct", sender)
-    session = active_session()
-    target = live_agent(session.projection()[0], agent, "a message to it would not be read")
-    appended = session.publish("message.direct", {"text": text}, sender=who, to=target)
-    click.echo(f"message sent to {shown(target)} (seq {appended.first_seq})")
+    click.echo(send_message(active_session(), agent, text, sender=who).text)
 
 
 @click.command()
@@ -113,13 +110,7 @@ def broadcast(text: str, sender: str | None) -> None:
     """Send TEXT to every agent (TEXT must say something)."""
     require_text(text, "broadcast", 'say what every agent should hear: popkit-power broadcast "text"')
     who = sender_for("message.broadcast", sender)
-    session = active_session()
-    appended = session.publish("message.broadcast", {"text": text}, sender=who)
-    hearing = [key for key in live_agents(session.projection()[0]) if key != who]
-    now = (f"{len(hearing)} agent{'s' if len(hearing) != 1 else ''} working now hear{'s' if len(hearing) == 1 else ''}"
-           f" it" if hearing else "no agent is working now")
-    click.echo(f"broadcast sent (seq {appended.first_seq}): {now}; agents that join later hear it in their welcome "
-               f"(the session's last {MAX_BROADCASTS_KEPT} broadcasts)")
+    click.echo(broadcast_message(active_session(), text, sender=who).text)
 
 
 COMMANDS = (publish, insight, send, broadcast)

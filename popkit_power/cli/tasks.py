@@ -19,36 +19,21 @@ the wait for the server's place of a change, are claims.py's, which programs cal
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
 import click
 
-from .. import provenance
 from ..claims import claim_task, wait_for_place
 from ..display import shown
 from ..errors import SessionError
 from ..journal.lease import held
 from ..journal.writer import Position
-from ..keys import HUMAN, REPLICATOR_LEASE, new_result_task_id, new_task_id
+from ..keys import HUMAN, REPLICATOR_LEASE, new_result_task_id
+from ..messaging import require_text
 from ..projector import FINISHED_TASK_STATES, State
-from ..roster import (
-    agent_label,
-    check_reassign,
-    check_release,
-    check_result,
-    find_task,
-    fold_through,
-    live_agent,
-    task_label,
-)
+from ..roster import check_result, find_task
 from ..session import Session, why_not_finished
-from .common import active_session, require_text, sender_for, sender_option
+from ..task_changes import add_task, reassign_task, release_task
+from .common import active_session, sender_for, sender_option
 from .help import HelpGroup
-
-if TYPE_CHECKING:
-    from ..shapes.state import Task
 
 
 @click.group(cls=HelpGroup)
@@ -65,22 +50,7 @@ def add(title: str, to: str | None, sender: str | None) -> None:
     """Add a task titled TITLE and print its id. Only the id is printed, for scripts: T=$(popkit-power task add ...)."""
     require_text(title, "task title", 'say what is to be done: popkit-power task add "title"')
     who = sender_for("task.created", sender)
-    session = active_session()
-    state, _ = session.projection()
-    data: dict[str, Any] = {"task": _unused_task_id(state), "title": title.strip()}
-    if to is not None:
-        data["owner"] = live_agent(state, to, "it cannot take a task")
-    session.publish("task.created", data, sender=who)
-    click.echo(data["task"])
-
-
-def _unused_task_id(state: State) -> str:
-    """A new task id that no task of the session has (ids are short, so one may be drawn twice)."""
-    for _attempt in range(100):
-        task_id = new_task_id()
-        if task_id not in state["tasks"] and task_id not in state["finished_ids"]:
-            return task_id
-    raise SessionError("could not draw an unused task id in 100 tries")  # pragma: no cover - 16.7 million ids
+    click.echo(add_task(active_session(), title, sender=who, to=to).task)
 
 
 @click.command()
@@ -186,17 +156,7 @@ def release(task_name: str, reason: str | None, sender: str | None) -> None:
     if reason is not None:
         require_text(reason, "reason", "say why, or leave --reason out")
     who = sender_for("task.released", sender)
-    session = active_session()
-    state, position = session.projection()
-    task_id = find_task(state, task_name)
-    check_release(state, task_id, who)
-    holder = state["tasks"][task_id]["owner"]  # told at its next call, or woken (hook/inbox.py)
-    data = {"task": task_id, **({"holder": holder} if holder else {}),
-            **({"reason": reason} if reason is not None else {})}
-    appended = session.publish("task.released", data, sender=who)
-    _counted(session, state, position, appended.first_seq, task_id, "released",
-             lambda task: task is not None and task["owner"] is None)
-    click.echo(f"task {shown(task_id)} released: open for any agent to claim (seq {appended.first_seq})")
+    click.echo(release_task(active_session(), task_name, sender=who, reason=reason).text)
 
 
 @click.command()
@@ -207,36 +167,7 @@ def reassign(task_name: str, agent: str) -> None:
     from a terminal outside Claude Code (refused inside an agent's session); the reassignment records where it was
     given. TASK is its id or a unique start of it; AGENT its key or name or a unique start of either, in any case."""
     who = sender_for("task.assigned", HUMAN)
-    session = active_session()
-    state, position = session.projection()
-    task_id = find_task(state, task_name)
-    target = live_agent(state, agent, "it cannot take the task")
-    if check_reassign(state, task_id, target):
-        click.echo(f"task {shown(task_id)} is already {agent_label(state, target)}'s "
-                   f"({state['tasks'][task_id]['status']}); nothing written")
-        return
-    before = state["tasks"][task_id]
-    was = (f"from {agent_label(state, before['owner'])}" if before["owner"]
-           else f"was {before.get('status')}")
-    data = {"task": task_id, "agent": target, "evidence": provenance.evidence(os.environ),
-            **({"holder": before["owner"]} if before.get("owner") else {})}
-    appended = session.publish("task.assigned", data, sender=who)
-    label = agent_label(state, target)
-    _counted(session, state, position, appended.first_seq, task_id, "reassigned",
-             lambda task: task is not None and task["owner"] == target)
-    click.echo(f"task {shown(task_id)} reassigned to {label} ({was}; seq {appended.first_seq})")
-
-
-def _counted(session: Session, state: State, position: Position, seq: int, task_id: str, done: str,
-             took: Callable[[Task | None], bool]) -> None:
-    """Nothing when the task change at `seq` took effect as of its own record (`took` of the task then); SessionError
-    saying what the task had become otherwise: something came in between the look and the append (the task was
-    finished, or given to another agent), and the fold counts the change for nothing, as a late claim."""
-    after = fold_through(session, state, position, seq)
-    if took(after["tasks"].get(task_id)):
-        return
-    raise SessionError(f"task {shown(task_id)} was not {done}: just before your change (seq {seq}, which counts for "
-                       f"nothing) it became {task_label(after, task_id)}")
+    click.echo(reassign_task(active_session(), task_name, agent, sender=who).text)
 
 
 COMMANDS = (task, claim, done, result, release, reassign)
