@@ -2,8 +2,9 @@
 
     inside_agent_session(environ)     why this process runs inside an agent's session, or None
     evidence(environ)                 where this process runs (pid, parent chain, user, terminal, session, a Claude
-                                      Code ancestor, the agent variables in its environment): recorded by
-                                      Session.append_events in every event this machine sends as the human
+                                      Code ancestor, the agent variables in its environment; inside `acting_via`,
+                                      how the word came): recorded by Session.append_events in every event this
+                                      machine sends as the human
     doubts(evidence, asked=...)       why that evidence does not show a person at a terminal ([] when it does): the
                                       one rule behind the doubtful-evidence mark in status, replay and the timeline
     check_sender(sender, event_type, environ, named=...)
@@ -27,6 +28,7 @@ Claude Code itself (its process or executable is named `claude`), found on Linux
 
 from __future__ import annotations
 
+import contextvars
 import os
 import sys
 
@@ -65,6 +67,11 @@ INIT_NAMES = frozenset({"init", "systemd", "launchd", "tini", "dumb-init", "cata
 CLOCK_SLACK_SECONDS = 0.05
 #: The largest evidence the state keeps with an answer (what `evidence` records is under 1,000 characters).
 MAX_KEPT_EVIDENCE_CHARS = 4000
+#: The ways a person's word reaches the library other than a command typed in a terminal: the dashboard, a web page
+#: that a server of this user's serves on loopback to whoever holds its token (dashboard/access.py).
+DASHBOARD = "dashboard"
+#: How the human's word reaches this process (`acting_via`): None for a command, else {"via": ..., "client": ...}.
+_VIA: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("popkit_power_via", default=None)
 #: Where the process table is read; tests point it elsewhere.
 PROC = "/proc"
 _MAX_TEXT = 200
@@ -128,6 +135,22 @@ def inside_agent_session(environ: Mapping[str, str], proc: str | None = None) ->
     return None
 
 
+class acting_via:
+    """`with acting_via(DASHBOARD, client="127.0.0.1:51234"):` the events sent as the human in the block record that
+    the word came through the dashboard from that client (the fields `via` and `client` of the evidence)."""
+
+    def __init__(self, via: str, *, client: str) -> None:
+        self._value = {"via": _text(via), "client": _text(client)}
+        self._token: contextvars.Token[dict[str, str] | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _VIA.set(self._value)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _VIA.reset(self._token)
+
+
 def evidence(environ: Mapping[str, str], proc: str | None = None) -> dict[str, Any]:
     """Where this process runs, for the journal (None where a fact cannot be read, as without /proc):
 
@@ -136,7 +159,8 @@ def evidence(environ: Mapping[str, str], proc: str | None = None) -> dict[str, A
     its own: started by `setsid`, or as a terminal window's first command); terminal_age (how many seconds its
     session's leader, the shell of its terminal, has run); ancestors (the names up its parent chain);
     claude_ancestor (`pid name` of a Claude Code process among them); claude_session and agent_environment (Claude
-    Code's variables that are set)."""
+    Code's variables that are set); via and client, inside `acting_via` only (the dashboard and the address of the
+    browser that sent the word)."""
     root = PROC if proc is None else proc
     found = ancestors(proc)
     claude = next((ancestor for ancestor in found or () if ancestor.is_claude), None)
@@ -155,6 +179,7 @@ def evidence(environ: Mapping[str, str], proc: str | None = None) -> dict[str, A
         "claude_ancestor": None if claude is None else _text(f"{claude.pid} {claude.name}"),
         "claude_session": _text(environ.get("CLAUDE_CODE_SESSION_ID", "")) or None,
         "agent_environment": [name for name in AGENT_ENVIRONMENT if environ.get(name, "").strip()],
+        **(_VIA.get() or {}),
     }
 
 
@@ -175,6 +200,13 @@ def doubts(found: Any, *, asked: Any = None, answered: Any = None) -> list[str]:
         reasons.append(f"inside an agent's session ({', '.join(dict.fromkeys(inside))} set)")
     if found.get("claude_ancestor"):
         reasons.append(f"Claude Code ({cut(_text(found['claude_ancestor']), _SHOWN_CHARS)}) is among its ancestors")
+    via = found.get("via")
+    if via == DASHBOARD:
+        # A server has no terminal of its own, and `start --dashboard` runs it detached: what vouches for the word is
+        # the token the browser sent (dashboard/access.py), which any process of this user can read.
+        return reasons
+    if via is not None:
+        reasons.append(f"it came through {quoted(_text(str(via)), _SHOWN_CHARS)}, which this version does not know")
     if found.get("controlling_terminal") is False or (found.get("controlling_terminal") is None
                                                       and not found.get("tty")):
         reasons.append("no terminal")
@@ -199,7 +231,7 @@ def doubts(found: Any, *, asked: Any = None, answered: Any = None) -> list[str]:
 _EVIDENCE_TYPES: dict[str, tuple[type, ...]] = {
     "pid": (int,), "ppid": (int,), "uid": (int,), "program": (str,), "tty": (str,), "controlling_terminal": (bool,),
     "own_session": (bool,), "terminal_age": (int, float), "ancestors": (list,), "claude_ancestor": (str,),
-    "claude_session": (str,), "agent_environment": (list,),
+    "claude_session": (str,), "agent_environment": (list,), "via": (str,), "client": (str,),
 }
 
 
