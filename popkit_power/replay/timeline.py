@@ -123,10 +123,16 @@ class Bins:
     says where: [virtual offset at which time goes on, the real time there]. An event whose time lies before one
     already seen (another machine's clock) is placed with the silences cut so far, at least in column 0."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, columns: int = COLUMNS, max_marks: int = MAX_MARKS, track: bool = False) -> None:
+        self.columns = columns
+        self.max_marks = max_marks
         self.t0: float | None = None
         self.width = FIRST_BIN_SECONDS
         self.cells: dict[tuple[int, int, int], list[Any]] = {}
+        #: With `track`: the cells added or changed since the caller last emptied this set (the live dashboard sends
+        #: only those), and how many times the bins doubled (after which every cell is new).
+        self.changed: set[tuple[int, int, int]] | None = set() if track else None
+        self.doublings = 0
         self.last = 0.0  # virtual offset of the latest event
         self.latest = 0.0  # real time of the latest event
         self.removed = 0.0  # seconds of silence cut so far
@@ -148,15 +154,18 @@ class Bins:
         offset = self.place(when)
         real = when - (self.t0 or 0.0)
         column = int(offset / self.width)
-        while column >= COLUMNS:
+        while column >= self.columns:
             self.coarsen()
             column = int(offset / self.width)
-        cell = self.cells.get((lane, kind, column))
+        key = (lane, kind, column)
+        if self.changed is not None:
+            self.changed.add(key)
+        cell = self.cells.get(key)
         if cell is None:
-            self.cells[(lane, kind, column)] = [1, seq, seq, real, real, sample(event)]
-            # The marks of a width only grow as the journal is read: past MAX_MARKS now, past it at the end too.
-            # Doubling now is what the end would do, and keeps memory at MAX_MARKS samples however long the session.
-            if len(self.cells) > MAX_MARKS:
+            self.cells[key] = [1, seq, seq, real, real, sample(event)]
+            # The marks of a width only grow as the journal is read: past max_marks now, past it at the end too.
+            # Doubling now is what the end would do, and keeps memory at max_marks samples however long the session.
+            if len(self.cells) > self.max_marks:
                 self.coarsen()
             return
         cell[0] += 1
@@ -166,6 +175,9 @@ class Bins:
     def coarsen(self) -> None:
         """Double the bins' width: each pair of neighbouring columns becomes one, with the sample of the earlier."""
         self.width *= 2
+        self.doublings += 1
+        if self.changed is not None:
+            self.changed.clear()
         merged: dict[tuple[int, int, int], list[Any]] = {}
         for (lane, kind, column), cell in self.cells.items():
             key = (lane, kind, column // 2)
@@ -179,27 +191,33 @@ class Bins:
         self.cells = merged
 
 
-def build_timeline(session: Session, *, on_damage: Callable[[Damage], None] | None = None) -> dict[str, Any]:
-    """Read the whole journal of `session` once and return the timeline's data (see timeline_page.render)."""
-    playback = Playback(session, names=True, on_damage=on_damage)
-    book = playback.book
-    assert book is not None
-    bins = Bins()
-    lanes: dict[str, dict[str, Any]] = {}
-    others: set[str] = set()
-    counts = [0] * len(KINDS)
-    undrawn = 0
-    for event in playback.events():
-        kind, key = placement(event, book)
+class Lanes:
+    """Events placed on lanes: one per agent (and the human's and the coordinator's), in the order they first appear,
+    at most `max_lanes` (more agents share the last), each event a mark in `bins`. What the timeline page and the live
+    dashboard draw."""
+
+    def __init__(self, book: Book, bins: Bins, *, max_lanes: int = MAX_LANES) -> None:
+        self.book = book
+        self.bins = bins
+        self.max_lanes = max_lanes
+        self.lanes: dict[str, dict[str, Any]] = {}
+        self.others: set[str] = set()
+        self.counts = [0] * len(KINDS)
+        self.undrawn = 0
+
+    def add(self, event: Event) -> None:
+        """Place `event` (already seen by the book) on its lane."""
+        kind, key = placement(event, self.book)
         when = seconds_of(event.get("ts"))
         if not isinstance(key, str) or when is None:
-            undrawn += 1
-            continue
+            self.undrawn += 1
+            return
+        lanes = self.lanes
         lane = lanes.get(key)
         if lane is None:
-            if len(lanes) >= MAX_LANES - 1 and key not in (HUMAN, COORDINATOR):
-                if len(others) < MAX_REMEMBERED:
-                    others.add(key)
+            if len(lanes) >= self.max_lanes - 1 and key not in (HUMAN, COORDINATOR):
+                if len(self.others) < MAX_REMEMBERED:
+                    self.others.add(key)
                 key = OTHERS
                 lane = lanes.get(key)
             if lane is None:
@@ -209,18 +227,45 @@ def build_timeline(session: Session, *, on_damage: Callable[[Damage], None] | No
         if state is not None:
             lane["state"] = state
         kind_index = _KIND_INDEX[kind]
-        counts[kind_index] += 1
+        self.counts[kind_index] += 1
         if kind == "doubtful":  # why, first among the fields its tooltip shows
-            event = {**event, "data": {"doubtful": "; ".join(book.doubts(event)), **event["data"]}}
-        bins.add(lane["index"], kind_index, when, event.get("seq"), event)
-    while len(bins.cells) > MAX_MARKS:
-        bins.coarsen()
-    return _model(session, book, playback, bins, lanes, others, counts, undrawn)
+            event = {**event, "data": {"doubtful": "; ".join(self.book.doubts(event)), **event["data"]}}
+        self.bins.add(lane["index"], kind_index, when, event.get("seq"), event)
+
+    def order(self) -> list[str]:
+        """The lanes' keys as drawn: the human's and the coordinator's first, the shared lane last."""
+        lanes = self.lanes
+        return sorted(lanes, key=lambda key: (key not in (HUMAN, COORDINATOR), key == OTHERS, lanes[key]["index"]))
+
+    def lane(self, key: str, first: int | None = None, last: int | None = None) -> dict[str, Any]:
+        """How the lane `key` is labelled: its agent's name and place, its role, its events and last state."""
+        lane = self.lanes[key]
+        label: str | None
+        if key == OTHERS:
+            name, label, role = f"{len(self.others)} more agents", "sharing one lane", "others"
+        else:
+            name, label = self.book.name(key), self.book.label(key)
+            role = key if key in (HUMAN, COORDINATOR) else "agent"
+        return {"key": clean(key, 80) if key != OTHERS else "", "name": name, "label": label, "role": role,
+                "events": lane["events"], "state": lane["state"], "first": first, "last": last}
 
 
-def _model(session: Session, book: Book, playback: Playback, bins: Bins, lanes: dict[str, dict[str, Any]],
-           others: set[str], counts: list[int], undrawn: int) -> dict[str, Any]:
-    order = sorted(lanes, key=lambda key: (key not in (HUMAN, COORDINATOR), key == OTHERS, lanes[key]["index"]))
+def build_timeline(session: Session, *, on_damage: Callable[[Damage], None] | None = None) -> dict[str, Any]:
+    """Read the whole journal of `session` once and return the timeline's data (see timeline_page.render)."""
+    playback = Playback(session, names=True, on_damage=on_damage)
+    book = playback.book
+    assert book is not None
+    lanes = Lanes(book, Bins())
+    for event in playback.events():
+        lanes.add(event)
+    while len(lanes.bins.cells) > MAX_MARKS:
+        lanes.bins.coarsen()
+    return _model(session, playback, lanes)
+
+
+def _model(session: Session, playback: Playback, placed: Lanes) -> dict[str, Any]:
+    book, bins, lanes, counts = placed.book, placed.bins, placed.lanes, placed.counts
+    order = placed.order()
     new_index = {lanes[key]["index"]: n for n, key in enumerate(order)}
     firsts: dict[int, int] = {}
     lasts: dict[int, int] = {}
@@ -255,25 +300,13 @@ def _model(session: Session, book: Book, playback: Playback, bins: Bins, lanes: 
         "gap_shown": GAP_SHOWN,
         "columns": min(COLUMNS, int(bins.last / bins.width) + 1) if t0 is not None else 0,
         "records": playback.records,
-        "undrawn": undrawn,
+        "undrawn": placed.undrawn,
         "damaged": playback.damaged,
-        "lanes": [_lane(key, lanes[key], book, len(others), firsts.get(lanes[key]["index"]),
-                        lasts.get(lanes[key]["index"])) for key in order],
+        "lanes": [placed.lane(key, firsts.get(lanes[key]["index"]), lasts.get(lanes[key]["index"]))
+                  for key in order],
         "kinds": [{"id": kind, "label": label, "count": counts[n]} for n, (kind, label) in enumerate(KINDS)],
         "marks": marks,
         "samples": samples,
         "names": names,
         "channels": {name: channel for name, (channel, _fields) in EVENT_TYPES.items()},
     }
-
-
-def _lane(key: str, lane: dict[str, Any], book: Book, others: int, first: int | None,
-          last: int | None) -> dict[str, Any]:
-    label: str | None
-    if key == OTHERS:
-        name, label, role = f"{others} more agents", "sharing one lane", "others"
-    else:
-        name, label = book.name(key), book.label(key)
-        role = key if key in (HUMAN, COORDINATOR) else "agent"
-    return {"key": clean(key, 80) if key != OTHERS else "", "name": name, "label": label, "role": role,
-            "events": lane["events"], "state": lane["state"], "first": first, "last": last}
