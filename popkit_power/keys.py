@@ -172,6 +172,8 @@ ORIGIN_FILE = "origin"
 ACTIVE_FILE = "active"
 #: The hook's one-line error log.
 HOOK_LOG = "hook.log"
+#: The running dashboard's address and token (0600; dashboard/access.py), gone when it stops.
+DASHBOARD_FILE = "dashboard.json"
 SESSIONS_DIR = "sessions"
 #: The trust markers in this user's state folder (home.trust_dir).
 TRUSTED_DIR = "trusted"

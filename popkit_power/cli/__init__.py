@@ -57,6 +57,7 @@ MODULE_OF_COMMAND = {
     "install": "hooks", "uninstall": "hooks", "guardrails": "hooks",
     "doctor": "doctor", "trust": "doctor",
     "upstash": "upstash",
+    "dashboard": "dashboard",
 }
 
 

@@ -15,7 +15,7 @@ from ..errors import SessionError
 from .common import session_to_read
 
 if TYPE_CHECKING:
-    from ..shapes.state import State
+    pass
 
 #: A replay shows a progress bar on a terminal when the journal is at least this large (about 10,000 events).
 PROGRESS_MIN_BYTES = 4 << 20
@@ -180,6 +180,7 @@ def _print_state(playback: Any, point: Any, *, as_json: bool, after_events: bool
     """The session's state at `point`, as status shows it (or its --json)."""
     import orjson
 
+    from ..replay.story import last_ts
     from ..status import session_status
     from ..timestamps import seconds_of
     from .render import make_console, status_output
@@ -191,18 +192,12 @@ def _print_state(playback: Any, point: Any, *, as_json: bool, after_events: bool
     if point.seq is not None and last_seq < point.seq and not playback.stopped:
         raise SessionError(f"--at {point.text!r} is past the end of session {playback.session.id}, whose records go "
                            f"through seq {last_seq}")
-    now = point.seconds if point.seconds is not None else seconds_of(playback.last_ts or _last_ts(book.state))
+    now = point.seconds if point.seconds is not None else seconds_of(playback.last_ts or last_ts(book.state))
     if after_events and not as_json:
         _emit(f"\n== the state at --at {point.text}: through seq {last_seq} ==")
     info = session_status(playback.session, book.state, playback.covered, now=now)
     click.echo(orjson.dumps(info).decode() if as_json else status_output(make_console(), info), nl=as_json,
                color=True)
-
-
-def _last_ts(state: State) -> Any:
-    """The time of the last event folded into `state`: the latest `last_seen` of anyone, else when it opened."""
-    seen = [agent["last_seen"] for agent in state["agents"].values() if isinstance(agent["last_seen"], str)]
-    return max(seen, default=state.get("opened"))
 
 
 @click.command()

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import orjson
 
 from ..display import clean
+from ..provenance import DASHBOARD
 
 Event = dict[str, Any]
 TEXT_CHARS = 120  # an agent's text in a line
@@ -99,7 +100,15 @@ def _answered(event: Event, data: dict[str, Any], book: Names) -> str:
     note = f": {_q(data['note'])}" if isinstance(data.get("note"), str) else ""
     reasons = book.doubts(event)
     doubtful = f" [DOUBTFUL evidence: {clean('; '.join(reasons), 160)}]" if reasons else ""
-    return f"{event.get('type', '').split('.')[-1]} {whose} {clean(request, 40)}{doubtful}{note}"
+    return f"{event.get('type', '').split('.')[-1]} {whose} {clean(request, 40)}{_via(data)}{doubtful}{note}"
+
+
+def _via(data: dict[str, Any]) -> str:
+    """How the human's word came when not from a terminal: " from the dashboard (127.0.0.1:51234)"."""
+    evidence = data.get("evidence")
+    if not isinstance(evidence, dict) or evidence.get("via") != DASHBOARD:
+        return ""
+    return f" from the dashboard ({clean(evidence.get('client'), 60)})"
 
 
 def _asked(event: Event, data: dict[str, Any], book: Names) -> str:
@@ -165,7 +174,7 @@ _WORDS: dict[str, Any] = {
     "task.created": lambda e, d, b: (f"added {_task(d, b)}" + (f" for {b.name(d['owner'])}"
                                                                 if isinstance(d.get("owner"), str) else "")),
     "task.claimed": lambda e, d, b: f"claimed {_task(d, b)}",
-    "task.assigned": lambda e, d, b: f"gave {_task(d, b)} to {_agent_of(d, b)}",
+    "task.assigned": lambda e, d, b: f"gave {_task(d, b)} to {_agent_of(d, b)}{_via(d)}",
     "task.completed": _completed,
     "task.orphaned": lambda e, d, b: f"orphaned {_task(d, b)}, which {_agent_of(d, b)} held",
     "task.parked": _parked,

@@ -323,3 +323,9 @@ def parse_point(text: str) -> Point:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return Point(text, seconds=when.timestamp())
+
+
+def last_ts(state: State) -> Any:
+    """The time of the last event folded into `state`: the latest `last_seen` of anyone, else when it opened."""
+    seen = [agent["last_seen"] for agent in state["agents"].values() if isinstance(agent["last_seen"], str)]
+    return max(seen, default=state.get("opened"))
