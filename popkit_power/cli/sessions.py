@@ -41,11 +41,19 @@ NO_COORDINATOR = "POPKIT_POWER_NO_COORDINATOR"
               "journal records the switch); without this, start is refused while a session is active.")
 @click.option("--coordinator/--no-coordinator", default=True, show_default=True,
               help="Start the session's coordinator as a daemon (also off with POPKIT_POWER_NO_COORDINATOR set).")
+@click.option("--dashboard", is_flag=True, help="Have the coordinator serve the session's dashboard too (popkit-power "
+              "dashboard), and print its URL.")
+@click.option("--dashboard-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="With --dashboard: the loopback port (0: any free one).")
 @sender_option
-def start(objective: str, switch: bool, coordinator: bool, sender: str | None) -> None:
+def start(objective: str, switch: bool, coordinator: bool, dashboard: bool, dashboard_port: int,
+          sender: str | None) -> None:
     """Open a power session for OBJECTIVE, make it the active one, and start its coordinator as a daemon. Refused
     while another session is active: stop that one first (popkit-power stop), or switch in one step with --switch."""
     home = power_dir()
+    if dashboard and not coordinator:
+        raise SessionError("--dashboard is served by the coordinator, which --no-coordinator leaves out: run "
+                           "popkit-power dashboard instead")
     who = sender_for("session.opened", sender)
     untrusted = untrusted_problem(home)
     found = set(os.listdir(home)) if untrusted else set()
@@ -84,8 +92,11 @@ def start(objective: str, switch: bool, coordinator: bool, sender: str | None) -
         click.echo(f"switched from session {previous.id} (closed)")
         push_end(previous)
     if coordinator and not os.environ.get(NO_COORDINATOR):
-        pid = _coordinator().spawn(session)
+        pid = _coordinator().spawn(session, dashboard_port=dashboard_port if dashboard else None)
         click.echo(f"coordinator: pid {pid}, log {os.path.join(session.dir, COORDINATOR_LOG)}")
+        if dashboard:
+            click.echo(f"dashboard: open {_coordinator().dashboard_url(session, pid)} (the token in it is the "
+                       f"page's key; popkit-power dashboard --url prints it again)")
 
 
 def _coordinator() -> ModuleType:

@@ -30,13 +30,16 @@ def running(session: Session) -> bool:
     return held(session.dir)
 
 
-def spawn(session: Session) -> int:
+def spawn(session: Session, *, dashboard_port: int | None = None) -> int:
     """Start the session's coordinator as a daemon and return its pid once it holds the lease; SessionError (with the
-    end of its log) if it does not come up."""
+    end of its log) if it does not come up. With `dashboard_port`, it serves the dashboard too (0: on any free
+    port; `dashboard_url` then says where)."""
     log = open_file(os.path.join(session.dir, COORDINATOR_LOG), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    dashboard = [] if dashboard_port is None else ["--dashboard", str(dashboard_port)]
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "popkit_power.coordinator", "--home", session.power_dir, "--session", session.id],
+            [sys.executable, "-m", "popkit_power.coordinator", "--home", session.power_dir, "--session", session.id,
+             *dashboard],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True)
     finally:
         os.close(log)
@@ -49,6 +52,21 @@ def spawn(session: Session) -> int:
         time.sleep(0.05)
     raise SessionError(f"the coordinator did not start (see {os.path.join(session.dir, COORDINATOR_LOG)}): "
                        f"{_log_tail(session)}")
+
+
+def dashboard_url(session: Session, pid: int) -> str:
+    """The URL of the dashboard the coordinator `pid` serves, once it has written it (its dashboard.json); SessionError
+    (with the end of its log) when it does not within START_SECONDS."""
+    from ..dashboard.access import read_address
+
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        found = read_address(session.power_dir) or {}
+        if found.get("pid") == pid and isinstance(found.get("url"), str):
+            return str(found["url"])
+        time.sleep(0.05)
+    raise SessionError(f"the coordinator (pid {pid}) runs, but its dashboard did not start (see "
+                       f"{os.path.join(session.dir, COORDINATOR_LOG)}): {_log_tail(session)}")
 
 
 def stop(session: Session) -> int | None:
@@ -77,9 +95,10 @@ def stop(session: Session) -> int | None:
     raise SessionError(f"the coordinator (pid {pid}) does not stop")
 
 
-def serve(power_dir: str | None, session_id: str | None) -> None:
+def serve(power_dir: str | None, session_id: str | None, *, dashboard_port: int | None = None) -> None:
     """Run the coordinator of the session (default: the active one) in the foreground until SIGTERM or SIGINT,
-    logging to stderr: the daemon's work, and `popkit-power coordinator`'s. Its mode is said first, and why."""
+    logging to stderr: the daemon's work, and `popkit-power coordinator`'s. Its mode is said first, and why. With
+    `dashboard_port`, it serves the session's dashboard (dashboard/server.py) in a thread until it stops."""
     from .runner import PowerModeCoordinator
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
@@ -92,7 +111,22 @@ def serve(power_dir: str | None, session_id: str | None) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    running.run()
+    dashboard = None
+    if dashboard_port is not None:
+        from ..dashboard.server import Dashboard
+
+        home = running.power_dir
+        dashboard = Dashboard(Session(home, session_id, read_only=True) if session_id
+                              else Session.active(home), port=dashboard_port)
+        dashboard.open()
+        dashboard.serve_in_thread()
+        print(f"dashboard: http://127.0.0.1:{dashboard.port}/ (its token is in {dashboard.address_file})",
+              file=sys.stderr, flush=True)
+    try:
+        running.run()
+    finally:
+        if dashboard is not None:
+            dashboard.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,9 +139,11 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Run a power session's coordinator in the foreground.")
     parser.add_argument("--home", metavar="DIR", help="the power directory")
     parser.add_argument("--session", metavar="SESSION", help="the session (default: the active one)")
+    parser.add_argument("--dashboard", metavar="PORT", type=int, help="serve the dashboard on this loopback port "
+                        "too (0: any free one)")
     args = parser.parse_args(argv)
     try:
-        serve(os.path.abspath(args.home) if args.home else None, args.session)
+        serve(os.path.abspath(args.home) if args.home else None, args.session, dashboard_port=args.dashboard)
     except (PowerModeError, OSError) as error:
         print(f"popkit-power: {error}", file=sys.stderr, flush=True)
         return 2
