@@ -298,6 +298,7 @@ class Feed:
         bins, placed = self._bins, self._lanes
         t0 = bins.t0
         return {"t0": t0, "bin_seconds": bins.width, "max_columns": COLUMNS,
+                "segments": [[0.0, t0], *bins.breaks] if t0 is not None else [],  # silences cut (timeline.Bins)
                 "columns": min(COLUMNS, int(bins.last / bins.width) + 1) if t0 is not None else 0,
                 "lanes": [{"index": placed.lanes[key]["index"], **placed.lane(key)} for key in placed.order()]}
 

@@ -89,12 +89,12 @@
   }
 
   function names() { return obj(status && status.names); }
-  function nameOf(key) {
+  function nameOf(key) {  // the one short name status gives each agent, the same in every section
     if (key === null || key === undefined) return "";
-    const agent = obj(obj(status && status.agents)[key]);
-    if (typeof agent.name === "string" && agent.name) return agent.name;
     const name = names()[key];
     if (typeof name === "string" && name) return name;
+    const agent = obj(obj(status && status.agents)[key]);
+    if (typeof agent.name === "string" && agent.name) return agent.name;
     if (lanes) for (const lane of arr(lanes.lanes)) if (lane && lane.key === key && lane.name) return lane.name;
     return String(key);
   }
@@ -103,7 +103,7 @@
     const out = [];
     for (const [key, agent] of Object.entries(obj(status && status.agents))) {
       const a = obj(agent);
-      if (LIVE_STATES.includes(a.state)) out.push([key, cut(a.name || key, 60)]);
+      if (LIVE_STATES.includes(a.state)) out.push([key, cut(nameOf(key), 60)]);
     }
     return out;
   }
@@ -384,7 +384,7 @@
       const task = a.current_task;
       const title = a.current_task_title || (task && obj(tasks[task]).title) || null;
       const message = a.last_message && typeof a.last_message === "object" ? a.last_message : null;
-      return {key, n, name: a.name || nameOf(key), state: a.state || a.status || "?", label: a.label, task, title,
+      return {key, n, name: nameOf(key), state: a.state || a.status || "?", label: a.label, task, title,
               files: arr(a.recent_files).slice(0, 3), news: message ? message.text : null,
               newsTo: message ? message.to : null, newsType: message ? message.type : null,
               ago: a.ago, lost: a.lost_reason, left: a.left_reason, calls: a.tool_calls, failures: a.failures};
@@ -676,6 +676,26 @@
             t0: lanes && typeof lanes.t0 === "number" ? lanes.t0 : null, height: TOP + list.length * LANE_H + 6};
   }
   const xOfOffset = (g, offset) => GUTTER + offset / g.bin * g.colW;
+  // Columns are of virtual time: silences longer than ten minutes are cut short (segments: [virtual offset at which
+  // time goes on, the real time there], as in the timeline file). Real time <-> offset through them.
+  function segmentsOf() {
+    const list = arr(lanes && lanes.segments).filter(seg => Array.isArray(seg) && typeof seg[0] === "number"
+                                                            && typeof seg[1] === "number");
+    return list.length ? list : (lanes && typeof lanes.t0 === "number" ? [[0, lanes.t0]] : []);
+  }
+  function offsetOf(when) {
+    const list = segmentsOf();
+    let found = null;
+    for (const seg of list) if (seg[1] <= when) found = seg;
+    if (found === null) return 0;
+    return found[0] + (when - found[1]);
+  }
+  function realOf(offset) {
+    const list = segmentsOf();
+    let found = list[0] || [0, 0];
+    for (const seg of list) if (seg[0] <= offset) found = seg;
+    return found[1] + (offset - found[0]);
+  }
 
   function renderLanes() {
     if (!lanes) return;
@@ -761,11 +781,11 @@
     const total = g.scale * g.bin;
     const step = STEPS.find(st => st * g.plotW / total >= 110) || STEPS[STEPS.length - 1];
     let first = true;
-    for (let t = Math.ceil(g.t0 / step) * step, n = 0; t <= g.t0 + total && n < 60; t += step, n++) {
-      const x = xOfOffset(g, t - g.t0);
+    for (let offset = Math.ceil(g.t0 / step) * step - g.t0, n = 0; offset <= total && n < 60; offset += step, n++) {
+      const x = xOfOffset(g, offset);
       s("line", {x1: x, x2: x, y1: TOP - 4, y2: g.height - 4, stroke: "#e5e7eb"}, gAxis);
       const text = s("text", {x: x + 3, y: TOP - 9, class: "tick"}, gAxis);
-      text.textContent = clock(t) + (first ? " UTC" : "");
+      text.textContent = clock(realOf(offset)) + (first ? " UTC" : "");
       first = false;
     }
   }
@@ -811,7 +831,7 @@
       if (from === undefined || to === undefined || from === to) continue;
       const when = epoch(ho.ts);
       if (when === null) continue;
-      const offset = Math.max(0, Math.min(maxOffset, when - geo.t0));
+      const offset = Math.max(0, Math.min(maxOffset, offsetOf(when)));
       const x = xOfOffset(geo, offset);
       const y1 = TOP + from * LANE_H + LANE_H / 2, y2 = TOP + to * LANE_H + LANE_H / 2;
       const group = s("g", {class: "handover-mark"}, gHand);
@@ -832,7 +852,7 @@
     const when = epoch(cursor.ts);
     if (when === null) return;
     const columns = Math.max(num(lanes.columns), 1);
-    const offset = Math.max(0, Math.min(columns * geo.bin, when - geo.t0));
+    const offset = Math.max(0, Math.min(columns * geo.bin, offsetOf(when)));
     const x = xOfOffset(geo, offset);
     const end = GUTTER + geo.plotW;
     if (end > x) s("rect", {x, y: TOP - 4, width: end - x, height: geo.height - TOP, fill: "#ffffff", "fill-opacity": .65,
@@ -1130,7 +1150,7 @@
       }
       if (cellsDirty.size > 4000) { cellsDirty.clear(); cellsFull = true; }
       lanes = {full: !!data.full, t0: data.t0, bin_seconds: data.bin_seconds, columns: data.columns,
-               max_columns: data.max_columns, lanes: arr(data.lanes)};
+               max_columns: data.max_columns, segments: arr(data.segments), lanes: arr(data.lanes)};
       lanesVersion++;
       schedule();
     });
