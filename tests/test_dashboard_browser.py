@@ -285,3 +285,47 @@ def wait_for_url(power_dir: str, pid: int, seconds: float = 60) -> str:
             return str(found["url"])
         time.sleep(0.05)
     raise AssertionError(f"the coordinator {pid} wrote no dashboard.json within {seconds} s")
+
+
+def test_twenty_agents_a_hundred_thousand_events_and_an_hour_more_in_flat_memory(
+        browser: Any, power_dir: str) -> None:
+    """The page opened on a long session is drawn, and an hour of events more (at ten a second, in the session's own
+    time) leaves its heap and its document the size they were: the lanes aggregate into bounded bins."""
+    from test_timeline import _ts, generated_session
+
+    session = generated_session(power_dir, agents=20, events=100_000)
+    with serving(session) as served:
+        open_dashboard(browser, served.url)
+        end = session.journal.end_position().seq - 1
+        wait(browser, lambda driver: drawn_seq(driver) >= end, seconds=120)
+        assert console_errors(browser) == []
+        screenshot(browser, "dashboard-100k-events")
+        before = page_size(browser)
+        keys = sorted({event["from"] for event in session.journal.reader()
+                       if event.get("type") == "agent.joined"})
+        start = time.time() + 5200  # after the generated session's last record
+        for batch in range(36):
+            events = []
+            for n in range(1000):
+                second = batch * 100 + n * 0.1
+                event = session.event("agent.tool", {"tool": "Edit", "ok": True, "file": f"/srv/src/h{n % 90}.py"},
+                                      sender=keys[n % len(keys)])
+                event["ts"] = _ts(start + second)
+                events.append(event)
+            session.append_events(events)
+        end = session.journal.end_position().seq - 1
+        wait(browser, lambda driver: drawn_seq(driver) >= end, seconds=120)
+        after = page_size(browser)
+        print(f"page before the hour: {before}; after: {after}")
+        assert after["heap"] < before["heap"] * 1.3 + 2_000_000, (before, after)
+        assert after["nodes"] < before["nodes"] * 1.3 + 500, (before, after)
+        assert console_errors(browser) == []
+
+
+def page_size(browser: Any) -> dict[str, int]:
+    """The page's JavaScript heap after a full garbage collection, and its number of DOM nodes."""
+    browser.execute_cdp_cmd("HeapProfiler.enable", {})
+    browser.execute_cdp_cmd("HeapProfiler.collectGarbage", {})
+    heap = browser.execute_cdp_cmd("Runtime.getHeapUsage", {})
+    nodes = js(browser, "return document.getElementsByTagName('*').length")
+    return {"heap": int(heap["usedSize"]), "nodes": int(nodes)}

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 #: Lane columns the page draws (the timeline file has more; a live page redraws them often).
 COLUMNS = 240
 #: Cells a page holds at most: past this the bins double, as the timeline's do.
-MAX_CELLS = 4000
+MAX_CELLS = 8000
 MAX_HANDOVERS = 50
 MAX_ANSWERED = 10
 REFRESH_SECONDS = 1.0

@@ -10,6 +10,7 @@
   const NS = "http://www.w3.org/2000/svg";
   const CUT = 300;          // the longest text shown from an agent
   const DRAWN_KEEP = 1000;  // window.popkitDrawn keeps this many entries
+  const MAX_CARDS = 60;     // a task column shows this many cards, and counts the rest
 
   function meta(name) {
     const node = document.querySelector(`meta[name="${name}"]`);
@@ -460,15 +461,19 @@
     const st = obj(status);
     const tasks = obj(st.tasks);
     const order = arr(st.unfinished_tasks).filter(id => typeof id === "string" && tasks[id]);
-    for (const id of Object.keys(tasks)) if (!order.includes(id)) {
+    const seen = new Set(order);
+    for (const id of Object.keys(tasks)) if (!seen.has(id)) {
       const t = obj(tasks[id]);
       if (COLUMN_OF[t.status]) order.push(id);
     }
     const live = canAct() ? liveAgents() : [];
     const columns = {parked: [], orphaned: [], open: [], claimed: [], finished: []};
+    const totals = {parked: 0, orphaned: 0, open: 0, claimed: 0, finished: 0};
     for (const id of order) {
       const t = obj(tasks[id]);
       const column = COLUMN_OF[t.status] || "open";
+      totals[column]++;
+      if (columns[column].length >= MAX_CARDS) continue;  // a column shows its first cards and counts the rest
       columns[column].push({key: id, title: t.title, status: t.status || "?", owner: t.owner,
                             ownerName: t.owner ? nameOf(t.owner) : null, attempts: t.attempts,
                             previous: t.previous_owner, previousName: t.previous_owner ? nameOf(t.previous_owner) : null,
@@ -484,15 +489,15 @@
     });
     finished.sort((a, b) => (a.finished < b.finished ? 1 : a.finished > b.finished ? -1 : 0));
     columns.finished = finished.slice(0, 30);
-    const total = Object.keys(obj(st.finished_tasks)).length;
-    if (!changed("tasks", [columns, total])) return;
+    totals.finished = finished.length;
+    if (!changed("tasks", [columns, totals])) return;
     for (const column of Object.keys(columns)) {
       const node = document.querySelector(`#tasks [data-column="${column}"]`);
       const items = columns[column];
       for (const item of items) item.sig = JSON.stringify(item);
       reconcile(node.querySelector(".list"), items, "task", buildTask);
-      node.querySelector(".n").textContent = column === "finished" && total > items.length
-        ? `${items.length} of ${total}` : String(items.length);
+      node.querySelector(".n").textContent = totals[column] > items.length
+        ? `${items.length} of ${totals[column]}` : String(items.length);
       node.dataset.count = String(items.length);
     }
     const counts = obj(st.task_counts);
@@ -602,7 +607,7 @@
     answered: ["circle", "#9333ea", 14], doubtful: ["circle", "#dc2626", 14], joined: ["edge", "#16a34a"],
     idle: ["ring", "#a3a3a3", 22], left: ["edge", "#737373"], other: ["small", "#a8a29e", 22],
   };
-  const GUTTER = 180, LANE_H = 30, TOP = 26, RIGHT = 12, MIN_COLS = 60;
+  const GUTTER = 180, LANE_H = 30, TOP = 26, RIGHT = 12, MIN_COLS = 40;
   const STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
   let geo = null;       // the geometry the marks were drawn with
   let svg = null, gBack = null, gFront = null, gLanes = null, gAxis = null, gHand = null, gCursor = null;
