@@ -118,6 +118,14 @@ def test_the_command_refuses_without_an_active_session_and_prints_the_running_ur
     with serving(session) as served:
         again = subprocess.run([*cli, "dashboard", "--url"], capture_output=True, text=True, timeout=60)
         assert again.stdout.strip() == served.url
+        inside = subprocess.run([*cli, "dashboard", "--url"], capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "CLAUDE_CODE_SESSION_ID": "s9"})
+        assert inside.returncode == 2 and served.token not in inside.stdout + inside.stderr
+        assert "inside an agent's session" in inside.stderr
+        saved = Path(power_dir, DASHBOARD_FILE).read_bytes()
+    Path(power_dir, DASHBOARD_FILE).write_bytes(saved.replace(f'"pid":{os.getpid()}'.encode(), b'"pid":999999999'))
+    stale = subprocess.run([*cli, "dashboard", "--url"], capture_output=True, text=True, timeout=60)
+    assert stale.returncode == 2 and "(pid 999999999) is gone" in stale.stderr and "token" not in stale.stderr
     past = subprocess.run([*cli, "dashboard", "20200101-000000-abcdef"], capture_output=True, text=True, timeout=60)
     assert past.returncode == 2 and "is not the active one" in past.stderr
 
