@@ -19,11 +19,10 @@ from popkit_power.session import Session
 class Served:
     """A running dashboard: its URL, port and token, and a client that acts as its own page would."""
 
-    def __init__(self, dashboard: Dashboard) -> None:
-        self.dashboard = dashboard
-        assert dashboard.url is not None
-        self.url = dashboard.url
-        self.port = dashboard.port
+    def __init__(self, url: str) -> None:
+        """`url`: the address a dashboard printed (with its token)."""
+        self.url = url
+        self.port = int(url.split(":")[2].split("/")[0])
         self.token = self.url.split("token=", 1)[1]
         self.base = f"http://127.0.0.1:{self.port}"
         self.client = httpx.Client(base_url=self.base, cookies={f"popkit_power_dashboard_{self.port}": self.token},
@@ -62,10 +61,12 @@ def last(messages: list[tuple[str, Any]], event: str) -> Any:
 @contextlib.contextmanager
 def serving(session: Session, **options: Any) -> Iterator[Served]:
     """The dashboard of `session` (opened read-only, as the command opens it) on a free port, stopped after."""
-    dashboard = Dashboard(Session(session.power_dir, session.id, read_only=True), doctor=False, **options)
+    options.setdefault("doctor", False)  # doctor's checks take a second or more: only where a test asks for them
+    dashboard = Dashboard(Session(session.power_dir, session.id, read_only=True), **options)
     dashboard.open()
     dashboard.serve_in_thread()
-    served = Served(dashboard)
+    assert dashboard.url is not None
+    served = Served(dashboard.url)
     try:
         yield served
     finally:

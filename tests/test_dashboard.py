@@ -81,7 +81,8 @@ def test_an_action_needs_its_own_origin_and_the_token_header(session: Session) -
         assert cross.status_code == 403 and "Origin 'http://attacker.example'" in cross.text
         headerless = served.client.post("/api/broadcast", json={"text": "x"}, headers={"origin": served.base})
         assert headerless.status_code == 403 and "x-popkit-token" in headerless.text
-        wrong = served.post("broadcast", {"text": "x"}, **{"x-popkit-token": served.token[:-1] + "A"})
+        other = "B" if served.token.endswith("A") else "A"  # one character off, whatever the token's last one is
+        wrong = served.post("broadcast", {"text": "x"}, **{"x-popkit-token": served.token[:-1] + other})
         assert wrong.status_code == 403
         assert served.post("broadcast", {"text": "from the page"}).json()["ok"] is True
     assert len(events_of(session, "message.broadcast")) == before + 1
@@ -169,6 +170,16 @@ def test_a_lost_agents_task_taken_by_another_is_a_hand_over(session: Session) ->
         assert handover == {"task": "t-parse", "title": "Parse the input", "from": AGENT, "to": OTHER,
                             "why": "its Claude Code process 4242 is gone", "seq": taken.first_seq,
                             "ts": handover["ts"]}
+
+
+def test_doctor_s_problems_are_on_the_page(session: Session, tmp_path: Path) -> None:
+    project = tmp_path / "project"  # a project where no hook is registered: doctor says so
+    project.mkdir()
+    with serving(session, doctor=True, project_dir=str(project)) as served:
+        found = served.messages(lambda found: any(name == "status" and data["problems"] for name, data in found))
+        problems = last(found, "status")["problems"]
+        hooks = next(problem for problem in problems if problem["check"] == "hooks")
+        assert hooks["level"] in ("FAIL", "warn") and "hook" in hooks["text"]
 
 
 # -- what its actions write -----------------------------------------------------------------------------------------
