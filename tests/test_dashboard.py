@@ -314,3 +314,40 @@ def test_a_page_holds_bounded_cells_and_status_however_long_the_session(session:
         assert 0 < len(lanes["cells"]) <= MAX_CELLS
         assert lanes["columns"] <= lanes["max_columns"]
         assert len(orjson.dumps(last(found, "status"))) < 400_000
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_the_command_stops_on_a_signal_with_a_page_open_and_takes_its_token_file_along(
+        power_dir: str, session: Session, sig: str) -> None:
+    import signal
+    import threading
+
+    from dashboard_support import Served
+
+    server = subprocess.Popen([sys.executable, "-m", "popkit_power.cli", "dashboard"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    served = Served(server.stdout.readline().split("open ", 1)[1].strip())
+    streaming = threading.Event()
+    ended: list[str] = []
+
+    def page() -> None:  # an open page: its event stream stays open until the server ends it
+        try:
+            with served.client.stream("GET", "/events") as response:
+                for line in response.iter_lines():
+                    streaming.set()
+                    if line.startswith("event: gone"):
+                        ended.append(line)
+        except Exception as error:  # the server closing the stream is how a page learns it stopped
+            ended.append(type(error).__name__)
+
+    reader = threading.Thread(target=page, daemon=True)
+    reader.start()
+    assert streaming.wait(30)
+    server.send_signal(getattr(signal, sig))
+    assert server.wait(timeout=30) == 0, server.stderr.read() if server.stderr else ""
+    reader.join(timeout=30)
+    assert not reader.is_alive()
+    assert ended and ended[0] == "event: gone"  # the page was told, not just cut off
+    assert not Path(power_dir, DASHBOARD_FILE).exists()
+    served.client.close()

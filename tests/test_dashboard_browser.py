@@ -329,3 +329,27 @@ def page_size(browser: Any) -> dict[str, int]:
     heap = browser.execute_cdp_cmd("Runtime.getHeapUsage", {})
     nodes = js(browser, "return document.getElementsByTagName('*').length")
     return {"heap": int(heap["usedSize"]), "nodes": int(nodes)}
+
+
+def test_a_dashboard_started_for_the_active_session_follows_to_the_next_one(browser: Any, power_dir: str) -> None:
+    """`popkit-power dashboard` with no SESSION: `stop`, then `start` of another session, and the open page shows
+    the new session by itself."""
+    env = {**os.environ, "POPKIT_POWER_HOME": power_dir, "POPKIT_POWER_NO_COORDINATOR": "1"}
+    cli = [sys.executable, "-m", "popkit_power.cli"]
+    subprocess.run([*cli, "start", "The first objective"], env=env, check=True, capture_output=True, timeout=60)
+    server = subprocess.Popen([*cli, "dashboard"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split("open ", 1)[1].strip()
+        open_dashboard(browser, url)
+        assert text_of(browser, "#objective") == "The first objective"
+        subprocess.run([*cli, "stop"], env=env, check=True, capture_output=True, timeout=60)
+        subprocess.run([*cli, "start", "The second objective"], env=env, check=True, capture_output=True, timeout=60)
+        wait(browser, lambda driver: text_of(driver, "#objective") == "The second objective", seconds=30)
+        assert browser.current_url == url.split("?")[0]  # the same dashboard, its cookie still good
+        assert console_errors(browser) == []
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    assert read_address(power_dir) is None

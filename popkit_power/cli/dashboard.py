@@ -55,7 +55,9 @@ def dashboard(session_id: str | None, replay: bool, port: int, show_url: bool) -
             raise SessionError(f"Power Mode is off in {home}: start a session (popkit-power start \"objective\"), or "
                                f"look at a past one with: popkit-power dashboard --replay")
         session = Session(home, active, read_only=True)
-    server = Dashboard(session, port=port, replay=replay, project_dir=os.getcwd())
+    # Without SESSION, the dashboard shows whichever session is active, from one to the next.
+    server = Dashboard(session, port=port, replay=replay, project_dir=os.getcwd(),
+                       follow_active=not replay and session_id is None)
     address = server.open()
     what = "replay of session" if replay else "live dashboard of session"
     click.echo(f"{what} {session.id}: open {address}")

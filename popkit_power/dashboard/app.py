@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -89,9 +90,17 @@ class Guard:
         await self.app(scope, receive, secured)
 
 
-def make_app(feed: Feed, access: Access, *, mode: str, writable: Session | None) -> Starlette:
-    """The application for `feed`'s session. `writable`: the session the actions write to (None in a replay)."""
-    session = feed.session
+@dataclass
+class Showing:
+    """What the dashboard shows now: the feed of one session, and that session opened for writing (None in a replay).
+    A live dashboard that follows the active session replaces both when another session becomes active."""
+
+    feed: Feed
+    writable: Session | None
+
+
+def make_app(showing: Showing, access: Access, *, mode: str) -> Starlette:
+    """The application for the session `showing` shows (read at each request)."""
     inside = provenance.inside_agent_session(os.environ)
     why_not = (None if inside is None else f"this dashboard runs inside an agent's session ({inside}): only the human "
                f"answers approvals, from a dashboard or terminal started outside Claude Code")
@@ -123,10 +132,11 @@ def make_app(feed: Feed, access: Access, *, mode: str, writable: Session | None)
             except RuntimeError:  # the server's loop has closed: nobody reads this page any more
                 pass
 
+        feed = showing.feed
         mailbox = feed.subscribe(notify)
         replay = feed_replay_range(feed) if mode == REPLAY_MODE else None
-        first = hello(session, mode=mode, can_answer=writable is not None and inside is None, why_not=why_not,
-                      replay=replay)
+        first = hello(feed.session, mode=mode, can_answer=showing.writable is not None and inside is None,
+                      why_not=why_not, replay=replay)
 
         async def stream() -> AsyncIterator[dict[str, str]]:
             try:
@@ -140,7 +150,8 @@ def make_app(feed: Feed, access: Access, *, mode: str, writable: Session | None)
                     if status is not None:
                         yield {"event": "status", "data": status.decode()}
                     if mailbox.gone is not None:
-                        yield {"event": "gone", "data": orjson.dumps({"text": mailbox.gone}).decode()}
+                        yield {"event": "gone", "data": orjson.dumps({"text": mailbox.gone,
+                                                                      "reload": mailbox.reload}).decode()}
                         return
             finally:
                 feed.unsubscribe(mailbox)
@@ -158,7 +169,7 @@ def make_app(feed: Feed, access: Access, *, mode: str, writable: Session | None)
         from .replaying import status_at as fold_to
 
         try:
-            found = await run_in_threadpool(fold_to, feed, seq)
+            found = await run_in_threadpool(fold_to, showing.feed, seq)
         except PowerModeError as error:
             return JSONResponse({"ok": False, "error": str(error)}, status_code=400)
         return Response(orjson.dumps(found, default=str), media_type="application/json")
@@ -169,6 +180,7 @@ def make_app(feed: Feed, access: Access, *, mode: str, writable: Session | None)
         if action is None:
             return JSONResponse({"ok": False, "error": f"no action {name!r}; actions: {', '.join(ACTIONS)}"},
                                 status_code=404)
+        writable = showing.writable
         if writable is None:
             return JSONResponse({"ok": False, "error": "a replay changes nothing"}, status_code=400)
         raw = await request.body()
@@ -184,6 +196,7 @@ def make_app(feed: Feed, access: Access, *, mode: str, writable: Session | None)
         where = f"{client.host}:{client.port}" if client else "unknown"
 
         def run() -> str:
+            assert writable is not None
             with provenance.acting_via(provenance.DASHBOARD, client=where):
                 return action(writable, body)
 

@@ -61,6 +61,7 @@ class Mailbox:
         self._cells: dict[tuple[int, int, int], list[Any]] = {}
         self._full = True
         self.gone: str | None = None
+        self.reload = False  # with `gone`: the page should load again (the dashboard shows another session now)
 
     def put(self, status: bytes | None, lanes: dict[str, Any] | None, cells: dict[tuple[int, int, int], list[Any]],
             *, full: bool) -> None:
@@ -75,8 +76,8 @@ class Mailbox:
                 self._cells.update(cells)
         self._notify()
 
-    def close(self, why: str) -> None:
-        self.gone = why
+    def close(self, why: str, *, reload: bool = False) -> None:
+        self.gone, self.reload = why, reload
         self._notify()
 
     def take(self) -> tuple[bytes | None, bytes | None]:
@@ -156,14 +157,15 @@ class Feed:
         if self._watch is not None:
             self._watch.wake()
 
-    def close(self, why: str = "the dashboard stopped") -> None:
+    def close(self, why: str = "the dashboard stopped", *, reload: bool = False) -> None:
+        """Stop reading, and tell every page `why` (`reload`: it should load again, to see what replaced this)."""
         self._stop.set()
         self._wake()
         if self._thread is not None:
             self._thread.join(timeout=10)
         with self._lock:
             for mailbox in self._mailboxes:
-                mailbox.close(why)
+                mailbox.close(why, reload=reload)
 
     # -- the thread -------------------------------------------------------------------------------------------------
 

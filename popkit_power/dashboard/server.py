@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 from typing import Any
 
-from ..errors import SessionError
+from ..errors import PowerModeError, SessionError
 from ..session import Session
 from .access import Access, new_token, remove_address, url, write_address
-from .app import LIVE_MODE, REPLAY_MODE, make_app
+from .app import LIVE_MODE, REPLAY_MODE, Showing, make_app
 from .feed import Feed
 
 log = logging.getLogger(__name__)
@@ -31,24 +32,36 @@ log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 #: How long open pages (each holding an event stream) may delay a stop.
 SHUTDOWN_SECONDS = 2
+#: How often a dashboard that follows the active session looks which one it is.
+SWITCH_SECONDS = 1.0
 
 
 class Dashboard:
     """One server for one session: live (`replay` False: it follows the journal and takes actions) or a replay."""
 
     def __init__(self, session: Session, *, port: int = 0, replay: bool = False, doctor: bool = True,
-                 project_dir: str | None = None) -> None:
+                 project_dir: str | None = None, follow_active: bool = False) -> None:
+        """`follow_active`: when `session` closes and another becomes active, show that one (the pages load again);
+        without it the dashboard shows `session` until it stops."""
         self.session = session
         self.replay = replay
         self.port = port
         self.project_dir = project_dir or os.getcwd()
-        checks = None if replay or not doctor else self._problems
-        self.feed = Feed(session, doctor=checks, follow=not replay)
+        self._doctor = not replay and doctor
+        self.feed = self._feed(session)
+        self.showing = Showing(self.feed, None if replay else Session(session.power_dir, session.id))
+        self._follow_active = follow_active and not replay
+        self._switcher: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._token = ""
         self._server: Any = None
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self.url: str | None = None
         self.address_file: str | None = None
+
+    def _feed(self, session: Session) -> Feed:
+        return Feed(session, doctor=self._problems if self._doctor else None, follow=not self.replay)
 
     def _problems(self) -> list[dict[str, Any]]:
         from ..setup.doctor import FAIL, OK, run_all
@@ -71,14 +84,13 @@ class Dashboard:
         sock.listen(128)
         self._socket = sock
         self.port = sock.getsockname()[1]
-        token = new_token()
+        token = self._token = new_token()
         access = Access(token, self.port)
         self.feed.start()
         if self.replay:
             self.feed.ready.wait()  # the slider's range is the whole journal's
         mode = REPLAY_MODE if self.replay else LIVE_MODE
-        writable = None if self.replay else Session(self.session.power_dir, self.session.id)
-        app = make_app(self.feed, access, mode=mode, writable=writable)
+        app = make_app(self.showing, access, mode=mode)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
                                 timeout_graceful_shutdown=SHUTDOWN_SECONDS, ws="none")
         self._server = uvicorn.Server(config)
@@ -86,14 +98,58 @@ class Dashboard:
         if not self.replay:
             self.address_file = write_address(self.session.power_dir, port=self.port, token=token,
                                               session=self.session.id, mode=mode)
+        if self._follow_active:
+            self._switcher = threading.Thread(target=self._follow, name="popkit-power-dashboard-switch", daemon=True)
+            self._switcher.start()
         return self.url
 
+    def _follow(self) -> None:
+        """Every SWITCH_SECONDS: when another session is active than the one shown, show that one."""
+        from ..home import active_session
+
+        while not self._stopping.wait(SWITCH_SECONDS):
+            try:
+                active = active_session(self.session.power_dir)
+            except (OSError, PowerModeError) as error:
+                log.warning("the active session cannot be read: %s", error)
+                continue
+            if active is None or active == self.session.id:
+                continue
+            try:
+                self._show(Session(self.session.power_dir, active, read_only=True))
+            except (OSError, PowerModeError) as error:
+                log.warning("session %s cannot be shown: %s", active, error)
+
+    def _show(self, session: Session) -> None:
+        old, previous = self.feed, self.session
+        feed = self._feed(session)
+        feed.start()
+        self.session, self.feed = session, feed
+        self.showing.feed, self.showing.writable = feed, Session(session.power_dir, session.id)
+        write_address(session.power_dir, port=self.port, token=self._token, session=session.id, mode=LIVE_MODE)
+        log.info("showing session %s (session %s is no longer active)", session.id, previous.id)
+        old.close(f"session {previous.id} is no longer the active one: this dashboard shows session {session.id} now",
+                  reload=True)
+
     def serve(self) -> None:
-        """Answer in this thread until SIGINT or SIGTERM (uvicorn's handlers), then close."""
+        """Answer until SIGINT or SIGTERM, then close (dashboard.json removed, every page told). The server runs in
+        a thread and this one waits for the signal: uvicorn's own handling, in the main thread, raises the signal
+        again once it has stopped, and the default action then ends the process before anything is cleaned up."""
+        stop = threading.Event()
+
+        def stop_on(signum: int, _frame: Any) -> None:
+            stop.set()  # only a flag: nothing unsafe in a signal handler
+
+        previous = {sig: signal.signal(sig, stop_on) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self._server.run(sockets=[self._socket])
+            self.serve_in_thread()
+            while not stop.wait(1.0):
+                if self._thread is not None and not self._thread.is_alive():
+                    raise SessionError("the dashboard's server stopped by itself (see the messages above)")
         finally:
             self.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def serve_in_thread(self) -> None:
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
@@ -101,6 +157,9 @@ class Dashboard:
         self._thread.start()
 
     def close(self) -> None:
+        self._stopping.set()
+        if self._switcher is not None:
+            self._switcher.join(timeout=SWITCH_SECONDS + 10)
         if self._server is not None:
             self._server.should_exit = True
         self.feed.close("the dashboard stopped")

@@ -1166,6 +1166,8 @@
       setConnection("gone", cut(data.text || "the session ended", 200));
       last.approvals = null; last.tasks = null;
       schedule();
+      // The dashboard shows another session now (the active one changed): load the page again to see it.
+      if (data.reload === true) setTimeout(() => window.location.reload(), 500);
     });
   }
 
