@@ -21,12 +21,13 @@ from urllib.parse import urlparse
 import orjson
 import pytest
 from dashboard_support import serving
+from support import until
 from test_timeline import CHROMEDRIVER, CHROMIUM
 
 from popkit_power.dashboard.access import read_address
 from popkit_power.demo.agent import hook_program
 from popkit_power.keys import HUMAN
-from popkit_power.session import Session, start_session
+from popkit_power.session import Session
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 AGENT_SCRIPT = Path(__file__).parent / "dashboard_agent.py"
@@ -213,7 +214,14 @@ def test_a_replay_moves_with_its_slider(browser: Any, session: Session) -> None:
 
 def test_twenty_agents_and_a_killed_one_the_page_shows_the_loss_and_the_hand_over(
         browser: Any, power_dir: str, tmp_path: Path) -> None:
-    session = start_session(power_dir, "Twenty agents on one objective", sender="human")
+    env = {**os.environ, "POPKIT_POWER_HOME": power_dir}
+    env.pop("POPKIT_POWER_NO_COORDINATOR", None)
+    cli = [sys.executable, "-m", "popkit_power.cli"]
+    started = subprocess.run([*cli, "start", "--dashboard", "Twenty agents on one objective"], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    url = next(line for line in started.stdout.splitlines() if line.startswith("dashboard: open ")).split()[2]
+    session = Session.active(power_dir)
     project = tmp_path / "project"
     project.mkdir()
     tasks = [f"t-{n:02d}" for n in range(20)]
@@ -221,13 +229,8 @@ def test_twenty_agents_and_a_killed_one_the_page_shows_the_loss_and_the_hand_ove
         session.publish("task.created", {"task": task, "title": f"Module {n}"}, sender=HUMAN)
     spare = "t-spare"
     session.publish("task.created", {"task": spare, "title": "The killed agent's work"}, sender=HUMAN)
-    env = {**os.environ, "POPKIT_POWER_HOME": power_dir}
-    coordinator = subprocess.Popen([sys.executable, "-m", "popkit_power.coordinator", "--home", power_dir,
-                                    "--session", session.id, "--dashboard", "0"], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     agents: list[subprocess.Popen[bytes]] = []
     try:
-        url = wait_for_url(power_dir, coordinator.pid)
         deadline = str(time.time() + 240)
         for n in range(20):
             task = spare if n == 7 else tasks[n]
@@ -257,12 +260,9 @@ def test_twenty_agents_and_a_killed_one_the_page_shows_the_loss_and_the_hand_ove
     finally:
         for agent in agents:
             agent.kill()
-        coordinator.send_signal(signal.SIGTERM)
-        try:
-            coordinator.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            coordinator.kill()
-    assert read_address(power_dir) is None  # the coordinator took its dashboard down with it
+        stopped = subprocess.run([*cli, "stop"], env=env, capture_output=True, text=True, timeout=120)
+    assert stopped.returncode == 0, stopped.stderr
+    until(lambda: read_address(power_dir) is None, 30, "the coordinator takes its dashboard down with it")
 
 
 def _handed_over(driver: Any, task: str) -> bool:
@@ -275,16 +275,6 @@ def text_of(browser: Any, selector: str) -> str:
     """The text of the first element `selector` finds, read at once (the page may redraw it at any moment)."""
     return str(js(browser, "const node = document.querySelector(arguments[0]); return node ? node.textContent : ''",
                   selector))
-
-
-def wait_for_url(power_dir: str, pid: int, seconds: float = 60) -> str:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = read_address(power_dir) or {}
-        if found.get("pid") == pid:
-            return str(found["url"])
-        time.sleep(0.05)
-    raise AssertionError(f"the coordinator {pid} wrote no dashboard.json within {seconds} s")
 
 
 def test_twenty_agents_a_hundred_thousand_events_and_an_hour_more_in_flat_memory(

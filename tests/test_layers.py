@@ -18,7 +18,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "popkit_power"
 
 #: part -> the parts it must never import (what lies above it, or beside it with no business there).
-ABOVE_EVERYTHING = {"cli", "demo", "setup", "status", "replay", "coordinator", "hook", "replication", "upstash_adapter"}
+ABOVE_EVERYTHING = {"cli", "demo", "setup", "status", "replay", "coordinator", "hook", "replication", "upstash_adapter",
+                    "dashboard"}
 LOWER_THAN = {
     "journal": ABOVE_EVERYTHING | {"session", "projector", "fold", "config", "home", "protocol", "roster"},
     "fold": ABOVE_EVERYTHING | {"session", "journal", "home", "roster"},
@@ -31,8 +32,9 @@ LOWER_THAN = {
     "replication": ABOVE_EVERYTHING - {"replication"},
     "coordinator": ABOVE_EVERYTHING - {"coordinator", "replication"},
     "replay": ABOVE_EVERYTHING - {"replay"},
-    "status": {"cli", "demo", "setup", "replay", "hook", "coordinator"},
-    "setup": {"cli", "demo", "replay"},
+    "status": {"cli", "demo", "setup", "replay", "hook", "coordinator", "dashboard"},
+    "setup": {"cli", "demo", "replay", "dashboard"},
+    "dashboard": {"cli", "demo", "hook"},
 }
 
 

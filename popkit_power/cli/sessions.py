@@ -92,11 +92,14 @@ def start(objective: str, switch: bool, coordinator: bool, dashboard: bool, dash
         click.echo(f"switched from session {previous.id} (closed)")
         push_end(previous)
     if coordinator and not os.environ.get(NO_COORDINATOR):
-        pid = _coordinator().spawn(session, dashboard_port=dashboard_port if dashboard else None)
+        served = {"module": "popkit_power.dashboard", "more": ["--port", str(dashboard_port)]} if dashboard else {}
+        pid = _coordinator().spawn(session, **served)
         click.echo(f"coordinator: pid {pid}, log {os.path.join(session.dir, COORDINATOR_LOG)}")
         if dashboard:
-            click.echo(f"dashboard: open {_coordinator().dashboard_url(session, pid)} (the token in it is the "
-                       f"page's key; popkit-power dashboard --url prints it again)")
+            from ..dashboard.server import address_of
+
+            click.echo(f"dashboard: open {address_of(session, pid)} (the token in it is the page's key; "
+                       f"popkit-power dashboard --url prints it again)")
 
 
 def _coordinator() -> ModuleType:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._fs import open_file, read_file
@@ -30,16 +31,14 @@ def running(session: Session) -> bool:
     return held(session.dir)
 
 
-def spawn(session: Session, *, dashboard_port: int | None = None) -> int:
+def spawn(session: Session, *, module: str = "popkit_power.coordinator", more: Sequence[str] = ()) -> int:
     """Start the session's coordinator as a daemon and return its pid once it holds the lease; SessionError (with the
-    end of its log) if it does not come up. With `dashboard_port`, it serves the dashboard too (0: on any free
-    port; `dashboard_url` then says where)."""
+    end of its log) if it does not come up. `module` is the program (`python -m MODULE --home DIR --session ID
+    MORE...`): this one's `main`, or one that runs `serve` with more alongside (the dashboard's)."""
     log = open_file(os.path.join(session.dir, COORDINATOR_LOG), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    dashboard = [] if dashboard_port is None else ["--dashboard", str(dashboard_port)]
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "popkit_power.coordinator", "--home", session.power_dir, "--session", session.id,
-             *dashboard],
+            [sys.executable, "-m", module, "--home", session.power_dir, "--session", session.id, *more],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True)
     finally:
         os.close(log)
@@ -52,21 +51,6 @@ def spawn(session: Session, *, dashboard_port: int | None = None) -> int:
         time.sleep(0.05)
     raise SessionError(f"the coordinator did not start (see {os.path.join(session.dir, COORDINATOR_LOG)}): "
                        f"{_log_tail(session)}")
-
-
-def dashboard_url(session: Session, pid: int) -> str:
-    """The URL of the dashboard the coordinator `pid` serves, once it has written it (its dashboard.json); SessionError
-    (with the end of its log) when it does not within START_SECONDS."""
-    from ..dashboard.access import read_address
-
-    deadline = time.monotonic() + START_SECONDS
-    while time.monotonic() < deadline:
-        found = read_address(session.power_dir) or {}
-        if found.get("pid") == pid and isinstance(found.get("url"), str):
-            return str(found["url"])
-        time.sleep(0.05)
-    raise SessionError(f"the coordinator (pid {pid}) runs, but its dashboard did not start (see "
-                       f"{os.path.join(session.dir, COORDINATOR_LOG)}): {_log_tail(session)}")
 
 
 def stop(session: Session) -> int | None:
@@ -95,10 +79,12 @@ def stop(session: Session) -> int | None:
     raise SessionError(f"the coordinator (pid {pid}) does not stop")
 
 
-def serve(power_dir: str | None, session_id: str | None, *, dashboard_port: int | None = None) -> None:
+def serve(power_dir: str | None, session_id: str | None, *,
+          alongside: Callable[[str, str | None], Callable[[], None]] | None = None) -> None:
     """Run the coordinator of the session (default: the active one) in the foreground until SIGTERM or SIGINT,
-    logging to stderr: the daemon's work, and `popkit-power coordinator`'s. Its mode is said first, and why. With
-    `dashboard_port`, it serves the session's dashboard (dashboard/server.py) in a thread until it stops."""
+    logging to stderr: the daemon's work, and `popkit-power coordinator`'s. Its mode is said first, and why.
+    `alongside(power_dir, session_id)`, called once the coordinator is connected, starts something that runs as long
+    as it does (the dashboard: dashboard/__main__.py) and returns what stops it."""
     from .runner import PowerModeCoordinator
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
@@ -111,39 +97,27 @@ def serve(power_dir: str | None, session_id: str | None, *, dashboard_port: int 
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    dashboard = None
-    if dashboard_port is not None:
-        from ..dashboard.server import Dashboard
-
-        home = running.power_dir
-        dashboard = Dashboard(Session(home, session_id, read_only=True) if session_id
-                              else Session.active(home), port=dashboard_port)
-        dashboard.open()
-        dashboard.serve_in_thread()
-        print(f"dashboard: http://127.0.0.1:{dashboard.port}/ (its token is in {dashboard.address_file})",
-              file=sys.stderr, flush=True)
+    stop_alongside = alongside(running.power_dir, session_id) if alongside is not None else None
     try:
         running.run()
     finally:
-        if dashboard is not None:
-            dashboard.close()
+        if stop_alongside is not None:
+            stop_alongside()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, alongside: Callable[[str, str | None], Callable[[], None]] | None = None,
+         prog: str = "python -m popkit_power.coordinator") -> int:
     """`python -m popkit_power.coordinator [--home DIR] [--session SESSION]`: `serve`, with the power directory as
     the CLI finds it (--home, else $POPKIT_POWER_HOME, else from here). Exit 0 once stopped; an error is one line
     on stderr and exit 2, as the CLI says it."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m popkit_power.coordinator",
-                                     description="Run a power session's coordinator in the foreground.")
+    parser = argparse.ArgumentParser(prog=prog, description="Run a power session's coordinator in the foreground.")
     parser.add_argument("--home", metavar="DIR", help="the power directory")
     parser.add_argument("--session", metavar="SESSION", help="the session (default: the active one)")
-    parser.add_argument("--dashboard", metavar="PORT", type=int, help="serve the dashboard on this loopback port "
-                        "too (0: any free one)")
     args = parser.parse_args(argv)
     try:
-        serve(os.path.abspath(args.home) if args.home else None, args.session, dashboard_port=args.dashboard)
+        serve(os.path.abspath(args.home) if args.home else None, args.session, alongside=alongside)
     except (PowerModeError, OSError) as error:
         print(f"popkit-power: {error}", file=sys.stderr, flush=True)
         return 2

@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from typing import Any
 
 from ..errors import PowerModeError, SessionError
@@ -169,3 +170,19 @@ class Dashboard:
             self._socket.close()
         if not self.replay:
             remove_address(self.session.power_dir)
+
+
+def address_of(session: Session, pid: int, *, seconds: float = 15.0) -> str:
+    """The URL of the dashboard the process `pid` serves for `session`, once it has written dashboard.json;
+    SessionError naming the coordinator's log when it does not within `seconds`."""
+    from ..keys import COORDINATOR_LOG
+    from .access import read_address
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = read_address(session.power_dir) or {}
+        if found.get("pid") == pid and isinstance(found.get("url"), str):
+            return str(found["url"])
+        time.sleep(0.05)
+    raise SessionError(f"the coordinator (pid {pid}) runs, but its dashboard did not start: see "
+                       f"{os.path.join(session.dir, COORDINATOR_LOG)}")

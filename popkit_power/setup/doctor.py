@@ -28,6 +28,7 @@ from ..errors import ConfigError, PowerModeError
 from ..home import active_session, check_power_dir, list_sessions
 from ..hook.log import HOOK_TWICE
 from ..journal.lease import DISK_FULL, trouble
+from ..journal.lease import held as lease_held
 from ..journal.verify import verify_journal
 from ..keys import CONFIG_FILE, COORDINATOR_LOG, HOOK_LOG
 from ..session import Session
@@ -232,11 +233,9 @@ def _journals(power_dir: str, config: Config, all_sessions: bool) -> list[Check]
 def _coordinator(active: tuple[Session, State] | None, config: Config) -> Check:
     if active is None:
         return Check("coordinator", OK, "Power Mode is off: no session needs one")
-    from ..coordinator.daemon import running
-
     session, state = active
     session_id = session.id
-    held = running(session)
+    held = lease_held(session.dir)  # a coordinator holds the session's lease now
     health = coordinator_health(state["coordinators"].get(session.origin, state["coordinator"]), time.time(),
                                 config.heartbeat_seconds)
     fix = ("run one: popkit-power coordinator (in the foreground), or stop and start the session",)

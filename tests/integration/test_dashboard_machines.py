@@ -1,5 +1,6 @@
 """The dashboard with replication on, through a real Redis: two machines of one session, each with its coordinator
-(which runs its replicator, REDIS_URL being set), machine A's serving the dashboard (`--dashboard`). The page on A
+(which runs its replicator, REDIS_URL being set), machine A's serving the dashboard (`python -m
+popkit_power.dashboard`, what `start --dashboard` runs). The page on A
 shows machine B's coordinator and the replicator's lag, and what the human does on A's page reaches B's journal."""
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ def test_the_page_shows_the_other_machine_and_the_lag_and_its_actions_are_replic
     homes, a, b = two_machines_of_one_session(tmp_path, "Two machines, one page", "{}")
     env = {**{key: value for key, value in os.environ.items() if not key.startswith("CLAUDE")},
            "REDIS_URL": redis_url}
-    coordinators = [subprocess.Popen([sys.executable, "-m", "popkit_power.coordinator", "--home", home,
-                                      *(["--dashboard", "0"] if home == homes[0] else [])],
+    coordinators = [subprocess.Popen([sys.executable, "-m", "popkit_power.dashboard" if home == homes[0]
+                                      else "popkit_power.coordinator", "--home", home],
                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     for home in homes]
     served: Served | None = None
