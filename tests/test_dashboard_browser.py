@@ -20,9 +20,9 @@ from urllib.parse import urlparse
 
 import orjson
 import pytest
+from browser import chromium
 from dashboard_support import serving
 from support import until
-from test_timeline import CHROMEDRIVER, CHROMIUM
 
 from popkit_power.dashboard.access import read_address
 from popkit_power.demo.agent import hook_program
@@ -40,22 +40,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Chromium, keeping the console's messages and the network's requests (the performance log)."""
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail("the browser tests need Debian's chromium and chromium-driver (tools/test.sh installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1600,1000", "--hide-scrollbars", "--force-device-scale-factor=1"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
+    with chromium(1600, 1000, network_log=True) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def wait(browser: Any, condition: Any, seconds: float = 30) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 import recorded_sessions
+from browser import chromium
 from click.testing import CliRunner
 from recorded_sessions import HOSTILE_TEXT, MALLORY
 
@@ -30,7 +31,6 @@ from popkit_power.session import Session, start_session
 
 #: Every session in journal/sessions/, as the directory has them (each made by tests/recorded_sessions.py).
 NAMES = sorted(path.name for path in recorded_sessions.ROOT.iterdir() if path.is_dir())
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 #: What a page of the generated session may weigh: MAX_MARKS marks with their samples, and the fixed page around.
 PAGE_BOUND = MAX_MARKS * 700 + 100_000
@@ -224,22 +224,8 @@ def test_cli_refuses_without_a_file_or_where_it_cannot_write(home: Path, tmp_pat
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Chromium through Debian's chromedriver, keeping the console's messages."""
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail("the browser tests need Debian's chromium and chromium-driver (tools/test.sh installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,900", "--hide-scrollbars", "--force-device-scale-factor=1"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
+    with chromium(1400, 900) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def open_page(browser: Any, page: str, path: Path) -> list[dict[str, Any]]:

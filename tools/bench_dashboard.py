@@ -31,11 +31,11 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import machine, median, table, tool_event  # noqa: E402
+from bench_common import machine, median, table, tool_event
 
-from popkit_power.follow import records  # noqa: E402
-from popkit_power.session import Session, start_session  # noqa: E402
-from popkit_power.timestamps import utc_text  # noqa: E402
+from popkit_power.follow import records
+from popkit_power.session import Session, start_session
+from popkit_power.timestamps import utc_text
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 AGENTS = 20
@@ -76,7 +76,7 @@ def load_process(power_dir: str, session_id: str, rate: float, stop_file: str) -
 
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def measure(args: argparse.Namespace, power_dir: str) -> dict[str, Any]:
