@@ -12,7 +12,8 @@ rule), renders the status as `status --json` does (status.session_status) plus w
 recent hand-overs, the recently answered approvals, doctor's problems) and drops it into every mailbox. A page that
 reads slowly misses intermediate statuses, never the latest, and holds at most one status and the bins' cells: its
 memory does not grow with the session's length. With nothing new, the status is sent again every `refresh_seconds`
-(ages move on, a coordinator falls silent); doctor's checks run every `doctor_seconds` while a page is open.
+(ages move on, a coordinator falls silent); doctor's checks run every `doctor_seconds` while a page is open, in a
+thread of their own (they verify journals and run the hook: seconds on a long session).
 """
 
 from __future__ import annotations
@@ -117,8 +118,9 @@ class Feed:
         self._thread: threading.Thread | None = None
         self._watch: Any = None
         self.problems: list[dict[str, Any]] = []
+        self._checker: threading.Thread | None = None
+        self._checked = threading.Event()  # set to end the checker's wait early (a page opened, or a stop)
         self._sent_doublings = -1
-        self._doctor_at = 0.0
         self.handovers: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_HANDOVERS)
         self._orphaned: dict[str, dict[str, Any]] = {}
         self._departures: collections.OrderedDict[str, str] = collections.OrderedDict()
@@ -141,7 +143,10 @@ class Feed:
             self._fresh.add(mailbox)
             if self.error is not None:
                 mailbox.close(self.error)
+            first = len(self._mailboxes) == 1
         self._wake()
+        if first:
+            self._checked.set()  # the first page open: doctor looks now, not at its next round
         return mailbox
 
     def unsubscribe(self, mailbox: Mailbox) -> None:
@@ -151,6 +156,9 @@ class Feed:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="popkit-power-dashboard-feed", daemon=True)
         self._thread.start()
+        if self._doctor is not None:
+            self._checker = threading.Thread(target=self._check, name="popkit-power-dashboard-doctor", daemon=True)
+            self._checker.start()
 
     def _wake(self) -> None:
         self._woken.set()
@@ -161,6 +169,7 @@ class Feed:
         """Stop reading, and tell every page `why` (`reload`: it should load again, to see what replaced this)."""
         self._stop.set()
         self._wake()
+        self._checked.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         with self._lock:
@@ -267,16 +276,26 @@ class Feed:
         self.handovers.append({"task": task, "title": self._book.titles.get(task), "from": source, "to": taker,
                                "why": why, "seq": event.get("seq"), "ts": event.get("ts")})
 
+    def _check(self) -> None:
+        """Doctor's checks, every `doctor_seconds` while a page is open, in a thread of their own: they verify
+        journals and run the hook, seconds on a long session, and the pages must not wait for them."""
+        assert self._doctor is not None
+        while not self._stop.is_set():
+            if self._mailboxes:
+                try:
+                    problems = self._doctor()
+                except Exception as error:  # doctor's own trouble is a problem to show, not a reason to stop
+                    log.exception("doctor's checks failed")
+                    problems = [{"level": "warn", "check": "doctor", "text": f"the checks failed: {error}"}]
+                if problems != self.problems:
+                    self.problems = problems
+                    self._wake()
+            self._checked.wait(self._doctor_seconds)
+            self._checked.clear()
+
     def _publish(self, position: Any) -> None:
         last = seconds_of(self.last[1]) if self.last is not None and not self._follow_journal else None
         now = self._clock() if last is None else last
-        if self._doctor is not None and now - self._doctor_at >= self._doctor_seconds and self._mailboxes:
-            self._doctor_at = now
-            try:
-                self.problems = self._doctor()
-            except Exception as error:  # doctor's own trouble is a problem to show, not a reason to stop
-                log.exception("doctor's checks failed")
-                self.problems = [{"level": "warn", "check": "doctor", "text": f"the checks failed: {error}"}]
         status = session_status(self.session, self._state, position, now=now)
         status.update(extras(self._state, self.handovers, self.problems, position.seq - 1))
         rendered = orjson.dumps(status, default=str)
