@@ -30,4 +30,6 @@ def test_the_wheel_holds_every_module_and_the_plugin(tmp_path: Path) -> None:
     plugin = {path.relative_to(ROOT).as_posix() for path in (ROOT / "popkit_power" / "plugin").rglob("*")
               if path.is_file() and path.suffix in (".json", ".sh", ".md")}
     assert plugin and plugin - shipped == set()
+    page = {path.relative_to(ROOT).as_posix() for path in (ROOT / "popkit_power" / "dashboard" / "static").iterdir()}
+    assert len(page) == 3 and page - shipped == set(), "the dashboard's page is missing from the wheel"
     assert any(name.endswith("/scripts/popkit-power-hook") for name in shipped), "the hook ships as a script"
