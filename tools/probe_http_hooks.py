@@ -1,0 +1,756 @@
+"""Probe: what Claude Code's `"type": "http"` hooks really send and do, measured with the real binary.
+
+Runs the cached Claude Code (tests/e2e/claude.py, 2.1.330) headless against the scripted model server
+(tests/e2e/model_server.py), with http hooks in a temporary project's `.claude/settings.json` pointing at a
+recording HTTP server on 127.0.0.1, and prints a report. Sections (all by default):
+
+  payload   what arrives (method, path, headers, body; env-var interpolation in headers and URL), the client's
+            source port per request and the process found behind it (/proc/net/tcp inode -> /proc/<pid>/fd),
+            compared with a command hook's stdin and environment
+  replies   whether a JSON reply's additionalContext, an empty 200 and a 204 reach the model
+  failures  connection refused, HTTP 500, a reply slower than `timeout`; onFailure continue vs block; PreToolUse
+            and PostToolUse; what the model, the transcript, stderr and the debug log show; time per tool call
+  cost      per-tool-call wall time with no hook, a command hook `true`, an http hook answered at once (median)
+  allowlist allowedHttpHookUrls unset, not listing the loopback URL, listing it, empty
+  keepalive whether the hook connection survives idle gaps between tool calls (0.5 to 12 s), and when
+            the client closes an idle connection
+  plugin    the same http hook in a plugin's hooks/hooks.json (--plugin-dir), with and without a project allowlist
+
+    cd /work/wt-http && PYTHONPATH=.:tests/e2e /work/main/.venv/bin/python tools/probe_http_hooks.py [SECTION...]
+        [--calls N] [--rounds R] [--fail-calls N] [--json OUT]
+
+Linux only (the peer-process lookup reads /proc). Nothing leaves loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests" / "e2e"))
+
+from claude import CLAUDE_CODE_VERSION, ensure_claude, start_claude  # noqa: E402
+from model_server import (  # noqa: E402
+    ModelServer,
+    Reply,
+    Turns,
+    first_user_text,
+    is_task_notification,
+    text,
+    tool_use,
+)
+
+SECRET = "s3cr3t-" + secrets.token_hex(4)
+CTX_MARKER = "HTTPCTX-" + secrets.token_hex(4)
+START_MARKER = "HTTPSTART-" + secrets.token_hex(4)
+CREATED: list[Path] = []
+"""Temporary folders this run made; removed at the end unless PROBE_KEEP=1."""
+
+
+def scratch() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="probe-http-"))
+    CREATED.append(path)
+    return path
+
+# ---------------------------------------------------------------------------------------------------------------
+# The recording server
+
+
+def _hex_port(port: int) -> str:
+    return f"{port:04X}"
+
+
+def peer_pid(client_port: int, server_port: int) -> tuple[int | None, str, float]:
+    """The pid owning the loopback socket 127.0.0.1:client_port -> 127.0.0.1:server_port, its comm, lookup seconds.
+
+    /proc/net/tcp gives the socket's inode; the process is the one with an fd linking to socket:[inode]."""
+    started = time.perf_counter()
+    inode = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if local.endswith(":" + _hex_port(client_port)) and remote.endswith(":" + _hex_port(server_port)):
+                inode = fields[9]
+                break
+        if inode:
+            break
+    if not inode or inode == "0":
+        return None, "", time.perf_counter() - started
+    target = f"socket:[{inode}]"
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                try:
+                    if os.readlink(fd) == target:
+                        comm = (proc / "comm").read_text().strip()
+                        return int(proc.name), comm, time.perf_counter() - started
+                except OSError:
+                    continue
+        except OSError:
+            continue
+    return None, "", time.perf_counter() - started
+
+
+Behaviour = Callable[[dict[str, Any]], tuple[int, bytes, float]]
+"""Given a recorded request, the (status, body, delay seconds) to answer with."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _RecServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.owner.lock:
+            self.server.owner.connections += 1
+            self.conn_id = self.server.owner.connections
+        self.on_conn = 0
+
+    def finish(self) -> None:
+        """The connection ended (here: the client closed it; this server never closes first)."""
+        with self.server.owner.lock:
+            self.server.owner.closed[self.conn_id] = time.monotonic()
+        super().finish()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        owner = self.server.owner
+        arrived = time.monotonic()
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            body = raw.decode(errors="replace")
+        self.on_conn += 1
+        record: dict[str, Any] = {
+            "t": arrived,
+            "method": self.command,
+            "path": self.path,
+            "http_version": self.request_version,
+            "headers": list(self.headers.items()),
+            "body": body,
+            "client_port": self.client_address[1],
+            "conn": self.conn_id,
+            "nth_on_conn": self.on_conn,
+        }
+        if owner.lookup_pid and self.on_conn == 1:
+            pid, comm, took = peer_pid(self.client_address[1], self.server.server_address[1])
+            record.update(peer_pid=pid, peer_comm=comm, lookup_s=took)
+        status, reply, delay = owner.behaviour(record)
+        record["reply_status"] = status
+        with owner.lock:
+            owner.records.append(record)
+        if delay:
+            time.sleep(delay)
+        try:
+            self.send_response(status)
+            if status != 204:
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            if status != 204 and reply:
+                self.wfile.write(reply)
+            record["answered"] = time.monotonic()
+        except OSError as exc:  # the client gave up (timeout)
+            record["answer_error"] = repr(exc)
+
+
+class _RecServer(ThreadingHTTPServer):
+    daemon_threads = True
+    owner: HookServer
+
+
+def ok_empty(record: dict[str, Any]) -> tuple[int, bytes, float]:
+    return 200, b"", 0.0
+
+
+class HookServer:
+    """A recording HTTP server on 127.0.0.1; `behaviour` decides each answer."""
+
+    def __init__(self, behaviour: Behaviour = ok_empty, lookup_pid: bool = True) -> None:
+        self.behaviour = behaviour
+        self.lookup_pid = lookup_pid
+        self.lock = threading.Lock()
+        self.records: list[dict[str, Any]] = []
+        self.closed: dict[int, float] = {}
+        self.connections = 0
+        self._server = _RecServer(("127.0.0.1", 0), _Handler)
+        self._server.owner = self
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def reset(self, behaviour: Behaviour | None = None) -> None:
+        with self.lock:
+            self.records = []
+        if behaviour is not None:
+            self.behaviour = behaviour
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running Claude Code
+
+
+class TimedModel:
+    """A model script wrapper that stamps each request's arrival time."""
+
+    def __init__(self, turns: Callable[[dict[str, Any]], Reply]) -> None:
+        self.turns = turns
+        self.times: list[tuple[float, dict[str, Any]]] = []
+
+    def __call__(self, request: dict[str, Any]) -> Reply:
+        self.times.append((time.monotonic(), request))
+        if is_task_notification(request):
+            return Reply([text("main done")])
+        return self.turns(request)
+
+
+def run(settings: Mapping[str, Any], turns: Mapping[str, list[Any]], prompt: str, *,
+        env: Mapping[str, str] | None = None, timeout: float = 120, user_settings: Mapping[str, Any] | None = None,
+        plugin_hooks: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One `claude -p PROMPT` in a fresh project with `settings` as .claude/settings.json; what it left behind."""
+    root = scratch()
+    work = root / "work"
+    (work / ".claude").mkdir(parents=True)
+    (work / ".claude" / "settings.json").write_text(json.dumps(settings, indent=1))
+    state = root / "claude"
+    if user_settings is not None:
+        (state / "home" / ".claude").mkdir(parents=True)
+        (state / "home" / ".claude" / "settings.json").write_text(json.dumps(user_settings))
+    plugin_dir = None
+    if plugin_hooks is not None:
+        plugin_dir = root / "plugin"
+        (plugin_dir / ".claude-plugin").mkdir(parents=True)
+        (plugin_dir / ".claude-plugin" / "plugin.json").write_text(json.dumps({"name": "probehttp"}))
+        (plugin_dir / "hooks").mkdir()
+        (plugin_dir / "hooks" / "hooks.json").write_text(json.dumps(plugin_hooks))
+    model = TimedModel(Turns(turns))
+    with ModelServer(model) as server:
+        base_env = {"POPKIT_SECRET": SECRET, "PROBE_DIR": str(root)}
+        process = start_claude(prompt, cwd=work, base_url=server.base_url, env={**base_env, **(env or {})},
+                               allowed_tools="Bash Agent", timeout=timeout, state_dir=state, plugin_dir=plugin_dir,
+                               claude_bin=ensure_claude())
+        started = time.monotonic()
+        result = process.wait()
+        ended = time.monotonic()
+    main = [(t, r) for t, r in model.times if prompt in first_user_text(r) and not is_task_notification(r)]
+    return {"root": root, "work": work, "result": result, "model": model.times, "main": main,
+            "pid": result.pid, "started": started, "ended": ended}
+
+
+def bash(command: str) -> Any:
+    return tool_use("Bash", {"command": command, "description": "probe"})
+
+
+def http_hook(url: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "http", "url": url, **extra}
+
+
+def hooks_for(events: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    return {"hooks": {event: [{"hooks": handlers}] for event, handlers in events.items()}}
+
+
+def walk_texts(node: Any) -> list[str]:
+    out: list[str] = []
+    if isinstance(node, str):
+        out.append(node)
+    elif isinstance(node, list):
+        for item in node:
+            out.extend(walk_texts(item))
+    elif isinstance(node, dict):
+        if isinstance(node.get("text"), str):
+            out.append(node["text"])
+        if "content" in node:
+            out.extend(walk_texts(node["content"]))
+    return out
+
+
+def after_last_assistant(request: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(role, text) of every message after the request's last assistant message: what the tool call gave back."""
+    messages = request.get("messages", [])
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
+    return [(m.get("role", "?"), " | ".join(walk_texts(m.get("content", "")))) for m in messages[last + 1:]]
+
+
+def per_call_seconds(main: list[tuple[float, dict[str, Any]]]) -> list[float]:
+    """Time from each main-agent model request that answered with a tool call to the next: one tool call's wall
+    time as the agent experiences it (tool, hooks, Claude Code's own work; the scripted model answers at once)."""
+    return [b[0] - a[0] for a, b in itertools.pairwise(main)]
+
+
+def transcript_entries(run_: dict[str, Any]) -> list[dict[str, Any]]:
+    home = run_["result"].home
+    out = []
+    for path in sorted((home / ".claude" / "projects").glob("*/*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
+def hook_attachments(run_: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e["attachment"] for e in transcript_entries(run_) if e.get("type") == "attachment"
+            and isinstance(e.get("attachment"), dict) and str(e["attachment"].get("type", "")).startswith("hook")]
+
+
+def debug_lines(run_: dict[str, Any], pattern: str = r"HTTP hook|Hooks:|hook.*(error|fail|block|timed out|cancel)"
+                ) -> list[str]:
+    rx = re.compile(pattern, re.I)
+    out: list[str] = []
+    for line in run_["result"].debug_log().splitlines():
+        if rx.search(line) and "checkForNewResponses" not in line:
+            line = line[:300]
+            body = line.split(" ", 1)[-1]
+            if not any(o.split(" ", 1)[-1] == body for o in out):  # each distinct message once
+                out.append(line)
+    return out
+
+
+def med(xs: list[float]) -> str:
+    if not xs:
+        return "n/a"
+    ms = sorted(x * 1000 for x in xs)
+    q = statistics.quantiles(ms, n=4) if len(ms) >= 2 else [ms[0], ms[0], ms[0]]
+    return (f"median {statistics.median(ms):.0f} ms (IQR {q[0]:.0f}-{q[2]:.0f}, min {ms[0]:.0f}, "
+            f"max {ms[-1]:.0f}, n={len(ms)})")
+
+
+def short(value: Any, limit: int = 240) -> str:
+    s = value if isinstance(value, str) else json.dumps(value, default=str)
+    return s if len(s) <= limit else s[:limit] + f"... ({len(s)} chars)"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sections
+
+
+def section_payload(report: dict[str, Any]) -> None:
+    """Every event as http hooks, headers that interpolate env vars, plus a command hook dumping stdin and env."""
+    print("\n=== payload: what arrives ===")
+    sess_tag = "sess-" + secrets.token_hex(3)
+
+    def behaviour(record: dict[str, Any]) -> tuple[int, bytes, float]:
+        body = record["body"] if isinstance(record["body"], dict) else {}
+        event = body.get("hook_event_name")
+        if event == "SessionStart":
+            return 200, json.dumps({"hookSpecificOutput": {"hookEventName": "SessionStart",
+                                                           "additionalContext": START_MARKER}}).encode(), 0
+        if event == "SubagentStart":
+            return 200, json.dumps({"hookSpecificOutput": {"hookEventName": "SubagentStart",
+                                                           "additionalContext": START_MARKER + "-sub"}}).encode(), 0
+        if event == "PostToolUse":
+            command = str((body.get("tool_input") or {}).get("command", ""))
+            if "reply-json" in command:
+                return 200, json.dumps({"hookSpecificOutput": {"hookEventName": "PostToolUse",
+                                                               "additionalContext": CTX_MARKER + "-json"}}).encode(), 0
+            if "reply-204" in command:
+                return 204, b"", 0
+            if "reply-text" in command:  # a 200 whose body is not JSON
+                return 200, (CTX_MARKER + "-plain").encode(), 0
+            if "reply-wrapped" in command:  # a 500 whose body is valid hook JSON
+                return 500, json.dumps({"hookSpecificOutput": {"hookEventName": "PostToolUse",
+                                                               "additionalContext": CTX_MARKER + "-on500"}}).encode(), 0
+        return 200, b"", 0
+
+    server = HookServer(behaviour)
+    headers = {
+        "X-Popkit-Secret": "$POPKIT_SECRET",
+        "X-Braced": "Bearer ${POPKIT_SECRET}",
+        "X-Not-Allowed": "$POPKIT_OTHER",
+        "X-Unset": "[$POPKIT_UNSET]",
+        "X-Token": "$POPKIT_TOKEN",
+        "X-Claude-Pid": "$CLAUDE_PID",
+        "X-Session": "$CLAUDE_CODE_SESSION_ID",
+        "X-Project": "$CLAUDE_PROJECT_DIR",
+        "X-Home": "$HOME",
+        "X-Literal": "plain-value",
+        "X-Api-Key": "$ANTHROPIC_API_KEY",
+        "User-Agent": "popkit-probe-ua",
+    }
+    allowed = ["ANTHROPIC_API_KEY", "POPKIT_SECRET", "POPKIT_UNSET", "POPKIT_TOKEN", "CLAUDE_PID",
+               "CLAUDE_CODE_SESSION_ID", "CLAUDE_PROJECT_DIR", "HOME"]
+    events = ["SessionStart", "PreToolUse", "PostToolUse", "PostToolUseFailure", "Stop", "SubagentStart",
+              "SubagentStop", "SessionEnd"]
+    table: dict[str, list[dict[str, Any]]] = {
+        ev: [http_hook(server.url(f"/popkit/{sess_tag}/{ev}"), headers=headers, allowedEnvVars=allowed, timeout=5)]
+        for ev in events
+    }
+    # a URL that names an env var, to see whether URLs are interpolated too
+    table["Stop"].append(http_hook(server.url("/url-interp/$POPKIT_SECRET/${POPKIT_SECRET}"),
+                                   allowedEnvVars=["POPKIT_SECRET"], timeout=5))
+    # a command hook beside it, dumping what a command hook gets
+    dump = ("mkdir -p \"$PROBE_DIR/cmd\" && n=$(date +%s%N) && cat > \"$PROBE_DIR/cmd/$n.json\" && "
+            "env > \"$PROBE_DIR/cmd/$n.env\"")
+    table["PostToolUse"].append({"type": "command", "command": dump, "timeout": 5})
+    settings = hooks_for(table)
+    main_prompt, sub_prompt = "PROBE-PAYLOAD main", "PROBE-PAYLOAD-SUB run one"
+    launch = {"description": "probe helper", "prompt": sub_prompt, "subagent_type": "general-purpose"}
+    turns = {
+        sub_prompt: [bash("echo sub"), text("SUB-DONE")],
+        main_prompt: [bash("echo reply-json"), bash("echo reply-empty"), bash("echo reply-204"),
+                      bash("echo reply-text"), bash("echo reply-wrapped"), bash("echo fail; exit 3"),
+                      [bash("sleep 0.3; echo parallel-1"), bash("sleep 0.3; echo parallel-2")],
+                      tool_use("Agent", launch), text("MAIN-DONE")],
+    }
+    r = run(settings, turns, main_prompt, env={"POPKIT_OTHER": "other-value", "POPKIT_TOKEN": "tok-123"})
+    res = r["result"]
+    print(f"claude pid {res.pid}, exit {res.returncode}, {res.duration:.1f}s, server port {server.port}")
+    records = server.records
+    server.stop()
+    report["payload"] = {"records": records, "claude_pid": res.pid}
+    print(f"{len(records)} requests on {len({x['conn'] for x in records})} connections")
+    print("\n-- per request: event, path, client port, connection #, n-th on it, peer pid (claude pid?) --")
+    for rec in records:
+        body = rec["body"] if isinstance(rec["body"], dict) else {}
+        ev = body.get("hook_event_name", "?")
+        extra = ""
+        if "peer_pid" in rec:
+            extra = (f" peer_pid={rec['peer_pid']} ({rec['peer_comm']}) is_claude={rec['peer_pid'] == res.pid}"
+                     f" lookup={rec['lookup_s'] * 1000:.1f}ms")
+        tool = body.get("tool_name", "")
+        agent = body.get("agent_id", "")
+        print(f"  {rec['t'] - r['started']:7.3f}s {rec['method']} {rec['path']} {ev} {tool} agent={agent or '-'} "
+              f"port={rec['client_port']} conn={rec['conn']} #{rec['nth_on_conn']} -> {rec['reply_status']}{extra}")
+    if records:
+        first = records[0]
+        print(f"\n-- headers of the first request ({first['http_version']}) --")
+        for k, v in first["headers"]:
+            print(f"  {k}: {v}")
+        header_sets = {json.dumps(sorted((k, v) for k, v in x["headers"] if k.lower() != "content-length"))
+                       for x in records}
+        print(f"distinct header sets (ignoring Content-Length): {len(header_sets)}")
+    print("\n-- body keys per event (http) --")
+    seen: dict[str, set[str]] = {}
+    for rec in records:
+        body = rec["body"] if isinstance(rec["body"], dict) else {}
+        seen.setdefault(body.get("hook_event_name", "?") + (" (sub)" if body.get("agent_id") else ""),
+                        set()).update(body)
+    for ev, keys in seen.items():
+        print(f"  {ev}: {sorted(keys)}")
+    post = next((x["body"] for x in records if isinstance(x["body"], dict)
+                 and x["body"].get("hook_event_name") == "PostToolUse"), None)
+    print("\n-- first PostToolUse body --\n  " + short(post, 1500))
+    cmd_dir = r["root"] / "cmd"
+    cmd_bodies = sorted(cmd_dir.glob("*.json")) if cmd_dir.exists() else []
+    if cmd_bodies and post:
+        first_cmd = json.loads(cmd_bodies[0].read_text())
+        print(f"\n-- command hook stdin vs http body (first PostToolUse) --\n  command keys: {sorted(first_cmd)}")
+        print(f"  keys only in command: {sorted(set(first_cmd) - set(post))}; only in http: "
+              f"{sorted(set(post) - set(first_cmd))}")
+        same = {k: first_cmd[k] == post.get(k) for k in first_cmd}
+        print(f"  equal values: {same}")
+        envfile = cmd_bodies[0].with_suffix(".env").read_text().splitlines()
+        claude_vars = [line for line in envfile if line.startswith(("CLAUDE", "POPKIT"))]
+        print("  command hook env (CLAUDE*/POPKIT*): " + "; ".join(v[:80] for v in claude_vars))
+        report["payload"]["command_body"] = first_cmd
+    sess = (post or {}).get("session_id")
+    print(f"\nsession_id {sess}; headers carrying it: "
+          f"{[k for rec in records[:1] for k, v in rec['headers'] if sess and sess in v]}")
+    print("\n-- what the model saw after each tool call (main conversation) --")
+    for i, (_t, req) in enumerate(r["main"][1:], 1):
+        print(f"  request {i}: " + short(after_last_assistant(req), 600))
+    first_main = r["main"][0][1] if r["main"] else {}
+    print(f"SessionStart marker in first request: {START_MARKER in json.dumps(first_main)}")
+    sub_reqs = [req for _, req in r["model"] if sub_prompt in first_user_text(req)]
+    print(f"SubagentStart marker in the subagent's first request: "
+          f"{bool(sub_reqs) and (START_MARKER + '-sub') in json.dumps(sub_reqs[0])}; in any main request: "
+          f"{any((START_MARKER + '-sub') in json.dumps(req) for _, req in r['main'])}")
+    print("\n-- hook attachments in the transcript --")
+    for a in hook_attachments(r):
+        print("  " + short({k: a.get(k) for k in ("type", "hookName", "hookEvent", "content", "stdout", "stderr",
+                                                   "exitCode", "durationMs", "command") if k in a}, 400))
+    print("\n-- debug log, hook lines --")
+    for line in debug_lines(r)[:60]:
+        print("  " + line)
+    print(f"\nstderr: {short(res.stderr, 600)}\nresult: {res.result_text!r}")
+
+
+def section_failures(report: dict[str, Any], calls: int = 4) -> None:
+    print("\n=== failures: refused, 500, slower than timeout; onFailure continue/block ===")
+    out = []
+    live = HookServer(lookup_pid=False)
+    dead_port = closed_port()
+
+    def behaviour_for(mode: str) -> Behaviour:
+        def answer(record: dict[str, Any]) -> tuple[int, bytes, float]:
+            if mode == "500":
+                return 500, b'{"error": "boom"}', 0
+            if mode == "slow":
+                return 200, b"", 2.5
+            return 200, b"", 0
+        return answer
+
+    cases: list[tuple[str, str, tuple[str, ...]]] = [("ok", "continue", ("PreToolUse", "PostToolUse"))]
+    for mode in ("refused", "500", "slow"):
+        cases.append((mode, "continue", ("PreToolUse", "PostToolUse")))
+        cases.append((mode, "block", ("PreToolUse",)))
+        cases.append((mode, "block", ("PostToolUse",)))
+    for mode, on_failure, events in cases:
+        live.reset(behaviour_for(mode))
+        url = (f"http://127.0.0.1:{dead_port}/hook" if mode == "refused" else live.url("/hook"))
+        handler = http_hook(url, timeout=1, onFailure=on_failure)
+        settings = hooks_for({ev: [dict(handler)] for ev in events})
+        prompt = f"PROBE-FAIL {mode} {on_failure} {'+'.join(events)}"
+        turns = {prompt: [bash(f"touch \"$PROBE_DIR/ran-{i}\" && echo ran-{i}") for i in range(calls)]
+                 + [text("FAIL-DONE")]}
+        r = run(settings, turns, prompt, timeout=90)
+        res = r["result"]
+        ran = sorted(p.name for p in r["root"].glob("ran-*"))
+        per = per_call_seconds(r["main"])
+        seen = [after_last_assistant(req) for _, req in r["main"][1:]]
+        atts = [short({k: a.get(k) for k in ("type", "hookEvent", "content", "stderr", "exitCode", "durationMs",
+                                               "blockingError", "error") if k in a}, 300)
+                for a in hook_attachments(r)]
+        row = {"mode": mode, "onFailure": on_failure, "events": events, "exit": res.returncode,
+               "tools_ran": ran, "per_call_s": per, "model_saw": seen, "attachments": atts,
+               "debug": debug_lines(r)[:12], "stderr": res.stderr[-400:], "result": res.result_text,
+               "requests_to_server": len(live.records),
+               "connections": sorted({x["client_port"] for x in live.records}),
+               "answer_errors": [x.get("answer_error") for x in live.records if x.get("answer_error")]}
+        out.append(row)
+        print(f"\n-- {mode} / onFailure={on_failure} / {'+'.join(events)}: exit {res.returncode}, tools ran "
+              f"{len(ran)}/{calls}, requests received {len(live.records)} from client ports {row['connections']}, "
+              f"per call {med(per)}")
+        if row["answer_errors"]:
+            print(f"   server could not answer (client gone): {row['answer_errors']}")
+        for i, s in enumerate(seen, 1):
+            print(f"   model after call {i}: {short(s, 500)}")
+        for a in atts[:6]:
+            print(f"   transcript: {a}")
+        for line in row["debug"][:8]:
+            print(f"   debug: {line}")
+        if res.stderr.strip():
+            print(f"   stderr: {short(res.stderr.strip(), 300)}")
+        print(f"   result: {res.result_text!r}")
+    live.stop()
+    report["failures"] = out
+
+
+def section_cost(report: dict[str, Any], calls: int = 8, rounds: int = 2) -> None:
+    print(f"\n=== cost: per tool call, {calls} Bash calls a run, {rounds} rounds, configs interleaved ===")
+    server = HookServer(lookup_pid=False)
+    configs = {
+        "none": {},
+        "command true": hooks_for({"PostToolUse": [{"type": "command", "command": "true", "timeout": 10}]}),
+        "http 200 empty": hooks_for({"PostToolUse": [http_hook(server.url("/hook"), timeout=10)]}),
+    }
+    # today's hook process, for scale: the venv's popkit-power-hook with Power Mode off (an empty POPKIT_POWER_HOME)
+    real_hook = Path(sys.executable).parent / "popkit-power-hook"
+    off_home = scratch()
+    if real_hook.exists():
+        configs["popkit-power-hook (off)"] = hooks_for({"PostToolUse": [{
+            "type": "command", "command": f"POPKIT_POWER_HOME={off_home} {real_hook}", "timeout": 10}]})
+    per: dict[str, list[float]] = {name: [] for name in configs}
+    for rnd in range(rounds):
+        for name, settings in configs.items():
+            prompt = f"PROBE-COST {name} round {rnd}"
+            turns = {prompt: [bash(f"echo c{i}") for i in range(calls)] + [text("COST-DONE")]}
+            r = run(settings, turns, prompt, timeout=120)
+            xs = per_call_seconds(r["main"])
+            per[name].extend(xs)
+            print(f"  round {rnd} {name:24s} exit {r['result'].returncode}: {med(xs)}")
+    server.stop()
+    base = statistics.median(per["none"]) if per["none"] else float("nan")
+    print()
+    for name, xs in per.items():
+        m = statistics.median(xs) if xs else float("nan")
+        print(f"  {name:24s} {med(xs)}  ratio to none {m / base:.2f}")
+    report["cost"] = {"per_call_s": per}
+
+
+def section_allowlist(report: dict[str, Any]) -> None:
+    print("\n=== allowlist: allowedHttpHookUrls ===")
+    server = HookServer(lookup_pid=False)
+    port = server.port
+    cases: list[tuple[str, Any, str]] = [
+        ("unset", None, "project"),
+        ("other host only", ["https://hooks.example.com/*"], "project"),
+        ("loopback pattern", [f"http://127.0.0.1:{port}/*"], "project"),
+        ("loopback any port", ["http://127.0.0.1:*"], "project"),
+        ("empty list", [], "project"),
+        ("other host only (user settings)", ["https://hooks.example.com/*"], "user"),
+    ]
+    out = []
+    for name, allow, where in cases:
+        server.reset()
+        settings = hooks_for({"PostToolUse": [http_hook(server.url("/hook/x"), timeout=5)]})
+        user = None
+        if allow is not None and where == "project":
+            settings["allowedHttpHookUrls"] = allow
+        elif allow is not None:
+            user = {"allowedHttpHookUrls": allow}
+        prompt = f"PROBE-ALLOW {name}"
+        r = run(settings, {prompt: [bash("echo a"), text("ALLOW-DONE")]}, prompt, timeout=60, user_settings=user)
+        got = len(server.records)
+        dbg = debug_lines(r, r"HTTP hook|allowedHttpHookUrls|settings.*(invalid|error)")[:5]
+        atts = [short({k: a.get(k) for k in ("type", "hookEvent", "content", "stderr", "exitCode") if k in a}, 250)
+                for a in hook_attachments(r)]
+        seen = [after_last_assistant(req) for _, req in r["main"][1:]]
+        print(f"\n-- {name} ({where}): {allow!r}: requests received {got}, exit {r['result'].returncode}")
+        for line in dbg:
+            print(f"   debug: {line}")
+        for a in atts:
+            print(f"   transcript: {a}")
+        print(f"   model saw: {short(seen, 400)}")
+        out.append({"case": name, "allow": allow, "where": where, "received": got, "debug": dbg, "attachments": atts})
+    server.stop()
+    report["allowlist"] = out
+
+
+def section_keepalive(report: dict[str, Any], gaps: tuple[float, ...] = (0.5, 3, 4.5, 6, 12)) -> None:
+    """Is the hook connection kept across idle gaps between tool calls? The model answers after each gap."""
+    print(f"\n=== keepalive: idle gaps {gaps} s between tool calls ===")
+    server = HookServer()
+    settings = hooks_for({"PostToolUse": [http_hook(server.url("/hook"), timeout=5)]})
+    prompt = "PROBE-KEEPALIVE"
+    turns = Turns({prompt: [bash(f"echo k{i}") for i in range(len(gaps) + 1)] + [text("KA-DONE")]})
+    count = {"n": 0}
+
+    def slow_turns(request: dict[str, Any]) -> Reply:
+        if prompt in first_user_text(request):
+            n = count["n"]
+            count["n"] += 1
+            if 0 < n <= len(gaps):
+                time.sleep(gaps[n - 1])
+        return turns(request)
+
+    root = scratch()
+    work = root / "work"
+    (work / ".claude").mkdir(parents=True)
+    (work / ".claude" / "settings.json").write_text(json.dumps(settings))
+    with ModelServer(slow_turns) as model:
+        result = start_claude(prompt, cwd=work, base_url=model.base_url, env={"PROBE_DIR": str(root)},
+                              allowed_tools="Bash", timeout=120, state_dir=root / "claude",
+                              claude_bin=ensure_claude()).wait()
+    recs = server.records
+    closed = dict(server.closed)
+    server.stop()
+    print(f"exit {result.returncode}; {len(recs)} requests")
+    for conn, t in sorted(closed.items()):
+        last = max(x["t"] for x in recs if x["conn"] == conn)
+        print(f"   connection {conn} closed by the client {t - last:.2f}s after its last request")
+    prev = None
+    for i, rec in enumerate(recs):
+        gap = "" if prev is None else f" after {rec['t'] - prev:.1f}s"
+        pid = f" peer_pid={rec['peer_pid']} is_claude={rec['peer_pid'] == result.pid}" if "peer_pid" in rec else ""
+        print(f"   call {i}{gap}: client port {rec['client_port']} conn {rec['conn']} #{rec['nth_on_conn']}{pid}")
+        prev = rec["t"]
+    report["keepalive"] = {"gaps": gaps, "records": recs, "claude_pid": result.pid}
+
+
+def section_plugin(report: dict[str, Any]) -> None:
+    """The same http hook shipped in a plugin's hooks/hooks.json (--plugin-dir), as popkit-power ships its hooks."""
+    print("\n=== plugin: an http hook in a plugin's hooks.json ===")
+    server = HookServer(lookup_pid=False)
+    hook = http_hook(server.url("/plugin/${CLAUDE_PLUGIN_ROOT}/x"), timeout=5, allowedEnvVars=["POPKIT_SECRET"],
+                     headers={"X-Popkit-Secret": "$POPKIT_SECRET", "X-Root": "${CLAUDE_PLUGIN_ROOT}"})
+    plugin = {"hooks": {"PostToolUse": [{"hooks": [hook]}], "SessionStart": [{"hooks": [hook]}]}}
+    out = []
+    for name, settings in (("plugin, no allowlist", {}),
+                           ("plugin, project allowlist other host only",
+                            {"allowedHttpHookUrls": ["https://hooks.example.com/*"]})):
+        server.reset()
+        prompt = f"PROBE-PLUGIN {name}"
+        r = run(settings, {prompt: [bash("echo p"), text("PLUGIN-DONE")]}, prompt, timeout=60, plugin_hooks=plugin)
+        recs = server.records
+        print(f"\n-- {name}: requests received {len(recs)}, exit {r['result'].returncode}")
+        for rec in recs:
+            hdr = {k: v for k, v in rec["headers"] if k.startswith("X-")}
+            print(f"   {rec['method']} {rec['path']} {rec['body'].get('hook_event_name')} headers {hdr}")
+        for line in debug_lines(r, r"HTTP hook|allowedHttpHookUrls|probehttp.*(error|invalid)")[:6]:
+            print(f"   debug: {line}")
+        out.append({"case": name, "records": recs})
+    server.stop()
+    report["plugin"] = out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    names = ["payload", "failures", "cost", "allowlist", "plugin", "keepalive"]
+    parser.add_argument("sections", nargs="*", metavar="SECTION", help=f"any of {', '.join(names)} (default: all)")
+    parser.add_argument("--calls", type=int, default=10, help="Bash calls per cost run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the cost configs")
+    parser.add_argument("--fail-calls", type=int, default=4, help="Bash calls per failure case")
+    parser.add_argument("--json", type=Path, help="write the raw records here")
+    args = parser.parse_args()
+    unknown = [name for name in args.sections if name not in names]
+    if unknown:
+        parser.error(f"unknown section(s) {unknown}; choose from {names}")
+    binary = ensure_claude()
+    print(f"Claude Code {CLAUDE_CODE_VERSION} at {binary}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    report: dict[str, Any] = {}
+    for section in args.sections or names:
+        if section == "payload":
+            section_payload(report)
+        elif section == "failures":
+            section_failures(report, args.fail_calls)
+        elif section == "cost":
+            section_cost(report, args.calls, args.rounds)
+        elif section == "allowlist":
+            section_allowlist(report)
+        elif section == "plugin":
+            section_plugin(report)
+        elif section == "keepalive":
+            section_keepalive(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1, default=str))
+    if os.environ.get("PROBE_KEEP") != "1":
+        for path in CREATED:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
