@@ -396,3 +396,221 @@ def test_a_planted_link_at_dashboard_json_is_replaced_not_followed(power_dir: st
         path = Path(power_dir, DASHBOARD_FILE)
         assert not path.is_symlink() and (path.stat().st_mode & 0o077) == 0
     assert target.read_text() == "keep me"
+
+
+def coordinator_env(power_dir: str) -> dict[str, str]:
+    env = {**os.environ, "POPKIT_POWER_HOME": power_dir}
+    env.pop("POPKIT_POWER_NO_COORDINATOR", None)
+    return env
+
+
+def start_with_dashboard(power_dir: str) -> tuple[dict[str, Any], int]:
+    started = subprocess.run([*CLI, "start", "Serve a page", "--dashboard"], capture_output=True, text=True,
+                             timeout=120, env=coordinator_env(power_dir))
+    assert started.returncode == 0, started.stderr
+    pid = int(started.stdout.split("coordinator: pid ", 1)[1].split(",", 1)[0])
+    address = address_of(power_dir, pid)
+    assert address["url"] in started.stdout
+    return address, pid
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_stop_with_pages_open_on_the_coordinator_s_dashboard_is_quick_and_clean(power_dir: str) -> None:
+    address, pid = start_with_dashboard(power_dir)
+    pages = [OpenPage(address) for _ in range(5)]
+    try:
+        until(lambda: all("status" in page.events for page in pages), 60, "every page has its first status")
+        began = time.monotonic()
+        stopped = subprocess.run([*CLI, "stop"], capture_output=True, text=True, timeout=120,
+                                 env=coordinator_env(power_dir))
+        took = time.monotonic() - began
+        assert stopped.returncode == 0, stopped.stderr
+        assert took < 8, f"stop took {took:.1f} s with pages open (SIGKILL comes after 15)"
+        until(lambda: not pid_alive(pid), 30, "the coordinator is gone")
+        assert not Path(power_dir, DASHBOARD_FILE).exists()
+        assert all(page.ended.wait(10) for page in pages)
+        assert not answers(address["port"])
+    finally:
+        for page in pages:
+            page.close()
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.xfail(strict=True, reason="a coordinator killed with SIGKILL leaves dashboard.json, and "
+                   "`popkit-power dashboard --url` prints its dead URL (cli/dashboard.py does not check the pid)")
+def test_dashboard_url_after_the_coordinator_was_killed_does_not_print_a_dead_url(power_dir: str) -> None:
+    address, pid = start_with_dashboard(power_dir)
+    try:
+        os.kill(pid, signal.SIGKILL)
+        until(lambda: not pid_alive(pid) or open(f"/proc/{pid}/stat").read().split()[2] == "Z", 30, "killed")
+        until(lambda: not answers(address["port"]), 30, "the killed coordinator's port is closed")
+        shown = subprocess.run([*CLI, "dashboard", "--url"], capture_output=True, text=True, timeout=60,
+                               env=coordinator_env(power_dir))
+        assert not (shown.returncode == 0 and shown.stdout.strip() == address["url"]), \
+            f"printed the dead URL {shown.stdout.strip()}"
+    finally:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        subprocess.run([*CLI, "stop"], capture_output=True, timeout=120, env=coordinator_env(power_dir))
+
+
+def test_a_switch_moves_the_coordinator_s_dashboard_to_the_new_session(power_dir: str) -> None:
+    first, first_pid = start_with_dashboard(power_dir)
+    page = OpenPage(first)
+    second_pid = None
+    try:
+        until(lambda: "status" in page.events, 60, "the page's first status")
+        switched = subprocess.run([*CLI, "start", "--switch", "The next thing", "--dashboard"], capture_output=True,
+                                  text=True, timeout=120, env=coordinator_env(power_dir))
+        assert switched.returncode == 0, switched.stderr
+        second_pid = int(switched.stdout.split("coordinator: pid ", 1)[1].split(",", 1)[0])
+        second = address_of(power_dir, second_pid)
+        assert second["session"] != first["session"]
+        assert page.ended.wait(15), "the old session's page still streams"
+        shown = subprocess.run([*CLI, "dashboard", "--url"], capture_output=True, text=True, timeout=60,
+                               env=coordinator_env(power_dir))
+        assert shown.stdout.strip() == second["url"]
+    finally:
+        page.close()
+        subprocess.run([*CLI, "stop"], capture_output=True, timeout=120, env=coordinator_env(power_dir))
+        for pid in (first_pid, second_pid):
+            if pid is not None and pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+# -- hostile agent text in a real browser -----------------------------------------------------------------------------
+
+def hostile(tag: str) -> str:
+    return (f'<img id="inj-{tag}" src=x onerror="window.__pwned=1"></svg><b id="inj2-{tag}">bold</b>'
+            f'<script>window.__pwned=1</script>\u202egnp.exe')
+
+
+@pytest.mark.slow
+def test_hostile_agent_text_is_drawn_as_text_in_a_real_browser(session: Session, browser: Any) -> None:
+    from test_dashboard_browser import js, open_dashboard, wait
+
+    key = "s1:main"
+    session.publish("agent.joined", {"name": hostile("name"), "cwd": "/srv/</svg><i id=inj-cwd>"}, sender=key)
+    session.publish("agent.tool", {"tool": hostile("tool"), "ok": False, "file": hostile("file")}, sender=key)
+    session.publish("task.created", {"task": "t-x", "title": hostile("title")}, sender=HUMAN)
+    session.publish("task.claimed", {"task": "t-x"}, sender=key)
+    session.publish("insight.shared", {"text": hostile("insight") + "y" * 900_000}, sender=key)
+    session.publish("message.broadcast", {"text": hostile("broadcast")}, sender=key)
+    request_approval(session, hostile("question"), sender=key)
+    with serving(session) as served:
+        open_dashboard(browser, served.url)
+        wait(browser, lambda driver: "inj2-question" in js(driver, "return document.body.textContent"), 30)
+        text = js(browser, "return document.body.textContent")
+        for tag in ("title", "question"):
+            assert f'id="inj2-{tag}"' in text, f"the {tag} is not shown as text"
+        injected = js(browser, "return Array.from(document.querySelectorAll('[id^=inj]')).map(n => n.outerHTML)")
+        assert injected == [], injected
+        assert js(browser, "return window.__pwned === undefined")
+        assert js(browser, "return document.querySelectorAll('script').length") == 1
+
+
+@pytest.mark.slow
+def test_a_page_of_another_local_port_cannot_act_through_the_browser(session: Session, browser: Any,
+                                                                    tmp_path: Path) -> None:
+    """Another server on 127.0.0.1 is the same *site* (ports do not count), so the SameSite=Strict cookie goes with
+    its requests: only the Origin and the token header stand in the way."""
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from test_dashboard_browser import js, open_dashboard
+
+    before = len(events_of(session, "message.broadcast"))
+    with serving(session) as served:
+        open_dashboard(browser, served.url)  # the browser holds the cookie now
+        evil_dir = tmp_path / "evil"
+        evil_dir.mkdir()
+        target = served.base
+        (evil_dir / "index.html").write_text(f"""<!doctype html><html><body>
+<form id=f method=POST action="{target}/api/broadcast" enctype="text/plain">
+<input name='{{"text": "csrf-form", "x": "' value='"}}'></form>
+<script>
+window.results = [];
+fetch("{target}/api/broadcast", {{method: "POST", mode: "no-cors", credentials: "include",
+  headers: {{"content-type": "text/plain"}}, body: JSON.stringify({{text: "csrf-fetch"}})}})
+  .then(r => window.results.push("fetch " + r.type), e => window.results.push("fetch error"));
+fetch("{target}/", {{credentials: "include"}}).then(r => r.text()).then(t => window.results.push("read " + t),
+  e => window.results.push("read blocked"));
+var es = new EventSource("{target}/events", {{withCredentials: true}});
+es.onmessage = e => window.results.push("sse " + e.data);
+es.addEventListener("hello", e => window.results.push("sse hello " + e.data));
+es.onerror = e => {{ window.results.push("sse error"); es.close(); }};
+</script></body></html>""")
+
+        class Quiet(SimpleHTTPRequestHandler):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, directory=str(evil_dir), **kwargs)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        evil = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+        threading.Thread(target=evil.serve_forever, daemon=True).start()
+        try:
+            browser.get(f"http://127.0.0.1:{evil.server_address[1]}/index.html")
+            until(lambda: len(js(browser, "return window.results || []")) >= 3, 30, "the evil page's tries")
+            results = js(browser, "return window.results")
+            assert not any(result.startswith(("read <", "sse hello")) for result in results), results
+            assert served.token not in " ".join(results)
+            js(browser, "document.getElementById('f').submit()")
+            until(lambda: browser.current_url.startswith(served.base), 30, "the form's post was answered")
+            assert "403" in browser.page_source
+        finally:
+            evil.shutdown()
+            evil.server_close()
+    texts = [event["data"]["text"] for event in events_of(session, "message.broadcast")]
+    assert len(texts) == before, texts
+
+
+@pytest.fixture(scope="module")
+def browser() -> Any:
+    from test_dashboard_browser import browser as make
+
+    yield from make.__wrapped__()  # type: ignore[attr-defined]
+
+
+# -- a damaged journal --------------------------------------------------------------------------------------------------
+
+def damage_record(session: Session, marker: bytes) -> None:
+    """Flip one byte inside the record whose line holds `marker` (its CRC no longer matches)."""
+    from support import segment_path
+
+    path = segment_path(session.journal)
+    data = bytearray(Path(path).read_bytes())
+    at = data.index(marker)
+    data[at] ^= 0x01
+    Path(path).write_bytes(bytes(data))
+
+
+def test_a_damaged_record_neither_stops_the_live_feed_nor_breaks_replay_at(session: Session) -> None:
+    join(session, AGENT, "ana")
+    session.publish("insight.shared", {"text": "before the damage"}, sender=AGENT)
+    damaged = session.publish("insight.shared", {"text": "DAMAGE-HERE in this one"}, sender=AGENT).first_seq
+    session.publish("insight.shared", {"text": "after the damage"}, sender=AGENT)
+    damage_record(session, b"DAMAGE-HERE")
+    with serving(session) as served:
+        found = served.messages(lambda found: any(name in ("status", "gone") for name, _ in found))
+        assert not any(name == "gone" for name, _ in found), found
+        appended = session.publish("insight.shared", {"text": "later still"}, sender=AGENT).first_seq
+        later = served.messages(lambda found: any(name == "gone" for name, _ in found) or any(
+            name == "status" and data["drawn_through"] >= appended for name, data in found))
+        assert not any(name == "gone" for name, _ in later)
+        texts = [insight["text"] for insight in last(later, "status")["insights"]]
+        assert "after the damage" in texts and "later still" in texts
+    with serving(session, replay=True) as served:
+        for seq in range(1, appended + 1):
+            answer = served.client.get(f"/api/at?seq={seq}")
+            assert answer.status_code in (200, 400), (seq, seq == damaged, answer.status_code, answer.text[:300])
+            if seq > damaged:
+                assert answer.status_code == 200, (seq, answer.text[:300])
