@@ -876,3 +876,104 @@ def test_ctrl_c_while_a_long_session_is_still_being_read_stops_within_seconds(po
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def test_replay_at_across_rotated_segments_and_snapshots_is_replay_at(power_dir: str) -> None:
+    from popkit_power.session import start_session
+
+    os.makedirs(power_dir, exist_ok=True)
+    Path(power_dir, "config.json").write_text('{"segment_max_bytes": 4096, "snapshot_every_events": 100}')
+    session = start_session(power_dir, "Rotate and snapshot", sender="human")
+    join(session, AGENT, "ana")
+    join(session, OTHER, "ben")
+    for n in range(120):
+        task = f"t-{n}"
+        session.publish("task.created", {"task": task, "title": f"Task {n} " + "z" * 100}, sender=HUMAN)
+        session.publish("task.claimed", {"task": task}, sender=AGENT if n % 2 else OTHER)
+        if n % 3 == 0:
+            session.publish("task.completed", {"task": task, "result": "ok", "ok": True},
+                            sender=AGENT if n % 2 else OTHER)
+        if n % 25 == 0:
+            session.projection()  # saves a snapshot when the tail is long enough
+    assert len(os.listdir(session.journal.directory)) > 10
+    end = session.journal.end_position().seq - 1
+    with serving(session, replay=True) as served:
+        for seq in sorted({1, 2, 99, 100, 101, 150, 201, 255, end // 2, end - 1, end}):
+            at = served.client.get(f"/api/at?seq={seq}")
+            assert at.status_code == 200, (seq, at.text)
+            cli = subprocess.run([*CLI, "replay", "--at", str(seq), "--json", session.id], capture_output=True,
+                                 text=True, timeout=60)
+            assert cli.returncode == 0, cli.stderr
+            expected = orjson.loads(cli.stdout)
+            assert at.json()["seq"] == seq
+            for field in ("tasks", "finished_tasks", "agents", "task_counts"):
+                assert at.json()["status"][field] == expected[field], (seq, field)
+
+
+def test_aborted_event_streams_leave_no_mailbox_behind(session: Session) -> None:
+    import struct
+
+    with serving(session) as served:
+        request = (f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\n"
+                   f"Cookie: popkit_power_dashboard_{served.port}={served.token}\r\n\r\n").encode()
+        for how in ("fin", "rst", "after a few bytes"):
+            for _ in range(60):
+                conn = socket.create_connection(("127.0.0.1", served.port))
+                if how == "rst":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.sendall(request)
+                if how == "after a few bytes":
+                    conn.recv(10)
+                conn.close()
+            until(lambda: not served.dashboard.feed._mailboxes, 30, f"no mailbox left ({how})")
+
+
+def page_status(page_client: httpx.Client, condition: Any, seconds: float) -> dict[str, Any]:
+    """The first status on a new event stream for which `condition(status)` holds, within `seconds`."""
+    deadline = time.monotonic() + seconds
+    with page_client.stream("GET", "/events", timeout=httpx.Timeout(seconds)) as response:
+        event = None
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                event = line[len("event: "):]
+            elif line.startswith("data: ") and event == "status":
+                status = orjson.loads(line[len("data: "):])
+                if condition(status):
+                    return status
+                assert time.monotonic() < deadline, f"not within {seconds} s: {status['mode']}"
+    raise AssertionError("the stream ended")
+
+
+def test_the_page_shows_replication_failing_while_redis_is_down_and_healthy_again_after(tmp_path: Path) -> None:
+    from support import RedisServer
+
+    server = RedisServer(str(tmp_path / "redis")).start()
+    home = tmp_path / "a"
+    home.mkdir()
+    (home / "config.json").write_text('{"agent_timeout_seconds": 3600, "heartbeat_seconds": 3600}')
+    env = {**coordinator_env(str(home)), "REDIS_URL": server.url}
+    pid = None
+    try:
+        started = subprocess.run([*CLI, "start", "Replicated", "--dashboard"], capture_output=True, text=True,
+                                 timeout=120, env=env)
+        assert started.returncode == 0, started.stderr
+        pid = int(started.stdout.split("coordinator: pid ", 1)[1].split(",", 1)[0])
+        address = address_of(str(home), pid)
+        from popkit_power.home import active_session
+
+        session = Session(str(home), active_session(str(home)))
+        with httpx.Client(base_url=f"http://127.0.0.1:{address['port']}",
+                          cookies={f"popkit_power_dashboard_{address['port']}": address["token"]}) as client:
+            healthy = page_status(client, lambda status: status["mode"]["running"] and status["mode"]["ok"], 60)
+            assert healthy["mode"]["mode"] == "redis"
+            server.kill()
+            session.publish("insight.shared", {"text": "while the server is down"}, sender=HUMAN)
+            failing = page_status(client, lambda status: status["mode"]["ok"] is False, 90)
+            assert "failing" in failing["mode"]["reason"] or "file only" in failing["mode"]["reason"]
+            server.start()
+            page_status(client, lambda status: status["mode"]["running"] and status["mode"]["ok"], 120)
+    finally:
+        subprocess.run([*CLI, "stop"], capture_output=True, timeout=120, env=env)
+        if pid is not None and pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        server.kill()
