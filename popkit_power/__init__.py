@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         ProtocolError,
         RecordTooLargeError,
         SessionError,
+        SessionNotActiveError,
         UnsafePathError,
     )
     from .journal.writer import Journal, Position
@@ -81,7 +82,7 @@ _PUBLIC = {
     "TransportAuthError": "replication.errors", "TransportLimitError": "replication.errors",
     "TransportServerError": "replication.errors", "TransportRejectedError": "replication.errors",
     "MalformedReplyError": "replication.errors",
-    "ClaimLostError": "errors", "AnswerRefusedError": "errors",
+    "ClaimLostError": "errors", "AnswerRefusedError": "errors", "SessionNotActiveError": "errors",
     "Journal": "journal.writer", "Position": "journal.writer",
     "Config": "config", "load_config": "config",
     "Session": "session", "start_session": "session", "stop_session": "session",
@@ -92,6 +93,7 @@ __all__ = [
     "AnswerRefusedError", "ClaimLostError", "Config", "ConfigError", "CoordinatorRunningError", "HookInputError",
     "Journal", "JournalError", "MalformedReplyError", "MissingDependencyError", "Position", "PowerModeCoordinator",
     "PowerModeError", "ProtocolError", "RecordTooLargeError", "ReplicationError", "Rules", "Session", "SessionError",
+    "SessionNotActiveError",
     "TransportAuthError", "TransportError", "TransportLimitError", "TransportRejectedError", "TransportServerError",
     "TransportTimeoutError", "TransportUnreachableError", "UnsafePathError", "apply", "load_config", "new_state",
     "project", "start_session", "stop_session",

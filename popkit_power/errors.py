@@ -43,6 +43,7 @@ given, is never reused for another kind of error.
     coordinator-running        CoordinatorRunningError
     claim-lost                 ClaimLostError
     answer-refused             AnswerRefusedError
+    session-not-active         SessionNotActiveError
     hook-input-invalid         HookInputError
     unsafe-path                UnsafePathError
     journal-failed             JournalError
@@ -67,7 +68,8 @@ briefly from one that is, and waits longest after one that is not.
 
 __all__ = [
     "AnswerRefusedError", "ClaimLostError", "ConfigError", "CoordinatorRunningError", "HookInputError", "JournalError",
-    "PowerModeError", "ProtocolError", "RecordTooLargeError", "SessionError", "UnsafePathError", "code_of",
+    "PowerModeError", "ProtocolError", "RecordTooLargeError", "SessionError", "SessionNotActiveError",
+    "UnsafePathError", "code_of",
 ]
 
 #: The codes of exceptions that are not PowerModeErrors (`code_of`)
@@ -182,3 +184,10 @@ class AnswerRefusedError(SessionError):
         self.first_seq = first_seq
         self.first_ts = first_ts
         self.seq = seq
+
+
+class SessionNotActiveError(SessionError):
+    """A change asked of a session that is not the active one any more (stopped, or switched from): the dashboard's
+    page of it refuses, as the CLI's verbs (which act on the active session only) would."""
+
+    code = "session-not-active"

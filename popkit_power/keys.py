@@ -172,8 +172,9 @@ ORIGIN_FILE = "origin"
 ACTIVE_FILE = "active"
 #: The hook's one-line error log.
 HOOK_LOG = "hook.log"
-#: The running dashboard's address and token (0600; dashboard/access.py), gone when it stops.
-DASHBOARD_FILE = "dashboard.json"
+#: The running dashboards' addresses and tokens (0600; dashboard/access.py), gone when the last stops; and the lock
+#: over its changes.
+DASHBOARD_FILE, DASHBOARD_LOCK = "dashboard.json", "dashboard.lock"
 SESSIONS_DIR = "sessions"
 #: The trust markers in this user's state folder (home.trust_dir).
 TRUSTED_DIR = "trusted"

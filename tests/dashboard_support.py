@@ -22,6 +22,7 @@ class Served:
     def __init__(self, url: str) -> None:
         """`url`: the address a dashboard printed (with its token)."""
         self.url = url
+        self.dashboard: Dashboard | None = None  # the server, when this process runs it (`serving`)
         self.port = int(url.split(":")[2].split("/")[0])
         self.token = self.url.split("token=", 1)[1]
         self.base = f"http://127.0.0.1:{self.port}"
@@ -67,6 +68,7 @@ def serving(session: Session, **options: Any) -> Iterator[Served]:
     dashboard.serve_in_thread()
     assert dashboard.url is not None
     served = Served(dashboard.url)
+    served.dashboard = dashboard
     try:
         yield served
     finally:

@@ -34,12 +34,9 @@ def dashboard(session_id: str | None, replay: bool, port: int, show_url: bool) -
         if inside is not None:  # the token is the human's key: never into a model's context
             raise SessionError(f"refused: the dashboard's address carries the human's key, and this command runs "
                                f"inside an agent's session ({inside}); print it from a terminal outside Claude Code")
-        found = read_address(home)
+        found = read_address(home, session=active_session_id(home))
         if found is None or not isinstance(found.get("url"), str):
             raise SessionError(f"no dashboard runs for {home}; start one with: popkit-power dashboard")
-        if not _running(found.get("pid")):
-            raise SessionError(f"the dashboard that wrote {found['url'].split('?')[0]} (pid {found.get('pid')}) is "
-                               f"gone; start one with: popkit-power dashboard")
         click.echo(found["url"])
         return
     from ..dashboard.server import Dashboard
@@ -65,18 +62,6 @@ def dashboard(session_id: str | None, replay: bool, port: int, show_url: bool) -
                + ("" if replay else f"; it is kept in {server.address_file} (yours only) until the dashboard stops")
                + "; Ctrl-C stops it")
     server.serve()
-
-
-def _running(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process has that pid now: not this user's dashboard
-        return False
-    return True
 
 
 COMMANDS = (dashboard,)

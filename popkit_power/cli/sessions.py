@@ -54,6 +54,10 @@ def start(objective: str, switch: bool, coordinator: bool, dashboard: bool, dash
     if dashboard and not coordinator:
         raise SessionError("--dashboard is served by the coordinator, which --no-coordinator leaves out: run "
                            "popkit-power dashboard instead")
+    if dashboard:  # a port that is taken is said before any session is opened
+        from ..dashboard.server import check_port
+
+        check_port(dashboard_port, "--dashboard-port")
     who = sender_for("session.opened", sender)
     untrusted = untrusted_problem(home)
     found = set(os.listdir(home)) if untrusted else set()

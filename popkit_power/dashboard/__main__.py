@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 
 from ..coordinator.daemon import main
+from ..errors import PowerModeError
 from ..session import Session
 from .server import Dashboard
 
@@ -20,7 +21,11 @@ def dashboard_alongside(port: int) -> Callable[[str, str | None], Callable[[], N
     def start(power_dir: str, session_id: str | None) -> Callable[[], None]:
         session = Session(power_dir, session_id, read_only=True) if session_id else Session.active(power_dir)
         dashboard = Dashboard(session, port=port)
-        dashboard.open()
+        try:
+            dashboard.open()
+        except (PowerModeError, OSError) as error:  # the coordinator goes on: nobody would notice a dead agent else
+            print(f"dashboard: not served: {error}", file=sys.stderr, flush=True)
+            return lambda: None
         dashboard.serve_in_thread()
         print(f"dashboard: http://127.0.0.1:{dashboard.port}/ (its token is in {dashboard.address_file})",
               file=sys.stderr, flush=True)

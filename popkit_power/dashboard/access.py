@@ -19,6 +19,7 @@ act as the dashboard. docs/dashboard.md says so.
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -27,7 +28,11 @@ from typing import Any
 import orjson
 
 from .._fs import read_file, write_file_atomically
-from ..keys import DASHBOARD_FILE
+from .._lock import FileLock
+from ..errors import PowerModeError
+from ..keys import DASHBOARD_FILE, DASHBOARD_LOCK
+
+log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "x-popkit-token"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
@@ -77,28 +82,85 @@ def url(port: int, token: str) -> str:
     return f"http://127.0.0.1:{port}/?token={token}"
 
 
+# -- dashboard.json: the dashboards running for a power directory ---------------------------------------------------
+#
+# {"dashboards": {"<pid>": {"url", "port", "token", "pid", "pid_start", "session", "mode"}, ...}}: one entry for each
+# running dashboard (a foreground one and the coordinator's may run at once), written and removed by its own process
+# under dashboard.lock, so one stopping never takes another's entry along. An entry whose process is gone (killed:
+# nothing removed it) is dropped when the file is next written, and never read as running.
+
 def write_address(power_dir: str, *, port: int, token: str, session: str, mode: str) -> str:
-    """Write `dashboard.json` (0600) and return its path."""
-    path = os.path.join(power_dir, DASHBOARD_FILE)
-    write_file_atomically(path, orjson.dumps({"url": url(port, token), "port": port, "token": token,
-                                              "pid": os.getpid(), "session": session, "mode": mode}), durable=False)
-    return path
+    """Add (or replace) this process's entry in `dashboard.json` (0600, replaced whole, never through a link);
+    return its path."""
+    from ..processes import start_time
+
+    entry = {"url": url(port, token), "port": port, "token": token, "pid": os.getpid(),
+             "pid_start": start_time(os.getpid()), "session": session, "mode": mode}
+    with FileLock(os.path.join(power_dir, DASHBOARD_LOCK)):
+        entries = {key: value for key, value in _entries(power_dir).items() if _running(value)}
+        entries[str(os.getpid())] = entry
+        return _write(power_dir, entries)
 
 
-def read_address(power_dir: str) -> dict[str, Any] | None:
-    """The running dashboard's address as `dashboard.json` holds it, None when there is none (or it is unreadable)."""
-    try:
-        found = orjson.loads(read_file(os.path.join(power_dir, DASHBOARD_FILE), 1 << 16))
-    except (OSError, orjson.JSONDecodeError):
-        return None
-    return found if isinstance(found, dict) else None
+def read_address(power_dir: str, *, pid: int | None = None, session: str | None = None) -> dict[str, Any] | None:
+    """The entry of a running dashboard: the one of process `pid`, else one showing `session`, else the newest;
+    None when none runs (or the file cannot be read)."""
+    running = [entry for entry in _entries(power_dir).values() if _running(entry)]
+    if pid is not None:
+        running = [entry for entry in running if entry.get("pid") == pid]
+    if session is not None:
+        running = [entry for entry in running if entry.get("session") == session] or running
+    return running[-1] if running else None
 
 
 def remove_address(power_dir: str) -> None:
-    """Remove `dashboard.json` when it is this process's (a newer server's stays)."""
-    found = read_address(power_dir)
-    if found is not None and found.get("pid") == os.getpid():
-        try:
-            os.unlink(os.path.join(power_dir, DASHBOARD_FILE))
-        except FileNotFoundError:
-            pass
+    """Remove this process's entry (the file with it when it was the last)."""
+    try:
+        with FileLock(os.path.join(power_dir, DASHBOARD_LOCK)):
+            entries = {key: value for key, value in _entries(power_dir).items()
+                       if key != str(os.getpid()) and _running(value)}
+            if entries:
+                _write(power_dir, entries)
+            else:
+                try:
+                    os.unlink(os.path.join(power_dir, DASHBOARD_FILE))
+                except FileNotFoundError:
+                    pass
+    except OSError as error:  # the power directory went away meanwhile: there is nothing left to clean
+        log.warning("dashboard.json not updated: %s", error)
+
+
+def _entries(power_dir: str) -> dict[str, dict[str, Any]]:
+    try:
+        found = orjson.loads(read_file(os.path.join(power_dir, DASHBOARD_FILE), 1 << 20))
+    except (OSError, orjson.JSONDecodeError, PowerModeError):
+        return {}
+    entries = found.get("dashboards") if isinstance(found, dict) else None
+    if not isinstance(entries, dict):
+        return {}
+    return {key: value for key, value in entries.items() if isinstance(value, dict)}
+
+
+def _write(power_dir: str, entries: dict[str, dict[str, Any]]) -> str:
+    path = os.path.join(power_dir, DASHBOARD_FILE)
+    write_file_atomically(path, orjson.dumps({"dashboards": entries}), durable=False)
+    return path
+
+
+def _running(entry: dict[str, Any]) -> bool:
+    """Whether the process that wrote `entry` still runs (the same process: its start time matches)."""
+    from ..processes import still_running
+
+    pid, started = entry.get("pid"), entry.get("pid_start")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    known = still_running(pid, started if isinstance(started, int) else None)
+    if known is not None:
+        return known
+    try:  # no /proc: whether the pid exists is all that can be told
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process has that pid now
+        return False
+    return True

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import provenance
 from ..approvals import answer_request
-from ..errors import AnswerRefusedError, ClaimLostError, PowerModeError, ProtocolError
+from ..display import cut
+from ..errors import (
+    AnswerRefusedError,
+    ClaimLostError,
+    JournalError,
+    PowerModeError,
+    ProtocolError,
+    SessionNotActiveError,
+)
+from ..home import active_session
 from ..keys import HUMAN
 from ..messaging import broadcast, send_message
 from ..session import Session
@@ -56,12 +66,35 @@ MAX_BODY = 64 * 1024
 REPLAY_MODE, LIVE_MODE = "replay", "live"
 
 
+#: At most this many refusals are logged per window; past it, one line says how many were not.
+LOGGED_REFUSALS, REFUSALS_WINDOW_SECONDS = 20, 60.0
+
+
+class Budget:
+    """At most `count` events per `seconds` (a fixed window); `allow` says whether this one is within, and the first
+    one past it logs how many the window holds back."""
+
+    def __init__(self, count: int, seconds: float) -> None:
+        self.count, self.seconds = count, seconds
+        self.start, self.used = 0.0, 0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        if now - self.start >= self.seconds:
+            self.start, self.used = now, 0
+        self.used += 1
+        if self.used == self.count + 1:
+            log.warning("more requests refused: the rest of this minute's are not logged")
+        return self.used <= self.count
+
+
 class Guard:
     """ASGI middleware: access.py's checks on every HTTP request, and the security headers on every answer."""
 
     def __init__(self, app: ASGIApp, access: Access) -> None:
         self.app = app
         self.access = access
+        self.refusals = Budget(LOGGED_REFUSALS, REFUSALS_WINDOW_SECONDS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,8 +105,9 @@ class Guard:
                                   request.cookies.get(self.access.cookie))
         if why is not None:
             client = request.client
-            log.warning("refused %s %s from %s: %s", request.method, request.url.path,
-                        f"{client.host}:{client.port}" if client else "?", why)
+            if self.refusals.allow():  # anyone on this machine can send refused requests: they cannot fill the log
+                log.warning("refused %s %s from %s: %s", request.method, cut(request.url.path, 80),
+                            f"{client.host}:{client.port}" if client else "?", cut(why, 200))
             await PlainTextResponse(f"403 forbidden: {why}\n", status_code=403,
                                     headers=SECURITY_HEADERS)(scope, receive, send)
             return
@@ -135,8 +169,14 @@ def make_app(showing: Showing, access: Access, *, mode: str) -> Starlette:
         feed = showing.feed
         mailbox = feed.subscribe(notify)
         replay = feed_replay_range(feed) if mode == REPLAY_MODE else None
-        first = hello(feed.session, mode=mode, can_answer=showing.writable is not None and inside is None,
-                      why_not=why_not, replay=replay)
+        closed = None
+        if showing.writable is not None:
+            try:
+                still_active(showing.writable)
+            except SessionNotActiveError as error:
+                closed = str(error).replace(": nothing written; load the page again to see what is", "")
+        first = hello(feed.session, mode=mode, can_answer=showing.writable is not None and inside is None
+                      and closed is None, why_not=why_not or closed, replay=replay)
 
         async def stream() -> AsyncIterator[dict[str, str]]:
             try:
@@ -197,16 +237,20 @@ def make_app(showing: Showing, access: Access, *, mode: str) -> Starlette:
 
         def run() -> str:
             assert writable is not None
+            still_active(writable)
             with provenance.acting_via(provenance.DASHBOARD, client=where):
                 return action(writable, body)
 
         try:
             text = await run_in_threadpool(run)
-        except (AnswerRefusedError, ClaimLostError) as error:
+        except (AnswerRefusedError, ClaimLostError, SessionNotActiveError) as error:
             return JSONResponse({"ok": False, "error": str(error), "code": error.code}, status_code=409)
+        except JournalError as error:  # a full disk: nothing was written, and the page says why
+            return JSONResponse({"ok": False, "error": f"could not write to the session: {error}",
+                                 "code": error.code}, status_code=503)
         except PowerModeError as error:
             return JSONResponse({"ok": False, "error": str(error), "code": error.code}, status_code=400)
-        except OSError as error:  # a full disk: nothing was written, and the page says why
+        except OSError as error:
             return JSONResponse({"ok": False, "error": f"could not write to the session: {error}",
                                  "code": "os-error"}, status_code=503)
         log.info("%s from %s: %s", name, where, text)
@@ -223,6 +267,15 @@ def feed_replay_range(feed: Feed) -> dict[str, Any] | None:
     from .replaying import replay_range
 
     return replay_range(feed)
+
+
+def still_active(session: Session) -> None:
+    """SessionNotActiveError unless `session` is its power directory's active session (nothing is written then)."""
+    active = active_session(session.power_dir)
+    if active != session.id:
+        now = f"session {active} is active now" if active else "Power Mode is off"
+        raise SessionNotActiveError(f"session {session.id} is no longer active ({now}): nothing written; load the page "
+                            f"again to see what is")
 
 
 # -- the actions: each the library call its CLI command makes, as the human -----------------------------------------

@@ -41,9 +41,12 @@ log = logging.getLogger(__name__)
 COLUMNS = 240
 #: Cells a page holds at most: past this the bins double, as the timeline's do.
 MAX_CELLS = 8000
-MAX_HANDOVERS = 50
+#: The hand-overs a live page is sent (the most recent); a replay keeps more, for its status at any point.
+LIVE_HANDOVERS, REPLAY_HANDOVERS = 50, 20_000
 MAX_ANSWERED = 10
 REFRESH_SECONDS = 1.0
+#: How long a stop waits for the thread (which looks at the stop between batches of BATCH records).
+CLOSE_SECONDS = 3.0
 DOCTOR_SECONDS = 30.0
 #: Records folded before the thread looks at the clock: a page is sent a status at least this often while a long
 #: journal is read, so a page opened on a huge session draws something at once.
@@ -105,7 +108,8 @@ class Feed:
 
     def __init__(self, session: Session, *, doctor: Callable[[], list[dict[str, Any]]] | None = None,
                  refresh_seconds: float = REFRESH_SECONDS, doctor_seconds: float = DOCTOR_SECONDS,
-                 follow: bool = True, clock: Callable[[], float] = time.time) -> None:
+                 follow: bool = True, clock: Callable[[], float] = time.time,
+                 max_handovers: int = LIVE_HANDOVERS) -> None:
         """`follow`: go on reading as the journal grows (a live page), else read it once (a replay, whose status is
         as of its last record's time). `clock`: the status's "now" in a live page."""
         self.session = session
@@ -121,7 +125,7 @@ class Feed:
         self._checker: threading.Thread | None = None
         self._checked = threading.Event()  # set to end the checker's wait early (a page opened, or a stop)
         self._sent_doublings = -1
-        self.handovers: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_HANDOVERS)
+        self.handovers: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_handovers)
         self._orphaned: dict[str, dict[str, Any]] = {}
         self._departures: collections.OrderedDict[str, str] = collections.OrderedDict()
         self.ready = threading.Event()
@@ -171,7 +175,7 @@ class Feed:
         self._wake()
         self._checked.set()
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=CLOSE_SECONDS)  # a daemon thread: one still folding does not hold the exit
         with self._lock:
             for mailbox in self._mailboxes:
                 mailbox.close(why, reload=reload)
@@ -237,6 +241,8 @@ class Feed:
             self._lanes.add(event)
             self._note_handover(event)
             if count % BATCH == 0:
+                if self._stop.is_set():  # closed while a long journal is read: stop now, not at its end
+                    return
                 self._publish(reader.position)
         self._publish(reader.position)
 
@@ -297,7 +303,7 @@ class Feed:
         last = seconds_of(self.last[1]) if self.last is not None and not self._follow_journal else None
         now = self._clock() if last is None else last
         status = session_status(self.session, self._state, position, now=now)
-        status.update(extras(self._state, self.handovers, self.problems, position.seq - 1))
+        status.update(extras(self._state, list(self.handovers)[-LIVE_HANDOVERS:], self.problems, position.seq - 1))
         rendered = orjson.dumps(status, default=str)
         bins = self._bins
         changed = bins.changed if bins.changed is not None else set()

@@ -10,7 +10,7 @@ from ..replay.playback import Playback
 from ..replay.story import last_ts
 from ..status import session_status
 from ..timestamps import seconds_of
-from .feed import Feed, extras
+from .feed import LIVE_HANDOVERS, Feed, extras
 
 
 def replay_range(feed: Feed) -> dict[str, Any] | None:
@@ -38,6 +38,6 @@ def status_at(feed: Feed, seq: int) -> dict[str, Any]:
                            f"{through}")
     ts = playback.last_ts or last_ts(book.state)
     status = session_status(session, book.state, playback.covered, now=seconds_of(ts))
-    handovers = [handover for handover in feed.handovers if (handover.get("seq") or 0) <= through]
+    handovers = [handover for handover in feed.handovers if (handover.get("seq") or 0) <= through][-LIVE_HANDOVERS:]
     status.update(extras(book.state, handovers, [], through))
     return {"status": status, "seq": through, "ts": ts}

@@ -26,7 +26,7 @@ from ..errors import PowerModeError, SessionError
 from ..session import Session
 from .access import Access, new_token, remove_address, url, write_address
 from .app import LIVE_MODE, REPLAY_MODE, Showing, make_app
-from .feed import Feed
+from .feed import LIVE_HANDOVERS, REPLAY_HANDOVERS, Feed
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ class Dashboard:
         self.address_file: str | None = None
 
     def _feed(self, session: Session) -> Feed:
-        return Feed(session, doctor=self._problems if self._doctor else None, follow=not self.replay)
+        return Feed(session, doctor=self._problems if self._doctor else None, follow=not self.replay,
+                    max_handovers=REPLAY_HANDOVERS if self.replay else LIVE_HANDOVERS)
 
     def _problems(self) -> list[dict[str, Any]]:
         from ..setup.doctor import FAIL, OK, run_all
@@ -74,13 +75,16 @@ class Dashboard:
         """Read the session, bind the port, write dashboard.json; the URL to open (with the token)."""
         import uvicorn
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets made with it, and
+        # with Nagle on, each answer on a kept-alive connection waits ~40 ms for the client's delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.bind((LOOPBACK, self.port))
         except OSError as error:
             sock.close()
-            raise SessionError(f"cannot listen on {LOOPBACK}:{self.port} ({error.strerror}): choose another --port, "
+            raise SessionError(f"cannot listen on {LOOPBACK}:{self.port} ({error.strerror}): choose another port, "
                                f"or 0 for any free one") from None
         sock.listen(128)
         self._socket = sock
@@ -172,6 +176,19 @@ class Dashboard:
             remove_address(self.session.power_dir)
 
 
+def check_port(port: int, option: str) -> None:
+    """SessionError, naming `option`, when `port` (not 0) cannot be listened on at 127.0.0.1 now."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError as error:
+            raise SessionError(f"cannot listen on {LOOPBACK}:{port} ({error.strerror}): choose another {option}, "
+                               f"or 0 for any free one") from None
+
+
 def address_of(session: Session, pid: int, *, seconds: float = 15.0) -> str:
     """The URL of the dashboard the process `pid` serves for `session`, once it has written dashboard.json;
     SessionError naming the coordinator's log when it does not within `seconds`."""
@@ -180,8 +197,8 @@ def address_of(session: Session, pid: int, *, seconds: float = 15.0) -> str:
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        found = read_address(session.power_dir) or {}
-        if found.get("pid") == pid and isinstance(found.get("url"), str):
+        found = read_address(session.power_dir, pid=pid)
+        if found is not None and isinstance(found.get("url"), str):
             return str(found["url"])
         time.sleep(0.05)
     raise SessionError(f"the coordinator (pid {pid}) runs, but its dashboard did not start: see "
