@@ -45,6 +45,10 @@ MAX_CELLS = 8000
 LIVE_HANDOVERS, REPLAY_HANDOVERS = 50, 20_000
 MAX_ANSWERED = 10
 REFRESH_SECONDS = 1.0
+#: The least time between two statuses sent to the pages: under a burst of events they go out at most this often,
+#: each with all that came meanwhile (a status is ~80 KB on a busy session: one per event, at 200 events a second,
+#: kept a browser seconds behind).
+PUBLISH_SECONDS = 0.05
 #: How long a stop waits for the thread (which looks at the stop between batches of BATCH records).
 CLOSE_SECONDS = 3.0
 DOCTOR_SECONDS = 30.0
@@ -209,26 +213,35 @@ class Feed:
             self._watch = JournalWatch(session.journal.directory)
         try:
             self._read(reader, state, rules, fold_from=position.seq)
+            self._publish(reader.position)
             self.ready.set()
+            published = time.monotonic()
+            pending = False  # records read that no status has gone out for yet
             while not self._stop.is_set():
+                waiting = pending or bool(self._fresh)
+                wait = max(0.0, published + PUBLISH_SECONDS - time.monotonic()) if waiting else self._refresh_seconds
                 if self._watch is not None:
-                    self._watch.wait(self._refresh_seconds)
+                    self._watch.wait(wait)
                 else:
-                    self._woken.wait(self._refresh_seconds)
+                    self._woken.wait(wait)
                 self._woken.clear()
                 if self._stop.is_set():
                     return
-                if self._watch is not None:
-                    self._read(reader, state, rules, fold_from=0)
-                elif self._fresh:  # a replay: nothing new comes, but a new page needs the picture
+                if self._watch is not None and self._read(reader, state, rules, fold_from=0):
+                    pending = True
+                since = time.monotonic() - published
+                if ((pending or self._fresh) and since >= PUBLISH_SECONDS) or (
+                        self._watch is not None and since >= self._refresh_seconds):
                     self._publish(reader.position)
+                    published, pending = time.monotonic(), False
         finally:
             if self._watch is not None:
                 self._watch.close()
 
-    def _read(self, reader: Any, state: State, rules: Any, *, fold_from: int) -> None:
-        """Fold, place and publish every record the journal holds beyond `reader`'s position (records before
-        `fold_from` are in `state` already: only placed on the lanes)."""
+    def _read(self, reader: Any, state: State, rules: Any, *, fold_from: int) -> int:
+        """Fold and place every record the journal holds beyond `reader`'s position (records before `fold_from` are
+        in `state` already: only placed on the lanes); how many. A long read publishes every BATCH records."""
+        count = 0
         for count, event in enumerate(reader, 1):
             seq = event.get("seq")
             if not isinstance(seq, int) or seq >= fold_from:
@@ -242,9 +255,9 @@ class Feed:
             self._note_handover(event)
             if count % BATCH == 0:
                 if self._stop.is_set():  # closed while a long journal is read: stop now, not at its end
-                    return
+                    return count
                 self._publish(reader.position)
-        self._publish(reader.position)
+        return count
 
     def _note_handover(self, event: dict[str, Any]) -> None:
         """Remember the task hand-overs: a task orphaned (or parked) by an agent that departed, then taken by

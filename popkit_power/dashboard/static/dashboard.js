@@ -607,7 +607,7 @@
     answered: ["circle", "#9333ea", 14], doubtful: ["circle", "#dc2626", 14], joined: ["edge", "#16a34a"],
     idle: ["ring", "#a3a3a3", 22], left: ["edge", "#737373"], other: ["small", "#a8a29e", 22],
   };
-  const GUTTER = 180, LANE_H = 30, TOP = 26, RIGHT = 12, MIN_COLS = 40;
+  const GUTTER = 180, LANE_H = 30, TOP = 26, RIGHT = 12, MIN_COLS = 32;
   const STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
   let geo = null;       // the geometry the marks were drawn with
   let svg = null, gBack = null, gFront = null, gLanes = null, gAxis = null, gHand = null, gCursor = null;
@@ -675,7 +675,10 @@
     const width = Math.max(600, Math.floor(box.clientWidth || 1000));
     const list = arr(lanes && lanes.lanes).map(obj);
     const columns = Math.max(num(lanes && lanes.columns), 0);
-    const scale = Math.max(columns, MIN_COLS);
+    // The x axis grows in steps (MIN_COLS, twice that, ... up to max_columns), not with every new column: each step
+    // moves every mark, and a page of thousands of marks redraws them all then.
+    const most = Math.max(num(lanes && lanes.max_columns), MIN_COLS);
+    const scale = columns <= MIN_COLS ? MIN_COLS : Math.min(most, 2 ** Math.ceil(Math.log2(columns)));
     const plotW = width - GUTTER - RIGHT;
     return {width, rows: list.map(l => l.index), scale, plotW, colW: plotW / scale, bin: num(lanes && lanes.bin_seconds) || 1,
             t0: lanes && typeof lanes.t0 === "number" ? lanes.t0 : null, height: TOP + list.length * LANE_H + 6};
@@ -706,8 +709,10 @@
     if (!lanes) return;
     renderLegend();
     const g = geometry();
-    const geoKey = JSON.stringify([g.width, g.rows, g.scale, g.bin, g.t0]);
-    const full = cellsFull || !geo || geo.key !== geoKey;
+    const geoKey = JSON.stringify([g.width, g.scale, g.bin, g.t0]);
+    // A lane that joins at the end moves no mark: only a change of the rows before it redraws them all.
+    const rowsKept = !!geo && geo.rows.length <= g.rows.length && geo.rows.every((index, row) => g.rows[row] === index);
+    const full = cellsFull || !geo || geo.key !== geoKey || !rowsKept;
     const laneList = arr(lanes.lanes).map(obj);
     const rowOf = new Map(g.rows.map((index, row) => [index, row]));
     const rowOfKey = new Map();
@@ -733,6 +738,10 @@
       last.laneNames = null; last.handovers = null; last.cursor = null; last.axis = null;
       for (const cell of cells.values()) drawCell(cell);
     } else {
+      if (geo.height !== g.height) {
+        svg.setAttribute("height", g.height);
+        svg.setAttribute("viewBox", `0 0 ${g.width} ${g.height}`);
+      }
       geo = g;
       for (const key of cellsDirty) {
         const old = marks.get(key);
