@@ -738,17 +738,7 @@ def test_with_replication_the_page_shows_machines_and_its_action_reaches_the_oth
                           for e in b.journal.reader()), 60, "B's journal gets the page's broadcast")
         cli_status = orjson.loads(subprocess.run([*CLI, "status", "--json"], capture_output=True, text=True,
                                                  timeout=60, env=env[0]).stdout)
-        with client.stream("GET", "/events") as response:
-            status = None
-            event = None
-            for line in response.iter_lines():
-                if line.startswith("event: "):
-                    event = line[len("event: "):]
-                elif line.startswith("data: ") and event == "status":
-                    status = orjson.loads(line[len("data: "):])
-                    if b.origin in status["machines"] and status["replication"]:
-                        break
-        assert status is not None
+        status = page_status(client, lambda found: b.origin in found["machines"] and found["replication"], 60)
         assert status["mode"] == cli_status["mode"], (status["mode"], cli_status["mode"])
         assert set(status["machines"]) == set(cli_status["machines"]) == {b.origin}
         assert status["replication"].keys() == cli_status["replication"].keys()
