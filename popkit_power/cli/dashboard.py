@@ -58,8 +58,9 @@ def dashboard(session_id: str | None, replay: bool, port: int, show_url: bool) -
     address = server.open()
     what = "replay of session" if replay else "live dashboard of session"
     click.echo(f"{what} {session.id}: open {address}")
-    click.echo("the token in that address is the dashboard's key: whoever has it can act as you here"
-               + ("" if replay else f"; it is kept in {server.address_file} (yours only) until the dashboard stops")
+    click.echo("the token in that address is the dashboard's key: whoever has it can "
+               + ("read this session" if replay else f"act as you here; it is kept in {server.address_file} (yours "
+                                                      f"only) until the dashboard stops")
                + "; Ctrl-C stops it")
     server.serve()
 

@@ -105,7 +105,8 @@ def _report(run: Demo, directory: str, failure: str | None) -> None:
     timeline = os.path.join(directory, TIMELINE_FILE)
     click.echo(_write_timeline(session, timeline))
     home = shlex.quote(run.power_dir)
-    click.echo(f"look again:  popkit-power --home {home} status   (or replay, sessions, doctor)")
+    click.echo(f"look again:  popkit-power --home {home} status   (or replay, sessions, doctor; in your browser: "
+               f"dashboard --replay)")
     click.echo(f"the agents' own logs: {run.logs}; remove everything with: rm -rf {shlex.quote(directory)}")
     session.journal.close()
     if failure == "interrupted":
