@@ -111,9 +111,11 @@ def test_the_page_loads_clean_asks_only_its_own_server_and_draws_a_hook_s_event_
     project = tmp_path / "project"
     project.mkdir()
     run_hook(session.power_dir, project, "aaaa1111-0000-4000-8000-000000000001", "SessionStart", source="startup")
-    with serving(session) as served:
+    with serving(session, doctor=True, project_dir=str(project)) as served:
         open_dashboard(browser, served.url)
         assert console_errors(browser) == []
+        # doctor's problems: no hook is registered in this project, and doctor says so on the page
+        wait(browser, lambda driver: "hook" in text_of(driver, "#problem-list li[data-level]"), seconds=60)
         assert browser.current_url == f"{served.base}/"  # the token left the address bar
         own = {f"127.0.0.1:{served.port}"}
         hosts = {urlparse(url).netloc for url in requested_urls(browser) if not url.startswith("data:")}

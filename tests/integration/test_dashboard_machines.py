@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import chromium
 from dashboard_support import Served, last
+from selenium.webdriver.support.ui import WebDriverWait
 from support import two_machines_of_one_session, until
 
 from popkit_power.dashboard.access import read_address
 
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 WAIT = 60  # seconds a condition may take on a busy machine (a deadline, never a measured speed)
 
 
@@ -47,6 +50,14 @@ def test_the_page_shows_the_other_machine_and_the_lag_and_its_actions_are_replic
         assert origin == b.origin and machine["health"] == "alive"
         assert status["replication"]["running"] is True and isinstance(status["replication"]["behind"], int)
         assert status["mode"]["mode"] == "redis"
+        with chromium(1600, 1000) as browser:  # and on the page itself: machine B, and the replication's lag
+            browser.get(served.url)
+            WebDriverWait(browser, WAIT, poll_frequency=0.05).until(lambda driver: b.origin in driver.execute_script(
+                "const list = document.getElementById('machine-list'); return list ? list.textContent : ''"))
+            machines = browser.execute_script("return document.getElementById('machines').textContent")
+            assert "replication" in machines and "alive" in machines, machines
+            ARTIFACTS.mkdir(exist_ok=True)
+            assert browser.save_screenshot(str(ARTIFACTS / "dashboard-two-machines.png"))
         sent = served.post("broadcast", {"text": "from A's page"})
         assert sent.json()["ok"] is True, sent.text
         until(lambda: any(event.get("type") == "message.broadcast" and event["data"].get("text") == "from A's page"
