@@ -66,6 +66,11 @@ class Answered:
     status: str
     seq: int
 
+    @property
+    def text(self) -> str:
+        """What a person reads: "granted c383dc7ba86e (seq 41)"."""
+        return f"{self.status} {self.request} (seq {self.seq})"
+
 
 def request_approval(session: Session, question: str, *, sender: str,
                      options: Sequence[str] = ()) -> Requested:

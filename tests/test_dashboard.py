@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 from dashboard_support import last, serving
+from support import until
 
 from popkit_power.approvals import request_approval
 from popkit_power.dashboard.access import Access, read_address
@@ -243,6 +244,14 @@ def test_inside_an_agents_session_it_shows_but_does_not_answer(session: Session,
         assert hello["can_answer"] is False and "inside an agent's session" in hello["why_not"]
         refused = served.post("approve", {"request": requested.request})
         assert refused.status_code == 400 and "only the human answers approvals" in refused.json()["error"]
+        session.publish("task.created", {"task": "t-held", "title": "Held", "owner": AGENT}, sender=HUMAN)
+        before = session.journal.end_position().seq
+        for action, body in (("send", {"agent": "ana", "text": "hi"}), ("broadcast", {"text": "hi"}),
+                             ("task/add", {"title": "More"}), ("task/release", {"task": "t-held"}),
+                             ("task/reassign", {"task": "t-held", "agent": "ana"})):
+            answer = served.post(action, body)  # as the CLI there: nobody speaks as the human inside an agent
+            assert answer.status_code == 400 and "inside an agent's session" in answer.json()["error"], action
+        assert session.journal.end_position().seq == before
     assert events_of(session, "approval.granted") == []
 
 
@@ -364,3 +373,81 @@ def test_the_command_stops_on_a_signal_with_a_page_open_and_takes_its_token_file
     assert ended and ended[0] == "event: gone"  # the page was told, not just cut off
     assert not Path(power_dir, DASHBOARD_FILE).exists()
     served.client.close()
+
+
+# -- what a review found --------------------------------------------------------------------------------------------
+
+def test_a_dashboard_that_follows_the_active_session_writes_nothing_from_a_page_of_the_one_before(
+        power_dir: str, session: Session) -> None:
+    from popkit_power.session import start_session, stop_session
+
+    with serving(session, follow_active=True) as served:
+        assert served.dashboard is not None
+        stop_session(power_dir, sender=HUMAN)
+        after = start_session(power_dir, "The next objective", sender=HUMAN)
+        until(lambda: served.dashboard is not None and served.dashboard.session.id == after.id, 30,
+              "the dashboard shows the new session")
+        late = served.post("broadcast", {"text": "meant for the old one"}, **{"x-popkit-session": session.id})
+        assert late.status_code == 409 and "load the page again" in late.json()["error"]
+        assert events_of(after, "message.broadcast") == [] and events_of(session, "message.broadcast") == []
+        assert served.post("broadcast", {"text": "for the new one"}, **{"x-popkit-session": after.id}).json()["ok"]
+    assert [event["data"]["text"] for event in events_of(after, "message.broadcast")] == ["for the new one"]
+
+
+def test_a_page_that_subscribes_after_its_feed_closed_is_told_at_once(session: Session) -> None:
+    feed = Feed(Session(session.power_dir, session.id, read_only=True))
+    feed.start()
+    feed.close("session X is no longer the active one", reload=True)
+    told: list[bool] = []
+    mailbox = feed.subscribe(lambda: told.append(True))
+    assert told and mailbox.gone == "session X is no longer the active one" and mailbox.reload is True
+
+
+def test_an_open_that_fails_leaves_nothing_listening_or_reading(session: Session,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    import popkit_power.dashboard.server as server
+
+    def full_disk(*args: Any, **kwargs: Any) -> str:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(server, "write_address", full_disk)
+    dashboard = server.Dashboard(Session(session.power_dir, session.id, read_only=True), doctor=False)
+    with pytest.raises(OSError, match="No space left"):
+        dashboard.open()
+    assert dashboard.feed._thread is None or not dashboard.feed._thread.is_alive()
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", dashboard.port)) != 0  # refused: nobody listens there
+
+
+def test_start_dashboard_inside_an_agents_session_prints_no_token_and_a_switch_keeps_its_port(
+        power_dir: str) -> None:
+    from support import free_port
+
+    port = str(free_port())
+    env = {**os.environ, "POPKIT_POWER_HOME": power_dir}
+    env.pop("POPKIT_POWER_NO_COORDINATOR", None)
+    cli = [sys.executable, "-m", "popkit_power.cli"]
+    try:
+        inside = subprocess.run([*cli, "start", "--dashboard", "--dashboard-port", port, "First"], text=True,
+                                capture_output=True, timeout=120, env={**env, "CLAUDE_CODE_SESSION_ID": "s9"})
+        assert inside.returncode == 0, inside.stderr
+        assert "token=" not in inside.stdout and f"http://127.0.0.1:{port}/" in inside.stdout
+        assert "dashboard --url, in a terminal outside Claude Code" in inside.stdout
+        switched = subprocess.run([*cli, "start", "--switch", "--dashboard", "--dashboard-port", port, "Second"],
+                                  text=True, capture_output=True, timeout=120, env=env)
+        assert switched.returncode == 0, switched.stderr  # the port the first session's dashboard held is free
+        assert f"http://127.0.0.1:{port}/?token=" in switched.stdout
+    finally:
+        subprocess.run([*cli, "stop"], capture_output=True, timeout=120, env=env)
+
+
+def test_odd_command_lines_are_refused_with_what_is_wrong(power_dir: str, session: Session) -> None:
+    cli = [sys.executable, "-m", "popkit_power.cli", "dashboard"]
+    mixed = subprocess.run([*cli, "--url", "--replay"], capture_output=True, text=True, timeout=60)
+    assert mixed.returncode == 2 and "takes no SESSION, --replay or --port" in mixed.stderr
+    bad = subprocess.run([sys.executable, "-m", "popkit_power.dashboard", "--port=http"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "--port" in bad.stderr and "Traceback" not in bad.stderr
+

@@ -52,7 +52,7 @@ def ask(question: str, options: tuple[str, ...], wait: bool, timeout: float, sen
 def _answer(event_type: str, given: str, note: str | None) -> None:
     who = sender_for(event_type, "human", request=given)
     answered = answer_request(active_session(), given, granted=event_type == GRANTED, sender=who, note=note)
-    click.echo(f"{answered.status} {answered.request} (seq {answered.seq})")
+    click.echo(answered.text)
 
 
 @click.command(short_help="Grant an approval REQUEST, as the human, from a terminal outside Claude Code.")

@@ -17,8 +17,8 @@ from .common import power_dir, session_to_read
 
 @click.command()
 @click.argument("session_id", required=False, metavar="[SESSION]")
-@click.option("--replay", is_flag=True, help="Show a past session (SESSION, default the newest) with a time slider, "
-              "instead of the active one live.")
+@click.option("--replay", is_flag=True, help="Show a session as it was, with a time slider (SESSION; by default the "
+              "active one, else the newest), instead of the active one live.")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="The loopback port to listen on (0: any free one).")
 @click.option("--url", "show_url", is_flag=True, help="Print the URL (with its token) of the dashboard running for "
@@ -29,6 +29,9 @@ def dashboard(session_id: str | None, replay: bool, port: int, show_url: bool) -
     problems; send a message or broadcast, add, release or reassign a task from it. The URL printed carries a new
     random token: only a request with it is answered. Stop with Ctrl-C."""
     home = power_dir()
+    if show_url and (session_id is not None or replay or port):
+        raise SessionError("--url prints the address of the dashboard that runs: it takes no SESSION, --replay or "
+                           "--port")
     if show_url:
         inside = provenance.inside_agent_session(os.environ)
         if inside is not None:  # the token is the human's key: never into a model's context

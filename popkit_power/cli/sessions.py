@@ -54,10 +54,14 @@ def start(objective: str, switch: bool, coordinator: bool, dashboard: bool, dash
     if dashboard and not coordinator:
         raise SessionError("--dashboard is served by the coordinator, which --no-coordinator leaves out: run "
                            "popkit-power dashboard instead")
-    if dashboard:  # a port that is taken is said before any session is opened
+    if dashboard:  # a port that is taken is said before any session is opened (but the one `--switch` frees)
+        from ..dashboard.access import read_address
         from ..dashboard.server import check_port
 
-        check_port(dashboard_port, "--dashboard-port")
+        current = active_session_id(home)
+        freed = read_address(home, session=current) if switch and current else None
+        if not (freed and freed.get("session") == current and freed.get("port") == dashboard_port):
+            check_port(dashboard_port, "--dashboard-port")
     who = sender_for("session.opened", sender)
     untrusted = untrusted_problem(home)
     found = set(os.listdir(home)) if untrusted else set()
@@ -100,10 +104,16 @@ def start(objective: str, switch: bool, coordinator: bool, dashboard: bool, dash
         pid = _coordinator().spawn(session, **served)
         click.echo(f"coordinator: pid {pid}, log {os.path.join(session.dir, COORDINATOR_LOG)}")
         if dashboard:
+            from .. import provenance
             from ..dashboard.server import address_of
 
-            click.echo(f"dashboard: open {address_of(session, pid)} (the token in it is the page's key; "
-                       f"popkit-power dashboard --url prints it again)")
+            address = address_of(session, pid)
+            if provenance.inside_agent_session(os.environ) is not None:  # the human's key, never a model's context
+                click.echo(f"dashboard: served at {address.split('?')[0]}; its address with the key: popkit-power "
+                           f"dashboard --url, in a terminal outside Claude Code")
+            else:
+                click.echo(f"dashboard: open {address} (the token in it is the page's key; popkit-power dashboard "
+                           f"--url prints it again)")
 
 
 def _coordinator() -> ModuleType:

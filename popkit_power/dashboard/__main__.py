@@ -12,18 +12,17 @@ import sys
 from collections.abc import Callable
 
 from ..coordinator.daemon import main
-from ..errors import PowerModeError
 from ..session import Session
 from .server import Dashboard
 
 
 def dashboard_alongside(port: int) -> Callable[[str, str | None], Callable[[], None]]:
     def start(power_dir: str, session_id: str | None) -> Callable[[], None]:
-        session = Session(power_dir, session_id, read_only=True) if session_id else Session.active(power_dir)
-        dashboard = Dashboard(session, port=port)
         try:
-            dashboard.open()
-        except (PowerModeError, OSError) as error:  # the coordinator goes on: nobody would notice a dead agent else
+            session = Session(power_dir, session_id, read_only=True) if session_id else Session.active(power_dir)
+            dashboard = Dashboard(session, port=port)
+            dashboard.open()  # which stops what it started when it fails
+        except Exception as error:  # the coordinator goes on: nobody would notice a dead agent else
             print(f"dashboard: not served: {error}", file=sys.stderr, flush=True)
             return lambda: None
         dashboard.serve_in_thread()
@@ -34,11 +33,15 @@ def dashboard_alongside(port: int) -> Callable[[str, str | None], Callable[[], N
 
 
 def run(argv: list[str]) -> int:
-    port = 0
-    if "--port" in argv:  # the rest is the coordinator's own command line
-        at = argv.index("--port")
-        port, argv = int(argv[at + 1]), argv[:at] + argv[at + 2:]
-    return main(argv, alongside=dashboard_alongside(port), prog="python -m popkit_power.dashboard")
+    """`--port N` (or `--port=N`) is the dashboard's; the rest is the coordinator's own command line."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m popkit_power.dashboard", add_help=False)
+    parser.add_argument("--port", type=int, default=0, help="the loopback port (0: any free one)")
+    known, rest = parser.parse_known_args(argv)
+    if not 0 <= known.port <= 65535:
+        parser.error(f"--port {known.port} is not a port (0 to 65535)")
+    return main(rest, alongside=dashboard_alongside(known.port), prog="python -m popkit_power.dashboard")
 
 
 if __name__ == "__main__":

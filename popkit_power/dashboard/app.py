@@ -62,8 +62,9 @@ STATIC = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "te
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 #: The largest action a page sends (a message's text is far smaller).
 MAX_BODY = 64 * 1024
-#: How long a page may wait for the feed's first picture before it is told the session is still being read.
 REPLAY_MODE, LIVE_MODE = "replay", "live"
+#: The session the page shows (its hello's), sent with every action: an action meant for another is refused.
+SESSION_HEADER = "x-popkit-session"
 
 
 #: At most this many refusals are logged per window; past it, one line says how many were not.
@@ -169,12 +170,7 @@ def make_app(showing: Showing, access: Access, *, mode: str) -> Starlette:
         feed = showing.feed
         mailbox = feed.subscribe(notify)
         replay = feed_replay_range(feed) if mode == REPLAY_MODE else None
-        closed = None
-        if showing.writable is not None:
-            try:
-                still_active(showing.writable)
-            except SessionNotActiveError as error:
-                closed = str(error).replace(": nothing written; load the page again to see what is", "")
+        closed = None if showing.writable is None else not_active(showing.writable)
         first = hello(feed.session, mode=mode, can_answer=showing.writable is not None and inside is None
                       and closed is None, why_not=why_not or closed, replay=replay)
 
@@ -223,6 +219,9 @@ def make_app(showing: Showing, access: Access, *, mode: str) -> Starlette:
         writable = showing.writable
         if writable is None:
             return JSONResponse({"ok": False, "error": "a replay changes nothing"}, status_code=400)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY:  # refused before it is read
+            return JSONResponse({"ok": False, "error": f"the request is over {MAX_BODY} bytes"}, status_code=413)
         raw = await request.body()
         if len(raw) > MAX_BODY:
             return JSONResponse({"ok": False, "error": f"the request is over {MAX_BODY} bytes"}, status_code=413)
@@ -235,11 +234,22 @@ def make_app(showing: Showing, access: Access, *, mode: str) -> Starlette:
         client = request.client
         where = f"{client.host}:{client.port}" if client else "unknown"
 
+        event_type, call = action
+        shown = request.headers.get(SESSION_HEADER)
+        if shown is not None and shown != writable.id:  # the page shows another session than the one to write
+            return JSONResponse({"ok": False, "code": SessionNotActiveError.code,
+                                 "error": f"this page shows session {cut(shown, 40)}, and this dashboard shows "
+                                          f"session {writable.id} now: nothing written; load the page again"},
+                                status_code=409)
+
         def run() -> str:
             assert writable is not None
             still_active(writable)
+            request_id = body.get("request")
+            provenance.check_sender(HUMAN, event_type, os.environ, named=False,
+                                    request=request_id if isinstance(request_id, str) else None)
             with provenance.acting_via(provenance.DASHBOARD, client=where):
-                return action(writable, body)
+                return call(writable, body)
 
         try:
             text = await run_in_threadpool(run)
@@ -269,13 +279,21 @@ def feed_replay_range(feed: Feed) -> dict[str, Any] | None:
     return replay_range(feed)
 
 
+def not_active(session: Session) -> str | None:
+    """Why `session` is not its power directory's active session any more (stopped, or switched from); None when it
+    is. The CLI's verbs act on the active session only, and so does a page."""
+    active = active_session(session.power_dir)
+    if active == session.id:
+        return None
+    now = f"session {active} is active now" if active else "Power Mode is off"
+    return f"session {session.id} is no longer active ({now})"
+
+
 def still_active(session: Session) -> None:
     """SessionNotActiveError unless `session` is its power directory's active session (nothing is written then)."""
-    active = active_session(session.power_dir)
-    if active != session.id:
-        now = f"session {active} is active now" if active else "Power Mode is off"
-        raise SessionNotActiveError(f"session {session.id} is no longer active ({now}): nothing written; load the page "
-                            f"again to see what is")
+    why = not_active(session)
+    if why is not None:
+        raise SessionNotActiveError(f"{why}: nothing written; load the page again to see what is")
 
 
 # -- the actions: each the library call its CLI command makes, as the human -----------------------------------------
@@ -297,29 +315,24 @@ def _field(body: dict[str, Any], field: str) -> str:
 
 def _answer(granted: bool) -> Callable[[Session, dict[str, Any]], str]:
     def answer(session: Session, body: dict[str, Any]) -> str:
-        request = _field(body, "request")
-        event_type = "approval.granted" if granted else "approval.denied"
-        provenance.check_sender(HUMAN, event_type, os.environ, named=False, request=request)
-        answered = answer_request(session, request, granted=granted, sender=HUMAN,
-                                  note=_text(body, "note", required=False) or None)
-        return f"{answered.status} {answered.request} (seq {answered.seq})"
+        return answer_request(session, _field(body, "request"), granted=granted, sender=HUMAN,
+                              note=_text(body, "note", required=False) or None).text
     return answer
 
 
-def _reassign(session: Session, body: dict[str, Any]) -> str:
-    provenance.check_sender(HUMAN, "task.assigned", os.environ, named=False)
-    return reassign_task(session, _field(body, "task"), _field(body, "agent"), sender=HUMAN).text
-
-
-ACTIONS: dict[str, Callable[[Session, dict[str, Any]], str]] = {
-    "approve": _answer(True),
-    "deny": _answer(False),
-    "send": lambda session, body: send_message(session, _field(body, "agent"), _field(body, "text"),
-                                               sender=HUMAN).text,
-    "broadcast": lambda session, body: broadcast(session, _field(body, "text"), sender=HUMAN).text,
-    "task/add": lambda session, body: add_task(session, _field(body, "title"), sender=HUMAN,
-                                               to=_text(body, "to", required=False) or None).text,
-    "task/release": lambda session, body: release_task(session, _field(body, "task"), sender=HUMAN,
-                                                       reason=_text(body, "reason", required=False) or None).text,
-    "task/reassign": _reassign,
+#: Each action: the event type it sends as the human (provenance.check_sender decides whether this process may,
+#: for every action alike), and the library call its CLI command makes.
+ACTIONS: dict[str, tuple[str, Callable[[Session, dict[str, Any]], str]]] = {
+    "approve": ("approval.granted", _answer(True)),
+    "deny": ("approval.denied", _answer(False)),
+    "send": ("message.direct", lambda session, body: send_message(
+        session, _field(body, "agent"), _field(body, "text"), sender=HUMAN).text),
+    "broadcast": ("message.broadcast", lambda session, body: broadcast(
+        session, _field(body, "text"), sender=HUMAN).text),
+    "task/add": ("task.created", lambda session, body: add_task(
+        session, _field(body, "title"), sender=HUMAN, to=_text(body, "to", required=False) or None).text),
+    "task/release": ("task.released", lambda session, body: release_task(
+        session, _field(body, "task"), sender=HUMAN, reason=_text(body, "reason", required=False) or None).text),
+    "task/reassign": ("task.assigned", lambda session, body: reassign_task(
+        session, _field(body, "task"), _field(body, "agent"), sender=HUMAN).text),
 }

@@ -135,6 +135,7 @@ class Feed:
         self.ready = threading.Event()
         self.error: str | None = None
         self._fresh: set[Mailbox] = set()  # pages that have not had the whole picture yet
+        self._closed: tuple[str, bool] | None = None  # (why, reload) once closed: a page that comes later is told
         self._woken = threading.Event()
         self._follow_journal = follow
         self._clock = clock
@@ -147,6 +148,9 @@ class Feed:
         """A mailbox for a new page; the thread puts the whole picture into it at once (it alone reads the lanes)."""
         mailbox = Mailbox(notify)
         with self._lock:
+            if self._closed is not None:  # closed already (the dashboard shows another session now, or stops)
+                mailbox.close(self._closed[0], reload=self._closed[1])
+                return mailbox
             self._mailboxes.add(mailbox)
             self._fresh.add(mailbox)
             if self.error is not None:
@@ -181,6 +185,7 @@ class Feed:
         if self._thread is not None:
             self._thread.join(timeout=CLOSE_SECONDS)  # a daemon thread: one still folding does not hold the exit
         with self._lock:
+            self._closed = (why, reload)
             for mailbox in self._mailboxes:
                 mailbox.close(why, reload=reload)
 
@@ -191,7 +196,8 @@ class Feed:
             self._follow()
         except Exception as error:  # a page shows why the feed stopped instead of a status that never moves
             log.exception("the dashboard's feed stopped")
-            self.error = f"the dashboard stopped reading the session: {type(error).__name__}: {error}"
+            self.error = (f"the dashboard stopped reading the session ({type(error).__name__}: {error}): start it "
+                          f"again (popkit-power dashboard), and see its log for what happened")
             with self._lock:
                 for mailbox in self._mailboxes:
                     mailbox.close(self.error)

@@ -59,6 +59,7 @@ class Dashboard:
         self._switcher: threading.Thread | None = None
         self._stopping = threading.Event()
         self._token = ""
+        self._doctor_process: Any = None
         self._server: Any = None
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -81,6 +82,7 @@ class Dashboard:
         command = [sys.executable, "-m", "popkit_power.cli", "--home", self.session.power_dir, "doctor", "--json",
                    "--project-dir", self.project_dir]
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+            self._doctor_process = process  # killed by close: it must not outlive the dashboard
             try:  # doctor's checks yield the CPU to the agents and to the pages
                 os.setpriority(os.PRIO_PROCESS, process.pid, 10)
             except OSError:
@@ -98,7 +100,15 @@ class Dashboard:
                  "text": check["found"]} for check in checks if check.get("verdict") != OK]
 
     def open(self) -> str:
-        """Read the session, bind the port, write dashboard.json; the URL to open (with the token)."""
+        """Bind the port, start reading the session (a replay: read it whole first), write dashboard.json; the URL
+        to open (with the token). On any failure what was started is stopped again, and nothing is left listening."""
+        try:
+            return self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> str:
         import uvicorn
 
         # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets made with it, and
@@ -189,6 +199,9 @@ class Dashboard:
 
     def close(self) -> None:
         self._stopping.set()
+        doctor = self._doctor_process
+        if doctor is not None and doctor.poll() is None:
+            doctor.kill()
         if self._switcher is not None:
             self._switcher.join(timeout=SWITCH_SECONDS + 10)
         if self._server is not None:

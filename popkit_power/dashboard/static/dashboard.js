@@ -108,7 +108,9 @@
     }
     return out;
   }
-  const canAct = () => MODE === "live" && !stopped;
+  // A page acts only where its dashboard may: live, connected, and not inside an agent's session or a session that
+  // is not the active one any more (hello.can_answer says so, and why_not says why).
+  const canAct = () => MODE === "live" && !stopped && !!(hello && hello.can_answer);
   const canAnswer = () => canAct() && !!(hello && hello.can_answer);
 
   // -- keyed lists: keep a card (and what is typed into it) while its data stays the same ------------------------
@@ -349,7 +351,7 @@
     } else if (item.options && !Array.isArray(item.options)) {
       h("div", "options", "options: " + cut(JSON.stringify(item.options), 200), card);
     }
-    if (canAct() && !canAnswer()) {
+    if (MODE === "live" && !stopped && !canAnswer()) {
       h("div", "why-not", cut(hello && hello.why_not ? hello.why_not : "approvals cannot be answered here"), card);
     }
     if (canAnswer()) {
@@ -982,7 +984,8 @@
     let response;
     try {
       response = await fetch(path, {method: "POST", credentials: "same-origin",
-                                    headers: {"Content-Type": "application/json", "X-Popkit-Token": TOKEN},
+                                    headers: {"Content-Type": "application/json", "X-Popkit-Token": TOKEN,
+                                              "X-Popkit-Session": (hello && hello.session) || ""},
                                     body: JSON.stringify(body)});
     } catch (error) {
       return {ok: false, error: "the dashboard server did not answer"};
