@@ -233,3 +233,34 @@ def test_an_exit_seen_on_the_pidfd_is_a_death_even_when_the_pid_is_taken_again()
         if second is not None:
             second.kill()
             second.wait()
+
+
+def test_a_pidfd_closed_behind_the_watch_s_back_is_no_verdict_of_death() -> None:
+    """If a pidfd's descriptor is closed elsewhere in the coordinator's process (a double close of a reused number),
+    the poll calls it invalid (POLLNVAL). That says nothing about the agent's process: the watch forgets the number
+    (never closing it: it may be another file's now), looks in /proc this round, and watches the process anew."""
+    from popkit_power.coordinator.liveness import ProcessWatch
+    from popkit_power.keys import host_name
+    from popkit_power.processes import start_time
+
+    if not hasattr(os, "pidfd_open"):
+        pytest.skip("needs pidfds")
+    alive = subprocess.Popen(["sleep", "3600"])
+    key = "bbbb0000:main"
+    state = {"agents": {key: {"status": "active", "pid": alive.pid, "pid_start": start_time(alive.pid),
+                              "host": host_name()}}}
+    watch = ProcessWatch()
+    try:
+        assert watch.check(state) == {key: True}
+        [fd] = watch.fds()
+        os.close(fd)  # what a stray close elsewhere in the process would do
+        assert watch.check(state) == {key: True}  # not lost: its process runs
+        assert watch.fds(), "watched through a new pidfd"
+        alive.kill()
+        alive.wait()
+        assert watch.check(state) == {key: False}  # and a real exit is still seen
+    finally:
+        watch.close()
+        if alive.poll() is None:
+            alive.kill()
+            alive.wait()

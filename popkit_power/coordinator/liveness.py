@@ -103,16 +103,32 @@ class ProcessWatch:
         return running
 
     def _exited(self) -> set[int]:
-        """The pidfds that are readable now: their processes have exited (one poll for all of them)."""
+        """The pidfds that are readable now: their processes have exited (one poll for all of them).
+
+        A descriptor the poll calls invalid (POLLNVAL) is no verdict: it is not a pidfd of this watch any more
+        (closed by mistake elsewhere in this process), so it is forgotten, never closed (its number may be another
+        file's now), and its agent is looked at in /proc this round and watched anew."""
         if not self._pidfds:
             return set()
         poller = select.poll()
         for _pid, fd in self._pidfds.values():
             poller.register(fd, select.POLLIN)
         try:
-            return {fd for fd, _event in poller.poll(0)}
+            found = poller.poll(0)
         except OSError:
-            return {fd for _pid, fd in self._pidfds.values()}  # cannot tell: look in /proc for every one
+            found = []
+            for key in list(self._pidfds):  # cannot tell: look in /proc for every one, and watch them anew
+                del self._pidfds[key]
+        exited = set()
+        for fd, event in found:
+            if event & select.POLLNVAL:
+                for key in [key for key, (_pid, held) in self._pidfds.items() if held == fd]:
+                    log.warning("the pidfd of agent %s is not valid any more: its process is looked at in /proc",
+                                key)
+                    del self._pidfds[key]
+            else:
+                exited.add(fd)
+        return exited
 
     def _watch(self, key: str, pid: int) -> bool:
         """Hold a pidfd on `pid` for agent `key`, if the OS has pidfds and the budget allows; whether it does."""
