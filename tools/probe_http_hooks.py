@@ -15,6 +15,9 @@ recording HTTP server on 127.0.0.1, and prints a report. Sections (all by defaul
   keepalive whether the hook connection survives idle gaps between tool calls (0.5 to 12 s), and when
             the client closes an idle connection
   plugin    the same http hook in a plugin's hooks/hooks.json (--plugin-dir), with and without a project allowlist
+  settingsenv  whether a settings file's `env` (settings.json, settings.local.json, user settings) reaches an http
+            hook's header interpolation and a command hook's environment, with and without the variable in the
+            launch environment; a literal header written in settings.local.json
 
     cd /work/wt-http && PYTHONPATH=.:tests/e2e /work/main/.venv/bin/python tools/probe_http_hooks.py [SECTION...]
         [--calls N] [--rounds R] [--fail-calls N] [--json OUT]
@@ -717,9 +720,87 @@ def section_plugin(report: dict[str, Any]) -> None:
     report["plugin"] = out
 
 
+def section_settingsenv(report: dict[str, Any]) -> None:
+    """Does a settings file's `env` object reach an http hook's header interpolation, and a command hook's env?
+
+    Each case is one run with its own settings.json / settings.local.json / user settings; the launch environment
+    is built here (claude_env plus PROBE_DIR), so POPKIT_SECRET is in it only where the case says so. Every run has
+    an http hook in settings.json interpolating $POPKIT_SECRET, one in settings.local.json with a literal header,
+    and a command hook dumping its environment."""
+    print("\n=== settingsenv: settings `env` vs http header interpolation and command hook env ===")
+    server = HookServer(lookup_pid=False)
+    literal = "lit-" + secrets.token_hex(4) + "-$NOT_EXPANDED-${ALSO_NOT}"
+    from_launch, from_json, from_local, from_user = (f"{src}-{secrets.token_hex(3)}"
+                                                     for src in ("launch", "settingsjson", "settingslocal", "user"))
+    interp = http_hook(server.url("/interp"), timeout=5,
+                       allowedEnvVars=["POPKIT_SECRET", "POPKIT_NOWHERE", "POPKIT_ENVONLY"],
+                       headers={"X-Popkit-Secret": "$POPKIT_SECRET", "X-Braced": "Bearer ${POPKIT_SECRET}",
+                                "X-Envonly": "[$POPKIT_ENVONLY]", "X-Control": "[$POPKIT_NOWHERE]"})
+    lit = http_hook(server.url("/literal"), timeout=5, headers={"X-Popkit-Secret": literal})
+    dump = ("mkdir -p \"$PROBE_DIR/cmd\" && env > \"$PROBE_DIR/cmd/$(date +%s%N).env\"")
+    command = {"type": "command", "command": dump, "timeout": 5}
+    # (name, launch env extra, settings.json env, settings.local.json env, user settings env)
+    cases: list[tuple[str, dict[str, str], dict[str, str] | None, dict[str, str] | None, dict[str, str] | None]] = [
+        ("settings.json env only", {}, {"POPKIT_SECRET": from_json, "POPKIT_ENVONLY": "envonly-json"}, None, None),
+        ("settings.local.json env only", {}, None, {"POPKIT_SECRET": from_local}, None),
+        ("launch env + settings.json env", {"POPKIT_SECRET": from_launch}, {"POPKIT_SECRET": from_json}, None, None),
+        ("launch env + settings.local.json env", {"POPKIT_SECRET": from_launch}, None,
+         {"POPKIT_SECRET": from_local}, None),
+        ("user settings env only", {}, None, None, {"POPKIT_SECRET": from_user}),
+        ("launch env + all three settings files", {"POPKIT_SECRET": from_launch}, {"POPKIT_SECRET": from_json},
+         {"POPKIT_SECRET": from_local}, {"POPKIT_SECRET": from_user}),
+        ("settings.json + user settings env", {}, {"POPKIT_SECRET": from_json}, None, {"POPKIT_SECRET": from_user}),
+    ]
+    out = []
+    for name, launch_extra, json_env, local_env, user_env in cases:
+        server.reset()
+        root = scratch()
+        work = root / "work"
+        (work / ".claude").mkdir(parents=True)
+        settings: dict[str, Any] = hooks_for({"PostToolUse": [dict(interp), dict(command)]})
+        if json_env is not None:
+            settings["env"] = json_env
+        local: dict[str, Any] = hooks_for({"PostToolUse": [dict(lit)]})
+        if local_env is not None:
+            local["env"] = local_env
+        (work / ".claude" / "settings.json").write_text(json.dumps(settings, indent=1))
+        (work / ".claude" / "settings.local.json").write_text(json.dumps(local, indent=1))
+        state = root / "claude"
+        if user_env is not None:
+            (state / "home" / ".claude").mkdir(parents=True)
+            (state / "home" / ".claude" / "settings.json").write_text(json.dumps({"env": user_env}))
+        prompt = f"PROBE-SETTINGSENV {name}"
+        launch_env = {"PROBE_DIR": str(root), **launch_extra}
+        with ModelServer(TimedModel(Turns({prompt: [bash("echo e"), text("ENV-DONE")]}))) as model:
+            process = start_claude(prompt, cwd=work, base_url=model.base_url, env=launch_env, allowed_tools="Bash",
+                                   timeout=60, state_dir=state, claude_bin=ensure_claude())
+            environ = Path(f"/proc/{process.pid}/environ").read_bytes().decode(errors="replace").split("\0")
+            popkit_at_launch = dict(kv.split("=", 1) for kv in environ if kv.startswith("POPKIT") and "=" in kv)
+            res = process.wait()
+        recs = list(server.records)
+        envs = sorted((root / "cmd").glob("*.env")) if (root / "cmd").exists() else []
+        cmd_vars = [line for line in envs[0].read_text().splitlines()
+                    if line.startswith("POPKIT")] if envs else None
+        print(f"\n-- {name}: exit {res.returncode}; POPKIT* in claude's own environ: {popkit_at_launch}")
+        print(f"   settings.json env {json_env}; settings.local.json env {local_env}; user env {user_env}")
+        for rec in recs:
+            hdr = {k: v for k, v in rec["headers"] if k.startswith("X-")}
+            print(f"   {rec['method']} {rec['path']} headers {hdr}")
+        print(f"   command hook env POPKIT*: {cmd_vars}")
+        if not recs:
+            for line in debug_lines({"result": res})[:6]:
+                print(f"   debug: {line}")
+        out.append({"case": name, "launch_popkit": popkit_at_launch, "settings_json_env": json_env,
+                    "settings_local_env": local_env, "user_env": user_env, "command_env": cmd_vars,
+                    "records": [{"path": x["path"], "headers": x["headers"]} for x in recs]})
+    server.stop()
+    print(f"\nliteral header as written in settings.local.json: {literal!r}")
+    report["settingsenv"] = {"literal": literal, "cases": out}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    names = ["payload", "failures", "cost", "allowlist", "plugin", "keepalive"]
+    names = ["payload", "failures", "cost", "allowlist", "plugin", "keepalive", "settingsenv"]
     parser.add_argument("sections", nargs="*", metavar="SECTION", help=f"any of {', '.join(names)} (default: all)")
     parser.add_argument("--calls", type=int, default=10, help="Bash calls per cost run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the cost configs")
@@ -745,6 +826,8 @@ def main() -> None:
             section_plugin(report)
         elif section == "keepalive":
             section_keepalive(report)
+        elif section == "settingsenv":
+            section_settingsenv(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=str))
     if os.environ.get("PROBE_KEEP") != "1":
