@@ -137,8 +137,9 @@ class Showing:
 def make_app(showing: Showing, access: Access, *, mode: str) -> Starlette:
     """The application for the session `showing` shows (read at each request)."""
     inside = provenance.inside_agent_session(os.environ)
-    why_not = (None if inside is None else f"this dashboard runs inside an agent's session ({inside}): only the human "
-               f"answers approvals, from a dashboard or terminal started outside Claude Code")
+    why_not = (None if inside is None else f"this dashboard runs inside an agent's session ({inside}): it speaks as "
+               f"the human, which nothing inside an agent's session may; act from a dashboard or terminal started "
+               f"outside Claude Code")
 
     async def page(request: Request) -> Response:
         if request.query_params.get("token") is not None:  # the first visit: keep the token, out of the address bar
