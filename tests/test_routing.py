@@ -187,3 +187,18 @@ def test_finished_tasks_and_answered_approvals_leave_the_live_state() -> None:
     again = project(timeline.events)
     assert "t2-999" not in again["tasks"], "a late claim does not bring a finished task back"
     assert again["counts"]["ignored_answers"] == 1
+
+
+def test_an_insight_tagged_with_a_word_of_a_task_created_before_the_agent_joined_reaches_it(session: Session) -> None:
+    """The demo's cleo, on a busy machine: her task "Test the login flow" was created before she joined, she claimed
+    it, and she has touched only tests/conftest.py when an insight tagged `login` comes. Her welcome taught her the
+    open tasks' titles, so the word of her task's title routes it to her."""
+    session.publish("task.created", {"task": "t-tests", "title": "Test the login flow"}, sender="human")
+    payload = {"session_id": WORKER, "transcript_path": "/t.jsonl", "cwd": "/repo", "hook_event_name": "SessionStart",
+               "source": "startup"}
+    hook.run(io.BytesIO(orjson.dumps(payload)), session.power_dir, {"CLAUDE_PID": "4242"})
+    session.publish("task.claimed", {"task": "t-tests"}, sender=f"{WORKER}:main")
+    hook_call(session, WORKER, "Read", file_path="/repo/tests/conftest.py")
+    session.publish("insight.shared", {"text": "the session cookie must be SameSite=Lax", "tags": ["login", "cookie"]},
+                    sender=f"{OTHER}:main")
+    assert "SameSite=Lax" in hook_call(session, WORKER, "Read", file_path="/repo/tests/conftest.py")

@@ -26,7 +26,7 @@ from ..timestamps import seconds_of
 from ..tool_calls import FILE_TOOLS, WRITE_TOOLS, runs_only_popkit_power
 from . import miswired, texts
 from .agent_state import AgentState
-from .inbox import Inbox
+from .inbox import Inbox, learn_titles
 from .log import STATE_DAMAGED, DamageLog, log_error
 from .news import all_news, reply_and_keep
 from .transcript import new_reference, remember, settle, transcript_of
@@ -260,6 +260,7 @@ def _welcome(session: Session, agent: Agent, agent_state: AgentState) -> str:
     state, _ = session.projection(on_damage=damage_log)
     damage_log.sum_up()
     agent_state.names.update((key, known.get("name", key)) for key, known in list(state["agents"].items())[-200:])
+    learn_titles(agent_state, state["tasks"])
     others = [{"key": key, **state["agents"][key]} for key in live_agents(state) if key != agent.key]
     objective: Objective | dict[str, Any] = state["objective"] or {}
     # A new agent hears the broadcasts sent before its news begins (its cursor): each one once, here or as news.

@@ -22,6 +22,7 @@ from ..tool_calls import WRITE_TOOLS, in_conflict
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
     from .agent_state import AgentState
@@ -36,6 +37,7 @@ MAX_INSIGHT_KEY = 300  # characters of an insight kept to recognise its near-dup
 MAX_REMEMBERED = 200  # entries of each remembered mapping
 MAX_NAME_CHARS = 80
 MAX_TITLE_CHARS = 200
+MAX_REMEMBERED_TITLES = 200  # open tasks' titles a welcome remembers
 MAX_QUESTION_CHARS = 500
 MAX_KEY_CHARS = 1000  # a sender or path longer than this is not remembered (the state file stays small)
 
@@ -221,6 +223,17 @@ def _split_words(text: str) -> list[str]:
 
 def _task_id(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def learn_titles(state: AgentState, tasks: Mapping[str, Any]) -> None:
+    """Remember the titles of `tasks` (the session's open tasks, as a welcome sees them): a task created before the
+    agent's news begins is known by its title too, so an insight tagged with a word of it reaches the agent that
+    takes it (`_routed_here`)."""
+    for task_id, task in list(tasks.items())[-MAX_REMEMBERED_TITLES:]:
+        title = task.get("title") if isinstance(task, dict) else None
+        if isinstance(title, str):
+            state.titles[task_id] = title[:MAX_TITLE_CHARS]
+    _bound(state.titles)
 
 
 def _bound(mapping: dict[str, Any]) -> None:
