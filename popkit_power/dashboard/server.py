@@ -111,17 +111,7 @@ class Dashboard:
     def _open(self) -> str:
         import uvicorn
 
-        # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets made with it, and
-        # with Nagle on, each answer on a kept-alive connection waits ~40 ms for the client's delayed ACK.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            sock.bind((LOOPBACK, self.port))
-        except OSError as error:
-            sock.close()
-            raise SessionError(f"cannot listen on {LOOPBACK}:{self.port} ({error.strerror}): choose another port, "
-                               f"or 0 for any free one") from None
+        sock = bound(self.port, "port")
         sock.listen(128)
         self._socket = sock
         self.port = sock.getsockname()[1]
@@ -215,17 +205,26 @@ class Dashboard:
             remove_address(self.session.power_dir)
 
 
+def bound(port: int, option: str) -> socket.socket:
+    """A socket bound to 127.0.0.1:`port` (0: any free one); SessionError naming `option` when it cannot be."""
+    # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets made with it, and with
+    # Nagle on, each answer on a kept-alive connection waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((LOOPBACK, port))
+    except OSError as error:
+        sock.close()
+        raise SessionError(f"cannot listen on {LOOPBACK}:{port} ({error.strerror}): choose another {option}, or 0 "
+                           f"for any free one") from None
+    return sock
+
+
 def check_port(port: int, option: str) -> None:
     """SessionError, naming `option`, when `port` (not 0) cannot be listened on at 127.0.0.1 now."""
-    if port == 0:
-        return
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError as error:
-            raise SessionError(f"cannot listen on {LOOPBACK}:{port} ({error.strerror}): choose another {option}, "
-                               f"or 0 for any free one") from None
+    if port != 0:
+        bound(port, option).close()
 
 
 def address_of(session: Session, pid: int, *, seconds: float = 15.0) -> str:
