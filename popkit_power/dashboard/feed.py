@@ -329,14 +329,13 @@ class Feed:
         doubled = bins.doublings != self._sent_doublings
         self._sent_doublings = bins.doublings
         lanes = self._lanes_message()
-        everything = dict(bins.cells)
-        cells = everything if doubled else {key: everything[key] for key in changed if key in everything}
+        cells = {key: bins.cells[key] for key in changed if key in bins.cells}
         changed.clear()
         with self._lock:
             fresh, self._fresh = self._fresh, set()
             for mailbox in self._mailboxes:
-                if doubled or mailbox in fresh:
-                    mailbox.put(rendered, lanes, everything, full=True)
+                if doubled or mailbox in fresh:  # the whole picture (Mailbox.put copies it)
+                    mailbox.put(rendered, lanes, bins.cells, full=True)
                 else:
                     mailbox.put(rendered, lanes, cells, full=False)
 
