@@ -22,9 +22,9 @@ from .fold.tasks import may_finish
 from .journal.writer import Position
 from .keys import HUMAN
 from .projector import (
-    AGENT_LEFT,
     AGENT_LOST,
     FINISHED_TASK_STATES,
+    GONE_AGENT_STATES,
     OPEN_TASK_STATES,
     TASK_ASSIGNED,
     TASK_OPEN,
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 #: Tasks any agent may claim; the first claim in journal order wins.
 CLAIMABLE_TASK_STATES = frozenset({TASK_OPEN, TASK_ORPHANED})
-GONE_AGENT_STATES = frozenset({AGENT_LEFT, AGENT_LOST})
 #: How many agents or tasks a refusal lists before "and N more".
 MAX_LISTED = 10
 

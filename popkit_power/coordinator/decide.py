@@ -32,8 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ..keys import COORDINATOR
 from ..projector import (
     AGENT_ACTIVE,
-    AGENT_LEFT,
-    AGENT_LOST,
+    GONE_AGENT_STATES,
     HANDOVER_FILES,
     OPEN_TASK_STATES,
     State,
@@ -146,7 +145,7 @@ def decide(state: State, now: float, running: Mapping[str, bool | None], rules: 
     # a claim that lost here): hand them on. A loss hands on what the agent held then, in the same batch (above).
     for key in state["departed"]:
         agent = state["agents"][key]
-        if agent["status"] in (AGENT_LEFT, AGENT_LOST) and key in holders and (
+        if agent["status"] in GONE_AGENT_STATES and key in holders and (
                 _machine_of(state, agent, origin) is None or leader):
             batches.append(_hand_over(state, key, rules))
     if leader:  # a task that came to an agent that departed long ago (gone from the state, its machine unknown here)

@@ -17,6 +17,7 @@ from .model import (
     AGENT_IDLE,
     AGENT_LEFT,
     AGENT_LOST,
+    GONE_AGENT_STATES,
     HANDOVER_FILES,
     MAX_CONFLICTS,
     MAX_WATCHED_FILES,
@@ -214,7 +215,7 @@ def _departed(state: State, key: str, rules: Rules) -> None:
             kept += departed[position:]
             break
         agent = agents[name]  # every departed one is in the state: it leaves both here, together
-        if agent["status"] in (AGENT_LEFT, AGENT_LOST):  # else it came back: just off the list
+        if agent["status"] in GONE_AGENT_STATES:  # else it came back: just off the list
             if name in owners:
                 kept.append(name)
                 continue

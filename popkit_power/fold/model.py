@@ -27,6 +27,8 @@ TASK_OPEN, TASK_CLAIMED, TASK_ASSIGNED = "open", "claimed", "assigned"
 TASK_COMPLETED, TASK_FAILED, TASK_ORPHANED, TASK_PARKED = "completed", "failed", "orphaned", "parked"
 OPEN_TASK_STATES = frozenset({TASK_OPEN, TASK_CLAIMED, TASK_ASSIGNED, TASK_ORPHANED, TASK_PARKED})
 FINISHED_TASK_STATES = frozenset({TASK_COMPLETED, TASK_FAILED})
+#: Agents that are not coming back by themselves: they left, or were declared lost (departed, in the state's words).
+GONE_AGENT_STATES = frozenset({AGENT_LEFT, AGENT_LOST})
 APPROVAL_PENDING = "pending"
 MAX_CONFLICTS = 100
 MAX_WATCHED_FILES = 1000
