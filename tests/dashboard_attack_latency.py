@@ -8,7 +8,8 @@ import time
 
 
 def keep_alive_ms(port: int, token: str, path: str = "/static/dashboard.css", rounds: int = 20) -> float:
-    """The mean time of `rounds` requests on one connection, each read whole before the next is sent."""
+    """The mean time of `rounds` requests on one connection, each read whole before the next is sent (and each
+    answered 200: AssertionError otherwise)."""
     request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                f"Cookie: popkit_power_dashboard_{port}={token}\r\n\r\n").encode()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
@@ -20,6 +21,7 @@ def keep_alive_ms(port: int, token: str, path: str = "/static/dashboard.css", ro
                 data += conn.recv(65536)
                 if b"\r\n\r\n" in data:
                     head, body = data.split(b"\r\n\r\n", 1)
+                    assert head.startswith(b"HTTP/1.1 200 "), head[:80]
                     length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
                                   if line.lower().startswith(b"content-length"))
                     if len(body) >= length:

@@ -55,6 +55,15 @@ class Served:
         return found
 
 
+def join(session: Session, key: str, name: str) -> None:
+    """Agent `key` joins `session` as `name`, as its hook's SessionStart records it."""
+    session.publish("agent.joined", {"name": name, "cwd": "/srv/project"}, sender=key)
+
+
+def events_of(session: Session, event_type: str) -> list[dict[str, Any]]:
+    return [event for event in session.journal.reader() if event.get("type") == event_type]
+
+
 def last(messages: list[tuple[str, Any]], event: str) -> Any:
     return next(data for name, data in reversed(messages) if name == event)
 

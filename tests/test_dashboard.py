@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
-from dashboard_support import last, serving
+from dashboard_support import events_of, join, last, serving
 from support import until
 
 from popkit_power.approvals import request_approval
@@ -29,14 +29,6 @@ from popkit_power.session import Session
 from popkit_power.status import StatusReader
 
 AGENT, OTHER = "s1:main", "s2:main"
-
-
-def join(session: Session, key: str, name: str) -> None:
-    session.publish("agent.joined", {"name": name, "cwd": "/srv/project"}, sender=key)
-
-
-def events_of(session: Session, event_type: str) -> list[dict[str, Any]]:
-    return [event for event in session.journal.reader() if event.get("type") == event_type]
 
 
 # -- who may use it -------------------------------------------------------------------------------------------------
@@ -299,7 +291,7 @@ def test_status_at_keeps_only_the_hand_overs_up_to_its_seq(session: Session) -> 
     session.publish("task.claimed", {"task": "t-a"}, sender=OTHER)
     feed = Feed(Session(session.power_dir, session.id, read_only=True), follow=False)
     feed.start()
-    feed.ready.wait(30)
+    assert feed.ready.wait(30)
     try:
         assert status_at(feed, before)["status"]["handovers"] == []
         assert [handover["to"] for handover in status_at(feed, before + 1)["status"]["handovers"]] == [OTHER]

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from dashboard_support import last, serving
+from dashboard_support import events_of, join, last, serving
 from support import until
 
 from popkit_power.approvals import request_approval
@@ -28,14 +28,6 @@ pytestmark = pytest.mark.slow  # real processes, a real browser, journals of 600
 
 AGENT, OTHER = "s1:main", "s2:main"
 CLI = [sys.executable, "-m", "popkit_power.cli"]
-
-
-def join(session: Session, key: str, name: str) -> None:
-    session.publish("agent.joined", {"name": name, "cwd": "/srv/project"}, sender=key)
-
-
-def events_of(session: Session, event_type: str) -> list[dict[str, Any]]:
-    return [event for event in session.journal.reader() if event.get("type") == event_type]
 
 
 def raw_request(port: int, request: bytes) -> bytes:
@@ -122,6 +114,7 @@ def test_static_paths_serve_only_the_script_and_the_style(session: Session) -> N
             answer = raw_request(served.port, (
                 f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\n"
                 f"Cookie: popkit_power_dashboard_{served.port}={served.token}\r\nConnection: close\r\n\r\n").encode())
+            assert answer.split(b" ", 2)[1] in (b"403", b"404"), (path, answer[:80])
             assert b"import" not in answer and b"root:" not in answer, path
 
 
@@ -139,7 +132,8 @@ def test_replay_at_odd_seqs_answers_an_error_not_a_crash(session: Session, seq: 
     join(session, AGENT, "ana")
     with serving(session, replay=True) as served:
         answer = served.client.get("/api/at", params={"seq": seq})
-        assert answer.status_code in (200, 400), (seq, answer.status_code, answer.text[:200])
+        expected = 200 if seq == " 1 " else 400  # only " 1 " is a seq of this journal (int() strips the spaces)
+        assert answer.status_code == expected, (seq, answer.status_code, answer.text[:200])
         assert answer.headers["content-type"].startswith("application/json")
 
 
@@ -215,8 +209,7 @@ def test_a_page_keeps_getting_statuses_across_segment_rotation(power_dir: str) -
     join(session, AGENT, "ana")
 
     def segments() -> int:
-        return len([name for name in os.listdir(session.journal.directory) if name.endswith(".jsonl")]) \
-            or len(os.listdir(session.journal.directory))
+        return len(session.journal.segments())
 
     with serving(session) as served:
         served.messages(lambda found: any(name == "status" for name, _ in found))
@@ -242,6 +235,7 @@ def test_a_page_keeps_getting_statuses_across_segment_rotation(power_dir: str) -
             stop.set()
             writer.join(60)
         assert not any(name == "gone" for name, _ in found), [data for name, data in found if name == "gone"]
+        assert seen and seen == sorted(seen), "a status went back"
         assert segments() > first_segments + 5, "the journal did not rotate"
         statuses = [data for name, data in found if name == "status"]
         through = [status["drawn_through"] for status in statuses]
@@ -368,7 +362,7 @@ def test_a_new_dashboard_replaces_a_killed_one_s_file(power_dir: str, session: S
         fresh = address_of(power_dir, second.pid)
         assert fresh["token"] != stale["token"]
         assert os.stat(Path(power_dir, DASHBOARD_FILE)).st_mode & 0o077 == 0
-        second.send_signal(signal.SIGINT)  # SIGTERM leaves the file: see the xfail above
+        second.send_signal(signal.SIGINT)
         second.wait(30)
         assert not Path(power_dir, DASHBOARD_FILE).exists()
     finally:
@@ -675,24 +669,19 @@ def test_a_page_on_a_huge_journal_gets_its_first_status_soon_and_actions_are_not
     fill(session, 200_000)
     end = session.journal.end_position().seq - 1
     with serving(session) as served:
-        began = time.monotonic()
         results: dict[str, Any] = {}
 
         def act() -> None:
-            start = time.monotonic()
             results["answer"] = served.post("broadcast", {"text": "while the page reads"})
-            results["took"] = time.monotonic() - start
 
         thread = threading.Thread(target=act)
         thread.start()
-        firsts: list[float] = []
-        found = served.messages(lambda found: ((firsts or [firsts.append(time.monotonic() - began)
-                                                          for name, _ in found[-1:] if name == "status"])
-                                and any(name == "gone" for name, _ in found)) or any(
+        found = served.messages(lambda found: any(name == "gone" for name, _ in found) or any(
             name == "status" and data["drawn_through"] >= end for name, data in found), timeout=120)
         thread.join(60)
         assert not any(name == "gone" for name, _ in found)
-        assert firsts, "no status before the end of the read"
+        drawn = [data["drawn_through"] for name, data in found if name == "status"]
+        assert drawn[0] < end, "the first status came only once the whole journal was read"
         assert results["answer"].status_code == 200, results
 
 
@@ -954,7 +943,7 @@ def test_a_keep_alive_request_is_answered_at_once(session: Session) -> None:
         # asyncio turns Nagle off on the connections of a socket made with IPPROTO_TCP only (base_events._set_nodelay)
         assert listening.proto == socket.IPPROTO_TCP
         assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
-        assert keep_alive_ms(served.port, served.token, rounds=10) >= 0  # answered, on one kept-alive connection
+        keep_alive_ms(served.port, served.token, rounds=10)  # ten answers of 200, on one kept-alive connection
 
 
 def test_refused_requests_cannot_write_much_into_the_log(session: Session, caplog: pytest.LogCaptureFixture) -> None:
