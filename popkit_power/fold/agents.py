@@ -24,6 +24,7 @@ from .model import (
     Event,
     Rules,
     State,
+    count,
     cut,
     index_finished,
     uncount,
@@ -221,8 +222,7 @@ def _departed(state: State, key: str, rules: Rules) -> None:
                 continue
             del agents[name]
             index_finished(state["departed_ids"], name, agent["status"] == AGENT_LEFT, rules)
-            totals = state["totals"]["agents"]
-            totals[agent["status"]] = totals.get(agent["status"], 0) + 1
+            count(state["totals"]["agents"], agent["status"])
         excess -= 1
     departed[:] = kept
 

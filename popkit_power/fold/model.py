@@ -121,8 +121,13 @@ def keep_recent(kept: dict[str, V], key: str, value: V, totals: dict[str, int], 
         oldest = next(iter(kept))
         del kept[oldest]
         gone.append(oldest)
-    totals[status] = totals.get(status, 0) + 1
+    count(totals, status)
     return gone
+
+
+def count(totals: dict[str, int], status: str) -> None:
+    """Count one more item under `status` (finished, answered or departed: what the state no longer lists)."""
+    totals[status] = totals.get(status, 0) + 1
 
 
 def uncount(totals: dict[str, int], status: str) -> None:

@@ -44,6 +44,7 @@ from .model import (
     Event,
     Rules,
     State,
+    count,
     cut,
     index_finished,
     keep_recent,
@@ -185,7 +186,7 @@ def _completed(state: State, event: Event, data: TaskCompleted, rules: Rules) ->
         _forget_logs(state, gone)
         return
     state["finished"][task_id] = finished  # kept by the server's order of completions, not by arrival
-    state["totals"]["tasks"][status] = state["totals"]["tasks"].get(status, 0) + 1
+    count(state["totals"]["tasks"], status)
     _forget_oldest_finished(state, rules)
 
 
