@@ -81,6 +81,12 @@ def append_bodies(count: int, *, seed: int = 1, agents: int = 16, tag: str = "")
     return bodies
 
 
+def percentile(values: list[float], share: float) -> float:
+    """The value at `share` (0.5: the median, 0.99) of `values`, by nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

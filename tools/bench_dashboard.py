@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import machine, median, table, tool_event
+from bench_common import machine, median, percentile, table, tool_event
 
 from popkit_power.follow import records
 from popkit_power.session import Session, start_session
@@ -48,16 +48,10 @@ def make_session(power_dir: str, events: int) -> tuple[Session, list[str]]:
     session.append_events([session.event("agent.joined", {"name": f"worker-{n}", "cwd": "/srv/p"}, sender=key)
                            for n, key in enumerate(keys)])
     start = time.time() - events * 0.05
-    batch = []
-    for n in range(events):
-        batch.append(tool_event(rng, keys[n % AGENTS], utc_text(start + n * 0.05)))
-        if len(batch) == 5000:
-            session.journal.append([orjson.dumps(session.event(event["type"], event["data"], sender=event["from"])
-                                                 | {"ts": event["ts"]}) for event in batch])
-            batch = []
-    if batch:
-        session.journal.append([orjson.dumps(session.event(event["type"], event["data"], sender=event["from"])
-                                             | {"ts": event["ts"]}) for event in batch])
+    for first in range(0, events, 5000):  # in this session's name and origin, at the times given
+        session.append_events([session.event("agent.tool", event["data"], sender=event["from"]) | {"ts": event["ts"]}
+                               for event in (tool_event(rng, keys[n % AGENTS], utc_text(start + n * 0.05))
+                                             for n in range(first, min(events, first + 5000)))])
     return session, keys
 
 
@@ -72,11 +66,6 @@ def load_process(power_dir: str, session_id: str, rate: float, stop_file: str) -
         session.publish("agent.tool", event["data"], sender=event["from"])
         next_at += interval
         time.sleep(max(0.0, next_at - time.monotonic()))
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def measure(args: argparse.Namespace, power_dir: str) -> dict[str, Any]:
