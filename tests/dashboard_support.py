@@ -29,6 +29,9 @@ class Served:
         self.client = httpx.Client(base_url=self.base, cookies={f"popkit_power_dashboard_{self.port}": self.token},
                                    timeout=30)
 
+    def close(self) -> None:
+        self.client.close()
+
     def post(self, action: str, body: Any, **headers: str) -> httpx.Response:
         """POST an action as the page does: its Origin, the token header, JSON."""
         sent = {"origin": self.base, TOKEN_HEADER: self.token, "content-type": "application/json", **headers}

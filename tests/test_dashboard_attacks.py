@@ -3,20 +3,20 @@ session moved on under it, its processes under signals, its feed across rotation
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from dashboard_support import events_of, join, last, serving
+from dashboard_support import Served, events_of, join, last, serving
 from support import until
 
 from popkit_power.approvals import request_approval
@@ -293,9 +293,9 @@ def foreground_dashboard(power_dir: str) -> subprocess.Popen[bytes]:
                             env={**os.environ, "POPKIT_POWER_HOME": power_dir})
 
 
-def stop_with_pages_open(power_dir: str, session: Session, sig: signal.Signals) -> tuple[float, int, str, bool]:
-    """Start `popkit-power dashboard`, open five pages, send `sig`: (seconds to exit, exit status, stderr, whether
-    every page's stream ended)."""
+def stop_with_pages_open(power_dir: str, session: Session, sig: signal.Signals) -> tuple[int, str, bool]:
+    """Start `popkit-power dashboard`, open five pages, send `sig`: (exit status, stderr, whether every page's
+    stream ended)."""
     join(session, AGENT, "ana")
     process = foreground_dashboard(power_dir)
     pages: list[OpenPage] = []
@@ -303,11 +303,9 @@ def stop_with_pages_open(power_dir: str, session: Session, sig: signal.Signals) 
         address = address_of(power_dir, process.pid)
         pages = [OpenPage(address) for _ in range(5)]
         until(lambda: all("status" in page.events for page in pages), 60, "every page has its first status")
-        started = time.monotonic()
         process.send_signal(sig)
         _out, err = process.communicate(timeout=30)
-        took = time.monotonic() - started
-        return took, process.returncode, err.decode(errors="replace"), all(page.ended.wait(10) for page in pages)
+        return process.returncode, err.decode(errors="replace"), all(page.ended.wait(10) for page in pages)
     finally:
         if process.poll() is None:
             process.kill()
@@ -319,17 +317,17 @@ def stop_with_pages_open(power_dir: str, session: Session, sig: signal.Signals) 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_the_foreground_dashboard_stops_at_once_with_pages_open(power_dir: str, session: Session,
                                                                 sig: signal.Signals) -> None:
-    _took, status, _err, ended = stop_with_pages_open(power_dir, session, sig)
+    status, _err, ended = stop_with_pages_open(power_dir, session, sig)
     assert status == 0 and ended  # within stop_with_pages_open's deadlines: no page holds the stop
 
 
 def test_sigterm_to_the_foreground_dashboard_removes_dashboard_json(power_dir: str, session: Session) -> None:
-    _took, status, err, _ended = stop_with_pages_open(power_dir, session, signal.SIGTERM)
+    status, err, _ended = stop_with_pages_open(power_dir, session, signal.SIGTERM)
     assert not Path(power_dir, DASHBOARD_FILE).exists(), f"dashboard.json left behind (exit {status}) {err}"
 
 
 def test_ctrl_c_stops_the_foreground_dashboard_cleanly(power_dir: str, session: Session) -> None:
-    _took, status, err, _ended = stop_with_pages_open(power_dir, session, signal.SIGINT)
+    status, err, _ended = stop_with_pages_open(power_dir, session, signal.SIGINT)
     assert not Path(power_dir, DASHBOARD_FILE).exists()
     assert status == 0 and "Aborted" not in err, (status, err)
 
@@ -719,9 +717,8 @@ def test_with_replication_the_page_shows_machines_and_its_action_reaches_the_oth
                           for e in Session(str(homes[0]), session_id).journal.reader()), 60, "A heard B")
         page = OpenPage(address)
         pages.append(page)
-        client = page.client
-        headers = {"origin": f"http://127.0.0.1:{address['port']}", "x-popkit-token": address["token"]}
-        sent = client.post("/api/broadcast", json={"text": "from A's page to everyone"}, headers=headers)
+        client = Served(address["url"])
+        sent = client.post("broadcast", {"text": "from A's page to everyone"})
         assert sent.status_code == 200, sent.text
         until(lambda: any(e["type"] == "message.broadcast" and e["data"].get("text") == "from A's page to everyone"
                           for e in b.journal.reader()), 60, "B's journal gets the page's broadcast")
@@ -796,10 +793,8 @@ def test_an_action_on_a_full_disk_is_a_server_failure_not_a_bad_request(power_di
                                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size + 40, size + 40)))
     try:
         address = address_of(power_dir, process.pid)
-        with httpx.Client(base_url=f"http://127.0.0.1:{address['port']}", timeout=30,
-                          cookies={f"popkit_power_dashboard_{address['port']}": address["token"]}) as client:
-            full = client.post("/api/broadcast", json={"text": "this does not fit " * 20}, headers={
-                "origin": f"http://127.0.0.1:{address['port']}", "x-popkit-token": address["token"]})
+        with contextlib.closing(Served(address["url"])) as client:
+            full = client.post("broadcast", {"text": "this does not fit " * 20})
         assert full.status_code >= 500, (full.status_code, full.text)
     finally:
         if process.poll() is None:
@@ -880,20 +875,11 @@ def test_aborted_event_streams_leave_no_mailbox_behind(session: Session) -> None
             until(lambda: not served.dashboard.feed._mailboxes, 30, f"no mailbox left ({how})")
 
 
-def page_status(page_client: httpx.Client, condition: Any, seconds: float) -> dict[str, Any]:
+def page_status(served: Served, condition: Any, seconds: float) -> dict[str, Any]:
     """The first status on a new event stream for which `condition(status)` holds, within `seconds`."""
-    deadline = time.monotonic() + seconds
-    with page_client.stream("GET", "/events", timeout=httpx.Timeout(seconds)) as response:
-        event = None
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                event = line[len("event: "):]
-            elif line.startswith("data: ") and event == "status":
-                status = orjson.loads(line[len("data: "):])
-                if condition(status):
-                    return status
-                assert time.monotonic() < deadline, f"not within {seconds} s: {status['mode']}"
-    raise AssertionError("the stream ended")
+    found = served.messages(lambda found: found[-1][0] == "status" and bool(condition(found[-1][1])),
+                            timeout=seconds)
+    return last(found, "status")
 
 
 def test_the_page_shows_replication_failing_while_redis_is_down_and_healthy_again_after(tmp_path: Path) -> None:
@@ -914,8 +900,7 @@ def test_the_page_shows_replication_failing_while_redis_is_down_and_healthy_agai
         from popkit_power.home import active_session
 
         session = Session(str(home), active_session(str(home)))
-        with httpx.Client(base_url=f"http://127.0.0.1:{address['port']}",
-                          cookies={f"popkit_power_dashboard_{address['port']}": address["token"]}) as client:
+        with contextlib.closing(Served(address["url"])) as client:
             healthy = page_status(client, lambda status: status["mode"]["running"] and status["mode"]["ok"], 60)
             assert healthy["mode"]["mode"] == "redis"
             server.kill()
