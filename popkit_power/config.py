@@ -53,6 +53,10 @@ DEFAULTS: dict[str, tuple[Any, Any, float | None]] = {
     "redis_channel_maxlen": (10_000, "int", 0),
     # Upstash bills every command: an idle poll is 2 (the statuses pushed, XREAD), so 80 s is about 95 an idle hour
     "upstash_idle_poll_seconds": (80, "float", 1),
+    # How Claude Code reaches the hook (hook_transport.py): a process per call, or HTTP answered by the coordinator
+    # on 127.0.0.1:hook_port (0: none chosen yet; `popkit-power install --transport http` picks a free one).
+    "hook_transport": ("command", ("command", "http"), None),
+    "hook_port": (0, "int", 0),
 }
 MAX_GLOBS = 100
 MAX_GLOB_CHARS = 500
@@ -62,7 +66,8 @@ MAX_GLOB_CHARS = 500
 #: not reach Redis intact through Lua's numbers; a record over 2 MiB, with the copies its effects make, could not be
 #: pushed to Upstash (10 MB a request; replication/outbox.py).
 MAXIMUMS: dict[str, float] = {"context_max_chars": 9000, "insight_similarity_threshold": 1,
-                               "redis_channel_maxlen": 1_000_000_000, "max_record_bytes": 2 * 1024 * 1024}
+                               "redis_channel_maxlen": 1_000_000_000, "max_record_bytes": 2 * 1024 * 1024,
+                               "hook_port": 65535}
 
 _INFINITY = float("inf")
 
@@ -96,6 +101,8 @@ class Config:
     replication_timeout_seconds: float
     redis_channel_maxlen: int
     upstash_idle_poll_seconds: float
+    hook_transport: str
+    hook_port: int
 
     def __init__(self, **values: Any) -> None:
         for name, (default, _kind, _minimum) in DEFAULTS.items():
@@ -169,6 +176,28 @@ def load_config(power_dir: str) -> Config:
     config = Config(**_parse(path, raw))
     _keep_last_valid(power_dir, raw)
     return config
+
+
+def update_config(power_dir: str, values: dict[str, Any]) -> Config:
+    """Set `values` in `<power_dir>/config.json`, keeping every other setting as written; the new settings. A file
+    that does not pass as it is raises ConfigError and is left alone: the user fixes it first."""
+    import json
+
+    path = os.path.join(power_dir, CONFIG_FILE)
+    raw = _read(path)
+    written: dict[str, Any] = {}
+    if raw is not None and raw.strip():
+        _parse(path, raw)  # the whole file must pass before anything is added to it
+        written = json.loads(raw.decode("utf-8"))
+    written.update({name: check_value(name, value, path) for name, value in values.items()})
+    if not os.path.isdir(power_dir):  # made here, so popkit-power's own: trusted, as a session's start would make it
+        from ._fs import private_dir
+        from .home import trust
+
+        private_dir(power_dir)
+        trust(power_dir)
+    write_file_atomically(path, (json.dumps(written, indent=2) + "\n").encode("utf-8"))
+    return load_config(power_dir)
 
 
 class ConfigProblem:

@@ -923,7 +923,7 @@ def test_a_keep_alive_request_is_answered_at_once(session: Session) -> None:
 
     with serving(session) as served:
         assert served.dashboard is not None
-        listening = served.dashboard._socket
+        listening = served.dashboard._served.socket if served.dashboard._served else None
         assert listening is not None
         # asyncio turns Nagle off on the connections of a socket made with IPPROTO_TCP only (base_events._set_nodelay)
         assert listening.proto == socket.IPPROTO_TCP

@@ -3,17 +3,22 @@ guardrails' PreToolUse hook for everyone who configures guardrails."""
 
 from __future__ import annotations
 
+import os
+
 import click
 
-from ..config import load_config
+from ..config import load_config, update_config
 from ..display import short_names
 from ..errors import ConfigError, PowerModeError
 from ..home import active_session
+from ..hook_transport import COMMAND, HTTP, TRANSPORTS, ensure_secret
 from ..session import Session
 from ..setup import registrations
 from ..setup.install import (
     GUARD_EVENT,
     HOOK_EVENTS,
+    OverHttp,
+    free_port,
     ignore_locally,
     install_hooks,
     settings_path,
@@ -38,23 +43,76 @@ def _guardrails_set() -> bool:
 @click.command()
 @_USER
 @_PROJECT
-def install(user: bool, project_dir: str) -> None:
+@click.option("--transport", type=click.Choice(TRANSPORTS), default=None,
+              help="How Claude Code reaches the hook: a process per call (command, the default) or HTTP answered by "
+                   "the running coordinator (http). Saved as hook_transport in config.json; without it, what "
+                   "config.json says.")
+def install(user: bool, project_dir: str, transport: str | None) -> None:
     """Register the Power Mode hooks in Claude Code's settings (merged with what is there; idempotent). With
     guardrails set in config.json, their PreToolUse hook too.
 
     They go into the project's .claude/settings.local.json, which is not committed (git is told to ignore it), with
     the absolute path of this installation's hook, so they work whatever PATH Claude Code has; with --user, into
-    ~/.claude/settings.json. Use this or the plugin, not both (popkit-power doctor checks)."""
+    ~/.claude/settings.json. Use this or the plugin, not both (popkit-power doctor checks).
+
+    With --transport http (docs/hook-setup.md) the tool calls' hooks post to the coordinator on a loopback port
+    chosen now, with a secret made for this project; SessionStart, the guardrails and the idle agent's waiter stay
+    commands. Switching transports replaces the hooks: never both at once."""
     path = settings_path(user=user, project_dir=project_dir)
+    over_http = _over_http(transport, user, project_dir, path)
     guarded = _guardrails_set()
-    added = install_hooks(path, events=(*HOOK_EVENTS, GUARD_EVENT) if guarded else HOOK_EVENTS)
+    added = install_hooks(path, events=(*HOOK_EVENTS, GUARD_EVENT) if guarded else HOOK_EVENTS, http=over_http)
     click.echo(f"{'installed' if added else 'already installed'}: popkit-power hooks in {path}"
-               f"{' (with the guardrails hook)' if guarded else ''}")
+               f"{' (with the guardrails hook)' if guarded else ''}"
+               f"{f', tool calls over HTTP to 127.0.0.1:{over_http.port}' if over_http else ''}")
+    if added and active_session(power_dir()):
+        click.echo("Claude Code sessions started from now on use them, and a coordinator started from now on "
+                   "answers them: stop and start the session for its coordinator to follow", err=True)
     if not user:
         _moved_out_of_shared(project_dir)
         excluded = ignore_locally(project_dir)
         if excluded:
             click.echo(f"git ignores it from now on (a line in {excluded}): it holds a path into this machine's venv")
+
+
+def _over_http(transport: str | None, user: bool, project_dir: str, path: str) -> OverHttp | None:
+    """The transport to install, saved in config.json when given: None for command hooks, else where to post."""
+    home = power_dir()
+    config = load_config(home)
+    if transport is None:
+        transport = config.hook_transport
+    if transport == COMMAND:
+        if config.hook_transport != COMMAND:
+            update_config(home, {"hook_transport": COMMAND})
+        return None
+    if user:
+        raise ConfigError("hooks over HTTP are installed per project (each project's coordinator answers its own "
+                          "port): run popkit-power install --transport http in the project, without --user")
+    others = [one["where"] for one in registrations.find(project_dir)
+              if one["kind"] == "plugin" or os.path.realpath(str(one["path"])) != os.path.realpath(path)]
+    if others:
+        raise ConfigError(f"the hook is also registered in {', '.join(others)}: with hooks over HTTP here, every "
+                          f"tool call would be recorded twice. Remove them first (popkit-power uninstall --user, or "
+                          f"/plugin uninstall popkit@popkit-power in Claude Code), then install again")
+    port = config.hook_port
+    if not port or not _free_or_ours(port, home):
+        port = free_port()
+    config = update_config(home, {"hook_transport": HTTP, "hook_port": port})
+    return OverHttp(config.hook_port, ensure_secret(home))
+
+
+def _free_or_ours(port: int, home: str) -> bool:
+    """Whether `port` can serve this project's hooks: nobody listens there, or this project's coordinator does."""
+    from ..loopback import check_port
+
+    try:
+        check_port(port, "hook_port")
+    except PowerModeError:
+        from ..coordinator.daemon import running
+
+        session_id = active_session(home)
+        return session_id is not None and running(Session(home, session_id, read_only=True))
+    return True
 
 
 def _moved_out_of_shared(project_dir: str) -> None:

@@ -56,7 +56,7 @@ def start(objective: str, switch: bool, coordinator: bool, dashboard: bool, dash
                            "popkit-power dashboard instead")
     if dashboard:  # a port that is taken is said before any session is opened (but the one `--switch` frees)
         from ..dashboard.access import read_address
-        from ..dashboard.server import check_port
+        from ..loopback import check_port
 
         current = active_session_id(home)
         freed = read_address(home, session=current) if switch and current else None

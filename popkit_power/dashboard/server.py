@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import orjson
 
 from ..errors import PowerModeError, SessionError
+from ..loopback import Served, bound
 from ..session import Session
 from .access import Access, new_token, remove_address, url, write_address
 from .app import LIVE_MODE, REPLAY_MODE, Showing, make_app
@@ -32,7 +32,6 @@ from .feed import LIVE_HANDOVERS, REPLAY_HANDOVERS, Feed
 
 log = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
 #: How long open pages (each holding an event stream) may delay a stop.
 SHUTDOWN_SECONDS = 2
 #: The longest doctor's checks may take before the page is told they failed.
@@ -60,9 +59,7 @@ class Dashboard:
         self._stopping = threading.Event()
         self._token = ""
         self._doctor_process: Any = None
-        self._server: Any = None
-        self._socket: socket.socket | None = None
-        self._thread: threading.Thread | None = None
+        self._served: Served | None = None
         self.url: str | None = None
         self.address_file: str | None = None
 
@@ -109,11 +106,8 @@ class Dashboard:
             raise
 
     def _open(self) -> str:
-        import uvicorn
-
         sock = bound(self.port, "port")
         sock.listen(128)
-        self._socket = sock
         self.port = sock.getsockname()[1]
         token = self._token = new_token()
         access = Access(token, self.port)
@@ -121,10 +115,8 @@ class Dashboard:
         if self.replay:
             self.feed.ready.wait()  # the slider's range is the whole journal's
         mode = REPLAY_MODE if self.replay else LIVE_MODE
-        app = make_app(self.showing, access, mode=mode)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
-                                timeout_graceful_shutdown=SHUTDOWN_SECONDS, ws="none")
-        self._server = uvicorn.Server(config)
+        self._served = Served(make_app(self.showing, access, mode=mode), sock, "popkit-power-dashboard",
+                              SHUTDOWN_SECONDS)
         self.url = url(self.port, token)
         if not self.replay:
             self.address_file = write_address(self.session.power_dir, port=self.port, token=token,
@@ -175,7 +167,7 @@ class Dashboard:
         try:
             self.serve_in_thread()
             while not stop.wait(1.0):
-                if self._thread is not None and not self._thread.is_alive():
+                if self._served is not None and not self._served.alive():
                     raise SessionError("the dashboard's server stopped by itself (see the messages above)")
         finally:
             self.close()
@@ -183,9 +175,8 @@ class Dashboard:
                 signal.signal(sig, handler)
 
     def serve_in_thread(self) -> None:
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
-                                        name="popkit-power-dashboard", daemon=True)
-        self._thread.start()
+        if self._served is not None:
+            self._served.start()
 
     def close(self) -> None:
         self._stopping.set()
@@ -194,37 +185,13 @@ class Dashboard:
             doctor.kill()
         if self._switcher is not None:
             self._switcher.join(timeout=SWITCH_SECONDS + 10)
-        if self._server is not None:
-            self._server.should_exit = True
+        if self._served is not None:
+            self._served.server.should_exit = True
         self.feed.close("the dashboard stopped")
-        if self._thread is not None:
-            self._thread.join(timeout=SHUTDOWN_SECONDS + 3)
-        if self._socket is not None:
-            self._socket.close()
+        if self._served is not None:
+            self._served.stop()
         if not self.replay:
             remove_address(self.session.power_dir)
-
-
-def bound(port: int, option: str) -> socket.socket:
-    """A socket bound to 127.0.0.1:`port` (0: any free one); SessionError naming `option` when it cannot be."""
-    # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets made with it, and with
-    # Nagle on, each answer on a kept-alive connection waits ~40 ms for the client's delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((LOOPBACK, port))
-    except OSError as error:
-        sock.close()
-        raise SessionError(f"cannot listen on {LOOPBACK}:{port} ({error.strerror}): choose another {option}, or 0 "
-                           f"for any free one") from None
-    return sock
-
-
-def check_port(port: int, option: str) -> None:
-    """SessionError, naming `option`, when `port` (not 0) cannot be listened on at 127.0.0.1 now."""
-    if port != 0:
-        bound(port, option).close()
 
 
 def address_of(session: Session, pid: int, *, seconds: float = 15.0) -> str:

@@ -91,7 +91,7 @@ def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str,
 class Agent:
     """Who a payload speaks for: key, readable name, parent, and what Claude Code told about its process."""
 
-    __slots__ = ("agent_id", "agent_type", "claude_session", "cwd", "key", "name", "parent", "pid")
+    __slots__ = ("_environ", "agent_id", "agent_type", "claude_session", "cwd", "key", "name", "parent")
 
     def __init__(self, claude_session: str, payload: dict[str, Any], environ: Any) -> None:
         agent_id = payload.get("agent_id")
@@ -102,16 +102,23 @@ class Agent:
         self.key = agent_key(claude_session, self.agent_id)
         self.name = agent_name(self.key, self.agent_type)
         self.parent = None if self.agent_id == MAIN else agent_key(claude_session)
-        pid = environ.get("CLAUDE_PID", "")
-        self.pid = int(pid) if pid.isdigit() and len(pid) <= 10 else None
+        self._environ = environ
         cwd = payload.get("cwd")
         self.cwd = _cap(cwd, "cwd") if isinstance(cwd, str) else None
+
+    @property
+    def pid(self) -> int | None:
+        """The agent's Claude Code process: CLAUDE_PID, read only when asked (over HTTP, finding it costs a lookup:
+        hook_server/peer.py)."""
+        pid = self._environ.get("CLAUDE_PID", "")
+        return int(pid) if pid.isdigit() and len(pid) <= 10 else None
 
     def joined(self, session: Session, source: str | None = None) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "claude_session": self.claude_session, "agent_id": self.agent_id}
         # The pid with its start time names the Claude Code process even after the pid is given to another one.
-        pid_start = start_time(self.pid) if self.pid else None
-        for field, value in (("agent_type", self.agent_type), ("parent", self.parent), ("pid", self.pid),
+        pid = self.pid
+        pid_start = start_time(pid) if pid else None
+        for field, value in (("agent_type", self.agent_type), ("parent", self.parent), ("pid", pid),
                              ("pid_start", pid_start), ("cwd", self.cwd),
                              ("source", _cap(source, "source") if source else None)):
             if value is not None:

@@ -38,7 +38,10 @@ MAX_CALLS = 64  # calls remembered per agent
 
 
 def registered_via(environ: Any) -> str:
-    """How the running hook process was registered: Claude Code sets CLAUDE_PLUGIN_ROOT for a plugin's hooks only."""
+    """How the running hook process was registered: Claude Code sets CLAUDE_PLUGIN_ROOT for a plugin's hooks only;
+    a call the coordinator answers over HTTP says so itself (hook_server/app.py)."""
+    if environ.get("POPKIT_HOOK_VIA") == "http":  # hook_transport.VIA_ENV, not imported: the hook's hot path
+        return "an HTTP hook (popkit-power install --transport http)"
     root = environ.get("CLAUDE_PLUGIN_ROOT")
     return f"the plugin at {root}" if root else "a settings file (popkit-power install)"
 

@@ -30,6 +30,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..home import write_private_file
 from ..hook.entry import WAKE_ARG
+from ..hook_transport import HTTP_EVENTS, SECRET_HEADER, port_of, url
 from ..keys import CLAUDE_DIR
 
 HOOK_EVENTS = ("SessionStart", "PostToolUse", "PostToolUseFailure", "SubagentStart", "SubagentStop", "Stop",
@@ -54,17 +55,58 @@ WAKE_EVENT = "Stop"
 WAKE_TIMEOUT = 24 * 3600
 
 
-def hooks_config(command: str, events: tuple[str, ...] = HOOK_EVENTS) -> dict[str, Any]:
-    """The `hooks` table that runs `command` for `events` (every event Power Mode handles, by default)."""
+class OverHttp:
+    """Where the hooks of HTTP_EVENTS go when they go over HTTP (hook_transport.py): the port, and the secret sent
+    as a literal header (hex: nothing in it that Claude Code would interpolate)."""
+
+    __slots__ = ("port", "secret")
+
+    def __init__(self, port: int, secret: str) -> None:
+        self.port, self.secret = port, secret
+
+
+def hooks_config(command: str, events: tuple[str, ...] = HOOK_EVENTS, http: OverHttp | None = None
+                 ) -> dict[str, Any]:
+    """The `hooks` table that runs `command` for `events` (every event Power Mode handles, by default); with `http`,
+    the events of HTTP_EVENTS are posted to the coordinator instead (the idle agent's waiter stays a command)."""
     return {event: [{**({"matcher": GUARD_MATCHER} if event == GUARD_EVENT else {}),
-                     "hooks": [{"type": "command", "command": command,
-                                "timeout": START_TIMEOUT if event in START_EVENTS else HOOK_TIMEOUT},
+                     "hooks": [_handler(command, event, http),
                                *([_waiter(command)] if event == WAKE_EVENT else [])]}]
             for event in events}
 
 
+def _handler(command: str, event: str, http: OverHttp | None) -> dict[str, Any]:
+    timeout = START_TIMEOUT if event in START_EVENTS else HOOK_TIMEOUT
+    if http is None or event not in HTTP_EVENTS:
+        return {"type": "command", "command": command, "timeout": timeout}
+    # "continue": a coordinator that is down must not stop the agent's tools; its news waits in the journal
+    return {"type": "http", "url": url(http.port), "headers": {SECRET_HEADER: http.secret}, "timeout": timeout,
+            "onFailure": "continue"}
+
+
 def _waiter(command: str) -> dict[str, Any]:
     return {"type": "command", "command": f"{command} {WAKE_ARG}", "asyncRewake": True, "timeout": WAKE_TIMEOUT}
+
+
+#: Where the hooks' port is chosen: below Linux's ephemeral ports (32768-60999), which outgoing connections take at
+#: random and could hold when the coordinator starts, and above the usual services' ports.
+HOOK_PORTS = range(20000, 32000)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now, for the hooks over HTTP (the coordinator binds it at each start)."""
+    import random
+    import socket
+
+    for port in random.sample(HOOK_PORTS, 64):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise ConfigError(f"no free loopback port found between {HOOK_PORTS.start} and {HOOK_PORTS.stop}: set "
+                      f"hook_port in config.json to one that is free")
 
 
 def hook_command() -> str:
@@ -123,10 +165,16 @@ def is_ours(group: Any, handler: Any) -> bool:
     """A handler `install` wrote: our script, in a group without a matcher, with no fields we do not write.
 
     A user's own entry for the same script (with a matcher, say) is theirs, and install/uninstall leave it alone; the
-    guardrails' PreToolUse group carries our own matcher.
+    guardrails' PreToolUse group carries our own matcher. Over HTTP, ours is the one posting to our path on
+    loopback with our header.
     """
-    if not isinstance(handler, dict) or set(handler) - {"type", "command", "timeout", "asyncRewake"} \
-            or group.get("matcher", GUARD_MATCHER) != GUARD_MATCHER:
+    if not isinstance(handler, dict) or group.get("matcher", GUARD_MATCHER) != GUARD_MATCHER:
+        return False
+    if handler.get("type") == "http":
+        headers = handler.get("headers")
+        return not set(handler) - {"type", "url", "headers", "timeout", "onFailure"} \
+            and port_of(handler.get("url")) is not None and isinstance(headers, dict) and SECRET_HEADER in headers
+    if set(handler) - {"type", "command", "timeout", "asyncRewake"}:
         return False
     try:
         program = shlex.split(str(handler.get("command", "")))[:1]
@@ -135,22 +183,25 @@ def is_ours(group: Any, handler: Any) -> bool:
     return bool(program) and os.path.basename(program[0]) == HOOK_SCRIPT
 
 
-def install_hooks(path: str, command: str | None = None, events: tuple[str, ...] = HOOK_EVENTS) -> bool:
-    """Merge the Power Mode hooks for `events` into the settings file at `path`; return True if the file changed."""
+def install_hooks(path: str, command: str | None = None, events: tuple[str, ...] = HOOK_EVENTS,
+                  http: OverHttp | None = None) -> bool:
+    """Merge the Power Mode hooks for `events` into the settings file at `path` (replacing ours there, whichever
+    transport they used: never both at once); return True if the file changed. With `http` the file holds the
+    hook's secret, so it is kept 0600."""
     settings = _read(path)
     before = json.dumps(settings, sort_keys=True)
     _remove_ours(settings, events)
     hooks = settings.setdefault("hooks", {})
     if not isinstance(hooks, dict):
         raise ConfigError(f"{path}: 'hooks' must be an object, not {type(hooks).__name__}")
-    for event, groups in hooks_config(command or hook_command(), events).items():
+    for event, groups in hooks_config(command or hook_command(), events, http).items():
         existing = hooks.setdefault(event, [])
         if not isinstance(existing, list):
             raise ConfigError(f"{path}: 'hooks.{event}' must be a list, not {type(existing).__name__}")
         existing.extend(groups)
     if json.dumps(settings, sort_keys=True) == before:
         return False
-    _write(path, settings)
+    _write(path, settings, private=http is not None)
     return True
 
 
@@ -221,10 +272,12 @@ def _read(path: str) -> dict[str, Any]:
     return settings
 
 
-def _write(path: str, settings: dict[str, Any]) -> None:
+def _write(path: str, settings: dict[str, Any], *, private: bool = False) -> None:
     path = os.path.realpath(path)  # replace the link's target, not the link
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
+    if private:  # it holds the hooks' secret: the user's alone
+        mode = 0o600
     write_private_file(path, json.dumps(settings, indent=2, ensure_ascii=False) + "\n")
     os.chmod(path, mode)  # settings are the user's file, not a private journal file: keep its mode

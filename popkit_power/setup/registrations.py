@@ -15,8 +15,9 @@ import shlex
 import subprocess
 from typing import Any
 
+from ..hook_transport import SECRET_HEADER
 from ..keys import CLAUDE_DIR
-from .install import HOOK_EVENTS, HOOK_SCRIPT, LAUNCHER, LOCAL_SETTINGS, PLUGIN_COMMAND, SETTINGS
+from .install import HOOK_EVENTS, HOOK_SCRIPT, LAUNCHER, LOCAL_SETTINGS, PLUGIN_COMMAND, SETTINGS, is_ours
 
 PLUGIN_NAME = "popkit"  # .claude-plugin/plugin.json
 RUN_SECONDS = 20.0
@@ -53,7 +54,8 @@ def _names_hook(command: Any) -> bool:
 
 def find(project_dir: str, home: str | None = None) -> list[dict[str, Any]]:
     """Every registration of the hook: {"kind": "settings" or "plugin", "where", "path", "commands": {command:
-    [events]}, "root" (a plugin's folder, when known)}."""
+    [events]}, "http": {url: {"events": [...], "secrets": [the header of each]}} (ours over HTTP), "root" (a
+    plugin's folder, when known)}."""
     home = home or os.path.expanduser("~")
     found: list[dict[str, Any]] = []
     enabled: set[str] = set()
@@ -67,23 +69,30 @@ def find(project_dir: str, home: str | None = None) -> list[dict[str, Any]]:
                            if on is True and isinstance(name, str) and name.split("@")[0] == PLUGIN_NAME)
         hooks = settings.get("hooks")
         commands: dict[str, list[str]] = {}
+        http: dict[str, dict[str, Any]] = {}
         for event, groups in (hooks.items() if isinstance(hooks, dict) else ()):
             for group in groups if isinstance(groups, list) else ():
                 for handler in (group.get("hooks") if isinstance(group, dict) else None) or ():
                     command = handler.get("command") if isinstance(handler, dict) else None
+                    if isinstance(handler, dict) and is_ours(group, handler) and handler.get("type") == "http":
+                        posted = http.setdefault(str(handler["url"]), {"events": [], "secrets": []})
+                        posted["events"].append(str(event))
+                        posted["secrets"].append(handler["headers"].get(SECRET_HEADER))
+                        continue
                     if isinstance(command, str) and command.rstrip().endswith(" wake"):
                         continue  # the idle agent's waiter (a second Stop handler by design), not a second hook
                     if _names_hook(command):
                         commands.setdefault(str(command), []).append(str(event))
-        if commands:
-            found.append({"kind": "settings", "where": what, "path": path, "commands": commands, "root": None})
+        if commands or http:
+            found.append({"kind": "settings", "where": what, "path": path, "commands": commands, "http": http,
+                          "root": None})
     installed = _load(os.path.join(home, CLAUDE_DIR, "plugins", "installed_plugins.json")) or {}
     for name in sorted(enabled):
         entries = (installed.get("plugins") or {}).get(name) if isinstance(installed.get("plugins"), dict) else None
         root = entries[0].get("installPath") if isinstance(entries, list) and entries and isinstance(
             entries[0], dict) else None
         found.append({"kind": "plugin", "where": f"the plugin {name}", "path": root,
-                      "commands": {PLUGIN_COMMAND: list(HOOK_EVENTS)}, "root": root})
+                      "commands": {PLUGIN_COMMAND: list(HOOK_EVENTS)}, "http": {}, "root": root})
     return found
 
 
@@ -91,7 +100,8 @@ def duplicates(found: list[dict[str, Any]]) -> list[str]:
     """The events registered more than once across `found` (each of them runs the hook once per registration)."""
     counts: dict[str, int] = {}
     for registration in found:
-        for events in registration["commands"].values():
+        posted = [one["events"] for one in registration.get("http", {}).values()]
+        for events in [*registration["commands"].values(), *posted]:
             for event in events:
                 counts[event] = counts.get(event, 0) + 1
     return sorted(event for event, count in counts.items() if count > 1)

@@ -1,0 +1,51 @@
+"""Serving the hooks over HTTP while the coordinator runs: `HookServer(power_dir).open()` binds 127.0.0.1:hook_port
+(config.json) and answers from a thread (app.py) until `close()`.
+
+It runs inside the coordinator's process (coordinator/daemon.py starts it when `hook_transport` is "http"), so it is
+up exactly while the session's coordinator is: when the coordinator is down, nobody answers, Claude Code goes on
+without the hook's reply (onFailure "continue"), the agent's news waits in the journal for the next answered call,
+and `status` says the hooks are not answered.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..config import usable_config
+from ..errors import SessionError
+from ..hook_transport import read_secret, url
+from ..loopback import Served, bound
+from .app import HookApp
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_SECONDS = 2  # a hook call in flight may finish; Claude Code's own timeout is longer
+
+
+class HookServer:
+    def __init__(self, power_dir: str) -> None:
+        self.power_dir = power_dir
+        self.app: HookApp | None = None
+        self._served: Served | None = None
+        self.url: str | None = None
+
+    def open(self) -> str:
+        """Bind and start answering; the URL. SessionError naming the problem when hooks over HTTP cannot be
+        answered: no port or secret (`popkit-power install --transport http` makes them), or the port is taken."""
+        config, _problem = usable_config(self.power_dir)
+        secret = read_secret(self.power_dir)
+        if not config.hook_port or secret is None:
+            raise SessionError("hooks over HTTP are on in config.json, but no hook_port or secret was set up: run "
+                               "popkit-power install --transport http")
+        sock = bound(config.hook_port, "hook_port (popkit-power install --transport http picks a free one)")
+        sock.listen(512)
+        self.app = HookApp(self.power_dir, config.hook_port, secret)
+        self._served = Served(self.app, sock, "popkit-power-hooks", SHUTDOWN_SECONDS)
+        self._served.start()
+        self.url = url(config.hook_port)
+        return self.url
+
+    def close(self) -> None:
+        if self._served is not None:
+            self._served.stop()
+            self._served = None
