@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from ._fs import read_file, write_file_atomically
+from ._fs import private_dir, read_file, write_file_atomically
 from .display import quoted
 from .errors import ConfigError, UnsafePathError
 from .journal import codec
@@ -190,12 +190,7 @@ def update_config(power_dir: str, values: dict[str, Any]) -> Config:
         _parse(path, raw)  # the whole file must pass before anything is added to it
         written = json.loads(raw.decode("utf-8"))
     written.update({name: check_value(name, value, path) for name, value in values.items()})
-    if not os.path.isdir(power_dir):  # made here, so popkit-power's own: trusted, as a session's start would make it
-        from ._fs import private_dir
-        from .home import trust
-
-        private_dir(power_dir)
-        trust(power_dir)
+    private_dir(power_dir)
     write_file_atomically(path, (json.dumps(written, indent=2) + "\n").encode("utf-8"))
     return load_config(power_dir)
 

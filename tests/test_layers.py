@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "popkit_power"
 
 #: part -> the parts it must never import (what lies above it, or beside it with no business there).
 ABOVE_EVERYTHING = {"cli", "demo", "setup", "status", "replay", "coordinator", "hook", "replication", "upstash_adapter",
-                    "dashboard"}
+                    "dashboard", "hook_server"}
 LOWER_THAN = {
     "journal": ABOVE_EVERYTHING | {"session", "projector", "fold", "config", "home", "protocol", "roster"},
     "fold": ABOVE_EVERYTHING | {"session", "journal", "home", "roster"},
@@ -34,7 +34,8 @@ LOWER_THAN = {
     "replay": ABOVE_EVERYTHING - {"replay"},
     "status": {"cli", "demo", "setup", "replay", "hook", "coordinator", "dashboard"},
     "setup": {"cli", "demo", "replay", "dashboard"},
-    "dashboard": {"cli", "demo", "hook"},
+    "dashboard": {"cli", "demo", "hook", "hook_server"},
+    "hook_server": {"cli", "demo", "setup"},
 }
 
 

@@ -10,7 +10,7 @@ import click
 from ..config import load_config, update_config
 from ..display import short_names
 from ..errors import ConfigError, PowerModeError
-from ..home import active_session
+from ..home import active_session, trust
 from ..hook_transport import COMMAND, HTTP, TRANSPORTS, ensure_secret
 from ..session import Session
 from ..setup import registrations
@@ -78,6 +78,8 @@ def install(user: bool, project_dir: str, transport: str | None) -> None:
 def _over_http(transport: str | None, user: bool, project_dir: str, path: str) -> OverHttp | None:
     """The transport to install, saved in config.json when given: None for command hooks, else where to post."""
     home = power_dir()
+    if not os.path.isdir(home):  # made here, so popkit-power's own: trusted, as a session's start makes it
+        trust(home)
     config = load_config(home)
     if transport is None:
         transport = config.hook_transport

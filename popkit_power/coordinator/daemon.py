@@ -97,35 +97,12 @@ def serve(power_dir: str | None, session_id: str | None, *,
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    stop_hooks = _hooks_served(running.power_dir)
     stop_alongside = alongside(running.power_dir, session_id) if alongside is not None else None
     try:
         running.run()
     finally:
         if stop_alongside is not None:
             stop_alongside()
-        stop_hooks()
-
-
-def _hooks_served(power_dir: str) -> Callable[[], None]:
-    """With `hook_transport: "http"` in config.json, answer the hooks over HTTP from this process while it runs
-    (hook_server/); what stops that. A server that cannot start is said, and the coordinator goes on without it:
-    the agents' news then waits in the journal, as it does while no coordinator runs, and doctor names why."""
-    from ..config import usable_config
-    from ..hook_transport import HTTP
-
-    if usable_config(power_dir)[0].hook_transport != HTTP:
-        return lambda: None
-    from ..hook_server.server import HookServer
-
-    hooks = HookServer(power_dir)
-    try:
-        address = hooks.open()
-    except (PowerModeError, OSError) as error:
-        print(f"hooks: NOT answered over HTTP: {error}", file=sys.stderr, flush=True)
-        return lambda: None
-    print(f"hooks: answered over HTTP at {address}", file=sys.stderr, flush=True)
-    return hooks.close
 
 
 def main(argv: list[str] | None = None, *, alongside: Callable[[str, str | None], Callable[[], None]] | None = None,

@@ -1,19 +1,21 @@
 """Serving the hooks over HTTP while the coordinator runs: `HookServer(power_dir).open()` binds 127.0.0.1:hook_port
 (config.json) and answers from a thread (app.py) until `close()`.
 
-It runs inside the coordinator's process (coordinator/daemon.py starts it when `hook_transport` is "http"), so it is
-up exactly while the session's coordinator is: when the coordinator is down, nobody answers, Claude Code goes on
-without the hook's reply (onFailure "continue"), the agent's news waits in the journal for the next answered call,
-and `status` says the hooks are not answered.
+It runs inside the coordinator's process (`hooks_alongside`, given to coordinator/daemon.py's `serve` by this
+package's `__main__` and by `popkit-power coordinator`), so it is up exactly while the session's coordinator is:
+when the coordinator is down, nobody answers, Claude Code goes on without the hook's reply (onFailure "continue"),
+the agent's news waits in the journal for the next answered call, and `status` says the hooks are not answered.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Callable
 
 from ..config import usable_config
-from ..errors import SessionError
-from ..hook_transport import read_secret, url
+from ..errors import PowerModeError, SessionError
+from ..hook_transport import HTTP, read_secret, url
 from ..loopback import Served, bound
 from .app import HookApp
 
@@ -49,3 +51,32 @@ class HookServer:
         if self._served is not None:
             self._served.stop()
             self._served = None
+
+
+def hooks_alongside(power_dir: str, _session_id: str | None) -> Callable[[], None]:
+    """For the coordinator's `serve(alongside=...)`: with `hook_transport: "http"` in config.json, answer the hooks
+    over HTTP from its process while it runs; what stops that. A server that cannot start is said, and the
+    coordinator goes on without it (the agents' news then waits in the journal; doctor names why)."""
+    if usable_config(power_dir)[0].hook_transport != HTTP:
+        return lambda: None
+    hooks = HookServer(power_dir)
+    try:
+        address = hooks.open()
+    except (PowerModeError, OSError) as error:
+        print(f"hooks: NOT answered over HTTP: {error}", file=sys.stderr, flush=True)
+        return lambda: None
+    print(f"hooks: answered over HTTP at {address}", file=sys.stderr, flush=True)
+    return hooks.close
+
+
+def together(*starts: Callable[[str, str | None], Callable[[], None]]) -> Callable[[str, str | None],
+                                                                                 Callable[[], None]]:
+    """Several `alongside` starters as one: started in order, stopped in the reverse order."""
+    def start(power_dir: str, session_id: str | None) -> Callable[[], None]:
+        stops = [one(power_dir, session_id) for one in starts]
+
+        def stop() -> None:
+            for one in reversed(stops):
+                one()
+        return stop
+    return start
