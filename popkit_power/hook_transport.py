@@ -28,6 +28,8 @@ SECRET_FILE = "hook-secret"
 #: The events sent over HTTP when it is on: every one the hook records but SessionStart (never sent over HTTP by
 #: Claude Code) and PreToolUse (the guard, which must deny when unanswered).
 HTTP_EVENTS = ("PostToolUse", "PostToolUseFailure", "SubagentStart", "SubagentStop", "Stop", "SessionEnd")
+#: The User-Agent of doctor's look at the server: its refusal (no secret) is expected and not logged.
+DOCTOR_AGENT = "popkit-power-doctor"
 #: Set in the environment the server gives the hook's handlers: how the call came (hook/miswired.py says it).
 VIA_ENV = "POPKIT_HOOK_VIA"
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .display import agent_place, clean, short_names
 from .home import active_session
-from .journal.lease import trouble
+from .journal.lease import held, trouble
 from .journal.reader import warn_damage
 from .journal.writer import Position
 from .keys import REPLICATOR_LEASE
@@ -168,6 +168,7 @@ def session_status(session: Session, state: State, position: Position, *, now: f
         "coordinator": {**coordinator_health(state["coordinators"].get(session.origin, state["coordinator"]), now,
                                              session.config.heartbeat_seconds),
                         "trouble": trouble(session.dir)},  # e.g. a full disk: what the journal cannot say
+        "hooks": hooks_info(session, state["coordinators"].get(session.origin, state["coordinator"])),
         "machines": {origin: coordinator_health(machine, now, session.config.heartbeat_seconds)
                      for origin, machine in state["coordinators"].items() if origin != session.origin},
         "replication": replication,
@@ -234,6 +235,22 @@ def coordinator_health(coordinator: Coordinator, now: float, heartbeat_seconds: 
         health = STOPPED if status == "stopped" else NONE
     return {**coordinator, "health": health, "alive": health == ALIVE, **age, "heartbeat_seconds": heartbeat_seconds,
             "silent_after_seconds": silent_after}
+
+
+def hooks_info(session: Session, coordinator: Coordinator) -> dict[str, Any]:
+    """How the agents' hooks reach the session: `transport` (command or http); over HTTP also the `url`, whether
+    anything answers it now (`answered`: the session's coordinator runs, which serves it), since when it has not
+    been answered (the coordinator's last word) and the coordinator's past `outages`, during which no tool call was
+    recorded (the agents' news waited in the journal)."""
+    from .hook_transport import HTTP, url
+
+    config = session.config
+    if config.hook_transport != HTTP:
+        return {"transport": config.hook_transport}
+    answered = held(session.dir)
+    return {"transport": HTTP, "url": url(config.hook_port), "answered": answered,
+            "unanswered_since": None if answered else coordinator.get("last_seen"),
+            "outages": coordinator.get("outages", [])}
 
 
 def _agents(state: State, now: float) -> dict[str, dict[str, Any]]:

@@ -179,6 +179,8 @@ def _header(info: dict[str, Any], note: str | None) -> RenderableType:
     journal = info["journal"]
     grid.add_row("journal", Text(f"{journal['directory']} through seq {journal['records_through_seq']}"))
     grid.add_row("coordinator", _coordinator(info["coordinator"]))
+    if (info.get("hooks") or {}).get("transport") == "http":
+        grid.add_row("hooks", _hooks(info["hooks"], active=info["active"]))
     for problem in info.get("problems") or ():
         grid.add_row(Text("problem", style="bold red"), Text(problem, style="red"))
     for origin, machine in (info.get("machines") or {}).items():
@@ -186,6 +188,27 @@ def _header(info: dict[str, Any], note: str | None) -> RenderableType:
     if info.get("replication"):
         grid.add_row("replication", _replication(info["replication"]))
     return grid
+
+
+def _hooks(hooks: dict[str, Any], *, active: bool) -> Text:
+    """Hooks over HTTP: answered or not, and the coordinator's outages, when no tool call was recorded."""
+    from rich.text import Text
+
+    if not active:
+        line = Text(f"over HTTP at {clean(hooks['url'], 80)}")
+    elif hooks["answered"]:
+        line = Text("answered", style="green")
+        line.append(f"  over HTTP at {clean(hooks['url'], 80)}, by the coordinator")
+    else:
+        since = f" since {day_and_clock(hooks['unanswered_since'])} UTC" if hooks.get("unanswered_since") else ""
+        line = Text(f"NOT ANSWERED{since}", style="bold red")
+        line.append(f"  at {clean(hooks['url'], 80)}: no coordinator runs, so the agents' tool calls are not "
+                    f"recorded and their news waits for the next answered call (popkit-power coordinator runs one)",
+                    style="red")
+    for outage in (hooks.get("outages") or [])[-3:]:
+        line.append(f"\n  unanswered {day_and_clock(outage['from'])} to {clock_of(outage['to'])} UTC (the coordinator "
+                    f"was down): tool calls then were not recorded", style="yellow")
+    return line
 
 
 def _replication(report: dict[str, Any]) -> Text:

@@ -101,6 +101,8 @@ def _closed(state: State, event: Event, data: SessionClosed, rules: Rules) -> No
 def _coordinator(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
     status = {"started": "running", "status": "running", "stopped": "stopped"}[event["type"].split(".")[1]]
     coordinator = state["coordinator"]
+    if event["type"] == "coordinator.started":
+        _outage(coordinator, event.get("ts"))
     if status == "running" and coordinator.get("status") != "running":
         coordinator["since"] = event.get("ts")
     coordinator.update({"status": status, "last_seen": event.get("ts"), "by": event.get("from"),
@@ -109,6 +111,8 @@ def _coordinator(state: State, event: Event, data: dict[str, Any], rules: Rules)
     origin = event.get("origin")
     if isinstance(origin, str):  # each machine's own, for the liveness of machines (replication)
         machine = state["coordinators"].setdefault(origin, {})
+        if event["type"] == "coordinator.started":
+            _outage(machine, event.get("ts"))
         if status == "running" and machine.get("status") != "running":
             machine["since"] = event.get("ts")
         # `heard`: when this machine got it, by its own clock (`rts`, set by the replicator), so that another
@@ -116,6 +120,22 @@ def _coordinator(state: State, event: Event, data: dict[str, Any], rules: Rules)
         machine.update({"status": status, "last_seen": event.get("ts"), "by": event.get("from"),
                         "heard": event.get("rts") or event.get("ts")})
         machine.update(_told(data))
+
+
+#: The coordinator's last outages kept (status shows them: with hooks over HTTP, no tool call was recorded then).
+MAX_OUTAGES = 10
+
+
+def _outage(coordinator: Coordinator, started: str | None) -> None:
+    """A coordinator starts where one ran before in the session: the time between the last word of the one before
+    (its last status, or its stop) and this start is an outage, kept in `outages` (the last MAX_OUTAGES)."""
+    last = coordinator.get("last_seen")
+    if coordinator.get("status") not in ("running", "stopped") or not isinstance(last, str) \
+            or not isinstance(started, str):
+        return
+    outages = coordinator.setdefault("outages", [])
+    outages.append({"from": last, "to": started})
+    del outages[:-MAX_OUTAGES]
 
 
 def _told(data: dict[str, Any]) -> Coordinator:

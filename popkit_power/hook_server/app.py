@@ -31,7 +31,7 @@ import anyio.to_thread
 from ..errors import code_of
 from ..hook.entry import MAX_PAYLOAD_BYTES, run
 from ..hook.log import log_error
-from ..hook_transport import HTTP, LOOPBACK, PATH, SECRET_HEADER, VIA_ENV
+from ..hook_transport import DOCTOR_AGENT, HTTP, LOOPBACK, PATH, SECRET_HEADER, VIA_ENV
 from .peer import CallEnviron, peer_pid
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 MAX_CONCURRENT_CALLS = 128
 REFUSALS_LOGGED = 20  # a minute: anyone on the machine can send requests, and the log must not fill with them
 _SECRET_HEADER = SECRET_HEADER.lower().encode("ascii")
+_DOCTOR = DOCTOR_AGENT.encode("ascii")
 
 
 class ReplyNotSent(ConnectionError):
@@ -69,7 +70,8 @@ class HookApp:
         refused = self._refusal(scope, headers)
         if refused is not None:
             status, why = refused
-            self._log_refusal(scope, why)
+            if headers.get(b"user-agent") != _DOCTOR or _SECRET_HEADER in headers:  # doctor looks without it
+                self._log_refusal(scope, why)
             await _answer(send, status, why.encode("utf-8"), b"text/plain; charset=utf-8")
             return
         body = await _body(receive)

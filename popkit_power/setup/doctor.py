@@ -5,6 +5,8 @@ stops Power Mode working), one line saying what was found, and the fixes. The ch
 
     hooks        the hooks registered exactly once (the plugin or a settings file, not both)
     hook runs    each registration's command runs popkit-power-hook, the way Claude Code runs it
+    hooks over HTTP  (with hook_transport "http", or hooks that post) the settings post to the port and with the
+                 secret config.json and the power directory hold, and the coordinator answers there
     recording    no agent of the active session works unrecorded (its process runs, its transcript moves on)
     config       config.json is valid
     power dir    the power directory and what is in it: yours, not a link, not open to others, modes 0700/0600
@@ -62,7 +64,8 @@ def run_all(power_dir: str, project_dir: str, *, all_sessions: bool = False, hom
     found = registrations.find(project_dir, home)
     config, config_check = _config(power_dir)
     active = _active(power_dir, config)
-    return [_hooks(found, power_dir), *_hook_runs(found), _recording(active), config_check,
+    return [_hooks(found, power_dir), *_hook_runs(found), *_over_http(found, power_dir, config, active),
+            _recording(active), config_check,
             _power_dir(power_dir), _trust(power_dir),
             *_journals(power_dir, config, all_sessions), _coordinator(active, config),
             _replication(power_dir, config),
@@ -112,6 +115,66 @@ def _hook_runs(found: list[dict[str, Any]]) -> list[Check]:
         checks.append(Check("hook runs", FAIL, f"{shown} does not run the hook ({said}); Claude Code would show "
                             f"exit 127 on every call, or nothing is recorded", tuple(fixes)))
     return checks
+
+
+def _over_http(found: list[dict[str, Any]], power_dir: str, config: Config,
+               active: tuple[Session, State] | None) -> list[Check]:
+    """With hooks over HTTP configured or registered: do the settings post where the coordinator answers, with the
+    secret it checks, and does it answer now?"""
+    from ..hook_transport import HTTP, read_secret, url
+
+    posted = {address: one for registration in found for address, one in registration.get("http", {}).items()}
+    if config.hook_transport != HTTP and not posted:
+        return []
+    install = "run popkit-power install (it writes the hooks config.json's hook_transport asks for)"
+    if config.hook_transport != HTTP:
+        return [Check("hooks over HTTP", FAIL, f"the settings post the hooks to {', '.join(posted)}, but config.json "
+                      f"says hook_transport {config.hook_transport!r}: no coordinator answers them, so nothing is "
+                      f"recorded", (install,))]
+    expected = url(config.hook_port)
+    if not posted:
+        return [Check("hooks over HTTP", FAIL, "config.json says hook_transport \"http\", but no settings file "
+                      "posts the hooks", (install + " --transport http",))]
+    wrong = [address for address in posted if address != expected]
+    if wrong:
+        return [Check("hooks over HTTP", FAIL, f"the settings post to {', '.join(wrong)}, but the coordinator "
+                      f"answers {expected} (hook_port in config.json)", (install,))]
+    secret = read_secret(power_dir)
+    if secret is None or any(given != secret for one in posted.values() for given in one["secrets"]):
+        return [Check("hooks over HTTP", FAIL, "the secret the settings send is not the project's (the power "
+                      "directory's hook-secret): every call is refused", (install,))]
+    if active is None:
+        return [Check("hooks over HTTP", OK, f"posted to {expected}; Power Mode is off, so nothing answers")]
+    session, _state = active
+    answer = _answers(config.hook_port)
+    if answer is None:
+        return [Check("hooks over HTTP", OK, f"answered at {expected}")]
+    fix = (f"see {os.path.join(session.dir, COORDINATOR_LOG)}; stop and start the session, or run "
+           f"popkit-power coordinator",)
+    return [Check("hooks over HTTP", FAIL, f"nothing answers {expected} ({answer}): the agents' tool calls are not "
+                  f"recorded, and their news waits", fix)]
+
+
+def _answers(port: int) -> str | None:
+    """None when popkit-power's hook server answers on 127.0.0.1:`port` (it refuses a request without the secret
+    with 403 and its own words), else what was found instead."""
+    import http.client
+
+    from ..hook_transport import DOCTOR_AGENT
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("POST", "/popkit-power/hook", body=b"{}", headers={"Content-Type": "application/json",
+                                                                             "User-Agent": DOCTOR_AGENT})
+        reply = connection.getresponse()
+        said = reply.read(200)
+    except OSError as error:
+        return error.strerror or str(error)
+    finally:
+        connection.close()
+    if reply.status == 403 and b"X-Popkit-Hook-Secret" in said:
+        return None
+    return f"something else answers there: HTTP {reply.status}"
 
 
 def _active(power_dir: str, config: Config) -> tuple[Session, State] | None:

@@ -150,6 +150,7 @@ class Coordinator(TypedDict, total=False):
     pid: int
     host: str
     reason: str
+    outages: list[dict[str, str]]  # {"from": the last word of one, "to": the start of the next} (fold/exchange.py)
 
 
 class Totals(TypedDict):

@@ -1,0 +1,271 @@
+"""Hooks over HTTP (`hook_transport: "http"`): the coordinator's server answers with the hook's own handlers, so the
+records, the replies and the delivery promise are the command hook's; only the project's secret gets in; the
+caller's process is found from its socket; news waits while nothing answers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from hook_http_support import posting, raw_request, serving, turn_on_http
+from test_hook import CLAUDE, OTHER, call, context, payload, tool
+
+from popkit_power.home import safe_name
+from popkit_power.hook.agent_state import AgentState
+from popkit_power.hook_server.peer import CallEnviron, peer_pid
+from popkit_power.hook_transport import SECRET_HEADER
+from popkit_power.session import Session, start_session
+
+
+def records(session: Session) -> list[dict[str, Any]]:
+    """The session's records as the agents made them: without what differs between two sessions or two runs."""
+    kept = []
+    for event in session.journal.reader():
+        data = {key: value for key, value in event["data"].items() if key not in ("pid", "pid_start", "ms")}
+        kept.append({"type": event["type"], "from": event.get("from"), "to": event.get("to"), "data": data})
+    return kept
+
+
+def script(session: Session, call_: Any) -> list[str | None]:
+    """One agent's life with news from others, through `call_` (the command hook, or HTTP): the replies."""
+    replies = [call(session.power_dir, payload("SessionStart", source="startup"))]  # a command hook either way
+    replies.append(call_(tool("Edit", tool_input={"file_path": "/repo/a.py", "old_string": "a", "new_string": "b"},
+                              tool_use_id="u1")))
+    session.publish("message.broadcast", {"text": "use pytest -x"}, sender="human")
+    session.publish("message.direct", {"text": "take the lexer"}, sender=f"{OTHER}:main", to=f"{CLAUDE}:main")
+    replies.append(call_(tool(tool_use_id="u2")))
+    replies.append(call_(tool(tool_use_id="u3")))
+    replies.append(call_(payload("SubagentStart", agent_id="a1b2c3", agent_type="Explore")))
+    replies.append(call_(tool("Grep", agent_id="a1b2c3", agent_type="Explore", tool_use_id="u4")))
+    replies.append(call_(payload("SubagentStop", agent_id="a1b2c3", agent_type="Explore",
+                                 last_assistant_message="The parser has 3 entry points.")))
+    session.publish("approval.requested", {"request": "r1", "question": "Drop table?"}, sender=f"{CLAUDE}:main")
+    session.publish("approval.granted", {"request": "r1", "note": "after backup"}, sender="human")
+    replies.append(call_(payload("PostToolUseFailure", tool_name="Bash", tool_input={"command": "false"},
+                                 error="exit 1", tool_use_id="u5")))
+    replies.append(call_(payload("Stop", stop_hook_active=False)))
+    replies.append(call_(payload("SessionEnd", reason="other")))
+    return replies
+
+
+def test_over_http_the_records_and_replies_are_the_command_hooks(session: Session, tmp_path: Path) -> None:
+    """The same life, once through the command hook and once over HTTP, in two sessions: the same records in the
+    same order and the same replies, word for word."""
+    by_command = script(session, lambda data: call(session.power_dir, data))
+    other_home = str(tmp_path / "power-http")
+    turn_on_http(other_home)
+    over_http = start_session(other_home, "Ship the parser", sender="human")
+    with serving(other_home) as served:
+        by_http = script(over_http, served.call)
+    assert [reply and reply.replace(over_http.id, session.id) for reply in by_http] == by_command
+    assert any(reply and "use pytest -x" in reply for reply in by_http), "the news went out at all"
+    assert records(over_http)[1:] == records(session)[1:]  # [0]: session.opened, whose path differs
+
+
+def test_the_callers_process_is_found_from_its_socket(session: Session) -> None:
+    """An HTTP request carries no CLAUDE_PID: the agent's process is the one holding the connection's other end."""
+    turn_on_http(session.power_dir)
+    with serving(session.power_dir) as served:
+        body = orjson.dumps(tool(tool_use_id="p1"))
+        program = ("import http.client, sys, os\n"
+                   f"c = http.client.HTTPConnection('127.0.0.1', {served.port})\n"
+                   f"c.request('POST', '/popkit-power/hook', body=sys.stdin.buffer.read(), "
+                   f"headers={{'{SECRET_HEADER}': '{served.secret}'}})\n"
+                   "print(os.getpid(), c.getresponse().status)\n")
+        done = subprocess.run([sys.executable, "-c", program], input=body, capture_output=True, check=True)
+    pid, status = done.stdout.split()
+    assert status == b"204"
+    joined = [event for event in session.journal.reader() if event["type"] == "agent.joined"]
+    assert [event["data"]["pid"] for event in joined] == [int(pid)]
+    assert joined[0]["data"]["pid"] != os.getpid()
+
+
+def test_the_pid_is_looked_up_only_when_a_handler_reads_it() -> None:
+    looked: list[int] = []
+
+    def lookup() -> int | None:
+        looked.append(1)
+        return 77
+
+    environ = CallEnviron({"POPKIT_HOOK_VIA": "http"}, lookup)
+    assert environ.get("POPKIT_HOOK_VIA") == "http" and environ.get("CLAUDE_PLUGIN_ROOT") is None and not looked
+    assert environ.get("CLAUDE_PID", "") == "77" and environ.get("CLAUDE_PID") == "77"
+    assert looked == [1]
+    assert peer_pid(1, 2, proc="/nonexistent") is None
+
+
+@pytest.mark.parametrize("change, status, said", [
+    ({"secret": ""}, 403, b"X-Popkit-Hook-Secret"),
+    ({"secret": "0" * 64}, 403, b"X-Popkit-Hook-Secret"),
+    ({"host": "evil.example:PORT"}, 403, b"Host"),
+    ({"host": "127.0.0.1:1"}, 403, b"Host"),
+    ({"path": "/popkit-power/hook/../x"}, 404, b"not found"),
+    ({"method": "PUT"}, 405, b"POST only"),
+    ({"extra": "Content-Length: 99999999\r\n"}, 403, b""),  # two lengths: the server itself refuses
+])
+def test_a_request_without_the_projects_secret_or_from_elsewhere_is_refused_and_logged(
+        session: Session, change: dict[str, str], status: int, said: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    turn_on_http(session.power_dir)
+    before = len(list(session.journal.reader()))
+    with serving(session.power_dir) as served, caplog.at_level(logging.WARNING):
+        fields = {"secret": served.secret, **change}
+        if "host" in fields:
+            fields["host"] = fields["host"].replace("PORT", str(served.port))
+        answer = raw_request(served.port, posting(served.port, body=orjson.dumps(tool()), **fields))
+        head = answer.split(b"\r\n", 1)[0]
+        if "extra" in change:  # h11 refuses a request with two lengths before the application sees it
+            assert head.split()[1] in (b"400", b"413"), answer
+        else:
+            assert head.split()[1] == str(status).encode(), answer
+            assert said in answer
+            assert "hook request refused" in caplog.text
+        assert served.call(tool(tool_use_id="after")) is None, "the server goes on"
+    recorded = [event["type"] for event in list(session.journal.reader())[before:]]
+    assert recorded == ["agent.joined", "agent.tool"], "only the call with the secret is recorded"
+
+
+def test_a_body_over_the_hooks_limit_is_refused_by_its_length(session: Session) -> None:
+    turn_on_http(session.power_dir)
+    with serving(session.power_dir) as served:
+        answer = raw_request(served.port, posting(served.port, served.secret, b"{}").replace(
+            b"Content-Length: 2", b"Content-Length: 16777217"))
+    assert answer.startswith(b"HTTP/1.1 413")
+
+
+def test_refusals_are_logged_at_most_twenty_a_minute(session: Session, caplog: pytest.LogCaptureFixture) -> None:
+    turn_on_http(session.power_dir)
+    with serving(session.power_dir) as served, caplog.at_level(logging.WARNING):
+        with httpx.Client() as stranger:
+            answers = [stranger.post(served.url, content=b"{}").status_code for _ in range(30)]
+    assert answers == [403] * 30
+    assert caplog.text.count("hook request refused") == 20
+
+
+def test_a_reply_whose_caller_is_gone_leaves_its_news_for_the_next_call(session: Session) -> None:
+    """Claude Code gave up on the call (its timeout) while the reply was being made: the reply cannot be written,
+    so the agent's cursor stays before the news, and the next answered call carries it."""
+    turn_on_http(session.power_dir)
+    with serving(session.power_dir) as served:
+        assert served.call(tool(tool_use_id="c1")) is None
+        session.publish("message.broadcast", {"text": "the one that must not be lost"}, sender="human")
+        state = AgentState(session.dir, f"{CLAUDE}:main")
+        state.lock.acquire()  # the agent's lock held: the server's call waits for it
+        try:
+            with pytest.raises(httpx.ReadTimeout):
+                served.post(tool(tool_use_id="c2"), timeout=0.5)  # and the caller gives up meanwhile
+        finally:
+            state.lock.release()
+        replies = [served.call(tool(tool_use_id=f"c{number}")) for number in range(3, 6)]
+    texts = [context(reply) for reply in replies if reply is not None]
+    assert len(texts) == 1 and "the one that must not be lost" in texts[0]
+
+
+def test_news_published_while_nothing_answers_comes_with_the_first_answered_call(session: Session) -> None:
+    """The coordinator (and its server) down: Claude Code's calls fail (onFailure "continue") and record nothing,
+    and the agent's news waits in the journal; the first call answered after it is back carries all of it, once."""
+    port, secret = turn_on_http(session.power_dir)
+    with serving(session.power_dir) as served:
+        assert served.call(tool(tool_use_id="d1")) is None
+    session.publish("message.broadcast", {"text": "sent while down"}, sender="human")
+    with pytest.raises(httpx.ConnectError):
+        httpx.post(f"http://127.0.0.1:{port}/popkit-power/hook", content=orjson.dumps(tool(tool_use_id="d2")),
+                   headers={SECRET_HEADER: secret})
+    session.publish("message.direct", {"text": "also while down"}, sender=f"{OTHER}:main", to=f"{CLAUDE}:main")
+    with serving(session.power_dir) as served:
+        first = context(served.call(tool(tool_use_id="d3")))
+        assert served.call(tool(tool_use_id="d4")) is None
+    assert "sent while down" in first and "also while down" in first
+
+
+def test_sixteen_agents_calling_at_once_are_each_recorded_once(session: Session) -> None:
+    turn_on_http(session.power_dir)
+    agents = [f"{number:08d}-1111-2222-3333-444455556666" for number in range(16)]
+    calls = 25
+    failures: list[str] = []
+    joined, published = threading.Barrier(len(agents) + 1), threading.Barrier(len(agents) + 1)
+    with serving(session.power_dir) as served:
+
+        def agent(claude: str) -> None:
+            heard = 0
+            with httpx.Client(headers={SECRET_HEADER: served.secret}, timeout=60) as client:
+                for number in range(calls):
+                    if number == 1:
+                        joined.wait()
+                        published.wait()
+                    reply = client.post(served.url, content=orjson.dumps(tool(claude=claude,
+                                                                              tool_use_id=f"{claude}-{number}")))
+                    if reply.status_code == 200:
+                        heard += reply.text.count("for all sixteen")
+                    elif reply.status_code != 204:
+                        failures.append(f"{claude}: {reply.status_code}")
+            if heard != 1:
+                failures.append(f"{claude} heard the broadcast {heard} times")
+
+        threads = [threading.Thread(target=agent, args=(claude,)) for claude in agents]
+        for thread in threads:
+            thread.start()
+        joined.wait()
+        session.publish("message.broadcast", {"text": "for all sixteen"}, sender="human")
+        published.wait()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    tools = [event["from"] for event in session.journal.reader() if event["type"] == "agent.tool"]
+    assert sorted(tools) == sorted(f"{claude}:main" for claude in agents for _ in range(calls))
+    assert not os.path.exists(os.path.join(session.power_dir, "hook.log"))
+
+
+def test_a_call_sent_twice_through_both_transports_is_recorded_once_and_named(session: Session) -> None:
+    """Both registered (a plugin's command hook and HTTP): the second of one call is ignored, and the log names
+    both ways it came."""
+    turn_on_http(session.power_dir)
+    call(session.power_dir, tool(tool_use_id="twice"))
+    with serving(session.power_dir) as served:
+        assert served.call(tool(tool_use_id="twice")) is None
+    assert [event["type"] for event in session.journal.reader()][-2:] == ["agent.joined", "agent.tool"]
+    log = Path(session.power_dir, "hook.log").read_text()
+    assert "through an HTTP hook (popkit-power install --transport http)" in log
+    assert "through a settings file" in log
+
+
+def test_a_broken_payload_over_http_is_logged_and_answered_with_nothing(session: Session) -> None:
+    turn_on_http(session.power_dir)
+    with serving(session.power_dir) as served:
+        for body in (b"not json", b"[]", orjson.dumps({"hook_event_name": "Nope", "session_id": "x"}),
+                     b"\xff\xfe"):
+            reply = served.post(body)
+            assert (reply.status_code, reply.text) == (204, "")
+        assert served.call(tool(tool_use_id="fine")) is None
+    log = Path(session.power_dir, "hook.log").read_text()
+    assert log.count("(hook over HTTP)") == 4 and "payload is not JSON" in log
+
+
+def test_with_power_mode_off_a_call_is_answered_with_nothing_and_records_nothing(power_dir: str) -> None:
+    turn_on_http(power_dir)
+    with serving(power_dir) as served:
+        assert served.call(tool()) is None
+    assert not os.path.exists(os.path.join(power_dir, "sessions"))
+
+
+def test_the_agents_state_file_is_the_command_hooks(session: Session) -> None:
+    """One state per agent whichever way its calls come: a call over HTTP after one by command goes on from its
+    cursor (no news repeated, none skipped)."""
+    turn_on_http(session.power_dir)
+    call(session.power_dir, tool(tool_use_id="s0"))
+    session.publish("message.broadcast", {"text": "first"}, sender="human")
+    assert "first" in context(call(session.power_dir, tool(tool_use_id="s1")))
+    session.publish("message.broadcast", {"text": "second"}, sender="human")
+    with serving(session.power_dir) as served:
+        text = context(served.call(tool(tool_use_id="s2")))
+    assert "second" in text and "first" not in text
+    path = Path(session.dir, "agents", safe_name(f"{CLAUDE}:main", "agent key") + ".json")
+    assert json.loads(path.read_text())["cursor"], "the cursor moved on"
