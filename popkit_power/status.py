@@ -20,7 +20,7 @@ from .home import active_session
 from .journal.lease import held, trouble
 from .journal.reader import warn_damage
 from .journal.writer import Position
-from .keys import REPLICATOR_LEASE
+from .keys import COORDINATOR_LEASE, REPLICATOR_LEASE, lease_lock_file
 from .projector import (
     AGENT_ACTIVE,
     AGENT_IDLE,
@@ -165,8 +165,8 @@ def session_status(session: Session, state: State, position: Position, *, now: f
         "objective": state["objective"]["text"] if state["objective"] else None,
         "opened": state["opened"],
         "closed": state["closed"],
-        "coordinator": {**coordinator_health(state["coordinators"].get(session.origin, state["coordinator"]), now,
-                                             session.config.heartbeat_seconds),
+        "coordinator": {**_local_health(session, state["coordinators"].get(session.origin, state["coordinator"]),
+                                        now),
                         "trouble": trouble(session.dir)},  # e.g. a full disk: what the journal cannot say
         "hooks": hooks_info(session, state["coordinators"].get(session.origin, state["coordinator"])),
         "machines": {origin: coordinator_health(machine, now, session.config.heartbeat_seconds)
@@ -235,6 +235,16 @@ def coordinator_health(coordinator: Coordinator, now: float, heartbeat_seconds: 
         health = STOPPED if status == "stopped" else NONE
     return {**coordinator, "health": health, "alive": health == ALIVE, **age, "heartbeat_seconds": heartbeat_seconds,
             "silent_after_seconds": silent_after}
+
+
+def _local_health(session: Session, coordinator: Coordinator, now: float) -> dict[str, Any]:
+    """This machine's coordinator: `coordinator_health`, and gone at once when its lease is free, which the OS does
+    when the process dies, even by SIGKILL, where the journal's last word would call it alive for heartbeats more
+    (`gone`: a lease taken here once and nobody holds it now)."""
+    health = coordinator_health(coordinator, now, session.config.heartbeat_seconds)
+    if health["alive"] and os.path.exists(lease_lock_file(session.dir, COORDINATOR_LEASE)) and not held(session.dir):
+        health.update({"health": SILENT, "alive": False, "gone": True})
+    return health
 
 
 def hooks_info(session: Session, coordinator: Coordinator) -> dict[str, Any]:

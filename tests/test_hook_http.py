@@ -143,9 +143,8 @@ def test_a_body_over_the_hooks_limit_is_refused_by_its_length(session: Session) 
 
 def test_refusals_are_logged_at_most_twenty_a_minute(session: Session, caplog: pytest.LogCaptureFixture) -> None:
     turn_on_http(session.power_dir)
-    with serving(session.power_dir) as served, caplog.at_level(logging.WARNING):
-        with httpx.Client() as stranger:
-            answers = [stranger.post(served.url, content=b"{}").status_code for _ in range(30)]
+    with serving(session.power_dir) as served, caplog.at_level(logging.WARNING), httpx.Client() as stranger:
+        answers = [stranger.post(served.url, content=b"{}").status_code for _ in range(30)]
     assert answers == [403] * 30
     assert caplog.text.count("hook request refused") == 20
 

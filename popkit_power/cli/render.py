@@ -241,6 +241,11 @@ def _coordinator(coordinator: dict[str, Any]) -> Text:
         where.append(f"on {clean(coordinator['host'], 64)}")
     if health == ALIVE:
         line.append(f"  {' '.join(where)}, last status {coordinator['ago']}")
+    elif health == SILENT and coordinator.get("gone"):
+        line.append("  its process is gone (the session's lease is free): nobody notices an agent that dies; "
+                    "popkit-power coordinator runs one", style="red")
+        if where:
+            line.append(f"  {' '.join(where)}")
     elif health == SILENT:
         line.append(f"  no status since {coordinator['ago'].removesuffix(' ago')} "
                     f"(expected every {coordinator['heartbeat_seconds']:g} s): it may have died", style="red")

@@ -348,8 +348,6 @@ def test_news_sent_while_the_coordinator_is_down_reaches_the_model_once_after_it
     assert ANSWERED in (tmp_path / "coordinator-foreground.log").read_text()
 
 
-@pytest.mark.xfail(strict=True, reason="product: `status` calls a SIGKILLed coordinator alive until 3 heartbeats are "
-                                       "missed, although its lease (what `doctor` and `stop` read) is already free")
 def test_status_says_a_killed_coordinator_is_not_alive_at_once(tmp_path: Path) -> None:
     """No Claude Code here: the coordinator SIGKILLed, its lease released by the OS, `status` asked at once (with a
     30 s heartbeat, so the journal's last word is fresh)."""
