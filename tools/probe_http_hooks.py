@@ -18,6 +18,15 @@ recording HTTP server on 127.0.0.1, and prints a report. Sections (all by defaul
   settingsenv  whether a settings file's `env` (settings.json, settings.local.json, user settings) reaches an http
             hook's header interpolation and a command hook's environment, with and without the variable in the
             launch environment; a literal header written in settings.local.json
+  tls       an https:// hook URL served by Python's ssl module with a certificate for IP 127.0.0.1 from a private
+            CA made for the run (needs `cryptography`): no extra trust; NODE_EXTRA_CA_CERTS in the launch
+            environment; NODE_EXTRA_CA_CERTS only in settings.local.json `env`; an impostor with its own self-signed
+            certificate while the CA is trusted. Handshakes as the server saw them, requests received, transcript
+            attachments, debug log. Then per-tool-call cost of none / http / https (--calls, --rounds) and
+            connections and TLS handshakes per run (keep-alive over TLS)
+  reload    settings files changed while a session runs: an http hook added to (or removed from)
+            settings.local.json / settings.json after the first of several `sleep` Bash calls; which later calls
+            send it, how long until the debug log's "Detected change"; headless, then interactive under tmux
 
     cd /work/wt-http && PYTHONPATH=.:tests/e2e /work/main/.venv/bin/python tools/probe_http_hooks.py [SECTION...]
         [--calls N] [--rounds R] [--fail-calls N] [--json OUT]
@@ -28,6 +37,7 @@ Linux only (the peer-process lookup reads /proc). Nothing leaves loopback.
 from __future__ import annotations
 
 import argparse
+import datetime
 import itertools
 import json
 import os
@@ -35,6 +45,7 @@ import re
 import secrets
 import shutil
 import socket
+import ssl
 import statistics
 import sys
 import tempfile
@@ -194,6 +205,35 @@ class _Handler(BaseHTTPRequestHandler):
 class _RecServer(ThreadingHTTPServer):
     daemon_threads = True
     owner: HookServer
+    tls: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = self.socket.accept()
+        if self.tls is None:
+            return sock, addr
+        return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """With TLS, the handshake happens here (in the connection's thread) and is recorded, failed or not."""
+        if self.tls is not None:
+            started = time.monotonic()
+            request.settimeout(10)
+            try:
+                request.do_handshake()
+            except (OSError, ssl.SSLError) as exc:
+                with self.owner.lock:
+                    self.owner.handshakes.append({"t": started, "ok": False, "error": repr(exc),
+                                                  "client_port": client_address[1]})
+                self.shutdown_request(request)
+                return
+            request.settimeout(None)
+            with self.owner.lock:
+                self.owner.handshakes.append({"t": started, "ok": True, "version": request.version(),
+                                              "cipher": (request.cipher() or ("",))[0],
+                                              "alpn": request.selected_alpn_protocol(),
+                                              "took_s": time.monotonic() - started,
+                                              "client_port": client_address[1]})
+        super().process_request_thread(request, client_address)
 
 
 def ok_empty(record: dict[str, Any]) -> tuple[int, bytes, float]:
@@ -203,15 +243,19 @@ def ok_empty(record: dict[str, Any]) -> tuple[int, bytes, float]:
 class HookServer:
     """A recording HTTP server on 127.0.0.1; `behaviour` decides each answer."""
 
-    def __init__(self, behaviour: Behaviour = ok_empty, lookup_pid: bool = True) -> None:
+    def __init__(self, behaviour: Behaviour = ok_empty, lookup_pid: bool = True,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.behaviour = behaviour
         self.lookup_pid = lookup_pid
         self.lock = threading.Lock()
         self.records: list[dict[str, Any]] = []
         self.closed: dict[int, float] = {}
+        self.handshakes: list[dict[str, Any]] = []
+        """With TLS: every handshake tried, its outcome (an untrusted certificate fails here, before any request)."""
         self.connections = 0
         self._server = _RecServer(("127.0.0.1", 0), _Handler)
         self._server.owner = self
+        self._server.tls = tls
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
         self._thread.start()
@@ -221,11 +265,13 @@ class HookServer:
         return self._server.server_address[1]
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        scheme = "https" if self._server.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     def reset(self, behaviour: Behaviour | None = None) -> None:
         with self.lock:
             self.records = []
+            self.handshakes = []
         if behaviour is not None:
             self.behaviour = behaviour
 
@@ -798,9 +844,299 @@ def section_settingsenv(report: dict[str, Any]) -> None:
     report["settingsenv"] = {"literal": literal, "cases": out}
 
 
+def make_certs(folder: Path) -> dict[str, Path]:
+    """A private CA, a server certificate for IP 127.0.0.1 it signs, and an impostor's self-signed certificate for
+    the same IP (its own key). PEM files in `folder`; needs the `cryptography` package."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    day = datetime.timedelta(days=1)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    def leaf(subject_key: ec.EllipticCurvePrivateKey, issuer: x509.Name, issuer_key: ec.EllipticCurvePrivateKey,
+             cn: str) -> x509.Certificate:
+        return (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(issuer)
+                .public_key(subject_key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - day).not_valid_after(now + day)
+                .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                               critical=False)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                .sign(issuer_key, hashes.SHA256()))
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("popkit probe CA")).issuer_name(name("popkit probe CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - day).not_valid_after(now + day)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server = leaf(server_key, ca.subject, ca_key, "127.0.0.1")
+    imp_key = ec.generate_private_key(ec.SECP256R1())
+    impostor = leaf(imp_key, name("127.0.0.1"), imp_key, "127.0.0.1")
+    pem = serialization.Encoding.PEM
+    files = {"ca": ca.public_bytes(pem), "server": server.public_bytes(pem), "server_key": key_pem(server_key),
+             "impostor": impostor.public_bytes(pem), "impostor_key": key_pem(imp_key)}
+    out = {}
+    for label, data in files.items():
+        out[label] = folder / f"{label}.pem"
+        out[label].write_bytes(data)
+    return out
+
+
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+TLS_DEBUG = (r"HTTP hook (POST|error|response)|Hook \S+ \(\S+\) error|Appended extra|extraCertsPath|settingsEnv keys|"
+             r"Cleared CA")
+
+
+def run_local(settings: Mapping[str, Any], local: Mapping[str, Any] | None, turns: Mapping[str, list[Any]],
+              prompt: str, *, env: Mapping[str, str] | None = None, timeout: float = 90,
+              model: Callable[[dict[str, Any]], Reply] | None = None,
+              before: Callable[[Path], None] | None = None) -> dict[str, Any]:
+    """`run` with a .claude/settings.local.json beside settings.json (None: no such file), an optional model
+    wrapper (given the Turns) and a callback `before(work)` called just before Claude Code starts."""
+    root = scratch()
+    work = root / "work"
+    (work / ".claude").mkdir(parents=True)
+    (work / ".claude" / "settings.json").write_text(json.dumps(settings, indent=1))
+    if local is not None:
+        (work / ".claude" / "settings.local.json").write_text(json.dumps(local, indent=1))
+    if before is not None:
+        before(work)
+    timed = TimedModel(model or Turns(turns))
+    with ModelServer(timed) as server:
+        process = start_claude(prompt, cwd=work, base_url=server.base_url,
+                               env={"PROBE_DIR": str(root), **(env or {})}, allowed_tools="Bash", timeout=timeout,
+                               state_dir=root / "claude", claude_bin=ensure_claude())
+        started = time.monotonic()
+        result = process.wait()
+        ended = time.monotonic()
+    main = [(t, r) for t, r in timed.times if prompt in first_user_text(r) and not is_task_notification(r)]
+    return {"root": root, "work": work, "result": result, "model": timed.times, "main": main,
+            "pid": result.pid, "started": started, "ended": ended}
+
+
+def section_tls(report: dict[str, Any], calls: int = 8, rounds: int = 2) -> None:
+    """An https hook URL served by Python's ssl module with a certificate for IP 127.0.0.1 from a private CA: is it
+    delivered with no extra trust, with NODE_EXTRA_CA_CERTS in the launch environment, with it only in
+    settings.local.json `env`, and to an impostor (another self-signed certificate) while the CA is trusted?
+    Then the per-tool-call cost of http vs https, and whether TLS connections are kept alive."""
+    print("\n=== tls: an https hook on 127.0.0.1 with a private CA ===")
+    folder = scratch()
+    certs = make_certs(folder)
+    good = HookServer(lookup_pid=False, tls=tls_context(certs["server"], certs["server_key"]))
+    impostor = HookServer(lookup_pid=False, tls=tls_context(certs["impostor"], certs["impostor_key"]))
+    ca_env = {"NODE_EXTRA_CA_CERTS": str(certs["ca"])}
+    cases: list[tuple[str, HookServer, dict[str, str], dict[str, Any] | None]] = [
+        ("a) no extra trust", good, {}, None),
+        ("b) NODE_EXTRA_CA_CERTS in launch env", good, ca_env, None),
+        ("c) NODE_EXTRA_CA_CERTS only in settings.local.json env", good, {}, {"env": ca_env}),
+        ("d) impostor self-signed cert, CA trusted via launch env", impostor, ca_env, None),
+        ("d2) impostor, CA trusted via settings.local.json env", impostor, {}, {"env": ca_env}),
+    ]
+    out = []
+    for name, server, env, local in cases:
+        good.reset()
+        impostor.reset()
+        settings = hooks_for({"PostToolUse": [http_hook(server.url("/tls/post"), timeout=5)]})
+        prompt = f"PROBE-TLS {name}"
+        r = run_local(settings, local, {prompt: [bash("echo t1"), bash("echo t2"), text("TLS-DONE")]}, prompt,
+                      env=env, timeout=60)
+        res = r["result"]
+        recs, shakes = list(server.records), list(server.handshakes)
+        atts = [short({k: a.get(k) for k in ("type", "hookEvent", "hookName", "content", "stderr", "exitCode",
+                                              "blockingError") if k in a}, 300) for a in hook_attachments(r)]
+        dbg = debug_lines(r, TLS_DEBUG)[:10]
+        seen = [after_last_assistant(req) for _, req in r["main"][1:]]
+        print(f"\n-- {name}: exit {res.returncode}; requests received {len(recs)}; handshakes "
+              f"{sum(h['ok'] for h in shakes)} ok / {sum(not h['ok'] for h in shakes)} failed")
+        for h in shakes[:4]:
+            print(f"   handshake: {short(h, 300)}")
+        for rec in recs:
+            body = rec["body"] if isinstance(rec["body"], dict) else {}
+            print(f"   {rec['method']} {rec['path']} {body.get('hook_event_name')} "
+                  f"{(body.get('tool_input') or {}).get('command')} conn={rec['conn']} #{rec['nth_on_conn']}")
+        for line in dbg:
+            print(f"   debug: {line}")
+        for a in atts:
+            print(f"   transcript: {a}")
+        if res.stderr.strip():
+            print(f"   stderr: {short(res.stderr.strip(), 300)}")
+        print(f"   model saw: {short(seen, 500)}")
+        print(f"   result: {res.result_text!r}")
+        out.append({"case": name, "received": len(recs), "handshakes": shakes, "debug": dbg, "attachments": atts,
+                    "model_saw": seen, "bodies": [x["body"] for x in recs]})
+    impostor.stop()
+
+    print(f"\n-- cost: {calls} Bash calls a run, {rounds} rounds, configs interleaved; CA trusted via launch env --")
+    plain = HookServer(lookup_pid=False)
+    configs = {"none": ({}, plain),
+               "http 200 empty": (hooks_for({"PostToolUse": [http_hook(plain.url("/hook"), timeout=10)]}), plain),
+               "https 200 empty": (hooks_for({"PostToolUse": [http_hook(good.url("/hook"), timeout=10)]}), good)}
+    per: dict[str, list[float]] = {name: [] for name in configs}
+    conns: dict[str, list[tuple[int, int, int]]] = {name: [] for name in configs}
+    for rnd in range(rounds):
+        for name, (settings, server) in configs.items():
+            server.reset()
+            prompt = f"PROBE-TLSCOST {name} round {rnd}"
+            turns = {prompt: [bash(f"echo c{i}") for i in range(calls)] + [text("COST-DONE")]}
+            r = run_local(settings, None, turns, prompt, env=ca_env, timeout=120)
+            xs = per_call_seconds(r["main"])
+            per[name].extend(xs)
+            recs = list(server.records) if name != "none" else []
+            n_conn = len({x["conn"] for x in recs})
+            conns[name].append((len(recs), n_conn, len(server.handshakes)))
+            print(f"  round {rnd} {name:18s} exit {r['result'].returncode}: {med(xs)}; "
+                  f"{len(recs)} requests on {n_conn} connections, {len(server.handshakes)} TLS handshakes")
+    plain.stop()
+    good.stop()
+    base = statistics.median(per["none"]) if per["none"] else float("nan")
+    print()
+    for name, xs in per.items():
+        m = statistics.median(xs) if xs else float("nan")
+        print(f"  {name:18s} {med(xs)}  ratio to none {m / base:.2f}")
+    report["tls"] = {"cases": out, "cost_per_call_s": per, "connections": conns}
+
+
+RELOAD_DEBUG = (r"HTTP hook POST|Watching for changes in setting|Detected change|Settings changed from|fs.watch probe|"
+                r"settings.read: .*\(the settings changed\)|hooks? (config|snapshot)|hooks.*(modified|removed|added)")
+
+
+def section_reload(report: dict[str, Any], calls: int = 6) -> None:
+    """Are hooks re-read from the settings files while a session runs? The scripted model makes `calls` Bash calls
+    (`sleep 1` each); when it is asked for the turn after the first tool call, this process adds an http
+    PostToolUse hook to (or removes it from) a settings file; which later calls reach the server. Headless `-p`
+    runs, then the same in an interactive session under tmux (tests/e2e/interactive.py)."""
+    print(f"\n=== reload: settings files changed mid-session ({calls} Bash calls, `sleep 1` each) ===")
+    server = HookServer(lookup_pid=False)
+    hook = hooks_for({"PostToolUse": [http_hook(server.url("/reload"), timeout=5)]})
+    # (name, file written, its content at start (None: absent), its content after the first tool call (None:
+    # removed), each Bash call's sleep, number of calls)
+    cases: list[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None, float, int]] = [
+        ("add to settings.local.json ({} at start)", "settings.local.json", {}, hook, 1, calls),
+        ("add settings.local.json (absent at start)", "settings.local.json", None, hook, 1, calls),
+        ("remove from settings.local.json (hook at start, rewritten as {})", "settings.local.json", hook, {}, 1,
+         calls),
+        ("add to settings.json ({} at start)", "settings.json", {}, hook, 1, calls),
+        ("add to settings.local.json, calls of 0.2 s (how soon it applies)", "settings.local.json", {}, hook, 0.2,
+         12),
+    ]
+    modes = ["headless"] + (["interactive"] if shutil.which("tmux") else [])
+    out = []
+    for mode in modes:
+        for name, filename, at_start, after, nap, n_calls in cases:
+            server.reset()
+            root = scratch()
+            work = root / "work"
+            (work / ".claude").mkdir(parents=True)
+            target = work / ".claude" / filename
+            if filename != "settings.json":
+                (work / ".claude" / "settings.json").write_text("{}")
+            if at_start is not None:
+                target.write_text(json.dumps(at_start, indent=1))
+            prompt = f"PROBE-RELOAD {mode} {name}"
+            turns = Turns({prompt: [bash(f"sleep {nap}; echo r{i}") for i in range(n_calls)] + [text("RELOAD-DONE")]})
+            changed: dict[str, float] = {}
+
+            def model(request: dict[str, Any], turns: Turns = turns, target: Path = target,
+                      after: dict[str, Any] | None = after, changed: dict[str, float] = changed,
+                      prompt: str = prompt) -> Reply:
+                if (prompt in first_user_text(request) and not changed
+                        and len([m for m in request.get("messages", []) if m.get("role") == "assistant"]) >= 1):
+                    if after is None:
+                        target.unlink()
+                    else:
+                        tmp = target.with_suffix(".tmp")
+                        tmp.write_text(json.dumps(after, indent=1))
+                        tmp.replace(target)
+                    changed["t"] = time.monotonic()
+                    changed["wall"] = time.time()
+                return turns(request)
+
+            timed = TimedModel(model)
+            screen = ""
+            with ModelServer(timed) as ms:
+                if mode == "headless":
+                    res = start_claude(prompt, cwd=work, base_url=ms.base_url, env={"PROBE_DIR": str(root)},
+                                       allowed_tools="Bash", timeout=90, state_dir=root / "claude",
+                                       claude_bin=ensure_claude()).wait()
+                    debug = res.debug_log()
+                    exit_note = f"exit {res.returncode}"
+                else:
+                    from interactive import InteractiveClaude
+
+                    session = InteractiveClaude(ensure_claude(), prompt, cwd=work, base_url=ms.base_url,
+                                                state_dir=root / "claude", env={"PROBE_DIR": str(root)})
+                    deadline = time.monotonic() + 90
+                    try:
+                        while time.monotonic() < deadline:
+                            mains = [r for _, r in timed.times if prompt in first_user_text(r)]
+                            if any("RELOAD-DONE" in json.dumps(r) for r in mains) or any(
+                                    len([m for m in r.get("messages", []) if m.get("role") == "assistant"]) >= n_calls
+                                    for r in mains):
+                                break
+                            time.sleep(0.2)
+                        time.sleep(2)  # the last PostToolUse, a Stop
+                        screen = session.screen()
+                    finally:
+                        session.stop()
+                    debug = (root / "claude" / "debug.log").read_text(errors="replace") \
+                        if (root / "claude" / "debug.log").exists() else ""
+                    exit_note = "stopped"
+            recs = list(server.records)
+            sent = [str(((x["body"] or {}).get("tool_input") or {}).get("command", "?")).split("echo ")[-1]
+                    for x in recs if isinstance(x["body"], dict)]
+            t0 = changed.get("t")
+            rel = [f"{x['t'] - t0:+.2f}s" for x in recs] if t0 else []
+            rx = re.compile(RELOAD_DEBUG, re.I)
+            dbg: list[str] = []
+            detected = None
+            for line in debug.splitlines():
+                if "Detected change" in line and detected is None and "wall" in changed:
+                    stamp = datetime.datetime.fromisoformat(line.split(" ", 1)[0].replace("Z", "+00:00"))
+                    detected = stamp.timestamp() - changed["wall"]
+                if rx.search(line):
+                    body = line.split(" ", 2)[-1][:260]
+                    if body not in dbg:
+                        dbg.append(body)
+            seen = f"{detected:.2f}s after the write" if detected is not None else "never"
+            print(f"\n-- {mode}: {name}: {exit_note}; file changed {'yes' if t0 else 'NO'}; 'Detected change' logged "
+                  f"{seen}; hook requests for calls {sent} at {rel} from the change")
+            for line in dbg[:25]:
+                print(f"   debug: {line}")
+            if screen:
+                tail = [line for line in screen.splitlines() if line.strip()][-12:]
+                print("   screen (last lines): " + " / ".join(s.strip()[:120] for s in tail))
+            out.append({"mode": mode, "case": name, "sent": sent, "from_change_s": rel, "detected_s": detected,
+                        "debug": dbg,
+                        "screen": screen})
+    server.stop()
+    report["reload"] = out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    names = ["payload", "failures", "cost", "allowlist", "plugin", "keepalive", "settingsenv"]
+    names = ["payload", "failures", "cost", "allowlist", "plugin", "keepalive", "settingsenv", "tls", "reload"]
     parser.add_argument("sections", nargs="*", metavar="SECTION", help=f"any of {', '.join(names)} (default: all)")
     parser.add_argument("--calls", type=int, default=10, help="Bash calls per cost run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the cost configs")
@@ -828,6 +1164,10 @@ def main() -> None:
             section_keepalive(report)
         elif section == "settingsenv":
             section_settingsenv(report)
+        elif section == "tls":
+            section_tls(report, args.calls, args.rounds)
+        elif section == "reload":
+            section_reload(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=str))
     if os.environ.get("PROBE_KEEP") != "1":
