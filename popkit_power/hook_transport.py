@@ -7,6 +7,11 @@ Over HTTP (docs/hook-setup.md, "Hooks over HTTP"):
   (`HTTP_EVENTS`). SessionStart stays a command hook: Claude Code 2.1.330 sends no HTTP hook for it, and it is
   where the agent's process id is learnt. The guardrails' PreToolUse and the idle agent's waiter stay commands too:
   a guard that nobody answers must deny, not pass, and the waiter waits for hours.
+- Over TLS, with the project's own certificate: a self-signed one for 127.0.0.1 only, that can sign nothing else
+  (CA:FALSE), its key 0600 in the power directory. Claude Code trusts it through NODE_EXTRA_CA_CERTS in the
+  settings' `env` (which it reads at start and on each change of the file). Any other process on the machine can
+  listen on the port while the coordinator is down, but without the key Claude Code sends it nothing: no tool
+  input, no secret, and its answers never reach the model.
 - Each request carries the project's secret in `SECRET_HEADER`, written as a literal header into the project's
   `.claude/settings.local.json` (kept 0600). The coordinator answers only requests that carry it; the secret lives
   in the power directory (`SECRET_FILE`, 0600) and is made once per project, by `install`.
@@ -25,6 +30,11 @@ LOOPBACK = "127.0.0.1"
 PATH = "/popkit-power/hook"
 SECRET_HEADER = "X-Popkit-Hook-Secret"
 SECRET_FILE = "hook-secret"
+CERT_FILE, KEY_FILE = "hook-cert.pem", "hook-key.pem"
+#: The certificate Claude Code trusts, with the ones NODE_EXTRA_CA_CERTS named before (`trusted_certificates`).
+BUNDLE_FILE = "hook-trust.pem"
+TRUST_ENV = "NODE_EXTRA_CA_CERTS"
+CERT_DAYS = 3650
 #: The events sent over HTTP when it is on: every one the hook records but SessionStart (never sent over HTTP by
 #: Claude Code) and PreToolUse (the guard, which must deny when unanswered).
 HTTP_EVENTS = ("PostToolUse", "PostToolUseFailure", "SubagentStart", "SubagentStop", "Stop", "SessionEnd")
@@ -36,14 +46,14 @@ VIA_ENV = "POPKIT_HOOK_VIA"
 
 def url(port: int) -> str:
     """The URL Claude Code posts hook events to."""
-    return f"http://{LOOPBACK}:{port}{PATH}"
+    return f"https://{LOOPBACK}:{port}{PATH}"
 
 
 def port_of(address: object) -> int | None:
     """The port of a URL `url` made, or None for any other address (a user's own http hook)."""
     if not isinstance(address, str):
         return None
-    head, _, rest = address.partition(f"http://{LOOPBACK}:")
+    head, _, rest = address.partition(f"https://{LOOPBACK}:")
     port, _, path = rest.partition("/")
     if head or not port.isdigit() or f"/{path}" != PATH or not 0 < int(port) < 65536:
         return None
@@ -68,3 +78,60 @@ def ensure_secret(power_dir: str) -> str:
     secret = secrets.token_hex(32)
     write_file_atomically(os.path.join(power_dir, SECRET_FILE), secret.encode("ascii") + b"\n")
     return secret
+
+
+def certificate_paths(power_dir: str) -> tuple[str, str]:
+    """(certificate, key) of the project's hook server, in the power directory."""
+    return os.path.join(power_dir, CERT_FILE), os.path.join(power_dir, KEY_FILE)
+
+
+def ensure_certificate(power_dir: str) -> str:
+    """The path of the project's certificate for 127.0.0.1, made with its key the first time (EC P-256, valid
+    CERT_DAYS, self-signed, CA:FALSE: trusting it lets nobody sign anything else)."""
+    cert_path, key_path = certificate_paths(power_dir)
+    if os.path.exists(cert_path) and os.path.exists(key_path):
+        return cert_path
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "popkit-power hooks (127.0.0.1)")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
+                   .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]),
+                                  critical=True)
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                   .sign(key, hashes.SHA256()))
+    write_file_atomically(key_path, key.private_bytes(serialization.Encoding.PEM,
+                                                      serialization.PrivateFormat.PKCS8,
+                                                      serialization.NoEncryption()))
+    write_file_atomically(cert_path, certificate.public_bytes(serialization.Encoding.PEM))
+    return cert_path
+
+
+def trusted_certificates(power_dir: str, others: list[str]) -> str:
+    """What NODE_EXTRA_CA_CERTS is to name: the project's certificate, or, when certificates were named there
+    already (`others`: the files a corporate proxy's CA may be in), a bundle of theirs and ours, so that setting it
+    for the hooks does not drop them."""
+    cert_path = ensure_certificate(power_dir)
+    others = [path for path in others if os.path.abspath(path) not in (cert_path, os.path.join(power_dir,
+                                                                                                BUNDLE_FILE))]
+    if not others:
+        return cert_path
+    parts = []
+    for path in others:
+        with open(path, "rb") as handle:
+            parts.append(handle.read().strip() + b"\n")
+    parts.append(read_file(cert_path))
+    bundle = os.path.join(power_dir, BUNDLE_FILE)
+    write_file_atomically(bundle, b"".join(parts))
+    return bundle

@@ -35,14 +35,19 @@ def check_port(port: int, option: str) -> None:
 
 
 class Served:
-    """`Served(app, sock, name, shutdown_seconds)`: uvicorn answering `app` on the listening `sock`, in a daemon
-    thread named `name`, from `start()` until `stop()` (which waits for open requests at most `shutdown_seconds`)."""
+    """`Served(app, sock, name, shutdown_seconds[, tls=...])`: uvicorn answering `app` on the listening `sock`, in a
+    daemon thread named `name`, from `start()` until `stop()` (which waits for open requests at most
+    `shutdown_seconds`)."""
 
-    def __init__(self, app: Any, sock: socket.socket, name: str, shutdown_seconds: int) -> None:
+    def __init__(self, app: Any, sock: socket.socket, name: str, shutdown_seconds: int, *,
+                 tls: tuple[str, str] | None = None) -> None:
+        """`tls`: (certificate, key) files to answer over TLS with."""
         import uvicorn
 
+        certificate, key = tls or (None, None)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
-                                timeout_graceful_shutdown=int(shutdown_seconds), ws="none")
+                                timeout_graceful_shutdown=int(shutdown_seconds), ws="none", ssl_certfile=certificate,
+                                ssl_keyfile=key)
         self.server = uvicorn.Server(config)
         self.socket = sock
         self.shutdown_seconds = shutdown_seconds

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,7 +15,7 @@ import httpx
 import orjson
 
 from popkit_power.hook_server.server import HookServer
-from popkit_power.hook_transport import PATH, SECRET_HEADER, ensure_secret
+from popkit_power.hook_transport import PATH, SECRET_HEADER, certificate_paths, ensure_certificate, ensure_secret
 from popkit_power.setup.install import free_port
 
 
@@ -29,7 +30,13 @@ def turn_on_http(power_dir: str, port: int | None = None) -> tuple[int, str]:
     config.update({"hook_transport": "http", "hook_port": port or free_port()})
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(config, handle)
+    ensure_certificate(power_dir)
     return config["hook_port"], ensure_secret(power_dir)
+
+
+def trusting(power_dir: str) -> ssl.SSLContext:
+    """A client's TLS context that trusts the project's certificate only, as Claude Code does with it."""
+    return ssl.create_default_context(cafile=certificate_paths(power_dir)[0])
 
 
 class Served:
@@ -42,7 +49,7 @@ class Served:
         assert self.server.app is not None
         self.port = self.server.app.port
         self.secret = self.server.app._secret.decode("ascii")
-        self.client = httpx.Client(headers={SECRET_HEADER: self.secret}, timeout=30)
+        self.client = httpx.Client(headers={SECRET_HEADER: self.secret}, timeout=30, verify=trusting(power_dir))
 
     def post(self, payload: dict[str, Any] | bytes, **kwargs: Any) -> httpx.Response:
         body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
@@ -68,16 +75,19 @@ def serving(power_dir: str) -> Iterator[Served]:
         served.close()
 
 
-def raw_request(port: int, request: bytes) -> bytes:
-    """Send `request` as written (any Host, any header) and return the whole answer."""
+def raw_request(power_dir: str, port: int, request: bytes) -> bytes:
+    """Send `request` as written (any Host, any header), over TLS, and return the whole answer."""
     import socket
 
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as plain, \
+            trusting(power_dir).wrap_socket(plain, server_hostname="127.0.0.1") as sock:
         sock.sendall(request)
-        sock.shutdown(socket.SHUT_WR)
         chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except (ssl.SSLError, ConnectionResetError):  # the server closed after its answer without TLS's goodbye
+            pass
     return b"".join(chunks)
 
 

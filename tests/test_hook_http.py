@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from hook_http_support import posting, raw_request, serving, turn_on_http
+from hook_http_support import posting, raw_request, serving, trusting, turn_on_http
 from test_hook import CLAUDE, OTHER, call, context, payload, tool
 
 from popkit_power.home import safe_name
 from popkit_power.hook.agent_state import AgentState
 from popkit_power.hook_server.peer import CallEnviron, peer_pid
-from popkit_power.hook_transport import SECRET_HEADER
+from popkit_power.hook_transport import SECRET_HEADER, certificate_paths
 from popkit_power.session import Session, start_session
 
 
@@ -76,8 +76,9 @@ def test_the_callers_process_is_found_from_its_socket(session: Session) -> None:
     turn_on_http(session.power_dir)
     with serving(session.power_dir) as served:
         body = orjson.dumps(tool(tool_use_id="p1"))
-        program = ("import http.client, sys, os\n"
-                   f"c = http.client.HTTPConnection('127.0.0.1', {served.port})\n"
+        program = ("import http.client, sys, os, ssl\n"
+                   f"t = ssl.create_default_context(cafile={certificate_paths(session.power_dir)[0]!r})\n"
+                   f"c = http.client.HTTPSConnection('127.0.0.1', {served.port}, context=t)\n"
                    f"c.request('POST', '/popkit-power/hook', body=sys.stdin.buffer.read(), "
                    f"headers={{'{SECRET_HEADER}': '{served.secret}'}})\n"
                    "print(os.getpid(), c.getresponse().status)\n")
@@ -120,7 +121,7 @@ def test_a_request_without_the_projects_secret_or_from_elsewhere_is_refused_and_
         fields = {"secret": served.secret, **change}
         if "host" in fields:
             fields["host"] = fields["host"].replace("PORT", str(served.port))
-        answer = raw_request(served.port, posting(served.port, body=orjson.dumps(tool()), **fields))
+        answer = raw_request(session.power_dir, served.port, posting(served.port, body=orjson.dumps(tool()), **fields))
         head = answer.split(b"\r\n", 1)[0]
         if "extra" in change:  # h11 refuses a request with two lengths before the application sees it
             assert head.split()[1] in (b"400", b"413"), answer
@@ -136,14 +137,15 @@ def test_a_request_without_the_projects_secret_or_from_elsewhere_is_refused_and_
 def test_a_body_over_the_hooks_limit_is_refused_by_its_length(session: Session) -> None:
     turn_on_http(session.power_dir)
     with serving(session.power_dir) as served:
-        answer = raw_request(served.port, posting(served.port, served.secret, b"{}").replace(
+        answer = raw_request(session.power_dir, served.port, posting(served.port, served.secret, b"{}").replace(
             b"Content-Length: 2", b"Content-Length: 16777217"))
     assert answer.startswith(b"HTTP/1.1 413")
 
 
 def test_refusals_are_logged_at_most_twenty_a_minute(session: Session, caplog: pytest.LogCaptureFixture) -> None:
     turn_on_http(session.power_dir)
-    with serving(session.power_dir) as served, caplog.at_level(logging.WARNING), httpx.Client() as stranger:
+    with serving(session.power_dir) as served, caplog.at_level(logging.WARNING), \
+            httpx.Client(verify=trusting(session.power_dir)) as stranger:
         answers = [stranger.post(served.url, content=b"{}").status_code for _ in range(30)]
     assert answers == [403] * 30
     assert caplog.text.count("hook request refused") == 20
@@ -176,8 +178,8 @@ def test_news_published_while_nothing_answers_comes_with_the_first_answered_call
         assert served.call(tool(tool_use_id="d1")) is None
     session.publish("message.broadcast", {"text": "sent while down"}, sender="human")
     with pytest.raises(httpx.ConnectError):
-        httpx.post(f"http://127.0.0.1:{port}/popkit-power/hook", content=orjson.dumps(tool(tool_use_id="d2")),
-                   headers={SECRET_HEADER: secret})
+        httpx.post(f"https://127.0.0.1:{port}/popkit-power/hook", content=orjson.dumps(tool(tool_use_id="d2")),
+                   headers={SECRET_HEADER: secret}, verify=trusting(session.power_dir))
     session.publish("message.direct", {"text": "also while down"}, sender=f"{OTHER}:main", to=f"{CLAUDE}:main")
     with serving(session.power_dir) as served:
         first = context(served.call(tool(tool_use_id="d3")))
@@ -195,7 +197,8 @@ def test_sixteen_agents_calling_at_once_are_each_recorded_once(session: Session)
 
         def agent(claude: str) -> None:
             heard = 0
-            with httpx.Client(headers={SECRET_HEADER: served.secret}, timeout=60) as client:
+            with httpx.Client(headers={SECRET_HEADER: served.secret}, timeout=60,
+                              verify=trusting(session.power_dir)) as client:
                 for number in range(calls):
                     if number == 1:
                         joined.wait()

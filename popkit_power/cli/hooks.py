@@ -11,13 +11,14 @@ from ..config import load_config, update_config
 from ..display import short_names
 from ..errors import ConfigError, PowerModeError
 from ..home import active_session, trust
-from ..hook_transport import COMMAND, HTTP, TRANSPORTS, ensure_secret
+from ..hook_transport import COMMAND, HTTP, TRANSPORTS, ensure_secret, trusted_certificates
 from ..session import Session
 from ..setup import registrations
 from ..setup.install import (
     GUARD_EVENT,
     HOOK_EVENTS,
     OverHttp,
+    certificates_named_elsewhere,
     free_port,
     ignore_locally,
     install_hooks,
@@ -100,7 +101,8 @@ def _over_http(transport: str | None, user: bool, project_dir: str, path: str) -
     if not port or not _free_or_ours(port, home):
         port = free_port()
     config = update_config(home, {"hook_transport": HTTP, "hook_port": port})
-    return OverHttp(config.hook_port, ensure_secret(home))
+    certificates = trusted_certificates(home, certificates_named_elsewhere(project_dir, path, os.environ))
+    return OverHttp(config.hook_port, ensure_secret(home), certificates)
 
 
 def _free_or_ours(port: int, home: str) -> bool:

@@ -10,12 +10,13 @@ the agent's news waits in the journal for the next answered call, and `status` s
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 
 from ..config import usable_config
 from ..errors import PowerModeError, SessionError
-from ..hook_transport import HTTP, read_secret, url
+from ..hook_transport import HTTP, certificate_paths, read_secret, url
 from ..loopback import Served, bound
 from .app import HookApp
 
@@ -36,13 +37,14 @@ class HookServer:
         answered: no port or secret (`popkit-power install --transport http` makes them), or the port is taken."""
         config, _problem = usable_config(self.power_dir)
         secret = read_secret(self.power_dir)
-        if not config.hook_port or secret is None:
-            raise SessionError("hooks over HTTP are on in config.json, but no hook_port or secret was set up: run "
-                               "popkit-power install --transport http")
+        tls = certificate_paths(self.power_dir)
+        if not config.hook_port or secret is None or not all(os.path.exists(path) for path in tls):
+            raise SessionError("hooks over HTTP are on in config.json, but no hook_port, secret or certificate was "
+                               "set up: run popkit-power install --transport http")
         sock = bound(config.hook_port, "hook_port (popkit-power install --transport http picks a free one)")
         sock.listen(512)
         self.app = HookApp(self.power_dir, config.hook_port, secret)
-        self._served = Served(self.app, sock, "popkit-power-hooks", SHUTDOWN_SECONDS)
+        self._served = Served(self.app, sock, "popkit-power-hooks", SHUTDOWN_SECONDS, tls=tls)
         self._served.start()
         self.url = url(config.hook_port)
         return self.url

@@ -121,7 +121,7 @@ def _over_http(found: list[dict[str, Any]], power_dir: str, config: Config,
                active: tuple[Session, State] | None) -> list[Check]:
     """With hooks over HTTP configured or registered: do the settings post where the coordinator answers, with the
     secret it checks, and does it answer now?"""
-    from ..hook_transport import HTTP, read_secret, url
+    from ..hook_transport import HTTP, certificate_paths, read_secret, url
 
     posted = {address: one for registration in found for address, one in registration.get("http", {}).items()}
     if config.hook_transport != HTTP and not posted:
@@ -146,7 +146,7 @@ def _over_http(found: list[dict[str, Any]], power_dir: str, config: Config,
     if active is None:
         return [Check("hooks over HTTP", OK, f"posted to {expected}; Power Mode is off, so nothing answers")]
     session, _state = active
-    answer = _answers(config.hook_port)
+    answer = _answers(config.hook_port, certificate_paths(power_dir)[0])
     if answer is None:
         return [Check("hooks over HTTP", OK, f"answered at {expected}")]
     fix = (f"see {os.path.join(session.dir, COORDINATOR_LOG)}; stop and start the session, or run "
@@ -155,19 +155,26 @@ def _over_http(found: list[dict[str, Any]], power_dir: str, config: Config,
                   f"recorded, and their news waits", fix)]
 
 
-def _answers(port: int) -> str | None:
-    """None when popkit-power's hook server answers on 127.0.0.1:`port` (it refuses a request without the secret
-    with 403 and its own words), else what was found instead."""
+def _answers(port: int, certificate: str) -> str | None:
+    """None when popkit-power's hook server answers on 127.0.0.1:`port` with the project's `certificate` (it
+    refuses a request without the secret with 403 and its own words), else what was found instead."""
     import http.client
+    import ssl
 
     from ..hook_transport import DOCTOR_AGENT
 
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        context = ssl.create_default_context(cafile=certificate)
+    except (OSError, ssl.SSLError) as error:
+        return f"the certificate {certificate} cannot be read: {error}"
+    connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=context)
     try:
         connection.request("POST", "/popkit-power/hook", body=b"{}", headers={"Content-Type": "application/json",
                                                                              "User-Agent": DOCTOR_AGENT})
         reply = connection.getresponse()
         said = reply.read(200)
+    except ssl.SSLError as error:
+        return f"something else answers there, without the project's certificate ({error.reason})"
     except OSError as error:
         return error.strerror or str(error)
     finally:

@@ -30,7 +30,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..home import write_private_file
 from ..hook.entry import WAKE_ARG
-from ..hook_transport import HTTP_EVENTS, SECRET_HEADER, port_of, url
+from ..hook_transport import BUNDLE_FILE, CERT_FILE, HTTP_EVENTS, SECRET_HEADER, TRUST_ENV, port_of, url
 from ..keys import CLAUDE_DIR
 
 HOOK_EVENTS = ("SessionStart", "PostToolUse", "PostToolUseFailure", "SubagentStart", "SubagentStop", "Stop",
@@ -56,13 +56,19 @@ WAKE_TIMEOUT = 24 * 3600
 
 
 class OverHttp:
-    """Where the hooks of HTTP_EVENTS go when they go over HTTP (hook_transport.py): the port, and the secret sent
-    as a literal header (hex: nothing in it that Claude Code would interpolate)."""
+    """Where the hooks of HTTP_EVENTS go when they go over HTTP (hook_transport.py): the port, the secret sent as a
+    literal header (hex: nothing in it that Claude Code would interpolate), and the certificates Claude Code is to
+    trust (NODE_EXTRA_CA_CERTS in the settings' `env`)."""
 
-    __slots__ = ("port", "secret")
+    __slots__ = ("port", "secret", "trust")
 
-    def __init__(self, port: int, secret: str) -> None:
-        self.port, self.secret = port, secret
+    def __init__(self, port: int, secret: str, trust: str) -> None:
+        self.port, self.secret, self.trust = port, secret, trust
+
+
+def is_our_trust(value: Any) -> bool:
+    """Whether an `env` value of NODE_EXTRA_CA_CERTS is one `install` wrote: a power directory's certificate."""
+    return isinstance(value, str) and os.path.basename(value) in (CERT_FILE, BUNDLE_FILE)
 
 
 def hooks_config(command: str, events: tuple[str, ...] = HOOK_EVENTS, http: OverHttp | None = None
@@ -138,6 +144,19 @@ def shared_settings_path(project_dir: str = ".") -> str:
     return os.path.join(os.path.abspath(project_dir), CLAUDE_DIR, SETTINGS)
 
 
+def certificates_named_elsewhere(project_dir: str, written: str, environ: dict[str, str] | Any) -> list[str]:
+    """The certificate files NODE_EXTRA_CA_CERTS names outside the settings file `written`: in the environment
+    `install` runs in (the shell that starts claude, most likely) and in the other settings files. The hooks'
+    NODE_EXTRA_CA_CERTS in `written` wins over them, so it must name them too (hook_transport.trusted_certificates)."""
+    named = [environ.get(TRUST_ENV)]
+    for path in (settings_path(user=True), shared_settings_path(project_dir)):
+        if os.path.realpath(path) != os.path.realpath(written) and os.path.exists(path):
+            environment = _read(path).get("env")
+            named.append(environment.get(TRUST_ENV) if isinstance(environment, dict) else None)
+    return list(dict.fromkeys(value for value in named if isinstance(value, str) and value
+                              and not is_our_trust(value) and os.path.isfile(value)))
+
+
 def ignore_locally(project_dir: str) -> str | None:
     """Make git ignore `.claude/settings.local.json` in the repository holding `project_dir`, through the
     repository's own `info/exclude` (never committed, unlike .gitignore); the exclude file's path if a line was
@@ -199,6 +218,15 @@ def install_hooks(path: str, command: str | None = None, events: tuple[str, ...]
         if not isinstance(existing, list):
             raise ConfigError(f"{path}: 'hooks.{event}' must be a list, not {type(existing).__name__}")
         existing.extend(groups)
+    if http is not None:
+        environment = settings.setdefault("env", {})
+        if not isinstance(environment, dict):
+            raise ConfigError(f"{path}: 'env' must be an object, not {type(environment).__name__}")
+        if TRUST_ENV in environment and not is_our_trust(environment[TRUST_ENV]):
+            raise ConfigError(f"{path}: sets {TRUST_ENV} itself ({environment[TRUST_ENV]!r}), which hooks over HTTP "
+                              f"need for their certificate: move it to the environment that starts claude (install "
+                              f"then trusts both), or keep hooks as commands")
+        environment[TRUST_ENV] = http.trust
     if json.dumps(settings, sort_keys=True) == before:
         return False
     _write(path, settings, private=http is not None)
@@ -227,11 +255,13 @@ def uninstall_hooks(path: str, events: tuple[str, ...] = (*HOOK_EVENTS, GUARD_EV
 
 
 def _remove_ours(settings: dict[str, Any], events: tuple[str, ...]) -> bool:
-    """Drop our handlers for `events`, then groups and events left empty by that; True if anything was dropped."""
+    """Drop our handlers for `events`, then groups and events left empty by that, and (with all of HTTP_EVENTS) the
+    certificate's NODE_EXTRA_CA_CERTS we wrote for them; True if anything was dropped."""
+    removed = _drop_trust(settings) if set(events) >= set(HTTP_EVENTS) else False
     hooks = settings.get("hooks")
     if not isinstance(hooks, dict):
-        return False
-    removed = False
+        return removed
+    dropped = False
     for event in [event for event in hooks if event in events]:
         groups = hooks[event]
         if not isinstance(groups, list):
@@ -241,15 +271,25 @@ def _remove_ours(settings: dict[str, Any], events: tuple[str, ...]) -> bool:
             handlers = group.get("hooks") if isinstance(group, dict) else None
             if not isinstance(handlers, list) or not any(is_ours(group, handler) for handler in handlers):
                 continue
-            removed = removed_here = True
+            dropped = removed_here = True
             group["hooks"] = [handler for handler in handlers if not is_ours(group, handler)]
             if not group["hooks"]:
                 groups.remove(group)
         if not groups and removed_here:  # emptied by us; a list the user left empty stays
             del hooks[event]
-    if not hooks and removed:
+    if not hooks and dropped:
         del settings["hooks"]
-    return removed
+    return removed or dropped
+
+
+def _drop_trust(settings: dict[str, Any]) -> bool:
+    environment = settings.get("env")
+    if not isinstance(environment, dict) or not is_our_trust(environment.get(TRUST_ENV)):
+        return False
+    del environment[TRUST_ENV]
+    if not environment:
+        del settings["env"]
+    return True
 
 
 def _read(path: str) -> dict[str, Any]:
