@@ -7,7 +7,6 @@ from __future__ import annotations
 import click
 
 from ..coordinator.daemon import serve
-from ..hook_server.server import hooks_alongside
 from .common import power_dir
 
 
@@ -17,6 +16,8 @@ def coordinator(session_id: str | None) -> None:
     """Run the coordinator of the session in the foreground until Ctrl-C or SIGTERM: it notices agents die, hands
     their tasks on, and says it is alive every heartbeat_seconds. With hook_transport "http" in config.json it
     answers the agents' hooks too."""
+    from ..hook_server.server import hooks_alongside  # anyio and the handlers: only for this command
+
     serve(power_dir(), session_id, alongside=hooks_alongside)
 
 
