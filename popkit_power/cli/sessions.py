@@ -18,7 +18,6 @@ from ..errors import ConfigError, PowerModeError, SessionError
 from ..exit_codes import FAILED
 from ..home import active_session as active_session_id
 from ..home import list_sessions
-from ..hook_transport import HTTP
 from ..journal.verify import verify_journal
 from ..keys import CONFIG_FILE, COORDINATOR_LOG, LAST_VALID_FILE
 from ..replication.mode_selector import not_replicated, select_mode
@@ -101,7 +100,7 @@ def start(objective: str, switch: bool, coordinator: bool, dashboard: bool, dash
         click.echo(f"switched from session {previous.id} (closed)")
         push_end(previous)
     if coordinator and not os.environ.get(NO_COORDINATOR):
-        served = _served(session, dashboard, dashboard_port)
+        served = _served(dashboard, dashboard_port)
         pid = _coordinator().spawn(session, **served)
         click.echo(f"coordinator: pid {pid}, log {os.path.join(session.dir, COORDINATOR_LOG)}")
         if dashboard:
@@ -117,13 +116,12 @@ def start(objective: str, switch: bool, coordinator: bool, dashboard: bool, dash
                            f"--url prints it again)")
 
 
-def _served(session: Session, dashboard: bool, dashboard_port: int) -> dict[str, Any]:
-    """What the coordinator's process runs beside it: the hooks over HTTP (hook_transport "http" in config.json),
-    the dashboard, both or neither (coordinator/daemon.py `spawn`)."""
-    if session.config.hook_transport == HTTP:
-        return {"module": "popkit_power.hook_server",
-                "more": ["--dashboard-port", str(dashboard_port)] if dashboard else []}
-    return {"module": "popkit_power.dashboard", "more": ["--port", str(dashboard_port)]} if dashboard else {}
+def _served(dashboard: bool, dashboard_port: int) -> dict[str, Any]:
+    """The coordinator's process (coordinator/daemon.py `spawn`): the coordinator with the hooks over HTTP answered
+    whenever config.json asks for them (from now on too: `install --transport` switches a running session), and the
+    dashboard when asked."""
+    more = ["--dashboard-port", str(dashboard_port)] if dashboard else []
+    return {"module": "popkit_power.hook_server", "more": more}
 
 
 def _coordinator() -> ModuleType:

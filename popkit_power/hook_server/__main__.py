@@ -1,6 +1,6 @@
 """`python -m popkit_power.hook_server --home DIR --session SESSION [--dashboard-port N]`: the session's coordinator
-with the hooks over HTTP answered from its process (server.py), and its dashboard too when `--dashboard-port` is
-given: what `popkit-power start` runs as the session's daemon when config.json sets `hook_transport: "http"`.
+with the hooks over HTTP answered from its process whenever config.json asks for them (server.py), and its dashboard
+too when `--dashboard-port` is given: what `popkit-power start` runs as the session's daemon.
 
 The coordinator runs as `python -m popkit_power.coordinator` runs it (coordinator/daemon.py); it knows nothing of
 the hooks' server or the dashboard: this module, above them, puts them together."""
@@ -8,9 +8,9 @@ the hooks' server or the dashboard: this module, above them, puts them together.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from ..coordinator.daemon import main
-from ..dashboard.__main__ import dashboard_alongside
 from .server import hooks_alongside, together
 
 
@@ -23,8 +23,11 @@ def run(argv: list[str]) -> int:
     known, rest = parser.parse_known_args(argv)
     if known.dashboard_port is not None and not 0 <= known.dashboard_port <= 65535:
         parser.error(f"--dashboard-port {known.dashboard_port} is not a port (0 to 65535)")
-    starts = [hooks_alongside] if known.dashboard_port is None else [hooks_alongside,
-                                                                     dashboard_alongside(known.dashboard_port)]
+    starts: list[Callable[[str, str | None], Callable[[], None]]] = [hooks_alongside]
+    if known.dashboard_port is not None:
+        from ..dashboard.__main__ import dashboard_alongside  # Starlette and the page: only with a dashboard
+
+        starts.append(dashboard_alongside(known.dashboard_port))
     return main(rest, alongside=together(*starts), prog="python -m popkit_power.hook_server")
 
 

@@ -12,13 +12,17 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 
 from ..config import usable_config
 from ..errors import PowerModeError, SessionError
 from ..hook_transport import HTTP, certificate_paths, read_secret, url
 from ..loopback import Served, bound
-from .app import HookApp
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .app import HookApp
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,8 @@ class HookServer:
         if not config.hook_port or secret is None or not all(os.path.exists(path) for path in tls):
             raise SessionError("hooks over HTTP are on in config.json, but no hook_port, secret or certificate was "
                                "set up: run popkit-power install --transport http")
+        from .app import HookApp  # anyio and the hook's handlers: only once hooks are answered here
+
         sock = bound(config.hook_port, "hook_port (popkit-power install --transport http picks a free one)")
         sock.listen(512)
         self.app = HookApp(self.power_dir, config.hook_port, secret)
@@ -55,20 +61,81 @@ class HookServer:
             self._served = None
 
 
+#: How often the coordinator looks at config.json's hook_transport and hook_port, so that `popkit-power install
+#: --transport ...` takes effect in a running session: Claude Code reads its changed settings within about a second.
+FOLLOW_SECONDS = 1.0
+
+
+class FollowingConfig:
+    """The hooks over HTTP answered from the coordinator's process while config.json asks for them: looked at every
+    FOLLOW_SECONDS, opened when `hook_transport` turns "http" (or its port or secret changes), closed when it turns
+    "command". Each change, and each new reason it cannot be served, is said once on stderr (the coordinator's
+    log); a server that cannot start (its port taken) is tried again at each look, and the coordinator goes on."""
+
+    def __init__(self, power_dir: str) -> None:
+        self.power_dir = power_dir
+        self.server: HookServer | None = None
+        self._serving: tuple[int, str | None] | None = None
+        self._said = ""
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="popkit-power-hooks-config", daemon=True)
+
+    def start(self) -> None:
+        self.look()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread.ident is not None:
+            self._thread.join(timeout=FOLLOW_SECONDS + 10)
+        self._close()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(FOLLOW_SECONDS):
+            try:
+                self.look()
+            except Exception as error:  # whatever it is, the coordinator goes on and the next look tries again
+                self._say(f"hooks: cannot tell whether to answer them over HTTP: {type(error).__name__}: {error}")
+
+    def look(self) -> None:
+        config, _problem = usable_config(self.power_dir)  # a broken file: its last valid version's transport
+        wanted = (config.hook_port, read_secret(self.power_dir)) if config.hook_transport == HTTP else None
+        if wanted == self._serving and (wanted is None or self.server is not None):
+            return
+        if self.server is not None:
+            self._close()
+            if wanted is None:
+                self._say(f"hooks: no longer answered over HTTP (hook_transport is {config.hook_transport!r})")
+        if wanted is None:
+            self._serving = None
+            return
+        server = HookServer(self.power_dir)
+        try:
+            address = server.open()
+        except (PowerModeError, OSError) as error:
+            self._serving = None
+            self._say(f"hooks: NOT answered over HTTP: {error}")
+            return
+        self.server, self._serving = server, wanted
+        self._say(f"hooks: answered over HTTP at {address}")
+
+    def _close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+    def _say(self, line: str) -> None:
+        if line != self._said:
+            self._said = line
+            print(line, file=sys.stderr, flush=True)
+
+
 def hooks_alongside(power_dir: str, _session_id: str | None) -> Callable[[], None]:
-    """For the coordinator's `serve(alongside=...)`: with `hook_transport: "http"` in config.json, answer the hooks
-    over HTTP from its process while it runs; what stops that. A server that cannot start is said, and the
-    coordinator goes on without it (the agents' news then waits in the journal; doctor names why)."""
-    if usable_config(power_dir)[0].hook_transport != HTTP:
-        return lambda: None
-    hooks = HookServer(power_dir)
-    try:
-        address = hooks.open()
-    except (PowerModeError, OSError) as error:
-        print(f"hooks: NOT answered over HTTP: {error}", file=sys.stderr, flush=True)
-        return lambda: None
-    print(f"hooks: answered over HTTP at {address}", file=sys.stderr, flush=True)
-    return hooks.close
+    """For the coordinator's `serve(alongside=...)`: answer the hooks over HTTP from its process while it runs and
+    config.json asks for them (`FollowingConfig`); what stops that."""
+    following = FollowingConfig(power_dir)
+    following.start()
+    return following.stop
 
 
 def together(*starts: Callable[[str, str | None], Callable[[], None]]) -> Callable[[str, str | None],

@@ -99,13 +99,13 @@ def bash(number: int) -> Any:
 class Project:
     """A project whose hooks go over HTTP, with its session started (coordinator daemon up)."""
 
-    def __init__(self, tmp_path: Path, config: dict[str, Any] = CONFIG) -> None:
+    def __init__(self, tmp_path: Path, config: dict[str, Any] = CONFIG, transport: str = "http") -> None:
         self.home = tmp_path / "power"
         self.home.mkdir()
         (self.home / "config.json").write_text(json.dumps(config))
         self.work = tmp_path / "work"
         self.work.mkdir()
-        self.installed = popkit(self.home, "install", "--transport", "http", cwd=self.work).stdout
+        self.installed = popkit(self.home, "install", "--transport", transport, cwd=self.work).stdout
         self.config = json.loads((self.home / "config.json").read_text())
         self.settings = json.loads((self.work / ".claude" / "settings.local.json").read_text())
         self.started = popkit(self.home, "start", "E2E hooks over HTTP", cwd=self.work).stdout
@@ -440,3 +440,66 @@ def test_a_process_listening_on_the_port_while_the_coordinator_is_down_gets_noth
     assert impostor.requests == [], "no request (no payload, no secret) reached it"
     assert all(count_marker(request, Impostor.SAID) == 0 for request in requests_of(server, prompt))
     assert "IMPOSTOR" not in json.dumps([e["data"] for e in journal_events(project.home)])
+
+
+def test_switching_transports_while_the_agent_works_records_every_call_once(
+        claude_bin: Path, model_server: ServerFactory, tmp_path: Path) -> None:
+    """Command hooks at the start; `install --transport http` after the second call, `install --transport command`
+    after the fourth, each while the agent waits. Claude Code reads its settings again, the coordinator follows
+    config.json (no restart), and each of the six calls is recorded exactly once; a broadcast made after the first
+    switch reaches the model once, over HTTP."""
+    assert_this_checkout_runs(tmp_path)
+    project = Project(tmp_path, transport="command")
+    try:
+        assert project.settings["hooks"]["PostToolUse"][0]["hooks"][0]["type"] == "command"
+        token = f"HTTP-SWITCH-{secrets.token_hex(4)}"
+        prompt = "HTTP-HOOKS switch"
+        turns = Turns({prompt: [*(bash(number) for number in range(6)), text("SWITCH-DONE")]})
+        to_http, to_command = Gate(), Gate()
+
+        def script(request: dict[str, Any]) -> Reply:
+            if turns.conversation_of(request) == prompt:
+                done = len(tool_results(request))
+                if done == 2:
+                    to_http.hold()
+                elif done == 4:
+                    to_command.hold()
+            return turns(request)
+
+        server = model_server(script)
+        process = project.claude(claude_bin, server, prompt, tmp_path / "claude")
+        debug = process.state_dir / "debug.log"
+
+        def changes_seen() -> int:
+            lines = debug.read_text(errors="replace").splitlines() if debug.exists() else []
+            return sum("Detected change to" in line and "settings.local.json" in line for line in lines)
+
+        try:
+            assert to_http.reached.wait(GATE_TIMEOUT), "the agent never reached its second tool result"
+            seen = changes_seen()
+            popkit(project.home, "install", "--transport", "http", cwd=project.work)
+            until(lambda: ANSWERED in project.log.read_text(errors="replace"), "the running coordinator answers")
+            until(lambda: changes_seen() > seen, "Claude Code read its changed settings")
+            popkit(project.home, "broadcast", token, cwd=project.work)
+            to_http.release.set()
+            assert to_command.reached.wait(GATE_TIMEOUT), "the agent never reached its fourth tool result"
+            seen = changes_seen()
+            popkit(project.home, "install", "--transport", "command", cwd=project.work)
+            until(lambda: changes_seen() > seen, "Claude Code read its changed settings again")
+            until(lambda: "no longer answered over HTTP" in project.log.read_text(errors="replace"),
+                  "the coordinator stopped answering")
+        finally:
+            to_http.release.set()
+            to_command.release.set()
+        result = process.wait()
+        assert result.returncode == 0 and result.result_text == "SWITCH-DONE", result.describe()
+        counts = [count_marker(r, token) for r in requests_of(server, prompt)]
+        assert counts == [0, 0, 0, 1, 1, 1, 1], counts
+        events = journal_events(project.home)
+        key = main_key(result)
+        assert len(bash_calls(events, key)) == 6, bash_calls(events, key)
+        assert len([e for e in events if e["type"] == "agent.joined" and e["from"] == key]) == 1
+        hook_log = project.home / "hook.log"
+        assert not hook_log.exists(), hook_log.read_text()
+    finally:
+        project.close()
