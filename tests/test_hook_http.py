@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -271,3 +272,52 @@ def test_the_agents_state_file_is_the_command_hooks(session: Session) -> None:
     assert "second" in text and "first" not in text
     path = Path(session.dir, "agents", safe_name(f"{CLAUDE}:main", "agent key") + ".json")
     assert json.loads(path.read_text())["cursor"], "the cursor moved on"
+
+
+def test_the_coordinators_server_follows_config_json(session: Session, capsys: pytest.CaptureFixture[str]) -> None:
+    """`install --transport` while the session runs: the server opens when config.json turns to http, moves when
+    its port changes, and closes when it turns to command; a port it cannot take is said once and tried again."""
+    from popkit_power.hook_server.server import FollowingConfig
+
+    following = FollowingConfig(session.power_dir)
+    following.look()
+    assert following.server is None, "command hooks: nothing served"
+    port, _secret = turn_on_http(session.power_dir)
+    following.look()
+    assert following.server is not None and following.server.url == f"https://127.0.0.1:{port}/popkit-power/hook"
+    first = following.server
+    following.look()
+    assert following.server is first, "nothing changed: the same server"
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        turn_on_http(session.power_dir, taken)
+        following.look()
+        following.look()
+        assert following.server is None, "the old port is closed, the new one is taken"
+    following.look()
+    assert following.server is not None and following.server.url.endswith(f":{taken}/popkit-power/hook")
+    config = json.loads(Path(session.power_dir, "config.json").read_text())
+    Path(session.power_dir, "config.json").write_text(json.dumps({**config, "hook_transport": "command"}))
+    following.look()
+    assert following.server is None
+    said = capsys.readouterr().err
+    assert said.count("NOT answered over HTTP") == 1 and "no longer answered over HTTP" in said
+    assert said.count("hooks: answered over HTTP at") == 2
+
+
+def test_a_broken_config_json_keeps_the_hooks_answered(session: Session) -> None:
+    """A config.json broken while the session runs falls back to its last valid version (config.py): the hooks go on
+    being answered rather than going silent."""
+    from popkit_power.hook_server.server import FollowingConfig
+
+    turn_on_http(session.power_dir)
+    following = FollowingConfig(session.power_dir)
+    following.look()
+    server = following.server
+    assert server is not None
+    Path(session.power_dir, "config.json").write_text("{not json")
+    following.look()
+    assert following.server is server
+    following._close()
