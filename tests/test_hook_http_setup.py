@@ -65,7 +65,7 @@ def test_install_over_http_and_back_never_registers_both(power_dir: str, project
         if event in HTTP_EVENTS:
             (posted,) = [handler for handler in over_http[event] if handler["type"] == "http"]
             assert posted == {"type": "http", "url": f"https://127.0.0.1:{port}/popkit-power/hook",
-                              "headers": {SECRET_HEADER: secret}, "timeout": 30 if event == "SubagentStart" else 10,
+                              "headers": {SECRET_HEADER: secret}, "timeout": 10 if event == "SubagentStart" else 3,
                               "onFailure": "continue"}
             assert kinds == (["http", "command"] if event == "Stop" else ["http"]), (event, kinds)  # + the waiter
         else:

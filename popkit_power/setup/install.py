@@ -81,13 +81,20 @@ def hooks_config(command: str, events: tuple[str, ...] = HOOK_EVENTS, http: Over
             for event in events}
 
 
+#: Seconds, over HTTP. Claude Code waits this long on every call while the coordinator cannot answer but still
+#: holds its port (stopped with Ctrl-Z, say): a refused connection fails at once, a stopped process does not. An
+#: answer takes milliseconds; one cut off by this loses nothing (its news is delivered again at the next call).
+HTTP_TIMEOUT = 3
+HTTP_START_TIMEOUT = 10  # a subagent's welcome may fold the journal since the last snapshot
+
+
 def _handler(command: str, event: str, http: OverHttp | None) -> dict[str, Any]:
-    timeout = START_TIMEOUT if event in START_EVENTS else HOOK_TIMEOUT
     if http is None or event not in HTTP_EVENTS:
-        return {"type": "command", "command": command, "timeout": timeout}
+        return {"type": "command", "command": command,
+                "timeout": START_TIMEOUT if event in START_EVENTS else HOOK_TIMEOUT}
     # "continue": a coordinator that is down must not stop the agent's tools; its news waits in the journal
-    return {"type": "http", "url": url(http.port), "headers": {SECRET_HEADER: http.secret}, "timeout": timeout,
-            "onFailure": "continue"}
+    return {"type": "http", "url": url(http.port), "headers": {SECRET_HEADER: http.secret},
+            "timeout": HTTP_START_TIMEOUT if event in START_EVENTS else HTTP_TIMEOUT, "onFailure": "continue"}
 
 
 def _waiter(command: str) -> dict[str, Any]:

@@ -503,3 +503,49 @@ def test_switching_transports_while_the_agent_works_records_every_call_once(
         assert not hook_log.exists(), hook_log.read_text()
     finally:
         project.close()
+
+
+def test_a_stopped_coordinator_costs_each_call_its_timeout_and_loses_no_news(
+        claude_bin: Path, model_server: ServerFactory, tmp_path: Path, project: Project) -> None:
+    """The coordinator stopped (SIGSTOP: Ctrl-Z on `popkit-power coordinator`) holds its port but answers nothing:
+    Claude Code waits out each hook's timeout and goes on. A broadcast made meanwhile reaches the model once, after
+    the coordinator goes on (SIGCONT); the calls made while it was stopped are not recorded, the others are."""
+    pid = project.coordinator_pid()
+    until(lambda: ANSWERED in project.log.read_text(errors="replace"), "the coordinator log names the hook server")
+    token = f"HTTP-STOPPED-{secrets.token_hex(4)}"
+    prompt = "HTTP-HOOKS coordinator stopped"
+    turns = Turns({prompt: [*(bash(number) for number in range(6)), text("STOPPED-DONE")]})
+    stopped, resumed = Gate(), Gate()
+
+    def script(request: dict[str, Any]) -> Reply:
+        if turns.conversation_of(request) == prompt:
+            done = len(tool_results(request))
+            if done == 2:
+                stopped.hold()
+            elif done == 4:
+                resumed.hold()
+        return turns(request)
+
+    server = model_server(script)
+    process = project.claude(claude_bin, server, prompt, tmp_path / "claude")
+    try:
+        assert stopped.reached.wait(GATE_TIMEOUT), "the agent never reached its second tool result"
+        os.kill(pid, signal.SIGSTOP)
+        popkit(project.home, "broadcast", token, cwd=project.work)
+        stopped.release.set()
+        assert resumed.reached.wait(GATE_TIMEOUT), "the agent never reached its fourth tool result"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        stopped.release.set()
+        resumed.release.set()
+    result = process.wait()
+    assert result.returncode == 0 and result.result_text == "STOPPED-DONE", result.describe()
+    requests = requests_of(server, prompt)
+    counts = [count_marker(r, token) for r in requests]
+    assert counts == [0, 0, 0, 0, 0, 1, 1], counts
+    assert len(messages_containing(requests[-1], token)) == 1
+    assert "timed out" in result.debug_log() or "cancel" in result.debug_log().lower(), "the hooks waited it out"
+    recorded = bash_calls(journal_events(project.home), main_key(result))
+    # 3 and 4 never got past the TLS handshake (sent only after it): Claude Code gave up on them and closed
+    assert len(recorded) == 4, recorded
+    assert project.coordinator_pid() == pid, "the same coordinator went on"
