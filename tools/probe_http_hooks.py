@@ -28,7 +28,7 @@ recording HTTP server on 127.0.0.1, and prints a report. Sections (all by defaul
             settings.local.json / settings.json after the first of several `sleep` Bash calls; which later calls
             send it, how long until the debug log's "Detected change"; headless, then interactive under tmux
 
-    cd /work/wt-http && PYTHONPATH=.:tests/e2e /work/main/.venv/bin/python tools/probe_http_hooks.py [SECTION...]
+    PYTHONPATH=.:tests/e2e .venv/bin/python tools/probe_http_hooks.py [SECTION...]
         [--calls N] [--rounds R] [--fail-calls N] [--json OUT]
 
 Linux only (the peer-process lookup reads /proc). Nothing leaves loopback.
