@@ -49,6 +49,7 @@ import re
 import resource
 import shutil
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -79,7 +80,14 @@ from model_server import (  # noqa: E402
     tool_use,
 )
 
-from popkit_power.hook_transport import HTTP_EVENTS, SECRET_HEADER, read_secret  # noqa: E402
+from popkit_power.hook_transport import (  # noqa: E402
+    HTTP_EVENTS,
+    SECRET_HEADER,
+    TRUST_ENV,
+    certificate_paths,
+    ensure_certificate,
+    read_secret,
+)
 from popkit_power.session import Session  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
@@ -160,6 +168,7 @@ class Project:
         self.env = {"PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(ROOT),
                     "POPKIT_POWER_HOME": str(self.power), "XDG_STATE_HOME": str(scratch / "state")}
         self.session_id: str | None = None
+        self.scratch_certs = scratch / "empty-certs"
         self.coordinator: int | None = None
         self.recorded = 0
         self.log_seen: dict[str, int] = {}
@@ -180,7 +189,8 @@ class Project:
                        "onFailure": "continue"}
             (self.work / ".claude").mkdir()
             (self.work / ".claude" / "settings.local.json").write_text(json.dumps(
-                {"hooks": {event: [{"hooks": [handler]}] for event in HTTP_EVENTS}}, indent=2))
+                {"hooks": {event: [{"hooks": [handler]}] for event in HTTP_EVENTS},
+                 "env": {TRUST_ENV: certificate_paths(str(self.scratch_certs))[0]}}, indent=2))
             return
         self.cli("install", "--transport", self.config)
         out = self.cli("start", f"bench hooks over {self.config}")
@@ -233,9 +243,10 @@ class Project:
         logs = {"hook.log": (self.power / "hook.log").read_text(errors="replace")
                 if (self.power / "hook.log").exists() else "", "coordinator.log": self.coordinator_log()}
         for name, content in logs.items():
-            new = content[self.log_seen.get(name, 0):]
+            unread = content[self.log_seen.get(name, 0):]
             self.log_seen[name] = len(content)
-            problems += [f"{what}: {name}: {line.strip()[:300]}" for line in new.splitlines() if PROBLEM.search(line)]
+            problems += [f"{what}: {name}: {line.strip()[:300]}" for line in unread.splitlines()
+                         if PROBLEM.search(line)]
         return problems
 
     def claude_env(self) -> dict[str, str]:
@@ -274,7 +285,21 @@ class _Empty(BaseHTTPRequestHandler):
 
 
 class _EmptyServer(ThreadingHTTPServer):
+    """Answers every POST with an empty 200 at once, over TLS with a certificate made as `install` makes the
+    project's (Claude Code trusts it the same way), so that it costs what Claude Code's HTTPS hook costs by itself."""
+
     daemon_threads = True
+
+    def __init__(self, certs: Path) -> None:
+        super().__init__(("127.0.0.1", 0), _Empty)
+        certs.mkdir(exist_ok=True)
+        ensure_certificate(str(certs))
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(*certificate_paths(str(certs)))
+
+    def get_request(self) -> Any:
+        sock, address = super().get_request()
+        return self.context.wrap_socket(sock, server_side=True), address
 
 
 def direct_posts(project: Project, count: int) -> list[float]:
@@ -285,7 +310,8 @@ def direct_posts(project: Project, count: int) -> list[float]:
 
     port = json.loads((project.power / "config.json").read_text())["hook_port"]
     secret = read_secret(str(project.power)) or ""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    trust = ssl.create_default_context(cafile=certificate_paths(str(project.power))[0])
+    connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=trust)
     times = []
     try:
         for index in range(count + 1):
@@ -406,13 +432,14 @@ def main() -> int:
     direct: list[float] = []
     failed_runs: list[str] = []
     started = time.monotonic()
-    empty = _EmptyServer(("127.0.0.1", 0), _Empty)
+    empty = _EmptyServer(scratch / "empty-certs")
     threading.Thread(target=empty.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         for name in singles:
             projects.append(Project(scratch, f"one-{name}", name))
         for project in projects:
-            project.open(f"http://127.0.0.1:{empty.server_address[1]}/hook")
+            project.scratch_certs = scratch / "empty-certs"
+            project.open(f"https://127.0.0.1:{empty.server_address[1]}/hook")
         model = TimedModel(Turns({}))
         with ModelServer(model) as server:
             time_pass(3)  # warm
