@@ -57,10 +57,34 @@ class FileLock:
         """The open lock file (once `acquire` has run); the journal keeps the name of its last segment in it."""
         return self._fd
 
-    def acquire(self) -> None:
+    def acquire(self, seconds: float | None = None) -> None:
+        """Wait for the lock; with `seconds`, at most that long (HookCallAbandoned then: only the coordinator's
+        server, whose callers give up, waits so, trying again every few milliseconds)."""
         if self._fd < 0:
             self._fd = open_file(self.path, os.O_RDWR | os.O_CREAT)
-        flock(self._fd, LOCK_EX)
+        if seconds is None:
+            flock(self._fd, LOCK_EX)
+            return
+        import time
+
+        deadline, pause = time.monotonic() + seconds, 0.001
+        while True:
+            try:
+                flock(self._fd, LOCK_EX | LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    from .errors import HookCallAbandoned
+
+                    raise HookCallAbandoned(f"{self.path} stayed locked for {seconds:g} s (another hook of this "
+                                            f"agent hangs?): this call is given up, its news left for the "
+                                            f"next") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.02)
+
+    def held(self, seconds: float | None) -> _Held:
+        """`with lock.held(seconds):` the lock for the block, waited for at most `seconds` (None: for ever)."""
+        return _Held(self, seconds)
 
     def release(self) -> None:
         flock(self._fd, LOCK_UN)
@@ -79,3 +103,17 @@ class FileLock:
 
     def __del__(self) -> None:
         self.close()
+
+
+class _Held:
+    __slots__ = ("lock", "seconds")
+
+    def __init__(self, lock: FileLock, seconds: float | None) -> None:
+        self.lock, self.seconds = lock, seconds
+
+    def __enter__(self) -> FileLock:
+        self.lock.acquire(self.seconds)
+        return self.lock
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.lock.release()

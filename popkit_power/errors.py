@@ -45,6 +45,7 @@ given, is never reused for another kind of error.
     answer-refused             AnswerRefusedError
     session-not-active         SessionNotActiveError
     hook-input-invalid         HookInputError
+    hook-call-abandoned        HookCallAbandoned
     unsafe-path                UnsafePathError
     journal-failed             JournalError
     record-too-large           RecordTooLargeError
@@ -67,9 +68,9 @@ briefly from one that is, and waits longest after one that is not.
 # No `from __future__ import annotations` on the hook's off path (docs/hot-path.md): quoted annotations instead.
 
 __all__ = [
-    "AnswerRefusedError", "ClaimLostError", "ConfigError", "CoordinatorRunningError", "HookInputError", "JournalError",
-    "PowerModeError", "ProtocolError", "RecordTooLargeError", "SessionError", "SessionNotActiveError",
-    "UnsafePathError", "code_of",
+    "AnswerRefusedError", "ClaimLostError", "ConfigError", "CoordinatorRunningError", "HookCallAbandoned",
+    "HookInputError", "JournalError", "PowerModeError", "ProtocolError", "RecordTooLargeError", "SessionError",
+    "SessionNotActiveError", "UnsafePathError", "code_of",
 ]
 
 #: The codes of exceptions that are not PowerModeErrors (`code_of`)
@@ -119,6 +120,13 @@ class HookInputError(PowerModeError):
     """A hook payload the hook cannot use: not JSON, not UTF-8, too large, an unknown event, no session id."""
 
     code = "hook-input-invalid"
+
+
+class HookCallAbandoned(PowerModeError):
+    """A hook call over HTTP given up, its news left for the next call: its caller was gone before the reply, or
+    its agent's state stayed locked longer than the caller waits (another hook of the agent hung)."""
+
+    code = "hook-call-abandoned"
 
 
 class UnsafePathError(PowerModeError):

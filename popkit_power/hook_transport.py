@@ -19,25 +19,34 @@ Over HTTP (docs/hook-setup.md, "Hooks over HTTP"):
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 
-from ._fs import read_file, write_file_atomically
+from ._fs import open_file, read_file, write_file_atomically
+from .errors import ConfigError, PowerModeError
+from .loopback import LOOPBACK
 
 COMMAND, HTTP = "command", "http"
 TRANSPORTS = (COMMAND, HTTP)
-LOOPBACK = "127.0.0.1"
 PATH = "/popkit-power/hook"
 SECRET_HEADER = "X-Popkit-Hook-Secret"
 SECRET_FILE = "hook-secret"
 CERT_FILE, KEY_FILE = "hook-cert.pem", "hook-key.pem"
 #: The certificate Claude Code trusts, with the ones NODE_EXTRA_CA_CERTS named before (`trusted_certificates`).
 BUNDLE_FILE = "hook-trust.pem"
+#: Written by the process that answers the hooks while it does (its pid and port), for `status`.
+SERVED_FILE = "hook-server.json"
 TRUST_ENV = "NODE_EXTRA_CA_CERTS"
 CERT_DAYS = 3650
 #: The events sent over HTTP when it is on: every one the hook records but SessionStart (never sent over HTTP by
 #: Claude Code) and PreToolUse (the guard, which must deny when unanswered).
 HTTP_EVENTS = ("PostToolUse", "PostToolUseFailure", "SubagentStart", "SubagentStop", "Stop", "SessionEnd")
+#: Seconds Claude Code waits for an answer over HTTP (install writes them), and so how long a call may wait for its
+#: agent in the server: a call waiting longer has no caller left. A stopped coordinator that still holds its port
+#: costs each call this much; an answer takes milliseconds, and one cut off loses nothing (its news comes again).
+HTTP_TIMEOUT = 3
+HTTP_START_TIMEOUT = 10  # a subagent's welcome may fold the journal since the last snapshot
 #: The User-Agent of doctor's look at the server: its refusal (no secret) is expected and not logged.
 DOCTOR_AGENT = "popkit-power-doctor"
 #: Set in the environment the server gives the hook's handlers: how the call came (hook/miswired.py says it).
@@ -61,18 +70,28 @@ def port_of(address: object) -> int | None:
 
 
 def read_secret(power_dir: str) -> str | None:
-    """The project's hook secret, or None when `install --transport http` has not made one."""
+    """The project's hook secret, or None when `install --transport http` has not made one. ConfigError naming the
+    file when it holds anything but what `ensure_secret` writes; UnsafePathError for a link or a non-file there."""
+    path = os.path.join(power_dir, SECRET_FILE)
     try:
-        text = read_file(os.path.join(power_dir, SECRET_FILE), 1024).decode("ascii", "replace").strip()
+        text = read_file(path, 1024).strip()
     except FileNotFoundError:
         return None
-    return text or None
+    if not text:
+        return None
+    if not 32 <= len(text) <= 128 or text.strip(b"0123456789abcdef"):
+        raise ConfigError(f"{path} does not hold a hook secret (32 to 128 hex digits): remove it and run "
+                          f"popkit-power install --transport http, which makes a new one")
+    return text.decode("ascii")
 
 
 def ensure_secret(power_dir: str) -> str:
     """The project's hook secret, made (256 random bits, hex: no `$`, which Claude Code would interpolate in a
-    header) and written 0600 the first time."""
-    existing = read_secret(power_dir)
+    header) and written 0600 the first time, or in place of one that is not a secret."""
+    try:
+        existing = read_secret(power_dir)
+    except ConfigError:
+        existing = None
     if existing is not None:
         return existing
     secret = secrets.token_hex(32)
@@ -83,6 +102,47 @@ def ensure_secret(power_dir: str) -> str:
 def certificate_paths(power_dir: str) -> tuple[str, str]:
     """(certificate, key) of the project's hook server, in the power directory."""
     return os.path.join(power_dir, CERT_FILE), os.path.join(power_dir, KEY_FILE)
+
+
+def certificate_identity(power_dir: str) -> tuple[int, ...] | None:
+    """What tells the certificate and key now in place from others (inode and change time of each), or None when
+    either is missing; UnsafePathError for a link or a non-file in their place (TLS libraries would follow it)."""
+    found: list[int] = []
+    for path in certificate_paths(power_dir):
+        try:
+            fd = open_file(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            info = os.fstat(fd)
+        finally:
+            os.close(fd)
+        found += [info.st_ino, info.st_mtime_ns, info.st_size]
+    return tuple(found)
+
+
+def write_served(power_dir: str, port: int) -> None:
+    """Say that this process answers the hooks on `port` now (`SERVED_FILE`: status reads it)."""
+    write_file_atomically(os.path.join(power_dir, SERVED_FILE), json.dumps({"pid": os.getpid(), "port": port}).encode())
+
+
+def remove_served(power_dir: str) -> None:
+    try:
+        os.unlink(os.path.join(power_dir, SERVED_FILE))
+    except FileNotFoundError:
+        pass
+
+
+def served(power_dir: str) -> dict[str, int] | None:
+    """{"pid", "port"} of the process that says it answers the hooks, or None (none says so, or it cannot be read).
+    Whether that process still runs is the reader's question (the coordinator's lease tells)."""
+    try:
+        found = json.loads(read_file(os.path.join(power_dir, SERVED_FILE), 4096))
+    except (OSError, ValueError, PowerModeError):
+        return None
+    if not isinstance(found, dict) or not all(isinstance(found.get(key), int) for key in ("pid", "port")):
+        return None
+    return {"pid": found["pid"], "port": found["port"]}
 
 
 def ensure_certificate(power_dir: str) -> str:

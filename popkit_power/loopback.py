@@ -50,14 +50,27 @@ class Served:
                                 ssl_keyfile=key)
         self.server = uvicorn.Server(config)
         self.socket = sock
+        self.socket_port = sock.getsockname()[1]
         self.shutdown_seconds = shutdown_seconds
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)
 
-    def start(self) -> None:
+    def start(self, seconds: float = 10.0) -> None:
+        """Start answering, and wait until uvicorn has (at most `seconds`); SessionError when its thread ended
+        first (a certificate it cannot load, say: uvicorn logs why) or it did not start in time."""
+        import time
+
         self.thread.start()
+        deadline = time.monotonic() + seconds
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                self.server.should_exit = True
+                self.socket.close()
+                raise SessionError(f"the server on {LOOPBACK}:{self.socket_port} did not start (see the messages "
+                                   f"above)")
+            time.sleep(0.005)
 
     def alive(self) -> bool:
-        return self.thread.is_alive()
+        return self.thread.is_alive() and not self.server.should_exit
 
     def stop(self) -> None:
         self.server.should_exit = True

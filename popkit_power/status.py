@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .display import agent_place, clean, short_names
 from .home import active_session
-from .journal.lease import held, trouble
+from .journal.lease import held, holder, trouble
 from .journal.reader import warn_damage
 from .journal.writer import Position
 from .keys import COORDINATOR_LEASE, REPLICATOR_LEASE, lease_lock_file
@@ -249,15 +249,17 @@ def _local_health(session: Session, coordinator: Coordinator, now: float) -> dic
 
 def hooks_info(session: Session, coordinator: Coordinator) -> dict[str, Any]:
     """How the agents' hooks reach the session: `transport` (command or http); over HTTP also the `url`, whether
-    anything answers it now (`answered`: the session's coordinator runs, which serves it), since when it has not
-    been answered (the coordinator's last word) and the coordinator's past `outages`, during which no tool call was
-    recorded (the agents' news waited in the journal)."""
-    from .hook_transport import HTTP, url
+    they are answered now (`answered`: the session's coordinator runs, which holds its lease, and says it serves
+    that port: not when something else holds the port), since when they have not been (the coordinator's last word)
+    and the coordinator's past `outages`, during which hooks over HTTP were not answered."""
+    from .hook_transport import HTTP, served, url
 
     config = session.config
     if config.hook_transport != HTTP:
         return {"transport": config.hook_transport}
-    answered = held(session.dir)
+    serving = served(session.power_dir)
+    answered = held(session.dir) and serving is not None and serving["port"] == config.hook_port \
+        and serving["pid"] == (holder(session.dir) or {}).get("pid")
     return {"transport": HTTP, "url": url(config.hook_port), "answered": answered,
             "unanswered_since": None if answered else coordinator.get("last_seen"),
             "outages": coordinator.get("outages", [])}

@@ -4,6 +4,7 @@ caller's process is found from its socket; news waits while nothing answers."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -321,3 +322,30 @@ def test_a_broken_config_json_keeps_the_hooks_answered(session: Session) -> None
     following.look()
     assert following.server is server
     following._close()
+
+
+def test_a_call_that_cannot_have_its_agent_in_time_is_given_up_and_its_news_kept(session: Session) -> None:
+    """The server's calls wait for their agent's lock at most as long as Claude Code waits for them: past that, the
+    call is given up (no caller is left for it), logged as such, and the news it would have carried comes next."""
+    from popkit_power.errors import HookCallAbandoned
+    from popkit_power.hook import entry
+
+    call(session.power_dir, tool(tool_use_id="g0"))
+    session.publish("message.broadcast", {"text": "kept for later"}, sender="human")
+    state = AgentState(session.dir, f"{CLAUDE}:main")
+    with state.lock, pytest.raises(HookCallAbandoned, match="stayed locked for 0.05 s"):
+        entry.run(io.BytesIO(orjson.dumps(tool(tool_use_id="g1"))), session.power_dir, {"CLAUDE_PID": "4242"},
+                  lock_seconds=0.05)
+    assert "kept for later" in context(call(session.power_dir, tool(tool_use_id="g2")))
+
+
+def test_the_server_keeps_no_file_open_per_call(session: Session) -> None:
+    """One process answers call after call: each call's journal and locks are closed when it is done."""
+    turn_on_http(session.power_dir)
+    with serving(session.power_dir) as served:
+        served.call(tool(tool_use_id="f0"))
+        before = len(os.listdir("/proc/self/fd"))
+        for number in range(1, 200):
+            served.call(tool(tool_use_id=f"f{number}", claude=OTHER if number % 2 else CLAUDE))
+        after = len(os.listdir("/proc/self/fd"))
+    assert after - before < 10, (before, after)

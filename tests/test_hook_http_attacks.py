@@ -1,5 +1,5 @@
 """Attacks on hooks over HTTP, at the seams: a stuck agent, hostile clients, broken files in the power directory,
-the coordinator killed while agents post. Tests marked xfail(strict=True) expose a bug (their reason says which)."""
+the coordinator killed while agents post."""
 
 from __future__ import annotations
 
@@ -54,10 +54,6 @@ def tool_count(session: Session) -> int:
 # -- one stuck agent against the others --------------------------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "one agent whose lock is held (a hung command hook) takes a worker for every HTTP call it sends, for as long as "
-    "the lock is held, even after the caller gave up (FileLock.acquire blocks with no deadline); after "
-    "MAX_CONCURRENT_CALLS such calls, every other agent's call waits on the CapacityLimiter and is never answered"))
 def test_one_agent_stuck_on_its_lock_does_not_starve_the_others(session: Session) -> None:
     turn_on_http(session.power_dir)
     with serving(session.power_dir) as served:
@@ -110,7 +106,9 @@ def test_calls_of_a_stuck_agent_whose_callers_gave_up_are_recorded_once_when_the
         assert "news while stuck" in text
         assert served.call(labelled("after2")) is None
     mine = [call_id for who, call_id in tool_records(session) if who == f"{CLAUDE}:main"]
-    assert mine == ["first", *(f"gaveup{number}" for number in range(5)), "after", "after2"]
+    # the stuck calls in any order (they waited together, as parallel tool calls of one agent do), each once
+    assert mine[0] == "first" and mine[-2:] == ["after", "after2"]
+    assert sorted(mine[1:-2]) == [f"gaveup{number}" for number in range(5)]
 
 
 # -- hostile and odd clients -------------------------------------------------------------------------------------------
@@ -234,11 +232,6 @@ def test_invalid_utf8_inside_a_json_string_is_logged_and_answered_with_nothing(s
 
 # -- the power directory's files ---------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "HookApp() encodes the secret as ASCII (inside HookServer.open): a hook-secret with a non-ASCII byte raises "
-    "UnicodeEncodeError (neither SessionError nor OSError, the ones look() catches), which "
-    "FollowingConfig.start() lets escape (its look() is outside the loop's try), so hooks_alongside raises and "
-    "the coordinator itself does not run"))
 def test_a_secret_that_is_not_ascii_stops_the_hooks_not_the_coordinator(power_dir: str,
                                                                         capsys: pytest.CaptureFixture[str]) -> None:
     turn_on_http(power_dir)
@@ -253,16 +246,9 @@ def test_a_secret_that_is_not_ascii_stops_the_hooks_not_the_coordinator(power_di
 
 
 @pytest.mark.parametrize("name", [
-    pytest.param("hook-secret", marks=pytest.mark.xfail(strict=True, reason=(
-        "FollowingConfig.start() calls look() outside any try, and look() calls read_secret() outside its try: a "
-        "symbolic link at hook-secret raises UnsafePathError out of hooks_alongside, so the coordinator's start "
-        "fails on it (in the 1 s loop the same error is caught and said)"))),
-    pytest.param("hook-cert.pem", marks=pytest.mark.xfail(strict=True, reason=(
-        "the certificate is checked with os.path.exists and loaded by uvicorn, which follows links: served from a "
-        "link planted at hook-cert.pem"))),
-    pytest.param("hook-key.pem", marks=pytest.mark.xfail(strict=True, reason=(
-        "the key is checked with os.path.exists and loaded by uvicorn, which follows links: served from a link "
-        "planted at hook-key.pem"))),
+    "hook-secret",
+    "hook-cert.pem",
+    "hook-key.pem",
     "config.json"])
 def test_a_symlink_planted_in_the_power_dir_is_not_followed_by_the_server(power_dir: str, tmp_path: Path,
                                                                           name: str) -> None:
@@ -662,10 +648,6 @@ class Impostor:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "status's hooks_info says answered: true whenever the coordinator's lease is held, even when its hook server "
-    "could not bind hook_port (taken by another process): the coordinator log says 'hooks: NOT answered over HTTP' "
-    "while status tells the person the agents' calls are answered"))
 def test_status_with_the_port_taken_while_the_coordinator_runs_says_the_hooks_are_not_answered(
         project: Project, tmp_path: Path) -> None:
     pid = project.coordinator_pid()
@@ -854,12 +836,6 @@ def test_replicated_session_with_hooks_over_http_survives_a_killed_coordinator(t
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "a hook-secret the server cannot use in a way it does not expect (not ASCII, or a symbolic link) makes "
-    "FollowingConfig.start() raise (UnicodeEncodeError / UnsafePathError) out of hooks_alongside before the "
-    "coordinator's run loop: `popkit-power coordinator` exits 2 ('an argument or environment value is not valid "
-    "UTF-8 text', which names neither the file nor the hooks; or 'hook-secret is a symbolic link'), so the session "
-    "has no coordinator at all, not just no hooks over HTTP"))
 @pytest.mark.parametrize("damage", ["not-ascii", "symlink"])
 def test_a_bad_hook_secret_at_the_coordinators_start_leaves_the_coordinator_running(project: Project,
                                                                                     tmp_path: Path,
@@ -928,12 +904,6 @@ def _holds_an_agent_lock(pid: int) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "a hook call that found the session active before `stop` and waits on its agent's lock is recorded after "
-    "session.closed once the lock frees (the handler does not look again, under the lock, whether the session was "
-    "closed; the command hook has the same race); over HTTP the window is wider: serve() stops the hooks' server "
-    "(stop_alongside) only after running.run() returned and released the lease, so `stop` closes the session while "
-    "the server still answers for up to SHUTDOWN_SECONDS: an agent.tool written into the closed session"))
 def test_stop_with_a_call_in_flight_writes_nothing_into_the_closed_session(project: Project) -> None:
     with httpx.Client(headers={SECRET_HEADER: project.secret}, verify=trusting(str(project.home)), timeout=30) as c:
         assert c.post(f"https://127.0.0.1:{project.port}/popkit-power/hook",

@@ -58,8 +58,10 @@ def main() -> int:
     return 0
 
 
-def run(stdin: "BinaryIO", power_dir: str, environ: "Any", deliver: "Any" = None) -> str | None:
-    """Handle one payload; return the JSON text of the reply (passed to `deliver` first, when given), or None."""
+def run(stdin: "BinaryIO", power_dir: str, environ: "Any", deliver: "Any" = None,
+        lock_seconds: "float | None" = None) -> str | None:
+    """Handle one payload; return the JSON text of the reply (passed to `deliver` first, when given), or None.
+    `lock_seconds`: how long a call may wait for its agent (handlers.respond; the coordinator's server only)."""
     raw = stdin.read(MAX_PAYLOAD_BYTES + 1)
     try:
         session_id = trusted_active_session(power_dir)
@@ -78,8 +80,8 @@ def run(stdin: "BinaryIO", power_dir: str, environ: "Any", deliver: "Any" = None
         return guard(power_dir, session_id, payload, environ, deliver)
     from .handlers import respond
 
-    return respond(power_dir, session_id, event_name, payload, environ, deliver, call_id=_call_id(event_name, payload,
-                                                                                                   raw))
+    return respond(power_dir, session_id, event_name, payload, environ, deliver,
+                   call_id=_call_id(event_name, payload, raw), lock_seconds=lock_seconds)
 
 
 def wake(stdin: "BinaryIO", power_dir: str, environ: "Any", deliver: "Any") -> int:

@@ -16,6 +16,7 @@ import time
 from .._fs import remove_stale_temporaries
 from ..config import usable_config
 from ..display import cut
+from ..home import trusted_active_session
 from ..journal import codec
 from ..journal.records import largest_record_size
 from ..keys import AGENTS_DIR, MAIN, SNAPSHOTS_DIR, agent_key, agent_name, host_name, subagent_task
@@ -50,20 +51,33 @@ MAX_DURATION_MS = 10**12
 
 
 def respond(power_dir: str, session_id: str, event_name: str, payload: dict[str, Any], environ: Any,
-            deliver: Any = None, *, call_id: str | None = None) -> str | None:
+            deliver: Any = None, *, call_id: str | None = None, lock_seconds: float | None = None) -> str | None:
     """Record one hook event of the agent that `payload` speaks for; return the JSON reply, or None for none.
 
     With `deliver`, the reply is passed to it (which writes and flushes it) while the agent's lock is held, and the
     agent's new cursor is saved only after it returned: a reply that never got out (a closed stdout, a kill) leaves
-    the cursor before the news it carried, so the next call delivers it again.
+    the cursor before the news it carried, so the next call delivers it again. With `lock_seconds`, a call that
+    cannot have its agent's lock within that long gives up (LockTimeout): its caller (Claude Code) has given up by
+    then too, and a call waiting on for ever would hold its thread in the coordinator's server.
     """
     agent = Agent(payload["session_id"], payload, environ)
     config, problem = usable_config(power_dir)  # a broken config.json: recorded with what holds (config.py)
     if problem is not None:
         miswired.log_config_problem(power_dir, problem)
     session = Session(power_dir, session_id, config)
+    try:  # closed: the coordinator answers hooks over HTTP in one process, call after call
+        return _respond(session, agent, problem, event_name, payload, environ, deliver, call_id, lock_seconds)
+    finally:
+        session.journal.close()
+
+
+def _respond(session: Session, agent: Agent, problem: Any, event_name: str, payload: dict[str, Any], environ: Any,
+             deliver: Any, call_id: str | None, lock_seconds: float | None) -> str | None:
+    power_dir = session.power_dir
     state = AgentState(session.dir, agent.key, durable=session.config.durability == "fsync")
-    with state.lock:
+    with state.lock.held(lock_seconds):
+        if trusted_active_session(power_dir) != session.id:
+            return None  # closed (or switched from) while this call waited for its agent: nothing more goes in
         state.load()
         if state.lost_cursor:
             log_error(power_dir, f"the state file of agent {agent.key} was damaged; its news goes on from the "

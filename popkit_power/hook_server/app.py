@@ -28,10 +28,20 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
-from ..errors import code_of
+from ..display import clean
+from ..errors import HookCallAbandoned, code_of
 from ..hook.entry import MAX_PAYLOAD_BYTES, run
 from ..hook.log import log_error
-from ..hook_transport import DOCTOR_AGENT, HTTP, LOOPBACK, PATH, SECRET_HEADER, VIA_ENV
+from ..hook_transport import (
+    DOCTOR_AGENT,
+    HTTP,
+    HTTP_START_TIMEOUT,
+    HTTP_TIMEOUT,
+    PATH,
+    SECRET_HEADER,
+    VIA_ENV,
+)
+from ..loopback import LOOPBACK
 from .peer import CallEnviron, peer_pid
 
 log = logging.getLogger(__name__)
@@ -47,8 +57,9 @@ _SECRET_HEADER = SECRET_HEADER.lower().encode("ascii")
 _DOCTOR = DOCTOR_AGENT.encode("ascii")
 
 
-class ReplyNotSent(ConnectionError):
-    """The caller was gone before its reply could be written: the news stays unread (its cursor is not moved)."""
+class ReplyNotSent(HookCallAbandoned):
+    """The caller was gone before its reply could be written (or the server is stopping): the news stays unread (its
+    cursor is not moved), and the next call delivers it."""
 
 
 class HookApp:
@@ -70,11 +81,13 @@ class HookApp:
         refused = self._refusal(scope, headers)
         if refused is not None:
             status, why = refused
-            if headers.get(b"user-agent") != _DOCTOR or _SECRET_HEADER in headers:  # doctor looks without it
-                self._log_refusal(scope, why)
+            self._log_refusal(scope, why, doctor=headers.get(b"user-agent") == _DOCTOR)
             await _answer(send, status, why.encode("utf-8"), b"text/plain; charset=utf-8")
             return
         body = await _body(receive)
+        if body == b"":  # the caller left before its body came (or sent none): nothing to run
+            await _answer(send, 204, b"", None)
+            return
         if body is None:
             self._log_refusal(scope, "body over the hook's limit")
             await _answer(send, 413, b"payload too large", b"text/plain; charset=utf-8")
@@ -106,33 +119,41 @@ class HookApp:
 
         def deliver(reply: str) -> None:
             nonlocal sent
-            anyio.from_thread.run(_reply, receive, send, reply.encode("utf-8"))
+            try:
+                anyio.from_thread.run(_reply, receive, send, reply.encode("utf-8"))
+            except anyio.RunFinishedError:  # the server stopped meanwhile
+                raise ReplyNotSent("the server stopped before the reply") from None
             sent = True
 
         client = scope.get("client") or ("", 0)
         environ = CallEnviron({VIA_ENV: HTTP}, lambda: peer_pid(int(client[1]), self.port))
+        seconds = HTTP_START_TIMEOUT if b'"SubagentStart"' in body else HTTP_TIMEOUT  # no caller waits longer
         try:
-            run(io.BytesIO(body), self.power_dir, environ, deliver=deliver)
+            run(io.BytesIO(body), self.power_dir, environ, deliver=deliver, lock_seconds=seconds)
         except BaseException as error:  # the hook never breaks an agent: logged, as the hook process logs it
             log_error(self.power_dir, f"{type(error).__name__}: {error} (hook over HTTP)", code=code_of(error))
         else:
             self.answered += 1
         return sent
 
-    def _log_refusal(self, scope: Scope, why: str) -> None:
+    def _log_refusal(self, scope: Scope, why: str, *, doctor: bool = False) -> None:
+        if doctor:  # `popkit-power doctor` looks without the secret, every 30 s from an open dashboard
+            log.debug("hook request refused (doctor's look): %s", why)
+            return
         now = time.monotonic()
         self._refusals = [moment for moment in self._refusals if now - moment < 60]
         if len(self._refusals) >= REFUSALS_LOGGED:
             return
         self._refusals.append(now)
         client = scope.get("client") or ("?", 0)
-        path = str(scope.get("path", ""))[:80]
-        log.warning("hook request refused from %s:%s (%s %s): %s", client[0], client[1], scope.get("method"), path,
-                    why)
+        # what anyone on the machine sent, decoded by the server: cleaned (no line breaks, no escapes) and cut
+        said = clean(f"{scope.get('method')} {scope.get('path', '')}", 100)
+        log.warning("hook request refused from %s:%s (%s): %s", client[0], client[1], said, why)
 
 
 async def _body(receive: Receive) -> bytes | None:
-    """The request's body, or None past MAX_PAYLOAD_BYTES (a chunked body has no Content-Length to check first)."""
+    """The request's body, or None past MAX_PAYLOAD_BYTES (a chunked body has no Content-Length to check first);
+    b"" when the caller left before it came (a hook's body is never empty)."""
     parts: list[bytes] = []
     size = 0
     while True:

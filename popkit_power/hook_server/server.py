@@ -10,14 +10,22 @@ the agent's news waits in the journal for the next answered call, and `status` s
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from ..config import usable_config
 from ..errors import PowerModeError, SessionError
-from ..hook_transport import HTTP, certificate_paths, read_secret, url
+from ..hook_transport import (
+    HTTP,
+    certificate_identity,
+    certificate_paths,
+    read_secret,
+    remove_served,
+    url,
+    write_served,
+)
 from ..loopback import Served, bound
 
 TYPE_CHECKING = False
@@ -37,26 +45,37 @@ class HookServer:
         self.url: str | None = None
 
     def open(self) -> str:
-        """Bind and start answering; the URL. SessionError naming the problem when hooks over HTTP cannot be
-        answered: no port or secret (`popkit-power install --transport http` makes them), or the port is taken."""
+        """Bind and start answering; the URL. SessionError (or ConfigError, UnsafePathError) naming the problem when
+        hooks over HTTP cannot be answered: no port, secret or certificate (`popkit-power install --transport http`
+        makes them), one of them not safe to read, the port taken, a server that does not start."""
         config, _problem = usable_config(self.power_dir)
         secret = read_secret(self.power_dir)
-        tls = certificate_paths(self.power_dir)
-        if not config.hook_port or secret is None or not all(os.path.exists(path) for path in tls):
+        if not config.hook_port or secret is None or certificate_identity(self.power_dir) is None:
             raise SessionError("hooks over HTTP are on in config.json, but no hook_port, secret or certificate was "
                                "set up: run popkit-power install --transport http")
         from .app import HookApp  # anyio and the hook's handlers: only once hooks are answered here
 
-        sock = bound(config.hook_port, "hook_port (popkit-power install --transport http picks a free one)")
-        sock.listen(512)
-        self.app = HookApp(self.power_dir, config.hook_port, secret)
-        self._served = Served(self.app, sock, "popkit-power-hooks", SHUTDOWN_SECONDS, tls=tls)
-        self._served.start()
+        sock = bound(config.hook_port, "hook_port: popkit-power install --transport http picks a free one")
+        try:
+            sock.listen(512)
+            self.app = HookApp(self.power_dir, config.hook_port, secret)
+            served = Served(self.app, sock, "popkit-power-hooks", SHUTDOWN_SECONDS,
+                            tls=certificate_paths(self.power_dir))
+        except BaseException:
+            sock.close()
+            raise
+        served.start()  # closes the socket itself when uvicorn does not start
+        self._served = served
+        write_served(self.power_dir, config.hook_port)
         self.url = url(config.hook_port)
         return self.url
 
+    def alive(self) -> bool:
+        return self._served is not None and self._served.alive()
+
     def close(self) -> None:
         if self._served is not None:
+            remove_served(self.power_dir)
             self._served.stop()
             self._served = None
 
@@ -75,13 +94,13 @@ class FollowingConfig:
     def __init__(self, power_dir: str) -> None:
         self.power_dir = power_dir
         self.server: HookServer | None = None
-        self._serving: tuple[int, str | None] | None = None
+        self._serving: tuple[Any, ...] | None = None
         self._said = ""
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="popkit-power-hooks-config", daemon=True)
 
     def start(self) -> None:
-        self.look()
+        self._look_safely()
         self._thread.start()
 
     def stop(self) -> None:
@@ -92,15 +111,23 @@ class FollowingConfig:
 
     def _run(self) -> None:
         while not self._stopping.wait(FOLLOW_SECONDS):
-            try:
-                self.look()
-            except Exception as error:  # whatever it is, the coordinator goes on and the next look tries again
-                self._say(f"hooks: cannot tell whether to answer them over HTTP: {type(error).__name__}: {error}")
+            self._look_safely()
+
+    def _look_safely(self) -> None:
+        try:
+            self.look()
+        except Exception as error:  # whatever it is, the coordinator goes on and the next look tries again
+            self._close()
+            self._serving = None
+            self._say(f"hooks: NOT answered over HTTP: {error}")
 
     def look(self) -> None:
+        """Open, move or close the server as config.json and the power directory's files ask now; a server whose
+        thread has died is opened again."""
         config, _problem = usable_config(self.power_dir)  # a broken file: its last valid version's transport
-        wanted = (config.hook_port, read_secret(self.power_dir)) if config.hook_transport == HTTP else None
-        if wanted == self._serving and (wanted is None or self.server is not None):
+        wanted = (config.hook_port, read_secret(self.power_dir), certificate_identity(self.power_dir)) \
+            if config.hook_transport == HTTP else None
+        if wanted == self._serving and (wanted is None or (self.server is not None and self.server.alive())):
             return
         if self.server is not None:
             self._close()

@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from .._fs import open_file
-from ..errors import ConfigError, PowerModeError, UnsafePathError
+from ..errors import ConfigError, HookCallAbandoned, PowerModeError, UnsafePathError
 from ..hook.log import HOOK_TWICE, JOURNAL_DAMAGED, STATE_DAMAGED
 from ..keys import HOOK_LOG
 from ..timestamps import seconds_of
@@ -26,6 +26,8 @@ ADVICE = {
                       "last valid settings (or the defaults)",
     JOURNAL_DAMAGED: "the journal has damaged lines: popkit-power verify lists them",
     STATE_DAMAGED: "an agent's state file was damaged; its news went on from the journal's end",
+    HookCallAbandoned.code: "a hook call over HTTP was given up (its caller had gone, or another hook of the same "
+                            "agent held its state too long); its news came with the agent's next call",
     UnsafePathError.code: "a path under the power directory is not safe to use (writable by others: chmod go-w it; "
                           "or another user's): popkit-power doctor names it",
 }

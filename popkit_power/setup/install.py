@@ -30,7 +30,17 @@ from typing import Any
 from ..errors import ConfigError
 from ..home import write_private_file
 from ..hook.entry import WAKE_ARG
-from ..hook_transport import BUNDLE_FILE, CERT_FILE, HTTP_EVENTS, SECRET_HEADER, TRUST_ENV, port_of, url
+from ..hook_transport import (
+    BUNDLE_FILE,
+    CERT_FILE,
+    HTTP_EVENTS,
+    HTTP_START_TIMEOUT,
+    HTTP_TIMEOUT,
+    SECRET_HEADER,
+    TRUST_ENV,
+    port_of,
+    url,
+)
 from ..keys import CLAUDE_DIR
 
 HOOK_EVENTS = ("SessionStart", "PostToolUse", "PostToolUseFailure", "SubagentStart", "SubagentStop", "Stop",
@@ -79,13 +89,6 @@ def hooks_config(command: str, events: tuple[str, ...] = HOOK_EVENTS, http: Over
                      "hooks": [_handler(command, event, http),
                                *([_waiter(command)] if event == WAKE_EVENT else [])]}]
             for event in events}
-
-
-#: Seconds, over HTTP. Claude Code waits this long on every call while the coordinator cannot answer but still
-#: holds its port (stopped with Ctrl-Z, say): a refused connection fails at once, a stopped process does not. An
-#: answer takes milliseconds; one cut off by this loses nothing (its news is delivered again at the next call).
-HTTP_TIMEOUT = 3
-HTTP_START_TIMEOUT = 10  # a subagent's welcome may fold the journal since the last snapshot
 
 
 def _handler(command: str, event: str, http: OverHttp | None) -> dict[str, Any]:
