@@ -333,7 +333,7 @@ def test_a_call_that_cannot_have_its_agent_in_time_is_given_up_and_its_news_kept
     call(session.power_dir, tool(tool_use_id="g0"))
     session.publish("message.broadcast", {"text": "kept for later"}, sender="human")
     state = AgentState(session.dir, f"{CLAUDE}:main")
-    with state.lock, pytest.raises(HookCallAbandoned, match="stayed locked for 0.05 s"):
+    with state.lock, pytest.raises(HookCallAbandoned, match=r"stayed locked for 0\.05 s"):
         entry.run(io.BytesIO(orjson.dumps(tool(tool_use_id="g1"))), session.power_dir, {"CLAUDE_PID": "4242"},
                   lock_seconds=0.05)
     assert "kept for later" in context(call(session.power_dir, tool(tool_use_id="g2")))
