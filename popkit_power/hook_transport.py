@@ -35,6 +35,8 @@ SECRET_FILE = "hook-secret"
 CERT_FILE, KEY_FILE = "hook-cert.pem", "hook-key.pem"
 #: The certificate Claude Code trusts, with the ones NODE_EXTRA_CA_CERTS named before (`trusted_certificates`).
 BUNDLE_FILE = "hook-trust.pem"
+#: The certificate files NODE_EXTRA_CA_CERTS named when `install` ran (a JSON list), bundled at every install.
+SOURCES_FILE = "hook-trust-sources.json"
 #: Written by the process that answers the hooks while it does (its pid and port), for `status`.
 SERVED_FILE = "hook-server.json"
 TRUST_ENV = "NODE_EXTRA_CA_CERTS"
@@ -180,15 +182,24 @@ def ensure_certificate(power_dir: str) -> str:
 
 def trusted_certificates(power_dir: str, others: list[str]) -> str:
     """What NODE_EXTRA_CA_CERTS is to name: the project's certificate, or, when certificates were named there
-    already (`others`: the files a corporate proxy's CA may be in), a bundle of theirs and ours, so that setting it
-    for the hooks does not drop them."""
+    already (`others`: the files a company proxy's CA may be in), a bundle of theirs and ours, so that setting it
+    for the hooks does not drop them. The files named once are remembered (`SOURCES_FILE`) and bundled again at
+    every install, wherever it is run from, as long as they exist; each time from their current content."""
     cert_path = ensure_certificate(power_dir)
-    others = [path for path in others if os.path.abspath(path) not in (cert_path, os.path.join(power_dir,
-                                                                                                BUNDLE_FILE))]
-    if not others:
+    ours = (cert_path, os.path.join(power_dir, BUNDLE_FILE))
+    sources_path = os.path.join(power_dir, SOURCES_FILE)
+    try:
+        remembered = json.loads(read_file(sources_path, 1 << 16))
+    except (OSError, ValueError, PowerModeError):
+        remembered = []
+    named = [path for path in [*(remembered if isinstance(remembered, list) else []), *others]
+             if isinstance(path, str) and os.path.abspath(path) not in ours]
+    named = [path for path in dict.fromkeys(named) if os.path.isfile(path)]
+    write_file_atomically(sources_path, json.dumps(named).encode("utf-8"))
+    if not named:
         return cert_path
     parts = []
-    for path in others:
+    for path in named:
         with open(path, "rb") as handle:
             parts.append(handle.read().strip() + b"\n")
     parts.append(read_file(cert_path))

@@ -50,7 +50,9 @@ def handlers(project: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def config(power_dir: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(Path(power_dir, "config.json").read_text())
+    """config.json as written ({} when there is none)."""
+    path = Path(power_dir, "config.json")
+    loaded: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     return loaded
 
 
@@ -149,6 +151,39 @@ def test_a_settings_file_that_names_its_own_trust_is_left_alone(power_dir: str, 
     refused = install(project, "--transport", "http")
     assert refused.exit_code != 0 and "NODE_EXTRA_CA_CERTS" in refused.output
     assert json.loads(path.read_text()) == {"env": {"NODE_EXTRA_CA_CERTS": "/etc/corp.pem"}}
+    assert "hook_transport" not in config(power_dir), "config.json is not switched when the settings are not"
+
+
+def test_certificates_named_once_stay_trusted_when_install_runs_from_another_shell(
+        power_dir: str, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    corporate = tmp_path / "corporate.pem"
+    corporate.write_text("-----BEGIN CERTIFICATE-----\nMIIcorporate\n-----END CERTIFICATE-----\n")
+    monkeypatch.setenv("NODE_EXTRA_CA_CERTS", str(corporate))
+    assert install(project, "--transport", "http").exit_code == 0
+    monkeypatch.delenv("NODE_EXTRA_CA_CERTS")
+    corporate.write_text("-----BEGIN CERTIFICATE-----\nMIIrotated\n-----END CERTIFICATE-----\n")
+    assert install(project).exit_code == 0  # a plain install later, from a shell without the variable
+    bundle = Path(settings(project)["env"]["NODE_EXTRA_CA_CERTS"]).read_text()
+    assert "MIIrotated" in bundle and "MIIcorporate" not in bundle, "still bundled, from its current content"
+
+
+def test_uninstall_turns_the_transport_back_to_command(power_dir: str, project: Path) -> None:
+    assert install(project, "--transport", "http").exit_code == 0
+    assert CliRunner().invoke(main, ["uninstall", "--project-dir", str(project)]).exit_code == 0
+    assert config(power_dir)["hook_transport"] == "command", "nothing posts: the coordinator need not answer"
+    _result, checks = doctor(project)
+    assert "hooks over HTTP" not in checks
+
+
+def test_a_linked_settings_file_gets_no_secret(power_dir: str, project: Path, tmp_path: Path) -> None:
+    """settings.local.json linked to a file elsewhere (a dotfiles repository): the secret would land there."""
+    shared = tmp_path / "dotfiles-settings.json"
+    shared.write_text("{}")
+    (project / ".claude").mkdir()
+    (project / ".claude" / "settings.local.json").symlink_to(shared)
+    refused = install(project, "--transport", "http")
+    assert refused.exit_code != 0 and "is a link" in refused.output
+    assert shared.read_text() == "{}" and "hook_transport" not in config(power_dir)
 
 
 def test_the_certificate_names_127_0_0_1_only_and_signs_nothing_else(power_dir: str, project: Path) -> None:

@@ -60,62 +60,72 @@ def install(user: bool, project_dir: str, transport: str | None) -> None:
     chosen now, with a secret made for this project; SessionStart, the guardrails and the idle agent's waiter stay
     commands. Switching transports replaces the hooks: never both at once."""
     path = settings_path(user=user, project_dir=project_dir)
-    over_http = _over_http(transport, user, project_dir, path)
+    home = power_dir()
+    if not os.path.isdir(home):  # made here, so popkit-power's own: trusted, as a session's start makes it
+        trust(home)
+    if not user:
+        _moved_out_of_shared(project_dir)  # first: an older install's entries there are not a second registration
+    over_http = _over_http(transport, user, project_dir, path, home)
     guarded = _guardrails_set()
-    added = install_hooks(path, events=(*HOOK_EVENTS, GUARD_EVENT) if guarded else HOOK_EVENTS, http=over_http)
+    events = (*HOOK_EVENTS, GUARD_EVENT) if guarded else HOOK_EVENTS
+    # config.json (which the running coordinator follows) and the settings (which Claude Code follows) change in the
+    # order that leaves no call unanswered: the server opens before the settings post to it, and the settings post
+    # elsewhere before it closes. Whatever would refuse the settings is found before config.json changes.
+    if over_http is not None:
+        install_hooks(path, events=events, http=over_http, check_only=True)
+        update_config(home, {"hook_transport": HTTP, "hook_port": over_http.port})
+    added = install_hooks(path, events=events, http=over_http)
+    if over_http is None and load_config(home).hook_transport != COMMAND:
+        update_config(home, {"hook_transport": COMMAND})
     click.echo(f"{'installed' if added else 'already installed'}: popkit-power hooks in {path}"
                f"{' (with the guardrails hook)' if guarded else ''}"
-               f"{f', tool calls over HTTP to 127.0.0.1:{over_http.port}' if over_http else ''}")
-    if added and active_session(power_dir()):
-        click.echo("Claude Code sessions started from now on use them, and a coordinator started from now on "
-                   "answers them: stop and start the session for its coordinator to follow", err=True)
+               f"{f', tool calls over HTTPS to 127.0.0.1:{over_http.port}' if over_http else ''}")
+    if added and active_session(home):
+        click.echo("Claude Code sessions running now read them within a second, and the session's coordinator "
+                   "follows config.json as quickly", err=True)
     if not user:
-        _moved_out_of_shared(project_dir)
         excluded = ignore_locally(project_dir)
         if excluded:
             click.echo(f"git ignores it from now on (a line in {excluded}): it holds a path into this machine's venv")
 
 
-def _over_http(transport: str | None, user: bool, project_dir: str, path: str) -> OverHttp | None:
-    """The transport to install, saved in config.json when given: None for command hooks, else where to post."""
-    home = power_dir()
-    if not os.path.isdir(home):  # made here, so popkit-power's own: trusted, as a session's start makes it
-        trust(home)
+def _over_http(transport: str | None, user: bool, project_dir: str, path: str, home: str) -> OverHttp | None:
+    """Where the hooks are to post (the secret and certificate made when missing), or None for command hooks;
+    ConfigError naming why hooks over HTTP cannot be installed here. config.json is not written here."""
     config = load_config(home)
-    if transport is None:
-        transport = config.hook_transport
-    if transport == COMMAND:
-        if config.hook_transport != COMMAND:
-            update_config(home, {"hook_transport": COMMAND})
+    if (transport or config.hook_transport) == COMMAND:
         return None
     if user:
         raise ConfigError("hooks over HTTP are installed per project (each project's coordinator answers its own "
                           "port): run popkit-power install --transport http in the project, without --user")
+    if os.path.islink(path):
+        raise ConfigError(f"{path} is a link (to {os.path.realpath(path)}): hooks over HTTP write the project's "
+                          f"secret into it, which must not land in a file shared elsewhere; make it a file of its own")
     others = [one["where"] for one in registrations.find(project_dir)
               if one["kind"] == "plugin" or os.path.realpath(str(one["path"])) != os.path.realpath(path)]
     if others:
         raise ConfigError(f"the hook is also registered in {', '.join(others)}: with hooks over HTTP here, every "
                           f"tool call would be recorded twice. Remove them first (popkit-power uninstall --user, or "
                           f"/plugin uninstall popkit@popkit-power in Claude Code), then install again")
-    port = config.hook_port
-    if not port or not _free_or_ours(port, home):
-        port = free_port()
-    config = update_config(home, {"hook_transport": HTTP, "hook_port": port})
+    port = config.hook_port if config.hook_port and _free_or_ours(config.hook_port, home) else free_port()
     certificates = trusted_certificates(home, certificates_named_elsewhere(project_dir, path, os.environ))
-    return OverHttp(config.hook_port, ensure_secret(home), certificates)
+    return OverHttp(port, ensure_secret(home), certificates)
 
 
 def _free_or_ours(port: int, home: str) -> bool:
     """Whether `port` can serve this project's hooks: nobody listens there, or this project's coordinator does."""
+    from ..hook_transport import served
     from ..loopback import check_port
 
     try:
         check_port(port, "hook_port")
     except PowerModeError:
-        from ..coordinator.daemon import running
+        from ..journal.lease import holder
 
         session_id = active_session(home)
-        return session_id is not None and running(Session(home, session_id, read_only=True))
+        serving = served(home)
+        return session_id is not None and serving is not None and serving["port"] == port \
+            and serving["pid"] == (holder(Session(home, session_id, read_only=True).dir) or {}).get("pid")
     return True
 
 
@@ -157,6 +167,9 @@ def uninstall(user: bool, project_dir: str, force: bool) -> None:
         removed = uninstall_hooks(path)
         if removed or path == paths[0]:
             click.echo(f"{'removed' if removed else 'nothing to remove'}: popkit-power hooks in {path}")
+    home = power_dir()
+    if not user and os.path.isdir(home) and load_config(home).hook_transport != COMMAND:
+        update_config(home, {"hook_transport": COMMAND})  # nothing posts any more: the coordinator stops answering
 
 
 @click.group(cls=HelpGroup)

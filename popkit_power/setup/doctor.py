@@ -134,7 +134,9 @@ def _over_http(found: list[dict[str, Any]], power_dir: str, config: Config,
     expected = url(config.hook_port)
     if not posted:
         return [Check("hooks over HTTP", FAIL, "config.json says hook_transport \"http\", but no settings file "
-                      "posts the hooks", (install + " --transport http",))]
+                      "posts the hooks", ("run popkit-power install --transport http (without the plugin); or, for "
+                                          "the hooks as processes again: popkit-power uninstall (the plugin's stay) "
+                                          "or popkit-power install --transport command",))]
     wrong = [address for address in posted if address != expected]
     if wrong:
         return [Check("hooks over HTTP", FAIL, f"the settings post to {', '.join(wrong)}, but the coordinator "

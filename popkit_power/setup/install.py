@@ -213,10 +213,10 @@ def is_ours(group: Any, handler: Any) -> bool:
 
 
 def install_hooks(path: str, command: str | None = None, events: tuple[str, ...] = HOOK_EVENTS,
-                  http: OverHttp | None = None) -> bool:
+                  http: OverHttp | None = None, *, check_only: bool = False) -> bool:
     """Merge the Power Mode hooks for `events` into the settings file at `path` (replacing ours there, whichever
     transport they used: never both at once); return True if the file changed. With `http` the file holds the
-    hook's secret, so it is kept 0600."""
+    hook's secret, so it is kept 0600. `check_only`: raise whatever would refuse it, and write nothing."""
     settings = _read(path)
     before = json.dumps(settings, sort_keys=True)
     _remove_ours(settings, events)
@@ -237,7 +237,7 @@ def install_hooks(path: str, command: str | None = None, events: tuple[str, ...]
                               f"need for their certificate: move it to the environment that starts claude (install "
                               f"then trusts both), or keep hooks as commands")
         environment[TRUST_ENV] = http.trust
-    if json.dumps(settings, sort_keys=True) == before:
+    if json.dumps(settings, sort_keys=True) == before or check_only:
         return False
     _write(path, settings, private=http is not None)
     return True
