@@ -56,8 +56,9 @@ if TYPE_CHECKING:
 #: 13: the most recent broadcasts (for the welcome); 14: the first approval request under an id is the one kept;
 #: 15: departed agents past the most recent ones leave the state and keep only their hand-over's files, finished task
 #: and answered request ids indexed, event types counted up to a bound; 16: the keys of departed agents that left the
-#: state (departed_ids), and only a join brings back one that left long ago; 17: a late idle leaves a left agent left
-FOLD_VERSION = 17
+#: state (departed_ids), and only a join brings back one that left long ago; 17: a late idle leaves a left agent left;
+#: 18: each machine's coordinator's outages (from one's last word to the next one's start)
+FOLD_VERSION = 18
 
 def _handlers(*tables: Mapping[str, Handler]) -> dict[str, tuple[Handler, ...]]:
     merged: dict[str, tuple[Handler, ...]] = {}

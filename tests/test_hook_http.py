@@ -349,3 +349,24 @@ def test_the_server_keeps_no_file_open_per_call(session: Session) -> None:
             served.call(tool(tool_use_id=f"f{number}", claude=OTHER if number % 2 else CLAUDE))
         after = len(os.listdir("/proc/self/fd"))
     assert after - before < 10, (before, after)
+
+
+def test_each_machines_coordinator_outages_are_folded_from_its_restarts() -> None:
+    """From one coordinator's last word (a status, or its stop) to the next one's start on the same machine; a
+    coordinator starting on another machine is no outage of this one's, and the first start is none."""
+    from popkit_power.projector import Rules, apply, new_state
+
+    state = new_state()
+    rules = Rules()
+    for seq, (kind, origin, ts) in enumerate([
+            ("coordinator.started", "A", "2026-12-07T10:00:00.000Z"),
+            ("coordinator.status", "A", "2026-12-07T10:00:15.000Z"),
+            ("coordinator.started", "B", "2026-12-07T10:00:20.000Z"),  # another machine
+            ("coordinator.started", "A", "2026-12-07T10:01:00.000Z"),  # A was killed after 10:00:15
+            ("coordinator.stopped", "A", "2026-12-07T10:02:00.000Z"),
+            ("coordinator.started", "A", "2026-12-07T10:02:30.000Z")], start=1):
+        apply(state, {"seq": seq, "type": kind, "from": "coordinator", "origin": origin, "ts": ts, "data": {}}, rules)
+    assert state["coordinators"]["A"]["outages"] == [
+        {"from": "2026-12-07T10:00:15.000Z", "to": "2026-12-07T10:01:00.000Z"},
+        {"from": "2026-12-07T10:02:00.000Z", "to": "2026-12-07T10:02:30.000Z"}]
+    assert "outages" not in state["coordinators"]["B"] and "outages" not in state["coordinator"]

@@ -206,8 +206,8 @@ def _hooks(hooks: dict[str, Any], *, active: bool) -> Text:
                     f"recorded and their news waits for the next answered call (popkit-power coordinator runs one)",
                     style="red")
     for outage in (hooks.get("outages") or [])[-3:]:
-        line.append(f"\n  unanswered {day_and_clock(outage['from'])} to {clock_of(outage['to'])} UTC (the coordinator "
-                    f"was down): tool calls then were not recorded", style="yellow")
+        line.append(f"\n  the coordinator was down {day_and_clock(outage['from'])} to {clock_of(outage['to'])} UTC: "
+                    f"tool calls sent over HTTP then were not recorded", style="yellow")
     return line
 
 

@@ -101,8 +101,6 @@ def _closed(state: State, event: Event, data: SessionClosed, rules: Rules) -> No
 def _coordinator(state: State, event: Event, data: dict[str, Any], rules: Rules) -> None:
     status = {"started": "running", "status": "running", "stopped": "stopped"}[event["type"].split(".")[1]]
     coordinator = state["coordinator"]
-    if event["type"] == "coordinator.started":
-        _outage(coordinator, event.get("ts"))
     if status == "running" and coordinator.get("status") != "running":
         coordinator["since"] = event.get("ts")
     coordinator.update({"status": status, "last_seen": event.get("ts"), "by": event.get("from"),
@@ -122,13 +120,15 @@ def _coordinator(state: State, event: Event, data: dict[str, Any], rules: Rules)
         machine.update(_told(data))
 
 
-#: The coordinator's last outages kept (status shows them: with hooks over HTTP, no tool call was recorded then).
+#: Each machine's coordinator's last outages kept (status shows them: with hooks over HTTP, no tool call was
+#: recorded then). Per machine only: one machine's coordinator starting says nothing of another's.
 MAX_OUTAGES = 10
 
 
 def _outage(coordinator: Coordinator, started: str | None) -> None:
-    """A coordinator starts where one ran before in the session: the time between the last word of the one before
-    (its last status, or its stop) and this start is an outage, kept in `outages` (the last MAX_OUTAGES)."""
+    """A machine's coordinator starts where one ran before on it in the session: the time between the last word of
+    the one before (its last status, or its stop) and this start is an outage, kept in `outages` (the last
+    MAX_OUTAGES)."""
     last = coordinator.get("last_seen")
     if coordinator.get("status") not in ("running", "stopped") or not isinstance(last, str) \
             or not isinstance(started, str):

@@ -332,7 +332,7 @@ def test_news_sent_while_the_coordinator_is_down_reaches_the_model_once_after_it
     after = orjson.loads(popkit(project.home, "status", "--json", cwd=project.work).stdout)["hooks"]
     assert after["answered"] is True and len(after["outages"]) == 1, after
     shown = " ".join(popkit(project.home, "status", cwd=project.work).stdout.split())  # as wrapped to the terminal
-    assert "(the coordinator was down): tool calls then were not recorded" in shown, shown
+    assert "UTC: tool calls sent over HTTP then were not recorded" in shown, shown
 
     requests = requests_of(server, prompt)
     assert [len(tool_results(r)) for r in requests] == list(range(7))
