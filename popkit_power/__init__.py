@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         ClaimLostError,
         ConfigError,
         CoordinatorRunningError,
+        HookCallAbandoned,
         HookInputError,
         JournalError,
         PowerModeError,
@@ -75,7 +76,7 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it
 _PUBLIC = {
     "PowerModeError": "errors", "ConfigError": "errors", "ProtocolError": "errors", "SessionError": "errors",
-    "HookInputError": "errors", "UnsafePathError": "errors", "JournalError": "errors",
+    "HookInputError": "errors", "HookCallAbandoned": "errors", "UnsafePathError": "errors", "JournalError": "errors",
     "RecordTooLargeError": "errors", "ReplicationError": "replication.errors",
     "MissingDependencyError": "replication.errors", "TransportError": "replication.errors",
     "TransportTimeoutError": "replication.errors", "TransportUnreachableError": "replication.errors",
@@ -90,13 +91,12 @@ _PUBLIC = {
     "PowerModeCoordinator": "coordinator", "CoordinatorRunningError": "errors",
 }
 __all__ = [
-    "AnswerRefusedError", "ClaimLostError", "Config", "ConfigError", "CoordinatorRunningError", "HookInputError",
-    "Journal", "JournalError", "MalformedReplyError", "MissingDependencyError", "Position", "PowerModeCoordinator",
-    "PowerModeError", "ProtocolError", "RecordTooLargeError", "ReplicationError", "Rules", "Session", "SessionError",
-    "SessionNotActiveError",
-    "TransportAuthError", "TransportError", "TransportLimitError", "TransportRejectedError", "TransportServerError",
-    "TransportTimeoutError", "TransportUnreachableError", "UnsafePathError", "apply", "load_config", "new_state",
-    "project", "start_session", "stop_session",
+    "AnswerRefusedError", "ClaimLostError", "Config", "ConfigError", "CoordinatorRunningError", "HookCallAbandoned",
+    "HookInputError", "Journal", "JournalError", "MalformedReplyError", "MissingDependencyError", "Position",
+    "PowerModeCoordinator", "PowerModeError", "ProtocolError", "RecordTooLargeError", "ReplicationError", "Rules",
+    "Session", "SessionError", "SessionNotActiveError", "TransportAuthError", "TransportError", "TransportLimitError",
+    "TransportRejectedError", "TransportServerError", "TransportTimeoutError", "TransportUnreachableError",
+    "UnsafePathError", "apply", "load_config", "new_state", "project", "start_session", "stop_session",
 ]
 
 

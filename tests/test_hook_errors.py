@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from popkit_power.errors import ConfigError, UnsafePathError
+from popkit_power.errors import ConfigError, HookCallAbandoned, UnsafePathError
 from popkit_power.hook.log import HOOK_TWICE, JOURNAL_DAMAGED, STATE_DAMAGED, log_error
 from popkit_power.keys import HOOK_LOG
 from popkit_power.setup import hook_errors
@@ -44,6 +44,7 @@ def test_lines_of_an_older_version_are_known_by_their_words() -> None:
 
 
 def test_every_code_with_advice_is_one_the_hook_writes() -> None:
-    written = {ConfigError.code, UnsafePathError.code, HOOK_TWICE, JOURNAL_DAMAGED, STATE_DAMAGED}
+    written = {ConfigError.code, UnsafePathError.code, HOOK_TWICE, JOURNAL_DAMAGED, STATE_DAMAGED,
+               HookCallAbandoned.code}  # the last by the coordinator's server, which answers hooks over HTTP
     assert set(ADVICE) == written
     assert {code for _words, code in hook_errors.OLD_WORDS} <= set(ADVICE)
