@@ -22,6 +22,7 @@ and the project's errors.py and keys.py.
 import errno
 import os
 import stat
+from _thread import get_ident  # a built-in module, imported by the interpreter already: the hook's path
 
 from .errors import UnsafePathError
 from .keys import TEMPORARY_SUFFIX
@@ -176,12 +177,14 @@ def write_file_atomically(path: str, data: bytes, *, durable: bool = True, mode:
     """Replace `path` with `data`: the old file or the whole new one, never a part.
 
     The temporary file is `temporary` when the caller holds a lock that makes a fixed name safe (a killed writer's
-    leftover is then reused, never piled up), else `<path>.<pid>.tmp`. It is created without following a link,
-    written completely (a short write, such as on a full disk, raises OSError), fsynced with `durable`, and renamed
-    over `path`; the directory is fsynced with `durable`. On any failure the temporary file is removed and `path`
-    keeps its old content. With `dir_fd`, `path` is a name in that open directory, whatever stands at its path now.
+    leftover is then reused, never piled up), else `<path>.t<thread>.<pid>.tmp` (the coordinator answers hooks over
+    HTTP from several threads of one process, which must not write each other's temporary file). It is created
+    without following a link, written completely (a short write, such as on a full disk, raises OSError), fsynced
+    with `durable`, and renamed over `path`; the directory is fsynced with `durable`. On any failure the temporary
+    file is removed and `path` keeps its old content. With `dir_fd`, `path` is a name in that open directory,
+    whatever stands at its path now.
     """
-    temporary = temporary or f"{path}.{os.getpid()}{TEMPORARY_SUFFIX}"
+    temporary = temporary or f"{path}.t{get_ident()}.{os.getpid()}{TEMPORARY_SUFFIX}"
     try:
         os.unlink(temporary, dir_fd=dir_fd)  # a leftover, or a planted link: O_EXCL below then creates a fresh file
     except FileNotFoundError:
@@ -222,9 +225,10 @@ def fsync_dir(directory: str) -> None:
 
 
 def remove_stale_temporaries(directory: str | int) -> int:
-    """Remove `<name>.<pid>.tmp` files in `directory` (a path, or an open directory's fd) whose process is gone
-    (left by a killed writer); return how many. Files named with a live pid are a write in progress and stay, and
-    so do fixed names (written under a lock, and reused by the next writer)."""
+    """Remove `<name>.<pid>.tmp` files (`<name>.t<thread>.<pid>.tmp` too) in `directory` (a path, or an open
+    directory's fd) whose process is gone (left by a killed writer); return how many. Files named with a live pid
+    are a write in progress and stay, and so do fixed names (written under a lock, and reused by the next
+    writer)."""
     removed = 0
     try:
         if isinstance(directory, str):

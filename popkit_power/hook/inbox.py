@@ -206,12 +206,16 @@ class Inbox:
 
 
 _WORD_SETS: dict[str, frozenset[str]] = {}
+#: Kept at most: the coordinator answers hooks over HTTP call after call in one process.
+MAX_WORD_SETS = 4096
 
 
 def _word_set(key: str) -> frozenset[str]:
-    """The word set of a remembered insight key, built once per hook process."""
+    """The word set of a remembered insight key, built once per hook process (the latest MAX_WORD_SETS kept)."""
     words = _WORD_SETS.get(key)
     if words is None:
+        if len(_WORD_SETS) >= MAX_WORD_SETS:
+            _WORD_SETS.clear()  # a dict shared by threads: cleared whole, never half-iterated
         words = _WORD_SETS[key] = frozenset(key.split())
     return words
 
