@@ -12,8 +12,9 @@ from .errors import SessionError
 LOOPBACK = "127.0.0.1"
 
 
-def bound(port: int, option: str) -> socket.socket:
-    """A socket bound to 127.0.0.1:`port` (0: any free one); SessionError naming `option` when it cannot be."""
+def bound(port: int, option: str, *, what: str | None = None) -> socket.socket:
+    """A socket bound to 127.0.0.1:`port` (0: any free one); SessionError naming `option` when it cannot be, and
+    what to do: `what`, or choose another port or 0."""
     # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets made with it, and with
     # Nagle on, each answer on a kept-alive connection waits ~40 ms for the client's delayed ACK.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -23,8 +24,8 @@ def bound(port: int, option: str) -> socket.socket:
         sock.bind((LOOPBACK, port))
     except OSError as error:
         sock.close()
-        raise SessionError(f"cannot listen on {LOOPBACK}:{port} ({error.strerror}): choose another {option}, or 0 "
-                           f"for any free one") from None
+        advice = what or f"choose another {option}, or 0 for any free one"
+        raise SessionError(f"cannot listen on {LOOPBACK}:{port} ({error.strerror}): {advice}") from None
     return sock
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 
-PROC = "/proc"
+from ..processes import PROC
 
 
 def peer_pid(client_port: int, server_port: int, proc: str = PROC) -> int | None:

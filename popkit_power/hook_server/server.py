@@ -55,7 +55,8 @@ class HookServer:
                                "set up: run popkit-power install --transport http")
         from .app import HookApp  # anyio and the hook's handlers: only once hooks are answered here
 
-        sock = bound(config.hook_port, "hook_port: popkit-power install --transport http picks a free one")
+        sock = bound(config.hook_port, "hook_port", what="another program holds it? popkit-power install --transport "
+                                                          "http picks a free one (and tells Claude Code)")
         try:
             sock.listen(512)
             self.app = HookApp(self.power_dir, config.hook_port, secret)

@@ -123,7 +123,12 @@ def _over_http(found: list[dict[str, Any]], power_dir: str, config: Config,
     secret it checks, and does it answer now?"""
     from ..hook_transport import HTTP, certificate_paths, read_secret, url
 
-    posted = {address: one for registration in found for address, one in registration.get("http", {}).items()}
+    posted: dict[str, dict[str, list[Any]]] = {}
+    for registration in found:  # one URL may be in two settings files: every file's secrets are checked
+        for address, one in registration.get("http", {}).items():
+            seen = posted.setdefault(address, {"events": [], "secrets": []})
+            seen["events"] += one["events"]
+            seen["secrets"] += one["secrets"]
     if config.hook_transport != HTTP and not posted:
         return []
     install = "run popkit-power install (it writes the hooks config.json's hook_transport asks for)"
@@ -177,6 +182,9 @@ def _answers(port: int, certificate: str) -> str | None:
         said = reply.read(200)
     except ssl.SSLError as error:
         return f"something else answers there, without the project's certificate ({error.reason})"
+    except TimeoutError:
+        return ("a process holds the port but does not answer: a coordinator stopped (Ctrl-Z, SIGSTOP), or another "
+                "program")
     except OSError as error:
         return error.strerror or str(error)
     finally:

@@ -112,15 +112,16 @@ HOOK_PORTS = range(20000, 32000)
 def free_port() -> int:
     """A loopback port nobody listens on now, for the hooks over HTTP (the coordinator binds it at each start)."""
     import random
-    import socket
+
+    from ..errors import SessionError
+    from ..loopback import check_port
 
     for port in random.sample(HOOK_PORTS, 64):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
+        try:
+            check_port(port, "hook_port")
+        except SessionError:
+            continue
+        return port
     raise ConfigError(f"no free loopback port found between {HOOK_PORTS.start} and {HOOK_PORTS.stop}: set "
                       f"hook_port in config.json to one that is free")
 
