@@ -10,11 +10,12 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import orjson
+import support
+from support import end_foreground
 
 from popkit_power.hook_transport import PATH, SECRET_HEADER, certificate_paths
 
@@ -83,13 +84,8 @@ def popkit(home: Path, *args: str, cwd: Path, check: bool = True,
 
 
 def until(condition: Any, what: str, seconds: float = WAIT) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        found = condition()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
-        time.sleep(0.05)
+    """support.until, with this module's deadline by default."""
+    return support.until(condition, seconds, what)
 
 
 def port_answers(port: int) -> bool:
@@ -155,24 +151,13 @@ class Project:
         return process
 
     def restart(self, log: Path) -> int:
-        out = log.open("wb")
-        process = subprocess.Popen([POPKIT, "coordinator"], env={**cli_env(self.home), **self.env}, cwd=self.work,
-                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        out.close()
-        self.foreground = process
+        process = self.restart_without_waiting(log)
         until(lambda: self.answers() or process.poll() is not None, "the restarted coordinator answers hooks")
         assert process.poll() is None, log.read_text(errors="replace")
         return process.pid
 
     def close(self) -> None:
-        if self.foreground is not None and self.foreground.poll() is None:
-            self.foreground.send_signal(signal.SIGTERM)
-            try:
-                self.foreground.wait(15)
-            except subprocess.TimeoutExpired:
-                self.foreground.kill()
-                self.foreground.wait()
+        end_foreground(self.foreground)
         try:
             from popkit_power.coordinator import daemon
 

@@ -338,6 +338,22 @@ def until(condition: Any, seconds: float, what: str) -> Any:
         time.sleep(0.02)
 
 
+def end_foreground(process: Any, seconds: float = 15) -> None:
+    """A process the test started in the foreground (`popkit-power coordinator`), ended as a person ends it (SIGTERM)
+    and killed if it does not end within `seconds`."""
+    import signal
+    import subprocess
+
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def remove_tree(path: str) -> None:
     """`rm -rf path`, again while a process still writing into it makes new files under it (as rm -rf does, at
     most a few rounds)."""

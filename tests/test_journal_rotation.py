@@ -20,7 +20,7 @@ import followers
 import pytest
 import support
 
-from popkit_power.cli.render import verify_text
+from popkit_power.cli.sessions import verify_text
 from popkit_power.journal import writer as journal_module
 from popkit_power.journal.verify import verify_journal
 from popkit_power.journal.writer import Damage, Journal, Position, segment_name

@@ -194,16 +194,17 @@ def _hooks(hooks: dict[str, Any], *, active: bool) -> Text:
     """Hooks over HTTP: answered or not, and the coordinator's outages, when no tool call was recorded."""
     from rich.text import Text
 
+    where = clean(hooks["url"], 80)
     if not active:
-        line = Text(f"over HTTP at {clean(hooks['url'], 80)}")
+        line = Text(f"over HTTP at {where}")
     elif hooks["answered"]:
         line = Text("answered", style="green")
-        line.append(f"  over HTTP at {clean(hooks['url'], 80)}, by the coordinator")
+        line.append(f"  over HTTP at {where}, by the coordinator")
     else:
         since = f" since {day_and_clock(hooks['unanswered_since'])} UTC" if hooks.get("unanswered_since") else ""
         line = Text(f"NOT ANSWERED{since}", style="bold red")
-        line.append(f"  at {clean(hooks['url'], 80)}: no coordinator runs, so the agents' tool calls are not "
-                    f"recorded and their news waits for the next answered call (popkit-power coordinator runs one)",
+        line.append(f"  at {where}: the agents' tool calls are not recorded and their news waits for the next "
+                    f"answered call (no coordinator runs, or it cannot serve there: popkit-power doctor says which)",
                     style="red")
     for outage in (hooks.get("outages") or [])[-3:]:
         line.append(f"\n  the coordinator was down {day_and_clock(outage['from'])} to {clock_of(outage['to'])} UTC: "
@@ -386,24 +387,3 @@ def _conflicts(info: dict[str, Any]) -> list[RenderableType]:
                       _text(", ".join(_name(info, key) for key in conflict.get("agents") or ()) or None))
     return [_title("file conflicts", str(len(conflicts))), _indented(table),
             *_more(SHOW_CONFLICTS, len(conflicts), "file conflict")]
-
-
-def verify_text(report: dict[str, Any]) -> str:
-    seqs = f"seq {report['first_seq']}..{report['last_seq']}" if report["records"] else "no records"
-    lines = [f"{'OK' if report['ok'] else 'DAMAGED'}: {plural(report['records'], 'record')}, {seqs}, "
-             f"{plural(len(report['segments']), 'segment')} in {report['journal']}"]
-    for damage in report["damaged"]:
-        lines.append(f"  damaged: seq {damage['seq']} at {damage['segment']} byte {damage['offset']}: "
-                     f"{damage['reason']}")
-    for gap in report["gaps"]:
-        lines.append(f"  gap: no record between seq {gap['after']} and seq {gap['before']}")
-    for seq in report["repeats"]:
-        lines.append(f"  repeated: seq {seq}")
-    for misnamed in report["misnamed"]:
-        lines.append(f"  misnamed: {misnamed['segment']} starts with seq {misnamed['first_seq']}")
-    if report["torn_tail"]:
-        torn = report["torn_tail"]
-        lines.append(f"  torn tail: {torn['bytes']} bytes at {torn['segment']} byte {torn['offset']} "
-                     f"(repaired by the next append)")
-    return "\n".join(lines)
-

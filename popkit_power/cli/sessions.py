@@ -26,7 +26,8 @@ from ..session import Session, start_session, stop_session, summarize
 from ..setup.problems import problems, untrusted_problem
 from ..status import StatusReader, no_session
 from .common import active_session, os_problem, power_dir, sender_for, sender_option, session_to_read
-from .render import make_console, status_output, verify_text, watch_status
+from .help import plural
+from .render import make_console, status_output, watch_status
 
 #: what a person may write into a power directory before its first `start` (README, "Guardrails")
 SETTINGS_FILES = {CONFIG_FILE, LAST_VALID_FILE}
@@ -250,3 +251,24 @@ def verify(session_id: str | None, as_json: bool) -> None:
 
 
 COMMANDS = (start, stop, status, verify)
+
+
+def verify_text(report: dict[str, Any]) -> str:
+    """`verify`'s report as the lines a person reads."""
+    seqs = f"seq {report['first_seq']}..{report['last_seq']}" if report["records"] else "no records"
+    lines = [f"{'OK' if report['ok'] else 'DAMAGED'}: {plural(report['records'], 'record')}, {seqs}, "
+             f"{plural(len(report['segments']), 'segment')} in {report['journal']}"]
+    for damage in report["damaged"]:
+        lines.append(f"  damaged: seq {damage['seq']} at {damage['segment']} byte {damage['offset']}: "
+                     f"{damage['reason']}")
+    for gap in report["gaps"]:
+        lines.append(f"  gap: no record between seq {gap['after']} and seq {gap['before']}")
+    for seq in report["repeats"]:
+        lines.append(f"  repeated: seq {seq}")
+    for misnamed in report["misnamed"]:
+        lines.append(f"  misnamed: {misnamed['segment']} starts with seq {misnamed['first_seq']}")
+    if report["torn_tail"]:
+        torn = report["torn_tail"]
+        lines.append(f"  torn tail: {torn['bytes']} bytes at {torn['segment']} byte {torn['offset']} "
+                     f"(repaired by the next append)")
+    return "\n".join(lines)

@@ -37,6 +37,7 @@ from model_server import (
     tool_results,
     tool_use,
 )
+from support import end_foreground
 from test_power_mode import GATE_TIMEOUT, REPO, VENV_BIN, Gate, journal_events, requests_of
 
 from popkit_power.coordinator import daemon
@@ -152,13 +153,7 @@ class Project:
 
     def close(self) -> None:
         """Never leave a coordinator behind, whatever failed."""
-        if self.foreground is not None and self.foreground.poll() is None:
-            self.foreground.send_signal(signal.SIGTERM)
-            try:
-                self.foreground.wait(15)
-            except subprocess.TimeoutExpired:
-                self.foreground.kill()
-                self.foreground.wait()
+        end_foreground(self.foreground)
         try:
             daemon.stop(self.session)
         except Exception:
