@@ -449,6 +449,16 @@ def recorded_labels(project: Project) -> list[str]:
             if event["type"] == "agent.tool"]
 
 
+def first_news_heard(project: Project, agents: Agents, token: str) -> int:
+    """Every agent joined, a broadcast of `token` heard by each; the coordinator's pid."""
+    until(agents.joined, "every agent joined")
+    project.session.publish("message.broadcast", {"text": token}, sender="human")
+    until(lambda: agents.all_heard([token]), "the first broadcast reached every agent")
+    pid = project.coordinator_pid()
+    assert pid is not None
+    return pid
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signal_", [signal.SIGKILL, signal.SIGTERM])
 def test_the_coordinator_killed_while_agents_post_loses_no_news_and_restarts(project: Project, tmp_path: Path,
@@ -457,11 +467,7 @@ def test_the_coordinator_killed_while_agents_post_loses_no_news_and_restarts(pro
     agents = Agents(project, 6, tokens)
     agents.start()
     try:
-        until(agents.joined, "every agent joined")
-        project.session.publish("message.broadcast", {"text": tokens[0]}, sender="human")
-        until(lambda: agents.all_heard(tokens[:1]), "the first broadcast reached every agent")
-        pid = project.coordinator_pid()
-        assert pid is not None
+        pid = first_news_heard(project, agents, tokens[0])
         project.session.publish("message.broadcast", {"text": tokens[1]}, sender="human")
         os.kill(pid, signal_)  # while the agents post (and some carry the second broadcast)
         until(lambda: not project.running(), "the coordinator is gone")
@@ -805,11 +811,7 @@ def test_replicated_session_with_hooks_over_http_survives_a_killed_coordinator(t
         agents = Agents(project, 4, tokens)
         agents.start()
         try:
-            until(agents.joined, "every agent joined")
-            project.session.publish("message.broadcast", {"text": tokens[0]}, sender="human")
-            until(lambda: agents.all_heard(tokens[:1]), "the first broadcast reached every agent")
-            pid = project.coordinator_pid()
-            assert pid is not None
+            pid = first_news_heard(project, agents, tokens[0])
             os.kill(pid, signal.SIGKILL)
             until(lambda: not project.running(), "the coordinator is gone")
             project.session.publish("message.broadcast", {"text": tokens[1]}, sender="human")
