@@ -267,6 +267,17 @@ def test_doctor_names_settings_that_do_not_fit_the_power_directory(power_dir: st
     assert any("popkit-power install" in fix for fix in check["fixes"])
 
 
+def test_doctor_names_a_secret_that_cannot_be_used(power_dir: str, project: Path, tmp_path: Path) -> None:
+    assert install(project, "--transport", "http").exit_code == 0
+    secret = Path(power_dir, "hook-secret")
+    planted = tmp_path / "planted"
+    planted.write_text(secret.read_text())
+    secret.unlink()
+    secret.symlink_to(planted)
+    check = over_http_check(project)
+    assert check["verdict"] == "FAIL" and "secret cannot be used" in check["found"] and "link" in check["found"]
+
+
 def test_doctor_says_http_is_configured_but_nothing_posts(power_dir: str, project: Path) -> None:
     turn_on_http(power_dir)
     assert CliRunner().invoke(main, ["install", "--project-dir", str(project), "--transport", "command"]

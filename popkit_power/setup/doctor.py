@@ -146,7 +146,10 @@ def _over_http(found: list[dict[str, Any]], power_dir: str, config: Config,
     if wrong:
         return [Check("hooks over HTTP", FAIL, f"the settings post to {', '.join(wrong)}, but the coordinator "
                       f"answers {expected} (hook_port in config.json)", (install,))]
-    secret = read_secret(power_dir)
+    try:
+        secret = read_secret(power_dir)
+    except PowerModeError as error:  # not a secret, or a link in its place
+        return [Check("hooks over HTTP", FAIL, f"the project's secret cannot be used: {error}", (install,))]
     if secret is None or any(given != secret for one in posted.values() for given in one["secrets"]):
         return [Check("hooks over HTTP", FAIL, "the secret the settings send is not the project's (the power "
                       "directory's hook-secret): every call is refused", (install,))]
