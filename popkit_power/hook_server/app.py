@@ -72,7 +72,6 @@ class HookApp:
         self._hosts = {f"{LOOPBACK}:{port}".encode("ascii"), f"localhost:{port}".encode("ascii")}
         self._limiter: anyio.CapacityLimiter | None = None
         self._refusals: list[float] = []
-        self.answered = 0  # calls answered since the start (tests and status read it)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -132,8 +131,6 @@ class HookApp:
             run(io.BytesIO(body), self.power_dir, environ, deliver=deliver, lock_seconds=seconds)
         except BaseException as error:  # the hook never breaks an agent: logged, as the hook process logs it
             log_error(self.power_dir, f"{type(error).__name__}: {error} (hook over HTTP)", code=code_of(error))
-        else:
-            self.answered += 1
         return sent
 
     def _log_refusal(self, scope: Scope, why: str, *, doctor: bool = False) -> None:
