@@ -58,14 +58,16 @@ def dashboard(session_id: str | None, replay: bool, port: int, show_url: bool) -
     # Without SESSION, the dashboard shows whichever session is active, from one to the next.
     server = Dashboard(session, port=port, replay=replay, project_dir=os.getcwd(),
                        follow_active=not replay and session_id is None)
-    address = server.open()
     what = "replay of session" if replay else "live dashboard of session"
-    click.echo(f"{what} {session.id}: open {address}")
-    click.echo("the token in that address is the dashboard's key: whoever has it can "
-               + ("read this session" if replay else f"act as you here; it is kept in {server.address_file} (yours "
-                                                      f"only) until the dashboard stops")
-               + "; Ctrl-C stops it")
-    server.serve()
+
+    def opened(address: str) -> None:
+        click.echo(f"{what} {session.id}: open {address}")
+        click.echo("the token in that address is the dashboard's key: whoever has it can "
+                   + ("read this session" if replay else f"act as you here; it is kept in {server.address_file} "
+                                                          f"(yours only) until the dashboard stops")
+                   + "; Ctrl-C stops it")
+
+    server.serve(opened)  # opened there, with Ctrl-C and SIGTERM already caught
 
 
 COMMANDS = (dashboard,)

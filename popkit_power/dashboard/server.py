@@ -154,10 +154,12 @@ class Dashboard:
         old.close(f"session {previous.id} is no longer the active one: this dashboard shows session {session.id} now",
                   reload=True)
 
-    def serve(self) -> None:
+    def serve(self, opened: Any = None) -> None:
         """Answer until SIGINT or SIGTERM, then close (dashboard.json removed, every page told). The server runs in
         a thread and this one waits for the signal: uvicorn's own handling, in the main thread, raises the signal
-        again once it has stopped, and the default action then ends the process before anything is cleaned up."""
+        again once it has stopped, and the default action then ends the process before anything is cleaned up.
+        The signals are caught before `open()` (called here when not opened yet), which writes dashboard.json: one
+        that comes as soon as the file is there still has it removed. `opened(url)` is called once it is open."""
         stop = threading.Event()
 
         def stop_on(signum: int, _frame: Any) -> None:
@@ -165,6 +167,9 @@ class Dashboard:
 
         previous = {sig: signal.signal(sig, stop_on) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
+            address = self.url or self.open()
+            if opened is not None:
+                opened(address)
             self.serve_in_thread()
             while not stop.wait(1.0):
                 if self._served is not None and not self._served.alive():

@@ -57,11 +57,6 @@ _SECRET_HEADER = SECRET_HEADER.lower().encode("ascii")
 _DOCTOR = DOCTOR_AGENT.encode("ascii")
 
 
-class ReplyNotSent(HookCallAbandoned):
-    """The caller was gone before its reply could be written (or the server is stopping): the news stays unread (its
-    cursor is not moved), and the next call delivers it."""
-
-
 class HookApp:
     """`HookApp(power_dir, port, secret)`: the application for uvicorn."""
 
@@ -121,7 +116,7 @@ class HookApp:
             try:
                 anyio.from_thread.run(_reply, receive, send, reply.encode("utf-8"))
             except anyio.RunFinishedError:  # the server stopped meanwhile
-                raise ReplyNotSent("the server stopped before the reply") from None
+                raise HookCallAbandoned("the server stopped before the reply") from None
             sent = True
 
         client = scope.get("client") or ("", 0)
@@ -167,13 +162,14 @@ async def _body(receive: Receive) -> bytes | None:
 
 
 async def _reply(receive: Receive, send: Send, body: bytes) -> None:
-    """Send the hook's reply; ReplyNotSent when the caller has gone (uvicorn then drops what is sent, silently)."""
+    """Send the hook's reply; HookCallAbandoned when the caller has gone (uvicorn would drop what is sent, silently):
+    the news stays unread (its cursor is not moved), and the next call delivers it."""
     message: MutableMapping[str, Any] = {}
     with anyio.CancelScope() as scope:
         scope.cancel()  # only a message already there: the request's body has been read, so that is a disconnect
         message = await receive()
     if message.get("type") == "http.disconnect":
-        raise ReplyNotSent("the caller closed the connection before the reply")
+        raise HookCallAbandoned("the caller closed the connection before the reply")
     await _answer(send, 200, body, b"application/json")
 
 
